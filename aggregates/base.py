@@ -1,0 +1,122 @@
+"""The base every Prep ES aggregate and event stands on.
+
+Events are frozen pydantic models with an explicit, stable topic (``TOPIC``), so the
+stored form of an event never depends on the module or name of its Python class:
+``Booking.BookingRequested`` is what the store holds, wherever the class lives.
+
+Every event carries :class:`EventMetadata` (who, why) taken from the recording
+context that the command side opens around a command (see :func:`recording_metadata`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID, NAMESPACE_URL, uuid4, uuid5
+
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    CanSnapshotAggregate,
+)
+from eventsourcing.utils import register_topic
+from pydantic import BaseModel, ConfigDict, Field
+
+PREP_NAMESPACE = uuid5(NAMESPACE_URL, "https://prep.es/aggregates")
+
+
+def derived_id(kind: str, *parts: object) -> UUID:
+    """A deterministic aggregate id: two writers deriving the same id for the same
+    thing (an email, a kitchen-day, an idempotency key) collide in the event store."""
+    return uuid5(PREP_NAMESPACE, ":".join([kind, *(str(part) for part in parts)]))
+
+
+class EventMetadata(BaseModel):
+    """Who caused an event and why: the audit trail of every change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    actor_id: UUID | None = None
+    actor_role: str | None = None
+    request_id: str | None = None
+    correlation_id: str | None = None
+
+
+_recording_metadata: ContextVar[EventMetadata] = ContextVar(
+    "recording_metadata", default=EventMetadata()
+)
+
+
+@contextmanager
+def recording_metadata(metadata: EventMetadata) -> Iterator[None]:
+    """Stamp every event triggered inside this block with ``metadata``."""
+    token = _recording_metadata.set(metadata)
+    try:
+        yield
+    finally:
+        _recording_metadata.reset(token)
+
+
+def _current_metadata() -> EventMetadata:
+    return _recording_metadata.get()
+
+
+class DomainEvent(BaseModel):
+    """A fact, immutable once recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TOPIC: ClassVar[str]
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    metadata: EventMetadata = Field(default_factory=_current_metadata)
+
+
+class AggregateCreated(DomainEvent, CanInitAggregate[UUID]):
+    """Mixed into each aggregate's first event."""
+
+    originator_topic: str
+
+
+class AggregateSnapshot(DomainEvent, CanSnapshotAggregate[UUID]):
+    """The state of an aggregate at a version, so that loading a long-lived aggregate
+    replays only the events after it. Snapshotted aggregates keep JSON-native state
+    (ints, strings, lists, dicts with string keys), so a snapshot round-trips exactly."""
+
+    TOPIC: ClassVar[str] = "Snapshot"
+
+    topic: str
+    state: dict[str, Any]
+
+    def mutate(self, _: None) -> Any:
+        aggregate = super().mutate(None)
+        for name in ("_created_on", "_modified_on"):
+            value = aggregate.__dict__[name]
+            if isinstance(value, str):
+                aggregate.__dict__[name] = datetime.fromisoformat(value)
+        return aggregate
+
+
+register_topic(AggregateSnapshot.TOPIC, AggregateSnapshot)
+
+
+class Aggregate(BaseAggregate[UUID]):
+    """Base of Prep ES aggregates: public verbs decide, private ``@event`` methods
+    record. Each subclass sets ``TOPIC`` and gives every nested event a ``TOPIC``."""
+
+    TOPIC: ClassVar[str]
+
+    @staticmethod
+    def create_id(*_: Any, **__: Any) -> UUID:
+        return uuid4()
+
+    class Event(DomainEvent, CanMutateAggregate[UUID]):
+        pass
+
+    Snapshot = AggregateSnapshot
