@@ -5,6 +5,29 @@ Nothing here does I/O or reads a clock: times, prices and ids come in as argumen
 
 from typing import Any
 
-# Aggregate class -> snapshot every N events. Filled in by the aggregate modules' owners;
-# the application reads it when wiring the event store.
-SNAPSHOTTING_INTERVALS: dict[type[Any], int] = {}
+from aggregates.account import SNAPSHOT_INTERVAL as ACCOUNT_SNAPSHOT_INTERVAL
+from aggregates.account import Account
+from aggregates.booking import Booking
+from aggregates.idempotency import IdempotencyRecord
+from aggregates.kitchen import Kitchen
+from aggregates.schedule import SNAPSHOT_INTERVAL as SCHEDULE_SNAPSHOT_INTERVAL
+from aggregates.schedule import KitchenSchedule
+from aggregates.user import EmailClaim, User
+
+# Long-lived aggregates are snapshotted every N events, so loading one costs about the
+# same after 100k events as after 100.
+SNAPSHOTTING_INTERVALS: dict[type[Any], int] = {
+    Account: ACCOUNT_SNAPSHOT_INTERVAL,
+    KitchenSchedule: SCHEDULE_SNAPSHOT_INTERVAL,
+}
+
+__all__ = [
+    "SNAPSHOTTING_INTERVALS",
+    "Account",
+    "Booking",
+    "EmailClaim",
+    "IdempotencyRecord",
+    "Kitchen",
+    "KitchenSchedule",
+    "User",
+]

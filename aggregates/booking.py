@@ -1,0 +1,242 @@
+"""Bookings of a kitchen by a customer, and their lifecycle.
+
+    pending ──confirm──▶ confirmed ──complete──▶ completed
+       │ ├──decline──▶ declined        │
+       │ └──expire───▶ expired         │
+       └──────────cancel───────────────┴──▶ cancelled
+
+The booking's money is a hold on the customer's account (``Account``); every way out
+of pending/confirmed settles that hold exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from aggregates.base import Aggregate, AggregateCreated
+from aggregates.errors import InvalidStateTransition, StateConflict
+from aggregates.kitchen import check_reason
+from aggregates.policies import (
+    BookingWindow,
+    customer_cancellation_capture_basis_points,
+    price_cents,
+    share_cents,
+)
+
+ACTIVE_STATUSES = ("pending", "confirmed")
+BOOKING_STATUSES = ("pending", "confirmed", "declined", "cancelled", "expired", "completed")
+
+
+class Booking(Aggregate):
+    """One customer's booking of one kitchen for one window."""
+
+    TOPIC: ClassVar[str] = "Booking"
+
+    class Event(Aggregate.Event):
+        pass
+
+    class BookingRequested(Event, AggregateCreated):
+        TOPIC: ClassVar[str] = "Booking.BookingRequested"
+        kitchen_id: UUID
+        host_id: UUID
+        customer_id: UUID
+        start_time: datetime
+        end_time: datetime
+        guests: int
+        notes: str
+        hourly_rate_cents: int
+        price_cents: int
+        status: str
+
+    class BookingConfirmed(Event):
+        TOPIC: ClassVar[str] = "Booking.BookingConfirmed"
+
+    class BookingDeclined(Event):
+        TOPIC: ClassVar[str] = "Booking.BookingDeclined"
+        reason: str | None
+
+    class BookingCancelled(Event):
+        TOPIC: ClassVar[str] = "Booking.BookingCancelled"
+        cancelled_by_role: str
+        reason: str | None
+        captured_cents: int
+        released_cents: int
+
+    class BookingRescheduled(Event):
+        TOPIC: ClassVar[str] = "Booking.BookingRescheduled"
+        start_time: datetime
+        end_time: datetime
+        price_cents: int
+
+    class BookingCompleted(Event):
+        TOPIC: ClassVar[str] = "Booking.BookingCompleted"
+        automatically: bool
+
+    class BookingExpired(Event):
+        TOPIC: ClassVar[str] = "Booking.BookingExpired"
+
+    @event(BookingRequested)
+    def __init__(
+        self,
+        kitchen_id: UUID,
+        host_id: UUID,
+        customer_id: UUID,
+        start_time: datetime,
+        end_time: datetime,
+        guests: int,
+        notes: str,
+        hourly_rate_cents: int,
+        price_cents: int,
+        status: str,
+    ) -> None:
+        self.kitchen_id = kitchen_id
+        self.host_id = host_id
+        self.customer_id = customer_id
+        self.start_time = start_time
+        self.end_time = end_time
+        self.guests = guests
+        self.notes = notes
+        self.hourly_rate_cents = hourly_rate_cents
+        self.price_cents = price_cents
+        self.status = status
+        self.captured_cents = 0
+        self.released_cents = 0
+
+    @classmethod
+    def request(
+        cls,
+        *,
+        kitchen_id: UUID,
+        host_id: UUID,
+        customer_id: UUID,
+        window: BookingWindow,
+        guests: int,
+        notes: str,
+        hourly_rate_cents: int,
+        instant_book: bool,
+    ) -> Booking:
+        """A new booking, priced at the kitchen's current rate. The caller has checked
+        the window, the guests and the kitchen's bookability."""
+        return cls(
+            kitchen_id=kitchen_id,
+            host_id=host_id,
+            customer_id=customer_id,
+            start_time=window.start,
+            end_time=window.end,
+            guests=guests,
+            notes=notes,
+            hourly_rate_cents=hourly_rate_cents,
+            price_cents=price_cents(hourly_rate_cents, window.minutes),
+            status="confirmed" if instant_book else "pending",
+        )
+
+    @property
+    def window(self) -> BookingWindow:
+        return BookingWindow(start=self.start_time, end=self.end_time)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def _check_status(self, action: str, *allowed: str) -> None:
+        if self.status not in allowed:
+            raise InvalidStateTransition(
+                f"cannot {action} a booking that is {self.status}"
+                f" (allowed from: {', '.join(allowed)})"
+            )
+
+    def _check_not_started(self, action: str, now: datetime) -> None:
+        if now >= self.start_time:
+            raise StateConflict(
+                f"cannot {action} a booking that has started", code="booking_already_started"
+            )
+
+    def confirm(self, now: datetime) -> None:
+        self._check_status("confirm", "pending")
+        self._check_not_started("confirm", now)
+        self._confirmed()
+
+    def decline(self, reason: str | None) -> None:
+        self._check_status("decline", "pending")
+        self._declined(reason=None if reason is None else check_reason(reason))
+
+    def cancel(self, *, by_role: str, reason: str | None, now: datetime) -> int:
+        """Cancel, and return the cents to capture from the hold: a host releases
+        everything; a customer pays a fee by notice (see policies)."""
+        if self.status == "cancelled":
+            raise StateConflict("the booking is already cancelled", code="already_cancelled")
+        self._check_status("cancel", *ACTIVE_STATUSES)
+        self._check_not_started("cancel", now)
+        assert by_role in ("customer", "host", "admin")
+        capture_basis_points = (
+            customer_cancellation_capture_basis_points(self.start_time, now)
+            if by_role == "customer"
+            else 0
+        )
+        captured = share_cents(self.price_cents, capture_basis_points)
+        self._cancelled(
+            cancelled_by_role=by_role,
+            reason=None if reason is None else check_reason(reason),
+            captured_cents=captured,
+            released_cents=self.price_cents - captured,
+        )
+        return captured
+
+    def reschedule(self, window: BookingWindow, now: datetime) -> None:
+        """Move to ``window``, re-priced at the booking's original rate. The caller has
+        checked the new window and the kitchen's bookability."""
+        self._check_status("reschedule", *ACTIVE_STATUSES)
+        self._check_not_started("reschedule", now)
+        self._rescheduled(
+            start_time=window.start,
+            end_time=window.end,
+            price_cents=price_cents(self.hourly_rate_cents, window.minutes),
+        )
+
+    def complete(self, now: datetime, *, automatically: bool = False) -> None:
+        self._check_status("complete", "confirmed")
+        if now < self.end_time:
+            raise StateConflict("a booking completes after it ends", code="booking_not_ended")
+        self._completed(automatically=automatically)
+
+    def expire(self, now: datetime) -> None:
+        self._check_status("expire", "pending")
+        assert now >= self.start_time, "a pending booking expires at its start"
+        self._expired()
+
+    @event(BookingConfirmed)
+    def _confirmed(self) -> None:
+        self.status = "confirmed"
+
+    @event(BookingDeclined)
+    def _declined(self, reason: str | None) -> None:
+        self.status = "declined"
+        self.released_cents = self.price_cents
+
+    @event(BookingCancelled)
+    def _cancelled(
+        self, cancelled_by_role: str, reason: str | None, captured_cents: int, released_cents: int
+    ) -> None:
+        self.status = "cancelled"
+        self.captured_cents = captured_cents
+        self.released_cents = released_cents
+
+    @event(BookingRescheduled)
+    def _rescheduled(self, start_time: datetime, end_time: datetime, price_cents: int) -> None:
+        self.start_time = start_time
+        self.end_time = end_time
+        self.price_cents = price_cents
+
+    @event(BookingCompleted)
+    def _completed(self, automatically: bool) -> None:
+        self.status = "completed"
+        self.captured_cents = self.price_cents
+
+    @event(BookingExpired)
+    def _expired(self) -> None:
+        self.status = "expired"
+        self.released_cents = self.price_cents

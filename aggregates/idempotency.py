@@ -1,0 +1,59 @@
+"""Idempotency records: a command's key, a hash of its request, and its result.
+
+The record's id is derived from the key's scope (caller and command) and the key, so
+two concurrent first uses of one key both write version 1 of the same aggregate and
+only one commits; the other retries, finds the record and returns its result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from aggregates.base import Aggregate, AggregateCreated, derived_id
+from aggregates.errors import IdempotencyKeyReused, InvalidRequest
+
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+
+
+def check_idempotency_key(key: str) -> None:
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX or not key.isprintable():
+        raise InvalidRequest(
+            f"Idempotency-Key has 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} printable characters",
+            code="invalid_idempotency_key",
+        )
+
+
+class IdempotencyRecord(Aggregate):
+    """The first result of a command sent under one idempotency key."""
+
+    TOPIC: ClassVar[str] = "IdempotencyRecord"
+
+    class Event(Aggregate.Event):
+        pass
+
+    class IdempotencyKeyRecorded(Event, AggregateCreated):
+        TOPIC: ClassVar[str] = "IdempotencyRecord.IdempotencyKeyRecorded"
+        scope: str
+        key: str
+        request_hash: str
+        result: dict[str, Any]
+
+    @staticmethod
+    def create_id(scope: str, key: str, **_: Any) -> UUID:
+        return derived_id("idempotency", scope, key)
+
+    @event(IdempotencyKeyRecorded)
+    def __init__(self, scope: str, key: str, request_hash: str, result: dict[str, Any]) -> None:
+        self.scope = scope
+        self.key = key
+        self.request_hash = request_hash
+        self.result = result
+
+    def check_same_request(self, request_hash: str) -> None:
+        if request_hash != self.request_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request"
+            )

@@ -1,0 +1,145 @@
+"""Users and the email index that keeps emails unique."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from aggregates.base import Aggregate, AggregateCreated, derived_id
+from aggregates.errors import InvalidRequest, InvalidStateTransition
+
+ROLES = ("customer", "host", "admin", "analyst")
+SELF_REGISTRATION_ROLES = ("customer", "host")
+PASSWORD_LENGTH_MIN = 12
+PASSWORD_LENGTH_MAX = 1024
+EMAIL_LENGTH_MAX = 254
+FULL_NAME_LENGTH_MAX = 200
+
+
+def normalize_email(email: str) -> str:
+    """Emails are unique case-insensitively: the index keys on this form."""
+    normalized = email.strip().lower()
+    local, at, domain = normalized.partition("@")
+    if not (local and at and "." in domain and "@" not in domain) or " " in normalized:
+        raise InvalidRequest(f"not an email address: {email!r}", code="invalid_email")
+    if len(normalized) > EMAIL_LENGTH_MAX:
+        raise InvalidRequest("email is too long", code="invalid_email")
+    return normalized
+
+
+def check_password(password: str) -> None:
+    if len(password) < PASSWORD_LENGTH_MIN:
+        raise InvalidRequest(
+            f"passwords have at least {PASSWORD_LENGTH_MIN} characters", code="password_too_short"
+        )
+    if len(password) > PASSWORD_LENGTH_MAX:
+        raise InvalidRequest("password is too long", code="password_too_long")
+
+
+def check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidRequest(
+            f"role must be one of {', '.join(ROLES)}, not {role!r}", code="invalid_role"
+        )
+
+
+class User(Aggregate):
+    """A person with one role. Deactivated users are refused at once."""
+
+    TOPIC: ClassVar[str] = "User"
+
+    class Event(Aggregate.Event):
+        pass
+
+    class UserRegistered(Event, AggregateCreated):
+        TOPIC: ClassVar[str] = "User.UserRegistered"
+        email: str
+        full_name: str
+        role: str
+        password_hash: str
+
+    class UserRoleChanged(Event):
+        TOPIC: ClassVar[str] = "User.UserRoleChanged"
+        role: str
+
+    class UserDeactivated(Event):
+        TOPIC: ClassVar[str] = "User.UserDeactivated"
+
+    class UserReactivated(Event):
+        TOPIC: ClassVar[str] = "User.UserReactivated"
+
+    @event(UserRegistered)
+    def __init__(self, email: str, full_name: str, role: str, password_hash: str) -> None:
+        self.email = email
+        self.full_name = full_name
+        self.role = role
+        self.password_hash = password_hash
+        self.active = True
+
+    @classmethod
+    def register(cls, *, email: str, full_name: str, role: str, password_hash: str) -> User:
+        check_role(role)
+        full_name = full_name.strip()
+        if not full_name or len(full_name) > FULL_NAME_LENGTH_MAX:
+            raise InvalidRequest(
+                f"full_name has 1 to {FULL_NAME_LENGTH_MAX} characters", code="invalid_full_name"
+            )
+        return cls(
+            email=normalize_email(email),
+            full_name=full_name,
+            role=role,
+            password_hash=password_hash,
+        )
+
+    def change_role(self, role: str) -> None:
+        check_role(role)
+        if role != self.role:
+            self._role_changed(role=role)
+
+    def set_active(self, active: bool) -> None:
+        if active and not self.active:
+            self._reactivated()
+        elif not active and self.active:
+            self._deactivated()
+
+    @event(UserRoleChanged)
+    def _role_changed(self, role: str) -> None:
+        self.role = role
+
+    @event(UserDeactivated)
+    def _deactivated(self) -> None:
+        self.active = False
+
+    @event(UserReactivated)
+    def _reactivated(self) -> None:
+        self.active = True
+
+    def check_active(self) -> None:
+        if not self.active:
+            raise InvalidStateTransition("the user is deactivated", code="user_inactive")
+
+
+class EmailClaim(Aggregate):
+    """One per normalized email, with a derived id: two registrations of one email
+    write version 1 of the same aggregate, and the event store lets only one commit."""
+
+    TOPIC: ClassVar[str] = "EmailClaim"
+
+    class Event(Aggregate.Event):
+        pass
+
+    class EmailClaimed(Event, AggregateCreated):
+        TOPIC: ClassVar[str] = "EmailClaim.EmailClaimed"
+        email: str
+        user_id: UUID
+
+    @staticmethod
+    def create_id(email: str, **_: Any) -> UUID:
+        return derived_id("email", email)
+
+    @event(EmailClaimed)
+    def __init__(self, email: str, user_id: UUID) -> None:
+        self.email = email
+        self.user_id = user_id

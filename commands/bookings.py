@@ -1,0 +1,309 @@
+"""Booking commands. Each saves, in one transaction, the booking, the kitchen-day
+schedules it claims or frees, and the accounts whose holds or balances it moves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from aggregates.account import Account, account_id_for
+from aggregates.booking import Booking
+from aggregates.errors import PermissionDenied
+from aggregates.jurisdictions import JurisdictionCatalog
+from aggregates.kitchen import Kitchen
+from aggregates.policies import (
+    BookingWindow,
+    booking_window,
+    check_guests,
+    check_notes,
+    settle,
+)
+from commands.handling import (
+    Actor,
+    Clock,
+    CommandContext,
+    CommandProcessor,
+    Executed,
+    UnitOfWork,
+    require_role,
+)
+
+
+class RequestBooking(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kitchen_id: UUID
+    start_time: datetime
+    end_time: datetime
+    guests: int
+    notes: str = ""
+
+
+class BookingAction(BaseModel):
+    """confirm, complete"""
+
+    model_config = ConfigDict(frozen=True)
+
+    booking_id: UUID
+
+
+class DeclineBooking(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    booking_id: UUID
+    reason: str | None = None
+
+
+class CancelBooking(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    booking_id: UUID
+    reason: str | None = None
+
+
+class RescheduleBooking(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    booking_id: UUID
+    start_time: datetime
+    end_time: datetime
+
+
+class Refund(BaseModel):
+    """How a booking's hold ended: released back to the customer, captured for the host."""
+
+    released_cents: int
+    captured_cents: int
+
+
+class BookingState(BaseModel):
+    id: UUID
+    kitchen_id: UUID
+    host_id: UUID
+    customer_id: UUID
+    start_time: datetime
+    end_time: datetime
+    guests: int
+    notes: str
+    hourly_rate_cents: int
+    price_cents: int
+    status: str
+    refund: Refund | None
+    version: int
+
+    @classmethod
+    def of(cls, booking: Booking) -> BookingState:
+        settled = not booking.is_active
+        return cls(
+            id=booking.id,
+            kitchen_id=booking.kitchen_id,
+            host_id=booking.host_id,
+            customer_id=booking.customer_id,
+            start_time=booking.start_time,
+            end_time=booking.end_time,
+            guests=booking.guests,
+            notes=booking.notes,
+            hourly_rate_cents=booking.hourly_rate_cents,
+            price_cents=booking.price_cents,
+            status=booking.status,
+            refund=Refund(
+                released_cents=booking.released_cents, captured_cents=booking.captured_cents
+            )
+            if settled
+            else None,
+            version=booking.version,
+        )
+
+
+def _load_booking(unit: UnitOfWork, booking_id: UUID, actor: Actor, *roles: str) -> Booking:
+    """The booking, if ``actor`` takes part in it in one of ``roles``
+    (``customer``: its customer; ``host``: its kitchen's host; ``admin``)."""
+    booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
+    allowed = (
+        ("customer" in roles and actor.role == "customer" and booking.customer_id == actor.user_id)
+        or ("host" in roles and actor.role == "host" and booking.host_id == actor.user_id)
+        or ("admin" in roles and actor.role == "admin")
+    )
+    if not allowed:
+        raise PermissionDenied("you do not take part in this booking in a role that may do this")
+    return booking
+
+
+class BookingCommands:
+    def __init__(
+        self,
+        processor: CommandProcessor,
+        jurisdictions: JurisdictionCatalog,
+        clock: Clock,
+        *,
+        commission_basis_points: int,
+    ) -> None:
+        self._processor = processor
+        self._jurisdictions = jurisdictions
+        self._clock = clock
+        self._commission_basis_points = commission_basis_points
+
+    def _checked_window(
+        self, kitchen: Kitchen, start: datetime, end: datetime, guests: int
+    ) -> BookingWindow:
+        """The checks every new window passes, booking or reschedule: 422s first,
+        then whether the kitchen can take it (409)."""
+        rules = self._jurisdictions.get(kitchen.jurisdiction)
+        window = booking_window(start, end, now=self._clock(), rules=rules)
+        check_guests(guests, kitchen.capacity)
+        kitchen.check_bookable(window, rules)
+        return window
+
+    def request_booking(
+        self, command: RequestBooking, context: CommandContext
+    ) -> Executed[BookingState]:
+        customer = require_role(context, "customer")
+        check_notes(command.notes)
+
+        def decide(unit: UnitOfWork) -> BookingState:
+            kitchen = unit.get(Kitchen, command.kitchen_id, not_found_code="kitchen_not_found")
+            window = self._checked_window(
+                kitchen, command.start_time, command.end_time, command.guests
+            )
+            booking = Booking.request(
+                kitchen_id=kitchen.id,
+                host_id=kitchen.host_id,
+                customer_id=customer.user_id,
+                window=window,
+                guests=command.guests,
+                notes=command.notes,
+                hourly_rate_cents=kitchen.hourly_rate_cents,
+                instant_book=kitchen.instant_book,
+            )
+            for day in window.days():
+                unit.schedule(kitchen.id, day).claim(booking.id, window)
+            account = unit.get(
+                Account, account_id_for(customer.user_id), not_found_code="account_not_found"
+            )
+            account.place_hold(booking.id, booking.price_cents)
+            unit.add(booking)
+            return BookingState.of(booking)
+
+        return self._processor.execute("request_booking", context, command, BookingState, decide)
+
+    def confirm_booking(
+        self, command: BookingAction, context: CommandContext
+    ) -> Executed[BookingState]:
+        actor = require_role(context, "host")
+
+        def decide(unit: UnitOfWork) -> BookingState:
+            booking = _load_booking(unit, command.booking_id, actor, "host")
+            booking.confirm(self._clock())
+            return BookingState.of(booking)
+
+        return self._processor.execute("confirm_booking", context, command, BookingState, decide)
+
+    def decline_booking(
+        self, command: DeclineBooking, context: CommandContext
+    ) -> Executed[BookingState]:
+        actor = require_role(context, "host")
+
+        def decide(unit: UnitOfWork) -> BookingState:
+            booking = _load_booking(unit, command.booking_id, actor, "host")
+            booking.decline(command.reason)
+            self._release(unit, booking)
+            return BookingState.of(booking)
+
+        return self._processor.execute("decline_booking", context, command, BookingState, decide)
+
+    def cancel_booking(
+        self, command: CancelBooking, context: CommandContext
+    ) -> Executed[BookingState]:
+        actor = require_role(context, "customer", "host")
+
+        def decide(unit: UnitOfWork) -> BookingState:
+            booking = _load_booking(unit, command.booking_id, actor, "customer", "host")
+            captured = booking.cancel(by_role=actor.role, reason=command.reason, now=self._clock())
+            if captured:
+                self._capture(unit, booking, captured)
+            else:
+                self._release(unit, booking)
+            return BookingState.of(booking)
+
+        return self._processor.execute("cancel_booking", context, command, BookingState, decide)
+
+    def reschedule_booking(
+        self, command: RescheduleBooking, context: CommandContext
+    ) -> Executed[BookingState]:
+        actor = require_role(context, "customer")
+
+        def decide(unit: UnitOfWork) -> BookingState:
+            booking = _load_booking(unit, command.booking_id, actor, "customer")
+            kitchen = unit.get(Kitchen, booking.kitchen_id, not_found_code="kitchen_not_found")
+            old_days = set(booking.window.days())
+            window = self._checked_window(
+                kitchen, command.start_time, command.end_time, booking.guests
+            )
+            booking.reschedule(window, self._clock())
+            for day in old_days - set(window.days()):
+                unit.schedule(booking.kitchen_id, day).release(booking.id)
+            for day in window.days():
+                unit.schedule(booking.kitchen_id, day).claim(booking.id, window)
+            account = unit.get(
+                Account, account_id_for(booking.customer_id), not_found_code="account_not_found"
+            )
+            account.adjust_hold(booking.id, booking.price_cents)
+            return BookingState.of(booking)
+
+        return self._processor.execute(
+            "reschedule_booking", context, command, BookingState, decide
+        )
+
+    def complete_booking(
+        self, command: BookingAction, context: CommandContext
+    ) -> Executed[BookingState]:
+        actor = require_role(context, "host", "admin")
+
+        def decide(unit: UnitOfWork) -> BookingState:
+            booking = _load_booking(unit, command.booking_id, actor, "host", "admin")
+            self.complete(unit, booking, automatically=False)
+            return BookingState.of(booking)
+
+        return self._processor.execute(
+            "complete_booking", context, command, BookingState, decide
+        )
+
+    # --- transitions shared with the sweeper ---------------------------------------
+
+    def complete(self, unit: UnitOfWork, booking: Booking, *, automatically: bool) -> None:
+        booking.complete(self._clock(), automatically=automatically)
+        self._capture(unit, booking, booking.price_cents)
+
+    def expire(self, unit: UnitOfWork, booking: Booking) -> None:
+        booking.expire(self._clock())
+        self._release(unit, booking)
+
+    def _release(self, unit: UnitOfWork, booking: Booking) -> None:
+        """Free the booking's slots and give its whole hold back to the customer."""
+        for day in booking.window.days():
+            unit.schedule(booking.kitchen_id, day).release(booking.id)
+        customer_account = unit.get(
+            Account, account_id_for(booking.customer_id), not_found_code="account_not_found"
+        )
+        customer_account.release_hold(booking.id)
+
+    def _capture(self, unit: UnitOfWork, booking: Booking, captured_cents: int) -> None:
+        """Settle the hold: ``captured_cents`` to the host less commission, the rest
+        released. A cancelled booking's slots are freed; a completed one's stay."""
+        if booking.status == "cancelled":
+            for day in booking.window.days():
+                unit.schedule(booking.kitchen_id, day).release(booking.id)
+        customer_account = unit.get(
+            Account, account_id_for(booking.customer_id), not_found_code="account_not_found"
+        )
+        host_account = unit.get(
+            Account, account_id_for(booking.host_id), not_found_code="account_not_found"
+        )
+        settlement = settle(booking.price_cents, captured_cents, self._commission_basis_points)
+        customer_account.capture_hold(booking.id, settlement, payee_account_id=host_account.id)
+        host_account.receive_payment(
+            booking.id, payer_account_id=customer_account.id,
+            amount_cents=settlement.host_share_cents,
+        )

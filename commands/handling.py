@@ -1,0 +1,227 @@
+"""How every command runs: load, decide, save everything in one transaction.
+
+A command handler gives :meth:`CommandProcessor.execute` a ``decide`` function. Each
+attempt gets a fresh :class:`UnitOfWork`; the aggregates it loaded or created are saved
+together in one ``save()`` — one database transaction. When a concurrent writer got
+there first (the event store refuses a version twice), the attempt is thrown away and
+``decide`` runs again on fresh state, at most ``conflict_retries_max`` times.
+
+Idempotency: with an idempotency key, the first successful attempt also saves an
+``IdempotencyRecord`` holding a hash of the request and the result, in the same
+transaction. A retry with the same key and request returns that result and appends
+nothing; a different request under the key is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Generic, TypeVar
+from uuid import UUID, uuid4
+
+import orjson
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+from pydantic import BaseModel
+
+from aggregates.base import Aggregate, EventMetadata, derived_id, recording_metadata
+from aggregates.errors import ConcurrencyConflict, NotFound, PermissionDenied
+from aggregates.idempotency import IdempotencyRecord, check_idempotency_key
+from aggregates.schedule import KitchenSchedule
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+TAggregate = TypeVar("TAggregate", bound=Aggregate)
+TResult = TypeVar("TResult", bound=BaseModel)
+
+SYSTEM_ROLE = "system"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who issues a command: a user with a role, or the system (the sweeper)."""
+
+    user_id: UUID
+    role: str
+
+
+SYSTEM_ACTOR = Actor(user_id=derived_id("system-actor", "sweeper"), role=SYSTEM_ROLE)
+ANONYMOUS_ACTOR_ID = derived_id("system-actor", "anonymous")
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Why a command runs: the actor, the request it came from, and the client's
+    idempotency key (also the correlation id of the events it causes)."""
+
+    actor: Actor | None
+    request_id: str = field(default_factory=lambda: uuid4().hex)
+    idempotency_key: str | None = None
+
+    def metadata(self) -> EventMetadata:
+        return EventMetadata(
+            actor_id=None if self.actor is None else self.actor.user_id,
+            actor_role=None if self.actor is None else self.actor.role,
+            request_id=self.request_id,
+            correlation_id=self.idempotency_key or self.request_id,
+        )
+
+
+def require_role(context: CommandContext, *roles: str) -> Actor:
+    """The actor, if it has one of ``roles``; otherwise ``PermissionDenied``."""
+    actor = context.actor
+    if actor is None or actor.role not in roles:
+        raise PermissionDenied(f"this needs the role {' or '.join(roles)}")
+    return actor
+
+
+@dataclass(frozen=True)
+class Executed(Generic[TResult]):
+    """A command's result and the event store position its events reached.
+    ``replayed`` is true when an idempotency key returned an earlier result."""
+
+    result: TResult
+    position: int
+    replayed: bool = False
+
+
+class UnitOfWork:
+    """The aggregates one attempt of a command loaded or created."""
+
+    def __init__(self, app: Application[UUID]) -> None:
+        self._app = app
+        self._aggregates: dict[UUID, Aggregate] = {}
+
+    def find(self, aggregate_class: type[TAggregate], aggregate_id: UUID) -> TAggregate | None:
+        if aggregate_id in self._aggregates:
+            found = self._aggregates[aggregate_id]
+        else:
+            try:
+                found = self._app.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+            self._aggregates[aggregate_id] = found
+        if not isinstance(found, aggregate_class):
+            return None
+        return found
+
+    def get(
+        self, aggregate_class: type[TAggregate], aggregate_id: UUID, *, not_found_code: str
+    ) -> TAggregate:
+        found = self.find(aggregate_class, aggregate_id)
+        if found is None:
+            noun = not_found_code.removesuffix("_not_found")
+            raise NotFound(f"{noun} {aggregate_id} not found", code=not_found_code)
+        return found
+
+    def schedule(self, kitchen_id: UUID, day: date) -> KitchenSchedule:
+        """The kitchen's schedule for ``day``, opened if this is its first claim."""
+        schedule_id = KitchenSchedule.create_id(kitchen_id=kitchen_id, day=day)
+        schedule = self.find(KitchenSchedule, schedule_id)
+        if schedule is None:
+            schedule = KitchenSchedule(kitchen_id=kitchen_id, day=day)
+            self.add(schedule)
+        return schedule
+
+    def add(self, *aggregates: Aggregate) -> None:
+        for aggregate in aggregates:
+            self._aggregates[aggregate.id] = aggregate
+
+    def commit(self) -> int | None:
+        """Save every pending event in one transaction; the last position written,
+        or ``None`` when nothing changed."""
+        changed = [a for a in self._aggregates.values() if a.pending_events]
+        if not changed:
+            return None
+        recordings = self._app.save(*changed)
+        return max(recording.notification.id for recording in recordings)
+
+
+SECRET_FIELDS = frozenset({"password"})
+
+
+def request_hash(command_name: str, request: BaseModel) -> str:
+    """What makes two requests "the same" under one key. Secrets stay out: the hash is
+    stored, and a hash of a password is a guessable copy of it."""
+    body = orjson.dumps(
+        {"command": command_name, "request": request.model_dump(mode="json", exclude=SECRET_FIELDS)},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(body).hexdigest()
+
+
+class CommandProcessor:
+    """Runs commands with bounded conflict retries and idempotency."""
+
+    def __init__(self, app: Application[UUID], *, conflict_retries_max: int) -> None:
+        assert conflict_retries_max >= 0
+        self.app = app
+        self.conflict_retries_max = conflict_retries_max
+        self.conflicts_total = 0
+
+    def current_position(self) -> int:
+        return self.app.recorder.max_notification_id() or 0
+
+    def execute(
+        self,
+        command_name: str,
+        context: CommandContext,
+        request: BaseModel,
+        result_type: type[TResult],
+        decide: Callable[[UnitOfWork], TResult],
+    ) -> Executed[TResult]:
+        key = context.idempotency_key
+        record_id: UUID | None = None
+        scope = ""
+        fingerprint = ""
+        if key is not None:
+            check_idempotency_key(key)
+            actor_id = ANONYMOUS_ACTOR_ID if context.actor is None else context.actor.user_id
+            scope = f"{actor_id}:{command_name}"
+            record_id = IdempotencyRecord.create_id(scope=scope, key=key)
+            fingerprint = request_hash(command_name, request)
+
+        with recording_metadata(context.metadata()):
+            for attempt in range(self.conflict_retries_max + 1):
+                unit = UnitOfWork(self.app)
+                if record_id is not None:
+                    record = unit.find(IdempotencyRecord, record_id)
+                    if record is not None:
+                        record.check_same_request(fingerprint)
+                        return Executed(
+                            result=result_type.model_validate(record.result),
+                            position=self.current_position(),
+                            replayed=True,
+                        )
+                result = decide(unit)
+                if key is not None:
+                    unit.add(
+                        IdempotencyRecord(
+                            scope=scope,
+                            key=key,
+                            request_hash=fingerprint,
+                            result=result.model_dump(mode="json"),
+                        )
+                    )
+                try:
+                    position = unit.commit()
+                except IntegrityError:
+                    self.conflicts_total += 1
+                    logger.debug(
+                        "command %s attempt %d lost a write race; retrying",
+                        command_name,
+                        attempt + 1,
+                    )
+                    continue
+                return Executed(
+                    result=result,
+                    position=self.current_position() if position is None else position,
+                )
+        raise ConcurrencyConflict(
+            f"{command_name} kept conflicting with concurrent changes; try again"
+        )
+

@@ -1,0 +1,129 @@
+"""User commands: registration, admin-made users, role and active changes."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from aggregates.account import Account
+from aggregates.errors import EmailTaken
+from aggregates.user import EmailClaim, User, check_password, normalize_email
+from commands.handling import CommandContext, CommandProcessor, Executed, UnitOfWork, require_role
+
+
+class PasswordHashing(Protocol):
+    def hash(self, password: str) -> str: ...
+
+
+class RegisterUser(BaseModel):
+    """A customer or host signs up."""
+
+    model_config = ConfigDict(frozen=True)
+
+    email: str
+    password: str
+    full_name: str
+    role: Literal["customer", "host"]
+
+
+class CreateUser(BaseModel):
+    """An operator creates a user of any role (CLI, admin bootstrap)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    email: str
+    password: str
+    full_name: str
+    role: str
+
+
+class UpdateUser(BaseModel):
+    """An admin changes a user's role or active flag."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: UUID
+    role: str | None = None
+    active: bool | None = None
+
+
+class UserState(BaseModel):
+    id: UUID
+    email: str
+    full_name: str
+    role: str
+    active: bool
+    account_id: UUID
+    version: int
+
+    @classmethod
+    def of(cls, user: User) -> UserState:
+        return cls(
+            id=user.id,
+            email=user.email,
+            full_name=user.full_name,
+            role=user.role,
+            active=user.active,
+            account_id=Account.create_id(owner_id=user.id),
+            version=user.version,
+        )
+
+
+class UserCommands:
+    def __init__(self, processor: CommandProcessor, passwords: PasswordHashing) -> None:
+        self._processor = processor
+        self._passwords = passwords
+
+    def register_user(self, command: RegisterUser, context: CommandContext) -> Executed[UserState]:
+        return self._create(
+            "register_user", command, context, command.email, command.password,
+            command.full_name, command.role,
+        )
+
+    def create_user(self, command: CreateUser, context: CommandContext) -> Executed[UserState]:
+        """No actor check: only operators with database access (CLI) reach this."""
+        return self._create(
+            "create_user", command, context, command.email, command.password,
+            command.full_name, command.role,
+        )
+
+    def _create(
+        self,
+        command_name: str,
+        command: BaseModel,
+        context: CommandContext,
+        email: str,
+        password: str,
+        full_name: str,
+        role: str,
+    ) -> Executed[UserState]:
+        check_password(password)
+        normalized = normalize_email(email)
+        password_hash = self._passwords.hash(password)
+
+        def decide(unit: UnitOfWork) -> UserState:
+            claim_id = EmailClaim.create_id(email=normalized)
+            if unit.find(EmailClaim, claim_id) is not None:
+                raise EmailTaken(f"{normalized} is already registered")
+            user = User.register(
+                email=normalized, full_name=full_name, role=role, password_hash=password_hash
+            )
+            unit.add(user, EmailClaim(email=normalized, user_id=user.id), Account(owner_id=user.id))
+            return UserState.of(user)
+
+        return self._processor.execute(command_name, context, command, UserState, decide)
+
+    def update_user(self, command: UpdateUser, context: CommandContext) -> Executed[UserState]:
+        require_role(context, "admin")
+
+        def decide(unit: UnitOfWork) -> UserState:
+            user = unit.get(User, command.user_id, not_found_code="user_not_found")
+            if command.role is not None:
+                user.change_role(command.role)
+            if command.active is not None:
+                user.set_active(command.active)
+            return UserState.of(user)
+
+        return self._processor.execute("update_user", context, command, UserState, decide)
