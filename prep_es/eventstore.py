@@ -1,0 +1,305 @@
+"""The event store: eventsourcing's application and recorders, configured from Settings.
+
+Three guarantees, and where each comes from:
+
+**Append-only.** The tables that hold events and snapshots refuse ``UPDATE``, ``DELETE``
+and (PostgreSQL) ``TRUNCATE`` with database triggers, created by the same code that
+creates the tables (the recorder subclasses below), idempotently at every start. History
+is corrected by new events, never by editing old ones. The triggers guard against
+mistakes and application bugs, not against a database owner: a superuser can still
+disable triggers or drop tables, so production runs the app as a role that does not own
+the schema.
+
+**Commit order is notification order.** On PostgreSQL each append takes
+``LOCK TABLE ... IN EXCLUSIVE MODE`` (eventsourcing's default insert path) before
+drawing notification ids from the sequence. Appends therefore commit in id order, and a
+reader that has seen id N will never later see a smaller id commit: a projector may
+follow the log by position without skipping events. We do not enable
+``POSTGRES_ENABLE_DB_FUNCTIONS``: its insert function takes no table lock, so two
+concurrent appends could commit out of id order and a follower would skip the slower
+one. SQLite serialises writers and uses the rowid as notification id; with deletes
+refused, a rowid is never reused.
+
+**Explicit topics.** Events are stored under their class's ``TOPIC`` (see
+``prep_es.serialization``), and :class:`PrepApplication` imports every module of the
+``aggregates`` package before it reads, so every stored topic resolves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Final
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+    PostgresProcessRecorder,
+)
+from eventsourcing.sqlite import (
+    SQLiteAggregateRecorder,
+    SQLiteApplicationRecorder,
+    SQLiteDatastore,
+    SQLiteFactory,
+    SQLiteProcessRecorder,
+)
+from eventsourcing.utils import Environment, EnvType, get_topic
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+import aggregates
+from prep_es.serialization import OrjsonTranscoder, PydanticMapper
+from prep_es.settings import PostgresLocation, Settings, SqliteLocation
+
+APPLICATION_NAME: Final = "prep_es"
+
+POSTGRES_LOCK_TIMEOUT_S: Final = 5
+"""How long an append waits for the table lock before failing (and being retried)."""
+POSTGRES_CONNECT_TIMEOUT_S: Final = 5
+POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_S: Final = 5
+SQLITE_LOCK_TIMEOUT_S: Final = 5
+
+APPEND_ONLY_FUNCTION: Final = "prep_es_refuse_change"
+APPEND_ONLY_ROWS_TRIGGER: Final = "prep_es_append_only_rows"
+APPEND_ONLY_TRUNCATE_TRIGGER: Final = "prep_es_append_only_truncate"
+APPEND_ONLY_MESSAGE: Final = "the event store is append-only"
+
+# Serialises schema creation across processes starting at once: concurrent
+# CREATE OR REPLACE of one function or trigger fails with "tuple concurrently updated".
+_SCHEMA_CHANGE_LOCK_KEY: Final = 0x707265705F6573  # "prep_es"
+
+
+def postgres_append_only_statements(schema: str, table: str) -> list[Composed]:
+    """DDL that makes ``schema.table`` refuse UPDATE, DELETE and TRUNCATE (PostgreSQL 14+).
+
+    Idempotent: ``CREATE OR REPLACE`` for the shared function and both triggers.
+    """
+    function = SQL("{schema}.{function}").format(
+        schema=Identifier(schema), function=Identifier(APPEND_ONLY_FUNCTION)
+    )
+    create_function = SQL(
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
+        "BEGIN "
+        "RAISE EXCEPTION '% on %.% refused: " + APPEND_ONLY_MESSAGE + "', "
+        "TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME; "
+        "END; "
+        "$body$"
+    ).format(function=function)
+    rows_trigger = SQL(
+        "CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {schema}.{table} "
+        "FOR EACH ROW EXECUTE FUNCTION {function}()"
+    ).format(
+        trigger=Identifier(APPEND_ONLY_ROWS_TRIGGER),
+        schema=Identifier(schema),
+        table=Identifier(table),
+        function=function,
+    )
+    truncate_trigger = SQL(
+        "CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE ON {schema}.{table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+    ).format(
+        trigger=Identifier(APPEND_ONLY_TRUNCATE_TRIGGER),
+        schema=Identifier(schema),
+        table=Identifier(table),
+        function=function,
+    )
+    return [create_function, rows_trigger, truncate_trigger]
+
+
+def _lock_schema_changes(curs: Cursor[DictRow]) -> None:
+    curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (_SCHEMA_CHANGE_LOCK_KEY,))
+
+
+class AppendOnlyPostgresAggregateRecorder(PostgresAggregateRecorder):
+    """Snapshots table: eventsourcing's recorder, plus append-only triggers."""
+
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.sql_create_statements.extend(
+            postgres_append_only_statements(datastore.schema, events_table_name)
+        )
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        _lock_schema_changes(curs)
+        super()._create_table(curs)
+
+
+class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """Events table: eventsourcing's recorder, plus append-only triggers."""
+
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.sql_create_statements.extend(
+            postgres_append_only_statements(datastore.schema, events_table_name)
+        )
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        _lock_schema_changes(curs)
+        super()._create_table(curs)
+
+
+class AppendOnlyPostgresProcessRecorder(PostgresProcessRecorder):
+    """Events (append-only) and tracking (updated in place) of a process application."""
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        tracking_table_name: str = "notification_tracking",
+    ) -> None:
+        super().__init__(
+            datastore,
+            events_table_name=events_table_name,
+            tracking_table_name=tracking_table_name,
+        )
+        self.sql_create_statements.extend(
+            postgres_append_only_statements(datastore.schema, events_table_name)
+        )
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        _lock_schema_changes(curs)
+        super()._create_table(curs)
+
+
+class PrepPostgresFactory(PostgresFactory):
+    """eventsourcing's PostgreSQL factory, building our append-only recorders."""
+
+    aggregate_recorder_class = AppendOnlyPostgresAggregateRecorder
+    application_recorder_class = AppendOnlyPostgresApplicationRecorder
+    process_recorder_class = AppendOnlyPostgresProcessRecorder
+
+
+def sqlite_append_only_statements(table: str) -> list[str]:
+    """DDL that makes ``table`` refuse UPDATE and DELETE (SQLite has no TRUNCATE: a
+    ``DELETE`` without ``WHERE`` fires the delete trigger like any other)."""
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_{operation.lower()} "
+        f"BEFORE {operation} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{operation} on {table} refused: "
+        f"{APPEND_ONLY_MESSAGE}'); END"
+        for operation in ("UPDATE", "DELETE")
+    ]
+
+
+class AppendOnlySQLiteAggregateRecorder(SQLiteAggregateRecorder):
+    """Snapshots table: eventsourcing's recorder, plus append-only triggers."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        return [*statements, *sqlite_append_only_statements(self.events_table_name)]
+
+
+class AppendOnlySQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """Events table: eventsourcing's recorder, plus append-only triggers."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        return [*statements, *sqlite_append_only_statements(self.events_table_name)]
+
+
+class AppendOnlySQLiteProcessRecorder(SQLiteProcessRecorder):
+    """Events (append-only) and tracking (updated in place) of a process application."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        return [*statements, *sqlite_append_only_statements(self.events_table_name)]
+
+
+class PrepSQLiteFactory(SQLiteFactory):
+    """eventsourcing's SQLite factory, building our append-only recorders."""
+
+    aggregate_recorder_class = AppendOnlySQLiteAggregateRecorder
+    application_recorder_class = AppendOnlySQLiteApplicationRecorder
+    process_recorder_class = AppendOnlySQLiteProcessRecorder
+
+
+def import_domain_modules() -> None:
+    """Import every module of the ``aggregates`` package: registers every event topic
+    and fills ``aggregates.SNAPSHOTTING_INTERVALS``."""
+    for module in pkgutil.walk_packages(aggregates.__path__, prefix="aggregates."):
+        importlib.import_module(module.name)
+
+
+class PrepApplication(Application[UUID]):
+    """The Prep ES event store: repository, snapshots and notification log.
+
+    Configured only by the ``env`` it is given (see :func:`open_application`): unlike
+    eventsourcing's default, the process environment is not consulted.
+    """
+
+    name = APPLICATION_NAME
+    # The very dict the aggregate modules fill in, so intervals registered after this
+    # module was imported still count.
+    snapshotting_intervals = aggregates.SNAPSHOTTING_INTERVALS
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        import_domain_modules()
+        super().__init__(env)
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        return Environment(name, dict(env or {}))
+
+    def position(self) -> int:
+        """The notification id of the latest stored event (0 when the store is empty)."""
+        return self.recorder.max_notification_id() or 0
+
+
+def application_env(settings: Settings) -> dict[str, str]:
+    """The eventsourcing environment that configures :class:`PrepApplication`."""
+    env: dict[str, str] = {
+        "MAPPER_TOPIC": get_topic(PydanticMapper),
+        "TRANSCODER_TOPIC": get_topic(OrjsonTranscoder),
+        "IS_SNAPSHOTTING_ENABLED": "y",
+        "CREATE_TABLE": "y",
+        "ORIGINATOR_ID_TYPE": "uuid",
+    }
+    if settings.aggregate_cache_size > 0:
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
+    location = settings.database
+    if isinstance(location, SqliteLocation):
+        env |= {
+            "PERSISTENCE_MODULE": get_topic(PrepSQLiteFactory),
+            "SQLITE_DBNAME": location.path,
+            "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_S),
+        }
+    else:
+        assert isinstance(location, PostgresLocation), location
+        env |= {
+            "PERSISTENCE_MODULE": get_topic(PrepPostgresFactory),
+            "POSTGRES_DBNAME": location.dbname,
+            "POSTGRES_HOST": location.host,
+            "POSTGRES_PORT": str(location.port),
+            "POSTGRES_USER": location.user,
+            "POSTGRES_PASSWORD": location.password,
+            "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
+            "POSTGRES_MAX_OVERFLOW": "0",
+            "POSTGRES_LOCK_TIMEOUT": str(POSTGRES_LOCK_TIMEOUT_S),
+            "POSTGRES_CONNECT_TIMEOUT": str(POSTGRES_CONNECT_TIMEOUT_S),
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(
+                POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_S
+            ),
+        }
+    return env
+
+
+def open_application(settings: Settings) -> PrepApplication:
+    """Open the event store named by ``settings.database_url``, creating its tables and
+    append-only triggers if needed. Close it with ``app.close()``."""
+    return PrepApplication(env=application_env(settings))
+
+
+def datastore_of(application: PrepApplication) -> PostgresDatastore | SQLiteDatastore:
+    """The connection pool behind ``application`` (for raw SQL in tests and tools)."""
+    datastore: Any = getattr(application.factory, "datastore", None)
+    assert isinstance(datastore, PostgresDatastore | SQLiteDatastore), datastore
+    return datastore

@@ -1,0 +1,128 @@
+"""How domain events become stored rows and back: pydantic models, explicit topics, orjson.
+
+The stored form of an event is ``(originator_id, originator_version, topic, state)``:
+
+- ``topic`` is the event class's explicit ``TOPIC`` (``"Booking.BookingRequested"``), never
+  a module path, so classes can move between modules without rewriting history.
+- ``state`` is the JSON (orjson) of the event's fields in pydantic's JSON mode, minus the
+  originator id and version (they are columns), plus ``"class_version": N`` when the
+  class is at version N > 1.
+
+Reading upcasts old states step by step with the class's static
+``upcast_v{n}_v{n+1}(state: dict) -> None`` methods, as eventsourcing's own
+:class:`~eventsourcing.persistence.Mapper` does, then validates the result with the
+model: a stored event that no longer fits its class fails loudly, not silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, cast
+from uuid import UUID
+
+import orjson
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import (
+    Cipher,
+    Compressor,
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    Transcoder,
+)
+from eventsourcing.utils import TopicError, get_topic, resolve_topic
+from pydantic import BaseModel, ValidationError
+
+CLASS_VERSION_KEY: Final = "class_version"
+_ORIGINATOR_FIELDS: Final = frozenset({"originator_id", "originator_version"})
+
+
+class OrjsonTranscoder(Transcoder):
+    """Bytes <-> JSON-native values, with orjson. Pydantic has already reduced the
+    event to JSON-native values, so no custom transcodings are needed."""
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+class PydanticMapper(Mapper[UUID]):
+    """Maps pydantic domain events (see ``aggregates.base.DomainEvent``) to stored events.
+
+    Encryption and compression are not supported: the store holds plain JSON, which is
+    what makes it inspectable with SQL and replayable by any reader.
+    """
+
+    def __init__(
+        self,
+        transcoder: Transcoder,
+        compressor: Compressor | None = None,
+        cipher: Cipher | None = None,
+    ) -> None:
+        if compressor is not None or cipher is not None:
+            msg = "PydanticMapper stores plain JSON: no compressor or cipher may be configured"
+            raise ValueError(msg)
+        super().__init__(transcoder=transcoder)
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        assert isinstance(domain_event, BaseModel), domain_event
+        event_class = type(domain_event)
+        state = domain_event.model_dump(mode="json", exclude=set(_ORIGINATOR_FIELDS))
+        class_version: int = getattr(event_class, "class_version", 1)
+        if class_version > 1:
+            state[CLASS_VERSION_KEY] = class_version
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=get_topic(event_class),
+            state=self.transcoder.encode(state),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        try:
+            event_class = resolve_topic(stored_event.topic)
+        except TopicError as error:
+            raise MapperDeserialisationError(
+                _failure(stored_event, f"unknown topic ({error})")
+            ) from error
+        if not (isinstance(event_class, type) and issubclass(event_class, BaseModel)):
+            msg = _failure(stored_event, f"topic resolves to {event_class!r}, not a model")
+            raise MapperDeserialisationError(msg)
+        try:
+            state = self.transcoder.decode(stored_event.state)
+        except orjson.JSONDecodeError as error:
+            raise MapperDeserialisationError(_failure(stored_event, str(error))) from error
+        if not isinstance(state, dict):
+            msg = _failure(stored_event, "state is not a JSON object")
+            raise MapperDeserialisationError(msg)
+
+        class_version: int = getattr(event_class, "class_version", 1)
+        from_version: int = state.pop(CLASS_VERSION_KEY, 1)
+        if from_version > class_version:
+            msg = _failure(
+                stored_event,
+                f"stored at class version {from_version}, newer than this code's "
+                f"{class_version}",
+            )
+            raise MapperDeserialisationError(msg)
+        while from_version < class_version:
+            upcast = getattr(event_class, f"upcast_v{from_version}_v{from_version + 1}")
+            upcast(state)
+            from_version += 1
+
+        state["originator_id"] = stored_event.originator_id
+        state["originator_version"] = stored_event.originator_version
+        try:
+            domain_event = event_class.model_validate(state)
+        except ValidationError as error:
+            raise MapperDeserialisationError(_failure(stored_event, str(error))) from error
+        return cast(DomainEventProtocol[UUID], domain_event)
+
+
+def _failure(stored_event: StoredEvent, reason: str) -> str:
+    return (
+        f"Failed to deserialise stored event with topic {stored_event.topic!r}, "
+        f"originator_id {stored_event.originator_id} and "
+        f"originator_version {stored_event.originator_version}: {reason}"
+    )

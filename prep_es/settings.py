@@ -1,0 +1,307 @@
+"""Configuration: one validated :class:`Settings`, read once from ``PREP_ES_*`` variables.
+
+:func:`load_settings` is the only place that reads the process environment. Everything
+else receives a :class:`Settings` (or a value taken from it) as an argument, so tests build
+``Settings(database_url=...)`` directly and never depend on the shell they run in.
+
+Validation errors name the environment variable and never echo the rejected value
+(it may be a secret)::
+
+    SettingsError: invalid configuration:
+      PREP_ES_DATABASE_URL must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
+from uuid import uuid4
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX: Final = "PREP_ES_"
+JWT_SECRET_BYTES_MIN: Final = 32
+POSTGRES_PORT_DEFAULT: Final = 5432
+
+_SQLITE_SCHEME: Final = "sqlite"
+_POSTGRES_SCHEMES: Final = frozenset({"postgresql", "postgres"})
+_REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+_SQLITE_URL_HINT: Final = "sqlite:///PATH"
+_POSTGRES_URL_HINT: Final = "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid; the message names each offending variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteLocation:
+    """An embedded SQLite database: a file path, or a named shared in-memory database
+    (``sqlite:///:memory:``) that lives while one of its connections is open."""
+
+    path: str
+
+    @property
+    def is_memory(self) -> bool:
+        return "mode=memory" in self.path
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresLocation:
+    """A PostgreSQL database, as parsed from a ``postgresql://`` URL."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    def conninfo(self) -> str:
+        """A libpq connection string for psycopg (values quoted, password included)."""
+        parts = {
+            "host": self.host,
+            "port": str(self.port),
+            "user": self.user,
+            "password": self.password,
+            "dbname": self.dbname,
+        }
+        return " ".join(f"{key}={_quote_libpq(value)}" for key, value in parts.items() if value)
+
+
+DatabaseLocation = SqliteLocation | PostgresLocation
+
+
+def _quote_libpq(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def parse_database_url(url: str) -> DatabaseLocation:
+    """Parse ``sqlite:///PATH`` or ``postgresql://USER:PASSWORD@HOST:PORT/DBNAME``.
+
+    ``sqlite:///./prep_es.db`` is a relative path, ``sqlite:////var/lib/prep_es.db`` an
+    absolute one. ``sqlite:///:memory:`` becomes a uniquely named shared in-memory
+    database, because a plain ``:memory:`` database is private to one connection and the
+    event store uses a pool of them.
+
+    Raises :class:`ValueError` with a message fit for an operator.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == _SQLITE_SCHEME:
+        if parts.netloc:
+            msg = f"must be {_SQLITE_URL_HINT} (three slashes, no host)"
+            raise ValueError(msg)
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        if not path:
+            msg = f"must be {_SQLITE_URL_HINT}: the file path is missing"
+            raise ValueError(msg)
+        if path == ":memory:":
+            path = f"file:prep_es_{uuid4().hex}?mode=memory&cache=shared"
+        return SqliteLocation(path=path)
+    if scheme in _POSTGRES_SCHEMES:
+        if parts.query:
+            msg = f"must be {_POSTGRES_URL_HINT} without query parameters"
+            raise ValueError(msg)
+        try:
+            port = parts.port or POSTGRES_PORT_DEFAULT
+        except ValueError:
+            msg = f"must be {_POSTGRES_URL_HINT}: the port is not a number in 1..65535"
+            raise ValueError(msg) from None
+        dbname = unquote(parts.path.lstrip("/"))
+        if not parts.hostname or not parts.username or not dbname or "/" in dbname:
+            msg = f"must be {_POSTGRES_URL_HINT}: host, user and database name are required"
+            raise ValueError(msg)
+        return PostgresLocation(
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username),
+            password=unquote(parts.password or ""),
+            dbname=dbname,
+        )
+    msg = f"must be {_SQLITE_URL_HINT} or {_POSTGRES_URL_HINT}"
+    raise ValueError(msg)
+
+
+class Settings(BaseSettings):
+    """Every knob of Prep ES. Build it directly in tests; use :func:`load_settings` in
+    entry points. Constructing it never reads the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    database_url: str = "sqlite:///./prep_es.db"
+    read_database_url: str | None = None
+    redis_url: str | None = None
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = Field(default="prep-es", min_length=1)
+    jwt_audience: str = Field(default="prep-es-api", min_length=1)
+    access_token_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    """Seconds an access token stays valid."""
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+    conflict_retries_max: int = Field(default=8, ge=0, le=100)
+    commission_basis_points: int = Field(default=1000, ge=0, le=10_000)
+    """Platform commission on each booking, in 1/100 of a percent (1000 = 10 %)."""
+    jurisdictions_file: Path | None = None
+    """Jurisdiction rules (TOML); ``None`` means the defaults packaged with Prep ES."""
+    postgres_pool_size: int = Field(default=10, ge=1, le=1000)
+    aggregate_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    """Aggregates kept in memory per process; 0 disables the cache."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only explicit arguments: load_settings() is the one reader of the environment.
+        return (init_settings,)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            parse_database_url(value)
+        except ValueError as error:
+            msg = f"{ENV_PREFIX}DATABASE_URL {error}"
+            raise ValueError(msg) from None
+        return value
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _check_read_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            location = parse_database_url(value)
+        except ValueError as error:
+            msg = f"{ENV_PREFIX}READ_DATABASE_URL {error}"
+            raise ValueError(msg) from None
+        if not isinstance(location, PostgresLocation):
+            msg = f"{ENV_PREFIX}READ_DATABASE_URL must be {_POSTGRES_URL_HINT} (a read replica)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme.lower() not in _REDIS_SCHEMES:
+            msg = f"{ENV_PREFIX}REDIS_URL must be redis://HOST:PORT/DB, rediss://... or unix://PATH"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("jurisdictions_file")
+    @classmethod
+    def _check_jurisdictions_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            msg = f"{ENV_PREFIX}JURISDICTIONS_FILE must name an existing file"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("admin_email")
+    @classmethod
+    def _check_admin_email(cls, value: str | None) -> str | None:
+        if value is not None and "@" not in value.strip("@"):
+            msg = f"{ENV_PREFIX}ADMIN_EMAIL must be an email address"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _check_admin_pair(self) -> Settings:
+        if (self.admin_email is None) != (self.admin_password is None):
+            msg = "PREP_ES_ADMIN_EMAIL and PREP_ES_ADMIN_PASSWORD must be set together"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def database(self) -> DatabaseLocation:
+        """Where the event store and the read models live."""
+        return parse_database_url(self.database_url)
+
+    @property
+    def is_postgres(self) -> bool:
+        return isinstance(self.database, PostgresLocation)
+
+    @property
+    def jurisdictions_path(self) -> Path:
+        """The jurisdiction rules to load: the configured file or the packaged defaults."""
+        if self.jurisdictions_file is not None:
+            return self.jurisdictions_file
+        return Path(str(resources.files("prep_es").joinpath("jurisdictions.toml")))
+
+    def require_production_secret(self) -> SecretStr | None:
+        """The JWT secret, checked for a serving process.
+
+        PostgreSQL mode is a shared deployment: it refuses to serve without a secret of
+        at least 32 bytes. Embedded mode returns the secret if set, else ``None`` (the
+        server may then generate a development secret). CLI commands that issue no
+        tokens (users create, replay, sweep, demo) do not call this.
+        """
+        secret = self.jwt_secret
+        if secret is not None and len(secret.get_secret_value().encode()) < JWT_SECRET_BYTES_MIN:
+            msg = (
+                f"invalid configuration:\n  {ENV_PREFIX}JWT_SECRET must be at least "
+                f"{JWT_SECRET_BYTES_MIN} bytes"
+            )
+            raise SettingsError(msg)
+        if secret is None and self.is_postgres:
+            msg = (
+                f"invalid configuration:\n  {ENV_PREFIX}JWT_SECRET is required (at least "
+                f"{JWT_SECRET_BYTES_MIN} bytes) when PREP_ES_DATABASE_URL is PostgreSQL"
+            )
+            raise SettingsError(msg)
+        return secret
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read :class:`Settings` from ``PREP_ES_*`` variables (``os.environ`` by default).
+
+    Unknown ``PREP_ES_*`` variables are refused: a misspelt name would otherwise fall
+    back silently to a default (an embedded database instead of PostgreSQL, say).
+    Empty values count as unset.
+    """
+    source = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    unknown: list[str] = []
+    for name, value in source.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        field_name = name[len(ENV_PREFIX) :].lower()
+        if field_name not in Settings.model_fields:
+            unknown.append(name)
+        elif value != "":
+            values[field_name] = value
+    if unknown:
+        known = ", ".join(ENV_PREFIX + field.upper() for field in Settings.model_fields)
+        msg = f"unknown variable(s) {', '.join(sorted(unknown))}; known: {known}"
+        raise SettingsError(f"invalid configuration:\n  {msg}")
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        raise settings_error(error) from None
+
+
+def settings_error(error: ValidationError) -> SettingsError:
+    """A :class:`SettingsError` naming each variable, without echoing any value."""
+    lines = []
+    for detail in error.errors(include_input=False, include_url=False):
+        location = detail["loc"]
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        if location and not message.startswith(ENV_PREFIX):
+            message = f"{ENV_PREFIX}{str(location[0]).upper()}: {message}"
+        lines.append(f"  {message}")
+    return SettingsError("invalid configuration:\n" + "\n".join(lines))
