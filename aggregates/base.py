@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, ClassVar
-from uuid import UUID, NAMESPACE_URL, uuid4, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import (
     BaseAggregate,
@@ -46,8 +46,9 @@ class EventMetadata(BaseModel):
     correlation_id: str | None = None
 
 
+_NO_METADATA = EventMetadata()  # frozen, so one shared default is safe
 _recording_metadata: ContextVar[EventMetadata] = ContextVar(
-    "recording_metadata", default=EventMetadata()
+    "recording_metadata", default=_NO_METADATA
 )
 
 

@@ -43,7 +43,9 @@ def _check_text(field: str, value: str, length_max: int, *, required: bool = Tru
     value = value.strip()
     if (required and not value) or len(value) > length_max:
         low = 1 if required else 0
-        raise InvalidRequest(f"{field} has {low} to {length_max} characters", code=f"invalid_{field}")
+        raise InvalidRequest(
+            f"{field} has {low} to {length_max} characters", code=f"invalid_{field}"
+        )
     return value
 
 
@@ -249,7 +251,7 @@ class Kitchen(Aggregate):
             changes["instant_book"] = instant_book
         changed = {k: v for k, v in changes.items() if getattr(self, k) != v}
         if changed:
-            self._updated(**changed)
+            self._updated(**changed)  # type: ignore[arg-type]
 
     @event(KitchenUpdated)
     def _updated(

@@ -54,7 +54,10 @@ class User(Aggregate):
         pass
 
     class UserRegistered(Event, AggregateCreated):
+        """v2 renamed ``name`` to ``full_name``; stored v1 events are upcast on read."""
+
         TOPIC: ClassVar[str] = "User.UserRegistered"
+        class_version: ClassVar[int] = 2
         email: str
         full_name: str
         role: str
@@ -69,6 +72,10 @@ class User(Aggregate):
 
     class UserReactivated(Event):
         TOPIC: ClassVar[str] = "User.UserReactivated"
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["full_name"] = state.pop("name")
 
     @event(UserRegistered)
     def __init__(self, email: str, full_name: str, role: str, password_hash: str) -> None:

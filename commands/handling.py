@@ -141,14 +141,17 @@ class UnitOfWork:
         return max(recording.notification.id for recording in recordings)
 
 
-SECRET_FIELDS = frozenset({"password"})
+SECRET_FIELDS = {"password"}
 
 
 def request_hash(command_name: str, request: BaseModel) -> str:
     """What makes two requests "the same" under one key. Secrets stay out: the hash is
     stored, and a hash of a password is a guessable copy of it."""
     body = orjson.dumps(
-        {"command": command_name, "request": request.model_dump(mode="json", exclude=SECRET_FIELDS)},
+        {
+            "command": command_name,
+            "request": request.model_dump(mode="json", exclude=SECRET_FIELDS),
+        },
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(body).hexdigest()

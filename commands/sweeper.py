@@ -125,7 +125,9 @@ class EventStoreAgenda:
             self._verified.pop(event.certificate_id, None)
 
     def pending_started(self, now: datetime) -> list[UUID]:
-        return [i for i, b in self._bookings.items() if b.status == "pending" and b.start_time <= now]
+        return [
+            i for i, b in self._bookings.items() if b.status == "pending" and b.start_time <= now
+        ]
 
     def confirmed_ended(self, before: datetime) -> list[UUID]:
         return [
@@ -133,7 +135,9 @@ class EventStoreAgenda:
         ]
 
     def kitchens_with_certificates_expiring(self, on_or_before: date) -> list[UUID]:
-        return sorted({k for k, expires_on in self._verified.values() if expires_on <= on_or_before})
+        return sorted(
+            {kitchen for kitchen, expires in self._verified.values() if expires <= on_or_before}
+        )
 
 
 class Sweeper:
@@ -193,7 +197,8 @@ class Sweeper:
         def decide(unit: UnitOfWork) -> BookingState:
             nonlocal changed
             booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
-            changed = booking.status == "confirmed" and booking.end_time + AUTO_COMPLETE_AFTER <= now
+            due = booking.end_time + AUTO_COMPLETE_AFTER <= now
+            changed = booking.status == "confirmed" and due
             if changed:
                 self._bookings.complete(unit, booking, automatically=True)
             return BookingState.of(booking)
