@@ -1,0 +1,163 @@
+"""Builders for tests that drive the command handlers: a clock tests move by hand, and
+a marketplace with a published, compliant kitchen, its host and a funded customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from uuid import UUID
+
+from commands.accounts import DepositFunds
+from commands.bookings import BookingState, RequestBooking
+from commands.handling import Actor, CommandContext
+from commands.kitchens import (
+    AttachCertificate,
+    CertificateAction,
+    CreateKitchen,
+    KitchenAction,
+)
+from commands.users import CreateUser
+from prep_es.passwords import Argon2Passwords
+from prep_es.runtime import Runtime, open_runtime
+from prep_es.settings import Settings
+
+# A Monday; 17:00 UTC is 09:00 in Los Angeles (winter), inside every default jurisdiction's
+# operating hours.
+START_OF_TESTS = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
+DOCUMENT_SHA256 = "ab" * 32
+PASSWORD = "correct horse battery"
+
+
+class MutableClock:
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, now: datetime = START_OF_TESTS) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+def open_test_runtime(database_url: str, clock: MutableClock, **settings: object) -> Runtime:
+    return open_runtime(
+        Settings(database_url=database_url, **settings),  # type: ignore[arg-type]
+        clock=clock,
+        passwords=Argon2Passwords.cheap_for_tests(),
+    )
+
+
+def as_actor(actor: Actor, idempotency_key: str | None = None) -> CommandContext:
+    return CommandContext(actor=actor, idempotency_key=idempotency_key)
+
+
+def create_user(runtime: Runtime, role: str, email: str) -> Actor:
+    created = runtime.commands.users.create_user(
+        CreateUser(email=email, password=PASSWORD, full_name=email.split("@")[0], role=role),
+        CommandContext(actor=None),
+    )
+    return Actor(user_id=created.result.id, role=role)
+
+
+@dataclass(frozen=True)
+class Marketplace:
+    runtime: Runtime
+    clock: MutableClock
+    admin: Actor
+    host: Actor
+    customer: Actor
+    kitchen_id: UUID
+
+    def request_booking(
+        self,
+        start: datetime,
+        hours: int = 2,
+        *,
+        customer: Actor | None = None,
+        guests: int = 2,
+        idempotency_key: str | None = None,
+    ) -> BookingState:
+        return self.runtime.commands.bookings.request_booking(
+            RequestBooking(
+                kitchen_id=self.kitchen_id,
+                start_time=start,
+                end_time=start + timedelta(hours=hours),
+                guests=guests,
+            ),
+            as_actor(customer or self.customer, idempotency_key),
+        ).result
+
+    def add_customer(self, email: str, deposit_cents: int) -> Actor:
+        customer = create_user(self.runtime, "customer", email)
+        if deposit_cents:
+            self.runtime.commands.accounts.deposit_funds(
+                DepositFunds(amount_cents=deposit_cents), as_actor(customer)
+            )
+        return customer
+
+
+def publish_compliant_kitchen(
+    runtime: Runtime,
+    host: Actor,
+    admin: Actor,
+    *,
+    jurisdiction: str = "los_angeles",
+    hourly_rate_cents: int = 5000,
+    capacity: int = 10,
+    instant_book: bool = False,
+    certificates_expire_on: date = date(2031, 12, 31),
+) -> UUID:
+    """A published kitchen with every certificate its jurisdiction requires, verified."""
+    kitchens = runtime.commands.kitchens
+    kitchen = kitchens.create_kitchen(
+        CreateKitchen(
+            name="Test Kitchen",
+            description="A clean commercial kitchen",
+            city="Los Angeles" if jurisdiction == "los_angeles" else "San Francisco",
+            jurisdiction=jurisdiction,
+            address="1 Main St",
+            hourly_rate_cents=hourly_rate_cents,
+            capacity=capacity,
+            amenities=["walk-in fridge", "Oven"],
+            instant_book=instant_book,
+        ),
+        as_actor(host),
+    ).result
+    rules = runtime.jurisdictions.get(jurisdiction)
+    for kind in sorted(rules.required_certificates):
+        certificate = kitchens.attach_certificate(
+            AttachCertificate(
+                kitchen_id=kitchen.id,
+                kind=kind,
+                number=f"{kind}-1",
+                issued_on=date(2029, 1, 1),
+                expires_on=certificates_expire_on,
+                document_sha256=DOCUMENT_SHA256,
+            ),
+            as_actor(host),
+        ).result
+        kitchens.verify_certificate(
+            CertificateAction(kitchen_id=kitchen.id, certificate_id=certificate.id),
+            as_actor(admin),
+        )
+    kitchens.submit_kitchen(KitchenAction(kitchen_id=kitchen.id), as_actor(host))
+    kitchens.approve_kitchen(KitchenAction(kitchen_id=kitchen.id), as_actor(admin))
+    return kitchen.id
+
+
+def build_marketplace(
+    runtime: Runtime, clock: MutableClock, *, deposit_cents: int = 1_000_000, **kitchen: object
+) -> Marketplace:
+    admin = create_user(runtime, "admin", "admin@example.com")
+    host = create_user(runtime, "host", "host@example.com")
+    customer = create_user(runtime, "customer", "customer@example.com")
+    runtime.commands.accounts.deposit_funds(
+        DepositFunds(amount_cents=deposit_cents), as_actor(customer)
+    )
+    kitchen_id = publish_compliant_kitchen(runtime, host, admin, **kitchen)  # type: ignore[arg-type]
+    return Marketplace(
+        runtime=runtime, clock=clock, admin=admin, host=host, customer=customer,
+        kitchen_id=kitchen_id,
+    )
