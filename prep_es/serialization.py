@@ -102,13 +102,16 @@ class PydanticMapper(Mapper[UUID]):
         if from_version > class_version:
             msg = _failure(
                 stored_event,
-                f"stored at class version {from_version}, newer than this code's "
-                f"{class_version}",
+                f"stored at class version {from_version}, newer than this code's {class_version}",
             )
             raise MapperDeserialisationError(msg)
         while from_version < class_version:
-            upcast = getattr(event_class, f"upcast_v{from_version}_v{from_version + 1}")
-            upcast(state)
+            upcaster = f"upcast_v{from_version}_v{from_version + 1}"
+            try:
+                getattr(event_class, upcaster)(state)
+            except Exception as error:  # any failing upcaster: re-raised with the event's identity
+                msg = _failure(stored_event, f"{upcaster} failed: {error!r}")
+                raise MapperDeserialisationError(msg) from error
             from_version += 1
 
         state["originator_id"] = stored_event.originator_id

@@ -1,0 +1,145 @@
+"""Settings: defaults, parsing, and errors that name the variable but never its value."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from prep_es.settings import (
+    PostgresLocation,
+    Settings,
+    SettingsError,
+    SqliteLocation,
+    load_settings,
+    parse_database_url,
+)
+
+SECRET_32_BYTES = "s" * 32
+
+
+def test_defaults_are_embedded_and_need_no_environment() -> None:
+    settings = load_settings({})
+
+    assert settings == Settings()
+    assert settings.database == SqliteLocation(path="./prep_es.db")
+    assert not settings.is_postgres
+    assert settings.commission_basis_points == 1000
+    assert settings.conflict_retries_max == 8
+    assert settings.require_production_secret() is None
+
+
+def test_environment_values_are_parsed() -> None:
+    settings = load_settings(
+        {
+            "PREP_ES_DATABASE_URL": "postgresql://prep:p%40ss@db.internal:6543/ledger",
+            "PREP_ES_ACCESS_TOKEN_TTL": "600",
+            "PREP_ES_JWT_SECRET": SECRET_32_BYTES,
+            "PREP_ES_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "PREP_ES_ADMIN_EMAIL": "admin@prep.example",
+            "PREP_ES_ADMIN_PASSWORD": "correct horse",
+            "PREP_ES_READ_DATABASE_URL": "",
+            "UNRELATED": "ignored",
+        }
+    )
+
+    assert settings.database == PostgresLocation(
+        host="db.internal", port=6543, user="prep", password="p@ss", dbname="ledger"
+    )
+    assert settings.access_token_ttl == 600
+    assert settings.read_database_url is None
+    assert settings.require_production_secret() == SecretStr(SECRET_32_BYTES)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///./prep_es.db", SqliteLocation("./prep_es.db")),
+        ("sqlite:////var/lib/prep/prep_es.db", SqliteLocation("/var/lib/prep/prep_es.db")),
+        (
+            "postgresql://root@127.0.0.1/test",
+            PostgresLocation(host="127.0.0.1", port=5432, user="root", password="", dbname="test"),
+        ),
+    ],
+)
+def test_database_urls(url: str, expected: object) -> None:
+    assert parse_database_url(url) == expected
+
+
+def test_memory_sqlite_becomes_a_named_shared_database() -> None:
+    first = parse_database_url("sqlite:///:memory:")
+    second = parse_database_url("sqlite:///:memory:")
+
+    assert isinstance(first, SqliteLocation)
+    assert first.is_memory
+    assert "cache=shared" in first.path
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://user@host/db",
+        "sqlite://host/prep_es.db",
+        "sqlite:///",
+        "postgresql://host/db",
+        "postgresql://user@host/",
+        "postgresql://user@host:99999/db",
+        "postgresql://user@host/db?sslmode=require",
+    ],
+)
+def test_bad_database_url_names_the_variable(url: str) -> None:
+    with pytest.raises(SettingsError, match="PREP_ES_DATABASE_URL must be"):
+        load_settings({"PREP_ES_DATABASE_URL": url})
+
+    with pytest.raises(ValidationError, match="PREP_ES_DATABASE_URL must be"):
+        Settings(database_url=url)
+
+
+def test_errors_list_every_bad_variable_without_echoing_values() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {
+                "PREP_ES_DATABASE_URL": "mysql://user:hunter2@host/db",
+                "PREP_ES_ACCESS_TOKEN_TTL": "soon",
+                "PREP_ES_COMMISSION_BASIS_POINTS": "20000",
+            }
+        )
+
+    message = str(caught.value)
+    assert "PREP_ES_DATABASE_URL" in message
+    assert "PREP_ES_ACCESS_TOKEN_TTL" in message
+    assert "PREP_ES_COMMISSION_BASIS_POINTS" in message
+    assert "hunter2" not in message
+    assert "soon" not in message
+
+
+def test_unknown_prefixed_variables_are_refused() -> None:
+    with pytest.raises(SettingsError, match="PREP_ES_DATABSE_URL"):
+        load_settings({"PREP_ES_DATABSE_URL": "postgresql://u@h/db"})
+
+
+def test_admin_email_and_password_come_together() -> None:
+    with pytest.raises(SettingsError, match="PREP_ES_ADMIN_EMAIL and PREP_ES_ADMIN_PASSWORD"):
+        load_settings({"PREP_ES_ADMIN_EMAIL": "admin@prep.example"})
+
+
+def test_postgres_mode_requires_a_long_secret_only_when_serving() -> None:
+    postgres = "postgresql://prep@127.0.0.1/prep"
+    settings = Settings(database_url=postgres)  # CLI commands work without a secret
+
+    with pytest.raises(SettingsError, match="PREP_ES_JWT_SECRET is required"):
+        settings.require_production_secret()
+
+    short = Settings(database_url=postgres, jwt_secret=SecretStr("too short"))
+    with pytest.raises(SettingsError, match="at least 32 bytes") as caught:
+        short.require_production_secret()
+    assert "too short" not in str(caught.value)
+
+
+def test_constructing_settings_ignores_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PREP_ES_DATABASE_URL", "postgresql://prep@elsewhere/prep")
+
+    assert Settings().database_url == "sqlite:///./prep_es.db"
+    assert load_settings().database_url == "postgresql://prep@elsewhere/prep"
