@@ -63,6 +63,10 @@ class User(Aggregate):
         role: str
         password_hash: str
 
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["full_name"] = state.pop("name")
+
     class UserRoleChanged(Event):
         TOPIC: ClassVar[str] = "User.UserRoleChanged"
         role: str
@@ -72,10 +76,6 @@ class User(Aggregate):
 
     class UserReactivated(Event):
         TOPIC: ClassVar[str] = "User.UserReactivated"
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["full_name"] = state.pop("name")
 
     @event(UserRegistered)
     def __init__(self, email: str, full_name: str, role: str, password_hash: str) -> None:

@@ -28,7 +28,7 @@ from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
 from aggregates.base import Aggregate, EventMetadata, derived_id, recording_metadata
-from aggregates.errors import ConcurrencyConflict, NotFound, PermissionDenied
+from aggregates.errors import ConcurrencyConflict, DomainError, NotFound, PermissionDenied
 from aggregates.idempotency import IdempotencyRecord, check_idempotency_key
 from aggregates.schedule import KitchenSchedule
 
@@ -192,15 +192,22 @@ class CommandProcessor:
             for attempt in range(self.conflict_retries_max + 1):
                 unit = UnitOfWork(self.app)
                 if record_id is not None:
-                    record = unit.find(IdempotencyRecord, record_id)
-                    if record is not None:
-                        record.check_same_request(fingerprint)
-                        return Executed(
-                            result=result_type.model_validate(record.result),
-                            position=self.current_position(),
-                            replayed=True,
+                    replayed = self._replay(unit, record_id, fingerprint, result_type)
+                    if replayed is not None:
+                        return replayed
+                try:
+                    result = decide(unit)
+                except DomainError:
+                    # A concurrent first use of the key may have committed after our
+                    # lookup: its effects then refuse ours (the slot is taken). The key's
+                    # owner gets the original result, not the refusal.
+                    if record_id is not None:
+                        replayed = self._replay(
+                            UnitOfWork(self.app), record_id, fingerprint, result_type
                         )
-                result = decide(unit)
+                        if replayed is not None:
+                            return replayed
+                    raise
                 if key is not None:
                     unit.add(
                         IdempotencyRecord(
@@ -226,5 +233,22 @@ class CommandProcessor:
                 )
         raise ConcurrencyConflict(
             f"{command_name} kept conflicting with concurrent changes; try again"
+        )
+
+    def _replay(
+        self,
+        unit: UnitOfWork,
+        record_id: UUID,
+        fingerprint: str,
+        result_type: type[TResult],
+    ) -> Executed[TResult] | None:
+        record = unit.find(IdempotencyRecord, record_id)
+        if record is None:
+            return None
+        record.check_same_request(fingerprint)
+        return Executed(
+            result=result_type.model_validate(record.result),
+            position=self.current_position(),
+            replayed=True,
         )
 

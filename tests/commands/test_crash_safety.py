@@ -1,0 +1,83 @@
+"""A command interrupted before its commit leaves nothing behind."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from aggregates.account import Account, account_id_for
+from aggregates.errors import DomainError
+from commands.bookings import RequestBooking
+from commands.handling import UnitOfWork
+from tests.commands.crashing_worker import request_booking_and_die
+from tests.support import (
+    START_OF_TESTS,
+    Marketplace,
+    MutableClock,
+    as_actor,
+    build_marketplace,
+    open_test_runtime,
+)
+
+SLOT = START_OF_TESTS + timedelta(days=5)
+
+
+@pytest.fixture
+def market(database_url: str) -> Iterator[Marketplace]:
+    clock = MutableClock()
+    runtime = open_test_runtime(database_url, clock)
+    yield build_marketplace(runtime, clock)
+    runtime.close()
+
+
+def held_cents(market: Marketplace) -> int:
+    customer = market.runtime.app.repository.get(account_id_for(market.customer.user_id))
+    assert isinstance(customer, Account)
+    return customer.held_cents
+
+
+def test_process_killed_mid_save_writes_nothing(market: Marketplace, database_url: str) -> None:
+    position = market.runtime.app.position()
+    worker = multiprocessing.get_context("spawn").Process(
+        target=request_booking_and_die,
+        args=(database_url, str(market.kitchen_id), str(market.customer.user_id),
+              SLOT.isoformat(), START_OF_TESTS.isoformat()),
+    )
+    worker.start()
+    worker.join(timeout=60)
+
+    assert worker.exitcode == -signal.SIGKILL
+    assert market.runtime.app.position() == position
+    assert held_cents(market) == 0
+    # The slot was never taken: the same booking goes through now.
+    assert market.request_booking(SLOT).status == "pending"
+
+
+def test_failure_while_deciding_writes_nothing(market: Marketplace) -> None:
+    position = market.runtime.app.position()
+
+    class Boom(DomainError):
+        default_code = "boom"
+
+    def decide(unit: UnitOfWork) -> RequestBooking:
+        account = unit.get(
+            Account, account_id_for(market.customer.user_id), not_found_code="account_not_found"
+        )
+        account.place_hold(market.kitchen_id, 100)
+        raise Boom("the handler failed half way")
+
+    command = RequestBooking(
+        kitchen_id=market.kitchen_id, start_time=SLOT, end_time=SLOT + timedelta(hours=1),
+        guests=1,
+    )
+    with pytest.raises(Boom):
+        market.runtime.commands.processor.execute(
+            "failing", as_actor(market.customer), command, RequestBooking, decide
+        )
+
+    assert market.runtime.app.position() == position
+    assert held_cents(market) == 0
