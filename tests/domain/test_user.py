@@ -1,0 +1,158 @@
+"""Users: registration, roles, activation, and the v1 → v2 upcast of UserRegistered."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from aggregates.base import derived_id
+from aggregates.errors import InvalidRequest, InvalidStateTransition
+from aggregates.user import EmailClaim, User, check_password, normalize_email
+from tests.domain.scenario import given, raises_code, refused, then, then_nothing
+
+REGISTRATION: dict[str, Any] = {
+    "email": "  Alice.Cook@Example.COM ",
+    "full_name": " Alice Cook ",
+    "role": "customer",
+    "password_hash": "argon2id$hash",
+}
+
+
+def registered(**overrides: Any) -> list[Any]:
+    return list(User.register(**{**REGISTRATION, **overrides}).collect_events())
+
+
+def test_register_normalizes_email_and_name() -> None:
+    user = User.register(**REGISTRATION)
+    then(
+        user,
+        (
+            User.UserRegistered,
+            {
+                "email": "alice.cook@example.com",
+                "full_name": "Alice Cook",
+                "role": "customer",
+                "password_hash": "argon2id$hash",
+            },
+        ),
+    )
+    assert user.active
+
+
+@pytest.mark.parametrize("role", ["customer", "host", "admin", "analyst"])
+def test_every_role_can_be_registered(role: str) -> None:
+    assert User.register(**{**REGISTRATION, "role": role}).role == role
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "",
+        "alice",
+        "alice@",
+        "@example.com",
+        "alice@example",
+        "alice cook@example.com",
+        "alice@exa@mple.com",
+        "a@" + "b" * 250 + ".com",
+    ],
+)
+def test_invalid_email(email: str) -> None:
+    with raises_code(InvalidRequest, "invalid_email"):
+        User.register(**{**REGISTRATION, "email": email})
+
+
+def test_normalize_email_is_case_insensitive() -> None:
+    assert (
+        normalize_email("Bob@Example.com")
+        == normalize_email(" bob@EXAMPLE.COM")
+        == ("bob@example.com")
+    )
+
+
+@pytest.mark.parametrize("role", ["superuser", "Admin", ""])
+def test_invalid_role(role: str) -> None:
+    with raises_code(InvalidRequest, "invalid_role"):
+        User.register(**{**REGISTRATION, "role": role})
+
+
+@pytest.mark.parametrize("full_name", ["", "   ", "x" * 201])
+def test_invalid_full_name(full_name: str) -> None:
+    with raises_code(InvalidRequest, "invalid_full_name"):
+        User.register(**{**REGISTRATION, "full_name": full_name})
+
+
+def test_password_length() -> None:
+    with raises_code(InvalidRequest, "password_too_short"):
+        check_password("x" * 11)
+    check_password("x" * 12)
+    check_password("x" * 1024)
+    with raises_code(InvalidRequest, "password_too_long"):
+        check_password("x" * 1025)
+
+
+def test_change_role_emits_only_when_different() -> None:
+    user = given(*registered())
+    user.change_role("customer")
+    then_nothing(user)
+    user.change_role("host")
+    then(user, (User.UserRoleChanged, {"role": "host"}))
+    assert user.role == "host"
+
+
+def test_change_to_an_invalid_role_is_refused() -> None:
+    user = given(*registered())
+    with refused(user, InvalidRequest, "invalid_role"):
+        user.change_role("root")
+
+
+def test_deactivate_and_reactivate() -> None:
+    history = registered()
+    user = given(*history)
+    user.set_active(False)
+    deactivated = then(user, (User.UserDeactivated, {}))
+    assert not user.active
+
+    user = given(*history, *deactivated)
+    user.set_active(False)
+    then_nothing(user)
+    user.set_active(True)
+    then(user, (User.UserReactivated, {}))
+    assert user.active
+
+    user = given(*history)
+    user.set_active(True)
+    then_nothing(user)
+
+
+def test_check_active() -> None:
+    history = registered()
+    user = given(*history)
+    user.check_active()
+    user.set_active(False)
+    deactivated = user.collect_events()
+    user = given(*history, *deactivated)
+    with refused(user, InvalidStateTransition, "user_inactive"):
+        user.check_active()
+
+
+def test_user_registered_is_at_class_version_2() -> None:
+    assert User.UserRegistered.class_version == 2
+
+
+def test_user_registered_upcasts_name_to_full_name() -> None:
+    assert "upcast_v1_v2" not in vars(User.UserReactivated)
+    state: dict[str, Any] = {"email": "a@example.com", "name": "Alice", "role": "host"}
+    User.UserRegistered.upcast_v1_v2(state)
+    assert state == {"email": "a@example.com", "full_name": "Alice", "role": "host"}
+
+
+def test_email_claim_id_is_derived_from_the_normalized_email() -> None:
+    email = normalize_email("Alice@Example.com")
+    first = EmailClaim(email=email, user_id=UUID(int=1))
+    second = EmailClaim(email=email, user_id=UUID(int=2))
+    assert first.id == second.id == derived_id("email", "alice@example.com")
+    assert EmailClaim(email="bob@example.com", user_id=UUID(int=1)).id != first.id
+    then(first, (EmailClaim.EmailClaimed, {"email": email, "user_id": UUID(int=1)}))
