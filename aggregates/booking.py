@@ -191,6 +191,8 @@ class Booking(Aggregate):
         checked the new window and the kitchen's bookability."""
         self._check_status("reschedule", *ACTIVE_STATUSES)
         self._check_not_started("reschedule", now)
+        if window == self.window:
+            return
         self._rescheduled(
             start_time=window.start,
             end_time=window.end,

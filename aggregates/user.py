@@ -22,7 +22,8 @@ def normalize_email(email: str) -> str:
     """Emails are unique case-insensitively: the index keys on this form."""
     normalized = email.strip().lower()
     local, at, domain = normalized.partition("@")
-    if not (local and at and "." in domain and "@" not in domain) or " " in normalized:
+    labels = domain.split(".")
+    if not (local and at and len(labels) > 1 and all(labels)) or "@" in domain or " " in normalized:
         raise InvalidRequest(f"not an email address: {email!r}", code="invalid_email")
     if len(normalized) > EMAIL_LENGTH_MAX:
         raise InvalidRequest("email is too long", code="invalid_email")

@@ -281,6 +281,12 @@ def test_reschedule_reprices_at_the_original_rate(status: str) -> None:
     assert (booking.start_time, booking.end_time) == (new_start, new_start + 195 * M)
 
 
+def test_reschedule_to_the_same_window_records_nothing() -> None:
+    booking = given(*confirmed_booking())
+    booking.reschedule(booking.window, NOW)
+    then(booking)
+
+
 @pytest.mark.parametrize("now", [BOOKING_START, BOOKING_START + M])
 def test_reschedule_after_start_is_refused(now: datetime) -> None:
     booking = given(*confirmed_booking())

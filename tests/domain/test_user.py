@@ -56,6 +56,8 @@ def test_every_role_can_be_registered(role: str) -> None:
         "alice@example",
         "alice cook@example.com",
         "alice@exa@mple.com",
+        "alice@.com",
+        "alice@example.",
         "a@" + "b" * 250 + ".com",
     ],
 )
