@@ -1,0 +1,783 @@
+"""Command-side throughput and load latency on PostgreSQL, each against its floor.
+
+Run by ``make bench`` (``.venv/bin/python bench/commands.py``); ``--quick`` is a reduced
+run for checks (well under 3 minutes). In one run, at 1 and 4 threads:
+
+(a) ``raw_insert``  raw psycopg: one single-row INSERT + COMMIT per transaction, pooled
+(b) ``es_save``     bare eventsourcing: ``Application.save`` of a new one-event aggregate
+(c) ``booking``     our ``request_booking`` handler end to end (booking, schedule, hold,
+                    idempotency record; one transaction), counting successful bookings
+(d) ``account_load`` ``repository.get`` of one account after 100 and after 100k events
+                    (aggregate cache disabled; snapshots every 100 events)
+
+It prints a table and writes ``bench/results/commands.json``::
+
+    {"figures": {name: {"value": v, "unit": u}}, "ratios": {name: r}, "meta": {...}}
+
+PostgreSQL: ``PREP_ES_BENCH_DATABASE_URL`` names a database to run in (measurements use
+separate tables there; nothing is dropped). Unset, the bench creates fresh databases
+``prep_es_bench_<random>_{raw,es,cmd,load}`` on ``postgresql://postgres@127.0.0.1:5432``
+and drops them at the end, also on failure.
+
+``--profile SECONDS`` instead profiles (c) at 1 thread with cProfile and prints the
+hotspots (cumulative), and where the time goes by package.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, Python puts bench/ first on sys.path, where this file would shadow the
+# ``commands`` package. Look up project packages from the repository root instead.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import io  # noqa: E402
+import itertools  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import pstats  # noqa: E402
+import secrets  # noqa: E402
+import statistics  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import ExitStack, contextmanager  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import UTC, date, datetime, timedelta  # noqa: E402
+from typing import Any, Final  # noqa: E402
+from urllib.parse import urlsplit, urlunsplit  # noqa: E402
+from uuid import UUID, uuid4  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+import orjson  # noqa: E402
+import psycopg  # noqa: E402
+from eventsourcing.application import Application  # noqa: E402
+from eventsourcing.domain import Aggregate as LibraryAggregate  # noqa: E402
+from eventsourcing.utils import Environment, EnvType  # noqa: E402
+from psycopg import sql  # noqa: E402
+from psycopg_pool import ConnectionPool  # noqa: E402
+
+from aggregates.account import Account  # noqa: E402
+from aggregates.errors import DomainError  # noqa: E402
+from commands.accounts import DepositFunds  # noqa: E402
+from commands.bookings import RequestBooking  # noqa: E402
+from commands.handling import Actor  # noqa: E402
+from prep_es.eventstore import open_application  # noqa: E402
+from prep_es.passwords import Argon2Passwords  # noqa: E402
+from prep_es.runtime import Runtime, open_runtime  # noqa: E402
+from prep_es.settings import PostgresLocation, Settings, parse_database_url  # noqa: E402
+from tests.support import as_actor, create_user, publish_compliant_kitchen  # noqa: E402
+
+URL_VARIABLE: Final = "PREP_ES_BENCH_DATABASE_URL"
+SERVER_URL_DEFAULT: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE_PREFIX: Final = "prep_es_bench_"
+RESULTS_PATH: Final = ROOT / "bench" / "results" / "commands.json"
+
+THREAD_COUNTS: Final = (1, 4)
+POOL_SIZE: Final = 10
+"""Connections per pool, the same for every floor and for Prep ES (its default)."""
+RAW_PAYLOAD: Final = os.urandom(200)
+"""About the size of one stored event's state."""
+
+NOW: Final = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
+"""The fixed clock of the booking bench: a Monday, 09:00 in Los Angeles."""
+LOS_ANGELES: Final = ZoneInfo("America/Los_Angeles")
+OPENS_AT_HOUR: Final = 5
+SLOTS_PER_DAY: Final = 18  # 1-hour slots, 05:00–23:00 local
+CERTIFICATES_EXPIRE_ON: Final = date(2035, 12, 31)
+DEPOSIT_CENTS: Final = 100_000_000  # a million dollars: holds never run out
+HOSTS: Final = 5
+
+ACCOUNT_LOAD_SAMPLES: Final = 100
+ACCOUNT_GROW_BATCH: Final = 1000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how big: the full run, or the reduced ``--quick`` one."""
+
+    mode: str
+    rounds: int
+    duration_s: float
+    """Per run; each workload runs ``rounds`` times at each thread count."""
+    warmup_s: float
+    kitchens: int
+    customers: int
+    account_events_large: int
+
+
+FULL = Plan("full", 3, 4.0, 1.0, 50, 200, 100_000)
+QUICK = Plan("quick", 2, 1.5, 0.5, 12, 40, 10_000)
+
+
+# --- databases -------------------------------------------------------------------
+
+
+@dataclass
+class Databases:
+    """Where each measurement runs: its own fresh database, or its own tables in the
+    database named by ``PREP_ES_BENCH_DATABASE_URL``."""
+
+    server_url: str
+    given_url: str | None
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
+    created: list[str] = field(default_factory=list)
+
+    def url(self, purpose: str) -> str:
+        if self.given_url is not None:
+            return self.given_url
+        name = f"{DATABASE_PREFIX}{self.token}_{purpose}"
+        with psycopg.connect(self.server_url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+            )
+        self.created.append(name)
+        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{name}"))
+
+    def table_prefix(self) -> str:
+        """Distinct table names per run when sharing a given database."""
+        return f"bench_{self.token}"
+
+    def drop_all(self) -> None:
+        while self.created:
+            name = self.created.pop()
+            assert name.startswith(DATABASE_PREFIX), name
+            try:
+                with psycopg.connect(self.server_url, autocommit=True) as connection:
+                    connection.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(name)
+                        )
+                    )
+            except psycopg.Error as error:
+                print(f"warning: could not drop database {name}: {error}", file=sys.stderr)
+
+
+def postgres_location(url: str) -> PostgresLocation:
+    location = parse_database_url(url)
+    if not isinstance(location, PostgresLocation):
+        raise SystemExit(f"{URL_VARIABLE} must be a postgresql:// URL")
+    return location
+
+
+# --- the throughput harness ------------------------------------------------------
+
+Op = Callable[[], str | None]
+"""One operation: ``None`` when it succeeded, else a label for how it was refused."""
+
+
+@dataclass
+class Run:
+    name: str
+    threads: int
+    elapsed_s: float
+    succeeded: int
+    refused: Counter[str]
+    latencies_ns: list[int]
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.succeeded / self.elapsed_s
+
+    def latency_ms(self, quantile: float) -> float:
+        ordered = sorted(self.latencies_ns)
+        index = min(len(ordered) - 1, round(quantile * (len(ordered) - 1)))
+        return ordered[index] / 1e6
+
+    def summary(self) -> str:
+        return (
+            f"{self.name}_{self.threads}t".ljust(14)
+            + f" {self.ops_per_s:9.1f} ops/s  p50 {self.latency_ms(0.5):7.2f} ms  "
+            f"p99 {self.latency_ms(0.99):7.2f} ms  ({self.succeeded} ok, "
+            f"{sum(self.refused.values())} refused, {self.elapsed_s:.1f} s)"
+        )
+
+
+def run_threads(
+    name: str, threads: int, duration_s: float, make_op: Callable[[int, int], Op]
+) -> Run:
+    """Run ``make_op(thread_index, threads)`` in ``threads`` threads for ``duration_s``,
+    all starting together; latency counts successful operations only."""
+    ops = [make_op(index, threads) for index in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+    latencies: list[list[int]] = [[] for _ in range(threads)]
+    refusals: list[Counter[str]] = [Counter() for _ in range(threads)]
+    failures: list[BaseException] = []
+
+    def work(index: int) -> None:
+        op, mine, refused = ops[index], latencies[index], refusals[index]
+        barrier.wait()
+        deadline = time.perf_counter() + duration_s
+        clock = time.perf_counter_ns
+        while time.perf_counter() < deadline:
+            started = clock()
+            try:
+                outcome = op()
+            except Exception as error:  # counted, and the first one is shown
+                if not failures:
+                    failures.append(error)
+                    traceback.print_exc()
+                outcome = type(error).__name__
+            if outcome is None:
+                mine.append(clock() - started)
+            else:
+                refused[outcome] += 1
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    all_latencies = [value for chunk in latencies for value in chunk]
+    refused = sum(refusals, Counter[str]())
+    if not all_latencies:
+        raise RuntimeError(f"{name} at {threads} thread(s): no operation succeeded") from (
+            failures[0] if failures else None
+        )
+    return Run(name, threads, elapsed, len(all_latencies), refused, all_latencies)
+
+
+@dataclass
+class Workload:
+    """One throughput measurement, opened and ready: ``factory()`` gives the
+    ``make_op`` of one run (a run may need fresh state, like unused booking days)."""
+
+    name: str
+    factory: Callable[[], Callable[[int, int], Op]]
+    retries: Callable[[], int] | None = None
+    """Conflict retries so far (the handler's counter), if the workload retries."""
+
+
+@dataclass
+class Totals:
+    """Every run of one workload at one thread count, across rounds."""
+
+    runs: list[Run] = field(default_factory=list)
+    retries: int = 0
+
+    def merged(self) -> Run:
+        first = self.runs[0]
+        return Run(
+            first.name,
+            first.threads,
+            sum(run.elapsed_s for run in self.runs),
+            sum(run.succeeded for run in self.runs),
+            sum((run.refused for run in self.runs), Counter[str]()),
+            [value for run in self.runs for value in run.latencies_ns],
+        )
+
+
+def measure_interleaved(workloads: list[Workload], plan: Plan) -> dict[tuple[str, int], Totals]:
+    """Rounds of (a), (b), (c) at 1 then 4 threads, one after the other, so that any
+    change in the machine's background load falls on every workload alike."""
+    totals: dict[tuple[str, int], Totals] = {}
+    for round_number in range(1, plan.rounds + 1):
+        print(f"   round {round_number}/{plan.rounds}", flush=True)
+        for threads in THREAD_COUNTS:
+            for workload in workloads:
+                run_threads(workload.name, threads, plan.warmup_s, workload.factory())
+                retries_before = workload.retries() if workload.retries else 0
+                run = run_threads(workload.name, threads, plan.duration_s, workload.factory())
+                total = totals.setdefault((workload.name, threads), Totals())
+                total.runs.append(run)
+                if workload.retries:
+                    total.retries += workload.retries() - retries_before
+                print(f"     {run.summary()}", flush=True)
+    return totals
+
+
+# --- (a) raw psycopg ---------------------------------------------------------------
+
+
+@contextmanager
+def raw_insert_workload(url: str, table: str) -> Iterator[Workload]:
+    location = postgres_location(url)
+    pool = ConnectionPool(location.conninfo(), min_size=POOL_SIZE, max_size=POOL_SIZE, open=True)
+    try:
+        pool.wait()
+        table_name = sql.Identifier(table)
+        with pool.connection() as connection:
+            connection.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY, payload bytea NOT NULL)"
+                ).format(table_name)
+            )
+        insert = sql.SQL("INSERT INTO {} (id, payload) VALUES (%s, %s)").format(table_name)
+
+        def make_op(_: int, __: int) -> Op:
+            def op() -> None:
+                with pool.connection() as connection:  # commits on leaving the block
+                    connection.execute(insert, (uuid4(), RAW_PAYLOAD))
+
+            return op
+
+        yield Workload("raw_insert", lambda: make_op)
+    finally:
+        pool.close()
+
+
+# --- (b) bare eventsourcing ------------------------------------------------------------
+
+
+class FloorAggregate(LibraryAggregate):
+    """A trivial aggregate: one ``Created`` event."""
+
+
+class FloorApplication(Application[UUID]):
+    """eventsourcing's own application: default mapper and JSON transcoder, no
+    snapshots, no cache. Configured only by the ``env`` it is given."""
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        return Environment(name, dict(env or {}))
+
+
+def floor_env(url: str) -> dict[str, str]:
+    location = postgres_location(url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": location.dbname,
+        "POSTGRES_HOST": location.host,
+        "POSTGRES_PORT": str(location.port),
+        "POSTGRES_USER": location.user,
+        "POSTGRES_PASSWORD": location.password,
+        "POSTGRES_POOL_SIZE": str(POOL_SIZE),
+        "POSTGRES_MAX_OVERFLOW": "0",
+        "CREATE_TABLE": "y",
+    }
+
+
+@contextmanager
+def es_save_workload(url: str, app_name: str) -> Iterator[Workload]:
+    class NamedFloorApplication(FloorApplication):
+        name = app_name  # tables {name}_events, distinct per run
+
+    app = NamedFloorApplication(env=floor_env(url))
+    try:
+
+        def make_op(_: int, __: int) -> Op:
+            def op() -> None:
+                app.save(FloorAggregate())
+
+            return op
+
+        yield Workload("es_save", lambda: make_op)
+    finally:
+        app.close()
+
+
+# --- (c) our request-booking handler ---------------------------------------------------
+
+
+def fixed_clock() -> datetime:
+    return NOW
+
+
+@dataclass
+class Marketplace:
+    runtime: Runtime
+    kitchen_ids: list[UUID]
+    customers: list[Actor]
+    next_day: int = 1
+    """Days after ``NOW`` not yet used by any booking run."""
+
+
+def open_booking_runtime(url: str) -> Runtime:
+    settings = Settings(
+        database_url=url,
+        aggregate_cache_size=Settings.model_fields["aggregate_cache_size"].default,
+        postgres_pool_size=POOL_SIZE,
+    )
+    return open_runtime(settings, clock=fixed_clock, passwords=Argon2Passwords.cheap_for_tests())
+
+
+def build_marketplace(runtime: Runtime, plan: Plan, tag: str) -> Marketplace:
+    """Published, compliant Los Angeles kitchens and funded customers, all made through
+    the command handlers."""
+    admin = create_user(runtime, "admin", f"admin-{tag}@bench.example.com")
+    hosts = [create_user(runtime, "host", f"host{i}-{tag}@bench.example.com") for i in range(HOSTS)]
+    kitchen_ids = [
+        publish_compliant_kitchen(
+            runtime,
+            hosts[i % HOSTS],
+            admin,
+            capacity=10,
+            certificates_expire_on=CERTIFICATES_EXPIRE_ON,
+        )
+        for i in range(plan.kitchens)
+    ]
+    customers = []
+    for i in range(plan.customers):
+        customer = create_user(runtime, "customer", f"customer{i}-{tag}@bench.example.com")
+        runtime.commands.accounts.deposit_funds(
+            DepositFunds(amount_cents=DEPOSIT_CENTS), as_actor(customer)
+        )
+        customers.append(customer)
+    return Marketplace(runtime, kitchen_ids, customers)
+
+
+def slot_start(day: int, slot: int) -> datetime:
+    local_day = (NOW.astimezone(LOS_ANGELES) + timedelta(days=day)).date()
+    local = datetime(
+        local_day.year, local_day.month, local_day.day, OPENS_AT_HOUR + slot, tzinfo=LOS_ANGELES
+    )
+    return local.astimezone(UTC)
+
+
+def booking_op_factory(market: Marketplace) -> Callable[[int, int], Op]:
+    """Each run books days no run used before; each thread walks its own kitchens and
+    customers through consecutive 1-hour slots, so conflicts need a bug to happen."""
+    first_day = market.next_day
+    last_day = [first_day]
+    lock = threading.Lock()
+    bookings = market.runtime.commands.bookings
+
+    def make_op(index: int, threads: int) -> Op:
+        kitchens = market.kitchen_ids[index::threads]
+        customers = market.customers[index::threads]
+        assert kitchens and customers, "more threads than kitchens or customers"
+        counter = itertools.count()
+
+        def op() -> str | None:
+            n = next(counter)
+            slot = n // len(kitchens)
+            day = first_day + slot // SLOTS_PER_DAY
+            if day > last_day[0]:
+                with lock:
+                    last_day[0] = max(last_day[0], day)
+                    market.next_day = last_day[0] + 1
+            start = slot_start(day, slot % SLOTS_PER_DAY)
+            customer = customers[n % len(customers)]
+            try:
+                bookings.request_booking(
+                    RequestBooking(
+                        kitchen_id=kitchens[n % len(kitchens)],
+                        start_time=start,
+                        end_time=start + timedelta(hours=1),
+                        guests=2,
+                    ),
+                    as_actor(customer, f"bench-{first_day}-{index}-{n}"),
+                )
+            except DomainError as error:
+                return f"{type(error).__name__}:{error.code}"
+            return None
+
+        return op
+
+    market.next_day = first_day + 1
+    return make_op
+
+
+@contextmanager
+def booking_workload(url: str, plan: Plan, tag: str) -> Iterator[Workload]:
+    runtime = open_booking_runtime(url)
+    try:
+        started = time.perf_counter()
+        market = build_marketplace(runtime, plan, tag)
+        print(
+            f"   booking setup: {plan.kitchens} kitchens, {plan.customers} funded customers "
+            f"in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        processor = runtime.commands.processor
+        yield Workload(
+            "booking", lambda: booking_op_factory(market), lambda: processor.conflicts_total
+        )
+    finally:
+        runtime.close()
+
+
+# --- (d) account load ---------------------------------------------------------------------
+
+
+def bench_account_load(url: str, plan: Plan, report: Report) -> tuple[float, float, float, float]:
+    """Median load time (cache disabled) of an account with 100 events and of one with
+    ``plan.account_events_large`` events, then of both 99 events past their snapshots.
+
+    The two accounts live in one store and their loads alternate, so a change in the
+    machine's background load falls on both alike."""
+    app = open_application(Settings(database_url=url, aggregate_cache_size=0))
+    try:
+        small = Account(owner_id=uuid4())
+        large = Account(owner_id=uuid4())
+
+        def grow_to(account: Account, version: int) -> None:
+            while account.version < version:
+                for _ in range(min(ACCOUNT_GROW_BATCH, version - account.version)):
+                    account.deposit(uuid4(), 1)
+                app.save(account)
+
+        def load_ns(account: Account) -> int:
+            started = time.perf_counter_ns()
+            loaded: Account = app.repository.get(account.id)
+            elapsed = time.perf_counter_ns() - started
+            assert loaded.version == account.version, (loaded.version, account.version)
+            return elapsed
+
+        def median_loads_ms() -> tuple[float, float]:
+            for _ in range(5):
+                load_ns(small)
+                load_ns(large)
+            samples: tuple[list[int], list[int]] = ([], [])
+            for _ in range(ACCOUNT_LOAD_SAMPLES):
+                samples[0].append(load_ns(small))
+                samples[1].append(load_ns(large))
+            return statistics.median(samples[0]) / 1e6, statistics.median(samples[1]) / 1e6
+
+        events = plan.account_events_large
+        name = f"{events // 1000}k"
+        grow_to(small, 100)
+        started = time.perf_counter()
+        grow_to(large, events)
+        print(
+            f"   account grown to {events} events in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        small_ms, large_ms = median_loads_ms()
+        report.figure("account_load_100_ms", small_ms, "ms")
+        report.figure(f"account_load_{name}_ms", large_ms, "ms")
+        grow_to(small, 199)
+        grow_to(large, events + 99)
+        small_past_ms, large_past_ms = median_loads_ms()
+        report.figure("account_load_199_ms", small_past_ms, "ms")
+        report.figure(f"account_load_{name}_plus_99_ms", large_past_ms, "ms")
+        return small_ms, large_ms, small_past_ms, large_past_ms
+    finally:
+        app.close()
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ratios: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def figure(self, name: str, value: float, unit: str) -> None:
+        self.figures[name] = {"value": round(value, 4), "unit": unit}
+
+    def add_totals(self, totals: Totals, *, with_retries: bool) -> Run:
+        run = totals.merged()
+        prefix = f"{run.name}_{run.threads}t"
+        self.figure(f"{prefix}_ops_per_s", run.ops_per_s, "ops/s")
+        self.figure(f"{prefix}_p50_ms", run.latency_ms(0.50), "ms")
+        self.figure(f"{prefix}_p99_ms", run.latency_ms(0.99), "ms")
+        if run.refused or with_retries:
+            self.figure(f"{prefix}_refused", sum(run.refused.values()), "count")
+        if with_retries:
+            self.figure(f"{prefix}_retries", totals.retries, "count")
+        for label, count in sorted(run.refused.items()):
+            self.notes.append(f"{prefix}: {count} refused ({label})")
+        rates = ", ".join(f"{r.ops_per_s:.0f}" for r in totals.runs)
+        self.notes.append(f"{prefix}: ops/s by round {rates}")
+        return run
+
+    def ratio(self, name: str, numerator: float, denominator: float) -> None:
+        self.ratios[name] = round(numerator / denominator, 4)
+
+    def print_table(self) -> None:
+        width = max(len(name) for name in [*self.figures, *self.ratios])
+        print(f"\n{'figure':<{width}}  {'value':>12}  unit")
+        print(f"{'-' * width}  {'-' * 12}  -----")
+        for name, figure in self.figures.items():
+            print(f"{name:<{width}}  {figure['value']:>12,.3f}  {figure['unit']}")
+        print(f"\n{'ratio':<{width}}  {'value':>12}  target")
+        print(f"{'-' * width}  {'-' * 12}  ------")
+        for name, value in self.ratios.items():
+            print(f"{name:<{width}}  {value:>12.3f}  {TARGETS.get(name, '')}")
+        for note in self.notes:
+            print(f"note: {note}")
+
+    def write(self, path: Path, meta: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"figures": self.figures, "ratios": self.ratios, "notes": self.notes, "meta": meta}
+        path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+TARGETS: Final = {
+    "booking_vs_es_save_4t": ">= 1.5 (needs group commit)",
+    "account_load_100k_vs_100": "<= 2",
+}
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def databases() -> Iterator[Databases]:
+    given = os.environ.get(URL_VARIABLE) or None
+    if given is not None:
+        postgres_location(given)
+    store = Databases(server_url=SERVER_URL_DEFAULT, given_url=given)
+    try:
+        yield store
+    finally:
+        store.drop_all()
+
+
+def run_benchmarks(plan: Plan) -> None:
+    report = Report()
+    started = time.perf_counter()
+    with databases() as store, ExitStack() as stack:
+        where = store.given_url and postgres_location(store.given_url).dbname
+        print(
+            f"bench/commands.py ({plan.mode}): PostgreSQL "
+            f"{where or 'fresh databases ' + DATABASE_PREFIX + store.token + '_*'}",
+            flush=True,
+        )
+        prefix = store.table_prefix()
+        print(
+            "setup: (a) raw psycopg insert+commit, (b) bare eventsourcing save, "
+            "(c) request_booking handler",
+            flush=True,
+        )
+        workloads = [
+            stack.enter_context(raw_insert_workload(store.url("raw"), f"{prefix}_raw")),
+            stack.enter_context(es_save_workload(store.url("es"), f"{prefix}_floor")),
+            stack.enter_context(booking_workload(store.url("cmd"), plan, store.token)),
+        ]
+        totals = measure_interleaved(workloads, plan)
+        stack.close()
+        rates: dict[tuple[str, int], float] = {}
+        for threads in THREAD_COUNTS:
+            for workload in workloads:
+                run = report.add_totals(
+                    totals[workload.name, threads], with_retries=workload.retries is not None
+                )
+                rates[workload.name, threads] = run.ops_per_s
+        print("(d) account load (cache disabled)", flush=True)
+        loads = bench_account_load(store.url("load"), plan, report)
+
+    for threads in THREAD_COUNTS:
+        report.ratio(
+            f"booking_vs_es_save_{threads}t",
+            rates["booking", threads],
+            rates["es_save", threads],
+        )
+        report.ratio(
+            f"es_save_vs_raw_insert_{threads}t",
+            rates["es_save", threads],
+            rates["raw_insert", threads],
+        )
+    report.ratio("account_load_100k_vs_100", loads[1], loads[0])
+    report.ratio("account_load_100k_plus_99_vs_199", loads[3], loads[2])
+    if plan.account_events_large != 100_000:
+        report.notes.append(
+            "quick mode: account_load_100k_vs_100 and _plus_99_vs_199 are measured at "
+            f"{plan.account_events_large} events, not 100k"
+        )
+    if store.given_url is not None:
+        report.notes.append(
+            f"ran in the given database {where} (separate tables; (c) and (d) share the "
+            "prep_es tables)"
+        )
+    report.print_table()
+    meta = {
+        "mode": plan.mode,
+        "threads": list(THREAD_COUNTS),
+        "rounds": plan.rounds,
+        "run_s": plan.duration_s,
+        "kitchens": plan.kitchens,
+        "customers": plan.customers,
+        "account_events_large": plan.account_events_large,
+        "pool_size": POOL_SIZE,
+        "psycopg_impl": psycopg.pq.__impl__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    report.write(RESULTS_PATH, meta)
+    print(f"\nwrote {RESULTS_PATH.relative_to(ROOT)} in {meta['wall_s']} s total")
+
+
+PROJECT_PACKAGES: Final = ("aggregates", "commands", "prep_es")
+LIBRARY_PACKAGES: Final = ("eventsourcing", "psycopg_pool", "psycopg", "pydantic", "orjson")
+
+
+def package_of(filename: str) -> str:
+    parts = Path(filename).parts
+    for package in (*PROJECT_PACKAGES, *LIBRARY_PACKAGES):
+        if package in parts:
+            return package if package not in PROJECT_PACKAGES else f"ours:{package}"
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins"
+    return "stdlib/other"
+
+
+def profile_booking(plan: Plan, seconds: float) -> None:
+    """cProfile of (c) at 1 thread, in the main thread."""
+    with databases() as store:
+        runtime = open_booking_runtime(store.url("cmd"))
+        try:
+            market = build_marketplace(runtime, plan, store.token)
+            op = booking_op_factory(market)(0, 1)
+            for _ in range(200):  # warm the cache, prepared statements, imports
+                op()
+            profiler = cProfile.Profile()
+            count = 0
+            deadline = time.perf_counter() + seconds
+            profiler.enable()
+            while time.perf_counter() < deadline:
+                op()
+                count += 1
+            profiler.disable()
+        finally:
+            runtime.close()
+    stats = pstats.Stats(profiler)
+    print(f"profiled {count} bookings in {seconds:.0f} s (1 thread, under cProfile)\n")
+    buffer = io.StringIO()
+    pstats.Stats(profiler, stream=buffer).sort_stats("cumulative").print_stats(40)
+    print(buffer.getvalue())
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    by_package: Counter[str] = Counter()
+    for (filename, _, _), (_, _, tottime, _, _) in raw.items():
+        by_package[package_of(filename)] += tottime
+    total = sum(by_package.values())
+    print("self time by package:")
+    for package, seconds_spent in by_package.most_common():
+        print(f"  {package:<20} {seconds_spent:7.2f} s  {100 * seconds_spent / total:5.1f} %")
+    ours = sorted(
+        (
+            (cumtime, f"{Path(filename).parent.name}/{Path(filename).name}:{line} {function}")
+            for (filename, line, function), (_, _, _, cumtime, _) in raw.items()
+            if package_of(filename).startswith("ours:")
+        ),
+        reverse=True,
+    )
+    print("\nour code, top 10 cumulative:")
+    for cumtime, where in ours[:10]:
+        print(f"  {cumtime:7.2f} s  {where}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="reduced run for checks (< 3 min)")
+    parser.add_argument(
+        "--profile",
+        type=float,
+        metavar="SECONDS",
+        help="instead of benchmarking, cProfile (c) at 1 thread for SECONDS",
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.profile:
+        profile_booking(plan, args.profile)
+    else:
+        run_benchmarks(plan)
+
+
+if __name__ == "__main__":
+    main()
