@@ -29,16 +29,20 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Sequence
+from threading import Event
 from typing import Any, Final
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import ApplicationRecorder, Subscription
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
     PostgresFactory,
     PostgresProcessRecorder,
+    PostgresSubscription,
 )
 from eventsourcing.sqlite import (
     SQLiteAggregateRecorder,
@@ -115,6 +119,49 @@ def _lock_schema_changes(curs: Cursor[DictRow]) -> None:
     curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (_SCHEMA_CHANGE_LOCK_KEY,))
 
 
+SUBSCRIPTION_LISTEN_WAIT_S: Final = 10
+
+
+class ListeningPostgresSubscription(PostgresSubscription):
+    """eventsourcing's LISTEN/NOTIFY subscription, made safe against a lost wake-up.
+
+    The library starts LISTEN on a background thread and returns at once; an event
+    committed before LISTEN took effect (after the first catch-up read) sends a NOTIFY
+    nobody hears, and the subscriber waits until some later append. Here the
+    constructor waits until LISTEN is in place and then forces one more read.
+    """
+
+    def __init__(
+        self,
+        recorder: PostgresApplicationRecorder,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
+    ) -> None:
+        self._listening = Event()
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        if not self._listening.wait(timeout=SUBSCRIPTION_LISTEN_WAIT_S):
+            self.stop()
+            msg = f"subscription did not start listening within {SUBSCRIPTION_LISTEN_WAIT_S}s"
+            raise TimeoutError(msg)
+        self._has_been_notified.set()
+
+    def _listen(self) -> None:
+        try:
+            with self._recorder.datastore.get_connection() as conn:
+                conn.execute(SQL("LISTEN {0}").format(Identifier(self._recorder.channel_name)))
+                self._listening.set()
+                while not self._has_been_stopped and not self._thread_error:
+                    # Wake at least every 0.1 s to notice stop(); one NOTIFY is enough.
+                    for _ in conn.notifies(timeout=0.1, stop_after=1):
+                        self._has_been_notified.set()
+        except BaseException as error:  # handed to the subscriber by __next__
+            if self._thread_error is None:
+                self._thread_error = error
+            self.stop()
+        finally:
+            self._listening.set()
+
+
 class AppendOnlyPostgresAggregateRecorder(PostgresAggregateRecorder):
     """Snapshots table: eventsourcing's recorder, plus append-only triggers."""
 
@@ -146,6 +193,11 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
         _lock_schema_changes(curs)
         super()._create_table(curs)
 
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        return ListeningPostgresSubscription(recorder=self, gt=gt, topics=topics)
+
 
 class AppendOnlyPostgresProcessRecorder(PostgresProcessRecorder):
     """Events (append-only) and tracking (updated in place) of a process application."""
@@ -169,6 +221,11 @@ class AppendOnlyPostgresProcessRecorder(PostgresProcessRecorder):
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         _lock_schema_changes(curs)
         super()._create_table(curs)
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        return ListeningPostgresSubscription(recorder=self, gt=gt, topics=topics)
 
 
 class PrepPostgresFactory(PostgresFactory):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from eventsourcing.persistence import IntegrityError
 
@@ -111,5 +113,24 @@ def test_memory_database_is_shared_by_the_pool() -> None:
         app.save(counter)
         assert app.repository.get(counter.id).label == "memory"
         assert app.position() == 1
+    finally:
+        app.close()
+
+
+@pytest.mark.postgres
+def test_a_subscription_sees_appends_made_right_after_it_starts(fresh_postgres_url: str) -> None:
+    app = open_application(Settings(database_url=fresh_postgres_url))
+    try:
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            for _ in range(20):
+                with app.recorder.subscribe(gt=app.position()) as subscription:
+                    counter = Counter(label="followed")
+                    app.save(counter)
+                    received = executor.submit(next, subscription)
+                    try:
+                        notification = received.result(timeout=5)
+                    finally:
+                        subscription.stop()
+                assert notification.originator_id == counter.id
     finally:
         app.close()
