@@ -120,7 +120,7 @@ class BookingState(BaseModel):
 def _load_booking(unit: UnitOfWork, booking_id: UUID, actor: Actor, *roles: str) -> Booking:
     """The booking, if ``actor`` takes part in it in one of ``roles``
     (``customer``: its customer; ``host``: its kitchen's host; ``admin``)."""
-    booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
+    booking = unit.get(Booking, booking_id, not_found_code="booking_not_found", for_update=True)
     allowed = (
         ("customer" in roles and actor.role == "customer" and booking.customer_id == actor.user_id)
         or ("host" in roles and actor.role == "host" and booking.host_id == actor.user_id)
@@ -180,7 +180,8 @@ class BookingCommands:
             for day in window.days():
                 unit.schedule(kitchen.id, day).claim(booking.id, window)
             account = unit.get(
-                Account, account_id_for(customer.user_id), not_found_code="account_not_found"
+                Account, account_id_for(customer.user_id), not_found_code="account_not_found",
+                for_update=True,
             )
             account.place_hold(booking.id, booking.price_cents)
             unit.add(booking)
@@ -247,7 +248,8 @@ class BookingCommands:
             for day in window.days():
                 unit.schedule(booking.kitchen_id, day).claim(booking.id, window)
             account = unit.get(
-                Account, account_id_for(booking.customer_id), not_found_code="account_not_found"
+                Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
+                for_update=True,
             )
             account.adjust_hold(booking.id, booking.price_cents)
             return BookingState.of(booking)
@@ -285,7 +287,8 @@ class BookingCommands:
         for day in booking.window.days():
             unit.schedule(booking.kitchen_id, day).release(booking.id)
         customer_account = unit.get(
-            Account, account_id_for(booking.customer_id), not_found_code="account_not_found"
+            Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
+            for_update=True,
         )
         customer_account.release_hold(booking.id)
 
@@ -296,10 +299,12 @@ class BookingCommands:
             for day in booking.window.days():
                 unit.schedule(booking.kitchen_id, day).release(booking.id)
         customer_account = unit.get(
-            Account, account_id_for(booking.customer_id), not_found_code="account_not_found"
+            Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
+            for_update=True,
         )
         host_account = unit.get(
-            Account, account_id_for(booking.host_id), not_found_code="account_not_found"
+            Account, account_id_for(booking.host_id), not_found_code="account_not_found",
+            for_update=True,
         )
         settlement = settle(booking.price_cents, captured_cents, self._commission_basis_points)
         customer_account.capture_hold(booking.id, settlement, payee_account_id=host_account.id)

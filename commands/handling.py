@@ -14,8 +14,11 @@ nothing; a different request under the key is refused.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -23,7 +26,7 @@ from typing import Generic, TypeVar
 from uuid import UUID, uuid4
 
 import orjson
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
@@ -39,6 +42,7 @@ TAggregate = TypeVar("TAggregate", bound=Aggregate)
 TResult = TypeVar("TResult", bound=BaseModel)
 
 SYSTEM_ROLE = "system"
+COMMITTED_AGGREGATES_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -89,30 +93,86 @@ class Executed(Generic[TResult]):
     replayed: bool = False
 
 
+class CommittedAggregates:
+    """The aggregates this process committed most recently, as committed.
+
+    A command that will change an aggregate may start from this copy instead of asking
+    the database for newer events: if another writer got there first, the event store
+    refuses the stale version at commit and the retry loads fresh state. Objects in here
+    are never mutated; readers get deep copies.
+    """
+
+    def __init__(self, size_max: int) -> None:
+        self._size_max = size_max
+        self._aggregates: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, aggregate_id: UUID) -> Aggregate | None:
+        with self._lock:
+            aggregate = self._aggregates.get(aggregate_id)
+            if aggregate is None:
+                return None
+            self._aggregates.move_to_end(aggregate_id)
+        return copy.deepcopy(aggregate)
+
+    def put(self, aggregates: list[Aggregate]) -> None:
+        if self._size_max == 0:
+            return
+        with self._lock:
+            for aggregate in aggregates:
+                cached = self._aggregates.get(aggregate.id)
+                if cached is None or cached.version < aggregate.version:
+                    self._aggregates[aggregate.id] = aggregate
+                    self._aggregates.move_to_end(aggregate.id)
+            while len(self._aggregates) > self._size_max:
+                self._aggregates.popitem(last=False)
+
+
 class UnitOfWork:
     """The aggregates one attempt of a command loaded or created."""
 
-    def __init__(self, app: Application[UUID]) -> None:
+    def __init__(
+        self,
+        app: Application[UUID],
+        committed: CommittedAggregates,
+        *,
+        optimistic: bool,
+    ) -> None:
         self._app = app
+        self._committed = committed
+        self._optimistic = optimistic
         self._aggregates: dict[UUID, Aggregate] = {}
+        self.started_from_committed_copy = False
 
-    def find(self, aggregate_class: type[TAggregate], aggregate_id: UUID) -> TAggregate | None:
-        if aggregate_id in self._aggregates:
-            found = self._aggregates[aggregate_id]
-        else:
+    def find(
+        self, aggregate_class: type[TAggregate], aggregate_id: UUID, *, for_update: bool = False
+    ) -> TAggregate | None:
+        """The aggregate, or ``None``. ``for_update``: the command will record an event on
+        it whenever its decision depends on it, so a stale copy is safe to start from
+        (the commit refuses it, and the retry reads fresh state)."""
+        found = self._aggregates.get(aggregate_id)
+        if found is None and for_update and self._optimistic:
+            found = self._committed.get(aggregate_id)
+            self.started_from_committed_copy |= found is not None
+        if found is None:
             try:
                 found = self._app.repository.get(aggregate_id)
             except AggregateNotFoundError:
                 return None
-            self._aggregates[aggregate_id] = found
+        self._aggregates[aggregate_id] = found
         if not isinstance(found, aggregate_class):
             return None
         return found
 
     def get(
-        self, aggregate_class: type[TAggregate], aggregate_id: UUID, *, not_found_code: str
+        self,
+        aggregate_class: type[TAggregate],
+        aggregate_id: UUID,
+        *,
+        not_found_code: str,
+        for_update: bool = False,
     ) -> TAggregate:
-        found = self.find(aggregate_class, aggregate_id)
+        found = self.find(aggregate_class, aggregate_id, for_update=for_update)
         if found is None:
             noun = not_found_code.removesuffix("_not_found")
             raise NotFound(f"{noun} {aggregate_id} not found", code=not_found_code)
@@ -121,7 +181,7 @@ class UnitOfWork:
     def schedule(self, kitchen_id: UUID, day: date) -> KitchenSchedule:
         """The kitchen's schedule for ``day``, opened if this is its first claim."""
         schedule_id = KitchenSchedule.create_id(kitchen_id=kitchen_id, day=day)
-        schedule = self.find(KitchenSchedule, schedule_id)
+        schedule = self.find(KitchenSchedule, schedule_id, for_update=True)
         if schedule is None:
             schedule = KitchenSchedule(kitchen_id=kitchen_id, day=day)
             self.add(schedule)
@@ -138,6 +198,7 @@ class UnitOfWork:
         if not changed:
             return None
         recordings = self._app.save(*changed)
+        self._committed.put(changed)
         return max(recording.notification.id for recording in recordings)
 
 
@@ -158,12 +219,25 @@ def request_hash(command_name: str, request: BaseModel) -> str:
 
 
 class CommandProcessor:
-    """Runs commands with bounded conflict retries and idempotency."""
+    """Runs commands with bounded conflict retries and idempotency.
 
-    def __init__(self, app: Application[UUID], *, conflict_retries_max: int) -> None:
+    The first attempt is optimistic: it does not look the idempotency key up (the
+    record is saved with the command's events, so a key used before makes the commit
+    fail) and starts aggregates it will change from this process's last committed
+    copy. A lost race costs one retry, which reads everything fresh.
+    """
+
+    def __init__(
+        self,
+        app: Application[UUID],
+        *,
+        conflict_retries_max: int,
+        committed_aggregates_max: int = COMMITTED_AGGREGATES_MAX,
+    ) -> None:
         assert conflict_retries_max >= 0
         self.app = app
         self.conflict_retries_max = conflict_retries_max
+        self.committed = CommittedAggregates(committed_aggregates_max)
         self.conflicts_total = 0
 
     def current_position(self) -> int:
@@ -190,21 +264,24 @@ class CommandProcessor:
 
         with recording_metadata(context.metadata()):
             for attempt in range(self.conflict_retries_max + 1):
-                unit = UnitOfWork(self.app)
-                if record_id is not None:
-                    replayed = self._replay(unit, record_id, fingerprint, result_type)
+                optimistic = attempt == 0
+                unit = UnitOfWork(self.app, self.committed, optimistic=optimistic)
+                if record_id is not None and not optimistic:
+                    replayed = self._replay(record_id, fingerprint, result_type)
                     if replayed is not None:
                         return replayed
                 try:
                     result = decide(unit)
                 except DomainError:
+                    if optimistic and (unit.started_from_committed_copy or key is not None):
+                        # Decided on a possibly stale copy, or the key was used before
+                        # and its effects now refuse ours (the slot is taken): decide
+                        # again on fresh state, which also looks the key up.
+                        continue
                     # A concurrent first use of the key may have committed after our
-                    # lookup: its effects then refuse ours (the slot is taken). The key's
-                    # owner gets the original result, not the refusal.
+                    # lookup. The key's owner gets the original result, not the refusal.
                     if record_id is not None:
-                        replayed = self._replay(
-                            UnitOfWork(self.app), record_id, fingerprint, result_type
-                        )
+                        replayed = self._replay(record_id, fingerprint, result_type)
                         if replayed is not None:
                             return replayed
                     raise
@@ -236,15 +313,15 @@ class CommandProcessor:
         )
 
     def _replay(
-        self,
-        unit: UnitOfWork,
-        record_id: UUID,
-        fingerprint: str,
-        result_type: type[TResult],
+        self, record_id: UUID, fingerprint: str, result_type: type[TResult]
     ) -> Executed[TResult] | None:
-        record = unit.find(IdempotencyRecord, record_id)
+        """The stored result of an earlier use of the key, if there was one. Read from
+        the events table alone: records are never snapshotted."""
+        events = self.app.events.get(record_id)
+        record = project_aggregate(None, events)
         if record is None:
             return None
+        assert isinstance(record, IdempotencyRecord)
         record.check_same_request(fingerprint)
         return Executed(
             result=result_type.model_validate(record.result),

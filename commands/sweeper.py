@@ -180,7 +180,9 @@ class Sweeper:
 
         def decide(unit: UnitOfWork) -> BookingState:
             nonlocal changed
-            booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
+            booking = unit.get(
+                Booking, booking_id, not_found_code="booking_not_found", for_update=True
+            )
             changed = booking.status == "pending" and booking.start_time <= now
             if changed:
                 self._bookings.expire(unit, booking)
@@ -196,7 +198,9 @@ class Sweeper:
 
         def decide(unit: UnitOfWork) -> BookingState:
             nonlocal changed
-            booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
+            booking = unit.get(
+                Booking, booking_id, not_found_code="booking_not_found", for_update=True
+            )
             due = booking.end_time + AUTO_COMPLETE_AFTER <= now
             changed = booking.status == "confirmed" and due
             if changed:

@@ -119,7 +119,9 @@ class UserCommands:
         require_role(context, "admin")
 
         def decide(unit: UnitOfWork) -> UserState:
-            user = unit.get(User, command.user_id, not_found_code="user_not_found")
+            user = unit.get(
+                User, command.user_id, not_found_code="user_not_found", for_update=True
+            )
             if command.role is not None:
                 user.change_role(command.role)
             if command.active is not None:
