@@ -35,7 +35,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import ApplicationRecorder, Subscription
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent, Subscription
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
@@ -57,6 +57,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 import aggregates
+from prep_es.group_commit import GroupCommit
 from prep_es.serialization import OrjsonTranscoder, PydanticMapper
 from prep_es.settings import PostgresLocation, Settings, SqliteLocation
 
@@ -188,10 +189,27 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.extend(
             postgres_append_only_statements(datastore.schema, events_table_name)
         )
+        self.group_commit = GroupCommit(self._insert_in_own_transaction)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         _lock_schema_changes(curs)
         super()._create_table(curs)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Appends from concurrent threads share transactions (see ``group_commit``).
+        An append that carries more than events (a tracking record) goes alone."""
+        if not stored_events or any(value is not None for value in kwargs.values()):
+            alone: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return alone
+        return self.group_commit.insert_events(stored_events)
+
+    def _insert_in_own_transaction(
+        self, stored_events: Sequence[StoredEvent]
+    ) -> Sequence[int] | None:
+        notification_ids: Sequence[int] | None = super().insert_events(stored_events)
+        return notification_ids
 
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()
