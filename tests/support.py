@@ -55,7 +55,9 @@ def as_actor(actor: Actor, idempotency_key: str | None = None) -> CommandContext
 
 def create_user(runtime: Runtime, role: str, email: str) -> Actor:
     created = runtime.commands.users.create_user(
-        CreateUser(email=email, password=PASSWORD, full_name=email.split("@", maxsplit=1)[0], role=role),
+        CreateUser(
+            email=email, password=PASSWORD, full_name=email.partition("@")[0], role=role
+        ),
         CommandContext(actor=None),
     )
     return Actor(user_id=created.result.id, role=role)
