@@ -1,0 +1,1 @@
+"""Property-based tests: hypothesis drives the real command handlers on both backends."""

@@ -1,0 +1,150 @@
+"""The money as the notification log tells it, folded incrementally and independently
+of the ``Account`` aggregate: system balances, each user account's balance, and how
+every hold ended.
+
+``payments`` and ``platform_revenue`` are not aggregates; their balances are derived
+here exactly as SPEC §3 defines them: payments = −Σ deposits + Σ payouts, platform
+revenue = Σ commissions of captures.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+from uuid import UUID
+
+from aggregates.account import Account
+from aggregates.schedule import KitchenSchedule
+from prep_es.eventstore import PrepApplication
+from tests.properties.oracle import expected_commission_cents
+
+NOTIFICATIONS_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How one hold ended, as its ``HoldReleased`` or ``HoldCaptured`` event says."""
+
+    kind: Literal["released", "captured"]
+    account_id: UUID
+    captured_cents: int
+    released_cents: int
+
+
+@dataclass
+class LedgerFold:
+    commission_basis_points: int
+    position: int = 0
+    payments_balance_cents: int = 0
+    platform_revenue_cents: int = 0
+    balances_cents: Counter[UUID] = field(default_factory=Counter)
+    # hold id -> (account id, amount) while the hold is pending
+    pending_holds: dict[UUID, tuple[UUID, int]] = field(default_factory=dict)
+    settlements: dict[UUID, list[Settlement]] = field(default_factory=dict)
+    # (hold id, payee account id, cents): what captures promised and what payees got
+    payments_promised: Counter[tuple[UUID, UUID, int]] = field(default_factory=Counter)
+    payments_received: Counter[tuple[UUID, UUID, int]] = field(default_factory=Counter)
+    # schedule id -> (kitchen id, UTC day); and its live claims: booking id -> window
+    schedules: dict[UUID, tuple[UUID, date]] = field(default_factory=dict)
+    claims: dict[UUID, dict[UUID, tuple[datetime, datetime]]] = field(default_factory=dict)
+    hold_problems: list[str] = field(default_factory=list)
+    capture_problems: list[str] = field(default_factory=list)
+
+    def catch_up(self, app: PrepApplication) -> None:
+        while True:
+            notifications = app.recorder.select_notifications(
+                start=self.position + 1, limit=NOTIFICATIONS_PAGE_SIZE
+            )
+            for notification in notifications:
+                self._apply(app.mapper.to_domain_event(notification))
+                self.position = notification.id
+            if len(notifications) < NOTIFICATIONS_PAGE_SIZE:
+                return
+
+    def held_cents_of(self, account_id: UUID) -> int:
+        return sum(amount for owner, amount in self.pending_holds.values() if owner == account_id)
+
+    def _apply(self, event: object) -> None:
+        if isinstance(event, Account.FundsDeposited):
+            self.balances_cents[event.originator_id] += event.amount_cents
+            self.payments_balance_cents -= event.amount_cents
+        elif isinstance(event, Account.PayoutRequested):
+            self.balances_cents[event.originator_id] -= event.amount_cents
+            self.payments_balance_cents += event.amount_cents
+        elif isinstance(event, Account.HoldPlaced):
+            if event.hold_id in self.pending_holds or event.hold_id in self.settlements:
+                self.hold_problems.append(f"hold {event.hold_id} placed twice")
+            self.pending_holds[event.hold_id] = (event.originator_id, event.amount_cents)
+        elif isinstance(event, Account.HoldAdjusted):
+            owner, amount = self._pending(event.hold_id, "adjusted")
+            if amount != event.previous_amount_cents:
+                self.hold_problems.append(
+                    f"hold {event.hold_id} adjusted from {event.previous_amount_cents}"
+                    f" but it held {amount}"
+                )
+            self.pending_holds[event.hold_id] = (owner, event.amount_cents)
+        elif isinstance(event, Account.HoldReleased):
+            owner, amount = self._pending(event.hold_id, "released")
+            if event.amount_cents != amount:
+                self.hold_problems.append(
+                    f"hold {event.hold_id} of {amount} released {event.amount_cents}"
+                )
+            self._settle(event.hold_id, Settlement("released", owner, 0, event.amount_cents))
+        elif isinstance(event, Account.HoldCaptured):
+            self._apply_capture(event)
+        elif isinstance(event, Account.PaymentReceived):
+            self.balances_cents[event.originator_id] += event.amount_cents
+            self.payments_received[
+                (event.hold_id, event.originator_id, event.amount_cents)
+            ] += 1
+        elif isinstance(event, KitchenSchedule.ScheduleOpened):
+            self.schedules[event.originator_id] = (event.kitchen_id, event.day)
+            self.claims[event.originator_id] = {}
+        elif isinstance(event, KitchenSchedule.SlotClaimed):
+            self.claims[event.originator_id][event.booking_id] = (
+                event.start_time,
+                event.end_time,
+            )
+        elif isinstance(event, KitchenSchedule.SlotReleased):
+            del self.claims[event.originator_id][event.booking_id]
+
+    def _apply_capture(self, event: Account.HoldCaptured) -> None:
+        owner, amount = self._pending(event.hold_id, "captured")
+        hold = event.hold_id
+        if event.captured_cents + event.released_cents != amount:
+            self.capture_problems.append(
+                f"hold {hold} of {amount}: captured {event.captured_cents}"
+                f" + released {event.released_cents}"
+            )
+        if event.captured_cents != event.payee_cents + event.commission_cents:
+            self.capture_problems.append(
+                f"hold {hold}: captured {event.captured_cents} != payee {event.payee_cents}"
+                f" + commission {event.commission_cents}"
+            )
+        commission = expected_commission_cents(event.captured_cents, self.commission_basis_points)
+        if event.commission_cents != commission:
+            self.capture_problems.append(
+                f"hold {hold}: commission {event.commission_cents}, expected {commission}"
+            )
+        if min(event.captured_cents, event.released_cents, event.payee_cents) < 0:
+            self.capture_problems.append(f"hold {hold}: a negative amount in {event}")
+        self.balances_cents[event.originator_id] -= event.captured_cents
+        self.platform_revenue_cents += event.commission_cents
+        if event.payee_cents:
+            self.payments_promised[(hold, event.payee_account_id, event.payee_cents)] += 1
+        self._settle(
+            hold, Settlement("captured", owner, event.captured_cents, event.released_cents)
+        )
+
+    def _pending(self, hold_id: UUID, verb: str) -> tuple[UUID, int]:
+        if hold_id not in self.pending_holds:
+            ended = "already settled" if hold_id in self.settlements else "never placed"
+            self.hold_problems.append(f"hold {hold_id} {verb} but it was {ended}")
+            return (UUID(int=0), 0)
+        return self.pending_holds[hold_id]
+
+    def _settle(self, hold_id: UUID, settlement: Settlement) -> None:
+        self.pending_holds.pop(hold_id, None)
+        self.settlements.setdefault(hold_id, []).append(settlement)
