@@ -35,7 +35,13 @@ from typing import Any, Final
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import ApplicationRecorder, StoredEvent, Subscription
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+    Subscription,
+)
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
@@ -51,7 +57,7 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
     SQLiteProcessRecorder,
 )
-from eventsourcing.utils import Environment, EnvType, get_topic
+from eventsourcing.utils import Environment, EnvType, get_topic, retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -73,6 +79,7 @@ APPEND_ONLY_FUNCTION: Final = "prep_es_refuse_change"
 APPEND_ONLY_ROWS_TRIGGER: Final = "prep_es_append_only_rows"
 APPEND_ONLY_TRUNCATE_TRIGGER: Final = "prep_es_append_only_truncate"
 APPEND_ONLY_MESSAGE: Final = "the event store is append-only"
+APPEND_FUNCTION_PREFIX: Final = "prep_es_append_"
 
 # Serialises schema creation across processes starting at once: concurrent
 # CREATE OR REPLACE of one function or trigger fails with "tuple concurrently updated".
@@ -114,6 +121,35 @@ def postgres_append_only_statements(schema: str, table: str) -> list[Composed]:
         function=function,
     )
     return [create_function, rows_trigger, truncate_trigger]
+
+
+def postgres_append_function_statement(
+    function: Composed, *, table: Composed, channel: Identifier, lock_timeout_s: int
+) -> Composed:
+    """DDL of the function every append calls: it takes the events table's EXCLUSIVE
+    lock (so commit order is notification-id order), notifies listeners and inserts the
+    events, returning their notification ids in order. Called as a single statement on
+    an autocommit connection, the append is one round trip and one transaction, and the
+    lock is held until that transaction commits."""
+    return SQL(
+        "CREATE OR REPLACE FUNCTION {function}("
+        "originator_ids uuid[], originator_versions bigint[], topics text[], states bytea[]) "
+        "RETURNS SETOF bigint LANGUAGE plpgsql AS $body$ "
+        "BEGIN "
+        "SET LOCAL lock_timeout = '{lock_timeout}s'; "
+        "LOCK TABLE {table} IN EXCLUSIVE MODE; "
+        "NOTIFY {channel}; "
+        "RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state) "
+        "SELECT * FROM unnest(originator_ids, originator_versions, topics, states) "
+        "RETURNING {table}.notification_id; "
+        "END; "
+        "$body$"
+    ).format(
+        function=function,
+        table=table,
+        channel=channel,
+        lock_timeout=SQL(str(int(lock_timeout_s))),
+    )
 
 
 def _lock_schema_changes(curs: Cursor[DictRow]) -> None:
@@ -190,6 +226,23 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             postgres_append_only_statements(datastore.schema, events_table_name)
         )
         self.group_commit = GroupCommit(self._insert_in_own_transaction)
+        self._append_function = SQL("{schema}.{function}").format(
+            schema=Identifier(datastore.schema),
+            function=Identifier(f"{APPEND_FUNCTION_PREFIX}{events_table_name}"),
+        )
+        self.sql_create_statements.append(
+            postgres_append_function_statement(
+                self._append_function,
+                table=SQL("{schema}.{table}").format(
+                    schema=Identifier(datastore.schema), table=Identifier(events_table_name)
+                ),
+                channel=Identifier(self.channel_name),
+                lock_timeout_s=datastore.lock_timeout,
+            )
+        )
+        self._call_append_function = SQL(
+            "SELECT notification_id FROM {function}(%s, %s, %s, %s) AS notification_id"
+        ).format(function=self._append_function)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         _lock_schema_changes(curs)
@@ -205,11 +258,24 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             return alone
         return self.group_commit.insert_events(stored_events)
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _insert_in_own_transaction(
         self, stored_events: Sequence[StoredEvent]
     ) -> Sequence[int] | None:
-        notification_ids: Sequence[int] | None = super().insert_events(stored_events)
-        return notification_ids
+        """One statement, one round trip, its own transaction (the connection is in
+        autocommit mode): the append function takes the table lock, notifies, inserts."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self._call_append_function,
+                (
+                    [event.originator_id for event in stored_events],
+                    [event.originator_version for event in stored_events],
+                    [event.topic for event in stored_events],
+                    [event.state for event in stored_events],
+                ),
+                prepare=True,
+            )
+            return [row["notification_id"] for row in curs.fetchall()]
 
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()

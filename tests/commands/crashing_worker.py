@@ -1,5 +1,10 @@
-"""A worker process that dies (SIGKILL) in the middle of saving a booking: after its
-events were sent to the database, before the transaction commits."""
+"""A worker process that dies (SIGKILL) in the middle of saving a booking.
+
+On SQLite it dies inside the open transaction, after its events were inserted and before
+the commit. On PostgreSQL an append is one statement in its own transaction (see
+``prep_es.eventstore``), so the last moment a client can die before the commit is just
+before it sends that statement, with every event already serialized; once sent, the
+statement commits or fails as a whole."""
 
 from __future__ import annotations
 
@@ -19,16 +24,20 @@ def request_booking_and_die(
 ) -> None:
     runtime = open_test_runtime(database_url, MutableClock(datetime.fromisoformat(now)))
     recorder: Any = runtime.app.recorder
-    insert_name = (
-        "_insert_stored_events" if hasattr(recorder, "_insert_stored_events") else "_insert_events"
-    )
-    insert = getattr(recorder, insert_name)
+    if hasattr(recorder, "group_commit"):
 
-    def insert_then_die(*args: Any, **kwargs: Any) -> Any:
-        insert(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGKILL)
+        def die_before_sending(*_: Any, **__: Any) -> Any:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    setattr(recorder, insert_name, insert_then_die)
+        recorder.group_commit._insert = die_before_sending
+    else:
+        insert = recorder._insert_events
+
+        def insert_then_die(*args: Any, **kwargs: Any) -> Any:
+            insert(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        recorder._insert_events = insert_then_die
     begin = datetime.fromisoformat(start)
     runtime.commands.bookings.request_booking(
         RequestBooking(

@@ -11,6 +11,7 @@ import pytest
 
 from aggregates.account import Account, account_id_for
 from aggregates.errors import DomainError
+from aggregates.schedule import KitchenSchedule
 from commands.bookings import RequestBooking
 from commands.handling import UnitOfWork
 from tests.commands.crashing_worker import request_booking_and_die
@@ -55,6 +56,48 @@ def test_process_killed_mid_save_writes_nothing(market: Marketplace, database_ur
     assert held_cents(market) == 0
     # The slot was never taken: the same booking goes through now.
     assert market.request_booking(SLOT).status == "pending"
+
+
+def refuse_hold_inserts(market: Marketplace, database_url: str) -> None:
+    """Make the database itself fail an append half way: a trigger that refuses the
+    third kind of event a booking writes, after its first rows went in."""
+    if database_url.startswith("postgresql"):
+        import psycopg
+
+        table = "prep_es_events"
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            connection.execute(
+                "CREATE FUNCTION refuse_holds() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.topic = 'Account.HoldPlaced' THEN RAISE EXCEPTION 'disk full'; END IF; "
+                "RETURN NEW; END $$"
+            )
+            connection.execute(
+                f"CREATE TRIGGER refuse_holds BEFORE INSERT ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_holds()"
+            )
+    else:
+        import sqlite3
+
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:
+            connection.execute(
+                "CREATE TRIGGER refuse_holds BEFORE INSERT ON stored_events "
+                "WHEN NEW.topic = 'Account.HoldPlaced' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+
+
+def test_database_failure_mid_append_writes_nothing(
+    market: Marketplace, database_url: str
+) -> None:
+    position = market.runtime.app.position()
+    refuse_hold_inserts(market, database_url)
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 (any failure will do; nothing may persist)
+        market.request_booking(SLOT)
+
+    assert market.runtime.app.position() == position
+    schedule = KitchenSchedule.create_id(kitchen_id=market.kitchen_id, day=SLOT.date())
+    assert market.runtime.app.recorder.select_events(schedule) == []
+    assert held_cents(market) == 0
 
 
 def test_failure_while_deciding_writes_nothing(market: Marketplace) -> None:
