@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
-from aggregates.base import Aggregate, AggregateCreated
+from aggregates.base import Aggregate, AggregateCreated, StateObject
 from aggregates.errors import (
     InvalidRequest,
     InvalidStateTransition,
@@ -465,7 +465,7 @@ class Kitchen(Aggregate):
         check_operating_hours(window, rules)
 
 
-class Certificate:
+class Certificate(StateObject):
     """A compliance document attached to a kitchen (state inside the Kitchen aggregate)."""
 
     def __init__(

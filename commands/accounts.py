@@ -48,7 +48,6 @@ class AccountCommands:
         def decide(unit: UnitOfWork) -> AccountEntry:
             account = unit.get(
                 Account, account_id_for(owner.user_id), not_found_code="account_not_found",
-                for_update=True,
             )
             entry_id = uuid4()
             account.deposit(entry_id, command.amount_cents)
@@ -64,7 +63,6 @@ class AccountCommands:
         def decide(unit: UnitOfWork) -> AccountEntry:
             account = unit.get(
                 Account, account_id_for(host.user_id), not_found_code="account_not_found",
-                for_update=True,
             )
             entry_id = uuid4()
             account.request_payout(entry_id, command.amount_cents)

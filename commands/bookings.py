@@ -120,7 +120,7 @@ class BookingState(BaseModel):
 def _load_booking(unit: UnitOfWork, booking_id: UUID, actor: Actor, *roles: str) -> Booking:
     """The booking, if ``actor`` takes part in it in one of ``roles``
     (``customer``: its customer; ``host``: its kitchen's host; ``admin``)."""
-    booking = unit.get(Booking, booking_id, not_found_code="booking_not_found", for_update=True)
+    booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
     allowed = (
         ("customer" in roles and actor.role == "customer" and booking.customer_id == actor.user_id)
         or ("host" in roles and actor.role == "host" and booking.host_id == actor.user_id)
@@ -181,7 +181,6 @@ class BookingCommands:
                 unit.schedule(kitchen.id, day).claim(booking.id, window)
             account = unit.get(
                 Account, account_id_for(customer.user_id), not_found_code="account_not_found",
-                for_update=True,
             )
             account.place_hold(booking.id, booking.price_cents)
             unit.add(booking)
@@ -249,7 +248,6 @@ class BookingCommands:
                 unit.schedule(booking.kitchen_id, day).claim(booking.id, window)
             account = unit.get(
                 Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
-                for_update=True,
             )
             account.adjust_hold(booking.id, booking.price_cents)
             return BookingState.of(booking)
@@ -288,7 +286,6 @@ class BookingCommands:
             unit.schedule(booking.kitchen_id, day).release(booking.id)
         customer_account = unit.get(
             Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
-            for_update=True,
         )
         customer_account.release_hold(booking.id)
 
@@ -300,11 +297,9 @@ class BookingCommands:
                 unit.schedule(booking.kitchen_id, day).release(booking.id)
         customer_account = unit.get(
             Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
-            for_update=True,
         )
         host_account = unit.get(
             Account, account_id_for(booking.host_id), not_found_code="account_not_found",
-            for_update=True,
         )
         settlement = settle(booking.price_cents, captured_cents, self._commission_basis_points)
         customer_account.capture_hold(booking.id, settlement, payee_account_id=host_account.id)

@@ -42,7 +42,7 @@ TAggregate = TypeVar("TAggregate", bound=Aggregate)
 TResult = TypeVar("TResult", bound=BaseModel)
 
 SYSTEM_ROLE = "system"
-COMMITTED_AGGREGATES_MAX = 10_000
+KNOWN_AGGREGATES_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -93,13 +93,15 @@ class Executed(Generic[TResult]):
     replayed: bool = False
 
 
-class CommittedAggregates:
-    """The aggregates this process committed most recently, as committed.
+class KnownAggregates:
+    """The latest state of aggregates this process loaded or committed.
 
-    A command that will change an aggregate may start from this copy instead of asking
-    the database for newer events: if another writer got there first, the event store
-    refuses the stale version at commit and the retry loads fresh state. Objects in here
-    are never mutated; readers get deep copies.
+    An optimistic attempt starts from these copies without asking the database for
+    newer events. That is safe because every commit is validated: an aggregate the
+    command changed must still be at the version it started from (the event store
+    refuses a version twice), and one it only read must still be at the version read
+    (``expected_versions``, checked under the append lock). Objects in here are never
+    mutated; readers get deep copies.
     """
 
     def __init__(self, size_max: int) -> None:
@@ -115,64 +117,55 @@ class CommittedAggregates:
             self._aggregates.move_to_end(aggregate_id)
         return copy.deepcopy(aggregate)
 
-    def put(self, aggregates: list[Aggregate]) -> None:
+    def put(self, aggregate: Aggregate) -> None:
+        """Remember ``aggregate``, which the caller no longer mutates."""
         if self._size_max == 0:
             return
         with self._lock:
-            for aggregate in aggregates:
-                cached = self._aggregates.get(aggregate.id)
-                if cached is None or cached.version < aggregate.version:
-                    self._aggregates[aggregate.id] = aggregate
-                    self._aggregates.move_to_end(aggregate.id)
+            known = self._aggregates.get(aggregate.id)
+            if known is None or known.version < aggregate.version:
+                self._aggregates[aggregate.id] = aggregate
+                self._aggregates.move_to_end(aggregate.id)
             while len(self._aggregates) > self._size_max:
                 self._aggregates.popitem(last=False)
 
 
 class UnitOfWork:
-    """The aggregates one attempt of a command loaded or created."""
+    """The aggregates one attempt of a command loaded or created, and the versions
+    its decision depended on."""
 
     def __init__(
-        self,
-        app: Application[UUID],
-        committed: CommittedAggregates,
-        *,
-        optimistic: bool,
+        self, app: Application[UUID], known: KnownAggregates, *, optimistic: bool
     ) -> None:
         self._app = app
-        self._committed = committed
+        self._known = known
         self._optimistic = optimistic
         self._aggregates: dict[UUID, Aggregate] = {}
-        self.started_from_committed_copy = False
+        self._versions_read: dict[UUID, int] = {}
+        self.started_from_known_copy = False
 
-    def find(
-        self, aggregate_class: type[TAggregate], aggregate_id: UUID, *, for_update: bool = False
-    ) -> TAggregate | None:
-        """The aggregate, or ``None``. ``for_update``: the command will record an event on
-        it whenever its decision depends on it, so a stale copy is safe to start from
-        (the commit refuses it, and the retry reads fresh state)."""
+    def find(self, aggregate_class: type[TAggregate], aggregate_id: UUID) -> TAggregate | None:
         found = self._aggregates.get(aggregate_id)
-        if found is None and for_update and self._optimistic:
-            found = self._committed.get(aggregate_id)
-            self.started_from_committed_copy |= found is not None
         if found is None:
-            try:
-                found = self._app.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                return None
-        self._aggregates[aggregate_id] = found
+            if self._optimistic:
+                found = self._known.get(aggregate_id)
+                self.started_from_known_copy |= found is not None
+            if found is None:
+                try:
+                    found = self._app.repository.get(aggregate_id)
+                except AggregateNotFoundError:
+                    return None
+                self._known.put(copy.deepcopy(found))
+            self._aggregates[aggregate_id] = found
+            self._versions_read[aggregate_id] = found.version
         if not isinstance(found, aggregate_class):
             return None
         return found
 
     def get(
-        self,
-        aggregate_class: type[TAggregate],
-        aggregate_id: UUID,
-        *,
-        not_found_code: str,
-        for_update: bool = False,
+        self, aggregate_class: type[TAggregate], aggregate_id: UUID, *, not_found_code: str
     ) -> TAggregate:
-        found = self.find(aggregate_class, aggregate_id, for_update=for_update)
+        found = self.find(aggregate_class, aggregate_id)
         if found is None:
             noun = not_found_code.removesuffix("_not_found")
             raise NotFound(f"{noun} {aggregate_id} not found", code=not_found_code)
@@ -181,7 +174,7 @@ class UnitOfWork:
     def schedule(self, kitchen_id: UUID, day: date) -> KitchenSchedule:
         """The kitchen's schedule for ``day``, opened if this is its first claim."""
         schedule_id = KitchenSchedule.create_id(kitchen_id=kitchen_id, day=day)
-        schedule = self.find(KitchenSchedule, schedule_id, for_update=True)
+        schedule = self.find(KitchenSchedule, schedule_id)
         if schedule is None:
             schedule = KitchenSchedule(kitchen_id=kitchen_id, day=day)
             self.add(schedule)
@@ -192,13 +185,20 @@ class UnitOfWork:
             self._aggregates[aggregate.id] = aggregate
 
     def commit(self) -> int | None:
-        """Save every pending event in one transaction; the last position written,
+        """Save every pending event in one transaction, on condition that every
+        aggregate only read is still at the version read; the last position written,
         or ``None`` when nothing changed."""
         changed = [a for a in self._aggregates.values() if a.pending_events]
         if not changed:
             return None
-        recordings = self._app.save(*changed)
-        self._committed.put(changed)
+        expected_versions = {
+            aggregate_id: version
+            for aggregate_id, version in self._versions_read.items()
+            if not self._aggregates[aggregate_id].pending_events
+        }
+        recordings = self._app.save(*changed, expected_versions=expected_versions)
+        for aggregate in changed:
+            self._known.put(aggregate)
         return max(recording.notification.id for recording in recordings)
 
 
@@ -223,8 +223,8 @@ class CommandProcessor:
 
     The first attempt is optimistic: it does not look the idempotency key up (the
     record is saved with the command's events, so a key used before makes the commit
-    fail) and starts aggregates it will change from this process's last committed
-    copy. A lost race costs one retry, which reads everything fresh.
+    fail) and starts from this process's last known copy of each aggregate (see
+    ``KnownAggregates``). A lost race costs one retry, which reads everything fresh.
     """
 
     def __init__(
@@ -232,12 +232,12 @@ class CommandProcessor:
         app: Application[UUID],
         *,
         conflict_retries_max: int,
-        committed_aggregates_max: int = COMMITTED_AGGREGATES_MAX,
+        known_aggregates_max: int = KNOWN_AGGREGATES_MAX,
     ) -> None:
         assert conflict_retries_max >= 0
         self.app = app
         self.conflict_retries_max = conflict_retries_max
-        self.committed = CommittedAggregates(committed_aggregates_max)
+        self.known = KnownAggregates(known_aggregates_max)
         self.conflicts_total = 0
 
     def current_position(self) -> int:
@@ -265,7 +265,7 @@ class CommandProcessor:
         with recording_metadata(context.metadata()):
             for attempt in range(self.conflict_retries_max + 1):
                 optimistic = attempt == 0
-                unit = UnitOfWork(self.app, self.committed, optimistic=optimistic)
+                unit = UnitOfWork(self.app, self.known, optimistic=optimistic)
                 if record_id is not None and not optimistic:
                     replayed = self._replay(record_id, fingerprint, result_type)
                     if replayed is not None:
@@ -273,7 +273,7 @@ class CommandProcessor:
                 try:
                     result = decide(unit)
                 except DomainError:
-                    if optimistic and (unit.started_from_committed_copy or key is not None):
+                    if optimistic and (unit.started_from_known_copy or key is not None):
                         # Decided on a possibly stale copy, or the key was used before
                         # and its effects now refuse ours (the slot is taken): decide
                         # again on fresh state, which also looks the key up.
@@ -296,6 +296,10 @@ class CommandProcessor:
                     )
                 try:
                     position = unit.commit()
+                    if position is None and unit.started_from_known_copy:
+                        # Nothing to commit means nothing validated the copies the
+                        # decision came from: decide again on fresh state.
+                        continue
                 except IntegrityError:
                     self.conflicts_total += 1
                     logger.debug(

@@ -159,7 +159,7 @@ class KitchenState(BaseModel):
 def load_owned_kitchen(unit: UnitOfWork, kitchen_id: UUID, actor: Actor) -> Kitchen:
     """The kitchen, if ``actor`` is its host. Others get 404, as drafts are invisible
     to anyone but their host and admins."""
-    kitchen = unit.get(Kitchen, kitchen_id, not_found_code="kitchen_not_found", for_update=True)
+    kitchen = unit.get(Kitchen, kitchen_id, not_found_code="kitchen_not_found")
     if kitchen.host_id != actor.user_id:
         raise NotFound(f"kitchen {kitchen_id} not found", code="kitchen_not_found")
     return kitchen
@@ -295,7 +295,7 @@ class KitchenCommands:
 
     def _loader(self, kitchen_id: UUID) -> Callable[[UnitOfWork], Kitchen]:
         return lambda unit: unit.get(
-            Kitchen, kitchen_id, not_found_code="kitchen_not_found", for_update=True
+            Kitchen, kitchen_id, not_found_code="kitchen_not_found"
         )
 
     def _run(
@@ -322,7 +322,7 @@ class KitchenCommands:
     ) -> Executed[CertificateState]:
         def decide(unit: UnitOfWork) -> CertificateState:
             kitchen = unit.get(
-                Kitchen, command.kitchen_id, not_found_code="kitchen_not_found", for_update=True
+                Kitchen, command.kitchen_id, not_found_code="kitchen_not_found"
             )
             change(kitchen)
             return CertificateState.of(kitchen.id, kitchen.certificates[command.certificate_id])

@@ -181,7 +181,7 @@ class Sweeper:
         def decide(unit: UnitOfWork) -> BookingState:
             nonlocal changed
             booking = unit.get(
-                Booking, booking_id, not_found_code="booking_not_found", for_update=True
+                Booking, booking_id, not_found_code="booking_not_found"
             )
             changed = booking.status == "pending" and booking.start_time <= now
             if changed:
@@ -199,7 +199,7 @@ class Sweeper:
         def decide(unit: UnitOfWork) -> BookingState:
             nonlocal changed
             booking = unit.get(
-                Booking, booking_id, not_found_code="booking_not_found", for_update=True
+                Booking, booking_id, not_found_code="booking_not_found"
             )
             due = booking.end_time + AUTO_COMPLETE_AFTER <= now
             changed = booking.status == "confirmed" and due

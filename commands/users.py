@@ -120,7 +120,7 @@ class UserCommands:
 
         def decide(unit: UnitOfWork) -> UserState:
             user = unit.get(
-                User, command.user_id, not_found_code="user_not_found", for_update=True
+                User, command.user_id, not_found_code="user_not_found"
             )
             if command.role is not None:
                 user.change_role(command.role)

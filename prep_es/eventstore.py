@@ -29,16 +29,20 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from collections.abc import Sequence
 from threading import Event
 from typing import Any, Final
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import (
     ApplicationRecorder,
+    IntegrityError,
     InterfaceError,
     OperationalError,
+    Recording,
     StoredEvent,
     Subscription,
 )
@@ -53,6 +57,7 @@ from eventsourcing.postgres import (
 from eventsourcing.sqlite import (
     SQLiteAggregateRecorder,
     SQLiteApplicationRecorder,
+    SQLiteCursor,
     SQLiteDatastore,
     SQLiteFactory,
     SQLiteProcessRecorder,
@@ -63,7 +68,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 import aggregates
-from prep_es.group_commit import GroupCommit
+from aggregates.base import Aggregate as DomainAggregate
+from prep_es.group_commit import ExpectedVersions, GroupCommit
 from prep_es.serialization import OrjsonTranscoder, PydanticMapper
 from prep_es.settings import PostgresLocation, Settings, SqliteLocation
 
@@ -127,17 +133,28 @@ def postgres_append_function_statement(
     function: Composed, *, table: Composed, channel: Identifier, lock_timeout_s: int
 ) -> Composed:
     """DDL of the function every append calls: it takes the events table's EXCLUSIVE
-    lock (so commit order is notification-id order), notifies listeners and inserts the
-    events, returning their notification ids in order. Called as a single statement on
+    lock (so commit order is notification-id order), checks that the aggregates the
+    append's decision read are still at the versions read (a unique violation, like any
+    write conflict, if not), notifies listeners and inserts the events, returning their
+    notification ids in order. Called as a single statement on
     an autocommit connection, the append is one round trip and one transaction, and the
     lock is held until that transaction commits."""
     return SQL(
         "CREATE OR REPLACE FUNCTION {function}("
-        "originator_ids uuid[], originator_versions bigint[], topics text[], states bytea[]) "
+        "originator_ids uuid[], originator_versions bigint[], topics text[], states bytea[], "
+        "expected_ids uuid[], expected_versions bigint[]) "
         "RETURNS SETOF bigint LANGUAGE plpgsql AS $body$ "
         "BEGIN "
         "SET LOCAL lock_timeout = '{lock_timeout}s'; "
         "LOCK TABLE {table} IN EXCLUSIVE MODE; "
+        # One primary-key probe per aggregate read (a join may plan a table scan).
+        "FOR i IN 1 .. coalesce(array_length(expected_ids, 1), 0) LOOP "
+        "IF EXISTS (SELECT FROM {table} WHERE originator_id = expected_ids[i] "
+        "AND originator_version > expected_versions[i]) "
+        "THEN RAISE unique_violation USING MESSAGE = "
+        "'an aggregate this append depends on has changed'; "
+        "END IF; "
+        "END LOOP; "
         "NOTIFY {channel}; "
         "RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state) "
         "SELECT * FROM unnest(originator_ids, originator_versions, topics, states) "
@@ -241,7 +258,7 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             )
         )
         self._call_append_function = SQL(
-            "SELECT notification_id FROM {function}(%s, %s, %s, %s) AS notification_id"
+            "SELECT notification_id FROM {function}(%s, %s, %s, %s, %s, %s) AS notification_id"
         ).format(function=self._append_function)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
@@ -252,15 +269,17 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Appends from concurrent threads share transactions (see ``group_commit``).
-        An append that carries more than events (a tracking record) goes alone."""
-        if not stored_events or any(value is not None for value in kwargs.values()):
-            alone: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
-            return alone
-        return self.group_commit.insert_events(stored_events)
+        ``expected_versions``: aggregates read but not changed, which must not have
+        moved on (see ``commands.handling.UnitOfWork``)."""
+        expected_versions: ExpectedVersions = kwargs.pop("expected_versions", None) or {}
+        assert kwargs.get("tracking") is None, "tracking goes through the process recorder"
+        if not stored_events:
+            return []
+        return self.group_commit.insert_events(stored_events, expected_versions)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _insert_in_own_transaction(
-        self, stored_events: Sequence[StoredEvent]
+        self, stored_events: Sequence[StoredEvent], expected_versions: ExpectedVersions
     ) -> Sequence[int] | None:
         """One statement, one round trip, its own transaction (the connection is in
         autocommit mode): the append function takes the table lock, notifies, inserts."""
@@ -272,6 +291,8 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
                     [event.originator_version for event in stored_events],
                     [event.topic for event in stored_events],
                     [event.state for event in stored_events],
+                    list(expected_versions),
+                    list(expected_versions.values()),
                 ),
                 prepare=True,
             )
@@ -341,11 +362,48 @@ class AppendOnlySQLiteAggregateRecorder(SQLiteAggregateRecorder):
 
 
 class AppendOnlySQLiteApplicationRecorder(SQLiteApplicationRecorder):
-    """Events table: eventsourcing's recorder, plus append-only triggers."""
+    """Events table: eventsourcing's recorder, plus append-only triggers and the
+    ``expected_versions`` condition of the PostgreSQL recorder."""
+
+    def __init__(
+        self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name)
+        # One writer at a time in this process: the condition is read in the same
+        # transaction as the insert, and SQLite would otherwise refuse one of two
+        # concurrent read-then-write transactions as busy rather than wait.
+        self._append_lock = threading.Lock()
+        self._select_newer_version = (
+            f"SELECT 1 FROM {events_table_name} "
+            "WHERE originator_id = ? AND originator_version > ? LIMIT 1"
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         return [*statements, *sqlite_append_only_statements(self.events_table_name)]
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self._append_lock:
+            notification_ids: Sequence[int] | None = super().insert_events(
+                stored_events, **kwargs
+            )
+            return notification_ids
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        expected_versions: ExpectedVersions = kwargs.pop("expected_versions", None) or {}
+        for aggregate_id, version in expected_versions.items():
+            c.execute(self._select_newer_version, (aggregate_id.hex, version))
+            if c.fetchone() is not None:
+                msg = f"aggregate {aggregate_id} has changed since version {version}"
+                raise IntegrityError(msg)
+        notification_ids: Sequence[int] | None = super()._insert_events(
+            c, stored_events, **kwargs
+        )
+        return notification_ids
 
 
 class AppendOnlySQLiteProcessRecorder(SQLiteProcessRecorder):
@@ -389,6 +447,25 @@ class PrepApplication(Application[UUID]):
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         return Environment(name, dict(env or {}))
+
+    def save(
+        self, *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """As the library's ``save``, without checking each object against runtime
+        protocols when all are our aggregates: those checks cost more than the rest."""
+        if not all(isinstance(obj, DomainAggregate) for obj in objs):
+            return super().save(*objs, **kwargs)
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in objs:
+            assert isinstance(aggregate, DomainAggregate)
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
 
     def position(self) -> int:
         """The notification id of the latest stored event (0 when the store is empty)."""

@@ -19,12 +19,17 @@ batch is retried one append per transaction, so only the losing appends see
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-InsertEvents = Callable[[Sequence[StoredEvent]], Sequence[int] | None]
+ExpectedVersions = Mapping[UUID, int]
+"""Aggregates an append's decision read without changing them, and the versions read:
+the append must fail (as a write conflict) if any of them has moved on since."""
+
+InsertEvents = Callable[[Sequence[StoredEvent], ExpectedVersions], Sequence[int] | None]
 
 GROUP_SIZE_MAX = 64
 """Appends per transaction at most: a limit on how long one commit holds the lock."""
@@ -33,6 +38,7 @@ GROUP_SIZE_MAX = 64
 @dataclass
 class _Append:
     stored_events: Sequence[StoredEvent]
+    expected_versions: ExpectedVersions
     wake: threading.Event = field(default_factory=threading.Event)
     leads: bool = False
     finished: bool = False
@@ -69,8 +75,10 @@ class GroupCommit:
         self.transactions_total = 0
         self.appends_total = 0
 
-    def insert_events(self, stored_events: Sequence[StoredEvent]) -> Sequence[int] | None:
-        append = _Append(stored_events)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], expected_versions: ExpectedVersions
+    ) -> Sequence[int] | None:
+        append = _Append(stored_events, expected_versions)
         with self._lock:
             self._queue.append(append)
             if not self._leader_active:
@@ -105,9 +113,17 @@ class GroupCommit:
         if len(group) == 1:
             self._commit_alone(group[0])
             return
+        if _depends_on_another(group):
+            for append in group:
+                self._commit_alone(append)
+            return
         combined = [event for append in group for event in append.stored_events]
+        expected: dict[UUID, int] = {}
+        for append in group:
+            for aggregate_id, version in append.expected_versions.items():
+                expected[aggregate_id] = min(version, expected.get(aggregate_id, version))
         try:
-            notification_ids = self._insert(combined)
+            notification_ids = self._insert(combined, expected)
         except IntegrityError:
             for append in group:
                 self._commit_alone(append)
@@ -125,6 +141,20 @@ class GroupCommit:
 
     def _commit_alone(self, append: _Append) -> None:
         try:
-            append.finish(self._insert(append.stored_events))
+            append.finish(self._insert(append.stored_events, append.expected_versions))
         except Exception as error:
             append.finish(None, error)
+
+
+def _depends_on_another(group: list[_Append]) -> bool:
+    """Whether an append read an aggregate another append of the group writes: their
+    order matters, and one shared transaction would hide the conflict."""
+    writers: dict[UUID, int] = {}
+    for index, append in enumerate(group):
+        for event in append.stored_events:
+            writers[event.originator_id] = index  # type: ignore[index]
+    return any(
+        writers.get(aggregate_id, index) != index
+        for index, append in enumerate(group)
+        for aggregate_id in append.expected_versions
+    )

@@ -12,7 +12,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from prep_es.eventstore import AppendOnlyPostgresApplicationRecorder, open_application
-from prep_es.group_commit import GroupCommit
+from prep_es.group_commit import ExpectedVersions, GroupCommit
 from prep_es.settings import Settings
 
 pytestmark = pytest.mark.postgres
@@ -41,19 +41,19 @@ def test_appends_queued_during_a_commit_share_the_next_transaction(
     release_first_commit = threading.Event()
     batch_sizes: list[int] = []
 
-    def insert(events: Sequence[StoredEvent]) -> Sequence[int] | None:
+    def insert(events: Sequence[StoredEvent], expected: ExpectedVersions) -> Sequence[int] | None:
         batch_sizes.append(len(events))
         if len(batch_sizes) == 1:
             first_commit_started.set()
             release_first_commit.wait(timeout=10)
-        return recorder._insert_in_own_transaction(events)
+        return recorder._insert_in_own_transaction(events, expected)
 
     group_commit = GroupCommit(insert)
     streams = [stream(2) for _ in range(6)]
     results: dict[int, Sequence[int] | None] = {}
 
     def append(index: int) -> None:
-        results[index] = group_commit.insert_events(streams[index])
+        results[index] = group_commit.insert_events(streams[index], {})
 
     leader = threading.Thread(target=append, args=(0,))
     leader.start()
@@ -86,11 +86,11 @@ def test_a_conflicting_append_fails_alone(
     gate = threading.Event()
     calls: list[int] = []
 
-    def insert(events: Sequence[StoredEvent]) -> Sequence[int] | None:
+    def insert(events: Sequence[StoredEvent], expected: ExpectedVersions) -> Sequence[int] | None:
         calls.append(len(events))
         if len(calls) == 1:
             gate.wait(timeout=10)
-        return recorder._insert_in_own_transaction(events)
+        return recorder._insert_in_own_transaction(events, expected)
 
     group_commit = GroupCommit(insert)
     good = [stream(3) for _ in range(3)]
@@ -98,7 +98,7 @@ def test_a_conflicting_append_fails_alone(
 
     def append(name: str, events: list[StoredEvent]) -> None:
         try:
-            outcomes[name] = group_commit.insert_events(events)
+            outcomes[name] = group_commit.insert_events(events, {})
         except IntegrityError as error:
             outcomes[name] = error
 
@@ -145,3 +145,65 @@ def test_many_threads_lose_no_append(recorder: AppendOnlyPostgresApplicationReco
     ids = [n.id for n in notifications]
     assert ids == sorted(ids)
     assert recorder.group_commit.appends_total == 40
+
+
+def test_an_append_fails_if_what_it_read_has_changed(
+    recorder: AppendOnlyPostgresApplicationRecorder,
+) -> None:
+    read = stream(2)
+    recorder.insert_events(read[:1])
+    recorder.insert_events(read[1:])  # moved on to version 2
+    read_id = read[0].originator_id
+
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(stream(1), expected_versions={read_id: 1})
+    written = stream(1)
+    recorder.insert_events(written, expected_versions={read_id: 2})
+    assert len(recorder.select_events(written[0].originator_id)) == 1
+
+
+def test_reading_what_another_append_of_the_group_writes_is_not_hidden(
+    recorder: AppendOnlyPostgresApplicationRecorder,
+) -> None:
+    kitchen = stream(2)
+    recorder.insert_events(kitchen[:1])
+    kitchen_id = kitchen[0].originator_id
+    gate = threading.Event()
+    calls: list[int] = []
+
+    def insert(events: Sequence[StoredEvent], expected: ExpectedVersions) -> Sequence[int] | None:
+        calls.append(len(events))
+        if len(calls) == 1:
+            gate.wait(timeout=10)
+        return recorder._insert_in_own_transaction(events, expected)
+
+    group_commit = GroupCommit(insert)
+    outcomes: dict[str, object] = {}
+
+    def append(name: str, events: list[StoredEvent], expected: ExpectedVersions) -> None:
+        try:
+            outcomes[name] = group_commit.insert_events(events, expected)
+        except IntegrityError as error:
+            outcomes[name] = error
+
+    threads = [threading.Thread(target=append, args=("first", stream(1), {}))]
+    threads[0].start()
+    while not calls:
+        time.sleep(0.001)
+    threads.append(threading.Thread(target=append, args=("writer", kitchen[1:], {})))
+    threads[1].start()
+    while len(group_commit._queue) < 1:
+        time.sleep(0.001)
+    threads.append(
+        threading.Thread(target=append, args=("reader", stream(1), {kitchen_id: 1}))
+    )
+    threads[2].start()
+    while len(group_commit._queue) < 2:
+        time.sleep(0.001)
+    gate.set()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert isinstance(outcomes["writer"], list)
+    assert isinstance(outcomes["reader"], IntegrityError)
+    assert calls[1:] == [1, 1]  # never tried together

@@ -1,0 +1,86 @@
+"""Two processes' worth of command handlers on one store, each with its own memory of
+aggregates: a decision made on a stale copy never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from aggregates.account import Account, account_id_for
+from aggregates.errors import InsufficientFunds, KitchenNotBookable
+from commands.accounts import DepositFunds, RequestPayout
+from commands.bookings import BookingAction
+from commands.kitchens import KitchenActionWithReason
+from prep_es.runtime import Runtime
+from tests.support import (
+    START_OF_TESTS,
+    Marketplace,
+    MutableClock,
+    as_actor,
+    build_marketplace,
+    open_test_runtime,
+)
+
+SLOT = START_OF_TESTS + timedelta(days=5)
+
+
+@pytest.fixture
+def two_processes(database_url: str) -> Iterator[tuple[Marketplace, Runtime]]:
+    clock = MutableClock()
+    first = open_test_runtime(database_url, clock)
+    second = open_test_runtime(database_url, clock)
+    yield build_marketplace(first, clock), second
+    first.close()
+    second.close()
+
+
+def test_a_kitchen_suspended_elsewhere_takes_no_more_bookings(
+    two_processes: tuple[Marketplace, Runtime],
+) -> None:
+    market, elsewhere = two_processes
+    market.request_booking(SLOT)  # this process now knows the kitchen as published
+    elsewhere.commands.kitchens.suspend_kitchen(
+        KitchenActionWithReason(kitchen_id=market.kitchen_id, reason="failed inspection"),
+        as_actor(market.admin),
+    )
+
+    with pytest.raises(KitchenNotBookable) as refused:
+        market.request_booking(SLOT + timedelta(days=1))
+    assert refused.value.code == "kitchen_not_bookable"
+
+
+def test_money_moved_elsewhere_is_seen_before_deciding_again(
+    two_processes: tuple[Marketplace, Runtime],
+) -> None:
+    market, elsewhere = two_processes
+    accounts = market.runtime.commands.accounts
+    accounts.deposit_funds(DepositFunds(amount_cents=10_000), as_actor(market.host))
+    elsewhere.commands.accounts.request_payout(
+        RequestPayout(amount_cents=10_000), as_actor(market.host)
+    )
+
+    with pytest.raises(InsufficientFunds):
+        accounts.request_payout(RequestPayout(amount_cents=10_000), as_actor(market.host))
+    account = market.runtime.app.repository.get(account_id_for(market.host.user_id))
+    assert isinstance(account, Account)
+    assert account.balance_cents == 0
+
+
+def test_a_sweep_does_not_trust_a_stale_copy_to_do_nothing(
+    two_processes: tuple[Marketplace, Runtime],
+) -> None:
+    market, elsewhere = two_processes
+    booking = market.request_booking(SLOT)
+    market.runtime.commands.bookings.confirm_booking(
+        BookingAction(booking_id=booking.id), as_actor(market.host)
+    )
+    # Elsewhere, the booking is known as pending-then-confirmed too; this process's copy
+    # says "confirmed, not due". Time passes beyond the auto-completion point.
+    market.clock.now = SLOT + timedelta(hours=2, days=1)
+
+    report = elsewhere.commands.sweeper.sweep()
+    assert report.completed_booking_ids == [booking.id]
+    again = market.runtime.commands.sweeper.sweep()
+    assert again.completed_booking_ids == []
