@@ -1,6 +1,6 @@
 """The event store: eventsourcing's application and recorders, configured from Settings.
 
-Three guarantees, and where each comes from:
+Four guarantees, and where each comes from:
 
 **Append-only.** The tables that hold events and snapshots refuse ``UPDATE``, ``DELETE``
 and (PostgreSQL) ``TRUNCATE`` with database triggers, created by the same code that
@@ -10,15 +10,22 @@ mistakes and application bugs, not against a database owner: a superuser can sti
 disable triggers or drop tables, so production runs the app as a role that does not own
 the schema.
 
-**Commit order is notification order.** On PostgreSQL each append takes
-``LOCK TABLE ... IN EXCLUSIVE MODE`` (eventsourcing's default insert path) before
-drawing notification ids from the sequence. Appends therefore commit in id order, and a
-reader that has seen id N will never later see a smaller id commit: a projector may
-follow the log by position without skipping events. We do not enable
-``POSTGRES_ENABLE_DB_FUNCTIONS``: its insert function takes no table lock, so two
-concurrent appends could commit out of id order and a follower would skip the slower
-one. SQLite serialises writers and uses the rowid as notification id; with deletes
-refused, a rowid is never reused.
+**Commit order is notification order.** On PostgreSQL every append calls one
+PL/pgSQL function (``prep_es_append_<table>``) as a single statement in its own
+transaction; the function takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` before drawing
+notification ids from the sequence, as eventsourcing's default insert path does, and
+the lock is held until the commit. Appends therefore commit in id order, and a reader
+that has seen id N will never later see a smaller id commit: a projector may follow the
+log by position without skipping events. (eventsourcing's own insert function,
+``POSTGRES_ENABLE_DB_FUNCTIONS``, takes no table lock and stays off.) SQLite serialises
+writers and uses the rowid as notification id; with deletes refused, a rowid is never
+reused.
+
+**Decisions are validated at commit.** An append carries ``expected_versions``: the
+aggregates its command read without changing, at the versions read. Under the same
+lock, the append fails as a write conflict if any of them has moved on, exactly as it
+fails when an aggregate it writes has. A command can therefore decide on cached state
+and still never commit a decision made on stale state.
 
 **Explicit topics.** Events are stored under their class's ``TOPIC`` (see
 ``prep_es.serialization``), and :class:`PrepApplication` imports every module of the
