@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict
 
-from aggregates.account import Account, account_id_for
+from aggregates.account import Account
 from commands.handling import CommandContext, CommandProcessor, Executed, UnitOfWork, require_role
 
 
@@ -46,9 +46,7 @@ class AccountCommands:
         owner = require_role(context, "customer", "host", "admin", "analyst")
 
         def decide(unit: UnitOfWork) -> AccountEntry:
-            account = unit.get(
-                Account, account_id_for(owner.user_id), not_found_code="account_not_found",
-            )
+            account = unit.account_of(owner.user_id)
             entry_id = uuid4()
             account.deposit(entry_id, command.amount_cents)
             return _entry(account, entry_id, "deposit", command.amount_cents)
@@ -61,9 +59,7 @@ class AccountCommands:
         host = require_role(context, "host")
 
         def decide(unit: UnitOfWork) -> AccountEntry:
-            account = unit.get(
-                Account, account_id_for(host.user_id), not_found_code="account_not_found",
-            )
+            account = unit.account_of(host.user_id)
             entry_id = uuid4()
             account.request_payout(entry_id, command.amount_cents)
             return _entry(account, entry_id, "payout", command.amount_cents)

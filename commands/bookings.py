@@ -8,7 +8,6 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from aggregates.account import Account, account_id_for
 from aggregates.booking import Booking
 from aggregates.errors import PermissionDenied
 from aggregates.jurisdictions import JurisdictionCatalog
@@ -179,9 +178,7 @@ class BookingCommands:
             )
             for day in window.days():
                 unit.schedule(kitchen.id, day).claim(booking.id, window)
-            account = unit.get(
-                Account, account_id_for(customer.user_id), not_found_code="account_not_found",
-            )
+            account = unit.account_of(customer.user_id)
             account.place_hold(booking.id, booking.price_cents)
             unit.add(booking)
             return BookingState.of(booking)
@@ -246,9 +243,7 @@ class BookingCommands:
                 unit.schedule(booking.kitchen_id, day).release(booking.id)
             for day in window.days():
                 unit.schedule(booking.kitchen_id, day).claim(booking.id, window)
-            account = unit.get(
-                Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
-            )
+            account = unit.account_of(booking.customer_id)
             account.adjust_hold(booking.id, booking.price_cents)
             return BookingState.of(booking)
 
@@ -284,9 +279,7 @@ class BookingCommands:
         """Free the booking's slots and give its whole hold back to the customer."""
         for day in booking.window.days():
             unit.schedule(booking.kitchen_id, day).release(booking.id)
-        customer_account = unit.get(
-            Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
-        )
+        customer_account = unit.account_of(booking.customer_id)
         customer_account.release_hold(booking.id)
 
     def _capture(self, unit: UnitOfWork, booking: Booking, captured_cents: int) -> None:
@@ -295,12 +288,8 @@ class BookingCommands:
         if booking.status == "cancelled":
             for day in booking.window.days():
                 unit.schedule(booking.kitchen_id, day).release(booking.id)
-        customer_account = unit.get(
-            Account, account_id_for(booking.customer_id), not_found_code="account_not_found",
-        )
-        host_account = unit.get(
-            Account, account_id_for(booking.host_id), not_found_code="account_not_found",
-        )
+        customer_account = unit.account_of(booking.customer_id)
+        host_account = unit.account_of(booking.host_id)
         settlement = settle(booking.price_cents, captured_cents, self._commission_basis_points)
         customer_account.capture_hold(booking.id, settlement, payee_account_id=host_account.id)
         host_account.receive_payment(

@@ -30,6 +30,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, proje
 from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
+from aggregates.account import Account, account_id_for
 from aggregates.base import Aggregate, EventMetadata, derived_id, recording_metadata
 from aggregates.errors import ConcurrencyConflict, DomainError, NotFound, PermissionDenied
 from aggregates.idempotency import IdempotencyRecord, check_idempotency_key
@@ -179,6 +180,10 @@ class UnitOfWork:
             schedule = KitchenSchedule(kitchen_id=kitchen_id, day=day)
             self.add(schedule)
         return schedule
+
+    def account_of(self, user_id: UUID) -> Account:
+        """The account of ``user_id`` (every user has one, opened at registration)."""
+        return self.get(Account, account_id_for(user_id), not_found_code="account_not_found")
 
     def add(self, *aggregates: Aggregate) -> None:
         for aggregate in aggregates:
