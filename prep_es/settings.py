@@ -233,6 +233,13 @@ class Settings(BaseSettings):
         return parse_database_url(self.database_url)
 
     @property
+    def read_database(self) -> DatabaseLocation:
+        """Where queries read read models: the replica if one is set, else the primary."""
+        if self.read_database_url is None:
+            return self.database
+        return parse_database_url(self.read_database_url)
+
+    @property
     def is_postgres(self) -> bool:
         return isinstance(self.database, PostgresLocation)
 

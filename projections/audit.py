@@ -1,0 +1,74 @@
+"""Audit: one row per event — who, why, when, and what — for admins replaying history."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from eventsourcing.utils import get_topic
+
+from aggregates.base import DomainEvent
+from projections.base import Projection
+from projections.database import Sql
+from projections.events import domain_event_types
+
+REDACTED = "***"
+SECRET_FIELDS = frozenset({"password_hash"})
+PAYLOAD_EXCLUDED = {"originator_id", "originator_version", "timestamp", "metadata"}
+
+
+def audit_payload(event: DomainEvent) -> dict[str, Any]:
+    """The event's own fields, secrets redacted."""
+    payload = event.model_dump(mode="json", exclude=PAYLOAD_EXCLUDED)
+    for field in SECRET_FIELDS & payload.keys():
+        payload[field] = REDACTED
+    return payload
+
+
+class AuditProjection(Projection):
+    name: ClassVar[str] = "audit"
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[str, ...]] = ("entries",)
+    event_types: ClassVar[tuple[type[Any], ...]] = domain_event_types()
+
+    def create_tables(self, sql: Sql) -> None:
+        entries = self.table("entries")
+        sql.execute(
+            f"CREATE TABLE {entries} ("
+            f"position {self.column('int')} PRIMARY KEY, "
+            f"recorded_at {self.column('time')} NOT NULL, "
+            "aggregate_type text NOT NULL, "
+            f"aggregate_id {self.column('id')} NOT NULL, "
+            f"aggregate_version {self.column('int')} NOT NULL, "
+            "event_type text NOT NULL, "
+            f"actor_id {self.column('id')}, actor_role text, request_id text, "
+            "correlation_id text, "
+            f"payload {self.column('json')} NOT NULL)"
+        )
+        for column in ("aggregate_id", "actor_id", "event_type", "recorded_at"):
+            sql.execute(
+                f"CREATE INDEX {entries}_{column} ON {entries} ({column}, position)"
+            )
+
+    def apply(self, event: Any, position: int, sql: Sql) -> None:
+        assert isinstance(event, DomainEvent)
+        topic = get_topic(type(event))
+        metadata = event.metadata
+        sql.execute(
+            f"INSERT INTO {self.table('entries')} (position, recorded_at, aggregate_type, "
+            "aggregate_id, aggregate_version, event_type, actor_id, actor_role, request_id, "
+            "correlation_id, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (position) DO NOTHING",
+            (
+                position,
+                self.time_value(event.timestamp),
+                topic.partition(".")[0],
+                self.id_value(event.originator_id),
+                event.originator_version,
+                topic,
+                None if metadata.actor_id is None else self.id_value(metadata.actor_id),
+                metadata.actor_role,
+                metadata.request_id,
+                metadata.correlation_id,
+                self.json_value(audit_payload(event)),
+            ),
+        )

@@ -1,0 +1,130 @@
+"""What a projection is: a named, versioned read model built from events.
+
+A projection owns tables. Each *generation* of a projection (a rebuild, or a new
+``version`` of its code) builds its own copy of those tables, named
+``<name>_g<generation>_<table>``; queries read them through views named
+``<name>_<table>`` that point at the active generation. A rebuild therefore fills new
+tables while queries keep reading the old ones, and switches the views in the same
+transaction that records the new generation as caught up.
+
+Subclasses declare ``name``, ``version``, ``tables``, the DDL of those tables
+(``create_tables``), and one ``@apply.register`` method per event type they follow; the
+event types give the topics the runner asks the event store for. Every method writes
+through the :class:`~projections.database.Sql` it is given — the runner's transaction,
+which also records the projection's position, so an event is applied exactly once.
+
+SQL rules: ``%s`` placeholders only, never a literal ``%`` (pass LIKE patterns as
+parameters); ids and times are stored as text on SQLite and native types on PostgreSQL
+through :meth:`Projection.column`; every write is an idempotent upsert or a
+delete-and-insert keyed by the event's identity.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import UTC, date, datetime
+from functools import singledispatchmethod
+from typing import Any, ClassVar
+from uuid import UUID
+
+import orjson
+from eventsourcing.utils import get_topic
+from psycopg.types.json import Jsonb
+
+from projections.database import Dialect, Sql
+
+
+class Projection(ABC):
+    """A read model. One instance per generation (its table names differ)."""
+
+    name: ClassVar[str]
+    """Stable identifier (``bookings``): names views, tables and the CLI argument."""
+    version: ClassVar[int]
+    """Bump when the tables or the meaning of rows change: a new version builds from
+    position 0 into new tables and replaces the old one once caught up."""
+    tables: ClassVar[tuple[str, ...]]
+    """Logical table names; each gets a view of the same name prefixed by ``name``."""
+    event_types: ClassVar[tuple[type[Any], ...]]
+    """The event classes ``apply`` handles: the runner asks only for their topics."""
+
+    def __init__(self, generation: int, dialect: Dialect) -> None:
+        self.generation = generation
+        self.dialect = dialect
+
+    @classmethod
+    def topics(cls) -> list[str]:
+        return [get_topic(event_type) for event_type in cls.event_types]
+
+    def table(self, table: str) -> str:
+        """This generation's physical table for logical ``table``."""
+        assert table in self.tables, table
+        return f"{self.name}_g{self.generation}_{table}"
+
+    @classmethod
+    def view(cls, table: str) -> str:
+        """The stable name queries read ``table`` through."""
+        assert table in cls.tables, table
+        return f"{cls.name}_{table}"
+
+    def column(self, kind: str) -> str:
+        """A column type by meaning, per dialect: ``id``, ``time``, ``date``, ``money``,
+        ``json``, ``text``, ``int``, ``bool``."""
+        postgres = {
+            "id": "uuid",
+            "time": "timestamptz",
+            "date": "date",
+            "money": "bigint",
+            "json": "jsonb",
+            "text": "text",
+            "int": "bigint",
+            "bool": "boolean",
+        }
+        sqlite = {
+            "id": "text",
+            "time": "text",
+            "date": "text",
+            "money": "integer",
+            "json": "text",
+            "text": "text",
+            "int": "integer",
+            "bool": "integer",
+        }
+        return (postgres if self.dialect == "postgresql" else sqlite)[kind]
+
+    def id_value(self, value: UUID) -> UUID | str:
+        return value if self.dialect == "postgresql" else str(value)
+
+    def time_value(self, value: datetime) -> datetime | str:
+        """Aware times; on SQLite a fixed-width UTC string, so text order is time order."""
+        assert value.tzinfo is not None
+        utc = value.astimezone(UTC)
+        return utc if self.dialect == "postgresql" else utc.isoformat(timespec="microseconds")
+
+    def date_value(self, value: date) -> date | str:
+        return value if self.dialect == "postgresql" else value.isoformat()
+
+    def json_value(self, value: Any) -> Jsonb | str:
+        return Jsonb(value) if self.dialect == "postgresql" else orjson.dumps(value).decode()
+
+    @abstractmethod
+    def create_tables(self, sql: Sql) -> None:
+        """Create this generation's tables and indexes (``self.table(...)``)."""
+
+    def drop_tables(self, sql: Sql) -> None:
+        for table in self.tables:
+            sql.execute(f"DROP TABLE IF EXISTS {self.table(table)}")
+
+    def create_views(self, sql: Sql) -> None:
+        """Point the stable views at this generation's tables."""
+        for table in self.tables:
+            view = self.view(table)
+            sql.execute(f"DROP VIEW IF EXISTS {view}")
+            sql.execute(f"CREATE VIEW {view} AS SELECT * FROM {self.table(table)}")
+
+    @singledispatchmethod  # noqa: B027 (the default ignores events it has no method for)
+    def apply(self, event: Any, position: int, sql: Sql) -> None:
+        """Apply one event at ``position``; the default ignores it."""
+
+    def after_batch(self, sql: Sql) -> None:  # noqa: B027
+        """Called once per batch after its events were applied, in the same
+        transaction: for work cheaper done once per batch than once per event."""

@@ -1,0 +1,208 @@
+"""The read database: where projections keep read models and queries read them.
+
+One small interface over PostgreSQL (psycopg pool) and SQLite, so that projections and
+queries write their SQL once: placeholders are ``%s`` (rewritten to ``?`` for SQLite),
+rows come back as dicts, and ``dialect`` says which engine answers where the SQL must
+differ (full-text search, interval indexes).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+Dialect = Literal["postgresql", "sqlite"]
+Row = dict[str, Any]
+
+_PLACEHOLDER = re.compile(r"%s")
+SQLITE_BUSY_TIMEOUT_S = 10.0
+POOL_TIMEOUT_S = 10.0
+
+
+class Sql(ABC):
+    """A cursor in a transaction (or a read), with ``%s`` placeholders on both engines."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None: ...
+
+    @abstractmethod
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = self.fetchall(statement, params)
+        return rows[0] if rows else None
+
+    def scalar(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        row = self.fetchone(statement, params)
+        return None if row is None else next(iter(row.values()))
+
+
+class _PostgresSql(Sql):
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, cursor: psycopg.Cursor[Row]) -> None:
+        self._cursor = cursor
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self._cursor.execute(statement.encode(), params or None)
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cursor.executemany(statement.encode(), rows)
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._cursor.execute(statement.encode(), params or None)
+        return self._cursor.fetchall()
+
+
+class _SqliteSql(Sql):
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    @staticmethod
+    def _convert(statement: str) -> str:
+        return _PLACEHOLDER.sub("?", statement)
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self._connection.execute(self._convert(statement), tuple(params))
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._connection.executemany(self._convert(statement), [tuple(r) for r in rows])
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = self._connection.execute(self._convert(statement), tuple(params))
+        names = [column[0] for column in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class ReadDatabase(ABC):
+    """Connections to the database that holds read models."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[Sql]:
+        """A read-write transaction: committed when the block ends, rolled back if it
+        raises."""
+
+    @abstractmethod
+    @contextmanager
+    def reading(self) -> Iterator[Sql]:
+        """A read-only, consistent view for one query."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class PostgresReadDatabase(ReadDatabase):
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, conninfo: str, *, pool_size: int, name: str = "prep_es_read") -> None:
+        self.conninfo = conninfo
+        self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            timeout=POOL_TIMEOUT_S,
+            name=name,
+            open=True,
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Sql]:
+        with (
+            self._pool.connection() as connection,
+            connection.transaction(),
+            connection.cursor() as cursor,
+        ):
+            yield _PostgresSql(cursor)
+
+    @contextmanager
+    def reading(self) -> Iterator[Sql]:
+        with (
+            self._pool.connection() as connection,
+            connection.transaction(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(b"SET TRANSACTION READ ONLY")
+            yield _PostgresSql(cursor)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class SqliteReadDatabase(ReadDatabase):
+    """One connection per thread; writers take SQLite's write lock up front
+    (``BEGIN IMMEDIATE``) so two writers wait for each other instead of failing."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            uri = self.path.startswith("file:")
+            connection = sqlite3.connect(
+                self.path,
+                timeout=SQLITE_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=uri,
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[Sql]:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield _SqliteSql(connection)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[Sql]:
+        connection = self._connection()
+        connection.execute("BEGIN")
+        try:
+            yield _SqliteSql(connection)
+        finally:
+            connection.execute("ROLLBACK")
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()

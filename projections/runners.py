@@ -1,0 +1,519 @@
+"""Runners: follow the event store and keep read models current, exactly once.
+
+Each batch of events (up to ``batch_size``) is applied in one read-database transaction
+together with the projection's new position, so a crash at any point neither loses nor
+double-applies an event. The position only moves forward over events that are all
+committed: the event store commits in notification-id order (see
+``prep_es.eventstore``), so once id N is visible every id below it is too, and a runner
+may skip straight to the head over ids whose topics it does not follow.
+
+Only the holder of a projection's lock (``projections.locks``) runs it; other processes
+stand by and take over when it goes away. A projection that fails on an event stops
+with that event's position, topic and error recorded in ``projection_state`` (and
+logged); it retries from that event with a growing pause, so a fixed cause (or a
+restart with fixed code) resumes it where it stopped.
+
+A rebuild adds a *building* generation: the lock holder fills its new tables from
+position 0 in large batches while the active generation keeps serving and following,
+then switches the views over in the transaction that catches the new one up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import Notification
+
+from prep_es.eventstore import PrepApplication
+from projections.base import Projection
+from projections.database import ReadDatabase, Row, Sql
+from projections.locks import RunnerLock, lock_key
+
+logger = logging.getLogger(__name__)
+
+STATE_TABLE = "projection_state"
+POSITIONS_CHANNEL = "prep_es_projections"
+BATCH_SIZE = 500
+REBUILD_BATCH_SIZE = 2000
+STANDBY_POLL_S = 1.0
+IDLE_WAIT_S = 1.0
+FAILURE_BACKOFF_S_MIN = 1.0
+FAILURE_BACKOFF_S_MAX = 60.0
+ERROR_TEXT_LENGTH_MAX = 4000
+
+PositionListener = Callable[[str, int], None]
+
+
+class ProjectionFailed(Exception):
+    """A projection could not apply the event at ``position``."""
+
+    def __init__(self, name: str, position: int, topic: str, error: str) -> None:
+        super().__init__(f"projection {name} failed at position {position} ({topic}): {error}")
+        self.name = name
+        self.position = position
+        self.topic = topic
+        self.error = error
+
+
+class Superseded(Exception):
+    """The generation being applied is no longer the one to apply (switched or
+    dropped by another process)."""
+
+
+@dataclass(frozen=True)
+class GenerationState:
+    name: str
+    generation: int
+    version: int
+    active: bool
+    state: str
+    position: int
+    events_applied: int
+    position_timestamp: float | None
+    updated_at: float
+    failed_position: int | None
+    failed_topic: str | None
+    failed_error: str | None
+
+    @classmethod
+    def of(cls, row: Row) -> GenerationState:
+        return cls(
+            name=row["name"],
+            generation=int(row["generation"]),
+            version=int(row["version"]),
+            active=bool(row["active"]),
+            state=row["state"],
+            position=int(row["position"]),
+            events_applied=int(row["events_applied"]),
+            position_timestamp=row["position_timestamp"],
+            updated_at=float(row["updated_at"]),
+            failed_position=row["failed_position"],
+            failed_topic=row["failed_topic"],
+            failed_error=row["failed_error"],
+        )
+
+
+def ensure_state_table(sql: Sql) -> None:
+    boolean = "boolean" if sql.dialect == "postgresql" else "integer"
+    real = "double precision" if sql.dialect == "postgresql" else "real"
+    sql.execute(
+        f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} ("
+        "name text NOT NULL, generation integer NOT NULL, version integer NOT NULL, "
+        f"active {boolean} NOT NULL, state text NOT NULL, position bigint NOT NULL, "
+        f"events_applied bigint NOT NULL, position_timestamp {real}, "
+        f"updated_at {real} NOT NULL, failed_position bigint, failed_topic text, "
+        "failed_error text, PRIMARY KEY (name, generation))"
+    )
+
+
+def _serialize_schema_changes(sql: Sql) -> None:
+    if sql.dialect == "postgresql":
+        sql.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("projection-schema"),))
+
+
+def generations(sql: Sql, name: str) -> list[GenerationState]:
+    rows = sql.fetchall(
+        f"SELECT * FROM {STATE_TABLE} WHERE name = %s ORDER BY generation", (name,)
+    )
+    return [GenerationState.of(row) for row in rows]
+
+
+def ensure_ready(database: ReadDatabase, projection_class: type[Projection]) -> None:
+    """Make sure the projection has an active generation (tables and views exist), and
+    a building one if the active generation was made by an older ``version``."""
+    with database.transaction() as sql:
+        _serialize_schema_changes(sql)
+        ensure_state_table(sql)
+        known = generations(sql, projection_class.name)
+        active = [g for g in known if g.active]
+        if not active:
+            generation = 1 + max((g.generation for g in known), default=0)
+            _add_generation(sql, projection_class, generation, active=True)
+            return
+        building = [g for g in known if not g.active and g.state != "retired"]
+        if active[0].version != projection_class.version and not any(
+            g.version == projection_class.version for g in building
+        ):
+            generation = 1 + max(g.generation for g in known)
+            _add_generation(sql, projection_class, generation, active=False)
+
+
+def request_rebuild(database: ReadDatabase, projection_class: type[Projection]) -> int:
+    """Start building a new generation from position 0; the current one keeps serving
+    until the new one has caught up. Returns the new generation (or the one already
+    building)."""
+    ensure_ready(database, projection_class)
+    with database.transaction() as sql:
+        _serialize_schema_changes(sql)
+        known = generations(sql, projection_class.name)
+        for state in known:
+            if not state.active and state.state != "retired":
+                return state.generation
+        generation = 1 + max(g.generation for g in known)
+        _add_generation(sql, projection_class, generation, active=False)
+        return generation
+
+
+def _add_generation(
+    sql: Sql, projection_class: type[Projection], generation: int, *, active: bool
+) -> None:
+    projection = projection_class(generation, sql.dialect)
+    projection.drop_tables(sql)
+    projection.create_tables(sql)
+    if active:
+        projection.create_views(sql)
+    sql.execute(
+        f"INSERT INTO {STATE_TABLE} (name, generation, version, active, state, position, "
+        "events_applied, position_timestamp, updated_at) "
+        "VALUES (%s, %s, %s, %s, %s, 0, 0, NULL, %s)",
+        (
+            projection_class.name,
+            generation,
+            projection_class.version,
+            active,
+            "running" if active else "building",
+            time.time(),
+        ),
+    )
+
+
+class ProjectionRunner:
+    """Applies events to one projection's generations; used by one thread."""
+
+    def __init__(
+        self,
+        projection_class: type[Projection],
+        app: PrepApplication,
+        database: ReadDatabase,
+        *,
+        batch_size: int = BATCH_SIZE,
+        rebuild_batch_size: int = REBUILD_BATCH_SIZE,
+        on_position: PositionListener | None = None,
+    ) -> None:
+        assert batch_size > 0 and rebuild_batch_size > 0
+        self.projection_class = projection_class
+        self.name = projection_class.name
+        self.app = app
+        self.database = database
+        self.batch_size = batch_size
+        self.rebuild_batch_size = rebuild_batch_size
+        self.on_position = on_position
+        self.topics = projection_class.topics()
+        self._projections: dict[int, Projection] = {}
+
+    def _projection(self, generation: int) -> Projection:
+        if generation not in self._projections:
+            self._projections[generation] = self.projection_class(
+                generation, self.database.dialect
+            )
+        return self._projections[generation]
+
+    def step(self) -> bool:
+        """Apply at most one batch to the active generation and one to a building
+        generation. ``True`` if there may be more to do at once."""
+        with self.database.reading() as sql:
+            known = generations(sql, self.name)
+        head = self.app.position()
+        more = False
+        for state in known:
+            # Generations made by another version of this projection's code are left
+            # alone: an older active one keeps serving, frozen, until this code's
+            # generation has caught up and replaces it.
+            if state.state == "retired" or state.version != self.projection_class.version:
+                continue
+            limit = self.batch_size if state.active else self.rebuild_batch_size
+            more |= self._apply_batch(state, head, limit)
+        return more
+
+    def catch_up(self, *, timeout_s: float | None = None) -> None:
+        """Apply batches until the active generation is at the head and no generation
+        is building (or ``timeout_s`` passes)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            more = self.step()
+            with self.database.reading() as sql:
+                known = generations(sql, self.name)
+            building = any(not g.active and g.state == "building" for g in known)
+            if not more and not building:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                return
+
+    def _apply_batch(self, state: GenerationState, head: int, limit: int) -> bool:
+        if state.active and state.position >= head:
+            return False
+        notifications = self.app.recorder.select_notifications(
+            start=state.position,
+            limit=limit,
+            stop=head,
+            topics=self.topics,
+            inclusive_of_start=False,
+        )
+        full = len(notifications) == limit
+        new_position = notifications[-1].id if full else head
+        projection = self._projection(state.generation)
+        switching = not state.active and not full
+        try:
+            with self.database.transaction() as sql:
+                current = self._lock_state(sql, state)
+                if current.position != state.position:
+                    raise Superseded  # another holder moved it meanwhile
+                timestamp = self._apply_events(projection, notifications, sql)
+                projection.after_batch(sql)
+                sql.execute(
+                    f"UPDATE {STATE_TABLE} SET position = %s, "
+                    "events_applied = events_applied + %s, "
+                    "position_timestamp = COALESCE(%s, position_timestamp), updated_at = %s, "
+                    "state = %s, failed_position = NULL, failed_topic = NULL, "
+                    "failed_error = NULL WHERE name = %s AND generation = %s",
+                    (
+                        new_position,
+                        len(notifications),
+                        timestamp,
+                        time.time(),
+                        "running" if state.active or switching else "building",
+                        self.name,
+                        state.generation,
+                    ),
+                )
+                if switching:
+                    self._switch_to(projection, sql)
+                if state.active or switching:
+                    self._announce(sql, new_position)
+        except Superseded:
+            return True
+        except ProjectionFailed as failure:
+            self._record_failure(state, failure)
+            raise
+        if (state.active or switching) and self.on_position is not None:
+            self.on_position(self.name, new_position)
+        if switching:
+            logger.info(
+                "projection %s: generation %d caught up at %d and now serves queries",
+                self.name,
+                state.generation,
+                new_position,
+            )
+        return full
+
+    def _lock_state(self, sql: Sql, state: GenerationState) -> GenerationState:
+        suffix = " FOR UPDATE" if sql.dialect == "postgresql" else ""
+        row = sql.fetchone(
+            f"SELECT * FROM {STATE_TABLE} WHERE name = %s AND generation = %s{suffix}",
+            (self.name, state.generation),
+        )
+        if row is None:
+            raise Superseded
+        current = GenerationState.of(row)
+        if current.state == "retired" or current.active != state.active:
+            raise Superseded
+        return current
+
+    def _apply_events(
+        self, projection: Projection, notifications: Sequence[Notification], sql: Sql
+    ) -> float | None:
+        timestamp: float | None = None
+        for notification in notifications:
+            try:
+                event: Any = self.app.mapper.to_domain_event(notification)
+                projection.apply(event, notification.id, sql)
+            except Exception as error:
+                detail = "".join(traceback.format_exception_only(error)).strip()
+                raise ProjectionFailed(
+                    self.name, notification.id, notification.topic, detail
+                ) from error
+            timestamp = event.timestamp.timestamp()
+        return timestamp
+
+    def _switch_to(self, projection: Projection, sql: Sql) -> None:
+        """Make ``projection``'s generation the one queries read, in this transaction."""
+        old = sql.fetchall(
+            f"SELECT generation FROM {STATE_TABLE} WHERE name = %s AND active = %s",
+            (self.name, True),
+        )
+        projection.create_views(sql)
+        for row in old:
+            self._projection(int(row["generation"])).drop_tables(sql)
+        sql.execute(
+            f"UPDATE {STATE_TABLE} SET active = %s, state = %s WHERE name = %s AND active = %s",
+            (False, "retired", self.name, True),
+        )
+        sql.execute(
+            f"UPDATE {STATE_TABLE} SET active = %s, state = %s WHERE name = %s "
+            "AND generation = %s",
+            (True, "running", self.name, projection.generation),
+        )
+
+    def _announce(self, sql: Sql, position: int) -> None:
+        if sql.dialect == "postgresql":
+            sql.execute("SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.name}:{position}"))
+
+    def _record_failure(self, state: GenerationState, failure: ProjectionFailed) -> None:
+        logger.error(
+            "projection %s (generation %d) stopped at position %d, topic %s: %s",
+            self.name,
+            state.generation,
+            failure.position,
+            failure.topic,
+            failure.error,
+        )
+        with self.database.transaction() as sql:
+            sql.execute(
+                f"UPDATE {STATE_TABLE} SET state = %s, failed_position = %s, "
+                "failed_topic = %s, failed_error = %s, updated_at = %s "
+                "WHERE name = %s AND generation = %s",
+                (
+                    "failed",
+                    failure.position,
+                    failure.topic,
+                    failure.error[:ERROR_TEXT_LENGTH_MAX],
+                    time.time(),
+                    self.name,
+                    state.generation,
+                ),
+            )
+
+
+class AppendSignal:
+    """Wakes runners when the event store has something new: PostgreSQL LISTEN on the
+    events channel, else a short poll of the head position."""
+
+    def __init__(
+        self, app: PrepApplication, *, conninfo: str | None, channel: str, poll_s: float = 0.02
+    ) -> None:
+        self._app = app
+        self._conninfo = conninfo
+        self._channel = channel
+        self._poll_s = poll_s
+        self._condition = threading.Condition()
+        self._head = app.position()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name="prep-es-append-signal", daemon=True
+        )
+        self._thread.start()
+
+    def wait(self, after: int, timeout_s: float) -> int:
+        """Until the head passes ``after`` or ``timeout_s``; the head seen."""
+        with self._condition:
+            self._condition.wait_for(
+                lambda: self._head > after or self._stopping.is_set(), timeout=timeout_s
+            )
+            return self._head
+
+    def _advance(self) -> None:
+        head = self._app.position()
+        with self._condition:
+            if head > self._head:
+                self._head = head
+                self._condition.notify_all()
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if self._conninfo is None:
+                    self._advance()
+                    self._stopping.wait(self._poll_s)
+                else:
+                    self._listen(self._conninfo)
+            except Exception:
+                logger.exception("watching the event store for new events failed; retrying")
+                self._stopping.wait(1.0)
+
+    def _listen(self, conninfo: str) -> None:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'LISTEN "{self._channel}"')
+            self._advance()  # anything committed before LISTEN took effect
+            while not self._stopping.is_set():
+                for _ in connection.notifies(timeout=IDLE_WAIT_S, stop_after=1):
+                    break
+                self._advance()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._condition:
+            self._condition.notify_all()
+        self._thread.join(timeout=5)
+
+
+class Supervisor:
+    """Runs every projection in threads: one runner per projection, active only while
+    this process holds that projection's lock."""
+
+    def __init__(
+        self,
+        app: PrepApplication,
+        database: ReadDatabase,
+        projection_classes: Sequence[type[Projection]],
+        *,
+        lock_factory: Callable[[str], RunnerLock],
+        signal: AppendSignal,
+        on_position: PositionListener | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.app = app
+        self.database = database
+        self.projection_classes = list(projection_classes)
+        self._lock_factory = lock_factory
+        self._signal = signal
+        self._on_position = on_position
+        self._batch_size = batch_size
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for projection_class in self.projection_classes:
+            ensure_ready(self.database, projection_class)
+        for projection_class in self.projection_classes:
+            thread = threading.Thread(
+                target=self._run,
+                args=(projection_class,),
+                name=f"prep-es-projection-{projection_class.name}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
+
+    def _run(self, projection_class: type[Projection]) -> None:
+        lock = self._lock_factory(projection_class.name)
+        runner = ProjectionRunner(
+            projection_class,
+            self.app,
+            self.database,
+            batch_size=self._batch_size,
+            on_position=self._on_position,
+        )
+        backoff_s = FAILURE_BACKOFF_S_MIN
+        try:
+            while not self._stopping.is_set():
+                if not lock.try_acquire():
+                    self._stopping.wait(STANDBY_POLL_S)
+                    continue
+                try:
+                    head = self.app.position()
+                    if not runner.step():
+                        self._signal.wait(after=head, timeout_s=IDLE_WAIT_S)
+                    backoff_s = FAILURE_BACKOFF_S_MIN
+                except ProjectionFailed:
+                    self._stopping.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, FAILURE_BACKOFF_S_MAX)
+                except Exception:
+                    logger.exception("projection %s: runner error; retrying", runner.name)
+                    lock.release()
+                    self._stopping.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, FAILURE_BACKOFF_S_MAX)
+        finally:
+            lock.release()

@@ -1,0 +1,144 @@
+"""The projection runner on both backends: batches with their position, exactly once,
+failures that stop visibly and resume, rebuilds that switch without downtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import pytest
+
+from prep_es.readside import ReadSide, open_read_side
+from prep_es.settings import Settings
+from projections.audit import AuditProjection
+from projections.base import Projection
+from projections.database import Sql
+from projections.runners import (
+    ProjectionFailed,
+    ProjectionRunner,
+    ensure_ready,
+    generations,
+    request_rebuild,
+)
+from tests.support import START_OF_TESTS, Marketplace, MutableClock, build_marketplace
+from tests.support import open_test_runtime
+
+
+@pytest.fixture
+def market(database_url: str) -> Iterator[Marketplace]:
+    clock = MutableClock()
+    runtime = open_test_runtime(database_url, clock)
+    yield build_marketplace(runtime, clock)
+    runtime.close()
+
+
+@pytest.fixture
+def read_side(database_url: str) -> Iterator[ReadSide]:
+    side = open_read_side(Settings(database_url=database_url))
+    yield side
+    side.close()
+
+
+def audit_rows(read_side: ReadSide) -> list[dict[str, Any]]:
+    with read_side.query_database.reading() as sql:
+        return sql.fetchall("SELECT * FROM audit_entries ORDER BY position")
+
+
+def state_of(read_side: ReadSide, name: str) -> list[Any]:
+    with read_side.write_database.reading() as sql:
+        return generations(sql, name)
+
+
+def test_catch_up_applies_every_event_once(market: Marketplace, read_side: ReadSide) -> None:
+    ensure_ready(read_side.write_database, AuditProjection)
+    runner = ProjectionRunner(
+        AuditProjection, market.runtime.app, read_side.write_database, batch_size=7
+    )
+    runner.catch_up()
+    head = market.runtime.app.position()
+
+    rows = audit_rows(read_side)
+    assert [row["position"] for row in rows] == list(range(1, head + 1))
+    [state] = state_of(read_side, "audit")
+    assert (state.position, state.events_applied, state.state) == (head, head, "running")
+
+    market.request_booking(START_OF_TESTS + timedelta(days=3))
+    runner.catch_up()
+    assert len(audit_rows(read_side)) == market.runtime.app.position()
+    booking_rows = [r for r in audit_rows(read_side) if r["event_type"] == "Booking.BookingRequested"]
+    assert booking_rows[0]["actor_role"] == "customer"
+
+
+class Poisoned(Projection):
+    """Fails on bookings until told otherwise."""
+
+    name: ClassVar[str] = "poisoned"
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[str, ...]] = ("seen",)
+    event_types: ClassVar[tuple[type[Any], ...]] = AuditProjection.event_types
+    poisoned: ClassVar[bool] = True
+
+    def create_tables(self, sql: Sql) -> None:
+        sql.execute(f"CREATE TABLE {self.table('seen')} (position bigint PRIMARY KEY)")
+
+    def apply(self, event: Any, position: int, sql: Sql) -> None:
+        if self.poisoned and type(event).__name__ == "BookingRequested":
+            raise ValueError("cannot read this booking")
+        sql.execute(f"INSERT INTO {self.table('seen')} (position) VALUES (%s)", (position,))
+
+
+def test_a_poisoned_event_stops_the_projection_visibly_and_resumes_once_fixed(
+    market: Marketplace, read_side: ReadSide
+) -> None:
+    booking = market.request_booking(START_OF_TESTS + timedelta(days=3))
+    ensure_ready(read_side.write_database, Poisoned)
+    runner = ProjectionRunner(Poisoned, market.runtime.app, read_side.write_database)
+
+    with pytest.raises(ProjectionFailed) as failed:
+        runner.catch_up()
+
+    [state] = state_of(read_side, "poisoned")
+    assert state.state == "failed"
+    assert state.failed_topic == "Booking.BookingRequested"
+    assert state.failed_position == failed.value.position
+    assert "cannot read this booking" in (state.failed_error or "")
+    # Nothing of the failing batch was applied: the position is before it.
+    assert state.position < failed.value.position
+    assert booking.id
+
+    Poisoned.poisoned = False
+    try:
+        runner.catch_up()
+    finally:
+        Poisoned.poisoned = True
+    [state] = state_of(read_side, "poisoned")
+    assert (state.state, state.position) == ("running", market.runtime.app.position())
+    assert state.failed_position is None
+    with read_side.write_database.reading() as sql:
+        seen = sql.scalar("SELECT count(*) FROM poisoned_seen")
+    assert seen == market.runtime.app.position()
+
+
+def test_rebuild_fills_new_tables_while_the_old_serve_then_switches(
+    market: Marketplace, read_side: ReadSide
+) -> None:
+    ensure_ready(read_side.write_database, AuditProjection)
+    runner = ProjectionRunner(
+        AuditProjection, market.runtime.app, read_side.write_database, rebuild_batch_size=5
+    )
+    runner.catch_up()
+    before = audit_rows(read_side)
+
+    generation = request_rebuild(read_side.write_database, AuditProjection)
+    assert generation == 2
+    runner.step()  # one rebuild batch: the old generation still answers in full
+    assert audit_rows(read_side) == before
+    states = {s.generation: s for s in state_of(read_side, "audit")}
+    assert states[1].active and not states[2].active
+    assert states[2].state == "building" and states[2].position > 0
+
+    runner.catch_up()
+    states = {s.generation: s for s in state_of(read_side, "audit")}
+    assert states[2].active and states[1].state == "retired"
+    assert audit_rows(read_side) == before
