@@ -3,12 +3,13 @@
 ``PROJECTIONS`` lists every projection the runners keep current."""
 
 from projections.accounts import AccountsProjection
+from projections.analytics import AnalyticsProjection
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.bookings import BookingsProjection
 
 PROJECTIONS: tuple[type[Projection], ...] = (
-    AuditProjection, BookingsProjection, AccountsProjection
+    AuditProjection, BookingsProjection, AccountsProjection, AnalyticsProjection
 )
 
 __all__ = ["PROJECTIONS", "Projection"]
