@@ -17,7 +17,7 @@ from projections.locks import (
     RunnerLock,
     lock_file_path,
 )
-from projections.runners import AppendSignal, PositionListener, Supervisor
+from projections.runners import AppendSignal, ChangeListener, PositionListener, Supervisor
 
 READ_POOL_SIZE = 10
 
@@ -70,6 +70,7 @@ def start_projectors(
     *,
     projection_classes: Sequence[type[Projection]] = PROJECTIONS,
     on_position: PositionListener | None = None,
+    on_changes: ChangeListener | None = None,
 ) -> tuple[Supervisor, AppendSignal]:
     location = settings.database
     signal = AppendSignal(
@@ -84,6 +85,7 @@ def start_projectors(
         lock_factory=lock_factory(location),
         signal=signal,
         on_position=on_position,
+        on_changes=on_changes,
     )
     supervisor.start()
     return supervisor, signal

@@ -50,6 +50,9 @@ class Projection(ABC):
     def __init__(self, generation: int, dialect: Dialect) -> None:
         self.generation = generation
         self.dialect = dialect
+        self.changed: set[str] = set()
+        """Cache dependencies (``kitchen:<id>``, ``kitchens``) the current batch
+        changed: the runner hands them to the query cache once the batch commits."""
 
     @classmethod
     def topics(cls) -> list[str]:

@@ -49,6 +49,8 @@ FAILURE_BACKOFF_S_MAX = 60.0
 ERROR_TEXT_LENGTH_MAX = 4000
 
 PositionListener = Callable[[str, int], None]
+ChangeListener = Callable[[list[str], int], None]
+"""Told, after a batch commits, which cache dependencies it changed and its position."""
 
 
 class ProjectionFailed(Exception):
@@ -196,6 +198,7 @@ class ProjectionRunner:
         batch_size: int = BATCH_SIZE,
         rebuild_batch_size: int = REBUILD_BATCH_SIZE,
         on_position: PositionListener | None = None,
+        on_changes: ChangeListener | None = None,
     ) -> None:
         assert batch_size > 0 and rebuild_batch_size > 0
         self.projection_class = projection_class
@@ -205,6 +208,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.rebuild_batch_size = rebuild_batch_size
         self.on_position = on_position
+        self.on_changes = on_changes
         self.topics = projection_class.topics()
         self._projections: dict[int, Projection] = {}
 
@@ -259,6 +263,7 @@ class ProjectionRunner:
         full = len(notifications) == limit
         new_position = notifications[-1].id if full else head
         projection = self._projection(state.generation)
+        projection.changed.clear()
         switching = not state.active and not full
         try:
             with self.database.transaction() as sql:
@@ -292,8 +297,13 @@ class ProjectionRunner:
         except ProjectionFailed as failure:
             self._record_failure(state, failure)
             raise
-        if (state.active or switching) and self.on_position is not None:
-            self.on_position(self.name, new_position)
+        if state.active or switching:
+            if self.on_changes is not None and (projection.changed or switching):
+                # A switch replaces every row: everything cached from the old ones goes.
+                changed = [*sorted(projection.changed), *([self.name] if switching else [])]
+                self.on_changes(changed, new_position)
+            if self.on_position is not None:
+                self.on_position(self.name, new_position)
         if switching:
             logger.info(
                 "projection %s: generation %d caught up at %d and now serves queries",
@@ -456,6 +466,7 @@ class Supervisor:
         lock_factory: Callable[[str], RunnerLock],
         signal: AppendSignal,
         on_position: PositionListener | None = None,
+        on_changes: ChangeListener | None = None,
         batch_size: int = BATCH_SIZE,
     ) -> None:
         self.app = app
@@ -464,6 +475,7 @@ class Supervisor:
         self._lock_factory = lock_factory
         self._signal = signal
         self._on_position = on_position
+        self._on_changes = on_changes
         self._batch_size = batch_size
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -495,6 +507,7 @@ class Supervisor:
             self.database,
             batch_size=self._batch_size,
             on_position=self._on_position,
+            on_changes=self._on_changes,
         )
         backoff_s = FAILURE_BACKOFF_S_MIN
         try:
