@@ -1,0 +1,120 @@
+"""Time travel for admins: an aggregate's raw stream, and its state at a version or a
+moment.
+
+Unlike every other query service this one reads the EVENT STORE, not a projection: what
+it shows is exactly what the aggregate is rebuilt from. The replay itself is
+:func:`prep_es.replay.replay_aggregate` (shared with ``prep-es replay``); payloads are
+redacted as the audit trail redacts them (:func:`projections.audit.audit_payload`).
+
+Errors: an unknown aggregate, or a moment before it existed, is ``NotFound`` (404); a
+version it never reached is ``InvalidRequest`` ``version_out_of_range`` (422), as the
+replay says; asking for both a version and a moment is ``InvalidRequest``
+``version_and_as_of`` (422).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+from pydantic import BaseModel
+
+from aggregates.base import DomainEvent
+from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
+from prep_es.eventstore import PrepApplication
+from prep_es.replay import EVENTS_PER_AGGREGATE_MAX, replay_aggregate
+from projections.audit import audit_payload
+from queries.base import Viewer
+
+
+class StoredEventView(BaseModel):
+    """One event as stored: its place in the stream, who caused it and why, and its
+    fields (secrets redacted)."""
+
+    version: int
+    type: str
+    """The event's topic, e.g. ``Booking.BookingRequested``."""
+    timestamp: datetime
+    actor_id: UUID | None
+    actor_role: str | None
+    request_id: str | None
+    correlation_id: str | None
+    payload: dict[str, Any]
+
+
+class AggregateStateView(BaseModel):
+    """An aggregate's state rebuilt from its events up to ``version``."""
+
+    aggregate_id: UUID
+    aggregate_type: str
+    version: int
+    latest_version: int
+    as_of: datetime | None
+    state: dict[str, Any]
+
+
+def _check_admin(viewer: Viewer) -> None:
+    if not viewer.is_admin:
+        raise PermissionDenied("aggregate history is for admins")
+
+
+class TimeTravelQueries:
+    def __init__(self, app: PrepApplication) -> None:
+        self._app = app
+
+    def events(self, viewer: Viewer, aggregate_id: UUID) -> list[StoredEventView]:
+        """Admins only: every event of ``aggregate_id``, oldest first."""
+        _check_admin(viewer)
+        history = list(self._app.events.get(aggregate_id, limit=EVENTS_PER_AGGREGATE_MAX + 1))
+        if not history:
+            raise NotFound(f"aggregate {aggregate_id} not found")
+        if len(history) > EVENTS_PER_AGGREGATE_MAX:
+            raise InvalidRequest(
+                f"aggregate {aggregate_id} has more than {EVENTS_PER_AGGREGATE_MAX} events; "
+                "too many to show here",
+                code="history_too_long",
+            )
+        return [_stored_event(event) for event in history]
+
+    def state(
+        self,
+        viewer: Viewer,
+        aggregate_id: UUID,
+        version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> AggregateStateView:
+        """Admins only: the state after ``version``, or after every event recorded at
+        or before ``as_of``, or else the latest state."""
+        _check_admin(viewer)
+        if version is not None and as_of is not None:
+            raise InvalidRequest(
+                "ask for a version or a moment (as_of), not both", code="version_and_as_of"
+            )
+        if as_of is not None and as_of.utcoffset() is None:
+            raise InvalidRequest("as_of needs a UTC offset", code="naive_datetime")
+        replay = replay_aggregate(self._app, aggregate_id, version=version, as_of=as_of)
+        return AggregateStateView(
+            aggregate_id=replay.aggregate_id,
+            aggregate_type=replay.aggregate_type,
+            version=replay.version,
+            latest_version=replay.latest_version,
+            as_of=replay.as_of,
+            state=replay.state,
+        )
+
+
+def _stored_event(event: object) -> StoredEventView:
+    assert isinstance(event, DomainEvent), type(event)
+    metadata = event.metadata
+    return StoredEventView(
+        version=event.originator_version,
+        type=get_topic(type(event)),
+        timestamp=event.timestamp,
+        actor_id=metadata.actor_id,
+        actor_role=metadata.actor_role,
+        request_id=metadata.request_id,
+        correlation_id=metadata.correlation_id,
+        payload=audit_payload(event),
+    )
