@@ -303,6 +303,10 @@ class AnalyticsProjection(Projection):
     # --- recomputing -----------------------------------------------------------------
 
     def after_batch(self, sql: Sql) -> None:
+        if self._changed_kitchens or self._changed_days:
+            # One cache dependency for every analytics answer: rankings and series
+            # move with any kitchen's numbers.
+            self.changed.add(self.name)
         for kitchen_id in sorted(self._changed_kitchens):
             self._recompute_kitchen(sql, kitchen_id)
         for day, city in sorted(self._changed_days):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -49,12 +49,13 @@ ANALYST = Viewer(user_id=uuid4(), role="analyst")
 class World:
     market: Marketplace
     read_side: ReadSide
+    changes: list[str] = field(default_factory=list)
 
     def catch_up(self) -> None:
         ensure_ready(self.read_side.write_database, AnalyticsProjection)
         ProjectionRunner(
             AnalyticsProjection, self.market.runtime.app, self.read_side.write_database,
-            batch_size=17,
+            batch_size=17, on_changes=lambda changed, _: self.changes.extend(changed),
         ).catch_up()
 
     @property
@@ -197,6 +198,7 @@ def expected_stats(market: Marketplace, story: Story, kitchen_id: UUID) -> dict[
 def test_kitchen_stats_equal_a_fold_of_the_aggregates_and_events(world: World) -> None:
     story = live_a_fortnight(world.market)
     world.catch_up()
+    assert set(world.changes) == {"analytics"}  # the query cache's dependency
     queries = world.queries
 
     for kitchen_id in (story.la_kitchen, story.sf_kitchen, story.idle_kitchen):
