@@ -7,9 +7,13 @@ from projections.analytics import AnalyticsProjection
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.bookings import BookingsProjection
+from projections.compliance import ComplianceProjection
+from projections.kitchens import KitchensProjection
+from projections.users import UsersProjection
 
 PROJECTIONS: tuple[type[Projection], ...] = (
-    AuditProjection, BookingsProjection, AccountsProjection, AnalyticsProjection
+    AuditProjection, BookingsProjection, AccountsProjection, AnalyticsProjection,
+    KitchensProjection, ComplianceProjection, UsersProjection,
 )
 
 __all__ = ["PROJECTIONS", "Projection"]

@@ -1,0 +1,525 @@
+"""Kitchens: the listing, its moderation status and compliance, and the booked intervals
+that answer "which kitchens are free for this window" — the read model behind search.
+
+Tables (per generation; queries read them through the ``kitchens_<table>`` views):
+
+- ``kitchens``: one row per kitchen, with ``compliant_through``: the last date on which
+  every certificate kind its jurisdiction requires is verified and unexpired (the
+  minimum over required kinds of the latest ``expires_on`` of a verified certificate of
+  that kind; NULL while a kind is missing). ``seq`` (the position of ``KitchenCreated``)
+  is a stable integer key for the full-text table and the ``newest`` order.
+- ``amenities``: ``(kitchen_id, amenity)``, indexed by amenity, for "has all of these".
+- ``certificates``: what a kitchen's compliance is computed from and shown with.
+- ``booked``: the pending and confirmed bookings of each kitchen (a booking leaves it
+  when it is declined, cancelled, expired or completed), keyed by booking id.
+- ``booked_spans``: the interval index over ``booked``, keyed by ``booked.seq``: a
+  ``tstzrange`` under a GiST index on PostgreSQL, an R*Tree of epoch minutes on SQLite
+  (a superset: queries confirm against ``booked``'s exact times).
+- ``search``: full text of name, description, city and amenities: a ``tsvector`` under a
+  GIN index on PostgreSQL; an FTS5 table (rowid = ``kitchens.seq``) on SQLite.
+
+Compliance depends on the jurisdiction rules (which kinds are required). The rules are
+data the projection is built with (``jurisdictions``, by default the packaged file), so
+a rebuild gives the same rows; a change of the rules needs a rebuild to reach old rows.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, date, datetime, timedelta
+from functools import singledispatchmethod
+from importlib import resources
+from typing import Any, ClassVar
+from uuid import UUID
+
+import orjson
+
+from aggregates.booking import Booking
+from aggregates.jurisdictions import JurisdictionCatalog
+from aggregates.kitchen import Kitchen
+from projections.base import Projection
+from projections.database import Sql
+
+TEXT_SEARCH_CONFIG = "english"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+SPAN_MINUTE_MIN = -(2**31)
+SPAN_MINUTE_MAX = 2**31 - 1
+"""R*Tree ``rtree_i32`` coordinates are 32-bit: minutes reach far past any booking."""
+
+
+def packaged_jurisdictions() -> JurisdictionCatalog:
+    """The jurisdiction rules shipped with Prep ES."""
+    text = resources.files("prep_es").joinpath("jurisdictions.toml").read_text("utf-8")
+    return JurisdictionCatalog.from_mapping(tomllib.loads(text))
+
+
+def floor_minute(moment: datetime) -> int:
+    """Whole minutes since the epoch, rounded down, clamped to the span index's range."""
+    return max(SPAN_MINUTE_MIN, min(SPAN_MINUTE_MAX, (moment - EPOCH) // MINUTE))
+
+
+def ceil_minute(moment: datetime) -> int:
+    return max(SPAN_MINUTE_MIN, min(SPAN_MINUTE_MAX, -((EPOCH - moment) // MINUTE)))
+
+
+def as_date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+class KitchensProjection(Projection):
+    name: ClassVar[str] = "kitchens"
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[str, ...]] = (
+        "kitchens",
+        "amenities",
+        "certificates",
+        "booked",
+        "booked_spans",
+        "search",
+    )
+    event_types: ClassVar[tuple[type[Any], ...]] = (
+        Kitchen.KitchenCreated,
+        Kitchen.KitchenUpdated,
+        Kitchen.KitchenSubmittedForReview,
+        Kitchen.KitchenApproved,
+        Kitchen.KitchenRejected,
+        Kitchen.KitchenSuspended,
+        Kitchen.KitchenReinstated,
+        Kitchen.CertificateAttached,
+        Kitchen.CertificateVerified,
+        Kitchen.CertificateRejected,
+        Kitchen.CertificateLapsed,
+        Booking.BookingRequested,
+        Booking.BookingRescheduled,
+        Booking.BookingDeclined,
+        Booking.BookingCancelled,
+        Booking.BookingExpired,
+        Booking.BookingCompleted,
+    )
+    jurisdictions: ClassVar[JurisdictionCatalog] = packaged_jurisdictions()
+
+    @classmethod
+    def with_jurisdictions(cls, catalog: JurisdictionCatalog) -> type[KitchensProjection]:
+        """This projection computing compliance with ``catalog`` instead of the packaged
+        rules (for a deployment that configures its own jurisdictions file)."""
+        return type(cls.__name__, (cls,), {"jurisdictions": catalog})
+
+    # --- tables ------------------------------------------------------------------
+
+    def create_tables(self, sql: Sql) -> None:
+        kitchens = self.table("kitchens")
+        sql.execute(
+            f"CREATE TABLE {kitchens} ("
+            f"id {self.column('id')} PRIMARY KEY, "
+            f"seq {self.column('int')} NOT NULL UNIQUE, "
+            f"host_id {self.column('id')} NOT NULL, "
+            "name text NOT NULL, name_key text NOT NULL, description text NOT NULL, "
+            "city text NOT NULL, city_key text NOT NULL, jurisdiction text NOT NULL, "
+            "address text NOT NULL, "
+            f"hourly_rate_cents {self.column('money')} NOT NULL, "
+            f"capacity {self.column('int')} NOT NULL, "
+            f"amenities {self.column('json')} NOT NULL, "
+            f"instant_book {self.column('bool')} NOT NULL, "
+            "status text NOT NULL, status_reason text, "
+            f"compliant_through {self.column('date')}, "
+            f"created_at {self.column('time')} NOT NULL, "
+            f"status_changed_at {self.column('time')} NOT NULL, "
+            f"updated_at {self.column('time')} NOT NULL, "
+            f"version {self.column('int')} NOT NULL)"
+        )
+        sql.execute(
+            f"CREATE INDEX {kitchens}_bookable ON {kitchens} "
+            "(status, jurisdiction, compliant_through)"
+        )
+        sql.execute(f"CREATE INDEX {kitchens}_city ON {kitchens} (city_key)")
+        sql.execute(f"CREATE INDEX {kitchens}_rate ON {kitchens} (hourly_rate_cents)")
+        sql.execute(f"CREATE INDEX {kitchens}_host ON {kitchens} (host_id)")
+        sql.execute(
+            f"CREATE INDEX {kitchens}_moderation ON {kitchens} (status, status_changed_at)"
+        )
+
+        amenities = self.table("amenities")
+        sql.execute(
+            f"CREATE TABLE {amenities} (kitchen_id {self.column('id')} NOT NULL, "
+            "amenity text NOT NULL, PRIMARY KEY (kitchen_id, amenity))"
+        )
+        sql.execute(f"CREATE INDEX {amenities}_amenity ON {amenities} (amenity, kitchen_id)")
+
+        certificates = self.table("certificates")
+        sql.execute(
+            f"CREATE TABLE {certificates} (id {self.column('id')} PRIMARY KEY, "
+            f"kitchen_id {self.column('id')} NOT NULL, kind text NOT NULL, "
+            f"number text NOT NULL, issued_on {self.column('date')} NOT NULL, "
+            f"expires_on {self.column('date')} NOT NULL, status text NOT NULL, "
+            f"attached_at {self.column('time')} NOT NULL)"
+        )
+        sql.execute(
+            f"CREATE INDEX {certificates}_kitchen ON {certificates} (kitchen_id, kind)"
+        )
+
+        booked = self.table("booked")
+        sql.execute(
+            f"CREATE TABLE {booked} (booking_id {self.column('id')} PRIMARY KEY, "
+            f"seq {self.column('int')} NOT NULL UNIQUE, "
+            f"kitchen_id {self.column('id')} NOT NULL, "
+            f"start_time {self.column('time')} NOT NULL, "
+            f"end_time {self.column('time')} NOT NULL)"
+        )
+        sql.execute(f"CREATE INDEX {booked}_kitchen ON {booked} (kitchen_id, start_time)")
+
+        spans = self.table("booked_spans")
+        search = self.table("search")
+        if self.dialect == "postgresql":
+            sql.execute(
+                f"CREATE TABLE {spans} (id bigint PRIMARY KEY, during tstzrange NOT NULL)"
+            )
+            sql.execute(f"CREATE INDEX {spans}_during ON {spans} USING gist (during)")
+            sql.execute(
+                f"CREATE TABLE {search} (kitchen_id uuid PRIMARY KEY, "
+                "document tsvector NOT NULL)"
+            )
+            sql.execute(f"CREATE INDEX {search}_document ON {search} USING gin (document)")
+        else:
+            sql.execute(
+                f"CREATE VIRTUAL TABLE {spans} USING rtree_i32(id, start_minute, end_minute)"
+            )
+            sql.execute(
+                f"CREATE VIRTUAL TABLE {search} USING fts5("
+                "kitchen_id UNINDEXED, body, tokenize = 'porter unicode61')"
+            )
+
+    @singledispatchmethod
+    def apply(self, event: Any, position: int, sql: Sql) -> None:
+        """Only the registered event types are asked for; anything else is a bug."""
+        raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
+
+    # --- listing -----------------------------------------------------------------
+
+    @apply.register
+    def _created(self, event: Kitchen.KitchenCreated, position: int, sql: Sql) -> None:
+        recorded_at = self.time_value(event.timestamp)
+        kitchen_id = self.id_value(event.originator_id)
+        sql.execute(
+            f"INSERT INTO {self.table('kitchens')} (id, seq, host_id, name, name_key, "
+            "description, city, city_key, jurisdiction, address, hourly_rate_cents, "
+            "capacity, amenities, instant_book, status, status_reason, compliant_through, "
+            "created_at, status_changed_at, updated_at, version) VALUES (%s, %s, %s, %s, "
+            "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO NOTHING",
+            (
+                kitchen_id,
+                position,
+                self.id_value(event.host_id),
+                event.name,
+                name_key(event.name),
+                event.description,
+                event.city,
+                city_key(event.city),
+                event.jurisdiction,
+                event.address,
+                event.hourly_rate_cents,
+                event.capacity,
+                self.json_value(event.amenities),
+                event.instant_book,
+                "draft",
+                recorded_at,
+                recorded_at,
+                recorded_at,
+                event.originator_version,
+            ),
+        )
+        self._replace_amenities(sql, event.originator_id, event.amenities)
+        self._refresh_search(sql, event.originator_id)
+        self._kitchen_changed(event.originator_id)
+
+    def _kitchen_changed(self, kitchen_id: UUID) -> None:
+        """Query-cache dependencies: this kitchen's detail, and every search."""
+        self.changed.update((f"kitchen:{kitchen_id}", self.name))
+
+    @apply.register
+    def _updated(self, event: Kitchen.KitchenUpdated, position: int, sql: Sql) -> None:
+        changes: dict[str, Any] = {}
+        if event.name is not None:
+            changes["name"] = event.name
+            changes["name_key"] = name_key(event.name)
+        if event.description is not None:
+            changes["description"] = event.description
+        if event.city is not None:
+            changes["city"] = event.city
+            changes["city_key"] = city_key(event.city)
+        if event.address is not None:
+            changes["address"] = event.address
+        if event.hourly_rate_cents is not None:
+            changes["hourly_rate_cents"] = event.hourly_rate_cents
+        if event.capacity is not None:
+            changes["capacity"] = event.capacity
+        if event.amenities is not None:
+            changes["amenities"] = self.json_value(event.amenities)
+        if event.instant_book is not None:
+            changes["instant_book"] = event.instant_book
+        self._update_kitchen(sql, event, **changes)
+        if event.amenities is not None:
+            self._replace_amenities(sql, event.originator_id, event.amenities)
+        if changes.keys() & {"name", "description", "city", "amenities"}:
+            self._refresh_search(sql, event.originator_id)
+
+    def _update_kitchen(self, sql: Sql, event: Kitchen.Event, **changes: Any) -> None:
+        self._kitchen_changed(event.originator_id)
+        changes["updated_at"] = self.time_value(event.timestamp)
+        changes["version"] = event.originator_version
+        assignments = ", ".join(f"{column} = %s" for column in changes)
+        sql.execute(
+            f"UPDATE {self.table('kitchens')} SET {assignments} WHERE id = %s",
+            (*changes.values(), self.id_value(event.originator_id)),
+        )
+
+    def _replace_amenities(self, sql: Sql, kitchen_id: UUID, amenities: list[str]) -> None:
+        table = self.table("amenities")
+        sql.execute(f"DELETE FROM {table} WHERE kitchen_id = %s", (self.id_value(kitchen_id),))
+        sql.executemany(
+            f"INSERT INTO {table} (kitchen_id, amenity) VALUES (%s, %s) "
+            "ON CONFLICT (kitchen_id, amenity) DO NOTHING",
+            [(self.id_value(kitchen_id), amenity) for amenity in sorted(set(amenities))],
+        )
+
+    def _refresh_search(self, sql: Sql, kitchen_id: UUID) -> None:
+        row = sql.fetchone(
+            f"SELECT seq, name, description, city, amenities FROM {self.table('kitchens')} "
+            "WHERE id = %s",
+            (self.id_value(kitchen_id),),
+        )
+        assert row is not None, kitchen_id
+        amenities = row["amenities"]
+        if isinstance(amenities, str):
+            amenities = orjson.loads(amenities)
+        search = self.table("search")
+        if self.dialect == "postgresql":
+            # The name weighs most; city and amenities next; the description least.
+            sql.execute(
+                f"INSERT INTO {search} (kitchen_id, document) VALUES (%s, "
+                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', %s), 'A') || "
+                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', %s), 'B') || "
+                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', %s), 'C')) "
+                "ON CONFLICT (kitchen_id) DO UPDATE SET document = excluded.document",
+                (
+                    kitchen_id,
+                    row["name"],
+                    " ".join([row["city"], *amenities]),
+                    row["description"],
+                ),
+            )
+        else:
+            body = "\n".join([row["name"], row["city"], *amenities, row["description"]])
+            sql.execute(f"DELETE FROM {search} WHERE rowid = %s", (row["seq"],))
+            sql.execute(
+                f"INSERT INTO {search} (rowid, kitchen_id, body) VALUES (%s, %s, %s)",
+                (row["seq"], str(kitchen_id), body),
+            )
+
+    # --- moderation --------------------------------------------------------------
+
+    def _status_changed(
+        self, sql: Sql, event: Kitchen.Event, status: str, reason: str | None
+    ) -> None:
+        self._update_kitchen(
+            sql,
+            event,
+            status=status,
+            status_reason=reason,
+            status_changed_at=self.time_value(event.timestamp),
+        )
+
+    @apply.register
+    def _submitted(
+        self, event: Kitchen.KitchenSubmittedForReview, position: int, sql: Sql
+    ) -> None:
+        self._status_changed(sql, event, "pending_review", None)
+
+    @apply.register
+    def _approved(self, event: Kitchen.KitchenApproved, position: int, sql: Sql) -> None:
+        self._status_changed(sql, event, "published", None)
+
+    @apply.register
+    def _rejected(self, event: Kitchen.KitchenRejected, position: int, sql: Sql) -> None:
+        self._status_changed(sql, event, "rejected", event.reason)
+
+    @apply.register
+    def _suspended(self, event: Kitchen.KitchenSuspended, position: int, sql: Sql) -> None:
+        self._status_changed(sql, event, "suspended", event.reason)
+
+    @apply.register
+    def _reinstated(self, event: Kitchen.KitchenReinstated, position: int, sql: Sql) -> None:
+        self._status_changed(sql, event, "published", None)
+
+    # --- certificates and compliance ---------------------------------------------
+
+    @apply.register
+    def _certificate_attached(
+        self, event: Kitchen.CertificateAttached, position: int, sql: Sql
+    ) -> None:
+        sql.execute(
+            f"INSERT INTO {self.table('certificates')} (id, kitchen_id, kind, number, "
+            "issued_on, expires_on, status, attached_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (
+                self.id_value(event.certificate_id),
+                self.id_value(event.originator_id),
+                event.kind,
+                event.number,
+                self.date_value(event.issued_on),
+                self.date_value(event.expires_on),
+                "pending",
+                self.time_value(event.timestamp),
+            ),
+        )
+        self._update_kitchen(sql, event)
+
+    @apply.register
+    def _certificate_verified(
+        self, event: Kitchen.CertificateVerified, position: int, sql: Sql
+    ) -> None:
+        self._certificate_status(sql, event, event.certificate_id, "verified")
+
+    @apply.register
+    def _certificate_rejected(
+        self, event: Kitchen.CertificateRejected, position: int, sql: Sql
+    ) -> None:
+        self._certificate_status(sql, event, event.certificate_id, "rejected")
+
+    @apply.register
+    def _certificate_lapsed(
+        self, event: Kitchen.CertificateLapsed, position: int, sql: Sql
+    ) -> None:
+        self._certificate_status(sql, event, event.certificate_id, "expired")
+
+    def _certificate_status(
+        self, sql: Sql, event: Kitchen.Event, certificate_id: UUID, status: str
+    ) -> None:
+        sql.execute(
+            f"UPDATE {self.table('certificates')} SET status = %s WHERE id = %s",
+            (status, self.id_value(certificate_id)),
+        )
+        self._update_kitchen(
+            sql, event, compliant_through=self._compliant_through(sql, event.originator_id)
+        )
+
+    def _compliant_through(self, sql: Sql, kitchen_id: UUID) -> date | str | None:
+        """The last date every required kind is covered by a verified certificate."""
+        jurisdiction = sql.scalar(
+            f"SELECT jurisdiction FROM {self.table('kitchens')} WHERE id = %s",
+            (self.id_value(kitchen_id),),
+        )
+        if jurisdiction not in self.jurisdictions:
+            return None
+        rows = sql.fetchall(
+            f"SELECT kind, max(expires_on) AS expires_on FROM {self.table('certificates')} "
+            "WHERE kitchen_id = %s AND status = %s GROUP BY kind",
+            (self.id_value(kitchen_id), "verified"),
+        )
+        latest = {row["kind"]: as_date(row["expires_on"]) for row in rows}
+        required = self.jurisdictions.get(jurisdiction).required_certificates
+        if not required <= latest.keys():
+            return None
+        return self.date_value(min(latest[kind] for kind in required))
+
+    # --- booked intervals --------------------------------------------------------
+
+    @apply.register
+    def _booking_requested(
+        self, event: Booking.BookingRequested, position: int, sql: Sql
+    ) -> None:
+        assert event.status in ("pending", "confirmed"), event.status
+        sql.execute(
+            f"INSERT INTO {self.table('booked')} (booking_id, seq, kitchen_id, start_time, "
+            "end_time) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (booking_id) DO NOTHING",
+            (
+                self.id_value(event.originator_id),
+                position,
+                self.id_value(event.kitchen_id),
+                self.time_value(event.start_time),
+                self.time_value(event.end_time),
+            ),
+        )
+        self._index_span(sql, position, event.start_time, event.end_time)
+        self.changed.add(self.name)
+
+    @apply.register
+    def _booking_rescheduled(
+        self, event: Booking.BookingRescheduled, position: int, sql: Sql
+    ) -> None:
+        seq = sql.scalar(
+            f"SELECT seq FROM {self.table('booked')} WHERE booking_id = %s",
+            (self.id_value(event.originator_id),),
+        )
+        assert seq is not None, f"rescheduled booking {event.originator_id} is not active"
+        sql.execute(
+            f"UPDATE {self.table('booked')} SET start_time = %s, end_time = %s "
+            "WHERE booking_id = %s",
+            (
+                self.time_value(event.start_time),
+                self.time_value(event.end_time),
+                self.id_value(event.originator_id),
+            ),
+        )
+        self._index_span(sql, int(seq), event.start_time, event.end_time)
+        self.changed.add(self.name)
+
+    @apply.register
+    def _booking_declined(self, event: Booking.BookingDeclined, position: int, sql: Sql) -> None:
+        self._unbook(sql, event.originator_id)
+
+    @apply.register
+    def _booking_cancelled(
+        self, event: Booking.BookingCancelled, position: int, sql: Sql
+    ) -> None:
+        self._unbook(sql, event.originator_id)
+
+    @apply.register
+    def _booking_expired(self, event: Booking.BookingExpired, position: int, sql: Sql) -> None:
+        self._unbook(sql, event.originator_id)
+
+    @apply.register
+    def _booking_completed(
+        self, event: Booking.BookingCompleted, position: int, sql: Sql
+    ) -> None:
+        self._unbook(sql, event.originator_id)
+
+    def _index_span(self, sql: Sql, seq: int, start: datetime, end: datetime) -> None:
+        spans = self.table("booked_spans")
+        sql.execute(f"DELETE FROM {spans} WHERE id = %s", (seq,))
+        if self.dialect == "postgresql":
+            sql.execute(
+                f"INSERT INTO {spans} (id, during) VALUES (%s, tstzrange(%s, %s, '[)'))",
+                (seq, start, end),
+            )
+        else:
+            sql.execute(
+                f"INSERT INTO {spans} (id, start_minute, end_minute) VALUES (%s, %s, %s)",
+                (seq, floor_minute(start), ceil_minute(end)),
+            )
+
+    def _unbook(self, sql: Sql, booking_id: UUID) -> None:
+        """A booking that is no longer pending or confirmed frees its interval."""
+        seq = sql.scalar(
+            f"SELECT seq FROM {self.table('booked')} WHERE booking_id = %s",
+            (self.id_value(booking_id),),
+        )
+        if seq is None:
+            return
+        self.changed.add(self.name)
+        sql.execute(f"DELETE FROM {self.table('booked_spans')} WHERE id = %s", (seq,))
+        sql.execute(
+            f"DELETE FROM {self.table('booked')} WHERE booking_id = %s",
+            (self.id_value(booking_id),),
+        )
+
+
+def name_key(name: str) -> str:
+    """Names sort case-insensitively, by code point on both engines."""
+    return name.casefold()
+
+
+def city_key(city: str) -> str:
+    """Cities match case-insensitively and exactly."""
+    return city.strip().casefold()

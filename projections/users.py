@@ -1,0 +1,94 @@
+"""Users: who may sign in and with which role — read on every request by the API.
+
+The row keeps the password hash because logging in reads it from here; queries expose
+it only through ``UserQueries.credentials_by_email``. Emails are unique
+case-insensitively (a unique index on ``lower(email)``; the write side already keeps
+them unique and stores them lower-cased).
+"""
+
+from __future__ import annotations
+
+from functools import singledispatchmethod
+from typing import Any, ClassVar
+
+from aggregates.user import User
+from projections.base import Projection
+from projections.database import Sql
+
+
+class UsersProjection(Projection):
+    name: ClassVar[str] = "users"
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[str, ...]] = ("users",)
+    event_types: ClassVar[tuple[type[Any], ...]] = (
+        User.UserRegistered,
+        User.UserRoleChanged,
+        User.UserDeactivated,
+        User.UserReactivated,
+    )
+
+    def create_tables(self, sql: Sql) -> None:
+        users = self.table("users")
+        sql.execute(
+            f"CREATE TABLE {users} (id {self.column('id')} PRIMARY KEY, "
+            "email text NOT NULL, full_name text NOT NULL, role text NOT NULL, "
+            f"active {self.column('bool')} NOT NULL, password_hash text NOT NULL, "
+            f"registered_at {self.column('time')} NOT NULL, "
+            f"updated_at {self.column('time')} NOT NULL, "
+            f"version {self.column('int')} NOT NULL)"
+        )
+        sql.execute(f"CREATE UNIQUE INDEX {users}_email ON {users} (lower(email))")
+        sql.execute(f"CREATE INDEX {users}_listing ON {users} (registered_at, id)")
+        sql.execute(f"CREATE INDEX {users}_role ON {users} (role, registered_at, id)")
+
+    @singledispatchmethod
+    def apply(self, event: Any, position: int, sql: Sql) -> None:
+        """Only the registered event types are asked for; anything else is a bug."""
+        raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
+
+    @apply.register
+    def _registered(self, event: User.UserRegistered, position: int, sql: Sql) -> None:
+        self._user_changed(event)
+        recorded_at = self.time_value(event.timestamp)
+        sql.execute(
+            f"INSERT INTO {self.table('users')} (id, email, full_name, role, active, "
+            "password_hash, registered_at, updated_at, version) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (
+                self.id_value(event.originator_id),
+                event.email,
+                event.full_name,
+                event.role,
+                True,
+                event.password_hash,
+                recorded_at,
+                recorded_at,
+                event.originator_version,
+            ),
+        )
+
+    @apply.register
+    def _role_changed(self, event: User.UserRoleChanged, position: int, sql: Sql) -> None:
+        self._update(sql, event, role=event.role)
+
+    @apply.register
+    def _deactivated(self, event: User.UserDeactivated, position: int, sql: Sql) -> None:
+        self._update(sql, event, active=False)
+
+    @apply.register
+    def _reactivated(self, event: User.UserReactivated, position: int, sql: Sql) -> None:
+        self._update(sql, event, active=True)
+
+    def _user_changed(self, event: User.Event) -> None:
+        """Query-cache dependencies: this user, and every listing."""
+        self.changed.update((f"user:{event.originator_id}", self.name))
+
+    def _update(self, sql: Sql, event: User.Event, **changes: Any) -> None:
+        self._user_changed(event)
+        changes["updated_at"] = self.time_value(event.timestamp)
+        changes["version"] = event.originator_version
+        assignments = ", ".join(f"{column} = %s" for column in changes)
+        sql.execute(
+            f"UPDATE {self.table('users')} SET {assignments} WHERE id = %s",
+            (*changes.values(), self.id_value(event.originator_id)),
+        )

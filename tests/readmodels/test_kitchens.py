@@ -1,0 +1,777 @@
+"""Kitchen search, detail and moderation over the ``kitchens`` read model, on both
+backends: one marketplace built through the command handlers, projected, and searched;
+every search answer is compared with a brute-force filter over the aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aggregates.booking import ACTIVE_STATUSES, Booking
+from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
+from aggregates.kitchen import Kitchen
+from commands.accounts import DepositFunds
+from commands.bookings import (
+    BookingAction,
+    CancelBooking,
+    DeclineBooking,
+    RequestBooking,
+    RescheduleBooking,
+)
+from commands.handling import Actor
+from commands.kitchens import (
+    AttachCertificate,
+    CertificateAction,
+    CreateKitchen,
+    KitchenAction,
+    KitchenActionWithReason,
+    UpdateKitchen,
+)
+from prep_es.readside import ReadSide, open_read_side
+from prep_es.runtime import Runtime
+from prep_es.settings import Settings
+from projections.database import ReadDatabase
+from projections.kitchens import KitchensProjection
+from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
+from queries.base import PageRequest, Viewer
+from queries.kitchens import KitchenFilters, KitchenQueries, KitchenSummary
+from tests.conftest import PostgresServer
+from tests.support import (
+    DOCUMENT_SHA256,
+    MutableClock,
+    as_actor,
+    create_user,
+    open_test_runtime,
+)
+
+FAR_EXPIRY = date(2031, 12, 31)
+QUERY_NOW = datetime(2030, 1, 23, 17, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class KitchenSpec:
+    name: str
+    jurisdiction: str = "los_angeles"
+    city: str = "Los Angeles"
+    hourly_rate_cents: int = 5000
+    capacity: int = 10
+    amenities: tuple[str, ...] = ("oven",)
+    description: str = "A commercial kitchen"
+    instant_book: bool = False
+    status: str = "published"
+    expiries: dict[str, tuple[date, ...]] = field(default_factory=dict)
+    """Verified certificates per kind (default: one, far in the future)."""
+    missing: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()
+
+
+SPECS = (
+    KitchenSpec(
+        "Sunset Bakery",
+        amenities=("Oven", "walk-in fridge", "proofing cabinet"),
+        description="Convection ovens for artisan bread",
+        instant_book=True,
+    ),
+    KitchenSpec(
+        "Echo Park Commissary",
+        city="los angeles",
+        hourly_rate_cents=8000,
+        capacity=20,
+        amenities=("oven", "dishwasher"),
+        description="Large prep space with a hood",
+    ),
+    KitchenSpec(
+        "Mission Smokehouse",
+        jurisdiction="san_francisco",
+        city="San Francisco",
+        hourly_rate_cents=6000,
+        capacity=5,
+        amenities=("smoker", "oven"),
+        description="Barbecue smokers and a blast chiller",
+    ),
+    KitchenSpec(
+        "Short Permit Kitchen",
+        hourly_rate_cents=4000,
+        capacity=8,
+        expiries={
+            kind: (date(2030, 2, 10),)
+            for kind in ("health_permit", "business_license", "fire_inspection")
+        },
+    ),
+    KitchenSpec("Missing Insurance Kitchen", missing=("liability_insurance",)),
+    KitchenSpec("Suspended Kitchen", status="suspended"),
+    KitchenSpec("Draft Kitchen", status="draft"),
+    KitchenSpec("Pending Kitchen", status="pending_review"),
+    KitchenSpec("Rejected Kitchen", status="rejected"),
+    KitchenSpec(
+        "Rejected Cert Kitchen",
+        jurisdiction="san_francisco",
+        city="San Francisco",
+        rejected=("food_handler",),
+    ),
+    KitchenSpec("Lapsing Kitchen", expiries={"health_permit": (date(2030, 1, 20),)}),
+    KitchenSpec(
+        "pasadena pastry",
+        city="Pasadena",
+        hourly_rate_cents=3000,
+        capacity=50,
+        amenities=("oven", "mixer"),
+        expiries={"health_permit": (date(2030, 2, 20), FAR_EXPIRY)},
+    ),
+    KitchenSpec(
+        "Oakland Kitchen",
+        jurisdiction="san_francisco",
+        city="Oakland",
+        hourly_rate_cents=9000,
+        capacity=15,
+        amenities=(),
+        expiries={"health_permit": (date(2030, 2, 5),)},
+    ),
+)
+
+
+@dataclass
+class World:
+    runtime: Runtime
+    read_side: ReadSide
+    clock: MutableClock
+    admin: Actor
+    hosts: list[Actor]
+    customer: Actor
+    kitchen_ids: dict[str, UUID]
+    booking_ids: list[UUID]
+    changes: set[str] = field(default_factory=set)
+    """Query-cache dependencies the runner reported changed."""
+
+    @property
+    def admin_viewer(self) -> Viewer:
+        return Viewer(self.admin.user_id, "admin")
+
+    @property
+    def database(self) -> ReadDatabase:
+        return self.read_side.query_database
+
+    def queries(self, now: datetime = QUERY_NOW) -> KitchenQueries:
+        return KitchenQueries(
+            self.database, jurisdictions=self.runtime.jurisdictions, clock=lambda: now
+        )
+
+    def host_of(self, name: str) -> Actor:
+        return self.hosts[[s.name for s in SPECS].index(name) % len(self.hosts)]
+
+    def catch_up(self) -> None:
+        ensure_ready(self.read_side.write_database, KitchensProjection)
+        ProjectionRunner(
+            KitchensProjection,
+            self.runtime.app,
+            self.read_side.write_database,
+            batch_size=50,
+            on_changes=lambda changed, _: self.changes.update(changed),
+        ).catch_up()
+
+    def kitchens(self) -> list[Kitchen]:
+        return [self.runtime.app.repository.get(i) for i in self.kitchen_ids.values()]
+
+    def bookings(self) -> list[Booking]:
+        return [self.runtime.app.repository.get(i) for i in self.booking_ids]
+
+
+def make_kitchen(runtime: Runtime, host: Actor, admin: Actor, spec: KitchenSpec) -> UUID:
+    kitchens = runtime.commands.kitchens
+    kitchen_id = kitchens.create_kitchen(
+        CreateKitchen(
+            name=spec.name,
+            description=spec.description,
+            city=spec.city,
+            jurisdiction=spec.jurisdiction,
+            address="1 Main St",
+            hourly_rate_cents=spec.hourly_rate_cents,
+            capacity=spec.capacity,
+            amenities=list(spec.amenities),
+            instant_book=spec.instant_book,
+        ),
+        as_actor(host),
+    ).result.id
+    for kind in sorted(runtime.jurisdictions.get(spec.jurisdiction).required_certificates):
+        if kind in spec.missing:
+            continue
+        for expires_on in spec.expiries.get(kind, (FAR_EXPIRY,)):
+            certificate_id = kitchens.attach_certificate(
+                AttachCertificate(
+                    kitchen_id=kitchen_id,
+                    kind=kind,
+                    number=f"{kind}-{expires_on}",
+                    issued_on=date(2029, 1, 1),
+                    expires_on=expires_on,
+                    document_sha256=DOCUMENT_SHA256,
+                ),
+                as_actor(host),
+            ).result.id
+            review = CertificateAction(
+                kitchen_id=kitchen_id, certificate_id=certificate_id, reason="illegible scan"
+            )
+            if kind in spec.rejected:
+                kitchens.reject_certificate(review, as_actor(admin))
+            else:
+                kitchens.verify_certificate(review, as_actor(admin))
+    action = KitchenAction(kitchen_id=kitchen_id)
+    with_reason = KitchenActionWithReason(kitchen_id=kitchen_id, reason="Not up to code")
+    if spec.status != "draft":
+        kitchens.submit_kitchen(action, as_actor(host))
+    if spec.status in ("published", "suspended"):
+        kitchens.approve_kitchen(action, as_actor(admin))
+    if spec.status == "suspended":
+        kitchens.suspend_kitchen(with_reason, as_actor(admin))
+    if spec.status == "rejected":
+        kitchens.reject_kitchen(with_reason, as_actor(admin))
+    return kitchen_id
+
+
+def at(day: int, hour: int, minute: int = 0, month: int = 2) -> datetime:
+    return datetime(2030, month, day, hour, minute, tzinfo=UTC)
+
+
+def build_world(url: str) -> World:
+    clock = MutableClock()
+    runtime = open_test_runtime(url, clock)
+    admin = create_user(runtime, "admin", "admin@example.com")
+    hosts = [create_user(runtime, "host", f"host{n}@example.com") for n in range(2)]
+    customer = create_user(runtime, "customer", "customer@example.com")
+    runtime.commands.accounts.deposit_funds(
+        DepositFunds(amount_cents=10_000_000), as_actor(customer)
+    )
+    kitchen_ids = {
+        spec.name: make_kitchen(runtime, hosts[n % len(hosts)], admin, spec)
+        for n, spec in enumerate(SPECS)
+    }
+    kitchens = runtime.commands.kitchens
+    kitchens.update_kitchen(
+        UpdateKitchen(
+            kitchen_id=kitchen_ids["Echo Park Commissary"],
+            hourly_rate_cents=7500,
+            amenities=["oven", "dishwasher", "Blast Chiller"],
+        ),
+        as_actor(hosts[1]),
+    )
+    bookings = runtime.commands.bookings
+
+    def book(name: str, start: datetime, hours: int) -> UUID:
+        return bookings.request_booking(
+            RequestBooking(
+                kitchen_id=kitchen_ids[name],
+                start_time=start,
+                end_time=start + timedelta(hours=hours),
+                guests=2,
+            ),
+            as_actor(customer),
+        ).result.id
+
+    booking_ids = [
+        book("Sunset Bakery", at(4, 17), 2),  # instant: confirmed
+        book("Echo Park Commissary", at(4, 18), 3),  # pending
+        cancelled := book("Echo Park Commissary", at(5, 17), 2),
+        declined := book("Mission Smokehouse", at(4, 17), 3),
+        moved := book("Mission Smokehouse", at(6, 17), 2),
+        completed := book("pasadena pastry", at(21, 17, month=1), 1),
+        expired := book("pasadena pastry", at(22, 17, month=1), 2),
+        book("Short Permit Kitchen", at(4, 20, 15), 2),
+        book("Oakland Kitchen", at(4, 16), 4),
+    ]
+    bookings.cancel_booking(CancelBooking(booking_id=cancelled), as_actor(customer))
+    host = hosts[0]
+    bookings.decline_booking(DeclineBooking(booking_id=declined), as_actor(host))
+    bookings.reschedule_booking(
+        RescheduleBooking(booking_id=moved, start_time=at(4, 20), end_time=at(4, 22)),
+        as_actor(customer),
+    )
+    bookings.confirm_booking(BookingAction(booking_id=completed), as_actor(hosts[1]))
+    clock.now = QUERY_NOW
+    report = runtime.commands.sweeper.sweep()
+    assert report.completed_booking_ids == [completed]
+    assert report.expired_booking_ids == [expired]
+    assert len(report.lapsed_certificate_ids) == 1
+    read_side = open_read_side(Settings(database_url=url))
+    world = World(
+        runtime=runtime,
+        read_side=read_side,
+        clock=clock,
+        admin=admin,
+        hosts=hosts,
+        customer=customer,
+        kitchen_ids=kitchen_ids,
+        booking_ids=booking_ids,
+    )
+    world.catch_up()
+    return world
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    server: PostgresServer | None = None
+    if request.param == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        assert server is not None
+        url = server.create_database()
+    else:
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('kitchens')) / 'prep_es.db'}"
+    built = build_world(url)
+    yield built
+    built.read_side.close()
+    built.runtime.close()
+    if server is not None:
+        server.drop_database(url)
+
+
+# --- the brute force ---------------------------------------------------------------
+
+
+def brute_force(world: World, filters: KitchenFilters, now: datetime) -> list[UUID]:
+    """The bookable kitchens matching ``filters`` (all but ``q``), in the asked order,
+    straight from the aggregates."""
+    catalog = world.runtime.jurisdictions
+    window = filters.window
+    active = [b for b in world.bookings() if b.status in ACTIVE_STATUSES]
+    creation_order = list(world.kitchen_ids.values())
+    matches: list[Kitchen] = []
+    for kitchen in world.kitchens():
+        rules = catalog.get(kitchen.jurisdiction)
+        if kitchen.status != "published":
+            continue
+        if filters.jurisdiction is not None and kitchen.jurisdiction != filters.jurisdiction:
+            continue
+        if window is None:
+            if kitchen.compliance_problem(rules, now) is not None:
+                continue
+        else:
+            start, end = window
+            if not rules.is_within_operating_hours(start, end):
+                continue
+            if kitchen.compliance_problem(rules, end) is not None:
+                continue
+            if any(
+                b.kitchen_id == kitchen.id and b.start_time < end and start < b.end_time
+                for b in active
+            ):
+                continue
+        city = (filters.city or "").strip().casefold()
+        if city and kitchen.city.strip().casefold() != city:
+            continue
+        rate = kitchen.hourly_rate_cents
+        if filters.min_rate_cents is not None and rate < filters.min_rate_cents:
+            continue
+        if filters.max_rate_cents is not None and rate > filters.max_rate_cents:
+            continue
+        if filters.capacity is not None and kitchen.capacity < filters.capacity:
+            continue
+        if not set(filters.amenity_keys()) <= set(kitchen.amenities):
+            continue
+        matches.append(kitchen)
+
+    def by_name(k: Kitchen) -> tuple[str, str]:
+        return k.name.casefold(), str(k.id)
+
+    if filters.sort == "name":
+        matches.sort(key=by_name)
+    elif filters.sort == "rate_asc":
+        matches.sort(key=lambda k: (k.hourly_rate_cents, *by_name(k)))
+    elif filters.sort == "rate_desc":
+        matches.sort(key=lambda k: (-k.hourly_rate_cents, *by_name(k)))
+    else:
+        matches.sort(key=lambda k: creation_order.index(k.id), reverse=True)
+    return [k.id for k in matches]
+
+
+def search_ids(
+    world: World, filters: KitchenFilters, now: datetime = QUERY_NOW, **page: int
+) -> tuple[list[UUID], int]:
+    result = world.queries(now).search(filters, PageRequest(**page) if page else None)
+    return [k.id for k in result.items], result.total
+
+
+def assert_matches_brute_force(
+    world: World, filters: KitchenFilters, now: datetime = QUERY_NOW
+) -> list[UUID]:
+    expected = brute_force(world, filters, now)
+    ids, total = search_ids(world, filters, now, limit=100)
+    assert (ids, total) == (expected, len(expected)), filters
+    return ids
+
+
+# --- search --------------------------------------------------------------------------
+
+
+def names(world: World, ids: list[UUID]) -> list[str]:
+    by_id = {v: k for k, v in world.kitchen_ids.items()}
+    return [by_id[i] for i in ids]
+
+
+def test_without_a_window_search_lists_published_kitchens_compliant_now(world: World) -> None:
+    ids = assert_matches_brute_force(world, KitchenFilters())
+    assert names(world, ids) == [
+        "Echo Park Commissary",
+        "Mission Smokehouse",
+        "Oakland Kitchen",
+        "pasadena pastry",
+        "Short Permit Kitchen",
+        "Sunset Bakery",
+    ]
+    first = world.queries().search(KitchenFilters(), PageRequest(limit=1)).items[0]
+    assert first == KitchenSummary(
+        id=world.kitchen_ids["Echo Park Commissary"],
+        host_id=world.hosts[1].user_id,
+        name="Echo Park Commissary",
+        city="los angeles",
+        jurisdiction="los_angeles",
+        hourly_rate_cents=7500,
+        capacity=20,
+        amenities=["blast chiller", "dishwasher", "oven"],
+        instant_book=False,
+        status="published",
+        status_reason=None,
+        compliant_through=FAR_EXPIRY,
+        created_at=first.created_at,
+    )
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        KitchenFilters(city="LOS ANGELES"),
+        KitchenFilters(city=" pasadena "),
+        KitchenFilters(city="Nowhere"),
+        KitchenFilters(jurisdiction="san_francisco"),
+        KitchenFilters(min_rate_cents=5000, max_rate_cents=7500),
+        KitchenFilters(max_rate_cents=3000),
+        KitchenFilters(capacity=15),
+        KitchenFilters(amenities=("OVEN ", "Dishwasher")),
+        KitchenFilters(amenities=("smoker",)),
+        KitchenFilters(amenities=("oven", "nope")),
+        KitchenFilters(sort="rate_asc"),
+        KitchenFilters(sort="rate_desc", jurisdiction="los_angeles"),
+        KitchenFilters(sort="newest"),
+        KitchenFilters(available_from=at(4, 17), available_to=at(4, 19)),
+        KitchenFilters(available_from=at(4, 19), available_to=at(4, 20)),  # adjacent
+        KitchenFilters(available_from=at(4, 16), available_to=at(4, 17)),  # adjacent
+        KitchenFilters(available_from=at(4, 18, 45), available_to=at(4, 19, 15)),
+        KitchenFilters(available_from=at(5, 17), available_to=at(5, 19)),  # cancelled slot
+        KitchenFilters(available_from=at(6, 17), available_to=at(6, 19)),  # moved away
+        KitchenFilters(available_from=at(4, 21), available_to=at(4, 22)),  # moved here
+        KitchenFilters(available_from=at(11, 17), available_to=at(11, 19)),  # after expiry
+        KitchenFilters(available_from=at(4, 13, 30), available_to=at(4, 14, 30)),  # LA only
+        KitchenFilters(available_from=at(4, 12), available_to=at(4, 14)),  # before hours
+        KitchenFilters(
+            available_from=at(21, 17, month=1), available_to=at(21, 18, month=1)
+        ),  # completed booking's slot, before the lapse date: bookable then
+        KitchenFilters(
+            available_from=datetime.fromisoformat("2030-02-04T09:00:00-08:00"),
+            available_to=datetime.fromisoformat("2030-02-04T11:00:00-08:00"),
+        ),
+    ],
+    ids=lambda filters: repr(filters)[15:90],
+)
+def test_search_equals_the_brute_force(world: World, filters: KitchenFilters) -> None:
+    assert_matches_brute_force(world, filters)
+
+
+def test_compliance_today_is_the_jurisdictions_day(world: World) -> None:
+    """Oakland's health permit expires on 2030-02-05: valid through midnight in
+    Los Angeles time (08:00 UTC), not a microsecond more."""
+    midnight = datetime(2030, 2, 6, 8, 0, tzinfo=UTC)
+    oakland = world.kitchen_ids["Oakland Kitchen"]
+    assert oakland in assert_matches_brute_force(world, KitchenFilters(), midnight)
+    after = midnight + timedelta(microseconds=1)
+    assert oakland not in assert_matches_brute_force(world, KitchenFilters(), after)
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("smokehouse", ["Mission Smokehouse"]),
+        ("SMOKERS", ["Mission Smokehouse"]),
+        ("chiller", ["Echo Park Commissary", "Mission Smokehouse"]),
+        ("artisan bread", ["Sunset Bakery"]),
+        ("artisan smoker", []),
+        ("pasadena", ["pasadena pastry"]),
+        ("walk-in", ["Sunset Bakery"]),
+        ("proofing", ["Sunset Bakery"]),
+        ("ovens", [
+            "Echo Park Commissary", "Mission Smokehouse", "pasadena pastry",
+            "Short Permit Kitchen", "Sunset Bakery",
+        ]),
+        ("suspended", []),
+        ("'; DROP TABLE kitchens; --", []),
+        ('"smoker" -oven*', ["Mission Smokehouse"]),
+        ("  ", [
+            "Echo Park Commissary", "Mission Smokehouse", "Oakland Kitchen",
+            "pasadena pastry", "Short Permit Kitchen", "Sunset Bakery",
+        ]),
+    ],
+)
+def test_full_text_search_on_name_description_city_and_amenities(
+    world: World, q: str, expected: list[str]
+) -> None:
+    ids, total = search_ids(world, KitchenFilters(q=q))
+    assert names(world, ids) == expected
+    assert total == len(expected)
+
+
+def test_full_text_combines_with_other_filters(world: World) -> None:
+    filters = KitchenFilters(
+        q="oven", city="los angeles", available_from=at(4, 17), available_to=at(4, 19)
+    )
+    ids, _ = search_ids(world, filters)
+    assert names(world, ids) == ["Short Permit Kitchen"]
+
+
+def test_pages_and_totals(world: World) -> None:
+    everything = brute_force(world, KitchenFilters(sort="rate_asc"), QUERY_NOW)
+    seen: list[UUID] = []
+    for offset in range(0, len(everything) + 2, 2):
+        ids, total = search_ids(world, KitchenFilters(sort="rate_asc"), limit=2, offset=offset)
+        assert total == len(everything)
+        seen += ids
+    assert seen == everything
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code"),
+    [
+        ({"available_from": at(4, 17)}, "invalid_window"),
+        ({"available_to": at(4, 17)}, "invalid_window"),
+        ({"available_from": at(4, 17), "available_to": at(4, 17)}, "invalid_window"),
+        (
+            {"available_from": datetime(2030, 2, 4, 17), "available_to": datetime(2030, 2, 4, 18)},
+            "invalid_window",
+        ),
+        ({"sort": "cheapest"}, "invalid_sort"),
+        ({"min_rate_cents": 500, "max_rate_cents": 400}, "invalid_rate_range"),
+        ({"min_rate_cents": -1}, "invalid_rate_range"),
+        ({"capacity": 0}, "invalid_capacity"),
+        ({"q": "x" * 201}, "invalid_query"),
+        ({"amenities": ("a",) * 51}, "invalid_amenities"),
+    ],
+)
+def test_invalid_filters_are_refused(arguments: dict[str, Any], code: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        KitchenFilters(**arguments)
+    assert raised.value.code == code
+
+
+def test_an_unknown_jurisdiction_is_refused(world: World) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        world.queries().search(KitchenFilters(jurisdiction="atlantis"))
+    assert raised.value.code == "unknown_jurisdiction"
+
+
+WINDOW_STARTS = [at(4, hour, minute) for hour in (12, 13, 16, 17, 18, 20, 21) for minute in (0, 45)]
+WINDOW_STARTS += [at(5, 17), at(6, 17), at(11, 18), at(21, 17, month=1), at(5, 5)]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    city=st.sampled_from([None, "los angeles", "SAN FRANCISCO", "Pasadena", "Oakland"]),
+    jurisdiction=st.sampled_from([None, "los_angeles", "san_francisco"]),
+    min_rate=st.sampled_from([None, 3000, 5000, 6000]),
+    max_rate=st.sampled_from([None, 4000, 7500, 9000]),
+    capacity=st.sampled_from([None, 1, 8, 20]),
+    amenities=st.lists(st.sampled_from(["oven", "smoker", "Mixer", "dishwasher"]), max_size=2),
+    start=st.one_of(st.none(), st.sampled_from(WINDOW_STARTS)),
+    minutes=st.sampled_from([15, 60, 120, 180, 600]),
+    sort=st.sampled_from(["name", "rate_asc", "rate_desc", "newest"]),
+    now=st.sampled_from([QUERY_NOW, datetime(2030, 2, 15, 12, tzinfo=UTC)]),
+)
+def test_search_equals_the_brute_force_for_any_filters(
+    world: World,
+    city: str | None,
+    jurisdiction: str | None,
+    min_rate: int | None,
+    max_rate: int | None,
+    capacity: int | None,
+    amenities: list[str],
+    start: datetime | None,
+    minutes: int,
+    sort: str,
+    now: datetime,
+) -> None:
+    if min_rate is not None and max_rate is not None and min_rate > max_rate:
+        min_rate, max_rate = max_rate, min_rate
+    filters = KitchenFilters(
+        city=city,
+        jurisdiction=jurisdiction,
+        min_rate_cents=min_rate,
+        max_rate_cents=max_rate,
+        capacity=capacity,
+        amenities=tuple(amenities),
+        available_from=start,
+        available_to=None if start is None else start + timedelta(minutes=minutes),
+        sort=sort,
+    )
+    assert_matches_brute_force(world, filters, now)
+
+
+# --- one kitchen -------------------------------------------------------------------
+
+
+def test_published_kitchens_are_public_with_their_compliance(world: World) -> None:
+    detail = world.queries().get(None, world.kitchen_ids["Sunset Bakery"])
+    assert detail.description == "Convection ovens for artisan bread"
+    assert detail.amenities == ["oven", "proofing cabinet", "walk-in fridge"]
+    assert detail.compliance.compliant
+    assert detail.compliance.compliant_through == FAR_EXPIRY
+    assert detail.compliance.required_kinds == [
+        "business_license", "fire_inspection", "health_permit", "liability_insurance"
+    ]
+    assert [c.kind for c in detail.compliance.certificates] == detail.compliance.required_kinds
+    assert {c.status for c in detail.compliance.certificates} == {"verified"}
+
+
+@pytest.mark.parametrize(
+    ("name", "missing", "expired", "compliant_through"),
+    [
+        ("Missing Insurance Kitchen", ["liability_insurance"], [], None),
+        ("Rejected Cert Kitchen", ["food_handler"], [], None),
+        ("Lapsing Kitchen", [], ["health_permit"], None),
+        ("Short Permit Kitchen", [], [], date(2030, 2, 10)),
+        ("pasadena pastry", [], [], FAR_EXPIRY),
+    ],
+)
+def test_compliance_names_missing_and_expired_kinds(
+    world: World,
+    name: str,
+    missing: list[str],
+    expired: list[str],
+    compliant_through: date | None,
+) -> None:
+    compliance = world.queries().get(world.admin_viewer, world.kitchen_ids[name]).compliance
+    assert (compliance.missing_kinds, compliance.expired_kinds) == (missing, expired)
+    assert compliance.compliant == (not missing and not expired)
+    assert compliance.compliant_through == compliant_through
+
+
+def test_compliance_expires_with_the_clock(world: World) -> None:
+    later = world.queries(datetime(2030, 2, 11, 8, 0, 1, tzinfo=UTC))
+    compliance = later.get(None, world.kitchen_ids["Short Permit Kitchen"]).compliance
+    assert not compliance.compliant
+    assert compliance.expired_kinds == ["business_license", "fire_inspection", "health_permit"]
+
+
+@pytest.mark.parametrize(
+    "name", ["Draft Kitchen", "Pending Kitchen", "Rejected Kitchen", "Suspended Kitchen"]
+)
+def test_unpublished_kitchens_are_visible_to_their_host_and_admins_only(
+    world: World, name: str
+) -> None:
+    queries = world.queries()
+    kitchen_id = world.kitchen_ids[name]
+    host = world.host_of(name)
+    other_host = next(h for h in world.hosts if h != host)
+    for viewer in (
+        None,
+        Viewer(other_host.user_id, "host"),
+        Viewer(world.customer.user_id, "customer"),
+        Viewer(uuid4(), "analyst"),
+    ):
+        with pytest.raises(NotFound) as raised:
+            queries.get(viewer, kitchen_id)
+        assert raised.value.code == "kitchen_not_found"
+    as_host = queries.get(Viewer(host.user_id, "host"), kitchen_id)
+    as_admin = queries.get(world.admin_viewer, kitchen_id)
+    assert as_host == as_admin
+    assert as_host.status == SPECS[[s.name for s in SPECS].index(name)].status
+    if name in ("Rejected Kitchen", "Suspended Kitchen"):
+        assert as_host.status_reason == "Not up to code"
+
+
+def test_an_unknown_kitchen_is_not_found(world: World) -> None:
+    with pytest.raises(NotFound):
+        world.queries().get(world.admin_viewer, uuid4())
+
+
+# --- moderation ----------------------------------------------------------------------
+
+
+def test_moderation_lists_kitchens_by_status_for_admins(world: World) -> None:
+    queries = world.queries()
+    everything = queries.moderation(world.admin_viewer, page=PageRequest(limit=100))
+    assert everything.total == len(SPECS)
+    by_id = {k.id: k for k in world.kitchens()}
+    for summary in everything.items:
+        kitchen = by_id[summary.id]
+        assert summary.status == kitchen.status
+        assert summary.hourly_rate_cents == kitchen.hourly_rate_cents
+        assert summary.compliant_through == expected_compliant_through(world, kitchen)
+    pending = queries.moderation(world.admin_viewer, status="pending_review")
+    assert [k.name for k in pending.items] == ["Pending Kitchen"]
+    assert pending.total == 1
+    published = queries.moderation(world.admin_viewer, status="published", page=PageRequest(2, 1))
+    assert (published.total, len(published.items)) == (9, 2)
+
+
+def expected_compliant_through(world: World, kitchen: Kitchen) -> date | None:
+    required = world.runtime.jurisdictions.get(kitchen.jurisdiction).required_certificates
+    latest: dict[str, date] = {}
+    for certificate in kitchen.certificates.values():
+        if certificate.status == "verified":
+            latest[certificate.kind] = max(
+                latest.get(certificate.kind, certificate.expires_on), certificate.expires_on
+            )
+    if not required <= latest.keys():
+        return None
+    return min(latest[kind] for kind in required)
+
+
+def test_moderation_is_for_admins(world: World) -> None:
+    for role in ("host", "customer", "analyst"):
+        with pytest.raises(PermissionDenied):
+            world.queries().moderation(Viewer(world.hosts[0].user_id, role))
+    with pytest.raises(InvalidRequest) as raised:
+        world.queries().moderation(world.admin_viewer, status="archived")
+    assert raised.value.code == "invalid_status"
+
+
+def test_batches_report_the_kitchens_they_changed_to_the_query_cache(world: World) -> None:
+    assert {f"kitchen:{i}" for i in world.kitchen_ids.values()} | {"kitchens"} <= world.changes
+
+
+# --- rebuild -------------------------------------------------------------------------
+
+
+def all_rows(database: ReadDatabase) -> dict[str, list[dict[str, Any]]]:
+    rows = {}
+    with database.reading() as sql:
+        for table in KitchensProjection.tables:
+            found = sql.fetchall(f"SELECT * FROM {KitchensProjection.view(table)}")
+            rows[table] = sorted(found, key=lambda row: repr(sorted(row.items())))
+    return rows
+
+
+def test_a_rebuild_produces_identical_rows(world: World) -> None:
+    before = all_rows(world.database)
+    generation = request_rebuild(world.read_side.write_database, KitchensProjection)
+    world.catch_up()
+    with world.database.reading() as sql:
+        active = sql.scalar(
+            "SELECT generation FROM projection_state WHERE name = %s AND active = %s",
+            ("kitchens", True),
+        )
+    assert active == generation > 1
+    assert all_rows(world.database) == before
+    ids, _ = search_ids(world, KitchenFilters(q="chiller"))
+    assert names(world, ids) == ["Echo Park Commissary", "Mission Smokehouse"]
