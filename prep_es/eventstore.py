@@ -68,6 +68,7 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
     SQLiteFactory,
     SQLiteProcessRecorder,
+    SQLiteTransaction,
 )
 from eventsourcing.utils import Environment, EnvType, get_topic, retry
 from psycopg import Cursor
@@ -368,6 +369,18 @@ class AppendOnlySQLiteAggregateRecorder(SQLiteAggregateRecorder):
         return [*statements, *sqlite_append_only_statements(self.events_table_name)]
 
 
+class _ImmediateTransaction(SQLiteTransaction):
+    """Takes SQLite's write lock at BEGIN. An append reads (its expected versions) before
+    it writes; in a deferred transaction, a write committed by another connection in
+    between (read models share the file) would refuse the upgrade at once as "database
+    is locked" instead of waiting for the busy timeout."""
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        return cursor
+
+
 class AppendOnlySQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """Events table: eventsourcing's recorder, plus append-only triggers and the
     ``expected_versions`` condition of the PostgreSQL recorder."""
@@ -392,11 +405,12 @@ class AppendOnlySQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        with self._append_lock:
-            notification_ids: Sequence[int] | None = super().insert_events(
-                stored_events, **kwargs
-            )
-            return notification_ids
+        with (
+            self._append_lock,
+            self.datastore.get_connection(commit=True) as connection,
+            _ImmediateTransaction(connection, commit=True) as cursor,
+        ):
+            return self._insert_events(cursor, stored_events, **kwargs)
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
