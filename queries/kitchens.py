@@ -354,7 +354,9 @@ class KitchenQueries:
             )
             params.append(" ".join(words))
         elif words:
-            # Each word a quoted FTS5 string: all must match, none is an operator.
+            # Each word a quoted FTS5 string: all must match, none is an operator. The
+            # column form (``s.body MATCH``) works through the view: SQLite flattens it
+            # into the FTS5 table's own index (the table-name form would not).
             conditions.append(
                 f"k.id IN (SELECT s.kitchen_id FROM {SEARCH} s WHERE s.body MATCH %s)"
             )

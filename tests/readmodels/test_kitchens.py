@@ -5,7 +5,7 @@ every search answer is compared with a brute-force filter over the aggregates.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from aggregates.booking import ACTIVE_STATUSES, Booking
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
+from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
 from commands.accounts import DepositFunds
 from commands.bookings import (
@@ -39,7 +40,7 @@ from prep_es.readside import ReadSide, open_read_side
 from prep_es.runtime import Runtime
 from prep_es.settings import Settings
 from projections.database import ReadDatabase
-from projections.kitchens import KitchensProjection
+from projections.kitchens import KitchensProjection, floor_minute
 from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
 from queries.base import PageRequest, Viewer
 from queries.kitchens import KitchenFilters, KitchenQueries, KitchenSummary
@@ -775,3 +776,56 @@ def test_a_rebuild_produces_identical_rows(world: World) -> None:
     assert all_rows(world.database) == before
     ids, _ = search_ids(world, KitchenFilters(q="chiller"))
     assert names(world, ids) == ["Echo Park Commissary", "Mission Smokehouse"]
+
+
+def test_availability_and_full_text_are_answered_from_indexes(world: World) -> None:
+    if world.database.dialect == "postgresql":
+        overlapping = "s.during && tstzrange(%s, %s, '[)')"
+        window: list[Any] = [at(4, 17), at(4, 19)]
+        matching = "s.document @@ plainto_tsquery('english', %s)"
+        expected = ["booked_spans_during", "search_document"]
+    else:
+        overlapping = "s.start_minute < %s AND s.end_minute > %s"
+        window = [floor_minute(at(4, 19)), floor_minute(at(4, 17))]
+        matching = "s.body MATCH %s"
+        expected = ["VIRTUAL TABLE INDEX 2:", "VIRTUAL TABLE INDEX 0:M"]
+    statements = [
+        f"SELECT b.kitchen_id FROM {KitchensProjection.view('booked_spans')} s "
+        f"JOIN {KitchensProjection.view('booked')} b ON b.seq = s.id WHERE {overlapping}",
+        f"SELECT s.kitchen_id FROM {KitchensProjection.view('search')} s WHERE {matching}",
+    ]
+    with world.database.reading() as sql:
+        if sql.dialect == "postgresql":
+            sql.execute("SET LOCAL enable_seqscan = off")  # tiny tables: show it could
+        for statement, params, index in zip(
+            statements, [window, ["oven"]], expected, strict=True
+        ):
+            if sql.dialect == "sqlite":
+                rows = sql.fetchall(f"EXPLAIN QUERY PLAN {statement}", params)
+                plan = " ".join(str(row["detail"]) for row in rows)
+            else:
+                rows = sql.fetchall(f"EXPLAIN {statement}", params)
+                plan = " ".join(str(row["QUERY PLAN"]) for row in rows)
+            assert index in plan, plan
+
+
+def test_compliance_follows_the_jurisdiction_rules_it_is_built_with(world: World) -> None:
+    """A deployment with its own rules builds the projection with them: here Los Angeles
+    asks for a health permit only, so the kitchen without insurance becomes bookable."""
+    rules = world.runtime.jurisdictions.get("los_angeles")
+    lenient = JurisdictionCatalog(
+        [
+            replace(rules, required_certificates=frozenset({"health_permit"})),
+            world.runtime.jurisdictions.get("san_francisco"),
+        ]
+    )
+    custom = KitchensProjection.with_jurisdictions(lenient)
+    assert (custom.name, custom.jurisdictions) == ("kitchens", lenient)
+    request_rebuild(world.read_side.write_database, custom)
+    ProjectionRunner(custom, world.runtime.app, world.read_side.write_database).catch_up()
+    queries = KitchenQueries(world.database, jurisdictions=lenient, clock=lambda: QUERY_NOW)
+    found = [k.name for k in queries.search(KitchenFilters(jurisdiction="los_angeles")).items]
+    assert "Missing Insurance Kitchen" in found
+    request_rebuild(world.read_side.write_database, KitchensProjection)
+    world.catch_up()
+    assert_matches_brute_force(world, KitchenFilters())
