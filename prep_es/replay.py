@@ -4,7 +4,7 @@ Used by ``prep-es replay`` and meant for the admin endpoints
 (``/admin/aggregates/{id}/events`` and ``/state``): both read the event store itself, not
 a projection, so what they show is exactly what the aggregate is rebuilt from.
 
-Secrets never leave: a field named in :data:`REDACTED_FIELDS` (the password hash) is
+Secrets never leave: a field named in :data:`projections.audit.SECRET_FIELDS` (the password hash) is
 printed as ``"***"``, in event payloads and in the reconstructed state alike.
 """
 
@@ -24,18 +24,15 @@ from pydantic import BaseModel
 from aggregates.base import Aggregate, DomainEvent
 from aggregates.errors import InvalidRequest, NotFound
 from prep_es.eventstore import PrepApplication
+from projections.audit import ENVELOPE_FIELDS, redact_secrets
 
-REDACTED_FIELDS: Final = frozenset({"password_hash"})
-REDACTED: Final = "***"
 EVENTS_PER_AGGREGATE_MAX: Final = 100_000
 """A limit on one replay. No aggregate comes near it (long-lived ones are snapshotted
 every 50–100 events), so reaching it means something is wrong, and we say so."""
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Event fields that are columns or metadata, shown apart from the payload.
-_ENVELOPE_FIELDS: Final = frozenset(
-    {"originator_id", "originator_version", "originator_topic", "timestamp", "metadata"}
-)
+_ENVELOPE_FIELDS: Final = ENVELOPE_FIELDS
 _STATE_DEPTH_MAX: Final = 20
 
 
@@ -158,7 +155,7 @@ def replay_aggregate(
 def recorded_event(event: DomainEvent) -> RecordedEvent:
     """An event as the audit trail shows it: envelope, metadata, redacted payload."""
     payload = {
-        name: _redact(name, value)
+        name: redact_secrets(name, value)
         for name, value in event.model_dump(mode="json").items()
         if name not in _ENVELOPE_FIELDS
     }
@@ -186,23 +183,13 @@ def aggregate_state(aggregate: Aggregate) -> dict[str, Any]:
     }
     for name, value in vars(aggregate).items():
         if not name.startswith("_"):
-            state[name] = _redact(name, _jsonable(value, 0))
+            state[name] = redact_secrets(name, _jsonable(value, 0))
     return state
 
 
 def _as_domain_event(event: object) -> DomainEvent:
     assert isinstance(event, DomainEvent), type(event)
     return event
-
-
-def _redact(name: str, value: Any) -> Any:
-    if name in REDACTED_FIELDS:
-        return REDACTED
-    if isinstance(value, dict):
-        return {key: _redact(key, item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_redact("", item) for item in value]
-    return value
 
 
 def _jsonable(value: Any, depth: int) -> Any:
@@ -228,7 +215,7 @@ def _jsonable(value: Any, depth: int) -> Any:
         return sorted(items, key=str) if isinstance(value, set | frozenset) else items
     if hasattr(value, "__dict__"):
         return {
-            name: _redact(name, _jsonable(item, depth + 1))
+            name: redact_secrets(name, _jsonable(item, depth + 1))
             for name, item in vars(value).items()
             if not name.startswith("_")
         }

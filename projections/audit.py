@@ -13,15 +13,27 @@ from projections.events import domain_event_types
 
 REDACTED = "***"
 SECRET_FIELDS = frozenset({"password_hash"})
-PAYLOAD_EXCLUDED = {"originator_id", "originator_version", "timestamp", "metadata"}
+ENVELOPE_FIELDS = frozenset(
+    {"originator_id", "originator_version", "originator_topic", "timestamp", "metadata"}
+)
+
+
+def redact_secrets(name: str, value: Any) -> Any:
+    """``value`` (a field named ``name``) with every secret inside it replaced: the one
+    rule for everything that shows events or state to people."""
+    if name in SECRET_FIELDS:
+        return REDACTED
+    if isinstance(value, dict):
+        return {key: redact_secrets(key, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets("", item) for item in value]
+    return value
 
 
 def audit_payload(event: DomainEvent) -> dict[str, Any]:
-    """The event's own fields, secrets redacted."""
-    payload = event.model_dump(mode="json", exclude=PAYLOAD_EXCLUDED)
-    for field in SECRET_FIELDS & payload.keys():
-        payload[field] = REDACTED
-    return payload
+    """The event's own fields (not its envelope), secrets redacted."""
+    payload = event.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
+    return {name: redact_secrets(name, value) for name, value in payload.items()}
 
 
 class AuditProjection(Projection):

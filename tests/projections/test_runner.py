@@ -21,8 +21,13 @@ from projections.runners import (
     generations,
     request_rebuild,
 )
-from tests.support import START_OF_TESTS, Marketplace, MutableClock, build_marketplace
-from tests.support import open_test_runtime
+from tests.support import (
+    START_OF_TESTS,
+    Marketplace,
+    MutableClock,
+    build_marketplace,
+    open_test_runtime,
+)
 
 
 @pytest.fixture
@@ -66,7 +71,9 @@ def test_catch_up_applies_every_event_once(market: Marketplace, read_side: ReadS
     market.request_booking(START_OF_TESTS + timedelta(days=3))
     runner.catch_up()
     assert len(audit_rows(read_side)) == market.runtime.app.position()
-    booking_rows = [r for r in audit_rows(read_side) if r["event_type"] == "Booking.BookingRequested"]
+    booking_rows = [
+        r for r in audit_rows(read_side) if r["event_type"] == "Booking.BookingRequested"
+    ]
     assert booking_rows[0]["actor_role"] == "customer"
 
 

@@ -23,7 +23,6 @@ from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
 from tests.properties.conftest import StoreFactory
 from tests.properties.test_marketplace_machine import MarketplaceMachine
 
-
 READ_MODEL_EXAMPLES = 6
 
 
@@ -114,7 +113,7 @@ def test_read_models_equal_a_replay(fresh_stores: StoreFactory) -> None:
     run_state_machine_as_test(
         machine,
         settings=settings(
-            settings.get_profile(settings._current_profile or "default"),  # noqa: SLF001
+            settings.get_profile(settings._current_profile or "default"),
             max_examples=READ_MODEL_EXAMPLES,
             stateful_step_count=25,
         ),
