@@ -41,10 +41,8 @@ Definitions (what the numbers mean):
 
 from __future__ import annotations
 
-import tomllib
 from datetime import UTC, date, datetime, timedelta
 from functools import singledispatchmethod
-from importlib import resources
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -52,18 +50,12 @@ from aggregates.account import Account
 from aggregates.booking import Booking
 from aggregates.jurisdictions import JurisdictionCatalog, JurisdictionRules
 from aggregates.kitchen import Kitchen
-from projections.base import Projection
+from projections.base import Projection, packaged_jurisdictions
 from projections.database import Dialect, Sql
 
 BOOKING_STATUSES = ("pending", "confirmed", "completed", "cancelled", "declined", "expired")
 SECONDS_PER_MINUTE = 60
 
-
-def packaged_jurisdictions() -> JurisdictionCatalog:
-    """The jurisdiction rules shipped with Prep ES (not the deployment's override file:
-    the read model must not change with a setting)."""
-    text = resources.files("prep_es").joinpath("jurisdictions.toml").read_text(encoding="utf-8")
-    return JurisdictionCatalog.from_mapping(tomllib.loads(text))
 
 
 def week_start(day: date) -> date:

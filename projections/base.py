@@ -21,9 +21,12 @@ delete-and-insert keyed by the event's identity.
 
 from __future__ import annotations
 
+import functools
+import tomllib
 from abc import ABC, abstractmethod
 from datetime import UTC, date, datetime
 from functools import singledispatchmethod
+from importlib import resources
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -31,7 +34,17 @@ import orjson
 from eventsourcing.utils import get_topic
 from psycopg.types.json import Jsonb
 
+from aggregates.jurisdictions import JurisdictionCatalog
 from projections.database import Dialect, Sql
+
+
+@functools.cache
+def packaged_jurisdictions() -> JurisdictionCatalog:
+    """The jurisdiction rules shipped with Prep ES: read models that need them (kitchen
+    compliance, occupancy) are built with these by default, so a rebuild computes the
+    same rows whatever the process's settings."""
+    text = resources.files("prep_es").joinpath("jurisdictions.toml").read_text("utf-8")
+    return JurisdictionCatalog.from_mapping(tomllib.loads(text))
 
 
 class Projection(ABC):

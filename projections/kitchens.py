@@ -25,10 +25,8 @@ a rebuild gives the same rows; a change of the rules needs a rebuild to reach ol
 
 from __future__ import annotations
 
-import tomllib
 from datetime import UTC, date, datetime, timedelta
 from functools import singledispatchmethod
-from importlib import resources
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -37,7 +35,7 @@ import orjson
 from aggregates.booking import Booking
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
-from projections.base import Projection
+from projections.base import Projection, packaged_jurisdictions
 from projections.database import Sql
 
 TEXT_SEARCH_CONFIG = "english"
@@ -47,11 +45,6 @@ SPAN_MINUTE_MIN = -(2**31)
 SPAN_MINUTE_MAX = 2**31 - 1
 """R*Tree ``rtree_i32`` coordinates are 32-bit: minutes reach far past any booking."""
 
-
-def packaged_jurisdictions() -> JurisdictionCatalog:
-    """The jurisdiction rules shipped with Prep ES."""
-    text = resources.files("prep_es").joinpath("jurisdictions.toml").read_text("utf-8")
-    return JurisdictionCatalog.from_mapping(tomllib.loads(text))
 
 
 def floor_minute(moment: datetime) -> int:
