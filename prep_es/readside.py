@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prep_es.eventstore import PrepApplication
+from prep_es.runtime import load_jurisdictions
 from prep_es.settings import DatabaseLocation, PostgresLocation, Settings, SqliteLocation
 from projections import PROJECTIONS, Projection
 from projections.database import PostgresReadDatabase, ReadDatabase, SqliteReadDatabase
+from projections.kitchens import KitchensProjection
 from projections.locks import (
     FileRunnerLock,
     PostgresRunnerLock,
@@ -63,12 +65,26 @@ def open_read_side(settings: Settings) -> ReadSide:
     return ReadSide(write_database=write_database, query_database=query_database)
 
 
+def configured_projections(settings: Settings) -> tuple[type[Projection], ...]:
+    """The projections, built with the deployment's jurisdiction rules where a read
+    model depends on them (changing the rules then needs a rebuild of those)."""
+    if settings.jurisdictions_file is None:
+        return PROJECTIONS
+    catalog = load_jurisdictions(settings.jurisdictions_path)
+    return tuple(
+        projection.with_jurisdictions(catalog)
+        if issubclass(projection, KitchensProjection)
+        else projection
+        for projection in PROJECTIONS
+    )
+
+
 def start_projectors(
     settings: Settings,
     app: PrepApplication,
     read_side: ReadSide,
     *,
-    projection_classes: Sequence[type[Projection]] = PROJECTIONS,
+    projection_classes: Sequence[type[Projection]] | None = None,
     on_position: PositionListener | None = None,
     on_changes: ChangeListener | None = None,
 ) -> tuple[Supervisor, AppendSignal]:
@@ -81,7 +97,7 @@ def start_projectors(
     supervisor = Supervisor(
         app,
         read_side.write_database,
-        projection_classes,
+        configured_projections(settings) if projection_classes is None else projection_classes,
         lock_factory=lock_factory(location),
         signal=signal,
         on_position=on_position,
