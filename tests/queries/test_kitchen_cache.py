@@ -20,7 +20,6 @@ from queries.base import Viewer
 from queries.cache import QueryCache
 from queries.kitchen_cache import CachedKitchenQueries
 from queries.kitchens import KitchenFilters, KitchenQueries
-from tests.queries.test_cache import cache  # noqa: F401 (the fixture, on both backends)
 from tests.support import (
     START_OF_TESTS,
     Marketplace,
@@ -45,7 +44,7 @@ class CountingQueries(KitchenQueries):
 
 @pytest.fixture
 def setup(
-    sqlite_url: str, cache: QueryCache  # noqa: F811
+    sqlite_url: str, cache: QueryCache
 ) -> Iterator[tuple[Marketplace, ReadSide, QueryCache]]:
     clock = MutableClock()
     runtime = open_test_runtime(sqlite_url, clock)
