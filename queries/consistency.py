@@ -1,0 +1,229 @@
+"""Read-your-writes: how far each read model has got, and waiting until it gets further.
+
+A command answers with the event store position its events reached; a query sent with
+that position (``X-Prep-Min-Position``) waits here until the projections it reads have
+applied it. A projection's position is its *active* generation's position in
+``projection_state`` (the one its views serve), or a newer one announced by the runner
+once its batch committed:
+
+- in this process, the :class:`~projections.runners.Supervisor`'s ``on_position``
+  callback (pass :meth:`ReadPositions.observe`);
+- from any process on PostgreSQL, ``LISTEN`` on the channel the runner notifies in the
+  batch's own transaction, so the announcement arrives only after the commit;
+- on SQLite, whose runners may live in another process and cannot announce anything,
+  waits re-read ``projection_state`` every ``poll_interval_s``.
+
+Wake-ups are immediate (a condition variable), never polling with a growing pause.
+Waits are bounded by ``wait_timeout_s_max`` and end at once when :meth:`close` is
+called. A read replica lags its primary, and announcements come from the primary, so on
+a replica (``replica=True``) announcements only wake waiters: every position is
+confirmed by reading the replica's own ``projection_state``.
+
+    ReadModelBehind    the read model did not reach the position in time, or the
+                       service is shutting down (HTTP: 503 with Retry-After)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import ClassVar
+
+import psycopg
+
+from projections.database import PostgresReadDatabase, ReadDatabase, Sql
+from projections.runners import POSITIONS_CHANNEL, STATE_TABLE
+from projections.status import state_table_exists
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.02
+"""How often a wait re-reads ``projection_state`` when no announcement can reach it."""
+LISTENING_POLL_INTERVAL_S = 1.0
+"""With announcements, a slow re-read only covers a listener that is reconnecting."""
+WAIT_TIMEOUT_S_MAX = 30.0
+RETRY_AFTER_S = 1
+LISTEN_RECONNECT_S = 1.0
+LISTEN_READY_TIMEOUT_S = 5.0
+
+
+class ReadModelBehind(Exception):
+    """Projection ``name`` has not reached ``required_position`` (it is at
+    ``position``) within the time allowed, or the wait was cut short by shutdown.
+    Ask again after ``retry_after_s`` seconds."""
+
+    code: ClassVar[str] = "read_model_behind"
+
+    def __init__(
+        self, name: str, position: int, required_position: int, *, retry_after_s: int
+    ) -> None:
+        super().__init__(
+            f"read model {name} is at position {position}, not yet at {required_position}"
+        )
+        self.name = name
+        self.position = position
+        self.required_position = required_position
+        self.retry_after_s = retry_after_s
+
+
+def read_position(sql: Sql, name: str) -> int:
+    """Projection ``name``'s active position (0 before its first runner started)."""
+    position = sql.scalar(
+        f"SELECT position FROM {STATE_TABLE} WHERE name = %s AND active = %s", (name, True)
+    )
+    return 0 if position is None else int(position)
+
+
+class ReadPositions:
+    """Positions of the read models in ``database`` (where queries read), and waits for
+    them. Thread-safe; one per process. Start with :meth:`start`, end with
+    :meth:`close`."""
+
+    def __init__(
+        self,
+        database: ReadDatabase,
+        *,
+        replica: bool = False,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        wait_timeout_s_max: float = WAIT_TIMEOUT_S_MAX,
+    ) -> None:
+        assert poll_interval_s > 0 and wait_timeout_s_max > 0
+        self._database = database
+        self._replica = replica
+        self._listen_conninfo = (
+            database.conninfo
+            if isinstance(database, PostgresReadDatabase) and not replica
+            else None
+        )
+        self._poll_interval_s = (
+            poll_interval_s if self._listen_conninfo is None else LISTENING_POLL_INTERVAL_S
+        )
+        self._wait_timeout_s_max = wait_timeout_s_max
+        self._condition = threading.Condition()
+        self._known: dict[str, int] = {}
+        self._announcements = 0  # on a replica: wakes waiters to re-read the replica
+        self._closing = threading.Event()
+        self._listening = threading.Event()
+        self._state_table_seen = False
+        self._listener: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Begin listening for announcements (PostgreSQL, not a replica). Returns once
+        ``LISTEN`` took effect, so no commit after this call goes unheard."""
+        if self._listen_conninfo is None or self._listener is not None:
+            return
+        self._listener = threading.Thread(
+            target=self._listen_forever, name="prep-es-read-positions", daemon=True
+        )
+        self._listener.start()
+        if not self._listening.wait(LISTEN_READY_TIMEOUT_S):
+            logger.warning("not listening for read model positions yet; polling meanwhile")
+
+    def close(self) -> None:
+        """End every wait now (they raise :class:`ReadModelBehind`) and stop listening."""
+        self._closing.set()
+        with self._condition:
+            self._condition.notify_all()
+        if self._listener is not None:
+            self._listener.join(timeout=LISTEN_RECONNECT_S + 1)
+            self._listener = None
+
+    def observe(self, name: str, position: int) -> None:
+        """A runner committed ``name`` up to ``position`` (``on_position`` callback)."""
+        with self._condition:
+            if self._replica:
+                self._announcements += 1  # not visible here yet: waiters re-read soon
+            elif position > self._known.get(name, 0):
+                self._known[name] = position
+            else:
+                return
+            self._condition.notify_all()
+
+    def position(self, name: str) -> int:
+        """How far projection ``name`` has got: what its views show."""
+        return self._refresh(name)
+
+    def wait_for(self, name: str, position: int, timeout_s: float) -> int:
+        """Until projection ``name`` reaches ``position``; the position reached. Raises
+        :class:`ReadModelBehind` after ``timeout_s`` (at most ``wait_timeout_s_max``)
+        or at :meth:`close`."""
+        assert timeout_s >= 0
+        deadline = time.monotonic() + min(timeout_s, self._wait_timeout_s_max)
+        current = self._known_position(name)
+        if current >= position:
+            return current
+        while True:
+            if self._closing.is_set():
+                raise ReadModelBehind(name, current, position, retry_after_s=RETRY_AFTER_S)
+            with self._condition:
+                seen = self._announcements
+            current = self._refresh(name)
+            if current >= position:
+                return current
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                raise ReadModelBehind(name, current, position, retry_after_s=RETRY_AFTER_S)
+            self._await_news(name, position, seen, min(remaining_s, self._poll_interval_s))
+
+    def _await_news(self, name: str, position: int, seen: int, timeout_s: float) -> None:
+        """Until ``name`` is known at ``position``, any announcement after the
+        ``seen``-th, :meth:`close`, or ``timeout_s``."""
+        with self._condition:
+            self._condition.wait_for(
+                lambda: self._known.get(name, 0) >= position
+                or self._announcements != seen
+                or self._closing.is_set(),
+                timeout=timeout_s,
+            )
+
+    def _known_position(self, name: str) -> int:
+        with self._condition:
+            return self._known.get(name, 0)
+
+    def _refresh(self, name: str) -> int:
+        """Read ``name``'s position from the database; the newer of it and the known."""
+        with self._database.reading() as sql:
+            if not self._state_table_seen:
+                self._state_table_seen = state_table_exists(sql)
+            stored = read_position(sql, name) if self._state_table_seen else 0
+        with self._condition:
+            if stored > self._known.get(name, 0):
+                self._known[name] = stored
+                self._condition.notify_all()
+            return self._known.get(name, 0)
+
+    def _refresh_known(self) -> None:
+        """After (re)connecting: announcements may have been missed meanwhile."""
+        with self._condition:
+            names = list(self._known)
+        for name in names:
+            self._refresh(name)
+
+    def _listen_forever(self) -> None:
+        assert self._listen_conninfo is not None
+        while not self._closing.is_set():
+            try:
+                self._listen(self._listen_conninfo)
+            except psycopg.Error:
+                logger.exception("listening for read model positions failed; reconnecting")
+            self._listening.clear()
+            self._closing.wait(LISTEN_RECONNECT_S)
+
+    def _listen(self, conninfo: str) -> None:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'LISTEN "{POSITIONS_CHANNEL}"')
+            self._listening.set()
+            self._refresh_known()
+            while not self._closing.is_set():
+                for notification in connection.notifies(timeout=LISTEN_RECONNECT_S):
+                    self._announced(notification.payload)
+                    if self._closing.is_set():
+                        break
+
+    def _announced(self, payload: str) -> None:
+        name, _, position = payload.rpartition(":")
+        try:
+            self.observe(name, int(position))
+        except ValueError:
+            logger.warning("ignoring a malformed position announcement: %r", payload)

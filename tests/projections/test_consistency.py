@@ -1,0 +1,172 @@
+"""Read-your-writes: a query waits for the position a command reached, woken as soon as a
+runner commits it (in this process through ``on_position``, from elsewhere through
+PostgreSQL LISTEN or, on SQLite, a short poll), and gives up in bounded time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from commands.accounts import DepositFunds
+from prep_es.readside import ReadSide, open_read_side, start_projectors
+from prep_es.settings import Settings
+from projections import PROJECTIONS
+from projections.audit import AuditProjection
+from projections.runners import ProjectionRunner, ensure_ready
+from queries.consistency import ReadModelBehind, ReadPositions
+from tests.support import Marketplace, MutableClock, as_actor, build_marketplace
+from tests.support import open_test_runtime as open_runtime_for_tests
+
+PROMPT_S = 2.0
+"""Generous bound for "at once" on a loaded test machine (the bar, p99 ≤ 50 ms, is
+measured by the benchmarks)."""
+
+
+@pytest.fixture
+def market(database_url: str) -> Iterator[Marketplace]:
+    clock = MutableClock()
+    runtime = open_runtime_for_tests(database_url, clock)
+    yield build_marketplace(runtime, clock)
+    runtime.close()
+
+
+@pytest.fixture
+def read_side(database_url: str) -> Iterator[ReadSide]:
+    side = open_read_side(Settings(database_url=database_url))
+    yield side
+    side.close()
+
+
+@pytest.fixture
+def positions(read_side: ReadSide) -> Iterator[ReadPositions]:
+    read_positions = ReadPositions(read_side.query_database)
+    read_positions.start()
+    yield read_positions
+    read_positions.close()
+
+
+def deposit(market: Marketplace) -> int:
+    executed = market.runtime.commands.accounts.deposit_funds(
+        DepositFunds(amount_cents=2500), as_actor(market.customer)
+    )
+    return executed.position
+
+
+def test_a_query_waits_for_its_command_while_the_supervisor_runs(
+    market: Marketplace, read_side: ReadSide, positions: ReadPositions, database_url: str
+) -> None:
+    settings = Settings(database_url=database_url)
+    supervisor, append_signal = start_projectors(
+        settings, market.runtime.app, read_side, on_position=positions.observe
+    )
+    try:
+        for projection_class in PROJECTIONS:
+            positions.wait_for(projection_class.name, market.runtime.app.position(), 10)
+        for _ in range(5):
+            position = deposit(market)
+            started = time.monotonic()
+            reached = positions.wait_for("audit", position, timeout_s=5)
+            assert time.monotonic() - started < PROMPT_S
+            assert reached >= position
+            with read_side.query_database.reading() as sql:
+                entry = sql.fetchone(
+                    "SELECT event_type FROM audit_entries WHERE position = %s", (position,)
+                )
+            assert entry == {"event_type": "Account.FundsDeposited"}
+    finally:
+        supervisor.stop()
+        append_signal.stop()
+    assert positions.position("audit") == market.runtime.app.position()
+
+
+def test_without_a_runner_the_wait_ends_in_read_model_behind(
+    market: Marketplace, read_side: ReadSide, positions: ReadPositions
+) -> None:
+    assert positions.position("audit") == 0  # no runner ever set anything up
+    ensure_ready(read_side.write_database, AuditProjection)
+    head = market.runtime.app.position()
+
+    started = time.monotonic()
+    with pytest.raises(ReadModelBehind) as behind:
+        positions.wait_for("audit", head, timeout_s=0.2)
+    assert 0.2 <= time.monotonic() - started < PROMPT_S
+    assert (behind.value.name, behind.value.position) == ("audit", 0)
+    assert behind.value.required_position == head
+    assert behind.value.retry_after_s >= 1
+    assert behind.value.code == "read_model_behind"
+
+
+def test_a_runner_elsewhere_wakes_the_wait_without_the_callback(
+    market: Marketplace, read_side: ReadSide, positions: ReadPositions
+) -> None:
+    """Nothing calls ``observe``: PostgreSQL announces the commit (LISTEN), SQLite is
+    polled."""
+    ensure_ready(read_side.write_database, AuditProjection)
+    head = market.runtime.app.position()
+    runner = ProjectionRunner(AuditProjection, market.runtime.app, read_side.write_database)
+    applied_at: list[float] = []
+
+    def apply_later() -> None:
+        time.sleep(0.1)  # let the wait begin first
+        runner.catch_up()
+        applied_at.append(time.monotonic())
+
+    thread = threading.Thread(target=apply_later)
+    thread.start()
+    try:
+        reached = positions.wait_for("audit", head, timeout_s=10)
+        woken_at = time.monotonic()
+    finally:
+        thread.join()
+    assert reached == head
+    assert woken_at - applied_at[0] < PROMPT_S
+
+
+def test_close_ends_waits_at_once(read_side: ReadSide) -> None:
+    positions = ReadPositions(read_side.query_database)
+    positions.start()
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            positions.wait_for("audit", 10, timeout_s=20)
+        except ReadModelBehind as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    positions.close()
+    thread.join(timeout=5)
+    assert time.monotonic() - started < PROMPT_S
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ReadModelBehind)
+
+
+def test_waits_are_capped(read_side: ReadSide) -> None:
+    positions = ReadPositions(read_side.query_database, wait_timeout_s_max=0.1)
+    started = time.monotonic()
+    with pytest.raises(ReadModelBehind):
+        positions.wait_for("audit", 1, timeout_s=3600)
+    assert time.monotonic() - started < PROMPT_S
+    positions.close()
+
+
+def test_on_a_replica_announcements_are_confirmed_by_reading(
+    market: Marketplace, read_side: ReadSide
+) -> None:
+    """The primary announces positions the replica may not have yet."""
+    positions = ReadPositions(read_side.query_database, replica=True)
+    ensure_ready(read_side.write_database, AuditProjection)
+    positions.observe("audit", 1000)
+    assert positions.position("audit") == 0
+    ProjectionRunner(AuditProjection, market.runtime.app, read_side.write_database).catch_up()
+    positions.observe("audit", market.runtime.app.position())
+    assert positions.wait_for("audit", market.runtime.app.position(), 1) == (
+        market.runtime.app.position()
+    )
+    positions.close()
