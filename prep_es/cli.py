@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +37,8 @@ from aggregates.user import ROLES
 from commands.handling import CommandContext
 from commands.users import CreateUser
 from prep_es.demo import describe_report, load_demo
+from prep_es.eventstore import open_application
+from prep_es.readside import lock_factory, open_read_side, start_projectors
 from prep_es.replay import (
     AggregateReplay,
     format_timestamp,
@@ -40,11 +47,27 @@ from prep_es.replay import (
 )
 from prep_es.runtime import open_runtime
 from prep_es.settings import Settings, SettingsError, SqliteLocation, load_settings
+from projections import PROJECTIONS, Projection
+from projections.locks import RunnerLock
+from projections.runners import (
+    GenerationState,
+    ProjectionFailed,
+    ProjectionRunner,
+    generations,
+    request_rebuild,
+)
+from projections.status import ProjectionFailure, ProjectionStatus, projection_statuses
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 PASSWORD_FROM_STDIN: Final = "-"
+REBUILD_PROGRESS_INTERVAL_S: Final = 1.0
+REBUILD_FOLLOW_INTERVAL_S: Final = 0.25
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+STOP_CHECK_INTERVAL_S: Final = 0.5
+
+logger = logging.getLogger("prep_es.cli")
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -185,6 +208,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_json_flag(demo)
     demo.set_defaults(handler=_demo)
+
+    projections = subcommands.add_parser("projections", help="inspect and rebuild read models")
+    projection_commands = projections.add_subparsers(
+        title="projections commands", metavar="COMMAND", dest="projections_command",
+        required=True,
+    )
+    status = projection_commands.add_parser(
+        "status",
+        help="where each read model is and how far behind",
+        description="Per projection: the active generation and its code version, state "
+        "(running, failed, not_started), position, the event store head, lag in events and "
+        "in seconds (since the first unapplied event was recorded), events applied; for a "
+        "failed one the position, topic and error it stopped at; generations being rebuilt "
+        "with their progress.",
+    )
+    _add_json_flag(status)
+    status.set_defaults(handler=_projections_status)
+    rebuild = projection_commands.add_parser(
+        "rebuild",
+        help="rebuild a read model from position 0 without downtime",
+        description="Start a new generation of projection NAME from position 0; queries "
+        "keep reading the current one until the new one has caught up and switches in. If "
+        "no other process runs the projection, this command builds it; otherwise it "
+        "follows the running server's progress. Prints progress until the switch.",
+    )
+    rebuild.add_argument("name", metavar="NAME", help=f"one of {', '.join(_projection_names())}")
+    _add_json_flag(rebuild)
+    rebuild.set_defaults(handler=_projections_rebuild)
+
+    project = subcommands.add_parser(
+        "project",
+        help="run the projectors until stopped",
+        description="Keep every read model current until SIGINT or SIGTERM, then stop "
+        "after the batches in progress. Safe to run in several processes: one runs each "
+        "projection, the others stand by and take over when it goes away. Logs to "
+        "standard error.",
+    )
+    project.set_defaults(handler=_project)
     return parser
 
 
@@ -362,6 +423,254 @@ def _delete_sqlite_database(settings: Settings) -> None:
         return
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(location.path + suffix).unlink(missing_ok=True)
+
+
+# --- projections -----------------------------------------------------------------------
+
+
+def _projection_names() -> list[str]:
+    return [projection_class.name for projection_class in PROJECTIONS]
+
+
+def _projection_named(name: str) -> type[Projection]:
+    for projection_class in PROJECTIONS:
+        if projection_class.name == name:
+            return projection_class
+    msg = f"no projection {name!r}; projections: {', '.join(_projection_names())}"
+    raise UsageError(msg)
+
+
+def _projections_status(arguments: argparse.Namespace, settings: Settings) -> int:
+    app = open_application(settings)
+    read_side = open_read_side(settings)
+    try:
+        statuses = projection_statuses(app, read_side.write_database)
+    finally:
+        read_side.close()
+        app.close()
+    if arguments.json:
+        _print_json({"projections": [status.model_dump(mode="json") for status in statuses]})
+    else:
+        print("\n".join(describe_statuses(statuses)))
+    return EXIT_OK
+
+
+def describe_statuses(statuses: Sequence[ProjectionStatus]) -> list[str]:
+    """Projection statuses as lines of text: one block per projection."""
+    lines = []
+    for status in statuses:
+        generation = (
+            "no generation yet"
+            if status.generation is None
+            else f"generation {status.generation} (version {status.version})"
+        )
+        lines.append(f"{status.name}: {status.state}, {generation}")
+        lines.append(
+            f"  position {status.position} of {status.head}, lag {status.lag_events} "
+            f"event(s), {status.lag_s:.1f} s; {status.events_applied} event(s) applied"
+        )
+        if status.failure is not None:
+            lines.append(_describe_failure(status.failure))
+        for building in status.building:
+            lines.append(
+                f"  {building.state} generation {building.generation} (version "
+                f"{building.version}): position {building.position} of {status.head} "
+                f"({building.progress:.0%}), {building.events_applied} event(s) applied"
+            )
+            if building.failure is not None:
+                lines.append("  " + _describe_failure(building.failure))
+    return lines
+
+
+def _describe_failure(failure: ProjectionFailure) -> str:
+    return f"  stopped at position {failure.position} ({failure.topic}): {failure.error}"
+
+
+@dataclass(frozen=True)
+class RebuildProgress:
+    """How a rebuild goes: positions passed since it was watched, and the rate."""
+
+    position: int
+    head: int
+    events_applied: int
+    elapsed_s: float
+    rate_per_s: float
+
+    def describe(self, name: str, generation: int) -> str:
+        left = max(0, self.head - self.position)
+        if left == 0:
+            remaining = "switching"
+        elif self.rate_per_s > 0:
+            remaining = f"about {left / self.rate_per_s:.0f} s left"
+        else:
+            remaining = "time left unknown"
+        return (
+            f"{name}: generation {generation}: position {self.position} of {self.head}, "
+            f"{self.events_applied} event(s) applied, {self.rate_per_s:.0f} events/s, "
+            f"{remaining}"
+        )
+
+
+def _projections_rebuild(arguments: argparse.Namespace, settings: Settings) -> int:
+    projection_class = _projection_named(arguments.name)
+    progress_output = sys.stderr if arguments.json else sys.stdout
+    app = open_application(settings)
+    read_side = open_read_side(settings)
+    lock = lock_factory(settings.database)(projection_class.name)
+    try:
+        generation = request_rebuild(read_side.write_database, projection_class)
+        print(
+            f"{projection_class.name}: building generation {generation} from position 0; "
+            "queries read the current generation until it switches in",
+            file=progress_output,
+        )
+        runner = ProjectionRunner(projection_class, app, read_side.write_database)
+        watch = _RebuildWatch(runner, lock, generation)
+        try:
+            state, progress = watch.run(
+                lambda progress: print(
+                    progress.describe(projection_class.name, generation),
+                    file=progress_output,
+                    flush=True,
+                )
+            )
+        except RebuildStopped as stopped:
+            print(f"error: rebuild_failed: {stopped}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print(
+                f"interrupted: generation {generation} goes on building in whichever "
+                "process runs the projection next",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+    finally:
+        lock.release()
+        read_side.close()
+        app.close()
+    summary = {
+        "name": projection_class.name,
+        "generation": generation,
+        "position": state.position,
+        "events_applied": state.events_applied,
+        "elapsed_s": round(progress.elapsed_s, 3),
+    }
+    if arguments.json:
+        _print_json(summary)
+    else:
+        print(
+            f"{projection_class.name}: generation {generation} switched in at position "
+            f"{state.position} ({state.events_applied} event(s) applied, "
+            f"{progress.elapsed_s:.1f} s)"
+        )
+    return EXIT_OK
+
+
+class RebuildStopped(Exception):
+    """The generation being rebuilt failed on an event or was replaced (exit 1)."""
+
+
+class _RebuildWatch:
+    """Drives (while this process holds the projection's lock) or follows (while another
+    does) one generation until it is active, failed, or gone."""
+
+    def __init__(self, runner: ProjectionRunner, lock: RunnerLock, generation: int) -> None:
+        self.runner = runner
+        self.lock = lock
+        self.generation = generation
+        self.started = time.monotonic()
+
+    def run(
+        self, report: Callable[[RebuildProgress], None]
+    ) -> tuple[GenerationState, RebuildProgress]:
+        """Until the generation switched in: its state then, and the last progress.
+        Raises :class:`RebuildStopped` if it failed or was replaced."""
+        state = self._state()
+        start_position = 0 if state is None else state.position
+        last_report = self.started
+        progress = self._progress(state, start_position)
+        while True:
+            if state is None:
+                msg = f"generation {self.generation} was replaced before it switched in"
+                raise RebuildStopped(msg)
+            if state.active:
+                return state, progress
+            if self.lock.try_acquire():
+                try:
+                    self.runner.step()
+                except ProjectionFailed as failure:
+                    msg = (
+                        f"projection {failure.name} stopped at position {failure.position} "
+                        f"({failure.topic}): {failure.error}"
+                    )
+                    raise RebuildStopped(msg) from failure
+            elif state.state == "failed":
+                msg = (
+                    f"generation {self.generation} stopped at position "
+                    f"{state.failed_position} ({state.failed_topic}): {state.failed_error}; "
+                    "the process running the projection retries it"
+                )
+                raise RebuildStopped(msg)
+            else:
+                time.sleep(REBUILD_FOLLOW_INTERVAL_S)
+            state = self._state()
+            progress = self._progress(state, start_position)
+            if time.monotonic() - last_report >= REBUILD_PROGRESS_INTERVAL_S:
+                last_report = time.monotonic()
+                report(progress)
+
+    def _state(self) -> GenerationState | None:
+        with self.runner.database.reading() as sql:
+            known = generations(sql, self.runner.name)
+        state = next((s for s in known if s.generation == self.generation), None)
+        return None if state is None or state.state == "retired" else state
+
+    def _progress(self, state: GenerationState | None, start_position: int) -> RebuildProgress:
+        elapsed_s = time.monotonic() - self.started
+        position = 0 if state is None else state.position
+        return RebuildProgress(
+            position=position,
+            head=max(position, self.runner.app.position()),
+            events_applied=0 if state is None else state.events_applied,
+            elapsed_s=elapsed_s,
+            rate_per_s=(position - start_position) / elapsed_s if elapsed_s > 0 else 0.0,
+        )
+
+
+# --- project ---------------------------------------------------------------------------
+
+
+def _project(arguments: argparse.Namespace, settings: Settings) -> int:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+        "%(message)s"
+    )
+    stopping = threading.Event()
+
+    def stop(signal_number: int, _frame: object) -> None:
+        logger.info("received %s: stopping", signal.Signals(signal_number).name)
+        stopping.set()
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    app = open_application(settings)
+    read_side = open_read_side(settings)
+    try:
+        supervisor, append_signal = start_projectors(settings, app, read_side)
+        logger.info(
+            "projecting %s (one process runs each projection; others stand by)",
+            ", ".join(_projection_names()),
+        )
+        while not stopping.wait(STOP_CHECK_INTERVAL_S):
+            pass
+        supervisor.stop()
+        append_signal.stop()
+        logger.info("stopped")
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        read_side.close()
+        app.close()
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ LISTENING_POLL_INTERVAL_S = 1.0
 WAIT_TIMEOUT_S_MAX = 30.0
 RETRY_AFTER_S = 1
 LISTEN_RECONNECT_S = 1.0
+LISTEN_WAKE_S = 0.25
+"""How often the listener looks up from LISTEN to see whether it should stop."""
 LISTEN_READY_TIMEOUT_S = 5.0
 
 
@@ -126,7 +128,7 @@ class ReadPositions:
         with self._condition:
             self._condition.notify_all()
         if self._listener is not None:
-            self._listener.join(timeout=LISTEN_RECONNECT_S + 1)
+            self._listener.join(timeout=LISTEN_RECONNECT_S + LISTEN_WAKE_S + 1)
             self._listener = None
 
     def observe(self, name: str, position: int) -> None:
@@ -216,7 +218,7 @@ class ReadPositions:
             self._listening.set()
             self._refresh_known()
             while not self._closing.is_set():
-                for notification in connection.notifies(timeout=LISTEN_RECONNECT_S):
+                for notification in connection.notifies(timeout=LISTEN_WAKE_S):
                     self._announced(notification.payload)
                     if self._closing.is_set():
                         break

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eventsourcing.persistence import OperationalError
 
 from commands.accounts import DepositFunds
 from commands.handling import Actor
@@ -82,12 +81,7 @@ def scratch_url(
 
 class Writer:
     """Appends events through the command handlers: deposits by a few customers, and
-    (``with_bookings``) a booking every 50 deposits.
-
-    Bookings are written only while no projector runs: on SQLite, an append that first
-    reads (a booking checks the kitchen's version) fails as "database is locked" when a
-    projector commits in between (see the expected failure at the end of this module).
-    """
+    a booking every 50 deposits."""
 
     def __init__(self, market: Marketplace) -> None:
         self.market = market
@@ -96,12 +90,12 @@ class Writer:
         ]
         self.bookings = 0
 
-    def write(self, deposits: int, *, with_bookings: bool = False) -> None:
+    def write(self, deposits: int) -> None:
         deposit_funds = self.market.runtime.commands.accounts.deposit_funds
         for i in range(deposits):
             customer = self.customers[i % len(self.customers)]
             deposit_funds(DepositFunds(amount_cents=100 + i), as_actor(customer))
-            if with_bookings and i % 50 == 0:
+            if i % 50 == 0:
                 self.bookings += 1
                 start = START_OF_TESTS + timedelta(days=1 + self.bookings // 4)
                 self.market.request_booking(
@@ -198,7 +192,7 @@ def test_killed_again_and_again_every_event_is_applied_exactly_once(
     tmp_path: Path,
 ) -> None:
     writer = Writer(market)
-    writer.write(400, with_bookings=True)
+    writer.write(400)
     journal = tmp_path / "journal"
     randomness = random.Random(20300107)
     killed_behind = 0
@@ -235,7 +229,7 @@ def test_one_process_runs_each_projection_and_a_standby_takes_over(
     tmp_path: Path,
 ) -> None:
     writer = Writer(market)
-    writer.write(100, with_bookings=True)
+    writer.write(100)
     journal = tmp_path / "journal"
     names = sorted(p.name for p in PROJECTIONS)
 
@@ -269,24 +263,23 @@ def test_one_process_runs_each_projection_and_a_standby_takes_over(
     assert audit_positions(read_side.query_database) == notification_ids(market)
 
 
-@pytest.mark.xfail(
-    reason="defect in the SQLite event store: an append that reads before it writes "
-    "(expected versions) begins a deferred transaction, so a read-model commit in between "
-    "makes SQLite refuse the upgrade at once (database is locked) instead of waiting",
-    raises=OperationalError,
-)
 def test_commands_that_read_before_writing_succeed_while_projectors_commit(
-    market: Marketplace, sqlite_url: str, database_url: str
+    sqlite_url: str,
 ) -> None:
-    if database_url != sqlite_url:
-        pytest.skip("SQLite only")
-    settings = Settings(database_url=database_url)
+    """On SQLite the read models share the event store's file: an append that reads
+    before it writes (a booking checks the kitchen's version) must wait for a
+    projector's commit, not fail as "database is locked"."""
+    clock = MutableClock()
+    runtime = open_test_runtime(sqlite_url, clock)
+    market = build_marketplace(runtime, clock, deposit_cents=100_000_000)
+    settings = Settings(database_url=sqlite_url)
     side = open_read_side(settings)
-    supervisor, append_signal = start_projectors(settings, market.runtime.app, side)
+    supervisor, append_signal = start_projectors(settings, runtime.app, side)
     try:
-        for i in range(200):
+        for i in range(60):
             market.request_booking(START_OF_TESTS + timedelta(days=1 + i // 4, hours=2 * (i % 4)))
     finally:
         supervisor.stop()
         append_signal.stop()
         side.close()
+        runtime.close()

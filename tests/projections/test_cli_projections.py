@@ -1,0 +1,232 @@
+"""``prep-es projections status``, ``projections rebuild NAME`` and ``project``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+import pytest
+
+from commands.accounts import DepositFunds
+from prep_es.cli import describe_statuses
+from prep_es.readside import ReadSide, lock_factory, open_read_side
+from prep_es.runtime import Runtime
+from prep_es.settings import Settings
+from projections import PROJECTIONS
+from projections.audit import AuditProjection
+from projections.base import Projection
+from projections.database import Sql
+from projections.runners import ProjectionFailed, ProjectionRunner, ensure_ready, generations
+from projections.status import projection_statuses
+from queries.consistency import ReadPositions
+from tests.cli.running import RunCli, cli_runner
+from tests.support import MutableClock, as_actor, create_user, open_test_runtime
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+PROCESS_TIMEOUT_S = 30
+
+
+@pytest.fixture
+def runtime(database_url: str) -> Iterator[Runtime]:
+    """A store with a few events: a customer and their deposits."""
+    runtime = open_test_runtime(database_url, MutableClock())
+    customer = create_user(runtime, "customer", "customer@example.com")
+    for amount_cents in (1000, 2000, 3000):
+        runtime.commands.accounts.deposit_funds(
+            DepositFunds(amount_cents=amount_cents), as_actor(customer)
+        )
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def read_side(database_url: str) -> Iterator[ReadSide]:
+    side = open_read_side(Settings(database_url=database_url))
+    yield side
+    side.close()
+
+
+@pytest.fixture
+def cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], database_url: str
+) -> RunCli:
+    return cli_runner(monkeypatch, capsys, database_url)
+
+
+def catch_up_all(runtime: Runtime, read_side: ReadSide) -> None:
+    for projection_class in PROJECTIONS:
+        ensure_ready(read_side.write_database, projection_class)
+        ProjectionRunner(projection_class, runtime.app, read_side.write_database).catch_up()
+
+
+def status_json(cli: RunCli) -> dict[str, Any]:
+    ran = cli("projections", "status", "--json")
+    assert ran.code == 0, ran.err
+    statuses = orjson.loads(ran.out)["projections"]
+    return {status["name"]: status for status in statuses}
+
+
+def environment(database_url: str) -> dict[str, str]:
+    variables = {k: v for k, v in os.environ.items() if not k.upper().startswith("PREP_ES_")}
+    return {**variables, "PREP_ES_DATABASE_URL": database_url}
+
+
+def test_status_shows_the_lag_before_catching_up_and_none_after(
+    cli: RunCli, runtime: Runtime, read_side: ReadSide
+) -> None:
+    head = runtime.app.position()
+    before = status_json(cli)
+    assert list(before) == [p.name for p in PROJECTIONS]
+    audit = before["audit"]
+    assert (audit["state"], audit["generation"], audit["position"]) == ("not_started", None, 0)
+    assert (audit["head"], audit["lag_events"]) == (head, head)
+    assert 0 < audit["lag_s"] < 60  # since the first event was recorded, moments ago
+
+    catch_up_all(runtime, read_side)
+    after = status_json(cli)
+    for status in after.values():
+        assert (status["state"], status["generation"]) == ("running", 1)
+        assert (status["position"], status["head"]) == (head, head)
+        assert (status["lag_events"], status["lag_s"]) == (0, 0.0)
+        assert status["failure"] is None and status["building"] == []
+    assert after["audit"]["events_applied"] == head
+
+    ran = cli("projections", "status")
+    assert ran.code == 0
+    assert f"audit: running, generation 1 (version {AuditProjection.version})" in ran.out
+    assert f"position {head} of {head}, lag 0 event(s), 0.0 s" in ran.out
+
+
+def test_rebuild_switches_to_a_new_generation_with_the_same_rows(
+    cli: RunCli, runtime: Runtime, read_side: ReadSide
+) -> None:
+    catch_up_all(runtime, read_side)
+    with read_side.query_database.reading() as sql:
+        before = sql.fetchall("SELECT * FROM audit_entries ORDER BY position")
+
+    ran = cli("projections", "rebuild", "audit", "--json")
+    assert ran.code == 0, ran.err
+    summary = orjson.loads(ran.out)
+    assert summary["generation"] == 2
+    assert summary["position"] == runtime.app.position()
+    assert "building generation 2 from position 0" in ran.err
+    audit = status_json(cli)["audit"]
+    assert (audit["generation"], audit["lag_events"], audit["building"]) == (2, 0, [])
+    with read_side.query_database.reading() as sql:
+        assert sql.fetchall("SELECT * FROM audit_entries ORDER BY position") == before
+        states = {g.generation: g.state for g in generations(sql, "audit")}
+    assert states == {1: "retired", 2: "running"}
+
+    ran = cli("projections", "rebuild", "audit")
+    assert ran.code == 0
+    assert "generation 3 switched in" in ran.out
+
+
+def test_rebuild_of_an_unknown_projection_lists_the_names(cli: RunCli) -> None:
+    ran = cli("projections", "rebuild", "nonsense")
+    assert ran.code == 2
+    assert "no projection 'nonsense'" in ran.err
+    for projection_class in PROJECTIONS:
+        assert projection_class.name in ran.err
+
+
+def test_rebuild_follows_the_process_that_runs_the_projection(
+    runtime: Runtime, read_side: ReadSide, database_url: str
+) -> None:
+    catch_up_all(runtime, read_side)
+    lock = lock_factory(Settings(database_url=database_url).database)("audit")
+    assert lock.try_acquire()  # this test process is "the server"
+    try:
+        rebuild = subprocess.Popen(
+            [sys.executable, "-m", "prep_es.cli", "projections", "rebuild", "audit"],
+            cwd=REPOSITORY,
+            env=environment(database_url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + PROCESS_TIMEOUT_S
+        while True:  # until the command has asked for the rebuild
+            with read_side.write_database.reading() as sql:
+                if len(generations(sql, "audit")) == 2:
+                    break
+            assert time.monotonic() < deadline and rebuild.poll() is None
+            time.sleep(0.02)
+        time.sleep(1.2)  # it follows and reports, without touching the generation
+        with read_side.write_database.reading() as sql:
+            assert [g.position for g in generations(sql, "audit")] == [runtime.app.position(), 0]
+        ProjectionRunner(AuditProjection, runtime.app, read_side.write_database).catch_up()
+        out, err = rebuild.communicate(timeout=PROCESS_TIMEOUT_S)
+    finally:
+        lock.release()
+    assert rebuild.returncode == 0, err
+    assert "audit: generation 2: position 0 of" in out
+    assert "generation 2 switched in" in out
+
+
+class Poisoned(Projection):
+    name: ClassVar[str] = "poisoned"
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[str, ...]] = ("seen",)
+    event_types: ClassVar[tuple[type[Any], ...]] = AuditProjection.event_types
+
+    def create_tables(self, sql: Sql) -> None:
+        sql.execute(f"CREATE TABLE {self.table('seen')} (position bigint PRIMARY KEY)")
+
+    def apply(self, event: Any, position: int, sql: Sql) -> None:
+        if type(event).__name__ == "FundsDeposited":
+            raise ValueError("cannot read this deposit")
+        sql.execute(f"INSERT INTO {self.table('seen')} (position) VALUES (%s)", (position,))
+
+
+def test_status_reports_where_and_why_a_projection_failed(
+    runtime: Runtime, read_side: ReadSide
+) -> None:
+    ensure_ready(read_side.write_database, Poisoned)
+    with pytest.raises(ProjectionFailed) as failed:
+        ProjectionRunner(Poisoned, runtime.app, read_side.write_database).catch_up()
+
+    [status] = projection_statuses(runtime.app, read_side.write_database, [Poisoned])
+    assert status.state == "failed"
+    assert status.failure is not None
+    assert status.failure.position == failed.value.position
+    assert status.failure.topic == "Account.FundsDeposited"
+    assert "ValueError: cannot read this deposit" in status.failure.error
+    assert status.position < status.failure.position
+    assert status.lag_events == runtime.app.position() - status.position > 0
+    described = "\n".join(describe_statuses([status]))
+    assert f"stopped at position {failed.value.position} (Account.FundsDeposited)" in described
+
+
+def test_project_runs_every_projection_until_sigterm(
+    runtime: Runtime, read_side: ReadSide, database_url: str
+) -> None:
+    positions = ReadPositions(read_side.query_database)
+    positions.start()
+    project = subprocess.Popen(
+        [sys.executable, "-m", "prep_es.cli", "project"],
+        cwd=REPOSITORY,
+        env=environment(database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for projection_class in PROJECTIONS:
+            positions.wait_for(projection_class.name, runtime.app.position(), PROCESS_TIMEOUT_S)
+    finally:
+        positions.close()
+        project.send_signal(signal.SIGTERM)
+        out, err = project.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert project.returncode == 0, err
+    assert out == ""
+    assert "projecting audit" in err
+    assert "received SIGTERM: stopping" in err
+    assert err.rstrip().endswith("stopped")
