@@ -12,10 +12,13 @@ import fcntl
 import hashlib
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from typing import IO
 
 import psycopg
+
+HELD_CHECK_INTERVAL_S = 1.0
 
 
 def lock_key(name: str) -> int:
@@ -42,15 +45,20 @@ class PostgresRunnerLock(RunnerLock):
         self._conninfo = conninfo
         self._key = lock_key(name)
         self._connection: psycopg.Connection[tuple[object, ...]] | None = None
+        self._checked_at = 0.0
 
     def try_acquire(self) -> bool:
-        if self._connection is not None and self.is_held():
+        # Asked before every batch: check the session is alive at most once a second
+        # rather than with a round trip each time.
+        recently_checked = time.monotonic() - self._checked_at < HELD_CHECK_INTERVAL_S
+        if self._connection is not None and (recently_checked or self.is_held()):
             return True
         self.release()
         connection = psycopg.connect(self._conninfo, autocommit=True)
         row = connection.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
         if row is not None and row[0] is True:
             self._connection = connection
+            self._checked_at = time.monotonic()
             return True
         connection.close()
         return False
@@ -62,6 +70,7 @@ class PostgresRunnerLock(RunnerLock):
             self._connection.execute("SELECT 1")
         except psycopg.Error:
             return False
+        self._checked_at = time.monotonic()
         return True
 
     def release(self) -> None:

@@ -494,7 +494,9 @@ class Supervisor:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """Runners finish their current batch and stop; the signal goes with them."""
         self._stopping.set()
+        self._signal.stop()  # wakes runners waiting for new events
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
