@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
 from eventsourcing.utils import get_topic
 
 from aggregates.base import DomainEvent
 from projections.base import Projection
-from projections.database import Sql
+from projections.database import Dialect, Sql
 from projections.events import domain_event_types
 
 REDACTED = "***"
@@ -61,15 +62,32 @@ class AuditProjection(Projection):
                 f"CREATE INDEX {entries}_{column} ON {entries} ({column}, position)"
             )
 
+    COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("position", "int"),
+        ("recorded_at", "time"),
+        ("aggregate_type", "text"),
+        ("aggregate_id", "id"),
+        ("aggregate_version", "int"),
+        ("event_type", "text"),
+        ("actor_id", "id"),
+        ("actor_role", "text"),
+        ("request_id", "text"),
+        ("correlation_id", "text"),
+        ("payload", "json"),
+    )
+
+    def __init__(self, generation: int, dialect: Dialect) -> None:
+        super().__init__(generation, dialect)
+        self._rows: list[tuple[Any, ...]] = []
+
+    def before_batch(self) -> None:
+        self._rows.clear()
+
     def apply(self, event: Any, position: int, sql: Sql) -> None:
         assert isinstance(event, DomainEvent)
         topic = get_topic(type(event))
         metadata = event.metadata
-        sql.execute(
-            f"INSERT INTO {self.table('entries')} (position, recorded_at, aggregate_type, "
-            "aggregate_id, aggregate_version, event_type, actor_id, actor_role, request_id, "
-            "correlation_id, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (position) DO NOTHING",
+        self._rows.append(
             (
                 position,
                 self.time_value(event.timestamp),
@@ -81,6 +99,18 @@ class AuditProjection(Projection):
                 metadata.actor_role,
                 metadata.request_id,
                 metadata.correlation_id,
-                self.json_value(audit_payload(event)),
-            ),
+                orjson.dumps(audit_payload(event)).decode(),
+            )
         )
+
+    def after_batch(self, sql: Sql) -> None:
+        """One multi-row insert per batch: a statement per event would cost more than
+        everything else the projection does."""
+        self.insert_rows(
+            sql,
+            "entries",
+            self.COLUMNS,
+            self._rows,
+            on_conflict="ON CONFLICT (position) DO NOTHING",
+        )
+        self._rows.clear()

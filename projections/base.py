@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import tomllib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from functools import singledispatchmethod
 from importlib import resources
@@ -36,6 +37,21 @@ from psycopg.types.json import Jsonb
 
 from aggregates.jurisdictions import JurisdictionCatalog
 from projections.database import Dialect, Sql
+
+POSTGRES_TYPES = {
+    "id": "uuid",
+    "time": "timestamptz",
+    "date": "date",
+    "money": "bigint",
+    "json": "jsonb",
+    "text": "text",
+    "int": "bigint",
+    "bool": "boolean",
+}
+
+
+def _orjson_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 @functools.cache
@@ -85,16 +101,7 @@ class Projection(ABC):
     def column(self, kind: str) -> str:
         """A column type by meaning, per dialect: ``id``, ``time``, ``date``, ``money``,
         ``json``, ``text``, ``int``, ``bool``."""
-        postgres = {
-            "id": "uuid",
-            "time": "timestamptz",
-            "date": "date",
-            "money": "bigint",
-            "json": "jsonb",
-            "text": "text",
-            "int": "bigint",
-            "bool": "boolean",
-        }
+        postgres = POSTGRES_TYPES
         sqlite = {
             "id": "text",
             "time": "text",
@@ -106,6 +113,24 @@ class Projection(ABC):
             "bool": "integer",
         }
         return (postgres if self.dialect == "postgresql" else sqlite)[kind]
+
+    def insert_rows(
+        self,
+        sql: Sql,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        *,
+        on_conflict: str = "",
+    ) -> None:
+        """Insert many rows into this generation's ``table`` in one statement;
+        ``columns`` are (name, kind) pairs, kinds as for :meth:`column`."""
+        sql.insert_many(
+            self.table(table),
+            [(name, POSTGRES_TYPES[kind]) for name, kind in columns],
+            rows,
+            on_conflict=on_conflict,
+        )
 
     def id_value(self, value: UUID) -> UUID | str:
         return value if self.dialect == "postgresql" else str(value)
@@ -120,7 +145,9 @@ class Projection(ABC):
         return value if self.dialect == "postgresql" else value.isoformat()
 
     def json_value(self, value: Any) -> Jsonb | str:
-        return Jsonb(value) if self.dialect == "postgresql" else orjson.dumps(value).decode()
+        if self.dialect == "postgresql":
+            return Jsonb(value, dumps=_orjson_text)
+        return _orjson_text(value)
 
     @abstractmethod
     def create_tables(self, sql: Sql) -> None:
@@ -140,6 +167,10 @@ class Projection(ABC):
     @singledispatchmethod  # noqa: B027 (the default ignores events it has no method for)
     def apply(self, event: Any, position: int, sql: Sql) -> None:
         """Apply one event at ``position``; the default ignores it."""
+
+    def before_batch(self) -> None:  # noqa: B027
+        """Called before a batch's events are applied (a batch may be applied twice,
+        if the first attempt failed): reset what ``after_batch`` writes."""
 
     def after_batch(self, sql: Sql) -> None:  # noqa: B027
         """Called once per batch after its events were applied, in the same

@@ -42,6 +42,19 @@ class Sql(ABC):
     @abstractmethod
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
+    @abstractmethod
+    def insert_many(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        *,
+        on_conflict: str = "",
+    ) -> None:
+        """Insert ``rows`` in one statement (a batch of events' rows at once).
+        ``columns``: (name, PostgreSQL type) pairs; ``on_conflict``: e.g.
+        ``"ON CONFLICT (id) DO NOTHING"``."""
+
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> Row | None:
         rows = self.fetchall(statement, params)
         return rows[0] if rows else None
@@ -68,6 +81,25 @@ class _PostgresSql(Sql):
         self._cursor.execute(statement.encode(), params or None)
         return self._cursor.fetchall()
 
+    def insert_many(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        *,
+        on_conflict: str = "",
+    ) -> None:
+        if not rows:
+            return
+        # One array per column: a statement of fixed shape, prepared once, whatever the
+        # number of rows (a VALUES list of thousands of placeholders is parsed anew
+        # each time).
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)  # binary: no escaping
+        statement = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {on_conflict}"
+        params = [list(column) for column in zip(*rows, strict=True)]
+        self._cursor.execute(statement.encode(), params, prepare=True)
+
 
 class _SqliteSql(Sql):
     dialect: Dialect = "sqlite"
@@ -86,6 +118,21 @@ class _SqliteSql(Sql):
         if rows:
             self._connection.executemany(self._convert(statement), [tuple(r) for r in rows])
 
+    def insert_many(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        *,
+        on_conflict: str = "",
+    ) -> None:
+        names = ", ".join(name for name, _ in columns)
+        placeholders = ", ".join(["?"] * len(columns))
+        self._connection.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({placeholders}) {on_conflict}",
+            [tuple(row) for row in rows],
+        )
+
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = self._connection.execute(self._convert(statement), tuple(params))
         names = [column[0] for column in cursor.description or ()]
@@ -99,9 +146,12 @@ class ReadDatabase(ABC):
 
     @abstractmethod
     @contextmanager
-    def transaction(self) -> Iterator[Sql]:
+    def transaction(self, *, pipelined: bool = False) -> Iterator[Sql]:
         """A read-write transaction: committed when the block ends, rolled back if it
-        raises."""
+        raises. ``pipelined``: on PostgreSQL, statements are sent without waiting for
+        each one's answer (a read waits for everything before it); an error then
+        surfaces at the next read or at the commit, not at the statement that caused
+        it."""
 
     @abstractmethod
     @contextmanager
@@ -128,13 +178,18 @@ class PostgresReadDatabase(ReadDatabase):
         )
 
     @contextmanager
-    def transaction(self) -> Iterator[Sql]:
-        with (
-            self._pool.connection() as connection,
-            connection.transaction(),
-            connection.cursor() as cursor,
-        ):
-            yield _PostgresSql(cursor)
+    def transaction(self, *, pipelined: bool = False) -> Iterator[Sql]:
+        with self._pool.connection() as connection:
+            if not pipelined:
+                with connection.transaction(), connection.cursor() as cursor:
+                    yield _PostgresSql(cursor)
+                return
+            with (
+                connection.pipeline(),
+                connection.transaction(),
+                connection.cursor() as cursor,
+            ):
+                yield _PostgresSql(cursor)
 
     @contextmanager
     def reading(self) -> Iterator[Sql]:
@@ -181,7 +236,7 @@ class SqliteReadDatabase(ReadDatabase):
         return connection
 
     @contextmanager
-    def transaction(self) -> Iterator[Sql]:
+    def transaction(self, *, pipelined: bool = False) -> Iterator[Sql]:
         connection = self._connection()
         connection.execute("BEGIN IMMEDIATE")
         try:

@@ -263,10 +263,53 @@ class ProjectionRunner:
         full = len(notifications) == limit
         new_position = notifications[-1].id if full else head
         projection = self._projection(state.generation)
-        projection.changed.clear()
         switching = not state.active and not full
         try:
-            with self.database.transaction() as sql:
+            try:
+                self._commit_batch(
+                    state, projection, notifications, new_position, switching, pipelined=True
+                )
+            except ProjectionFailed:
+                # Pipelined, an SQL error surfaces after the statement that caused it:
+                # apply the batch again one statement at a time to name the event.
+                self._commit_batch(
+                    state, projection, notifications, new_position, switching, pipelined=False
+                )
+        except Superseded:
+            return True
+        except ProjectionFailed as failure:
+            self._record_failure(state, failure)
+            raise
+        if state.active or switching:
+            if self.on_changes is not None and (projection.changed or switching):
+                # A switch replaces every row: everything cached from the old ones goes.
+                changed = [*sorted(projection.changed), *([self.name] if switching else [])]
+                self.on_changes(changed, new_position)
+            if self.on_position is not None:
+                self.on_position(self.name, new_position)
+        if switching:
+            logger.info(
+                "projection %s: generation %d caught up at %d and now serves queries",
+                self.name,
+                state.generation,
+                new_position,
+            )
+        return full
+
+    def _commit_batch(
+        self,
+        state: GenerationState,
+        projection: Projection,
+        notifications: Sequence[Notification],
+        new_position: int,
+        switching: bool,
+        *,
+        pipelined: bool,
+    ) -> None:
+        projection.changed.clear()
+        projection.before_batch()
+        try:
+            with self.database.transaction(pipelined=pipelined) as sql:
                 current = self._lock_state(sql, state)
                 if current.position != state.position:
                     raise Superseded  # another holder moved it meanwhile
@@ -292,26 +335,17 @@ class ProjectionRunner:
                     self._switch_to(projection, sql)
                 if state.active or switching:
                     self._announce(sql, new_position)
-        except Superseded:
-            return True
-        except ProjectionFailed as failure:
-            self._record_failure(state, failure)
+        except (ProjectionFailed, Superseded):
             raise
-        if state.active or switching:
-            if self.on_changes is not None and (projection.changed or switching):
-                # A switch replaces every row: everything cached from the old ones goes.
-                changed = [*sorted(projection.changed), *([self.name] if switching else [])]
-                self.on_changes(changed, new_position)
-            if self.on_position is not None:
-                self.on_position(self.name, new_position)
-        if switching:
-            logger.info(
-                "projection %s: generation %d caught up at %d and now serves queries",
+        except psycopg.Error as error:
+            # Raised at the commit or a later read: the batch as a whole failed.
+            last = notifications[-1] if notifications else None
+            raise ProjectionFailed(
                 self.name,
-                state.generation,
-                new_position,
-            )
-        return full
+                last.id if last else new_position,
+                last.topic if last else "",
+                "".join(traceback.format_exception_only(error)).strip(),
+            ) from error
 
     def _lock_state(self, sql: Sql, state: GenerationState) -> GenerationState:
         suffix = " FOR UPDATE" if sql.dialect == "postgresql" else ""
