@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ IDLE_WAIT_S = 1.0
 FAILURE_BACKOFF_S_MIN = 1.0
 FAILURE_BACKOFF_S_MAX = 60.0
 ERROR_TEXT_LENGTH_MAX = 4000
+DECODED_EVENTS_MAX = 20_000
 
 PositionListener = Callable[[str, int], None]
 ChangeListener = Callable[[list[str], int], None]
@@ -186,6 +188,29 @@ def _add_generation(
     )
 
 
+class EventDecoder:
+    """Decodes stored events, remembering the most recent ones: runners of different
+    projections following the same store decode each event once between them. Events
+    are immutable, so sharing them across threads is safe."""
+
+    def __init__(self, app: PrepApplication, *, size_max: int = DECODED_EVENTS_MAX) -> None:
+        self._app = app
+        self._size_max = size_max
+        self._events: OrderedDict[int, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def decode(self, notification: Notification) -> Any:
+        with self._lock:
+            event = self._events.get(notification.id)
+        if event is None:
+            event = self._app.mapper.to_domain_event(notification)
+            with self._lock:
+                self._events[notification.id] = event
+                while len(self._events) > self._size_max:
+                    self._events.popitem(last=False)
+        return event
+
+
 class ProjectionRunner:
     """Applies events to one projection's generations; used by one thread."""
 
@@ -199,6 +224,7 @@ class ProjectionRunner:
         rebuild_batch_size: int = REBUILD_BATCH_SIZE,
         on_position: PositionListener | None = None,
         on_changes: ChangeListener | None = None,
+        decoder: EventDecoder | None = None,
     ) -> None:
         assert batch_size > 0 and rebuild_batch_size > 0
         self.projection_class = projection_class
@@ -209,6 +235,7 @@ class ProjectionRunner:
         self.rebuild_batch_size = rebuild_batch_size
         self.on_position = on_position
         self.on_changes = on_changes
+        self.decoder = decoder or EventDecoder(app)
         self.topics = projection_class.topics()
         self._projections: dict[int, Projection] = {}
 
@@ -366,7 +393,7 @@ class ProjectionRunner:
         timestamp: float | None = None
         for notification in notifications:
             try:
-                event: Any = self.app.mapper.to_domain_event(notification)
+                event: Any = self.decoder.decode(notification)
                 projection.apply(event, notification.id, sql)
             except Exception as error:
                 detail = "".join(traceback.format_exception_only(error)).strip()
@@ -513,6 +540,7 @@ class Supervisor:
         self._batch_size = batch_size
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._decoder = EventDecoder(app)
 
     def start(self) -> None:
         for projection_class in self.projection_classes:
@@ -544,6 +572,7 @@ class Supervisor:
             batch_size=self._batch_size,
             on_position=self._on_position,
             on_changes=self._on_changes,
+            decoder=self._decoder,
         )
         backoff_s = FAILURE_BACKOFF_S_MIN
         try:
