@@ -26,17 +26,19 @@ so a retried batch changes nothing; rows depend only on events in order.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
-from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any, ClassVar
 from uuid import UUID
+
+from eventsourcing.utils import get_topic
 
 from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID, Account
 from aggregates.base import derived_id
 from aggregates.user import User
 from projections.base import Projection
-from projections.database import Sql
+from projections.database import Dialect, Row, Sql
 
 ENTRY_KINDS = (
     "deposit",
@@ -147,30 +149,27 @@ class AccountsProjection(Projection):
         """Only the registered event types are asked for; anything else is a bug."""
         raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
 
+    def __init__(self, generation: int, dialect: Dialect) -> None:
+        super().__init__(generation, dialect)
+        # Per batch: the events to record, in order, and the owners to insert. The
+        # accounts they touch are read in one query, changed in memory, and each
+        # written once (see ``after_batch``).
+        self._pending: list[_Pending] = []
+        self._owners: list[tuple[Any, ...]] = []
+
+    def before_batch(self) -> None:
+        self._pending.clear()
+        self._owners.clear()
+
     @apply.register
     def _user_registered(self, event: User.UserRegistered, position: int, sql: Sql) -> None:
-        sql.execute(
-            f"INSERT INTO {self.table('owners')} (user_id, full_name, email) "
-            "VALUES (%s, %s, %s) ON CONFLICT (user_id) DO NOTHING",
-            (self.id_value(event.originator_id), event.full_name, event.email),
+        self._owners.append(
+            (self.id_value(event.originator_id), event.full_name, event.email)
         )
 
     @apply.register
     def _opened(self, event: Account.AccountOpened, position: int, sql: Sql) -> None:
-        recorded_at = self.time_value(event.timestamp)
-        sql.execute(
-            f"INSERT INTO {self.table('accounts')} (account_id, owner_id, balance_cents, "
-            "held_cents, available_cents, opened_at, updated_at, version, position) "
-            "VALUES (%s, %s, 0, 0, 0, %s, %s, %s, %s) ON CONFLICT (account_id) DO NOTHING",
-            (
-                self.id_value(event.originator_id),
-                self.id_value(event.owner_id),
-                recorded_at,
-                recorded_at,
-                event.originator_version,
-                position,
-            ),
-        )
+        self._pending.append(_Pending(event, position, [], [], opened=True))
 
     @apply.register
     def _deposited(self, event: Account.FundsDeposited, position: int, sql: Sql) -> None:
@@ -268,22 +267,160 @@ class AccountsProjection(Projection):
         movements: list[Movement],
         lines: list[LedgerLine],
     ) -> None:
-        """Apply ``movements`` to the account in order (one statement entry each, with
-        the figures after it) and add ``lines`` to the ledger, unless the account row
-        already has this event's version."""
-        account_id = self.id_value(event.originator_id)
-        row = sql.fetchone(
-            f"SELECT balance_cents, held_cents, version FROM {self.table('accounts')} "
-            "WHERE account_id = %s",
-            (account_id,),
-        )
-        assert row is not None, f"account {event.originator_id} was never opened"
-        if int(row["version"]) >= event.originator_version:
+        """Queue ``movements`` (applied to the account in ``after_batch``, in order)."""
+        self._pending.append(_Pending(event, position, movements, lines))
+
+    ACCOUNT_COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("account_id", "id"),
+        ("owner_id", "id"),
+        ("balance_cents", "money"),
+        ("held_cents", "money"),
+        ("available_cents", "money"),
+        ("opened_at", "time"),
+        ("updated_at", "time"),
+        ("version", "int"),
+        ("position", "int"),
+    )
+    ENTRY_COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("id", "id"),
+        ("account_id", "id"),
+        ("position", "int"),
+        ("line", "int"),
+        ("recorded_at", "time"),
+        ("kind", "text"),
+        ("amount_cents", "money"),
+        ("held_delta_cents", "money"),
+        ("balance_after_cents", "money"),
+        ("held_after_cents", "money"),
+        ("counter_account_id", "id"),
+        ("booking_id", "id"),
+    )
+    LEDGER_COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("position", "int"),
+        ("line", "int"),
+        ("recorded_at", "time"),
+        ("account_id", "id"),
+        ("amount_cents", "money"),
+        ("kind", "text"),
+        ("booking_id", "id"),
+    )
+
+    def after_batch(self, sql: Sql) -> None:
+        """Apply the batch's account events: the accounts they touch are read in one
+        query, changed in memory in event order (an event whose version the account
+        already has is skipped whole), and each changed row is written once; entries
+        and ledger lines go in one insert each."""
+        if self._owners:
+            self.insert_rows(
+                sql,
+                "owners",
+                (("user_id", "id"), ("full_name", "text"), ("email", "text")),
+                self._owners,
+                on_conflict="ON CONFLICT (user_id) DO NOTHING",
+            )
+            self._owners.clear()
+        if not self._pending:
             return
-        balance, held = int(row["balance_cents"]), int(row["held_cents"])
+        accounts = self._load_accounts(
+            sql, {pending.event.originator_id for pending in self._pending}
+        )
+        changed: set[UUID] = set()
+        entries: list[tuple[Any, ...]] = []
+        ledger: list[tuple[Any, ...]] = []
+        for pending in self._pending:
+            try:
+                if self._apply_pending(pending, accounts, entries, ledger):
+                    changed.add(pending.event.originator_id)
+            except Exception as error:
+                from projections.runners import ProjectionFailed  # noqa: PLC0415 (cycle)
+
+                raise ProjectionFailed(
+                    self.name,
+                    pending.position,
+                    get_topic(type(pending.event)),
+                    "".join(traceback.format_exception_only(error)).strip(),
+                ) from error
+        self._pending.clear()
+        self.insert_rows(
+            sql, "entries", self.ENTRY_COLUMNS, entries, on_conflict="ON CONFLICT (id) DO NOTHING"
+        )
+        self.insert_rows(
+            sql,
+            "ledger",
+            self.LEDGER_COLUMNS,
+            ledger,
+            on_conflict="ON CONFLICT (position, line) DO NOTHING",
+        )
+        updates = ", ".join(
+            f"{name} = excluded.{name}"
+            for name, _ in self.ACCOUNT_COLUMNS
+            if name not in ("account_id", "owner_id", "opened_at")
+        )
+        self.insert_rows(
+            sql,
+            "accounts",
+            self.ACCOUNT_COLUMNS,
+            [accounts[account_id].row() for account_id in sorted(changed)],
+            on_conflict=f"ON CONFLICT (account_id) DO UPDATE SET {updates} "
+            f"WHERE {self.table('accounts')}.version < excluded.version",
+        )
+
+    def _load_accounts(self, sql: Sql, account_ids: set[UUID]) -> dict[UUID, _AccountRow]:
+        table = self.table("accounts")
+        columns = ", ".join(name for name, _ in self.ACCOUNT_COLUMNS)
+        ids = [self.id_value(account_id) for account_id in account_ids]
+        rows: list[Row] = []
+        if self.dialect == "postgresql":
+            rows = sql.fetchall(
+                f"SELECT {columns} FROM {table} WHERE account_id = ANY(%s)", (ids,)
+            )
+        else:
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                chunk = ids[start : start + IDS_PER_QUERY]
+                rows += sql.fetchall(
+                    f"SELECT {columns} FROM {table} WHERE account_id IN "
+                    f"({', '.join(['%s'] * len(chunk))})",
+                    chunk,
+                )
+        accounts = {}
+        for row in rows:
+            account = _AccountRow(*(row[name] for name, _ in self.ACCOUNT_COLUMNS))
+            accounts[_uuid(account.account_id)] = account
+        return accounts
+
+    def _apply_pending(
+        self,
+        pending: _Pending,
+        accounts: dict[UUID, _AccountRow],
+        entries: list[tuple[Any, ...]],
+        ledger: list[tuple[Any, ...]],
+    ) -> bool:
+        """Apply one queued event to ``accounts``; whether it changed the account."""
+        event, position = pending.event, pending.position
         recorded_at = self.time_value(event.timestamp)
-        entries = []
-        for line, movement in enumerate(movements):
+        account = accounts.get(event.originator_id)
+        if pending.opened:
+            assert isinstance(event, Account.AccountOpened)
+            if account is not None:
+                return False
+            accounts[event.originator_id] = _AccountRow(
+                self.id_value(event.originator_id),
+                self.id_value(event.owner_id),
+                0,
+                0,
+                0,
+                recorded_at,
+                recorded_at,
+                event.originator_version,
+                position,
+            )
+            return True
+        assert account is not None, f"account {event.originator_id} was never opened"
+        if int(account.version) >= event.originator_version:
+            return False
+        balance, held = int(account.balance_cents), int(account.held_cents)
+        account_id = account.account_id
+        for line, movement in enumerate(pending.movements):
             balance += movement.amount_cents
             held += movement.held_delta_cents
             assert held >= 0 and balance >= held, (event, balance, held)
@@ -308,48 +445,70 @@ class AccountsProjection(Projection):
                     None if movement.booking_id is None else self.id_value(movement.booking_id),
                 )
             )
-        sql.executemany(
-            f"INSERT INTO {self.table('entries')} (id, account_id, position, line, "
-            "recorded_at, kind, amount_cents, held_delta_cents, balance_after_cents, "
-            "held_after_cents, counter_account_id, booking_id) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (id) DO NOTHING",
-            entries,
-        )
-        self._post(position, recorded_at, lines, sql)
-        sql.execute(
-            f"UPDATE {self.table('accounts')} SET balance_cents = %s, held_cents = %s, "
-            "available_cents = %s, updated_at = %s, version = %s, position = %s "
-            "WHERE account_id = %s",
+        assert sum(line.amount_cents for line in pending.lines) == 0, pending.lines
+        ledger.extend(
             (
-                balance,
-                held,
-                balance - held,
-                recorded_at,
-                event.originator_version,
                 position,
-                account_id,
-            ),
+                number,
+                recorded_at,
+                self.id_value(line.account_id),
+                line.amount_cents,
+                line.kind,
+                None if line.booking_id is None else self.id_value(line.booking_id),
+            )
+            for number, line in enumerate(pending.lines)
+        )
+        account.balance_cents = balance
+        account.held_cents = held
+        account.available_cents = balance - held
+        account.updated_at = recorded_at
+        account.version = event.originator_version
+        account.position = position
+        return True
+
+
+IDS_PER_QUERY = 500
+"""Ids per ``IN`` list on SQLite (whose number of parameters is bounded)."""
+
+
+@dataclass
+class _AccountRow:
+    """An ``accounts`` row in memory, its values as the database stores them."""
+
+    account_id: Any
+    owner_id: Any
+    balance_cents: int
+    held_cents: int
+    available_cents: int
+    opened_at: Any
+    updated_at: Any
+    version: int
+    position: int
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.account_id,
+            self.owner_id,
+            self.balance_cents,
+            self.held_cents,
+            self.available_cents,
+            self.opened_at,
+            self.updated_at,
+            self.version,
+            self.position,
         )
 
-    def _post(
-        self, position: int, recorded_at: datetime | str, lines: list[LedgerLine], sql: Sql
-    ) -> None:
-        assert sum(line.amount_cents for line in lines) == 0, lines
-        sql.executemany(
-            f"INSERT INTO {self.table('ledger')} (position, line, recorded_at, account_id, "
-            "amount_cents, kind, booking_id) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (position, line) DO NOTHING",
-            [
-                (
-                    position,
-                    number,
-                    recorded_at,
-                    self.id_value(line.account_id),
-                    line.amount_cents,
-                    line.kind,
-                    None if line.booking_id is None else self.id_value(line.booking_id),
-                )
-                for number, line in enumerate(lines)
-            ],
-        )
+
+@dataclass(frozen=True)
+class _Pending:
+    """An account event waiting for ``after_batch``, with what it moves."""
+
+    event: Account.Event
+    position: int
+    movements: list[Movement]
+    lines: list[LedgerLine]
+    opened: bool = False
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
