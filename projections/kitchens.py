@@ -36,7 +36,7 @@ from aggregates.booking import Booking
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
 from projections.base import Projection, packaged_jurisdictions
-from projections.database import Sql
+from projections.database import Dialect, Sql
 
 TEXT_SEARCH_CONFIG = "english"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -44,6 +44,10 @@ MINUTE = timedelta(minutes=1)
 SPAN_MINUTE_MIN = -(2**31)
 SPAN_MINUTE_MAX = 2**31 - 1
 """R*Tree ``rtree_i32`` coordinates are 32-bit: minutes reach far past any booking."""
+
+BookingOperation = tuple[str, UUID, int, Any, datetime | None, datetime | None]
+"""What a booking event did to ``booked``: (``request``/``reschedule``/``unbook``,
+booking id, position, kitchen id as stored, start, end)."""
 
 
 
@@ -97,6 +101,11 @@ class KitchensProjection(Projection):
         """This projection computing compliance with ``catalog`` instead of the packaged
         rules (for a deployment that configures its own jurisdictions file)."""
         return type(cls.__name__, (cls,), {"jurisdictions": catalog})
+
+    def __init__(self, generation: int, dialect: Dialect) -> None:
+        super().__init__(generation, dialect)
+        self._booking_ops: list[BookingOperation] = []
+        self._jurisdictions: dict[UUID, str] = {}
 
     # --- tables ------------------------------------------------------------------
 
@@ -193,6 +202,7 @@ class KitchensProjection(Projection):
     def _created(self, event: Kitchen.KitchenCreated, position: int, sql: Sql) -> None:
         recorded_at = self.time_value(event.timestamp)
         kitchen_id = self.id_value(event.originator_id)
+        self._jurisdictions[event.originator_id] = event.jurisdiction
         sql.execute(
             f"INSERT INTO {self.table('kitchens')} (id, seq, host_id, name, name_key, "
             "description, city, city_key, jurisdiction, address, hourly_rate_cents, "
@@ -277,6 +287,23 @@ class KitchensProjection(Projection):
         )
 
     def _refresh_search(self, sql: Sql, kitchen_id: UUID) -> None:
+        search = self.table("search")
+        if self.dialect == "postgresql":
+            # The name weighs most; city and amenities next; the description least.
+            # Computed from the stored row by the server: no round trip.
+            sql.execute(
+                f"INSERT INTO {search} (kitchen_id, document) SELECT id, "
+                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', name), 'A') || "
+                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', city || ' ' || "
+                "array_to_string(ARRAY(SELECT amenity FROM "
+                "jsonb_array_elements_text(amenities) WITH ORDINALITY AS a(amenity, n) "
+                "ORDER BY n), ' ')), 'B') || "
+                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', description), 'C') "
+                f"FROM {self.table('kitchens')} WHERE id = %s "
+                "ON CONFLICT (kitchen_id) DO UPDATE SET document = excluded.document",
+                (kitchen_id,),
+            )
+            return
         row = sql.fetchone(
             f"SELECT seq, name, description, city, amenities FROM {self.table('kitchens')} "
             "WHERE id = %s",
@@ -286,29 +313,12 @@ class KitchensProjection(Projection):
         amenities = row["amenities"]
         if isinstance(amenities, str):
             amenities = orjson.loads(amenities)
-        search = self.table("search")
-        if self.dialect == "postgresql":
-            # The name weighs most; city and amenities next; the description least.
-            sql.execute(
-                f"INSERT INTO {search} (kitchen_id, document) VALUES (%s, "
-                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', %s), 'A') || "
-                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', %s), 'B') || "
-                f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}', %s), 'C')) "
-                "ON CONFLICT (kitchen_id) DO UPDATE SET document = excluded.document",
-                (
-                    kitchen_id,
-                    row["name"],
-                    " ".join([row["city"], *amenities]),
-                    row["description"],
-                ),
-            )
-        else:
-            body = "\n".join([row["name"], row["city"], *amenities, row["description"]])
-            sql.execute(f"DELETE FROM {search} WHERE rowid = %s", (row["seq"],))
-            sql.execute(
-                f"INSERT INTO {search} (rowid, kitchen_id, body) VALUES (%s, %s, %s)",
-                (row["seq"], str(kitchen_id), body),
-            )
+        body = "\n".join([row["name"], row["city"], *amenities, row["description"]])
+        sql.execute(f"DELETE FROM {search} WHERE rowid = %s", (row["seq"],))
+        sql.execute(
+            f"INSERT INTO {search} (rowid, kitchen_id, body) VALUES (%s, %s, %s)",
+            (row["seq"], str(kitchen_id), body),
+        )
 
     # --- moderation --------------------------------------------------------------
 
@@ -386,6 +396,19 @@ class KitchensProjection(Projection):
     ) -> None:
         self._certificate_status(sql, event, event.certificate_id, "expired")
 
+    def _jurisdiction(self, sql: Sql, kitchen_id: UUID) -> str | None:
+        """A kitchen's jurisdiction never changes: kept once known, asked of the table
+        only for kitchens created before this process started following them."""
+        if kitchen_id not in self._jurisdictions:
+            jurisdiction = sql.scalar(
+                f"SELECT jurisdiction FROM {self.table('kitchens')} WHERE id = %s",
+                (self.id_value(kitchen_id),),
+            )
+            if jurisdiction is None:
+                return None
+            self._jurisdictions[kitchen_id] = jurisdiction
+        return self._jurisdictions[kitchen_id]
+
     def _certificate_status(
         self, sql: Sql, event: Kitchen.Event, certificate_id: UUID, status: str
     ) -> None:
@@ -393,18 +416,43 @@ class KitchensProjection(Projection):
             f"UPDATE {self.table('certificates')} SET status = %s WHERE id = %s",
             (status, self.id_value(certificate_id)),
         )
-        self._update_kitchen(
-            sql, event, compliant_through=self._compliant_through(sql, event.originator_id)
+        jurisdiction = self._jurisdiction(sql, event.originator_id)
+        required = (
+            self.jurisdictions.get(jurisdiction).required_certificates
+            if jurisdiction is not None and jurisdiction in self.jurisdictions
+            else frozenset()
+        )
+        if self.dialect != "postgresql" or not required:
+            self._update_kitchen(
+                sql, event, compliant_through=self._compliant_through(sql, event.originator_id)
+            )
+            return
+        # The same computation by the server, without a round trip: the minimum over
+        # required kinds of their latest verified expiry, NULL while a kind is missing.
+        self._kitchen_changed(event.originator_id)
+        sql.execute(
+            f"UPDATE {self.table('kitchens')} SET compliant_through = ("
+            "SELECT CASE WHEN count(*) = %s THEN min(latest) END FROM ("
+            f"SELECT max(expires_on) AS latest FROM {self.table('certificates')} "
+            "WHERE kitchen_id = %s AND status = %s AND kind = ANY(%s::text[]) "
+            "GROUP BY kind) AS kinds), updated_at = %s, version = %s WHERE id = %s",
+            (
+                len(required),
+                event.originator_id,
+                "verified",
+                sorted(required),
+                self.time_value(event.timestamp),
+                event.originator_version,
+                event.originator_id,
+            ),
         )
 
     def _compliant_through(self, sql: Sql, kitchen_id: UUID) -> date | str | None:
         """The last date every required kind is covered by a verified certificate."""
-        jurisdiction = sql.scalar(
-            f"SELECT jurisdiction FROM {self.table('kitchens')} WHERE id = %s",
-            (self.id_value(kitchen_id),),
-        )
+        jurisdiction = self._jurisdiction(sql, kitchen_id)
         if jurisdiction not in self.jurisdictions:
             return None
+        assert jurisdiction is not None
         rows = sql.fetchall(
             f"SELECT kind, max(expires_on) AS expires_on FROM {self.table('certificates')} "
             "WHERE kitchen_id = %s AND status = %s GROUP BY kind",
@@ -417,95 +465,203 @@ class KitchensProjection(Projection):
         return self.date_value(min(latest[kind] for kind in required))
 
     # --- booked intervals --------------------------------------------------------
+    #
+    # Booking events only record what happened to which booking (``_booking_ops``);
+    # ``after_batch`` replays them over the rows they touch — loaded in one query, for
+    # the bookings not requested in the batch itself — and writes each booking's final
+    # row and span once: no per-event statement, no per-event round trip.
+
+    def before_batch(self) -> None:
+        self._booking_ops = []
+
+    def after_batch(self, sql: Sql) -> None:
+        operations, self._booking_ops = self._booking_ops, []
+        if operations:
+            self._write_booked(sql, operations)
 
     @apply.register
     def _booking_requested(
         self, event: Booking.BookingRequested, position: int, sql: Sql
     ) -> None:
         assert event.status in ("pending", "confirmed"), event.status
-        sql.execute(
-            f"INSERT INTO {self.table('booked')} (booking_id, seq, kitchen_id, start_time, "
-            "end_time) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (booking_id) DO NOTHING",
+        self._booking_ops.append(
             (
-                self.id_value(event.originator_id),
+                "request",
+                event.originator_id,
                 position,
                 self.id_value(event.kitchen_id),
-                self.time_value(event.start_time),
-                self.time_value(event.end_time),
-            ),
+                event.start_time,
+                event.end_time,
+            )
         )
-        self._index_span(sql, position, event.start_time, event.end_time)
-        self.changed.add(self.name)
 
     @apply.register
     def _booking_rescheduled(
         self, event: Booking.BookingRescheduled, position: int, sql: Sql
     ) -> None:
-        seq = sql.scalar(
-            f"SELECT seq FROM {self.table('booked')} WHERE booking_id = %s",
-            (self.id_value(event.originator_id),),
+        self._booking_ops.append(
+            ("reschedule", event.originator_id, position, None, event.start_time, event.end_time)
         )
-        assert seq is not None, f"rescheduled booking {event.originator_id} is not active"
-        sql.execute(
-            f"UPDATE {self.table('booked')} SET start_time = %s, end_time = %s "
-            "WHERE booking_id = %s",
-            (
-                self.time_value(event.start_time),
-                self.time_value(event.end_time),
-                self.id_value(event.originator_id),
-            ),
-        )
-        self._index_span(sql, int(seq), event.start_time, event.end_time)
-        self.changed.add(self.name)
 
     @apply.register
     def _booking_declined(self, event: Booking.BookingDeclined, position: int, sql: Sql) -> None:
-        self._unbook(sql, event.originator_id)
+        self._unbook(event.originator_id, position)
 
     @apply.register
     def _booking_cancelled(
         self, event: Booking.BookingCancelled, position: int, sql: Sql
     ) -> None:
-        self._unbook(sql, event.originator_id)
+        self._unbook(event.originator_id, position)
 
     @apply.register
     def _booking_expired(self, event: Booking.BookingExpired, position: int, sql: Sql) -> None:
-        self._unbook(sql, event.originator_id)
+        self._unbook(event.originator_id, position)
 
     @apply.register
     def _booking_completed(
         self, event: Booking.BookingCompleted, position: int, sql: Sql
     ) -> None:
-        self._unbook(sql, event.originator_id)
+        self._unbook(event.originator_id, position)
 
-    def _index_span(self, sql: Sql, seq: int, start: datetime, end: datetime) -> None:
-        spans = self.table("booked_spans")
-        sql.execute(f"DELETE FROM {spans} WHERE id = %s", (seq,))
+    def _unbook(self, booking_id: UUID, position: int) -> None:
+        """A booking that is no longer pending or confirmed frees its interval."""
+        self._booking_ops.append(("unbook", booking_id, position, None, None, None))
+
+    def _stored_bookings(self, sql: Sql, booking_ids: list[UUID]) -> dict[UUID, tuple[int, Any]]:
+        """``(seq, kitchen_id)`` of the stored ``booked`` rows of ``booking_ids``."""
+        if not booking_ids:
+            return {}
+        booked = self.table("booked")
         if self.dialect == "postgresql":
-            sql.execute(
-                f"INSERT INTO {spans} (id, during) VALUES (%s, tstzrange(%s, %s, '[)'))",
-                (seq, start, end),
+            rows = sql.fetchall(
+                f"SELECT booking_id, seq, kitchen_id FROM {booked} "
+                "WHERE booking_id = ANY(%s::uuid[])",
+                (booking_ids,),
             )
         else:
+            rows = []
+            for start in range(0, len(booking_ids), 500):
+                chunk = booking_ids[start : start + 500]
+                rows += sql.fetchall(
+                    f"SELECT booking_id, seq, kitchen_id FROM {booked} WHERE booking_id IN "
+                    f"({', '.join(['%s'] * len(chunk))})",
+                    [str(booking_id) for booking_id in chunk],
+                )
+        return {
+            UUID(str(row["booking_id"])): (int(row["seq"]), row["kitchen_id"]) for row in rows
+        }
+
+    def _write_booked(
+        self,
+        sql: Sql,
+        operations: list[BookingOperation],
+    ) -> None:
+        requested = {op[1] for op in operations if op[0] == "request"}
+        unknown = sorted({op[1] for op in operations if op[1] not in requested})
+        stored = self._stored_bookings(sql, unknown)
+        # The batch's outcome per booking: (seq, kitchen_id, start, end), or None once
+        # the booking left ``booked``; ``removed``: seqs whose stored span goes.
+        current: dict[UUID, tuple[int, Any, datetime | None, datetime | None] | None] = {}
+        removed_ids: list[UUID] = []
+        removed_seqs: list[int] = []
+        for kind, booking_id, position, kitchen_id, start, end in operations:
+            if booking_id in current:
+                row = current[booking_id]
+            elif booking_id in stored:
+                seq, stored_kitchen = stored[booking_id]
+                row = (seq, stored_kitchen, None, None)
+            else:
+                row = None
+            if kind == "request":
+                if row is None:
+                    current[booking_id] = (position, kitchen_id, start, end)
+                elif row[2] is None:
+                    # Already stored (an event applied again): only its span is redone.
+                    current[booking_id] = (row[0], row[1], start, end)
+                self.changed.add(self.name)
+            elif kind == "reschedule":
+                assert row is not None, f"rescheduled booking {booking_id} is not active"
+                current[booking_id] = (row[0], row[1], start, end)
+                self.changed.add(self.name)
+            elif row is not None:
+                self.changed.add(self.name)
+                current[booking_id] = None
+                if booking_id in stored:
+                    removed_ids.append(booking_id)
+                    removed_seqs.append(row[0])
+        kept = [
+            (booking_id, row)
+            for booking_id, row in current.items()
+            if row is not None and row[2] is not None
+        ]
+        self._delete_booked(sql, removed_ids, removed_seqs)
+        if not kept:
+            return
+        self.insert_rows(
+            sql,
+            "booked",
+            (
+                ("booking_id", "id"),
+                ("seq", "int"),
+                ("kitchen_id", "id"),
+                ("start_time", "time"),
+                ("end_time", "time"),
+            ),
+            [
+                (
+                    self.id_value(booking_id),
+                    seq,
+                    kitchen_id,
+                    self.time_value(start),
+                    self.time_value(end),
+                )
+                for booking_id, (seq, kitchen_id, start, end) in kept
+                if start is not None and end is not None
+            ],
+            on_conflict="ON CONFLICT (booking_id) DO UPDATE SET "
+            "start_time = excluded.start_time, end_time = excluded.end_time",
+        )
+        spans = self.table("booked_spans")
+        if self.dialect == "postgresql":
+            seqs, starts, ends = [], [], []
+            for _, (seq, _, start, end) in kept:
+                seqs.append(seq)
+                starts.append(start)
+                ends.append(end)
             sql.execute(
+                f"INSERT INTO {spans} (id, during) SELECT id, tstzrange(s, e, '[)') "
+                "FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[]) AS t(id, s, e) "
+                "ON CONFLICT (id) DO UPDATE SET during = excluded.during",
+                (seqs, starts, ends),
+            )
+        else:
+            sql.executemany(
+                f"DELETE FROM {spans} WHERE id = %s", [(row[0],) for _, row in kept]
+            )
+            sql.executemany(
                 f"INSERT INTO {spans} (id, start_minute, end_minute) VALUES (%s, %s, %s)",
-                (seq, floor_minute(start), ceil_minute(end)),
+                [
+                    (seq, floor_minute(start), ceil_minute(end))
+                    for _, (seq, _, start, end) in kept
+                    if start is not None and end is not None
+                ],
             )
 
-    def _unbook(self, sql: Sql, booking_id: UUID) -> None:
-        """A booking that is no longer pending or confirmed frees its interval."""
-        seq = sql.scalar(
-            f"SELECT seq FROM {self.table('booked')} WHERE booking_id = %s",
-            (self.id_value(booking_id),),
-        )
-        if seq is None:
+    def _delete_booked(self, sql: Sql, booking_ids: list[UUID], seqs: list[int]) -> None:
+        if not booking_ids:
             return
-        self.changed.add(self.name)
-        sql.execute(f"DELETE FROM {self.table('booked_spans')} WHERE id = %s", (seq,))
-        sql.execute(
-            f"DELETE FROM {self.table('booked')} WHERE booking_id = %s",
-            (self.id_value(booking_id),),
-        )
+        spans, booked = self.table("booked_spans"), self.table("booked")
+        if self.dialect == "postgresql":
+            sql.execute(f"DELETE FROM {spans} WHERE id = ANY(%s::bigint[])", (seqs,))
+            sql.execute(
+                f"DELETE FROM {booked} WHERE booking_id = ANY(%s::uuid[])", (booking_ids,)
+            )
+        else:
+            sql.executemany(f"DELETE FROM {spans} WHERE id = %s", [(seq,) for seq in seqs])
+            sql.executemany(
+                f"DELETE FROM {booked} WHERE booking_id = %s",
+                [(str(booking_id),) for booking_id in booking_ids],
+            )
 
 
 def name_key(name: str) -> str:
