@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from functools import singledispatchmethod
 from typing import Any, ClassVar
+from uuid import UUID
 
 from aggregates.booking import Booking
 from aggregates.kitchen import Kitchen
 from projections.base import Projection
-from projections.database import Sql
+from projections.database import Dialect, Sql
 
 
 class BookingsProjection(Projection):
@@ -126,106 +127,192 @@ class BookingsProjection(Projection):
         )
 
     # --- bookings -------------------------------------------------------------------
+    #
+    # Booking events are recorded in ``apply`` and replayed in ``after_batch`` over the
+    # rows they touch (loaded in one query, for bookings not requested in the batch);
+    # each changed row is then written once, by one upsert for the whole batch.
+
+    COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("id", "id"),
+        ("kitchen_id", "id"),
+        ("host_id", "id"),
+        ("customer_id", "id"),
+        ("start_time", "time"),
+        ("end_time", "time"),
+        ("guests", "int"),
+        ("notes", "text"),
+        ("hourly_rate_cents", "money"),
+        ("price_cents", "money"),
+        ("status", "text"),
+        ("captured_cents", "money"),
+        ("released_cents", "money"),
+        ("cancelled_by_role", "text"),
+        ("reason", "text"),
+        ("completed_automatically", "bool"),
+        ("requested_at", "time"),
+        ("updated_at", "time"),
+        ("version", "int"),
+        ("position", "int"),
+    )
+
+    def __init__(self, generation: int, dialect: Dialect) -> None:
+        super().__init__(generation, dialect)
+        self._pending: list[tuple[Booking.Event, int]] = []
+
+    def before_batch(self) -> None:
+        self._pending = []
+
+    def after_batch(self, sql: Sql) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        requested = {
+            event.originator_id
+            for event, _ in pending
+            if isinstance(event, Booking.BookingRequested)
+        }
+        unknown = sorted({event.originator_id for event, _ in pending} - requested)
+        rows = self._stored_rows(sql, unknown)
+        changed: set[UUID] = set()
+        for event, position in pending:
+            if self._replay(rows, event, position):
+                changed.add(event.originator_id)
+        if not changed:
+            return
+        names = [name for name, _ in self.COLUMNS]
+        self.insert_rows(
+            sql,
+            "bookings",
+            self.COLUMNS,
+            [[rows[booking_id][name] for name in names] for booking_id in sorted(changed)],
+            on_conflict="ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{name} = excluded.{name}" for name in names[1:]),
+        )
+
+    def _stored_rows(self, sql: Sql, booking_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+        if not booking_ids:
+            return {}
+        bookings = self.table("bookings")
+        columns = ", ".join(name for name, _ in self.COLUMNS)
+        if self.dialect == "postgresql":
+            found = sql.fetchall(
+                f"SELECT {columns} FROM {bookings} WHERE id = ANY(%s::uuid[])", (booking_ids,)
+            )
+        else:
+            found = []
+            for start in range(0, len(booking_ids), 500):
+                chunk = booking_ids[start : start + 500]
+                found += sql.fetchall(
+                    f"SELECT {columns} FROM {bookings} WHERE id IN "
+                    f"({', '.join(['%s'] * len(chunk))})",
+                    [str(booking_id) for booking_id in chunk],
+                )
+        return {UUID(str(row["id"])): dict(row) for row in found}
+
+    def _replay(
+        self, rows: dict[UUID, dict[str, Any]], event: Booking.Event, position: int
+    ) -> bool:
+        """Apply ``event`` to its row in ``rows``; whether the row changed. An event whose
+        version was already applied (or of a booking never requested) changes nothing."""
+        booking_id = event.originator_id
+        if isinstance(event, Booking.BookingRequested):
+            if booking_id in rows:
+                return False
+            recorded_at = self.time_value(event.timestamp)
+            rows[booking_id] = {
+                "id": self.id_value(booking_id),
+                "kitchen_id": self.id_value(event.kitchen_id),
+                "host_id": self.id_value(event.host_id),
+                "customer_id": self.id_value(event.customer_id),
+                "start_time": self.time_value(event.start_time),
+                "end_time": self.time_value(event.end_time),
+                "guests": event.guests,
+                "notes": event.notes,
+                "hourly_rate_cents": event.hourly_rate_cents,
+                "price_cents": event.price_cents,
+                "status": event.status,
+                "captured_cents": 0,
+                "released_cents": 0,
+                "cancelled_by_role": None,
+                "reason": None,
+                "completed_automatically": None,
+                "requested_at": recorded_at,
+                "updated_at": recorded_at,
+                "version": event.originator_version,
+                "position": position,
+            }
+            return True
+        row = rows.get(booking_id)
+        if row is None or row["version"] >= event.originator_version:
+            return False
+        if isinstance(event, Booking.BookingConfirmed):
+            row["status"] = "confirmed"
+        elif isinstance(event, Booking.BookingDeclined):
+            row.update(
+                status="declined",
+                reason=event.reason,
+                captured_cents=0,
+                released_cents=row["price_cents"],
+            )
+        elif isinstance(event, Booking.BookingCancelled):
+            row.update(
+                status="cancelled",
+                cancelled_by_role=event.cancelled_by_role,
+                reason=event.reason,
+                captured_cents=event.captured_cents,
+                released_cents=event.released_cents,
+            )
+        elif isinstance(event, Booking.BookingRescheduled):
+            row.update(
+                start_time=self.time_value(event.start_time),
+                end_time=self.time_value(event.end_time),
+                price_cents=event.price_cents,
+            )
+        elif isinstance(event, Booking.BookingCompleted):
+            row.update(
+                status="completed",
+                completed_automatically=event.automatically,
+                captured_cents=row["price_cents"],
+                released_cents=0,
+            )
+        elif isinstance(event, Booking.BookingExpired):
+            row.update(status="expired", captured_cents=0, released_cents=row["price_cents"])
+        else:
+            raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
+        row.update(
+            updated_at=self.time_value(event.timestamp),
+            version=event.originator_version,
+            position=position,
+        )
+        return True
+
+    def _defer(self, event: Booking.Event, position: int) -> None:
+        self._pending.append((event, position))
 
     @apply.register
     def _requested(self, event: Booking.BookingRequested, position: int, sql: Sql) -> None:
-        sql.execute(
-            f"INSERT INTO {self.table('bookings')} (id, kitchen_id, host_id, customer_id, "
-            "start_time, end_time, guests, notes, hourly_rate_cents, price_cents, status, "
-            "captured_cents, released_cents, cancelled_by_role, reason, "
-            "completed_automatically, requested_at, updated_at, version, position) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0, NULL, NULL, NULL, "
-            "%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            (
-                self.id_value(event.originator_id),
-                self.id_value(event.kitchen_id),
-                self.id_value(event.host_id),
-                self.id_value(event.customer_id),
-                self.time_value(event.start_time),
-                self.time_value(event.end_time),
-                event.guests,
-                event.notes,
-                event.hourly_rate_cents,
-                event.price_cents,
-                event.status,
-                self.time_value(event.timestamp),
-                self.time_value(event.timestamp),
-                event.originator_version,
-                position,
-            ),
-        )
-
-    def _update(
-        self, event: Booking.Event, position: int, sql: Sql, assignments: str,
-        values: tuple[Any, ...],
-    ) -> None:
-        """Apply ``assignments`` (``column = %s, ...`` over ``values``) to the booking,
-        once: a version already applied matches no row."""
-        sql.execute(
-            f"UPDATE {self.table('bookings')} SET {assignments}, updated_at = %s, "
-            "version = %s, position = %s WHERE id = %s AND version < %s",
-            (
-                *values,
-                self.time_value(event.timestamp),
-                event.originator_version,
-                position,
-                self.id_value(event.originator_id),
-                event.originator_version,
-            ),
-        )
+        self._defer(event, position)
 
     @apply.register
     def _confirmed(self, event: Booking.BookingConfirmed, position: int, sql: Sql) -> None:
-        self._update(event, position, sql, "status = %s", ("confirmed",))
+        self._defer(event, position)
 
     @apply.register
     def _declined(self, event: Booking.BookingDeclined, position: int, sql: Sql) -> None:
-        self._update(
-            event, position, sql,
-            "status = %s, reason = %s, captured_cents = 0, released_cents = price_cents",
-            ("declined", event.reason),
-        )
+        self._defer(event, position)
 
     @apply.register
     def _cancelled(self, event: Booking.BookingCancelled, position: int, sql: Sql) -> None:
-        self._update(
-            event, position, sql,
-            "status = %s, cancelled_by_role = %s, reason = %s, captured_cents = %s, "
-            "released_cents = %s",
-            (
-                "cancelled",
-                event.cancelled_by_role,
-                event.reason,
-                event.captured_cents,
-                event.released_cents,
-            ),
-        )
+        self._defer(event, position)
 
     @apply.register
     def _rescheduled(self, event: Booking.BookingRescheduled, position: int, sql: Sql) -> None:
-        self._update(
-            event, position, sql,
-            "start_time = %s, end_time = %s, price_cents = %s",
-            (
-                self.time_value(event.start_time),
-                self.time_value(event.end_time),
-                event.price_cents,
-            ),
-        )
+        self._defer(event, position)
 
     @apply.register
     def _completed(self, event: Booking.BookingCompleted, position: int, sql: Sql) -> None:
-        self._update(
-            event, position, sql,
-            "status = %s, completed_automatically = %s, captured_cents = price_cents, "
-            "released_cents = 0",
-            ("completed", event.automatically),
-        )
+        self._defer(event, position)
 
     @apply.register
     def _expired(self, event: Booking.BookingExpired, position: int, sql: Sql) -> None:
-        self._update(
-            event, position, sql,
-            "status = %s, captured_cents = 0, released_cents = price_cents",
-            ("expired",),
-        )
+        self._defer(event, position)
