@@ -14,7 +14,7 @@ from uuid import UUID
 
 from aggregates.kitchen import Kitchen
 from projections.base import Projection
-from projections.database import Sql
+from projections.database import Dialect, Sql
 
 
 class ComplianceProjection(Projection):
@@ -34,6 +34,10 @@ class ComplianceProjection(Projection):
         Kitchen.CertificateRejected,
         Kitchen.CertificateLapsed,
     )
+
+    def __init__(self, generation: int, dialect: Dialect) -> None:
+        super().__init__(generation, dialect)
+        self._hosts: dict[UUID, Any] = {}
 
     def create_tables(self, sql: Sql) -> None:
         certificates = self.table("certificates")
@@ -71,6 +75,7 @@ class ComplianceProjection(Projection):
     @apply.register
     def _created(self, event: Kitchen.KitchenCreated, position: int, sql: Sql) -> None:
         self.changed.add(self.name)
+        self._hosts[event.originator_id] = self.id_value(event.host_id)
         sql.execute(
             f"INSERT INTO {self.table('kitchens')} (id, host_id, name, jurisdiction, status) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
@@ -121,14 +126,24 @@ class ComplianceProjection(Projection):
     def _reinstated(self, event: Kitchen.KitchenReinstated, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "published")
 
+    def _host_id(self, sql: Sql, kitchen_id: UUID) -> Any:
+        """The kitchen's host (as stored): a kitchen's host never changes, so it is kept
+        once known, and asked of the table only for kitchens created before this
+        process started following them."""
+        host_id = self._hosts.get(kitchen_id)
+        if host_id is None:
+            host_id = sql.scalar(
+                f"SELECT host_id FROM {self.table('kitchens')} WHERE id = %s",
+                (self.id_value(kitchen_id),),
+            )
+            assert host_id is not None, f"certificate of unknown kitchen {kitchen_id}"
+            self._hosts[kitchen_id] = host_id
+        return host_id
+
     @apply.register
     def _attached(self, event: Kitchen.CertificateAttached, position: int, sql: Sql) -> None:
         self.changed.add(self.name)
-        host_id = sql.scalar(
-            f"SELECT host_id FROM {self.table('kitchens')} WHERE id = %s",
-            (self.id_value(event.originator_id),),
-        )
-        assert host_id is not None, f"certificate of unknown kitchen {event.originator_id}"
+        host_id = self._host_id(sql, event.originator_id)
         attached_at = self.time_value(event.timestamp)
         sql.execute(
             f"INSERT INTO {self.table('certificates')} (id, kitchen_id, host_id, kind, "
