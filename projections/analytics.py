@@ -41,10 +41,12 @@ Definitions (what the numbers mean):
 
 from __future__ import annotations
 
+import traceback
 from datetime import UTC, date, datetime, timedelta
-from functools import singledispatchmethod
 from typing import Any, ClassVar
 from uuid import UUID
+
+from eventsourcing.utils import get_topic
 
 from aggregates.account import Account
 from aggregates.booking import Booking
@@ -100,10 +102,12 @@ class AnalyticsProjection(Projection):
 
     def __init__(self, generation: int, dialect: Dialect) -> None:
         super().__init__(generation, dialect)
-        # What this batch changed, recomputed once in after_batch. A failed batch may
-        # leave entries behind; recomputing them again is harmless.
-        self._changed_kitchens: set[UUID] = set()
-        self._changed_days: set[tuple[date, str]] = set()
+        # The batch's events, applied in ``after_batch`` to the rows they touch (read
+        # in two queries, changed in memory, each written once).
+        self._events: list[tuple[Any, int]] = []
+
+    def before_batch(self) -> None:
+        self._events.clear()
 
     def create_tables(self, sql: Sql) -> None:
         kitchens = self.table("kitchens")
@@ -154,157 +158,54 @@ class AnalyticsProjection(Projection):
             f"platform_revenue_cents {c('money')} NOT NULL, PRIMARY KEY (day, city))"
         )
 
-    @singledispatchmethod
     def apply(self, event: Any, position: int, sql: Sql) -> None:
-        """Only the registered event types are fetched; nothing else reaches here."""
+        """Queue the event: ``after_batch`` applies the batch's events in order."""
+        self._events.append((event, position))
 
-    # --- kitchens ------------------------------------------------------------------
-
-    @apply.register
-    def _kitchen_created(self, event: Kitchen.KitchenCreated, position: int, sql: Sql) -> None:
-        sql.execute(
-            f"INSERT INTO {self.table('kitchens')} (kitchen_id, host_id, name, city, "
-            "jurisdiction) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (kitchen_id) DO NOTHING",
-            (
-                self.id_value(event.originator_id),
-                self.id_value(event.host_id),
-                event.name,
-                event.city,
-                event.jurisdiction,
-            ),
-        )
-
-    @apply.register
-    def _kitchen_updated(self, event: Kitchen.KitchenUpdated, position: int, sql: Sql) -> None:
-        if event.name is None and event.city is None:
-            return
-        sql.execute(
-            f"UPDATE {self.table('kitchens')} SET name = COALESCE(%s, name), "
-            "city = COALESCE(%s, city) WHERE kitchen_id = %s",
-            (event.name, event.city, self.id_value(event.originator_id)),
-        )
-
-    # --- bookings ------------------------------------------------------------------
-
-    @apply.register
-    def _booking_requested(
-        self, event: Booking.BookingRequested, position: int, sql: Sql
-    ) -> None:
-        sql.execute(
-            f"INSERT INTO {self.table('bookings')} (booking_id, kitchen_id, start_time, "
-            "end_time, local_day, minutes, price_cents, status) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (booking_id) DO NOTHING",
-            (
-                self.id_value(event.originator_id),
-                self.id_value(event.kitchen_id),
-                self.time_value(event.start_time),
-                self.time_value(event.end_time),
-                self.date_value(self._local_day(sql, event.kitchen_id, event.start_time)),
-                _minutes(event.start_time, event.end_time),
-                event.price_cents,
-                event.status,
-            ),
-        )
-        self._changed_kitchens.add(event.kitchen_id)
-
-    @apply.register
-    def _booking_rescheduled(
-        self, event: Booking.BookingRescheduled, position: int, sql: Sql
-    ) -> None:
-        kitchen_id = self._kitchen_of(sql, event.originator_id)
-        sql.execute(
-            f"UPDATE {self.table('bookings')} SET start_time = %s, end_time = %s, "
-            "local_day = %s, minutes = %s, price_cents = %s WHERE booking_id = %s",
-            (
-                self.time_value(event.start_time),
-                self.time_value(event.end_time),
-                self.date_value(self._local_day(sql, kitchen_id, event.start_time)),
-                _minutes(event.start_time, event.end_time),
-                event.price_cents,
-                self.id_value(event.originator_id),
-            ),
-        )
-        self._changed_kitchens.add(kitchen_id)
-
-    @apply.register
-    def _booking_confirmed(
-        self, event: Booking.BookingConfirmed, position: int, sql: Sql
-    ) -> None:
-        self._set_status(sql, event.originator_id, "confirmed")
-
-    @apply.register
-    def _booking_declined(self, event: Booking.BookingDeclined, position: int, sql: Sql) -> None:
-        self._set_status(sql, event.originator_id, "declined")
-
-    @apply.register
-    def _booking_cancelled(
-        self, event: Booking.BookingCancelled, position: int, sql: Sql
-    ) -> None:
-        self._set_status(sql, event.originator_id, "cancelled")
-
-    @apply.register
-    def _booking_completed(
-        self, event: Booking.BookingCompleted, position: int, sql: Sql
-    ) -> None:
-        self._set_status(sql, event.originator_id, "completed")
-
-    @apply.register
-    def _booking_expired(self, event: Booking.BookingExpired, position: int, sql: Sql) -> None:
-        self._set_status(sql, event.originator_id, "expired")
-
-    def _set_status(self, sql: Sql, booking_id: UUID, status: str) -> None:
-        assert status in BOOKING_STATUSES, status
-        kitchen_id = self._kitchen_of(sql, booking_id)
-        sql.execute(
-            f"UPDATE {self.table('bookings')} SET status = %s WHERE booking_id = %s",
-            (status, self.id_value(booking_id)),
-        )
-        self._changed_kitchens.add(kitchen_id)
-
-    # --- money -----------------------------------------------------------------------
-
-    @apply.register
-    def _hold_captured(self, event: Account.HoldCaptured, position: int, sql: Sql) -> None:
-        """Every hold is a booking's (its id is the booking id): the capture is that
-        booking's revenue, in the city its kitchen is in now."""
-        row = sql.fetchone(
-            f"SELECT b.kitchen_id AS kitchen_id, k.city AS city "
-            f"FROM {self.table('bookings')} b JOIN {self.table('kitchens')} k "
-            "ON k.kitchen_id = b.kitchen_id WHERE b.booking_id = %s",
-            (self.id_value(event.hold_id),),
-        )
-        assert row is not None, f"hold {event.hold_id} captured for an unknown booking"
-        captured_on = event.timestamp.astimezone(UTC).date()
-        sql.execute(
-            f"UPDATE {self.table('bookings')} SET captured_cents = %s, payee_cents = %s, "
-            "commission_cents = %s, captured_at = %s, captured_on = %s, capture_city = %s "
-            "WHERE booking_id = %s",
-            (
-                event.captured_cents,
-                event.payee_cents,
-                event.commission_cents,
-                self.time_value(event.timestamp),
-                self.date_value(captured_on),
-                row["city"],
-                self.id_value(event.hold_id),
-            ),
-        )
-        self._changed_kitchens.add(_uuid(row["kitchen_id"]))
-        self._changed_days.add((captured_on, str(row["city"])))
-
-    # --- recomputing -----------------------------------------------------------------
+    # --- applying a batch --------------------------------------------------------------
 
     def after_batch(self, sql: Sql) -> None:
-        if self._changed_kitchens or self._changed_days:
+        """Apply the batch's events in order to in-memory rows: the bookings and
+        kitchens they touch are read in two queries, each kitchen's statistics move by
+        the difference between its bookings' rows before and after (the same as the
+        fold of its booking rows), and each changed row is written once."""
+        if not self._events:
+            return
+        batch = _Batch(self)
+        booking_ids: set[UUID] = set()
+        kitchen_ids: set[UUID] = set()
+        for event, _ in self._events:
+            if isinstance(event, Kitchen.Event):
+                kitchen_ids.add(event.originator_id)
+            elif isinstance(event, Account.HoldCaptured):
+                booking_ids.add(event.hold_id)
+            else:
+                booking_ids.add(event.originator_id)
+                if isinstance(event, Booking.BookingRequested):
+                    kitchen_ids.add(event.kitchen_id)
+        batch.load(sql, booking_ids, kitchen_ids)
+        for event, position in self._events:
+            try:
+                batch.apply(event)
+            except Exception as error:
+                from projections.runners import ProjectionFailed  # noqa: PLC0415 (cycle)
+
+                raise ProjectionFailed(
+                    self.name,
+                    position,
+                    get_topic(type(event)),
+                    "".join(traceback.format_exception_only(error)).strip(),
+                ) from error
+        self._events.clear()
+        if batch.changed:
             # One cache dependency for every analytics answer: rankings and series
             # move with any kitchen's numbers.
             self.changed.add(self.name)
-        for kitchen_id in sorted(self._changed_kitchens):
+        batch.write(sql)
+        for kitchen_id in sorted(batch.refold):
             self._recompute_kitchen(sql, kitchen_id)
-        for day, city in sorted(self._changed_days):
-            self._recompute_day(sql, day, city)
-        self._changed_kitchens.clear()
-        self._changed_days.clear()
+
+    # --- recomputing -----------------------------------------------------------------
 
     def _recompute_kitchen(self, sql: Sql, kitchen_id: UUID) -> None:
         status_sums = ", ".join(
@@ -362,49 +263,356 @@ class AnalyticsProjection(Projection):
             ),
         )
 
-    def _recompute_day(self, sql: Sql, day: date, city: str) -> None:
-        sql.execute(
-            f"INSERT INTO {self.table('daily_revenue')} (day, city, week_start, month_start, "
-            "captures, gmv_cents, host_revenue_cents, platform_revenue_cents) "
-            "SELECT %s, %s, %s, %s, COUNT(*), COALESCE(SUM(captured_cents), 0), "
-            "COALESCE(SUM(payee_cents), 0), COALESCE(SUM(commission_cents), 0) "
-            f"FROM {self.table('bookings')} WHERE captured_on = %s AND capture_city = %s "
-            "ON CONFLICT (day, city) DO UPDATE SET captures = excluded.captures, "
-            "gmv_cents = excluded.gmv_cents, host_revenue_cents = excluded.host_revenue_cents, "
-            "platform_revenue_cents = excluded.platform_revenue_cents",
-            (
-                self.date_value(day),
-                city,
-                self.date_value(week_start(day)),
-                self.date_value(month_start(day)),
-                self.date_value(day),
-                city,
-            ),
-        )
+    @classmethod
+    def _rules(cls, jurisdiction: str) -> JurisdictionRules | None:
+        return cls.jurisdictions.get(jurisdiction) if jurisdiction in cls.jurisdictions else None
 
-    # --- lookups in this projection's own tables -------------------------------------
-
-    def _kitchen_of(self, sql: Sql, booking_id: UUID) -> UUID:
-        kitchen_id = sql.scalar(
-            f"SELECT kitchen_id FROM {self.table('bookings')} WHERE booking_id = %s",
-            (self.id_value(booking_id),),
-        )
-        assert kitchen_id is not None, f"event of an unknown booking {booking_id}"
-        return _uuid(kitchen_id)
-
-    def _local_day(self, sql: Sql, kitchen_id: UUID, start_time: datetime) -> date:
-        jurisdiction = sql.scalar(
-            f"SELECT jurisdiction FROM {self.table('kitchens')} WHERE kitchen_id = %s",
-            (self.id_value(kitchen_id),),
-        )
-        assert jurisdiction is not None, f"booking of an unknown kitchen {kitchen_id}"
-        rules = self._rules(str(jurisdiction))
+    @classmethod
+    def local_day(cls, jurisdiction: str, start_time: datetime) -> date:
+        rules = cls._rules(jurisdiction)
         zone = UTC if rules is None else rules.zone
         return start_time.astimezone(zone).date()
 
     @classmethod
-    def _rules(cls, jurisdiction: str) -> JurisdictionRules | None:
-        return cls.jurisdictions.get(jurisdiction) if jurisdiction in cls.jurisdictions else None
+    def available_minutes(
+        cls, jurisdiction: str, first_day: date | None, last_day: date | None
+    ) -> int | None:
+        rules = cls._rules(jurisdiction)
+        if first_day is None or last_day is None or rules is None:
+            return None
+        days = (last_day - first_day).days + 1
+        return days * (rules.closes_at_minute - rules.opens_at_minute)
+
+
+KITCHEN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("kitchen_id", "id"),
+    ("host_id", "id"),
+    ("name", "text"),
+    ("city", "text"),
+    ("jurisdiction", "text"),
+    ("total_bookings", "int"),
+    *((f"{status}_bookings", "int") for status in BOOKING_STATUSES),
+    ("booked_minutes", "int"),
+    ("completed_price_cents", "money"),
+    ("average_price_cents", "money"),
+    ("gmv_cents", "money"),
+    ("host_revenue_cents", "money"),
+    ("platform_revenue_cents", "money"),
+    ("occupancy_first_day", "date"),
+    ("occupancy_last_day", "date"),
+    ("available_minutes", "int"),
+)
+BOOKING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("booking_id", "id"),
+    ("kitchen_id", "id"),
+    ("start_time", "time"),
+    ("end_time", "time"),
+    ("local_day", "date"),
+    ("minutes", "int"),
+    ("price_cents", "money"),
+    ("status", "text"),
+    ("captured_cents", "money"),
+    ("payee_cents", "money"),
+    ("commission_cents", "money"),
+    ("captured_at", "time"),
+    ("captured_on", "date"),
+    ("capture_city", "text"),
+)
+DAILY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("day", "date"),
+    ("city", "text"),
+    ("week_start", "date"),
+    ("month_start", "date"),
+    ("captures", "int"),
+    ("gmv_cents", "money"),
+    ("host_revenue_cents", "money"),
+    ("platform_revenue_cents", "money"),
+)
+DATE_COLUMNS = frozenset(
+    {"occupancy_first_day", "occupancy_last_day", "local_day", "captured_on"}
+)
+"""Kept as ``date`` in memory whatever the engine (ISO text on SQLite)."""
+IDS_PER_QUERY = 500
+"""Ids per ``IN`` list on SQLite (whose number of parameters is bounded)."""
+
+Record = dict[str, Any]
+
+
+class _Batch:
+    """One batch's rows in memory: loaded, changed event by event, written once."""
+
+    def __init__(self, projection: AnalyticsProjection) -> None:
+        self.projection = projection
+        self.bookings: dict[UUID, Record] = {}
+        self.kitchens: dict[UUID, Record] = {}
+        self.changed_bookings: set[UUID] = set()
+        self.changed_kitchens: set[UUID] = set()
+        self.daily: dict[tuple[date, str], list[int]] = {}
+        """(day, city) -> change of captures, GMV, host and platform revenue."""
+        self.refold: set[UUID] = set()
+        """Kitchens whose first/last completed day may have moved back (a completed
+        booking changed): recomputed from their booking rows after the writes."""
+        self.changed = False
+
+    # --- reading -------------------------------------------------------------------
+
+    def load(self, sql: Sql, booking_ids: set[UUID], kitchen_ids: set[UUID]) -> None:
+        for row in self._select(sql, "bookings", BOOKING_COLUMNS, "booking_id", booking_ids):
+            self.bookings[_uuid(row["booking_id"])] = row
+        kitchen_ids |= {_uuid(row["kitchen_id"]) for row in self.bookings.values()}
+        for row in self._select(sql, "kitchens", KITCHEN_COLUMNS, "kitchen_id", kitchen_ids):
+            self.kitchens[_uuid(row["kitchen_id"])] = row
+
+    def _select(
+        self,
+        sql: Sql,
+        table: str,
+        columns: tuple[tuple[str, str], ...],
+        key: str,
+        ids: set[UUID],
+    ) -> list[Record]:
+        if not ids:
+            return []
+        projection = self.projection
+        names = ", ".join(name for name, _ in columns)
+        physical = projection.table(table)
+        values = [projection.id_value(value) for value in ids]
+        rows: list[Record] = []
+        if projection.dialect == "postgresql":
+            rows = sql.fetchall(f"SELECT {names} FROM {physical} WHERE {key} = ANY(%s)", (values,))
+        else:
+            for start in range(0, len(values), IDS_PER_QUERY):
+                chunk = values[start : start + IDS_PER_QUERY]
+                rows += sql.fetchall(
+                    f"SELECT {names} FROM {physical} WHERE {key} IN "
+                    f"({', '.join(['%s'] * len(chunk))})",
+                    chunk,
+                )
+        for row in rows:
+            for name in DATE_COLUMNS.intersection(row):
+                if row[name] is not None:
+                    row[name] = as_date(row[name])
+        return rows
+
+    # --- applying --------------------------------------------------------------------
+
+    def apply(self, event: Any) -> None:
+        p = self.projection
+        if isinstance(event, Kitchen.KitchenCreated):
+            if event.originator_id in self.kitchens:
+                return
+            kitchen: Record = {
+                name: 0 for name, kind in KITCHEN_COLUMNS if kind in ("int", "money")
+            }
+            kitchen.update(
+                kitchen_id=p.id_value(event.originator_id),
+                host_id=p.id_value(event.host_id),
+                name=event.name,
+                city=event.city,
+                jurisdiction=event.jurisdiction,
+                average_price_cents=None,
+                occupancy_first_day=None,
+                occupancy_last_day=None,
+                available_minutes=None,
+            )
+            self.kitchens[event.originator_id] = kitchen
+            self._kitchen_changed(event.originator_id)
+        elif isinstance(event, Kitchen.KitchenUpdated):
+            found = self.kitchens.get(event.originator_id)
+            if found is None or (event.name is None and event.city is None):
+                return
+            if event.name is not None:
+                found["name"] = event.name
+            if event.city is not None:
+                found["city"] = event.city
+            self._kitchen_changed(event.originator_id)
+        elif isinstance(event, Booking.BookingRequested):
+            owner = self._kitchen(event.kitchen_id)
+            local_day = p.local_day(str(owner["jurisdiction"]), event.start_time)
+            if event.originator_id in self.bookings:
+                return
+            booking: Record = {
+                "booking_id": p.id_value(event.originator_id),
+                "kitchen_id": p.id_value(event.kitchen_id),
+                "start_time": p.time_value(event.start_time),
+                "end_time": p.time_value(event.end_time),
+                "local_day": local_day,
+                "minutes": _minutes(event.start_time, event.end_time),
+                "price_cents": event.price_cents,
+                "status": event.status,
+                "captured_cents": 0,
+                "payee_cents": 0,
+                "commission_cents": 0,
+                "captured_at": None,
+                "captured_on": None,
+                "capture_city": None,
+            }
+            self.bookings[event.originator_id] = booking
+            self._count(event.originator_id, booking, +1)
+        elif isinstance(event, Booking.BookingRescheduled):
+            booking = self._booking(event.originator_id)
+            owner = self._kitchen(_uuid(booking["kitchen_id"]))
+            self._change(
+                event.originator_id,
+                start_time=p.time_value(event.start_time),
+                end_time=p.time_value(event.end_time),
+                local_day=p.local_day(str(owner["jurisdiction"]), event.start_time),
+                minutes=_minutes(event.start_time, event.end_time),
+                price_cents=event.price_cents,
+            )
+        elif isinstance(event, Account.HoldCaptured):
+            # Every hold is a booking's (its id is the booking id): the capture is that
+            # booking's revenue, in the city its kitchen is in now.
+            captured = self.bookings.get(event.hold_id)
+            assert captured is not None, f"hold {event.hold_id} captured for an unknown booking"
+            owner = self._kitchen(_uuid(captured["kitchen_id"]))
+            self._change(
+                event.hold_id,
+                captured_cents=event.captured_cents,
+                payee_cents=event.payee_cents,
+                commission_cents=event.commission_cents,
+                captured_at=p.time_value(event.timestamp),
+                captured_on=event.timestamp.astimezone(UTC).date(),
+                capture_city=owner["city"],
+            )
+        else:
+            status = STATUS_OF_EVENT[type(event)]
+            self._change(event.originator_id, status=status)
+
+    def _booking(self, booking_id: UUID) -> Record:
+        booking = self.bookings.get(booking_id)
+        assert booking is not None, f"event of an unknown booking {booking_id}"
+        return booking
+
+    def _kitchen(self, kitchen_id: UUID) -> Record:
+        kitchen = self.kitchens.get(kitchen_id)
+        assert kitchen is not None, f"booking of an unknown kitchen {kitchen_id}"
+        return kitchen
+
+    def _change(self, booking_id: UUID, **values: Any) -> None:
+        booking = self._booking(booking_id)
+        completed_on = booking["local_day"] if booking["status"] == "completed" else None
+        self._count(booking_id, booking, -1)
+        booking.update(values)
+        self._count(booking_id, booking, +1)
+        if completed_on is not None and (
+            booking["status"] != "completed" or booking["local_day"] != completed_on
+        ):
+            # A completed day went away: the first/last day may move back.
+            self.refold.add(_uuid(booking["kitchen_id"]))
+
+    def _kitchen_changed(self, kitchen_id: UUID) -> None:
+        self.changed_kitchens.add(kitchen_id)
+        self.changed = True
+
+    def _count(self, booking_id: UUID, booking: Record, sign: int) -> None:
+        """Add (``sign`` +1) or take away (−1) the booking's share of its kitchen's
+        statistics and of its capture day's revenue."""
+        kitchen_id = _uuid(booking["kitchen_id"])
+        kitchen = self._kitchen(kitchen_id)
+        status = booking["status"]
+        assert status in BOOKING_STATUSES, status
+        kitchen["total_bookings"] += sign
+        kitchen[f"{status}_bookings"] += sign
+        if status == "completed":
+            kitchen["booked_minutes"] += sign * booking["minutes"]
+            kitchen["completed_price_cents"] += sign * booking["price_cents"]
+            day: date = booking["local_day"]
+            if sign > 0:  # taking a day away is _change's (it may refold)
+                first, last = kitchen["occupancy_first_day"], kitchen["occupancy_last_day"]
+                kitchen["occupancy_first_day"] = day if first is None else min(first, day)
+                kitchen["occupancy_last_day"] = day if last is None else max(last, day)
+        kitchen["gmv_cents"] += sign * booking["captured_cents"]
+        kitchen["host_revenue_cents"] += sign * booking["payee_cents"]
+        kitchen["platform_revenue_cents"] += sign * booking["commission_cents"]
+        if booking["captured_on"] is not None:
+            key = (booking["captured_on"], str(booking["capture_city"]))
+            totals = self.daily.setdefault(key, [0, 0, 0, 0])
+            totals[0] += sign
+            totals[1] += sign * booking["captured_cents"]
+            totals[2] += sign * booking["payee_cents"]
+            totals[3] += sign * booking["commission_cents"]
+        self.changed_bookings.add(booking_id)
+        self._kitchen_changed(kitchen_id)
+
+    # --- writing ---------------------------------------------------------------------
+
+    def write(self, sql: Sql) -> None:
+        p = self.projection
+        for kitchen_id in self.changed_kitchens:
+            kitchen = self.kitchens[kitchen_id]
+            completed = kitchen["completed_bookings"]
+            kitchen["average_price_cents"] = (
+                half_up_division(kitchen["completed_price_cents"], completed)
+                if completed
+                else None
+            )
+            kitchen["available_minutes"] = p.available_minutes(
+                str(kitchen["jurisdiction"]),
+                kitchen["occupancy_first_day"],
+                kitchen["occupancy_last_day"],
+            )
+        self._upsert(
+            sql, "kitchens", KITCHEN_COLUMNS, "kitchen_id", self.kitchens, self.changed_kitchens
+        )
+        self._upsert(
+            sql, "bookings", BOOKING_COLUMNS, "booking_id", self.bookings, self.changed_bookings
+        )
+        daily_table = p.table("daily_revenue")
+        sums = ", ".join(
+            f"{name} = {daily_table}.{name} + excluded.{name}"
+            for name in ("captures", "gmv_cents", "host_revenue_cents", "platform_revenue_cents")
+        )
+        p.insert_rows(
+            sql,
+            "daily_revenue",
+            DAILY_COLUMNS,
+            [
+                (
+                    p.date_value(day),
+                    city,
+                    p.date_value(week_start(day)),
+                    p.date_value(month_start(day)),
+                    *totals,
+                )
+                for (day, city), totals in sorted(self.daily.items())
+                if any(totals)
+            ],
+            on_conflict=f"ON CONFLICT (day, city) DO UPDATE SET {sums}",
+        )
+
+    def _upsert(
+        self,
+        sql: Sql,
+        table: str,
+        columns: tuple[tuple[str, str], ...],
+        key: str,
+        records: dict[UUID, Record],
+        changed: set[UUID],
+    ) -> None:
+        p = self.projection
+        updates = ", ".join(f"{name} = excluded.{name}" for name, _ in columns if name != key)
+        rows = [
+            tuple(
+                p.date_value(records[record_id][name])
+                if kind == "date" and records[record_id][name] is not None
+                else records[record_id][name]
+                for name, kind in columns
+            )
+            for record_id in sorted(changed)
+        ]
+        p.insert_rows(
+            sql, table, columns, rows, on_conflict=f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        )
+
+
+STATUS_OF_EVENT: dict[type[Any], str] = {
+    Booking.BookingConfirmed: "confirmed",
+    Booking.BookingDeclined: "declined",
+    Booking.BookingCancelled: "cancelled",
+    Booking.BookingCompleted: "completed",
+    Booking.BookingExpired: "expired",
+}
 
 
 def _minutes(start: datetime, end: datetime) -> int:
