@@ -171,12 +171,12 @@ class BookingsProjection(Projection):
             for event, _ in pending
             if isinstance(event, Booking.BookingRequested)
         }
-        unknown = sorted({event.originator_id for event, _ in pending} - requested)
+        unknown = list({event.originator_id for event, _ in pending} - requested)
         rows = self._stored_rows(sql, unknown)
-        changed: set[UUID] = set()
+        changed: dict[UUID, None] = {}
         for event, position in pending:
             if self._replay(rows, event, position):
-                changed.add(event.originator_id)
+                changed[event.originator_id] = None
         if not changed:
             return
         names = [name for name, _ in self.COLUMNS]
@@ -184,7 +184,7 @@ class BookingsProjection(Projection):
             sql,
             "bookings",
             self.COLUMNS,
-            [[rows[booking_id][name] for name in names] for booking_id in sorted(changed)],
+            [[rows[booking_id][name] for name in names] for booking_id in changed],
             on_conflict="ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{name} = excluded.{name}" for name in names[1:]),
         )
