@@ -20,6 +20,7 @@ then switches the views over in the transaction that catches the new one up.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -48,7 +49,8 @@ IDLE_WAIT_S = 1.0
 FAILURE_BACKOFF_S_MIN = 1.0
 FAILURE_BACKOFF_S_MAX = 60.0
 ERROR_TEXT_LENGTH_MAX = 4000
-DECODED_EVENTS_MAX = 20_000
+DECODED_EVENTS_MAX = 5_000
+GENERATIONS_REFRESH_S = 1.0
 
 PositionListener = Callable[[str, int], None]
 ChangeListener = Callable[[list[str], int], None]
@@ -237,6 +239,8 @@ class ProjectionRunner:
         self.on_changes = on_changes
         self.decoder = decoder or EventDecoder(app)
         self.topics = projection_class.topics()
+        self._known: list[GenerationState] | None = None
+        self._known_at = 0.0
         self._projections: dict[int, Projection] = {}
 
     def _projection(self, generation: int) -> Projection:
@@ -246,12 +250,17 @@ class ProjectionRunner:
             )
         return self._projections[generation]
 
-    def step(self) -> bool:
+    def step(self, head: int | None = None) -> bool:
         """Apply at most one batch to the active generation and one to a building
-        generation. ``True`` if there may be more to do at once."""
-        with self.database.reading() as sql:
-            known = generations(sql, self.name)
-        head = self.app.position()
+        generation, up to ``head``. ``True`` if there may be more to do at once.
+
+        Without ``head`` (a direct call), the store's head and the generations are read
+        afresh; the supervisor's loop passes the head it was woken with and relies on
+        the generations this runner last saw (read again every second)."""
+        if head is None:
+            self._remember(None)
+            head = self.app.position()
+        known = self._generations()
         more = False
         for state in known:
             # Generations made by another version of this projection's code are left
@@ -262,6 +271,24 @@ class ProjectionRunner:
             limit = self.batch_size if state.active else self.rebuild_batch_size
             more |= self._apply_batch(state, head, limit)
         return more
+
+    def _generations(self) -> list[GenerationState]:
+        """The projection's generations: read again at least every
+        ``GENERATIONS_REFRESH_S`` (to see rebuild requests from other processes),
+        else as this runner last left them."""
+        if self._known is None or time.monotonic() - self._known_at > GENERATIONS_REFRESH_S:
+            with self.database.reading() as sql:
+                self._known = generations(sql, self.name)
+            self._known_at = time.monotonic()
+        return self._known
+
+    def _remember(self, state: GenerationState | None) -> None:
+        """Keep ``state`` as this runner's view of its generation (``None``: forget
+        everything and read again next time)."""
+        if state is None or self._known is None:
+            self._known = None
+            return
+        self._known = [state if g.generation == state.generation else g for g in self._known]
 
     def catch_up(self, *, timeout_s: float | None = None) -> None:
         """Apply batches until the active generation is at the head and no generation
@@ -303,10 +330,23 @@ class ProjectionRunner:
                     state, projection, notifications, new_position, switching, pipelined=False
                 )
         except Superseded:
+            self._remember(None)
             return True
         except ProjectionFailed as failure:
+            self._remember(None)
             self._record_failure(state, failure)
             raise
+        if switching:
+            self._remember(None)
+        else:
+            self._remember(
+                dataclasses.replace(
+                    state,
+                    position=new_position,
+                    events_applied=state.events_applied + len(notifications),
+                    state="running" if state.active else "building",
+                )
+            )
         if state.active or switching:
             if self.on_changes is not None and (projection.changed or switching):
                 # A switch replaces every row: everything cached from the old ones goes.
@@ -575,15 +615,15 @@ class Supervisor:
             decoder=self._decoder,
         )
         backoff_s = FAILURE_BACKOFF_S_MIN
+        head = self.app.position()
         try:
             while not self._stopping.is_set():
                 if not lock.try_acquire():
                     self._stopping.wait(STANDBY_POLL_S)
                     continue
                 try:
-                    head = self.app.position()
-                    if not runner.step():
-                        self._signal.wait(after=head, timeout_s=IDLE_WAIT_S)
+                    if not runner.step(head):
+                        head = self._signal.wait(after=head, timeout_s=IDLE_WAIT_S)
                     backoff_s = FAILURE_BACKOFF_S_MIN
                 except ProjectionFailed:
                     self._stopping.wait(backoff_s)
