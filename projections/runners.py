@@ -213,6 +213,19 @@ class EventDecoder:
         return event
 
 
+@dataclass
+class Batch:
+    """Events for one generation of one projection, and where they move it."""
+
+    runner: ProjectionRunner
+    state: GenerationState
+    projection: Projection
+    notifications: Sequence[Notification]
+    new_position: int
+    switching: bool
+    full: bool
+
+
 class ProjectionRunner:
     """Applies events to one projection's generations; used by one thread."""
 
@@ -326,6 +339,27 @@ class ProjectionRunner:
         new_position = notifications[-1].id if full else head
         return self.apply_fetched(state, notifications, new_position, full=full)
 
+    def prepare(
+        self,
+        state: GenerationState,
+        notifications: Sequence[Notification],
+        new_position: int,
+        *,
+        full: bool,
+    ) -> Batch:
+        """A batch of ``notifications`` — every event of this projection's topics after
+        ``state.position`` up to ``new_position`` — for ``state``'s generation. ``full``:
+        the fetch stopped at its limit, so there is more before the head."""
+        return Batch(
+            runner=self,
+            state=state,
+            projection=self._projection(state.generation),
+            notifications=notifications,
+            new_position=new_position,
+            switching=not state.active and not full,
+            full=full,
+        )
+
     def apply_fetched(
         self,
         state: GenerationState,
@@ -334,29 +368,32 @@ class ProjectionRunner:
         *,
         full: bool,
     ) -> bool:
-        """Apply ``notifications`` — every event of this projection's topics after
-        ``state.position`` up to ``new_position`` — and move ``state`` there. ``full``:
-        the fetch stopped at its limit, so there is more before the head."""
-        projection = self._projection(state.generation)
-        switching = not state.active and not full
+        """Apply a batch (see :meth:`prepare`) in its own transaction."""
+        return self.commit(self.prepare(state, notifications, new_position, full=full))
+
+    def commit(self, batch: Batch) -> bool:
+        """Apply ``batch`` in its own transaction; ``True`` if there may be more."""
         try:
             try:
-                self._commit_batch(
-                    state, projection, notifications, new_position, switching, pipelined=True
-                )
+                self._commit_batch(batch, pipelined=True)
             except ProjectionFailed:
                 # Pipelined, an SQL error surfaces after the statement that caused it:
                 # apply the batch again one statement at a time to name the event.
-                self._commit_batch(
-                    state, projection, notifications, new_position, switching, pipelined=False
-                )
+                self._commit_batch(batch, pipelined=False)
         except Superseded:
             self._remember(None)
             return True
         except ProjectionFailed as failure:
             self._remember(None)
-            self._record_failure(state, failure)
+            self._record_failure(batch.state, failure)
             raise
+        self.committed(batch)
+        return batch.full
+
+    def committed(self, batch: Batch) -> None:
+        """After ``batch`` committed: remember where the generation is, and tell the
+        cache and the waiters."""
+        state, new_position, switching = batch.state, batch.new_position, batch.switching
         if switching:
             self._remember(None)
         else:
@@ -364,14 +401,15 @@ class ProjectionRunner:
                 dataclasses.replace(
                     state,
                     position=new_position,
-                    events_applied=state.events_applied + len(notifications),
+                    events_applied=state.events_applied + len(batch.notifications),
                     state="running" if state.active else "building",
                 )
             )
         if state.active or switching:
-            if self.on_changes is not None and (projection.changed or switching):
+            changed_now = batch.projection.changed
+            if self.on_changes is not None and (changed_now or switching):
                 # A switch replaces every row: everything cached from the old ones goes.
-                changed = [*sorted(projection.changed), *([self.name] if switching else [])]
+                changed = [*sorted(changed_now), *([self.name] if switching else [])]
                 self.on_changes(changed, new_position)
             if self.on_position is not None:
                 self.on_position(self.name, new_position)
@@ -382,58 +420,54 @@ class ProjectionRunner:
                 state.generation,
                 new_position,
             )
-        return full
 
-    def _commit_batch(
-        self,
-        state: GenerationState,
-        projection: Projection,
-        notifications: Sequence[Notification],
-        new_position: int,
-        switching: bool,
-        *,
-        pipelined: bool,
-    ) -> None:
-        projection.changed.clear()
-        projection.before_batch()
+    def _commit_batch(self, batch: Batch, *, pipelined: bool) -> None:
         try:
             with self.database.transaction(pipelined=pipelined) as sql:
-                current = self._lock_state(sql, state)
-                if current.position != state.position:
-                    raise Superseded  # another holder moved it meanwhile
-                timestamp = self._apply_events(projection, notifications, sql)
-                projection.after_batch(sql)
-                sql.execute(
-                    f"UPDATE {STATE_TABLE} SET position = %s, "
-                    "events_applied = events_applied + %s, "
-                    "position_timestamp = COALESCE(%s, position_timestamp), updated_at = %s, "
-                    "state = %s, failed_position = NULL, failed_topic = NULL, "
-                    "failed_error = NULL WHERE name = %s AND generation = %s",
-                    (
-                        new_position,
-                        len(notifications),
-                        timestamp,
-                        time.time(),
-                        "running" if state.active or switching else "building",
-                        self.name,
-                        state.generation,
-                    ),
-                )
-                if switching:
-                    self._switch_to(projection, sql)
-                if state.active or switching:
-                    self._announce(sql, new_position)
+                self.write(batch, sql)
         except (ProjectionFailed, Superseded):
             raise
         except psycopg.Error as error:
             # Raised at the commit or a later read: the batch as a whole failed.
-            last = notifications[-1] if notifications else None
+            last = batch.notifications[-1] if batch.notifications else None
             raise ProjectionFailed(
                 self.name,
-                last.id if last else new_position,
+                last.id if last else batch.new_position,
                 last.topic if last else "",
                 "".join(traceback.format_exception_only(error)).strip(),
             ) from error
+
+    def write(self, batch: Batch, sql: Sql) -> None:
+        """Write ``batch`` and the generation's new position in the transaction of
+        ``sql`` (this runner's alone, or one shared with other projections')."""
+        state, projection = batch.state, batch.projection
+        projection.changed.clear()
+        projection.before_batch()
+        current = self._lock_state(sql, state)
+        if current.position != state.position:
+            raise Superseded  # another holder moved it meanwhile
+        timestamp = self._apply_events(projection, batch.notifications, sql)
+        projection.after_batch(sql)
+        sql.execute(
+            f"UPDATE {STATE_TABLE} SET position = %s, "
+            "events_applied = events_applied + %s, "
+            "position_timestamp = COALESCE(%s, position_timestamp), updated_at = %s, "
+            "state = %s, failed_position = NULL, failed_topic = NULL, "
+            "failed_error = NULL WHERE name = %s AND generation = %s",
+            (
+                batch.new_position,
+                len(batch.notifications),
+                timestamp,
+                time.time(),
+                "running" if state.active or batch.switching else "building",
+                self.name,
+                state.generation,
+            ),
+        )
+        if batch.switching:
+            self._switch_to(projection, sql)
+        if state.active or batch.switching:
+            self._announce(sql, batch.new_position)
 
     def _lock_state(self, sql: Sql, state: GenerationState) -> GenerationState:
         suffix = " FOR UPDATE" if sql.dialect == "postgresql" else ""
@@ -634,22 +668,50 @@ class GroupRunner:
         )
         full = len(notifications) == limit
         end = notifications[-1].id if full else head
-        more = full
+        batches = []
         for runner, state in lanes:
             if state.position >= end and (state.active or full):
                 continue  # nothing new for it in this batch
             followed = self._topics[runner.name]
             mine = [n for n in notifications if n.id > state.position and n.topic in followed]
+            batches.append(runner.prepare(state, mine, max(end, state.position), full=full))
+        if not batches:
+            return full
+        if self._write_together(batches):
+            for batch in batches:
+                batch.runner.committed(batch)
+                self._backoff_s.pop(batch.runner.name, None)
+                self._failed_until.pop(batch.runner.name, None)
+            return full
+        # Something failed: each projection alone, so only the failing one stops.
+        more = full
+        for batch in batches:
             try:
-                more |= runner.apply_fetched(state, mine, max(end, state.position), full=full)
+                more |= batch.runner.commit(batch)
             except ProjectionFailed:
-                backoff_s = self._backoff_s.get(runner.name, FAILURE_BACKOFF_S_MIN)
-                self._failed_until[runner.name] = time.monotonic() + backoff_s
-                self._backoff_s[runner.name] = min(backoff_s * 2, FAILURE_BACKOFF_S_MAX)
+                name = batch.runner.name
+                backoff_s = self._backoff_s.get(name, FAILURE_BACKOFF_S_MIN)
+                self._failed_until[name] = time.monotonic() + backoff_s
+                self._backoff_s[name] = min(backoff_s * 2, FAILURE_BACKOFF_S_MAX)
                 continue
-            self._backoff_s.pop(runner.name, None)
-            self._failed_until.pop(runner.name, None)
+            self._backoff_s.pop(batch.runner.name, None)
+            self._failed_until.pop(batch.runner.name, None)
         return more
+
+    def _write_together(self, batches: list[Batch]) -> bool:
+        """Every batch in one pipelined transaction: one commit for all projections.
+        ``False`` (nothing written) if any of them failed."""
+        database = batches[0].runner.database
+        assert all(batch.runner.database is database for batch in batches)
+        try:
+            with database.transaction(pipelined=True) as sql:
+                for batch in batches:
+                    batch.runner.write(batch, sql)
+        except (ProjectionFailed, Superseded, psycopg.Error):
+            for batch in batches:
+                batch.runner.forget_generations()
+            return False
+        return True
 
 
 class Supervisor:
