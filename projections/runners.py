@@ -609,114 +609,9 @@ class AppendSignal:
         self._thread.join(timeout=5)
 
 
-class GroupRunner:
-    """Advances several projections with one read of the event store per batch: the
-    events of every followed topic are fetched and decoded once, then each projection
-    applies its own share in its own transaction (so one failing projection does not
-    hold the others back). Active generations move together; building generations
-    (rebuilds) move together, separately, in larger batches."""
-
-    def __init__(
-        self,
-        runners: Sequence[ProjectionRunner],
-        app: PrepApplication,
-        *,
-        batch_size: int = BATCH_SIZE,
-        rebuild_batch_size: int = REBUILD_BATCH_SIZE,
-    ) -> None:
-        self.runners = list(runners)
-        self.app = app
-        self.batch_size = batch_size
-        self.rebuild_batch_size = rebuild_batch_size
-        self._topics = {runner.name: set(runner.topics) for runner in self.runners}
-        self._failed_until: dict[str, float] = {}
-        self._backoff_s: dict[str, float] = {}
-
-    def step(self, head: int | None = None, *, held: set[str] | None = None) -> bool:
-        """One batch for the active generations and one for building generations, of
-        the projections in ``held`` (default: all). ``True`` if there may be more."""
-        if head is None:
-            for runner in self.runners:
-                runner.forget_generations()
-            head = self.app.position()
-        now = time.monotonic()
-        runners = [
-            runner
-            for runner in self.runners
-            if (held is None or runner.name in held)
-            and self._failed_until.get(runner.name, 0.0) <= now
-        ]
-        lanes = [(runner, state) for runner in runners for state in runner.generations()]
-        more = False
-        for active, limit in ((True, self.batch_size), (False, self.rebuild_batch_size)):
-            group = [
-                (runner, state)
-                for runner, state in lanes
-                if state.active == active and not (active and state.position >= head)
-            ]
-            if group:
-                more |= self._advance(group, head, limit)
-        return more
-
-    def _advance(
-        self, lanes: list[tuple[ProjectionRunner, GenerationState]], head: int, limit: int
-    ) -> bool:
-        start = min(state.position for _, state in lanes)
-        topics = sorted(set().union(*(self._topics[runner.name] for runner, _ in lanes)))
-        notifications = self.app.recorder.select_notifications(
-            start=start, limit=limit, stop=head, topics=topics, inclusive_of_start=False
-        )
-        full = len(notifications) == limit
-        end = notifications[-1].id if full else head
-        batches = []
-        for runner, state in lanes:
-            if state.position >= end and (state.active or full):
-                continue  # nothing new for it in this batch
-            followed = self._topics[runner.name]
-            mine = [n for n in notifications if n.id > state.position and n.topic in followed]
-            batches.append(runner.prepare(state, mine, max(end, state.position), full=full))
-        if not batches:
-            return full
-        if self._write_together(batches):
-            for batch in batches:
-                batch.runner.committed(batch)
-                self._backoff_s.pop(batch.runner.name, None)
-                self._failed_until.pop(batch.runner.name, None)
-            return full
-        # Something failed: each projection alone, so only the failing one stops.
-        more = full
-        for batch in batches:
-            try:
-                more |= batch.runner.commit(batch)
-            except ProjectionFailed:
-                name = batch.runner.name
-                backoff_s = self._backoff_s.get(name, FAILURE_BACKOFF_S_MIN)
-                self._failed_until[name] = time.monotonic() + backoff_s
-                self._backoff_s[name] = min(backoff_s * 2, FAILURE_BACKOFF_S_MAX)
-                continue
-            self._backoff_s.pop(batch.runner.name, None)
-            self._failed_until.pop(batch.runner.name, None)
-        return more
-
-    def _write_together(self, batches: list[Batch]) -> bool:
-        """Every batch in one pipelined transaction: one commit for all projections.
-        ``False`` (nothing written) if any of them failed."""
-        database = batches[0].runner.database
-        assert all(batch.runner.database is database for batch in batches)
-        try:
-            with database.transaction(pipelined=True) as sql:
-                for batch in batches:
-                    batch.runner.write(batch, sql)
-        except (ProjectionFailed, Superseded, psycopg.Error):
-            for batch in batches:
-                batch.runner.forget_generations()
-            return False
-        return True
-
-
 class Supervisor:
-    """Runs every projection this process holds the lock of, in one thread: one read
-    of the event store per batch for all of them (see :class:`GroupRunner`)."""
+    """Runs every projection in threads: one runner per projection, active only while
+    this process holds that projection's lock."""
 
     def __init__(
         self,
@@ -739,66 +634,59 @@ class Supervisor:
         self._on_changes = on_changes
         self._batch_size = batch_size
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._decoder = EventDecoder(app)
 
     def start(self) -> None:
         for projection_class in self.projection_classes:
             ensure_ready(self.database, projection_class)
-        self._thread = threading.Thread(target=self._run, name="prep-es-projectors", daemon=True)
-        self._thread.start()
+        for projection_class in self.projection_classes:
+            thread = threading.Thread(
+                target=self._run,
+                args=(projection_class,),
+                name=f"prep-es-projection-{projection_class.name}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         """Runners finish their current batch and stop; the signal goes with them."""
         self._stopping.set()
-        self._signal.stop()  # wakes the loop if it waits for new events
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._signal.stop()  # wakes runners waiting for new events
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
 
-    def _run(self) -> None:
-        decoder = EventDecoder(self.app)
-        runners = [
-            ProjectionRunner(
-                projection_class,
-                self.app,
-                self.database,
-                batch_size=self._batch_size,
-                on_position=self._on_position,
-                on_changes=self._on_changes,
-                decoder=decoder,
-            )
-            for projection_class in self.projection_classes
-        ]
-        group = GroupRunner(runners, self.app, batch_size=self._batch_size)
-        locks = {runner.name: self._lock_factory(runner.name) for runner in runners}
-        standby_until = 0.0
-        held: set[str] = set()
+    def _run(self, projection_class: type[Projection]) -> None:
+        lock = self._lock_factory(projection_class.name)
+        runner = ProjectionRunner(
+            projection_class,
+            self.app,
+            self.database,
+            batch_size=self._batch_size,
+            on_position=self._on_position,
+            on_changes=self._on_changes,
+            decoder=self._decoder,
+        )
+        backoff_s = FAILURE_BACKOFF_S_MIN
         head = self.app.position()
         try:
             while not self._stopping.is_set():
-                # Locks held are confirmed (a lost session loses them); projections
-                # another process runs are tried again now and then.
-                now = time.monotonic()
-                held = {
-                    name
-                    for name, lock in locks.items()
-                    if (name in held or now >= standby_until) and lock.try_acquire()
-                }
-                if now >= standby_until:
-                    standby_until = now + STANDBY_POLL_S
-                if not held:
+                if not lock.try_acquire():
                     self._stopping.wait(STANDBY_POLL_S)
                     continue
                 try:
-                    if not group.step(head, held=held):
+                    if not runner.step(head):
                         head = self._signal.wait(after=head, timeout_s=IDLE_WAIT_S)
+                    backoff_s = FAILURE_BACKOFF_S_MIN
+                except ProjectionFailed:
+                    self._stopping.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, FAILURE_BACKOFF_S_MAX)
                 except Exception:
-                    logger.exception("projectors: runner error; retrying")
-                    for lock in locks.values():
-                        lock.release()
-                    held = set()
-                    self._stopping.wait(FAILURE_BACKOFF_S_MIN)
-                    head = self.app.position()
+                    logger.exception("projection %s: runner error; retrying", runner.name)
+                    lock.release()
+                    self._stopping.wait(backoff_s)
+                    backoff_s = min(backoff_s * 2, FAILURE_BACKOFF_S_MAX)
         finally:
-            for lock in locks.values():
-                lock.release()
+            lock.release()

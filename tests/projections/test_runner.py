@@ -15,7 +15,6 @@ from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.database import Sql
 from projections.runners import (
-    GroupRunner,
     ProjectionFailed,
     ProjectionRunner,
     ensure_ready,
@@ -151,26 +150,3 @@ def test_rebuild_fills_new_tables_while_the_old_serve_then_switches(
     assert states[2].active and states[1].state == "retired"
     assert audit_rows(read_side) == before
 
-
-def test_one_failing_projection_does_not_hold_the_others_back(
-    market: Marketplace, read_side: ReadSide
-) -> None:
-    market.request_booking(START_OF_TESTS + timedelta(days=3))
-    for projection in (AuditProjection, Poisoned):
-        ensure_ready(read_side.write_database, projection)
-    runners = [
-        ProjectionRunner(projection, market.runtime.app, read_side.write_database)
-        for projection in (AuditProjection, Poisoned)
-    ]
-    group = GroupRunner(runners, market.runtime.app, batch_size=5)
-
-    while group.step():
-        pass
-
-    head = market.runtime.app.position()
-    [audit] = state_of(read_side, "audit")
-    [poisoned] = state_of(read_side, "poisoned")
-    assert (audit.state, audit.position) == ("running", head)
-    assert poisoned.state == "failed"
-    assert poisoned.failed_topic == "Booking.BookingRequested"
-    assert poisoned.position < head
