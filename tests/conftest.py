@@ -22,7 +22,9 @@ import pytest
 from psycopg import sql
 
 from prep_es.eventstore import PrepApplication, open_application
+from prep_es.readside import ReadSide, open_read_side
 from prep_es.settings import PostgresLocation, Settings, parse_database_url
+from tests.support import Marketplace, MutableClock, build_marketplace, open_test_runtime
 
 MAINTENANCE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONNECT_TIMEOUT_S = 3
@@ -142,3 +144,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("!", "PostgreSQL tests SKIPPED", red=True, bold=True)
         terminalreporter.write_line(reason, red=True)
         terminalreporter.write_line("Start PostgreSQL (see .ci/run) to run them.", red=True)
+
+
+@pytest.fixture
+def market(database_url: str) -> Iterator[Marketplace]:
+    """A marketplace made through the command handlers: an admin, a host with a
+    published compliant kitchen, a funded customer (see ``tests.support``)."""
+    clock = MutableClock()
+    runtime = open_test_runtime(database_url, clock)
+    yield build_marketplace(runtime, clock)
+    runtime.close()
+
+
+@pytest.fixture
+def read_side(database_url: str) -> Iterator[ReadSide]:
+    """The read side over the same database as ``market``'s event store."""
+    side = open_read_side(Settings(database_url=database_url))
+    yield side
+    side.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -47,12 +46,6 @@ HOUR = timedelta(hours=1)
 IN_A_WEEK = START_OF_TESTS + 7 * DAY
 
 
-@pytest.fixture
-def market(database_url: str) -> Iterator[Marketplace]:
-    clock = MutableClock()
-    runtime = open_test_runtime(database_url, clock)
-    yield build_marketplace(runtime, clock)
-    runtime.close()
 
 
 def account(market: Marketplace, user_id: UUID) -> Account:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -18,21 +17,12 @@ from tests.commands.crashing_worker import request_booking_and_die
 from tests.support import (
     START_OF_TESTS,
     Marketplace,
-    MutableClock,
     as_actor,
-    build_marketplace,
-    open_test_runtime,
 )
 
 SLOT = START_OF_TESTS + timedelta(days=5)
 
 
-@pytest.fixture
-def market(database_url: str) -> Iterator[Marketplace]:
-    clock = MutableClock()
-    runtime = open_test_runtime(database_url, clock)
-    yield build_marketplace(runtime, clock)
-    runtime.close()
 
 
 def held_cents(market: Marketplace) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from commands.accounts import DepositFunds
 from prep_es.cli import describe_statuses
-from prep_es.readside import ReadSide, lock_factory, open_read_side
+from prep_es.readside import ReadSide, lock_factory
 from prep_es.runtime import Runtime
 from prep_es.settings import Settings
 from projections import PROJECTIONS
@@ -46,11 +46,6 @@ def runtime(database_url: str) -> Iterator[Runtime]:
     runtime.close()
 
 
-@pytest.fixture
-def read_side(database_url: str) -> Iterator[ReadSide]:
-    side = open_read_side(Settings(database_url=database_url))
-    yield side
-    side.close()
 
 
 @pytest.fixture

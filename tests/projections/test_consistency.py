@@ -11,33 +11,21 @@ from collections.abc import Iterator
 import pytest
 
 from commands.accounts import DepositFunds
-from prep_es.readside import ReadSide, open_read_side, start_projectors
+from prep_es.readside import ReadSide, start_projectors
 from prep_es.settings import Settings
 from projections import PROJECTIONS
 from projections.audit import AuditProjection
 from projections.runners import ProjectionRunner, ensure_ready
 from queries.consistency import ReadModelBehind, ReadPositions
-from tests.support import Marketplace, MutableClock, as_actor, build_marketplace
-from tests.support import open_test_runtime as open_runtime_for_tests
+from tests.support import Marketplace, as_actor
 
 PROMPT_S = 2.0
 """Generous bound for "at once" on a loaded test machine (the bar, p99 ≤ 50 ms, is
 measured by the benchmarks)."""
 
 
-@pytest.fixture
-def market(database_url: str) -> Iterator[Marketplace]:
-    clock = MutableClock()
-    runtime = open_runtime_for_tests(database_url, clock)
-    yield build_marketplace(runtime, clock)
-    runtime.close()
 
 
-@pytest.fixture
-def read_side(database_url: str) -> Iterator[ReadSide]:
-    side = open_read_side(Settings(database_url=database_url))
-    yield side
-    side.close()
 
 
 @pytest.fixture

@@ -42,19 +42,8 @@ SMALL_BATCHES = {"sqlite": 1, "postgresql": 5}
 """Batch sizes while being killed: many commits, slow enough to be caught mid-work."""
 
 
-@pytest.fixture
-def market(database_url: str) -> Iterator[Marketplace]:
-    clock = MutableClock()
-    runtime = open_test_runtime(database_url, clock)
-    yield build_marketplace(runtime, clock)
-    runtime.close()
 
 
-@pytest.fixture
-def read_side(database_url: str) -> Iterator[ReadSide]:
-    side = open_read_side(Settings(database_url=database_url))
-    yield side
-    side.close()
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ failures that stop visibly and resume, rebuilds that switch without downtime."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
 
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.settings import Settings
+from prep_es.readside import ReadSide
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.database import Sql
@@ -24,25 +22,7 @@ from projections.runners import (
 from tests.support import (
     START_OF_TESTS,
     Marketplace,
-    MutableClock,
-    build_marketplace,
-    open_test_runtime,
 )
-
-
-@pytest.fixture
-def market(database_url: str) -> Iterator[Marketplace]:
-    clock = MutableClock()
-    runtime = open_test_runtime(database_url, clock)
-    yield build_marketplace(runtime, clock)
-    runtime.close()
-
-
-@pytest.fixture
-def read_side(database_url: str) -> Iterator[ReadSide]:
-    side = open_read_side(Settings(database_url=database_url))
-    yield side
-    side.close()
 
 
 def audit_rows(read_side: ReadSide) -> list[dict[str, Any]]:
