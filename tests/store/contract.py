@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
@@ -19,3 +22,15 @@ def construct_env(database_url: str) -> Environment:
 def construct_factory(database_url: str) -> InfrastructureFactory[Any]:
     """The infrastructure factory exactly as the application configures it."""
     return InfrastructureFactory.construct(construct_env(database_url))
+
+
+@contextmanager
+def threads_joined_before_closing(timeout_s: float = 10.0) -> Iterator[None]:
+    """Join the threads a test started before its store is closed. Some of the
+    library's contract tests stop their reader threads without joining them; closing
+    the connections under a thread still reading crashes the interpreter."""
+    before = set(threading.enumerate())
+    yield
+    for thread in set(threading.enumerate()) - before:
+        if not thread.daemon:
+            thread.join(timeout=timeout_s)

@@ -26,7 +26,7 @@ from prep_es.eventstore import (
     AppendOnlyPostgresProcessRecorder,
     PrepPostgresFactory,
 )
-from tests.store.contract import construct_env, construct_factory
+from tests.store.contract import construct_env, construct_factory, threads_joined_before_closing
 
 pytestmark = pytest.mark.postgres
 
@@ -43,7 +43,8 @@ class _FreshPostgresFactory:
         assert isinstance(factory, PrepPostgresFactory)
         self.factory = factory
         self.datastore = factory.datastore
-        yield
+        with threads_joined_before_closing():
+            yield
         factory.close()
 
 

@@ -24,7 +24,7 @@ from prep_es.eventstore import (
     AppendOnlySQLiteProcessRecorder,
     PrepSQLiteFactory,
 )
-from tests.store.contract import construct_env, construct_factory
+from tests.store.contract import construct_env, construct_factory, threads_joined_before_closing
 
 
 class _FreshSQLiteFactory:
@@ -37,7 +37,8 @@ class _FreshSQLiteFactory:
         factory = construct_factory(sqlite_url)
         assert isinstance(factory, PrepSQLiteFactory)
         self.factory = factory
-        yield
+        with threads_joined_before_closing():
+            yield
         factory.close()
 
 
