@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
+from uuid import UUID
 
 import orjson
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import Notification
 
 from aggregates.base import DomainEvent
+from prep_es.serialization import CLASS_VERSION_KEY
 from projections.base import Projection
 from projections.database import Dialect, Sql
 from projections.events import domain_event_types
@@ -42,6 +45,7 @@ class AuditProjection(Projection):
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("entries",)
     event_types: ClassVar[tuple[type[Any], ...]] = domain_event_types()
+    reads_stored_events: ClassVar[bool] = True
 
     def create_tables(self, sql: Sql) -> None:
         entries = self.table("entries")
@@ -83,25 +87,35 @@ class AuditProjection(Projection):
     def before_batch(self) -> None:
         self._rows.clear()
 
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
-        assert isinstance(event, DomainEvent)
-        topic = get_topic(type(event))
-        metadata = event.metadata
+    def apply_stored(self, notification: Notification, sql: Sql) -> datetime:
+        """An entry from the stored event as recorded (not upcast), without decoding it
+        into its class: the audit trail shows what was written."""
+        state = orjson.loads(notification.state)
+        metadata = state.get("metadata") or {}
+        recorded_at = datetime.fromisoformat(state["timestamp"])
+        payload = {
+            name: redact_secrets(name, value)
+            for name, value in state.items()
+            if name not in ENVELOPE_FIELDS and name != CLASS_VERSION_KEY
+        }
+        actor_id = metadata.get("actor_id")
+        topic = notification.topic
         self._rows.append(
             (
-                position,
-                self.time_value(event.timestamp),
+                notification.id,
+                self.time_value(recorded_at),
                 topic.partition(".")[0],
-                self.id_value(event.originator_id),
-                event.originator_version,
+                self.id_value(UUID(str(notification.originator_id))),
+                notification.originator_version,
                 topic,
-                None if metadata.actor_id is None else self.id_value(metadata.actor_id),
-                metadata.actor_role,
-                metadata.request_id,
-                metadata.correlation_id,
-                orjson.dumps(audit_payload(event)).decode(),
+                None if actor_id is None else self.id_value(UUID(actor_id)),
+                metadata.get("actor_role"),
+                metadata.get("request_id"),
+                metadata.get("correlation_id"),
+                orjson.dumps(payload).decode(),
             )
         )
+        return recorded_at
 
     def after_batch(self, sql: Sql) -> None:
         """One multi-row insert per batch: a statement per event would cost more than

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import orjson
+from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 from psycopg.types.json import Jsonb
 
@@ -75,6 +76,10 @@ class Projection(ABC):
     """Logical table names; each gets a view of the same name prefixed by ``name``."""
     event_types: ClassVar[tuple[type[Any], ...]]
     """The event classes ``apply`` handles: the runner asks only for their topics."""
+    reads_stored_events: ClassVar[bool] = False
+    """``True``: the runner hands :meth:`apply_stored` each stored event as it is (its
+    JSON state undecoded), for a projection that records events rather than reading
+    them — decoding would cost it more than everything else it does."""
 
     def __init__(self, generation: int, dialect: Dialect) -> None:
         self.generation = generation
@@ -167,6 +172,10 @@ class Projection(ABC):
     @singledispatchmethod  # noqa: B027 (the default ignores events it has no method for)
     def apply(self, event: Any, position: int, sql: Sql) -> None:
         """Apply one event at ``position``; the default ignores it."""
+
+    def apply_stored(self, notification: Notification, sql: Sql) -> datetime:
+        """Apply one stored event (``reads_stored_events``); return when it happened."""
+        raise NotImplementedError
 
     def before_batch(self) -> None:  # noqa: B027
         """Called before a batch's events are applied (a batch may be applied twice,

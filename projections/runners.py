@@ -488,14 +488,18 @@ class ProjectionRunner:
         timestamp: float | None = None
         for notification in notifications:
             try:
-                event: Any = self.decoder.decode(notification)
-                projection.apply(event, notification.id, sql)
+                if projection.reads_stored_events:
+                    recorded_at = projection.apply_stored(notification, sql)
+                else:
+                    event: Any = self.decoder.decode(notification)
+                    projection.apply(event, notification.id, sql)
+                    recorded_at = event.timestamp
             except Exception as error:
                 detail = "".join(traceback.format_exception_only(error)).strip()
                 raise ProjectionFailed(
                     self.name, notification.id, notification.topic, detail
                 ) from error
-            timestamp = event.timestamp.timestamp()
+            timestamp = recorded_at.timestamp()
         return timestamp
 
     def _switch_to(self, projection: Projection, sql: Sql) -> None:
