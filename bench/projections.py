@@ -113,6 +113,7 @@ from projections.database import PostgresReadDatabase, ReadDatabase  # noqa: E40
 from projections.runners import (  # noqa: E402
     BATCH_SIZE,
     REBUILD_BATCH_SIZE,
+    EventDecoder,
     ProjectionRunner,
     ensure_ready,
     generations,
@@ -649,12 +650,14 @@ def catch_up_all(
     *,
     batch_size: int = BATCH_SIZE,
 ) -> float:
-    """Every projection caught up, one thread each (as the supervisor runs them)."""
+    """Every projection caught up, one thread each sharing one event decoder (as the
+    supervisor runs them)."""
+    decoder = EventDecoder(app)
     started = time.perf_counter()
     in_threads(
         len(projections),
         lambda i: ProjectionRunner(
-            projections[i], app, database, batch_size=batch_size
+            projections[i], app, database, batch_size=batch_size, decoder=decoder
         ).catch_up(),
     )
     return time.perf_counter() - started
