@@ -10,7 +10,7 @@ history  a marketplace written through the real command handlers in 4 threads, r
          quick)
 (a) ``library_runner``  eventsourcing's own ``ProjectionRunner``: one row per event
          into one table plus the library's tracking row, one transaction per event,
-         over the first ``Plan.library_runner_events`` events (it is slow)
+         over the first ``Plan.es_runner_events`` events (it is slow)
 (b) ``batched_loop``  a hand-written psycopg loop over ``select_notifications``:
          each event decoded by our mapper, 500 rows per transaction (``executemany``)
          plus a position row, into a table of the same shape, over every event
@@ -157,7 +157,7 @@ class Plan:
     kitchens: int
     customers: int
     days_per_round: int
-    library_runner_events: int
+    es_runner_events: int
     lag_s: float
     lag_warmup_s: float
     rss_events: int
@@ -1009,10 +1009,10 @@ def stage_history(session: Session, started: float) -> None:
 def stage_floors(session: Session) -> None:
     """(a) and (b)."""
     report, head = session.report, session.head
-    events = min(session.plan.library_runner_events, head)
+    events = min(session.plan.es_runner_events, head)
     print(f"(a) eventsourcing's ProjectionRunner over the first {events} events", flush=True)
     session.runner_rate = bench_library_runner(session.url, session.prefix, events)
-    report.figure("library_runner_events_per_s", session.runner_rate, "events/s")
+    report.figure("es_runner_events_per_s", session.runner_rate, "events/s")
     print(f"   {session.runner_rate:.0f} events/s", flush=True)
 
     print(f"(b) batched psycopg loop over {head} events", flush=True)
@@ -1200,7 +1200,7 @@ def run_benchmarks(plan: Plan, *, profile: bool) -> None:
         "kitchens": plan.kitchens,
         "customers": plan.customers,
         "writer_threads": WRITER_THREADS,
-        "library_runner_events": min(plan.library_runner_events, session.head),
+        "es_runner_events": min(plan.es_runner_events, session.head),
         "loop_batch_size": LOOP_BATCH_SIZE,
         "rebuild_batch_size": REBUILD_BATCH_SIZE,
         "lag_s": plan.lag_s,
