@@ -226,30 +226,37 @@ class KitchenCommands:
     def approve_kitchen(
         self, command: KitchenAction, context: CommandContext
     ) -> Executed[KitchenState]:
-        require_role(context, "admin")
-        return self._run("approve_kitchen", command, context, self._loader(command.kitchen_id),
-                         Kitchen.approve)
+        return self._moderate("approve_kitchen", command, context, Kitchen.approve)
 
     def reject_kitchen(
         self, command: KitchenActionWithReason, context: CommandContext
     ) -> Executed[KitchenState]:
-        require_role(context, "admin")
-        return self._run("reject_kitchen", command, context, self._loader(command.kitchen_id),
-                         lambda kitchen: kitchen.reject(command.reason))
+        return self._moderate(
+            "reject_kitchen", command, context, lambda kitchen: kitchen.reject(command.reason)
+        )
 
     def suspend_kitchen(
         self, command: KitchenActionWithReason, context: CommandContext
     ) -> Executed[KitchenState]:
-        require_role(context, "admin")
-        return self._run("suspend_kitchen", command, context, self._loader(command.kitchen_id),
-                         lambda kitchen: kitchen.suspend(command.reason))
+        return self._moderate(
+            "suspend_kitchen", command, context, lambda kitchen: kitchen.suspend(command.reason)
+        )
 
     def reinstate_kitchen(
         self, command: KitchenAction, context: CommandContext
     ) -> Executed[KitchenState]:
+        return self._moderate("reinstate_kitchen", command, context, Kitchen.reinstate)
+
+    def _moderate(
+        self,
+        command_name: str,
+        command: KitchenAction | KitchenActionWithReason,
+        context: CommandContext,
+        change: Callable[[Kitchen], None],
+    ) -> Executed[KitchenState]:
+        """An admin's lifecycle step on any kitchen."""
         require_role(context, "admin")
-        return self._run("reinstate_kitchen", command, context,
-                         self._loader(command.kitchen_id), Kitchen.reinstate)
+        return self._run(command_name, command, context, self._loader(command.kitchen_id), change)
 
     def attach_certificate(
         self, command: AttachCertificate, context: CommandContext
