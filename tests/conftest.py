@@ -162,3 +162,20 @@ def read_side(database_url: str) -> Iterator[ReadSide]:
     side = open_read_side(Settings(database_url=database_url))
     yield side
     side.close()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty store on each backend in turn, shared by one test module (for modules
+    that build one world of data and ask it many questions)."""
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.create_database()
+        yield url
+        server.drop_database(url)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('module') / 'prep_es.db'}"

@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -32,7 +31,6 @@ from projections.users import UsersProjection
 from queries.base import PageRequest, Viewer
 from queries.compliance import ComplianceQueries
 from queries.users import UserCredentials, UserProfile, UserQueries
-from tests.conftest import PostgresServer
 from tests.readmodels.test_kitchens import KitchenSpec, make_kitchen
 from tests.support import (
     DOCUMENT_SHA256,
@@ -159,25 +157,12 @@ def _pending_certificate(kitchen_id: UUID) -> AttachCertificate:
     )
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    server: PostgresServer | None = None
-    if request.param == "postgres":
-        server = request.getfixturevalue("postgres_server")
-        assert server is not None
-        url = server.create_database()
-    else:
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('compliance')) / 'prep_es.db'}"
-    built = build_world(url)
+@pytest.fixture(scope="module")
+def world(module_database_url: str) -> Iterator[World]:
+    built = build_world(module_database_url)
     yield built
     built.read_side.close()
     built.runtime.close()
-    if server is not None:
-        server.drop_database(url)
 
 
 # --- certificates --------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -44,7 +43,6 @@ from projections.kitchens import KitchensProjection, floor_minute
 from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
 from queries.base import PageRequest, Viewer
 from queries.kitchens import KitchenFilters, KitchenQueries, KitchenSummary
-from tests.conftest import PostgresServer
 from tests.support import (
     DOCUMENT_SHA256,
     MutableClock,
@@ -314,25 +312,12 @@ def build_world(url: str) -> World:
     return world
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    server: PostgresServer | None = None
-    if request.param == "postgres":
-        server = request.getfixturevalue("postgres_server")
-        assert server is not None
-        url = server.create_database()
-    else:
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('kitchens')) / 'prep_es.db'}"
-    built = build_world(url)
+@pytest.fixture(scope="module")
+def world(module_database_url: str) -> Iterator[World]:
+    built = build_world(module_database_url)
     yield built
     built.read_side.close()
     built.runtime.close()
-    if server is not None:
-        server.drop_database(url)
 
 
 # --- the brute force ---------------------------------------------------------------
