@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 from uuid import uuid4
 
@@ -158,6 +158,18 @@ class Settings(BaseSettings):
     postgres_pool_size: int = Field(default=10, ge=1, le=1000)
     aggregate_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
     """Aggregates kept in memory per process; 0 disables the cache."""
+    api_role: Literal["write", "read", "all"] = "all"
+    """Which routes the API serves: command routes, query routes, or both."""
+    run_projectors: bool = True
+    """Whether the API process also runs the projection runners and the sweeper."""
+    min_position_wait_s: float = Field(default=5.0, gt=0, le=30)
+    """How long a query with ``X-Prep-Min-Position`` waits before answering 503."""
+    readiness_lag_events_max: int = Field(default=10_000, ge=0)
+    """``/readyz`` fails while any projection is further behind than this."""
+    login_failures_max: int = Field(default=5, ge=1, le=1000)
+    """Failed logins per minute per email and client before 429."""
+    sweep_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    """How often the in-process sweeper runs the time-driven transitions."""
 
     @classmethod
     def settings_customise_sources(
