@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 import orjson
@@ -82,6 +82,36 @@ def require_role(context: CommandContext, *roles: str) -> Actor:
     if actor is None or actor.role not in roles:
         raise PermissionDenied(f"this needs the role {' or '.join(roles)}")
     return actor
+
+
+class CommandObserver(Protocol):
+    """Told how commands go, for metrics. Called from the threads that run commands."""
+
+    def command_finished(self, command_name: str, outcome: str) -> None:
+        """``outcome``: ``ok``, ``replayed`` (an idempotency key's stored result), or
+        the code of the domain error that refused it (``concurrency_conflict`` once
+        the retries ran out)."""
+
+    def command_conflicted(self, command_name: str) -> None:
+        """An attempt lost a write race: the event store refused a stale version."""
+
+    def command_retried(self, command_name: str, reason: str) -> None:
+        """Another attempt starts on fresh state; ``reason``: ``write_conflict``
+        (after a lost race) or ``stale_copy`` (a decision made on a cached copy is
+        made again)."""
+
+
+class IgnoreCommands:
+    """The observer that does nothing."""
+
+    def command_finished(self, command_name: str, outcome: str) -> None:
+        pass
+
+    def command_conflicted(self, command_name: str) -> None:
+        pass
+
+    def command_retried(self, command_name: str, reason: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -244,11 +274,28 @@ class CommandProcessor:
         self.conflict_retries_max = conflict_retries_max
         self.known = KnownAggregates(known_aggregates_max)
         self.conflicts_total = 0
+        self.observer: CommandObserver = IgnoreCommands()
 
     def current_position(self) -> int:
         return self.app.recorder.max_notification_id() or 0
 
     def execute(
+        self,
+        command_name: str,
+        context: CommandContext,
+        request: BaseModel,
+        result_type: type[TResult],
+        decide: Callable[[UnitOfWork], TResult],
+    ) -> Executed[TResult]:
+        try:
+            executed = self._execute(command_name, context, request, result_type, decide)
+        except DomainError as error:
+            self.observer.command_finished(command_name, error.code)
+            raise
+        self.observer.command_finished(command_name, "replayed" if executed.replayed else "ok")
+        return executed
+
+    def _execute(
         self,
         command_name: str,
         context: CommandContext,
@@ -267,9 +314,12 @@ class CommandProcessor:
             record_id = IdempotencyRecord.create_id(scope=scope, key=key)
             fingerprint = request_hash(command_name, request)
 
+        retry_reason = ""
         with recording_metadata(context.metadata()):
             for attempt in range(self.conflict_retries_max + 1):
                 optimistic = attempt == 0
+                if not optimistic:
+                    self.observer.command_retried(command_name, retry_reason)
                 unit = UnitOfWork(self.app, self.known, optimistic=optimistic)
                 if record_id is not None and not optimistic:
                     replayed = self._replay(record_id, fingerprint, result_type)
@@ -282,6 +332,7 @@ class CommandProcessor:
                         # Decided on a possibly stale copy, or the key was used before
                         # and its effects now refuse ours (the slot is taken): decide
                         # again on fresh state, which also looks the key up.
+                        retry_reason = "stale_copy"
                         continue
                     # A concurrent first use of the key may have committed after our
                     # lookup. The key's owner gets the original result, not the refusal.
@@ -304,9 +355,12 @@ class CommandProcessor:
                     if position is None and unit.started_from_known_copy:
                         # Nothing to commit means nothing validated the copies the
                         # decision came from: decide again on fresh state.
+                        retry_reason = "stale_copy"
                         continue
                 except IntegrityError:
                     self.conflicts_total += 1
+                    self.observer.command_conflicted(command_name)
+                    retry_reason = "write_conflict"
                     logger.debug(
                         "command %s attempt %d lost a write race; retrying",
                         command_name,

@@ -1,0 +1,158 @@
+"""Whether this process should receive traffic: ``GET /readyz``.
+
+Ready means: the database answers, Redis answers (when configured), and no projection
+is further behind the event store than ``readiness_lag_events_max`` events. Each check
+is bounded in time, so a probe answers within a few seconds whatever is down, and
+reports what it found in words an operator can act on.
+
+A projection stopped at an event it cannot apply shows up here through its growing
+lag (and at once in ``/metrics`` and ``prep-es projections status``): one poisoned
+event should not take every replica out of the load balancer while the others serve.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import psycopg
+import redis
+from eventsourcing.persistence import PersistenceError
+from pydantic import BaseModel, Field
+
+from prep_es.settings import DatabaseLocation, PostgresLocation, Settings
+from projections.status import ProjectionStatus
+
+CHECK_TIMEOUT_S: Final = 2.0
+"""Upper bound of each network check (connect, then one round trip)."""
+PROJECTIONS_NAMED_MAX: Final = 10
+
+
+class CheckResult(BaseModel):
+    """One readiness check."""
+
+    name: str = Field(description="database, read_database, redis or projections")
+    ok: bool
+    detail: str = Field(description="What was found, in words")
+
+
+class ReadinessReport(BaseModel):
+    ready: bool
+    checks: list[CheckResult]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [check for check in self.checks if not check.ok]
+
+
+def database_reachable(location: DatabaseLocation, timeout_s: float = CHECK_TIMEOUT_S) -> str:
+    """Connect afresh (not through a pool, which would wait for a free connection)
+    and run ``SELECT 1``; the server's version on success. Raises on failure."""
+    if isinstance(location, PostgresLocation):
+        with psycopg.connect(
+            location.conninfo(),
+            autocommit=True,
+            connect_timeout=max(1, round(timeout_s)),
+            options=f"-c statement_timeout={round(timeout_s * 1000)}",
+        ) as connection:
+            connection.execute("SELECT 1")
+            return f"PostgreSQL {connection.info.server_version} answered"
+    embedded = sqlite3.connect(
+        location.path, timeout=timeout_s, uri=location.path.startswith("file:")
+    )
+    try:
+        embedded.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        embedded.close()
+    return f"SQLite {sqlite3.sqlite_version} answered"
+
+
+def redis_reachable(url: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return "Redis answered PING"
+
+
+class Readiness:
+    """The checks of ``/readyz`` for one deployment.
+
+    ``statuses`` reads every projection's status (``projections.status``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        statuses: Callable[[], Sequence[ProjectionStatus]],
+        *,
+        timeout_s: float = CHECK_TIMEOUT_S,
+    ) -> None:
+        self._settings = settings
+        self._statuses = statuses
+        self._timeout_s = timeout_s
+
+    def check(self) -> ReadinessReport:
+        """Run every check (blocking I/O: call it from a worker thread)."""
+        checks = [self._check_database("database", self._settings.database)]
+        if self._settings.read_database_url is not None:
+            checks.append(self._check_database("read_database", self._settings.read_database))
+        if self._settings.redis_url is not None:
+            checks.append(self._check_redis(self._settings.redis_url))
+        if all(check.ok for check in checks):
+            checks.append(self._check_projections())
+        else:
+            checks.append(
+                CheckResult(
+                    name="projections", ok=False, detail="not checked: a database is unreachable"
+                )
+            )
+        return ReadinessReport(ready=all(check.ok for check in checks), checks=checks)
+
+    def _check_database(self, name: str, location: DatabaseLocation) -> CheckResult:
+        try:
+            detail = database_reachable(location, self._timeout_s)
+        except (psycopg.Error, sqlite3.Error, OSError) as error:
+            return CheckResult(name=name, ok=False, detail=f"unreachable: {_first_line(error)}")
+        return CheckResult(name=name, ok=True, detail=detail)
+
+    def _check_redis(self, url: str) -> CheckResult:
+        try:
+            detail = redis_reachable(url, self._timeout_s)
+        except (redis.RedisError, OSError) as error:
+            return CheckResult(name="redis", ok=False, detail=f"unreachable: {_first_line(error)}")
+        return CheckResult(name="redis", ok=True, detail=detail)
+
+    def _check_projections(self) -> CheckResult:
+        lag_max = self._settings.readiness_lag_events_max
+        try:
+            statuses = self._statuses()
+        except (PersistenceError, psycopg.Error, sqlite3.Error, OSError) as error:
+            return CheckResult(
+                name="projections", ok=False, detail=f"status unreadable: {_first_line(error)}"
+            )
+        behind = [status for status in statuses if status.lag_events > lag_max]
+        if not behind:
+            lag = max((status.lag_events for status in statuses), default=0)
+            return CheckResult(
+                name="projections",
+                ok=True,
+                detail=f"{len(statuses)} projection(s), lag at most {lag} event(s) "
+                f"(limit {lag_max})",
+            )
+        named = ", ".join(
+            f"{status.name} {status.lag_events} event(s) behind"
+            + (" (failed)" if status.failure is not None else "")
+            for status in behind[:PROJECTIONS_NAMED_MAX]
+        )
+        return CheckResult(
+            name="projections",
+            ok=False,
+            detail=f"over the limit of {lag_max} event(s): {named}",
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
