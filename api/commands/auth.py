@@ -1,0 +1,83 @@
+"""Registration and login. Both are public; login answers 429 after
+``PREP_ES_LOGIN_FAILURES_MAX`` failures in a minute for one email from one client."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import Field
+
+from api.commands.users import UserOut
+from api.deps import AnonymousCommand, ServicesDep, UserCommandsDep, UsersReadModel
+from api.schemas import RequestBody, problems, record_position
+from commands.users import RegisterUser
+from prep_es.auth import AccessToken
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+EMAIL_LENGTH_BOUND = 1000
+PASSWORD_LENGTH_BOUND = 4096
+NAME_LENGTH_BOUND = 1000
+
+
+class RegisterBody(RequestBody):
+    email: str = Field(
+        max_length=EMAIL_LENGTH_BOUND,
+        description="Unique, case-insensitive.",
+        examples=["ana@example.com"],
+    )
+    password: str = Field(
+        max_length=PASSWORD_LENGTH_BOUND,
+        description="At least 12 characters.",
+        examples=["correct horse battery staple"],
+    )
+    full_name: str = Field(max_length=NAME_LENGTH_BOUND, examples=["Ana Lopez"])
+    role: Literal["customer", "host"] = Field(
+        description="customer books kitchens; host lists them.", examples=["customer"]
+    )
+
+
+class LoginBody(RequestBody):
+    email: str = Field(max_length=EMAIL_LENGTH_BOUND, examples=["ana@example.com"])
+    password: str = Field(
+        max_length=PASSWORD_LENGTH_BOUND, examples=["correct horse battery staple"]
+    )
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    summary="Register a customer or host",
+    description="Creates the user and their account. Admins and analysts are created by "
+    "an operator (`prep-es users create`). The answer's `position` can be sent as "
+    "`X-Prep-Min-Position` with the first login, so the login sees the new user.",
+    responses=problems(409, 422),
+)
+def register(
+    body: RegisterBody, users: UserCommandsDep, context: AnonymousCommand, response: Response
+) -> UserOut:
+    executed = users.register_user(RegisterUser(**body.model_dump()), context)
+    return UserOut.of(executed.result, record_position(response, executed.position))
+
+
+@router.post(
+    "/login",
+    summary="Log in",
+    description="Exchanges an email and password for a bearer access token (a JWT valid "
+    "for `expires_in` seconds). Wrong credentials are 401 (`invalid_credentials`); after "
+    "too many failures in a minute for one email from one client, 429 with "
+    "`Retry-After`.",
+    responses=problems(401, 422, 429, 503),
+)
+def log_in(
+    body: LoginBody,
+    services: ServicesDep,
+    request: Request,
+    response: Response,
+    _: UsersReadModel,
+) -> AccessToken:
+    client = request.client.host if request.client is not None else "unknown"
+    token = services.login.log_in(body.email, body.password, client=client)
+    response.headers["Cache-Control"] = "no-store"
+    return token

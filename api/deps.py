@@ -1,0 +1,353 @@
+"""Every dependency of the routes, each named once as an ``Annotated`` alias.
+
+Authentication is a chain: ``CurrentUser`` verifies the bearer token, then loads the
+user from the users read model on every request (one primary-key read), so a
+deactivated user — or one whose role changed since the token was issued — is refused at
+once. Role requirements build on it (``CustomerUser``, ``AdminUser``,
+``AnalystOrAdmin``, …, or ``require_roles(...)``).
+
+Read-your-writes for query routes: depend on ``read_model("bookings")`` (or one of the
+aliases such as ``BookingsReadModel``). It waits, when the request carries
+``X-Prep-Min-Position: N``, until that read model has applied position N (at most
+``settings.min_position_wait_s``, then 503 with ``Retry-After``), and sets
+``X-Prep-Position`` on the response to how far the read model has got::
+
+    @router.get("/bookings/{booking_id}")
+    def get_booking(
+        booking_id: UUID, user: CurrentUser, bookings: BookingQueriesDep,
+        _: BookingsReadModel,
+    ) -> BookingDetail:
+        return bookings.get(user.viewer, booking_id)
+
+A route that returns a ``Response`` itself (CSV) must copy ``consistency.position`` into
+its ``X-Prep-Position`` header: FastAPI does not merge dependency headers into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Final
+from uuid import UUID
+
+from fastapi import Depends, Header, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from aggregates.errors import PermissionDenied
+from aggregates.idempotency import IDEMPOTENCY_KEY_LENGTH_MAX
+from api.schemas import POSITION_HEADER
+from commands.accounts import AccountCommands
+from commands.bookings import BookingCommands
+from commands.handling import Actor, CommandContext
+from commands.kitchens import KitchenCommands
+from commands.users import UserCommands
+from prep_es.auth import Unauthenticated
+from prep_es.logs import accept_request_id, request_id
+from prep_es.services import Services
+from prep_es.settings import Settings
+from queries.accounts import AccountQueries
+from queries.analytics import AnalyticsQueries
+from queries.audit import AuditQueries
+from queries.base import OFFSET_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PageRequest, Viewer
+from queries.bookings import BookingQueries
+from queries.compliance import ComplianceQueries
+from queries.consistency import ReadPositions
+from queries.kitchen_cache import CachedKitchenQueries
+from queries.timetravel import TimeTravelQueries
+from queries.users import UserQueries
+
+MIN_POSITION_HEADER: Final = "X-Prep-Min-Position"
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+POSITION_MAX: Final = 2**63 - 1
+
+# --- the process's services ----------------------------------------------------------
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# Command services (the write model).
+
+
+def get_user_commands(services: ServicesDep) -> UserCommands:
+    return services.commands.users
+
+
+def get_kitchen_commands(services: ServicesDep) -> KitchenCommands:
+    return services.commands.kitchens
+
+
+def get_booking_commands(services: ServicesDep) -> BookingCommands:
+    return services.commands.bookings
+
+
+def get_account_commands(services: ServicesDep) -> AccountCommands:
+    return services.commands.accounts
+
+
+UserCommandsDep = Annotated[UserCommands, Depends(get_user_commands)]
+KitchenCommandsDep = Annotated[KitchenCommands, Depends(get_kitchen_commands)]
+BookingCommandsDep = Annotated[BookingCommands, Depends(get_booking_commands)]
+AccountCommandsDep = Annotated[AccountCommands, Depends(get_account_commands)]
+
+# Query services (read models only).
+
+
+def get_user_queries(services: ServicesDep) -> UserQueries:
+    return services.users
+
+
+def get_kitchen_queries(services: ServicesDep) -> CachedKitchenQueries:
+    return services.kitchens
+
+
+def get_booking_queries(services: ServicesDep) -> BookingQueries:
+    return services.bookings
+
+
+def get_account_queries(services: ServicesDep) -> AccountQueries:
+    return services.accounts
+
+
+def get_analytics_queries(services: ServicesDep) -> AnalyticsQueries:
+    return services.analytics
+
+
+def get_audit_queries(services: ServicesDep) -> AuditQueries:
+    return services.audit
+
+
+def get_compliance_queries(services: ServicesDep) -> ComplianceQueries:
+    return services.compliance
+
+
+def get_timetravel_queries(services: ServicesDep) -> TimeTravelQueries:
+    return services.timetravel
+
+
+def get_read_positions(services: ServicesDep) -> ReadPositions:
+    return services.read_positions
+
+
+UserQueriesDep = Annotated[UserQueries, Depends(get_user_queries)]
+KitchenQueriesDep = Annotated[CachedKitchenQueries, Depends(get_kitchen_queries)]
+BookingQueriesDep = Annotated[BookingQueries, Depends(get_booking_queries)]
+AccountQueriesDep = Annotated[AccountQueries, Depends(get_account_queries)]
+AnalyticsQueriesDep = Annotated[AnalyticsQueries, Depends(get_analytics_queries)]
+AuditQueriesDep = Annotated[AuditQueries, Depends(get_audit_queries)]
+ComplianceQueriesDep = Annotated[ComplianceQueries, Depends(get_compliance_queries)]
+TimeTravelQueriesDep = Annotated[TimeTravelQueries, Depends(get_timetravel_queries)]
+ReadPositionsDep = Annotated[ReadPositions, Depends(get_read_positions)]
+
+# --- request headers -----------------------------------------------------------------
+
+MinPosition = Annotated[
+    int | None,
+    Header(
+        alias=MIN_POSITION_HEADER,
+        ge=0,
+        le=POSITION_MAX,
+        description="Wait until the read model has applied this event store position (the "
+        "`position` of a command response) before answering; 503 if it does not in time.",
+    ),
+]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
+        description="Makes a retry safe: the same key with the same body returns the "
+        "original result (same id, same status) without doing anything again; the same "
+        "key with a different body is refused (422 `idempotency_key_reused`). Keys are "
+        "scoped to the caller and the operation.",
+    ),
+]
+
+# --- authentication ------------------------------------------------------------------
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An access token from `POST /api/v1/auth/login`.",
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+@dataclass(frozen=True)
+class AuthenticatedUser:
+    """The user behind a request, as the users read model has them now."""
+
+    id: UUID
+    role: str
+    token_id: str
+
+    @property
+    def viewer(self) -> Viewer:
+        """For query services."""
+        return Viewer(user_id=self.id, role=self.role)
+
+    @property
+    def actor(self) -> Actor:
+        """For command handlers."""
+        return Actor(user_id=self.id, role=self.role)
+
+
+def _authenticate(
+    services: Services, credentials: HTTPAuthorizationCredentials, min_position: int | None
+) -> AuthenticatedUser:
+    claims = services.tokens.verify(credentials.credentials)
+    if min_position:
+        # The caller may have just written their own user (registration, a role change).
+        services.read_positions.wait_for(
+            "users", min_position, services.settings.min_position_wait_s
+        )
+    user = services.users.get_for_auth(claims.sub)
+    if user is None:
+        raise Unauthenticated("the access token's user is unknown", code="invalid_token")
+    if not user.active:
+        raise Unauthenticated("this user is deactivated", code="user_inactive")
+    if user.role != claims.role:
+        raise Unauthenticated(
+            "this user's role changed since the token was issued; sign in again",
+            code="role_changed",
+        )
+    return AuthenticatedUser(id=user.id, role=user.role, token_id=claims.jti)
+
+
+def current_user(
+    services: ServicesDep, credentials: BearerCredentials, min_position: MinPosition = None
+) -> AuthenticatedUser:
+    if credentials is None:
+        raise Unauthenticated(
+            "this needs an access token: Authorization: Bearer <token>", code="not_authenticated"
+        )
+    return _authenticate(services, credentials, min_position)
+
+
+def optional_user(
+    services: ServicesDep, credentials: BearerCredentials, min_position: MinPosition = None
+) -> AuthenticatedUser | None:
+    """Anonymous callers are welcome; a token, if sent, must still be valid."""
+    if credentials is None:
+        return None
+    return _authenticate(services, credentials, min_position)
+
+
+CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
+OptionalUser = Annotated[AuthenticatedUser | None, Depends(optional_user)]
+
+
+def require_roles(*roles: str) -> Callable[[AuthenticatedUser], AuthenticatedUser]:
+    """A dependency admitting signed-in users with one of ``roles`` (403 otherwise)."""
+    assert roles
+
+    def dependency(user: CurrentUser) -> AuthenticatedUser:
+        if user.role not in roles:
+            raise PermissionDenied(f"this needs the role {' or '.join(roles)}")
+        return user
+
+    return dependency
+
+
+CustomerUser = Annotated[AuthenticatedUser, Depends(require_roles("customer"))]
+HostUser = Annotated[AuthenticatedUser, Depends(require_roles("host"))]
+AdminUser = Annotated[AuthenticatedUser, Depends(require_roles("admin"))]
+AnalystUser = Annotated[AuthenticatedUser, Depends(require_roles("analyst"))]
+AnalystOrAdmin = Annotated[AuthenticatedUser, Depends(require_roles("analyst", "admin"))]
+HostOrAdmin = Annotated[AuthenticatedUser, Depends(require_roles("host", "admin"))]
+AnalystAdminOrHost = Annotated[
+    AuthenticatedUser, Depends(require_roles("analyst", "admin", "host"))
+]
+
+# --- commands ------------------------------------------------------------------------
+
+
+def current_request_id(request: Request) -> str:
+    """The id the request middleware gave this request."""
+    return request_id.get() or accept_request_id(request.headers.get("x-request-id"))
+
+
+RequestId = Annotated[str, Depends(current_request_id)]
+
+
+def command_context(
+    user: CurrentUser, request_id_: RequestId, idempotency_key: IdempotencyKey = None
+) -> CommandContext:
+    """Who runs the command, for which request, under which idempotency key."""
+    return CommandContext(actor=user.actor, request_id=request_id_, idempotency_key=idempotency_key)
+
+
+def anonymous_command_context(
+    request_id_: RequestId, idempotency_key: IdempotencyKey = None
+) -> CommandContext:
+    """For public commands (registration)."""
+    return CommandContext(actor=None, request_id=request_id_, idempotency_key=idempotency_key)
+
+
+Command = Annotated[CommandContext, Depends(command_context)]
+AnonymousCommand = Annotated[CommandContext, Depends(anonymous_command_context)]
+
+# --- queries -------------------------------------------------------------------------
+
+
+def page_params(
+    limit: Annotated[
+        int, Query(ge=1, le=PAGE_SIZE_MAX, description="Items per page (1–100).")
+    ] = PAGE_SIZE_DEFAULT,
+    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Items to skip.")] = 0,
+) -> PageRequest:
+    return PageRequest(limit=limit, offset=offset)
+
+
+PageParams = Annotated[PageRequest, Depends(page_params)]
+
+
+@dataclass(frozen=True)
+class ReadConsistency:
+    """What a query may rely on: the client's minimum position (0 if none) and the
+    position the read model(s) had reached when the query started."""
+
+    min_position: int
+    position: int
+
+
+def read_model(*names: str) -> Callable[..., ReadConsistency]:
+    """A dependency for a query route reading the projections ``names``: waits for
+    ``X-Prep-Min-Position`` on each and sets ``X-Prep-Position`` (the lowest of their
+    positions) on the response."""
+    assert names
+
+    def dependency(
+        services: ServicesDep, response: Response, min_position: MinPosition = None
+    ) -> ReadConsistency:
+        positions = services.read_positions
+        if min_position:
+            for name in names:
+                positions.wait_for(name, min_position, services.settings.min_position_wait_s)
+        position = min(positions.position(name) for name in names)
+        response.headers[POSITION_HEADER] = str(position)
+        return ReadConsistency(min_position=min_position or 0, position=position)
+
+    return dependency
+
+
+AuditReadModel = Annotated[ReadConsistency, Depends(read_model("audit"))]
+BookingsReadModel = Annotated[ReadConsistency, Depends(read_model("bookings"))]
+AccountsReadModel = Annotated[ReadConsistency, Depends(read_model("accounts"))]
+AnalyticsReadModel = Annotated[ReadConsistency, Depends(read_model("analytics"))]
+KitchensReadModel = Annotated[ReadConsistency, Depends(read_model("kitchens"))]
+ComplianceReadModel = Annotated[ReadConsistency, Depends(read_model("compliance"))]
+UsersReadModel = Annotated[ReadConsistency, Depends(read_model("users"))]

@@ -1,0 +1,120 @@
+"""Shapes every router shares: money at the edges, problem documents, positions.
+
+Money is integer cents inside and a decimal string with two places in JSON
+(``"120.00"``). Requests may send an amount as such a string or as a JSON number with at
+most two decimal places; anything finer, or not finite, is a 422.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Final
+
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+POSITION_HEADER: Final = "X-Prep-Position"
+MONEY_DIGITS_MAX: Final = 12
+MONEY_PATTERN: Final = r"^-?\d+\.\d{2}$"
+
+MoneyIn = Annotated[
+    Decimal,
+    Field(
+        max_digits=MONEY_DIGITS_MAX,
+        decimal_places=2,
+        description="An amount in USD with at most two decimal places, as a string "
+        '(`"120.00"`) or a number.',
+        examples=["120.00"],
+    ),
+]
+MoneyOut = Annotated[
+    str,
+    Field(
+        pattern=MONEY_PATTERN,
+        description="An amount in USD: a decimal string with two places.",
+        examples=["120.00"],
+    ),
+]
+
+
+def cents(amount: Decimal) -> int:
+    """Exact: ``amount`` has at most two decimal places (checked by ``MoneyIn``)."""
+    scaled = amount * 100
+    assert scaled == scaled.to_integral_value(), amount
+    return int(scaled)
+
+
+def money(amount_cents: int) -> str:
+    """``12050`` → ``"120.50"``; ``-5`` → ``"-0.05"``."""
+    sign = "-" if amount_cents < 0 else ""
+    whole, fraction = divmod(abs(amount_cents), 100)
+    return f"{sign}{whole}.{fraction:02d}"
+
+
+class RequestBody(BaseModel):
+    """Base of request bodies: unknown fields are refused (a misspelt field would
+    otherwise be ignored without a word)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+PositionField = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="The event store position this command's events reached. Send it as "
+        "`X-Prep-Min-Position` on a query to read your own write.",
+        examples=[1042],
+    ),
+]
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(
+        description="Where: `body`, `query`, `path` or `header`, then the field."
+    )
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 `application/problem+json`."""
+
+    type: str = Field(examples=["urn:prep-es:problem:booking_conflict"])
+    title: str = Field(examples=["Booking conflict"])
+    status: int = Field(examples=[409])
+    detail: str
+    instance: str = Field(description="The request path.", examples=["/api/v1/bookings"])
+    code: str = Field(description="Stable machine code.", examples=["booking_conflict"])
+    request_id: str | None = Field(description="Quote it when reporting a problem.")
+    errors: list[ValidationIssue] | None = Field(
+        default=None, description="Validation errors (422, and 400 for malformed JSON)."
+    )
+
+
+_DESCRIPTIONS: Final = {
+    400: "Malformed request (`malformed_json`).",
+    401: "Not authenticated: missing, invalid or expired token, or the user is deactivated.",
+    402: "Insufficient available funds (`insufficient_funds`).",
+    403: "The caller's role or ownership does not allow this (`forbidden`).",
+    404: "No such resource, or not visible to the caller.",
+    409: "The current state refuses the change.",
+    422: "Validation failed; see `errors`.",
+    429: "Rate limited; see `Retry-After`.",
+    503: "Not ready, or the read model did not reach `X-Prep-Min-Position` in time; see "
+    "`Retry-After`.",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting problem answers with these statuses."""
+    return {
+        status: {"model": Problem, "description": _DESCRIPTIONS.get(status, "Problem.")}
+        for status in statuses
+    }
+
+
+def record_position(response: Response, position: int) -> int:
+    """Put a command's event store position on its response (``X-Prep-Position``)."""
+    response.headers[POSITION_HEADER] = str(position)
+    return position

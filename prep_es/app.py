@@ -1,0 +1,201 @@
+"""The HTTP application: ``create_app(settings)`` builds it without touching anything;
+its lifespan opens the services (event store, read side, projectors, sweeper), creates
+the configured admin if absent, and closes everything at shutdown.
+
+``settings.api_role`` decides what it serves under ``/api/v1``: ``write`` (command
+routes), ``read`` (query routes) or ``all``. For ``uvicorn --factory``:
+``prep_es.app:create_app_from_environment``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, Final
+
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aggregates.errors import EmailTaken
+from api.commands import command_router
+from api.queries import query_router
+from api.schemas import Problem
+from commands.handling import CommandContext
+from commands.users import CreateUser
+from prep_es.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, internal_error_response
+from prep_es.logs import REQUEST_ID_HEADER, accept_request_id, configure_logging, request_id
+from prep_es.runtime import system_clock
+from prep_es.services import Passwords, Services, open_services
+from prep_es.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX: Final = "/api/v1"
+ADMIN_FULL_NAME: Final = "Administrator"
+
+DESCRIPTION: Final = """
+The booking ledger of Prep, a marketplace for renting commercial kitchens by the hour.
+
+**Commands** (POST/PATCH) append events and answer with the resulting state, its event
+store `position` and an `X-Prep-Position` header. **Queries** (GET) read projections and
+answer with `X-Prep-Position` (how far the read model has got); send
+`X-Prep-Min-Position: N` to wait until it reached your write.
+
+Authenticate with `Authorization: Bearer <token>` from `POST /api/v1/auth/login`. Money
+is a decimal string with two places (`"120.00"`, USD); times are RFC 3339 with an offset.
+Errors are RFC 9457 `application/problem+json` with a stable `code` and the
+`request_id` (echoed in `X-Request-ID`).
+"""
+
+TAGS: Final = [
+    {"name": "auth", "description": "Register and log in."},
+    {"name": "users", "description": "The signed-in user."},
+    {"name": "kitchens", "description": "Listings, their moderation and certificates."},
+    {"name": "bookings", "description": "Requests, confirmations, cancellations, money holds."},
+    {"name": "accounts", "description": "Balances, deposits, payouts, statements."},
+    {"name": "admin", "description": "Moderation, users, ledger, audit, projections."},
+    {"name": "analytics", "description": "Statistics over the read models."},
+]
+
+
+class RequestContextMiddleware:
+    """Gives each request an id (the client's ``X-Request-ID`` if it is a sane token,
+    else a new one), makes it the logging context, echoes it on the response, and turns
+    an unexpected exception into a 500 problem, logged with its stack trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        current = accept_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        token = request_id.set(current)
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = current
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            logger.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if response_started:
+                raise
+            response = internal_error_response(scope.get("path", ""))
+            await response(scope, receive, send_with_request_id)
+        finally:
+            request_id.reset(token)
+
+
+def bootstrap_admin(services: Services) -> None:
+    """Create the admin named by ``PREP_ES_ADMIN_EMAIL`` unless that email exists."""
+    settings = services.settings
+    if settings.admin_email is None or settings.admin_password is None:
+        return
+    try:
+        created = services.commands.users.create_user(
+            CreateUser(
+                email=settings.admin_email,
+                password=settings.admin_password.get_secret_value(),
+                full_name=ADMIN_FULL_NAME,
+                role="admin",
+            ),
+            CommandContext(actor=None, request_id="bootstrap-admin"),
+        )
+    except EmailTaken:
+        logger.info("admin %s already exists", settings.admin_email)
+        return
+    logger.info("created admin %s (%s)", settings.admin_email, created.result.id)
+
+
+def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, with error answers described as the problem documents
+    they are (``application/problem+json``)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        problem_ref = {"$ref": "#/components/schemas/Problem"}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "Problem" not in components:
+            components["Problem"] = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            for name, definition in components["Problem"].pop("$defs", {}).items():
+                components.setdefault(name, definition)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, answer in operation.get("responses", {}).items():
+                    if status.isdigit() and int(status) >= 400:
+                        answer["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], Any] = system_clock,
+    passwords: Passwords | None = None,
+) -> FastAPI:
+    """The application for ``settings``. Nothing is opened until its lifespan starts.
+    ``clock`` and ``passwords`` are for tests (a clock they move, cheap hashing)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await anyio.to_thread.run_sync(
+            partial(open_services, settings, clock=clock, passwords=passwords)
+        )
+        app.state.services = services
+        try:
+            await anyio.to_thread.run_sync(bootstrap_admin, services)
+            yield
+        finally:
+            await anyio.to_thread.run_sync(services.close)
+
+    app = FastAPI(
+        title="Prep ES",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    # Operations (api/operations.py): mount the /healthz, /readyz and /metrics router
+    # here, and add the metrics middleware after the line above, so that it wraps the
+    # request context middleware and also counts the 500s that one renders.
+    if settings.api_role in ("write", "all"):
+        app.include_router(command_router, prefix=API_PREFIX)
+    if settings.api_role in ("read", "all"):
+        app.include_router(query_router, prefix=API_PREFIX)
+    app.openapi = _problem_openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """For ``uvicorn --factory``: settings from ``PREP_ES_*``, JSON logs."""
+    configure_logging()
+    return create_app(load_settings())

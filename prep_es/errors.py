@@ -1,0 +1,212 @@
+"""HTTP errors: the one table from error classes to statuses, and the handlers that
+render every error as RFC 9457 ``application/problem+json``::
+
+    {"type": "urn:prep-es:problem:booking_conflict", "title": "Booking conflict",
+     "status": 409, "detail": "…", "instance": "/api/v1/bookings", "code": "booking_conflict",
+     "request_id": "4f1c…"}
+
+Validation errors add ``errors: [{loc, msg, type}]``. ``code`` is the error's stable
+machine code (domain errors carry theirs, see ``aggregates.errors``). A 401 always
+carries ``WWW-Authenticate: Bearer``; 429 and 503 carry ``Retry-After``. Anything
+unexpected is a 500 that says only that, with the request id, and is logged with its
+stack trace (see :func:`internal_error_response`, used by the request middleware).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, Final
+
+import orjson
+import psycopg
+from eventsourcing.persistence import OperationalError as StoreOperationalError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from aggregates.errors import (
+    DomainError,
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    StateConflict,
+)
+from prep_es.auth import LoginRateLimited, Unauthenticated
+from prep_es.logs import request_id
+from queries.consistency import ReadModelBehind
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+PROBLEM_TYPE_PREFIX: Final = "urn:prep-es:problem:"
+DATABASE_RETRY_AFTER_S: Final = 1
+
+STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
+    IdempotencyKeyReused: 422,
+    InvalidRequest: 422,
+    NotFound: 404,
+    PermissionDenied: 403,
+    InsufficientFunds: 402,
+    StateConflict: 409,
+    DomainError: 400,
+    Unauthenticated: 401,
+    LoginRateLimited: 429,
+    ReadModelBehind: 503,
+    StoreOperationalError: 503,
+    psycopg.OperationalError: 503,
+}
+"""Every error a client can cause or must wait out, by class; a subclass takes the
+status of its nearest listed ancestor."""
+
+
+def status_for(error: Exception) -> int | None:
+    for cls in type(error).__mro__:
+        status = STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
+    return None
+
+
+def _title(code: str) -> str:
+    return code.replace("_", " ").capitalize()
+
+
+def _code_for_status(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "http_error"
+
+
+class ProblemResponse(Response):
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def problem_response(
+    request: Request | None,
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    instance: str | None = None,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": _title(code),
+        "status": status,
+        "detail": detail,
+        "instance": instance if instance is not None else _instance(request),
+        "code": code,
+        "request_id": request_id.get(),
+    }
+    if extra:
+        body.update(extra)
+    all_headers = dict(headers or {})
+    if status == HTTPStatus.UNAUTHORIZED:
+        all_headers["WWW-Authenticate"] = "Bearer"
+    return ProblemResponse(body, status_code=status, headers=all_headers)
+
+
+def _instance(request: Request | None) -> str:
+    return "" if request is None else request.url.path
+
+
+def error_response(request: Request | None, error: Exception) -> ProblemResponse:
+    """The problem for an error listed in :data:`STATUS_BY_ERROR`."""
+    status = status_for(error)
+    assert status is not None, f"{type(error).__name__} has no status"
+    headers: dict[str, str] = {}
+    if isinstance(error, DomainError | Unauthenticated):
+        code, detail = error.code, error.detail
+    elif isinstance(error, LoginRateLimited):
+        code, detail = error.code, error.detail
+        headers["Retry-After"] = str(error.retry_after_s)
+    elif isinstance(error, ReadModelBehind):
+        code = error.code
+        detail = (
+            f"the {error.name} read model has not reached position "
+            f"{error.required_position} yet (it is at {error.position}); try again"
+        )
+        headers["Retry-After"] = str(error.retry_after_s)
+    else:
+        # The database went away: the stack trace is for us, not for the client.
+        logger.warning("database unavailable", exc_info=error)
+        code, detail = "database_unavailable", "the database is unavailable; try again"
+        headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return problem_response(request, status=status, code=code, detail=detail, headers=headers)
+
+
+def internal_error_response(request_path: str) -> ProblemResponse:
+    """What a client sees of a bug: nothing but the request id to quote."""
+    return problem_response(
+        None,
+        status=HTTPStatus.INTERNAL_SERVER_ERROR,
+        code="internal_error",
+        detail="something unexpected happened; quote the request id when reporting it",
+        instance=request_path,
+    )
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": list(error.get("loc", ())),
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        for error in errors
+    ]
+
+
+async def _handle_error(request: Request, error: Exception) -> Response:
+    return error_response(request, error)
+
+
+async def _handle_validation(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    errors = validation_errors(error.errors())
+    if any(item["type"] == "json_invalid" for item in errors):
+        return problem_response(
+            request,
+            status=HTTPStatus.BAD_REQUEST,
+            code="malformed_json",
+            detail="the request body is not valid JSON",
+            extra={"errors": errors},
+        )
+    return problem_response(
+        request,
+        status=HTTPStatus.UNPROCESSABLE_ENTITY,
+        code="validation_error",
+        detail="the request does not have the expected shape; see errors",
+        extra={"errors": errors},
+    )
+
+
+async def _handle_http(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = _code_for_status(error.status_code)
+    detail = error.detail if isinstance(error.detail, str) else _title(code)
+    if error.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
+        detail = f"no route {request.url.path}"
+    elif error.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem_response(
+        request, status=error.status_code, code=code, detail=detail, headers=error.headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for error_class in STATUS_BY_ERROR:
+        app.add_exception_handler(error_class, _handle_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(HTTPException, _handle_http)

@@ -1,0 +1,211 @@
+"""Everything a request needs, opened once per process from :class:`Settings`.
+
+:func:`open_services` opens the event store and its command handlers, the read side
+(primary and replica), read-model positions for read-your-writes, the query cache and
+every query service, token issuing and the login rate limit. With
+``settings.run_projectors`` it also runs this process's share of the projectors (the
+Supervisor: one active runner per projection across processes) and the sweeper, which
+applies the time-driven transitions every ``settings.sweep_interval_s``.
+:meth:`Services.close` stops them and closes everything, in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from commands import Commands
+from commands.handling import Clock
+from commands.users import PasswordHashing
+from prep_es.auth import Login, LoginLimiter, PasswordVerifying, TokenService, open_login_limiter
+from prep_es.passwords import Argon2Passwords
+from prep_es.readside import ReadSide, configured_projections, open_read_side, start_projectors
+from prep_es.runtime import Runtime, open_runtime, system_clock
+from prep_es.settings import Settings
+from projections.base import Projection
+from projections.runners import Supervisor
+from queries.accounts import AccountQueries
+from queries.analytics import AnalyticsQueries
+from queries.audit import AuditQueries
+from queries.bookings import BookingQueries
+from queries.cache import QueryCache, open_query_cache
+from queries.compliance import ComplianceQueries
+from queries.consistency import ReadPositions
+from queries.kitchen_cache import CachedKitchenQueries
+from queries.kitchens import KitchenQueries
+from queries.timetravel import TimeTravelQueries
+from queries.users import UserQueries
+
+logger = logging.getLogger(__name__)
+
+SWEEPER_STOP_TIMEOUT_S: Final = 30.0
+
+
+class Passwords(PasswordHashing, PasswordVerifying, Protocol):
+    """Hashes (registration) and verifies (login) passwords."""
+
+
+class SweeperThread:
+    """Runs ``sweep`` at once and then every ``interval_s`` until stopped. A failed
+    sweep is logged and tried again at the next interval: each transition is its own
+    idempotent command."""
+
+    def __init__(self, sweep: Callable[[], object], interval_s: float) -> None:
+        assert interval_s > 0
+        self._sweep = sweep
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prep-es-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                report = self._sweep()
+            except Exception:
+                logger.exception("sweep failed; trying again in %.0f s", self._interval_s)
+            else:
+                logger.debug("sweep done: %s", report)
+            self._stopping.wait(self._interval_s)
+
+    def stop(self) -> None:
+        """Stop after the sweep in progress, if any."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=SWEEPER_STOP_TIMEOUT_S)
+
+
+@dataclass
+class Services:
+    """One per process; shared by every request (each member is thread-safe)."""
+
+    settings: Settings
+    clock: Clock
+    runtime: Runtime
+    read_side: ReadSide
+    read_positions: ReadPositions
+    query_cache: QueryCache
+    users: UserQueries
+    kitchens: CachedKitchenQueries
+    kitchens_uncached: KitchenQueries
+    bookings: BookingQueries
+    accounts: AccountQueries
+    analytics: AnalyticsQueries
+    audit: AuditQueries
+    compliance: ComplianceQueries
+    timetravel: TimeTravelQueries
+    tokens: TokenService
+    login: Login
+    login_limiter: LoginLimiter
+    projections: tuple[type[Projection], ...]
+    supervisor: Supervisor | None = None
+    sweeper: SweeperThread | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def commands(self) -> Commands:
+        return self.runtime.commands
+
+    def projection_named(self, name: str) -> type[Projection] | None:
+        for projection_class in self.projections:
+            if projection_class.name == name:
+                return projection_class
+        return None
+
+    def close(self) -> None:
+        """Stop the sweeper and the projectors (each finishes what it is doing), end
+        read-your-writes waits, then close the databases. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.sweeper is not None:
+            self.sweeper.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        self.read_positions.close()
+        close_limiter = getattr(self.login_limiter, "close", None)
+        if close_limiter is not None:
+            close_limiter()
+        self.read_side.close()
+        self.runtime.close()
+
+
+def open_services(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    passwords: Passwords | None = None,
+) -> Services:
+    """Open everything; on failure, close what was opened and re-raise."""
+    hashing: Passwords = passwords or Argon2Passwords()
+    tokens = TokenService.from_settings(settings, clock)  # refuses a missing secret first
+    runtime = open_runtime(settings, clock=clock, passwords=hashing)
+    opened: list[object] = [runtime]
+    try:
+        read_side = open_read_side(settings)
+        opened.append(read_side)
+        read_positions = ReadPositions(
+            read_side.query_database,
+            replica=settings.read_database_url is not None,
+        )
+        read_positions.start()
+        opened.append(read_positions)
+        query_cache = open_query_cache(settings.redis_url)
+        database = read_side.query_database
+        kitchens_uncached = KitchenQueries(
+            database, jurisdictions=runtime.jurisdictions, clock=clock
+        )
+        users = UserQueries(database)
+        login_limiter = open_login_limiter(settings)
+        services = Services(
+            settings=settings,
+            clock=clock,
+            runtime=runtime,
+            read_side=read_side,
+            read_positions=read_positions,
+            query_cache=query_cache,
+            users=users,
+            kitchens=CachedKitchenQueries(
+                kitchens_uncached,
+                query_cache,
+                position=lambda: read_positions.position("kitchens"),
+                clock=clock,
+            ),
+            kitchens_uncached=kitchens_uncached,
+            bookings=BookingQueries(database),
+            accounts=AccountQueries(database),
+            analytics=AnalyticsQueries(database),
+            audit=AuditQueries(database),
+            compliance=ComplianceQueries(database),
+            timetravel=TimeTravelQueries(runtime.app),
+            tokens=tokens,
+            login=Login(users=users, passwords=hashing, tokens=tokens, limiter=login_limiter),
+            login_limiter=login_limiter,
+            projections=configured_projections(settings),
+        )
+        opened = [services]
+        if settings.run_projectors:
+            services.supervisor, _ = start_projectors(
+                settings,
+                runtime.app,
+                read_side,
+                projection_classes=services.projections,
+                on_position=read_positions.observe,
+                on_changes=query_cache.mark_changed,
+            )
+            services.sweeper = SweeperThread(
+                runtime.commands.sweeper.sweep, settings.sweep_interval_s
+            )
+            services.sweeper.start()
+    except BaseException:
+        for resource in reversed(opened):
+            close = getattr(resource, "close", None)
+            if close is not None:
+                close()
+        raise
+    return services
