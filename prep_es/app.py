@@ -77,6 +77,7 @@ class RequestContextMiddleware:
             return
         current = accept_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
         token = request_id.set(current)
+        scope.setdefault("state", {})["request_id"] = current
         response_started = False
 
         async def send_with_request_id(message: Message) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from aggregates.errors import NotFound
 from commands import Commands
 from commands.handling import Clock
 from commands.users import PasswordHashing
@@ -26,7 +27,7 @@ from prep_es.readside import ReadSide, configured_projections, open_read_side, s
 from prep_es.runtime import Runtime, open_runtime, system_clock
 from prep_es.settings import Settings
 from projections.base import Projection
-from projections.runners import Supervisor
+from projections.runners import Supervisor, request_rebuild
 from queries.accounts import AccountQueries
 from queries.analytics import AnalyticsQueries
 from queries.audit import AuditQueries
@@ -111,11 +112,17 @@ class Services:
     def commands(self) -> Commands:
         return self.runtime.commands
 
-    def projection_named(self, name: str) -> type[Projection] | None:
+    def projection_named(self, name: str) -> type[Projection]:
         for projection_class in self.projections:
             if projection_class.name == name:
                 return projection_class
-        return None
+        names = ", ".join(projection_class.name for projection_class in self.projections)
+        raise NotFound(f"no projection {name!r}; projections: {names}", code="projection_not_found")
+
+    def request_rebuild(self, name: str) -> int:
+        """Start rebuilding projection ``name`` from position 0 (the runner holding its
+        lock, in this process or another, does the work); the generation building."""
+        return request_rebuild(self.read_side.write_database, self.projection_named(name))
 
     def close(self) -> None:
         """Stop the sweeper and the projectors (each finishes what it is doing), end

@@ -4,10 +4,17 @@ resulting state from the write model, its event store ``position`` in the body a
 
 from fastapi import APIRouter
 
-from api.commands import auth, users
+from api.commands import accounts, admin, auth, bookings, kitchens, users
 
 command_router = APIRouter()
-for _router in (auth.router, users.router):
+for _router in (
+    auth.router,
+    kitchens.router,
+    bookings.router,
+    accounts.router,
+    admin.router,
+    users.router,
+):
     command_router.include_router(_router)
 
 __all__ = ["command_router"]
