@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from prep_es.errors import PROBLEM_MEDIA_TYPE, problem_response
 from prep_es.metrics import CONTENT_TYPE, Metrics, ProjectionCollector
 from prep_es.readiness import Readiness, ReadinessReport
-from projections.status import ProjectionStatus
+from prep_es.services import Services
+from projections.status import ProjectionStatus, projection_statuses
 
-PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 NOT_READY_RETRY_AFTER_S: Final = 5
 
 
@@ -30,6 +30,23 @@ class Operations:
     readiness: Readiness
     metrics: Metrics
     projection_statuses: Callable[[], Sequence[ProjectionStatus]]
+
+
+def open_operations(services: Services, metrics: Metrics) -> Operations:
+    """The operations of an application whose services just opened: ``metrics``
+    starts observing its commands."""
+    services.commands.processor.observer = metrics
+
+    def statuses() -> list[ProjectionStatus]:
+        return projection_statuses(
+            services.runtime.app, services.read_side.write_database, services.projections
+        )
+
+    return Operations(
+        readiness=Readiness(services.settings, statuses),
+        metrics=metrics,
+        projection_statuses=statuses,
+    )
 
 
 def _operations(request: Request) -> Operations:
@@ -68,7 +85,7 @@ async def healthz() -> Health:
     responses={
         503: {
             "description": "Not ready: the problem lists what failed",
-            "content": {PROBLEM_CONTENT_TYPE: {}},
+            "content": {PROBLEM_MEDIA_TYPE: {}},
         }
     },
 )
@@ -79,24 +96,17 @@ def readyz(request: Request, operations: OperationsDep) -> Any:
     return _not_ready(request, report)
 
 
-def _not_ready(request: Request, report: ReadinessReport) -> JSONResponse:
+def _not_ready(request: Request, report: ReadinessReport) -> Response:
     failed = report.failed
-    request_id = getattr(request.state, "request_id", None)
-    body = {
-        "type": "about:blank",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": "not ready: " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
-        "instance": request.url.path,
-        "code": "not_ready",
-        "request_id": request_id,
-        "checks": [check.model_dump() for check in failed + [c for c in report.checks if c.ok]],
-    }
-    return JSONResponse(
-        body,
-        status_code=503,
-        media_type=PROBLEM_CONTENT_TYPE,
+    return problem_response(
+        request,
+        status=503,
+        code="not_ready",
+        detail="not ready: " + "; ".join(f"{check.name}: {check.detail}" for check in failed),
         headers={"Retry-After": str(NOT_READY_RETRY_AFTER_S)},
+        extra={
+            "checks": [check.model_dump() for check in failed + [c for c in report.checks if c.ok]]
+        },
     )
 
 

@@ -23,12 +23,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregates.errors import EmailTaken
 from api.commands import command_router
+from api.operations import open_operations
+from api.operations import router as operations_router
 from api.queries import query_router
 from api.schemas import Problem
 from commands.handling import CommandContext
 from commands.users import CreateUser
 from prep_es.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, internal_error_response
 from prep_es.logs import REQUEST_ID_HEADER, accept_request_id, configure_logging, request_id
+from prep_es.metrics import Metrics, MetricsMiddleware
 from prep_es.runtime import system_clock
 from prep_es.services import Passwords, Services, open_services
 from prep_es.settings import Settings, load_settings
@@ -163,6 +166,7 @@ def create_app(
 ) -> FastAPI:
     """The application for ``settings``. Nothing is opened until its lifespan starts.
     ``clock`` and ``passwords`` are for tests (a clock they move, cheap hashing)."""
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -170,6 +174,7 @@ def create_app(
             partial(open_services, settings, clock=clock, passwords=passwords)
         )
         app.state.services = services
+        app.state.operations = open_operations(services, metrics)
         try:
             await anyio.to_thread.run_sync(bootstrap_admin, services)
             yield
@@ -185,9 +190,9 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    # Operations (api/operations.py): mount the /healthz, /readyz and /metrics router
-    # here, and add the metrics middleware after the line above, so that it wraps the
-    # request context middleware and also counts the 500s that one renders.
+    # Outside the request context middleware, so it also times the 500s that one renders.
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(operations_router)
     if settings.api_role in ("write", "all"):
         app.include_router(command_router, prefix=API_PREFIX)
     if settings.api_role in ("read", "all"):

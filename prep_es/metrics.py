@@ -224,7 +224,27 @@ class MetricsMiddleware:
 
 
 def route_template(scope: Scope) -> str:
-    """The path template of the route that answered (``unmatched`` if none did)."""
+    """The path template of the route that answered (``unmatched`` if none did).
+
+    The router leaves the matched route in the scope. A route declared in an included
+    router may know only its own part of the path (``/bookings/{booking_id}``, without
+    ``/api/v1``): the prefix is then the path's leading segments, with any segment that
+    is a path parameter's value put back as its name."""
     route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) else UNMATCHED_ROUTE
+    template = getattr(route, "path_format", None)
+    if not isinstance(template, str):
+        return UNMATCHED_ROUTE
+    path = str(scope.get("path", ""))
+    root_path = str(scope.get("root_path", ""))
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    prefix_segments = path.count("/") - template.count("/")
+    if prefix_segments <= 0 or ":path}" in template or not template.startswith("/"):
+        return template
+    segments = path.split("/")[: 1 + prefix_segments]  # "" before the first "/", then each
+    names = {str(value): name for name, value in dict(scope.get("path_params", {})).items()}
+    prefix = [
+        "{%s}" % names[segment] if segment in names else segment  # noqa: UP031
+        for segment in segments
+    ]
+    return "/".join(prefix) + template

@@ -6,33 +6,41 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregates.errors import StateConflict
 from api.operations import Operations, router
 from commands.accounts import DepositFunds
+from prep_es.app import create_app
 from prep_es.metrics import Metrics, MetricsMiddleware
+from prep_es.passwords import Argon2Passwords
 from prep_es.readiness import Readiness
-from prep_es.readside import ReadSide
+from prep_es.services import Services
 from prep_es.settings import Settings
-from projections import PROJECTIONS
 from projections.runners import ProjectionRunner, ensure_ready
-from projections.status import ProjectionStatus, projection_statuses
-from tests.support import Marketplace, MutableClock, as_actor, open_test_runtime
+from projections.status import ProjectionStatus
+from tests.support import PASSWORD, Marketplace, MutableClock, as_actor, open_test_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+JWT_SECRET = "operations-test-secret-of-at-least-32-bytes"
 
 
 def build_app(settings: Settings, statuses: Callable[[], Sequence[ProjectionStatus]]) -> FastAPI:
+    """A bare application with the operations routes and the metrics middleware, one
+    route with a path parameter, and one declared in nested routers whose prefix has a
+    path parameter too."""
     metrics = Metrics()
     app = FastAPI()
     app.include_router(router)
@@ -42,6 +50,16 @@ def build_app(settings: Settings, statuses: Callable[[], Sequence[ProjectionStat
         if item_id == 0:
             raise HTTPException(status_code=404)
         return {"id": item_id}
+
+    certificates = APIRouter(prefix="/kitchens/{kitchen_id}")
+
+    @certificates.get("/certificates/{certificate_id}")
+    def certificate(kitchen_id: int, certificate_id: int) -> dict[str, int]:
+        return {"kitchen_id": kitchen_id, "id": certificate_id}
+
+    versioned = APIRouter(prefix="/api/v1")
+    versioned.include_router(certificates)
+    app.include_router(versioned)
 
     app.state.operations = Operations(
         readiness=Readiness(settings, statuses, timeout_s=1.0),
@@ -53,32 +71,48 @@ def build_app(settings: Settings, statuses: Callable[[], Sequence[ProjectionStat
 
 
 @pytest.fixture
-def statuses(market: Marketplace, read_side: ReadSide) -> Callable[[], list[ProjectionStatus]]:
-    return lambda: projection_statuses(market.runtime.app, read_side.write_database)
+def serve(database_url: str) -> Iterator[Callable[..., TestClient]]:
+    """``serve(**settings)``: the real application (``create_app``) over this test's
+    database, started (its lifespan opened the services), without in-process
+    projectors unless asked for."""
+    clients: list[TestClient] = []
 
-
-@pytest.fixture
-def client_for(
-    statuses: Callable[[], list[ProjectionStatus]],
-) -> Iterator[Callable[[Settings], httpx.Client]]:
-    clients: list[httpx.Client] = []
-
-    def make(settings: Settings) -> httpx.Client:
-        client = TestClient(build_app(settings, statuses))
+    def start(**overrides: Any) -> TestClient:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "run_projectors": False,
+            "jwt_secret": JWT_SECRET,
+        }
+        settings = Settings(**(values | overrides))
+        client = TestClient(create_app(settings, passwords=Argon2Passwords.cheap_for_tests()))
+        client.__enter__()
         clients.append(client)
         return client
 
-    yield make
-    for client in clients:
-        client.close()
+    yield start
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
 
 
-def catch_up(market: Marketplace, read_side: ReadSide) -> None:
-    for projection_class in PROJECTIONS:
-        ensure_ready(read_side.write_database, projection_class)
-        ProjectionRunner(projection_class, market.runtime.app, read_side.write_database).catch_up(
-            timeout_s=30
-        )
+def services_of(client: TestClient) -> Services:
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert isinstance(services, Services)
+    return services
+
+
+def catch_up(services: Services) -> None:
+    database = services.read_side.write_database
+    for projection_class in services.projections:
+        ensure_ready(database, projection_class)
+        ProjectionRunner(projection_class, services.runtime.app, database).catch_up(timeout_s=30)
+
+
+def register(client: TestClient, email: str, role: str = "customer") -> httpx.Response:
+    response: httpx.Response = client.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "full_name": "Ana Test", "role": role},
+    )
+    return response
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -94,23 +128,27 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 # --- healthz and readyz ----------------------------------------------------------------
 
 
-def test_healthz_answers_without_touching_anything(
-    client_for: Callable[[Settings], httpx.Client], database_url: str
-) -> None:
-    client = client_for(Settings(database_url=database_url))
-    response = client.get("/healthz")
+def test_healthz_answers_without_touching_anything(serve: Callable[..., TestClient]) -> None:
+    response = serve().get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_ready_when_the_database_answers_and_projections_caught_up(
-    client_for: Callable[[Settings], httpx.Client],
-    market: Marketplace,
-    read_side: ReadSide,
-    database_url: str,
+def test_operations_routes_live_outside_the_api_prefix(
+    serve: Callable[..., TestClient],
 ) -> None:
-    catch_up(market, read_side)
-    client = client_for(Settings(database_url=database_url, readiness_lag_events_max=0))
+    client = serve()
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
+    assert client.get("/api/v1/healthz").status_code == 404
+
+
+def test_ready_when_the_database_answers_and_projections_caught_up(
+    serve: Callable[..., TestClient],
+) -> None:
+    client = serve(readiness_lag_events_max=0)
+    assert register(client, "ana@example.com").status_code == 201
+    catch_up(services_of(client))
     response = client.get("/readyz")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -121,19 +159,24 @@ def test_ready_when_the_database_answers_and_projections_caught_up(
     }
 
 
+def test_ready_once_in_process_projectors_catch_up(serve: Callable[..., TestClient]) -> None:
+    client = serve(run_projectors=True, readiness_lag_events_max=0)
+    assert register(client, "ana@example.com").status_code == 201
+    deadline = time.monotonic() + 30
+    while (response := client.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.05)
+
+
 def test_not_ready_while_a_projection_lags_beyond_the_limit(
-    client_for: Callable[[Settings], httpx.Client],
-    market: Marketplace,
-    read_side: ReadSide,
-    database_url: str,
+    serve: Callable[..., TestClient], database_url: str
 ) -> None:
-    catch_up(market, read_side)
-    for _ in range(3):
-        market.runtime.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=100), as_actor(market.customer)
-        )
-    lagging = client_for(Settings(database_url=database_url, readiness_lag_events_max=2))
-    response = lagging.get("/readyz")
+    lagging = serve(readiness_lag_events_max=2)
+    catch_up(services_of(lagging))
+    assert register(lagging, "ana@example.com").status_code == 201  # user, claim, account
+    head = services_of(lagging).runtime.app.position()
+
+    response = lagging.get("/readyz", headers={"X-Request-ID": "probe-1"})
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["retry-after"] == "5"
@@ -141,22 +184,20 @@ def test_not_ready_while_a_projection_lags_beyond_the_limit(
     assert problem["status"] == 503
     assert problem["code"] == "not_ready"
     assert problem["instance"] == "/readyz"
+    assert problem["request_id"] == "probe-1"
     failed = [check for check in problem["checks"] if not check["ok"]]
     assert [check["name"] for check in failed] == ["projections"]
-    assert "audit 3 event(s) behind" in failed[0]["detail"]
+    assert f"audit {head} event(s) behind" in failed[0]["detail"]
     assert "audit" in problem["detail"]
 
-    tolerant = client_for(Settings(database_url=database_url, readiness_lag_events_max=3))
+    tolerant = serve(readiness_lag_events_max=head)
     assert tolerant.get("/readyz").status_code == 200
-    catch_up(market, read_side)
+    catch_up(services_of(lagging))
     assert lagging.get("/readyz").status_code == 200
 
 
-def test_not_ready_without_the_configured_redis(
-    client_for: Callable[[Settings], httpx.Client], database_url: str
-) -> None:
-    client = client_for(Settings(database_url=database_url, redis_url=UNREACHABLE_REDIS_URL))
-    response = client.get("/readyz")
+def test_not_ready_without_the_configured_redis(serve: Callable[..., TestClient]) -> None:
+    response = serve(redis_url=UNREACHABLE_REDIS_URL).get("/readyz")
     assert response.status_code == 503
     checks = {check["name"]: check for check in response.json()["checks"]}
     assert checks["redis"]["ok"] is False
@@ -164,11 +205,8 @@ def test_not_ready_without_the_configured_redis(
     assert checks["database"]["ok"] is True
 
 
-def test_ready_with_a_reachable_redis(
-    client_for: Callable[[Settings], httpx.Client], database_url: str
-) -> None:
-    client = client_for(Settings(database_url=database_url, redis_url="redis://127.0.0.1:6379/0"))
-    response = client.get("/readyz")
+def test_ready_with_a_reachable_redis(serve: Callable[..., TestClient]) -> None:
+    response = serve(redis_url=REDIS_URL).get("/readyz")
     assert response.status_code == 200, response.text
     assert {check["name"] for check in response.json()["checks"]} == {
         "database",
@@ -198,14 +236,14 @@ def test_not_ready_when_the_database_is_unreachable(fresh_postgres_url: str) -> 
 # --- metrics ---------------------------------------------------------------------------
 
 
-def test_requests_are_timed_by_route_template_and_status(
-    client_for: Callable[[Settings], httpx.Client], database_url: str
-) -> None:
-    client = client_for(Settings(database_url=database_url))
+def test_requests_are_timed_by_route_template_and_status(sqlite_url: str) -> None:
+    client = TestClient(build_app(Settings(database_url=sqlite_url), list))
     for item_id in (1, 2, 3, 0):
         client.get(f"/items/{item_id}")
     client.get("/no/such/path")
     client.get("/items/not-a-number")
+    for kitchen_id in (7, 8):
+        client.get(f"/api/v1/kitchens/{kitchen_id}/certificates/9")
 
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -215,29 +253,50 @@ def test_requests_are_timed_by_route_template_and_status(
     assert counts[(("method", "GET"), ("route", "/items/{item_id}"), ("status", "404"))] == 1
     assert counts[(("method", "GET"), ("route", "/items/{item_id}"), ("status", "422"))] == 1
     assert counts[(("method", "GET"), ("route", "unmatched"), ("status", "404"))] == 1
-    assert not any("/items/1" in dict(labels).get("route", "") for labels in counts)
+    nested = "/api/v1/kitchens/{kitchen_id}/certificates/{certificate_id}"
+    assert counts[(("method", "GET"), ("route", nested), ("status", "200"))] == 2
+    routes = {dict(labels)["route"] for labels in counts}
+    assert routes == {"/items/{item_id}", "unmatched", nested}
 
 
-def test_projection_position_and_lag_are_exposed(
-    client_for: Callable[[Settings], httpx.Client],
-    market: Marketplace,
-    read_side: ReadSide,
-    database_url: str,
-) -> None:
-    client = client_for(Settings(database_url=database_url))
-    head = market.runtime.app.position()
+def test_the_application_counts_requests_and_commands(serve: Callable[..., TestClient]) -> None:
+    client = serve()
+    assert register(client, "ana@example.com").status_code == 201
+    assert register(client, "ANA@example.com").status_code == 409
+    assert client.get("/api/v1/users/me").status_code == 401
+    assert client.get("/api/v2/nothing").status_code == 404
+
     text = client.get("/metrics").text
-    lag = samples(text, "prep_es_projection_lag_events")
-    assert lag == {(("projection", p.name),): head for p in PROJECTIONS}
+    counts = samples(text, "prep_es_http_request_duration_seconds_count")
+    register_route = (("method", "POST"), ("route", "/api/v1/auth/register"))
+    assert counts[(*register_route, ("status", "201"))] == 1
+    assert counts[(*register_route, ("status", "409"))] == 1
+    assert counts[(("method", "GET"), ("route", "/api/v1/users/me"), ("status", "401"))] == 1
+    assert counts[(("method", "GET"), ("route", "unmatched"), ("status", "404"))] == 1
+    commands = samples(text, "prep_es_commands_total")
+    assert commands[(("command", "register_user"), ("outcome", "ok"))] == 1
+    assert commands[(("command", "register_user"), ("outcome", "email_taken"))] == 1
+
+
+def test_projection_position_and_lag_are_exposed(serve: Callable[..., TestClient]) -> None:
+    client = serve()
+    services = services_of(client)
+    assert register(client, "ana@example.com").status_code == 201
+    head = services.runtime.app.position()
+    text = client.get("/metrics").text
+    names = [projection.name for projection in services.projections]
+    assert samples(text, "prep_es_projection_lag_events") == {
+        (("projection", name),): head for name in names
+    }
     assert samples(text, "prep_es_event_store_position") == {(): head}
 
-    catch_up(market, read_side)
+    catch_up(services)
     text = client.get("/metrics").text
     assert samples(text, "prep_es_projection_lag_events") == {
-        (("projection", p.name),): 0 for p in PROJECTIONS
+        (("projection", name),): 0 for name in names
     }
     assert samples(text, "prep_es_projection_position") == {
-        (("projection", p.name),): head for p in PROJECTIONS
+        (("projection", name),): head for name in names
     }
     assert set(samples(text, "prep_es_projection_failed").values()) == {0}
 
