@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date
 from typing import Annotated, Final
 from uuid import UUID
 
@@ -53,6 +54,7 @@ from queries.bookings import BookingQueries
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries
+from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserQueries
 
@@ -149,6 +151,22 @@ AuditQueriesDep = Annotated[AuditQueries, Depends(get_audit_queries)]
 ComplianceQueriesDep = Annotated[ComplianceQueries, Depends(get_compliance_queries)]
 TimeTravelQueriesDep = Annotated[TimeTravelQueries, Depends(get_timetravel_queries)]
 ReadPositionsDep = Annotated[ReadPositions, Depends(get_read_positions)]
+
+
+def get_kitchen_moderation(services: ServicesDep) -> KitchenQueries:
+    """Moderation lists differ by status and are for admins: never cached."""
+    return services.kitchens_uncached
+
+
+KitchenModerationDep = Annotated[KitchenQueries, Depends(get_kitchen_moderation)]
+
+
+def today_utc(services: ServicesDep) -> date:
+    """Today's date in UTC, by the services' clock."""
+    return services.clock().astimezone(UTC).date()
+
+
+TodayUtc = Annotated[date, Depends(today_utc)]
 
 # --- request headers -----------------------------------------------------------------
 
@@ -351,3 +369,20 @@ AnalyticsReadModel = Annotated[ReadConsistency, Depends(read_model("analytics"))
 KitchensReadModel = Annotated[ReadConsistency, Depends(read_model("kitchens"))]
 ComplianceReadModel = Annotated[ReadConsistency, Depends(read_model("compliance"))]
 UsersReadModel = Annotated[ReadConsistency, Depends(read_model("users"))]
+
+BookingParticipant = Annotated[
+    AuthenticatedUser, Depends(require_roles("customer", "host", "admin"))
+]
+"""Roles that take part in bookings (customer: own; host: their kitchens'; admin: all)."""
+
+
+def event_store_read(services: ServicesDep, response: Response) -> ReadConsistency:
+    """For the few admin queries that read the event store itself (an aggregate's
+    history): it is never behind, so ``X-Prep-Min-Position`` needs no wait, and
+    ``X-Prep-Position`` is the store's latest position."""
+    position = services.runtime.app.position()
+    response.headers[POSITION_HEADER] = str(position)
+    return ReadConsistency(min_position=0, position=position)
+
+
+EventStoreRead = Annotated[ReadConsistency, Depends(event_store_read)]

@@ -1,0 +1,143 @@
+"""Booking queries over HTTP: the bookings a user takes part in, and one booking.
+
+Who sees what (SPEC §4): a customer their own bookings, a host the bookings of their
+kitchens, an admin every booking; analysts none (403). A booking that exists but is
+not the caller's is 403; one that does not exist is 404.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from api.deps import BookingParticipant, BookingQueriesDep, BookingsReadModel, PageParams
+from api.queries.params import query_responses
+from api.schemas import MoneyOut, money
+from queries.base import Page
+from queries.bookings import BookingDetail, BookingSummary
+
+router = APIRouter(prefix="/bookings", tags=["bookings"])
+
+BookingId = Annotated[UUID, Path(description="The booking's id.")]
+BookingStatus = Literal["pending", "confirmed", "declined", "cancelled", "expired", "completed"]
+
+
+class BookingSummaryOut(BaseModel):
+    """A booking as lists show it. ``captured`` and ``released`` say how its hold
+    ended: both 0.00 while it is pending or confirmed."""
+
+    id: UUID
+    kitchen_id: UUID
+    kitchen_name: str | None = Field(examples=["Sunset Commissary"])
+    city: str | None = Field(examples=["Los Angeles"])
+    host_id: UUID = Field(description="The kitchen's host.")
+    customer_id: UUID = Field(description="Who booked.")
+    start_time: datetime = Field(examples=["2030-01-08T17:00:00Z"])
+    end_time: datetime = Field(examples=["2030-01-08T19:00:00Z"])
+    guests: int = Field(examples=[4])
+    price: MoneyOut
+    status: BookingStatus = Field(examples=["confirmed"])
+    captured: MoneyOut = Field(
+        description="Taken from the customer's hold (completion or cancellation fee).",
+        examples=["0.00"],
+    )
+    released: MoneyOut = Field(
+        description="Given back to the customer from the hold.", examples=["0.00"]
+    )
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, booking: BookingSummary) -> BookingSummaryOut:
+        return cls(**_fields(cls, booking))
+
+
+class BookingDetailOut(BookingSummaryOut):
+    """Everything the bookings read model knows of one booking."""
+
+    jurisdiction: str | None = Field(examples=["los_angeles"])
+    notes: str = Field(examples=["Two pallets of produce arriving at 9"])
+    hourly_rate: MoneyOut = Field(
+        description="The rate fixed when the booking was requested (a reschedule keeps it)."
+    )
+    cancelled_by_role: str | None = Field(
+        description="customer or host, once cancelled.", examples=[None]
+    )
+    reason: str | None = Field(
+        description="Why it was declined or cancelled, if the actor said.", examples=[None]
+    )
+    completed_automatically: bool | None = Field(
+        description="Completed by the sweeper 24 h after its end (true) or by a person "
+        "(false); null until completed."
+    )
+    requested_at: datetime
+    version: int = Field(description="The booking aggregate's version.")
+    position: int = Field(description="The event store position of its last event.")
+
+    @classmethod
+    def of_detail(cls, booking: BookingDetail) -> BookingDetailOut:
+        return cls(**_fields(cls, booking))
+
+
+def _fields(model: type[BaseModel], booking: BookingSummary) -> dict[str, object]:
+    fields = booking.model_dump()
+    for name in ("price", "captured", "released", "hourly_rate"):
+        if f"{name}_cents" in fields:
+            fields[name] = money(fields.pop(f"{name}_cents"))
+    return {name: value for name, value in fields.items() if name in model.model_fields}
+
+
+class BookingPage(BaseModel):
+    items: list[BookingSummaryOut]
+    total: int = Field(description="Matches in all pages.", examples=[3])
+    limit: int = Field(examples=[20])
+    offset: int = Field(examples=[0])
+
+    @classmethod
+    def of(cls, page: Page[BookingSummary]) -> BookingPage:
+        return cls(
+            items=[BookingSummaryOut.of(item) for item in page.items],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+
+
+@router.get(
+    "",
+    summary="List bookings",
+    description="The bookings the caller takes part in: a customer's own, a host's "
+    "kitchens', every booking for an admin (analysts: 403). Ordered by start time. "
+    "Filter by `status` and `kitchen_id`.",
+    responses=query_responses(401, 403, 422, 503),
+)
+def list_bookings(
+    user: BookingParticipant,
+    bookings: BookingQueriesDep,
+    _: BookingsReadModel,
+    page: PageParams,
+    status: Annotated[BookingStatus | None, Query(description="Only this status.")] = None,
+    kitchen_id: Annotated[UUID | None, Query(description="Only this kitchen's.")] = None,
+) -> BookingPage:
+    return BookingPage.of(
+        bookings.list(user.viewer, status=status, kitchen_id=kitchen_id, page=page)
+    )
+
+
+@router.get(
+    "/{booking_id}",
+    summary="Get a booking",
+    description="One booking, for its customer, its kitchen's host and admins; 403 for "
+    "anyone else, 404 if there is no such booking.",
+    responses=query_responses(401, 403, 404, 422, 503),
+)
+def get_booking(
+    booking_id: BookingId,
+    user: BookingParticipant,
+    bookings: BookingQueriesDep,
+    _: BookingsReadModel,
+) -> BookingDetailOut:
+    return BookingDetailOut.of_detail(bookings.get(user.viewer, booking_id))

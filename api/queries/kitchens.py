@@ -1,0 +1,246 @@
+"""Kitchen queries over HTTP: the public search of bookable kitchens and one kitchen with
+its compliance status, both through the query cache. (The admins' moderation list is in
+``api.queries.admin``.)"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from api.deps import KitchenQueriesDep, KitchensReadModel, OptionalUser, PageParams
+from api.queries.params import POINT_IN_TIME_HELP, PointInTime, query_responses
+from api.schemas import MONEY_DIGITS_MAX, MoneyOut, cents, money
+from queries.base import Page
+from queries.kitchens import (
+    KitchenCertificate,
+    KitchenCompliance,
+    KitchenDetail,
+    KitchenFilters,
+    KitchenSummary,
+)
+
+router = APIRouter(prefix="/kitchens", tags=["kitchens"])
+
+KitchenId = Annotated[UUID, Path(description="The kitchen's id.")]
+KitchenSort = Literal["name", "rate_asc", "rate_desc", "newest"]
+KitchenStatus = Literal["draft", "pending_review", "published", "rejected", "suspended"]
+SEARCH_TEXT_LENGTH_BOUND = 1_000
+AMENITY_FILTERS_BOUND = 50
+
+
+class KitchenSummaryOut(BaseModel):
+    """A kitchen as lists show it."""
+
+    id: UUID
+    host_id: UUID = Field(description="The host who lists it.")
+    name: str = Field(examples=["Sunset Commissary"])
+    city: str = Field(examples=["Los Angeles"])
+    jurisdiction: str = Field(
+        description="Whose rules apply (certificates, hours).", examples=["los_angeles"]
+    )
+    hourly_rate: MoneyOut
+    capacity: int = Field(description="People at once.", examples=[8])
+    amenities: list[str] = Field(
+        description="Lower case, sorted.", examples=[["oven", "walk-in fridge"]]
+    )
+    instant_book: bool = Field(description="Bookings are confirmed at once.")
+    status: KitchenStatus = Field(examples=["published"])
+    status_reason: str | None = Field(
+        description="Why it was rejected or suspended.", examples=[None]
+    )
+    compliant_through: date | None = Field(
+        description="The last day every certificate its jurisdiction requires is verified "
+        "and valid; null while one is missing.",
+        examples=["2031-12-31"],
+    )
+    created_at: datetime
+
+    @classmethod
+    def of(cls, kitchen: KitchenSummary) -> KitchenSummaryOut:
+        fields = kitchen.model_dump(include=set(cls.model_fields) - {"hourly_rate"})
+        return cls(**fields, hourly_rate=money(kitchen.hourly_rate_cents))
+
+
+class KitchenPage(BaseModel):
+    items: list[KitchenSummaryOut]
+    total: int = Field(description="Matches in all pages.", examples=[42])
+    limit: int = Field(examples=[20])
+    offset: int = Field(examples=[0])
+
+    @classmethod
+    def of(cls, page: Page[KitchenSummary]) -> KitchenPage:
+        return cls(
+            items=[KitchenSummaryOut.of(item) for item in page.items],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+
+
+class KitchenCertificateOut(BaseModel):
+    id: UUID
+    kind: str = Field(
+        description="health_permit, business_license, fire_inspection, "
+        "liability_insurance or food_handler",
+        examples=["health_permit"],
+    )
+    number: str = Field(examples=["HP-2030-0042"])
+    issued_on: date
+    expires_on: date = Field(
+        description="Valid through 23:59:59 of this day in the jurisdiction's time zone."
+    )
+    status: str = Field(description="pending, verified, rejected or expired")
+
+    @classmethod
+    def of(cls, certificate: KitchenCertificate) -> KitchenCertificateOut:
+        return cls(**certificate.model_dump())
+
+
+class KitchenComplianceOut(BaseModel):
+    """Compliance now, kind by kind: each required kind is covered by a verified
+    certificate valid now, ``expired`` (its verified certificates ran out) or
+    ``missing`` (none verified)."""
+
+    compliant: bool = Field(description="Every required kind is covered now.")
+    compliant_through: date | None = Field(
+        description="The last day every required certificate stays valid."
+    )
+    required_kinds: list[str] = Field(
+        examples=[["business_license", "fire_inspection", "health_permit"]]
+    )
+    missing_kinds: list[str] = Field(examples=[[]])
+    expired_kinds: list[str] = Field(examples=[[]])
+    certificates: list[KitchenCertificateOut]
+
+    @classmethod
+    def of(cls, compliance: KitchenCompliance) -> KitchenComplianceOut:
+        return cls(
+            **compliance.model_dump(exclude={"certificates"}),
+            certificates=[KitchenCertificateOut.of(c) for c in compliance.certificates],
+        )
+
+
+class KitchenDetailOut(KitchenSummaryOut):
+    """A kitchen with its description, address and compliance status."""
+
+    description: str = Field(examples=["A clean commercial kitchen near downtown"])
+    address: str = Field(examples=["1200 Sunset Blvd"])
+    status_changed_at: datetime
+    updated_at: datetime
+    version: int = Field(description="The kitchen aggregate's version the read model has.")
+    compliance: KitchenComplianceOut
+
+    @classmethod
+    def of_detail(cls, kitchen: KitchenDetail) -> KitchenDetailOut:
+        fields = kitchen.model_dump(include=set(cls.model_fields) - {"hourly_rate", "compliance"})
+        return cls(
+            **fields,
+            hourly_rate=money(kitchen.hourly_rate_cents),
+            compliance=KitchenComplianceOut.of(kitchen.compliance),
+        )
+
+
+@router.get(
+    "",
+    summary="Search bookable kitchens",
+    description="Public. Published kitchens that are bookable — every certificate their "
+    "jurisdiction requires is verified and valid (today; or through the end of the "
+    "window) — matching every filter given. With `available_from` and `available_to` "
+    "(together), kitchens whose operating hours do not cover the window, or with a "
+    "pending or confirmed booking overlapping it, are left out. `q` matches all its "
+    "words (stemmed) in the name, description, city and amenities. Sorted by `sort`: "
+    "`name` (default), `rate_asc`, `rate_desc`, `newest`.",
+    responses=query_responses(422, 503),
+)
+def search_kitchens(
+    kitchens: KitchenQueriesDep,
+    consistency: KitchensReadModel,
+    page: PageParams,
+    city: Annotated[
+        str | None,
+        Query(max_length=SEARCH_TEXT_LENGTH_BOUND, description="Case-insensitive."),
+    ] = None,
+    jurisdiction: Annotated[
+        str | None,
+        Query(max_length=SEARCH_TEXT_LENGTH_BOUND, examples=["los_angeles"]),
+    ] = None,
+    min_rate: Annotated[
+        Decimal | None,
+        Query(
+            ge=0,
+            max_digits=MONEY_DIGITS_MAX,
+            decimal_places=2,
+            description="Lowest hourly rate, e.g. `40.00`.",
+        ),
+    ] = None,
+    max_rate: Annotated[
+        Decimal | None,
+        Query(
+            ge=0,
+            max_digits=MONEY_DIGITS_MAX,
+            decimal_places=2,
+            description="Highest hourly rate, e.g. `120.00`.",
+        ),
+    ] = None,
+    capacity: Annotated[
+        int | None, Query(ge=1, le=50, description="Room for at least this many people.")
+    ] = None,
+    amenity: Annotated[
+        list[str] | None,
+        Query(
+            max_length=AMENITY_FILTERS_BOUND,
+            description="Repeat for each amenity the kitchen must have (case-insensitive).",
+        ),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=SEARCH_TEXT_LENGTH_BOUND, description="Words to search for."),
+    ] = None,
+    available_from: Annotated[
+        PointInTime | None,
+        Query(description=f"Start of the window to be free. {POINT_IN_TIME_HELP}"),
+    ] = None,
+    available_to: Annotated[
+        PointInTime | None,
+        Query(description=f"End of the window to be free. {POINT_IN_TIME_HELP}"),
+    ] = None,
+    sort: Annotated[KitchenSort, Query(description="The order of the results.")] = "name",
+) -> KitchenPage:
+    filters = KitchenFilters(
+        city=city,
+        jurisdiction=jurisdiction,
+        min_rate_cents=None if min_rate is None else cents(min_rate),
+        max_rate_cents=None if max_rate is None else cents(max_rate),
+        capacity=capacity,
+        amenities=tuple(amenity or ()),
+        q=q,
+        available_from=available_from,
+        available_to=available_to,
+        sort=sort,
+    )
+    return KitchenPage.of(kitchens.search(filters, page, min_position=consistency.min_position))
+
+
+@router.get(
+    "/{kitchen_id}",
+    summary="Get a kitchen",
+    description="Public for published kitchens. A kitchen in any other status (draft, "
+    "pending_review, rejected, suspended) is visible to its host and to admins only; "
+    "anyone else gets 404. Includes the kitchen's compliance status now: which "
+    "required certificates are missing or expired.",
+    responses=query_responses(401, 404, 422, 503),
+)
+def get_kitchen(
+    kitchen_id: KitchenId,
+    user: OptionalUser,
+    kitchens: KitchenQueriesDep,
+    consistency: KitchensReadModel,
+) -> KitchenDetailOut:
+    viewer = None if user is None else user.viewer
+    detail = kitchens.get(viewer, kitchen_id, min_position=consistency.min_position)
+    return KitchenDetailOut.of_detail(detail)
