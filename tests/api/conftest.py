@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cached_property
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -54,6 +53,7 @@ def api_settings(database_url: str, **overrides: Any) -> Settings:
         "admin_password": PASSWORD,
         "min_position_wait_s": 3.0,
         "sweep_interval_s": 3600.0,
+        "access_token_ttl": 7 * 24 * 3600,
     }
     if database_url.startswith("postgresql"):
         if not redis_reachable(REDIS_URL):
@@ -63,6 +63,20 @@ def api_settings(database_url: str, **overrides: Any) -> Settings:
         values["redis_url"] = REDIS_URL
     values.update(overrides)
     return Settings(**values)
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code, body
+    assert body["type"].endswith(code)
+    assert body["title"] and body["detail"] and body["instance"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    if status == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    return body
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,9 @@ class Api:
         assert isinstance(services, Services)
         return services
 
-    @cached_property
+    @property
     def admin(self) -> User:
+        """Logged in afresh: tests move the clock, which expires older tokens."""
         return self.log_in(ADMIN_EMAIL)
 
     # --- plumbing -------------------------------------------------------------------

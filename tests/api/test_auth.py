@@ -14,21 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prep_es.auth import TokenService
-from tests.api.conftest import ADMIN_EMAIL, JWT_SECRET, PASSWORD, Api, User
-
-
-def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code, body
-    assert body["type"].endswith(code)
-    assert body["title"] and body["detail"] and body["instance"]
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    if status == 401:
-        assert response.headers["WWW-Authenticate"] == "Bearer"
-    return body
+from tests.api.conftest import ADMIN_EMAIL, JWT_SECRET, PASSWORD, Api, User, assert_problem
 
 
 def registration(**fields: Any) -> dict[str, Any]:
