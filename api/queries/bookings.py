@@ -14,6 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
+from aggregates.booking import ACTIVE_STATUSES
 from api.deps import BookingParticipant, BookingQueriesDep, BookingsReadModel, PageParams
 from api.queries.params import query_responses
 from api.schemas import MoneyOut, money
@@ -26,9 +27,19 @@ BookingId = Annotated[UUID, Path(description="The booking's id.")]
 BookingStatus = Literal["pending", "confirmed", "declined", "cancelled", "expired", "completed"]
 
 
+class RefundOut(BaseModel):
+    """How the booking's hold ended."""
+
+    released: MoneyOut = Field(description="Given back to the customer.", examples=["50.00"])
+    captured: MoneyOut = Field(
+        description="Taken for the host (less the platform commission): a completion or a "
+        "cancellation fee.",
+        examples=["50.00"],
+    )
+
+
 class BookingSummaryOut(BaseModel):
-    """A booking as lists show it. ``captured`` and ``released`` say how its hold
-    ended: both 0.00 while it is pending or confirmed."""
+    """A booking as lists show it."""
 
     id: UUID
     kitchen_id: UUID
@@ -39,14 +50,11 @@ class BookingSummaryOut(BaseModel):
     start_time: datetime = Field(examples=["2030-01-08T17:00:00Z"])
     end_time: datetime = Field(examples=["2030-01-08T19:00:00Z"])
     guests: int = Field(examples=[4])
-    price: MoneyOut
+    price: MoneyOut = Field(description="hourly_rate × hours, held on the customer's account.")
     status: BookingStatus = Field(examples=["confirmed"])
-    captured: MoneyOut = Field(
-        description="Taken from the customer's hold (completion or cancellation fee).",
-        examples=["0.00"],
-    )
-    released: MoneyOut = Field(
-        description="Given back to the customer from the hold.", examples=["0.00"]
+    refund: RefundOut | None = Field(
+        description="Once the booking is over (declined, cancelled, expired, completed): "
+        "how much of the hold was released and captured; null while active."
     )
     updated_at: datetime
 
@@ -84,9 +92,16 @@ class BookingDetailOut(BookingSummaryOut):
 
 def _fields(model: type[BaseModel], booking: BookingSummary) -> dict[str, object]:
     fields = booking.model_dump()
-    for name in ("price", "captured", "released", "hourly_rate"):
+    for name in ("price", "hourly_rate"):
         if f"{name}_cents" in fields:
             fields[name] = money(fields.pop(f"{name}_cents"))
+    fields["refund"] = (
+        None
+        if booking.status in ACTIVE_STATUSES
+        else RefundOut(
+            released=money(booking.released_cents), captured=money(booking.captured_cents)
+        )
+    )
     return {name: value for name, value in fields.items() if name in model.model_fields}
 
 

@@ -1,0 +1,289 @@
+"""Kitchen queries over HTTP, on each backend: the public search with every filter, sort
+and page, availability against real bookings, one kitchen with its compliance and who
+may see drafts, read-your-writes through the cache, and every refusal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
+from uuid import uuid4
+
+import pytest
+
+from aggregates.kitchen import KITCHEN_STATUSES
+from api.queries.kitchens import KitchenSort, KitchenStatus
+from queries.kitchens import SORTS
+from tests.api.conftest import Api, assert_problem
+from tests.api.reading import ids, read, read_ok
+
+
+def unique_city() -> str:
+    return f"Testville {uuid4().hex[:10]}"
+
+
+def test_the_routes_literals_are_the_domains() -> None:
+    assert get_args(KitchenSort) == SORTS
+    assert get_args(KitchenStatus) == KITCHEN_STATUSES
+
+
+# --- search --------------------------------------------------------------------------
+
+
+def test_search_filters_sorts_and_pages_bookable_kitchens(api: Api) -> None:
+    host = api.register("host")
+    city = unique_city()
+    cheap = api.published_kitchen(
+        host,
+        city=city,
+        name="Alpha Bakery",
+        hourly_rate="30.00",
+        capacity=4,
+        amenities=["Oven"],
+        description="Sourdough ovens and proofing racks",
+    )
+    middle = api.published_kitchen(
+        host,
+        city=city,
+        name="Bravo Commissary",
+        hourly_rate="55.50",
+        capacity=12,
+        amenities=["oven", "Walk-in Fridge"],
+    )
+    dear = api.published_kitchen(
+        host,
+        city=city,
+        name="Charlie Kitchen",
+        hourly_rate="120.00",
+        capacity=30,
+        amenities=["walk-in fridge"],
+    )
+    draft = api.draft_kitchen(host, city=city, name="Delta Draft")
+    after = max(k["position"] for k in (cheap, middle, dear, draft))
+
+    page = read_ok(api, "/kitchens", after=after, params={"city": city.upper()})
+    assert ids(page) == [cheap["id"], middle["id"], dear["id"]]  # by name; no draft
+    assert page["total"] == 3 and page["limit"] == 20 and page["offset"] == 0
+    first = page["items"][0]
+    assert first["hourly_rate"] == "30.00"
+    assert first["status"] == "published"
+    assert first["compliant_through"] == "2031-12-31"
+    assert first["amenities"] == ["oven"]
+    assert first["host_id"] == str(host.id)
+
+    def search(**params: Any) -> list[str]:
+        return ids(read_ok(api, "/kitchens", params={"city": city, **params}))
+
+    assert search(min_rate="55.50") == [middle["id"], dear["id"]]
+    assert search(max_rate="55.50") == [cheap["id"], middle["id"]]
+    assert search(min_rate="31", max_rate="120") == [middle["id"], dear["id"]]
+    assert search(capacity=12) == [middle["id"], dear["id"]]
+    assert search(amenity="OVEN") == [cheap["id"], middle["id"]]
+    assert search(amenity=["oven", "walk-in fridge"]) == [middle["id"]]
+    assert search(q="sourdough") == [cheap["id"]]
+    assert search(q="commissary fridge") == [middle["id"]]
+    assert search(jurisdiction="los_angeles") == [cheap["id"], middle["id"], dear["id"]]
+    assert search(jurisdiction="san_francisco") == []
+    assert search(sort="rate_desc") == [dear["id"], middle["id"], cheap["id"]]
+    assert search(sort="rate_asc") == [cheap["id"], middle["id"], dear["id"]]
+    assert search(sort="newest") == [dear["id"], middle["id"], cheap["id"]]
+
+    second = read_ok(api, "/kitchens", params={"city": city, "limit": 2, "offset": 2})
+    assert ids(second) == [dear["id"]]
+    assert (second["total"], second["limit"], second["offset"]) == (3, 2, 2)
+    past_the_end = read_ok(api, "/kitchens", params={"city": city, "offset": 10})
+    assert past_the_end["items"] == [] and past_the_end["total"] == 3
+
+
+def test_search_leaves_out_kitchens_booked_in_the_window(api: Api) -> None:
+    host = api.register("host")
+    city = unique_city()
+    booked = api.published_kitchen(host, city=city, name="Booked")
+    free = api.published_kitchen(host, city=city, name="Free")
+    customer = api.customer()
+    window = api.window(days=3, hours=3)
+    booking = api.ok(
+        api.post("/bookings", customer, json={"kitchen_id": booked["id"], "guests": 2, **window}),
+        201,
+    )
+
+    def available(start: str, end: str) -> list[str]:
+        params = {"city": city, "available_from": start, "available_to": end}
+        return ids(read_ok(api, "/kitchens", after=booking["position"], params=params))
+
+    start, end = window["start_time"], window["end_time"]
+    assert available(start, end) == [free["id"]]
+    hour = timedelta(hours=1)
+    starts = datetime.fromisoformat(start)
+    ends = datetime.fromisoformat(end)
+    # Touching the booking is not overlapping it.
+    assert available(ends.isoformat(), (ends + hour).isoformat()) == [booked["id"], free["id"]]
+    assert available((starts - hour).isoformat(), starts.isoformat()) == [
+        booked["id"],
+        free["id"],
+    ]
+    assert available((ends - hour).isoformat(), (ends + hour).isoformat()) == [free["id"]]
+    # 04:00 in Los Angeles is outside its operating hours: nothing is bookable then.
+    night = starts.replace(hour=12)
+    assert available(night.isoformat(), (night + hour).isoformat()) == []
+    # A date means 00:00 UTC (16:00 the day before in Los Angeles): open, and unbooked.
+    day = (starts + timedelta(days=10)).date()
+    four_hours_later = datetime(day.year, day.month, day.day, 4, tzinfo=UTC).isoformat()
+    assert available(day.isoformat(), four_hours_later) == [booked["id"], free["id"]]
+
+    # Once cancelled, the slot is free again.
+    cancelled = api.ok(api.patch(f"/bookings/{booking['id']}/cancel", customer))
+    params = {"city": city, "available_from": start, "available_to": end}
+    again = read_ok(api, "/kitchens", after=cancelled["position"], params=params)
+    assert ids(again) == [booked["id"], free["id"]]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"limit": 0}, "validation_error"),
+        ({"limit": 101}, "validation_error"),
+        ({"offset": -1}, "validation_error"),
+        ({"sort": "price"}, "validation_error"),
+        ({"min_rate": "cheap"}, "validation_error"),
+        ({"min_rate": "1.234"}, "validation_error"),
+        ({"max_rate": "-1"}, "validation_error"),
+        ({"max_rate": "NaN"}, "validation_error"),
+        ({"capacity": 0}, "validation_error"),
+        ({"capacity": 51}, "validation_error"),
+        ({"available_from": "tomorrow", "available_to": "2030-02-01"}, "validation_error"),
+        (
+            {"available_from": "2030-02-01T10:00:00", "available_to": "2030-02-01T12:00:00Z"},
+            "validation_error",
+        ),
+        ({"available_from": "2030-02-30", "available_to": "2030-03-01"}, "validation_error"),
+        (
+            {"available_from": "9999-12-31T23:00:00-05:00", "available_to": "2030-03-01"},
+            "validation_error",
+        ),
+        ({"q": "x" * 1001}, "validation_error"),
+        ({"available_from": "2030-02-01T10:00:00Z"}, "invalid_window"),
+        (
+            {"available_from": "2030-02-01T12:00:00Z", "available_to": "2030-02-01T10:00:00Z"},
+            "invalid_window",
+        ),
+        ({"min_rate": "60", "max_rate": "50"}, "invalid_rate_range"),
+        ({"min_rate": "100000.01"}, "invalid_rate_range"),
+        ({"jurisdiction": "atlantis"}, "unknown_jurisdiction"),
+        ({"city": "x" * 101}, "invalid_city"),
+        ({"q": " ".join(["word"] * 21)}, "invalid_query"),
+        ({"amenity": ["a"] * 51}, "validation_error"),
+    ],
+)
+def test_search_refuses_bad_filters_with_a_422_problem(
+    api: Api, params: dict[str, Any], code: str
+) -> None:
+    body = assert_problem(api.get("/kitchens", params=params), 422, code)
+    if code == "validation_error":
+        assert body["errors"] and body["errors"][0]["loc"][0] == "query"
+
+
+def test_a_kitchen_is_public_but_a_bad_token_sent_for_it_is_refused(api: Api) -> None:
+    kitchen = api.published_kitchen(api.register("host"))
+    response = api.get(
+        f"/kitchens/{kitchen['id']}", headers={"Authorization": "Bearer not-a-token"}
+    )
+    assert_problem(response, 401, "invalid_token")
+
+
+# --- one kitchen ---------------------------------------------------------------------
+
+
+def test_a_published_kitchen_is_public_with_its_compliance(api: Api) -> None:
+    host = api.register("host")
+    kitchen = api.published_kitchen(host, hourly_rate="42.25")
+    detail = read_ok(api, f"/kitchens/{kitchen['id']}", after=kitchen["position"])
+    assert detail["id"] == kitchen["id"]
+    assert detail["hourly_rate"] == "42.25"
+    assert detail["status"] == "published"
+    assert detail["description"] == "A clean commercial kitchen"
+    assert detail["address"] == "1 Main St"
+    compliance = detail["compliance"]
+    assert compliance["compliant"] is True
+    assert compliance["missing_kinds"] == [] and compliance["expired_kinds"] == []
+    assert compliance["required_kinds"] == [
+        "business_license",
+        "fire_inspection",
+        "health_permit",
+        "liability_insurance",
+    ]
+    assert {c["status"] for c in compliance["certificates"]} == {"verified"}
+    assert compliance["compliant_through"] == "2031-12-31"
+    # The same answer for anyone signed in (and from the cache the second time).
+    customer = api.register("customer")
+    assert read_ok(api, f"/kitchens/{kitchen['id']}", customer) == detail
+
+
+def test_a_draft_is_visible_to_its_host_and_admins_only(api: Api) -> None:
+    host = api.register("host")
+    draft = api.draft_kitchen(host)
+    certificate = api.attach_certificate(host, draft["id"], "health_permit")
+    path = f"/kitchens/{draft['id']}"
+    after = certificate["position"]
+
+    own = read_ok(api, path, host, after=after)
+    assert own["status"] == "draft"
+    compliance = own["compliance"]
+    assert compliance["compliant"] is False
+    # A certificate waiting for review covers nothing yet.
+    assert compliance["missing_kinds"] == compliance["required_kinds"]
+    assert compliance["certificates"][0]["status"] == "pending"
+    assert read_ok(api, path, api.admin, after=after)["id"] == draft["id"]
+
+    for stranger in (None, api.register("customer"), api.register("host")):
+        assert_problem(read(api, path, stranger, after=after), 404, "kitchen_not_found")
+
+
+def test_a_suspended_kitchen_leaves_search_and_public_view(api: Api) -> None:
+    host = api.register("host")
+    city = unique_city()
+    kitchen = api.published_kitchen(host, city=city)
+    path = f"/kitchens/{kitchen['id']}"
+    assert read_ok(api, path, after=kitchen["position"])["status"] == "published"
+    assert ids(read_ok(api, "/kitchens", params={"city": city})) == [kitchen["id"]]
+
+    suspended = api.ok(
+        api.post(f"/admin/kitchens/{kitchen['id']}/suspend", api.admin, json={"reason": "Pests"})
+    )
+    after = suspended["position"]
+    assert_problem(read(api, path, after=after), 404, "kitchen_not_found")
+    assert read_ok(api, "/kitchens", after=after, params={"city": city})["items"] == []
+    own = read_ok(api, path, host, after=after)
+    assert (own["status"], own["status_reason"]) == ("suspended", "Pests")
+
+
+def test_an_edit_is_read_back_through_the_cache(api: Api) -> None:
+    host = api.register("host")
+    kitchen = api.published_kitchen(host)
+    path = f"/kitchens/{kitchen['id']}"
+    assert read_ok(api, path, after=kitchen["position"])["hourly_rate"] == "50.00"
+    edited = api.ok(api.patch(path, host, json={"hourly_rate": "65.00", "name": "Renamed"}))
+    detail = read_ok(api, path, after=edited["position"])
+    assert (detail["hourly_rate"], detail["name"]) == ("65.00", "Renamed")
+
+
+def test_an_unknown_kitchen_is_404_and_a_malformed_id_422(api: Api) -> None:
+    assert_problem(api.get(f"/kitchens/{uuid4()}"), 404, "kitchen_not_found")
+    body = assert_problem(api.get("/kitchens/not-a-uuid"), 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["path", "kitchen_id"]
+
+
+def test_a_position_not_reached_in_time_is_503_with_retry_after(api: Api) -> None:
+    head = api.services.runtime.app.position()
+    response = api.get("/kitchens", headers={"X-Prep-Min-Position": str(head + 1000)})
+    assert_problem(response, 503, "read_model_behind")
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_search_and_detail_answer_with_the_read_models_position(api: Api) -> None:
+    host = api.register("host")
+    kitchen = api.published_kitchen(host)
+    for path in ("/kitchens", f"/kitchens/{kitchen['id']}"):
+        response = read(api, path, after=kitchen["position"])
+        assert response.status_code == 200
+        position = int(response.headers["X-Prep-Position"])
+        assert kitchen["position"] <= position <= api.services.runtime.app.position()
