@@ -46,3 +46,8 @@ def read_ok(
 
 def ids(page: dict[str, Any]) -> list[str]:
     return [item["id"] for item in page["items"]]
+
+
+def head(api: Api) -> int:
+    """The event store's latest position: at or after every write made so far."""
+    return api.services.runtime.app.position()
