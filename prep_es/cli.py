@@ -38,6 +38,7 @@ from commands.handling import CommandContext
 from commands.users import CreateUser
 from prep_es.demo import describe_report, load_demo
 from prep_es.eventstore import open_application
+from prep_es.logs import configure_logging
 from prep_es.readside import lock_factory, open_read_side, start_projectors
 from prep_es.replay import (
     AggregateReplay,
@@ -46,6 +47,16 @@ from prep_es.replay import (
     replay_aggregate,
 )
 from prep_es.runtime import open_runtime
+from prep_es.server import (
+    GRACEFUL_TIMEOUT_S_DEFAULT,
+    HOST_DEFAULT,
+    PORT_DEFAULT,
+    WORKERS_MAX,
+    ServeOptions,
+    ServeRefused,
+    serve,
+)
+from prep_es.services import SweeperThread
 from prep_es.settings import Settings, SettingsError, SqliteLocation, load_settings
 from projections import PROJECTIONS, Projection
 from projections.locks import RunnerLock
@@ -57,6 +68,7 @@ from projections.runners import (
     request_rebuild,
 )
 from projections.status import ProjectionFailure, ProjectionStatus, projection_statuses
+from queries.cache import open_query_cache
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -239,14 +251,88 @@ def build_parser() -> argparse.ArgumentParser:
 
     project = subcommands.add_parser(
         "project",
-        help="run the projectors until stopped",
+        help="run the projectors (and the sweeper) until stopped",
         description="Keep every read model current until SIGINT or SIGTERM, then stop "
         "after the batches in progress. Safe to run in several processes: one runs each "
-        "projection, the others stand by and take over when it goes away. Logs to "
-        "standard error.",
+        "projection, the others stand by and take over when it goes away. Also runs the "
+        "sweeper every PREP_ES_SWEEP_INTERVAL_S (the time-driven transitions; idempotent, "
+        "safe in several processes), which API servers started with --no-projector leave "
+        "to this worker. Logs to standard error.",
+    )
+    project.add_argument(
+        "--no-sweeper",
+        action="store_true",
+        help="do not run the sweeper here (another process runs it)",
     )
     project.set_defaults(handler=_project)
+
+    serve = subcommands.add_parser(
+        "serve",
+        help="run the HTTP API",
+        description="Serve the HTTP API with uvicorn until SIGINT or SIGTERM, then let "
+        "in-flight requests finish and stop the projectors cleanly. Unless --no-projector, "
+        "each worker also runs the projectors and the sweeper; one runner per projection "
+        "is active across all workers and processes. PostgreSQL mode refuses to start "
+        "without PREP_ES_JWT_SECRET of at least 32 bytes.",
+    )
+    serve.add_argument(
+        "--host", default=HOST_DEFAULT, help=f"interface to listen on (default {HOST_DEFAULT})"
+    )
+    serve.add_argument(
+        "--port", type=_port, default=PORT_DEFAULT, help=f"TCP port (default {PORT_DEFAULT})"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help=f"worker processes, 1 to {WORKERS_MAX} (default 1); metrics are summed over them",
+    )
+    serve.add_argument(
+        "--role",
+        choices=("write", "read", "all"),
+        help="serve command routes (write), query routes (read) or both (all; default: "
+        "PREP_ES_API_ROLE, else all)",
+    )
+    serve.add_argument(
+        "--no-projector",
+        action="store_true",
+        help="do not run projectors or the sweeper here (run `prep-es project` elsewhere)",
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=_seconds,
+        default=GRACEFUL_TIMEOUT_S_DEFAULT,
+        metavar="SECONDS",
+        help="on shutdown, how long in-flight requests may take to finish (default "
+        f"{GRACEFUL_TIMEOUT_S_DEFAULT})",
+    )
+    serve.add_argument(
+        "--no-access-log", action="store_true", help="do not log one line per request"
+    )
+    serve.set_defaults(handler=_serve)
     return parser
+
+
+def _bounded_int(text: str, low: int, high: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{what} is a whole number from {low} to {high}: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    return _bounded_int(text, 1, 65535, "a port")
+
+
+def _worker_count(text: str) -> int:
+    return _bounded_int(text, 1, WORKERS_MAX, "a worker count")
+
+
+def _seconds(text: str) -> int:
+    return _bounded_int(text, 1, 3600, "a timeout in seconds")
 
 
 def _add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -652,16 +738,30 @@ def _project(arguments: argparse.Namespace, settings: Settings) -> int:
         stopping.set()
 
     previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
-    app = open_application(settings)
+    runtime = open_runtime(settings)
     read_side = open_read_side(settings)
+    # API processes that do not run projectors learn of read-model changes through the
+    # shared query cache: mark them there, as their own projectors would.
+    on_changes = (
+        None if settings.redis_url is None else open_query_cache(settings.redis_url).mark_changed
+    )
     try:
-        supervisor, append_signal = start_projectors(settings, app, read_side)
+        supervisor, append_signal = start_projectors(
+            settings, runtime.app, read_side, on_changes=on_changes
+        )
         logger.info(
             "projecting %s (one process runs each projection; others stand by)",
             ", ".join(_projection_names()),
         )
+        sweeper = None
+        if not arguments.no_sweeper:
+            sweeper = SweeperThread(runtime.commands.sweeper.sweep, settings.sweep_interval_s)
+            sweeper.start()
+            logger.info("sweeping every %.0f s", settings.sweep_interval_s)
         while not stopping.wait(STOP_CHECK_INTERVAL_S):
             pass
+        if sweeper is not None:
+            sweeper.stop()
         supervisor.stop()
         append_signal.stop()
         logger.info("stopped")
@@ -669,7 +769,34 @@ def _project(arguments: argparse.Namespace, settings: Settings) -> int:
         for number, handler in previous.items():
             signal.signal(number, handler)
         read_side.close()
-        app.close()
+        runtime.close()
+    return EXIT_OK
+
+
+# --- serve -----------------------------------------------------------------------------
+
+
+def _serve(arguments: argparse.Namespace, settings: Settings) -> int:
+    configure_logging()
+    options = ServeOptions(
+        host=arguments.host,
+        port=arguments.port,
+        workers=arguments.workers,
+        role=arguments.role,
+        run_projectors=False if arguments.no_projector else None,
+        graceful_timeout_s=arguments.graceful_timeout,
+        access_log=not arguments.no_access_log,
+    )
+    try:
+        serve(settings, options)
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    except ServeRefused as error:
+        raise UsageError(str(error)) from None
+    except SystemExit as stopped:  # uvicorn: the server could not start
+        print(f"error: server_failed: the server did not start ({stopped.code})", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
