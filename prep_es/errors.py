@@ -196,7 +196,10 @@ async def _handle_http(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = _code_for_status(error.status_code)
     detail = error.detail if isinstance(error.detail, str) else _title(code)
-    if error.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
+    if error.status_code == HTTPStatus.BAD_REQUEST and _sends_json(request):
+        # The body could not even be decoded (not UTF-8, say): malformed JSON too.
+        code, detail = "malformed_json", "the request body is not valid JSON"
+    elif error.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
         detail = f"no route {request.url.path}"
     elif error.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
         detail = f"{request.method} is not allowed on {request.url.path}"
@@ -210,3 +213,8 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error_class, _handle_error)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(HTTPException, _handle_http)
+
+
+def _sends_json(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")

@@ -114,13 +114,22 @@ class Api:
     # --- plumbing -------------------------------------------------------------------
 
     def post(self, path: str, user: User | None = None, **kwargs: Any) -> httpx.Response:
-        return self.client.post(API + path, headers=_headers(user, kwargs), **kwargs)
+        response: httpx.Response = self.client.post(
+            API + path, headers=_headers(user, kwargs), **kwargs
+        )
+        return response
 
     def patch(self, path: str, user: User | None = None, **kwargs: Any) -> httpx.Response:
-        return self.client.patch(API + path, headers=_headers(user, kwargs), **kwargs)
+        response: httpx.Response = self.client.patch(
+            API + path, headers=_headers(user, kwargs), **kwargs
+        )
+        return response
 
     def get(self, path: str, user: User | None = None, **kwargs: Any) -> httpx.Response:
-        return self.client.get(API + path, headers=_headers(user, kwargs), **kwargs)
+        response: httpx.Response = self.client.get(
+            API + path, headers=_headers(user, kwargs), **kwargs
+        )
+        return response
 
     def ok(self, response: httpx.Response, status: int = 200) -> dict[str, Any]:
         assert response.status_code == status, response.text

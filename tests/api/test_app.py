@@ -1,0 +1,332 @@
+"""The application around the routes: request ids and JSON logs, problems for every
+error (malformed JSON, unknown routes, bugs), what each API role mounts, the OpenAPI
+document, the JWT secret in embedded mode, the login limiter and the sweeper thread."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from aggregates.account import Account
+from prep_es.app import create_app
+from prep_es.auth import MemoryLoginLimiter, RedisLoginLimiter, jwt_secret, login_key
+from prep_es.logs import configure_logging
+from prep_es.services import SweeperThread
+from prep_es.settings import Settings, SettingsError
+from tests.api.conftest import API, Api, assert_problem
+
+# --- request ids -----------------------------------------------------------------------
+
+
+def test_a_clients_request_id_is_echoed_and_used(api: Api) -> None:
+    response = api.post("/auth/login", json={}, headers={"X-Request-ID": "client-id.42"})
+    assert response.headers["X-Request-ID"] == "client-id.42"
+    assert response.json()["request_id"] == "client-id.42"
+
+
+@pytest.mark.parametrize("unsafe", ["has spaces", "x" * 129, 'quote"d', ""])
+def test_an_unsafe_request_id_is_replaced(api: Api, unsafe: str) -> None:
+    response = api.get("/users/me", headers={"X-Request-ID": unsafe})
+    request_id = response.headers["X-Request-ID"]
+    assert request_id != unsafe
+    assert len(request_id) == 32
+    assert response.json()["request_id"] == request_id
+
+
+def test_each_request_gets_its_own_id(api: Api) -> None:
+    ids = {api.get("/users/me").headers["X-Request-ID"] for _ in range(3)}
+    assert len(ids) == 3
+
+
+def test_commands_record_the_request_id_in_their_events(api: Api) -> None:
+    user = api.register("customer")
+    response = api.post(
+        "/accounts/me/deposits", user, json={"amount": "5.00"}, headers={"X-Request-ID": "dep-1"}
+    )
+    entry = api.ok(response, 201)
+    events = api.services.runtime.app.events.get(UUID(entry["account_id"]))
+    (event,) = [e for e in events if str(getattr(e, "entry_id", "")) == entry["id"]]
+    assert isinstance(event, Account.FundsDeposited)
+    assert event.metadata.request_id == "dep-1"
+    assert event.metadata.actor_id == user.id
+    assert event.metadata.actor_role == "customer"
+
+
+# --- errors as problems ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b'{"email": "a@b.c",}', b"\xff\xfe\x00", b'{"email": "a'],
+)
+def test_malformed_json_is_a_400_problem(api: Api, body: bytes) -> None:
+    response = api.post("/auth/login", content=body, headers={"Content-Type": "application/json"})
+    problem = assert_problem(response, 400, "malformed_json")
+    # Undecodable bytes never reach the JSON parser, so only parse errors list where.
+    assert all(error["type"] == "json_invalid" for error in problem.get("errors", []))
+
+
+def test_a_body_that_is_not_json_is_a_4xx_problem(api: Api) -> None:
+    user = api.register("customer")
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        response = api.post(
+            "/accounts/me/deposits",
+            user,
+            content=b"amount=5",
+            headers={"Content-Type": content_type},
+        )
+        assert 400 <= response.status_code < 500
+        assert response.headers["content-type"] == "application/problem+json"
+    missing = api.post("/accounts/me/deposits", user)
+    assert_problem(missing, 422, "validation_error")
+
+
+def test_an_unknown_route_is_a_404_problem(api: Api) -> None:
+    problem = assert_problem(api.get("/nowhere"), 404, "not_found")
+    assert problem["instance"] == "/api/v1/nowhere"
+    assert_problem(api.client.get("/"), 404, "not_found")
+
+
+def test_a_method_a_route_does_not_take_is_a_405_problem(api: Api) -> None:
+    response = api.client.delete(f"{API}/kitchens")
+    assert_problem(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure_logging(logging.INFO, stream)
+    yield stream
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_a_bug_is_a_500_that_says_nothing_but_is_logged_with_its_request_id(
+    api: Api, json_log: io.StringIO
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    api.app.add_api_route("/api/v1/test-broken", broken)
+    try:
+        response = api.client.get("/api/v1/test-broken", headers={"X-Request-ID": "bug-1"})
+    finally:
+        api.app.router.routes[:] = [
+            route
+            for route in api.app.router.routes
+            if not (isinstance(route, APIRoute) and route.path == "/api/v1/test-broken")
+        ]
+    problem = assert_problem(response, 500, "internal_error")
+    assert "hunter2" not in response.text
+    assert "RuntimeError" not in response.text
+    assert problem["request_id"] == "bug-1"
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    (logged,) = [line for line in lines if line["level"] == "ERROR"]
+    assert logged["request_id"] == "bug-1"
+    assert "RuntimeError: secret internals" in logged["exception"]
+    assert "Traceback" in logged["exception"]
+
+
+def test_log_lines_are_json_with_the_request_id(api: Api, json_log: io.StringIO) -> None:
+    api.post("/auth/login", json={"email": "x@example.com", "password": "p" * 12})
+    logging.getLogger("prep_es.test").warning("outside any request", extra={"detail": 7})
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    (outside,) = [line for line in lines if line["message"] == "outside any request"]
+    assert outside["request_id"] is None
+    assert outside["detail"] == 7
+    assert outside["logger"] == "prep_es.test"
+    assert outside["time"].endswith("Z")
+
+
+# --- mounting and construction ---------------------------------------------------------
+
+
+def _operations(settings: Settings) -> set[tuple[str, str]]:
+    paths = create_app(settings).openapi()["paths"]
+    return {(method.upper(), path) for path, item in paths.items() for method in item}
+
+
+def test_create_app_opens_nothing() -> None:
+    # No server listens on port 1 and no secret is set: both only matter at startup.
+    settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/nothing")
+    app = create_app(settings)
+    assert not hasattr(app.state, "services")
+    with pytest.raises(SettingsError), TestClient(app):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("role", "writes", "reads"),
+    [("all", True, True), ("write", True, False), ("read", False, True)],
+)
+def test_the_api_role_decides_which_routes_are_served(
+    tmp_path: Path, role: str, writes: bool, reads: bool
+) -> None:
+    operations = _operations(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", api_role=role))
+    assert (("POST", f"{API}/bookings") in operations) is writes
+    assert (("PATCH", f"{API}/bookings/{{booking_id}}/cancel") in operations) is writes
+    assert (("POST", f"{API}/auth/login") in operations) is writes
+    assert (("GET", f"{API}/users/me") in operations) is reads
+
+
+def test_every_write_route_of_the_contract_is_served(tmp_path: Path) -> None:
+    operations = _operations(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}"))
+    contract = {
+        ("POST", "/auth/register"),
+        ("POST", "/auth/login"),
+        ("POST", "/kitchens"),
+        ("PATCH", "/kitchens/{kitchen_id}"),
+        ("POST", "/kitchens/{kitchen_id}/submit"),
+        ("POST", "/kitchens/{kitchen_id}/certificates"),
+        ("POST", "/bookings"),
+        ("POST", "/bookings/{booking_id}/confirm"),
+        ("POST", "/bookings/{booking_id}/decline"),
+        ("PATCH", "/bookings/{booking_id}/cancel"),
+        ("PATCH", "/bookings/{booking_id}/reschedule"),
+        ("POST", "/bookings/{booking_id}/complete"),
+        ("POST", "/accounts/me/deposits"),
+        ("POST", "/accounts/me/payouts"),
+        ("POST", "/admin/kitchens/{kitchen_id}/approve"),
+        ("POST", "/admin/kitchens/{kitchen_id}/reject"),
+        ("POST", "/admin/kitchens/{kitchen_id}/suspend"),
+        ("POST", "/admin/kitchens/{kitchen_id}/reinstate"),
+        ("POST", "/admin/kitchens/{kitchen_id}/certificates/{certificate_id}/verify"),
+        ("POST", "/admin/kitchens/{kitchen_id}/certificates/{certificate_id}/reject"),
+        ("PATCH", "/admin/users/{user_id}"),
+        ("POST", "/admin/projections/{name}/rebuild"),
+        ("GET", "/users/me"),
+    }
+    assert {(method, API + path) for method, path in contract} <= operations
+
+
+def test_the_openapi_document_describes_every_operation_and_its_problems(api: Api) -> None:
+    document = api.client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, operations in document["paths"].items():
+        if not path.startswith(API):
+            continue
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            assert operation.get("summary"), where
+            assert operation.get("description"), where
+            for status, answer in operation["responses"].items():
+                if int(status) >= 400:
+                    assert list(answer["content"]) == ["application/problem+json"], where
+    creating = document["paths"][f"{API}/bookings"]["post"]
+    headers = {p["name"] for p in creating["parameters"] if p["in"] == "header"}
+    assert "Idempotency-Key" in headers
+    assert {"201", "402", "409", "422"} <= set(creating["responses"])
+    assert api.client.get("/docs").status_code == 200
+
+
+# --- the JWT secret in embedded mode ---------------------------------------------------
+
+
+def test_embedded_mode_keeps_a_generated_secret_beside_the_database(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'prep.db'}")
+    first = jwt_secret(settings)
+    assert len(first) >= 64
+    assert jwt_secret(settings) == first
+    path = tmp_path / "prep.db.jwt-secret"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert jwt_secret(Settings(database_url="sqlite:///:memory:")) != first
+
+
+def test_a_configured_secret_is_used_and_postgres_demands_one(tmp_path: Path) -> None:
+    secret = "s" * 32
+    assert (
+        jwt_secret(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", jwt_secret=secret))
+        == secret
+    )
+    with pytest.raises(SettingsError):
+        jwt_secret(Settings(database_url="postgresql://u@127.0.0.1:5432/db"))
+    with pytest.raises(SettingsError):
+        jwt_secret(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", jwt_secret="short"))
+
+
+# --- the login limiter -----------------------------------------------------------------
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_per_process_limiter_opens_a_window_at_the_first_failure() -> None:
+    time = FakeMonotonic()
+    limiter = MemoryLoginLimiter(3, monotonic=time)
+    key = login_key("Ana@Example.com", "10.0.0.1")
+    assert key == login_key(" ana@example.com", "10.0.0.1")
+    assert key != login_key("ana@example.com", "10.0.0.2")
+    for _ in range(3):
+        assert limiter.blocked_for(key) is None
+        limiter.record_failure(key)
+    time.now += 20
+    assert limiter.blocked_for(key) == 40
+    time.now += 40
+    assert limiter.blocked_for(key) is None
+
+
+def test_the_per_process_limiter_is_bounded() -> None:
+    limiter = MemoryLoginLimiter(1, keys_max=10)
+    for index in range(100):
+        limiter.record_failure(str(index))
+    assert limiter.blocked_for("99") is not None
+    assert limiter.blocked_for("0") is None
+
+
+def test_the_redis_limiter_counts_per_process_while_redis_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = RedisLoginLimiter("redis://127.0.0.1:1/0", 2)
+    with caplog.at_level(logging.WARNING, logger="prep_es.auth"):
+        for _ in range(2):
+            limiter.record_failure("k")
+        assert limiter.blocked_for("k") is not None
+        limiter.reset("k")
+        assert limiter.blocked_for("k") is None
+    warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    limiter.close()
+
+
+# --- the sweeper thread ----------------------------------------------------------------
+
+
+def test_the_sweeper_runs_at_once_then_every_interval_and_survives_a_failure() -> None:
+    calls: list[int] = []
+    third = threading.Event()
+
+    def sweep() -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database hiccup")
+        if len(calls) >= 3:
+            third.set()
+        return None
+
+    sweeper = SweeperThread(sweep, interval_s=0.01)
+    sweeper.start()
+    assert third.wait(5)
+    sweeper.stop()
+    count = len(calls)
+    assert not sweeper._thread.is_alive()
+    assert len(calls) == count
