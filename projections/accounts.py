@@ -136,13 +136,16 @@ class AccountsProjection(Projection):
             f"booking_id {identifier}, "
             "PRIMARY KEY (position, line))"
         )
-        sql.execute(f"CREATE INDEX {ledger}_account ON {ledger} (account_id)")
         sql.execute(
             f"CREATE TABLE {self.table('owners')} ("
             f"user_id {identifier} PRIMARY KEY, "
             "full_name text NOT NULL, "
             "email text NOT NULL)"
         )
+
+    def create_indexes(self, sql: Sql) -> None:
+        ledger = self.table("ledger")
+        sql.execute(f"CREATE INDEX {ledger}_account ON {ledger} (account_id)")
 
     @singledispatchmethod
     def apply(self, event: Any, position: int, sql: Sql) -> None:

@@ -61,6 +61,9 @@ class AuditProjection(Projection):
             "correlation_id text, "
             f"payload {self.column('json')} NOT NULL)"
         )
+
+    def create_indexes(self, sql: Sql) -> None:
+        entries = self.table("entries")
         for column in ("aggregate_id", "actor_id", "event_type", "recorded_at"):
             sql.execute(
                 f"CREATE INDEX {entries}_{column} ON {entries} ({column}, position)"

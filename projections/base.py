@@ -156,7 +156,14 @@ class Projection(ABC):
 
     @abstractmethod
     def create_tables(self, sql: Sql) -> None:
-        """Create this generation's tables and indexes (``self.table(...)``)."""
+        """Create this generation's tables (``self.table(...)``) with the keys and
+        indexes its own event handlers look rows up by."""
+
+    def create_indexes(self, sql: Sql) -> None:  # noqa: B027 (most need none)
+        """Create the indexes only queries use. A generation that serves at once gets
+        them with its tables; a rebuilding one when it switches over, in the switch's
+        transaction: one index build over the finished rows costs far less than keeping
+        an index current row by row through the whole catch-up."""
 
     def drop_tables(self, sql: Sql) -> None:
         for table in self.tables:

@@ -65,14 +65,6 @@ class BookingsProjection(Projection):
             f"version {number} NOT NULL, "
             f"position {number} NOT NULL)"
         )
-        for index, columns in (
-            ("customer", "customer_id, start_time, id"),
-            ("kitchen", "kitchen_id, start_time, id"),
-            ("host", "host_id, start_time, id"),
-            ("status", "status, start_time, id"),
-            ("start", "start_time, id"),
-        ):
-            sql.execute(f"CREATE INDEX {bookings}_{index} ON {bookings} ({columns})")
         sql.execute(
             f"CREATE TABLE {kitchens} ("
             f"id {identifier} PRIMARY KEY, "
@@ -83,6 +75,17 @@ class BookingsProjection(Projection):
             f"version {number} NOT NULL, "
             f"position {number} NOT NULL)"
         )
+
+    def create_indexes(self, sql: Sql) -> None:
+        bookings = self.table("bookings")
+        for index, columns in (
+            ("customer", "customer_id, start_time, id"),
+            ("kitchen", "kitchen_id, start_time, id"),
+            ("host", "host_id, start_time, id"),
+            ("status", "status, start_time, id"),
+            ("start", "start_time, id"),
+        ):
+            sql.execute(f"CREATE INDEX {bookings}_{index} ON {bookings} ({columns})")
 
     @singledispatchmethod
     def apply(self, event: Any, position: int, sql: Sql) -> None:

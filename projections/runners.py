@@ -174,6 +174,7 @@ def _add_generation(
     projection.drop_tables(sql)
     projection.create_tables(sql)
     if active:
+        projection.create_indexes(sql)
         projection.create_views(sql)
     sql.execute(
         f"INSERT INTO {STATE_TABLE} (name, generation, version, active, state, position, "
@@ -508,6 +509,7 @@ class ProjectionRunner:
             f"SELECT generation FROM {STATE_TABLE} WHERE name = %s AND active = %s",
             (self.name, True),
         )
+        projection.create_indexes(sql)
         projection.create_views(sql)
         for row in old:
             self._projection(int(row["generation"])).drop_tables(sql)

@@ -130,3 +130,41 @@ def test_rebuild_fills_new_tables_while_the_old_serve_then_switches(
     assert states[2].active and states[1].state == "retired"
     assert audit_rows(read_side) == before
 
+
+def index_names(read_side: ReadSide, table: str) -> set[str]:
+    with read_side.write_database.reading() as sql:
+        if sql.dialect == "postgresql":
+            rows = sql.fetchall(
+                "SELECT indexname AS name FROM pg_indexes WHERE tablename = %s", (table,)
+            )
+        else:
+            rows = sql.fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = %s", (table,)
+            )
+    return {str(row["name"]) for row in rows}
+
+
+def test_a_rebuild_builds_query_indexes_when_it_switches_over(
+    market: Marketplace, read_side: ReadSide
+) -> None:
+    ensure_ready(read_side.write_database, AuditProjection)
+    runner = ProjectionRunner(
+        AuditProjection, market.runtime.app, read_side.write_database, rebuild_batch_size=5
+    )
+    runner.catch_up()
+    query_indexes = {
+        f"audit_g1_entries_{column}"
+        for column in ("aggregate_id", "actor_id", "event_type", "recorded_at")
+    }
+    assert query_indexes <= index_names(read_side, "audit_g1_entries")  # served at once
+
+    request_rebuild(read_side.write_database, AuditProjection)
+    runner.step()
+    assert not {name.replace("_g1_", "_g2_") for name in query_indexes} & index_names(
+        read_side, "audit_g2_entries"
+    )  # building: only its keys
+
+    runner.catch_up()
+    assert {name.replace("_g1_", "_g2_") for name in query_indexes} <= index_names(
+        read_side, "audit_g2_entries"
+    )
