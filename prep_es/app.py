@@ -13,12 +13,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from http import HTTPStatus
 from typing import Any, Final
 
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregates.errors import EmailTaken
@@ -29,7 +31,12 @@ from api.queries import query_router
 from api.schemas import Problem
 from commands.handling import CommandContext
 from commands.users import CreateUser
-from prep_es.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, internal_error_response
+from prep_es.errors import (
+    PROBLEM_MEDIA_TYPE,
+    error_response_for_http,
+    install_error_handlers,
+    internal_error_response,
+)
 from prep_es.logs import REQUEST_ID_HEADER, accept_request_id, configure_logging, request_id
 from prep_es.metrics import Metrics, MetricsMiddleware
 from prep_es.runtime import system_clock
@@ -40,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 API_PREFIX: Final = "/api/v1"
 ADMIN_FULL_NAME: Final = "Administrator"
+REQUEST_BODY_BYTES_MAX: Final = 1024 * 1024
+"""Larger bodies are refused with 413 (no request needs more)."""
 
 DESCRIPTION: Final = """
 The booking ledger of Prep, a marketplace for renting commercial kitchens by the hour.
@@ -68,17 +77,20 @@ TAGS: Final = [
 
 class RequestContextMiddleware:
     """Gives each request an id (the client's ``X-Request-ID`` if it is a sane token,
-    else a new one), makes it the logging context, echoes it on the response, and turns
-    an unexpected exception into a 500 problem, logged with its stack trace."""
+    else a new one), makes it the logging context, echoes it on the response, refuses
+    bodies over ``body_bytes_max`` (413), and turns an unexpected exception into a 500
+    problem, logged with its stack trace."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, body_bytes_max: int = REQUEST_BODY_BYTES_MAX) -> None:
         self.app = app
+        self.body_bytes_max = body_bytes_max
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        current = accept_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        headers = Headers(scope=scope)
+        current = accept_request_id(headers.get(REQUEST_ID_HEADER))
         token = request_id.set(current)
         scope.setdefault("state", {})["request_id"] = current
         response_started = False
@@ -90,8 +102,24 @@ class RequestContextMiddleware:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = current
             await send(message)
 
+        received_bytes = 0
+
+        async def receive_bounded() -> Message:
+            nonlocal received_bytes
+            message = await receive()
+            if message["type"] == "http.request":
+                received_bytes += len(message.get("body", b""))
+                if received_bytes > self.body_bytes_max:
+                    raise self._too_large()
+            return message
+
         try:
-            await self.app(scope, receive, send_with_request_id)
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.body_bytes_max:
+                response = error_response_for_http(scope, self._too_large())
+                await response(scope, receive, send_with_request_id)
+                return
+            await self.app(scope, receive_bounded, send_with_request_id)
         except Exception:
             logger.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
             if response_started:
@@ -100,6 +128,12 @@ class RequestContextMiddleware:
             await response(scope, receive, send_with_request_id)
         finally:
             request_id.reset(token)
+
+    def _too_large(self) -> HTTPException:
+        return HTTPException(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"request bodies are at most {self.body_bytes_max} bytes",
+        )
 
 
 def bootstrap_admin(services: Services) -> None:

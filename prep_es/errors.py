@@ -194,18 +194,37 @@ async def _handle_validation(request: Request, error: Exception) -> Response:
 
 async def _handle_http(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
+    return http_problem(request, error, request.method, request.url.path)
+
+
+def http_problem(
+    request: Request | None, error: HTTPException, method: str, path: str
+) -> ProblemResponse:
+    """The problem for an HTTP-level refusal (no such route, method, body too large)."""
     code = _code_for_status(error.status_code)
     detail = error.detail if isinstance(error.detail, str) else _title(code)
-    if error.status_code == HTTPStatus.BAD_REQUEST and _sends_json(request):
+    if error.status_code == HTTPStatus.BAD_REQUEST and request is not None and _sends_json(request):
         # The body could not even be decoded (not UTF-8, say): malformed JSON too.
         code, detail = "malformed_json", "the request body is not valid JSON"
+    elif error.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+        code = "request_too_large"
     elif error.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
-        detail = f"no route {request.url.path}"
+        detail = f"no route {path}"
     elif error.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
-        detail = f"{request.method} is not allowed on {request.url.path}"
+        detail = f"{method} is not allowed on {path}"
     return problem_response(
-        request, status=error.status_code, code=code, detail=detail, headers=error.headers
+        request,
+        status=error.status_code,
+        code=code,
+        detail=detail,
+        headers=error.headers,
+        instance=path,
     )
+
+
+def error_response_for_http(scope: Mapping[str, Any], error: HTTPException) -> ProblemResponse:
+    """For middleware, which has a scope rather than a request."""
+    return http_problem(None, error, str(scope.get("method", "")), str(scope.get("path", "")))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from aggregates.account import Account
-from prep_es.app import create_app
+from prep_es.app import REQUEST_BODY_BYTES_MAX, create_app
 from prep_es.auth import MemoryLoginLimiter, RedisLoginLimiter, jwt_secret, login_key
 from prep_es.logs import configure_logging
 from prep_es.services import SweeperThread
@@ -91,6 +91,24 @@ def test_a_body_that_is_not_json_is_a_4xx_problem(api: Api) -> None:
         assert response.headers["content-type"] == "application/problem+json"
     missing = api.post("/accounts/me/deposits", user)
     assert_problem(missing, 422, "validation_error")
+
+
+def test_a_body_over_the_limit_is_a_413_problem(api: Api) -> None:
+    too_large = b'{"email": "' + b"a" * REQUEST_BODY_BYTES_MAX + b'"}'
+    declared = api.post(
+        "/auth/login", content=too_large, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(declared, 413, "request_too_large")
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(REQUEST_BODY_BYTES_MAX // 65536 + 1):
+            yield b"a" * 65536
+
+    streamed = api.post(
+        "/auth/login", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in streamed.request.headers
+    assert_problem(streamed, 413, "request_too_large")
 
 
 def test_an_unknown_route_is_a_404_problem(api: Api) -> None:
