@@ -42,6 +42,7 @@ from prep_es.metrics import Metrics, MetricsMiddleware
 from prep_es.runtime import system_clock
 from prep_es.services import Passwords, Services, open_services
 from prep_es.settings import Settings, load_settings
+from queries.consistency import ReadModelBehind
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,9 @@ class RequestContextMiddleware:
 
 
 def bootstrap_admin(services: Services) -> None:
-    """Create the admin named by ``PREP_ES_ADMIN_EMAIL`` unless that email exists."""
+    """Create the admin named by ``PREP_ES_ADMIN_EMAIL`` unless that email exists. With
+    the projectors in this process, wait (bounded) until the users read model has the
+    admin, so they can log in as soon as the server answers."""
     settings = services.settings
     if settings.admin_email is None or settings.admin_password is None:
         return
@@ -155,6 +158,12 @@ def bootstrap_admin(services: Services) -> None:
         logger.info("admin %s already exists", settings.admin_email)
         return
     logger.info("created admin %s (%s)", settings.admin_email, created.result.id)
+    if services.supervisor is None:
+        return
+    try:
+        services.read_positions.wait_for("users", created.position, settings.min_position_wait_s)
+    except ReadModelBehind:
+        logger.warning("the users read model does not have the admin yet; it will shortly")
 
 
 def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:

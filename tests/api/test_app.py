@@ -23,9 +23,10 @@ from aggregates.account import Account
 from prep_es.app import REQUEST_BODY_BYTES_MAX, create_app
 from prep_es.auth import MemoryLoginLimiter, RedisLoginLimiter, jwt_secret, login_key
 from prep_es.logs import configure_logging
+from prep_es.passwords import Argon2Passwords
 from prep_es.services import SweeperThread
 from prep_es.settings import Settings, SettingsError
-from tests.api.conftest import API, Api, assert_problem
+from tests.api.conftest import ADMIN_EMAIL, API, PASSWORD, Api, api_settings, assert_problem
 
 # --- request ids -----------------------------------------------------------------------
 
@@ -348,3 +349,22 @@ def test_the_sweeper_runs_at_once_then_every_interval_and_survives_a_failure() -
     count = len(calls)
     assert not sweeper._thread.is_alive()
     assert len(calls) == count
+
+
+# --- the bootstrapped admin ------------------------------------------------------------
+
+
+def test_the_admin_logs_in_as_soon_as_the_server_is_up_and_is_made_once(tmp_path: Path) -> None:
+    settings = api_settings(f"sqlite:///{tmp_path / 'prep.db'}")
+    ids = []
+    for _ in range(2):  # the second start finds the admin there
+        app = create_app(settings, passwords=Argon2Passwords.cheap_for_tests())
+        with TestClient(app) as client:
+            login = {"email": ADMIN_EMAIL, "password": PASSWORD}
+            token = client.post(f"{API}/auth/login", json=login)
+            assert token.status_code == 200, token.text
+            bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            me = client.get(f"{API}/users/me", headers=bearer).json()
+            assert me["role"] == "admin"
+            ids.append(me["id"])
+    assert ids[0] == ids[1]
