@@ -80,8 +80,10 @@ def configure_logging(level: int | str = logging.INFO, stream: TextIO | None = N
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    # The server's loggers propagate to the root instead of printing their own format.
+    # The server's loggers propagate to the root instead of printing their own format,
+    # except one uvicorn silenced (``--no-access-log``: no handler, no propagation).
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         server_logger = logging.getLogger(name)
-        server_logger.handlers.clear()
-        server_logger.propagate = True
+        if server_logger.handlers or server_logger.propagate:
+            server_logger.handlers.clear()
+            server_logger.propagate = True

@@ -350,6 +350,7 @@ def test_serve_books_over_http_and_stops_gracefully(start_server: Any, tmp_path:
 
     stop_with_a_request_in_flight(server, customer, booked["id"], position)
     log = server.log()
+    assert '"logger":"uvicorn.access","message":"127.0.0.1:' in log  # one JSON line each
     assert "Application shutdown complete." in log
     assert log.rstrip().endswith('"message":"stopped","request_id":null}')
     assert not metrics_directory.exists()
@@ -480,7 +481,9 @@ def test_a_read_replica_without_projectors(start_server: Any, tmp_path: Path) ->
     database = tmp_path / "prep_es.db"
     database_url = f"sqlite:///{database}"
     create_admin(database_url, "admin@example.com")
-    server: Server = start_server(database_url, "--role", "read", "--no-projector")
+    server: Server = start_server(
+        database_url, "--role", "read", "--no-projector", "--no-access-log"
+    )
 
     operations = server.ok(server.client.get("/openapi.json"))["paths"]
     api_methods = {
@@ -497,3 +500,4 @@ def test_a_read_replica_without_projectors(start_server: Any, tmp_path: Path) ->
     lag = samples(server.client.get("/metrics").text, "prep_es_projection_lag_events")
     assert set(lag.values()) == {3}  # the admin's user, email claim and account
     assert server.stop() == 0, server.log()
+    assert "uvicorn.access" not in server.log()
