@@ -23,7 +23,15 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# bench/http.py loads the servers with wrk: install it from Debian when it is missing and
+# this user may (root, or sudo without a password); otherwise that script says so.
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+		$$SUDO apt-get install -y -qq wrk >/dev/null 2>&1 \
+			|| { $$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq wrk >/dev/null 2>&1; } \
+			|| echo "warning: could not install wrk (apt-get install wrk)"; \
+	}
 	@set -e; for script in bench/*.py; do \
 		[ -e "$$script" ] || continue; \
 		echo "== $$script"; \

@@ -1,0 +1,970 @@
+"""HTTP throughput and latency on PostgreSQL, each against its floor.
+
+Run by ``make bench`` (``.venv/bin/python bench/http.py``); ``--quick`` is a reduced run
+for checks (under 3 minutes). Servers run as in production — uvicorn, 2 worker
+processes, no access log — and ``wrk`` (from Debian; ``make bench`` installs it when it
+can) loads them over loopback with 32 connections for a bounded time, after a warm-up:
+
+(a) ``naive_save``   a bare FastAPI route doing one eventsourcing ``save`` of a new
+                     aggregate (a ``def`` route, the library's PostgreSQL recorder): the
+                     naive floor of a write (``bench/servers/floor.py``)
+(b) ``constant``     a bare FastAPI route returning a constant (same server)
+(c) ``booking``      our ``POST /api/v1/bookings`` (``prep-es serve --workers 2``,
+                     projectors and sweeper in-process, Redis cache on), real tokens,
+                     distinct customers and slots so that conflicts are rare
+(d) ``search``       our ``GET /api/v1/kitchens`` over >= 10k kitchens and >= 100k
+                     bookings, each request a different city, availability window and
+                     capacity (so the query cache rarely answers)
+(e) ``detail``       our ``GET /api/v1/kitchens/{id}`` with the Redis cache on (warmed)
+
+Data is seeded through the command handlers in this process (4 threads), then every
+projection catches up before the server starts. Figures: requests/s (successful only),
+p50 / p99 latency (wrk's, over all requests), the load generator's share of the CPUs
+(it must not be the bottleneck), and the API workers' peak resident set (``VmHWM``).
+It prints a table and writes ``bench/results/http.json``::
+
+    {"figures": {name: {"value": v, "unit": u}}, "ratios": {name: r}, "notes": [...],
+     "meta": {...}}
+
+PostgreSQL: ``PREP_ES_BENCH_DATABASE_URL`` names a database for our server (seeded
+there; nothing is dropped); the floor always gets a fresh database. Unset, the bench
+creates fresh databases ``prep_es_bench_<random>_{http,floor}`` on
+``postgresql://postgres@127.0.0.1:5432`` and drops them at the end, also on failure.
+Redis: ``PREP_ES_BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/14``), a database
+the bench empties first (cache entries of an earlier run would be refused anyway).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, Python puts bench/ first on sys.path, where this file would shadow the
+# standard library's ``http`` package. Look up packages from the repository root instead.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import secrets  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from contextlib import AbstractContextManager, contextmanager  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import UTC, date, datetime, timedelta  # noqa: E402
+from typing import Any, Final, TypeVar  # noqa: E402
+from urllib.parse import urlencode, urlsplit, urlunsplit  # noqa: E402
+from uuid import UUID  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from aggregates.errors import DomainError  # noqa: E402
+from commands.accounts import DepositFunds  # noqa: E402
+from commands.bookings import RequestBooking  # noqa: E402
+from commands.handling import Actor, CommandContext  # noqa: E402
+from commands.kitchens import (  # noqa: E402
+    AttachCertificate,
+    CertificateAction,
+    CreateKitchen,
+    KitchenAction,
+)
+from commands.users import CreateUser  # noqa: E402
+from prep_es.auth import TokenService  # noqa: E402
+from prep_es.passwords import Argon2Passwords  # noqa: E402
+from prep_es.readside import open_read_side, start_projectors  # noqa: E402
+from prep_es.runtime import Runtime, open_runtime, system_clock  # noqa: E402
+from prep_es.settings import PostgresLocation, Settings, parse_database_url  # noqa: E402
+from projections.status import projection_statuses  # noqa: E402
+
+URL_VARIABLE: Final = "PREP_ES_BENCH_DATABASE_URL"
+REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"
+SERVER_URL_DEFAULT: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL_DEFAULT: Final = "redis://127.0.0.1:6379/14"
+DATABASE_PREFIX: Final = "prep_es_bench_"
+RESULTS_PATH: Final = ROOT / "bench" / "results" / "http.json"
+FLOOR_APP_DIR: Final = ROOT / "bench" / "servers"
+
+WORKERS: Final = 2
+CONNECTIONS: Final = 32
+LOAD_THREADS: Final = 2
+POOL_SIZE: Final = 10
+"""Event store connections per worker process, the same for the floor and for us."""
+JWT_SECRET: Final = "bench-http-secret-" + secrets.token_hex(16)
+WRK_TIMEOUT_S: Final = 10
+SEED_THREADS: Final = 4
+SERVER_START_TIMEOUT_S: Final = 120.0
+CATCH_UP_TIMEOUT_S: Final = 1800.0
+
+LOS_ANGELES: Final = ZoneInfo("America/Los_Angeles")
+CITIES: Final = (("los_angeles", "Los Angeles"), ("san_francisco", "San Francisco"))
+AMENITIES: Final = (
+    "walk-in fridge", "walk-in freezer", "convection oven", "deck oven", "mixer",
+    "dishwasher", "hood", "prep tables", "storage", "parking", "loading dock", "fryer",
+)  # fmt: skip
+NAME_WORDS: Final = (
+    "Sunset", "Harbor", "Mission", "Golden", "Valley", "Market", "Union", "Bay",
+    "Cedar", "Olive", "Canyon", "Pier", "Echo", "Silver", "Oak", "Maple",
+)  # fmt: skip
+SEED_BOOKING_DAYS: Final = 60
+"""Seeded bookings fall on the next 60 days; searches ask about those days."""
+BOOKING_BENCH_FIRST_DAY: Final = 70
+"""(c) books days from here on, where nothing was seeded."""
+DEPOSIT_CENTS: Final = 100_000_000
+
+TARGETS: Final = {
+    "booking_vs_naive_save": ">= 4",
+    "search_vs_constant": ">= 0.3",
+    "detail_cached_vs_constant": ">= 0.6",
+    "booking_p99_ms": "<= 50",
+    "search_p99_ms": "<= 20",
+    "worker_rss_mb": "<= 200",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how big: the full run, or the reduced ``--quick`` one."""
+
+    mode: str
+    warmup_s: int
+    duration_s: int
+    kitchens: int
+    hosts: int
+    customers: int
+    bookings: int
+    booking_requests: int
+    """Distinct booking requests prepared for (c) (warm-up included)."""
+    search_requests: int
+
+
+FULL = Plan("full", 5, 20, 10_000, 200, 1_000, 100_000, 120_000, 60_000)
+QUICK = Plan("quick", 2, 5, 500, 20, 100, 5_000, 30_000, 20_000)
+
+T = TypeVar("T")
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+@dataclass
+class Databases:
+    server_url: str
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
+    created: list[str] = field(default_factory=list)
+
+    def create(self, purpose: str) -> str:
+        name = f"{DATABASE_PREFIX}{self.token}_{purpose}"
+        with psycopg.connect(self.server_url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+            )
+        self.created.append(name)
+        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{name}"))
+
+    def drop_all(self) -> None:
+        while self.created:
+            name = self.created.pop()
+            assert name.startswith(DATABASE_PREFIX), name
+            try:
+                with psycopg.connect(self.server_url, autocommit=True) as connection:
+                    connection.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(name)
+                        )
+                    )
+            except psycopg.Error as error:
+                print(f"warning: could not drop database {name}: {error}", file=sys.stderr)
+
+
+@contextmanager
+def databases() -> Iterator[Databases]:
+    store = Databases(server_url=SERVER_URL_DEFAULT)
+    try:
+        yield store
+    finally:
+        store.drop_all()
+
+
+def postgres_location(url: str) -> PostgresLocation:
+    location = parse_database_url(url)
+    if not isinstance(location, PostgresLocation):
+        raise SystemExit(f"{URL_VARIABLE} must be a postgresql:// URL")
+    return location
+
+
+# --- seeding through the command handlers ----------------------------------------------
+
+
+def in_threads(count: int, work: Callable[[int], T]) -> list[T]:
+    results: list[Any] = [None] * count
+    failures: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results[index] = work(index)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return results
+
+
+def context(actor: Actor | None) -> CommandContext:
+    return CommandContext(actor=actor, request_id=f"bench-{secrets.token_hex(6)}")
+
+
+def create_user(runtime: Runtime, role: str, email: str) -> Actor:
+    created = runtime.commands.users.create_user(
+        CreateUser(email=email, password="bench password 12", full_name=email, role=role),
+        context(None),
+    )
+    return Actor(user_id=created.result.id, role=role)
+
+
+def local_start(day: date, hour: int) -> datetime:
+    """``hour`` o'clock in Los Angeles (and San Francisco) on ``day``, in UTC."""
+    return datetime(day.year, day.month, day.day, hour, tzinfo=LOS_ANGELES).astimezone(UTC)
+
+
+@dataclass
+class Seeded:
+    kitchen_ids: list[UUID]
+    customers: list[Actor]
+    today: date
+    bookings: int
+    events: int
+    seconds: float
+
+
+def seed(runtime: Runtime, plan: Plan) -> Seeded:
+    """Published, compliant kitchens in both cities, funded customers, and bookings
+    spread over the next 60 days (each kitchen's never overlapping)."""
+    started = time.perf_counter()
+    today = datetime.now(UTC).date()
+    randomness = random.Random(7)
+    admin = create_user(runtime, "admin", "admin@bench.example.com")
+    hosts = in_threads(
+        SEED_THREADS,
+        lambda t: [
+            create_user(runtime, "host", f"host{i}@bench.example.com")
+            for i in range(t, plan.hosts, SEED_THREADS)
+        ],
+    )
+    all_hosts = [host for chunk in hosts for host in chunk]
+    kitchen_specs = [
+        (
+            all_hosts[i % len(all_hosts)],
+            CITIES[0] if randomness.random() < 0.7 else CITIES[1],
+            randomness.randrange(25, 151) * 100,
+            randomness.randrange(2, 31),
+            sorted(randomness.sample(AMENITIES, randomness.randrange(1, 6))),
+            f"{randomness.choice(NAME_WORDS)} {randomness.choice(NAME_WORDS)} Kitchen {i}",
+        )
+        for i in range(plan.kitchens)
+    ]
+    kitchens = runtime.commands.kitchens
+    issued_on = today - timedelta(days=365)
+    expires_on = date(today.year + 5, 12, 31)
+
+    def publish(index: int) -> UUID:
+        host, (jurisdiction, city), rate, capacity, amenities, name = kitchen_specs[index]
+        kitchen = kitchens.create_kitchen(
+            CreateKitchen(
+                name=name,
+                description=f"A commercial kitchen in {city} with {', '.join(amenities)}",
+                city=city,
+                jurisdiction=jurisdiction,
+                address=f"{index} Market St",
+                hourly_rate_cents=rate,
+                capacity=capacity,
+                amenities=amenities,
+                instant_book=index % 3 == 0,
+            ),
+            context(host),
+        ).result
+        for kind in sorted(runtime.jurisdictions.get(jurisdiction).required_certificates):
+            certificate = kitchens.attach_certificate(
+                AttachCertificate(
+                    kitchen_id=kitchen.id,
+                    kind=kind,
+                    number=f"{kind}-{index}",
+                    issued_on=issued_on,
+                    expires_on=expires_on,
+                    document_sha256="ab" * 32,
+                ),
+                context(host),
+            ).result
+            kitchens.verify_certificate(
+                CertificateAction(kitchen_id=kitchen.id, certificate_id=certificate.id),
+                context(admin),
+            )
+        kitchens.submit_kitchen(KitchenAction(kitchen_id=kitchen.id), context(host))
+        kitchens.approve_kitchen(KitchenAction(kitchen_id=kitchen.id), context(admin))
+        return kitchen.id
+
+    kitchen_ids = [
+        kitchen_id
+        for chunk in in_threads(
+            SEED_THREADS,
+            lambda t: [publish(i) for i in range(t, plan.kitchens, SEED_THREADS)],
+        )
+        for kitchen_id in chunk
+    ]
+    print(f"   {len(kitchen_ids)} kitchens published", flush=True)
+
+    def fund(index: int) -> Actor:
+        customer = create_user(runtime, "customer", f"customer{index}@bench.example.com")
+        runtime.commands.accounts.deposit_funds(
+            DepositFunds(amount_cents=DEPOSIT_CENTS), context(customer)
+        )
+        return customer
+
+    customers = [
+        customer
+        for chunk in in_threads(
+            SEED_THREADS,
+            lambda t: [fund(i) for i in range(t, plan.customers, SEED_THREADS)],
+        )
+        for customer in chunk
+    ]
+    refused: list[str] = []
+
+    def book(index: int) -> None:
+        kitchen_number = index % len(kitchen_ids)
+        round_number = index // len(kitchen_ids)
+        day = today + timedelta(days=1 + (round_number * 6 + kitchen_number % 6) % 60)
+        start = local_start(day, 8 + (kitchen_number + round_number) % 8)
+        try:
+            runtime.commands.bookings.request_booking(
+                RequestBooking(
+                    kitchen_id=kitchen_ids[kitchen_number],
+                    start_time=start,
+                    end_time=start + timedelta(hours=2),
+                    guests=2,
+                ),
+                context(customers[index % len(customers)]),
+            )
+        except DomainError as error:
+            refused.append(error.code)
+
+    def book_slice(thread: int) -> None:
+        for index in range(thread, plan.bookings, SEED_THREADS):
+            book(index)
+            if thread == 0 and index % 10_000 == 0 and index:
+                print(f"   {index} bookings requested", flush=True)
+
+    in_threads(SEED_THREADS, book_slice)
+    if refused:
+        print(f"   {len(refused)} seeded booking(s) refused: {sorted(set(refused))}")
+    return Seeded(
+        kitchen_ids=kitchen_ids,
+        customers=customers,
+        today=today,
+        bookings=plan.bookings - len(refused),
+        events=runtime.app.position(),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def catch_up_projections(settings: Settings, runtime: Runtime) -> float:
+    """Every projection built to the head, in this process; the seconds it took."""
+    started = time.perf_counter()
+    read_side = open_read_side(settings)
+    supervisor, append_signal = start_projectors(settings, runtime.app, read_side)
+    try:
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while True:
+            statuses = projection_statuses(runtime.app, read_side.write_database)
+            if all(status.lag_events == 0 for status in statuses):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"projections did not catch up: {statuses}")
+            time.sleep(0.5)
+    finally:
+        supervisor.stop()
+        append_signal.stop()
+        read_side.close()
+    return time.perf_counter() - started
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def clean_environment(**variables: str) -> dict[str, str]:
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.upper().startswith(("PREP_ES_", "BENCH_"))
+        and name != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    return inherited | variables
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def wait_until(self, path: str, status: int = 200) -> None:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise SystemExit(f"{self.name} exited:\n{self.log_tail()}")
+                try:
+                    if client.get(path).status_code == status:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+        raise SystemExit(f"{self.name}: {path} not {status} in {SERVER_START_TIMEOUT_S} s")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes (spawned children of the server)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.process.pid and b"spawn_main" in cmdline:
+                pids.append(int(entry.name))
+        return pids
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def memory_kb(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextmanager
+def server(
+    name: str, command: Sequence[str], environment: dict[str, str], logs: Path
+) -> Iterator[Server]:
+    log_path = logs / f"{name}.log"
+    port = int(command[command.index("--port") + 1])
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            list(command), cwd=logs, env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
+    running = Server(name, process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def create_floor_tables(url: str) -> None:
+    """Before the workers start: two creating the tables at once may collide."""
+    spec = importlib.util.spec_from_file_location("floor", FLOOR_APP_DIR / "floor.py")
+    assert spec is not None and spec.loader is not None
+    floor = importlib.util.module_from_spec(spec)
+    sys.modules["floor"] = floor  # eventsourcing imports an aggregate's module by name
+    spec.loader.exec_module(floor)
+    floor.FloorApplication(env=floor.floor_env(url, POOL_SIZE)).close()
+
+
+def floor_server(url: str, logs: Path) -> AbstractContextManager[Server]:
+    create_floor_tables(url)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(FLOOR_APP_DIR), "--factory",
+        "floor:create_app", "--host", "127.0.0.1", "--port", str(port), "--workers",
+        str(WORKERS), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    environment = clean_environment(
+        BENCH_FLOOR_DATABASE_URL=url, BENCH_FLOOR_POOL_SIZE=str(POOL_SIZE)
+    )
+    return server("floor", command, environment, logs)
+
+
+def our_server(url: str, redis_url: str, logs: Path) -> AbstractContextManager[Server]:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "prep_es.cli", "serve", "--host", "127.0.0.1", "--port",
+        str(port), "--workers", str(WORKERS), "--no-access-log",
+    ]  # fmt: skip
+    environment = clean_environment(
+        PREP_ES_DATABASE_URL=url,
+        PREP_ES_REDIS_URL=redis_url,
+        PREP_ES_JWT_SECRET=JWT_SECRET,
+        PREP_ES_POSTGRES_POOL_SIZE=str(POOL_SIZE),
+    )
+    return server("prep-es", command, environment, logs)
+
+
+# --- load generation -------------------------------------------------------------------
+
+# Each wrk thread reads the request file and takes every LOAD_THREADS-th line from its
+# own offset, cycling; a line is METHOD<TAB>PATH<TAB>TOKEN or -<TAB>BODY or -.
+# Statuses are counted per class; done() prints one JSON line.
+WRK_SCRIPT: Final = r"""
+local threads = {}
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+local requests = {}
+local index = 0
+local step = 1
+ok = 0; conflicts = 0; client_errors = 0; server_errors = 0
+function init(args)
+  step = tonumber(args[2])
+  index = id
+  for line in io.lines(args[1]) do
+    local method, path, token, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    local headers = {}
+    if token ~= "-" then headers["Authorization"] = "Bearer " .. token end
+    if body ~= "-" then headers["Content-Type"] = "application/json" else body = nil end
+    table.insert(requests, wrk.format(method, path, headers, body))
+  end
+end
+function request()
+  local prepared = requests[(index % #requests) + 1]
+  index = index + step
+  return prepared
+end
+function response(status, headers, body)
+  if status < 400 then ok = ok + 1
+  elseif status == 409 then conflicts = conflicts + 1
+  elseif status < 500 then client_errors = client_errors + 1
+  else server_errors = server_errors + 1 end
+end
+function done(summary, latency, requests)
+  local totals = {ok = 0, conflicts = 0, client_errors = 0, server_errors = 0}
+  for _, thread in ipairs(threads) do
+    for name, _ in pairs(totals) do totals[name] = totals[name] + thread:get(name) end
+  end
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "ok": %d, "conflicts": %d, "client_errors": %d, ' ..
+    '"server_errors": %d, "socket_errors": %d, "p50_us": %d, "p90_us": %d, ' ..
+    '"p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, totals.ok, totals.conflicts, totals.client_errors,
+    totals.server_errors,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+@dataclass
+class Load:
+    """One wrk run."""
+
+    name: str
+    requests: int
+    ok: int
+    conflicts: int
+    client_errors: int
+    server_errors: int
+    socket_errors: int
+    elapsed_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    generator_cpu_share: float
+    """wrk's CPU time over the run's wall time × CPUs."""
+
+    @property
+    def ok_per_s(self) -> float:
+        return self.ok / self.elapsed_s
+
+    def summary(self) -> str:
+        refused = self.requests - self.ok
+        return (
+            f"{self.name:<11} {self.ok_per_s:9.1f} req/s  p50 {self.p50_ms:7.2f} ms  "
+            f"p99 {self.p99_ms:7.2f} ms  ({self.ok} ok, {refused} not: {self.conflicts} "
+            f"409, {self.client_errors} other 4xx, {self.server_errors} 5xx, "
+            f"{self.socket_errors} socket errors; wrk used {self.generator_cpu_share:.0%} "
+            "of the CPUs)"
+        )
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit(
+            "bench/http.py needs wrk (Debian: apt-get install wrk; `make bench` installs it "
+            "when it can)"
+        )
+    return wrk
+
+
+def run_wrk(
+    name: str, url: str, request_lines: Sequence[str], duration_s: int, scratch: Path
+) -> Load:
+    script = scratch / "requests.lua"
+    script.write_text(WRK_SCRIPT)
+    requests_path = scratch / f"{name}.requests"
+    requests_path.write_text("\n".join(request_lines) + "\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [
+            require_wrk(), "-t", str(LOAD_THREADS), "-c", str(CONNECTIONS), "-d",
+            f"{duration_s}s", "--timeout", f"{WRK_TIMEOUT_S}s", "-s", str(script), url,
+            "--", str(requests_path), str(LOAD_THREADS),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=duration_s + 60,
+    )  # fmt: skip
+    wall_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if completed.returncode != 0:
+        raise SystemExit(f"wrk failed ({completed.returncode}): {completed.stderr}")
+    result = orjson.loads(completed.stdout.strip().splitlines()[-1])
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Load(
+        name=name,
+        requests=result["requests"],
+        ok=result["ok"],
+        conflicts=result["conflicts"],
+        client_errors=result["client_errors"],
+        server_errors=result["server_errors"],
+        socket_errors=result["socket_errors"],
+        elapsed_s=result["duration_us"] / 1e6,
+        p50_ms=result["p50_us"] / 1000,
+        p90_ms=result["p90_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        max_ms=result["max_us"] / 1000,
+        generator_cpu_share=cpu_s / (wall_s * (os.cpu_count() or 1)),
+    )
+
+
+def measure(
+    name: str,
+    target: Server,
+    lines: Sequence[str],
+    plan: Plan,
+    scratch: Path,
+    *,
+    split: bool = False,
+) -> Load:
+    """A warm-up run, then the measured one; ``split``: the two send different halves
+    of ``lines`` (a booking sent twice would be refused; a search the warm-up sent could
+    be answered from the cache)."""
+    half = len(lines) // 2
+    warmup_lines, measured_lines = (lines[:half], lines[half:]) if split else (lines, lines)
+    try:
+        run_wrk(f"{name}_warmup", target.url, warmup_lines, plan.warmup_s, scratch)
+        load = run_wrk(name, target.url, measured_lines, plan.duration_s, scratch)
+    finally:
+        if target.process.poll() is not None:
+            print(f"{target.name} exited:\n{target.log_tail()}", file=sys.stderr)
+    print(f"   {load.summary()}", flush=True)
+    return load
+
+
+def line(method: str, path: str, token: str | None = None, body: bytes | None = None) -> str:
+    text_body = "-" if body is None else body.decode()
+    assert "\t" not in text_body and "\n" not in text_body
+    return f"{method}\t{path}\t{token or '-'}\t{text_body}"
+
+
+# --- the requests of (c), (d), (e) -----------------------------------------------------
+
+
+def booking_lines(seeded: Seeded, tokens: list[str], count: int) -> list[str]:
+    """Distinct (customer, kitchen, hour) requests, one hour each, from day 70 on, in an
+    order that keeps concurrent requests on different kitchens and customers."""
+    kitchens = seeded.kitchen_ids
+    lines = []
+    for index in range(count):
+        slot = index // len(kitchens)
+        day = seeded.today + timedelta(days=BOOKING_BENCH_FIRST_DAY + slot // 14)
+        start = local_start(day, 7 + slot % 14)
+        body = orjson.dumps(
+            {
+                "kitchen_id": str(kitchens[index % len(kitchens)]),
+                "start_time": start.isoformat(),
+                "end_time": (start + timedelta(hours=1)).isoformat(),
+                "guests": 2,
+            }
+        )
+        lines.append(line("POST", "/api/v1/bookings", tokens[index % len(tokens)], body))
+    return lines
+
+
+def search_lines(seeded: Seeded, count: int) -> list[str]:
+    """Searches as a customer makes them: a city, a window on one of the seeded days,
+    sometimes a capacity or a maximum rate; no two alike (or nearly none)."""
+    randomness = random.Random(11)
+    lines = []
+    for _ in range(count):
+        day = seeded.today + timedelta(days=randomness.randrange(1, SEED_BOOKING_DAYS + 1))
+        start = local_start(day, randomness.randrange(6, 18))
+        end = start + timedelta(hours=randomness.randrange(1, 5))
+        query: dict[str, Any] = {
+            "city": randomness.choice(CITIES)[1],
+            "available_from": start.isoformat(),
+            "available_to": end.isoformat(),
+            "limit": 20,
+        }
+        if randomness.random() < 0.5:
+            query["capacity"] = randomness.randrange(1, 21)
+        if randomness.random() < 0.3:
+            query["max_rate"] = f"{randomness.randrange(40, 151)}.00"
+        lines.append(line("GET", "/api/v1/kitchens?" + urlencode(query)))
+    return lines
+
+
+def detail_lines(seeded: Seeded) -> list[str]:
+    ids = list(seeded.kitchen_ids)
+    random.Random(13).shuffle(ids)
+    return [line("GET", f"/api/v1/kitchens/{kitchen_id}") for kitchen_id in ids]
+
+
+def projection_lag(url: str) -> dict[str, float]:
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return {
+        sample.labels["projection"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "prep_es_projection_lag_events"
+    }
+
+
+def wait_for_projections(url: str) -> float:
+    started = time.perf_counter()
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while any(lag > 0 for lag in projection_lag(url).values()):
+        if time.monotonic() > deadline:
+            raise SystemExit("the server's projectors did not catch up")
+        time.sleep(0.25)
+    return time.perf_counter() - started
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ratios: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def figure(self, name: str, value: float, unit: str) -> None:
+        self.figures[name] = {"value": round(value, 4), "unit": unit}
+
+    def add_load(self, load: Load) -> None:
+        self.figure(f"{load.name}_req_per_s", load.ok_per_s, "req/s")
+        self.figure(f"{load.name}_p50_ms", load.p50_ms, "ms")
+        self.figure(f"{load.name}_p99_ms", load.p99_ms, "ms")
+        self.figure(f"{load.name}_not_ok", load.requests - load.ok, "count")
+        self.figure(f"{load.name}_loadgen_cpu_share", load.generator_cpu_share, "fraction")
+        if load.requests != load.ok:
+            self.notes.append(
+                f"{load.name}: {load.conflicts} x 409, {load.client_errors} other 4xx, "
+                f"{load.server_errors} 5xx, {load.socket_errors} socket errors of "
+                f"{load.requests} requests"
+            )
+
+    def ratio(self, name: str, numerator: float, denominator: float) -> None:
+        self.ratios[name] = round(numerator / denominator, 4)
+
+    def print_table(self) -> None:
+        width = max(len(name) for name in [*self.figures, *self.ratios])
+        print(f"\n{'figure':<{width}}  {'value':>12}  {'unit':<8}  target")
+        print(f"{'-' * width}  {'-' * 12}  {'-' * 8}  ------")
+        for name, figure in self.figures.items():
+            print(
+                f"{name:<{width}}  {figure['value']:>12,.3f}  {figure['unit']:<8}  "
+                f"{TARGETS.get(name, '')}"
+            )
+        print(f"\n{'ratio':<{width}}  {'value':>12}  target")
+        print(f"{'-' * width}  {'-' * 12}  ------")
+        for name, value in self.ratios.items():
+            print(f"{name:<{width}}  {value:>12.3f}  {TARGETS.get(name, '')}")
+        for note in self.notes:
+            print(f"note: {note}")
+
+    def write(self, path: Path, meta: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"figures": self.figures, "ratios": self.ratios, "notes": self.notes, "meta": meta}
+        path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def bench_floors(url: str, plan: Plan, scratch: Path, report: Report) -> tuple[Load, Load]:
+    print("(a) naive save and (b) constant: bare FastAPI under uvicorn", flush=True)
+    with floor_server(url, scratch) as floor:
+        floor.wait_until("/constant")
+        constant = measure("constant", floor, [line("GET", "/constant")], plan, scratch)
+        naive = measure("naive_save", floor, [line("POST", "/save")], plan, scratch)
+    report.add_load(constant)
+    report.add_load(naive)
+    return naive, constant
+
+
+def bench_ours(
+    url: str, redis_url: str, seeded: Seeded, plan: Plan, scratch: Path, report: Report
+) -> tuple[Load, Load, Load]:
+    tokens_service = TokenService(
+        JWT_SECRET,
+        issuer=Settings.model_fields["jwt_issuer"].default,
+        audience=Settings.model_fields["jwt_audience"].default,
+        ttl_s=24 * 3600,
+        clock=system_clock,
+    )
+    tokens = [
+        tokens_service.issue(customer.user_id, customer.role).access_token
+        for customer in seeded.customers
+    ]
+    print("(c) booking, (d) search, (e) detail: prep-es serve", flush=True)
+    with our_server(url, redis_url, scratch) as ours:
+        ours.wait_until("/readyz")
+        booking = measure(
+            "booking",
+            ours,
+            booking_lines(seeded, tokens, plan.booking_requests),
+            plan,
+            scratch,
+            split=True,
+        )
+        caught_up_s = wait_for_projections(ours.url)
+        report.notes.append(f"projectors caught up {caught_up_s:.1f} s after (c) ended")
+        search = measure(
+            "search", ours, search_lines(seeded, plan.search_requests), plan, scratch, split=True
+        )
+        detail = measure("detail", ours, detail_lines(seeded), plan, scratch)
+        pids = ours.worker_pids()
+        peaks = [memory_kb(pid, "VmHWM") / 1024 for pid in pids]
+        current = [memory_kb(pid, "VmRSS") / 1024 for pid in pids]
+    for load in (booking, search, detail):
+        report.add_load(load)
+    report.figure("worker_rss_mb", max(peaks, default=0.0), "MB")
+    report.notes.append(
+        f"API workers {len(pids)}: peak RSS {', '.join(f'{p:.0f}' for p in peaks)} MB, "
+        f"at the end {', '.join(f'{c:.0f}' for c in current)} MB"
+    )
+    return booking, search, detail
+
+
+def run_benchmarks(plan: Plan) -> None:
+    require_wrk()
+    report = Report()
+    started = time.perf_counter()
+    redis_url = os.environ.get(REDIS_VARIABLE) or REDIS_URL_DEFAULT
+    redis.Redis.from_url(redis_url).flushdb()
+    given = os.environ.get(URL_VARIABLE) or None
+    with databases() as store, tempfile.TemporaryDirectory(prefix="prep-es-bench-http-") as tmp:
+        scratch = Path(tmp)
+        url = given or store.create("http")
+        where = postgres_location(url).dbname
+        print(f"bench/http.py ({plan.mode}): PostgreSQL {where}, Redis {redis_url}", flush=True)
+        naive, constant = bench_floors(store.create("floor"), plan, scratch, report)
+
+        print(
+            f"seeding {plan.kitchens} kitchens, {plan.customers} customers, {plan.bookings} "
+            "bookings through the command handlers",
+            flush=True,
+        )
+        settings = Settings(database_url=url, postgres_pool_size=POOL_SIZE, jwt_secret=JWT_SECRET)
+        runtime = open_runtime(settings, passwords=Argon2Passwords.cheap_for_tests())
+        try:
+            seeded = seed(runtime, plan)
+            print(f"   seeded {seeded.events} events in {seeded.seconds:.0f} s", flush=True)
+            catch_up_s = catch_up_projections(settings, runtime)
+            print(f"   projections built in {catch_up_s:.0f} s", flush=True)
+        finally:
+            runtime.close()
+        booking, search, detail = bench_ours(url, redis_url, seeded, plan, scratch, report)
+
+    report.figure("kitchens", len(seeded.kitchen_ids), "count")
+    report.figure("seeded_bookings", seeded.bookings, "count")
+    report.figure("seeded_events", seeded.events, "count")
+    report.figure("booking_p99_ms", booking.p99_ms, "ms")
+    report.figure("search_p99_ms", search.p99_ms, "ms")
+    report.ratio("booking_vs_naive_save", booking.ok_per_s, naive.ok_per_s)
+    report.ratio("search_vs_constant", search.ok_per_s, constant.ok_per_s)
+    report.ratio("detail_cached_vs_constant", detail.ok_per_s, constant.ok_per_s)
+    if given is not None:
+        report.notes.append(f"our server ran in the given database {where}")
+    report.print_table()
+    meta = {
+        "mode": plan.mode,
+        "workers": WORKERS,
+        "connections": CONNECTIONS,
+        "load_generator": f"wrk -t{LOAD_THREADS} -c{CONNECTIONS}",
+        "warmup_s": plan.warmup_s,
+        "run_s": plan.duration_s,
+        "kitchens": plan.kitchens,
+        "customers": plan.customers,
+        "bookings": plan.bookings,
+        "pool_size": POOL_SIZE,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    report.write(RESULTS_PATH, meta)
+    print(f"\nwrote {RESULTS_PATH.relative_to(ROOT)} in {meta['wall_s']} s total")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="reduced run for checks (< 3 min)")
+    args = parser.parse_args(argv)
+    run_benchmarks(QUICK if args.quick else FULL)
+
+
+if __name__ == "__main__":
+    main()
