@@ -38,8 +38,11 @@ bench: install
 		$(BIN)/python "$$script"; \
 	done
 
+# The embedded database (./prep_es.db) with demo data, served on http://127.0.0.1:8000
+# (OpenAPI at /docs). Loading the demo again is a no-op; `prep-es demo --reset` reloads it.
 run: install
 	$(BIN)/prep-es demo
+	$(BIN)/prep-es serve
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
