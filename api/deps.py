@@ -43,6 +43,7 @@ from commands.handling import Actor, CommandContext
 from commands.kitchens import KitchenCommands
 from commands.users import UserCommands
 from prep_es.auth import Unauthenticated
+from prep_es.errors import READ_POSITION_STATE
 from prep_es.logs import accept_request_id, request_id
 from prep_es.services import Services
 from prep_es.settings import Settings
@@ -349,7 +350,10 @@ def read_model(*names: str) -> Callable[..., ReadConsistency]:
     assert names
 
     def dependency(
-        services: ServicesDep, response: Response, min_position: MinPosition = None
+        services: ServicesDep,
+        request: Request,
+        response: Response,
+        min_position: MinPosition = None,
     ) -> ReadConsistency:
         positions = services.read_positions
         if min_position:
@@ -357,6 +361,8 @@ def read_model(*names: str) -> Callable[..., ReadConsistency]:
                 positions.wait_for(name, min_position, services.settings.min_position_wait_s)
         position = min(positions.position(name) for name in names)
         response.headers[POSITION_HEADER] = str(position)
+        # A problem answering this query (404, 403, 422) says the position too.
+        setattr(request.state, READ_POSITION_STATE, position)
         return ReadConsistency(min_position=min_position or 0, position=position)
 
     return dependency
@@ -376,12 +382,15 @@ BookingParticipant = Annotated[
 """Roles that take part in bookings (customer: own; host: their kitchens'; admin: all)."""
 
 
-def event_store_read(services: ServicesDep, response: Response) -> ReadConsistency:
+def event_store_read(
+    services: ServicesDep, request: Request, response: Response
+) -> ReadConsistency:
     """For the few admin queries that read the event store itself (an aggregate's
     history): it is never behind, so ``X-Prep-Min-Position`` needs no wait, and
     ``X-Prep-Position`` is the store's latest position."""
     position = services.runtime.app.position()
     response.headers[POSITION_HEADER] = str(position)
+    setattr(request.state, READ_POSITION_STATE, position)
     return ReadConsistency(min_position=0, position=position)
 
 

@@ -36,6 +36,7 @@ from aggregates.errors import (
     PermissionDenied,
     StateConflict,
 )
+from api.schemas import POSITION_HEADER
 from prep_es.auth import LoginRateLimited, Unauthenticated
 from prep_es.logs import request_id
 from queries.consistency import ReadModelBehind
@@ -45,6 +46,10 @@ logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 PROBLEM_TYPE_PREFIX: Final = "urn:prep-es:problem:"
 DATABASE_RETRY_AFTER_S: Final = 1
+READ_POSITION_STATE: Final = "read_position"
+"""The ``request.state`` attribute where a query's read-model dependency leaves the
+position it read at, so that a problem answering the query carries ``X-Prep-Position``
+as its success would have."""
 
 STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
     IdempotencyKeyReused: 422,
@@ -112,6 +117,9 @@ def problem_response(
     if extra:
         body.update(extra)
     all_headers = dict(headers or {})
+    position = None if request is None else getattr(request.state, READ_POSITION_STATE, None)
+    if position is not None:
+        all_headers.setdefault(POSITION_HEADER, str(position))
     if status == HTTPStatus.UNAUTHORIZED:
         all_headers["WWW-Authenticate"] = "Bearer"
     return ProblemResponse(body, status_code=status, headers=all_headers)
@@ -138,6 +146,7 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
             f"{error.required_position} yet (it is at {error.position}); try again"
         )
         headers["Retry-After"] = str(error.retry_after_s)
+        headers[POSITION_HEADER] = str(error.position)
     else:
         # The database went away: the stack trace is for us, not for the client.
         logger.warning("database unavailable", exc_info=error)

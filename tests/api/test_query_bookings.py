@@ -163,6 +163,8 @@ def test_anyone_else_is_refused_a_booking_403(api: Api, scene: Scene, stranger: 
     user = api.user_with_role("analyst") if stranger == "analyst" else getattr(scene, stranger)
     response = read(api, f"/bookings/{scene.pending['id']}", user, after=scene.after)
     assert_problem(response, 403, "forbidden")
+    if stranger != "analyst":  # refused by the query, after reading the read model
+        assert int(response.headers["X-Prep-Position"]) >= scene.after
 
 
 def test_an_unknown_booking_is_404_and_a_malformed_id_422(api: Api) -> None:

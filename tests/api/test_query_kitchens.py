@@ -267,7 +267,10 @@ def test_an_edit_is_read_back_through_the_cache(api: Api) -> None:
 
 
 def test_an_unknown_kitchen_is_404_and_a_malformed_id_422(api: Api) -> None:
-    assert_problem(api.get(f"/kitchens/{uuid4()}"), 404, "kitchen_not_found")
+    missing = api.get(f"/kitchens/{uuid4()}")
+    assert_problem(missing, 404, "kitchen_not_found")
+    # A problem answering a query says how far the read model had got, as success would.
+    assert int(missing.headers["X-Prep-Position"]) >= 0
     body = assert_problem(api.get("/kitchens/not-a-uuid"), 422, "validation_error")
     assert body["errors"][0]["loc"] == ["path", "kitchen_id"]
 
@@ -277,6 +280,7 @@ def test_a_position_not_reached_in_time_is_503_with_retry_after(api: Api) -> Non
     response = api.get("/kitchens", headers={"X-Prep-Min-Position": str(head + 1000)})
     assert_problem(response, 503, "read_model_behind")
     assert int(response.headers["Retry-After"]) >= 1
+    assert int(response.headers["X-Prep-Position"]) <= head
 
 
 def test_search_and_detail_answer_with_the_read_models_position(api: Api) -> None:
