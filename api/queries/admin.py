@@ -36,7 +36,7 @@ from api.deps import (
     UsersReadModel,
 )
 from api.queries.kitchens import KitchenPage, KitchenStatus
-from api.queries.params import POINT_IN_TIME_HELP, PointInTime, query_responses
+from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
 from api.schemas import POSITION_HEADER, MoneyOut, money
 from prep_es.replay import EVENTS_PER_AGGREGATE_MAX
 from projections.status import ProjectionStatus, projection_statuses
@@ -386,7 +386,7 @@ def audit_trail(
     aggregate_id: Annotated[UUID | None, Query(description="Only this aggregate's.")] = None,
     actor_id: Annotated[UUID | None, Query(description="Only this actor's.")] = None,
     event_type: Annotated[
-        str | None,
+        QueryText | None,
         Query(
             max_length=EVENT_TYPE_LENGTH_MAX,
             description="Only this event type.",

@@ -25,7 +25,7 @@ from api.deps import (
     ReadConsistency,
     TodayUtc,
 )
-from api.queries.params import POINT_IN_TIME_HELP, PointInTime, query_responses
+from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
 from api.schemas import POSITION_HEADER, MoneyOut, money
 from queries.analytics import (
     RANKING_LIMIT_DEFAULT,
@@ -298,7 +298,7 @@ def revenue(
     ] = None,
     granularity: Annotated[Granularity, Query(description="Period length.")] = "day",
     city: Annotated[
-        str | None,
+        QueryText | None,
         Query(
             max_length=CITY_LENGTH_BOUND, description="Only this city.", examples=["Los Angeles"]
         ),

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from api.deps import KitchenQueriesDep, KitchensReadModel, OptionalUser, PageParams
-from api.queries.params import POINT_IN_TIME_HELP, PointInTime, query_responses
+from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
 from api.schemas import MONEY_DIGITS_MAX, MoneyOut, cents, money
 from queries.base import Page
 from queries.kitchens import (
@@ -162,11 +162,11 @@ def search_kitchens(
     consistency: KitchensReadModel,
     page: PageParams,
     city: Annotated[
-        str | None,
+        QueryText | None,
         Query(max_length=SEARCH_TEXT_LENGTH_BOUND, description="Case-insensitive."),
     ] = None,
     jurisdiction: Annotated[
-        str | None,
+        QueryText | None,
         Query(max_length=SEARCH_TEXT_LENGTH_BOUND, examples=["los_angeles"]),
     ] = None,
     min_rate: Annotated[
@@ -191,14 +191,14 @@ def search_kitchens(
         int | None, Query(ge=1, le=50, description="Room for at least this many people.")
     ] = None,
     amenity: Annotated[
-        list[str] | None,
+        list[QueryText] | None,
         Query(
             max_length=AMENITY_FILTERS_BOUND,
             description="Repeat for each amenity the kitchen must have (case-insensitive).",
         ),
     ] = None,
     q: Annotated[
-        str | None,
+        QueryText | None,
         Query(max_length=SEARCH_TEXT_LENGTH_BOUND, description="Words to search for."),
     ] = None,
     available_from: Annotated[

@@ -51,6 +51,18 @@ PointInTime = Annotated[
 ]
 """An aware instant, in UTC: RFC 3339 with an offset, or a date meaning 00:00 UTC."""
 
+
+def _without_nul(value: str) -> str:
+    if "\x00" in value:
+        msg = "text must not contain NUL characters"
+        raise ValueError(msg)
+    return value
+
+
+QueryText = Annotated[str, AfterValidator(_without_nul)]
+"""Free text in a query parameter. NUL is refused (422): PostgreSQL text cannot hold it,
+and no name, city or event type contains one."""
+
 POINT_IN_TIME_HELP: Final = (
     "RFC 3339 with an offset (`2030-01-07T17:00:00Z`), or a date (`2030-01-07`) meaning "
     "00:00 UTC that day."

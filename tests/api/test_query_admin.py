@@ -305,6 +305,7 @@ def test_audit_pages_by_keyset(api: Api) -> None:
         ({"aggregate_id": "k-1"}, "validation_error"),
         ({"actor_id": "1"}, "validation_error"),
         ({"event_type": "x" * 201}, "validation_error"),
+        ({"event_type": "Kitchen.KitchenCreated\x00"}, "validation_error"),
     ],
 )
 def test_bad_audit_filters_are_422(api: Api, params: dict[str, Any], code: str) -> None:

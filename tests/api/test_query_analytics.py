@@ -213,6 +213,7 @@ def test_revenue_as_csv(api: Api, story: Story) -> None:
         ({"from": "yesterday"}, "validation_error"),
         ({"to": "1969-12-31"}, "validation_error"),
         ({"city": "x" * 1001}, "validation_error"),
+        ({"city": "Los Angeles\x00"}, "validation_error"),
     ],
 )
 def test_bad_revenue_parameters_are_422(api: Api, params: dict[str, Any], code: str) -> None:

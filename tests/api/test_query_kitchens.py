@@ -172,6 +172,10 @@ def test_search_leaves_out_kitchens_booked_in_the_window(api: Api) -> None:
         ({"city": "x" * 101}, "invalid_city"),
         ({"q": " ".join(["word"] * 21)}, "invalid_query"),
         ({"amenity": ["a"] * 51}, "validation_error"),
+        ({"city": "Los\x00Angeles"}, "validation_error"),
+        ({"q": "oven\x00"}, "validation_error"),
+        ({"amenity": ["oven", "\x00"]}, "validation_error"),
+        ({"jurisdiction": "los_angeles\x00"}, "validation_error"),
     ],
 )
 def test_search_refuses_bad_filters_with_a_422_problem(
