@@ -68,7 +68,7 @@ from projections.runners import (
     request_rebuild,
 )
 from projections.status import ProjectionFailure, ProjectionStatus, projection_statuses
-from queries.cache import open_query_cache
+from queries.cache import RedisQueryCache
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -743,7 +743,7 @@ def _project(arguments: argparse.Namespace, settings: Settings) -> int:
     # API processes that do not run projectors learn of read-model changes through the
     # shared query cache: mark them there, as their own projectors would.
     on_changes = (
-        None if settings.redis_url is None else open_query_cache(settings.redis_url).mark_changed
+        None if settings.redis_url is None else RedisQueryCache(settings.redis_url).mark_changed
     )
     try:
         supervisor, append_signal = start_projectors(

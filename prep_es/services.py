@@ -27,12 +27,13 @@ from prep_es.readside import ReadSide, configured_projections, open_read_side, s
 from prep_es.runtime import Runtime, open_runtime, system_clock
 from prep_es.settings import Settings
 from projections.base import Projection
+from projections.kitchens import KitchensProjection
 from projections.runners import Supervisor, request_rebuild
 from queries.accounts import AccountQueries
 from queries.analytics import AnalyticsQueries
 from queries.audit import AuditQueries
 from queries.bookings import BookingQueries
-from queries.cache import QueryCache, open_query_cache
+from queries.cache import MemoryQueryCache, QueryCache, RedisQueryCache
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries
@@ -142,6 +143,19 @@ class Services:
         self.runtime.close()
 
 
+def open_query_cache(settings: Settings, read_positions: ReadPositions) -> QueryCache:
+    """Redis if configured; else a cache in this process, told of every change by the
+    runners' announcements (PostgreSQL) or, where none can arrive, treating everything
+    built before the kitchens read model's current position as stale."""
+    if settings.redis_url is not None:
+        return RedisQueryCache(settings.redis_url)
+    if read_positions.hears_changes:
+        cache = MemoryQueryCache()
+        read_positions.follow_changes(cache.mark_changed)
+        return cache
+    return MemoryQueryCache(stale_before=lambda: read_positions.position(KitchensProjection.name))
+
+
 def open_services(
     settings: Settings,
     *,
@@ -160,9 +174,9 @@ def open_services(
             read_side.query_database,
             replica=settings.read_database_url is not None,
         )
+        query_cache = open_query_cache(settings, read_positions)
         read_positions.start()
         opened.append(read_positions)
-        query_cache = open_query_cache(settings.redis_url)
         database = read_side.query_database
         kitchens_uncached = KitchenQueries(
             database, jurisdictions=runtime.jurisdictions, clock=clock

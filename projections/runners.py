@@ -42,6 +42,13 @@ logger = logging.getLogger(__name__)
 
 STATE_TABLE = "projection_state"
 POSITIONS_CHANNEL = "prep_es_projections"
+CHANGES_CHANNEL = "prep_es_changes"
+"""Where a runner announces, in its batch's transaction, the cache dependencies the batch
+changed (``"<position> <dependency> ..."``): processes that cache answers themselves hear
+of changes made by a runner in another process."""
+CHANGES_PAYLOAD_CHARS_MAX = 7000
+"""Below PostgreSQL's 8000-byte NOTIFY limit; a longer list is announced as everything."""
+EVERYTHING_CHANGED = "*"
 BATCH_SIZE = 500
 REBUILD_BATCH_SIZE = 2000
 STANDBY_POLL_S = 1.0
@@ -468,7 +475,7 @@ class ProjectionRunner:
         if batch.switching:
             self._switch_to(projection, sql)
         if state.active or batch.switching:
-            self._announce(sql, batch.new_position)
+            self._announce(sql, batch.new_position, projection, switching=batch.switching)
 
     def _lock_state(self, sql: Sql, state: GenerationState) -> GenerationState:
         suffix = " FOR UPDATE" if sql.dialect == "postgresql" else ""
@@ -523,9 +530,22 @@ class ProjectionRunner:
             (True, "running", self.name, projection.generation),
         )
 
-    def _announce(self, sql: Sql, position: int) -> None:
-        if sql.dialect == "postgresql":
-            sql.execute("SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.name}:{position}"))
+    def _announce(
+        self, sql: Sql, position: int, projection: Projection, *, switching: bool
+    ) -> None:
+        """Tell listeners in every process, once this transaction commits, the new
+        position and what it changed (PostgreSQL; SQLite has no notifications)."""
+        if sql.dialect != "postgresql":
+            return
+        changed = [*sorted(projection.changed), *([self.name] if switching else [])]
+        if changed:
+            # Before the position: a listener marks the change before it wakes anyone
+            # waiting for the position (notifications arrive in the order sent).
+            payload = f"{position} {' '.join(changed)}"
+            if len(payload) > CHANGES_PAYLOAD_CHARS_MAX:
+                payload = f"{position} {EVERYTHING_CHANGED}"
+            sql.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, payload))
+        sql.execute("SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.name}:{position}"))
 
     def _record_failure(self, state: GenerationState, failure: ProjectionFailed) -> None:
         logger.error(

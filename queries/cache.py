@@ -12,6 +12,14 @@ started before the change, is still refused.
 With Redis (``PREP_ES_REDIS_URL``) the cache is shared by every process; without it the
 same code keeps a bounded cache per process. If Redis goes away the cache answers
 "miss" and ignores writes (queries go to the database), logging once until it is back.
+
+A per-process cache must hear of changes made by runners in *other* processes (another
+worker holds the projection's lock, or the projectors run in ``prep-es project``). On
+PostgreSQL runners announce their changes with ``NOTIFY`` in the batch's transaction and
+:class:`~queries.consistency.ReadPositions` hands them to :meth:`mark_changed`. Where
+no announcement can arrive (SQLite, or reading a replica), the cache is told how to read
+the read model's position (``stale_before``) and treats every entry built before it as
+stale: coarse, but never wrong.
 """
 
 from __future__ import annotations
@@ -22,15 +30,18 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Callable
 
 import redis
+
+from projections.runners import EVERYTHING_CHANGED
 
 logger = logging.getLogger(__name__)
 
 ENTRY_TTL_S = 300
 MEMORY_ENTRIES_MAX = 10_000
 KEY_PREFIX = "prep_es:"
-EVERYTHING = "*"
+EVERYTHING = EVERYTHING_CHANGED
 _POSITION = struct.Struct(">q")
 
 
@@ -50,12 +61,20 @@ class QueryCache(ABC):
 
 
 class MemoryQueryCache(QueryCache):
-    """Per process, bounded (least recently used entries go first)."""
+    """Per process, bounded (least recently used entries go first). ``stale_before``:
+    where no change announcement can reach this process, how far the read model has
+    got now — every entry built before that counts as changed."""
 
-    def __init__(self, entries_max: int = MEMORY_ENTRIES_MAX) -> None:
+    def __init__(
+        self,
+        entries_max: int = MEMORY_ENTRIES_MAX,
+        *,
+        stale_before: Callable[[], int] | None = None,
+    ) -> None:
         self._entries: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._changes: dict[str, int] = {}
         self._entries_max = entries_max
+        self._stale_before = stale_before
         self._lock = threading.Lock()
 
     def get(self, key: str, *, dependency: str, min_position: int) -> bytes | None:
@@ -64,10 +83,15 @@ class MemoryQueryCache(QueryCache):
             if entry is None:
                 return None
             position, value = entry
-            if position < max(min_position, self._changes.get(dependency, 0)):
+            changed = max(self._changes.get(dependency, 0), self._changes.get(EVERYTHING, 0))
+            if position < max(min_position, changed):
                 return None
-            self._entries.move_to_end(key)
-            return value
+        if self._stale_before is not None and position < self._stale_before():
+            return None
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+        return value
 
     def put(self, key: str, value: bytes, *, position: int) -> None:
         with self._lock:
@@ -161,7 +185,3 @@ class RedisQueryCache(QueryCache):
             return
         self._missed_changes = False
         self._succeeded()
-
-
-def open_query_cache(redis_url: str | None) -> QueryCache:
-    return MemoryQueryCache() if redis_url is None else RedisQueryCache(redis_url)

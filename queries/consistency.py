@@ -33,7 +33,13 @@ from typing import ClassVar
 import psycopg
 
 from projections.database import PostgresReadDatabase, ReadDatabase, Sql
-from projections.runners import POSITIONS_CHANNEL, STATE_TABLE
+from projections.runners import (
+    CHANGES_CHANNEL,
+    EVERYTHING_CHANGED,
+    POSITIONS_CHANNEL,
+    STATE_TABLE,
+    ChangeListener,
+)
 from projections.status import state_table_exists
 
 logger = logging.getLogger(__name__)
@@ -93,6 +99,7 @@ class ReadPositions:
         assert poll_interval_s > 0 and wait_timeout_s_max > 0
         self._database = database
         self._replica = replica
+        self._on_changes: ChangeListener | None = None
         self._listen_conninfo = (
             database.conninfo
             if isinstance(database, PostgresReadDatabase) and not replica
@@ -109,6 +116,19 @@ class ReadPositions:
         self._listening = threading.Event()
         self._state_table_seen = False
         self._listener: threading.Thread | None = None
+
+    @property
+    def hears_changes(self) -> bool:
+        """Whether announcements of changes reach this process (PostgreSQL, not a
+        replica); elsewhere a per-process cache must not rely on ``on_changes``."""
+        return self._listen_conninfo is not None
+
+    def follow_changes(self, listener: ChangeListener) -> None:
+        """Before :meth:`start`, where :attr:`hears_changes`: call ``listener`` with the
+        cache dependencies that runners in any process announce as changed, and with
+        everything each time the listener (re)connects (it may have missed some)."""
+        assert self.hears_changes and self._listener is None
+        self._on_changes = listener
 
     def start(self) -> None:
         """Begin listening for announcements (PostgreSQL, not a replica). Returns once
@@ -215,13 +235,39 @@ class ReadPositions:
     def _listen(self, conninfo: str) -> None:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'LISTEN "{POSITIONS_CHANNEL}"')
+            if self._on_changes is not None:
+                connection.execute(f'LISTEN "{CHANGES_CHANNEL}"')
+                self._everything_changed()
             self._listening.set()
             self._refresh_known()
             while not self._closing.is_set():
                 for notification in connection.notifies(timeout=LISTEN_WAKE_S):
-                    self._announced(notification.payload)
+                    if notification.channel == CHANGES_CHANNEL:
+                        self._changes_announced(notification.payload)
+                    else:
+                        self._announced(notification.payload)
                     if self._closing.is_set():
                         break
+
+    def _everything_changed(self) -> None:
+        """Now listening, perhaps after missing announcements: every change committed
+        so far is at or before the furthest read model position."""
+        assert self._on_changes is not None
+        with self._database.reading() as sql:
+            furthest = (
+                sql.scalar(f"SELECT max(position) FROM {STATE_TABLE}")
+                if state_table_exists(sql)
+                else None
+            )
+        self._on_changes([EVERYTHING_CHANGED], int(furthest or 0))
+
+    def _changes_announced(self, payload: str) -> None:
+        assert self._on_changes is not None
+        position, *dependencies = payload.split(" ")
+        try:
+            self._on_changes(dependencies, int(position))
+        except ValueError:
+            logger.warning("ignoring a malformed change announcement: %r", payload)
 
     def _announced(self, payload: str) -> None:
         name, _, position = payload.rpartition(":")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from queries.cache import QueryCache, RedisQueryCache
+from queries.cache import EVERYTHING, MemoryQueryCache, QueryCache, RedisQueryCache
 
 
 def test_an_entry_is_served_to_clients_at_or_behind_its_position(cache: QueryCache) -> None:
@@ -23,6 +23,25 @@ def test_an_entry_is_served_to_clients_at_or_behind_its_position(cache: QueryCac
     assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) == b"detail"
     assert cache.get("kitchen:1", dependency="kitchen:1", min_position=11) is None
     assert cache.get("kitchen:2", dependency="kitchen:2", min_position=0) is None
+
+
+def test_a_change_to_everything_refuses_every_older_entry(cache: QueryCache) -> None:
+    cache.put("kitchen:1", b"one", position=10)
+    cache.put("kitchens:search", b"all", position=12)
+    cache.mark_changed([EVERYTHING], 11)
+
+    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) is None
+    assert cache.get("kitchens:search", dependency="kitchens", min_position=0) == b"all"
+
+
+def test_without_announcements_entries_older_than_the_read_model_are_not_trusted() -> None:
+    read_model_position = 10
+    cache = MemoryQueryCache(stale_before=lambda: read_model_position)
+    cache.put("kitchen:1", b"detail", position=10)
+    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) == b"detail"
+
+    read_model_position = 11  # another process's runner moved it: maybe a change
+    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) is None
 
 
 def test_a_change_refuses_older_entries_even_ones_written_late(cache: QueryCache) -> None:

@@ -1,0 +1,70 @@
+"""A per-process cache (no Redis) whose process does not run the kitchens projection:
+another process's runner changes a kitchen, and this process must stop serving what it
+cached before. On PostgreSQL the runner's announcement (NOTIFY in its batch's
+transaction) reaches the cache; on SQLite, where nothing can be announced, entries older
+than the read model's current position are not trusted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from commands.kitchens import UpdateKitchen
+from prep_es.readside import ReadSide
+from prep_es.services import open_query_cache
+from prep_es.settings import Settings
+from projections.base import packaged_jurisdictions
+from projections.kitchens import KitchensProjection
+from projections.runners import ProjectionRunner, ensure_ready
+from queries.cache import MemoryQueryCache
+from queries.consistency import ReadPositions
+from queries.kitchen_cache import CachedKitchenQueries
+from queries.kitchens import KitchenFilters, KitchenQueries
+from tests.support import Marketplace, as_actor
+
+ANNOUNCEMENT_WAIT_S = 5.0
+
+
+@pytest.fixture
+def positions(database_url: str, read_side: ReadSide) -> Iterator[ReadPositions]:
+    positions = ReadPositions(read_side.query_database)
+    yield positions
+    positions.close()
+
+
+def test_changes_made_by_another_process_reach_a_per_process_cache(
+    database_url: str, market: Marketplace, read_side: ReadSide, positions: ReadPositions
+) -> None:
+    cache = open_query_cache(Settings(database_url=database_url), positions)
+    assert isinstance(cache, MemoryQueryCache)
+    positions.start()
+    kitchens = CachedKitchenQueries(
+        KitchenQueries(
+            read_side.query_database, jurisdictions=packaged_jurisdictions(), clock=market.clock
+        ),
+        cache,
+        position=lambda: positions.position(KitchensProjection.name),
+        clock=market.clock,
+    )
+    # The other process: its runner tells no cache of this one's directly.
+    ensure_ready(read_side.write_database, KitchensProjection)
+    runner = ProjectionRunner(KitchensProjection, market.runtime.app, read_side.write_database)
+    runner.catch_up()
+    name_before = kitchens.get(None, market.kitchen_id).name
+    assert kitchens.search(KitchenFilters(city="Los Angeles")).items[0].name == name_before
+
+    market.runtime.commands.kitchens.update_kitchen(
+        UpdateKitchen(kitchen_id=market.kitchen_id, name="Renamed Elsewhere"),
+        as_actor(market.host),
+    )
+    runner.catch_up()
+
+    deadline = time.monotonic() + ANNOUNCEMENT_WAIT_S
+    while kitchens.get(None, market.kitchen_id).name == name_before and time.monotonic() < deadline:
+        time.sleep(0.01)  # the announcement travels through the database server
+    assert kitchens.get(None, market.kitchen_id).name == "Renamed Elsewhere"
+    assert kitchens.search(KitchenFilters(city="Los Angeles")).items[0].name == (
+        "Renamed Elsewhere"
+    )
