@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Final
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 POSITION_HEADER: Final = "X-Prep-Position"
 MONEY_DIGITS_MAX: Final = 12
@@ -53,9 +53,27 @@ def money(amount_cents: int) -> str:
 
 class RequestBody(BaseModel):
     """Base of request bodies: unknown fields are refused (a misspelt field would
-    otherwise be ignored without a word)."""
+    otherwise be ignored without a word), and so is text holding NUL, which PostgreSQL
+    text cannot store: recorded in an event, it would stop every projection that
+    copies it into a read model."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _refuse_nul(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            msg = "text must not contain NUL characters"
+            raise ValueError(msg)
+        return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 PositionField = Annotated[

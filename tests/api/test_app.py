@@ -26,6 +26,7 @@ from prep_es.logs import configure_logging
 from prep_es.passwords import Argon2Passwords
 from prep_es.services import SweeperThread
 from prep_es.settings import Settings, SettingsError
+from projections.status import projection_statuses
 from tests.api.conftest import ADMIN_EMAIL, API, PASSWORD, Api, api_settings, assert_problem
 
 # --- request ids -----------------------------------------------------------------------
@@ -368,3 +369,67 @@ def test_the_admin_logs_in_as_soon_as_the_server_is_up_and_is_made_once(tmp_path
             assert me["role"] == "admin"
             ids.append(me["id"])
     assert ids[0] == ids[1]
+
+
+# --- text a read model cannot hold -----------------------------------------------------
+
+
+def test_text_holding_nul_is_refused_before_it_reaches_an_event(api: Api) -> None:
+    host = api.register("host")
+    kitchen = api.draft_kitchen(host)
+    customer = api.customer()
+    nul = "a\x00b"
+    cases: list[tuple[str, str, Any, dict[str, Any]]] = [
+        (
+            "POST",
+            "/auth/register",
+            None,
+            {"email": "n@example.com", "password": "p" * 12, "full_name": nul, "role": "customer"},
+        ),
+        ("POST", "/auth/login", None, {"email": f"{nul}@example.com", "password": "p" * 12}),
+        (
+            "POST",
+            "/kitchens",
+            host,
+            {
+                "name": "K",
+                "city": "LA",
+                "jurisdiction": "los_angeles",
+                "address": "1",
+                "hourly_rate": "5.00",
+                "capacity": 2,
+                "amenities": ["oven", nul],
+            },
+        ),
+        ("PATCH", f"/kitchens/{kitchen['id']}", host, {"description": nul}),
+        (
+            "POST",
+            f"/kitchens/{kitchen['id']}/certificates",
+            host,
+            {
+                "kind": "health_permit",
+                "number": nul,
+                "issued_on": "2029-01-01",
+                "expires_on": "2031-01-01",
+                "document_sha256": "ab" * 32,
+            },
+        ),
+        (
+            "POST",
+            "/bookings",
+            customer,
+            {"kitchen_id": kitchen["id"], "guests": 1, "notes": nul, **api.window(days=3)},
+        ),
+        ("POST", f"/admin/kitchens/{kitchen['id']}/reject", api.admin, {"reason": nul}),
+    ]
+    for method, path, user, body in cases:
+        response = api.client.request(
+            method,
+            API + path,
+            json=body,
+            headers={} if user is None else {"Authorization": f"Bearer {user.token}"},
+        )
+        problem = assert_problem(response, 422, "validation_error")
+        assert problem["errors"][0]["msg"].endswith("text must not contain NUL characters")
+    statuses = projection_statuses(api.services.runtime.app, api.services.read_side.write_database)
+    assert [status.failure for status in statuses] == [None] * len(statuses)
