@@ -7,11 +7,12 @@ most two decimal places; anything finer, or not finite, is a 422.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 POSITION_HEADER: Final = "X-Prep-Position"
 MONEY_DIGITS_MAX: Final = 12
@@ -35,6 +36,26 @@ MoneyOut = Annotated[
         examples=["120.00"],
     ),
 ]
+
+
+YEAR_MIN: Final = 1900
+YEAR_MAX: Final = 2999
+"""Dates and times outside these years are refused (422): nothing here is that old or
+that far ahead, and date arithmetic near year 9999 overflows."""
+
+
+def _check_year(value: date) -> date:
+    if not YEAR_MIN <= value.year <= YEAR_MAX:
+        msg = f"the year must be between {YEAR_MIN} and {YEAR_MAX}"
+        raise ValueError(msg)
+    return value
+
+
+Day = Annotated[date, AfterValidator(_check_year)]
+"""A calendar date (``YYYY-MM-DD``) between :data:`YEAR_MIN` and :data:`YEAR_MAX`."""
+Instant = Annotated[datetime, AfterValidator(_check_year)]
+"""An RFC 3339 time between :data:`YEAR_MIN` and :data:`YEAR_MAX`. Naive times pass
+here; the domain refuses them with its own code (``naive_datetime``)."""
 
 
 def cents(amount: Decimal) -> int:

@@ -11,7 +11,15 @@ from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, Field
 
 from api.deps import BookingCommandsDep, Command
-from api.schemas import MoneyOut, PositionField, RequestBody, money, problems, record_position
+from api.schemas import (
+    Instant,
+    MoneyOut,
+    PositionField,
+    RequestBody,
+    money,
+    problems,
+    record_position,
+)
 from commands.bookings import (
     BookingAction,
     BookingState,
@@ -82,11 +90,11 @@ class BookingOut(BaseModel):
 
 class RequestBookingBody(RequestBody):
     kitchen_id: UUID
-    start_time: datetime = Field(
+    start_time: Instant = Field(
         description="RFC 3339 with an offset, in the future, on a 15-minute boundary.",
         examples=["2030-01-07T17:00:00Z"],
     )
-    end_time: datetime = Field(
+    end_time: Instant = Field(
         description="At least an hour after start_time, within the jurisdiction's maximum.",
         examples=["2030-01-07T20:00:00Z"],
     )
@@ -101,8 +109,8 @@ class ReasonBody(RequestBody):
 
 
 class RescheduleBody(RequestBody):
-    start_time: datetime = Field(examples=["2030-01-08T17:00:00Z"])
-    end_time: datetime = Field(examples=["2030-01-08T20:00:00Z"])
+    start_time: Instant = Field(examples=["2030-01-08T17:00:00Z"])
+    end_time: Instant = Field(examples=["2030-01-08T20:00:00Z"])
 
 
 def _answer(state: BookingState, position: int, response: Response) -> BookingOut:

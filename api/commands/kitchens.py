@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Command, KitchenCommandsDep
 from api.schemas import (
+    Day,
     MoneyIn,
     MoneyOut,
     PositionField,
@@ -164,8 +165,8 @@ class AttachCertificateBody(RequestBody):
         examples=["health_permit"],
     )
     number: str = Field(max_length=SHORT_TEXT_LENGTH_BOUND, examples=["HP-2030-0042"])
-    issued_on: date = Field(examples=["2030-01-01"])
-    expires_on: date = Field(examples=["2031-12-31"])
+    issued_on: Day = Field(examples=["2030-01-01"])
+    expires_on: Day = Field(examples=["2031-12-31"])
     document_sha256: str = Field(
         max_length=SHORT_TEXT_LENGTH_BOUND,
         description="SHA-256 of the scanned document, 64 hex digits.",

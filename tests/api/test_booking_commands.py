@@ -177,6 +177,7 @@ def test_window_rules_are_422(api: Api, kitchen: dict[str, Any], customer: User)
     [
         {"kitchen_id": "not-a-uuid"},
         {"start_time": "tomorrow at nine"},
+        {"start_time": "9999-12-31T20:00:00-05:00", "end_time": "9999-12-31T22:00:00-05:00"},
         {"guests": "two"},
         {"guests": None},
         {"price": "1.00"},

@@ -195,6 +195,8 @@ def test_the_host_attaches_a_pending_certificate(api: Api) -> None:
         ({"issued_on": "2031-01-01", "expires_on": "2030-01-01"}, 422, "invalid_certificate_dates"),
         ({"document_sha256": "xyz"}, 422, "invalid_document_sha256"),
         ({"expires_on": "next year"}, 422, "validation_error"),
+        ({"expires_on": "9999-12-31"}, 422, "validation_error"),
+        ({"issued_on": "0001-01-01"}, 422, "validation_error"),
         ({"number": None}, 422, "validation_error"),
     ],
 )
