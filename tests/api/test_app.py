@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from fastapi.routing import APIRoute
@@ -27,7 +27,16 @@ from prep_es.passwords import Argon2Passwords
 from prep_es.services import SweeperThread
 from prep_es.settings import Settings, SettingsError
 from projections.status import projection_statuses
-from tests.api.conftest import ADMIN_EMAIL, API, PASSWORD, Api, api_settings, assert_problem
+from tests.api.conftest import (
+    ADMIN_EMAIL,
+    API,
+    PASSWORD,
+    REDIS_URL,
+    Api,
+    api_settings,
+    assert_problem,
+    redis_reachable,
+)
 
 # --- request ids -----------------------------------------------------------------------
 
@@ -433,3 +442,18 @@ def test_text_holding_nul_is_refused_before_it_reaches_an_event(api: Api) -> Non
         assert problem["errors"][0]["msg"].endswith("text must not contain NUL characters")
     statuses = projection_statuses(api.services.runtime.app, api.services.read_side.write_database)
     assert [status.failure for status in statuses] == [None] * len(statuses)
+
+
+def test_the_redis_limiter_is_shared_by_every_process() -> None:
+    if not redis_reachable(REDIS_URL):
+        pytest.skip(f"REDIS NOT REACHABLE at {REDIS_URL}")
+    first, second = RedisLoginLimiter(REDIS_URL, 2), RedisLoginLimiter(REDIS_URL, 2)
+    key = login_key(f"shared-{uuid4().hex}@example.com", "10.0.0.9")
+    first.record_failure(key)
+    second.record_failure(key)
+    assert 55 <= (first.blocked_for(key) or 0) <= 60
+    assert second.blocked_for(key) == first.blocked_for(key)
+    second.reset(key)
+    assert first.blocked_for(key) is None
+    first.close()
+    second.close()
