@@ -27,9 +27,16 @@ _REQUEST_ID_PATTERN: Final = re.compile(rf"[A-Za-z0-9._:\-]{{1,{REQUEST_ID_LENGT
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 """The id of the request being served in this context, if any."""
 
-# Attributes every LogRecord has; anything else was passed through ``extra=``.
+# Attributes every LogRecord has; anything else was passed through ``extra=`` — except
+# uvicorn's ``color_message``, the message again with terminal colour codes.
 _RECORD_ATTRIBUTES: Final = frozenset(
-    {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName"}
+    {
+        *vars(logging.LogRecord("", 0, "", 0, "", None, None)),
+        "message",
+        "asctime",
+        "taskName",
+        "color_message",
+    }
 )
 
 

@@ -182,6 +182,17 @@ def test_log_lines_are_json_with_the_request_id(api: Api, json_log: io.StringIO)
     assert outside["time"].endswith("Z")
 
 
+def test_the_servers_coloured_copy_of_a_message_stays_out_of_the_json(
+    json_log: io.StringIO,
+) -> None:
+    logging.getLogger("uvicorn.error").info(
+        "Started", extra={"color_message": "\x1b[32mStarted\x1b[0m"}
+    )
+    (line,) = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    assert line["message"] == "Started"
+    assert "color_message" not in line
+
+
 # --- mounting and construction ---------------------------------------------------------
 
 
