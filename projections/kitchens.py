@@ -12,11 +12,17 @@ Tables (per generation; queries read them through the ``kitchens_<table>`` views
 - ``certificates``: what a kitchen's compliance is computed from and shown with.
 - ``booked``: the pending and confirmed bookings of each kitchen (a booking leaves it
   when it is declined, cancelled, expired or completed), keyed by booking id.
-- ``booked_spans``: the interval index over ``booked``, keyed by ``booked.seq``: a
-  ``tstzrange`` under a GiST index on PostgreSQL, an R*Tree of epoch minutes on SQLite
-  (a superset: queries confirm against ``booked``'s exact times).
+- ``booked_spans``: the interval index over ``booked``, keyed by ``booked.seq``: on
+  PostgreSQL a ``tstzrange`` under a GiST index, with the booking's kitchen beside it so
+  "which kitchens are booked in this window" is one index scan, no join; on SQLite an
+  R*Tree of epoch minutes (a superset: queries confirm against ``booked``'s exact
+  times).
 - ``search``: full text of name, description, city and amenities: a ``tsvector`` under a
   GIN index on PostgreSQL; an FTS5 table (rowid = ``kitchens.seq``) on SQLite.
+
+Search reads published kitchens through covering indexes (PostgreSQL: one by city,
+one by name, each holding every column a search filters or sorts on), so a search
+and its ``total`` are index-only scans that never touch the rows outside the page.
 
 Compliance depends on the jurisdiction rules (which kinds are required). The rules are
 data the projection is built with (``jurisdictions``, by default the packaged file), so
@@ -45,10 +51,11 @@ SPAN_MINUTE_MIN = -(2**31)
 SPAN_MINUTE_MAX = 2**31 - 1
 """R*Tree ``rtree_i32`` coordinates are 32-bit: minutes reach far past any booking."""
 
+PUBLISHED = "published"
+
 BookingOperation = tuple[str, UUID, int, Any, datetime | None, datetime | None]
 """What a booking event did to ``booked``: (``request``/``reschedule``/``unbook``,
 booking id, position, kitchen id as stored, start, end)."""
-
 
 
 def floor_minute(moment: datetime) -> int:
@@ -66,7 +73,8 @@ def as_date(value: date | str) -> date:
 
 class KitchensProjection(Projection):
     name: ClassVar[str] = "kitchens"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
+    """2: ``booked_spans`` holds the kitchen (PostgreSQL); covering search indexes."""
     tables: ClassVar[tuple[str, ...]] = (
         "kitchens",
         "amenities",
@@ -137,9 +145,7 @@ class KitchensProjection(Projection):
         sql.execute(f"CREATE INDEX {kitchens}_city ON {kitchens} (city_key)")
         sql.execute(f"CREATE INDEX {kitchens}_rate ON {kitchens} (hourly_rate_cents)")
         sql.execute(f"CREATE INDEX {kitchens}_host ON {kitchens} (host_id)")
-        sql.execute(
-            f"CREATE INDEX {kitchens}_moderation ON {kitchens} (status, status_changed_at)"
-        )
+        sql.execute(f"CREATE INDEX {kitchens}_moderation ON {kitchens} (status, status_changed_at)")
 
         amenities = self.table("amenities")
         sql.execute(
@@ -156,9 +162,7 @@ class KitchensProjection(Projection):
             f"expires_on {self.column('date')} NOT NULL, status text NOT NULL, "
             f"attached_at {self.column('time')} NOT NULL)"
         )
-        sql.execute(
-            f"CREATE INDEX {certificates}_kitchen ON {certificates} (kitchen_id, kind)"
-        )
+        sql.execute(f"CREATE INDEX {certificates}_kitchen ON {certificates} (kitchen_id, kind)")
 
         booked = self.table("booked")
         sql.execute(
@@ -174,12 +178,12 @@ class KitchensProjection(Projection):
         search = self.table("search")
         if self.dialect == "postgresql":
             sql.execute(
-                f"CREATE TABLE {spans} (id bigint PRIMARY KEY, during tstzrange NOT NULL)"
+                f"CREATE TABLE {spans} (id bigint PRIMARY KEY, kitchen_id uuid NOT NULL, "
+                "during tstzrange NOT NULL)"
             )
             sql.execute(f"CREATE INDEX {spans}_during ON {spans} USING gist (during)")
             sql.execute(
-                f"CREATE TABLE {search} (kitchen_id uuid PRIMARY KEY, "
-                "document tsvector NOT NULL)"
+                f"CREATE TABLE {search} (kitchen_id uuid PRIMARY KEY, document tsvector NOT NULL)"
             )
             sql.execute(f"CREATE INDEX {search}_document ON {search} USING gin (document)")
         else:
@@ -190,6 +194,26 @@ class KitchensProjection(Projection):
                 f"CREATE VIRTUAL TABLE {search} USING fts5("
                 "kitchen_id UNINDEXED, body, tokenize = 'porter unicode61')"
             )
+
+    def create_indexes(self, sql: Sql) -> None:
+        """Search (published kitchens only, PostgreSQL): by city or over every city, in
+        name order, with what the filters and the rate sorts read INCLUDEd, so that a
+        page and its total are index-only scans. "published" is a literal here and in
+        the queries, so that their prepared (generic) plans can use these indexes."""
+        if self.dialect != "postgresql":
+            return
+        kitchens = self.table("kitchens")
+        covered = "jurisdiction, compliant_through, capacity, hourly_rate_cents, seq"
+        sql.execute(
+            f"CREATE INDEX {kitchens}_search_city ON {kitchens} "
+            f'(city_key, name_key COLLATE "C", id) INCLUDE ({covered}) '
+            f"WHERE status = '{PUBLISHED}'"
+        )
+        sql.execute(
+            f"CREATE INDEX {kitchens}_search_name ON {kitchens} "
+            f'(name_key COLLATE "C", id) INCLUDE (city_key, {covered}) '
+            f"WHERE status = '{PUBLISHED}'"
+        )
 
     @singledispatchmethod
     def apply(self, event: Any, position: int, sql: Sql) -> None:
@@ -334,14 +358,12 @@ class KitchensProjection(Projection):
         )
 
     @apply.register
-    def _submitted(
-        self, event: Kitchen.KitchenSubmittedForReview, position: int, sql: Sql
-    ) -> None:
+    def _submitted(self, event: Kitchen.KitchenSubmittedForReview, position: int, sql: Sql) -> None:
         self._status_changed(sql, event, "pending_review", None)
 
     @apply.register
     def _approved(self, event: Kitchen.KitchenApproved, position: int, sql: Sql) -> None:
-        self._status_changed(sql, event, "published", None)
+        self._status_changed(sql, event, PUBLISHED, None)
 
     @apply.register
     def _rejected(self, event: Kitchen.KitchenRejected, position: int, sql: Sql) -> None:
@@ -353,7 +375,7 @@ class KitchensProjection(Projection):
 
     @apply.register
     def _reinstated(self, event: Kitchen.KitchenReinstated, position: int, sql: Sql) -> None:
-        self._status_changed(sql, event, "published", None)
+        self._status_changed(sql, event, PUBLISHED, None)
 
     # --- certificates and compliance ---------------------------------------------
 
@@ -480,9 +502,7 @@ class KitchensProjection(Projection):
             self._write_booked(sql, operations)
 
     @apply.register
-    def _booking_requested(
-        self, event: Booking.BookingRequested, position: int, sql: Sql
-    ) -> None:
+    def _booking_requested(self, event: Booking.BookingRequested, position: int, sql: Sql) -> None:
         assert event.status in ("pending", "confirmed"), event.status
         self._booking_ops.append(
             (
@@ -508,9 +528,7 @@ class KitchensProjection(Projection):
         self._unbook(event.originator_id, position)
 
     @apply.register
-    def _booking_cancelled(
-        self, event: Booking.BookingCancelled, position: int, sql: Sql
-    ) -> None:
+    def _booking_cancelled(self, event: Booking.BookingCancelled, position: int, sql: Sql) -> None:
         self._unbook(event.originator_id, position)
 
     @apply.register
@@ -518,9 +536,7 @@ class KitchensProjection(Projection):
         self._unbook(event.originator_id, position)
 
     @apply.register
-    def _booking_completed(
-        self, event: Booking.BookingCompleted, position: int, sql: Sql
-    ) -> None:
+    def _booking_completed(self, event: Booking.BookingCompleted, position: int, sql: Sql) -> None:
         self._unbook(event.originator_id, position)
 
     def _unbook(self, booking_id: UUID, position: int) -> None:
@@ -547,9 +563,7 @@ class KitchensProjection(Projection):
                     f"({', '.join(['%s'] * len(chunk))})",
                     [str(booking_id) for booking_id in chunk],
                 )
-        return {
-            UUID(str(row["booking_id"])): (int(row["seq"]), row["kitchen_id"]) for row in rows
-        }
+        return {UUID(str(row["booking_id"])): (int(row["seq"]), row["kitchen_id"]) for row in rows}
 
     def _write_booked(
         self,
@@ -623,21 +637,21 @@ class KitchensProjection(Projection):
         )
         spans = self.table("booked_spans")
         if self.dialect == "postgresql":
-            seqs, starts, ends = [], [], []
-            for _, (seq, _, start, end) in kept:
+            seqs, kitchen_ids, starts, ends = [], [], [], []
+            for _, (seq, kitchen_id, start, end) in kept:
                 seqs.append(seq)
+                kitchen_ids.append(kitchen_id)
                 starts.append(start)
                 ends.append(end)
             sql.execute(
-                f"INSERT INTO {spans} (id, during) SELECT id, tstzrange(s, e, '[)') "
-                "FROM unnest(%b::bigint[], %b::timestamptz[], %b::timestamptz[]) AS t(id, s, e) "
+                f"INSERT INTO {spans} (id, kitchen_id, during) "
+                "SELECT id, k, tstzrange(s, e, '[)') FROM unnest(%b::bigint[], %b::uuid[], "
+                "%b::timestamptz[], %b::timestamptz[]) AS t(id, k, s, e) "
                 "ON CONFLICT (id) DO UPDATE SET during = excluded.during",
-                (seqs, starts, ends),
+                (seqs, kitchen_ids, starts, ends),
             )
         else:
-            sql.executemany(
-                f"DELETE FROM {spans} WHERE id = %s", [(row[0],) for _, row in kept]
-            )
+            sql.executemany(f"DELETE FROM {spans} WHERE id = %s", [(row[0],) for _, row in kept])
             sql.executemany(
                 f"INSERT INTO {spans} (id, start_minute, end_minute) VALUES (%s, %s, %s)",
                 [
@@ -653,9 +667,7 @@ class KitchensProjection(Projection):
         spans, booked = self.table("booked_spans"), self.table("booked")
         if self.dialect == "postgresql":
             sql.execute(f"DELETE FROM {spans} WHERE id = ANY(%s::bigint[])", (seqs,))
-            sql.execute(
-                f"DELETE FROM {booked} WHERE booking_id = ANY(%s::uuid[])", (booking_ids,)
-            )
+            sql.execute(f"DELETE FROM {booked} WHERE booking_id = ANY(%s::uuid[])", (booking_ids,))
         else:
             sql.executemany(f"DELETE FROM {spans} WHERE id = %s", [(seq,) for seq in seqs])
             sql.executemany(

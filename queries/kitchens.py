@@ -36,6 +36,7 @@ from aggregates.kitchen import (
 from aggregates.policies import HOURLY_RATE_CENTS_MAX
 from projections.database import Dialect, ReadDatabase, Row
 from projections.kitchens import (
+    PUBLISHED,
     TEXT_SEARCH_CONFIG,
     KitchensProjection,
     ceil_minute,
@@ -65,8 +66,7 @@ _SUMMARY_COLUMNS = (
     "k.created_at"
 )
 _DETAIL_COLUMNS = (
-    f"{_SUMMARY_COLUMNS}, k.description, k.address, k.status_changed_at, k.updated_at, "
-    "k.version"
+    f"{_SUMMARY_COLUMNS}, k.description, k.address, k.status_changed_at, k.updated_at, k.version"
 )
 
 
@@ -157,9 +157,7 @@ class KitchenFilters:
             and self.max_rate_cents is not None
             and self.min_rate_cents > self.max_rate_cents
         ):
-            raise InvalidRequest(
-                "min_rate must not exceed max_rate", code="invalid_rate_range"
-            )
+            raise InvalidRequest("min_rate must not exceed max_rate", code="invalid_rate_range")
         if self.capacity is not None and not CAPACITY_MIN <= self.capacity <= CAPACITY_MAX:
             raise InvalidRequest(
                 f"capacity is between {CAPACITY_MIN} and {CAPACITY_MAX}",
@@ -169,8 +167,7 @@ class KitchenFilters:
             len(amenity.strip()) > AMENITY_LENGTH_MAX for amenity in self.amenities
         ):
             raise InvalidRequest(
-                f"at most {AMENITIES_MAX} amenities of at most {AMENITY_LENGTH_MAX} "
-                "characters",
+                f"at most {AMENITIES_MAX} amenities of at most {AMENITY_LENGTH_MAX} characters",
                 code="invalid_amenities",
             )
         if self.q is not None and (
@@ -294,14 +291,26 @@ class KitchenQueries:
         if not conditions:
             return Page[KitchenSummary](items=[], total=0, limit=page.limit, offset=page.offset)
         where = " AND ".join(conditions)
+        order = self._order(filters.sort)
         with self._database.reading() as sql:
-            rows = sql.fetchall(
-                f"SELECT {_SUMMARY_COLUMNS}, count(*) OVER () AS total FROM {KITCHENS} k "
-                f"WHERE {where} ORDER BY {self._order(filters.sort)} LIMIT %s OFFSET %s",
-                [*params, page.limit, page.offset],
-            )
-            if rows:
-                total = int(rows[0]["total"])
+            # The page, then the total: index-only scans over the search indexes
+            # (PostgreSQL) but for the page's own rows. A page that is not full, and
+            # not past the end, already says the total.
+            if self._dialect == "postgresql":
+                # The page's ids first (index-only, whatever the order), then their rows.
+                statement = (
+                    f"SELECT {_SUMMARY_COLUMNS} FROM {KITCHENS} k JOIN (SELECT k.id FROM "
+                    f"{KITCHENS} k WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s) "
+                    f"AS page ON page.id = k.id ORDER BY {order}"
+                )
+            else:
+                statement = (
+                    f"SELECT {_SUMMARY_COLUMNS} FROM {KITCHENS} k WHERE {where} "
+                    f"ORDER BY {order} LIMIT %s OFFSET %s"
+                )
+            rows = sql.fetchall(statement, [*params, page.limit, page.offset])
+            if len(rows) < page.limit and (rows or page.offset == 0):
+                total = page.offset + len(rows)
             else:
                 total = int(sql.scalar(f"SELECT count(*) FROM {KITCHENS} k WHERE {where}", params))
         return Page[KitchenSummary](
@@ -316,7 +325,7 @@ class KitchenQueries:
         window = filters.window
         instant = self._clock() if window is None else window[1]
         compliant: list[str] = []
-        params: list[Any] = ["published"]
+        params: list[Any] = []
         for code in self._jurisdictions.codes():
             if filters.jurisdiction is not None and code != filters.jurisdiction:
                 continue
@@ -327,7 +336,8 @@ class KitchenQueries:
             params += [code, self._date(last_day_needed(rules, instant))]
         if not compliant:
             return [], []
-        conditions = ["k.status = %s", f"({' OR '.join(compliant)})"]
+        # A literal, as in the search indexes' predicate: prepared plans can use them.
+        conditions = [f"k.status = '{PUBLISHED}'", f"({' OR '.join(compliant)})"]
         if filters.city is not None and filters.city.strip():
             conditions.append("k.city_key = %s")
             params.append(city_key(filters.city))
@@ -342,8 +352,7 @@ class KitchenQueries:
             params.append(filters.capacity)
         for amenity in filters.amenity_keys():
             conditions.append(
-                f"EXISTS (SELECT 1 FROM {AMENITIES} a WHERE a.kitchen_id = k.id "
-                "AND a.amenity = %s)"
+                f"EXISTS (SELECT 1 FROM {AMENITIES} a WHERE a.kitchen_id = k.id AND a.amenity = %s)"
             )
             params.append(amenity)
         words = filters.words()
@@ -364,20 +373,20 @@ class KitchenQueries:
         if window is not None:
             start, end = window
             if self._dialect == "postgresql":
-                overlapping = "s.during && tstzrange(%s, %s, '[)')"
+                conditions.append(
+                    f"k.id NOT IN (SELECT s.kitchen_id FROM {BOOKED_SPANS} s "
+                    "WHERE s.during && tstzrange(%s, %s, '[)'))"
+                )
                 params += [start, end]
             else:
                 # The R*Tree narrows to whole minutes; the booked times decide.
-                overlapping = (
-                    "s.start_minute < %s AND s.end_minute > %s "
-                    "AND b.start_time < %s AND b.end_time > %s"
+                conditions.append(
+                    f"k.id NOT IN (SELECT b.kitchen_id FROM {BOOKED_SPANS} s "
+                    f"JOIN {BOOKED} b ON b.seq = s.id WHERE s.start_minute < %s "
+                    "AND s.end_minute > %s AND b.start_time < %s AND b.end_time > %s)"
                 )
                 params += [ceil_minute(end), floor_minute(start)]
                 params += [self._time(end), self._time(start)]
-            conditions.append(
-                f"k.id NOT IN (SELECT b.kitchen_id FROM {BOOKED_SPANS} s "
-                f"JOIN {BOOKED} b ON b.seq = s.id WHERE {overlapping})"
-            )
         return conditions, params
 
     def _order(self, sort: str) -> str:

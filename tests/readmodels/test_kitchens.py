@@ -4,7 +4,9 @@ every search answer is compared with a brute-force filter over the aggregates.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -38,7 +40,7 @@ from commands.kitchens import (
 from prep_es.readside import ReadSide, open_read_side
 from prep_es.runtime import Runtime
 from prep_es.settings import Settings
-from projections.database import ReadDatabase
+from projections.database import ReadDatabase, Sql
 from projections.kitchens import KitchensProjection, floor_minute
 from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
 from queries.base import PageRequest, Viewer
@@ -492,17 +494,30 @@ def test_compliance_today_is_the_jurisdictions_day(world: World) -> None:
         ("pasadena", ["pasadena pastry"]),
         ("walk-in", ["Sunset Bakery"]),
         ("proofing", ["Sunset Bakery"]),
-        ("ovens", [
-            "Echo Park Commissary", "Mission Smokehouse", "pasadena pastry",
-            "Short Permit Kitchen", "Sunset Bakery",
-        ]),
+        (
+            "ovens",
+            [
+                "Echo Park Commissary",
+                "Mission Smokehouse",
+                "pasadena pastry",
+                "Short Permit Kitchen",
+                "Sunset Bakery",
+            ],
+        ),
         ("suspended", []),
         ("'; DROP TABLE kitchens; --", []),
         ('"smoker" -oven*', ["Mission Smokehouse"]),
-        ("  ", [
-            "Echo Park Commissary", "Mission Smokehouse", "Oakland Kitchen",
-            "pasadena pastry", "Short Permit Kitchen", "Sunset Bakery",
-        ]),
+        (
+            "  ",
+            [
+                "Echo Park Commissary",
+                "Mission Smokehouse",
+                "Oakland Kitchen",
+                "pasadena pastry",
+                "Short Permit Kitchen",
+                "Sunset Bakery",
+            ],
+        ),
     ],
 )
 def test_full_text_search_on_name_description_city_and_amenities(
@@ -622,7 +637,10 @@ def test_published_kitchens_are_public_with_their_compliance(world: World) -> No
     assert detail.compliance.compliant
     assert detail.compliance.compliant_through == FAR_EXPIRY
     assert detail.compliance.required_kinds == [
-        "business_license", "fire_inspection", "health_permit", "liability_insurance"
+        "business_license",
+        "fire_inspection",
+        "health_permit",
+        "liability_insurance",
     ]
     assert [c.kind for c in detail.compliance.certificates] == detail.compliance.required_kinds
     assert {c.status for c in detail.compliance.certificates} == {"verified"}
@@ -774,17 +792,20 @@ def test_availability_and_full_text_are_answered_from_indexes(world: World) -> N
         window = [floor_minute(at(4, 19)), floor_minute(at(4, 17))]
         matching = "s.body MATCH %s"
         expected = ["VIRTUAL TABLE INDEX 2:", "VIRTUAL TABLE INDEX 0:M"]
+    booked = (
+        f"SELECT s.kitchen_id FROM {KitchensProjection.view('booked_spans')} s"
+        if world.database.dialect == "postgresql"
+        else f"SELECT b.kitchen_id FROM {KitchensProjection.view('booked_spans')} s "
+        f"JOIN {KitchensProjection.view('booked')} b ON b.seq = s.id"
+    )
     statements = [
-        f"SELECT b.kitchen_id FROM {KitchensProjection.view('booked_spans')} s "
-        f"JOIN {KitchensProjection.view('booked')} b ON b.seq = s.id WHERE {overlapping}",
+        f"{booked} WHERE {overlapping}",
         f"SELECT s.kitchen_id FROM {KitchensProjection.view('search')} s WHERE {matching}",
     ]
-    with world.database.reading() as sql:
+    with world.database.transaction() as sql:
         if sql.dialect == "postgresql":
             sql.execute("SET LOCAL enable_seqscan = off")  # tiny tables: show it could
-        for statement, params, index in zip(
-            statements, [window, ["oven"]], expected, strict=True
-        ):
+        for statement, params, index in zip(statements, [window, ["oven"]], expected, strict=True):
             if sql.dialect == "sqlite":
                 rows = sql.fetchall(f"EXPLAIN QUERY PLAN {statement}", params)
                 plan = " ".join(str(row["detail"]) for row in rows)
@@ -792,6 +813,85 @@ def test_availability_and_full_text_are_answered_from_indexes(world: World) -> N
                 rows = sql.fetchall(f"EXPLAIN {statement}", params)
                 plan = " ".join(str(row["QUERY PLAN"]) for row in rows)
             assert index in plan, plan
+
+
+class RecordingSql(Sql):
+    """Runs statements on another ``Sql`` and remembers them."""
+
+    def __init__(self, sql: Sql, seen: list[tuple[str, list[Any]]]) -> None:
+        self.dialect = sql.dialect
+        self._sql = sql
+        self._seen = seen
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self._sql.execute(statement, params)
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._sql.executemany(statement, rows)
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        self._seen.append((statement, list(params)))
+        return self._sql.fetchall(statement, params)
+
+    def insert_many(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        *,
+        on_conflict: str = "",
+    ) -> None:
+        self._sql.insert_many(table, columns, rows, on_conflict=on_conflict)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        KitchenFilters(city="Los Angeles"),
+        KitchenFilters(capacity=4, max_rate_cents=9000, sort="rate_asc"),
+        KitchenFilters(available_from=at(4, 17), available_to=at(4, 19), sort="newest"),
+    ],
+)
+def test_a_search_page_and_its_total_are_index_only_scans(
+    world: World, filters: KitchenFilters
+) -> None:
+    """Only the rows of the page are read from the table: the filters, the order and the
+    total come from the search indexes (PostgreSQL)."""
+    if world.database.dialect != "postgresql":
+        pytest.skip("the covering search indexes are PostgreSQL's")
+    seen: list[tuple[str, list[Any]]] = []
+
+    class Recording(ReadDatabase):
+        dialect = world.database.dialect
+
+        @contextmanager
+        def transaction(self, *, pipelined: bool = False) -> Iterator[Sql]:
+            raise AssertionError("queries do not write")
+            yield
+
+        @contextmanager
+        def reading(self) -> Iterator[Sql]:
+            with world.database.reading() as sql:
+                yield RecordingSql(sql, seen)
+
+        def close(self) -> None:
+            pass
+
+    queries = KitchenQueries(
+        Recording(), jurisdictions=world.runtime.jurisdictions, clock=lambda: QUERY_NOW
+    )
+    page = queries.search(filters, PageRequest(limit=1))
+    assert page.total > 1 and len(page.items) == 1  # a full page: the total was counted
+    assert len(seen) == 2
+    with world.database.transaction() as sql:
+        # Tiny tables: forbid what the planner would rather do, to show what it can.
+        for setting in ("enable_seqscan", "enable_bitmapscan"):
+            sql.execute(f"SET LOCAL {setting} = off")
+        for statement, params in seen:
+            rows = sql.fetchall(f"EXPLAIN {statement}", params)
+            plan = " ".join(str(row["QUERY PLAN"]) for row in rows)
+            assert re.search(r"Index Only Scan using kitchens_g\d+_kitchens_search_", plan), plan
+            assert "Seq Scan" not in plan, plan
 
 
 def test_compliance_follows_the_jurisdiction_rules_it_is_built_with(world: World) -> None:
