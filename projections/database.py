@@ -156,13 +156,24 @@ class ReadDatabase(ABC):
     @abstractmethod
     @contextmanager
     def reading(self) -> Iterator[Sql]:
-        """A read-only, consistent view for one query."""
+        """Read-only statements for one query; each sees what was committed when it
+        started."""
 
     @abstractmethod
     def close(self) -> None: ...
 
 
+def _read_only_session(connection: psycopg.Connection[Row]) -> None:
+    connection.execute("SET default_transaction_read_only = on")
+
+
 class PostgresReadDatabase(ReadDatabase):
+    """Two pools: one for the runners' transactions, one for queries, whose sessions are
+    read-only. A query statement then runs alone, in its own implicit transaction: one
+    round trip, where BEGIN, SET TRANSACTION READ ONLY and COMMIT around it took three
+    more. Each statement sees the data committed when it starts (as in the READ
+    COMMITTED transactions it replaces)."""
+
     dialect: Dialect = "postgresql"
 
     def __init__(self, conninfo: str, *, pool_size: int, name: str = "prep_es_read") -> None:
@@ -174,6 +185,16 @@ class PostgresReadDatabase(ReadDatabase):
             kwargs={"row_factory": dict_row, "autocommit": True},
             timeout=POOL_TIMEOUT_S,
             name=name,
+            open=True,
+        )
+        self._reading_pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            configure=_read_only_session,
+            timeout=POOL_TIMEOUT_S,
+            name=f"{name}_queries",
             open=True,
         )
 
@@ -193,15 +214,11 @@ class PostgresReadDatabase(ReadDatabase):
 
     @contextmanager
     def reading(self) -> Iterator[Sql]:
-        with (
-            self._pool.connection() as connection,
-            connection.transaction(),
-            connection.cursor() as cursor,
-        ):
-            cursor.execute(b"SET TRANSACTION READ ONLY")
+        with self._reading_pool.connection() as connection, connection.cursor() as cursor:
             yield _PostgresSql(cursor)
 
     def close(self) -> None:
+        self._reading_pool.close()
         self._pool.close()
 
 
