@@ -21,11 +21,16 @@ aliases such as ``BookingsReadModel``). It waits, when the request carries
 
 A route that returns a ``Response`` itself (CSV) must copy ``consistency.position`` into
 its ``X-Prep-Position`` header: FastAPI does not merge dependency headers into it.
+
+Dependencies that never block are ``async def``: FastAPI runs a ``def`` dependency in a
+worker thread, and that trip cost more than the work of any of them. Those that may
+block (the user lookup, a read-your-writes wait, a position read from the database)
+hand just that part to a worker thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date
 from typing import Annotated, Final
@@ -33,6 +38,7 @@ from uuid import UUID
 
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from aggregates.errors import PermissionDenied
 from aggregates.idempotency import IDEMPOTENCY_KEY_LENGTH_MAX
@@ -66,7 +72,7 @@ POSITION_MAX: Final = 2**63 - 1
 # --- the process's services ----------------------------------------------------------
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -74,7 +80,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
@@ -83,19 +89,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 # Command services (the write model).
 
 
-def get_user_commands(services: ServicesDep) -> UserCommands:
+async def get_user_commands(services: ServicesDep) -> UserCommands:
     return services.commands.users
 
 
-def get_kitchen_commands(services: ServicesDep) -> KitchenCommands:
+async def get_kitchen_commands(services: ServicesDep) -> KitchenCommands:
     return services.commands.kitchens
 
 
-def get_booking_commands(services: ServicesDep) -> BookingCommands:
+async def get_booking_commands(services: ServicesDep) -> BookingCommands:
     return services.commands.bookings
 
 
-def get_account_commands(services: ServicesDep) -> AccountCommands:
+async def get_account_commands(services: ServicesDep) -> AccountCommands:
     return services.commands.accounts
 
 
@@ -107,39 +113,39 @@ AccountCommandsDep = Annotated[AccountCommands, Depends(get_account_commands)]
 # Query services (read models only).
 
 
-def get_user_queries(services: ServicesDep) -> UserQueries:
+async def get_user_queries(services: ServicesDep) -> UserQueries:
     return services.users
 
 
-def get_kitchen_queries(services: ServicesDep) -> CachedKitchenQueries:
+async def get_kitchen_queries(services: ServicesDep) -> CachedKitchenQueries:
     return services.kitchens
 
 
-def get_booking_queries(services: ServicesDep) -> BookingQueries:
+async def get_booking_queries(services: ServicesDep) -> BookingQueries:
     return services.bookings
 
 
-def get_account_queries(services: ServicesDep) -> AccountQueries:
+async def get_account_queries(services: ServicesDep) -> AccountQueries:
     return services.accounts
 
 
-def get_analytics_queries(services: ServicesDep) -> AnalyticsQueries:
+async def get_analytics_queries(services: ServicesDep) -> AnalyticsQueries:
     return services.analytics
 
 
-def get_audit_queries(services: ServicesDep) -> AuditQueries:
+async def get_audit_queries(services: ServicesDep) -> AuditQueries:
     return services.audit
 
 
-def get_compliance_queries(services: ServicesDep) -> ComplianceQueries:
+async def get_compliance_queries(services: ServicesDep) -> ComplianceQueries:
     return services.compliance
 
 
-def get_timetravel_queries(services: ServicesDep) -> TimeTravelQueries:
+async def get_timetravel_queries(services: ServicesDep) -> TimeTravelQueries:
     return services.timetravel
 
 
-def get_read_positions(services: ServicesDep) -> ReadPositions:
+async def get_read_positions(services: ServicesDep) -> ReadPositions:
     return services.read_positions
 
 
@@ -154,7 +160,7 @@ TimeTravelQueriesDep = Annotated[TimeTravelQueries, Depends(get_timetravel_queri
 ReadPositionsDep = Annotated[ReadPositions, Depends(get_read_positions)]
 
 
-def get_kitchen_moderation(services: ServicesDep) -> KitchenQueries:
+async def get_kitchen_moderation(services: ServicesDep) -> KitchenQueries:
     """Moderation lists differ by status and are for admins: never cached."""
     return services.kitchens_uncached
 
@@ -162,7 +168,7 @@ def get_kitchen_moderation(services: ServicesDep) -> KitchenQueries:
 KitchenModerationDep = Annotated[KitchenQueries, Depends(get_kitchen_moderation)]
 
 
-def today_utc(services: ServicesDep) -> date:
+async def today_utc(services: ServicesDep) -> date:
     """Today's date in UTC, by the services' clock."""
     return services.clock().astimezone(UTC).date()
 
@@ -246,34 +252,34 @@ def _authenticate(
     return AuthenticatedUser(id=user.id, role=user.role, token_id=claims.jti)
 
 
-def current_user(
+async def current_user(
     services: ServicesDep, credentials: BearerCredentials, min_position: MinPosition = None
 ) -> AuthenticatedUser:
     if credentials is None:
         raise Unauthenticated(
             "this needs an access token: Authorization: Bearer <token>", code="not_authenticated"
         )
-    return _authenticate(services, credentials, min_position)
+    return await run_in_threadpool(_authenticate, services, credentials, min_position)
 
 
-def optional_user(
+async def optional_user(
     services: ServicesDep, credentials: BearerCredentials, min_position: MinPosition = None
 ) -> AuthenticatedUser | None:
     """Anonymous callers are welcome; a token, if sent, must still be valid."""
     if credentials is None:
         return None
-    return _authenticate(services, credentials, min_position)
+    return await run_in_threadpool(_authenticate, services, credentials, min_position)
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
 OptionalUser = Annotated[AuthenticatedUser | None, Depends(optional_user)]
 
 
-def require_roles(*roles: str) -> Callable[[AuthenticatedUser], AuthenticatedUser]:
+def require_roles(*roles: str) -> Callable[[AuthenticatedUser], Awaitable[AuthenticatedUser]]:
     """A dependency admitting signed-in users with one of ``roles`` (403 otherwise)."""
     assert roles
 
-    def dependency(user: CurrentUser) -> AuthenticatedUser:
+    async def dependency(user: CurrentUser) -> AuthenticatedUser:
         if user.role not in roles:
             raise PermissionDenied(f"this needs the role {' or '.join(roles)}")
         return user
@@ -294,7 +300,7 @@ AnalystAdminOrHost = Annotated[
 # --- commands ------------------------------------------------------------------------
 
 
-def current_request_id(request: Request) -> str:
+async def current_request_id(request: Request) -> str:
     """The id the request middleware gave this request."""
     return request_id.get() or accept_request_id(request.headers.get("x-request-id"))
 
@@ -302,14 +308,14 @@ def current_request_id(request: Request) -> str:
 RequestId = Annotated[str, Depends(current_request_id)]
 
 
-def command_context(
+async def command_context(
     user: CurrentUser, request_id_: RequestId, idempotency_key: IdempotencyKey = None
 ) -> CommandContext:
     """Who runs the command, for which request, under which idempotency key."""
     return CommandContext(actor=user.actor, request_id=request_id_, idempotency_key=idempotency_key)
 
 
-def anonymous_command_context(
+async def anonymous_command_context(
     request_id_: RequestId, idempotency_key: IdempotencyKey = None
 ) -> CommandContext:
     """For public commands (registration)."""
@@ -322,7 +328,7 @@ AnonymousCommand = Annotated[CommandContext, Depends(anonymous_command_context)]
 # --- queries -------------------------------------------------------------------------
 
 
-def page_params(
+async def page_params(
     limit: Annotated[
         int, Query(ge=1, le=PAGE_SIZE_MAX, description="Items per page (1–100).")
     ] = PAGE_SIZE_DEFAULT,
@@ -343,23 +349,33 @@ class ReadConsistency:
     position: int
 
 
-def read_model(*names: str) -> Callable[..., ReadConsistency]:
+def read_model(*names: str) -> Callable[..., Awaitable[ReadConsistency]]:
     """A dependency for a query route reading the projections ``names``: waits for
     ``X-Prep-Min-Position`` on each and sets ``X-Prep-Position`` (the lowest of their
     positions) on the response."""
     assert names
 
-    def dependency(
+    def reached(services: Services, min_position: int | None) -> int:
+        positions = services.read_positions
+        if min_position:
+            for name in names:
+                positions.wait_for(name, min_position, services.settings.min_position_wait_s)
+        return min(positions.position(name) for name in names)
+
+    async def dependency(
         services: ServicesDep,
         request: Request,
         response: Response,
         min_position: MinPosition = None,
     ) -> ReadConsistency:
-        positions = services.read_positions
-        if min_position:
-            for name in names:
-                positions.wait_for(name, min_position, services.settings.min_position_wait_s)
-        position = min(positions.position(name) for name in names)
+        # Where announcements keep the positions in memory (and the client's minimum is
+        # reached), nothing blocks: no trip to a worker thread, no round trip.
+        announced = [services.read_positions.announced(name) for name in names]
+        known = [position for position in announced if position is not None]
+        if len(known) == len(names) and min(known) >= (min_position or 0):
+            position = min(known)
+        else:
+            position = await run_in_threadpool(reached, services, min_position)
         response.headers[POSITION_HEADER] = str(position)
         # A problem answering this query (404, 403, 422) says the position too.
         setattr(request.state, READ_POSITION_STATE, position)

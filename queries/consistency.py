@@ -163,8 +163,21 @@ class ReadPositions:
             self._condition.notify_all()
 
     def position(self, name: str) -> int:
-        """How far projection ``name`` has got: what its views show."""
-        return self._refresh(name)
+        """How far projection ``name`` has got: what its views show, or less. Without
+        a round trip where :meth:`announced` knows it; else read from the database."""
+        announced = self.announced(name)
+        return self._refresh(name) if announced is None else announced
+
+    def announced(self, name: str) -> int | None:
+        """``name``'s position as announcements keep it in this process's memory, while
+        they reach it (PostgreSQL, not a replica, listening now); ``None`` where the
+        database must be asked (and for a name not heard of yet). Never blocks. Every
+        announcement follows a commit of the active views, so this never overstates
+        them; it lags them only by the announcement's way here."""
+        if not self._listening.is_set():
+            return None
+        with self._condition:
+            return self._known.get(name)
 
     def wait_for(self, name: str, position: int, timeout_s: float) -> int:
         """Until projection ``name`` reaches ``position``; the position reached. Raises
@@ -193,9 +206,11 @@ class ReadPositions:
         ``seen``-th, :meth:`close`, or ``timeout_s``."""
         with self._condition:
             self._condition.wait_for(
-                lambda: self._known.get(name, 0) >= position
-                or self._announcements != seen
-                or self._closing.is_set(),
+                lambda: (
+                    self._known.get(name, 0) >= position
+                    or self._announcements != seen
+                    or self._closing.is_set()
+                ),
                 timeout=timeout_s,
             )
 

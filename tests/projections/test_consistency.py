@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -15,6 +16,7 @@ from prep_es.readside import ReadSide, start_projectors
 from prep_es.settings import Settings
 from projections import PROJECTIONS
 from projections.audit import AuditProjection
+from projections.database import PostgresReadDatabase, ReadDatabase, Sql
 from projections.runners import ProjectionRunner, ensure_ready
 from queries.consistency import ReadModelBehind, ReadPositions
 from tests.support import Marketplace, as_actor
@@ -22,10 +24,6 @@ from tests.support import Marketplace, as_actor
 PROMPT_S = 2.0
 """Generous bound for "at once" on a loaded test machine (the bar, p99 ≤ 50 ms, is
 measured by the benchmarks)."""
-
-
-
-
 
 
 @pytest.fixture
@@ -158,3 +156,72 @@ def test_on_a_replica_announcements_are_confirmed_by_reading(
         market.runtime.app.position()
     )
     positions.close()
+
+
+def count_reads(database: ReadDatabase, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the reads made through ``database`` from now on (``[count]``)."""
+    reads = [0]
+    reading = database.reading
+
+    @contextmanager
+    def counted() -> Iterator[Sql]:
+        reads[0] += 1
+        with reading() as sql:
+            yield sql
+
+    monkeypatch.setattr(database, "reading", counted)
+    return reads
+
+
+def test_while_listening_positions_come_from_announcements_without_a_read(
+    market: Marketplace, read_side: ReadSide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a commit anywhere is announced, so a query's position needs no round
+    trip; and what is announced follows a commit, so it never runs ahead of the views."""
+    if read_side.query_database.dialect != "postgresql":
+        pytest.skip("SQLite announces nothing: positions are read")
+    database = read_side.query_database
+    assert isinstance(database, PostgresReadDatabase)
+    own = PostgresReadDatabase(database.conninfo, pool_size=2)  # the runner's reads apart
+    reads = count_reads(own, monkeypatch)
+    positions = ReadPositions(own)
+    positions.start()
+    try:
+        ensure_ready(read_side.write_database, AuditProjection)
+        runner = ProjectionRunner(AuditProjection, market.runtime.app, read_side.write_database)
+        runner.catch_up()
+        head = market.runtime.app.position()
+        assert positions.wait_for("audit", head, timeout_s=10) == head
+        reads_before = reads[0]
+        for _ in range(3):
+            assert positions.position("audit") == head
+        assert reads[0] == reads_before
+        position = deposit(market)
+        assert positions.position("audit") == head  # not applied yet: not claimed
+        runner.catch_up()
+        deadline = time.monotonic() + PROMPT_S
+        while positions.position("audit") < position and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert positions.position("audit") == position  # announced
+        assert reads[0] == reads_before
+    finally:
+        positions.close()
+        own.close()
+
+
+def test_without_announcements_positions_are_read(
+    market: Marketplace, read_side: ReadSide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite, or a replica: nothing announces what a runner elsewhere committed."""
+    database = read_side.query_database
+    reads = count_reads(database, monkeypatch)
+    positions = ReadPositions(database, replica=True)
+    positions.start()
+    try:
+        ensure_ready(read_side.write_database, AuditProjection)
+        ProjectionRunner(AuditProjection, market.runtime.app, read_side.write_database).catch_up()
+        reads_before = reads[0]
+        assert positions.position("audit") == market.runtime.app.position()
+        assert reads[0] == reads_before + 1
+    finally:
+        positions.close()
