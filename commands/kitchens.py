@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aggregates.errors import NotFound
+from aggregates.errors import NotFound, PermissionDenied
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Certificate, Kitchen
 from commands.handling import (
@@ -157,10 +157,13 @@ class KitchenState(BaseModel):
 
 
 def load_owned_kitchen(unit: UnitOfWork, kitchen_id: UUID, actor: Actor) -> Kitchen:
-    """The kitchen, if ``actor`` is its host. Others get 404, as drafts are invisible
-    to anyone but their host and admins."""
+    """The kitchen, if ``actor`` is its host. Another host may not change it: 403 for
+    a published kitchen (anyone can see it), 404 for the others, which are invisible to
+    anyone but their host and admins."""
     kitchen = unit.get(Kitchen, kitchen_id, not_found_code="kitchen_not_found")
     if kitchen.host_id != actor.user_id:
+        if kitchen.status == "published":
+            raise PermissionDenied(f"kitchen {kitchen_id} belongs to another host")
         raise NotFound(f"kitchen {kitchen_id} not found", code="kitchen_not_found")
     return kitchen
 

@@ -127,6 +127,14 @@ def test_the_host_edits_only_the_fields_given(api: Api) -> None:
     assert edited["version"] == kitchen["version"] + 1
 
 
+def test_another_host_may_see_a_published_kitchen_but_not_change_it(api: Api) -> None:
+    kitchen = api.published_kitchen(api.register("host"))
+    other = api.register("host")
+    response = api.patch(f"/kitchens/{kitchen['id']}", other, json={"name": "Mine now"})
+    assert_problem(response, 403, "forbidden")
+    assert api.get(f"/kitchens/{kitchen['id']}").json()["name"] == kitchen["name"]
+
+
 def test_another_host_cannot_see_a_kitchen_to_edit_it(api: Api) -> None:
     kitchen = api.draft_kitchen(api.register("host"))
     other = api.register("host")

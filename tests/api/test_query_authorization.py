@@ -241,7 +241,7 @@ CASES = [
     Case(
         "PATCH",
         KITCHEN,
-        {**allow(200, "own_host"), "host": 404},
+        {**allow(200, "own_host"), "host": 403},
         lambda world, fresh: Req(f"/kitchens/{world.kitchen}", json={"description": "Updated"}),
     ),
     Case("GET", KITCHEN, everyone(200), kitchen_path()),
@@ -268,7 +268,7 @@ CASES = [
     Case(
         "POST",
         KITCHEN + "/certificates",
-        {**allow(201, "own_host"), "host": 404},
+        {**allow(201, "own_host"), "host": 403},
         lambda world, fresh: Req(
             f"/kitchens/{world.kitchen}/certificates",
             json={
