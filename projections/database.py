@@ -163,6 +163,24 @@ class ReadDatabase(ABC):
     def close(self) -> None: ...
 
 
+    @contextmanager
+    def transaction(self, *, pipelined: bool = False) -> Iterator[Sql]:
+        """A read-write transaction: committed when the block ends, rolled back if it
+        raises. ``pipelined``: on PostgreSQL, statements are sent without waiting for
+        each one's answer (a read waits for everything before it); an error then
+        surfaces at the next read or at the commit, not at the statement that caused
+        it."""
+
+    @abstractmethod
+    @contextmanager
+    def reading(self) -> Iterator[Sql]:
+        """Read-only statements for one query; each sees what was committed when it
+        started."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
 def _read_only_session(connection: psycopg.Connection[Row]) -> None:
     connection.execute("SET default_transaction_read_only = on")
 
@@ -214,11 +232,10 @@ class PostgresReadDatabase(ReadDatabase):
 
     @contextmanager
     def reading(self) -> Iterator[Sql]:
-        with self._reading_pool.connection() as connection, connection.cursor() as cursor:
+        with self._pool.connection() as connection, connection.cursor() as cursor:
             yield _PostgresSql(cursor)
 
     def close(self) -> None:
-        self._reading_pool.close()
         self._pool.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from prep_es.readside import open_read_side
@@ -21,9 +22,7 @@ def test_queries_read_the_replica_when_one_is_configured(
     clock = MutableClock()
     runtime = open_test_runtime(fresh_postgres_url, clock)
     build_marketplace(runtime, clock)
-    side = open_read_side(
-        Settings(database_url=fresh_postgres_url, read_database_url=postgres_url)
-    )
+    side = open_read_side(Settings(database_url=fresh_postgres_url, read_database_url=postgres_url))
     try:
         assert isinstance(side.query_database, PostgresReadDatabase)
         assert side.query_database is not side.write_database
@@ -44,3 +43,28 @@ def test_without_a_replica_queries_read_the_primary(sqlite_url: str) -> None:
         assert side.query_database is side.write_database
     finally:
         side.close()
+
+
+@pytest.mark.postgres
+def test_queries_cannot_write_and_runners_can(fresh_postgres_url: str) -> None:
+    """Query statements run alone (no transaction around them) in read-only sessions;
+    a runner's transaction begins READ WRITE on the same connections."""
+    database = PostgresReadDatabase(fresh_postgres_url, pool_size=1)
+    try:
+        with database.transaction() as sql:
+            sql.execute("CREATE TABLE written (n int)")
+            sql.execute("INSERT INTO written VALUES (1)")
+        with (
+            pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+            database.reading() as sql,
+        ):
+            sql.execute("INSERT INTO written VALUES (2)")
+        with database.reading() as sql:
+            assert sql.scalar("SELECT count(*) FROM written") == 1
+            assert sql.scalar("SELECT now() = statement_timestamp()") is True  # no BEGIN
+        with database.transaction(pipelined=True) as sql:
+            sql.execute("INSERT INTO written VALUES (3)")
+        with database.reading() as sql:
+            assert sql.scalar("SELECT sum(n) FROM written") == 4
+    finally:
+        database.close()
