@@ -163,34 +163,19 @@ class ReadDatabase(ABC):
     def close(self) -> None: ...
 
 
-    @contextmanager
-    def transaction(self, *, pipelined: bool = False) -> Iterator[Sql]:
-        """A read-write transaction: committed when the block ends, rolled back if it
-        raises. ``pipelined``: on PostgreSQL, statements are sent without waiting for
-        each one's answer (a read waits for everything before it); an error then
-        surfaces at the next read or at the commit, not at the statement that caused
-        it."""
-
-    @abstractmethod
-    @contextmanager
-    def reading(self) -> Iterator[Sql]:
-        """Read-only statements for one query; each sees what was committed when it
-        started."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-
-def _read_only_session(connection: psycopg.Connection[Row]) -> None:
+def _read_only_unless_writing(connection: psycopg.Connection[Row]) -> None:
+    """Statements outside a transaction are read-only; ``transaction()`` begins READ
+    WRITE explicitly (psycopg's ``read_only = False``)."""
     connection.execute("SET default_transaction_read_only = on")
+    connection.read_only = False
 
 
 class PostgresReadDatabase(ReadDatabase):
-    """Two pools: one for the runners' transactions, one for queries, whose sessions are
-    read-only. A query statement then runs alone, in its own implicit transaction: one
-    round trip, where BEGIN, SET TRANSACTION READ ONLY and COMMIT around it took three
-    more. Each statement sees the data committed when it starts (as in the READ
-    COMMITTED transactions it replaces)."""
+    """One pool of autocommit sessions that are read-only by default. A query's
+    statements run alone, each in its own implicit (read-only) transaction: one round
+    trip, where BEGIN, SET TRANSACTION READ ONLY and COMMIT around it took three more,
+    and each sees the data committed when it starts (as in the READ COMMITTED
+    transactions it replaces). The runners' transactions begin READ WRITE."""
 
     dialect: Dialect = "postgresql"
 
@@ -201,18 +186,9 @@ class PostgresReadDatabase(ReadDatabase):
             min_size=1,
             max_size=pool_size,
             kwargs={"row_factory": dict_row, "autocommit": True},
+            configure=_read_only_unless_writing,
             timeout=POOL_TIMEOUT_S,
             name=name,
-            open=True,
-        )
-        self._reading_pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=pool_size,
-            kwargs={"row_factory": dict_row, "autocommit": True},
-            configure=_read_only_session,
-            timeout=POOL_TIMEOUT_S,
-            name=f"{name}_queries",
             open=True,
         )
 
