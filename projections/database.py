@@ -16,8 +16,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 Dialect = Literal["postgresql", "sqlite"]
@@ -91,14 +93,50 @@ class _PostgresSql(Sql):
     ) -> None:
         if not rows:
             return
-        # One array per column: a statement of fixed shape, prepared once, whatever the
-        # number of rows (a VALUES list of thousands of placeholders is parsed anew
-        # each time).
+        # One JSON document per batch (orjson, in C), taken apart by the server: psycopg
+        # dumps arrays value by value in Python, which cost a third of a batch's time.
+        # The statement has a fixed shape, prepared once, whatever the number of rows.
         names = ", ".join(name for name, _ in columns)
-        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)  # binary: no escaping
-        statement = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {on_conflict}"
-        params = [list(column) for column in zip(*rows, strict=True)]
-        self._cursor.execute(statement.encode(), params, prepare=True)
+        values = ", ".join(
+            f"r->{index}->0" if kind == "jsonb" else f"(r->>{index})::{kind}"
+            for index, (_, kind) in enumerate(columns)
+        )
+        statement = (
+            f"INSERT INTO {table} ({names}) SELECT {values} "
+            f"FROM jsonb_array_elements(%b) AS r {on_conflict}"
+        )
+        json_columns = [index for index, (_, kind) in enumerate(columns) if kind == "jsonb"]
+        if json_columns:
+            rows = [_json_ready(row, json_columns) for row in rows]
+        try:
+            document = orjson.dumps(rows)
+        except orjson.JSONEncodeError as error:
+            raise psycopg.DataError(f"cannot insert into {table}: {error}") from error
+        self._cursor.execute(
+            statement.encode(), [Jsonb(document, dumps=_already_dumped)], prepare=True
+        )
+
+
+def _json_ready(row: Sequence[Any], json_columns: Sequence[int]) -> list[Any]:
+    """``row`` with its JSON values in one-element arrays (``r->i->0``: a JSON ``null``
+    stays a JSON value, a missing one, ``None``, becomes SQL ``NULL``); JSON given as
+    text is embedded as it is."""
+    ready = list(row)
+    for index in json_columns:
+        value = ready[index]
+        if value is None:
+            continue
+        if isinstance(value, Jsonb):
+            value = value.obj
+        elif isinstance(value, str):
+            value = orjson.Fragment(value)
+        ready[index] = [value]
+    return ready
+
+
+def _already_dumped(document: Any) -> bytes:
+    assert isinstance(document, bytes)
+    return document
 
 
 class _SqliteSql(Sql):
