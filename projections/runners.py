@@ -20,6 +20,7 @@ then switches the views over in the transaction that catches the new one up.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import threading
@@ -56,7 +57,12 @@ IDLE_WAIT_S = 1.0
 FAILURE_BACKOFF_S_MIN = 1.0
 FAILURE_BACKOFF_S_MAX = 60.0
 ERROR_TEXT_LENGTH_MAX = 4000
-DECODED_EVENTS_MAX = 5_000
+FEED_CHUNK_IDS = 1_000
+FEED_CHUNKS_MAX = 24
+"""The shared reader's chunks kept (about 24k events): runners of a rebuild drift apart
+by more than a few thousand events, and each chunk re-read costs a fetch and decoding."""
+NARROW_SHARE = 0.1
+NARROW_SAMPLE_MIN = 5_000
 GENERATIONS_REFRESH_S = 1.0
 
 PositionListener = Callable[[str, int], None]
@@ -199,26 +205,141 @@ def _add_generation(
 
 
 class EventDecoder:
-    """Decodes stored events, remembering the most recent ones: runners of different
-    projections following the same store decode each event once between them. Events
-    are immutable, so sharing them across threads is safe."""
+    """Reads and decodes stored events for every runner of a process, once between them.
 
-    def __init__(self, app: PrepApplication, *, size_max: int = DECODED_EVENTS_MAX) -> None:
+    Runners of different projections follow the same store, at different speeds and
+    with different topics. Rather than each asking the store for its own topics, they
+    read through this: the store is read in chunks of ``chunk_ids`` notification ids
+    (every topic, each chunk once; a chunk is extended as the head moves on), and each
+    runner keeps the events of its topics. Events are decoded once per chunk, on
+    first use. The most recently used ``chunks_max`` chunks are kept (memory stays
+    bounded, however long the store); a runner narrower than ``NARROW_SHARE`` of the
+    events reads a chunk nobody has read yet with its own topics (the database skips
+    the rest), rather than fetching everything for runners that may never come.
+
+    Ids below a head are all committed (see the module docstring), so a chunk read up
+    to a head is complete up to it. Events are immutable, so sharing them across
+    threads is safe."""
+
+    def __init__(
+        self,
+        app: PrepApplication,
+        *,
+        chunk_ids: int = FEED_CHUNK_IDS,
+        chunks_max: int = FEED_CHUNKS_MAX,
+    ) -> None:
+        assert chunk_ids > 0 and chunks_max > 0
         self._app = app
-        self._size_max = size_max
-        self._events: OrderedDict[int, Any] = OrderedDict()
+        self._chunk_ids = chunk_ids
+        self._chunks_max = chunks_max
+        self._chunks: OrderedDict[int, _Chunk] = OrderedDict()
         self._lock = threading.Lock()
+        self._topic_counts: dict[str, int] = {}
+        self._counted = 0
+
+    def notifications(
+        self, start: int, stop: int, limit: int, topics: frozenset[str]
+    ) -> list[Notification]:
+        """Up to ``limit`` stored events of ``topics`` with ids in (``start``, ``stop``],
+        in id order; ``stop`` must not be beyond the store's head."""
+        found: list[Notification] = []
+        if not topics:
+            return found
+        position = start
+        while position < stop and len(found) < limit:
+            index = position // self._chunk_ids
+            chunk_stop = min((index + 1) * self._chunk_ids, stop)
+            chunk = self._chunk(index, chunk_stop, topics)
+            if chunk is None:
+                # A narrow reader where nobody read yet: its own topics only, uncached.
+                found += self._select(position, stop, limit - len(found), topics)
+                return found
+            ids, notifications = chunk.ids, chunk.notifications
+            for offset in range(bisect.bisect_right(ids, position), len(ids)):
+                notification = notifications[offset]
+                if notification.id > chunk_stop:
+                    break
+                if notification.topic in topics:
+                    found.append(notification)
+                    if len(found) == limit:
+                        break
+            position = chunk_stop
+        return found
 
     def decode(self, notification: Notification) -> Any:
         with self._lock:
-            event = self._events.get(notification.id)
+            chunk = self._chunks.get((notification.id - 1) // self._chunk_ids)
+        if chunk is None:
+            return self._app.mapper.to_domain_event(notification)
+        event = chunk.events.get(notification.id)
         if event is None:
             event = self._app.mapper.to_domain_event(notification)
-            with self._lock:
-                self._events[notification.id] = event
-                while len(self._events) > self._size_max:
-                    self._events.popitem(last=False)
+            chunk.events[notification.id] = event
         return event
+
+    def _chunk(self, index: int, stop: int, topics: frozenset[str]) -> _Chunk | None:
+        """Chunk ``index`` read at least up to ``stop``; ``None`` if it was not read yet
+        and ``topics`` are a narrow share of the events."""
+        with self._lock:
+            chunk = self._chunks.get(index)
+            if chunk is None:
+                if self._narrow(topics):
+                    return None
+                chunk = self._chunks[index] = _Chunk(index * self._chunk_ids)
+                while len(self._chunks) > self._chunks_max:
+                    self._chunks.popitem(last=False)
+            else:
+                self._chunks.move_to_end(index)
+        if chunk.read_to < stop:
+            with chunk.lock:
+                if chunk.read_to < stop:
+                    more = self._select(chunk.read_to, stop, stop - chunk.read_to, frozenset())
+                    self._count(more)
+                    chunk.extend(more, stop)
+        return chunk
+
+    def _narrow(self, topics: frozenset[str]) -> bool:
+        if self._counted < NARROW_SAMPLE_MIN:
+            return False
+        own = sum(self._topic_counts.get(topic, 0) for topic in topics)
+        return own < NARROW_SHARE * self._counted
+
+    def _count(self, notifications: Sequence[Notification]) -> None:
+        with self._lock:
+            for notification in notifications:
+                topic = notification.topic
+                self._topic_counts[topic] = self._topic_counts.get(topic, 0) + 1
+            self._counted += len(notifications)
+
+    def _select(
+        self, start: int, stop: int, limit: int, topics: frozenset[str]
+    ) -> Sequence[Notification]:
+        return self._app.recorder.select_notifications(
+            start=start,
+            limit=limit,
+            stop=stop,
+            topics=sorted(topics),
+            inclusive_of_start=False,
+        )
+
+
+class _Chunk:
+    """Stored events with ids in (``first``, ``read_to``], in id order, and those of
+    them decoded so far."""
+
+    def __init__(self, first: int) -> None:
+        self.read_to = first
+        self.ids: list[int] = []
+        self.notifications: list[Notification] = []
+        self.events: dict[int, Any] = {}
+        self.lock = threading.Lock()
+
+    def extend(self, notifications: Sequence[Notification], read_to: int) -> None:
+        # Appended before ``read_to`` moves: a reader that sees the new ``read_to``
+        # sees the events below it (readers only read ids up to their own stop).
+        self.notifications += notifications
+        self.ids += [notification.id for notification in notifications]
+        self.read_to = read_to
 
 
 @dataclass
@@ -259,7 +380,7 @@ class ProjectionRunner:
         self.on_position = on_position
         self.on_changes = on_changes
         self.decoder = decoder or EventDecoder(app)
-        self.topics = projection_class.topics()
+        self.topics = frozenset(projection_class.topics())
         self._known: list[GenerationState] | None = None
         self._known_at = 0.0
         self._projections: dict[int, Projection] = {}
@@ -336,13 +457,7 @@ class ProjectionRunner:
     def _apply_batch(self, state: GenerationState, head: int, limit: int) -> bool:
         if state.active and state.position >= head:
             return False
-        notifications = self.app.recorder.select_notifications(
-            start=state.position,
-            limit=limit,
-            stop=head,
-            topics=self.topics,
-            inclusive_of_start=False,
-        )
+        notifications = self.decoder.notifications(state.position, head, limit, self.topics)
         full = len(notifications) == limit
         new_position = notifications[-1].id if full else head
         return self.apply_fetched(state, notifications, new_position, full=full)
