@@ -615,7 +615,7 @@ class ProjectionRunner:
                     recorded_at = projection.apply_stored(notification, sql)
                 else:
                     event: Any = self.decoder.decode(notification)
-                    projection.apply(event, notification.id, sql)
+                    projection.applier(type(event))(projection, event, notification.id, sql)
                     recorded_at = event.timestamp
             except Exception as error:
                 detail = "".join(traceback.format_exception_only(error)).strip()
