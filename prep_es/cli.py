@@ -56,7 +56,7 @@ from prep_es.server import (
     ServeRefused,
     serve,
 )
-from prep_es.services import SweeperThread
+from prep_es.services import SWEEPER_LOCK_NAME, SweeperThread
 from prep_es.settings import Settings, SettingsError, SqliteLocation, load_settings
 from projections import PROJECTIONS, Projection
 from projections.locks import RunnerLock
@@ -755,7 +755,11 @@ def _project(arguments: argparse.Namespace, settings: Settings) -> int:
         )
         sweeper = None
         if not arguments.no_sweeper:
-            sweeper = SweeperThread(runtime.commands.sweeper.sweep, settings.sweep_interval_s)
+            sweeper = SweeperThread(
+                runtime.commands.sweeper.sweep,
+                settings.sweep_interval_s,
+                lock=lock_factory(settings.database)(SWEEPER_LOCK_NAME),
+            )
             sweeper.start()
             logger.info("sweeping every %.0f s", settings.sweep_interval_s)
         while not stopping.wait(STOP_CHECK_INTERVAL_S):

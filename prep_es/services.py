@@ -23,11 +23,18 @@ from commands.handling import Clock
 from commands.users import PasswordHashing
 from prep_es.auth import Login, LoginLimiter, PasswordVerifying, TokenService, open_login_limiter
 from prep_es.passwords import Argon2Passwords
-from prep_es.readside import ReadSide, configured_projections, open_read_side, start_projectors
+from prep_es.readside import (
+    ReadSide,
+    configured_projections,
+    lock_factory,
+    open_read_side,
+    start_projectors,
+)
 from prep_es.runtime import Runtime, open_runtime, system_clock
 from prep_es.settings import Settings
 from projections.base import Projection
 from projections.kitchens import KitchensProjection
+from projections.locks import RunnerLock
 from projections.runners import Supervisor, request_rebuild
 from queries.accounts import AccountQueries
 from queries.analytics import AnalyticsQueries
@@ -44,6 +51,7 @@ from queries.users import UserQueries
 logger = logging.getLogger(__name__)
 
 SWEEPER_STOP_TIMEOUT_S: Final = 30.0
+SWEEPER_LOCK_NAME: Final = "sweeper"
 
 
 class Passwords(PasswordHashing, PasswordVerifying, Protocol):
@@ -53,12 +61,21 @@ class Passwords(PasswordHashing, PasswordVerifying, Protocol):
 class SweeperThread:
     """Runs ``sweep`` at once and then every ``interval_s`` until stopped. A failed
     sweep is logged and tried again at the next interval: each transition is its own
-    idempotent command."""
+    idempotent command.
 
-    def __init__(self, sweep: Callable[[], object], interval_s: float) -> None:
+    With ``lock`` (a runner lock named ``sweeper``), it sweeps only while it holds the
+    lock, so one process sweeps however many serve: the others stand by, asking for
+    the lock every ``interval_s``, and take over when its holder dies. Sweeping twice
+    would be harmless but not free: each sweeper first reads every booking and
+    certificate event of the store."""
+
+    def __init__(
+        self, sweep: Callable[[], object], interval_s: float, *, lock: RunnerLock | None = None
+    ) -> None:
         assert interval_s > 0
         self._sweep = sweep
         self._interval_s = interval_s
+        self._lock = lock
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prep-es-sweeper", daemon=True)
 
@@ -66,17 +83,31 @@ class SweeperThread:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                report = self._sweep()
-            except Exception:
-                logger.exception("sweep failed; trying again in %.0f s", self._interval_s)
-            else:
-                logger.debug("sweep done: %s", report)
-            self._stopping.wait(self._interval_s)
+        try:
+            while not self._stopping.is_set():
+                if self._holds_lock():
+                    try:
+                        report = self._sweep()
+                    except Exception:
+                        logger.exception("sweep failed; trying again in %.0f s", self._interval_s)
+                    else:
+                        logger.debug("sweep done: %s", report)
+                self._stopping.wait(self._interval_s)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _holds_lock(self) -> bool:
+        if self._lock is None:
+            return True
+        try:
+            return self._lock.try_acquire()
+        except Exception:
+            logger.exception("could not ask for the sweeper lock; asking again later")
+            return False
 
     def stop(self) -> None:
-        """Stop after the sweep in progress, if any."""
+        """Stop after the sweep in progress, if any (and let another process sweep)."""
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout=SWEEPER_STOP_TIMEOUT_S)
@@ -220,7 +251,9 @@ def open_services(
                 on_changes=query_cache.mark_changed,
             )
             services.sweeper = SweeperThread(
-                runtime.commands.sweeper.sweep, settings.sweep_interval_s
+                runtime.commands.sweeper.sweep,
+                settings.sweep_interval_s,
+                lock=lock_factory(settings.database)(SWEEPER_LOCK_NAME),
             )
             services.sweeper.start()
     except BaseException:

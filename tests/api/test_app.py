@@ -26,6 +26,7 @@ from prep_es.logs import configure_logging
 from prep_es.passwords import Argon2Passwords
 from prep_es.services import SweeperThread
 from prep_es.settings import Settings, SettingsError
+from projections.locks import FileRunnerLock
 from projections.status import projection_statuses
 from tests.api.conftest import (
     ADMIN_EMAIL,
@@ -370,6 +371,32 @@ def test_the_sweeper_runs_at_once_then_every_interval_and_survives_a_failure() -
     count = len(calls)
     assert not sweeper._thread.is_alive()
     assert len(calls) == count
+
+
+def test_one_sweeper_sweeps_and_another_takes_over_when_it_stops(tmp_path: Path) -> None:
+    """Two processes' sweepers share the lock (here two threads and a file lock): one
+    sweeps, the other stands by until the first lets go."""
+    swept: dict[str, int] = {"first": 0, "second": 0}
+    swept_thrice = {"first": threading.Event(), "second": threading.Event()}
+
+    def sweeper(name: str) -> SweeperThread:
+        def sweep() -> None:
+            swept[name] += 1
+            if swept[name] >= 3:
+                swept_thrice[name].set()
+
+        lock = FileRunnerLock(str(tmp_path / "sweeper.lock"))
+        return SweeperThread(sweep, interval_s=0.01, lock=lock)
+
+    first, second = sweeper("first"), sweeper("second")
+    first.start()
+    assert swept_thrice["first"].wait(5)
+    second.start()
+    threading.Event().wait(0.2)
+    assert swept["second"] == 0
+    first.stop()
+    assert swept_thrice["second"].wait(5)
+    second.stop()
 
 
 # --- the bootstrapped admin ------------------------------------------------------------
