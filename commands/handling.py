@@ -19,10 +19,10 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 import orjson
@@ -30,6 +30,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, proje
 from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
+from aggregates import SNAPSHOTTING_INTERVALS
 from aggregates.account import Account, account_id_for
 from aggregates.base import Aggregate, EventMetadata, derived_id, recording_metadata
 from aggregates.errors import ConcurrencyConflict, DomainError, NotFound, PermissionDenied
@@ -161,6 +162,15 @@ class KnownAggregates:
                 self._aggregates.popitem(last=False)
 
 
+def replay(aggregate: Any, events: Iterable[Any]) -> Any:
+    """``aggregate`` (``None`` before the first event) with ``events`` applied in
+    order: eventsourcing's ``project_aggregate`` without its check of each event
+    against a runtime protocol, which cost more than the rest of a replay."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 class UnitOfWork:
     """The aggregates one attempt of a command loaded or created, and the versions
     its decision depended on."""
@@ -182,15 +192,27 @@ class UnitOfWork:
                 found = self._known.get(aggregate_id)
                 self.started_from_known_copy |= found is not None
             if found is None:
-                try:
-                    found = self._app.repository.get(aggregate_id)
-                except AggregateNotFoundError:
+                found = self._load(aggregate_class, aggregate_id)
+                if found is None:
                     return None
                 self._known.put(copy.deepcopy(found))
             self._aggregates[aggregate_id] = found
             self._versions_read[aggregate_id] = found.version
         if not isinstance(found, aggregate_class):
             return None
+        return found
+
+    def _load(self, aggregate_class: type[Aggregate], aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate as stored. One of a class that is never snapshotted is replayed
+        from its events alone: asking for a snapshot first would cost a round trip."""
+        if aggregate_class not in SNAPSHOTTING_INTERVALS:
+            found = replay(None, self._app.events.get(aggregate_id))
+        else:
+            try:
+                found = self._app.repository.get(aggregate_id, projector_func=replay)
+            except AggregateNotFoundError:
+                return None
+        assert found is None or isinstance(found, Aggregate), found
         return found
 
     def get(
