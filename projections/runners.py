@@ -65,6 +65,9 @@ rebuild-all ~30 MB more peak memory for no throughput this machine could measure
 NARROW_SHARE = 0.1
 NARROW_SAMPLE_MIN = 5_000
 GENERATIONS_REFRESH_S = 1.0
+IDLE_POSITION_WRITE_S = 0.1
+"""How long a following runner may leave its stored position behind when nothing of its
+topics arrived (see ``ProjectionRunner.defer_idle_positions``)."""
 
 PositionListener = Callable[[str, int], None]
 ChangeListener = Callable[[list[str], int], None]
@@ -370,7 +373,15 @@ class ProjectionRunner:
         on_position: PositionListener | None = None,
         on_changes: ChangeListener | None = None,
         decoder: EventDecoder | None = None,
+        defer_idle_positions: bool = False,
     ) -> None:
+        """``defer_idle_positions`` (PostgreSQL): when none of the projection's topics
+        arrived, announce the new position (``on_position`` and a notification) without
+        a transaction, and store it at most every ``IDLE_POSITION_WRITE_S`` or with the
+        next batch that has events. The read model at the announced position is the one
+        stored (nothing happened to it between), so waiters and exactly-once are served
+        alike; a runner following a busy store then commits once per batch of its own
+        events, not once per wake-up of every runner."""
         assert batch_size > 0 and rebuild_batch_size > 0
         self.projection_class = projection_class
         self.name = projection_class.name
@@ -385,6 +396,11 @@ class ProjectionRunner:
         self._known: list[GenerationState] | None = None
         self._known_at = 0.0
         self._projections: dict[int, Projection] = {}
+        self.defer_idle_positions = defer_idle_positions and database.dialect == "postgresql"
+        self._idle_to: tuple[int, int] | None = None
+        """(generation, position): the active generation has nothing up to position,
+        announced but not stored."""
+        self._stored_at = 0.0
 
     def _projection(self, generation: int) -> Projection:
         if generation not in self._projections:
@@ -456,12 +472,35 @@ class ProjectionRunner:
                 return
 
     def _apply_batch(self, state: GenerationState, head: int, limit: int) -> bool:
-        if state.active and state.position >= head:
+        start = state.position
+        idle_to = self._idle_to
+        if state.active and idle_to is not None and idle_to[0] == state.generation:
+            start = max(start, idle_to[1])
+        if state.active and start >= head:
             return False
-        notifications = self.decoder.notifications(state.position, head, limit, self.topics)
+        notifications = self.decoder.notifications(start, head, limit, self.topics)
+        if (
+            not notifications
+            and state.active
+            and self.defer_idle_positions
+            and time.monotonic() - self._stored_at < IDLE_POSITION_WRITE_S
+        ):
+            self._announce_idle(state, head)
+            return False
         full = len(notifications) == limit
         new_position = notifications[-1].id if full else head
         return self.apply_fetched(state, notifications, new_position, full=full)
+
+    def _announce_idle(self, state: GenerationState, position: int) -> None:
+        """Nothing of this projection's topics up to ``position``: tell the waiters in
+        every process, store it later (``defer_idle_positions``)."""
+        self._idle_to = (state.generation, position)
+        with self.database.transaction(pipelined=True) as sql:
+            sql.execute(
+                "SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.name}:{position}")
+            )
+        if self.on_position is not None:
+            self.on_position(self.name, position)
 
     def prepare(
         self,
@@ -518,6 +557,9 @@ class ProjectionRunner:
         """After ``batch`` committed: remember where the generation is, and tell the
         cache and the waiters."""
         state, new_position, switching = batch.state, batch.new_position, batch.switching
+        self._stored_at = time.monotonic()
+        if state.active and self._idle_to is not None and self._idle_to[1] <= new_position:
+            self._idle_to = None
         if switching:
             self._remember(None)
         else:
@@ -810,6 +852,7 @@ class Supervisor:
             on_position=self._on_position,
             on_changes=self._on_changes,
             decoder=self._decoder,
+            defer_idle_positions=True,
         )
         backoff_s = FAILURE_BACKOFF_S_MIN
         head = self.app.position()
