@@ -477,6 +477,11 @@ class ProjectionRunner:
         if state.active and idle_to is not None and idle_to[0] == state.generation:
             start = max(start, idle_to[1])
         if state.active and start >= head:
+            if start > state.position and time.monotonic() - self._stored_at >= (
+                IDLE_POSITION_WRITE_S
+            ):
+                # Quiet since: store the position announced.
+                self.apply_fetched(state, [], start, full=False)
             return False
         notifications = self.decoder.notifications(start, head, limit, self.topics)
         if (
@@ -490,6 +495,15 @@ class ProjectionRunner:
         full = len(notifications) == limit
         new_position = notifications[-1].id if full else head
         return self.apply_fetched(state, notifications, new_position, full=full)
+
+    def store_idle_position(self) -> None:
+        """Store the position announced without a transaction, if any (when stopping)."""
+        idle_to = self._idle_to
+        if idle_to is None:
+            return
+        for state in self.generations():
+            if state.active and state.generation == idle_to[0] and state.position < idle_to[1]:
+                self.apply_fetched(state, [], idle_to[1], full=False)
 
     def _announce_idle(self, state: GenerationState, position: int) -> None:
         """Nothing of this projection's topics up to ``position``: tell the waiters in
@@ -874,4 +888,9 @@ class Supervisor:
                     self._stopping.wait(backoff_s)
                     backoff_s = min(backoff_s * 2, FAILURE_BACKOFF_S_MAX)
         finally:
+            try:
+                if lock.try_acquire():
+                    runner.store_idle_position()
+            except Exception:
+                logger.exception("projection %s: storing its position failed", runner.name)
             lock.release()

@@ -191,7 +191,7 @@ def test_killed_again_and_again_every_event_is_applied_exactly_once(
         process = start_projector(database_url, journal, label)
         wait_for_journal(journal, "ready", label)
         writer.write(20)  # new events arrive while it projects
-        time.sleep(randomness.uniform(0.05, 0.3))
+        time.sleep(randomness.uniform(0.0, 0.1))
         kill(process)
         reached = min(positions.position(p.name) for p in PROJECTIONS)
         killed_behind += reached < writer.head
