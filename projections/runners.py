@@ -63,6 +63,11 @@ FEED_CHUNKS_MAX = 8
 1,000): runners of a rebuild drift apart further than that, but 24 chunks cost a
 rebuild-all ~30 MB more peak memory for no throughput this machine could measure."""
 NARROW_SHARE = 0.1
+LEAD_WAIT_S_MAX = 0.25
+"""How long a rebuilding runner about to read a chunk nobody has read waits, at most, for
+rebuilding runners more than half the kept chunks behind it (then it reads anyway)."""
+LEAD_PAUSE_S = 0.002
+READER_STALE_S = 1.0
 NARROW_SAMPLE_MIN = 5_000
 GENERATIONS_REFRESH_S = 1.0
 IDLE_POSITION_WRITE_S = 0.1
@@ -240,18 +245,24 @@ class EventDecoder:
         self._lock = threading.Lock()
         self._topic_counts: dict[str, int] = {}
         self._counted = 0
+        self._rebuilding: dict[int, tuple[int, float]] = {}
+        """Per thread reading for a rebuild: the chunk it is at, and when it got there."""
 
     def notifications(
-        self, start: int, stop: int, limit: int, topics: frozenset[str]
+        self, start: int, stop: int, limit: int, topics: frozenset[str], *, rebuilding: bool
     ) -> list[Notification]:
         """Up to ``limit`` stored events of ``topics`` with ids in (``start``, ``stop``],
-        in id order; ``stop`` must not be beyond the store's head."""
+        in id order; ``stop`` must not be beyond the store's head. ``rebuilding``: for a
+        generation catching up from far behind, which keeps pace with the others (see
+        :meth:`_keep_pace`)."""
         found: list[Notification] = []
         if not topics:
             return found
         position = start
         while position < stop and len(found) < limit:
             index = position // self._chunk_ids
+            if rebuilding:
+                self._keep_pace(index)
             chunk_stop = min((index + 1) * self._chunk_ids, stop)
             chunk = self._chunk(index, chunk_stop, topics)
             if chunk is None:
@@ -269,6 +280,27 @@ class EventDecoder:
                         break
             position = chunk_stop
         return found
+
+    def _keep_pace(self, index: int) -> None:
+        """Rebuilding runners drift apart (their work per event differs), and a runner
+        too far behind finds the chunks it needs dropped: it reads and decodes them
+        again. A rebuilding runner about to read a chunk nobody has read, more than half
+        the kept chunks ahead of the slowest rebuilding runner, waits (boundedly) for it
+        to come closer; waiting hands the slow ones the interpreter."""
+        now = time.monotonic()
+        self._rebuilding[threading.get_ident()] = (index, now)
+        if index in self._chunks:
+            return
+        deadline = now + LEAD_WAIT_S_MAX
+        while now < deadline:
+            slowest = min(
+                (at for at, seen in list(self._rebuilding.values()) if now - seen < READER_STALE_S),
+                default=index,
+            )
+            if index - slowest <= self._chunks_max // 2:
+                return
+            time.sleep(LEAD_PAUSE_S)
+            now = time.monotonic()
 
     def decode(self, notification: Notification) -> Any:
         with self._lock:
@@ -483,7 +515,9 @@ class ProjectionRunner:
                 # Quiet since: store the position announced.
                 self.apply_fetched(state, [], start, full=False)
             return False
-        notifications = self.decoder.notifications(start, head, limit, self.topics)
+        notifications = self.decoder.notifications(
+            start, head, limit, self.topics, rebuilding=not state.active
+        )
         if (
             not notifications
             and state.active
