@@ -6,15 +6,14 @@ from fastapi import APIRouter
 
 from api.commands import accounts, admin, auth, bookings, kitchens, users
 
-command_router = APIRouter()
-for _router in (
+COMMAND_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
-    kitchens.router,
     bookings.router,
+    kitchens.router,
     accounts.router,
     admin.router,
     users.router,
-):
-    command_router.include_router(_router)
+)
+"""Included one by one into the application (``prep_es.app``), as query routers are."""
 
-__all__ = ["command_router"]
+__all__ = ["COMMAND_ROUTERS"]

@@ -5,15 +5,16 @@ from fastapi import APIRouter
 
 from api.queries import accounts, admin, analytics, bookings, kitchens, users
 
-query_router = APIRouter()
-for _router in (
-    users.router,
+QUERY_ROUTERS: tuple[APIRouter, ...] = (
     kitchens.router,
     bookings.router,
+    users.router,
     accounts.router,
     admin.router,
     analytics.router,
-):
-    query_router.include_router(_router)
+)
+"""Included one by one into the application (``prep_es.app``): a router nested in
+another is matched again at each level of nesting, which cost more than the work of
+most requests."""
 
-__all__ = ["query_router"]
+__all__ = ["QUERY_ROUTERS"]
