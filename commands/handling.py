@@ -204,9 +204,16 @@ class UnitOfWork:
 
     def _load(self, aggregate_class: type[Aggregate], aggregate_id: UUID) -> Aggregate | None:
         """The aggregate as stored. One of a class that is never snapshotted is replayed
-        from its events alone: asking for a snapshot first would cost a round trip."""
+        from its events alone: asking for a snapshot first would cost a round trip. The
+        event store may read a snapshot and the events after it at once
+        (``latest_events``)."""
+        latest_events: Callable[[UUID], Iterable[Any]] | None = getattr(
+            self._app, "latest_events", None
+        )
         if aggregate_class not in SNAPSHOTTING_INTERVALS:
             found = replay(None, self._app.events.get(aggregate_id))
+        elif latest_events is not None:
+            found = replay(None, latest_events(aggregate_id))
         else:
             try:
                 found = self._app.repository.get(aggregate_id, projector_func=replay)

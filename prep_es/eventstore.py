@@ -465,6 +465,7 @@ class PrepApplication(Application[UUID]):
     def __init__(self, env: EnvType | None = None) -> None:
         import_domain_modules()
         super().__init__(env)
+        self._latest_events_statement: Composed | None = None
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         return Environment(name, dict(env or {}))
@@ -491,6 +492,56 @@ class PrepApplication(Application[UUID]):
     def position(self) -> int:
         """The notification id of the latest stored event (0 when the store is empty)."""
         return self.recorder.max_notification_id() or 0
+
+    def latest_events(self, aggregate_id: UUID) -> list[DomainEventProtocol[UUID]]:
+        """What an aggregate is rebuilt from: its latest snapshot, if any, then its
+        events after it (empty if it does not exist). On PostgreSQL in one statement,
+        where the repository asks for the snapshot and the events in two round trips."""
+        recorder = self.recorder
+        snapshots = self.snapshots
+        if not isinstance(recorder, AppendOnlyPostgresApplicationRecorder) or snapshots is None:
+            return self._latest_events_apart(aggregate_id)
+        snapshot_recorder = snapshots.recorder
+        assert isinstance(snapshot_recorder, PostgresAggregateRecorder)
+        if self._latest_events_statement is None:
+            schema = Identifier(recorder.datastore.schema)
+            self._latest_events_statement = SQL(
+                "WITH snapshot AS (SELECT originator_id, originator_version, topic, state "
+                "FROM {schema}.{snapshots} WHERE originator_id = %(id)s "
+                "ORDER BY originator_version DESC LIMIT 1) "
+                "SELECT *, true AS is_snapshot FROM snapshot UNION ALL "
+                "SELECT originator_id, originator_version, topic, state, false "
+                "FROM {schema}.{events} WHERE originator_id = %(id)s AND originator_version > "
+                "COALESCE((SELECT originator_version FROM snapshot), 0) "
+                "ORDER BY is_snapshot DESC, originator_version"
+            ).format(
+                schema=schema,
+                snapshots=Identifier(snapshot_recorder.events_table_name),
+                events=Identifier(recorder.events_table_name),
+            )
+        with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(self._latest_events_statement, {"id": aggregate_id}, prepare=True)
+            rows = cursor.fetchall()
+        return [
+            self.mapper.to_domain_event(
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+            )
+            for row in rows
+        ]
+
+    def _latest_events_apart(self, aggregate_id: UUID) -> list[DomainEventProtocol[UUID]]:
+        snapshot = (
+            []
+            if self.snapshots is None
+            else list(self.snapshots.get(aggregate_id, desc=True, limit=1))
+        )
+        after = snapshot[0].originator_version if snapshot else None
+        return [*snapshot, *self.events.get(aggregate_id, gt=after)]
 
 
 def application_env(settings: Settings) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import IntegrityError
@@ -56,6 +57,37 @@ def test_long_histories_load_from_a_snapshot(settings: Settings) -> None:
         counter.value,
         counter.version,
     )
+
+
+def test_the_latest_events_are_the_last_snapshot_and_the_events_after_it(
+    settings: Settings,
+) -> None:
+    """What an aggregate is rebuilt from, read at once (PostgreSQL: one statement)."""
+    app = open_application(settings)
+    try:
+        counter = Counter(label="busy")
+        for amount in range(1, 2 * SNAPSHOT_INTERVAL + 2):
+            counter.increment(amount)
+        app.save(counter)
+        fresh = Counter(label="new")
+        app.save(fresh)
+
+        latest = app.latest_events(counter.id)
+        assert counter.version == 2 * SNAPSHOT_INTERVAL + 2  # created, then the increments
+        assert [event.originator_version for event in latest] == [
+            2 * SNAPSHOT_INTERVAL,
+            2 * SNAPSHOT_INTERVAL + 1,
+            2 * SNAPSHOT_INTERVAL + 2,
+        ]
+        rebuilt = None
+        for event in latest:
+            rebuilt = event.mutate(rebuilt)  # type: ignore[attr-defined]
+        assert isinstance(rebuilt, Counter)
+        assert (rebuilt.value, rebuilt.version) == (counter.value, counter.version)
+        assert [event.originator_version for event in app.latest_events(fresh.id)] == [1]
+        assert app.latest_events(uuid4()) == []
+    finally:
+        app.close()
 
 
 def test_two_writers_of_one_version_conflict(settings: Settings) -> None:
