@@ -17,8 +17,17 @@ can) loads them over loopback with 32 connections for a bounded time, after a wa
                      capacity (so the query cache rarely answers)
 (e) ``detail``       our ``GET /api/v1/kitchens/{id}`` with the Redis cache on (warmed)
 
+(c), (d) and (e) are measured twice, in two shapes of our server: ``in_process`` (as
+above: the figures without a suffix, which the targets are set against) and ``scaled``,
+the documented production shape (``prep-es serve --workers 2 --no-projector`` and one
+``prep-es project`` process running the projectors and the sweeper, on the same
+machine): the figures suffixed ``_scaled``. ``--in-process-only`` skips the second.
+
 Data is seeded through the command handlers in this process (4 threads), then every
-projection catches up before the server starts. Figures: requests/s (successful only),
+projection catches up, then the database is VACUUMed (ANALYZE), as autovacuum would
+have done to a database holding this much (it is off on some test servers; the JSON
+meta says how the server is set), before the server starts. Figures: requests/s
+(successful only),
 p50 / p99 latency (wrk's, over all requests), the load generator's share of the CPUs
 (it must not be the bottleneck), and the API workers' peak resident set (``VmHWM``).
 It prints a table and writes ``bench/results/http.json``::
@@ -436,6 +445,8 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    projector: subprocess.Popen[bytes] | None = None
+    """The ``prep-es project`` process beside it (the scaled shape)."""
 
     def wait_until(self, path: str, status: int = 200) -> None:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -528,19 +539,70 @@ def floor_server(url: str, logs: Path) -> AbstractContextManager[Server]:
     return server("floor", command, environment, logs)
 
 
-def our_server(url: str, redis_url: str, logs: Path) -> AbstractContextManager[Server]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "prep_es.cli", "serve", "--host", "127.0.0.1", "--port",
-        str(port), "--workers", str(WORKERS), "--no-access-log",
-    ]  # fmt: skip
-    environment = clean_environment(
+@dataclass(frozen=True)
+class Shape:
+    """How our server runs: ``in_process`` (``prep-es serve``: each worker runs its share
+    of the projectors and the sweeper) or ``scaled`` (the documented production shape:
+    ``prep-es serve --no-projector`` and one ``prep-es project`` process beside it)."""
+
+    name: str
+    suffix: str
+    """Appended to the figures' names (``booking_scaled_req_per_s``)."""
+    booking_first_day: int
+    """Each shape books its own days: a booking sent again would be refused."""
+
+    @property
+    def scaled(self) -> bool:
+        return self.name == "scaled"
+
+
+IN_PROCESS: Final = Shape("in_process", "", BOOKING_BENCH_FIRST_DAY)
+SCALED: Final = Shape("scaled", "_scaled", BOOKING_BENCH_FIRST_DAY + 20)
+
+
+def our_environment(url: str, redis_url: str) -> dict[str, str]:
+    return clean_environment(
         PREP_ES_DATABASE_URL=url,
         PREP_ES_REDIS_URL=redis_url,
         PREP_ES_JWT_SECRET=JWT_SECRET,
         PREP_ES_POSTGRES_POOL_SIZE=str(POOL_SIZE),
     )
-    return server("prep-es", command, environment, logs)
+
+
+@contextmanager
+def our_server(url: str, redis_url: str, logs: Path, shape: Shape) -> Iterator[Server]:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "prep_es.cli", "serve", "--host", "127.0.0.1", "--port",
+        str(port), "--workers", str(WORKERS), "--no-access-log",
+        *(["--no-projector"] if shape.scaled else []),
+    ]  # fmt: skip
+    environment = our_environment(url, redis_url)
+    if not shape.scaled:
+        with server("prep-es", command, environment, logs) as running:
+            yield running
+        return
+    projector_log = logs / "prep-es-project.log"
+    with projector_log.open("wb") as log:
+        projector = subprocess.Popen(
+            [sys.executable, "-m", "prep_es.cli", "project"],
+            cwd=logs,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with server("prep-es", command, environment, logs) as running:
+            running.projector = projector
+            yield running
+    finally:
+        if projector.poll() is None:
+            projector.send_signal(signal.SIGTERM)
+            try:
+                projector.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                projector.kill()
+                projector.wait()
 
 
 # --- load generation -------------------------------------------------------------------
@@ -719,14 +781,16 @@ def line(method: str, path: str, token: str | None = None, body: bytes | None = 
 # --- the requests of (c), (d), (e) -----------------------------------------------------
 
 
-def booking_lines(seeded: Seeded, tokens: list[str], count: int) -> list[str]:
-    """Distinct (customer, kitchen, hour) requests, one hour each, from day 70 on, in an
-    order that keeps concurrent requests on different kitchens and customers."""
+def booking_lines(
+    seeded: Seeded, tokens: list[str], count: int, first_day: int = BOOKING_BENCH_FIRST_DAY
+) -> list[str]:
+    """Distinct (customer, kitchen, hour) requests, one hour each, from ``first_day`` on,
+    in an order that keeps concurrent requests on different kitchens and customers."""
     kitchens = seeded.kitchen_ids
     lines = []
     for index in range(count):
         slot = index // len(kitchens)
-        day = seeded.today + timedelta(days=BOOKING_BENCH_FIRST_DAY + slot // 14)
+        day = seeded.today + timedelta(days=first_day + slot // 14)
         start = local_start(day, 7 + slot % 14)
         body = orjson.dumps(
             {
@@ -854,7 +918,13 @@ def bench_floors(url: str, plan: Plan, scratch: Path, report: Report) -> tuple[L
 
 
 def bench_ours(
-    url: str, redis_url: str, seeded: Seeded, plan: Plan, scratch: Path, report: Report
+    url: str,
+    redis_url: str,
+    seeded: Seeded,
+    plan: Plan,
+    scratch: Path,
+    report: Report,
+    shape: Shape,
 ) -> tuple[Load, Load, Load]:
     tokens_service = TokenService(
         JWT_SECRET,
@@ -867,37 +937,69 @@ def bench_ours(
         tokens_service.issue(customer.user_id, customer.role).access_token
         for customer in seeded.customers
     ]
-    print("(c) booking, (d) search, (e) detail: prep-es serve", flush=True)
-    with our_server(url, redis_url, scratch) as ours:
+    described = (
+        "prep-es serve --no-projector, and one prep-es project beside it"
+        if shape.scaled
+        else "prep-es serve, projectors and sweeper in its workers"
+    )
+    print(f"(c) booking, (d) search, (e) detail [{shape.name}]: {described}", flush=True)
+    redis.Redis.from_url(redis_url).flushdb()  # no answer cached by the other shape
+    suffix = shape.suffix
+    with our_server(url, redis_url, scratch, shape) as ours:
         ours.wait_until("/readyz")
         booking = measure(
-            "booking",
+            f"booking{suffix}",
             ours,
-            booking_lines(seeded, tokens, plan.booking_requests),
+            booking_lines(seeded, tokens, plan.booking_requests, shape.booking_first_day),
             plan,
             scratch,
             split=True,
         )
         caught_up_s = wait_for_projections(ours.url)
-        report.notes.append(f"projectors caught up {caught_up_s:.1f} s after (c) ended")
-        search = measure(
-            "search", ours, search_lines(seeded, plan.search_requests), plan, scratch, split=True
+        report.notes.append(
+            f"[{shape.name}] projectors caught up {caught_up_s:.1f} s after (c) ended"
         )
-        detail = measure("detail", ours, detail_lines(seeded), plan, scratch)
+        search = measure(
+            f"search{suffix}",
+            ours,
+            search_lines(seeded, plan.search_requests),
+            plan,
+            scratch,
+            split=True,
+        )
+        detail = measure(f"detail{suffix}", ours, detail_lines(seeded), plan, scratch)
         pids = ours.worker_pids()
         peaks = [memory_kb(pid, "VmHWM") / 1024 for pid in pids]
         current = [memory_kb(pid, "VmRSS") / 1024 for pid in pids]
+        projector_peak = (
+            None if ours.projector is None else memory_kb(ours.projector.pid, "VmHWM") / 1024
+        )
     for load in (booking, search, detail):
         report.add_load(load)
-    report.figure("worker_rss_mb", max(peaks, default=0.0), "MB")
+    report.figure(f"worker_rss_mb{suffix}", max(peaks, default=0.0), "MB")
     report.notes.append(
-        f"API workers {len(pids)}: peak RSS {', '.join(f'{p:.0f}' for p in peaks)} MB, "
-        f"at the end {', '.join(f'{c:.0f}' for c in current)} MB"
+        f"[{shape.name}] API workers {len(pids)}: peak RSS "
+        f"{', '.join(f'{p:.0f}' for p in peaks)} MB, at the end "
+        f"{', '.join(f'{c:.0f}' for c in current)} MB"
     )
+    if projector_peak is not None:
+        report.figure("projector_rss_mb", projector_peak, "MB")
     return booking, search, detail
 
 
-def run_benchmarks(plan: Plan) -> None:
+def vacuum_analyze(url: str) -> tuple[float, str]:
+    """VACUUM (ANALYZE) the seeded database, as autovacuum would have by the time a real
+    one holds this much (the planner's statistics, and the visibility map that lets
+    index-only scans skip the table); the seconds it took, and the server's
+    ``autovacuum`` setting (off on some test servers: then nothing else would)."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE)")
+        row = connection.execute("SHOW autovacuum").fetchone()
+    return time.perf_counter() - started, "unknown" if row is None else str(row[0])
+
+
+def run_benchmarks(plan: Plan, *, in_process_only: bool = False) -> None:
     require_wrk()
     report = Report()
     started = time.perf_counter()
@@ -925,7 +1027,19 @@ def run_benchmarks(plan: Plan) -> None:
             print(f"   projections built in {catch_up_s:.0f} s", flush=True)
         finally:
             runtime.close()
-        booking, search, detail = bench_ours(url, redis_url, seeded, plan, scratch, report)
+        vacuum_s, autovacuum = vacuum_analyze(url)
+        print(
+            f"   VACUUM (ANALYZE) in {vacuum_s:.0f} s (the server's autovacuum is {autovacuum})",
+            flush=True,
+        )
+        booking, search, detail = bench_ours(
+            url, redis_url, seeded, plan, scratch, report, IN_PROCESS
+        )
+        scaled = (
+            None
+            if in_process_only
+            else bench_ours(url, redis_url, seeded, plan, scratch, report, SCALED)
+        )
 
     report.figure("kitchens", len(seeded.kitchen_ids), "count")
     report.figure("seeded_bookings", seeded.bookings, "count")
@@ -935,6 +1049,13 @@ def run_benchmarks(plan: Plan) -> None:
     report.ratio("booking_vs_naive_save", booking.ok_per_s, naive.ok_per_s)
     report.ratio("search_vs_constant", search.ok_per_s, constant.ok_per_s)
     report.ratio("detail_cached_vs_constant", detail.ok_per_s, constant.ok_per_s)
+    if scaled is not None:
+        booking_scaled, search_scaled, detail_scaled = scaled
+        report.figure("booking_scaled_p99_ms", booking_scaled.p99_ms, "ms")
+        report.figure("search_scaled_p99_ms", search_scaled.p99_ms, "ms")
+        report.ratio("booking_scaled_vs_naive_save", booking_scaled.ok_per_s, naive.ok_per_s)
+        report.ratio("search_scaled_vs_constant", search_scaled.ok_per_s, constant.ok_per_s)
+        report.ratio("detail_cached_scaled_vs_constant", detail_scaled.ok_per_s, constant.ok_per_s)
     if given is not None:
         report.notes.append(f"our server ran in the given database {where}")
     report.print_table()
@@ -949,6 +1070,21 @@ def run_benchmarks(plan: Plan) -> None:
         "customers": plan.customers,
         "bookings": plan.bookings,
         "pool_size": POOL_SIZE,
+        "shapes": {
+            IN_PROCESS.name: "the figures without a suffix: prep-es serve --workers 2, "
+            "projectors and sweeper in its workers",
+            **(
+                {}
+                if in_process_only
+                else {
+                    SCALED.name: "the figures suffixed _scaled: prep-es serve --workers 2 "
+                    "--no-projector, and one prep-es project process (projectors and "
+                    "sweeper) on the same machine"
+                }
+            ),
+        },
+        "vacuum_analyze_after_seeding": True,
+        "server_autovacuum": autovacuum,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average": list(os.getloadavg()),
@@ -962,8 +1098,14 @@ def run_benchmarks(plan: Plan) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="reduced run for checks (< 3 min)")
+    parser.add_argument(
+        "--in-process-only",
+        action="store_true",
+        help="measure (c)-(e) with projectors in the API workers only, not also in the "
+        "scaled shape (--no-projector workers and a prep-es project process)",
+    )
     args = parser.parse_args(argv)
-    run_benchmarks(QUICK if args.quick else FULL)
+    run_benchmarks(QUICK if args.quick else FULL, in_process_only=args.in_process_only)
 
 
 if __name__ == "__main__":
