@@ -175,9 +175,7 @@ class UnitOfWork:
     """The aggregates one attempt of a command loaded or created, and the versions
     its decision depended on."""
 
-    def __init__(
-        self, app: Application[UUID], known: KnownAggregates, *, optimistic: bool
-    ) -> None:
+    def __init__(self, app: Application[UUID], known: KnownAggregates, *, optimistic: bool) -> None:
         self._app = app
         self._known = known
         self._optimistic = optimistic
@@ -420,4 +418,3 @@ class CommandProcessor:
             position=self.current_position(),
             replayed=True,
         )
-

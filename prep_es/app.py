@@ -225,6 +225,7 @@ def api_routers(role: str) -> list[APIRouter]:
         if role in (kind, "all")
         for router in routers
     ]
+
     def rank(router: APIRouter) -> int:
         prefix = router.prefix
         return ROUTER_ORDER.index(prefix) if prefix in ROUTER_ORDER else len(ROUTER_ORDER)
