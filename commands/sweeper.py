@@ -8,6 +8,7 @@ the first did not (a lost write race retries and finds the work done).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from threading import Lock
@@ -49,8 +50,10 @@ class LapsedCertificates(BaseModel):
     certificate_ids: list[UUID]
 
 
-@dataclass
+@dataclass(slots=True)
 class _BookingDue:
+    """slots: 100k of these in the agenda of a store with 100k active bookings."""
+
     status: str
     start_time: datetime
     end_time: datetime
@@ -101,8 +104,10 @@ class EventStoreAgenda:
 
     def _apply(self, event: object) -> None:
         if isinstance(event, Booking.BookingRequested):
+            # One copy of each status string, not one per booking: the agenda of a big
+            # store holds every pending and confirmed booking.
             self._bookings[event.originator_id] = _BookingDue(
-                event.status, event.start_time, event.end_time
+                sys.intern(event.status), event.start_time, event.end_time
             )
         elif isinstance(event, Booking.BookingRescheduled):
             due = self._bookings[event.originator_id]
@@ -180,9 +185,7 @@ class Sweeper:
 
         def decide(unit: UnitOfWork) -> BookingState:
             nonlocal changed
-            booking = unit.get(
-                Booking, booking_id, not_found_code="booking_not_found"
-            )
+            booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
             changed = booking.status == "pending" and booking.start_time <= now
             if changed:
                 self._bookings.expire(unit, booking)
@@ -198,9 +201,7 @@ class Sweeper:
 
         def decide(unit: UnitOfWork) -> BookingState:
             nonlocal changed
-            booking = unit.get(
-                Booking, booking_id, not_found_code="booking_not_found"
-            )
+            booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
             due = booking.end_time + AUTO_COMPLETE_AFTER <= now
             changed = booking.status == "confirmed" and due
             if changed:
@@ -208,8 +209,11 @@ class Sweeper:
             return BookingState.of(booking)
 
         self._processor.execute(
-            "auto_complete_booking", context, SweepTarget(aggregate_id=booking_id),
-            BookingState, decide,
+            "auto_complete_booking",
+            context,
+            SweepTarget(aggregate_id=booking_id),
+            BookingState,
+            decide,
         )
         return changed
 
@@ -222,7 +226,10 @@ class Sweeper:
             )
 
         executed = self._processor.execute(
-            "lapse_certificates", context, SweepTarget(aggregate_id=kitchen_id),
-            LapsedCertificates, decide,
+            "lapse_certificates",
+            context,
+            SweepTarget(aggregate_id=kitchen_id),
+            LapsedCertificates,
+            decide,
         )
         return executed.result.certificate_ids
