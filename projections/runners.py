@@ -903,13 +903,18 @@ class Supervisor:
             defer_idle_positions=True,
         )
         backoff_s = FAILURE_BACKOFF_S_MIN
-        head = self.app.position()
+        head: int | None = None
         try:
             while not self._stopping.is_set():
-                if not lock.try_acquire():
-                    self._stopping.wait(STANDBY_POLL_S)
-                    continue
+                # Everything that can fail is inside: a database that cannot be reached
+                # (to ask for the lock, say) is retried, never the end of the thread —
+                # that would stall the projection silently.
                 try:
+                    if not lock.try_acquire():
+                        self._stopping.wait(STANDBY_POLL_S)
+                        continue
+                    if head is None:
+                        head = self.app.position()
                     if not runner.step(head):
                         head = self._signal.wait(after=head, timeout_s=IDLE_WAIT_S)
                     backoff_s = FAILURE_BACKOFF_S_MIN

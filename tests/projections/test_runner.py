@@ -3,18 +3,24 @@ failures that stop visibly and resume, rebuilds that switch without downtime."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any, ClassVar
+from uuid import uuid4
 
+import psycopg
 import pytest
 
 from prep_es.readside import ReadSide
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.database import Sql
+from projections.locks import ProcessRunnerLock, RunnerLock
 from projections.runners import (
+    AppendSignal,
     ProjectionFailed,
     ProjectionRunner,
+    Supervisor,
     ensure_ready,
     generations,
     request_rebuild,
@@ -168,3 +174,46 @@ def test_a_rebuild_builds_query_indexes_when_it_switches_over(
     assert {name.replace("_g1_", "_g2_") for name in query_indexes} <= index_names(
         read_side, "audit_g2_entries"
     )
+
+
+class FlakyLock(RunnerLock):
+    """A runner lock whose first ``failures`` requests fail as an unreachable database
+    would, then a real one."""
+
+    def __init__(self, name: str, failures: int) -> None:
+        self._lock = ProcessRunnerLock(f"flaky:{name}:{uuid4()}")
+        self.failures = failures
+
+    def try_acquire(self) -> bool:
+        if self.failures > 0:
+            self.failures -= 1
+            raise psycopg.OperationalError("connection refused")
+        return self._lock.try_acquire()
+
+    def is_held(self) -> bool:
+        return self._lock.is_held()
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_a_supervised_runner_outlives_a_database_it_cannot_reach_for_its_lock(
+    market: Marketplace, read_side: ReadSide
+) -> None:
+    app = market.runtime.app
+    signal = AppendSignal(app, conninfo=None, channel="unused")
+    supervisor = Supervisor(
+        app,
+        read_side.write_database,
+        [AuditProjection],
+        lock_factory=lambda name: FlakyLock(name, failures=2),
+        signal=signal,
+    )
+    supervisor.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(audit_rows(read_side)) < app.position():
+            time.sleep(0.05)
+    finally:
+        supervisor.stop()
+    assert len(audit_rows(read_side)) == app.position()
