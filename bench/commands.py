@@ -41,7 +41,6 @@ import itertools  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import pstats  # noqa: E402
-import secrets  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -52,7 +51,6 @@ from contextlib import ExitStack, contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, date, datetime, timedelta  # noqa: E402
 from typing import Any, Final  # noqa: E402
-from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 from uuid import UUID, uuid4  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
@@ -66,18 +64,22 @@ from psycopg_pool import ConnectionPool  # noqa: E402
 
 from aggregates.account import Account  # noqa: E402
 from aggregates.errors import DomainError  # noqa: E402
+from bench.databases import (  # noqa: E402
+    DATABASE_PREFIX,
+    SERVER_URL_DEFAULT,
+    URL_VARIABLE,
+    ScratchDatabases,
+    postgres_location,
+)
 from commands.accounts import DepositFunds  # noqa: E402
 from commands.bookings import RequestBooking  # noqa: E402
 from commands.handling import Actor  # noqa: E402
 from prep_es.eventstore import open_application  # noqa: E402
 from prep_es.passwords import Argon2Passwords  # noqa: E402
 from prep_es.runtime import Runtime, open_runtime  # noqa: E402
-from prep_es.settings import PostgresLocation, Settings, parse_database_url  # noqa: E402
+from prep_es.settings import Settings  # noqa: E402
 from tests.support import as_actor, create_user, publish_compliant_kitchen  # noqa: E402
 
-URL_VARIABLE: Final = "PREP_ES_BENCH_DATABASE_URL"
-SERVER_URL_DEFAULT: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
-DATABASE_PREFIX: Final = "prep_es_bench_"
 RESULTS_PATH: Final = ROOT / "bench" / "results" / "commands.json"
 
 THREAD_COUNTS: Final = (1, 4)
@@ -125,46 +127,24 @@ class Databases:
     """Where each measurement runs: its own fresh database, or its own tables in the
     database named by ``PREP_ES_BENCH_DATABASE_URL``."""
 
-    server_url: str
     given_url: str | None
-    token: str = field(default_factory=lambda: secrets.token_hex(4))
-    created: list[str] = field(default_factory=list)
+    scratch: ScratchDatabases = field(
+        default_factory=lambda: ScratchDatabases(server_url=SERVER_URL_DEFAULT)
+    )
+
+    @property
+    def token(self) -> str:
+        return self.scratch.token
 
     def url(self, purpose: str) -> str:
-        if self.given_url is not None:
-            return self.given_url
-        name = f"{DATABASE_PREFIX}{self.token}_{purpose}"
-        with psycopg.connect(self.server_url, autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
-            )
-        self.created.append(name)
-        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{name}"))
+        return self.given_url if self.given_url is not None else self.scratch.create(purpose)
 
     def table_prefix(self) -> str:
         """Distinct table names per run when sharing a given database."""
         return f"bench_{self.token}"
 
     def drop_all(self) -> None:
-        while self.created:
-            name = self.created.pop()
-            assert name.startswith(DATABASE_PREFIX), name
-            try:
-                with psycopg.connect(self.server_url, autocommit=True) as connection:
-                    connection.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(name)
-                        )
-                    )
-            except psycopg.Error as error:
-                print(f"warning: could not drop database {name}: {error}", file=sys.stderr)
-
-
-def postgres_location(url: str) -> PostgresLocation:
-    location = parse_database_url(url)
-    if not isinstance(location, PostgresLocation):
-        raise SystemExit(f"{URL_VARIABLE} must be a postgresql:// URL")
-    return location
+        self.scratch.drop_all()
 
 
 # --- the throughput harness ------------------------------------------------------
@@ -619,7 +599,7 @@ def databases() -> Iterator[Databases]:
     given = os.environ.get(URL_VARIABLE) or None
     if given is not None:
         postgres_location(given)
-    store = Databases(server_url=SERVER_URL_DEFAULT, given_url=given)
+    store = Databases(given_url=given)
     try:
         yield store
     finally:

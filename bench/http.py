@@ -76,7 +76,7 @@ from contextlib import AbstractContextManager, contextmanager  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, date, datetime, timedelta  # noqa: E402
 from typing import Any, Final, TypeVar  # noqa: E402
-from urllib.parse import urlencode, urlsplit, urlunsplit  # noqa: E402
+from urllib.parse import urlencode  # noqa: E402
 from uuid import UUID  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
@@ -85,9 +85,14 @@ import orjson  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 from aggregates.errors import DomainError  # noqa: E402
+from bench.databases import (  # noqa: E402
+    SERVER_URL_DEFAULT,
+    URL_VARIABLE,
+    ScratchDatabases,
+    postgres_location,
+)
 from commands.accounts import DepositFunds  # noqa: E402
 from commands.bookings import RequestBooking  # noqa: E402
 from commands.handling import Actor, CommandContext  # noqa: E402
@@ -102,14 +107,11 @@ from prep_es.auth import TokenService  # noqa: E402
 from prep_es.passwords import Argon2Passwords  # noqa: E402
 from prep_es.readside import open_read_side, start_projectors  # noqa: E402
 from prep_es.runtime import Runtime, open_runtime, system_clock  # noqa: E402
-from prep_es.settings import PostgresLocation, Settings, parse_database_url  # noqa: E402
+from prep_es.settings import Settings  # noqa: E402
 from projections.status import projection_statuses  # noqa: E402
 
-URL_VARIABLE: Final = "PREP_ES_BENCH_DATABASE_URL"
 REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"
-SERVER_URL_DEFAULT: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL_DEFAULT: Final = "redis://127.0.0.1:6379/14"
-DATABASE_PREFIX: Final = "prep_es_bench_"
 RESULTS_PATH: Final = ROOT / "bench" / "results" / "http.json"
 FLOOR_APP_DIR: Final = ROOT / "bench" / "servers"
 
@@ -175,50 +177,13 @@ T = TypeVar("T")
 # --- databases -------------------------------------------------------------------------
 
 
-@dataclass
-class Databases:
-    server_url: str
-    token: str = field(default_factory=lambda: secrets.token_hex(4))
-    created: list[str] = field(default_factory=list)
-
-    def create(self, purpose: str) -> str:
-        name = f"{DATABASE_PREFIX}{self.token}_{purpose}"
-        with psycopg.connect(self.server_url, autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
-            )
-        self.created.append(name)
-        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{name}"))
-
-    def drop_all(self) -> None:
-        while self.created:
-            name = self.created.pop()
-            assert name.startswith(DATABASE_PREFIX), name
-            try:
-                with psycopg.connect(self.server_url, autocommit=True) as connection:
-                    connection.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(name)
-                        )
-                    )
-            except psycopg.Error as error:
-                print(f"warning: could not drop database {name}: {error}", file=sys.stderr)
-
-
 @contextmanager
-def databases() -> Iterator[Databases]:
-    store = Databases(server_url=SERVER_URL_DEFAULT)
+def databases() -> Iterator[ScratchDatabases]:
+    store = ScratchDatabases(server_url=SERVER_URL_DEFAULT)
     try:
         yield store
     finally:
         store.drop_all()
-
-
-def postgres_location(url: str) -> PostgresLocation:
-    location = parse_database_url(url)
-    if not isinstance(location, PostgresLocation):
-        raise SystemExit(f"{URL_VARIABLE} must be a postgresql:// URL")
-    return location
 
 
 # --- seeding through the command handlers ----------------------------------------------
