@@ -46,7 +46,7 @@ from prep_es.replay import (
     parse_point_in_time,
     replay_aggregate,
 )
-from prep_es.runtime import open_runtime
+from prep_es.runtime import freeze_startup_objects, open_runtime
 from prep_es.server import (
     GRACEFUL_TIMEOUT_S_DEFAULT,
     HOST_DEFAULT,
@@ -749,6 +749,7 @@ def _project(arguments: argparse.Namespace, settings: Settings) -> int:
         supervisor, append_signal = start_projectors(
             settings, runtime.app, read_side, on_changes=on_changes
         )
+        freeze_startup_objects()
         logger.info(
             "projecting %s (one process runs each projection; others stand by)",
             ", ".join(_projection_names()),

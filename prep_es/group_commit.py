@@ -3,11 +3,9 @@
 Every append to the PostgreSQL event store takes the events table's exclusive lock
 (commit order must equal notification-id order), so appends from concurrent commands
 queue behind each other, each paying for its own lock, round trips and commit. Group
-commit lets whichever append finds no commit in progress become the *leader*: it takes
-every append queued so far and writes them in one transaction — one lock, one INSERT,
-one commit — then hands leadership to the next waiting append, if any. No append waits
-on a timer: a lone append commits at once; batches form only while a commit is in
-flight.
+commit (a :class:`~prep_es.funnel.Funnel`) writes the appends queued while a commit is in
+flight in one transaction — one lock, one INSERT, one commit. No append waits on a
+timer: a lone append commits at once.
 
 Each command stays atomic and isolated: its events are all in the batch or none are.
 When the batch insert fails on a uniqueness violation (some command lost a write race
@@ -18,12 +16,13 @@ batch is retried one append per transaction, so only the losing appends see
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from prep_es.funnel import Funnel
 
 ExpectedVersions = Mapping[UUID, int]
 """Aggregates an append's decision read without changing them, and the versions read:
@@ -35,29 +34,13 @@ GROUP_SIZE_MAX = 64
 """Appends per transaction at most: a limit on how long one commit holds the lock."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Append:
     stored_events: Sequence[StoredEvent]
     expected_versions: ExpectedVersions
-    wake: threading.Event = field(default_factory=threading.Event)
-    leads: bool = False
-    finished: bool = False
-    notification_ids: Sequence[int] | None = None
-    error: BaseException | None = None
 
-    def finish(
-        self, notification_ids: Sequence[int] | None, error: BaseException | None = None
-    ) -> None:
-        self.notification_ids = notification_ids
-        self.error = error
-        self.finished = True
-        self.wake.set()
 
-    def outcome(self) -> Sequence[int] | None:
-        assert self.finished
-        if self.error is not None:
-            raise self.error
-        return self.notification_ids
+AppendOutcome = Sequence[int] | None
 
 
 class GroupCommit:
@@ -66,57 +49,31 @@ class GroupCommit:
     notification ids in order."""
 
     def __init__(self, insert: InsertEvents, *, group_size_max: int = GROUP_SIZE_MAX) -> None:
-        assert group_size_max >= 1
         self._insert = insert
-        self._group_size_max = group_size_max
-        self._lock = threading.Lock()
-        self._queue: list[_Append] = []
-        self._leader_active = False
-        self.transactions_total = 0
-        self.appends_total = 0
+        self._funnel: Funnel[_Append, AppendOutcome] = Funnel(
+            self._commit, group_size_max=group_size_max
+        )
+
+    @property
+    def transactions_total(self) -> int:
+        return self._funnel.groups_total
+
+    @property
+    def appends_total(self) -> int:
+        return self._funnel.items_total
+
+    @property
+    def queued(self) -> int:
+        return self._funnel.queued
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], expected_versions: ExpectedVersions
-    ) -> Sequence[int] | None:
-        append = _Append(stored_events, expected_versions)
-        with self._lock:
-            self._queue.append(append)
-            if not self._leader_active:
-                self._leader_active = True
-                append.leads = True
-        while not append.leads:
-            append.wake.wait()
-            append.wake.clear()
-            if append.finished:
-                return append.outcome()
-        self._lead()
-        return append.outcome()
+    ) -> AppendOutcome:
+        return self._funnel.submit(_Append(stored_events, expected_versions))
 
-    def _lead(self) -> None:
-        with self._lock:
-            group = self._queue[: self._group_size_max]
-            del self._queue[: self._group_size_max]
-        try:
-            self._commit(group)
-        finally:
-            with self._lock:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.leads = True
-                    successor.wake.set()
-                else:
-                    self._leader_active = False
-
-    def _commit(self, group: list[_Append]) -> None:
-        self.transactions_total += 1
-        self.appends_total += len(group)
-        if len(group) == 1:
-            self._commit_alone(group[0])
-            return
-        if _depends_on_another(group):
-            for append in group:
-                self._commit_alone(append)
-            return
+    def _commit(self, group: Sequence[_Append]) -> list[AppendOutcome | BaseException]:
+        if len(group) == 1 or _depends_on_another(group):
+            return [self._commit_alone(append) for append in group]
         combined = [event for append in group for event in append.stored_events]
         expected: dict[UUID, int] = {}
         for append in group:
@@ -125,28 +82,24 @@ class GroupCommit:
         try:
             notification_ids = self._insert(combined, expected)
         except IntegrityError:
-            for append in group:
-                self._commit_alone(append)
-            return
-        except BaseException as error:
-            for append in group:
-                append.finish(None, error)
-            raise
+            return [self._commit_alone(append) for append in group]
+        outcomes: list[AppendOutcome | BaseException] = []
         offset = 0
         for append in group:
             count = len(append.stored_events)
             ids = None if notification_ids is None else notification_ids[offset : offset + count]
             offset += count
-            append.finish(ids)
+            outcomes.append(ids)
+        return outcomes
 
-    def _commit_alone(self, append: _Append) -> None:
+    def _commit_alone(self, append: _Append) -> AppendOutcome | BaseException:
         try:
-            append.finish(self._insert(append.stored_events, append.expected_versions))
+            return self._insert(append.stored_events, append.expected_versions)
         except Exception as error:
-            append.finish(None, error)
+            return error
 
 
-def _depends_on_another(group: list[_Append]) -> bool:
+def _depends_on_another(group: Sequence[_Append]) -> bool:
     """Whether an append read an aggregate another append of the group writes: their
     order matters, and one shared transaction would hide the conflict."""
     writers: dict[UUID, int] = {}

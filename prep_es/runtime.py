@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,15 @@ from prep_es.settings import Settings
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def freeze_startup_objects() -> None:
+    """Keep what a long-running process made while starting (modules, models, routes,
+    pools) out of the garbage collector's passes: it lives as long as the process, and a
+    full pass over it stalls every thread for tens of milliseconds (it doubled the
+    projectors' p99 lag). Call once, when started."""
+    gc.collect()
+    gc.freeze()
 
 
 def load_jurisdictions(path: Path) -> JurisdictionCatalog:

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ import psycopg
 from eventsourcing.persistence import Notification
 
 from prep_es.eventstore import PrepApplication
+from prep_es.funnel import Funnel
 from projections.base import Projection
 from projections.database import ReadDatabase, Row, Sql
 from projections.locks import RunnerLock, lock_key
@@ -70,6 +71,7 @@ LEAD_PAUSE_S = 0.002
 READER_STALE_S = 1.0
 NARROW_SAMPLE_MIN = 5_000
 GENERATIONS_REFRESH_S = 1.0
+SHARED_COMMIT_GROUP_MAX = 32
 IDLE_POSITION_WRITE_S = 0.1
 """How long a following runner may leave its stored position behind when nothing of its
 topics arrived (see ``ProjectionRunner.defer_idle_positions``)."""
@@ -151,6 +153,26 @@ def generations(sql: Sql, name: str) -> list[GenerationState]:
         f"SELECT * FROM {STATE_TABLE} WHERE name = %s ORDER BY generation", (name,)
     )
     return [GenerationState.of(row) for row in rows]
+
+
+GenerationKey = tuple[str, int]
+"""(projection name, generation)."""
+
+
+def lock_states(sql: Sql, keys: Sequence[GenerationKey]) -> dict[GenerationKey, GenerationState]:
+    """The state rows of ``keys``, locked until the transaction ends (in one statement,
+    in a fixed order: two transactions never wait for each other's rows)."""
+    if not keys:
+        return {}
+    pairs = ", ".join(["(%s, %s)"] * len(keys))
+    suffix = " FOR UPDATE" if sql.dialect == "postgresql" else ""
+    rows = sql.fetchall(
+        f"SELECT * FROM {STATE_TABLE} WHERE (name, generation) IN ({pairs}) "
+        f"ORDER BY name, generation{suffix}",
+        [value for key in sorted(keys) for value in key],
+    )
+    states = (GenerationState.of(row) for row in rows)
+    return {(state.name, state.generation): state for state in states}
 
 
 def ensure_ready(database: ReadDatabase, projection_class: type[Projection]) -> None:
@@ -390,6 +412,92 @@ class Batch:
     switching: bool
     full: bool
 
+    @property
+    def key(self) -> GenerationKey:
+        return (self.runner.name, self.state.generation)
+
+
+@dataclass(frozen=True)
+class IdleAnnouncement:
+    """A following runner's new position, none of its topics having arrived: announced
+    to every process (a notification), stored later (see ``defer_idle_positions``)."""
+
+    runner: ProjectionRunner
+    position: int
+
+    def write(self, sql: Sql) -> None:
+        sql.execute(
+            "SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.runner.name}:{self.position}")
+        )
+
+    def announced(self) -> None:
+        if self.runner.on_position is not None:
+            self.runner.on_position(self.runner.name, self.position)
+
+    def announce_alone(self) -> None:
+        with self.runner.database.transaction(pipelined=True) as sql:
+            self.write(sql)
+        self.announced()
+
+
+class SharedCommits:
+    """Commits the batches of a process's following runners together.
+
+    Every append wakes every runner, and each would commit its own small batch: seven
+    transactions (each with its state lock, position update and notification) for one
+    command. Through this :class:`~prep_es.funnel.Funnel`, the batches ready while a
+    commit is in flight share the next transaction; each batch still writes its own
+    position, so exactly-once is as before. If the shared transaction fails, each batch
+    is committed alone, which names the event that failed (and lets the others
+    through)."""
+
+    def __init__(self, database: ReadDatabase) -> None:
+        self._database = database
+        self._funnel: Funnel[Batch | IdleAnnouncement, bool] = Funnel(
+            self._commit_group, group_size_max=SHARED_COMMIT_GROUP_MAX
+        )
+
+    def commit(self, batch: Batch) -> bool:
+        """As :meth:`ProjectionRunner.commit`: ``True`` if there may be more."""
+        return self._funnel.submit(batch)
+
+    def announce(self, announcement: IdleAnnouncement) -> None:
+        self._funnel.submit(announcement)
+
+    def _commit_group(
+        self, group: Sequence[Batch | IdleAnnouncement]
+    ) -> list[bool | BaseException]:
+        if len(group) > 1:
+            try:
+                with self._database.transaction(pipelined=True) as sql:
+                    locked = lock_states(
+                        sql, [item.key for item in group if isinstance(item, Batch)]
+                    )
+                    for item in group:
+                        if isinstance(item, Batch):
+                            item.runner.write(item, sql, locked=locked)
+                        else:
+                            item.write(sql)
+            except Exception:
+                logger.debug("a shared projection commit failed; committing alone", exc_info=True)
+            else:
+                for item in group:
+                    if isinstance(item, Batch):
+                        item.runner.committed(item)
+                    else:
+                        item.announced()
+                return [item.full if isinstance(item, Batch) else False for item in group]
+        return [self._commit_alone(item) for item in group]
+
+    def _commit_alone(self, item: Batch | IdleAnnouncement) -> bool | BaseException:
+        try:
+            if isinstance(item, Batch):
+                return item.runner.commit(item)
+            item.announce_alone()
+            return False
+        except Exception as error:
+            return error
+
 
 class ProjectionRunner:
     """Applies events to one projection's generations; used by one thread."""
@@ -406,8 +514,12 @@ class ProjectionRunner:
         on_changes: ChangeListener | None = None,
         decoder: EventDecoder | None = None,
         defer_idle_positions: bool = False,
+        shared_commits: SharedCommits | None = None,
     ) -> None:
-        """``defer_idle_positions`` (PostgreSQL): when none of the projection's topics
+        """``shared_commits``: commits the active generation's batches together with
+        those of the process's other runners (see :class:`SharedCommits`).
+
+        ``defer_idle_positions`` (PostgreSQL): when none of the projection's topics
         arrived, announce the new position (``on_position`` and a notification) without
         a transaction, and store it at most every ``IDLE_POSITION_WRITE_S`` or with the
         next batch that has events. The read model at the announced position is the one
@@ -424,6 +536,7 @@ class ProjectionRunner:
         self.on_position = on_position
         self.on_changes = on_changes
         self.decoder = decoder or EventDecoder(app)
+        self.shared_commits = shared_commits
         self.topics = frozenset(projection_class.topics())
         self._known: list[GenerationState] | None = None
         self._known_at = 0.0
@@ -543,12 +656,11 @@ class ProjectionRunner:
         """Nothing of this projection's topics up to ``position``: tell the waiters in
         every process, store it later (``defer_idle_positions``)."""
         self._idle_to = (state.generation, position)
-        with self.database.transaction(pipelined=True) as sql:
-            sql.execute(
-                "SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.name}:{position}")
-            )
-        if self.on_position is not None:
-            self.on_position(self.name, position)
+        announcement = IdleAnnouncement(self, position)
+        if self.shared_commits is not None:
+            self.shared_commits.announce(announcement)
+        else:
+            announcement.announce_alone()
 
     def prepare(
         self,
@@ -579,8 +691,12 @@ class ProjectionRunner:
         *,
         full: bool,
     ) -> bool:
-        """Apply a batch (see :meth:`prepare`) in its own transaction."""
-        return self.commit(self.prepare(state, notifications, new_position, full=full))
+        """Apply a batch (see :meth:`prepare`): in its own transaction, or in one shared
+        with other runners' (``shared_commits``, for the active generation)."""
+        batch = self.prepare(state, notifications, new_position, full=full)
+        if self.shared_commits is not None and state.active:
+            return self.shared_commits.commit(batch)
+        return self.commit(batch)
 
     def commit(self, batch: Batch) -> bool:
         """Apply ``batch`` in its own transaction; ``True`` if there may be more."""
@@ -638,7 +754,7 @@ class ProjectionRunner:
     def _commit_batch(self, batch: Batch, *, pipelined: bool) -> None:
         try:
             with self.database.transaction(pipelined=pipelined) as sql:
-                self.write(batch, sql)
+                self.write(batch, sql, locked=None)
         except (ProjectionFailed, Superseded):
             raise
         except psycopg.Error as error:
@@ -651,15 +767,25 @@ class ProjectionRunner:
                 "".join(traceback.format_exception_only(error)).strip(),
             ) from error
 
-    def write(self, batch: Batch, sql: Sql) -> None:
+    def write(
+        self, batch: Batch, sql: Sql, *, locked: Mapping[GenerationKey, GenerationState] | None
+    ) -> None:
         """Write ``batch`` and the generation's new position in the transaction of
-        ``sql`` (this runner's alone, or one shared with other projections')."""
+        ``sql`` (this runner's alone, or one shared with other projections'). ``locked``:
+        the generations this transaction has locked already (see :func:`lock_states`)."""
         state, projection = batch.state, batch.projection
         projection.changed.clear()
         projection.before_batch()
-        current = self._lock_state(sql, state)
-        if current.position != state.position:
-            raise Superseded  # another holder moved it meanwhile
+        if locked is None:
+            locked = lock_states(sql, [batch.key])
+        current = locked.get(batch.key)
+        if (
+            current is None
+            or current.state == "retired"
+            or current.active != state.active
+            or current.position != state.position
+        ):
+            raise Superseded  # switched, dropped, or moved on by another holder
         timestamp = self._apply_events(projection, batch.notifications, sql)
         projection.after_batch(sql)
         sql.execute(
@@ -682,19 +808,6 @@ class ProjectionRunner:
             self._switch_to(projection, sql)
         if state.active or batch.switching:
             self._announce(sql, batch.new_position, projection, switching=batch.switching)
-
-    def _lock_state(self, sql: Sql, state: GenerationState) -> GenerationState:
-        suffix = " FOR UPDATE" if sql.dialect == "postgresql" else ""
-        row = sql.fetchone(
-            f"SELECT * FROM {STATE_TABLE} WHERE name = %s AND generation = %s{suffix}",
-            (self.name, state.generation),
-        )
-        if row is None:
-            raise Superseded
-        current = GenerationState.of(row)
-        if current.state == "retired" or current.active != state.active:
-            raise Superseded
-        return current
 
     def _apply_events(
         self, projection: Projection, notifications: Sequence[Notification], sql: Sql
@@ -832,6 +945,10 @@ class AppendSignal:
             while not self._stopping.is_set():
                 for _ in connection.notifies(timeout=IDLE_WAIT_S, stop_after=1):
                     break
+                # The appends announced meanwhile are all below the head read next:
+                # one read for them all.
+                for _ in connection.notifies(timeout=0):
+                    pass
                 self._advance()
 
     def stop(self) -> None:
@@ -868,6 +985,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._decoder = EventDecoder(app)
+        self._shared_commits = SharedCommits(database)
 
     def start(self) -> None:
         for projection_class in self.projection_classes:
@@ -901,6 +1019,7 @@ class Supervisor:
             on_changes=self._on_changes,
             decoder=self._decoder,
             defer_idle_positions=True,
+            shared_commits=self._shared_commits,
         )
         backoff_s = FAILURE_BACKOFF_S_MIN
         head: int | None = None

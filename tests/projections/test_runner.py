@@ -14,12 +14,14 @@ import pytest
 from prep_es.readside import ReadSide
 from projections.audit import AuditProjection
 from projections.base import Projection
+from projections.bookings import BookingsProjection
 from projections.database import Sql
 from projections.locks import ProcessRunnerLock, RunnerLock
 from projections.runners import (
     AppendSignal,
     ProjectionFailed,
     ProjectionRunner,
+    SharedCommits,
     Supervisor,
     ensure_ready,
     generations,
@@ -217,3 +219,66 @@ def test_a_supervised_runner_outlives_a_database_it_cannot_reach_for_its_lock(
     finally:
         supervisor.stop()
     assert len(audit_rows(read_side)) == app.position()
+
+
+def test_shared_commits_write_projections_together_and_a_failing_one_alone(
+    market: Marketplace, read_side: ReadSide
+) -> None:
+    market.request_booking(START_OF_TESTS + timedelta(days=3))
+    app, database = market.runtime.app, read_side.write_database
+    shared = SharedCommits(database)
+    head = app.position()
+    batches = []
+    for projection in (AuditProjection, Poisoned, BookingsProjection):
+        ensure_ready(database, projection)
+        runner = ProjectionRunner(projection, app, database, shared_commits=shared)
+        [state] = runner.generations()
+        notifications = runner.decoder.notifications(
+            0, head, 1000, runner.topics, rebuilding=False
+        )
+        batches.append(runner.prepare(state, notifications, head, full=False))
+
+    outcomes = shared._commit_group(batches)
+
+    # The shared transaction failed on the poisoned batch; committed one by one, the
+    # others went through and the poisoned one stopped visibly.
+    assert outcomes[0] is False and outcomes[2] is False
+    assert isinstance(outcomes[1], ProjectionFailed)
+    assert len(audit_rows(read_side)) == head
+    assert [(s.state, s.position) for s in state_of(read_side, "bookings")] == [
+        ("running", head)
+    ]
+    [poisoned] = state_of(read_side, "poisoned")
+    assert poisoned.state == "failed"
+    assert poisoned.failed_topic == "Booking.BookingRequested"
+
+
+def test_a_supervisor_commits_its_runners_batches_together(
+    market: Marketplace, read_side: ReadSide
+) -> None:
+    app = market.runtime.app
+    signal = AppendSignal(app, conninfo=None, channel="unused")
+    supervisor = Supervisor(
+        app,
+        read_side.write_database,
+        [AuditProjection, BookingsProjection],
+        lock_factory=lambda name: ProcessRunnerLock(f"shared:{name}:{uuid4()}"),
+        signal=signal,
+    )
+    supervisor.start()
+    try:
+        for day in range(4, 10):
+            market.request_booking(START_OF_TESTS + timedelta(days=day))
+        head = app.position()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            state.position < head
+            for name in ("audit", "bookings")
+            for state in state_of(read_side, name)
+        ):
+            time.sleep(0.05)
+    finally:
+        supervisor.stop()
+    assert len(audit_rows(read_side)) == head
+    with read_side.query_database.reading() as sql:
+        assert sql.scalar("SELECT count(*) FROM bookings_bookings") == 6

@@ -61,7 +61,7 @@ def test_appends_queued_during_a_commit_share_the_next_transaction(
     followers = [threading.Thread(target=append, args=(i,)) for i in range(1, 6)]
     for follower in followers:
         follower.start()
-    while len(group_commit._queue) < 5:
+    while group_commit.queued < 5:
         time.sleep(0.001)
     release_first_commit.set()
     for thread in [leader, *followers]:
@@ -110,7 +110,7 @@ def test_a_conflicting_append_fails_alone(
     threads.append(threading.Thread(target=append, args=("stale", taken)))
     for thread in threads[1:]:
         thread.start()
-    while len(group_commit._queue) < 4:
+    while group_commit.queued < 4:
         time.sleep(0.001)
     gate.set()
     for thread in threads:
@@ -192,13 +192,13 @@ def test_reading_what_another_append_of_the_group_writes_is_not_hidden(
         time.sleep(0.001)
     threads.append(threading.Thread(target=append, args=("writer", kitchen[1:], {})))
     threads[1].start()
-    while len(group_commit._queue) < 1:
+    while group_commit.queued < 1:
         time.sleep(0.001)
     threads.append(
         threading.Thread(target=append, args=("reader", stream(1), {kitchen_id: 1}))
     )
     threads[2].start()
-    while len(group_commit._queue) < 2:
+    while group_commit.queued < 2:
         time.sleep(0.001)
     gate.set()
     for thread in threads:
