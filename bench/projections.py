@@ -109,7 +109,7 @@ from commands.handling import Actor  # noqa: E402
 from prep_es.eventstore import PrepApplication, application_env, open_application  # noqa: E402
 from prep_es.passwords import Argon2Passwords  # noqa: E402
 from prep_es.readside import ReadSide, open_read_side, start_projectors  # noqa: E402
-from prep_es.runtime import Runtime, open_runtime  # noqa: E402
+from prep_es.runtime import Runtime, freeze_startup_objects, open_runtime  # noqa: E402
 from prep_es.settings import PostgresLocation, Settings, parse_database_url  # noqa: E402
 from projections import PROJECTIONS, Projection  # noqa: E402
 from projections.database import PostgresReadDatabase, ReadDatabase  # noqa: E402
@@ -1158,6 +1158,11 @@ one interpreter lock."""
 def stage_lag(session: Session) -> None:
     report = session.report
     lag_name = "bookings"
+    # What the earlier stages left in this process (the market, the history's
+    # bookkeeping) stays out of the collector's passes, as a server's startup objects
+    # do: a full pass over it stalls the writer threads and the position listener, which
+    # timestamp the commits and sightings.
+    freeze_startup_objects()
     for prefix, shape in LAG_SHAPES.items():
         print(
             f"(d) lag to the {lag_name} projection, projectors {shape}, "
