@@ -450,6 +450,13 @@ def import_domain_modules() -> None:
         importlib.import_module(module.name)
 
 
+DATABASE_IDENTITY_QUERY: Final = (
+    "SELECT current_database() AS database, inet_server_port() AS port, "
+    "pg_postmaster_start_time() AS started"
+)
+"""Two sessions answering alike are on the same database of the same server instance."""
+
+
 class PrepApplication(Application[UUID]):
     """The Prep ES event store: repository, snapshots and notification log.
 
@@ -492,6 +499,28 @@ class PrepApplication(Application[UUID]):
     def position(self) -> int:
         """The notification id of the latest stored event (0 when the store is empty)."""
         return self.recorder.max_notification_id() or 0
+
+    def postgres_events_table(self) -> str | None:
+        """The events table, qualified and quoted for SQL in another session on the same
+        PostgreSQL database (``None`` on SQLite)."""
+        recorder = self.recorder
+        if not isinstance(recorder, AppendOnlyPostgresApplicationRecorder):
+            return None
+        schema = recorder.datastore.schema.replace('"', '""')
+        table = recorder.events_table_name.replace('"', '""')
+        return f'"{schema}"."{table}"'
+
+    def postgres_database_identity(self) -> tuple[object, ...] | None:
+        """What tells this store's PostgreSQL database from any other (see
+        :data:`DATABASE_IDENTITY_QUERY`); ``None`` on SQLite."""
+        recorder = self.recorder
+        if not isinstance(recorder, AppendOnlyPostgresApplicationRecorder):
+            return None
+        with recorder.datastore.cursor() as cursor:
+            cursor.execute(DATABASE_IDENTITY_QUERY)
+            row = cursor.fetchone()
+        assert row is not None
+        return tuple(row.values())
 
     def latest_events(self, aggregate_id: UUID) -> list[DomainEventProtocol[UUID]]:
         """What an aggregate is rebuilt from: its latest snapshot, if any, then its

@@ -16,10 +16,31 @@ from projections.database import Dialect, Sql
 from projections.events import domain_event_types
 
 REDACTED = "***"
+REDACT_FUNCTION = "prep_es_redact_secrets"
+REDACT_FUNCTION_DDL = f"""
+CREATE OR REPLACE FUNCTION {REDACT_FUNCTION}(value jsonb, secrets text[]) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    -- redact_secrets below, in SQL: every value under a secret's name, at any depth.
+    IF jsonb_typeof(value) = 'object' THEN
+        RETURN (SELECT coalesce(jsonb_object_agg(key, CASE WHEN key = ANY(secrets)
+                    THEN to_jsonb('{REDACTED}'::text)
+                    ELSE {REDACT_FUNCTION}(item, secrets) END), '{{}}'::jsonb)
+                FROM jsonb_each(value) AS member(key, item));
+    ELSIF jsonb_typeof(value) = 'array' THEN
+        RETURN (SELECT coalesce(jsonb_agg({REDACT_FUNCTION}(item, secrets) ORDER BY n),
+                    '[]'::jsonb)
+                FROM jsonb_array_elements(value) WITH ORDINALITY AS element(item, n));
+    END IF;
+    RETURN value;
+END
+$$"""
 SECRET_FIELDS = frozenset({"password_hash"})
 ENVELOPE_FIELDS = frozenset(
     {"originator_id", "originator_version", "originator_topic", "timestamp", "metadata"}
 )
+STATE_ENVELOPE_FIELDS = ENVELOPE_FIELDS | {CLASS_VERSION_KEY}
+"""What a stored state holds beside the event's own fields."""
 
 
 def redact_secrets(name: str, value: Any) -> Any:
@@ -46,8 +67,9 @@ class AuditProjection(Projection):
     tables: ClassVar[tuple[str, ...]] = ("entries",)
     event_types: ClassVar[tuple[type[Any], ...]] = domain_event_types()
     reads_stored_events: ClassVar[bool] = True
+    records_every_event: ClassVar[bool] = True
 
-    def create_tables(self, sql: Sql) -> None:
+    def _create_entries(self, sql: Sql) -> None:
         entries = self.table("entries")
         sql.execute(
             f"CREATE TABLE {entries} ("
@@ -61,6 +83,11 @@ class AuditProjection(Projection):
             "correlation_id text, "
             f"payload {self.column('json')} NOT NULL)"
         )
+
+    def create_tables(self, sql: Sql) -> None:
+        self._create_entries(sql)
+        if sql.dialect == "postgresql":
+            sql.execute(REDACT_FUNCTION_DDL)
 
     def create_indexes(self, sql: Sql) -> None:
         entries = self.table("entries")
@@ -99,7 +126,7 @@ class AuditProjection(Projection):
         payload = {
             name: redact_secrets(name, value)
             for name, value in state.items()
-            if name not in ENVELOPE_FIELDS and name != CLASS_VERSION_KEY
+            if name not in STATE_ENVELOPE_FIELDS
         }
         actor_id = metadata.get("actor_id")
         topic = notification.topic
@@ -119,6 +146,38 @@ class AuditProjection(Projection):
             )
         )
         return recorded_at
+
+    def apply_stored_range(
+        self, after: int, up_to: int, events_table: str, sql: Sql
+    ) -> tuple[int, datetime | None]:
+        """The rows :meth:`apply_stored` would build, built by PostgreSQL."""
+        envelope = ", ".join(f"'{name}'" for name in sorted(STATE_ENVELOPE_FIELDS))
+        may_hold_secret = " OR ".join(
+            f"strpos(stored.text, '\"{name}\"') > 0" for name in sorted(SECRET_FIELDS)
+        )
+        secrets = ", ".join(f"'{name}'" for name in sorted(SECRET_FIELDS))
+        row = sql.fetchone(
+            f"WITH inserted AS (INSERT INTO {self.table('entries')} ("
+            f"{', '.join(name for name, _ in self.COLUMNS)}) "
+            "SELECT e.notification_id, (stored.state->>'timestamp')::timestamptz, "
+            "split_part(e.topic, '.', 1), e.originator_id, e.originator_version, e.topic, "
+            "(stored.state->'metadata'->>'actor_id')::uuid, "
+            "stored.state->'metadata'->>'actor_role', "
+            "stored.state->'metadata'->>'request_id', "
+            "stored.state->'metadata'->>'correlation_id', "
+            f"CASE WHEN {may_hold_secret} "
+            f"THEN {REDACT_FUNCTION}(own.payload, ARRAY[{secrets}]) ELSE own.payload END "
+            f"FROM {events_table} AS e "
+            "CROSS JOIN LATERAL (SELECT convert_from(e.state, 'UTF8') AS text) AS raw "
+            "CROSS JOIN LATERAL (SELECT raw.text, raw.text::jsonb AS state) AS stored "
+            f"CROSS JOIN LATERAL (SELECT stored.state - ARRAY[{envelope}] AS payload) AS own "
+            "WHERE e.notification_id > %s AND e.notification_id <= %s "
+            "ON CONFLICT (position) DO NOTHING RETURNING recorded_at) "
+            "SELECT count(*) AS applied, max(recorded_at) AS recorded_at FROM inserted",
+            (after, up_to),
+        )
+        assert row is not None
+        return int(row["applied"]), row["recorded_at"]
 
     def after_batch(self, sql: Sql) -> None:
         """One multi-row insert per batch: a statement per event would cost more than

@@ -86,6 +86,11 @@ class Projection(ABC):
     JSON state undecoded), for a projection that records events rather than reading
     them — decoding would cost it more than everything else it does."""
 
+    records_every_event: ClassVar[bool] = False
+    """``True`` (with ``reads_stored_events``): the projection follows every event type,
+    so a batch is a range of positions, which :meth:`apply_stored_range` applies on
+    PostgreSQL."""
+
     def __init__(self, generation: int, dialect: Dialect) -> None:
         self.generation = generation
         self.dialect = dialect
@@ -204,6 +209,16 @@ class Projection(ABC):
 
     def apply_stored(self, notification: Notification, sql: Sql) -> datetime:
         """Apply one stored event (``reads_stored_events``); return when it happened."""
+        raise NotImplementedError
+
+    def apply_stored_range(
+        self, after: int, up_to: int, events_table: str, sql: Sql
+    ) -> tuple[int, datetime | None]:
+        """Apply every stored event with a position in (``after``, ``up_to``] by SQL over
+        ``events_table`` (``records_every_event``, on PostgreSQL, whose read models share
+        the event store's database): the server builds the rows, nothing is fetched,
+        decoded and sent back. Returns how many events were applied and when the last
+        one happened."""
         raise NotImplementedError
 
     def before_batch(self) -> None:  # noqa: B027

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import Notification
 
-from prep_es.eventstore import PrepApplication
+from prep_es.eventstore import DATABASE_IDENTITY_QUERY, PrepApplication
 from prep_es.funnel import Funnel
 from projections.base import Projection
 from projections.database import ReadDatabase, Row, Sql
@@ -411,6 +411,8 @@ class Batch:
     new_position: int
     switching: bool
     full: bool
+    applied: int = 0
+    """How many events writing it applied (set by :meth:`ProjectionRunner.write`)."""
 
     @property
     def key(self) -> GenerationKey:
@@ -499,6 +501,15 @@ class SharedCommits:
             return error
 
 
+def _shares_database(app: PrepApplication, database: ReadDatabase) -> bool:
+    """Whether the read models are in the event store's own PostgreSQL database."""
+    if database.dialect != "postgresql":
+        return False
+    with database.reading() as sql:
+        row = sql.fetchone(DATABASE_IDENTITY_QUERY)
+    return row is not None and tuple(row.values()) == app.postgres_database_identity()
+
+
 class ProjectionRunner:
     """Applies events to one projection's generations; used by one thread."""
 
@@ -537,6 +548,13 @@ class ProjectionRunner:
         self.on_changes = on_changes
         self.decoder = decoder or EventDecoder(app)
         self.shared_commits = shared_commits
+        self.events_table = (
+            app.postgres_events_table()
+            if projection_class.records_every_event and _shares_database(app, database)
+            else None
+        )
+        """Where batches of a projection that records every event are applied by SQL
+        (``Projection.apply_stored_range``): they are ranges of positions, not fetched."""
         self.topics = frozenset(projection_class.topics())
         self._known: list[GenerationState] | None = None
         self._known_at = 0.0
@@ -628,6 +646,9 @@ class ProjectionRunner:
                 # Quiet since: store the position announced.
                 self.apply_fetched(state, [], start, full=False)
             return False
+        if self.events_table is not None:
+            up_to = min(head, start + limit)
+            return self.apply_fetched(state, [], up_to, full=up_to < head)
         notifications = self.decoder.notifications(
             start, head, limit, self.topics, rebuilding=not state.active
         )
@@ -731,7 +752,7 @@ class ProjectionRunner:
                 dataclasses.replace(
                     state,
                     position=new_position,
-                    events_applied=state.events_applied + len(batch.notifications),
+                    events_applied=state.events_applied + batch.applied,
                     state="running" if state.active else "building",
                 )
             )
@@ -786,7 +807,7 @@ class ProjectionRunner:
             or current.position != state.position
         ):
             raise Superseded  # switched, dropped, or moved on by another holder
-        timestamp = self._apply_events(projection, batch.notifications, sql)
+        timestamp = self._apply_events(batch, sql)
         projection.after_batch(sql)
         sql.execute(
             f"UPDATE {STATE_TABLE} SET position = %s, "
@@ -796,7 +817,7 @@ class ProjectionRunner:
             "failed_error = NULL WHERE name = %s AND generation = %s",
             (
                 batch.new_position,
-                len(batch.notifications),
+                batch.applied,
                 timestamp,
                 time.time(),
                 "running" if state.active or batch.switching else "building",
@@ -809,9 +830,15 @@ class ProjectionRunner:
         if state.active or batch.switching:
             self._announce(sql, batch.new_position, projection, switching=batch.switching)
 
-    def _apply_events(
-        self, projection: Projection, notifications: Sequence[Notification], sql: Sql
-    ) -> float | None:
+    def _apply_events(self, batch: Batch, sql: Sql) -> float | None:
+        """Apply the batch's events; when the last one happened (``None``: no event)."""
+        projection, notifications = batch.projection, batch.notifications
+        if self.events_table is not None:
+            batch.applied, recorded_at = projection.apply_stored_range(
+                batch.state.position, batch.new_position, self.events_table, sql
+            )
+            return None if recorded_at is None else recorded_at.timestamp()
+        batch.applied = len(notifications)
         timestamp: float | None = None
         for notification in notifications:
             try:
