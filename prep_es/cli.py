@@ -18,6 +18,7 @@ import getpass
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -78,6 +79,7 @@ REBUILD_PROGRESS_INTERVAL_S: Final = 1.0
 REBUILD_FOLLOW_INTERVAL_S: Final = 0.25
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 STOP_CHECK_INTERVAL_S: Final = 0.5
+SWEEPER_STOP_TIMEOUT_S: Final = 30.0
 
 logger = logging.getLogger("prep_es.cli")
 
@@ -201,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         "time and in several processes: each transition happens once.",
     )
     _add_json_flag(sweep)
+    sweep.add_argument(
+        "--every",
+        type=_interval,
+        metavar="SECONDS",
+        help="sweep at once and then every SECONDS until SIGINT or SIGTERM; one process "
+        "sweeps at a time, others stand by (logs to standard error)",
+    )
+    sweep.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     sweep.set_defaults(handler=_sweep)
 
     demo = subcommands.add_parser(
@@ -335,6 +345,16 @@ def _seconds(text: str) -> int:
     return _bounded_int(text, 1, 3600, "a timeout in seconds")
 
 
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 86400, got {text!r}")
+    return value
+
+
 def _add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
 
@@ -455,6 +475,8 @@ def _inline(value: Any) -> str:
 
 
 def _sweep(arguments: argparse.Namespace, settings: Settings) -> int:
+    if arguments.every is not None:
+        return _sweep_repeatedly(arguments.every, settings, parent=arguments.parent)
     runtime = open_runtime(settings)
     try:
         report = runtime.commands.sweeper.sweep()
@@ -475,6 +497,50 @@ def _sweep(arguments: argparse.Namespace, settings: Settings) -> int:
     for certificate_id in report.lapsed_certificate_ids:
         print(f"  lapsed certificate    {certificate_id}")
     return EXIT_OK
+
+
+def _sweep_repeatedly(interval_s: float, settings: Settings, *, parent: int | None) -> int:
+    """``sweep --every``: until stopped (or, started by ``project``, until that process
+    is gone)."""
+    _log_to_stderr()
+    stopping = _stop_on_signals()
+    runtime = open_runtime(settings)
+    sweeper = SweeperThread(
+        runtime.commands.sweeper.sweep,
+        interval_s,
+        lock=lock_factory(settings.database)(SWEEPER_LOCK_NAME),
+    )
+    try:
+        sweeper.start()
+        logger.info("sweeping every %g s", interval_s)
+        while not stopping.wait(STOP_CHECK_INTERVAL_S):
+            if parent is not None and os.getppid() != parent:
+                logger.info("the process that started this sweeper is gone: stopping")
+                break
+        sweeper.stop()
+    finally:
+        runtime.close()
+    return EXIT_OK
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+        "%(message)s"
+    )
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (the process's handlers from now on)."""
+    stopping = threading.Event()
+
+    def stop(signal_number: int, _frame: object) -> None:
+        logger.info("received %s: stopping", signal.Signals(signal_number).name)
+        stopping.set()
+
+    for number in STOP_SIGNALS:
+        signal.signal(number, stop)
+    return stopping
 
 
 # --- demo ------------------------------------------------------------------------------
@@ -727,17 +793,8 @@ class _RebuildWatch:
 
 
 def _project(arguments: argparse.Namespace, settings: Settings) -> int:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-        "%(message)s"
-    )
-    stopping = threading.Event()
-
-    def stop(signal_number: int, _frame: object) -> None:
-        logger.info("received %s: stopping", signal.Signals(signal_number).name)
-        stopping.set()
-
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    _log_to_stderr()
+    stopping = _stop_on_signals()
     runtime = open_runtime(settings)
     read_side = open_read_side(settings)
     # API processes that do not run projectors learn of read-model changes through the
@@ -754,28 +811,38 @@ def _project(arguments: argparse.Namespace, settings: Settings) -> int:
             "projecting %s (one process runs each projection; others stand by)",
             ", ".join(_projection_names()),
         )
-        sweeper = None
-        if not arguments.no_sweeper:
-            sweeper = SweeperThread(
-                runtime.commands.sweeper.sweep,
-                settings.sweep_interval_s,
-                lock=lock_factory(settings.database)(SWEEPER_LOCK_NAME),
-            )
-            sweeper.start()
-            logger.info("sweeping every %.0f s", settings.sweep_interval_s)
+        # The sweeper reads every booking and certificate event into its agenda: in its
+        # own process, that work never holds the runners' interpreter (it tripled the
+        # projectors' p99 lag while it caught up).
+        sweeper = None if arguments.no_sweeper else _start_sweeper_process(settings)
         while not stopping.wait(STOP_CHECK_INTERVAL_S):
-            pass
+            if sweeper is not None and sweeper.poll() is not None:
+                logger.error("the sweeper exited (%s); starting another", sweeper.returncode)
+                sweeper = _start_sweeper_process(settings)
         if sweeper is not None:
-            sweeper.stop()
+            sweeper.terminate()
+            sweeper.wait(SWEEPER_STOP_TIMEOUT_S)
         supervisor.stop()
         append_signal.stop()
         logger.info("stopped")
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
         read_side.close()
         runtime.close()
     return EXIT_OK
+
+
+def _start_sweeper_process(settings: Settings) -> subprocess.Popen[bytes]:
+    """``prep-es sweep --every`` beside this process, with its environment (so its
+    settings), ending when this process does."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "prep_es.cli", "sweep",
+            "--every", str(settings.sweep_interval_s),
+            "--parent", str(os.getpid()),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 # --- serve -----------------------------------------------------------------------------

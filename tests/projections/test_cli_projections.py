@@ -18,6 +18,7 @@ from commands.accounts import DepositFunds
 from prep_es.cli import describe_statuses
 from prep_es.readside import ReadSide, lock_factory
 from prep_es.runtime import Runtime
+from prep_es.services import SWEEPER_LOCK_NAME
 from prep_es.settings import Settings
 from projections import PROJECTIONS
 from projections.audit import AuditProjection
@@ -225,3 +226,84 @@ def test_project_runs_every_projection_until_sigterm(
     assert "projecting audit" in err
     assert "received SIGTERM: stopping" in err
     assert err.rstrip().endswith("stopped")
+
+
+def child_commands(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes (Linux)."""
+    commands = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            commands.append(command)
+    return commands
+
+
+def test_project_sweeps_in_a_child_process_that_ends_with_it(
+    runtime: Runtime, database_url: str
+) -> None:
+    project = subprocess.Popen(
+        [sys.executable, "-m", "prep_es.cli", "project"],
+        cwd=REPOSITORY,
+        env=environment(database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sweeper_lock = lock_factory(Settings(database_url=database_url).database)(SWEEPER_LOCK_NAME)
+    try:
+        deadline = time.monotonic() + PROCESS_TIMEOUT_S
+        sweepers: list[str] = []
+        while time.monotonic() < deadline and not sweepers:
+            sweepers = [c for c in child_commands(project.pid) if "sweep --every" in c]
+            time.sleep(0.1)
+        while time.monotonic() < deadline and sweeper_lock.try_acquire():
+            sweeper_lock.release()  # not taken yet: the sweeper is still starting
+            time.sleep(0.1)
+    finally:
+        sweeper_lock.release()
+        project.send_signal(signal.SIGTERM)
+        out, err = project.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert project.returncode == 0, err
+    assert len(sweepers) == 1, err
+    assert f"--parent {project.pid}" in sweepers[0]
+    assert "sweeping every 30 s" in err
+    assert err.rstrip().endswith("stopped")
+    assert not child_commands(project.pid)
+
+
+def test_sweep_every_runs_until_sigterm_or_until_its_parent_is_gone(database_url: str) -> None:
+    def start(*extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "prep_es.cli", "sweep", "--every", "0.2", *extra],
+            cwd=REPOSITORY,
+            env=environment(database_url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    sweeper = start()
+    time.sleep(2)
+    assert sweeper.poll() is None  # still sweeping
+    sweeper.send_signal(signal.SIGTERM)
+    _, err = sweeper.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert sweeper.returncode == 0, err
+    assert "sweeping every 0.2 s" in err and "received SIGTERM: stopping" in err
+
+    orphan = start("--parent", "1")  # not its parent: as if the parent had died
+    _, err = orphan.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert orphan.returncode == 0, err
+    assert "the process that started this sweeper is gone: stopping" in err
+
+
+def test_sweep_every_refuses_an_interval_that_is_not_a_positive_number(cli: RunCli) -> None:
+    for text in ("0", "-1", "soon", "nan"):
+        ran = cli("sweep", "--every", text)
+        assert ran.code == 2, text
+        assert "expected seconds between 0 and 86400" in ran.err
