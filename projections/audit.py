@@ -69,7 +69,7 @@ class AuditProjection(Projection):
     reads_stored_events: ClassVar[bool] = True
     records_every_event: ClassVar[bool] = True
 
-    def _create_entries(self, sql: Sql) -> None:
+    def create_tables(self, sql: Sql) -> None:
         entries = self.table("entries")
         sql.execute(
             f"CREATE TABLE {entries} ("
@@ -84,8 +84,8 @@ class AuditProjection(Projection):
             f"payload {self.column('json')} NOT NULL)"
         )
 
-    def create_tables(self, sql: Sql) -> None:
-        self._create_entries(sql)
+    @classmethod
+    def create_functions(cls, sql: Sql) -> None:
         if sql.dialect == "postgresql":
             sql.execute(REDACT_FUNCTION_DDL)
 

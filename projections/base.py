@@ -211,6 +211,12 @@ class Projection(ABC):
         """Apply one stored event (``reads_stored_events``); return when it happened."""
         raise NotImplementedError
 
+    @classmethod  # noqa: B027
+    def create_functions(cls, sql: Sql) -> None:
+        """Create (or replace) the SQL functions the projection's statements call,
+        shared by all its generations: at every start, so code that came with a new
+        function finds it in a database made by older code."""
+
     def apply_stored_range(
         self, after: int, up_to: int, events_table: str, sql: Sql
     ) -> tuple[int, datetime | None]:

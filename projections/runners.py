@@ -181,6 +181,7 @@ def ensure_ready(database: ReadDatabase, projection_class: type[Projection]) -> 
     with database.transaction() as sql:
         _serialize_schema_changes(sql)
         ensure_state_table(sql)
+        projection_class.create_functions(sql)
         known = generations(sql, projection_class.name)
         active = [g for g in known if g.active]
         if not active:

@@ -74,6 +74,18 @@ def environment(database_url: str) -> dict[str, str]:
     return {**variables, "PREP_ES_DATABASE_URL": database_url}
 
 
+def start_cli(database_url: str, *arguments: str) -> subprocess.Popen[str]:
+    """``prep-es ARGUMENTS`` in its own process, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "prep_es.cli", *arguments],
+        cwd=REPOSITORY,
+        env=environment(database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_status_shows_the_lag_before_catching_up_and_none_after(
     cli: RunCli, runtime: Runtime, read_side: ReadSide
 ) -> None:
@@ -206,14 +218,7 @@ def test_project_runs_every_projection_until_sigterm(
 ) -> None:
     positions = ReadPositions(read_side.query_database)
     positions.start()
-    project = subprocess.Popen(
-        [sys.executable, "-m", "prep_es.cli", "project"],
-        cwd=REPOSITORY,
-        env=environment(database_url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    project = start_cli(database_url, "project")
     try:
         for projection_class in PROJECTIONS:
             positions.wait_for(projection_class.name, runtime.app.position(), PROCESS_TIMEOUT_S)
@@ -247,14 +252,7 @@ def child_commands(pid: int) -> list[str]:
 def test_project_sweeps_in_a_child_process_that_ends_with_it(
     runtime: Runtime, database_url: str
 ) -> None:
-    project = subprocess.Popen(
-        [sys.executable, "-m", "prep_es.cli", "project"],
-        cwd=REPOSITORY,
-        env=environment(database_url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    project = start_cli(database_url, "project")
     sweeper_lock = lock_factory(Settings(database_url=database_url).database)(SWEEPER_LOCK_NAME)
     try:
         deadline = time.monotonic() + PROCESS_TIMEOUT_S
@@ -268,7 +266,7 @@ def test_project_sweeps_in_a_child_process_that_ends_with_it(
     finally:
         sweeper_lock.release()
         project.send_signal(signal.SIGTERM)
-        out, err = project.communicate(timeout=PROCESS_TIMEOUT_S)
+        _, err = project.communicate(timeout=PROCESS_TIMEOUT_S)
     assert project.returncode == 0, err
     assert len(sweepers) == 1, err
     assert f"--parent {project.pid}" in sweepers[0]
@@ -278,17 +276,7 @@ def test_project_sweeps_in_a_child_process_that_ends_with_it(
 
 
 def test_sweep_every_runs_until_sigterm_or_until_its_parent_is_gone(database_url: str) -> None:
-    def start(*extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "prep_es.cli", "sweep", "--every", "0.2", *extra],
-            cwd=REPOSITORY,
-            env=environment(database_url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    sweeper = start()
+    sweeper = start_cli(database_url, "sweep", "--every", "0.2")
     time.sleep(2)
     assert sweeper.poll() is None  # still sweeping
     sweeper.send_signal(signal.SIGTERM)
@@ -296,7 +284,8 @@ def test_sweep_every_runs_until_sigterm_or_until_its_parent_is_gone(database_url
     assert sweeper.returncode == 0, err
     assert "sweeping every 0.2 s" in err and "received SIGTERM: stopping" in err
 
-    orphan = start("--parent", "1")  # not its parent: as if the parent had died
+    # Told a parent it does not have: as if the process that started it had died.
+    orphan = start_cli(database_url, "sweep", "--every", "0.2", "--parent", "1")
     _, err = orphan.communicate(timeout=PROCESS_TIMEOUT_S)
     assert orphan.returncode == 0, err
     assert "the process that started this sweeper is gone: stopping" in err

@@ -4,6 +4,7 @@ failures that stop visibly and resume, rebuilds that switch without downtime."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 from uuid import uuid4
@@ -200,19 +201,32 @@ class FlakyLock(RunnerLock):
         self._lock.release()
 
 
+def start_supervisor(
+    market: Marketplace,
+    read_side: ReadSide,
+    projections: list[type[Projection]],
+    lock_factory: Callable[[str], RunnerLock],
+) -> Supervisor:
+    """A started supervisor of ``projections``, woken by polling the store's head."""
+    app = market.runtime.app
+    supervisor = Supervisor(
+        app,
+        read_side.write_database,
+        projections,
+        lock_factory=lock_factory,
+        signal=AppendSignal(app, conninfo=None, channel="unused"),
+    )
+    supervisor.start()
+    return supervisor
+
+
 def test_a_supervised_runner_outlives_a_database_it_cannot_reach_for_its_lock(
     market: Marketplace, read_side: ReadSide
 ) -> None:
     app = market.runtime.app
-    signal = AppendSignal(app, conninfo=None, channel="unused")
-    supervisor = Supervisor(
-        app,
-        read_side.write_database,
-        [AuditProjection],
-        lock_factory=lambda name: FlakyLock(name, failures=2),
-        signal=signal,
+    supervisor = start_supervisor(
+        market, read_side, [AuditProjection], lambda name: FlakyLock(name, failures=2)
     )
-    supervisor.start()
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(audit_rows(read_side)) < app.position():
@@ -258,15 +272,12 @@ def test_a_supervisor_commits_its_runners_batches_together(
     market: Marketplace, read_side: ReadSide
 ) -> None:
     app = market.runtime.app
-    signal = AppendSignal(app, conninfo=None, channel="unused")
-    supervisor = Supervisor(
-        app,
-        read_side.write_database,
+    supervisor = start_supervisor(
+        market,
+        read_side,
         [AuditProjection, BookingsProjection],
-        lock_factory=lambda name: ProcessRunnerLock(f"shared:{name}:{uuid4()}"),
-        signal=signal,
+        lambda name: ProcessRunnerLock(f"shared:{name}:{uuid4()}"),
     )
-    supervisor.start()
     try:
         for day in range(4, 10):
             market.request_booking(START_OF_TESTS + timedelta(days=day))
