@@ -92,6 +92,10 @@ class ProjectionFailed(Exception):
         self.error = error
 
 
+class _TryOnly(Exception):
+    """Rolls back a transaction that only tried whether its statements succeed."""
+
+
 class Superseded(Exception):
     """The generation being applied is no longer the one to apply (switched or
     dropped by another process)."""
@@ -780,6 +784,8 @@ class ProjectionRunner:
         except (ProjectionFailed, Superseded):
             raise
         except psycopg.Error as error:
+            if self.events_table is not None and not pipelined:
+                raise self._first_failing_event(batch, self.events_table, error) from error
             # Raised at the commit or a later read: the batch as a whole failed.
             last = batch.notifications[-1] if batch.notifications else None
             raise ProjectionFailed(
@@ -788,6 +794,34 @@ class ProjectionRunner:
                 last.topic if last else "",
                 "".join(traceback.format_exception_only(error)).strip(),
             ) from error
+
+    def _first_failing_event(
+        self, batch: Batch, events_table: str, error: psycopg.Error
+    ) -> ProjectionFailed:
+        """A range of positions applied by SQL failed as a whole: the first event whose
+        range fails, found by halving (each try in a transaction rolled back), so that
+        the failure names its event as for projections applied event by event."""
+        start, good, bad = batch.state.position, batch.state.position, batch.new_position
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            try:
+                with self.database.transaction() as sql:
+                    batch.projection.apply_stored_range(start, middle, events_table, sql)
+                    raise _TryOnly
+            except _TryOnly:
+                good = middle
+            except psycopg.Error as found:
+                bad, error = middle, found
+        with self.database.reading() as sql:
+            topic = sql.scalar(
+                f"SELECT topic FROM {events_table} WHERE notification_id = %s", (bad,)
+            )
+        return ProjectionFailed(
+            self.name,
+            bad,
+            topic or "",
+            "".join(traceback.format_exception_only(error)).strip(),
+        )
 
     def write(
         self, batch: Batch, sql: Sql, *, locked: Mapping[GenerationKey, GenerationState] | None

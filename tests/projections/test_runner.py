@@ -327,3 +327,33 @@ def test_audit_rows_built_by_postgresql_equal_the_rows_built_in_python(
     }
     registered = [r for r in built_by_sql if r["event_type"] == "User.UserRegistered"]
     assert registered and all(r["payload"]["password_hash"] == "***" for r in registered)
+
+
+def test_an_event_audit_cannot_build_by_sql_stops_it_at_that_event(
+    market: Marketplace, read_side: ReadSide
+) -> None:
+    database = read_side.write_database
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite builds audit rows in Python only")
+    app = market.runtime.app
+    ensure_ready(database, AuditProjection)
+    runner = ProjectionRunner(AuditProjection, app, database)
+    runner.catch_up()
+    good_until = app.position()
+    with database.transaction() as sql:  # a stored event that is not JSON
+        sql.execute(
+            f"INSERT INTO {runner.events_table} (originator_id, originator_version, topic, "
+            "state) VALUES (%s, 1, %s, %s)",
+            (uuid4(), "Booking.BookingRequested", b"not json"),
+        )
+    market.request_booking(START_OF_TESTS + timedelta(days=3))
+
+    with pytest.raises(ProjectionFailed) as failed:
+        runner.catch_up()
+
+    poisoned = (good_until + 1, "Booking.BookingRequested")
+    assert (failed.value.position, failed.value.topic) == poisoned
+    assert "invalid input syntax for type json" in failed.value.error
+    [state] = state_of(read_side, "audit")
+    assert (state.state, state.position) == ("failed", good_until)
+    assert (state.failed_position, state.failed_topic) == poisoned
