@@ -129,4 +129,3 @@ def _failure(stored_event: StoredEvent, reason: str) -> str:
         f"originator_id {stored_event.originator_id} and "
         f"originator_version {stored_event.originator_version}: {reason}"
     )
-
