@@ -19,8 +19,9 @@ aliases such as ``BookingsReadModel``). It waits, when the request carries
     ) -> BookingDetail:
         return bookings.get(user.viewer, booking_id)
 
-A route that returns a ``Response`` itself (CSV) must copy ``consistency.position`` into
-its ``X-Prep-Position`` header: FastAPI does not merge dependency headers into it.
+A route that returns a ``Response`` itself (CSV, JSON written by orjson) builds it with
+``consistency.response``, which sets ``X-Prep-Position``: FastAPI does not merge
+dependency headers into it.
 
 Dependencies that never block are ``async def``: FastAPI runs a ``def`` dependency in a
 worker thread, and that trip cost more than the work of any of them. Those that may
@@ -347,6 +348,17 @@ class ReadConsistency:
 
     min_position: int
     position: int
+
+    def response(
+        self, content: bytes | str, media_type: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        """A route's own response, with the read model's position (a returned
+        ``Response`` does not take the headers dependencies set)."""
+        return Response(
+            content,
+            media_type=media_type,
+            headers={POSITION_HEADER: str(self.position), **(headers or {})},
+        )
 
 
 def read_model(*names: str) -> Callable[..., Awaitable[ReadConsistency]]:

@@ -70,7 +70,6 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import pstats  # noqa: E402
 import random  # noqa: E402
-import secrets  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -82,7 +81,6 @@ from dataclasses import dataclass, field, replace  # noqa: E402
 from datetime import UTC, date, datetime, timedelta  # noqa: E402
 from functools import singledispatchmethod  # noqa: E402
 from typing import Any, Final, TypeVar  # noqa: E402
-from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 from uuid import UUID, uuid4  # noqa: E402
 from zoneinfo import ZoneInfo  # noqa: E402
 
@@ -98,6 +96,12 @@ from psycopg import sql  # noqa: E402
 from aggregates.account import Account, account_id_for  # noqa: E402
 from aggregates.base import DomainEvent, EventMetadata, recording_metadata  # noqa: E402
 from aggregates.errors import DomainError  # noqa: E402
+from bench.databases import (  # noqa: E402
+    SERVER_URL_DEFAULT,
+    URL_VARIABLE,
+    ScratchDatabases,
+    postgres_location,
+)
 from commands.accounts import DepositFunds  # noqa: E402
 from commands.bookings import (  # noqa: E402
     BookingAction,
@@ -110,7 +114,7 @@ from prep_es.eventstore import PrepApplication, application_env, open_applicatio
 from prep_es.passwords import Argon2Passwords  # noqa: E402
 from prep_es.readside import ReadSide, open_read_side, start_projectors  # noqa: E402
 from prep_es.runtime import Runtime, freeze_startup_objects, open_runtime  # noqa: E402
-from prep_es.settings import PostgresLocation, Settings, parse_database_url  # noqa: E402
+from prep_es.settings import Settings  # noqa: E402
 from projections import PROJECTIONS, Projection  # noqa: E402
 from projections.database import PostgresReadDatabase, ReadDatabase  # noqa: E402
 from projections.runners import (  # noqa: E402
@@ -126,9 +130,6 @@ from projections.runners import (  # noqa: E402
 from queries.consistency import read_position  # noqa: E402
 from tests.support import MutableClock, as_actor, create_user, publish_compliant_kitchen  # noqa: E402
 
-URL_VARIABLE: Final = "PREP_ES_BENCH_DATABASE_URL"
-SERVER_URL_DEFAULT: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
-DATABASE_PREFIX: Final = "prep_es_bench_"
 RESULTS_PATH: Final = ROOT / "bench" / "results" / "projections.json"
 
 WRITER_THREADS: Final = 4
@@ -187,38 +188,28 @@ class Database:
     """Where the run happens: a fresh database, or the one ``PREP_ES_BENCH_DATABASE_URL``
     names. Tables and schemas of the bench's own (not Prep ES's) carry ``token``."""
 
-    server_url: str
     given_url: str | None
-    token: str = field(default_factory=lambda: secrets.token_hex(4))
-    created: str | None = None
+    scratch: ScratchDatabases = field(
+        default_factory=lambda: ScratchDatabases(server_url=SERVER_URL_DEFAULT)
+    )
+
+    @property
+    def token(self) -> str:
+        return self.scratch.token
 
     def open(self) -> str:
         if self.given_url is not None:
             return self.given_url
-        name = f"{DATABASE_PREFIX}{self.token}_projections"
-        with psycopg.connect(self.server_url, autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
-            )
-        self.created = name
-        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{name}"))
+        return self.scratch.create("projections")
 
     def prefix(self) -> str:
         return f"bench_{self.token}"
 
     def drop(self, url: str) -> None:
-        if self.created is None:
+        if self.given_url is None:
+            self.scratch.drop_all()
+        else:
             self._drop_own_objects(url)
-            return
-        name, self.created = self.created, None
-        assert name.startswith(DATABASE_PREFIX), name
-        try:
-            with psycopg.connect(self.server_url, autocommit=True) as connection:
-                connection.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
-        except psycopg.Error as error:
-            print(f"warning: could not drop database {name}: {error}", file=sys.stderr)
 
     def _drop_own_objects(self, url: str) -> None:
         """In a given database, drop what the bench made beside Prep ES's own tables."""
@@ -245,13 +236,6 @@ class Database:
                     )
         except psycopg.Error as error:
             print(f"warning: could not drop the bench's tables: {error}", file=sys.stderr)
-
-
-def postgres_location(url: str) -> PostgresLocation:
-    location = parse_database_url(url)
-    if not isinstance(location, PostgresLocation):
-        raise SystemExit(f"{URL_VARIABLE} must be a postgresql:// URL")
-    return location
 
 
 def store_settings(url: str, *, aggregate_cache_size: int | None = None) -> Settings:
@@ -1050,7 +1034,7 @@ def database_for_run() -> Iterator[tuple[Database, str]]:
     given = os.environ.get(URL_VARIABLE) or None
     if given is not None:
         postgres_location(given)
-    database = Database(server_url=SERVER_URL_DEFAULT, given_url=given)
+    database = Database(given_url=given)
     url = database.open()
     try:
         yield database, url

@@ -57,7 +57,7 @@ from prep_es.server import (
     ServeRefused,
     serve,
 )
-from prep_es.services import SWEEPER_LOCK_NAME, SweeperThread
+from prep_es.services import SWEEPER_STOP_TIMEOUT_S, locked_sweeper
 from prep_es.settings import Settings, SettingsError, SqliteLocation, load_settings
 from projections import PROJECTIONS, Projection
 from projections.locks import RunnerLock
@@ -79,7 +79,6 @@ REBUILD_PROGRESS_INTERVAL_S: Final = 1.0
 REBUILD_FOLLOW_INTERVAL_S: Final = 0.25
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 STOP_CHECK_INTERVAL_S: Final = 0.5
-SWEEPER_STOP_TIMEOUT_S: Final = 30.0
 
 logger = logging.getLogger("prep_es.cli")
 
@@ -505,11 +504,7 @@ def _sweep_repeatedly(interval_s: float, settings: Settings, *, parent: int | No
     _log_to_stderr()
     stopping = _stop_on_signals()
     runtime = open_runtime(settings)
-    sweeper = SweeperThread(
-        runtime.commands.sweeper.sweep,
-        interval_s,
-        lock=lock_factory(settings.database)(SWEEPER_LOCK_NAME),
-    )
+    sweeper = locked_sweeper(runtime, interval_s)
     try:
         sweeper.start()
         logger.info("sweeping every %g s", interval_s)

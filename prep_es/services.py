@@ -113,6 +113,16 @@ class SweeperThread:
             self._thread.join(timeout=SWEEPER_STOP_TIMEOUT_S)
 
 
+def locked_sweeper(runtime: Runtime, interval_s: float) -> SweeperThread:
+    """A sweeper of ``runtime``'s store that sweeps only while it holds the sweeper lock
+    (one process at a time; not started)."""
+    return SweeperThread(
+        runtime.commands.sweeper.sweep,
+        interval_s,
+        lock=lock_factory(runtime.settings.database)(SWEEPER_LOCK_NAME),
+    )
+
+
 @dataclass
 class Services:
     """One per process; shared by every request (each member is thread-safe)."""
@@ -250,11 +260,7 @@ def open_services(
                 on_position=read_positions.observe,
                 on_changes=query_cache.mark_changed,
             )
-            services.sweeper = SweeperThread(
-                runtime.commands.sweeper.sweep,
-                settings.sweep_interval_s,
-                lock=lock_factory(settings.database)(SWEEPER_LOCK_NAME),
-            )
+            services.sweeper = locked_sweeper(runtime, settings.sweep_interval_s)
             services.sweeper.start()
     except BaseException:
         for resource in reversed(opened):

@@ -26,7 +26,6 @@ so a retried batch changes nothing; rows depend only on events in order.
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from functools import singledispatchmethod
 from typing import Any, ClassVar
@@ -337,11 +336,11 @@ class AccountsProjection(Projection):
             except Exception as error:
                 from projections.runners import ProjectionFailed  # noqa: PLC0415 (cycle)
 
-                raise ProjectionFailed(
+                raise ProjectionFailed.of(
                     self.name,
                     pending.position,
                     get_topic(type(pending.event)),
-                    "".join(traceback.format_exception_only(error)).strip(),
+                    error,
                 ) from error
         self._pending.clear()
         self.insert_rows(

@@ -41,7 +41,6 @@ Definitions (what the numbers mean):
 
 from __future__ import annotations
 
-import traceback
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
@@ -190,11 +189,11 @@ class AnalyticsProjection(Projection):
             except Exception as error:
                 from projections.runners import ProjectionFailed  # noqa: PLC0415 (cycle)
 
-                raise ProjectionFailed(
+                raise ProjectionFailed.of(
                     self.name,
                     position,
                     get_topic(type(event)),
-                    "".join(traceback.format_exception_only(error)).strip(),
+                    error,
                 ) from error
         self._events.clear()
         if batch.changed:

@@ -96,6 +96,11 @@ class ProjectionFailed(Exception):
         self.topic = topic
         self.error = error
 
+    @classmethod
+    def of(cls, name: str, position: int, topic: str, error: BaseException) -> ProjectionFailed:
+        """The failure ``error`` (its type and message, no stack) caused."""
+        return cls(name, position, topic, "".join(traceback.format_exception_only(error)).strip())
+
 
 class _TryOnly(Exception):
     """Rolls back a transaction that only tried whether its statements succeed."""
@@ -428,6 +433,22 @@ class Batch:
     def key(self) -> GenerationKey:
         return (self.runner.name, self.state.generation)
 
+    # As an item of :class:`SharedCommits`:
+
+    @property
+    def locks(self) -> list[GenerationKey]:
+        return [self.key]
+
+    def write(self, sql: Sql, locked: Mapping[GenerationKey, GenerationState]) -> None:
+        self.runner.write(self, sql, locked=locked)
+
+    def committed(self) -> bool:
+        self.runner.committed(self)
+        return self.full
+
+    def commit_alone(self) -> bool:
+        return self.runner.commit(self)
+
 
 @dataclass(frozen=True)
 class IdleAnnouncement:
@@ -436,20 +457,22 @@ class IdleAnnouncement:
 
     runner: ProjectionRunner
     position: int
+    locks: tuple[GenerationKey, ...] = ()
 
-    def write(self, sql: Sql) -> None:
+    def write(self, sql: Sql, locked: Mapping[GenerationKey, GenerationState]) -> None:
         sql.execute(
             "SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.runner.name}:{self.position}")
         )
 
-    def announced(self) -> None:
+    def committed(self) -> bool:
         if self.runner.on_position is not None:
             self.runner.on_position(self.runner.name, self.position)
+        return False
 
-    def announce_alone(self) -> None:
+    def commit_alone(self) -> bool:
         with self.runner.database.transaction(pipelined=True) as sql:
-            self.write(sql)
-        self.announced()
+            self.write(sql, {})
+        return self.committed()
 
 
 class SharedCommits:
@@ -497,31 +520,19 @@ class SharedCommits:
         if len(group) > 1:
             try:
                 with self._database.transaction(pipelined=True) as sql:
-                    locked = lock_states(
-                        sql, [item.key for item in group if isinstance(item, Batch)]
-                    )
+                    locked = lock_states(sql, [key for item in group for key in item.locks])
                     for item in group:
-                        if isinstance(item, Batch):
-                            item.runner.write(item, sql, locked=locked)
-                        else:
-                            item.write(sql)
+                        item.write(sql, locked)
             except Exception:
                 logger.debug("a shared projection commit failed; committing alone", exc_info=True)
             else:
-                for item in group:
-                    if isinstance(item, Batch):
-                        item.runner.committed(item)
-                    else:
-                        item.announced()
-                return [item.full if isinstance(item, Batch) else False for item in group]
+                return [item.committed() for item in group]
         return [self._commit_alone(item) for item in group]
 
-    def _commit_alone(self, item: Batch | IdleAnnouncement) -> bool | BaseException:
+    @staticmethod
+    def _commit_alone(item: Batch | IdleAnnouncement) -> bool | BaseException:
         try:
-            if isinstance(item, Batch):
-                return item.runner.commit(item)
-            item.announce_alone()
-            return False
+            return item.commit_alone()
         except Exception as error:
             return error
 
@@ -706,7 +717,7 @@ class ProjectionRunner:
         if self.shared_commits is not None:
             self.shared_commits.announce(announcement)
         else:
-            announcement.announce_alone()
+            announcement.commit_alone()
 
     def prepare(
         self,
@@ -808,11 +819,11 @@ class ProjectionRunner:
                 raise self._first_failing_event(batch, self.events_table, error) from error
             # Raised at the commit or a later read: the batch as a whole failed.
             last = batch.notifications[-1] if batch.notifications else None
-            raise ProjectionFailed(
+            raise ProjectionFailed.of(
                 self.name,
                 last.id if last else batch.new_position,
                 last.topic if last else "",
-                "".join(traceback.format_exception_only(error)).strip(),
+                error,
             ) from error
 
     def _first_failing_event(
@@ -836,11 +847,11 @@ class ProjectionRunner:
             topic = sql.scalar(
                 f"SELECT topic FROM {events_table} WHERE notification_id = %s", (bad,)
             )
-        return ProjectionFailed(
+        return ProjectionFailed.of(
             self.name,
             bad,
             topic or "",
-            "".join(traceback.format_exception_only(error)).strip(),
+            error,
         )
 
     def write(
@@ -904,9 +915,8 @@ class ProjectionRunner:
                     projection.applier(type(event))(projection, event, notification.id, sql)
                     recorded_at = event.timestamp
             except Exception as error:
-                detail = "".join(traceback.format_exception_only(error)).strip()
-                raise ProjectionFailed(
-                    self.name, notification.id, notification.topic, detail
+                raise ProjectionFailed.of(
+                    self.name, notification.id, notification.topic, error
                 ) from error
             timestamp = recorded_at.timestamp()
         return timestamp

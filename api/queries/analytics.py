@@ -26,7 +26,7 @@ from api.deps import (
     TodayUtc,
 )
 from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
-from api.schemas import POSITION_HEADER, MoneyOut, money
+from api.schemas import MoneyOut, money
 from queries.analytics import (
     RANKING_LIMIT_DEFAULT,
     RANKING_LIMIT_MAX,
@@ -109,13 +109,10 @@ def csv_response(
         output = io.StringIO()
         csv.writer(output, lineterminator="\r\n").writerow(list(model.model_fields))
         text = output.getvalue()
-    return Response(
-        content=text,
-        media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
-        headers={
-            POSITION_HEADER: str(consistency.position),
-            "Content-Disposition": f'attachment; filename="{filename}"',
-        },
+    return consistency.response(
+        text,
+        f"{CSV_MEDIA_TYPE}; charset=utf-8",
+        {"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

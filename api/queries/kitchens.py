@@ -18,10 +18,9 @@ from api.deps import (
     KitchensReadModel,
     OptionalUser,
     PageParams,
-    ReadConsistency,
 )
 from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
-from api.schemas import MONEY_DIGITS_MAX, POSITION_HEADER, MoneyOut, cents, money
+from api.schemas import MONEY_DIGITS_MAX, MoneyOut, cents, money
 from queries.base import Page
 from queries.kitchens import (
     KitchenCertificate,
@@ -200,16 +199,6 @@ def _summary_document(
     }
 
 
-def json_answer(content: bytes, consistency: ReadConsistency) -> Response:
-    """A query's JSON, with the read model's position (a returned ``Response`` does not
-    take the headers dependencies set)."""
-    return Response(
-        content,
-        media_type="application/json",
-        headers={POSITION_HEADER: str(consistency.position)},
-    )
-
-
 @router.get(
     "",
     summary="Search bookable kitchens",
@@ -290,7 +279,7 @@ def search_kitchens(
         sort=sort,
     )
     found = kitchens.search(filters, page, min_position=consistency.min_position)
-    return json_answer(KitchenPage.json_of(found), consistency)
+    return consistency.response(KitchenPage.json_of(found), "application/json")
 
 
 @router.get(
@@ -311,4 +300,4 @@ def get_kitchen(
 ) -> Response:
     viewer = None if user is None else user.viewer
     detail = kitchens.get(viewer, kitchen_id, min_position=consistency.min_position)
-    return json_answer(KitchenDetailOut.json_of(detail), consistency)
+    return consistency.response(KitchenDetailOut.json_of(detail), "application/json")
