@@ -113,7 +113,7 @@ from commands.handling import Actor  # noqa: E402
 from prep_es.eventstore import PrepApplication, application_env, open_application  # noqa: E402
 from prep_es.passwords import Argon2Passwords  # noqa: E402
 from prep_es.readside import ReadSide, open_read_side, start_projectors  # noqa: E402
-from prep_es.runtime import Runtime, freeze_startup_objects, open_runtime  # noqa: E402
+from prep_es.runtime import Runtime, open_runtime, tune_garbage_collection  # noqa: E402
 from prep_es.settings import Settings  # noqa: E402
 from projections import PROJECTIONS, Projection  # noqa: E402
 from projections.database import PostgresReadDatabase, ReadDatabase  # noqa: E402
@@ -1077,6 +1077,10 @@ def stage_history(session: Session, started: float) -> None:
 def stage_floors(session: Session) -> None:
     """(a) and (b)."""
     report, head = session.report, session.head
+    # From here on this process runs projections, floors and ours alike, under the
+    # collector policy of Prep ES's projector processes: the ratios compare code, not
+    # collector settings.
+    tune_garbage_collection()
     events = min(session.plan.es_runner_events, head)
     print(f"(a) eventsourcing's ProjectionRunner over the first {events} events", flush=True)
     session.runner_rate = bench_library_runner(session.url, session.prefix, events)
@@ -1150,7 +1154,7 @@ def stage_lag(session: Session) -> None:
     # bookkeeping) stays out of the collector's passes, as a server's startup objects
     # do: a full pass over it stalls the writer threads and the position listener, which
     # timestamp the commits and sightings.
-    freeze_startup_objects()
+    tune_garbage_collection()
     for prefix, shape in LAG_SHAPES.items():
         print(
             f"(d) lag to the {lag_name} projection, projectors {shape}, "

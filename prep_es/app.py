@@ -45,7 +45,7 @@ from prep_es.errors import (
 )
 from prep_es.logs import REQUEST_ID_HEADER, accept_request_id, configure_logging, request_id
 from prep_es.metrics import Metrics, MetricsMiddleware
-from prep_es.runtime import freeze_startup_objects, system_clock
+from prep_es.runtime import system_clock, tune_garbage_collection
 from prep_es.services import Passwords, Services, open_services
 from prep_es.settings import Settings, load_settings
 from queries.consistency import ReadModelBehind
@@ -238,11 +238,11 @@ def create_app(
     *,
     clock: Callable[[], Any] = system_clock,
     passwords: Passwords | None = None,
-    freeze_when_started: bool = False,
+    tune_gc_when_started: bool = False,
 ) -> FastAPI:
     """The application for ``settings``. Nothing is opened until its lifespan starts.
     ``clock`` and ``passwords`` are for tests (a clock they move, cheap hashing);
-    ``freeze_when_started``: for a server process (see ``freeze_startup_objects``)."""
+    ``tune_gc_when_started``: for a server process (see ``tune_garbage_collection``)."""
     metrics = Metrics()
 
     @asynccontextmanager
@@ -254,8 +254,8 @@ def create_app(
         app.state.operations = open_operations(services, metrics)
         try:
             await anyio.to_thread.run_sync(bootstrap_admin, services)
-            if freeze_when_started:
-                freeze_startup_objects()
+            if tune_gc_when_started:
+                tune_garbage_collection()
             yield
         finally:
             await anyio.to_thread.run_sync(services.close)
@@ -281,4 +281,4 @@ def create_app(
 def create_app_from_environment() -> FastAPI:
     """For ``uvicorn --factory``: settings from ``PREP_ES_*``, JSON logs."""
     configure_logging()
-    return create_app(load_settings(), freeze_when_started=True)
+    return create_app(load_settings(), tune_gc_when_started=True)

@@ -47,7 +47,7 @@ from prep_es.replay import (
     parse_point_in_time,
     replay_aggregate,
 )
-from prep_es.runtime import freeze_startup_objects, open_runtime
+from prep_es.runtime import open_runtime, tune_garbage_collection
 from prep_es.server import (
     GRACEFUL_TIMEOUT_S_DEFAULT,
     HOST_DEFAULT,
@@ -505,6 +505,7 @@ def _sweep_repeatedly(interval_s: float, settings: Settings, *, parent: int | No
     stopping = _stop_on_signals()
     runtime = open_runtime(settings)
     sweeper = locked_sweeper(runtime, interval_s)
+    tune_garbage_collection()
     try:
         sweeper.start()
         logger.info("sweeping every %g s", interval_s)
@@ -673,6 +674,7 @@ def _projections_rebuild(arguments: argparse.Namespace, settings: Settings) -> i
         )
         runner = ProjectionRunner(projection_class, app, read_side.write_database)
         watch = _RebuildWatch(runner, lock, generation)
+        tune_garbage_collection()
         try:
             state, progress = watch.run(
                 lambda progress: print(
@@ -801,7 +803,7 @@ def _project(arguments: argparse.Namespace, settings: Settings) -> int:
         supervisor, append_signal = start_projectors(
             settings, runtime.app, read_side, on_changes=on_changes
         )
-        freeze_startup_objects()
+        tune_garbage_collection()
         logger.info(
             "projecting %s (one process runs each projection; others stand by)",
             ", ".join(_projection_names()),

@@ -21,13 +21,25 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def freeze_startup_objects() -> None:
-    """Keep what a long-running process made while starting (modules, models, routes,
-    pools) out of the garbage collector's passes: it lives as long as the process, and a
-    full pass over it stalls every thread for tens of milliseconds (it doubled the
-    projectors' p99 lag). Call once, when started."""
+YOUNG_GENERATION_THRESHOLD = 10_000
+"""Allocations between young-generation collections (CPython's default: 700)."""
+
+
+def tune_garbage_collection() -> None:
+    """The collector's policy for a long-running process: call once, when started.
+
+    - What the process made while starting (modules, models, routes, pools) lives as long
+      as it does: frozen, it leaves the collector's passes, where a full pass over it
+      stalled every thread for tens of milliseconds (it doubled the projectors' p99 lag).
+    - Young collections run every 10,000 allocations, not 700. Decoding a batch of events
+      allocates thousands of objects that reference counting frees anyway, and the
+      default made the collector a quarter of a rebuild's CPU (measured: rebuilding every
+      projection at once went from 23 s to 16 s). Cycles are still collected, later.
+    """
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
 
 
 def load_jurisdictions(path: Path) -> JurisdictionCatalog:
