@@ -61,7 +61,7 @@ from queries.base import OFFSET_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PageReque
 from queries.bookings import BookingQueries
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
-from queries.kitchen_cache import CachedKitchenQueries
+from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserQueries
@@ -122,6 +122,10 @@ async def get_kitchen_queries(services: ServicesDep) -> CachedKitchenQueries:
     return services.kitchens
 
 
+async def get_kitchen_pages(services: ServicesDep) -> PublishedPages | None:
+    return services.kitchen_pages
+
+
 async def get_booking_queries(services: ServicesDep) -> BookingQueries:
     return services.bookings
 
@@ -152,6 +156,7 @@ async def get_read_positions(services: ServicesDep) -> ReadPositions:
 
 UserQueriesDep = Annotated[UserQueries, Depends(get_user_queries)]
 KitchenQueriesDep = Annotated[CachedKitchenQueries, Depends(get_kitchen_queries)]
+KitchenPagesDep = Annotated[PublishedPages | None, Depends(get_kitchen_pages)]
 BookingQueriesDep = Annotated[BookingQueries, Depends(get_booking_queries)]
 AccountQueriesDep = Annotated[AccountQueries, Depends(get_account_queries)]
 AnalyticsQueriesDep = Annotated[AnalyticsQueries, Depends(get_analytics_queries)]

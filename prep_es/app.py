@@ -34,6 +34,7 @@ from api.commands import COMMAND_ROUTERS
 from api.operations import open_operations
 from api.operations import router as operations_router
 from api.queries import QUERY_ROUTERS
+from api.queries.kitchens import PublishedPagesMiddleware
 from api.schemas import Problem
 from commands.handling import CommandContext
 from commands.users import CreateUser
@@ -268,6 +269,9 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    if settings.api_role != "write":
+        # Innermost: request ids, logs and metrics wrap its answers as any route's.
+        app.add_middleware(PublishedPagesMiddleware, prefix=API_PREFIX)
     app.add_middleware(RequestContextMiddleware)
     # Outside the request context middleware, so it also times the 500s that one renders.
     app.add_middleware(MetricsMiddleware, metrics=metrics)

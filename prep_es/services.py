@@ -43,7 +43,7 @@ from queries.bookings import BookingQueries
 from queries.cache import MemoryQueryCache, QueryCache, RedisQueryCache
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
-from queries.kitchen_cache import CachedKitchenQueries
+from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserQueries
@@ -136,6 +136,8 @@ class Services:
     users: UserQueries
     kitchens: CachedKitchenQueries
     kitchens_uncached: KitchenQueries
+    kitchen_pages: PublishedPages | None
+    """Where this process hears of every change (see :func:`open_published_pages`)."""
     bookings: BookingQueries
     accounts: AccountQueries
     analytics: AnalyticsQueries
@@ -197,6 +199,21 @@ def open_query_cache(settings: Settings, read_positions: ReadPositions) -> Query
     return MemoryQueryCache(stale_before=lambda: read_positions.position(KitchensProjection.name))
 
 
+def open_published_pages(read_positions: ReadPositions, clock: Clock) -> PublishedPages | None:
+    """Published kitchens' pages kept in this process, where it hears of every change
+    and knows the kitchens read model's position without asking the database
+    (PostgreSQL, not a replica); elsewhere ``None``: the route answers every time."""
+    if not read_positions.hears_changes:
+        return None
+    pages = MemoryQueryCache()
+    read_positions.follow_changes(pages.mark_changed)
+    return PublishedPages(
+        pages,
+        position=lambda: read_positions.announced(KitchensProjection.name),
+        clock=clock,
+    )
+
+
 def open_services(
     settings: Settings,
     *,
@@ -216,6 +233,7 @@ def open_services(
             replica=settings.read_database_url is not None,
         )
         query_cache = open_query_cache(settings, read_positions)
+        kitchen_pages = open_published_pages(read_positions, clock)
         read_positions.start()
         opened.append(read_positions)
         database = read_side.query_database
@@ -239,6 +257,7 @@ def open_services(
                 clock=clock,
             ),
             kitchens_uncached=kitchens_uncached,
+            kitchen_pages=kitchen_pages,
             bookings=BookingQueries(database),
             accounts=AccountQueries(database),
             analytics=AnalyticsQueries(database),

@@ -31,6 +31,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import redis
 
@@ -45,9 +46,16 @@ EVERYTHING = EVERYTHING_CHANGED
 _POSITION = struct.Struct(">q")
 
 
+class Cached(NamedTuple):
+    position: int
+    """The read-model position the answer was built at (it holds from there on, until
+    its dependency changes)."""
+    value: bytes
+
+
 class QueryCache(ABC):
     @abstractmethod
-    def get(self, key: str, *, dependency: str, min_position: int) -> bytes | None:
+    def get(self, key: str, *, dependency: str, min_position: int) -> Cached | None:
         """The cached answer for ``key`` if built at or after ``min_position`` and the
         last change of ``dependency``; else ``None``."""
 
@@ -77,7 +85,7 @@ class MemoryQueryCache(QueryCache):
         self._stale_before = stale_before
         self._lock = threading.Lock()
 
-    def get(self, key: str, *, dependency: str, min_position: int) -> bytes | None:
+    def get(self, key: str, *, dependency: str, min_position: int) -> Cached | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -91,7 +99,7 @@ class MemoryQueryCache(QueryCache):
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
-        return value
+        return Cached(position, value)
 
     def put(self, key: str, value: bytes, *, position: int) -> None:
         with self._lock:
@@ -142,7 +150,7 @@ class RedisQueryCache(QueryCache):
                     logger.info("query cache available again")
                     self._failing_since = None
 
-    def get(self, key: str, *, dependency: str, min_position: int) -> bytes | None:
+    def get(self, key: str, *, dependency: str, min_position: int) -> Cached | None:
         try:
             entry, changed, everything_changed = self._client.mget(
                 KEY_PREFIX + "entry:" + key,
@@ -159,7 +167,7 @@ class RedisQueryCache(QueryCache):
         (position,) = _POSITION.unpack_from(entry)
         if position < max(min_position, int(changed or 0), int(everything_changed or 0)):
             return None
-        return bytes(entry[_POSITION.size :])
+        return Cached(position, bytes(entry[_POSITION.size :]))
 
     def put(self, key: str, value: bytes, *, position: int) -> None:
         try:

@@ -99,7 +99,7 @@ class ReadPositions:
         assert poll_interval_s > 0 and wait_timeout_s_max > 0
         self._database = database
         self._replica = replica
-        self._on_changes: ChangeListener | None = None
+        self._change_listeners: list[ChangeListener] = []
         self._listen_conninfo = (
             database.conninfo
             if isinstance(database, PostgresReadDatabase) and not replica
@@ -124,11 +124,12 @@ class ReadPositions:
         return self._listen_conninfo is not None
 
     def follow_changes(self, listener: ChangeListener) -> None:
-        """Before :meth:`start`, where :attr:`hears_changes`: call ``listener`` with the
-        cache dependencies that runners in any process announce as changed, and with
-        everything each time the listener (re)connects (it may have missed some)."""
+        """Before :meth:`start`, where :attr:`hears_changes`: call ``listener`` (as every
+        other one followed) with the cache dependencies that runners in any process
+        announce as changed, and with everything each time the listener (re)connects
+        (it may have missed some)."""
         assert self.hears_changes and self._listener is None
-        self._on_changes = listener
+        self._change_listeners.append(listener)
 
     def start(self) -> None:
         """Begin listening for announcements (PostgreSQL, not a replica). Returns once
@@ -250,7 +251,7 @@ class ReadPositions:
     def _listen(self, conninfo: str) -> None:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'LISTEN "{POSITIONS_CHANNEL}"')
-            if self._on_changes is not None:
+            if self._change_listeners:
                 connection.execute(f'LISTEN "{CHANGES_CHANNEL}"')
                 self._everything_changed()
             self._listening.set()
@@ -267,22 +268,26 @@ class ReadPositions:
     def _everything_changed(self) -> None:
         """Now listening, perhaps after missing announcements: every change committed
         so far is at or before the furthest read model position."""
-        assert self._on_changes is not None
         with self._database.reading() as sql:
             furthest = (
                 sql.scalar(f"SELECT max(position) FROM {STATE_TABLE}")
                 if state_table_exists(sql)
                 else None
             )
-        self._on_changes([EVERYTHING_CHANGED], int(furthest or 0))
+        self._changed([EVERYTHING_CHANGED], int(furthest or 0))
 
     def _changes_announced(self, payload: str) -> None:
-        assert self._on_changes is not None
         position, *dependencies = payload.split(" ")
         try:
-            self._on_changes(dependencies, int(position))
+            changed_at = int(position)
         except ValueError:
             logger.warning("ignoring a malformed change announcement: %r", payload)
+            return
+        self._changed(dependencies, changed_at)
+
+    def _changed(self, dependencies: list[str], position: int) -> None:
+        for listener in self._change_listeners:
+            listener(dependencies, position)
 
     def _announced(self, payload: str) -> None:
         name, _, position = payload.rpartition(":")

@@ -12,16 +12,21 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import (
+    MIN_POSITION_HEADER,
+    POSITION_MAX,
+    KitchenPagesDep,
     KitchenQueriesDep,
     KitchensReadModel,
     OptionalUser,
     PageParams,
 )
 from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
-from api.schemas import MONEY_DIGITS_MAX, MoneyOut, cents, money
+from api.schemas import MONEY_DIGITS_MAX, POSITION_HEADER, MoneyOut, cents, money
 from queries.base import Page
+from queries.kitchen_cache import PublishedPages
 from queries.kitchens import (
     KitchenCertificate,
     KitchenCompliance,
@@ -297,7 +302,83 @@ def get_kitchen(
     user: OptionalUser,
     kitchens: KitchenQueriesDep,
     consistency: KitchensReadModel,
+    pages: KitchenPagesDep,
 ) -> Response:
     viewer = None if user is None else user.viewer
-    detail = kitchens.get(viewer, kitchen_id, min_position=consistency.min_position)
-    return consistency.response(KitchenDetailOut.json_of(detail), "application/json")
+    detail, holds_from = kitchens.get(viewer, kitchen_id, min_position=consistency.min_position)
+    page = KitchenDetailOut.json_of(detail)
+    if pages is not None and detail.status == "published":
+        pages.remember(kitchen_id, page, holds_from)
+    return consistency.response(page, "application/json")
+
+
+class PublishedPagesMiddleware:
+    """Answers an anonymous ``GET {prefix}/kitchens/{id}`` from the process's published
+    pages (see :class:`~queries.kitchen_cache.PublishedPages`), before routing: the
+    public page of a kitchen is the hottest read there is, and for a page already made,
+    FastAPI's dependencies and the trip to a worker thread cost several times the answer.
+
+    It answers only what :func:`get_kitchen` would answer alike, byte for byte (the
+    tests hold the two equal): no ``Authorization`` (a token must still be checked), an
+    ``X-Prep-Min-Position`` that is absent or a plain number the read model has reached.
+    Everything else, and every miss, goes on to the route, which remembers the pages
+    of published kitchens it makes. Request ids and metrics wrap this as any route."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+        self.app = app
+        self.path_start = f"{prefix}{router.prefix}/"
+        self.route = _Route(f"{self.path_start}{{kitchen_id}}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = self._answer(scope) if scope["type"] == "http" else None
+        if answer is None:
+            await self.app(scope, receive, send)
+            return
+        page, position = answer
+        scope["route"] = self.route  # for the metrics, as the router would
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(page)).encode()),
+                    (b"content-type", b"application/json"),
+                    (POSITION_HEADER.lower().encode(), str(position).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": page})
+
+    def _answer(self, scope: Scope) -> tuple[bytes, int] | None:
+        path: str = scope["path"]
+        if scope["method"] != "GET" or not path.startswith(self.path_start):
+            return None
+        state = getattr(scope.get("app"), "state", None)
+        services = getattr(state, "services", None)
+        pages: PublishedPages | None = getattr(services, "kitchen_pages", None)
+        if pages is None:
+            return None
+        try:
+            kitchen_id = UUID(path[len(self.path_start) :])
+        except ValueError:
+            return None
+        min_position = 0
+        min_position_seen = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return None
+            if name == _MIN_POSITION_NAME:
+                if min_position_seen or not value.isdigit() or int(value) > POSITION_MAX:
+                    return None  # the route's to refuse or to settle
+                min_position, min_position_seen = int(value), True
+        return pages.page(kitchen_id, min_position)
+
+
+_MIN_POSITION_NAME: Final = MIN_POSITION_HEADER.lower().encode()
+
+
+class _Route:
+    """What the metrics read of a route: its path template."""
+
+    def __init__(self, path_format: str) -> None:
+        self.path_format = path_format

@@ -4,14 +4,17 @@ may see drafts, read-your-writes through the cache, and every refusal."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 from uuid import uuid4
 
+import orjson
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from aggregates.kitchen import KITCHEN_STATUSES
-from api.queries.kitchens import KitchenSort, KitchenStatus
+from api.queries.kitchens import KitchenSort, KitchenStatus, PublishedPagesMiddleware
 from queries.kitchens import SORTS
 from tests.api.conftest import Api, assert_problem
 from tests.api.reading import ids, read, read_ok
@@ -295,3 +298,95 @@ def test_search_and_detail_answer_with_the_read_models_position(api: Api) -> Non
         assert response.status_code == 200
         position = int(response.headers["X-Prep-Position"])
         assert kitchen["position"] <= position <= api.services.runtime.app.position()
+
+
+# --- published pages, answered before routing ---------------------------------------
+
+
+def answered_before_routing(api: Api, path: str, headers: list[tuple[bytes, bytes]]) -> Any:
+    """What the published-pages middleware alone answers for ``GET path`` (``None``:
+    it hands the request on to the routes)."""
+    sent: list[Message] = []
+
+    async def routes(scope: Scope, receive: Receive, send: Send) -> None:
+        sent.append({"type": "routed"})
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    middleware = PublishedPagesMiddleware(routes, prefix="/api/v1")
+    scope = {
+        "type": "http", "method": "GET", "path": "/api/v1" + path, "headers": headers,
+        "app": api.app,
+    }  # fmt: skip
+    asyncio.run(middleware(scope, receive, send))
+    if sent == [{"type": "routed"}]:
+        return None
+    start, body = sent
+    return start["status"], dict(start["headers"]), body["body"], scope["route"].path_format
+
+
+def test_a_published_page_is_answered_as_the_route_answers_it(api: Api) -> None:
+    kitchen = api.published_kitchen(api.register("host"))
+    path = f"/kitchens/{kitchen['id']}"
+    routed = read(api, path, after=kitchen["position"])  # the route makes the page
+    assert routed.status_code == 200
+    answered = answered_before_routing(api, path, [])
+    if api.services.kitchen_pages is None:
+        # Where this process does not hear every change (SQLite), the route answers.
+        assert api.settings.database_url.startswith("sqlite")
+        assert answered is None
+        return
+    status, headers, body, route = answered
+    assert (status, body, route) == (200, routed.content, "/api/v1/kitchens/{kitchen_id}")
+    assert headers == {
+        b"content-length": routed.headers["content-length"].encode(),
+        b"content-type": routed.headers["content-type"].encode(),
+        b"x-prep-position": headers[b"x-prep-position"],
+    }
+    assert int(headers[b"x-prep-position"]) >= int(routed.headers["X-Prep-Position"])
+    # Through the whole application: the same page, with the request id and metrics.
+    again = api.get(path, headers={"X-Request-ID": "page-again"})
+    assert (again.status_code, again.content) == (200, routed.content)
+    assert again.headers["X-Request-ID"] == "page-again"
+    metrics = api.client.get("/metrics").text
+    assert 'route="/api/v1/kitchens/{kitchen_id}",status="200"' in metrics
+
+
+def test_what_a_published_page_cannot_settle_goes_to_the_route(api: Api) -> None:
+    kitchen = api.published_kitchen(api.register("host"))
+    path = f"/kitchens/{kitchen['id']}"
+    assert read(api, path, after=kitchen["position"]).status_code == 200
+    head = api.services.runtime.app.position()
+    for headers in (
+        [(b"authorization", b"Bearer not-a-token")],  # a token is checked, always
+        [(b"x-prep-min-position", b"soon")],
+        [(b"x-prep-min-position", b"-1")],
+        [(b"x-prep-min-position", str(2**63).encode())],
+        [(b"x-prep-min-position", str(head + 1000).encode())],  # not reached yet
+        [(b"x-prep-min-position", b"1"), (b"x-prep-min-position", b"2")],
+    ):
+        assert answered_before_routing(api, path, headers) is None, headers
+    for other in ("/kitchens/not-a-uuid", f"/kitchens/{uuid4()}", "/kitchens"):
+        assert answered_before_routing(api, other, []) is None, other
+    assert_problem(
+        api.get(path, headers={"Authorization": "Bearer not-a-token"}), 401, "invalid_token"
+    )
+    assert_problem(api.get(path, headers={"X-Prep-Min-Position": "soon"}), 422, "validation_error")
+
+
+def test_a_change_retires_the_published_page_at_once(api: Api) -> None:
+    host = api.register("host")
+    kitchen = api.published_kitchen(host)
+    path = f"/kitchens/{kitchen['id']}"
+    assert read_ok(api, path, after=kitchen["position"])["name"] != "Renamed Page"
+    edited = api.ok(api.patch(path, host, json={"name": "Renamed Page"}))
+    # Waits for the read model, then answers from the route, never from the old page.
+    assert read_ok(api, path, after=edited["position"])["name"] == "Renamed Page"
+    pages = api.services.kitchen_pages
+    if pages is not None:
+        answered = answered_before_routing(api, path, [])
+        assert answered is not None and orjson.loads(answered[2])["name"] == "Renamed Page"

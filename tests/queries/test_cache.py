@@ -16,13 +16,23 @@ import redis
 from queries.cache import EVERYTHING, MemoryQueryCache, QueryCache, RedisQueryCache
 
 
+def cached(cache: QueryCache, key: str, *, dependency: str, min_position: int) -> bytes | None:
+    entry = cache.get(key, dependency=dependency, min_position=min_position)
+    return None if entry is None else entry.value
+
+
+def test_an_entry_says_the_position_it_was_built_at(cache: QueryCache) -> None:
+    cache.put("kitchen:1", b"detail", position=10)
+    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=3) == (10, b"detail")
+
+
 def test_an_entry_is_served_to_clients_at_or_behind_its_position(cache: QueryCache) -> None:
     cache.put("kitchen:1", b"detail", position=10)
 
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=10) == b"detail"
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) == b"detail"
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=11) is None
-    assert cache.get("kitchen:2", dependency="kitchen:2", min_position=0) is None
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=10) == b"detail"
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=0) == b"detail"
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=11) is None
+    assert cached(cache, "kitchen:2", dependency="kitchen:2", min_position=0) is None
 
 
 def test_a_change_to_everything_refuses_every_older_entry(cache: QueryCache) -> None:
@@ -30,34 +40,34 @@ def test_a_change_to_everything_refuses_every_older_entry(cache: QueryCache) -> 
     cache.put("kitchens:search", b"all", position=12)
     cache.mark_changed([EVERYTHING], 11)
 
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) is None
-    assert cache.get("kitchens:search", dependency="kitchens", min_position=0) == b"all"
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=0) is None
+    assert cached(cache, "kitchens:search", dependency="kitchens", min_position=0) == b"all"
 
 
 def test_without_announcements_entries_older_than_the_read_model_are_not_trusted() -> None:
     read_model_position = 10
     cache = MemoryQueryCache(stale_before=lambda: read_model_position)
     cache.put("kitchen:1", b"detail", position=10)
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) == b"detail"
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=0) == b"detail"
 
     read_model_position = 11  # another process's runner moved it: maybe a change
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) is None
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=0) is None
 
 
 def test_a_change_refuses_older_entries_even_ones_written_late(cache: QueryCache) -> None:
     cache.put("kitchen:1", b"old", position=10)
     cache.mark_changed(["kitchen:1"], 12)
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) is None
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=0) is None
 
     # A read that started before the change finishes after it: still refused.
     cache.put("kitchen:1", b"old, written late", position=11)
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) is None
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=0) is None
 
     cache.put("kitchen:1", b"new", position=12)
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) == b"new"
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=0) == b"new"
     # A change never moves backwards.
     cache.mark_changed(["kitchen:1"], 5)
-    assert cache.get("kitchen:1", dependency="kitchen:1", min_position=0) == b"new"
+    assert cached(cache, "kitchen:1", dependency="kitchen:1", min_position=0) == b"new"
 
 
 def free_port() -> int:
@@ -99,13 +109,13 @@ def test_redis_going_away_answers_misses_and_logs_once(
     process, url = own_redis
     cache = RedisQueryCache(url)
     cache.put("search:a", b"page", position=3)
-    assert cache.get("search:a", dependency="kitchens", min_position=0) == b"page"
+    assert cached(cache, "search:a", dependency="kitchens", min_position=0) == b"page"
 
     process.kill()
     process.wait()
     with caplog.at_level(logging.WARNING, logger="queries.cache"):
         for _ in range(20):
-            assert cache.get("search:a", dependency="kitchens", min_position=0) is None
+            assert cached(cache, "search:a", dependency="kitchens", min_position=0) is None
             cache.put("search:a", b"page", position=4)
             cache.mark_changed(["kitchens"], 5)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -52,7 +52,7 @@ def test_changes_made_by_another_process_reach_a_per_process_cache(
     ensure_ready(read_side.write_database, KitchensProjection)
     runner = ProjectionRunner(KitchensProjection, market.runtime.app, read_side.write_database)
     runner.catch_up()
-    name_before = kitchens.get(None, market.kitchen_id).name
+    name_before = kitchens.get(None, market.kitchen_id)[0].name
     assert kitchens.search(KitchenFilters(city="Los Angeles")).items[0].name == name_before
 
     market.runtime.commands.kitchens.update_kitchen(
@@ -62,9 +62,12 @@ def test_changes_made_by_another_process_reach_a_per_process_cache(
     runner.catch_up()
 
     deadline = time.monotonic() + ANNOUNCEMENT_WAIT_S
-    while kitchens.get(None, market.kitchen_id).name == name_before and time.monotonic() < deadline:
+    while (
+        kitchens.get(None, market.kitchen_id)[0].name == name_before
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.01)  # the announcement travels through the database server
-    assert kitchens.get(None, market.kitchen_id).name == "Renamed Elsewhere"
+    assert kitchens.get(None, market.kitchen_id)[0].name == "Renamed Elsewhere"
     assert kitchens.search(KitchenFilters(city="Los Angeles")).items[0].name == (
         "Renamed Elsewhere"
     )

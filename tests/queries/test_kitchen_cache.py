@@ -80,9 +80,10 @@ def test_detail_and_search_are_served_from_the_cache_until_a_change(
         queries, cache, position=lambda: kitchens_position(side), clock=market.clock
     )
 
-    first = cached.get(None, market.kitchen_id)
+    first, holds_from = cached.get(None, market.kitchen_id)
+    assert holds_from == kitchens_position(side)
     customer = Viewer(user_id=market.customer.user_id, role="customer")
-    assert cached.get(customer, market.kitchen_id) == first
+    assert cached.get(customer, market.kitchen_id) == (first, holds_from)
     found = cached.search(KitchenFilters(city="Los Angeles"))
     assert cached.search(KitchenFilters(city="Los Angeles")) == found
     assert queries.calls == 2
@@ -93,7 +94,8 @@ def test_detail_and_search_are_served_from_the_cache_until_a_change(
     )
     project(market, side, cache)
 
-    assert cached.get(None, market.kitchen_id).name == "Renamed Kitchen"
+    renamed, holds_from = cached.get(None, market.kitchen_id)
+    assert (renamed.name, holds_from) == ("Renamed Kitchen", kitchens_position(side))
     assert cached.search(KitchenFilters(city="Los Angeles")).items[0].name == "Renamed Kitchen"
     assert queries.calls == 4
 
