@@ -107,7 +107,10 @@ class PublishedPages:
         self._clock = clock
 
     def remember(self, kitchen_id: UUID, page: bytes, position: int) -> None:
-        self._cache.put(detail_key(kitchen_id, self._clock()), page, position=position)
+        # An exact copy: bytes from orjson keep their writer's spare capacity (8 KB
+        # for a 1.4 KB page; measured 79 MB against 14 MB for 10k pages).
+        exact = bytes(memoryview(page))
+        self._cache.put(detail_key(kitchen_id, self._clock()), exact, position=position)
 
     def page(self, kitchen_id: UUID, min_position: int) -> tuple[bytes, int] | None:
         """The page remembered for ``kitchen_id`` if it still holds for a client at
