@@ -145,33 +145,32 @@ class EventStoreAgenda:
             self._verified.pop(event.certificate_id.bytes, None)
 
     def pending_started(self, now: datetime) -> list[UUID]:
-        now_us = _microseconds(now)
-        return [
-            UUID(bytes=booking)
-            for booking, (confirmed, start, _) in self._bookings_unpacked()
-            if not confirmed and start <= now_us
-        ]
+        return self._bookings_due(confirmed=False, moment=1, at_or_before=_microseconds(now))
 
     def confirmed_ended(self, before: datetime) -> list[UUID]:
-        before_us = _microseconds(before)
-        return [
-            UUID(bytes=booking)
-            for booking, (confirmed, _, end) in self._bookings_unpacked()
-            if confirmed and end <= before_us
-        ]
+        return self._bookings_due(confirmed=True, moment=2, at_or_before=_microseconds(before))
+
+    def _bookings_due(self, *, confirmed: bool, moment: int, at_or_before: int) -> list[UUID]:
+        """Bookings in status ``confirmed`` (else pending) whose start (``moment`` 1) or
+        end (2) is at or before ``at_or_before``; unpacked one at a time, so a sweep
+        holds no second copy of the agenda."""
+        unpack = _BOOKING_DUE.unpack
+        with self._lock:
+            return [
+                UUID(bytes=booking)
+                for booking, packed in self._bookings.items()
+                if (due := unpack(packed))[0] == confirmed and due[moment] <= at_or_before
+            ]
 
     def kitchens_with_certificates_expiring(self, on_or_before: date) -> list[UUID]:
         last_day = on_or_before.toordinal()
         kitchens = set()
-        for due in self._verified.values():
-            kitchen, expires = _CERTIFICATE_DUE.unpack(due)
-            if expires <= last_day:
-                kitchens.add(kitchen)
+        with self._lock:
+            for packed in self._verified.values():
+                kitchen, expires = _CERTIFICATE_DUE.unpack(packed)
+                if expires <= last_day:
+                    kitchens.add(kitchen)
         return sorted(UUID(bytes=kitchen) for kitchen in kitchens)
-
-    def _bookings_unpacked(self) -> list[tuple[bytes, tuple[bool, int, int]]]:
-        unpack = _BOOKING_DUE.unpack
-        return [(booking, unpack(due)) for booking, due in list(self._bookings.items())]
 
 
 class Sweeper:
