@@ -358,10 +358,13 @@ class PublishedPagesMiddleware:
         pages: PublishedPages | None = getattr(services, "kitchen_pages", None)
         if pages is None:
             return None
+        text = path[len(self.path_start) :]
         try:
-            kitchen_id = UUID(path[len(self.path_start) :])
+            kitchen_id = UUID(text)
         except ValueError:
             return None
+        if str(kitchen_id) != text:
+            return None  # another spelling of an id: the route's to judge
         min_position = 0
         min_position_seen = False
         for name, value in scope["headers"]:

@@ -370,7 +370,13 @@ def test_what_a_published_page_cannot_settle_goes_to_the_route(api: Api) -> None
         [(b"x-prep-min-position", b"1"), (b"x-prep-min-position", b"2")],
     ):
         assert answered_before_routing(api, path, headers) is None, headers
-    for other in ("/kitchens/not-a-uuid", f"/kitchens/{uuid4()}", "/kitchens"):
+    spellings = (kitchen["id"].upper(), kitchen["id"].replace("-", ""), f"{{{kitchen['id']}}}")
+    for other in (
+        "/kitchens/not-a-uuid",
+        f"/kitchens/{uuid4()}",
+        "/kitchens",
+        *(f"/kitchens/{spelling}" for spelling in spellings),
+    ):
         assert answered_before_routing(api, other, []) is None, other
     assert_problem(
         api.get(path, headers={"Authorization": "Bearer not-a-token"}), 401, "invalid_token"
