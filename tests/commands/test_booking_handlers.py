@@ -30,6 +30,7 @@ from commands.bookings import (
     RescheduleBooking,
 )
 from commands.kitchens import KitchenAction, KitchenActionWithReason, UpdateKitchen
+from commands.sweeper import EventStoreAgenda
 from tests.support import (
     START_OF_TESTS,
     Marketplace,
@@ -337,6 +338,35 @@ def test_sweep_expires_pending_and_auto_completes_confirmed(market: Marketplace)
     again = market.runtime.commands.sweeper.sweep()
     assert again.expired_booking_ids == again.completed_booking_ids == []
     assert market.runtime.app.position() == position
+
+
+def test_the_sweep_agenda_follows_confirmations_reschedules_and_cancellations(
+    market: Marketplace,
+) -> None:
+    bookings = market.runtime.commands.bookings
+    moved = market.request_booking(IN_A_WEEK)
+    confirmed = market.request_booking(IN_A_WEEK + DAY)
+    cancelled = market.request_booking(IN_A_WEEK + 2 * DAY)
+    bookings.reschedule_booking(
+        RescheduleBooking(
+            booking_id=moved.id,
+            start_time=IN_A_WEEK + 3 * DAY,
+            end_time=IN_A_WEEK + 3 * DAY + HOUR,
+        ),
+        as_actor(market.customer),
+    )
+    bookings.confirm_booking(BookingAction(booking_id=confirmed.id), as_actor(market.host))
+    bookings.cancel_booking(CancelBooking(booking_id=cancelled.id), as_actor(market.customer))
+    agenda = EventStoreAgenda(market.runtime.app)
+    agenda.catch_up()
+
+    # At a start, and at an end, exactly: due (to the microsecond), not a moment before.
+    assert agenda.pending_started(IN_A_WEEK + 3 * DAY - timedelta(microseconds=1)) == []
+    assert agenda.pending_started(IN_A_WEEK + 3 * DAY) == [moved.id]
+    confirmed_end = IN_A_WEEK + DAY + 2 * HOUR
+    assert agenda.confirmed_ended(confirmed_end - timedelta(microseconds=1)) == []
+    assert agenda.confirmed_ended(confirmed_end) == [confirmed.id]
+    assert agenda.pending_started(IN_A_WEEK + 30 * DAY) == [moved.id]  # not the cancelled
 
 
 def test_sweep_records_certificate_lapses_once(database_url: str) -> None:
