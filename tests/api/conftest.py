@@ -79,6 +79,10 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     return body
 
 
+USERS_WAIT_S = 10.0
+"""How long a test waits for the users read model before logging a user in."""
+
+
 @dataclass(frozen=True)
 class User:
     id: UUID
@@ -152,6 +156,10 @@ class Api:
         return user
 
     def log_in(self, email: str, *, min_position: int = 0) -> User:
+        if min_position:
+            # The test's own patience, not the server's wait (some modules set that to
+            # 50 ms): a loaded machine may take longer to project the user.
+            self.services.read_positions.wait_for("users", min_position, USERS_WAIT_S)
         headers = {"X-Prep-Min-Position": str(min_position)} if min_position else {}
         token = self.ok(
             self.post("/auth/login", json={"email": email, "password": PASSWORD}, headers=headers)
