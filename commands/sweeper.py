@@ -54,6 +54,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _BOOKING_DUE = struct.Struct("<?qq")
 """A booking in the agenda: confirmed (else pending), start and end in µs since the epoch."""
+_START, _END = 1, 2
+"""Where a booking's start and end are in its unpacked ``_BOOKING_DUE``."""
 _CERTIFICATE_DUE = struct.Struct("<16si")
 """A certificate in the agenda: its kitchen's id and the day it expires (ordinal)."""
 
@@ -145,15 +147,15 @@ class EventStoreAgenda:
             self._verified.pop(event.certificate_id.bytes, None)
 
     def pending_started(self, now: datetime) -> list[UUID]:
-        return self._bookings_due(confirmed=False, moment=1, at_or_before=_microseconds(now))
+        return self._bookings_due(confirmed=False, moment=_START, at_or_before=_microseconds(now))
 
     def confirmed_ended(self, before: datetime) -> list[UUID]:
-        return self._bookings_due(confirmed=True, moment=2, at_or_before=_microseconds(before))
+        return self._bookings_due(confirmed=True, moment=_END, at_or_before=_microseconds(before))
 
     def _bookings_due(self, *, confirmed: bool, moment: int, at_or_before: int) -> list[UUID]:
-        """Bookings in status ``confirmed`` (else pending) whose start (``moment`` 1) or
-        end (2) is at or before ``at_or_before``; unpacked one at a time, so a sweep
-        holds no second copy of the agenda."""
+        """Bookings in status ``confirmed`` (else pending) whose ``moment`` (``_START``
+        or ``_END``) is at or before ``at_or_before``; unpacked one at a time, so a
+        sweep holds no second copy of the agenda."""
         unpack = _BOOKING_DUE.unpack
         with self._lock:
             return [

@@ -193,10 +193,15 @@ def open_query_cache(settings: Settings, read_positions: ReadPositions) -> Query
     if settings.redis_url is not None:
         return RedisQueryCache(settings.redis_url)
     if read_positions.hears_changes:
-        cache = MemoryQueryCache()
-        read_positions.follow_changes(cache.mark_changed)
-        return cache
+        return _following_changes(read_positions)
     return MemoryQueryCache(stale_before=lambda: read_positions.position(KitchensProjection.name))
+
+
+def _following_changes(read_positions: ReadPositions) -> MemoryQueryCache:
+    """A cache in this process, told of every change the runners announce."""
+    cache = MemoryQueryCache()
+    read_positions.follow_changes(cache.mark_changed)
+    return cache
 
 
 def open_published_pages(read_positions: ReadPositions, clock: Clock) -> PublishedPages | None:
@@ -205,10 +210,8 @@ def open_published_pages(read_positions: ReadPositions, clock: Clock) -> Publish
     (PostgreSQL, not a replica); elsewhere ``None``: the route answers every time."""
     if not read_positions.hears_changes:
         return None
-    pages = MemoryQueryCache()
-    read_positions.follow_changes(pages.mark_changed)
     return PublishedPages(
-        pages,
+        _following_changes(read_positions),
         position=lambda: read_positions.announced(KitchensProjection.name),
         clock=clock,
     )

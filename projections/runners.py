@@ -847,12 +847,7 @@ class ProjectionRunner:
             topic = sql.scalar(
                 f"SELECT topic FROM {events_table} WHERE notification_id = %s", (bad,)
             )
-        return ProjectionFailed.of(
-            self.name,
-            bad,
-            topic or "",
-            error,
-        )
+        return ProjectionFailed.of(self.name, bad, topic or "", error)
 
     def write(
         self, batch: Batch, sql: Sql, *, locked: Mapping[GenerationKey, GenerationState] | None
