@@ -26,6 +26,7 @@ so a retried batch changes nothing; rows depend only on events in order.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import singledispatchmethod
 from typing import Any, ClassVar
@@ -34,7 +35,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID, Account
-from aggregates.base import derived_id
+from aggregates.base import PREP_NAMESPACE
 from aggregates.user import User
 from projections.base import Projection
 from projections.database import Dialect, Row, Sql
@@ -426,8 +427,8 @@ class AccountsProjection(Projection):
             balance += movement.amount_cents
             held += movement.held_delta_cents
             assert held >= 0 and balance >= held, (event, balance, held)
-            entry_id = movement.entry_id or derived_id(
-                "account-entry", event.originator_id, event.originator_version, line
+            entry_id = movement.entry_id or entry_id_of(
+                event.originator_id, event.originator_version, line
             )
             entries.append(
                 (
@@ -467,6 +468,18 @@ class AccountsProjection(Projection):
         account.version = event.originator_version
         account.position = position
         return True
+
+
+_ENTRY_ID_NAME_PREFIX = PREP_NAMESPACE.bytes + b"account-entry:"
+
+
+def entry_id_of(account_id: UUID, version: int, line: int) -> UUID:
+    """The id of line ``line`` of the statement entries the account's event at
+    ``version`` made: ``derived_id("account-entry", account_id, version, line)``, computed
+    directly (a UUID 5) rather than through ``derived_id``'s cache, which every new
+    entry only missed: a fifth of a rebuild's time in this projection."""
+    name = b"%s%s:%d:%d" % (_ENTRY_ID_NAME_PREFIX, str(account_id).encode(), version, line)
+    return UUID(bytes=hashlib.sha1(name, usedforsecurity=False).digest()[:16], version=5)
 
 
 IDS_PER_QUERY = 500

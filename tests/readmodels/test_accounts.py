@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID, account_id_for
+from aggregates.base import derived_id
 from aggregates.errors import NotFound, PermissionDenied
 from commands.accounts import DepositFunds
 from commands.handling import Actor
 from prep_es.readside import open_read_side
 from prep_es.settings import Settings
-from projections.accounts import AccountsProjection
+from projections.accounts import AccountsProjection, entry_id_of
 from queries.accounts import AccountQueries, StatementEntry
 from queries.base import PageRequest, Viewer
 from tests.readmodels.test_bookings import PRICE_2H_CENTS, World, live_every_ending, viewer
@@ -190,3 +192,12 @@ def test_an_account_not_yet_projected_is_not_found(world: World) -> None:
     assert missing.value.code == "account_not_found"
     world.catch_up(AccountsProjection)
     assert queries.account(viewer(late)).balance_cents == 0
+
+
+def test_entry_ids_are_the_derived_ids_of_their_event_and_line() -> None:
+    for version in (1, 2, 10, 12_345):
+        for line in (0, 1):
+            account_id = uuid4()
+            assert entry_id_of(account_id, version, line) == derived_id(
+                "account-entry", account_id, version, line
+            )
