@@ -146,9 +146,6 @@ class AnalyticsProjection(Projection):
         )
         sql.execute(f"CREATE INDEX {bookings}_kitchen_id ON {bookings} (kitchen_id)")
         sql.execute(
-            f"CREATE INDEX {bookings}_captured_on ON {bookings} (captured_on, capture_city)"
-        )
-        sql.execute(
             f"CREATE TABLE {daily} ("
             f"day {c('date')} NOT NULL, city text NOT NULL, "
             f"week_start {c('date')} NOT NULL, month_start {c('date')} NOT NULL, "

@@ -173,7 +173,6 @@ class KitchensProjection(Projection):
             f"start_time {self.column('time')} NOT NULL, "
             f"end_time {self.column('time')} NOT NULL)"
         )
-        sql.execute(f"CREATE INDEX {booked}_kitchen ON {booked} (kitchen_id, start_time)")
 
         spans = self.table("booked_spans")
         search = self.table("search")
@@ -181,10 +180,6 @@ class KitchensProjection(Projection):
             sql.execute(
                 f"CREATE TABLE {spans} (id bigint PRIMARY KEY, kitchen_id uuid NOT NULL, "
                 "during tstzrange NOT NULL)"
-            )
-            # The kitchen INCLUDEd: "which kitchens are booked then" is index-only.
-            sql.execute(
-                f"CREATE INDEX {spans}_during ON {spans} USING gist (during) INCLUDE (kitchen_id)"
             )
             sql.execute(
                 f"CREATE TABLE {search} (kitchen_id uuid PRIMARY KEY, document tsvector NOT NULL)"
@@ -203,9 +198,18 @@ class KitchensProjection(Projection):
         """Search (published kitchens only, PostgreSQL): by city or over every city, in
         name order, with what the filters and the rate sorts read INCLUDEd, so that a
         page and its total are index-only scans. "published" is a literal here and in
-        the queries, so that their prepared (generic) plans can use these indexes."""
+        the queries, so that their prepared (generic) plans can use these indexes. Also
+        the booked intervals by kitchen and, on PostgreSQL, by time (the availability
+        index): only queries read them, so a rebuild builds them once over its rows."""
+        booked = self.table("booked")
+        sql.execute(f"CREATE INDEX {booked}_kitchen ON {booked} (kitchen_id, start_time)")
         if self.dialect != "postgresql":
             return
+        spans = self.table("booked_spans")
+        # The kitchen INCLUDEd: "which kitchens are booked then" is index-only.
+        sql.execute(
+            f"CREATE INDEX {spans}_during ON {spans} USING gist (during) INCLUDE (kitchen_id)"
+        )
         kitchens = self.table("kitchens")
         covered = "jurisdiction, compliant_through, capacity, hourly_rate_cents, seq"
         sql.execute(
