@@ -14,6 +14,7 @@ Exit status:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import logging
 import os
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 from uuid import UUID, uuid4
 
 import orjson
@@ -62,6 +63,7 @@ from prep_es.settings import Settings, SettingsError, SqliteLocation, load_setti
 from projections import PROJECTIONS, Projection
 from projections.locks import RunnerLock
 from projections.runners import (
+    EventDecoder,
     GenerationState,
     ProjectionFailed,
     ProjectionRunner,
@@ -248,13 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_projections_status)
     rebuild = projection_commands.add_parser(
         "rebuild",
-        help="rebuild a read model from position 0 without downtime",
-        description="Start a new generation of projection NAME from position 0; queries "
-        "keep reading the current one until the new one has caught up and switches in. If "
-        "no other process runs the projection, this command builds it; otherwise it "
-        "follows the running server's progress. Prints progress until the switch.",
+        help="rebuild read models from position 0 without downtime",
+        description="Start a new generation of each projection NAME (or of every "
+        "projection: all) from position 0; queries keep reading the current one until the "
+        "new one has caught up and switches in. If no other process runs a projection, "
+        "this command builds it; otherwise it follows the running server's progress. "
+        "Prints progress until every switch.",
     )
-    rebuild.add_argument("name", metavar="NAME", help=f"one of {', '.join(_projection_names())}")
+    rebuild.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help=f"one or more of {', '.join(_projection_names())}, or all",
+    )
     _add_json_flag(rebuild)
     rebuild.set_defaults(handler=_projections_rebuild)
 
@@ -659,60 +667,125 @@ class RebuildProgress:
         )
 
 
+REBUILD_ALL: Final = "all"
+
+
+def _projections_named(names: Sequence[str]) -> list[type[Projection]]:
+    """The projections ``names`` asks for (``all``: every one), in ``PROJECTIONS`` order."""
+    wanted = set(_projection_names()) if REBUILD_ALL in names else set(names)
+    for name in sorted(wanted):
+        _projection_named(name)
+    return [projection_class for projection_class in PROJECTIONS if projection_class.name in wanted]
+
+
+@dataclass(frozen=True)
+class RebuildSummary:
+    name: str
+    generation: int
+    position: int
+    events_applied: int
+    elapsed_s: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: generation {self.generation} switched in at position "
+            f"{self.position} ({self.events_applied} event(s) applied, {self.elapsed_s:.1f} s)"
+        )
+
+
 def _projections_rebuild(arguments: argparse.Namespace, settings: Settings) -> int:
-    projection_class = _projection_named(arguments.name)
+    projection_classes = _projections_named(arguments.names)
     progress_output = sys.stderr if arguments.json else sys.stdout
+    started = time.monotonic()
+    summaries, failed = _rebuild_here(projection_classes, settings, progress_output)
+    if arguments.json:
+        if len(projection_classes) == 1 and summaries:
+            _print_json(dataclasses.asdict(summaries[0]))
+        else:
+            _print_json(
+                {
+                    "projections": [dataclasses.asdict(summary) for summary in summaries],
+                    "elapsed_s": round(time.monotonic() - started, 3),
+                }
+            )
+    else:
+        for summary in summaries:
+            print(summary.describe())
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _rebuild_here(
+    projection_classes: Sequence[type[Projection]], settings: Settings, progress_output: TextIO
+) -> tuple[list[RebuildSummary], bool]:
+    """Rebuild ``projection_classes`` in this process, one thread each sharing one event
+    decoder (as ``prep-es project`` runs them); whether any failed or was interrupted."""
     app = open_application(settings)
     read_side = open_read_side(settings)
-    lock = lock_factory(settings.database)(projection_class.name)
+    locks = [lock_factory(settings.database)(p.name) for p in projection_classes]
+    stopping = threading.Event()
+    summaries: dict[str, RebuildSummary] = {}
+    failures: list[str] = []
     try:
-        generation = request_rebuild(read_side.write_database, projection_class)
-        print(
-            f"{projection_class.name}: building generation {generation} from position 0; "
-            "queries read the current generation until it switches in",
-            file=progress_output,
-        )
-        runner = ProjectionRunner(projection_class, app, read_side.write_database)
-        watch = _RebuildWatch(runner, lock, generation)
-        tune_garbage_collection()
-        try:
-            state, progress = watch.run(
-                lambda progress: print(
-                    progress.describe(projection_class.name, generation),
-                    file=progress_output,
-                    flush=True,
-                )
-            )
-        except RebuildStopped as stopped:
-            print(f"error: rebuild_failed: {stopped}", file=sys.stderr)
-            return EXIT_FAILED
-        except KeyboardInterrupt:
+        decoder = EventDecoder(app)
+        watches = []
+        for projection_class, lock in zip(projection_classes, locks, strict=True):
+            generation = request_rebuild(read_side.write_database, projection_class)
             print(
-                f"interrupted: generation {generation} goes on building in whichever "
-                "process runs the projection next",
+                f"{projection_class.name}: building generation {generation} from position "
+                "0; queries read the current generation until it switches in",
+                file=progress_output,
+                flush=True,
+            )
+            runner = ProjectionRunner(
+                projection_class, app, read_side.write_database, decoder=decoder
+            )
+            watches.append(_RebuildWatch(runner, lock, generation, stopping))
+        tune_garbage_collection()
+
+        def watch(rebuild: _RebuildWatch) -> None:
+            name, generation = rebuild.runner.name, rebuild.generation
+            try:
+                state, progress = rebuild.run(
+                    lambda progress: print(
+                        progress.describe(name, generation), file=progress_output, flush=True
+                    )
+                )
+            except RebuildStopped as stopped:
+                failures.append(name)
+                if not stopping.is_set():
+                    print(f"error: rebuild_failed: {stopped}", file=sys.stderr, flush=True)
+                return
+            summaries[name] = RebuildSummary(
+                name, generation, state.position, state.events_applied,
+                round(progress.elapsed_s, 3),
+            )
+
+        threads = [
+            threading.Thread(target=watch, args=(rebuild,), name=f"rebuild-{rebuild.runner.name}")
+            for rebuild in watches
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except KeyboardInterrupt:
+            stopping.set()
+            for thread in threads:
+                thread.join()
+            print(
+                "interrupted: the generations not yet switched in go on building in "
+                "whichever process runs their projections next",
                 file=sys.stderr,
             )
-            return EXIT_FAILED
+            failures.append("interrupted")
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
         read_side.close()
         app.close()
-    summary = {
-        "name": projection_class.name,
-        "generation": generation,
-        "position": state.position,
-        "events_applied": state.events_applied,
-        "elapsed_s": round(progress.elapsed_s, 3),
-    }
-    if arguments.json:
-        _print_json(summary)
-    else:
-        print(
-            f"{projection_class.name}: generation {generation} switched in at position "
-            f"{state.position} ({state.events_applied} event(s) applied, "
-            f"{progress.elapsed_s:.1f} s)"
-        )
-    return EXIT_OK
+    ordered = [summaries[p.name] for p in projection_classes if p.name in summaries]
+    return ordered, bool(failures)
 
 
 class RebuildStopped(Exception):
@@ -723,10 +796,17 @@ class _RebuildWatch:
     """Drives (while this process holds the projection's lock) or follows (while another
     does) one generation until it is active, failed, or gone."""
 
-    def __init__(self, runner: ProjectionRunner, lock: RunnerLock, generation: int) -> None:
+    def __init__(
+        self,
+        runner: ProjectionRunner,
+        lock: RunnerLock,
+        generation: int,
+        stopping: threading.Event,
+    ) -> None:
         self.runner = runner
         self.lock = lock
         self.generation = generation
+        self.stopping = stopping
         self.started = time.monotonic()
 
     def run(
@@ -739,6 +819,8 @@ class _RebuildWatch:
         last_report = self.started
         progress = self._progress(state, start_position)
         while True:
+            if self.stopping.is_set():
+                raise RebuildStopped(f"generation {self.generation}: interrupted")
             if state is None:
                 msg = f"generation {self.generation} was replaced before it switched in"
                 raise RebuildStopped(msg)

@@ -137,8 +137,44 @@ def test_rebuild_switches_to_a_new_generation_with_the_same_rows(
     assert "generation 3 switched in" in ran.out
 
 
+def test_rebuild_all_switches_every_projection_with_the_same_rows(
+    cli: RunCli, runtime: Runtime, read_side: ReadSide
+) -> None:
+    catch_up_all(runtime, read_side)
+    views = [
+        projection_class.view(table)
+        for projection_class in PROJECTIONS
+        for table in projection_class.tables
+    ]
+
+    def read_models() -> dict[str, list[dict[str, Any]]]:
+        with read_side.query_database.reading() as sql:
+            return {
+                view: sorted(sql.fetchall(f"SELECT * FROM {view}"), key=repr) for view in views
+            }
+
+    before = read_models()
+
+    ran = cli("projections", "rebuild", "all", "--json")
+    assert ran.code == 0, ran.err
+    summary = orjson.loads(ran.out)
+    assert [item["name"] for item in summary["projections"]] == [p.name for p in PROJECTIONS]
+    for item in summary["projections"]:
+        assert (item["generation"], item["position"]) == (2, runtime.app.position())
+        assert f"{item['name']}: building generation 2 from position 0" in ran.err
+    assert read_models() == before
+    for status in status_json(cli).values():
+        assert (status["generation"], status["lag_events"], status["building"]) == (2, 0, [])
+
+    ran = cli("projections", "rebuild", "users", "audit", "users")
+    assert ran.code == 0, ran.err
+    switched = [line.partition(" at ")[0] for line in ran.out.splitlines() if "switched" in line]
+    assert switched == ["audit: generation 3 switched in", "users: generation 3 switched in"]
+    assert read_models() == before
+
+
 def test_rebuild_of_an_unknown_projection_lists_the_names(cli: RunCli) -> None:
-    ran = cli("projections", "rebuild", "nonsense")
+    ran = cli("projections", "rebuild", "audit", "nonsense")
     assert ran.code == 2
     assert "no projection 'nonsense'" in ran.err
     for projection_class in PROJECTIONS:
