@@ -19,7 +19,8 @@ history  a marketplace written through the real command handlers in 4 threads, r
          rebuilds below do rebuild work only. Then each projection of
          ``projections.PROJECTIONS`` alone
          (``request_rebuild`` then ``ProjectionRunner.catch_up``), then all together in
-         one thread per projection, as the supervisor runs them. Throughput is "store
+         one thread per projection sharing one event decoder, as the supervisor and
+         ``prep-es projections rebuild all`` run them. Throughput is "store
          events/s": events in the store / wall time, whatever topics a projection
          follows (its own events/s is reported beside it)
 (d) ``lag``  while 4 threads issue bookings and deposits: from a command's commit (its
@@ -1239,7 +1240,7 @@ def finish_report(session: Session) -> None:
     )
     report.notes.append(
         "rebuild_all: every projection rebuilt at once, one thread each as the supervisor "
-        "runs them; events/s = store events / wall time"
+        "and `prep-es projections rebuild all` run them; events/s = store events / wall time"
     )
 
 
