@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import singledispatchmethod
+from operator import attrgetter
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -363,7 +364,7 @@ class AccountsProjection(Projection):
             sql,
             "accounts",
             self.ACCOUNT_COLUMNS,
-            [accounts[account_id].row() for account_id in sorted(changed)],
+            [accounts[account_id].row() for account_id in sorted(changed, key=attrgetter("int"))],
             on_conflict=f"ON CONFLICT (account_id) DO UPDATE SET {updates} "
             f"WHERE {self.table('accounts')}.version < excluded.version",
         )

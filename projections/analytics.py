@@ -42,6 +42,7 @@ Definitions (what the numbers mean):
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -588,15 +589,16 @@ class _Batch:
     ) -> None:
         p = self.projection
         updates = ", ".join(f"{name} = excluded.{name}" for name, _ in columns if name != key)
-        rows = [
-            tuple(
-                p.date_value(records[record_id][name])
-                if kind == "date" and records[record_id][name] is not None
-                else records[record_id][name]
-                for name, kind in columns
-            )
-            for record_id in sorted(changed)
-        ]
+        names = [name for name, _ in columns]
+        dates = [name for name, kind in columns if kind == "date"]
+        rows = []
+        # In id order (by the ids' integers: comparing UUIDs runs Python code).
+        for record_id in sorted(changed, key=attrgetter("int")):
+            record = records[record_id]
+            for name in dates:
+                if record[name] is not None:
+                    record = {**record, name: p.date_value(record[name])}
+            rows.append([record[name] for name in names])
         p.insert_rows(
             sql, table, columns, rows, on_conflict=f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
         )

@@ -151,10 +151,12 @@ class Projection(ABC):
         return value if self.dialect == "postgresql" else str(value)
 
     def time_value(self, value: datetime) -> datetime | str:
-        """Aware times; on SQLite a fixed-width UTC string, so text order is time order."""
+        """Aware times (PostgreSQL stores the instant, whatever the offset); on SQLite a
+        fixed-width UTC string, so text order is time order."""
         assert value.tzinfo is not None
-        utc = value.astimezone(UTC)
-        return utc if self.dialect == "postgresql" else utc.isoformat(timespec="microseconds")
+        if self.dialect == "postgresql":
+            return value
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
 
     def date_value(self, value: date) -> date | str:
         return value if self.dialect == "postgresql" else value.isoformat()
