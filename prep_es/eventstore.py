@@ -48,6 +48,7 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     IntegrityError,
     InterfaceError,
+    Notification,
     OperationalError,
     Recording,
     StoredEvent,
@@ -72,7 +73,7 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import Environment, EnvType, get_topic, retry
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 import aggregates
@@ -473,6 +474,7 @@ class PrepApplication(Application[UUID]):
         import_domain_modules()
         super().__init__(env)
         self._latest_events_statement: Composed | None = None
+        self._notifications_statements: tuple[Composed, Composed] | None = None
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         return Environment(name, dict(env or {}))
@@ -562,6 +564,43 @@ class PrepApplication(Application[UUID]):
             )
             for row in rows
         ]
+
+    def notifications(
+        self, start: int, stop: int, limit: int, topics: Sequence[str] = ()
+    ) -> Sequence[Notification]:
+        """Up to ``limit`` stored events with ids in (``start``, ``stop``], in id order,
+        of ``topics`` only if any are given: the recorder's ``select_notifications``, on
+        PostgreSQL with a statement made once and rows read as tuples (the recorder
+        composes its statement and builds a dict per row on every call: a third more CPU
+        over the reads of a rebuild)."""
+        recorder = self.recorder
+        if not isinstance(recorder, AppendOnlyPostgresApplicationRecorder):
+            return recorder.select_notifications(
+                start, limit, stop, topics=list(topics), inclusive_of_start=False
+            )
+        if self._notifications_statements is None:
+            columns = SQL(
+                "SELECT originator_id, originator_version, topic, state, notification_id "
+                "FROM {schema}.{events} WHERE notification_id > %s AND notification_id <= %s"
+            ).format(
+                schema=Identifier(recorder.datastore.schema),
+                events=Identifier(recorder.events_table_name),
+            )
+            order = SQL(" ORDER BY notification_id LIMIT %s")
+            self._notifications_statements = (
+                columns + order,
+                columns + SQL(" AND topic = ANY(%s)") + order,
+            )
+        every_topic, some_topics = self._notifications_statements
+        with (
+            recorder.datastore.get_connection() as connection,
+            connection.cursor(row_factory=tuple_row) as cursor,
+        ):
+            if topics:
+                cursor.execute(some_topics, (start, stop, list(topics), limit), prepare=True)
+            else:
+                cursor.execute(every_topic, (start, stop, limit), prepare=True)
+            return [Notification(*row) for row in cursor.fetchall()]
 
     def _latest_events_apart(self, aggregate_id: UUID) -> list[DomainEventProtocol[UUID]]:
         snapshot = (

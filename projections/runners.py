@@ -389,13 +389,7 @@ class EventDecoder:
     def _select(
         self, start: int, stop: int, limit: int, topics: frozenset[str]
     ) -> Sequence[Notification]:
-        return self._app.recorder.select_notifications(
-            start=start,
-            limit=limit,
-            stop=stop,
-            topics=sorted(topics),
-            inclusive_of_start=False,
-        )
+        return self._app.notifications(start, stop, limit, sorted(topics))
 
 
 class _Chunk:
