@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import getpass
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -62,6 +63,7 @@ from prep_es.services import SWEEPER_STOP_TIMEOUT_S, locked_sweeper
 from prep_es.settings import Settings, SettingsError, SqliteLocation, load_settings
 from projections import PROJECTIONS, Projection
 from projections.locks import RunnerLock
+from projections.rebuilds import share_among_processes
 from projections.runners import (
     EventDecoder,
     GenerationState,
@@ -263,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"one or more of {', '.join(_projection_names())}, or all",
     )
+    rebuild.add_argument(
+        "--processes",
+        type=_process_count,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="share the projections among up to N processes (default: the number of "
+        "CPUs); projections that decode the same events stay together",
+    )
     _add_json_flag(rebuild)
     rebuild.set_defaults(handler=_projections_rebuild)
 
@@ -380,6 +390,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"a version is a whole number from 1: {text!r}")
+    return value
+
+
+def _process_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a number of processes is 1 or more: {text!r}")
     return value
 
 
@@ -697,7 +717,11 @@ def _projections_rebuild(arguments: argparse.Namespace, settings: Settings) -> i
     projection_classes = _projections_named(arguments.names)
     progress_output = sys.stderr if arguments.json else sys.stdout
     started = time.monotonic()
-    summaries, failed = _rebuild_here(projection_classes, settings, progress_output)
+    shares = _rebuild_shares(projection_classes, settings, arguments.processes)
+    if len(shares) > 1:
+        summaries, failed = _rebuild_in_processes(shares, settings, progress_output)
+    else:
+        summaries, failed = _rebuild_here(projection_classes, settings, progress_output)
     if arguments.json:
         if len(projection_classes) == 1 and summaries:
             _print_json(dataclasses.asdict(summaries[0]))
@@ -712,6 +736,77 @@ def _projections_rebuild(arguments: argparse.Namespace, settings: Settings) -> i
         for summary in summaries:
             print(summary.describe())
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _rebuild_shares(
+    projection_classes: Sequence[type[Projection]], settings: Settings, processes: int
+) -> list[list[type[Projection]]]:
+    """The projections each process rebuilds (see ``projections.rebuilds``): all in this
+    one when one process is asked for, or where processes cannot be forked."""
+    if (
+        processes == 1
+        or len(projection_classes) == 1
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        return [list(projection_classes)]
+    app = open_application(settings)
+    try:
+        return share_among_processes(
+            projection_classes,
+            app.events_by_topic(),
+            processes,
+            sql_applied=app.postgres_events_table() is not None,
+        )
+    finally:
+        app.close()
+
+
+def _rebuild_in_processes(
+    shares: Sequence[Sequence[type[Projection]]], settings: Settings, progress_output: TextIO
+) -> tuple[list[RebuildSummary], bool]:
+    """Each share rebuilt by a process forked from this one (nothing to import or
+    configure again), which reports its summaries back; whether any failed."""
+    context = multiprocessing.get_context("fork")
+    results: multiprocessing.SimpleQueue[tuple[list[RebuildSummary], bool]] = (
+        context.SimpleQueue()
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    children = [
+        context.Process(
+            target=_rebuild_share,
+            args=(share, settings, progress_output, results),
+            name=f"rebuild-{'-'.join(p.name for p in share)}",
+        )
+        for share in shares
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        while True:
+            try:
+                child.join()
+                break
+            except KeyboardInterrupt:
+                continue  # the children had the interrupt too: let them stop
+    summaries: list[RebuildSummary] = []
+    failed = any(child.exitcode != 0 for child in children)
+    while not results.empty():
+        share_summaries, share_failed = results.get()
+        summaries += share_summaries
+        failed |= share_failed
+    order = {name: index for index, name in enumerate(_projection_names())}
+    summaries.sort(key=lambda summary: order[summary.name])
+    return summaries, failed
+
+
+def _rebuild_share(
+    share: Sequence[type[Projection]],
+    settings: Settings,
+    progress_output: TextIO,
+    results: multiprocessing.SimpleQueue[tuple[list[RebuildSummary], bool]],
+) -> None:
+    results.put(_rebuild_here(share, settings, progress_output))
 
 
 def _rebuild_here(

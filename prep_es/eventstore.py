@@ -565,6 +565,28 @@ class PrepApplication(Application[UUID]):
             for row in rows
         ]
 
+    def events_by_topic(self) -> dict[str, int]:
+        """How many stored events each topic has (a scan of the whole store: for
+        planning work over all of it, such as a rebuild)."""
+        recorder = self.recorder
+        if isinstance(recorder, AppendOnlyPostgresApplicationRecorder):
+            statement = SQL("SELECT topic, count(*) FROM {schema}.{events} GROUP BY topic").format(
+                schema=Identifier(recorder.datastore.schema),
+                events=Identifier(recorder.events_table_name),
+            )
+            with (
+                recorder.datastore.get_connection() as connection,
+                connection.cursor(row_factory=tuple_row) as cursor,
+            ):
+                cursor.execute(statement)
+                return {str(topic): int(count) for topic, count in cursor.fetchall()}
+        assert isinstance(recorder, AppendOnlySQLiteApplicationRecorder)
+        with recorder.datastore.transaction(commit=False) as sqlite_cursor:
+            sqlite_cursor.execute(
+                f"SELECT topic, count(*) FROM {recorder.events_table_name} GROUP BY topic"
+            )
+            return {str(topic): int(count) for topic, count in sqlite_cursor.fetchall()}
+
     def notifications(
         self, start: int, stop: int, limit: int, topics: Sequence[str] = ()
     ) -> Sequence[Notification]:

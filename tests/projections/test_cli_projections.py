@@ -24,6 +24,7 @@ from projections import PROJECTIONS
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.database import Sql
+from projections.rebuilds import share_among_processes
 from projections.runners import ProjectionFailed, ProjectionRunner, ensure_ready, generations
 from projections.status import projection_statuses
 from queries.consistency import ReadPositions
@@ -155,7 +156,7 @@ def test_rebuild_all_switches_every_projection_with_the_same_rows(
 
     before = read_models()
 
-    ran = cli("projections", "rebuild", "all", "--json")
+    ran = cli("projections", "rebuild", "all", "--processes", "1", "--json")
     assert ran.code == 0, ran.err
     summary = orjson.loads(ran.out)
     assert [item["name"] for item in summary["projections"]] == [p.name for p in PROJECTIONS]
@@ -171,6 +172,58 @@ def test_rebuild_all_switches_every_projection_with_the_same_rows(
     switched = [line.partition(" at ")[0] for line in ran.out.splitlines() if "switched" in line]
     assert switched == ["audit: generation 3 switched in", "users: generation 3 switched in"]
     assert read_models() == before
+
+
+def test_rebuild_all_in_several_processes_switches_every_projection(
+    runtime: Runtime, read_side: ReadSide, database_url: str
+) -> None:
+    catch_up_all(runtime, read_side)
+    ran = subprocess.run(
+        [
+            sys.executable, "-m", "prep_es.cli", "projections", "rebuild", "all",
+            "--processes", "3", "--json",
+        ],
+        cwd=REPOSITORY,
+        env=environment(database_url),
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    summary = orjson.loads(ran.stdout)
+    assert [item["name"] for item in summary["projections"]] == [p.name for p in PROJECTIONS]
+    head = runtime.app.position()
+    assert {(item["generation"], item["position"]) for item in summary["projections"]} == {
+        (2, head)
+    }
+    with read_side.write_database.reading() as sql:
+        for projection_class in PROJECTIONS:
+            states = {g.generation: g.state for g in generations(sql, projection_class.name)}
+            assert states == {1: "retired", 2: "running"}
+
+
+def test_rebuilds_are_shared_by_the_events_their_projections_decode() -> None:
+    by_name = {projection_class.name: projection_class for projection_class in PROJECTIONS}
+    # As in a marketplace: bookings outnumber everything, then money movements.
+    per_aggregate = {"Booking": 10_000, "Account": 5_000}
+    events_by_topic = {
+        topic: per_aggregate.get(topic.partition(".")[0], 100)
+        for projection_class in PROJECTIONS
+        for topic in projection_class.topics()
+    }
+    shares = share_among_processes(PROJECTIONS, events_by_topic, 2, sql_applied=True)
+    names = [{projection_class.name for projection_class in share} for share in shares]
+    assert len(names) == 2 and set().union(*names) == set(by_name)
+    # Projections that decode mostly booking events go together.
+    assert any({"bookings", "analytics", "kitchens"} <= share for share in names)
+    for share in shares:
+        assert share == [p for p in PROJECTIONS if p in share]  # in PROJECTIONS order
+    assert share_among_processes(PROJECTIONS, events_by_topic, 1, sql_applied=True) == [
+        list(PROJECTIONS)
+    ]
+    # An empty store: nothing to share.
+    assert share_among_processes(PROJECTIONS, {}, 4, sql_applied=True) == [list(PROJECTIONS)]
 
 
 def test_rebuild_of_an_unknown_projection_lists_the_names(cli: RunCli) -> None:
