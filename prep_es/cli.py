@@ -186,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     point = replay.add_mutually_exclusive_group()
     point.add_argument(
-        "--version", type=_positive_int, metavar="N", help="rebuild the state at version N"
+        "--version",
+        type=_whole_number_from_1("a version"),
+        metavar="N",
+        help="rebuild the state at version N",
     )
     point.add_argument(
         "--as-of",
@@ -267,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument(
         "--processes",
-        type=_process_count,
+        type=_whole_number_from_1("a number of processes"),
         default=os.cpu_count() or 1,
         metavar="N",
         help="share the projections among up to N processes (default: the number of "
@@ -383,24 +386,19 @@ def _aggregate_id(text: str) -> UUID:
         raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a version is a whole number from 1: {text!r}")
-    return value
+def _whole_number_from_1(what: str) -> Callable[[str], int]:
+    """An argument type: a whole number of 1 or more, named ``what`` when refused."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{what} is a whole number from 1: {text!r}")
+        return value
 
-def _process_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a number of processes is 1 or more: {text!r}")
-    return value
+    return parse
 
 
 def _point_in_time(text: str) -> datetime:
