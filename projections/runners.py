@@ -257,8 +257,9 @@ class EventDecoder:
     Runners of different projections follow the same store, at different speeds and
     with different topics. Rather than each asking the store for its own topics, they
     read through this: the store is read in chunks of ``chunk_ids`` notification ids
-    (every topic, each chunk once; a chunk is extended as the head moves on), and each
-    runner keeps the events of its topics. Events are decoded once per chunk, on
+    (each chunk once, with the topics of every runner that reads through this decoder,
+    see :meth:`follow`; a chunk is extended as the head moves on), and each runner
+    keeps the events of its topics. Events are decoded once per chunk, on
     first use. The most recently used ``chunks_max`` chunks are kept (memory stays
     bounded, however long the store); a runner narrower than ``NARROW_SHARE`` of the
     events reads a chunk nobody has read yet with its own topics (the database skips
@@ -285,6 +286,21 @@ class EventDecoder:
         self._counted = 0
         self._rebuilding: dict[int, tuple[int, float]] = {}
         """Per thread reading for a rebuild: the chunk it is at, and when it got there."""
+        self._topics: frozenset[str] = frozenset()
+        """The topics chunks are read with: those of the runners that read through this
+        decoder (none yet: every topic)."""
+
+    def follow(self, topics: frozenset[str]) -> None:
+        """A runner of ``topics`` reads through this decoder: chunks are read with its
+        topics too. Events no runner follows (a kitchen-day's claims, idempotency
+        records) are then left in the database, and a process that runs only some of
+        the projections reads only their events. Chunks read before without them are
+        dropped (runners are made before they read, so this is at the start)."""
+        with self._lock:
+            if topics <= self._topics:
+                return
+            self._topics |= topics
+            self._chunks.clear()
 
     def notifications(
         self, start: int, stop: int, limit: int, topics: frozenset[str], *, rebuilding: bool
@@ -360,7 +376,7 @@ class EventDecoder:
             if chunk is None:
                 if self._narrow(topics):
                     return None
-                chunk = self._chunks[index] = _Chunk(index * self._chunk_ids)
+                chunk = self._chunks[index] = _Chunk(index * self._chunk_ids, self._topics)
                 while len(self._chunks) > self._chunks_max:
                     self._chunks.popitem(last=False)
             else:
@@ -368,7 +384,7 @@ class EventDecoder:
         if chunk.read_to < stop:
             with chunk.lock:
                 if chunk.read_to < stop:
-                    more = self._select(chunk.read_to, stop, stop - chunk.read_to, frozenset())
+                    more = self._select(chunk.read_to, stop, stop - chunk.read_to, chunk.topics)
                     self._count(more)
                     chunk.extend(more, stop)
         return chunk
@@ -393,10 +409,11 @@ class EventDecoder:
 
 
 class _Chunk:
-    """Stored events with ids in (``first``, ``read_to``], in id order, and those of
-    them decoded so far."""
+    """Stored events of ``topics`` (empty: every topic) with ids in (``first``,
+    ``read_to``], in id order, and those of them decoded so far."""
 
-    def __init__(self, first: int) -> None:
+    def __init__(self, first: int, topics: frozenset[str]) -> None:
+        self.topics = topics
         self.read_to = first
         self.ids: list[int] = []
         self.notifications: list[Notification] = []
@@ -588,6 +605,8 @@ class ProjectionRunner:
         """Where batches of a projection that records every event are applied by SQL
         (``Projection.apply_stored_range``): they are ranges of positions, not fetched."""
         self.topics = frozenset(projection_class.topics())
+        if self.events_table is None:
+            self.decoder.follow(self.topics)
         self._known: list[GenerationState] | None = None
         self._known_at = 0.0
         self._projections: dict[int, Projection] = {}

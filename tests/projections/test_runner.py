@@ -11,8 +11,10 @@ from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.utils import get_topic
 
 from aggregates.idempotency import IdempotencyRecord
+from aggregates.user import User
 from prep_es.readside import ReadSide
 from projections.audit import AuditProjection
 from projections.base import Projection
@@ -21,6 +23,7 @@ from projections.database import Sql
 from projections.locks import ProcessRunnerLock, RunnerLock
 from projections.runners import (
     AppendSignal,
+    EventDecoder,
     ProjectionFailed,
     ProjectionRunner,
     SharedCommits,
@@ -357,3 +360,35 @@ def test_an_event_audit_cannot_build_by_sql_stops_it_at_that_event(
     [state] = state_of(read_side, "audit")
     assert (state.state, state.position) == ("failed", good_until)
     assert (state.failed_position, state.failed_topic) == poisoned
+
+
+def test_the_decoder_reads_the_topics_of_the_runners_that_follow_it(
+    market: Marketplace,
+) -> None:
+    app = market.runtime.app
+    market.request_booking(START_OF_TESTS + timedelta(days=3))
+    head = app.position()
+    every = app.recorder.select_notifications(start=0, limit=head, inclusive_of_start=False)
+    # The store's own read, statement made once and rows as tuples, reads the same.
+    assert app.notifications(0, head, head) == every
+    bookings = frozenset(BookingsProjection.topics())
+    assert app.notifications(0, head, head, sorted(bookings)) == [
+        n for n in every if n.topic in bookings
+    ]
+
+    decoder = EventDecoder(app, chunk_ids=4)
+    users = frozenset({get_topic(User.UserRegistered)})
+    decoder.follow(users)
+    assert decoder.notifications(0, head, head, users, rebuilding=False) == [
+        n for n in every if n.topic in users
+    ]
+    # A runner that comes later with other topics is served too: chunks read without
+    # its topics are dropped.
+    decoder.follow(bookings)
+    found = decoder.notifications(0, head, head, bookings, rebuilding=False)
+    assert found == [n for n in every if n.topic in bookings] and found
+    assert [decoder.decode(n) for n in found] == [app.mapper.to_domain_event(n) for n in found]
+    # Events no runner follows were never read.
+    assert {n.topic for chunk in decoder._chunks.values() for n in chunk.notifications} <= (
+        users | bookings
+    )
