@@ -780,13 +780,25 @@ def _rebuild_in_processes(
     ]
     for child in children:
         child.start()
-    for child in children:
-        while True:
-            try:
-                child.join()
-                break
-            except KeyboardInterrupt:
-                continue  # the children had the interrupt too: let them stop
+
+    def stop_children(signum: int, frame: object) -> None:
+        # Terminated, a rebuild stops where it is, in one process or in several: its
+        # generations go on building in whichever process runs their projections next.
+        for child in children:
+            child.terminate()
+
+    # After the forks: the children keep the default, which ends them.
+    previous = signal.signal(signal.SIGTERM, stop_children)
+    try:
+        for child in children:
+            while True:
+                try:
+                    child.join()
+                    break
+                except KeyboardInterrupt:
+                    continue  # the children had the interrupt too: let them stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summaries: list[RebuildSummary] = []
     failed = any(child.exitcode != 0 for child in children)
     while not results.empty():

@@ -226,6 +226,58 @@ def test_rebuilds_are_shared_by_the_events_their_projections_decode() -> None:
     assert share_among_processes(PROJECTIONS, {}, 4, sql_applied=True) == [list(PROJECTIONS)]
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:
+            continue  # gone meanwhile
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_terminating_a_rebuild_in_several_processes_ends_them_all(
+    runtime: Runtime, read_side: ReadSide, database_url: str
+) -> None:
+    catch_up_all(runtime, read_side)
+    locks = [
+        lock_factory(Settings(database_url=database_url).database)(projection_class.name)
+        for projection_class in PROJECTIONS
+    ]
+    for lock in locks:
+        assert lock.try_acquire()  # this test process is "the server": the rebuild follows
+    try:
+        rebuild = start_cli(database_url, "projections", "rebuild", "all", "--processes", "2")
+        deadline = time.monotonic() + PROCESS_TIMEOUT_S
+        while True:  # until every projection's rebuild was asked for, by the children
+            with read_side.write_database.reading() as sql:
+                asked = all(len(generations(sql, p.name)) == 2 for p in PROJECTIONS)
+            children = children_of(rebuild.pid)
+            if asked and len(children) == 2:
+                break
+            assert time.monotonic() < deadline and rebuild.poll() is None
+            time.sleep(0.02)
+
+        rebuild.send_signal(signal.SIGTERM)
+        rebuild.communicate(timeout=PROCESS_TIMEOUT_S)
+        assert rebuild.returncode == 1
+        for child in children:
+            assert not Path(f"/proc/{child}").exists()
+        # The generations are left building, for the projections' runners to finish.
+        with read_side.write_database.reading() as sql:
+            for projection_class in PROJECTIONS:
+                states = [g.state for g in generations(sql, projection_class.name)]
+                assert states == ["running", "building"]
+    finally:
+        for lock in locks:
+            lock.release()
+
+
 def test_rebuild_of_an_unknown_projection_lists_the_names(cli: RunCli) -> None:
     ran = cli("projections", "rebuild", "audit", "nonsense")
     assert ran.code == 2
