@@ -31,11 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field
 PREP_NAMESPACE = uuid5(NAMESPACE_URL, "https://prep.es/aggregates")
 
 
-@functools.lru_cache(maxsize=65_536)
-def derived_id(kind: str, *parts: object) -> UUID:
-    """A deterministic aggregate id: two writers deriving the same id for the same
-    thing (an email, a kitchen-day, an idempotency key) collide in the event store."""
+def uncached_derived_id(kind: str, *parts: object) -> UUID:
+    """:func:`derived_id` without its cache: for ids derived once each (a read model's
+    row per event), which the cache would only miss."""
     return uuid5(PREP_NAMESPACE, ":".join([kind, *(str(part) for part in parts)]))
+
+
+derived_id = functools.lru_cache(maxsize=65_536)(uncached_derived_id)
+"""A deterministic aggregate id: two writers deriving the same id for the same thing (an
+email, a kitchen-day, an idempotency key) collide in the event store."""
 
 
 class EventMetadata(BaseModel):

@@ -69,6 +69,7 @@ from projections.runners import (
     GenerationState,
     ProjectionFailed,
     ProjectionRunner,
+    applies_by_sql,
     generations,
     request_rebuild,
 )
@@ -748,14 +749,16 @@ def _rebuild_shares(
     ):
         return [list(projection_classes)]
     app = open_application(settings)
+    read_side = open_read_side(settings)
     try:
         return share_among_processes(
             projection_classes,
             app.events_by_topic(),
             processes,
-            sql_applied=app.postgres_events_table() is not None,
+            sql_applied=applies_by_sql(app, read_side.write_database),
         )
     finally:
+        read_side.close()
         app.close()
 
 

@@ -550,8 +550,10 @@ class SharedCommits:
             return error
 
 
-def _shares_database(app: PrepApplication, database: ReadDatabase) -> bool:
-    """Whether the read models are in the event store's own PostgreSQL database."""
+def applies_by_sql(app: PrepApplication, database: ReadDatabase) -> bool:
+    """Whether projections that record every event are applied by SQL over the events
+    table (``Projection.apply_stored_range``): where the read models are in the event
+    store's own PostgreSQL database."""
     if database.dialect != "postgresql":
         return False
     with database.reading() as sql:
@@ -599,7 +601,7 @@ class ProjectionRunner:
         self.shared_commits = shared_commits
         self.events_table = (
             app.postgres_events_table()
-            if projection_class.records_every_event and _shares_database(app, database)
+            if projection_class.records_every_event and applies_by_sql(app, database)
             else None
         )
         """Where batches of a projection that records every event are applied by SQL
