@@ -278,6 +278,13 @@ def test_terminating_a_rebuild_in_several_processes_ends_them_all(
             lock.release()
 
 
+@pytest.mark.parametrize("processes", ["0", "-1", "two", ""])
+def test_rebuild_refuses_a_number_of_processes_below_one(cli: RunCli, processes: str) -> None:
+    ran = cli("projections", "rebuild", "all", "--processes", processes)
+    assert ran.code == 2
+    assert f"a number of processes is a whole number from 1: {processes!r}" in ran.err
+
+
 def test_rebuild_of_an_unknown_projection_lists_the_names(cli: RunCli) -> None:
     ran = cli("projections", "rebuild", "audit", "nonsense")
     assert ran.code == 2
