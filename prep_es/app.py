@@ -34,7 +34,7 @@ from api.commands import COMMAND_ROUTERS
 from api.operations import open_operations
 from api.operations import router as operations_router
 from api.queries import QUERY_ROUTERS
-from api.queries.kitchens import PublishedPagesMiddleware
+from api.queries.kitchens import KitchenReadsMiddleware, summary_json
 from api.schemas import Problem
 from commands.handling import CommandContext
 from commands.users import CreateUser
@@ -249,7 +249,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await anyio.to_thread.run_sync(
-            partial(open_services, settings, clock=clock, passwords=passwords)
+            partial(
+                open_services,
+                settings,
+                clock=clock,
+                passwords=passwords,
+                render_kitchen=summary_json,
+            )
         )
         app.state.services = services
         app.state.operations = open_operations(services, metrics)
@@ -271,7 +277,7 @@ def create_app(
     install_error_handlers(app)
     if settings.api_role != "write":
         # Innermost: request ids, logs and metrics wrap its answers as any route's.
-        app.add_middleware(PublishedPagesMiddleware, prefix=API_PREFIX)
+        app.add_middleware(KitchenReadsMiddleware, prefix=API_PREFIX)
     app.add_middleware(RequestContextMiddleware)
     # Outside the request context middleware, so it also times the 500s that one renders.
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -15,9 +15,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final, Protocol
 
 from aggregates.errors import NotFound
+from aggregates.jurisdictions import JurisdictionCatalog
 from commands import Commands
 from commands.handling import Clock
 from commands.users import PasswordHashing
@@ -33,6 +35,7 @@ from prep_es.readside import (
 from prep_es.runtime import Runtime, open_runtime, system_clock
 from prep_es.settings import Settings
 from projections.base import Projection
+from projections.database import ReadDatabase
 from projections.kitchens import KitchensProjection
 from projections.locks import RunnerLock
 from projections.runners import Supervisor, request_rebuild
@@ -44,6 +47,7 @@ from queries.cache import MemoryQueryCache, QueryCache, RedisQueryCache
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
+from queries.kitchen_index import LiveSearchIndex, RenderKitchen, load_search_index
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserQueries
@@ -138,6 +142,8 @@ class Services:
     kitchens_uncached: KitchenQueries
     kitchen_pages: PublishedPages | None
     """Where this process hears of every change (see :func:`open_published_pages`)."""
+    search_index: LiveSearchIndex | None
+    """Likewise (see :func:`open_search_index`)."""
     bookings: BookingQueries
     accounts: AccountQueries
     analytics: AnalyticsQueries
@@ -217,13 +223,38 @@ def open_published_pages(read_positions: ReadPositions, clock: Clock) -> Publish
     )
 
 
+def open_search_index(
+    read_positions: ReadPositions,
+    database: ReadDatabase,
+    jurisdictions: JurisdictionCatalog,
+    clock: Clock,
+    render: RenderKitchen,
+) -> LiveSearchIndex | None:
+    """Searches answered from this process's memory, where it hears of every change and
+    knows the kitchens read model's position without asking the database (PostgreSQL,
+    not a replica); elsewhere ``None``: every search is SQL."""
+    if not read_positions.hears_changes:
+        return None
+    index = LiveSearchIndex(
+        partial(load_search_index, database, render),
+        position=lambda: read_positions.announced(KitchensProjection.name),
+        jurisdictions=jurisdictions,
+        clock=clock,
+    )
+    read_positions.follow_changes(index.changed)
+    return index
+
+
 def open_services(
     settings: Settings,
     *,
     clock: Clock = system_clock,
     passwords: Passwords | None = None,
+    render_kitchen: RenderKitchen | None = None,
 ) -> Services:
-    """Open everything; on failure, close what was opened and re-raise."""
+    """Open everything; on failure, close what was opened and re-raise.
+    ``render_kitchen``: a kitchen's JSON in search answers, to answer searches from
+    memory (see :func:`open_search_index`); without it every search is SQL."""
     hashing: Passwords = passwords or Argon2Passwords()
     tokens = TokenService.from_settings(settings, clock)  # refuses a missing secret first
     runtime = open_runtime(settings, clock=clock, passwords=hashing)
@@ -237,6 +268,17 @@ def open_services(
         )
         query_cache = open_query_cache(settings, read_positions)
         kitchen_pages = open_published_pages(read_positions, clock)
+        search_index = (
+            None
+            if render_kitchen is None
+            else open_search_index(
+                read_positions,
+                read_side.query_database,
+                runtime.jurisdictions,
+                clock,
+                render_kitchen,
+            )
+        )
         read_positions.start()
         opened.append(read_positions)
         database = read_side.query_database
@@ -261,6 +303,7 @@ def open_services(
             ),
             kitchens_uncached=kitchens_uncached,
             kitchen_pages=kitchen_pages,
+            search_index=search_index,
             bookings=BookingQueries(database),
             accounts=AccountQueries(database),
             analytics=AnalyticsQueries(database),

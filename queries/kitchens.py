@@ -213,6 +213,26 @@ def last_day_needed(rules: JurisdictionRules, instant: datetime) -> date:
     return (instant - timedelta(microseconds=1)).astimezone(rules.zone).date()
 
 
+def compliance_needed(
+    filters: KitchenFilters, jurisdictions: JurisdictionCatalog, now: datetime
+) -> list[tuple[str, date]]:
+    """Where a search can find bookable kitchens: each jurisdiction it may look in (the
+    one asked for, or every one) whose operating hours cover the window, with the
+    earliest ``compliant_through`` that makes a kitchen there bookable (through the
+    window's end, or through ``now`` without a window)."""
+    window = filters.window
+    instant = now if window is None else window[1]
+    needed = []
+    for code in jurisdictions.codes():
+        if filters.jurisdiction is not None and code != filters.jurisdiction:
+            continue
+        rules = jurisdictions.get(code)
+        if window is not None and not rules.is_within_operating_hours(*window):
+            continue
+        needed.append((code, last_day_needed(rules, instant)))
+    return needed
+
+
 def kitchen_compliance(
     rules: JurisdictionRules | None,
     compliant_through: date | None,
@@ -331,17 +351,11 @@ class KitchenQueries:
     def _bookable(self, filters: KitchenFilters) -> tuple[list[str], list[Any]]:
         """The WHERE conditions of a search; none at all when nothing can match."""
         window = filters.window
-        instant = self._clock() if window is None else window[1]
         compliant: list[str] = []
         params: list[Any] = []
-        for code in self._jurisdictions.codes():
-            if filters.jurisdiction is not None and code != filters.jurisdiction:
-                continue
-            rules = self._jurisdictions.get(code)
-            if window is not None and not rules.is_within_operating_hours(*window):
-                continue
+        for code, through in compliance_needed(filters, self._jurisdictions, self._clock()):
             compliant.append("(k.jurisdiction = %s AND k.compliant_through >= %s)")
-            params += [code, self._date(last_day_needed(rules, instant))]
+            params += [code, self._date(through)]
         if not compliant:
             return [], []
         # A literal, as in the search indexes' predicate: prepared plans can use them.

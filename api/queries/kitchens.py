@@ -4,9 +4,11 @@ its compliance status, both through the query cache. (The admins' moderation lis
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 import orjson
@@ -14,6 +16,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aggregates.errors import DomainError
 from api.deps import (
     MIN_POSITION_HEADER,
     POSITION_MAX,
@@ -23,10 +26,18 @@ from api.deps import (
     OptionalUser,
     PageParams,
 )
-from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
+from api.queries.params import (
+    POINT_IN_TIME_HELP,
+    PointInTime,
+    QueryText,
+    date_means_midnight_utc,
+    query_responses,
+    require_offset,
+)
 from api.schemas import MONEY_DIGITS_MAX, POSITION_HEADER, MoneyOut, cents, money
-from queries.base import Page
+from queries.base import PAGE_SIZE_DEFAULT, Page, PageRequest
 from queries.kitchen_cache import PublishedPages
+from queries.kitchen_index import LiveSearchIndex
 from queries.kitchens import (
     KitchenCertificate,
     KitchenCompliance,
@@ -42,6 +53,7 @@ KitchenSort = Literal["name", "rate_asc", "rate_desc", "newest"]
 KitchenStatus = Literal["draft", "pending_review", "published", "rejected", "suspended"]
 SEARCH_TEXT_LENGTH_BOUND = 1_000
 AMENITY_FILTERS_BOUND = 50
+CAPACITY_BOUND = 50
 
 
 class KitchenSummaryOut(BaseModel):
@@ -97,13 +109,8 @@ class KitchenPage(BaseModel):
         """The JSON of ``cls.of(page)``, byte for byte, written by orjson straight from
         the read model: building and validating the response models cost ten times
         more (the read model is ours, and was checked when it was built)."""
-        document = {
-            "items": [_summary_document(item) for item in page.items],
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-        }
-        return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+        items = [summary_json(item) for item in page.items]
+        return page_json(items, page.total, page.limit, page.offset)
 
 
 class KitchenCertificateOut(BaseModel):
@@ -192,6 +199,22 @@ _COMPLIANCE_FIELDS: Final = tuple(
 _CERTIFICATE_FIELDS: Final = tuple(KitchenCertificateOut.model_fields)
 
 
+def summary_json(kitchen: KitchenSummary) -> bytes:
+    """A kitchen's JSON in a search page: ``KitchenSummaryOut.of(kitchen)``'s."""
+    return orjson.dumps(_summary_document(kitchen), option=orjson.OPT_UTC_Z)
+
+
+def page_json(items: list[bytes], total: int, limit: int, offset: int) -> bytes:
+    """A search page's JSON from its kitchens' (``summary_json``), as orjson writes a
+    ``KitchenPage``: compact, fields in order."""
+    return b'{"items":[%b],"total":%d,"limit":%d,"offset":%d}' % (
+        b",".join(items),
+        total,
+        limit,
+        offset,
+    )
+
+
 def _summary_document(
     kitchen: KitchenSummary, fields: tuple[str, ...] = _SUMMARY_FIELDS
 ) -> dict[str, Any]:
@@ -248,7 +271,8 @@ def search_kitchens(
         ),
     ] = None,
     capacity: Annotated[
-        int | None, Query(ge=1, le=50, description="Room for at least this many people.")
+        int | None,
+        Query(ge=1, le=CAPACITY_BOUND, description="Room for at least this many people."),
     ] = None,
     amenity: Annotated[
         list[QueryText] | None,
@@ -312,30 +336,37 @@ def get_kitchen(
     return consistency.response(page, "application/json")
 
 
-class PublishedPagesMiddleware:
-    """Answers an anonymous ``GET {prefix}/kitchens/{id}`` from the process's published
-    pages (see :class:`~queries.kitchen_cache.PublishedPages`), before routing: the
-    public page of a kitchen is the hottest read there is, and for a page already made,
-    FastAPI's dependencies and the trip to a worker thread cost several times the answer.
+class KitchenReadsMiddleware:
+    """Answers the hottest public reads from this process's memory, before routing: for
+    an answer already at hand, FastAPI's validation, dependencies and the trip to a
+    worker thread cost several times the answer.
 
-    It answers only what :func:`get_kitchen` would answer alike, byte for byte (the
-    tests hold the two equal): no ``Authorization`` (a token must still be checked), an
-    ``X-Prep-Min-Position`` that is absent or a plain number the read model has reached.
-    Everything else, and every miss, goes on to the route, which remembers the pages
-    of published kitchens it makes. Request ids and metrics wrap this as any route."""
+    - ``GET {prefix}/kitchens/{id}``: the published pages the route made (see
+      :class:`~queries.kitchen_cache.PublishedPages`);
+    - ``GET {prefix}/kitchens?…``: searches the search index answers (see
+      :mod:`queries.kitchen_index`).
+
+    It answers only what the routes would answer alike, byte for byte (the tests hold
+    them equal): no ``Authorization`` (a token must still be checked), an
+    ``X-Prep-Min-Position`` that is absent or a plain number the read model has reached,
+    and for a search, parameters spelled plainly (see :func:`plain_search`). Everything
+    else, and every miss, goes on to the routes, which remember the pages of published
+    kitchens they make. Request ids and metrics wrap this as any route."""
 
     def __init__(self, app: ASGIApp, *, prefix: str) -> None:
         self.app = app
-        self.path_start = f"{prefix}{router.prefix}/"
-        self.route = _Route(f"{self.path_start}{{kitchen_id}}")
+        self.search_path = f"{prefix}{router.prefix}"
+        self.path_start = f"{self.search_path}/"
+        self.search_route = _Route(self.search_path)
+        self.detail_route = _Route(f"{self.path_start}{{kitchen_id}}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = self._answer(scope) if scope["type"] == "http" else None
         if answer is None:
             await self.app(scope, receive, send)
             return
-        page, position = answer
-        scope["route"] = self.route  # for the metrics, as the router would
+        page, position, route = answer
+        scope["route"] = route  # for the metrics, as the router would
         await send(
             {
                 "type": "http.response.start",
@@ -349,14 +380,28 @@ class PublishedPagesMiddleware:
         )
         await send({"type": "http.response.body", "body": page})
 
-    def _answer(self, scope: Scope) -> tuple[bytes, int] | None:
+    def _answer(self, scope: Scope) -> tuple[bytes, int, _Route] | None:
         path: str = scope["path"]
-        if scope["method"] != "GET" or not path.startswith(self.path_start):
+        if scope["method"] != "GET" or not path.startswith(self.search_path):
             return None
-        state = getattr(scope.get("app"), "state", None)
-        services = getattr(state, "services", None)
+        min_position = _plain_min_position(scope["headers"])
+        if min_position is None:
+            return None
+        services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+        if path == self.search_path:
+            search: LiveSearchIndex | None = getattr(services, "search_index", None)
+            request = None if search is None else plain_search(scope["query_string"])
+            if search is None or request is None:
+                return None
+            found = search.search(*request, min_position)
+            if found is None:
+                return None
+            items, total, position = found
+            page_request = request[1]
+            page = page_json(items, total, page_request.limit, page_request.offset)
+            return page, position, self.search_route
         pages: PublishedPages | None = getattr(services, "kitchen_pages", None)
-        if pages is None:
+        if pages is None or not path.startswith(self.path_start):
             return None
         text = path[len(self.path_start) :]
         try:
@@ -365,19 +410,120 @@ class PublishedPagesMiddleware:
             return None
         if str(kitchen_id) != text:
             return None  # another spelling of an id: the route's to judge
-        min_position = 0
-        min_position_seen = False
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                return None
-            if name == _MIN_POSITION_NAME:
-                if min_position_seen or not value.isdigit() or int(value) > POSITION_MAX:
-                    return None  # the route's to refuse or to settle
-                min_position, min_position_seen = int(value), True
-        return pages.page(kitchen_id, min_position)
+        answer = pages.page(kitchen_id, min_position)
+        return None if answer is None else (*answer, self.detail_route)
 
 
 _MIN_POSITION_NAME: Final = MIN_POSITION_HEADER.lower().encode()
+
+
+def _plain_min_position(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The client's ``X-Prep-Min-Position`` (0 without one); ``None`` when the routes
+    must judge the request: it carries a token, or a minimum that is not one plain
+    number."""
+    min_position = 0
+    min_position_seen = False
+    for name, value in headers:
+        if name == b"authorization":
+            return None
+        if name == _MIN_POSITION_NAME:
+            if min_position_seen or not value.isdigit() or int(value) > POSITION_MAX:
+                return None  # the route's to refuse or to settle
+            min_position, min_position_seen = int(value), True
+    return min_position
+
+
+# Whole units of at most MONEY_DIGITS_MAX - 2 digits, then cents.
+_PLAIN_MONEY: Final = re.compile(rf"(0|[1-9]\d{{0,{MONEY_DIGITS_MAX - 3}}})(?:\.(\d{{1,2}}))?")
+_PLAIN_CAPACITY: Final = re.compile(r"[1-9]\d?")
+_PLAIN_COUNT: Final = re.compile(r"0|[1-9]\d{0,6}")
+_PLAIN_TIME: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2}))?"
+)
+
+
+def plain_search(query_string: bytes) -> tuple[KitchenFilters, PageRequest] | None:
+    """A search's filters and page, where every parameter is one the route knows, given
+    once (``amenity``: up to its bound), spelled plainly and valid: what the route would
+    make of it. ``None`` for anything else (and for ``q``): the route judges it."""
+    if not query_string.isascii():
+        return None
+    values: dict[str, str] = {}
+    amenities: list[str] = []
+    for name, value in parse_qsl(query_string.decode("ascii"), keep_blank_values=True):
+        if not value or "\x00" in value or len(value) > SEARCH_TEXT_LENGTH_BOUND:
+            return None
+        if name == "amenity":
+            amenities.append(value)
+        elif name in values or name not in _SEARCH_PARAMETERS:
+            return None
+        else:
+            values[name] = value
+    if len(amenities) > AMENITY_FILTERS_BOUND:
+        return None
+    try:
+        page = PageRequest(
+            limit=_plain_count(values.get("limit"), PAGE_SIZE_DEFAULT),
+            offset=_plain_count(values.get("offset"), 0),
+        )
+        return (
+            KitchenFilters(
+                city=values.get("city"),
+                jurisdiction=values.get("jurisdiction"),
+                min_rate_cents=_plain_cents(values.get("min_rate")),
+                max_rate_cents=_plain_cents(values.get("max_rate")),
+                capacity=_plain_capacity(values.get("capacity")),
+                amenities=tuple(amenities),
+                available_from=_plain_time(values.get("available_from")),
+                available_to=_plain_time(values.get("available_to")),
+                sort=values.get("sort", "name"),
+            ),
+            page,
+        )
+    except (ValueError, DomainError):
+        return None
+
+
+_SEARCH_PARAMETERS: Final = frozenset(
+    {"city", "jurisdiction", "min_rate", "max_rate", "capacity", "available_from", "available_to",
+     "sort", "limit", "offset"}
+)  # fmt: skip
+
+
+def _plain_count(value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not _PLAIN_COUNT.fullmatch(value):
+        raise ValueError(value)
+    return int(value)
+
+
+def _plain_cents(value: str | None) -> int | None:
+    if value is None:
+        return None
+    match = _PLAIN_MONEY.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    whole, fraction = match.groups()
+    return int(whole) * 100 + int((fraction or "0").ljust(2, "0"))
+
+
+def _plain_capacity(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not _PLAIN_CAPACITY.fullmatch(value) or int(value) > CAPACITY_BOUND:
+        raise ValueError(value)
+    return int(value)
+
+
+def _plain_time(value: str | None) -> datetime | None:
+    """As ``PointInTime`` reads it (an offset required; a date is midnight UTC)."""
+    if value is None:
+        return None
+    if not _PLAIN_TIME.fullmatch(value):
+        raise ValueError(value)
+    parsed = date_means_midnight_utc(value)
+    return require_offset(parsed if isinstance(parsed, datetime) else datetime.fromisoformat(value))
 
 
 class _Route:

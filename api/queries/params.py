@@ -23,14 +23,14 @@ TIME_MAX: Final = datetime(3000, 1, 1, tzinfo=UTC)
 arithmetic near the ends of ``datetime``'s range."""
 
 
-def _date_means_midnight_utc(value: Any) -> Any:
+def date_means_midnight_utc(value: Any) -> Any:
     if isinstance(value, str) and _DATE_ONLY.fullmatch(value.strip()):
         day = date.fromisoformat(value.strip())
         return datetime(day.year, day.month, day.day, tzinfo=UTC)
     return value
 
 
-def _require_offset(value: datetime) -> datetime:
+def require_offset(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         msg = "a time needs a UTC offset (Z or +HH:MM), or give a date (YYYY-MM-DD)"
         raise ValueError(msg)
@@ -46,8 +46,8 @@ def _require_offset(value: datetime) -> datetime:
 
 PointInTime = Annotated[
     datetime,
-    BeforeValidator(_date_means_midnight_utc),
-    AfterValidator(_require_offset),
+    BeforeValidator(date_means_midnight_utc),
+    AfterValidator(require_offset),
 ]
 """An aware instant, in UTC: RFC 3339 with an offset, or a date meaning 00:00 UTC."""
 

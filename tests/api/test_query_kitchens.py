@@ -14,7 +14,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from aggregates.kitchen import KITCHEN_STATUSES
-from api.queries.kitchens import KitchenSort, KitchenStatus, PublishedPagesMiddleware
+from api.queries.kitchens import KitchenSort, KitchenStatus, KitchenReadsMiddleware
 from queries.kitchens import SORTS
 from tests.api.conftest import Api, assert_problem
 from tests.api.reading import ids, read, read_ok
@@ -304,8 +304,8 @@ def test_search_and_detail_answer_with_the_read_models_position(api: Api) -> Non
 
 
 def answered_before_routing(api: Api, path: str, headers: list[tuple[bytes, bytes]]) -> Any:
-    """What the published-pages middleware alone answers for ``GET path`` (``None``:
-    it hands the request on to the routes)."""
+    """What the kitchen reads middleware alone answers for ``GET path`` (``None``: it
+    hands the request on to the routes)."""
     sent: list[Message] = []
 
     async def routes(scope: Scope, receive: Receive, send: Send) -> None:
@@ -317,10 +317,11 @@ def answered_before_routing(api: Api, path: str, headers: list[tuple[bytes, byte
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    middleware = PublishedPagesMiddleware(routes, prefix="/api/v1")
+    middleware = KitchenReadsMiddleware(routes, prefix="/api/v1")
+    path, _, query = path.partition("?")
     scope = {
         "type": "http", "method": "GET", "path": "/api/v1" + path, "headers": headers,
-        "app": api.app,
+        "query_string": query.encode(), "app": api.app,
     }  # fmt: skip
     asyncio.run(middleware(scope, receive, send))
     if sent == [{"type": "routed"}]:
@@ -374,7 +375,6 @@ def test_what_a_published_page_cannot_settle_goes_to_the_route(api: Api) -> None
     for other in (
         "/kitchens/not-a-uuid",
         f"/kitchens/{uuid4()}",
-        "/kitchens",
         *(f"/kitchens/{spelling}" for spelling in spellings),
     ):
         assert answered_before_routing(api, other, []) is None, other

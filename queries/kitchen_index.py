@@ -1,0 +1,418 @@
+"""The search of bookable kitchens answered from memory: a per-process index of the
+published kitchens and their booked intervals, as the kitchens read model held them at
+one position, kept while no change to the read model is announced since.
+
+Why: a search's exact ``total`` makes the database count every match (about a
+millisecond of PostgreSQL time per search over 10k kitchens), and searches are rarely
+alike, so no cache of answers helps. Here every filter is a set of kitchens held as the
+bits of a Python integer (bit ``i`` is the ``i``-th kitchen in name order): a search is a
+few ANDs over 10k-bit integers, its total a ``bit_count()``, its page the first set bits
+in the order asked for. Each kitchen's JSON is made once, when the index is built.
+
+- Thresholds (rate, capacity, compliant through) keep a mask of every prefix of the
+  kitchens sorted by the value, at a few hundred checkpoints; a bound is a checkpoint
+  plus the kitchens between it and the bound.
+- Booked intervals: per hour (UTC) the kitchens with a booking overlapping it, and the
+  bookings themselves. A window's whole hours are ORed; in an hour it covers only in part
+  the bookings there are compared with the window exactly.
+- Text search (``q``) is not indexed here: such a search goes to the database.
+
+Freshness follows the rule of the query cache (``queries.cache``): the index records the
+read model's position read *before* its rows, so a change landing while it loads can only
+make it look older. It answers while no change to kitchens (any kitchen, booking, or
+everything) is announced after that position and the read model has reached what the
+client asks for; otherwise the search goes to the database, and a stale index is built
+again in the background (one build at a time, taking at most a tenth of a CPU however
+often the read model changes). It is built at the first search, not at start, so a process
+that never searches never holds it. It serves only where announcements reach the
+process (PostgreSQL, not a replica); elsewhere every search is SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Final
+from uuid import UUID
+
+from aggregates.jurisdictions import JurisdictionCatalog
+from projections.database import ReadDatabase, Row
+from projections.kitchens import PUBLISHED, KitchensProjection, city_key
+from projections.runners import EVERYTHING_CHANGED
+from queries.base import PageRequest
+from queries.consistency import read_position
+from queries.kitchens import KitchenFilters, KitchenSummary, compliance_needed
+
+logger = logging.getLogger(__name__)
+
+HOUR_US: Final = 3_600_000_000
+CHECKPOINTS: Final = 256
+"""Prefix masks kept per threshold: memory ``CHECKPOINTS × kitchens / 8`` bytes, and at
+most ``kitchens / CHECKPOINTS`` bits set by hand per bound."""
+PAGE_ROWS: Final = 1_000
+BUILD_INTERVAL_S_MIN: Final = 1.0
+BUILD_SHARE_MAX: Final = 0.1
+"""A build starts at least ``BUILD_INTERVAL_S_MIN`` and ten builds' time after the last
+ended: however often the read model changes, rebuilding takes at most a tenth of a
+CPU."""
+
+_KITCHENS = KitchensProjection.view("kitchens")
+_BOOKED = KitchensProjection.view("booked")
+_SUMMARY_COLUMNS: Final = (
+    "id, host_id, name, city, jurisdiction, hourly_rate_cents, capacity, amenities, "
+    "instant_book, status, status_reason, compliant_through, created_at"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+RenderKitchen = Callable[[KitchenSummary], bytes]
+"""A kitchen's JSON as search answers show it (the API's)."""
+
+
+def epoch_us(instant: datetime) -> int:
+    """Microseconds since 1970 (UTC), exactly."""
+    delta = instant - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def mask_of(bits: Iterable[int], size: int) -> int:
+    """The integer with ``bits`` set (each below ``size``)."""
+    buffer = bytearray((size + 7) // 8)
+    for bit in bits:
+        buffer[bit >> 3] |= 1 << (bit & 7)
+    return int.from_bytes(buffer, "little")
+
+
+class _Thresholds:
+    """Masks of the kitchens whose value is at most, or at least, a bound."""
+
+    def __init__(self, pairs: Iterable[tuple[int, int]], size: int) -> None:
+        """``pairs``: ``(value, bit)`` of the kitchens that have a value."""
+        ordered = sorted(pairs)
+        self._size = size
+        self._values = [value for value, _ in ordered]
+        self._bits = [bit for _, bit in ordered]
+        self._step = max(1, -(-len(ordered) // CHECKPOINTS))
+        buffer = bytearray((size + 7) // 8)
+        self._checkpoints = [0]
+        for count, bit in enumerate(self._bits, 1):
+            buffer[bit >> 3] |= 1 << (bit & 7)
+            if count % self._step == 0:
+                self._checkpoints.append(int.from_bytes(buffer, "little"))
+        self._all = int.from_bytes(buffer, "little")
+
+    def _first(self, count: int) -> int:
+        """The mask of the ``count`` kitchens with the lowest values."""
+        checkpoint = count // self._step
+        rest = self._bits[checkpoint * self._step : count]
+        mask = self._checkpoints[checkpoint]
+        return mask | mask_of(rest, self._size) if rest else mask
+
+    def at_most(self, bound: int) -> int:
+        return self._first(bisect_right(self._values, bound))
+
+    def at_least(self, bound: int) -> int:
+        return self._all ^ self._first(bisect_left(self._values, bound))
+
+
+@dataclass(frozen=True)
+class IndexedKitchen:
+    """What the index keeps of a published kitchen."""
+
+    id: UUID
+    seq: int
+    name_key: str
+    city_key: str
+    jurisdiction: str
+    hourly_rate_cents: int
+    capacity: int
+    amenities: tuple[str, ...]
+    compliant_through: date | None
+    document: bytes
+    """Its JSON in a search answer."""
+
+
+class SearchIndex:
+    """Published kitchens and their booked intervals at ``position``; immutable."""
+
+    def __init__(
+        self,
+        position: int,
+        kitchens: Sequence[IndexedKitchen],
+        booked: Iterable[tuple[UUID, Sequence[int], Sequence[int]]],
+    ) -> None:
+        """``booked``: per kitchen, the starts and ends of its pending and confirmed
+        bookings, in microseconds since 1970 (kitchens not in ``kitchens`` are left
+        out)."""
+        self.position = position
+        ordered = sorted(kitchens, key=lambda k: (k.name_key, k.id.int))
+        size = len(ordered)
+        self.size = size
+        self._documents = [k.document for k in ordered]
+        bit_of = {k.id: bit for bit, k in enumerate(ordered)}
+        self._all = mask_of(range(size), size)
+        self._orders = {
+            "name": range(size),
+            "rate_asc": sorted(range(size), key=lambda b: ordered[b].hourly_rate_cents),
+            "rate_desc": sorted(range(size), key=lambda b: -ordered[b].hourly_rate_cents),
+            "newest": sorted(range(size), key=lambda b: -ordered[b].seq),
+        }
+        self._by_city = self._masks_by(((k.city_key, b) for b, k in enumerate(ordered)), size)
+        self._by_amenity = self._masks_by(
+            ((a, b) for b, k in enumerate(ordered) for a in k.amenities), size
+        )
+        self._rate = _Thresholds(((k.hourly_rate_cents, b) for b, k in enumerate(ordered)), size)
+        self._capacity = _Thresholds(((k.capacity, b) for b, k in enumerate(ordered)), size)
+        by_jurisdiction: dict[str, list[tuple[int, int]]] = {}
+        for bit, kitchen in enumerate(ordered):
+            if kitchen.compliant_through is not None:
+                by_jurisdiction.setdefault(kitchen.jurisdiction, []).append(
+                    (kitchen.compliant_through.toordinal(), bit)
+                )
+        self._compliant = {
+            code: _Thresholds(pairs, size) for code, pairs in by_jurisdiction.items()
+        }
+        self._index_booked(booked, bit_of)
+
+    @staticmethod
+    def _masks_by(pairs: Iterable[tuple[str, int]], size: int) -> dict[str, int]:
+        bits: dict[str, list[int]] = {}
+        for key, bit in pairs:
+            bits.setdefault(key, []).append(bit)
+        return {key: mask_of(members, size) for key, members in bits.items()}
+
+    def _index_booked(
+        self,
+        booked: Iterable[tuple[UUID, Sequence[int], Sequence[int]]],
+        bit_of: dict[UUID, int],
+    ) -> None:
+        self._starts = array("q")
+        self._ends = array("q")
+        self._kitchen_bits = array("l")
+        in_hour: dict[int, array[int]] = {}
+        for kitchen_id, starts, ends in booked:
+            bit = bit_of.get(kitchen_id)
+            if bit is None:
+                continue
+            for start, end in zip(starts, ends, strict=True):
+                number = len(self._starts)
+                self._starts.append(start)
+                self._ends.append(end)
+                self._kitchen_bits.append(bit)
+                for hour in range(start // HOUR_US, (end - 1) // HOUR_US + 1):
+                    in_hour.setdefault(hour, array("l")).append(number)
+        self._hours = sorted(in_hour)
+        self._in_hour = in_hour
+        self._hour_masks = {
+            hour: mask_of((self._kitchen_bits[n] for n in numbers), self.size)
+            for hour, numbers in in_hour.items()
+        }
+
+    def _booked_during(self, start: int, end: int) -> int:
+        """The kitchens with a booking overlapping ``[start, end)`` (microseconds)."""
+        booked = 0
+        partly: list[int] = []
+        first = bisect_left(self._hours, start // HOUR_US)
+        last = bisect_right(self._hours, (end - 1) // HOUR_US)
+        for hour in self._hours[first:last]:
+            if start <= hour * HOUR_US and (hour + 1) * HOUR_US <= end:
+                booked |= self._hour_masks[hour]
+                continue
+            starts, ends, bits = self._starts, self._ends, self._kitchen_bits
+            partly += (bits[n] for n in self._in_hour[hour] if starts[n] < end and ends[n] > start)
+        return booked | mask_of(partly, self.size) if partly else booked
+
+    def search(
+        self,
+        filters: KitchenFilters,
+        page: PageRequest,
+        jurisdictions: JurisdictionCatalog,
+        now: datetime,
+    ) -> tuple[list[bytes], int] | None:
+        """The page's kitchens (their JSON) and the total, as ``KitchenQueries.search``
+        finds them; ``None`` for a search this index does not answer (text, or an
+        unknown jurisdiction)."""
+        if filters.words():
+            return None
+        if filters.jurisdiction is not None and filters.jurisdiction not in jurisdictions:
+            return None
+        compliant = 0
+        for code, through in compliance_needed(filters, jurisdictions, now):
+            thresholds = self._compliant.get(code)
+            if thresholds is not None:
+                compliant |= thresholds.at_least(through.toordinal())
+        found = compliant
+        if found and filters.city is not None and filters.city.strip():
+            found &= self._by_city.get(city_key(filters.city), 0)
+        if found and filters.min_rate_cents is not None:
+            found &= self._rate.at_least(filters.min_rate_cents)
+        if found and filters.max_rate_cents is not None:
+            found &= self._rate.at_most(filters.max_rate_cents)
+        if found and filters.capacity is not None:
+            found &= self._capacity.at_least(filters.capacity)
+        for amenity in filters.amenity_keys():
+            found &= self._by_amenity.get(amenity, 0)
+        window = filters.window
+        if found and window is not None:
+            found &= ~self._booked_during(epoch_us(window[0]), epoch_us(window[1]))
+        total = found.bit_count()
+        return self._page(found, total, filters.sort, page), total
+
+    def _page(self, found: int, total: int, sort: str, page: PageRequest) -> list[bytes]:
+        wanted = min(total - page.offset, page.limit)
+        if wanted <= 0:
+            return []
+        members = found.to_bytes((self.size + 7) // 8, "little")
+        skip = page.offset
+        documents: list[bytes] = []
+        for bit in self._orders[sort]:
+            if members[bit >> 3] >> (bit & 7) & 1:
+                if skip:
+                    skip -= 1
+                    continue
+                documents.append(self._documents[bit])
+                if len(documents) == wanted:
+                    break
+        return documents
+
+
+def load_search_index(database: ReadDatabase, render: RenderKitchen) -> SearchIndex:
+    """The index of the kitchens read model as it is now (PostgreSQL). Its position is
+    read first: a change committed while the rows are read is announced after it. Rows
+    are read a page at a time, so that a build holds little more than the index."""
+    with database.reading() as sql:
+        position = read_position(sql, KitchensProjection.name)
+    kitchens = [
+        _indexed_kitchen(row, render)
+        for rows in _pages(
+            database,
+            f"SELECT {_SUMMARY_COLUMNS}, seq, name_key, city_key FROM {_KITCHENS} "
+            f"WHERE status = '{PUBLISHED}' AND id > %s ORDER BY id LIMIT %s",
+        )
+        for row in rows
+    ]
+    # Per kitchen, its bookings' times as exact integers: a page of kitchens at a time.
+    booked = (
+        (row["id"], row["starts"], row["ends"])
+        for rows in _pages(
+            database,
+            "SELECT kitchen_id AS id, "
+            "array_agg(floor(extract(epoch FROM start_time) * 1000000)::int8) AS starts, "
+            "array_agg(floor(extract(epoch FROM end_time) * 1000000)::int8) AS ends "
+            f"FROM {_BOOKED} WHERE kitchen_id > %s GROUP BY kitchen_id "
+            "ORDER BY kitchen_id LIMIT %s",
+        )
+        for row in rows
+    )
+    return SearchIndex(position, kitchens, booked)
+
+
+def _pages(database: ReadDatabase, statement: str) -> Iterator[list[Row]]:
+    """The rows of ``statement`` (``… > %s ORDER BY id LIMIT %s``), a page at a time."""
+    after = UUID(int=0)
+    while True:
+        with database.reading() as sql:
+            rows = sql.fetchall(statement, (after, PAGE_ROWS))
+        yield rows
+        if len(rows) < PAGE_ROWS:
+            return
+        after = rows[-1]["id"]
+
+
+def _indexed_kitchen(row: Row, render: RenderKitchen) -> IndexedKitchen:
+    summary = KitchenSummary.model_construct(
+        **{name: row[name] for name in KitchenSummary.model_fields}
+    )
+    return IndexedKitchen(
+        id=row["id"],
+        seq=int(row["seq"]),
+        name_key=row["name_key"],
+        city_key=row["city_key"],
+        jurisdiction=row["jurisdiction"],
+        hourly_rate_cents=int(row["hourly_rate_cents"]),
+        capacity=int(row["capacity"]),
+        amenities=tuple(row["amenities"]),
+        compliant_through=row["compliant_through"],
+        # An exact copy: orjson's bytes keep their writer's spare capacity.
+        document=bytes(memoryview(render(summary))),
+    )
+
+
+class LiveSearchIndex:
+    """The process's search index, answered from while it holds (see the module's
+    docstring); thread-safe. Pass :meth:`changed` to the change announcements."""
+
+    def __init__(
+        self,
+        load: Callable[[], SearchIndex],
+        *,
+        position: Callable[[], int | None],
+        jurisdictions: JurisdictionCatalog,
+        clock: Callable[[], datetime],
+        build_interval_s_min: float = BUILD_INTERVAL_S_MIN,
+    ) -> None:
+        """``position``: how far the kitchens read model has got, if this process knows
+        it without asking the database."""
+        self._load = load
+        self._position = position
+        self._jurisdictions = jurisdictions
+        self._clock = clock
+        self._build_interval_s_min = build_interval_s_min
+        self._index: SearchIndex | None = None
+        self._changed_at = 0
+        self._building = False
+        self._next_build_at = 0.0
+        self._lock = threading.Lock()
+
+    def changed(self, dependencies: list[str], position: int) -> None:
+        """A change announcement: a search over kitchens covers ``kitchens`` (every
+        kitchen's change and every booking's) and everything."""
+        if KitchensProjection.name in dependencies or EVERYTHING_CHANGED in dependencies:
+            with self._lock:
+                self._changed_at = max(self._changed_at, position)
+
+    def search(
+        self, filters: KitchenFilters, page: PageRequest, min_position: int
+    ) -> tuple[list[bytes], int, int] | None:
+        """The page's kitchens, the total and the read model's position, if the index
+        holds for a client at ``min_position`` and answers such a search; else ``None``
+        (and a stale or missing index starts building)."""
+        reached = self._position()
+        index = self._index
+        if index is None or index.position < self._changed_at:
+            self._start_build()
+            return None
+        if reached is None or reached < min_position:
+            return None
+        found = index.search(filters, page, self._jurisdictions, self._clock())
+        if found is None:
+            return None
+        documents, total = found
+        return documents, total, max(reached, index.position)
+
+    def _start_build(self) -> None:
+        with self._lock:
+            if self._building or time.monotonic() < self._next_build_at:
+                return
+            self._building = True
+        threading.Thread(target=self._build, name="prep-es-search-index", daemon=True).start()
+
+    def _build(self) -> None:
+        started = time.monotonic()
+        try:
+            index = self._load()
+        except Exception:
+            logger.exception("building the search index failed; searches use the database")
+            index = None
+        ended = time.monotonic()
+        pause_s = max(self._build_interval_s_min, (ended - started) / BUILD_SHARE_MAX)
+        with self._lock:
+            if index is not None:
+                self._index = index
+            self._building = False
+            self._next_build_at = ended + pause_s

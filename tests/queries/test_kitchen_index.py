@@ -1,0 +1,286 @@
+"""The in-memory search index against a brute-force filter over the same kitchens and
+bookings: enough kitchens that thresholds fall between checkpoints, windows on and off
+whole hours, every order, deep pages. (Against the SQL search and the aggregates:
+``tests/readmodels/test_kitchens.py``; over HTTP: ``tests/api/test_query_kitchens.py``.)"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from uuid import UUID
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregates.jurisdictions import JurisdictionCatalog
+from projections.base import packaged_jurisdictions
+from projections.kitchens import city_key
+from projections.runners import EVERYTHING_CHANGED
+from queries.base import PageRequest
+from queries.kitchen_index import (
+    CHECKPOINTS,
+    IndexedKitchen,
+    LiveSearchIndex,
+    SearchIndex,
+    epoch_us,
+)
+from queries.kitchens import SORTS, KitchenFilters, compliance_needed
+
+KITCHENS = 3 * CHECKPOINTS + 17
+DAY = datetime(2030, 3, 4, tzinfo=UTC)
+NOW = datetime(2030, 3, 1, 18, tzinfo=UTC)
+CITIES = ("Los Angeles", "los angeles", "Pasadena", "San Francisco")
+AMENITIES = ("oven", "hood", "mixer", "walk-in fridge")
+
+
+def make_world(seed: int) -> tuple[list[IndexedKitchen], list[tuple[UUID, list[int], list[int]]]]:
+    randomness = random.Random(seed)
+    kitchens = []
+    for number in range(KITCHENS):
+        city = randomness.choice(CITIES)
+        through = randomness.choice([None, date(2030, 3, 2), date(2030, 3, 4), date(2031, 1, 1)])
+        kitchen_id = UUID(int=randomness.getrandbits(128))
+        kitchens.append(
+            IndexedKitchen(
+                id=kitchen_id,
+                seq=number + 1,
+                # Few names: ties are ordered by id.
+                name_key=f"kitchen {randomness.randrange(40)}",
+                city_key=city_key(city),
+                jurisdiction="san_francisco" if city == "San Francisco" else "los_angeles",
+                hourly_rate_cents=randomness.randrange(20, 60) * 250,
+                capacity=randomness.randrange(1, 31),
+                amenities=tuple(sorted(randomness.sample(AMENITIES, randomness.randrange(4)))),
+                compliant_through=through,
+                document=str(kitchen_id).encode(),
+            )
+        )
+    booked = []
+    for kitchen in kitchens:
+        starts, ends = [], []
+        for _ in range(randomness.randrange(4)):
+            start = DAY + timedelta(minutes=15 * randomness.randrange(4 * 30))
+            starts.append(epoch_us(start))
+            ends.append(epoch_us(start + timedelta(minutes=15 * randomness.randrange(1, 20))))
+        booked.append((kitchen.id, starts, ends))
+    return kitchens, booked
+
+
+KITCHEN_LIST, BOOKED = make_world(5)
+INDEX = SearchIndex(7, KITCHEN_LIST, BOOKED)
+JURISDICTIONS: JurisdictionCatalog = packaged_jurisdictions()
+
+
+def brute_force(filters: KitchenFilters, now: datetime) -> list[UUID]:
+    needed = dict(compliance_needed(filters, JURISDICTIONS, now))
+    booked = {kitchen_id: list(zip(s, e, strict=True)) for kitchen_id, s, e in BOOKED}
+    window = filters.window
+    found = []
+    for kitchen in KITCHEN_LIST:
+        through = needed.get(kitchen.jurisdiction)
+        if through is None or kitchen.compliant_through is None:
+            continue
+        if kitchen.compliant_through < through:
+            continue
+        city = (filters.city or "").strip()
+        if city and kitchen.city_key != city_key(city):
+            continue
+        rate = kitchen.hourly_rate_cents
+        if filters.min_rate_cents is not None and rate < filters.min_rate_cents:
+            continue
+        if filters.max_rate_cents is not None and rate > filters.max_rate_cents:
+            continue
+        if filters.capacity is not None and kitchen.capacity < filters.capacity:
+            continue
+        if not set(filters.amenity_keys()) <= set(kitchen.amenities):
+            continue
+        if window is not None:
+            start, end = epoch_us(window[0]), epoch_us(window[1])
+            if any(s < end and e > start for s, e in booked[kitchen.id]):
+                continue
+        found.append(kitchen)
+    orders = {
+        "name": lambda k: (k.name_key, k.id.int),
+        "rate_asc": lambda k: (k.hourly_rate_cents, k.name_key, k.id.int),
+        "rate_desc": lambda k: (-k.hourly_rate_cents, k.name_key, k.id.int),
+        "newest": lambda k: -k.seq,
+    }
+    found.sort(key=orders[filters.sort])
+    return [k.id for k in found]
+
+
+def indexed(filters: KitchenFilters, page: PageRequest, now: datetime) -> tuple[list[UUID], int]:
+    answer = INDEX.search(filters, page, JURISDICTIONS, now)
+    assert answer is not None
+    documents, total = answer
+    return [UUID(document.decode()) for document in documents], total
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    city=st.sampled_from([None, "", "LOS ANGELES", " pasadena ", "San Francisco", "Oakland"]),
+    jurisdiction=st.sampled_from([None, "los_angeles", "san_francisco"]),
+    min_rate=st.one_of(st.none(), st.integers(4000, 16000)),
+    max_rate=st.one_of(st.none(), st.integers(4000, 16000)),
+    capacity=st.one_of(st.none(), st.integers(1, 31)),
+    amenities=st.lists(st.sampled_from([*AMENITIES, "Oven ", "sauna"]), max_size=2),
+    start_minutes=st.one_of(st.none(), st.integers(-24 * 60, 30 * 60)),
+    minutes=st.sampled_from([1, 15, 30, 60, 90, 180, 24 * 60]),
+    sort=st.sampled_from(SORTS),
+    now=st.sampled_from([NOW, datetime(2030, 3, 3, 9, tzinfo=UTC)]),
+    offset=st.sampled_from([0, 7, 300]),
+    limit=st.sampled_from([1, 20, 100]),
+)
+def test_the_index_finds_what_a_brute_force_finds(
+    city: str | None,
+    jurisdiction: str | None,
+    min_rate: int | None,
+    max_rate: int | None,
+    capacity: int | None,
+    amenities: list[str],
+    start_minutes: int | None,
+    minutes: int,
+    sort: str,
+    now: datetime,
+    offset: int,
+    limit: int,
+) -> None:
+    if min_rate is not None and max_rate is not None and min_rate > max_rate:
+        min_rate, max_rate = max_rate, min_rate
+    start = None if start_minutes is None else DAY + timedelta(minutes=start_minutes)
+    filters = KitchenFilters(
+        city=city,
+        jurisdiction=jurisdiction,
+        min_rate_cents=min_rate,
+        max_rate_cents=max_rate,
+        capacity=capacity,
+        amenities=tuple(amenities),
+        available_from=start,
+        available_to=None if start is None else start + timedelta(minutes=minutes),
+        sort=sort,
+    )
+    expected = brute_force(filters, now)
+    page = PageRequest(limit=limit, offset=offset)
+    assert indexed(filters, page, now) == (expected[offset : offset + limit], len(expected))
+
+
+def test_text_search_and_unknown_jurisdictions_are_left_to_the_database() -> None:
+    page = PageRequest()
+    assert INDEX.search(KitchenFilters(q="oven"), page, JURISDICTIONS, NOW) is None
+    assert INDEX.search(KitchenFilters(q=" "), page, JURISDICTIONS, NOW) is not None
+    assert INDEX.search(KitchenFilters(jurisdiction="atlantis"), page, JURISDICTIONS, NOW) is None
+
+
+def test_an_empty_index_finds_nothing() -> None:
+    empty = SearchIndex(0, [], [])
+    assert empty.search(KitchenFilters(), PageRequest(), JURISDICTIONS, NOW) == ([], 0)
+
+
+class Loads:
+    """Builds indexes of the test world at the positions it is told, counting them."""
+
+    def __init__(self) -> None:
+        self.position = 10
+        self.builds = 0
+        self.built = threading.Event()
+
+    def __call__(self) -> SearchIndex:
+        self.builds += 1
+        index = SearchIndex(self.position, KITCHEN_LIST, BOOKED)
+        self.built.set()
+        return index
+
+
+def live(loads: Loads, reached: list[int | None]) -> LiveSearchIndex:
+    return LiveSearchIndex(
+        loads,
+        position=lambda: reached[0],
+        jurisdictions=JURISDICTIONS,
+        clock=lambda: NOW,
+        build_interval_s_min=0.0,
+    )
+
+
+def wait_for_build(index: LiveSearchIndex, loads: Loads) -> None:
+    """Searches (each may start a build, once the pause after the last is over) until
+    a build ended."""
+    deadline = time.monotonic() + 10
+    while not loads.built.wait(0.01):
+        index.search(KitchenFilters(), PageRequest(), 0)
+        assert time.monotonic() < deadline
+    loads.built.clear()
+
+
+def test_the_live_index_answers_while_no_change_is_announced_after_it() -> None:
+    loads = Loads()
+    reached: list[int | None] = [10]
+    index = live(loads, reached)
+    filters, page = KitchenFilters(), PageRequest()
+    assert index.search(filters, page, 0) is None  # not built yet: starts building
+    wait_for_build(index, loads)
+    answer = index.search(filters, page, 0)
+    assert answer is not None and answer[1:] == (len(brute_force(filters, NOW)), 10)
+    # The read model went on without touching kitchens: the answer holds there too.
+    reached[0] = 12
+    index.changed(["bookings:x", "users"], 11)
+    assert index.search(filters, page, 12) is not None
+    assert index.search(filters, page, 12)[2] == 12  # type: ignore[index]
+    # A client ahead of what this process knows: the route waits for the read model.
+    assert index.search(filters, page, 13) is None
+    reached[0] = None  # not listening now: nothing is known without the database
+    assert index.search(filters, page, 0) is None
+    reached[0] = 12
+    assert loads.builds == 1
+    # A change to kitchens after the index's position: stale, rebuilt in the background.
+    loads.position = 12
+    index.changed(["kitchen:x", "kitchens"], 11)
+    assert index.search(filters, page, 0) is None
+    wait_for_build(index, loads)
+    assert index.search(filters, page, 0) is not None
+    loads.position = 13
+    index.changed([EVERYTHING_CHANGED], 13)
+    assert index.search(filters, page, 0) is None
+    wait_for_build(index, loads)
+    assert index.search(filters, page, 0) is not None
+    assert loads.builds == 3
+
+
+def test_a_failed_build_leaves_searches_to_the_database() -> None:
+    def failing() -> SearchIndex:
+        raise RuntimeError("database gone")
+
+    index = LiveSearchIndex(
+        failing, position=lambda: 1, jurisdictions=JURISDICTIONS, clock=lambda: NOW
+    )
+    for _ in range(3):
+        assert index.search(KitchenFilters(), PageRequest(), 0) is None
+
+
+@pytest.mark.parametrize("build_s", [0.0, 0.05])
+def test_builds_pause_at_least_ten_times_their_length(build_s: float) -> None:
+    started: list[float] = []
+
+    def slow() -> SearchIndex:
+        started.append(time.monotonic())
+        time.sleep(build_s)
+        return SearchIndex(0, [], [])
+
+    index = LiveSearchIndex(
+        slow,
+        position=lambda: 1,
+        jurisdictions=JURISDICTIONS,
+        clock=lambda: NOW,
+        build_interval_s_min=0.01,
+    )
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        index.changed(["kitchens"], len(started) + 1)
+        index.search(KitchenFilters(), PageRequest(), 0)
+        time.sleep(0.001)
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    assert len(started) >= 2
+    assert min(gaps) >= max(0.01, 10 * build_s) * 0.9
