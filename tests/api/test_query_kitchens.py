@@ -5,8 +5,11 @@ may see drafts, read-your-writes through the cache, and every refusal."""
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
+from urllib.parse import urlencode
 from uuid import uuid4
 
 import orjson
@@ -14,9 +17,9 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from aggregates.kitchen import KITCHEN_STATUSES
-from api.queries.kitchens import KitchenSort, KitchenStatus, KitchenReadsMiddleware
+from api.queries.kitchens import KitchenReadsMiddleware, KitchenSort, KitchenStatus
 from queries.kitchens import SORTS
-from tests.api.conftest import Api, assert_problem
+from tests.api.conftest import Api, User, assert_problem
 from tests.api.reading import ids, read, read_ok
 
 
@@ -396,3 +399,159 @@ def test_a_change_retires_the_published_page_at_once(api: Api) -> None:
     if pages is not None:
         answered = answered_before_routing(api, path, [])
         assert answered is not None and orjson.loads(answered[2])["name"] == "Renamed Page"
+
+
+# --- searches, answered from the search index before routing --------------------------
+
+
+def indexed_answer(api: Api, query: str, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
+    """The middleware's answer to ``GET /kitchens?query`` once the process's search
+    index holds (each try may start a build; builds pause after each other)."""
+    deadline = time.monotonic() + 30
+    while (answered := answered_before_routing(api, f"/kitchens?{query}", headers or [])) is None:
+        assert time.monotonic() < deadline, "the search index never answered"
+        time.sleep(0.05)
+    return answered
+
+
+@dataclass
+class SearchWorld:
+    city: str
+    kitchens: list[dict[str, Any]]
+    window: dict[str, str]
+    booking: dict[str, Any]
+    customer: User
+
+
+def search_world(api: Api) -> SearchWorld:
+    """Kitchens in a city of their own, the second booked."""
+    host = api.register("host")
+    city = unique_city()
+    kitchens = [
+        api.published_kitchen(
+            host, city=city, name=name, hourly_rate=rate, capacity=capacity, amenities=amenities
+        )
+        for name, rate, capacity, amenities in (
+            ("Alpha", "30.00", 4, ["Oven"]),
+            ("Bravo", "55.50", 12, ["oven", "hood"]),
+            ("charlie", "55.50", 30, ["hood"]),
+        )
+    ]
+    window = api.window(days=3, hours=3)
+    customer = api.customer()
+    booking = api.ok(
+        api.post(
+            "/bookings", customer, json={"kitchen_id": kitchens[1]["id"], "guests": 2, **window}
+        ),
+        201,
+    )
+    assert read(api, "/kitchens", after=booking["position"]).status_code == 200
+    return SearchWorld(city, kitchens, window, booking, customer)
+
+
+def test_a_search_is_answered_from_the_index_as_the_route_answers_it(api: Api) -> None:
+    world = search_world(api)
+    city, window = world.city, world.window
+    end_of_day = window["end_time"][:10] + "T23:00:00-05:00"
+    if api.services.search_index is None:
+        # Where this process does not hear every change (SQLite), the route answers.
+        assert api.settings.database_url.startswith("sqlite")
+        assert answered_before_routing(api, f"/kitchens?{urlencode({'city': city})}", []) is None
+        return
+    customer = api.customer()
+    for params in (
+        {"city": city},
+        {"city": city.upper(), "sort": "rate_desc", "limit": "2"},
+        {"city": city, "sort": "rate_asc", "offset": "1"},
+        {"city": city, "sort": "newest", "capacity": "5"},
+        {"city": city, "min_rate": "55.5", "max_rate": "100"},
+        {"city": city, "amenity": ["HOOD", "oven"]},
+        {"city": city, "jurisdiction": "los_angeles", "max_rate": "30"},
+        {"city": city, "available_from": window["start_time"], "available_to": window["end_time"]},
+        {"city": city, "available_from": window["end_time"][:10], "available_to": end_of_day},
+        {"city": city, "offset": "10"},
+    ):
+        query = urlencode(params, doseq=True)
+        status, headers, body, route = indexed_answer(api, query)
+        # With a token the middleware steps aside; the search route ignores who asks.
+        routed = api.get(f"/kitchens?{query}", customer)
+        assert (status, body, route) == (200, routed.content, "/api/v1/kitchens"), params
+        assert headers == {
+            b"content-length": routed.headers["content-length"].encode(),
+            b"content-type": routed.headers["content-type"].encode(),
+            b"x-prep-position": headers[b"x-prep-position"],
+        }
+        assert int(headers[b"x-prep-position"]) >= world.booking["position"]
+    # Through the whole application: the same answer, with the request id and metrics.
+    query = urlencode({"city": city})
+    expected = indexed_answer(api, query)[2]
+    again = api.get(f"/kitchens?{query}", headers={"X-Request-ID": "search-again"})
+    assert (again.status_code, again.content) == (200, expected)
+    assert again.headers["X-Request-ID"] == "search-again"
+    assert 'route="/api/v1/kitchens",status="200"' in api.client.get("/metrics").text
+
+
+def test_what_the_search_index_cannot_settle_goes_to_the_route(api: Api) -> None:
+    world = search_world(api)
+    if api.services.search_index is None:
+        return
+    plain = urlencode({"city": world.city})
+    indexed_answer(api, plain)
+    head = api.services.runtime.app.position()
+    for headers in (
+        [(b"authorization", b"Bearer not-a-token")],
+        [(b"x-prep-min-position", b"soon")],
+        [(b"x-prep-min-position", str(head + 1000).encode())],  # not reached yet
+    ):
+        assert answered_before_routing(api, f"/kitchens?{plain}", headers) is None, headers
+    for query in (
+        f"{plain}&q=oven",  # text search is SQL's
+        f"{plain}&utm_source=mail",  # not a parameter of the route
+        f"{plain}&city=Elsewhere",  # given twice
+        f"{plain}&capacity=",  # blank
+        f"{plain}&min_rate=1e2",
+        f"{plain}&min_rate=05",
+        f"{plain}&max_rate=1.234",
+        f"{plain}&capacity=07",
+        f"{plain}&capacity=51",
+        f"{plain}&limit=0",
+        f"{plain}&limit=101",
+        f"{plain}&offset=-1",
+        f"{plain}&sort=price",
+        f"{plain}&jurisdiction=atlantis",
+        f"{plain}&min_rate=60&max_rate=50",
+        f"{plain}&available_from=2030-02-01T10:00:00z&available_to=2030-02-01T12:00:00Z",
+        f"{plain}&available_from=2030-02-01T10:00:00+01:00&available_to=2030-02-02",
+        f"{plain}&available_from=2030-02-01T10:00:00&available_to=2030-02-01T12:00:00Z",
+        f"{plain}&available_from=2030-02-30&available_to=2030-03-01",
+        f"{plain}&available_from=2030-02-01",
+        f"{plain}&amenity=" + "&amenity=".join(["a"] * 51),
+        f"{plain}&city=%00",
+        f"{plain}&amenity=fridge\u00e9",  # not ASCII: left to the route's decoding
+    ):
+        assert answered_before_routing(api, f"/kitchens?{query}", []) is None, query
+    assert api.get(f"/kitchens?{plain}&utm_source=mail").status_code == 200
+    assert_problem(api.get(f"/kitchens?{plain}&capacity=51"), 422, "validation_error")
+    assert_problem(api.get(f"/kitchens?{plain}&jurisdiction=atlantis"), 422, "unknown_jurisdiction")
+
+
+def test_a_change_to_kitchens_retires_the_search_index_at_once(api: Api) -> None:
+    world = search_world(api)
+    if api.services.search_index is None:
+        return
+    window, kitchens = world.window, world.kitchens
+    query = urlencode(
+        {
+            "city": world.city,
+            "available_from": window["start_time"],
+            "available_to": window["end_time"],
+        }
+    )
+    found = orjson.loads(indexed_answer(api, query)[2])
+    assert [k["id"] for k in found["items"]] == [kitchens[0]["id"], kitchens[2]["id"]]
+    cancelled = api.ok(api.patch(f"/bookings/{world.booking['id']}/cancel", world.customer))
+    after = [(b"x-prep-min-position", str(cancelled["position"]).encode())]
+    # Once the read model has the cancellation, no answer comes from the index before it.
+    assert read(api, "/kitchens", after=cancelled["position"]).status_code == 200
+    found = orjson.loads(indexed_answer(api, query, after)[2])
+    assert [k["id"] for k in found["items"]] == [k["id"] for k in kitchens]

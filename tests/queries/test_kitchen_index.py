@@ -284,3 +284,19 @@ def test_builds_pause_at_least_ten_times_their_length(build_s: float) -> None:
     gaps = [b - a for a, b in itertools.pairwise(started)]
     assert len(started) >= 2
     assert min(gaps) >= max(0.01, 10 * build_s) * 0.9
+
+
+@pytest.mark.parametrize("start_minute", [0, 5, 20, 45, 59])
+@pytest.mark.parametrize("end_minute", [0, 10, 30, 55])
+@pytest.mark.parametrize("hours", [0, 1, 3])
+def test_windows_off_whole_hours_compare_each_booking_there(
+    start_minute: int, end_minute: int, hours: int
+) -> None:
+    start = DAY + timedelta(hours=5, minutes=start_minute)
+    end = DAY + timedelta(hours=6 + hours, minutes=end_minute)
+    filters = KitchenFilters(available_from=start, available_to=end)
+    expected = brute_force(filters, NOW)
+    assert indexed(filters, PageRequest(limit=100, offset=0), NOW) == (
+        expected[:100],
+        len(expected),
+    )

@@ -44,6 +44,7 @@ from projections.database import ReadDatabase, Sql
 from projections.kitchens import KitchensProjection, floor_minute
 from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
 from queries.base import PageRequest, Viewer
+from queries.kitchen_index import load_search_index
 from queries.kitchens import KitchenFilters, KitchenQueries, KitchenSummary
 from tests.support import (
     DOCUMENT_SHA256,
@@ -384,8 +385,17 @@ def brute_force(world: World, filters: KitchenFilters, now: datetime) -> list[UU
 def search_ids(
     world: World, filters: KitchenFilters, now: datetime = QUERY_NOW, **page: int
 ) -> tuple[list[UUID], int]:
+    """What the SQL search finds; on PostgreSQL, checked equal to what the in-memory
+    search index (``queries.kitchen_index``) built from the same read model finds."""
     result = world.queries(now).search(filters, PageRequest(**page) if page else None)
-    return [k.id for k in result.items], result.total
+    found = [k.id for k in result.items], result.total
+    if world.database.dialect == "postgresql" and not filters.words():
+        index = load_search_index(world.database, lambda kitchen: str(kitchen.id).encode())
+        indexed = index.search(filters, PageRequest(**page), world.runtime.jurisdictions, now)
+        assert indexed is not None
+        documents, total = indexed
+        assert ([UUID(d.decode()) for d in documents], total) == found, filters
+    return found
 
 
 def assert_matches_brute_force(
