@@ -14,7 +14,8 @@ can) loads them over loopback with 32 connections for a bounded time, after a wa
                      distinct customers and slots so that conflicts are rare
 (d) ``search``       our ``GET /api/v1/kitchens`` over >= 10k kitchens and >= 100k
                      bookings, each request a different city, availability window and
-                     capacity (so the query cache rarely answers)
+                     capacity (so the query cache rarely answers; each API worker's
+                     search index does, built at its first search, in the warm-up)
 (e) ``detail``       our ``GET /api/v1/kitchens/{id}`` with the Redis cache on, warmed
                      (a longer warm-up: each worker also makes its own published pages)
 
