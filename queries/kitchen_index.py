@@ -38,7 +38,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 from aggregates.jurisdictions import JurisdictionCatalog
@@ -88,6 +88,11 @@ def mask_of(bits: Iterable[int], size: int) -> int:
     return int.from_bytes(buffer, "little")
 
 
+def _order(size: int, key: Callable[[int], int]) -> array[int]:
+    """The bits ``0 … size - 1`` sorted by ``key``, ties in bit (name) order."""
+    return array("i", sorted(range(size), key=key))
+
+
 class _Thresholds:
     """Masks of the kitchens whose value is at most, or at least, a bound."""
 
@@ -95,8 +100,8 @@ class _Thresholds:
         """``pairs``: ``(value, bit)`` of the kitchens that have a value."""
         ordered = sorted(pairs)
         self._size = size
-        self._values = [value for value, _ in ordered]
-        self._bits = [bit for _, bit in ordered]
+        self._values = array("q", (value for value, _ in ordered))
+        self._bits = array("i", (bit for _, bit in ordered))
         self._step = max(1, -(-len(ordered) // CHECKPOINTS))
         buffer = bytearray((size + 7) // 8)
         self._checkpoints = [0]
@@ -120,7 +125,7 @@ class _Thresholds:
         return self._all ^ self._first(bisect_left(self._values, bound))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IndexedKitchen:
     """What the index keeps of a published kitchen."""
 
@@ -143,48 +148,57 @@ class SearchIndex:
     def __init__(
         self,
         position: int,
-        kitchens: Sequence[IndexedKitchen],
+        kitchens: Iterable[IndexedKitchen],
         booked: Iterable[tuple[UUID, Sequence[int], Sequence[int]]],
     ) -> None:
-        """``booked``: per kitchen, the starts and ends of its pending and confirmed
-        bookings, in microseconds since 1970 (kitchens not in ``kitchens`` are left
-        out)."""
+        """``kitchens`` in name order (``name_key``, then id); ``booked``: per kitchen,
+        the starts and ends of its pending and confirmed bookings, in microseconds since
+        1970 (kitchens not in ``kitchens`` are left out). Both are read once, as they
+        come: a build holds little more than the index."""
         self.position = position
-        ordered = sorted(kitchens, key=lambda k: (k.name_key, k.id.int))
-        size = len(ordered)
-        self.size = size
-        self._documents = [k.document for k in ordered]
-        bit_of = {k.id: bit for bit, k in enumerate(ordered)}
-        self._all = mask_of(range(size), size)
-        self._orders = {
-            "name": range(size),
-            "rate_asc": sorted(range(size), key=lambda b: ordered[b].hourly_rate_cents),
-            "rate_desc": sorted(range(size), key=lambda b: -ordered[b].hourly_rate_cents),
-            "newest": sorted(range(size), key=lambda b: -ordered[b].seq),
-        }
-        self._by_city = self._masks_by(((k.city_key, b) for b, k in enumerate(ordered)), size)
-        self._by_amenity = self._masks_by(
-            ((a, b) for b, k in enumerate(ordered) for a in k.amenities), size
-        )
-        self._rate = _Thresholds(((k.hourly_rate_cents, b) for b, k in enumerate(ordered)), size)
-        self._capacity = _Thresholds(((k.capacity, b) for b, k in enumerate(ordered)), size)
-        by_jurisdiction: dict[str, list[tuple[int, int]]] = {}
-        for bit, kitchen in enumerate(ordered):
+        # The kitchens' JSON end to end, and where each starts: a few large blocks,
+        # not 10k small objects pinning the allocator's pages the build used.
+        documents = bytearray()
+        self._document_starts = array("q", [0])
+        bit_of: dict[UUID, int] = {}
+        rates, capacities, seqs = array("q"), array("q"), array("q")
+        by_city: dict[str, list[int]] = {}
+        by_amenity: dict[str, list[int]] = {}
+        compliant: dict[str, list[tuple[int, int]]] = {}
+        previous: tuple[str, int] | None = None
+        for bit, kitchen in enumerate(kitchens):
+            order = (kitchen.name_key, kitchen.id.int)
+            assert previous is None or previous < order, "kitchens come in name order"
+            previous = order
+            documents += kitchen.document
+            self._document_starts.append(len(documents))
+            bit_of[kitchen.id] = bit
+            rates.append(kitchen.hourly_rate_cents)
+            capacities.append(kitchen.capacity)
+            seqs.append(kitchen.seq)
+            by_city.setdefault(kitchen.city_key, []).append(bit)
+            for amenity in kitchen.amenities:
+                by_amenity.setdefault(amenity, []).append(bit)
             if kitchen.compliant_through is not None:
-                by_jurisdiction.setdefault(kitchen.jurisdiction, []).append(
+                compliant.setdefault(kitchen.jurisdiction, []).append(
                     (kitchen.compliant_through.toordinal(), bit)
                 )
-        self._compliant = {
-            code: _Thresholds(pairs, size) for code, pairs in by_jurisdiction.items()
+        self._documents = bytes(documents)
+        del documents
+        size = self.size = len(self._document_starts) - 1
+        self._all = mask_of(range(size), size)
+        self._orders: dict[str, Sequence[int]] = {
+            "name": range(size),
+            "rate_asc": _order(size, rates.__getitem__),
+            "rate_desc": _order(size, lambda bit: -rates[bit]),
+            "newest": _order(size, lambda bit: -seqs[bit]),
         }
+        self._by_city = {key: mask_of(bits, size) for key, bits in by_city.items()}
+        self._by_amenity = {key: mask_of(bits, size) for key, bits in by_amenity.items()}
+        self._rate = _Thresholds(zip(rates, range(size), strict=True), size)
+        self._capacity = _Thresholds(zip(capacities, range(size), strict=True), size)
+        self._compliant = {code: _Thresholds(pairs, size) for code, pairs in compliant.items()}
         self._index_booked(booked, bit_of)
-
-    @staticmethod
-    def _masks_by(pairs: Iterable[tuple[str, int]], size: int) -> dict[str, int]:
-        bits: dict[str, list[int]] = {}
-        for key, bit in pairs:
-            bits.setdefault(key, []).append(bit)
-        return {key: mask_of(members, size) for key, members in bits.items()}
 
     def _index_booked(
         self,
@@ -193,8 +207,8 @@ class SearchIndex:
     ) -> None:
         self._starts = array("q")
         self._ends = array("q")
-        self._kitchen_bits = array("l")
-        in_hour: dict[int, array[int]] = {}
+        self._kitchen_bits = array("i")
+        in_hour: dict[int, array[int]] = {}  # hour → the numbers of its bookings
         for kitchen_id, starts, ends in booked:
             bit = bit_of.get(kitchen_id)
             if bit is None:
@@ -205,7 +219,7 @@ class SearchIndex:
                 self._ends.append(end)
                 self._kitchen_bits.append(bit)
                 for hour in range(start // HOUR_US, (end - 1) // HOUR_US + 1):
-                    in_hour.setdefault(hour, array("l")).append(number)
+                    in_hour.setdefault(hour, array("i")).append(number)
         self._hours = sorted(in_hour)
         self._in_hour = in_hour
         self._hour_masks = {
@@ -275,7 +289,8 @@ class SearchIndex:
                 if skip:
                     skip -= 1
                     continue
-                documents.append(self._documents[bit])
+                start, end = self._document_starts[bit], self._document_starts[bit + 1]
+                documents.append(self._documents[start:end])
                 if len(documents) == wanted:
                     break
         return documents
@@ -287,15 +302,18 @@ def load_search_index(database: ReadDatabase, render: RenderKitchen) -> SearchIn
     are read a page at a time, so that a build holds little more than the index."""
     with database.reading() as sql:
         position = read_position(sql, KitchensProjection.name)
-    kitchens = [
+    # In name order ("C": by code point, as Python compares strings), a page at a time.
+    kitchens = (
         _indexed_kitchen(row, render)
         for rows in _pages(
             database,
             f"SELECT {_SUMMARY_COLUMNS}, seq, name_key, city_key FROM {_KITCHENS} "
-            f"WHERE status = '{PUBLISHED}' AND id > %s ORDER BY id LIMIT %s",
+            f"WHERE status = '{PUBLISHED}' AND (name_key COLLATE \"C\", id) > (%s, %s) "
+            'ORDER BY name_key COLLATE "C", id LIMIT %s',
+            ("name_key", "id"),
         )
         for row in rows
-    ]
+    )
     # Per kitchen, its bookings' times as exact integers: a page of kitchens at a time.
     booked = (
         (row["id"], row["starts"], row["ends"])
@@ -306,22 +324,24 @@ def load_search_index(database: ReadDatabase, render: RenderKitchen) -> SearchIn
             "array_agg(floor(extract(epoch FROM end_time) * 1000000)::int8) AS ends "
             f"FROM {_BOOKED} WHERE kitchen_id > %s GROUP BY kitchen_id "
             "ORDER BY kitchen_id LIMIT %s",
+            ("id",),
         )
         for row in rows
     )
     return SearchIndex(position, kitchens, booked)
 
 
-def _pages(database: ReadDatabase, statement: str) -> Iterator[list[Row]]:
-    """The rows of ``statement`` (``… > %s ORDER BY id LIMIT %s``), a page at a time."""
-    after = UUID(int=0)
+def _pages(database: ReadDatabase, statement: str, key: tuple[str, ...]) -> Iterator[list[Row]]:
+    """The rows of ``statement`` (``WHERE … > (%s, …) ORDER BY … LIMIT %s``, ordered by
+    the columns ``key``), a page at a time."""
+    after: tuple[Any, ...] = ("", UUID(int=0))[-len(key) :]
     while True:
         with database.reading() as sql:
-            rows = sql.fetchall(statement, (after, PAGE_ROWS))
+            rows = sql.fetchall(statement, (*after, PAGE_ROWS))
         yield rows
         if len(rows) < PAGE_ROWS:
             return
-        after = rows[-1]["id"]
+        after = tuple(rows[-1][column] for column in key)
 
 
 def _indexed_kitchen(row: Row, render: RenderKitchen) -> IndexedKitchen:
@@ -385,7 +405,7 @@ class LiveSearchIndex:
         reached = self._position()
         index = self._index
         if index is None or index.position < self._changed_at:
-            self._start_build()
+            self._start_build(stale=index)
             return None
         if reached is None or reached < min_position:
             return None
@@ -395,8 +415,10 @@ class LiveSearchIndex:
         documents, total = found
         return documents, total, max(reached, index.position)
 
-    def _start_build(self) -> None:
+    def _start_build(self, *, stale: SearchIndex | None) -> None:
         with self._lock:
+            if self._index is stale:
+                self._index = None  # never used again: its memory goes before a build's
             if self._building or time.monotonic() < self._next_build_at:
                 return
             self._building = True

@@ -71,6 +71,7 @@ def make_world(seed: int) -> tuple[list[IndexedKitchen], list[tuple[UUID, list[i
 
 
 KITCHEN_LIST, BOOKED = make_world(5)
+KITCHEN_LIST.sort(key=lambda kitchen: (kitchen.name_key, kitchen.id.int))  # as the index takes them
 INDEX = SearchIndex(7, KITCHEN_LIST, BOOKED)
 JURISDICTIONS: JurisdictionCatalog = packaged_jurisdictions()
 
