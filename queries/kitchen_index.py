@@ -47,7 +47,14 @@ from projections.kitchens import PUBLISHED, KitchensProjection, city_key
 from projections.runners import EVERYTHING_CHANGED
 from queries.base import PageRequest
 from queries.consistency import read_position
-from queries.kitchens import KitchenFilters, KitchenSummary, compliance_needed
+from queries.kitchens import (
+    BOOKED,
+    KITCHENS,
+    SUMMARY_COLUMNS,
+    KitchenFilters,
+    KitchenSummary,
+    compliance_needed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +69,6 @@ BUILD_SHARE_MAX: Final = 0.1
 ended: however often the read model changes, rebuilding takes at most a tenth of a
 CPU."""
 
-_KITCHENS = KitchensProjection.view("kitchens")
-_BOOKED = KitchensProjection.view("booked")
-_SUMMARY_COLUMNS: Final = (
-    "id, host_id, name, city, jurisdiction, hourly_rate_cents, capacity, amenities, "
-    "instant_book, status, status_reason, compliant_through, created_at"
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RenderKitchen = Callable[[KitchenSummary], bytes]
@@ -307,9 +308,9 @@ def load_search_index(database: ReadDatabase, render: RenderKitchen) -> SearchIn
         _indexed_kitchen(row, render)
         for rows in _pages(
             database,
-            f"SELECT {_SUMMARY_COLUMNS}, seq, name_key, city_key FROM {_KITCHENS} "
-            f"WHERE status = '{PUBLISHED}' AND (name_key COLLATE \"C\", id) > (%s, %s) "
-            'ORDER BY name_key COLLATE "C", id LIMIT %s',
+            f"SELECT {SUMMARY_COLUMNS}, k.seq, k.name_key, k.city_key FROM {KITCHENS} k "
+            f"WHERE k.status = '{PUBLISHED}' AND (k.name_key COLLATE \"C\", k.id) > (%s, %s) "
+            'ORDER BY k.name_key COLLATE "C", k.id LIMIT %s',
             ("name_key", "id"),
         )
         for row in rows
@@ -322,7 +323,7 @@ def load_search_index(database: ReadDatabase, render: RenderKitchen) -> SearchIn
             "SELECT kitchen_id AS id, "
             "array_agg(floor(extract(epoch FROM start_time) * 1000000)::int8) AS starts, "
             "array_agg(floor(extract(epoch FROM end_time) * 1000000)::int8) AS ends "
-            f"FROM {_BOOKED} WHERE kitchen_id > %s GROUP BY kitchen_id "
+            f"FROM {BOOKED} WHERE kitchen_id > %s GROUP BY kitchen_id "
             "ORDER BY kitchen_id LIMIT %s",
             ("id",),
         )

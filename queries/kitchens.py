@@ -60,13 +60,13 @@ QUERY_LENGTH_MAX = 200
 QUERY_WORDS_MAX = 20
 _WORD = re.compile(r"[^\W_]+")
 
-_SUMMARY_COLUMNS = (
+SUMMARY_COLUMNS = (
     "k.id, k.host_id, k.name, k.city, k.jurisdiction, k.hourly_rate_cents, k.capacity, "
     "k.amenities, k.instant_book, k.status, k.status_reason, k.compliant_through, "
     "k.created_at"
 )
 _DETAIL_COLUMNS = (
-    f"{_SUMMARY_COLUMNS}, k.description, k.address, k.status_changed_at, k.updated_at, k.version"
+    f"{SUMMARY_COLUMNS}, k.description, k.address, k.status_changed_at, k.updated_at, k.version"
 )
 
 
@@ -327,13 +327,13 @@ class KitchenQueries:
             if self._dialect == "postgresql":
                 # The page's ids first (index-only, whatever the order), then their rows.
                 statement = (
-                    f"SELECT {_SUMMARY_COLUMNS} FROM {KITCHENS} k JOIN (SELECT k.id FROM "
+                    f"SELECT {SUMMARY_COLUMNS} FROM {KITCHENS} k JOIN (SELECT k.id FROM "
                     f"{KITCHENS} k WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s) "
                     f"AS page ON page.id = k.id ORDER BY {order}"
                 )
             else:
                 statement = (
-                    f"SELECT {_SUMMARY_COLUMNS} FROM {KITCHENS} k WHERE {where} "
+                    f"SELECT {SUMMARY_COLUMNS} FROM {KITCHENS} k WHERE {where} "
                     f"ORDER BY {order} LIMIT %s OFFSET %s"
                 )
             rows = sql.fetchall(statement, [*params, page.limit, page.offset])
@@ -479,7 +479,7 @@ class KitchenQueries:
         with self._database.reading() as sql:
             total = int(sql.scalar(f"SELECT count(*) FROM {KITCHENS} k {where}", params))
             rows = sql.fetchall(
-                f"SELECT {_SUMMARY_COLUMNS} FROM {KITCHENS} k {where} "
+                f"SELECT {SUMMARY_COLUMNS} FROM {KITCHENS} k {where} "
                 "ORDER BY k.status_changed_at, k.id LIMIT %s OFFSET %s",
                 [*params, page.limit, page.offset],
             )
