@@ -20,6 +20,8 @@ from commands.users import CreateUser
 from prep_es.passwords import Argon2Passwords
 from prep_es.runtime import Runtime, open_runtime
 from prep_es.settings import Settings
+from projections.kitchens import city_key
+from queries.kitchens import KitchenFilters
 
 # A Monday; 17:00 UTC is 09:00 in Los Angeles (winter), inside every default jurisdiction's
 # operating hours.
@@ -162,4 +164,19 @@ def build_marketplace(
     return Marketplace(
         runtime=runtime, clock=clock, admin=admin, host=host, customer=customer,
         kitchen_id=kitchen_id,
+    )
+
+
+def listing_matches(
+    filters: KitchenFilters, *, city: str, rate_cents: int, capacity: int, amenities: list[str]
+) -> bool:
+    """Whether a kitchen's listing passes the search filters on its city, rate, capacity
+    and amenities (brute-force oracles of search)."""
+    wanted_city = (filters.city or "").strip()
+    return (
+        (not wanted_city or city_key(city) == city_key(wanted_city))
+        and (filters.min_rate_cents is None or rate_cents >= filters.min_rate_cents)
+        and (filters.max_rate_cents is None or rate_cents <= filters.max_rate_cents)
+        and (filters.capacity is None or capacity >= filters.capacity)
+        and set(filters.amenity_keys()) <= set(amenities)
     )

@@ -29,6 +29,7 @@ from queries.kitchen_index import (
     epoch_us,
 )
 from queries.kitchens import SORTS, KitchenFilters, compliance_needed
+from tests.support import listing_matches
 
 KITCHENS = 3 * CHECKPOINTS + 17
 DAY = datetime(2030, 3, 4, tzinfo=UTC)
@@ -87,17 +88,13 @@ def brute_force(filters: KitchenFilters, now: datetime) -> list[UUID]:
             continue
         if kitchen.compliant_through < through:
             continue
-        city = (filters.city or "").strip()
-        if city and kitchen.city_key != city_key(city):
-            continue
-        rate = kitchen.hourly_rate_cents
-        if filters.min_rate_cents is not None and rate < filters.min_rate_cents:
-            continue
-        if filters.max_rate_cents is not None and rate > filters.max_rate_cents:
-            continue
-        if filters.capacity is not None and kitchen.capacity < filters.capacity:
-            continue
-        if not set(filters.amenity_keys()) <= set(kitchen.amenities):
+        if not listing_matches(
+            filters,
+            city=kitchen.city_key,
+            rate_cents=kitchen.hourly_rate_cents,
+            capacity=kitchen.capacity,
+            amenities=list(kitchen.amenities),
+        ):
             continue
         if window is not None:
             start, end = epoch_us(window[0]), epoch_us(window[1])

@@ -51,6 +51,7 @@ from tests.support import (
     MutableClock,
     as_actor,
     create_user,
+    listing_matches,
     open_test_runtime,
 )
 
@@ -354,17 +355,13 @@ def brute_force(world: World, filters: KitchenFilters, now: datetime) -> list[UU
                 for b in active
             ):
                 continue
-        city = (filters.city or "").strip().casefold()
-        if city and kitchen.city.strip().casefold() != city:
-            continue
-        rate = kitchen.hourly_rate_cents
-        if filters.min_rate_cents is not None and rate < filters.min_rate_cents:
-            continue
-        if filters.max_rate_cents is not None and rate > filters.max_rate_cents:
-            continue
-        if filters.capacity is not None and kitchen.capacity < filters.capacity:
-            continue
-        if not set(filters.amenity_keys()) <= set(kitchen.amenities):
+        if not listing_matches(
+            filters,
+            city=kitchen.city,
+            rate_cents=kitchen.hourly_rate_cents,
+            capacity=kitchen.capacity,
+            amenities=kitchen.amenities,
+        ):
             continue
         matches.append(kitchen)
 
