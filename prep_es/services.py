@@ -47,7 +47,12 @@ from queries.cache import MemoryQueryCache, QueryCache, RedisQueryCache
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
-from queries.kitchen_index import LiveSearchIndex, RenderKitchen, load_search_index
+from queries.kitchen_index import (
+    LiveSearchIndex,
+    RenderKitchen,
+    load_booked,
+    load_search_index,
+)
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserQueries
@@ -237,11 +242,12 @@ def open_search_index(
         return None
     index = LiveSearchIndex(
         partial(load_search_index, database, render),
+        load_booked=partial(load_booked, database),
         position=lambda: read_positions.announced(KitchensProjection.name),
         jurisdictions=jurisdictions,
         clock=clock,
     )
-    read_positions.follow_changes(index.changed)
+    read_positions.follow_changes(index.changed, with_hints=True)
     return index
 
 

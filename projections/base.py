@@ -97,6 +97,10 @@ class Projection(ABC):
         self.changed: set[str] = set()
         """Cache dependencies (``kitchen:<id>``, ``kitchens``) the current batch
         changed: the runner hands them to the query cache once the batch commits."""
+        self.hints: set[str] = set()
+        """What else listeners of the change announcements may use to catch up cheaply
+        (``booked:<kitchen id>``: the kitchen's booked intervals changed): announced
+        with ``changed`` (PostgreSQL), never a cache dependency."""
 
     @classmethod
     def topics(cls) -> list[str]:

@@ -551,6 +551,12 @@ class KitchensProjection(Projection):
         """A booking that is no longer pending or confirmed frees its interval."""
         self._booking_ops.append(("unbook", booking_id, position, None, None, None))
 
+    def _booked_changed(self, kitchen_id: Any) -> None:
+        """Query-cache dependency: every search; and a hint naming the kitchen, for a
+        search index to re-read its booked intervals alone (``booked_hint``)."""
+        self.changed.add(self.name)
+        self.hints.add(booked_hint(kitchen_id))
+
     def _stored_bookings(self, sql: Sql, booking_ids: list[UUID]) -> dict[UUID, tuple[int, Any]]:
         """``(seq, kitchen_id)`` of the stored ``booked`` rows of ``booking_ids``."""
         if not booking_ids:
@@ -600,13 +606,13 @@ class KitchensProjection(Projection):
                 elif row[2] is None:
                     # Already stored (an event applied again): only its span is redone.
                     current[booking_id] = (row[0], row[1], start, end)
-                self.changed.add(self.name)
+                self._booked_changed(kitchen_id)
             elif kind == "reschedule":
                 assert row is not None, f"rescheduled booking {booking_id} is not active"
                 current[booking_id] = (row[0], row[1], start, end)
-                self.changed.add(self.name)
+                self._booked_changed(row[1])
             elif row is not None:
-                self.changed.add(self.name)
+                self._booked_changed(row[1])
                 current[booking_id] = None
                 if booking_id in stored:
                     removed_ids.append(booking_id)
@@ -682,6 +688,15 @@ class KitchensProjection(Projection):
                 f"DELETE FROM {booked} WHERE booking_id = %s",
                 [(str(booking_id),) for booking_id in booking_ids],
             )
+
+
+BOOKED_HINT_PREFIX = "booked:"
+
+
+def booked_hint(kitchen_id: Any) -> str:
+    """The hint that a kitchen's booked intervals changed (its id as stored: a UUID on
+    PostgreSQL, its text on SQLite)."""
+    return f"{BOOKED_HINT_PREFIX}{kitchen_id}"
 
 
 def name_key(name: str) -> str:

@@ -50,7 +50,11 @@ CHANGES_CHANNEL = "prep_es_changes"
 changed (``"<position> <dependency> ..."``): processes that cache answers themselves hear
 of changes made by a runner in another process."""
 CHANGES_PAYLOAD_CHARS_MAX = 7000
-"""Below PostgreSQL's 8000-byte NOTIFY limit; a longer list is announced as everything."""
+"""Below PostgreSQL's 8000-byte NOTIFY limit: hints that do not fit are left out, and a
+list of changes that does not fit is announced as everything."""
+HINTS_SEPARATOR = "|"
+"""In a change announcement (``<position> <dependency>… [| <hint>…]``), before the
+projection's hints (see ``Projection.hints``)."""
 EVERYTHING_CHANGED = "*"
 BATCH_SIZE = 500
 REBUILD_BATCH_SIZE = 2000
@@ -874,6 +878,7 @@ class ProjectionRunner:
         the generations this transaction has locked already (see :func:`lock_states`)."""
         state, projection = batch.state, batch.projection
         projection.changed.clear()
+        projection.hints.clear()
         projection.before_batch()
         if sql.dialect == "postgresql" and not (state.active or batch.switching):
             # A building generation serves nobody yet: a crash may lose its last
@@ -969,7 +974,10 @@ class ProjectionRunner:
             # Before the position: a listener marks the change before it wakes anyone
             # waiting for the position (notifications arrive in the order sent).
             payload = f"{position} {' '.join(changed)}"
-            if len(payload) > CHANGES_PAYLOAD_CHARS_MAX:
+            hinted = " ".join([payload, HINTS_SEPARATOR, *sorted(projection.hints)])
+            if projection.hints and len(hinted) <= CHANGES_PAYLOAD_CHARS_MAX:
+                payload = hinted
+            elif len(payload) > CHANGES_PAYLOAD_CHARS_MAX:
                 payload = f"{position} {EVERYTHING_CHANGED}"
             sql.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, payload))
         sql.execute("SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.name}:{position}"))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import ClassVar
 
 import psycopg
@@ -36,6 +37,7 @@ from projections.database import PostgresReadDatabase, ReadDatabase, Sql
 from projections.runners import (
     CHANGES_CHANNEL,
     EVERYTHING_CHANGED,
+    HINTS_SEPARATOR,
     POSITIONS_CHANNEL,
     STATE_TABLE,
     ChangeListener,
@@ -99,7 +101,7 @@ class ReadPositions:
         assert poll_interval_s > 0 and wait_timeout_s_max > 0
         self._database = database
         self._replica = replica
-        self._change_listeners: list[ChangeListener] = []
+        self._change_listeners: list[tuple[ChangeListener, bool]] = []
         self._listen_conninfo = (
             database.conninfo
             if isinstance(database, PostgresReadDatabase) and not replica
@@ -123,13 +125,14 @@ class ReadPositions:
         replica); elsewhere a per-process cache must not rely on ``on_changes``."""
         return self._listen_conninfo is not None
 
-    def follow_changes(self, listener: ChangeListener) -> None:
+    def follow_changes(self, listener: ChangeListener, *, with_hints: bool = False) -> None:
         """Before :meth:`start`, where :attr:`hears_changes`: call ``listener`` (as every
         other one followed) with the cache dependencies that runners in any process
-        announce as changed, and with everything each time the listener (re)connects
+        announce as changed (``with_hints``: and the hints announced with them, see
+        ``Projection.hints``), and with everything each time the listener (re)connects
         (it may have missed some)."""
         assert self.hears_changes and self._listener is None
-        self._change_listeners.append(listener)
+        self._change_listeners.append((listener, with_hints))
 
     def start(self) -> None:
         """Begin listening for announcements (PostgreSQL, not a replica). Returns once
@@ -277,17 +280,23 @@ class ReadPositions:
         self._changed([EVERYTHING_CHANGED], int(furthest or 0))
 
     def _changes_announced(self, payload: str) -> None:
-        position, *dependencies = payload.split(" ")
+        position, *announced = payload.split(" ")
         try:
             changed_at = int(position)
         except ValueError:
             logger.warning("ignoring a malformed change announcement: %r", payload)
             return
-        self._changed(dependencies, changed_at)
+        if HINTS_SEPARATOR in announced:
+            at = announced.index(HINTS_SEPARATOR)
+            self._changed(announced[:at], changed_at, announced[at + 1 :])
+        else:
+            self._changed(announced, changed_at)
 
-    def _changed(self, dependencies: list[str], position: int) -> None:
-        for listener in self._change_listeners:
-            listener(dependencies, position)
+    def _changed(
+        self, dependencies: list[str], position: int, hints: Sequence[str] = ()
+    ) -> None:
+        for listener, with_hints in self._change_listeners:
+            listener([*dependencies, *hints] if with_hints else dependencies, position)
 
     def _announced(self, payload: str) -> None:
         name, _, position = payload.rpartition(":")

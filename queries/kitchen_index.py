@@ -21,15 +21,19 @@ Freshness follows the rule of the query cache (``queries.cache``): the index rec
 read model's position read *before* its rows, so a change landing while it loads can only
 make it look older. It answers while no change to kitchens (any kitchen, booking, or
 everything) is announced after that position and the read model has reached what the
-client asks for; otherwise the search goes to the database, and a stale index is built
-again in the background (one build at a time, taking at most a tenth of a CPU however
-often the read model changes). It is built at the first search, not at start, so a process
+client asks for; otherwise the search goes to the database. Bookings are announced with
+hints naming their kitchens: while nothing else changed, only those kitchens' intervals
+are read again (a refresh: one query, a copy of the hours they touch), and the index
+holds at the last such announcement. Any other change makes it stale: it is built again
+in the background (one build at a time, taking at most a tenth of a CPU however often
+the read model changes). It is built at the first search, not at start, so a process
 that never searches never holds it. It serves only where announcements reach the
 process (PostgreSQL, not a replica); elsewhere every search is SQL.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -43,7 +47,7 @@ from uuid import UUID
 
 from aggregates.jurisdictions import JurisdictionCatalog
 from projections.database import ReadDatabase, Row
-from projections.kitchens import PUBLISHED, KitchensProjection, city_key
+from projections.kitchens import BOOKED_HINT_PREFIX, PUBLISHED, KitchensProjection, city_key
 from projections.runners import EVERYTHING_CHANGED
 from queries.base import PageRequest
 from queries.consistency import read_position
@@ -87,6 +91,26 @@ def mask_of(bits: Iterable[int], size: int) -> int:
     for bit in bits:
         buffer[bit >> 3] |= 1 << (bit & 7)
     return int.from_bytes(buffer, "little")
+
+
+_NO_SPANS: Final = array("q")
+
+
+def _spans(starts: Sequence[int], ends: Sequence[int]) -> array[int]:
+    """Bookings' starts and ends, one after the other."""
+    spans = array("q")
+    for start, end in zip(starts, ends, strict=True):
+        spans.extend((start, end))
+    return spans
+
+
+def _hours_of(spans: array[int]) -> set[int]:
+    """The hours (UTC, counted from 1970) that bookings ``spans`` overlap."""
+    return {
+        hour
+        for i in range(0, len(spans), 2)
+        for hour in range(spans[i] // HOUR_US, (spans[i + 1] - 1) // HOUR_US + 1)
+    }
 
 
 def _order(size: int, key: Callable[[int], int]) -> array[int]:
@@ -206,27 +230,57 @@ class SearchIndex:
         booked: Iterable[tuple[UUID, Sequence[int], Sequence[int]]],
         bit_of: dict[UUID, int],
     ) -> None:
-        self._starts = array("q")
-        self._ends = array("q")
-        self._kitchen_bits = array("i")
-        in_hour: dict[int, array[int]] = {}  # hour → the numbers of its bookings
+        self._bit_of = {kitchen_id.int: bit for kitchen_id, bit in bit_of.items()}
+        self._spans: dict[int, array[int]] = {}
+        """Per kitchen (bit) with bookings: their starts and ends, one after the other."""
+        in_hour: dict[int, list[int]] = {}
         for kitchen_id, starts, ends in booked:
             bit = bit_of.get(kitchen_id)
             if bit is None:
                 continue
-            for start, end in zip(starts, ends, strict=True):
-                number = len(self._starts)
-                self._starts.append(start)
-                self._ends.append(end)
-                self._kitchen_bits.append(bit)
-                for hour in range(start // HOUR_US, (end - 1) // HOUR_US + 1):
-                    in_hour.setdefault(hour, array("i")).append(number)
+            spans = self._spans[bit] = _spans(starts, ends)
+            for hour in _hours_of(spans):
+                in_hour.setdefault(hour, []).append(bit)
+        self._in_hour = {hour: array("i", bits) for hour, bits in in_hour.items()}
+        """Per hour (UTC) with bookings: the kitchens booked in it."""
+        self._hour_masks = {hour: mask_of(bits, self.size) for hour, bits in in_hour.items()}
         self._hours = sorted(in_hour)
-        self._in_hour = in_hour
-        self._hour_masks = {
-            hour: mask_of((self._kitchen_bits[n] for n in numbers), self.size)
-            for hour, numbers in in_hour.items()
+
+    def with_booked(
+        self, position: int, booked: dict[UUID, tuple[Sequence[int], Sequence[int]]]
+    ) -> SearchIndex:
+        """This index at ``position``, where only the booked intervals of the kitchens
+        ``booked`` names changed since (to the starts and ends given; none: a kitchen
+        without bookings). Shares what did not change; this index stays as it was."""
+        changes = {
+            bit: _spans(*spans)
+            for kitchen_id, spans in booked.items()
+            if (bit := self._bit_of.get(kitchen_id.int)) is not None
         }
+        updated = copy.copy(self)
+        updated.position = position
+        updated._spans = dict(self._spans)
+        updated._in_hour = dict(self._in_hour)
+        updated._hour_masks = dict(self._hour_masks)
+        hours_now = {bit: _hours_of(spans) for bit, spans in changes.items()}
+        hours: set[int] = set()
+        for bit, spans in changes.items():
+            hours.update(_hours_of(self._spans.get(bit, _NO_SPANS)), hours_now[bit])
+            if spans:
+                updated._spans[bit] = spans
+            else:
+                updated._spans.pop(bit, None)
+        for hour in hours:
+            bits = [bit for bit in self._in_hour.get(hour, ()) if bit not in changes]
+            bits += (bit for bit, booked_hours in hours_now.items() if hour in booked_hours)
+            if bits:
+                updated._in_hour[hour] = array("i", bits)
+                updated._hour_masks[hour] = mask_of(bits, self.size)
+            else:
+                updated._in_hour.pop(hour, None)
+                updated._hour_masks.pop(hour, None)
+        updated._hours = sorted(updated._in_hour)
+        return updated
 
     def _booked_during(self, start: int, end: int) -> int:
         """The kitchens with a booking overlapping ``[start, end)`` (microseconds)."""
@@ -238,8 +292,10 @@ class SearchIndex:
             if start <= hour * HOUR_US and (hour + 1) * HOUR_US <= end:
                 booked |= self._hour_masks[hour]
                 continue
-            starts, ends, bits = self._starts, self._ends, self._kitchen_bits
-            partly += (bits[n] for n in self._in_hour[hour] if starts[n] < end and ends[n] > start)
+            for bit in self._in_hour[hour]:
+                spans = self._spans[bit]
+                if any(spans[i] < end and spans[i + 1] > start for i in range(0, len(spans), 2)):
+                    partly.append(bit)
         return booked | mask_of(partly, self.size) if partly else booked
 
     def search(
@@ -320,16 +376,35 @@ def load_search_index(database: ReadDatabase, render: RenderKitchen) -> SearchIn
         (row["id"], row["starts"], row["ends"])
         for rows in _pages(
             database,
-            "SELECT kitchen_id AS id, "
-            "array_agg(floor(extract(epoch FROM start_time) * 1000000)::int8) AS starts, "
-            "array_agg(floor(extract(epoch FROM end_time) * 1000000)::int8) AS ends "
-            f"FROM {BOOKED} WHERE kitchen_id > %s GROUP BY kitchen_id "
+            f"{_BOOKED_TIMES} WHERE kitchen_id > %s GROUP BY kitchen_id "
             "ORDER BY kitchen_id LIMIT %s",
             ("id",),
         )
         for row in rows
     )
     return SearchIndex(position, kitchens, booked)
+
+
+def load_booked(
+    database: ReadDatabase, kitchen_ids: Iterable[UUID]
+) -> dict[UUID, tuple[Sequence[int], Sequence[int]]]:
+    """The starts and ends of the pending and confirmed bookings of each of
+    ``kitchen_ids`` now (none for a kitchen without)."""
+    wanted = list(kitchen_ids)
+    with database.reading() as sql:
+        rows = sql.fetchall(
+            f"{_BOOKED_TIMES} WHERE kitchen_id = ANY(%s) GROUP BY kitchen_id", (wanted,)
+        )
+    found = {row["id"]: (row["starts"], row["ends"]) for row in rows}
+    return {kitchen_id: found.get(kitchen_id, ((), ())) for kitchen_id in wanted}
+
+
+_BOOKED_TIMES: Final = (
+    "SELECT kitchen_id AS id, "
+    "array_agg(floor(extract(epoch FROM start_time) * 1000000)::int8) AS starts, "
+    f"array_agg(floor(extract(epoch FROM end_time) * 1000000)::int8) AS ends FROM {BOOKED}"
+)
+"""Per kitchen, its bookings' times as exact integers (microseconds since 1970)."""
 
 
 def _pages(database: ReadDatabase, statement: str, key: tuple[str, ...]) -> Iterator[list[Row]]:
@@ -366,47 +441,80 @@ def _indexed_kitchen(row: Row, render: RenderKitchen) -> IndexedKitchen:
 
 class LiveSearchIndex:
     """The process's search index, answered from while it holds (see the module's
-    docstring); thread-safe. Pass :meth:`changed` to the change announcements."""
+    docstring); thread-safe. Pass :meth:`changed` to the change announcements, with
+    their hints."""
 
     def __init__(
         self,
         load: Callable[[], SearchIndex],
         *,
+        load_booked: Callable[[Iterable[UUID]], dict[UUID, tuple[Sequence[int], Sequence[int]]]],
         position: Callable[[], int | None],
         jurisdictions: JurisdictionCatalog,
         clock: Callable[[], datetime],
         build_interval_s_min: float = BUILD_INTERVAL_S_MIN,
     ) -> None:
-        """``position``: how far the kitchens read model has got, if this process knows
-        it without asking the database."""
+        """``load``: the whole index now; ``load_booked``: the booked intervals of some
+        kitchens now; ``position``: how far the kitchens read model has got, if this
+        process knows it without asking the database."""
         self._load = load
+        self._load_booked = load_booked
         self._position = position
         self._jurisdictions = jurisdictions
         self._clock = clock
         self._build_interval_s_min = build_interval_s_min
         self._index: SearchIndex | None = None
         self._changed_at = 0
+        """The last position at which kitchens changed otherwise than by bookings."""
+        self._booked_changed: set[UUID] = set()
+        self._booked_changed_at = 0
+        """The last position at which the kitchens ``_booked_changed`` were booked."""
         self._building = False
+        self._refreshing = False
         self._next_build_at = 0.0
         self._lock = threading.Lock()
+        self.builds = 0
+        self.refreshes = 0
 
     def changed(self, dependencies: list[str], position: int) -> None:
-        """A change announcement: a search over kitchens covers ``kitchens`` (every
-        kitchen's change and every booking's) and everything."""
-        if KitchensProjection.name in dependencies or EVERYTHING_CHANGED in dependencies:
-            with self._lock:
+        """A change announcement. Searches depend on ``kitchens`` (every change to a
+        kitchen or a booking) and on everything. When all that changed is bookings,
+        hinted kitchen by kitchen, only those kitchens' intervals are read again;
+        anything else makes the index stale."""
+        name = KitchensProjection.name
+        if name not in dependencies and EVERYTHING_CHANGED not in dependencies:
+            return
+        hinted: set[UUID] = set()
+        others = False
+        for dependency in dependencies:
+            if dependency.startswith(BOOKED_HINT_PREFIX):
+                try:
+                    hinted.add(UUID(dependency[len(BOOKED_HINT_PREFIX) :]))
+                except ValueError:
+                    others = True
+            elif dependency != name:
+                others = True
+        with self._lock:
+            if others or not hinted:
                 self._changed_at = max(self._changed_at, position)
+            elif self._index is not None or self._building:
+                # (Without either, the next build reads these bookings anyway.)
+                self._booked_changed |= hinted
+                self._booked_changed_at = max(self._booked_changed_at, position)
 
     def search(
         self, filters: KitchenFilters, page: PageRequest, min_position: int
     ) -> tuple[list[bytes], int, int] | None:
         """The page's kitchens, the total and the read model's position, if the index
         holds for a client at ``min_position`` and answers such a search; else ``None``
-        (and a stale or missing index starts building)."""
+        (and a stale or missing index starts building, or catching up on bookings)."""
         reached = self._position()
         index = self._index
         if index is None or index.position < self._changed_at:
             self._start_build(stale=index)
+            return None
+        if index.position < self._booked_changed_at:
+            self._start_refresh()
             return None
         if reached is None or reached < min_position:
             return None
@@ -437,5 +545,40 @@ class LiveSearchIndex:
         with self._lock:
             if index is not None:
                 self._index = index
+                self.builds += 1
+                if self._booked_changed_at <= index.position:
+                    self._booked_changed.clear()  # all read by the build
             self._building = False
             self._next_build_at = ended + pause_s
+
+    def _start_refresh(self) -> None:
+        with self._lock:
+            if self._refreshing or self._building:
+                return
+            self._refreshing = True
+        threading.Thread(target=self._refresh, name="prep-es-search-index", daemon=True).start()
+
+    def _refresh(self) -> None:
+        """Read again the intervals of the kitchens booked since the index's position:
+        the index then holds at the last position they were announced at (a change to
+        any other kitchen's bookings would have been announced, and is not)."""
+        with self._lock:
+            index, kitchens = self._index, self._booked_changed
+            self._booked_changed, at = set(), self._booked_changed_at
+        updated = None
+        try:
+            if index is not None:
+                updated = index.with_booked(at, self._load_booked(kitchens))
+        except Exception:
+            logger.exception("reading booked intervals failed; searches use the database")
+        with self._lock:
+            # Kept only if nothing but bookings changed meanwhile, and no build replaced
+            # the index: else the position it claims would cover changes it lacks.
+            if updated is not None and index is not None and self._index is index and (
+                self._changed_at <= index.position
+            ):
+                self._index = updated
+                self.refreshes += 1
+            else:  # to be read again, by the next refresh or a whole build
+                self._booked_changed |= kitchens
+            self._refreshing = False

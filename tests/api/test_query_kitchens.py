@@ -549,9 +549,13 @@ def test_a_change_to_kitchens_retires_the_search_index_at_once(api: Api) -> None
     )
     found = orjson.loads(indexed_answer(api, query)[2])
     assert [k["id"] for k in found["items"]] == [kitchens[0]["id"], kitchens[2]["id"]]
+    index = api.services.search_index
+    builds, refreshes = index.builds, index.refreshes
     cancelled = api.ok(api.patch(f"/bookings/{world.booking['id']}/cancel", world.customer))
     after = [(b"x-prep-min-position", str(cancelled["position"]).encode())]
     # Once the read model has the cancellation, no answer comes from the index before it.
     assert read(api, "/kitchens", after=cancelled["position"]).status_code == 200
     found = orjson.loads(indexed_answer(api, query, after)[2])
     assert [k["id"] for k in found["items"]] == [k["id"] for k in kitchens]
+    # Only the kitchen's bookings were read again, not the whole index.
+    assert index.builds == builds and index.refreshes > refreshes

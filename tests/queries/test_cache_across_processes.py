@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
@@ -71,3 +72,27 @@ def test_changes_made_by_another_process_reach_a_per_process_cache(
     assert kitchens.search(KitchenFilters(city="Los Angeles")).items[0].name == (
         "Renamed Elsewhere"
     )
+
+
+def test_bookings_are_announced_with_hints_only_hint_listeners_hear(
+    market: Marketplace, read_side: ReadSide, positions: ReadPositions
+) -> None:
+    if not positions.hears_changes:
+        pytest.skip("SQLite announces nothing: no hints to hear")
+    plain: list[str] = []
+    hinted: list[str] = []
+    positions.follow_changes(lambda changed, _: plain.extend(changed))
+    positions.follow_changes(lambda changed, _: hinted.extend(changed), with_hints=True)
+    positions.start()
+    ensure_ready(read_side.write_database, KitchensProjection)
+    runner = ProjectionRunner(KitchensProjection, market.runtime.app, read_side.write_database)
+    runner.catch_up()
+    market.request_booking(market.clock() + timedelta(days=3))
+    runner.catch_up()
+    hint = f"booked:{market.kitchen_id}"
+    deadline = time.monotonic() + ANNOUNCEMENT_WAIT_S
+    while hint not in hinted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hint in hinted and "kitchens" in hinted
+    assert "kitchens" in plain
+    assert not [changed for changed in plain if changed.startswith("booked:")]

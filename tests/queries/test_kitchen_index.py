@@ -9,7 +9,9 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -77,9 +79,12 @@ INDEX = SearchIndex(7, KITCHEN_LIST, BOOKED)
 JURISDICTIONS: JurisdictionCatalog = packaged_jurisdictions()
 
 
-def brute_force(filters: KitchenFilters, now: datetime) -> list[UUID]:
+Booked = list[tuple[UUID, list[int], list[int]]]
+
+
+def brute_force(filters: KitchenFilters, now: datetime, booked_now: Booked = BOOKED) -> list[UUID]:
     needed = dict(compliance_needed(filters, JURISDICTIONS, now))
-    booked = {kitchen_id: list(zip(s, e, strict=True)) for kitchen_id, s, e in BOOKED}
+    booked = {kitchen_id: list(zip(s, e, strict=True)) for kitchen_id, s, e in booked_now}
     window = filters.window
     found = []
     for kitchen in KITCHEN_LIST:
@@ -98,7 +103,7 @@ def brute_force(filters: KitchenFilters, now: datetime) -> list[UUID]:
             continue
         if window is not None:
             start, end = epoch_us(window[0]), epoch_us(window[1])
-            if any(s < end and e > start for s, e in booked[kitchen.id]):
+            if any(s < end and e > start for s, e in booked.get(kitchen.id, ())):
                 continue
         found.append(kitchen)
     orders = {
@@ -111,8 +116,10 @@ def brute_force(filters: KitchenFilters, now: datetime) -> list[UUID]:
     return [k.id for k in found]
 
 
-def indexed(filters: KitchenFilters, page: PageRequest, now: datetime) -> tuple[list[UUID], int]:
-    answer = INDEX.search(filters, page, JURISDICTIONS, now)
+def indexed(
+    filters: KitchenFilters, page: PageRequest, now: datetime, index: SearchIndex = INDEX
+) -> tuple[list[UUID], int]:
+    answer = index.search(filters, page, JURISDICTIONS, now)
     assert answer is not None
     documents, total = answer
     return [UUID(document.decode()) for document in documents], total
@@ -178,24 +185,77 @@ def test_an_empty_index_finds_nothing() -> None:
     assert empty.search(KitchenFilters(), PageRequest(), JURISDICTIONS, NOW) == ([], 0)
 
 
+def rebooked(randomness: random.Random, count: int) -> dict[UUID, tuple[list[int], list[int]]]:
+    """New bookings for ``count`` kitchens (some of them none at all)."""
+    changed = {}
+    for kitchen in randomness.sample(KITCHEN_LIST, count):
+        starts = [
+            epoch_us(DAY + timedelta(minutes=15 * randomness.randrange(4 * 30)))
+            for _ in range(randomness.randrange(3))
+        ]
+        ends = [start + 15 * 60_000_000 * randomness.randrange(1, 20) for start in starts]
+        changed[kitchen.id] = (starts, ends)
+    return changed
+
+
+def with_changes(changed: dict[UUID, tuple[list[int], list[int]]]) -> Booked:
+    rest = [booked for booked in BOOKED if booked[0] not in changed]
+    return rest + [(kitchen_id, *times) for kitchen_id, times in changed.items()]
+
+
+WINDOWS = [
+    (DAY + timedelta(hours=hour, minutes=minute), timedelta(minutes=length))
+    for hour in range(-2, 31, 3)
+    for minute in (0, 35)
+    for length in (20, 60, 150)
+]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_an_index_with_changed_bookings_equals_one_built_with_them(seed: int) -> None:
+    changed = rebooked(random.Random(seed), count=1 + 20 * seed)
+    unknown = {UUID(int=seed): ([epoch_us(DAY)], [epoch_us(DAY) + 1])}  # not published
+    updated = INDEX.with_booked(8, changed | unknown)
+    fresh = SearchIndex(8, KITCHEN_LIST, with_changes(changed))
+    assert updated.position == 8 and INDEX.position == 7
+    page = PageRequest(limit=100)
+    for start, length in WINDOWS:
+        filters = KitchenFilters(available_from=start, available_to=start + length)
+        expected = brute_force(filters, NOW, with_changes(changed))
+        assert indexed(filters, page, NOW, updated) == (expected[:100], len(expected))
+        assert indexed(filters, page, NOW, fresh) == (expected[:100], len(expected))
+        before = brute_force(filters, NOW)  # the index it came from is unchanged
+        assert indexed(filters, page, NOW) == (before[:100], len(before))
+
+
 class Loads:
-    """Builds indexes of the test world at the positions it is told, counting them."""
+    """Builds indexes of the test world at the positions it is told, and reads its
+    bookings, counting both."""
 
     def __init__(self) -> None:
         self.position = 10
         self.builds = 0
         self.built = threading.Event()
+        self.booked = {kitchen_id: (starts, ends) for kitchen_id, starts, ends in BOOKED}
+        self.reads: list[set[UUID]] = []
 
     def __call__(self) -> SearchIndex:
         self.builds += 1
-        index = SearchIndex(self.position, KITCHEN_LIST, BOOKED)
+        booked = [(kitchen_id, *times) for kitchen_id, times in self.booked.items()]
+        index = SearchIndex(self.position, KITCHEN_LIST, booked)
         self.built.set()
         return index
+
+    def load_booked(self, kitchen_ids: Iterable[UUID]) -> dict[UUID, tuple[Sequence[int], ...]]:
+        wanted = set(kitchen_ids)
+        self.reads.append(wanted)
+        return {kitchen_id: self.booked.get(kitchen_id, ([], [])) for kitchen_id in wanted}
 
 
 def live(loads: Loads, reached: list[int | None]) -> LiveSearchIndex:
     return LiveSearchIndex(
         loads,
+        load_booked=loads.load_booked,
         position=lambda: reached[0],
         jurisdictions=JURISDICTIONS,
         clock=lambda: NOW,
@@ -247,12 +307,76 @@ def test_the_live_index_answers_while_no_change_is_announced_after_it() -> None:
     assert loads.builds == 3
 
 
+def until_answered(index: LiveSearchIndex, filters: KitchenFilters) -> tuple[Any, ...]:
+    deadline = time.monotonic() + 10
+    while (answer := index.search(filters, PageRequest(limit=100), 0)) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return answer
+
+
+def test_bookings_refresh_only_their_kitchens() -> None:
+    loads = Loads()
+    reached: list[int | None] = [10]
+    index = live(loads, reached)
+    start = DAY + timedelta(hours=4)
+    filters = KitchenFilters(available_from=start, available_to=start + timedelta(hours=2))
+    until_answered(index, filters)
+    # Two kitchens booked, one freed, in two batches; announced with hints.
+    changed = rebooked(random.Random(3), count=3)
+    loads.booked.update(changed)
+    first, second, third = changed
+    index.changed(["kitchens", f"booked:{first}", f"booked:{second}"], 11)
+    index.changed(["kitchens", f"booked:{third}"], 12)
+    reached[0] = 12
+    documents, total, position = until_answered(index, filters)
+    expected = brute_force(filters, NOW, with_changes(changed))
+    assert ([UUID(d.decode()) for d in documents], total) == (expected[:100], len(expected))
+    assert position == 12
+    assert (loads.builds, index.builds, index.refreshes) == (1, 1, 1)
+    assert loads.reads == [{first, second, third}]
+    # A change to a kitchen itself, a switch, or a hint that is no id: built again.
+    for announced in (
+        ["kitchen:x", "kitchens", f"booked:{first}"],
+        ["kitchens"],
+        ["kitchens", "booked:?"],
+    ):
+        loads.position += 5
+        index.changed(announced, loads.position)
+        until_answered(index, filters)
+    assert (loads.builds, index.refreshes) == (4, 1)
+
+
+def test_a_refresh_overtaken_by_another_change_gives_way_to_a_build() -> None:
+    loads = Loads()
+    index = live(loads, [100])
+    until_answered(index, KitchenFilters())
+    kitchen_id = KITCHEN_LIST[0].id
+
+    def read_while_a_kitchen_changes(kitchen_ids: Iterable[UUID]) -> dict[UUID, Any]:
+        loads.position = 13
+        index.changed([f"kitchen:{kitchen_id}", "kitchens"], 12)
+        return loads.load_booked(kitchen_ids)
+
+    index._load_booked = read_while_a_kitchen_changes  # type: ignore[method-assign]
+    index.changed(["kitchens", f"booked:{kitchen_id}"], 11)
+    until_answered(index, KitchenFilters())
+    # The refresh's index would have claimed position 11 without the change at 12.
+    assert index.refreshes == 0 and loads.builds == 2
+    assert index.search(KitchenFilters(), PageRequest(), 0)[2] == 100  # type: ignore[index]
+    assert index._index is not None and index._index.position == 13
+
+
 def test_a_failed_build_leaves_searches_to_the_database() -> None:
     def failing() -> SearchIndex:
         raise RuntimeError("database gone")
 
     index = LiveSearchIndex(
-        failing, position=lambda: 1, jurisdictions=JURISDICTIONS, clock=lambda: NOW
+        failing,
+        load_booked=Loads().load_booked,
+        position=lambda: 1,
+        jurisdictions=JURISDICTIONS,
+        clock=lambda: NOW,
     )
     for _ in range(3):
         assert index.search(KitchenFilters(), PageRequest(), 0) is None
@@ -269,6 +393,7 @@ def test_builds_pause_at_least_ten_times_their_length(build_s: float) -> None:
 
     index = LiveSearchIndex(
         slow,
+        load_booked=Loads().load_booked,
         position=lambda: 1,
         jurisdictions=JURISDICTIONS,
         clock=lambda: NOW,

@@ -759,6 +759,8 @@ def test_moderation_is_for_admins(world: World) -> None:
 
 def test_batches_report_the_kitchens_they_changed_to_the_query_cache(world: World) -> None:
     assert {f"kitchen:{i}" for i in world.kitchen_ids.values()} | {"kitchens"} <= world.changes
+    # Bookings' hints are announced to listeners, never handed to the query cache.
+    assert not [changed for changed in world.changes if changed.startswith("booked:")]
 
 
 # --- rebuild -------------------------------------------------------------------------
