@@ -12,9 +12,9 @@ in the order asked for. Each kitchen's JSON is made once, when the index is buil
 - Thresholds (rate, capacity, compliant through) keep a mask of every prefix of the
   kitchens sorted by the value, at a few hundred checkpoints; a bound is a checkpoint
   plus the kitchens between it and the bound.
-- Booked intervals: per hour (UTC) the kitchens with a booking overlapping it, and the
-  bookings themselves. A window's whole hours are ORed; in an hour it covers only in part
-  the bookings there are compared with the window exactly.
+- Booked intervals: per hour (UTC) the kitchens with a booking overlapping it, and each
+  kitchen's bookings. A window's whole hours are ORed; in an hour it covers only in part
+  the bookings of the kitchens booked then are compared with the window exactly.
 - Text search (``q``) is not indexed here: such a search goes to the database.
 
 Freshness follows the rule of the query cache (``queries.cache``): the index records the
@@ -94,6 +94,16 @@ def mask_of(bits: Iterable[int], size: int) -> int:
 
 
 _NO_SPANS: Final = array("q")
+
+
+def _members(mask: int) -> Iterator[int]:
+    """The bits set in ``mask``."""
+    for number, byte in enumerate(mask.to_bytes((mask.bit_length() + 7) // 8, "little")):
+        rest = byte
+        while rest:
+            low = rest & -rest
+            yield number * 8 + low.bit_length() - 1
+            rest ^= low
 
 
 def _spans(starts: Sequence[int], ends: Sequence[int]) -> array[int]:
@@ -241,9 +251,8 @@ class SearchIndex:
             spans = self._spans[bit] = _spans(starts, ends)
             for hour in _hours_of(spans):
                 in_hour.setdefault(hour, []).append(bit)
-        self._in_hour = {hour: array("i", bits) for hour, bits in in_hour.items()}
-        """Per hour (UTC) with bookings: the kitchens booked in it."""
         self._hour_masks = {hour: mask_of(bits, self.size) for hour, bits in in_hour.items()}
+        """Per hour (UTC) with bookings: the kitchens booked in it."""
         self._hours = sorted(in_hour)
 
     def with_booked(
@@ -260,26 +269,27 @@ class SearchIndex:
         updated = copy.copy(self)
         updated.position = position
         updated._spans = dict(self._spans)
-        updated._in_hour = dict(self._in_hour)
-        updated._hour_masks = dict(self._hour_masks)
-        hours_now = {bit: _hours_of(spans) for bit, spans in changes.items()}
-        hours: set[int] = set()
+        updated._hour_masks = hour_masks = dict(self._hour_masks)
+        left: dict[int, int] = {}  # hour → the kitchens no longer booked in it
+        joined: dict[int, int] = {}  # hour → the kitchens booked in it now
         for bit, spans in changes.items():
-            hours.update(_hours_of(self._spans.get(bit, _NO_SPANS)), hours_now[bit])
+            before = _hours_of(self._spans.get(bit, _NO_SPANS))
+            now = _hours_of(spans)
+            for hour in before - now:
+                left[hour] = left.get(hour, 0) | 1 << bit
+            for hour in now - before:
+                joined[hour] = joined.get(hour, 0) | 1 << bit
             if spans:
                 updated._spans[bit] = spans
             else:
                 updated._spans.pop(bit, None)
-        for hour in hours:
-            bits = [bit for bit in self._in_hour.get(hour, ()) if bit not in changes]
-            bits += (bit for bit, booked_hours in hours_now.items() if hour in booked_hours)
-            if bits:
-                updated._in_hour[hour] = array("i", bits)
-                updated._hour_masks[hour] = mask_of(bits, self.size)
+        for hour in left.keys() | joined.keys():
+            mask = hour_masks.get(hour, 0) & ~left.get(hour, 0) | joined.get(hour, 0)
+            if mask:
+                hour_masks[hour] = mask
             else:
-                updated._in_hour.pop(hour, None)
-                updated._hour_masks.pop(hour, None)
-        updated._hours = sorted(updated._in_hour)
+                hour_masks.pop(hour, None)
+        updated._hours = sorted(hour_masks)
         return updated
 
     def _booked_during(self, start: int, end: int) -> int:
@@ -292,7 +302,7 @@ class SearchIndex:
             if start <= hour * HOUR_US and (hour + 1) * HOUR_US <= end:
                 booked |= self._hour_masks[hour]
                 continue
-            for bit in self._in_hour[hour]:
+            for bit in _members(self._hour_masks[hour]):
                 spans = self._spans[bit]
                 if any(spans[i] < end and spans[i + 1] > start for i in range(0, len(spans), 2)):
                     partly.append(bit)
