@@ -180,3 +180,32 @@ def listing_matches(
         and (filters.capacity is None or capacity >= filters.capacity)
         and set(filters.amenity_keys()) <= set(amenities)
     )
+
+
+def drawn_filters(
+    *,
+    city: str | None,
+    jurisdiction: str | None,
+    min_rate: int | None,
+    max_rate: int | None,
+    capacity: int | None,
+    amenities: list[str],
+    start: datetime | None,
+    minutes: int,
+    sort: str,
+) -> KitchenFilters:
+    """Search filters from values a property test drew: the rate bounds in order, the
+    window ``minutes`` long from ``start`` (none without a start)."""
+    if min_rate is not None and max_rate is not None and min_rate > max_rate:
+        min_rate, max_rate = max_rate, min_rate
+    return KitchenFilters(
+        city=city,
+        jurisdiction=jurisdiction,
+        min_rate_cents=min_rate,
+        max_rate_cents=max_rate,
+        capacity=capacity,
+        amenities=tuple(amenities),
+        available_from=start,
+        available_to=None if start is None else start + timedelta(minutes=minutes),
+        sort=sort,
+    )

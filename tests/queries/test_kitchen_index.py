@@ -31,7 +31,7 @@ from queries.kitchen_index import (
     epoch_us,
 )
 from queries.kitchens import SORTS, KitchenFilters, compliance_needed
-from tests.support import listing_matches
+from tests.support import drawn_filters, listing_matches
 
 KITCHENS = 3 * CHECKPOINTS + 17
 DAY = datetime(2030, 3, 4, tzinfo=UTC)
@@ -154,18 +154,15 @@ def test_the_index_finds_what_a_brute_force_finds(
     offset: int,
     limit: int,
 ) -> None:
-    if min_rate is not None and max_rate is not None and min_rate > max_rate:
-        min_rate, max_rate = max_rate, min_rate
-    start = None if start_minutes is None else DAY + timedelta(minutes=start_minutes)
-    filters = KitchenFilters(
+    filters = drawn_filters(
         city=city,
         jurisdiction=jurisdiction,
-        min_rate_cents=min_rate,
-        max_rate_cents=max_rate,
+        min_rate=min_rate,
+        max_rate=max_rate,
         capacity=capacity,
-        amenities=tuple(amenities),
-        available_from=start,
-        available_to=None if start is None else start + timedelta(minutes=minutes),
+        amenities=amenities,
+        start=None if start_minutes is None else DAY + timedelta(minutes=start_minutes),
+        minutes=minutes,
         sort=sort,
     )
     expected = brute_force(filters, now)

@@ -51,6 +51,7 @@ from tests.support import (
     MutableClock,
     as_actor,
     create_user,
+    drawn_filters,
     listing_matches,
     open_test_runtime,
 )
@@ -618,17 +619,15 @@ def test_search_equals_the_brute_force_for_any_filters(
     sort: str,
     now: datetime,
 ) -> None:
-    if min_rate is not None and max_rate is not None and min_rate > max_rate:
-        min_rate, max_rate = max_rate, min_rate
-    filters = KitchenFilters(
+    filters = drawn_filters(
         city=city,
         jurisdiction=jurisdiction,
-        min_rate_cents=min_rate,
-        max_rate_cents=max_rate,
+        min_rate=min_rate,
+        max_rate=max_rate,
         capacity=capacity,
-        amenities=tuple(amenities),
-        available_from=start,
-        available_to=None if start is None else start + timedelta(minutes=minutes),
+        amenities=amenities,
+        start=start,
+        minutes=minutes,
         sort=sort,
     )
     assert_matches_brute_force(world, filters, now)
