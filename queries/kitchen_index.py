@@ -23,7 +23,7 @@ make it look older. It answers while no change to kitchens (any kitchen, booking
 everything) is announced after that position and the read model has reached what the
 client asks for; otherwise the search goes to the database. Bookings are announced with
 hints naming their kitchens: while nothing else changed, only those kitchens' intervals
-are read again (a refresh: one query, a copy of the hours they touch, ~1 ms for ten
+are read again (a refresh: one query, a copy of the hours they touch, ~2 ms for ten
 kitchens), and the index holds at the last such announcement. Any other change makes it
 stale: it is built again in the background (one build at a time). However often the
 read model changes, builds and refreshes each take at most a tenth of a CPU. It is
