@@ -974,10 +974,10 @@ class ProjectionRunner:
             # Before the position: a listener marks the change before it wakes anyone
             # waiting for the position (notifications arrive in the order sent).
             payload = f"{position} {' '.join(changed)}"
-            hinted = " ".join([payload, HINTS_SEPARATOR, *sorted(projection.hints)])
-            if projection.hints and len(hinted) <= CHANGES_PAYLOAD_CHARS_MAX:
-                payload = hinted
-            elif len(payload) > CHANGES_PAYLOAD_CHARS_MAX:
+            if projection.hints:
+                hinted = " ".join([payload, HINTS_SEPARATOR, *sorted(projection.hints)])
+                payload = hinted if len(hinted) <= CHANGES_PAYLOAD_CHARS_MAX else payload
+            if len(payload) > CHANGES_PAYLOAD_CHARS_MAX:
                 payload = f"{position} {EVERYTHING_CHANGED}"
             sql.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, payload))
         sql.execute("SELECT pg_notify(%s, %s)", (POSITIONS_CHANNEL, f"{self.name}:{position}"))

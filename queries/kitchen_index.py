@@ -196,7 +196,8 @@ class SearchIndex:
         # not 10k small objects pinning the allocator's pages the build used.
         documents = bytearray()
         self._document_starts = array("q", [0])
-        bit_of: dict[UUID, int] = {}
+        self._bit_of: dict[int, int] = {}
+        """The bit of each kitchen, by its id's integer."""
         rates, capacities, seqs = array("q"), array("q"), array("q")
         by_city: dict[str, list[int]] = {}
         by_amenity: dict[str, list[int]] = {}
@@ -208,7 +209,7 @@ class SearchIndex:
             previous = order
             documents += kitchen.document
             self._document_starts.append(len(documents))
-            bit_of[kitchen.id] = bit
+            self._bit_of[kitchen.id.int] = bit
             rates.append(kitchen.hourly_rate_cents)
             capacities.append(kitchen.capacity)
             seqs.append(kitchen.seq)
@@ -234,19 +235,14 @@ class SearchIndex:
         self._rate = _Thresholds(zip(rates, range(size), strict=True), size)
         self._capacity = _Thresholds(zip(capacities, range(size), strict=True), size)
         self._compliant = {code: _Thresholds(pairs, size) for code, pairs in compliant.items()}
-        self._index_booked(booked, bit_of)
+        self._index_booked(booked)
 
-    def _index_booked(
-        self,
-        booked: Iterable[tuple[UUID, Sequence[int], Sequence[int]]],
-        bit_of: dict[UUID, int],
-    ) -> None:
-        self._bit_of = {kitchen_id.int: bit for kitchen_id, bit in bit_of.items()}
+    def _index_booked(self, booked: Iterable[tuple[UUID, Sequence[int], Sequence[int]]]) -> None:
         self._spans: dict[int, array[int]] = {}
         """Per kitchen (bit) with bookings: their starts and ends, one after the other."""
         in_hour: dict[int, list[int]] = {}
         for kitchen_id, starts, ends in booked:
-            bit = bit_of.get(kitchen_id)
+            bit = self._bit_of.get(kitchen_id.int)
             if bit is None:
                 continue
             spans = self._spans[bit] = _spans(starts, ends)
@@ -432,9 +428,8 @@ def _pages(database: ReadDatabase, statement: str, key: tuple[str, ...]) -> Iter
 
 
 def _indexed_kitchen(row: Row, render: RenderKitchen) -> IndexedKitchen:
-    summary = KitchenSummary.model_construct(
-        **{name: row[name] for name in KitchenSummary.model_fields}
-    )
+    # Typed by PostgreSQL, trusted as the SQL search trusts it (extra columns ignored).
+    summary = KitchenSummary.model_construct(**row)
     return IndexedKitchen(
         id=row["id"],
         seq=int(row["seq"]),
@@ -445,8 +440,7 @@ def _indexed_kitchen(row: Row, render: RenderKitchen) -> IndexedKitchen:
         capacity=int(row["capacity"]),
         amenities=tuple(row["amenities"]),
         compliant_through=row["compliant_through"],
-        # An exact copy: orjson's bytes keep their writer's spare capacity.
-        document=bytes(memoryview(render(summary))),
+        document=render(summary),  # copied into the index's one block of JSON
     )
 
 
@@ -496,21 +490,21 @@ class LiveSearchIndex:
         name = KitchensProjection.name
         if name not in dependencies and EVERYTHING_CHANGED not in dependencies:
             return
-        hinted: set[UUID] = set()
-        others = False
-        for dependency in dependencies:
-            if dependency.startswith(BOOKED_HINT_PREFIX):
-                try:
-                    hinted.add(UUID(dependency[len(BOOKED_HINT_PREFIX) :]))
-                except ValueError:
-                    others = True
-            elif dependency != name:
-                others = True
-        with self._lock:
-            if others or not hinted:
+        hints = [d for d in dependencies if d.startswith(BOOKED_HINT_PREFIX)]
+        if not hints or set(dependencies) - set(hints) != {name}:  # not bookings alone
+            with self._lock:
                 self._changed_at = max(self._changed_at, position)
-            elif self._index is not None or self._building:
-                # (Without either, the next build reads these bookings anyway.)
+            return
+        if self._index is None and not self._building:
+            return  # the next build reads these bookings anyway
+        try:
+            hinted = {UUID(hint[len(BOOKED_HINT_PREFIX) :]) for hint in hints}
+        except ValueError:
+            hinted = set()
+        with self._lock:
+            if not hinted:  # a hint that names no kitchen
+                self._changed_at = max(self._changed_at, position)
+            else:
                 self._booked_changed |= hinted
                 self._booked_changed_at = max(self._booked_changed_at, position)
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
+from hypothesis import strategies as st
+
 from commands.accounts import DepositFunds
 from commands.bookings import BookingState, RequestBooking
 from commands.handling import Actor, CommandContext
@@ -21,7 +23,7 @@ from prep_es.passwords import Argon2Passwords
 from prep_es.runtime import Runtime, open_runtime
 from prep_es.settings import Settings
 from projections.kitchens import city_key
-from queries.kitchens import KitchenFilters
+from queries.kitchens import SORTS, KitchenFilters
 
 # A Monday; 17:00 UTC is 09:00 in Los Angeles (winter), inside every default jurisdiction's
 # operating hours.
@@ -182,30 +184,36 @@ def listing_matches(
     )
 
 
-def drawn_filters(
+@st.composite
+def search_filters(
+    draw: st.DrawFn,
     *,
-    city: str | None,
-    jurisdiction: str | None,
-    min_rate: int | None,
-    max_rate: int | None,
-    capacity: int | None,
-    amenities: list[str],
-    start: datetime | None,
-    minutes: int,
-    sort: str,
+    city: st.SearchStrategy[str | None],
+    jurisdiction: st.SearchStrategy[str | None],
+    min_rate: st.SearchStrategy[int | None],
+    max_rate: st.SearchStrategy[int | None],
+    capacity: st.SearchStrategy[int | None],
+    amenities: st.SearchStrategy[list[str]],
+    start: st.SearchStrategy[datetime | None],
+    minutes: st.SearchStrategy[int],
 ) -> KitchenFilters:
-    """Search filters from values a property test drew: the rate bounds in order, the
-    window ``minutes`` long from ``start`` (none without a start)."""
-    if min_rate is not None and max_rate is not None and min_rate > max_rate:
-        min_rate, max_rate = max_rate, min_rate
+    """Search filters drawn from these values (property tests of search): the rate
+    bounds in order, a window ``minutes`` long from ``start`` (none without a start),
+    any sort."""
+    low, high = draw(min_rate), draw(max_rate)
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    available_from = draw(start)
     return KitchenFilters(
-        city=city,
-        jurisdiction=jurisdiction,
-        min_rate_cents=min_rate,
-        max_rate_cents=max_rate,
-        capacity=capacity,
-        amenities=tuple(amenities),
-        available_from=start,
-        available_to=None if start is None else start + timedelta(minutes=minutes),
-        sort=sort,
+        city=draw(city),
+        jurisdiction=draw(jurisdiction),
+        min_rate_cents=low,
+        max_rate_cents=high,
+        capacity=draw(capacity),
+        amenities=tuple(draw(amenities)),
+        available_from=available_from,
+        available_to=(
+            None if available_from is None else available_from + timedelta(minutes=draw(minutes))
+        ),
+        sort=draw(st.sampled_from(SORTS)),
     )

@@ -9,7 +9,7 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -24,14 +24,15 @@ from projections.kitchens import city_key
 from projections.runners import EVERYTHING_CHANGED
 from queries.base import PageRequest
 from queries.kitchen_index import (
+    BUILD_INTERVAL_S_MIN,
     CHECKPOINTS,
     IndexedKitchen,
     LiveSearchIndex,
     SearchIndex,
     epoch_us,
 )
-from queries.kitchens import SORTS, KitchenFilters, compliance_needed
-from tests.support import drawn_filters, listing_matches
+from queries.kitchens import KitchenFilters, compliance_needed
+from tests.support import listing_matches, search_filters
 
 KITCHENS = 3 * CHECKPOINTS + 17
 DAY = datetime(2030, 3, 4, tzinfo=UTC)
@@ -127,44 +128,26 @@ def indexed(
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(
-    city=st.sampled_from([None, "", "LOS ANGELES", " pasadena ", "San Francisco", "Oakland"]),
-    jurisdiction=st.sampled_from([None, "los_angeles", "san_francisco"]),
-    min_rate=st.one_of(st.none(), st.integers(4000, 16000)),
-    max_rate=st.one_of(st.none(), st.integers(4000, 16000)),
-    capacity=st.one_of(st.none(), st.integers(1, 31)),
-    amenities=st.lists(st.sampled_from([*AMENITIES, "Oven ", "sauna"]), max_size=2),
-    start_minutes=st.one_of(st.none(), st.integers(-24 * 60, 30 * 60)),
-    minutes=st.sampled_from([1, 15, 30, 60, 90, 180, 24 * 60]),
-    sort=st.sampled_from(SORTS),
+    filters=search_filters(
+        city=st.sampled_from([None, "", "LOS ANGELES", " pasadena ", "San Francisco", "Oakland"]),
+        jurisdiction=st.sampled_from([None, "los_angeles", "san_francisco"]),
+        min_rate=st.one_of(st.none(), st.integers(4000, 16000)),
+        max_rate=st.one_of(st.none(), st.integers(4000, 16000)),
+        capacity=st.one_of(st.none(), st.integers(1, 31)),
+        amenities=st.lists(st.sampled_from([*AMENITIES, "Oven ", "sauna"]), max_size=2),
+        start=st.one_of(
+            st.none(),
+            st.integers(-24 * 60, 30 * 60).map(lambda minutes: DAY + timedelta(minutes=minutes)),
+        ),
+        minutes=st.sampled_from([1, 15, 30, 60, 90, 180, 24 * 60]),
+    ),
     now=st.sampled_from([NOW, datetime(2030, 3, 3, 9, tzinfo=UTC)]),
     offset=st.sampled_from([0, 7, 300]),
     limit=st.sampled_from([1, 20, 100]),
 )
 def test_the_index_finds_what_a_brute_force_finds(
-    city: str | None,
-    jurisdiction: str | None,
-    min_rate: int | None,
-    max_rate: int | None,
-    capacity: int | None,
-    amenities: list[str],
-    start_minutes: int | None,
-    minutes: int,
-    sort: str,
-    now: datetime,
-    offset: int,
-    limit: int,
+    filters: KitchenFilters, now: datetime, offset: int, limit: int
 ) -> None:
-    filters = drawn_filters(
-        city=city,
-        jurisdiction=jurisdiction,
-        min_rate=min_rate,
-        max_rate=max_rate,
-        capacity=capacity,
-        amenities=amenities,
-        start=None if start_minutes is None else DAY + timedelta(minutes=start_minutes),
-        minutes=minutes,
-        sort=sort,
-    )
     expected = brute_force(filters, now)
     page = PageRequest(limit=limit, offset=offset)
     assert indexed(filters, page, now) == (expected[offset : offset + limit], len(expected))
@@ -249,15 +232,26 @@ class Loads:
         return {kitchen_id: self.booked.get(kitchen_id, ([], [])) for kitchen_id in wanted}
 
 
-def live(loads: Loads, reached: list[int | None]) -> LiveSearchIndex:
+def live(
+    load: Callable[[], SearchIndex],
+    position: Callable[[], int | None],
+    *,
+    load_booked: Callable[[Iterable[UUID]], dict[UUID, Any]],
+    build_interval_s_min: float = 0.0,
+) -> LiveSearchIndex:
     return LiveSearchIndex(
-        loads,
-        load_booked=loads.load_booked,
-        position=lambda: reached[0],
+        load,
+        load_booked=load_booked,
+        position=position,
         jurisdictions=JURISDICTIONS,
         clock=lambda: NOW,
-        build_interval_s_min=0.0,
+        build_interval_s_min=build_interval_s_min,
     )
+
+
+def live_over(loads: Loads, reached: list[int | None]) -> LiveSearchIndex:
+    """The live index over the test world, at the position ``reached`` holds."""
+    return live(loads, lambda: reached[0], load_booked=loads.load_booked)
 
 
 def wait_for_build(index: LiveSearchIndex, loads: Loads) -> None:
@@ -273,7 +267,7 @@ def wait_for_build(index: LiveSearchIndex, loads: Loads) -> None:
 def test_the_live_index_answers_while_no_change_is_announced_after_it() -> None:
     loads = Loads()
     reached: list[int | None] = [10]
-    index = live(loads, reached)
+    index = live_over(loads, reached)
     filters, page = KitchenFilters(), PageRequest()
     assert index.search(filters, page, 0) is None  # not built yet: starts building
     wait_for_build(index, loads)
@@ -315,7 +309,7 @@ def until_answered(index: LiveSearchIndex, filters: KitchenFilters) -> tuple[Any
 def test_bookings_refresh_only_their_kitchens() -> None:
     loads = Loads()
     reached: list[int | None] = [10]
-    index = live(loads, reached)
+    index = live_over(loads, reached)
     start = DAY + timedelta(hours=4)
     filters = KitchenFilters(available_from=start, available_to=start + timedelta(hours=2))
     until_answered(index, filters)
@@ -346,7 +340,7 @@ def test_bookings_refresh_only_their_kitchens() -> None:
 
 def test_a_refresh_overtaken_by_another_change_gives_way_to_a_build() -> None:
     loads = Loads()
-    index = live(loads, [100])
+    index = live_over(loads, [100])
     until_answered(index, KitchenFilters())
     kitchen_id = KITCHEN_LIST[0].id
 
@@ -368,12 +362,11 @@ def test_a_failed_build_leaves_searches_to_the_database() -> None:
     def failing() -> SearchIndex:
         raise RuntimeError("database gone")
 
-    index = LiveSearchIndex(
+    index = live(
         failing,
+        lambda: 1,
         load_booked=Loads().load_booked,
-        position=lambda: 1,
-        jurisdictions=JURISDICTIONS,
-        clock=lambda: NOW,
+        build_interval_s_min=BUILD_INTERVAL_S_MIN,
     )
     for _ in range(3):
         assert index.search(KitchenFilters(), PageRequest(), 0) is None
@@ -388,14 +381,7 @@ def test_builds_pause_at_least_ten_times_their_length(build_s: float) -> None:
         time.sleep(build_s)
         return SearchIndex(0, [], [])
 
-    index = LiveSearchIndex(
-        slow,
-        load_booked=Loads().load_booked,
-        position=lambda: 1,
-        jurisdictions=JURISDICTIONS,
-        clock=lambda: NOW,
-        build_interval_s_min=0.01,
-    )
+    index = live(slow, lambda: 1, load_booked=Loads().load_booked, build_interval_s_min=0.01)
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         index.changed(["kitchens"], len(started) + 1)

@@ -51,9 +51,9 @@ from tests.support import (
     MutableClock,
     as_actor,
     create_user,
-    drawn_filters,
     listing_matches,
     open_test_runtime,
+    search_filters,
 )
 
 FAR_EXPIRY = date(2031, 12, 31)
@@ -595,41 +595,23 @@ WINDOW_STARTS += [at(5, 17), at(6, 17), at(11, 18), at(21, 17, month=1), at(5, 5
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    city=st.sampled_from([None, "los angeles", "SAN FRANCISCO", "Pasadena", "Oakland"]),
-    jurisdiction=st.sampled_from([None, "los_angeles", "san_francisco"]),
-    min_rate=st.sampled_from([None, 3000, 5000, 6000]),
-    max_rate=st.sampled_from([None, 4000, 7500, 9000]),
-    capacity=st.sampled_from([None, 1, 8, 20]),
-    amenities=st.lists(st.sampled_from(["oven", "smoker", "Mixer", "dishwasher"]), max_size=2),
-    start=st.one_of(st.none(), st.sampled_from(WINDOW_STARTS)),
-    minutes=st.sampled_from([15, 60, 120, 180, 600]),
-    sort=st.sampled_from(["name", "rate_asc", "rate_desc", "newest"]),
+    filters=search_filters(
+        city=st.sampled_from([None, "los angeles", "SAN FRANCISCO", "Pasadena", "Oakland"]),
+        jurisdiction=st.sampled_from([None, "los_angeles", "san_francisco"]),
+        min_rate=st.sampled_from([None, 3000, 5000, 6000]),
+        max_rate=st.sampled_from([None, 4000, 7500, 9000]),
+        capacity=st.sampled_from([None, 1, 8, 20]),
+        amenities=st.lists(
+            st.sampled_from(["oven", "smoker", "Mixer", "dishwasher"]), max_size=2
+        ),
+        start=st.one_of(st.none(), st.sampled_from(WINDOW_STARTS)),
+        minutes=st.sampled_from([15, 60, 120, 180, 600]),
+    ),
     now=st.sampled_from([QUERY_NOW, datetime(2030, 2, 15, 12, tzinfo=UTC)]),
 )
 def test_search_equals_the_brute_force_for_any_filters(
-    world: World,
-    city: str | None,
-    jurisdiction: str | None,
-    min_rate: int | None,
-    max_rate: int | None,
-    capacity: int | None,
-    amenities: list[str],
-    start: datetime | None,
-    minutes: int,
-    sort: str,
-    now: datetime,
+    world: World, filters: KitchenFilters, now: datetime
 ) -> None:
-    filters = drawn_filters(
-        city=city,
-        jurisdiction=jurisdiction,
-        min_rate=min_rate,
-        max_rate=max_rate,
-        capacity=capacity,
-        amenities=amenities,
-        start=start,
-        minutes=minutes,
-        sort=sort,
-    )
     assert_matches_brute_force(world, filters, now)
 
 
