@@ -161,6 +161,14 @@ class KnownAggregates:
             while len(self._aggregates) > self._size_max:
                 self._aggregates.popitem(last=False)
 
+    def forget_older(self, aggregate_id: UUID, version: int) -> None:
+        """Forget the copy of ``aggregate_id`` if ``version`` of it has been stored since
+        (by another process): the next command reads it from the store."""
+        with self._lock:
+            known = self._aggregates.get(aggregate_id)
+            if known is not None and known.version < version:
+                del self._aggregates[aggregate_id]
+
 
 def replay(aggregate: Any, events: Iterable[Any]) -> Any:
     """``aggregate`` (``None`` before the first event) with ``events`` applied in

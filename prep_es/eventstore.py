@@ -38,6 +38,7 @@ import importlib
 import pkgutil
 import threading
 from collections.abc import Sequence
+from itertools import accumulate
 from threading import Event
 from typing import Any, Final
 from uuid import UUID
@@ -78,7 +79,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 import aggregates
 from aggregates.base import Aggregate as DomainAggregate
-from prep_es.group_commit import ExpectedVersions, GroupCommit
+from prep_es.group_commit import Append, AppendOutcome, ExpectedVersions, GroupCommit
 from prep_es.serialization import OrjsonTranscoder, PydanticMapper
 from prep_es.settings import PostgresLocation, Settings, SqliteLocation
 
@@ -141,33 +142,58 @@ def postgres_append_only_statements(schema: str, table: str) -> list[Composed]:
 def postgres_append_function_statement(
     function: Composed, *, table: Composed, channel: Identifier, lock_timeout_s: int
 ) -> Composed:
-    """DDL of the function every append calls: it takes the events table's EXCLUSIVE
-    lock (so commit order is notification-id order), checks that the aggregates the
-    append's decision read are still at the versions read (a unique violation, like any
-    write conflict, if not), notifies listeners and inserts the events, returning their
-    notification ids in order. Called as a single statement on
-    an autocommit connection, the append is one round trip and one transaction, and the
-    lock is held until that transaction commits."""
+    """DDL of the function every group of appends calls (see ``prep_es.group_commit``).
+
+    It takes the events table's EXCLUSIVE lock (so commit order is notification-id
+    order), then judges the appends in order: one is refused if an event of it takes a
+    version already stored, or if an aggregate its decision read (``expected_*``) has
+    moved on since the version read; otherwise its events are inserted, so a later
+    append of the group sees them. It returns ``(append_index, notification_id)`` for
+    every inserted event, in order (an append without rows was refused), and notifies
+    listeners if anything was inserted. Appends are delimited by ``event_ends`` and
+    ``expected_ends``: the last index (1-based) of each one's events and expected
+    versions. Called as a single statement on an autocommit connection, a group is
+    one round trip and one transaction, and the lock is held until it commits. Every
+    check is a primary-key probe; with the lock held, nothing else can insert between
+    a check and its insert."""
     return SQL(
         "CREATE OR REPLACE FUNCTION {function}("
         "originator_ids uuid[], originator_versions bigint[], topics text[], states bytea[], "
-        "expected_ids uuid[], expected_versions bigint[]) "
-        "RETURNS SETOF bigint LANGUAGE plpgsql AS $body$ "
+        "event_ends int[], expected_ids uuid[], expected_versions bigint[], "
+        "expected_ends int[]) "
+        "RETURNS TABLE (append_index int, notification_id bigint) "
+        "LANGUAGE plpgsql AS $body$ "
+        "DECLARE "
+        "first_event int := 1; first_expected int := 1; refused boolean; "
+        "inserted boolean := false; "
         "BEGIN "
         "SET LOCAL lock_timeout = '{lock_timeout}s'; "
         "LOCK TABLE {table} IN EXCLUSIVE MODE; "
-        # One primary-key probe per aggregate read (a join may plan a table scan).
-        "FOR i IN 1 .. coalesce(array_length(expected_ids, 1), 0) LOOP "
-        "IF EXISTS (SELECT FROM {table} WHERE originator_id = expected_ids[i] "
-        "AND originator_version > expected_versions[i]) "
-        "THEN RAISE unique_violation USING MESSAGE = "
-        "'an aggregate this append depends on has changed'; "
-        "END IF; "
+        "FOR a IN 1 .. coalesce(array_length(event_ends, 1), 0) LOOP "
+        "refused := false; "
+        "FOR i IN first_expected .. expected_ends[a] LOOP "
+        "IF EXISTS (SELECT FROM {table} t WHERE t.originator_id = expected_ids[i] "
+        "AND t.originator_version > expected_versions[i]) "
+        "THEN refused := true; EXIT; END IF; "
         "END LOOP; "
-        "NOTIFY {channel}; "
+        "IF NOT refused THEN "
+        "FOR i IN first_event .. event_ends[a] LOOP "
+        "IF EXISTS (SELECT FROM {table} t WHERE t.originator_id = originator_ids[i] "
+        "AND t.originator_version = originator_versions[i]) "
+        "THEN refused := true; EXIT; END IF; "
+        "END LOOP; "
+        "END IF; "
+        "IF NOT refused THEN "
+        "inserted := true; "
         "RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state) "
-        "SELECT * FROM unnest(originator_ids, originator_versions, topics, states) "
-        "RETURNING {table}.notification_id; "
+        "SELECT * FROM unnest(originator_ids[first_event:event_ends[a]], "
+        "originator_versions[first_event:event_ends[a]], topics[first_event:event_ends[a]], "
+        "states[first_event:event_ends[a]]) "
+        "RETURNING a, {table}.notification_id; "
+        "END IF; "
+        "first_event := event_ends[a] + 1; first_expected := expected_ends[a] + 1; "
+        "END LOOP; "
+        "IF inserted THEN NOTIFY {channel}; END IF; "
         "END; "
         "$body$"
     ).format(
@@ -176,6 +202,13 @@ def postgres_append_function_statement(
         channel=channel,
         lock_timeout=SQL(str(int(lock_timeout_s))),
     )
+
+
+def postgres_drop_former_append_function_statement(function: Composed) -> Composed:
+    """The append function of earlier versions took one append at a time."""
+    return SQL(
+        "DROP FUNCTION IF EXISTS {function}(uuid[], bigint[], text[], bytea[], uuid[], bigint[])"
+    ).format(function=function)
 
 
 def _lock_schema_changes(curs: Cursor[DictRow]) -> None:
@@ -251,10 +284,13 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.extend(
             postgres_append_only_statements(datastore.schema, events_table_name)
         )
-        self.group_commit = GroupCommit(self._insert_in_own_transaction)
+        self.group_commit = GroupCommit(self._insert_appends)
         self._append_function = SQL("{schema}.{function}").format(
             schema=Identifier(datastore.schema),
             function=Identifier(f"{APPEND_FUNCTION_PREFIX}{events_table_name}"),
+        )
+        self.sql_create_statements.append(
+            postgres_drop_former_append_function_statement(self._append_function)
         )
         self.sql_create_statements.append(
             postgres_append_function_statement(
@@ -267,7 +303,7 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             )
         )
         self._call_append_function = SQL(
-            "SELECT notification_id FROM {function}(%s, %s, %s, %s, %s, %s) AS notification_id"
+            "SELECT append_index, notification_id FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(function=self._append_function)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
@@ -287,25 +323,42 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
         return self.group_commit.insert_events(stored_events, expected_versions)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def _insert_in_own_transaction(
-        self, stored_events: Sequence[StoredEvent], expected_versions: ExpectedVersions
-    ) -> Sequence[int] | None:
-        """One statement, one round trip, its own transaction (the connection is in
-        autocommit mode): the append function takes the table lock, notifies, inserts."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+    def _insert_appends(self, appends: Sequence[Append]) -> list[AppendOutcome]:
+        """One statement, one round trip, one transaction (the connection is in
+        autocommit mode): the append function takes the table lock, judges each
+        append, inserts those it accepts and notifies."""
+        events = [event for append in appends for event in append.stored_events]
+        event_ends = list(accumulate(len(append.stored_events) for append in appends))
+        expected_ends = list(accumulate(len(append.expected_versions) for append in appends))
+        expected = [item for append in appends for item in append.expected_versions.items()]
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(
                 self._call_append_function,
                 (
-                    [event.originator_id for event in stored_events],
-                    [event.originator_version for event in stored_events],
-                    [event.topic for event in stored_events],
-                    [event.state for event in stored_events],
-                    list(expected_versions),
-                    list(expected_versions.values()),
+                    [event.originator_id for event in events],
+                    [event.originator_version for event in events],
+                    [event.topic for event in events],
+                    [event.state for event in events],
+                    event_ends,
+                    [aggregate_id for aggregate_id, _ in expected],
+                    [version for _, version in expected],
+                    expected_ends,
                 ),
                 prepare=True,
             )
-            return [row["notification_id"] for row in curs.fetchall()]
+            rows = curs.fetchall()
+        notification_ids: list[list[int]] = [[] for _ in appends]
+        for append_index, notification_id in rows:
+            notification_ids[append_index - 1].append(notification_id)
+        return [
+            ids
+            if ids
+            else IntegrityError(
+                "a version this append takes is already stored, or an aggregate its "
+                "decision read has changed"
+            )
+            for ids in notification_ids
+        ]
 
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()

@@ -24,6 +24,7 @@ from commands import Commands
 from commands.handling import Clock
 from commands.users import PasswordHashing
 from prep_es.auth import Login, LoginLimiter, PasswordVerifying, TokenService, open_login_limiter
+from prep_es.known_copies import KnownCopiesFollower
 from prep_es.passwords import Argon2Passwords
 from prep_es.readside import (
     ReadSide,
@@ -159,6 +160,9 @@ class Services:
     login: Login
     login_limiter: LoginLimiter
     projections: tuple[type[Projection], ...]
+    known_copies: KnownCopiesFollower | None
+    """Keeps the command handlers' known copies current (PostgreSQL; see
+    ``prep_es.known_copies``)."""
     supervisor: Supervisor | None = None
     sweeper: SweeperThread | None = None
     _closed: bool = field(default=False, repr=False)
@@ -189,6 +193,8 @@ class Services:
             self.sweeper.stop()
         if self.supervisor is not None:
             self.supervisor.stop()
+        if self.known_copies is not None:
+            self.known_copies.close()
         self.read_positions.close()
         close_limiter = getattr(self.login_limiter, "close", None)
         if close_limiter is not None:
@@ -251,6 +257,16 @@ def open_search_index(
     return index
 
 
+def follow_known_copies(runtime: Runtime) -> KnownCopiesFollower | None:
+    """Where other processes may write the same store (PostgreSQL), a follower that keeps
+    this process's known copies of aggregates from going stale; on SQLite ``None``."""
+    if runtime.app.postgres_events_table() is None:
+        return None
+    follower = KnownCopiesFollower(runtime.app, runtime.commands.processor.known)
+    follower.start()
+    return follower
+
+
 def open_services(
     settings: Settings,
     *,
@@ -287,6 +303,9 @@ def open_services(
         )
         read_positions.start()
         opened.append(read_positions)
+        known_copies = follow_known_copies(runtime)
+        if known_copies is not None:
+            opened.append(known_copies)
         database = read_side.query_database
         kitchens_uncached = KitchenQueries(
             database, jurisdictions=runtime.jurisdictions, clock=clock
@@ -320,6 +339,7 @@ def open_services(
             login=Login(users=users, passwords=hashing, tokens=tokens, limiter=login_limiter),
             login_limiter=login_limiter,
             projections=configured_projections(settings),
+            known_copies=known_copies,
         )
         opened = [services]
         if settings.run_projectors:

@@ -3,6 +3,7 @@ aggregates: a decision made on a stale copy never commits."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from aggregates.errors import InsufficientFunds, KitchenNotBookable
 from commands.accounts import DepositFunds, RequestPayout
 from commands.bookings import BookingAction
 from commands.kitchens import KitchenActionWithReason
+from prep_es.known_copies import KnownCopiesFollower
 from prep_es.runtime import Runtime
 from tests.support import (
     START_OF_TESTS,
@@ -84,3 +86,46 @@ def test_a_sweep_does_not_trust_a_stale_copy_to_do_nothing(
     assert report.completed_booking_ids == [booking.id]
     again = market.runtime.commands.sweeper.sweep()
     assert again.completed_booking_ids == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("following", [True, False])
+def test_a_process_following_the_store_forgets_copies_written_elsewhere(
+    fresh_postgres_url: str, following: bool
+) -> None:
+    """With the follower, a deposit made elsewhere evicts this process's copy of the
+    account, so the next payout decides on fresh state at once; without it, the payout
+    is decided on the stale copy, refused at commit and decided again (the cost the
+    follower saves)."""
+    clock = MutableClock()
+    first = open_test_runtime(fresh_postgres_url, clock)
+    second = open_test_runtime(fresh_postgres_url, clock)
+    follower = KnownCopiesFollower(first.app, first.commands.processor.known) if following else None
+    try:
+        market = build_marketplace(first, clock)
+        accounts = first.commands.accounts
+        accounts.deposit_funds(DepositFunds(amount_cents=10_000), as_actor(market.host))
+        account_id = account_id_for(market.host.user_id)
+        assert first.commands.processor.known.get(account_id) is not None
+        if follower is not None:
+            follower.start()
+        second.commands.accounts.deposit_funds(
+            DepositFunds(amount_cents=5_000), as_actor(market.host)
+        )
+        if follower is not None:
+            deadline = time.monotonic() + 10
+            while follower.position < second.app.position() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert first.commands.processor.known.get(account_id) is None
+
+        accounts.request_payout(RequestPayout(amount_cents=5_000), as_actor(market.host))
+
+        assert first.commands.processor.conflicts_total == (0 if following else 1)
+        account = first.app.repository.get(account_id)
+        assert isinstance(account, Account)
+        assert account.balance_cents == 10_000
+    finally:
+        if follower is not None:
+            follower.close()
+        first.close()
+        second.close()

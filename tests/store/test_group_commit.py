@@ -1,18 +1,20 @@
 """Group commit on real PostgreSQL: concurrent appends share a transaction, each stays
-atomic, and a losing append fails alone."""
+atomic, and a losing append fails alone, in the same transaction as the others."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from prep_es.eventstore import AppendOnlyPostgresApplicationRecorder, open_application
-from prep_es.group_commit import ExpectedVersions, GroupCommit
+from prep_es.group_commit import Append, AppendOutcome, GroupCommit
 from prep_es.settings import Settings
 
 pytestmark = pytest.mark.postgres
@@ -41,16 +43,16 @@ def test_appends_queued_during_a_commit_share_the_next_transaction(
     release_first_commit = threading.Event()
     batch_sizes: list[int] = []
 
-    def insert(events: Sequence[StoredEvent], expected: ExpectedVersions) -> Sequence[int] | None:
-        batch_sizes.append(len(events))
+    def insert(appends: Sequence[Append]) -> Sequence[AppendOutcome]:
+        batch_sizes.append(sum(len(append.stored_events) for append in appends))
         if len(batch_sizes) == 1:
             first_commit_started.set()
             release_first_commit.wait(timeout=10)
-        return recorder._insert_in_own_transaction(events, expected)
+        return recorder._insert_appends(appends)
 
     group_commit = GroupCommit(insert)
     streams = [stream(2) for _ in range(6)]
-    results: dict[int, Sequence[int] | None] = {}
+    results: dict[int, Sequence[int]] = {}
 
     def append(index: int) -> None:
         results[index] = group_commit.insert_events(streams[index], {})
@@ -70,9 +72,9 @@ def test_appends_queued_during_a_commit_share_the_next_transaction(
     assert batch_sizes == [2, 10]
     assert group_commit.transactions_total == 2
     ids = [results[i] for i in range(1, 6)]
-    assert all(batch is not None and len(batch) == 2 for batch in ids)
+    assert all(len(batch) == 2 for batch in ids)
     # One transaction, in queue order: consecutive notification ids.
-    flat = [n for batch in ids for n in batch or []]
+    flat = [n for batch in ids for n in batch]
     assert flat == list(range(flat[0], flat[0] + 10))
     for index, events in enumerate(streams):
         assert len(recorder.select_events(events[0].originator_id)) == 2, index
@@ -86,11 +88,11 @@ def test_a_conflicting_append_fails_alone(
     gate = threading.Event()
     calls: list[int] = []
 
-    def insert(events: Sequence[StoredEvent], expected: ExpectedVersions) -> Sequence[int] | None:
-        calls.append(len(events))
+    def insert(appends: Sequence[Append]) -> Sequence[AppendOutcome]:
+        calls.append(sum(len(append.stored_events) for append in appends))
         if len(calls) == 1:
             gate.wait(timeout=10)
-        return recorder._insert_in_own_transaction(events, expected)
+        return recorder._insert_appends(appends)
 
     group_commit = GroupCommit(insert)
     good = [stream(3) for _ in range(3)]
@@ -120,9 +122,9 @@ def test_a_conflicting_append_fails_alone(
     for i, events in enumerate(good):
         assert len(recorder.select_events(events[0].originator_id)) == 3
         assert isinstance(outcomes[f"good{i}"], list)
-    # The shared attempt failed as a whole, then each append went alone.
-    assert calls[1] == 10
-    assert sorted(calls[2:]) == [1, 3, 3, 3]
+    # One shared transaction stored the good appends and refused the stale one.
+    assert calls[1:] == [10]
+    assert group_commit.transactions_total == 2
 
 
 def test_many_threads_lose_no_append(recorder: AppendOnlyPostgresApplicationRecorder) -> None:
@@ -171,16 +173,16 @@ def test_reading_what_another_append_of_the_group_writes_is_not_hidden(
     gate = threading.Event()
     calls: list[int] = []
 
-    def insert(events: Sequence[StoredEvent], expected: ExpectedVersions) -> Sequence[int] | None:
-        calls.append(len(events))
+    def insert(appends: Sequence[Append]) -> Sequence[AppendOutcome]:
+        calls.append(len(appends))
         if len(calls) == 1:
             gate.wait(timeout=10)
-        return recorder._insert_in_own_transaction(events, expected)
+        return recorder._insert_appends(appends)
 
     group_commit = GroupCommit(insert)
     outcomes: dict[str, object] = {}
 
-    def append(name: str, events: list[StoredEvent], expected: ExpectedVersions) -> None:
+    def append(name: str, events: list[StoredEvent], expected: dict[UUID, int]) -> None:
         try:
             outcomes[name] = group_commit.insert_events(events, expected)
         except IntegrityError as error:
@@ -194,9 +196,7 @@ def test_reading_what_another_append_of_the_group_writes_is_not_hidden(
     threads[1].start()
     while group_commit.queued < 1:
         time.sleep(0.001)
-    threads.append(
-        threading.Thread(target=append, args=("reader", stream(1), {kitchen_id: 1}))
-    )
+    threads.append(threading.Thread(target=append, args=("reader", stream(1), {kitchen_id: 1})))
     threads[2].start()
     while group_commit.queued < 2:
         time.sleep(0.001)
@@ -206,4 +206,93 @@ def test_reading_what_another_append_of_the_group_writes_is_not_hidden(
 
     assert isinstance(outcomes["writer"], list)
     assert isinstance(outcomes["reader"], IntegrityError)
-    assert calls[1:] == [1, 1]  # never tried together
+    assert calls[1:] == [2]  # one transaction: the writer first, then the reader refused
+
+
+def test_appends_of_one_group_are_judged_in_order(
+    recorder: AppendOnlyPostgresApplicationRecorder,
+) -> None:
+    """A read before another append of the group writes stands; two appends taking one
+    version: the first wins."""
+    kitchen = stream(3)
+    recorder.insert_events(kitchen[:1])
+    kitchen_id = kitchen[0].originator_id
+    reader, late_reader = stream(1), stream(1)
+
+    outcomes = recorder._insert_appends(
+        [
+            Append(reader, {kitchen_id: 1}),
+            Append(kitchen[1:2], {}),
+            Append(kitchen[1:3], {}),  # takes version 2 again
+            Append(late_reader, {kitchen_id: 1}),  # read what the second append replaced
+        ]
+    )
+
+    assert [isinstance(outcome, IntegrityError) for outcome in outcomes] == [
+        False, False, True, True,
+    ]  # fmt: skip
+    stored = recorder.select_events(kitchen_id)
+    assert [event.originator_version for event in stored] == [1, 2]
+    assert not recorder.select_events(late_reader[0].originator_id)
+    assert len(recorder.select_events(reader[0].originator_id)) == 1
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    # Each example makes its own aggregates: the shared store needs no reset.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_a_group_stores_what_appending_one_at_a_time_would(
+    recorder: AppendOnlyPostgresApplicationRecorder, data: st.DataObject
+) -> None:
+    """Random appends over a few aggregates, some stale, some racing each other in the
+    group: the outcomes and the stored events are those of judging each in turn."""
+    aggregate_ids = [uuid4() for _ in range(4)]
+    stored: dict[UUID, int] = {}
+    for aggregate_id in aggregate_ids:
+        versions = data.draw(st.integers(0, 2))
+        if versions:
+            recorder.insert_events(
+                [
+                    StoredEvent(originator_id=aggregate_id, originator_version=v, topic="T",
+                                state=b"{}")
+                    for v in range(1, versions + 1)
+                ]
+            )  # fmt: skip
+            stored[aggregate_id] = versions
+    appends: list[Append] = []
+    for _ in range(data.draw(st.integers(1, 8))):
+        written = data.draw(st.lists(st.sampled_from(aggregate_ids), max_size=2, unique=True))
+        read = data.draw(st.lists(st.sampled_from(aggregate_ids), max_size=2, unique=True))
+        events = [
+            StoredEvent(
+                originator_id=aggregate_id,
+                originator_version=data.draw(st.integers(1, 4)),
+                topic="T",
+                state=b"{}",
+            )
+            for aggregate_id in written
+        ] or stream(1)
+        expected = {aggregate_id: data.draw(st.integers(0, 3)) for aggregate_id in read}
+        appends.append(Append(events, expected))
+
+    outcomes = recorder._insert_appends(appends)
+
+    taken = {(aggregate_id, v) for aggregate_id, top in stored.items() for v in range(1, top + 1)}
+    latest = dict(stored)
+    for append, outcome in zip(appends, outcomes, strict=True):
+        stale = any(latest.get(i, 0) > v for i, v in append.expected_versions.items())
+        keys = {(event.originator_id, event.originator_version) for event in append.stored_events}
+        refused = stale or bool(keys & taken)
+        assert isinstance(outcome, IntegrityError) == refused, (append, outcome)
+        if not refused:
+            assert isinstance(outcome, list) and len(outcome) == len(append.stored_events)
+            taken |= keys
+            for aggregate_id, version in keys:
+                latest[aggregate_id] = max(latest.get(aggregate_id, 0), version)
+    for aggregate_id in aggregate_ids:
+        versions = {event.originator_version for event in recorder.select_events(aggregate_id)}
+        assert versions == {v for i, v in taken if i == aggregate_id}

@@ -1,0 +1,102 @@
+"""Keeps this process's known copies of aggregates current when other processes write.
+
+A command's first attempt starts from the copies this process last loaded or committed
+(``commands.handling.KnownAggregates``); a commit refuses a decision made on a stale
+copy, and the command decides again on fresh state. Where several processes serve
+commands, a copy goes stale whenever another one writes the aggregate — a customer's
+account, say, when their requests reach both API workers — and every such command paid
+for a refused append and a second attempt (a third of the bookings in the HTTP
+benchmark). So each process follows the event store: woken by the append notification,
+it reads which versions were stored (ids and versions only, nothing decoded) and forgets
+every copy older than one of them. The next command reads that aggregate from the store.
+
+It narrows the window; it does not close it: a write this process has not heard of yet
+is still caught by the commit's check.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Final
+
+from psycopg import Cursor
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
+
+from commands.handling import KnownAggregates
+from prep_es.eventstore import AppendOnlyPostgresApplicationRecorder, PrepApplication
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE: Final = 1000
+WAKE_INTERVAL_S: Final = 0.5
+"""Longest wait for a notification before reading anyway (and noticing ``close``)."""
+RETRY_INTERVAL_S: Final = 1.0
+
+
+class KnownCopiesFollower:
+    """Forgets known copies that stored events have overtaken, from a thread of its own,
+    on its own connection (one of the event store's pool)."""
+
+    def __init__(self, app: PrepApplication, known: KnownAggregates) -> None:
+        recorder = app.recorder
+        assert isinstance(recorder, AppendOnlyPostgresApplicationRecorder)
+        self._recorder = recorder
+        self._known = known
+        self._position = app.position()
+        self._select = SQL(
+            "SELECT notification_id, originator_id, originator_version FROM {schema}.{events} "
+            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(
+            schema=Identifier(recorder.datastore.schema),
+            events=Identifier(recorder.events_table_name),
+        )
+        self._listen = SQL("LISTEN {channel}").format(channel=Identifier(recorder.channel_name))
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prep-es-known-copies", daemon=True)
+
+    @property
+    def position(self) -> int:
+        """The notification id up to which copies have been checked."""
+        return self._position
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop following (waits for the thread)."""
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._follow()
+            except Exception:
+                # Copies are only an optimisation: while this is down, stale ones are
+                # still refused at commit.
+                logger.exception("following the event store failed; trying again")
+                self._stopping.wait(RETRY_INTERVAL_S)
+
+    def _follow(self) -> None:
+        with (
+            self._recorder.datastore.get_connection() as connection,
+            connection.cursor(row_factory=tuple_row) as cursor,
+        ):
+            connection.execute(self._listen)  # before reading: no append goes unheard
+            while not self._stopping.is_set():
+                while self._catch_up(cursor) == BATCH_SIZE:
+                    pass
+                for _ in connection.notifies(timeout=WAKE_INTERVAL_S, stop_after=1):
+                    pass
+
+    def _catch_up(self, cursor: Cursor[tuple[Any, ...]]) -> int:
+        """Check the copies against one batch of stored versions; how many there were."""
+        cursor.execute(self._select, (self._position, BATCH_SIZE), prepare=True)
+        rows = cursor.fetchall()
+        for _, aggregate_id, version in rows:
+            self._known.forget_older(aggregate_id, version)
+        if rows:
+            self._position = rows[-1][0]
+        return len(rows)
