@@ -49,7 +49,7 @@ from commands.bookings import BookingCommands
 from commands.handling import Actor, CommandContext
 from commands.kitchens import KitchenCommands
 from commands.users import UserCommands
-from prep_es.auth import Unauthenticated
+from prep_es.auth import TokenClaims, Unauthenticated
 from prep_es.errors import READ_POSITION_STATE
 from prep_es.logs import accept_request_id, request_id
 from prep_es.services import Services
@@ -64,7 +64,7 @@ from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
-from queries.users import UserQueries
+from queries.users import AuthUser, UserQueries
 
 MIN_POSITION_HEADER: Final = "X-Prep-Min-Position"
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
@@ -236,16 +236,8 @@ class AuthenticatedUser:
         return Actor(user_id=self.id, role=self.role)
 
 
-def _authenticate(
-    services: Services, credentials: HTTPAuthorizationCredentials, min_position: int | None
-) -> AuthenticatedUser:
-    claims = services.tokens.verify(credentials.credentials)
-    if min_position:
-        # The caller may have just written their own user (registration, a role change).
-        services.read_positions.wait_for(
-            "users", min_position, services.settings.min_position_wait_s
-        )
-    user = services.users.get_for_auth(claims.sub)
+def _admitted(claims: TokenClaims, user: AuthUser | None) -> AuthenticatedUser:
+    """The user behind valid ``claims``, if the users read model still admits them."""
     if user is None:
         raise Unauthenticated("the access token's user is unknown", code="invalid_token")
     if not user.active:
@@ -258,6 +250,31 @@ def _authenticate(
     return AuthenticatedUser(id=user.id, role=user.role, token_id=claims.jti)
 
 
+def _authenticate(
+    services: Services, claims: TokenClaims, min_position: int | None
+) -> AuthenticatedUser:
+    if min_position:
+        # The caller may have just written their own user (registration, a role change).
+        services.read_positions.wait_for(
+            "users", min_position, services.settings.min_position_wait_s
+        )
+    return _admitted(claims, services.auth_users.load(claims.sub))
+
+
+async def _authenticated(
+    services: Services, credentials: HTTPAuthorizationCredentials, min_position: int | None
+) -> AuthenticatedUser:
+    """The token is checked on the event loop (CPU only; see ``TokenService.verify``);
+    the user too when this process remembers them and no position is asked for, else
+    in the threadpool (a read, maybe a wait)."""
+    claims = services.tokens.verify(credentials.credentials)
+    if not min_position:
+        user = services.auth_users.cached(claims.sub)
+        if user is not None:
+            return _admitted(claims, user)
+    return await run_in_threadpool(_authenticate, services, claims, min_position)
+
+
 async def current_user(
     services: ServicesDep, credentials: BearerCredentials, min_position: MinPosition = None
 ) -> AuthenticatedUser:
@@ -265,7 +282,7 @@ async def current_user(
         raise Unauthenticated(
             "this needs an access token: Authorization: Bearer <token>", code="not_authenticated"
         )
-    return await run_in_threadpool(_authenticate, services, credentials, min_position)
+    return await _authenticated(services, credentials, min_position)
 
 
 async def optional_user(
@@ -274,7 +291,7 @@ async def optional_user(
     """Anonymous callers are welcome; a token, if sent, must still be valid."""
     if credentials is None:
         return None
-    return await run_in_threadpool(_authenticate, services, credentials, min_position)
+    return await _authenticated(services, credentials, min_position)
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]

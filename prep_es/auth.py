@@ -139,6 +139,11 @@ def _read_or_create_secret(path: Path) -> str:
     return secret
 
 
+VERIFIED_TOKENS_MAX: Final = 4096
+"""Tokens whose signature and claims this process has checked, remembered (see
+:meth:`TokenService.verify`)."""
+
+
 class TokenService:
     """Issues and verifies access tokens."""
 
@@ -157,6 +162,8 @@ class TokenService:
         self._audience = audience
         self._ttl_s = ttl_s
         self._clock = clock
+        self._verified: OrderedDict[str, TokenClaims] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], datetime]) -> TokenService:
@@ -184,7 +191,28 @@ class TokenService:
 
     def verify(self, token: str) -> TokenClaims:
         """The claims of ``token`` if we issued it and it is still valid; else
-        :class:`Unauthenticated`."""
+        :class:`Unauthenticated`. A token whose signature and claims were checked is
+        remembered (the last :data:`VERIFIED_TOKENS_MAX`, by its exact text), so a
+        client's next request only has its expiry checked: decoding and checking the
+        signature cost more than the rest of authentication (PyJWT checks the
+        alphabet of every character in Python). CPU only: the event loop may call it."""
+        with self._verified_lock:
+            claims = self._verified.get(token)
+            if claims is not None:
+                self._verified.move_to_end(token)
+        if claims is None:
+            claims = self._decode(token)
+            with self._verified_lock:
+                self._verified[token] = claims
+                while len(self._verified) > VERIFIED_TOKENS_MAX:
+                    self._verified.popitem(last=False)
+        if claims.exp <= self._clock().timestamp():
+            raise Unauthenticated("the access token has expired", code="token_expired")
+        return claims
+
+    def _decode(self, token: str) -> TokenClaims:
+        """The claims of ``token`` if it is ours: signature, algorithm, issuer, audience
+        and the required claims checked (not the expiry)."""
         try:
             decoded = jwt.decode(
                 token,
@@ -194,7 +222,7 @@ class TokenService:
                 issuer=self._issuer,
                 options={
                     "require": list(REQUIRED_CLAIMS),
-                    # Checked below against the service clock, which stamped them.
+                    # Checked by ``verify`` against the service clock, which stamped them.
                     "verify_exp": False,
                     "verify_iat": False,
                     "verify_nbf": False,
@@ -205,8 +233,6 @@ class TokenService:
             raise Unauthenticated("the access token is not valid", code="invalid_token") from None
         if claims.role not in ROLES:
             raise Unauthenticated("the access token is not valid", code="invalid_token")
-        if claims.exp <= self._clock().timestamp():
-            raise Unauthenticated("the access token has expired", code="token_expired")
         return claims
 
 

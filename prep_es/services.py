@@ -40,6 +40,7 @@ from projections.database import ReadDatabase
 from projections.kitchens import KitchensProjection
 from projections.locks import RunnerLock
 from projections.runners import Supervisor, request_rebuild
+from projections.users import UsersProjection
 from queries.accounts import AccountQueries
 from queries.analytics import AnalyticsQueries
 from queries.audit import AuditQueries
@@ -56,7 +57,7 @@ from queries.kitchen_index import (
 )
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
-from queries.users import UserQueries
+from queries.users import AuthUsers, UserQueries
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ class Services:
     read_positions: ReadPositions
     query_cache: QueryCache
     users: UserQueries
+    auth_users: AuthUsers
+    """The per-request authentication check (see :class:`~queries.users.AuthUsers`)."""
     kitchens: CachedKitchenQueries
     kitchens_uncached: KitchenQueries
     kitchen_pages: PublishedPages | None
@@ -301,6 +304,12 @@ def open_services(
                 render_kitchen,
             )
         )
+        users = UserQueries(read_side.query_database)
+        auth_users = AuthUsers(
+            users,
+            _following_changes(read_positions) if read_positions.hears_changes else None,
+            position=lambda: read_positions.announced(UsersProjection.name),
+        )
         read_positions.start()
         opened.append(read_positions)
         known_copies = follow_known_copies(runtime)
@@ -310,7 +319,6 @@ def open_services(
         kitchens_uncached = KitchenQueries(
             database, jurisdictions=runtime.jurisdictions, clock=clock
         )
-        users = UserQueries(database)
         login_limiter = open_login_limiter(settings)
         services = Services(
             settings=settings,
@@ -320,6 +328,7 @@ def open_services(
             read_positions=read_positions,
             query_cache=query_cache,
             users=users,
+            auth_users=auth_users,
             kitchens=CachedKitchenQueries(
                 kitchens_uncached,
                 query_cache,

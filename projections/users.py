@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from functools import singledispatchmethod
 from typing import Any, ClassVar
+from uuid import UUID
 
 from aggregates.user import User
 from projections.base import Projection
 from projections.database import Sql
+
+
+def user_dependency(user_id: UUID) -> str:
+    """The query-cache dependency of one user's row."""
+    return f"user:{user_id}"
 
 
 class UsersProjection(Projection):
@@ -81,7 +87,7 @@ class UsersProjection(Projection):
 
     def _user_changed(self, event: User.Event) -> None:
         """Query-cache dependencies: this user, and every listing."""
-        self.changed.update((f"user:{event.originator_id}", self.name))
+        self.changed.update((user_dependency(event.originator_id), self.name))
 
     def _update(self, sql: Sql, event: User.Event, **changes: Any) -> None:
         self._user_changed(event)

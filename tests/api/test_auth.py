@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prep_es.app import create_app
-from prep_es.auth import TokenService
+from prep_es.auth import TokenService, Unauthenticated
 from prep_es.passwords import Argon2Passwords
 from prep_es.runtime import system_clock
 from tests.api.conftest import (
@@ -23,11 +23,13 @@ from tests.api.conftest import (
     API,
     JWT_SECRET,
     PASSWORD,
+    USERS_WAIT_S,
     Api,
     User,
     api_settings,
     assert_problem,
 )
+from tests.support import START_OF_TESTS
 
 
 def registration(**fields: Any) -> dict[str, Any]:
@@ -336,3 +338,50 @@ def test_a_malformed_min_position_is_422(api: Api, value: str) -> None:
     user = api.register("customer")
     response = api.get("/users/me", user, headers={"X-Prep-Min-Position": value})
     assert_problem(response, 422, "validation_error")
+
+
+def test_a_token_checked_once_is_still_refused_once_it_expires() -> None:
+    now = [START_OF_TESTS]
+    tokens = TokenService(
+        JWT_SECRET, issuer="prep-es", audience="prep-es-api", ttl_s=60, clock=lambda: now[0]
+    )
+    token = tokens.issue(uuid4(), "customer").access_token
+    assert tokens.verify(token).role == "customer"  # checked, and now remembered
+    now[0] += timedelta(seconds=61)
+    with pytest.raises(Unauthenticated) as refused:
+        tokens.verify(token)
+    assert refused.value.code == "token_expired"
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(Unauthenticated) as refused:
+        tokens.verify(forged)
+    assert refused.value.code == "invalid_token"
+
+
+@pytest.mark.postgres
+def test_a_remembered_user_is_refused_once_their_deactivation_is_announced(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where this process hears the users projection's announcements, a user is read
+    once and then checked from memory; the deactivation's announcement ends that."""
+    if not api.services.read_positions.hears_changes:
+        pytest.skip("SQLite announces nothing: every request reads the user")
+    user = api.register("customer")
+    api.ok(api.get("/users/me", user))
+    reads: list[UUID] = []
+    read = api.services.users.get_for_auth
+
+    def counted(user_id: UUID) -> Any:
+        reads.append(user_id)
+        return read(user_id)
+
+    monkeypatch.setattr(api.services.users, "get_for_auth", counted)
+    api.ok(api.get("/users/me", user))
+    assert reads == []  # from memory
+
+    deactivated = api.ok(api.patch(f"/admin/users/{user.id}", api.admin, json={"active": False}))
+    api.services.read_positions.wait_for("users", deactivated["position"], USERS_WAIT_S)
+    deadline = time.monotonic() + USERS_WAIT_S
+    while (response := api.get("/users/me", user)).status_code == 200:
+        assert time.monotonic() < deadline, "the deactivation was never heard"
+        time.sleep(0.01)
+    assert_problem(response, 401, "user_inactive")
