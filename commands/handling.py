@@ -132,8 +132,8 @@ class KnownAggregates:
     newer events. That is safe because every commit is validated: an aggregate the
     command changed must still be at the version it started from (the event store
     refuses a version twice), and one it only read must still be at the version read
-    (``expected_versions``, checked under the append lock). Objects in here are never
-    mutated; readers get deep copies.
+    (``expected_versions``, checked under the append lock). Readers get deep copies;
+    only :meth:`advance` changes a copy in here, under the lock.
     """
 
     def __init__(self, size_max: int) -> None:
@@ -142,12 +142,12 @@ class KnownAggregates:
         self._lock = threading.Lock()
 
     def get(self, aggregate_id: UUID) -> Aggregate | None:
-        with self._lock:
+        with self._lock:  # copied under the lock: ``advance`` changes copies in place
             aggregate = self._aggregates.get(aggregate_id)
             if aggregate is None:
                 return None
             self._aggregates.move_to_end(aggregate_id)
-        return copy.deepcopy(aggregate)
+            return copy.deepcopy(aggregate)
 
     def put(self, aggregate: Aggregate) -> None:
         """Remember ``aggregate``, which the caller no longer mutates."""
@@ -161,13 +161,34 @@ class KnownAggregates:
             while len(self._aggregates) > self._size_max:
                 self._aggregates.popitem(last=False)
 
-    def forget_older(self, aggregate_id: UUID, version: int) -> None:
-        """Forget the copy of ``aggregate_id`` if ``version`` of it has been stored since
-        (by another process): the next command reads it from the store."""
+    def advance(
+        self,
+        aggregate_id: UUID,
+        first_version: int,
+        last_version: int,
+        events: Callable[[], Iterable[Any]],
+    ) -> None:
+        """Bring the copy of ``aggregate_id`` up to date with its versions
+        ``first_version``..``last_version``, stored since by another process: applied
+        in place where they follow on from the copy (only then is ``events`` called for
+        them, in order), else the copy is forgotten and the next command reads the
+        aggregate from the store."""
         with self._lock:
             known = self._aggregates.get(aggregate_id)
-            if known is not None and known.version < version:
+            if known is None or known.version >= last_version:
+                return
+            if known.version + 1 != first_version:
                 del self._aggregates[aggregate_id]
+                return
+        decoded = list(events())
+        with self._lock:
+            if self._aggregates.get(aggregate_id) is not known:
+                return  # this process committed it meanwhile: its commit was checked
+            try:
+                replay(known, decoded)
+            finally:
+                if known.version != last_version:  # failed half-way: not to be trusted
+                    del self._aggregates[aggregate_id]
 
 
 def replay(aggregate: Any, events: Iterable[Any]) -> Any:

@@ -88,35 +88,44 @@ def test_a_sweep_does_not_trust_a_stale_copy_to_do_nothing(
     assert again.completed_booking_ids == []
 
 
+def wait_until_followed(follower: KnownCopiesFollower, runtime: Runtime) -> None:
+    deadline = time.monotonic() + 10
+    while follower.position < runtime.app.position():
+        assert time.monotonic() < deadline, "the follower did not catch up"
+        time.sleep(0.01)
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("following", [True, False])
-def test_a_process_following_the_store_forgets_copies_written_elsewhere(
+def test_a_process_following_the_store_applies_what_others_write_to_its_copies(
     fresh_postgres_url: str, following: bool
 ) -> None:
-    """With the follower, a deposit made elsewhere evicts this process's copy of the
-    account, so the next payout decides on fresh state at once; without it, the payout
-    is decided on the stale copy, refused at commit and decided again (the cost the
-    follower saves)."""
+    """With the follower, a deposit made elsewhere is applied to this process's copy of
+    the account, so the next payout decides on current state at once; without it, the
+    payout is decided on the stale copy, refused at commit and decided again (the cost
+    the follower saves)."""
     clock = MutableClock()
     first = open_test_runtime(fresh_postgres_url, clock)
     second = open_test_runtime(fresh_postgres_url, clock)
-    follower = KnownCopiesFollower(first.app, first.commands.processor.known) if following else None
+    known = first.commands.processor.known
+    follower = KnownCopiesFollower(first.app, known) if following else None
     try:
         market = build_marketplace(first, clock)
         accounts = first.commands.accounts
         accounts.deposit_funds(DepositFunds(amount_cents=10_000), as_actor(market.host))
         account_id = account_id_for(market.host.user_id)
-        assert first.commands.processor.known.get(account_id) is not None
         if follower is not None:
             follower.start()
-        second.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=5_000), as_actor(market.host)
-        )
+        for _ in range(2):
+            second.commands.accounts.deposit_funds(
+                DepositFunds(amount_cents=2_500), as_actor(market.host)
+            )
         if follower is not None:
-            deadline = time.monotonic() + 10
-            while follower.position < second.app.position() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert first.commands.processor.known.get(account_id) is None
+            wait_until_followed(follower, second)
+            copy = known.get(account_id)
+            assert isinstance(copy, Account)
+            assert copy.balance_cents == 15_000
+            assert copy == second.app.repository.get(account_id)
 
         accounts.request_payout(RequestPayout(amount_cents=5_000), as_actor(market.host))
 
@@ -127,5 +136,34 @@ def test_a_process_following_the_store_forgets_copies_written_elsewhere(
     finally:
         if follower is not None:
             follower.close()
+        first.close()
+        second.close()
+
+
+@pytest.mark.postgres
+def test_a_copy_the_stored_events_do_not_follow_on_from_is_forgotten(
+    fresh_postgres_url: str,
+) -> None:
+    clock = MutableClock()
+    first = open_test_runtime(fresh_postgres_url, clock)
+    second = open_test_runtime(fresh_postgres_url, clock)
+    known = first.commands.processor.known
+    try:
+        market = build_marketplace(first, clock)
+        first.commands.accounts.deposit_funds(
+            DepositFunds(amount_cents=10_000), as_actor(market.host)
+        )
+        account_id = account_id_for(market.host.user_id)
+        deposit = DepositFunds(amount_cents=2_500)
+        second.commands.accounts.deposit_funds(deposit, as_actor(market.host))
+        follower = KnownCopiesFollower(first.app, known)  # starts after that deposit
+        follower.start()
+        try:
+            second.commands.accounts.deposit_funds(deposit, as_actor(market.host))
+            wait_until_followed(follower, second)
+        finally:
+            follower.close()
+        assert known.get(account_id) is None
+    finally:
         first.close()
         second.close()
