@@ -44,7 +44,11 @@ TAggregate = TypeVar("TAggregate", bound=Aggregate)
 TResult = TypeVar("TResult", bound=BaseModel)
 
 SYSTEM_ROLE = "system"
-KNOWN_AGGREGATES_MAX = 10_000
+KNOWN_AGGREGATES_MAX = 5_000
+"""Copies a process keeps (see ``KnownAggregates``). Bounded by count, and copies are not
+small (measured: an account with a hundred open holds ~15 KB, a kitchen ~5 KB, a day's
+schedule ~1.3 KB), so this bounds memory too: under the HTTP benchmark's bookings, 10,000
+would hold an estimated 40 MB per API worker, and pushed one past 200 MB."""
 
 
 @dataclass(frozen=True)
