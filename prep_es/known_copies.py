@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any, Final
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import Cursor
 from psycopg.rows import tuple_row
@@ -42,12 +43,13 @@ RETRY_INTERVAL_S: Final = 1.0
 
 class KnownCopiesFollower:
     """Applies stored events to the known copies they overtake, from a thread of its
-    own, on its own connection (one of the event store's pool)."""
+    own, on a connection of its own to ``conninfo`` (the event store's database; not one
+    of its pool, which commands need)."""
 
-    def __init__(self, app: PrepApplication, known: KnownAggregates) -> None:
+    def __init__(self, app: PrepApplication, known: KnownAggregates, conninfo: str) -> None:
         recorder = app.recorder
         assert isinstance(recorder, AppendOnlyPostgresApplicationRecorder)
-        self._recorder = recorder
+        self._conninfo = conninfo
         self._mapper = app.mapper
         self._known = known
         self._position = app.position()
@@ -88,7 +90,7 @@ class KnownCopiesFollower:
 
     def _follow(self) -> None:
         with (
-            self._recorder.datastore.get_connection() as connection,
+            psycopg.connect(self._conninfo, autocommit=True) as connection,
             connection.cursor(row_factory=tuple_row) as cursor,
         ):
             connection.execute(self._listen)  # before reading: no append goes unheard

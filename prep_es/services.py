@@ -34,7 +34,7 @@ from prep_es.readside import (
     start_projectors,
 )
 from prep_es.runtime import Runtime, open_runtime, system_clock
-from prep_es.settings import Settings
+from prep_es.settings import PostgresLocation, Settings
 from projections.base import Projection
 from projections.database import ReadDatabase
 from projections.kitchens import KitchensProjection
@@ -263,9 +263,12 @@ def open_search_index(
 def follow_known_copies(runtime: Runtime) -> KnownCopiesFollower | None:
     """Where other processes may write the same store (PostgreSQL), a follower that keeps
     this process's known copies of aggregates from going stale; on SQLite ``None``."""
-    if runtime.app.postgres_events_table() is None:
+    location = runtime.settings.database
+    if not isinstance(location, PostgresLocation):
         return None
-    follower = KnownCopiesFollower(runtime.app, runtime.commands.processor.known)
+    follower = KnownCopiesFollower(
+        runtime.app, runtime.commands.processor.known, location.conninfo()
+    )
     follower.start()
     return follower
 

@@ -16,6 +16,7 @@ from commands.bookings import BookingAction
 from commands.kitchens import KitchenActionWithReason
 from prep_es.known_copies import KnownCopiesFollower
 from prep_es.runtime import Runtime
+from prep_es.settings import PostgresLocation
 from tests.support import (
     START_OF_TESTS,
     Marketplace,
@@ -88,6 +89,12 @@ def test_a_sweep_does_not_trust_a_stale_copy_to_do_nothing(
     assert again.completed_booking_ids == []
 
 
+def conninfo_of(runtime: Runtime) -> str:
+    location = runtime.settings.database
+    assert isinstance(location, PostgresLocation)
+    return location.conninfo()
+
+
 def wait_until_followed(follower: KnownCopiesFollower, runtime: Runtime) -> None:
     deadline = time.monotonic() + 10
     while follower.position < runtime.app.position():
@@ -108,7 +115,7 @@ def test_a_process_following_the_store_applies_what_others_write_to_its_copies(
     first = open_test_runtime(fresh_postgres_url, clock)
     second = open_test_runtime(fresh_postgres_url, clock)
     known = first.commands.processor.known
-    follower = KnownCopiesFollower(first.app, known) if following else None
+    follower = KnownCopiesFollower(first.app, known, conninfo_of(first)) if following else None
     try:
         market = build_marketplace(first, clock)
         accounts = first.commands.accounts
@@ -156,7 +163,7 @@ def test_a_copy_the_stored_events_do_not_follow_on_from_is_forgotten(
         account_id = account_id_for(market.host.user_id)
         deposit = DepositFunds(amount_cents=2_500)
         second.commands.accounts.deposit_funds(deposit, as_actor(market.host))
-        follower = KnownCopiesFollower(first.app, known)  # starts after that deposit
+        follower = KnownCopiesFollower(first.app, known, conninfo_of(first))  # after it
         follower.start()
         try:
             second.commands.accounts.deposit_funds(deposit, as_actor(market.host))
