@@ -60,7 +60,6 @@ _START, _END = 1, 2
 """Where a booking's start and end are in its unpacked ``_BOOKING_DUE``."""
 _CERTIFICATE_DUE = struct.Struct("<16si")
 """A certificate in the agenda: its kitchen's id and the day it expires (ordinal)."""
-_NOTIFICATION_ID_MAX = 2**63 - 1
 
 
 def _microseconds(moment: datetime) -> int:
@@ -118,7 +117,7 @@ class EventStoreAgenda:
             self.app, "notifications", None
         )
         if read is not None:
-            return read(position, _NOTIFICATION_ID_MAX, AGENDA_BATCH_SIZE, self.TOPICS)
+            return read(position, None, AGENDA_BATCH_SIZE, self.TOPICS)
         return self.app.recorder.select_notifications(
             start=position,
             limit=AGENDA_BATCH_SIZE,

@@ -96,6 +96,8 @@ APPEND_ONLY_ROWS_TRIGGER: Final = "prep_es_append_only_rows"
 APPEND_ONLY_TRUNCATE_TRIGGER: Final = "prep_es_append_only_truncate"
 APPEND_ONLY_MESSAGE: Final = "the event store is append-only"
 APPEND_FUNCTION_PREFIX: Final = "prep_es_append_"
+NOTIFICATION_ID_MAX: Final = 2**63 - 1
+"""The largest notification id PostgreSQL can hold (``bigint``)."""
 
 # Serialises schema creation across processes starting at once: concurrent
 # CREATE OR REPLACE of one function or trigger fails with "tuple concurrently updated".
@@ -641,13 +643,13 @@ class PrepApplication(Application[UUID]):
             return {str(topic): int(count) for topic, count in sqlite_cursor.fetchall()}
 
     def notifications(
-        self, start: int, stop: int, limit: int, topics: Sequence[str] = ()
+        self, start: int, stop: int | None, limit: int, topics: Sequence[str] = ()
     ) -> Sequence[Notification]:
-        """Up to ``limit`` stored events with ids in (``start``, ``stop``], in id order,
-        of ``topics`` only if any are given: the recorder's ``select_notifications``, on
-        PostgreSQL with a statement made once and rows read as tuples (the recorder
-        composes its statement and builds a dict per row on every call: a third more CPU
-        over the reads of a rebuild)."""
+        """Up to ``limit`` stored events with ids in (``start``, ``stop``] (``None``: no
+        upper bound), in id order, of ``topics`` only if any are given: the recorder's
+        ``select_notifications``, on PostgreSQL with a statement made once and rows read
+        as tuples (the recorder composes its statement and builds a dict per row on every
+        call: a third more CPU over the reads of a rebuild)."""
         recorder = self.recorder
         if not isinstance(recorder, AppendOnlyPostgresApplicationRecorder):
             return recorder.select_notifications(
@@ -667,6 +669,8 @@ class PrepApplication(Application[UUID]):
                 columns + SQL(" AND topic = ANY(%s)") + order,
             )
         every_topic, some_topics = self._notifications_statements
+        if stop is None:
+            stop = NOTIFICATION_ID_MAX
         with (
             recorder.datastore.get_connection() as connection,
             connection.cursor(row_factory=tuple_row) as cursor,

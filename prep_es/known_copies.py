@@ -21,13 +21,11 @@ from __future__ import annotations
 import logging
 import threading
 from functools import partial
-from typing import Any, Final
+from typing import Final
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
-from psycopg import Cursor
-from psycopg.rows import tuple_row
+from eventsourcing.persistence import Notification
 from psycopg.sql import SQL, Identifier
 
 from commands.handling import KnownAggregates
@@ -43,24 +41,17 @@ RETRY_INTERVAL_S: Final = 1.0
 
 class KnownCopiesFollower:
     """Applies stored events to the known copies they overtake, from a thread of its
-    own, on a connection of its own to ``conninfo`` (the event store's database; not one
-    of its pool, which commands need)."""
+    own. It listens on a connection of its own to ``conninfo`` (the event store's
+    database; not one of its pool, which commands need) and reads the events through
+    the store."""
 
     def __init__(self, app: PrepApplication, known: KnownAggregates, conninfo: str) -> None:
         recorder = app.recorder
         assert isinstance(recorder, AppendOnlyPostgresApplicationRecorder)
+        self._app = app
         self._conninfo = conninfo
-        self._mapper = app.mapper
         self._known = known
         self._position = app.position()
-        self._select = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {schema}.{events} "
-            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-        ).format(
-            schema=Identifier(recorder.datastore.schema),
-            events=Identifier(recorder.events_table_name),
-        )
         self._listen = SQL("LISTEN {channel}").format(channel=Identifier(recorder.channel_name))
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prep-es-known-copies", daemon=True)
@@ -89,39 +80,31 @@ class KnownCopiesFollower:
                 self._stopping.wait(RETRY_INTERVAL_S)
 
     def _follow(self) -> None:
-        with (
-            psycopg.connect(self._conninfo, autocommit=True) as connection,
-            connection.cursor(row_factory=tuple_row) as cursor,
-        ):
+        with psycopg.connect(self._conninfo, autocommit=True) as connection:
             connection.execute(self._listen)  # before reading: no append goes unheard
             while not self._stopping.is_set():
-                while self._catch_up(cursor) == BATCH_SIZE:
+                while self._catch_up() == BATCH_SIZE:
                     pass
                 for _ in connection.notifies(timeout=WAKE_INTERVAL_S, stop_after=1):
                     pass
 
-    def _catch_up(self, cursor: Cursor[tuple[Any, ...]]) -> int:
+    def _catch_up(self) -> int:
         """Bring the copies up to date with one batch of stored events; how many
         there were."""
-        cursor.execute(self._select, (self._position, BATCH_SIZE), prepare=True)
-        rows = cursor.fetchall()
-        by_aggregate: dict[UUID, list[StoredEvent]] = {}
-        for _, aggregate_id, version, topic, state in rows:
-            by_aggregate.setdefault(aggregate_id, []).append(
-                StoredEvent(
-                    originator_id=aggregate_id,
-                    originator_version=version,
-                    topic=topic,
-                    state=bytes(state),
-                )
-            )
-        for aggregate_id, stored in by_aggregate.items():
+        stored = self._app.notifications(self._position, None, BATCH_SIZE)
+        by_aggregate: dict[UUID, list[Notification]] = {}
+        for notification in stored:
+            aggregate_id = notification.originator_id
+            assert isinstance(aggregate_id, UUID)  # PostgreSQL's uuid column
+            by_aggregate.setdefault(aggregate_id, []).append(notification)
+        decode = self._app.mapper.to_domain_event
+        for aggregate_id, events in by_aggregate.items():
             self._known.advance(
                 aggregate_id,
-                stored[0].originator_version,
-                stored[-1].originator_version,
-                partial(map, self._mapper.to_domain_event, stored),
+                events[0].originator_version,
+                events[-1].originator_version,
+                partial(map, decode, events),
             )
-        if rows:
-            self._position = rows[-1][0]
-        return len(rows)
+        if stored:
+            self._position = stored[-1].id
+        return len(stored)

@@ -434,7 +434,7 @@ def _plain_min_position(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 # Whole units of at most MONEY_DIGITS_MAX - 2 digits, then cents.
-_PLAIN_MONEY: Final = re.compile(rf"(0|[1-9]\d{{0,{MONEY_DIGITS_MAX - 3}}})(?:\.(\d{{1,2}}))?")
+_PLAIN_MONEY: Final = re.compile(rf"(?:0|[1-9]\d{{0,{MONEY_DIGITS_MAX - 3}}})(?:\.\d{{1,2}})?")
 _PLAIN_CAPACITY: Final = re.compile(r"[1-9]\d?")
 _PLAIN_COUNT: Final = re.compile(r"0|[1-9]\d{0,6}")
 _PLAIN_TIME: Final = re.compile(
@@ -501,11 +501,9 @@ def _plain_count(value: str | None, default: int) -> int:
 def _plain_cents(value: str | None) -> int | None:
     if value is None:
         return None
-    match = _PLAIN_MONEY.fullmatch(value)
-    if match is None:
+    if not _PLAIN_MONEY.fullmatch(value):
         raise ValueError(value)
-    whole, fraction = match.groups()
-    return int(whole) * 100 + int((fraction or "0").ljust(2, "0"))
+    return cents(Decimal(value))
 
 
 def _plain_capacity(value: str | None) -> int | None:
