@@ -37,6 +37,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
+import time
 from collections.abc import Sequence
 from itertools import accumulate
 from threading import Event
@@ -72,7 +73,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
     SQLiteTransaction,
 )
-from eventsourcing.utils import Environment, EnvType, get_topic, retry
+from eventsourcing.utils import Environment, EnvType, get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
@@ -97,6 +98,8 @@ APPEND_ONLY_TRUNCATE_TRIGGER: Final = "prep_es_append_only_truncate"
 APPEND_ONLY_MESSAGE: Final = "the event store is append-only"
 APPEND_FUNCTION_PREFIX: Final = "prep_es_append_"
 NOTIFICATION_ID_MAX: Final = 2**63 - 1
+APPEND_ATTEMPTS_MAX: Final = 10
+APPEND_RETRY_WAIT_S: Final = 0.2
 """The largest notification id PostgreSQL can hold (``bigint``)."""
 
 # Serialises schema creation across processes starting at once: concurrent
@@ -150,11 +153,15 @@ def postgres_append_function_statement(
     order), then judges the appends in order: one is refused if an event of it takes a
     version already stored, or if an aggregate its decision read (``expected_*``) has
     moved on since the version read; otherwise its events are inserted, so a later
-    append of the group sees them. It returns ``(append_index, notification_id)`` for
-    every inserted event, in order (an append without rows was refused), and notifies
-    listeners if anything was inserted. Appends are delimited by ``event_ends`` and
-    ``expected_ends``: the last index (1-based) of each one's events and expected
-    versions. Called as a single statement on an autocommit connection, a group is
+    append of the group sees them. ``resent``: the group is sent again because the
+    connection failed, maybe after it committed; then an append whose first event is
+    stored byte for byte was stored by that earlier call (events carry their own
+    timestamp and request, so no other append writes the same bytes), and is answered
+    with the ids it was stored at rather than refused. It returns ``(append_index,
+    notification_id)`` for every event stored, in order (an append without rows was
+    refused), and notifies listeners if anything was inserted. Appends are delimited by
+    ``event_ends`` and ``expected_ends``: the last index (1-based) of each one's events
+    and expected versions. Called as a single statement on an autocommit connection, a group is
     one round trip and one transaction, and the lock is held until it commits. Every
     check is a primary-key probe; with the lock held, nothing else can insert between
     a check and its insert."""
@@ -162,29 +169,39 @@ def postgres_append_function_statement(
         "CREATE OR REPLACE FUNCTION {function}("
         "originator_ids uuid[], originator_versions bigint[], topics text[], states bytea[], "
         "event_ends int[], expected_ids uuid[], expected_versions bigint[], "
-        "expected_ends int[]) "
+        "expected_ends int[], resent boolean) "
         "RETURNS TABLE (append_index int, notification_id bigint) "
         "LANGUAGE plpgsql AS $body$ "
         "DECLARE "
         "first_event int := 1; first_expected int := 1; refused boolean; "
-        "inserted boolean := false; "
+        "stored_alike boolean; inserted boolean := false; "
         "BEGIN "
         "SET LOCAL lock_timeout = '{lock_timeout}s'; "
         "LOCK TABLE {table} IN EXCLUSIVE MODE; "
         "FOR a IN 1 .. coalesce(array_length(event_ends, 1), 0) LOOP "
-        "refused := false; "
+        # NULL: the first event's version is free; false: another event took it.
+        "stored_alike := NULL; "
+        "SELECT t.topic = topics[first_event] AND t.state = states[first_event] "
+        "INTO stored_alike FROM {table} t WHERE t.originator_id = originator_ids[first_event] "
+        "AND t.originator_version = originator_versions[first_event]; "
+        "IF resent AND stored_alike THEN "
+        "RETURN QUERY SELECT a, t.notification_id FROM unnest("
+        "originator_ids[first_event:event_ends[a]], "
+        "originator_versions[first_event:event_ends[a]]) WITH ORDINALITY AS e(id, version, n) "
+        "JOIN {table} t ON t.originator_id = e.id AND t.originator_version = e.version "
+        "ORDER BY e.n; "
+        "ELSE "
+        "refused := stored_alike IS NOT NULL; "
         "FOR i IN first_expected .. expected_ends[a] LOOP "
-        "IF EXISTS (SELECT FROM {table} t WHERE t.originator_id = expected_ids[i] "
-        "AND t.originator_version > expected_versions[i]) "
-        "THEN refused := true; EXIT; END IF; "
+        "EXIT WHEN refused; "
+        "refused := EXISTS (SELECT FROM {table} t WHERE t.originator_id = expected_ids[i] "
+        "AND t.originator_version > expected_versions[i]); "
         "END LOOP; "
-        "IF NOT refused THEN "
-        "FOR i IN first_event .. event_ends[a] LOOP "
-        "IF EXISTS (SELECT FROM {table} t WHERE t.originator_id = originator_ids[i] "
-        "AND t.originator_version = originator_versions[i]) "
-        "THEN refused := true; EXIT; END IF; "
+        "FOR i IN first_event + 1 .. event_ends[a] LOOP "
+        "EXIT WHEN refused; "
+        "refused := EXISTS (SELECT FROM {table} t WHERE t.originator_id = originator_ids[i] "
+        "AND t.originator_version = originator_versions[i]); "
         "END LOOP; "
-        "END IF; "
         "IF NOT refused THEN "
         "inserted := true; "
         "RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state) "
@@ -192,6 +209,7 @@ def postgres_append_function_statement(
         "originator_versions[first_event:event_ends[a]], topics[first_event:event_ends[a]], "
         "states[first_event:event_ends[a]]) "
         "RETURNING a, {table}.notification_id; "
+        "END IF; "
         "END IF; "
         "first_event := event_ends[a] + 1; first_expected := expected_ends[a] + 1; "
         "END LOOP; "
@@ -206,11 +224,20 @@ def postgres_append_function_statement(
     )
 
 
-def postgres_drop_former_append_function_statement(function: Composed) -> Composed:
-    """The append function of earlier versions took one append at a time."""
-    return SQL(
-        "DROP FUNCTION IF EXISTS {function}(uuid[], bigint[], text[], bytea[], uuid[], bigint[])"
-    ).format(function=function)
+FORMER_APPEND_FUNCTION_PARAMETERS: Final = (
+    "uuid[], bigint[], text[], bytea[], uuid[], bigint[]",  # one append at a time
+    "uuid[], bigint[], text[], bytea[], int[], uuid[], bigint[], int[]",  # not ``resent``
+)
+
+
+def postgres_drop_former_append_function_statements(function: Composed) -> list[Composed]:
+    """The append functions of earlier versions, whose signatures differ."""
+    return [
+        SQL("DROP FUNCTION IF EXISTS {function}({parameters})").format(
+            function=function, parameters=SQL(parameters)
+        )
+        for parameters in FORMER_APPEND_FUNCTION_PARAMETERS
+    ]
 
 
 def _lock_schema_changes(curs: Cursor[DictRow]) -> None:
@@ -291,8 +318,8 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             schema=Identifier(datastore.schema),
             function=Identifier(f"{APPEND_FUNCTION_PREFIX}{events_table_name}"),
         )
-        self.sql_create_statements.append(
-            postgres_drop_former_append_function_statement(self._append_function)
+        self.sql_create_statements.extend(
+            postgres_drop_former_append_function_statements(self._append_function)
         )
         self.sql_create_statements.append(
             postgres_append_function_statement(
@@ -305,7 +332,8 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             )
         )
         self._call_append_function = SQL(
-            "SELECT append_index, notification_id FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s)"
+            "SELECT append_index, notification_id "
+            "FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(function=self._append_function)
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
@@ -324,8 +352,21 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             return []
         return self.group_commit.insert_events(stored_events, expected_versions)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _insert_appends(self, appends: Sequence[Append]) -> list[AppendOutcome]:
+        """The group sent, and sent again while the connection fails (the database
+        restarting, say). A failure may come after the commit, with the answer lost:
+        sent again, an append already stored is answered as stored, not refused as a
+        conflict with itself — its command succeeded."""
+        for attempt in range(1, APPEND_ATTEMPTS_MAX + 1):
+            try:
+                return self._send_appends(appends, resent=attempt > 1)
+            except (InterfaceError, OperationalError):
+                if attempt == APPEND_ATTEMPTS_MAX:
+                    raise
+                time.sleep(APPEND_RETRY_WAIT_S)
+        raise AssertionError("unreachable")
+
+    def _send_appends(self, appends: Sequence[Append], *, resent: bool) -> list[AppendOutcome]:
         """One statement, one round trip, one transaction (the connection is in
         autocommit mode): the append function takes the table lock, judges each
         append, inserts those it accepts and notifies."""
@@ -345,6 +386,7 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
                     [aggregate_id for aggregate_id, _ in expected],
                     [version for _, version in expected],
                     expected_ends,
+                    resent,
                 ),
                 prepare=True,
             )

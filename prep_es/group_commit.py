@@ -13,6 +13,10 @@ take a version already stored, or whose decision read an aggregate that has move
 since (``expected_versions``) — stored before, or written by an earlier append of the
 same group — is refused alone, and only its caller sees ``IntegrityError`` (and decides
 again on fresh state). The others commit.
+
+A group is sent again when its connection fails, and the failure may have come after
+the commit, with the answer lost. An append stored by that first call is then answered
+with the ids it was stored at, not refused: its command succeeded, and says so.
 """
 
 from __future__ import annotations

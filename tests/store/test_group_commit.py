@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg import Connection
 
 from prep_es.eventstore import AppendOnlyPostgresApplicationRecorder, open_application
 from prep_es.group_commit import Append, AppendOutcome, GroupCommit
@@ -28,12 +30,16 @@ def recorder(fresh_postgres_url: str) -> Iterator[AppendOnlyPostgresApplicationR
     app.close()
 
 
+def unique_event(originator_id: UUID, version: int) -> StoredEvent:
+    """Unlike any other event, as stored events are (each has its own timestamp)."""
+    state = b'{"id": "%s"}' % uuid4().hex.encode()
+    return StoredEvent(originator_id=originator_id, originator_version=version, topic="T",
+                       state=state)  # fmt: skip
+
+
 def stream(length: int) -> list[StoredEvent]:
     originator_id = uuid4()
-    return [
-        StoredEvent(originator_id=originator_id, originator_version=v, topic="T", state=b"{}")
-        for v in range(1, length + 1)
-    ]
+    return [unique_event(originator_id, v) for v in range(1, length + 1)]
 
 
 def test_appends_queued_during_a_commit_share_the_next_transaction(
@@ -109,7 +115,8 @@ def test_a_conflicting_append_fails_alone(
     while not calls:
         time.sleep(0.001)
     threads += [threading.Thread(target=append, args=(f"good{i}", s)) for i, s in enumerate(good)]
-    threads.append(threading.Thread(target=append, args=("stale", taken)))
+    rival = [unique_event(taken[0].originator_id, 1)]  # takes the stored version again
+    threads.append(threading.Thread(target=append, args=("stale", rival)))
     for thread in threads[1:]:
         thread.start()
     while group_commit.queued < 4:
@@ -223,7 +230,7 @@ def test_appends_of_one_group_are_judged_in_order(
         [
             Append(reader, {kitchen_id: 1}),
             Append(kitchen[1:2], {}),
-            Append(kitchen[1:3], {}),  # takes version 2 again
+            Append([unique_event(kitchen_id, 2), kitchen[2]], {}),  # takes version 2 again
             Append(late_reader, {kitchen_id: 1}),  # read what the second append replaced
         ]
     )
@@ -235,6 +242,64 @@ def test_appends_of_one_group_are_judged_in_order(
     assert [event.originator_version for event in stored] == [1, 2]
     assert not recorder.select_events(late_reader[0].originator_id)
     assert len(recorder.select_events(reader[0].originator_id)) == 1
+
+
+def test_a_group_sent_again_after_its_answer_was_lost_gets_its_ids_back(
+    recorder: AppendOnlyPostgresApplicationRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection fails after the group committed: the store sends the group again,
+    and the append is answered as stored, once, not refused as a conflict with itself."""
+    real_connection = recorder.datastore.get_connection
+    lost_answers: list[int] = []
+
+    @contextmanager
+    def answer_lost_once() -> Iterator[Connection[object]]:
+        with real_connection() as connection:
+            yield connection
+        if not lost_answers:
+            lost_answers.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(recorder.datastore, "get_connection", answer_lost_once)
+    events = stream(2)
+
+    ids = recorder.insert_events(events)
+
+    assert lost_answers
+    stored = recorder.select_notifications(start=1, limit=100)
+    assert [(n.originator_id, n.originator_version) for n in stored] == [
+        (event.originator_id, event.originator_version) for event in events
+    ]
+    assert ids == [n.id for n in stored]
+
+
+def test_each_append_of_a_group_sent_again_gets_its_first_outcome(
+    recorder: AppendOnlyPostgresApplicationRecorder,
+) -> None:
+    taken = stream(1)
+    recorder.insert_events(taken)
+    rival = [unique_event(taken[0].originator_id, 1)]
+    group = [Append(stream(2), {}), Append(rival, {}), Append(stream(1), {})]
+
+    first = recorder._send_appends(group, resent=False)
+    again = recorder._send_appends(group, resent=True)
+
+    assert [isinstance(outcome, IntegrityError) for outcome in first] == [False, True, False]
+    assert [isinstance(outcome, IntegrityError) for outcome in again] == [False, True, False]
+    assert again[0] == first[0] and again[2] == first[2]
+    assert len(recorder.select_notifications(start=1, limit=100)) == 4
+
+
+def test_the_same_events_appended_anew_are_refused(
+    recorder: AppendOnlyPostgresApplicationRecorder,
+) -> None:
+    """Only a group sent again is answered as stored: a new append of stored events is
+    a conflict, as the event store's contract has it."""
+    events = stream(2)
+    recorder.insert_events(events)
+
+    with pytest.raises(IntegrityError):
+        recorder.insert_events(events)
 
 
 @settings(
@@ -255,26 +320,14 @@ def test_a_group_stores_what_appending_one_at_a_time_would(
     for aggregate_id in aggregate_ids:
         versions = data.draw(st.integers(0, 2))
         if versions:
-            recorder.insert_events(
-                [
-                    StoredEvent(originator_id=aggregate_id, originator_version=v, topic="T",
-                                state=b"{}")
-                    for v in range(1, versions + 1)
-                ]
-            )  # fmt: skip
+            recorder.insert_events([unique_event(aggregate_id, v) for v in range(1, versions + 1)])
             stored[aggregate_id] = versions
     appends: list[Append] = []
     for _ in range(data.draw(st.integers(1, 8))):
         written = data.draw(st.lists(st.sampled_from(aggregate_ids), max_size=2, unique=True))
         read = data.draw(st.lists(st.sampled_from(aggregate_ids), max_size=2, unique=True))
         events = [
-            StoredEvent(
-                originator_id=aggregate_id,
-                originator_version=data.draw(st.integers(1, 4)),
-                topic="T",
-                state=b"{}",
-            )
-            for aggregate_id in written
+            unique_event(aggregate_id, data.draw(st.integers(1, 4))) for aggregate_id in written
         ] or stream(1)
         expected = {aggregate_id: data.draw(st.integers(0, 3)) for aggregate_id in read}
         appends.append(Append(events, expected))
@@ -293,6 +346,11 @@ def test_a_group_stores_what_appending_one_at_a_time_would(
             taken |= keys
             for aggregate_id, version in keys:
                 latest[aggregate_id] = max(latest.get(aggregate_id, 0), version)
+    # The same group sent again (its answer lost): the same outcomes, nothing stored twice.
+    again = recorder._send_appends(appends, resent=True)
+    assert [None if isinstance(outcome, IntegrityError) else outcome for outcome in again] == [
+        None if isinstance(outcome, IntegrityError) else outcome for outcome in outcomes
+    ]
     for aggregate_id in aggregate_ids:
         versions = {event.originator_version for event in recorder.select_events(aggregate_id)}
         assert versions == {v for i, v in taken if i == aggregate_id}
