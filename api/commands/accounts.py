@@ -7,6 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import AccountCommandsDep, Command
 from api.schemas import (
@@ -63,10 +64,12 @@ class EntryOut(BaseModel):
     "is made once.",
     responses=problems(401, 403, 422),
 )
-def deposit_funds(
+async def deposit_funds(
     body: AmountBody, accounts: AccountCommandsDep, context: Command, response: Response
 ) -> EntryOut:
-    executed = accounts.deposit_funds(DepositFunds(amount_cents=cents(body.amount)), context)
+    executed = await run_in_threadpool(
+        accounts.deposit_funds, DepositFunds(amount_cents=cents(body.amount)), context
+    )
     return EntryOut.of(executed.result, record_position(response, executed.position))
 
 
@@ -78,8 +81,10 @@ def deposit_funds(
     "account; 402 beyond it.",
     responses=problems(401, 402, 403, 422),
 )
-def request_payout(
+async def request_payout(
     body: AmountBody, accounts: AccountCommandsDep, context: Command, response: Response
 ) -> EntryOut:
-    executed = accounts.request_payout(RequestPayout(amount_cents=cents(body.amount)), context)
+    executed = await run_in_threadpool(
+        accounts.request_payout, RequestPayout(amount_cents=cents(body.amount)), context
+    )
     return EntryOut.of(executed.result, record_position(response, executed.position))

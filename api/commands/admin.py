@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.commands.kitchens import CertificateOut, KitchenId, KitchenOut
 from api.deps import AdminUser, Command, KitchenCommandsDep, ServicesDep
@@ -50,10 +51,12 @@ class RebuildAccepted(BaseModel):
     description="Admins only. A kitchen `pending_review` becomes `published`.",
     responses=problems(401, 403, 404, 409),
 )
-def approve_kitchen(
+async def approve_kitchen(
     kitchen_id: KitchenId, kitchens: KitchenCommandsDep, context: Command, response: Response
 ) -> KitchenOut:
-    executed = kitchens.approve_kitchen(KitchenAction(kitchen_id=kitchen_id), context)
+    executed = await run_in_threadpool(
+        kitchens.approve_kitchen, KitchenAction(kitchen_id=kitchen_id), context
+    )
     return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
@@ -64,15 +67,17 @@ def approve_kitchen(
     "reason; its host may edit it and submit it again.",
     responses=problems(401, 403, 404, 409, 422),
 )
-def reject_kitchen(
+async def reject_kitchen(
     kitchen_id: KitchenId,
     body: ReasonRequiredBody,
     kitchens: KitchenCommandsDep,
     context: Command,
     response: Response,
 ) -> KitchenOut:
-    executed = kitchens.reject_kitchen(
-        KitchenActionWithReason(kitchen_id=kitchen_id, reason=body.reason), context
+    executed = await run_in_threadpool(
+        kitchens.reject_kitchen,
+        KitchenActionWithReason(kitchen_id=kitchen_id, reason=body.reason),
+        context,
     )
     return KitchenOut.of(executed.result, record_position(response, executed.position))
 
@@ -84,15 +89,17 @@ def reject_kitchen(
     "hidden from the public and not bookable until reinstated.",
     responses=problems(401, 403, 404, 409, 422),
 )
-def suspend_kitchen(
+async def suspend_kitchen(
     kitchen_id: KitchenId,
     body: ReasonRequiredBody,
     kitchens: KitchenCommandsDep,
     context: Command,
     response: Response,
 ) -> KitchenOut:
-    executed = kitchens.suspend_kitchen(
-        KitchenActionWithReason(kitchen_id=kitchen_id, reason=body.reason), context
+    executed = await run_in_threadpool(
+        kitchens.suspend_kitchen,
+        KitchenActionWithReason(kitchen_id=kitchen_id, reason=body.reason),
+        context,
     )
     return KitchenOut.of(executed.result, record_position(response, executed.position))
 
@@ -103,10 +110,12 @@ def suspend_kitchen(
     description="Admins only. A `suspended` kitchen is `published` again.",
     responses=problems(401, 403, 404, 409),
 )
-def reinstate_kitchen(
+async def reinstate_kitchen(
     kitchen_id: KitchenId, kitchens: KitchenCommandsDep, context: Command, response: Response
 ) -> KitchenOut:
-    executed = kitchens.reinstate_kitchen(KitchenAction(kitchen_id=kitchen_id), context)
+    executed = await run_in_threadpool(
+        kitchens.reinstate_kitchen, KitchenAction(kitchen_id=kitchen_id), context
+    )
     return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
@@ -117,15 +126,17 @@ def reinstate_kitchen(
     "toward the kitchen's compliance until it expires.",
     responses=problems(401, 403, 404, 409),
 )
-def verify_certificate(
+async def verify_certificate(
     kitchen_id: KitchenId,
     certificate_id: CertificateId,
     kitchens: KitchenCommandsDep,
     context: Command,
     response: Response,
 ) -> CertificateOut:
-    executed = kitchens.verify_certificate(
-        CertificateAction(kitchen_id=kitchen_id, certificate_id=certificate_id), context
+    executed = await run_in_threadpool(
+        kitchens.verify_certificate,
+        CertificateAction(kitchen_id=kitchen_id, certificate_id=certificate_id),
+        context,
     )
     return CertificateOut.of(executed.result, record_position(response, executed.position))
 
@@ -136,7 +147,7 @@ def verify_certificate(
     description="Admins only. A `pending` certificate becomes `rejected`, with the reason.",
     responses=problems(401, 403, 404, 409, 422),
 )
-def reject_certificate(
+async def reject_certificate(
     kitchen_id: KitchenId,
     certificate_id: CertificateId,
     body: ReasonRequiredBody,
@@ -144,7 +155,8 @@ def reject_certificate(
     context: Command,
     response: Response,
 ) -> CertificateOut:
-    executed = kitchens.reject_certificate(
+    executed = await run_in_threadpool(
+        kitchens.reject_certificate,
         CertificateAction(kitchen_id=kitchen_id, certificate_id=certificate_id, reason=body.reason),
         context,
     )
@@ -162,9 +174,9 @@ def reject_certificate(
     "answers the generation already building.",
     responses=problems(401, 403, 404),
 )
-def rebuild_projection(
+async def rebuild_projection(
     name: ProjectionName, admin: AdminUser, services: ServicesDep, response: Response
 ) -> RebuildAccepted:
-    generation = services.request_rebuild(name)
+    generation = await run_in_threadpool(services.request_rebuild, name)
     response.headers["Location"] = "/api/v1/admin/projections"
     return RebuildAccepted(projection=name, generation=generation)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from api.commands.users import UserOut
 from api.deps import AnonymousCommand, ServicesDep, UserCommandsDep, UsersReadModel
@@ -54,10 +55,12 @@ class LoginBody(RequestBody):
     "`X-Prep-Min-Position` with the first login, so the login sees the new user.",
     responses=problems(409, 422),
 )
-def register(
+async def register(
     body: RegisterBody, users: UserCommandsDep, context: AnonymousCommand, response: Response
 ) -> UserOut:
-    executed = users.register_user(RegisterUser(**body.model_dump()), context)
+    executed = await run_in_threadpool(
+        users.register_user, RegisterUser(**body.model_dump()), context
+    )
     return UserOut.of(executed.result, record_position(response, executed.position))
 
 
@@ -70,7 +73,7 @@ def register(
     "`Retry-After`.",
     responses=problems(401, 422, 429, 503),
 )
-def log_in(
+async def log_in(
     body: LoginBody,
     services: ServicesDep,
     request: Request,
@@ -78,6 +81,6 @@ def log_in(
     _: UsersReadModel,
 ) -> AccessToken:
     client = request.client.host if request.client is not None else "unknown"
-    token = services.login.log_in(body.email, body.password, client=client)
+    token = await run_in_threadpool(services.login.log_in, body.email, body.password, client=client)
     response.headers["Cache-Control"] = "no-store"
     return token

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import BookingCommandsDep, Command
 from api.schemas import (
@@ -130,10 +131,12 @@ def _answer(state: BookingState, position: int, response: Response) -> BookingOu
     "`outside_operating_hours`).",
     responses=problems(401, 402, 403, 404, 409, 422),
 )
-def request_booking(
+async def request_booking(
     body: RequestBookingBody, bookings: BookingCommandsDep, context: Command, response: Response
 ) -> BookingOut:
-    executed = bookings.request_booking(RequestBooking(**body.model_dump()), context)
+    executed = await run_in_threadpool(
+        bookings.request_booking, RequestBooking(**body.model_dump()), context
+    )
     return _answer(executed.result, executed.position, response)
 
 
@@ -143,10 +146,12 @@ def request_booking(
     description="The kitchen's host confirms a `pending` booking before it starts.",
     responses=problems(401, 403, 404, 409),
 )
-def confirm_booking(
+async def confirm_booking(
     booking_id: BookingId, bookings: BookingCommandsDep, context: Command, response: Response
 ) -> BookingOut:
-    executed = bookings.confirm_booking(BookingAction(booking_id=booking_id), context)
+    executed = await run_in_threadpool(
+        bookings.confirm_booking, BookingAction(booking_id=booking_id), context
+    )
     return _answer(executed.result, executed.position, response)
 
 
@@ -157,7 +162,7 @@ def confirm_booking(
     "released to the customer.",
     responses=problems(401, 403, 404, 409, 422),
 )
-def decline_booking(
+async def decline_booking(
     booking_id: BookingId,
     bookings: BookingCommandsDep,
     context: Command,
@@ -165,8 +170,8 @@ def decline_booking(
     body: Annotated[ReasonBody | None, Body()] = None,
 ) -> BookingOut:
     reason = None if body is None else body.reason
-    executed = bookings.decline_booking(
-        DeclineBooking(booking_id=booking_id, reason=reason), context
+    executed = await run_in_threadpool(
+        bookings.decline_booking, DeclineBooking(booking_id=booking_id, reason=reason), context
     )
     return _answer(executed.result, executed.position, response)
 
@@ -181,7 +186,7 @@ def decline_booking(
     "cancelled already (`already_cancelled`) or has started.",
     responses=problems(401, 403, 404, 409, 422),
 )
-def cancel_booking(
+async def cancel_booking(
     booking_id: BookingId,
     bookings: BookingCommandsDep,
     context: Command,
@@ -189,7 +194,9 @@ def cancel_booking(
     body: Annotated[ReasonBody | None, Body()] = None,
 ) -> BookingOut:
     reason = None if body is None else body.reason
-    executed = bookings.cancel_booking(CancelBooking(booking_id=booking_id, reason=reason), context)
+    executed = await run_in_threadpool(
+        bookings.cancel_booking, CancelBooking(booking_id=booking_id, reason=reason), context
+    )
     return _answer(executed.result, executed.position, response)
 
 
@@ -202,15 +209,17 @@ def cancel_booking(
     "held).",
     responses=problems(401, 402, 403, 404, 409, 422),
 )
-def reschedule_booking(
+async def reschedule_booking(
     booking_id: BookingId,
     body: RescheduleBody,
     bookings: BookingCommandsDep,
     context: Command,
     response: Response,
 ) -> BookingOut:
-    executed = bookings.reschedule_booking(
-        RescheduleBooking(booking_id=booking_id, **body.model_dump()), context
+    executed = await run_in_threadpool(
+        bookings.reschedule_booking,
+        RescheduleBooking(booking_id=booking_id, **body.model_dump()),
+        context,
     )
     return _answer(executed.result, executed.position, response)
 
@@ -223,8 +232,10 @@ def reschedule_booking(
     "bookings nobody completes are completed automatically 24 h after their end.)",
     responses=problems(401, 403, 404, 409),
 )
-def complete_booking(
+async def complete_booking(
     booking_id: BookingId, bookings: BookingCommandsDep, context: Command, response: Response
 ) -> BookingOut:
-    executed = bookings.complete_booking(BookingAction(booking_id=booking_id), context)
+    executed = await run_in_threadpool(
+        bookings.complete_booking, BookingAction(booking_id=booking_id), context
+    )
     return _answer(executed.result, executed.position, response)

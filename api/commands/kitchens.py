@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Command, KitchenCommandsDep
 from api.schemas import (
@@ -182,10 +183,10 @@ class AttachCertificateBody(RequestBody):
     "admins; submit it for review when its certificates are attached.",
     responses=problems(401, 403, 422),
 )
-def create_kitchen(
+async def create_kitchen(
     body: CreateKitchenBody, kitchens: KitchenCommandsDep, context: Command, response: Response
 ) -> KitchenOut:
-    executed = kitchens.create_kitchen(body.to_command(), context)
+    executed = await run_in_threadpool(kitchens.create_kitchen, body.to_command(), context)
     return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
@@ -196,14 +197,16 @@ def create_kitchen(
     "are. A new hourly rate never changes the price of existing bookings.",
     responses=problems(401, 403, 404, 409, 422),
 )
-def update_kitchen(
+async def update_kitchen(
     kitchen_id: KitchenId,
     body: UpdateKitchenBody,
     kitchens: KitchenCommandsDep,
     context: Command,
     response: Response,
 ) -> KitchenOut:
-    executed = kitchens.update_kitchen(body.to_command(kitchen_id), context)
+    executed = await run_in_threadpool(
+        kitchens.update_kitchen, body.to_command(kitchen_id), context
+    )
     return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
@@ -214,10 +217,12 @@ def update_kitchen(
     "`pending_review`; an admin then approves or rejects it.",
     responses=problems(401, 403, 404, 409),
 )
-def submit_kitchen(
+async def submit_kitchen(
     kitchen_id: KitchenId, kitchens: KitchenCommandsDep, context: Command, response: Response
 ) -> KitchenOut:
-    executed = kitchens.submit_kitchen(KitchenAction(kitchen_id=kitchen_id), context)
+    executed = await run_in_threadpool(
+        kitchens.submit_kitchen, KitchenAction(kitchen_id=kitchen_id), context
+    )
     return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
@@ -230,14 +235,16 @@ def submit_kitchen(
     "requires is verified and not expired.",
     responses=problems(401, 403, 404, 409, 422),
 )
-def attach_certificate(
+async def attach_certificate(
     kitchen_id: KitchenId,
     body: AttachCertificateBody,
     kitchens: KitchenCommandsDep,
     context: Command,
     response: Response,
 ) -> CertificateOut:
-    executed = kitchens.attach_certificate(
-        AttachCertificate(kitchen_id=kitchen_id, **body.model_dump()), context
+    executed = await run_in_threadpool(
+        kitchens.attach_certificate,
+        AttachCertificate(kitchen_id=kitchen_id, **body.model_dump()),
+        context,
     )
     return CertificateOut.of(executed.result, record_position(response, executed.position))

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Command, UserCommandsDep
 from api.schemas import PositionField, RequestBody, problems, record_position
@@ -59,14 +60,14 @@ class UpdateUserBody(RequestBody):
     "change; send `X-Prep-Min-Position` to be sure).",
     responses=problems(401, 403, 404, 422),
 )
-def update_user(
+async def update_user(
     user_id: UserId,
     body: UpdateUserBody,
     users: UserCommandsDep,
     context: Command,
     response: Response,
 ) -> UserOut:
-    executed = users.update_user(
-        UpdateUser(user_id=user_id, role=body.role, active=body.active), context
+    executed = await run_in_threadpool(
+        users.update_user, UpdateUser(user_id=user_id, role=body.role, active=body.active), context
     )
     return UserOut.of(executed.result, record_position(response, executed.position))
