@@ -9,6 +9,7 @@ from aggregates.account import SNAPSHOT_INTERVAL as ACCOUNT_SNAPSHOT_INTERVAL
 from aggregates.account import Account
 from aggregates.booking import Booking
 from aggregates.idempotency import IdempotencyRecord
+from aggregates.kitchen import SNAPSHOT_INTERVAL as KITCHEN_SNAPSHOT_INTERVAL
 from aggregates.kitchen import Kitchen
 from aggregates.schedule import SNAPSHOT_INTERVAL as SCHEDULE_SNAPSHOT_INTERVAL
 from aggregates.schedule import KitchenSchedule
@@ -18,6 +19,7 @@ from aggregates.user import EmailClaim, User
 # same after 100k events as after 100.
 SNAPSHOTTING_INTERVALS: dict[type[Any], int] = {
     Account: ACCOUNT_SNAPSHOT_INTERVAL,
+    Kitchen: KITCHEN_SNAPSHOT_INTERVAL,
     KitchenSchedule: SCHEDULE_SNAPSHOT_INTERVAL,
 }
 

@@ -94,20 +94,30 @@ class AggregateCreated(DomainEvent, CanInitAggregate[UUID]):
 
 class AggregateSnapshot(DomainEvent, CanSnapshotAggregate[UUID]):
     """The state of an aggregate at a version, so that loading a long-lived aggregate
-    replays only the events after it. Snapshotted aggregates keep JSON-native state
-    (ints, strings, lists, dicts with string keys), so a snapshot round-trips exactly."""
+    replays only the events after it. A snapshot holds the state JSON-native (ints,
+    strings, lists, dicts with string keys): an aggregate whose state is not says how to
+    convert it both ways (``Aggregate.snapshot_state`` and ``restored_state``), so a
+    snapshot round-trips exactly."""
 
     TOPIC: ClassVar[str] = "Snapshot"
 
     topic: str
     state: dict[str, Any]
 
+    @classmethod
+    def take(cls, aggregate: Any) -> AggregateSnapshot:
+        taken = super().take(aggregate)
+        return taken.model_copy(update={"state": type(aggregate).snapshot_state(taken.state)})
+
     def mutate(self, _: None) -> Any:
         aggregate = super().mutate(None)
+        assert isinstance(aggregate, Aggregate), aggregate
+        state = aggregate.__dict__
         for name in ("_created_on", "_modified_on"):
-            value = aggregate.__dict__[name]
+            value = state[name]
             if isinstance(value, str):
-                aggregate.__dict__[name] = datetime.fromisoformat(value)
+                state[name] = datetime.fromisoformat(value)
+        object.__setattr__(aggregate, "__dict__", type(aggregate).restored_state(state))
         return aggregate
 
 
@@ -154,6 +164,19 @@ class Aggregate(StateObject, BaseAggregate[UUID]):
     @staticmethod
     def create_id(*_: Any, **__: Any) -> UUID:
         return uuid4()
+
+    @classmethod
+    def snapshot_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` (the aggregate's attributes) as its snapshot holds it, JSON-native
+        once pydantic has written UUIDs, dates and times as strings (as it does for
+        events). As it is, for aggregates of plain values."""
+        return state
+
+    @classmethod
+    def restored_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """The aggregate's attributes from its snapshot's state (the inverse of
+        :meth:`snapshot_state`, after JSON)."""
+        return state
 
     class Event(DomainEvent, CanMutateAggregate[UUID]):
         pass

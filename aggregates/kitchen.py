@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -22,6 +22,10 @@ from aggregates.errors import (
 )
 from aggregates.jurisdictions import CERTIFICATE_KINDS, JurisdictionRules
 from aggregates.policies import HOURLY_RATE_CENTS_MAX, BookingWindow, check_operating_hours
+
+SNAPSHOT_INTERVAL = 5
+"""A published kitchen has 7–13 events (its certificates, their verification, review);
+years of edits and renewals add more: every booking loads its kitchen."""
 
 CAPACITY_MIN = 1
 CAPACITY_MAX = 50
@@ -433,6 +437,24 @@ class Kitchen(Aggregate):
     def _certificate_lapsed(self, certificate_id: UUID) -> None:
         self.certificates[certificate_id].status = "expired"
 
+    # --- snapshots -----------------------------------------------------------------
+
+    @classmethod
+    def snapshot_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        certificates = state["certificates"]
+        return {
+            **state,
+            "certificates": {str(key): vars(value) for key, value in certificates.items()},
+        }
+
+    @classmethod
+    def restored_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        state["host_id"] = UUID(state["host_id"])
+        state["certificates"] = {
+            UUID(key): Certificate.restored(fields) for key, fields in state["certificates"].items()
+        }
+        return state
+
     # --- bookability -------------------------------------------------------------
 
     def compliance_problem(self, rules: JurisdictionRules, valid_through: datetime) -> str | None:
@@ -486,3 +508,15 @@ class Certificate(StateObject):
         self.document_sha256 = document_sha256
         self.status = "pending"
         self.rejection_reason: str | None = None
+
+    @classmethod
+    def restored(cls, fields: dict[str, Any]) -> Certificate:
+        """A certificate from its fields as a kitchen's snapshot holds them."""
+        certificate = object.__new__(cls)
+        certificate.__dict__ = {
+            **fields,
+            "certificate_id": UUID(fields["certificate_id"]),
+            "issued_on": date.fromisoformat(fields["issued_on"]),
+            "expires_on": date.fromisoformat(fields["expires_on"]),
+        }
+        return certificate

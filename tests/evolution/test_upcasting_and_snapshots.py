@@ -12,11 +12,13 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from aggregates.account import Account
+from aggregates.kitchen import Kitchen
 from aggregates.policies import BookingWindow
 from aggregates.schedule import KitchenSchedule
 from aggregates.user import User
 from prep_es.eventstore import PrepApplication, open_application
 from prep_es.settings import Settings
+from tests.domain.scenario import SF, attach, new_kitchen, state_of
 
 
 @pytest.fixture
@@ -96,3 +98,25 @@ def test_schedule_snapshot_round_trips_exactly(uncached_application: PrepApplica
 
     assert isinstance(loaded, KitchenSchedule)
     assert vars(loaded) == vars(schedule)
+
+
+def test_kitchen_loads_from_its_snapshot_exactly(uncached_application: PrepApplication) -> None:
+    """A kitchen's state holds UUIDs, dates and certificate objects: its snapshot holds
+    them as JSON and gives them back as they were."""
+    kitchen = new_kitchen(jurisdiction=SF)
+    kinds = sorted(SF.required_certificates)
+    for kind in kinds:
+        kitchen.verify_certificate(attach(kitchen, kind))
+    kitchen.reject_certificate(attach(kitchen, kinds[0]), "Blurred scan")
+    kitchen.submit_for_review()
+    kitchen.approve()
+    uncached_application.save(kitchen)
+
+    snapshots = uncached_application.snapshots
+    assert snapshots is not None
+    [latest] = snapshots.get(kitchen.id, desc=True, limit=1)
+    assert latest.originator_version == kitchen.version - kitchen.version % 5
+    loaded = uncached_application.repository.get(kitchen.id)
+
+    assert isinstance(loaded, Kitchen)
+    assert state_of(loaded) == state_of(kitchen)
