@@ -24,7 +24,7 @@ from aggregates.jurisdictions import CERTIFICATE_KINDS, JurisdictionRules
 from aggregates.policies import HOURLY_RATE_CENTS_MAX, BookingWindow, check_operating_hours
 
 SNAPSHOT_INTERVAL = 5
-"""A published kitchen has 7–13 events (its certificates, their verification, review);
+"""A published kitchen has about a dozen events (certificates, their verification, review);
 years of edits and renewals add more: every booking loads its kitchen."""
 
 CAPACITY_MIN = 1
