@@ -21,6 +21,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # bench/http.py loads the servers with wrk: install it from Debian when it is missing and

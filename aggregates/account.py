@@ -168,9 +168,7 @@ class Account(Aggregate):
         self._hold_released(hold_id=hold_id, amount_cents=amount)
         return amount
 
-    def capture_hold(
-        self, hold_id: UUID, settlement: Settlement, payee_account_id: UUID
-    ) -> None:
+    def capture_hold(self, hold_id: UUID, settlement: Settlement, payee_account_id: UUID) -> None:
         amount = self._check_hold_is_pending(hold_id)
         assert settlement.captured_cents + settlement.released_cents == amount
         assert settlement.captured_cents > 0
@@ -206,9 +204,7 @@ class Account(Aggregate):
         self.held_cents += amount_cents
 
     @event(HoldAdjusted)
-    def _hold_adjusted(
-        self, hold_id: UUID, amount_cents: int, previous_amount_cents: int
-    ) -> None:
+    def _hold_adjusted(self, hold_id: UUID, amount_cents: int, previous_amount_cents: int) -> None:
         self.holds[str(hold_id)] = amount_cents
         self.held_cents += amount_cents - previous_amount_cents
 

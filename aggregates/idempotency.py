@@ -54,6 +54,4 @@ class IdempotencyRecord(Aggregate):
 
     def check_same_request(self, request_hash: str) -> None:
         if request_hash != self.request_hash:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was used with a different request"
-            )
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")

@@ -1,8 +1,8 @@
 """Kitchens: listing details, moderation lifecycle and compliance certificates.
 
-    draft ──submit──▶ pending_review ──approve──▶ published ◀──reinstate── suspended
-                           │    ▲                     └────────suspend────────▲
-                        reject  └──submit── rejected
+draft ──submit──▶ pending_review ──approve──▶ published ◀──reinstate── suspended
+                       │    ▲                     └────────suspend────────▲
+                    reject  └──submit── rejected
 """
 
 from __future__ import annotations

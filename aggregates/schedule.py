@@ -65,17 +65,13 @@ class KitchenSchedule(Aggregate):
         start, end = _epoch(window.start), _epoch(window.end)
         for other_id, (other_start, other_end) in self.claims.items():
             if other_id != str(booking_id) and start < other_end and other_start < end:
-                raise BookingConflict(
-                    "the kitchen is already booked for part of this window"
-                )
+                raise BookingConflict("the kitchen is already booked for part of this window")
 
     def claim(self, booking_id: UUID, window: BookingWindow) -> None:
         self.check_free(window, booking_id)
         claimed = self.claims.get(str(booking_id))
         if claimed != [_epoch(window.start), _epoch(window.end)]:
-            self._slot_claimed(
-                booking_id=booking_id, start_time=window.start, end_time=window.end
-            )
+            self._slot_claimed(booking_id=booking_id, start_time=window.start, end_time=window.end)
 
     def release(self, booking_id: UUID) -> None:
         if str(booking_id) in self.claims:

@@ -247,9 +247,7 @@ class BookingCommands:
             account.adjust_hold(booking.id, booking.price_cents)
             return BookingState.of(booking)
 
-        return self._processor.execute(
-            "reschedule_booking", context, command, BookingState, decide
-        )
+        return self._processor.execute("reschedule_booking", context, command, BookingState, decide)
 
     def complete_booking(
         self, command: BookingAction, context: CommandContext
@@ -261,9 +259,7 @@ class BookingCommands:
             self.complete(unit, booking, automatically=False)
             return BookingState.of(booking)
 
-        return self._processor.execute(
-            "complete_booking", context, command, BookingState, decide
-        )
+        return self._processor.execute("complete_booking", context, command, BookingState, decide)
 
     # --- transitions shared with the sweeper ---------------------------------------
 
@@ -293,6 +289,7 @@ class BookingCommands:
         settlement = settle(booking.price_cents, captured_cents, self._commission_basis_points)
         customer_account.capture_hold(booking.id, settlement, payee_account_id=host_account.id)
         host_account.receive_payment(
-            booking.id, payer_account_id=customer_account.id,
+            booking.id,
+            payer_account_id=customer_account.id,
             amount_cents=settlement.host_share_cents,
         )

@@ -221,7 +221,9 @@ class KitchenCommands:
     ) -> Executed[KitchenState]:
         host = require_role(context, "host")
         return self._run(
-            "submit_kitchen", command, context,
+            "submit_kitchen",
+            command,
+            context,
             lambda unit: load_owned_kitchen(unit, command.kitchen_id, host),
             Kitchen.submit_for_review,
         )
@@ -288,7 +290,9 @@ class KitchenCommands:
     ) -> Executed[CertificateState]:
         require_role(context, "admin")
         return self._run_certificate(
-            "verify_certificate", command, context,
+            "verify_certificate",
+            command,
+            context,
             lambda kitchen: kitchen.verify_certificate(command.certificate_id),
         )
 
@@ -297,16 +301,16 @@ class KitchenCommands:
     ) -> Executed[CertificateState]:
         require_role(context, "admin")
         return self._run_certificate(
-            "reject_certificate", command, context,
+            "reject_certificate",
+            command,
+            context,
             lambda kitchen: kitchen.reject_certificate(
                 command.certificate_id, command.reason or ""
             ),
         )
 
     def _loader(self, kitchen_id: UUID) -> Callable[[UnitOfWork], Kitchen]:
-        return lambda unit: unit.get(
-            Kitchen, kitchen_id, not_found_code="kitchen_not_found"
-        )
+        return lambda unit: unit.get(Kitchen, kitchen_id, not_found_code="kitchen_not_found")
 
     def _run(
         self,
@@ -331,9 +335,7 @@ class KitchenCommands:
         change: Callable[[Kitchen], None],
     ) -> Executed[CertificateState]:
         def decide(unit: UnitOfWork) -> CertificateState:
-            kitchen = unit.get(
-                Kitchen, command.kitchen_id, not_found_code="kitchen_not_found"
-            )
+            kitchen = unit.get(Kitchen, command.kitchen_id, not_found_code="kitchen_not_found")
             change(kitchen)
             return CertificateState.of(kitchen.id, kitchen.certificates[command.certificate_id])
 

@@ -78,15 +78,25 @@ class UserCommands:
 
     def register_user(self, command: RegisterUser, context: CommandContext) -> Executed[UserState]:
         return self._create(
-            "register_user", command, context, command.email, command.password,
-            command.full_name, command.role,
+            "register_user",
+            command,
+            context,
+            command.email,
+            command.password,
+            command.full_name,
+            command.role,
         )
 
     def create_user(self, command: CreateUser, context: CommandContext) -> Executed[UserState]:
         """No actor check: only operators with database access (CLI) reach this."""
         return self._create(
-            "create_user", command, context, command.email, command.password,
-            command.full_name, command.role,
+            "create_user",
+            command,
+            context,
+            command.email,
+            command.password,
+            command.full_name,
+            command.role,
         )
 
     def _create(
@@ -119,9 +129,7 @@ class UserCommands:
         require_role(context, "admin")
 
         def decide(unit: UnitOfWork) -> UserState:
-            user = unit.get(
-                User, command.user_id, not_found_code="user_not_found"
-            )
+            user = unit.get(User, command.user_id, not_found_code="user_not_found")
             if command.role is not None:
                 user.change_role(command.role)
             if command.active is not None:

@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     projections = subcommands.add_parser("projections", help="inspect and rebuild read models")
     projection_commands = projections.add_subparsers(
-        title="projections commands", metavar="COMMAND", dest="projections_command",
+        title="projections commands",
+        metavar="COMMAND",
+        dest="projections_command",
         required=True,
     )
     status = projection_commands.add_parser(
@@ -548,8 +550,9 @@ def _sweep_repeatedly(interval_s: float, settings: Settings, *, parent: int | No
 
 def _log_to_stderr() -> None:
     logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-        "%(message)s"
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -768,9 +771,7 @@ def _rebuild_in_processes(
     """Each share rebuilt by a process forked from this one (nothing to import or
     configure again), which reports its summaries back; whether any failed."""
     context = multiprocessing.get_context("fork")
-    results: multiprocessing.SimpleQueue[tuple[list[RebuildSummary], bool]] = (
-        context.SimpleQueue()
-    )
+    results: multiprocessing.SimpleQueue[tuple[list[RebuildSummary], bool]] = context.SimpleQueue()
     sys.stdout.flush()
     sys.stderr.flush()
     children = [
@@ -864,7 +865,10 @@ def _rebuild_here(
                     print(f"error: rebuild_failed: {stopped}", file=sys.stderr, flush=True)
                 return
             summaries[name] = RebuildSummary(
-                name, generation, state.position, state.events_applied,
+                name,
+                generation,
+                state.position,
+                state.events_applied,
                 round(progress.elapsed_s, 3),
             )
 
@@ -1023,9 +1027,14 @@ def _start_sweeper_process(settings: Settings) -> subprocess.Popen[bytes]:
     settings), ending when this process does."""
     return subprocess.Popen(
         [
-            sys.executable, "-m", "prep_es.cli", "sweep",
-            "--every", str(settings.sweep_interval_s),
-            "--parent", str(os.getpid()),
+            sys.executable,
+            "-m",
+            "prep_es.cli",
+            "sweep",
+            "--every",
+            str(settings.sweep_interval_s),
+            "--parent",
+            str(os.getpid()),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

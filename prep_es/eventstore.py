@@ -519,9 +519,7 @@ class AppendOnlySQLiteApplicationRecorder(SQLiteApplicationRecorder):
             if c.fetchone() is not None:
                 msg = f"aggregate {aggregate_id} has changed since version {version}"
                 raise IntegrityError(msg)
-        notification_ids: Sequence[int] | None = super()._insert_events(
-            c, stored_events, **kwargs
-        )
+        notification_ids: Sequence[int] | None = super()._insert_events(c, stored_events, **kwargs)
         return notification_ids
 
 
@@ -577,7 +575,8 @@ class PrepApplication(Application[UUID]):
         return Environment(name, dict(env or {}))
 
     def save(
-        self, *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
         **kwargs: Any,
     ) -> list[Recording[UUID]]:
         """As the library's ``save``, without checking each object against runtime

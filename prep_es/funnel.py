@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 
+
 @dataclass
 class _Waiting(Generic[Item, Outcome]):
     item: Item

@@ -123,9 +123,7 @@ def replay_aggregate(
     if as_of is not None:
         events = [event for event in events if event.timestamp <= as_of]
         if not events:
-            raise NotFound(
-                f"aggregate {aggregate_id} did not exist yet at {as_of.isoformat()}"
-            )
+            raise NotFound(f"aggregate {aggregate_id} did not exist yet at {as_of.isoformat()}")
     elif version is not None:
         if not 1 <= version <= latest_version:
             raise InvalidRequest(

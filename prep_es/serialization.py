@@ -115,7 +115,6 @@ class PydanticMapper(Mapper[UUID]):
             raise MapperDeserialisationError(_failure(stored_event, str(error))) from error
         return cast(DomainEventProtocol[UUID], domain_event)
 
-
     def _event_class(self, stored_event: StoredEvent) -> tuple[type[BaseModel], int]:
         """The model class of the stored event's topic and the class version it is at,
         found once per topic: replays decode hundreds of thousands of events, and asking

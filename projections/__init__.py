@@ -12,8 +12,13 @@ from projections.kitchens import KitchensProjection
 from projections.users import UsersProjection
 
 PROJECTIONS: tuple[type[Projection], ...] = (
-    AuditProjection, BookingsProjection, AccountsProjection, AnalyticsProjection,
-    KitchensProjection, ComplianceProjection, UsersProjection,
+    AuditProjection,
+    BookingsProjection,
+    AccountsProjection,
+    AnalyticsProjection,
+    KitchensProjection,
+    ComplianceProjection,
+    UsersProjection,
 )
 
 __all__ = ["PROJECTIONS", "Projection"]

@@ -92,7 +92,10 @@ class AccountsProjection(Projection):
 
     def create_tables(self, sql: Sql) -> None:
         identifier, time, money, number = (
-            self.column("id"), self.column("time"), self.column("money"), self.column("int")
+            self.column("id"),
+            self.column("time"),
+            self.column("money"),
+            self.column("int"),
         )
         accounts = self.table("accounts")
         sql.execute(
@@ -166,9 +169,7 @@ class AccountsProjection(Projection):
 
     @apply.register
     def _user_registered(self, event: User.UserRegistered, position: int, sql: Sql) -> None:
-        self._owners.append(
-            (self.id_value(event.originator_id), event.full_name, event.email)
-        )
+        self._owners.append((self.id_value(event.originator_id), event.full_name, event.email))
 
     @apply.register
     def _opened(self, event: Account.AccountOpened, position: int, sql: Sql) -> None:
@@ -177,9 +178,19 @@ class AccountsProjection(Projection):
     @apply.register
     def _deposited(self, event: Account.FundsDeposited, position: int, sql: Sql) -> None:
         self._record(
-            event, position, sql,
-            [Movement("deposit", event.amount_cents, 0, PAYMENTS_ACCOUNT_ID, None,
-                      entry_id=event.entry_id)],
+            event,
+            position,
+            sql,
+            [
+                Movement(
+                    "deposit",
+                    event.amount_cents,
+                    0,
+                    PAYMENTS_ACCOUNT_ID,
+                    None,
+                    entry_id=event.entry_id,
+                )
+            ],
             [
                 LedgerLine(event.originator_id, event.amount_cents, "deposit"),
                 LedgerLine(PAYMENTS_ACCOUNT_ID, -event.amount_cents, "deposit"),
@@ -189,9 +200,19 @@ class AccountsProjection(Projection):
     @apply.register
     def _payout(self, event: Account.PayoutRequested, position: int, sql: Sql) -> None:
         self._record(
-            event, position, sql,
-            [Movement("payout", -event.amount_cents, 0, PAYMENTS_ACCOUNT_ID, None,
-                      entry_id=event.entry_id)],
+            event,
+            position,
+            sql,
+            [
+                Movement(
+                    "payout",
+                    -event.amount_cents,
+                    0,
+                    PAYMENTS_ACCOUNT_ID,
+                    None,
+                    entry_id=event.entry_id,
+                )
+            ],
             [
                 LedgerLine(event.originator_id, -event.amount_cents, "payout"),
                 LedgerLine(PAYMENTS_ACCOUNT_ID, event.amount_cents, "payout"),
@@ -201,7 +222,9 @@ class AccountsProjection(Projection):
     @apply.register
     def _hold_placed(self, event: Account.HoldPlaced, position: int, sql: Sql) -> None:
         self._record(
-            event, position, sql,
+            event,
+            position,
+            sql,
             [Movement("hold_placed", 0, event.amount_cents, None, event.hold_id)],
             [],
         )
@@ -216,7 +239,9 @@ class AccountsProjection(Projection):
     @apply.register
     def _hold_released(self, event: Account.HoldReleased, position: int, sql: Sql) -> None:
         self._record(
-            event, position, sql,
+            event,
+            position,
+            sql,
             [Movement("hold_released", 0, -event.amount_cents, None, event.hold_id)],
             [],
         )
@@ -227,14 +252,20 @@ class AccountsProjection(Projection):
         hold_total = event.captured_cents + event.released_cents
         movements = [
             Movement(
-                "hold_captured", -event.payee_cents, -hold_total, event.payee_account_id,
+                "hold_captured",
+                -event.payee_cents,
+                -hold_total,
+                event.payee_account_id,
                 event.hold_id,
             )
         ]
         if event.commission_cents:
             movements.append(
                 Movement(
-                    "commission", -event.commission_cents, 0, PLATFORM_REVENUE_ACCOUNT_ID,
+                    "commission",
+                    -event.commission_cents,
+                    0,
+                    PLATFORM_REVENUE_ACCOUNT_ID,
                     event.hold_id,
                 )
             )
@@ -248,14 +279,17 @@ class AccountsProjection(Projection):
         self._record(event, position, sql, movements, [line for line in lines if line.amount_cents])
 
     @apply.register
-    def _payment_received(
-        self, event: Account.PaymentReceived, position: int, sql: Sql
-    ) -> None:
+    def _payment_received(self, event: Account.PaymentReceived, position: int, sql: Sql) -> None:
         self._record(
-            event, position, sql,
+            event,
+            position,
+            sql,
             [
                 Movement(
-                    "payment_received", event.amount_cents, 0, event.payer_account_id,
+                    "payment_received",
+                    event.amount_cents,
+                    0,
+                    event.payer_account_id,
                     event.hold_id,
                 )
             ],
@@ -374,9 +408,7 @@ class AccountsProjection(Projection):
         ids = [self.id_value(account_id) for account_id in account_ids]
         rows: list[Row] = []
         if self.dialect == "postgresql":
-            rows = sql.fetchall(
-                f"SELECT {columns} FROM {table} WHERE account_id = ANY(%s)", (ids,)
-            )
+            rows = sql.fetchall(f"SELECT {columns} FROM {table} WHERE account_id = ANY(%s)", (ids,))
         else:
             for start in range(0, len(ids), IDS_PER_QUERY):
                 chunk = ids[start : start + IDS_PER_QUERY]

@@ -59,7 +59,6 @@ BOOKING_STATUSES = ("pending", "confirmed", "completed", "cancelled", "declined"
 SECONDS_PER_MINUTE = 60
 
 
-
 def week_start(day: date) -> date:
     """The Monday of ``day``'s ISO week."""
     return day - timedelta(days=day.weekday())
@@ -325,9 +324,7 @@ DAILY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("host_revenue_cents", "money"),
     ("platform_revenue_cents", "money"),
 )
-DATE_COLUMNS = frozenset(
-    {"occupancy_first_day", "occupancy_last_day", "local_day", "captured_on"}
-)
+DATE_COLUMNS = frozenset({"occupancy_first_day", "occupancy_last_day", "local_day", "captured_on"})
 """Kept as ``date`` in memory whatever the engine (ISO text on SQLite)."""
 IDS_PER_QUERY = 500
 """Ids per ``IN`` list on SQLite (whose number of parameters is bounded)."""
@@ -540,9 +537,7 @@ class _Batch:
             kitchen = self.kitchens[kitchen_id]
             completed = kitchen["completed_bookings"]
             kitchen["average_price_cents"] = (
-                half_up_division(kitchen["completed_price_cents"], completed)
-                if completed
-                else None
+                half_up_division(kitchen["completed_price_cents"], completed) if completed else None
             )
             kitchen["available_minutes"] = p.available_minutes(
                 str(kitchen["jurisdiction"]),

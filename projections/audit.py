@@ -92,9 +92,7 @@ class AuditProjection(Projection):
     def create_indexes(self, sql: Sql) -> None:
         entries = self.table("entries")
         for column in ("aggregate_id", "actor_id", "event_type", "recorded_at"):
-            sql.execute(
-                f"CREATE INDEX {entries}_{column} ON {entries} ({column}, position)"
-            )
+            sql.execute(f"CREATE INDEX {entries}_{column} ON {entries} ({column}, position)")
 
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("position", "int"),

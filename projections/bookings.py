@@ -40,7 +40,10 @@ class BookingsProjection(Projection):
         bookings = self.table("bookings")
         kitchens = self.table("kitchens")
         identifier, time, money, number = (
-            self.column("id"), self.column("time"), self.column("money"), self.column("int")
+            self.column("id"),
+            self.column("time"),
+            self.column("money"),
+            self.column("int"),
         )
         sql.execute(
             f"CREATE TABLE {bookings} ("

@@ -105,9 +105,7 @@ class ComplianceProjection(Projection):
         )
 
     @apply.register
-    def _submitted(
-        self, event: Kitchen.KitchenSubmittedForReview, position: int, sql: Sql
-    ) -> None:
+    def _submitted(self, event: Kitchen.KitchenSubmittedForReview, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "pending_review")
 
     @apply.register
@@ -180,8 +178,7 @@ class ComplianceProjection(Projection):
     def _lapsed(self, event: Kitchen.CertificateLapsed, position: int, sql: Sql) -> None:
         self.changed.add(self.name)
         sql.execute(
-            f"UPDATE {self.table('certificates')} SET status = %s, updated_at = %s "
-            "WHERE id = %s",
+            f"UPDATE {self.table('certificates')} SET status = %s, updated_at = %s WHERE id = %s",
             ("expired", self.time_value(event.timestamp), self.id_value(event.certificate_id)),
         )
 

@@ -18,7 +18,13 @@ from aggregates import (
 from aggregates.base import AggregateSnapshot, DomainEvent
 
 AGGREGATE_CLASSES = (
-    Account, Booking, EmailClaim, IdempotencyRecord, Kitchen, KitchenSchedule, User
+    Account,
+    Booking,
+    EmailClaim,
+    IdempotencyRecord,
+    Kitchen,
+    KitchenSchedule,
+    User,
 )
 
 

@@ -168,9 +168,7 @@ def _serialize_schema_changes(sql: Sql) -> None:
 
 
 def generations(sql: Sql, name: str) -> list[GenerationState]:
-    rows = sql.fetchall(
-        f"SELECT * FROM {STATE_TABLE} WHERE name = %s ORDER BY generation", (name,)
-    )
+    rows = sql.fetchall(f"SELECT * FROM {STATE_TABLE} WHERE name = %s ORDER BY generation", (name,))
     return [GenerationState.of(row) for row in rows]
 
 
@@ -624,9 +622,7 @@ class ProjectionRunner:
 
     def _projection(self, generation: int) -> Projection:
         if generation not in self._projections:
-            self._projections[generation] = self.projection_class(
-                generation, self.database.dialect
-            )
+            self._projections[generation] = self.projection_class(generation, self.database.dialect)
         return self._projections[generation]
 
     def step(self, head: int | None = None) -> bool:
@@ -957,8 +953,7 @@ class ProjectionRunner:
             (False, "retired", self.name, True),
         )
         sql.execute(
-            f"UPDATE {STATE_TABLE} SET active = %s, state = %s WHERE name = %s "
-            "AND generation = %s",
+            f"UPDATE {STATE_TABLE} SET active = %s, state = %s WHERE name = %s AND generation = %s",
             (True, "running", self.name, projection.generation),
         )
 

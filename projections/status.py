@@ -158,9 +158,7 @@ def projection_statuses(
                 lag_s=0.0 if recorded is None else max(0.0, now_s - recorded),
                 events_applied=0 if active is None else active.events_applied,
                 updated_at=(
-                    None
-                    if active is None
-                    else datetime.fromtimestamp(active.updated_at, UTC)
+                    None if active is None else datetime.fromtimestamp(active.updated_at, UTC)
                 ),
                 failure=None if active is None else _failure(active),
                 building=building,

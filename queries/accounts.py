@@ -135,7 +135,10 @@ class AccountQueries:
                 (self._id(viewer.user_id), page.limit, page.offset),
             )
             total = self._total(
-                sql, rows, page, f"SELECT count(*) FROM {ENTRIES} e WHERE {where}",
+                sql,
+                rows,
+                page,
+                f"SELECT count(*) FROM {ENTRIES} e WHERE {where}",
                 (self._id(viewer.user_id),),
             )
         return Page[StatementEntry](

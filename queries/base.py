@@ -43,8 +43,6 @@ class PageRequest:
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= PAGE_SIZE_MAX:
-            raise InvalidRequest(
-                f"limit is between 1 and {PAGE_SIZE_MAX}", code="invalid_limit"
-            )
+            raise InvalidRequest(f"limit is between 1 and {PAGE_SIZE_MAX}", code="invalid_limit")
         if not 0 <= self.offset <= OFFSET_MAX:
             raise InvalidRequest(f"offset is between 0 and {OFFSET_MAX}", code="invalid_offset")

@@ -167,4 +167,3 @@ class BookingQueries:
             limit=page.limit,
             offset=page.offset,
         )
-

@@ -292,9 +292,7 @@ class ReadPositions:
         else:
             self._changed(announced, changed_at)
 
-    def _changed(
-        self, dependencies: list[str], position: int, hints: Sequence[str] = ()
-    ) -> None:
+    def _changed(self, dependencies: list[str], position: int, hints: Sequence[str] = ()) -> None:
         for listener, with_hints in self._change_listeners:
             listener([*dependencies, *hints] if with_hints else dependencies, position)
 

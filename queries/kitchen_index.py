@@ -581,8 +581,11 @@ class LiveSearchIndex:
         with self._lock:
             # Kept only if nothing but bookings changed meanwhile, and no build replaced
             # the index: else the position it claims would cover changes it lacks.
-            if updated is not None and index is not None and self._index is index and (
-                self._changed_at <= index.position
+            if (
+                updated is not None
+                and index is not None
+                and self._index is index
+                and (self._changed_at <= index.position)
             ):
                 self._index = updated
                 self.refreshes += 1

@@ -109,9 +109,7 @@ class UserQueries:
         if not viewer.is_admin:
             raise PermissionDenied("listing users is for admins")
         if role is not None and role not in ROLES:
-            raise InvalidRequest(
-                f"role is one of {', '.join(ROLES)}", code="invalid_role"
-            )
+            raise InvalidRequest(f"role is one of {', '.join(ROLES)}", code="invalid_role")
         conditions: list[str] = []
         params: list[Any] = []
         if role is not None:
@@ -159,9 +157,7 @@ class AuthUsers:
     def cached(self, user_id: UUID) -> AuthUser | None:
         if self._cache is None:
             return None
-        entry = self._cache.get(
-            str(user_id), dependency=user_dependency(user_id), min_position=0
-        )
+        entry = self._cache.get(str(user_id), dependency=user_dependency(user_id), min_position=0)
         return None if entry is None else AuthUser.model_validate_json(entry.value)
 
     def load(self, user_id: UUID) -> AuthUser | None:

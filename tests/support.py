@@ -59,9 +59,7 @@ def as_actor(actor: Actor, idempotency_key: str | None = None) -> CommandContext
 
 def create_user(runtime: Runtime, role: str, email: str) -> Actor:
     created = runtime.commands.users.create_user(
-        CreateUser(
-            email=email, password=PASSWORD, full_name=email.partition("@")[0], role=role
-        ),
+        CreateUser(email=email, password=PASSWORD, full_name=email.partition("@")[0], role=role),
         CommandContext(actor=None),
     )
     return Actor(user_id=created.result.id, role=role)
@@ -164,7 +162,11 @@ def build_marketplace(
     )
     kitchen_id = publish_compliant_kitchen(runtime, host, admin, **kitchen)  # type: ignore[arg-type]
     return Marketplace(
-        runtime=runtime, clock=clock, admin=admin, host=host, customer=customer,
+        runtime=runtime,
+        clock=clock,
+        admin=admin,
+        host=host,
+        customer=customer,
         kitchen_id=kitchen_id,
     )
 

@@ -25,8 +25,7 @@ PASSWORD = "a long enough password"
 
 
 def create_user_json(cli: RunCli, email: str, role: str = "admin") -> dict[str, Any]:
-    ran = cli("users", "create", "--email", email, "--password", PASSWORD, "--role", role,
-              "--json")
+    ran = cli("users", "create", "--email", email, "--password", PASSWORD, "--role", role, "--json")
     assert ran.code == 0, ran.err
     created: dict[str, Any] = json.loads(ran.out)
     return created
@@ -36,8 +35,18 @@ def create_user_json(cli: RunCli, email: str, role: str = "admin") -> dict[str, 
 
 
 def test_users_create_prints_the_new_user(cli: RunCli) -> None:
-    ran = cli("users", "create", "--email", "Ops@Example.com", "--password", PASSWORD,
-              "--role", "admin", "--full-name", "Olive Ops")
+    ran = cli(
+        "users",
+        "create",
+        "--email",
+        "Ops@Example.com",
+        "--password",
+        PASSWORD,
+        "--role",
+        "admin",
+        "--full-name",
+        "Olive Ops",
+    )
 
     assert ran.code == 0, ran.err
     assert ran.err == ""
@@ -55,8 +64,17 @@ def test_users_create_json_and_password_from_stdin(
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
 
-    ran = cli("users", "create", "--email", "host@example.com", "--password", "-",
-              "--role", "host", "--json")
+    ran = cli(
+        "users",
+        "create",
+        "--email",
+        "host@example.com",
+        "--password",
+        "-",
+        "--role",
+        "host",
+        "--json",
+    )
 
     assert ran.code == 0, ran.err
     created = json.loads(ran.out)
@@ -70,8 +88,16 @@ def test_users_create_json_and_password_from_stdin(
 def test_users_create_refuses_a_taken_email_case_insensitively(cli: RunCli) -> None:
     create_user_json(cli, "taken@example.com")
 
-    ran = cli("users", "create", "--email", "TAKEN@example.com", "--password", PASSWORD,
-              "--role", "customer")
+    ran = cli(
+        "users",
+        "create",
+        "--email",
+        "TAKEN@example.com",
+        "--password",
+        PASSWORD,
+        "--role",
+        "customer",
+    )
 
     assert ran.code == 1
     assert ran.out == ""
@@ -80,10 +106,12 @@ def test_users_create_refuses_a_taken_email_case_insensitively(cli: RunCli) -> N
 
 
 def test_users_create_domain_rules_exit_1(cli: RunCli) -> None:
-    short = cli("users", "create", "--email", "a@example.com", "--password", "short",
-                "--role", "admin")
-    bad_role = cli("users", "create", "--email", "a@example.com", "--password", PASSWORD,
-                   "--role", "owner")
+    short = cli(
+        "users", "create", "--email", "a@example.com", "--password", "short", "--role", "admin"
+    )
+    bad_role = cli(
+        "users", "create", "--email", "a@example.com", "--password", PASSWORD, "--role", "owner"
+    )
 
     assert (short.code, short.err.split(":")[1].strip()) == (1, "password_too_short")
     assert (bad_role.code, bad_role.err.split(":")[1].strip()) == (1, "invalid_role")
@@ -175,7 +203,8 @@ def test_replay_at_a_version_and_as_of_a_moment(cli: RunCli, database_url: str) 
     full = json.loads(cli("replay", str(account_id), "--json").out)
     opened, deposited = full["events"]
     assert (opened["topic"], deposited["topic"]) == (
-        "Account.AccountOpened", "Account.FundsDeposited"
+        "Account.AccountOpened",
+        "Account.FundsDeposited",
     )
     assert deposited["actor_id"] == str(customer_id)
     assert deposited["actor_role"] == "customer"
@@ -252,20 +281,38 @@ def _console_script() -> list[str]:
     return [found] if found else [sys.executable, "-m", "prep_es.cli"]
 
 
-def test_console_script_creates_a_user(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_console_script_creates_a_user(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     isolate_environment(monkeypatch, sqlite_url)
-    command = [*_console_script(), "users", "create", "--email", "script@example.com",
-               "--password", "-", "--role", "analyst", "--json"]
+    command = [
+        *_console_script(),
+        "users",
+        "create",
+        "--email",
+        "script@example.com",
+        "--password",
+        "-",
+        "--role",
+        "analyst",
+        "--json",
+    ]
 
     first = subprocess.run(
-        command, input=PASSWORD + "\n", capture_output=True, text=True, env=dict(os.environ),
-        timeout=60, check=False,
+        command,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=60,
+        check=False,
     )
     again = subprocess.run(
-        command, input=PASSWORD + "\n", capture_output=True, text=True, env=dict(os.environ),
-        timeout=60, check=False,
+        command,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=60,
+        check=False,
     )
 
     assert first.returncode == 0, first.stderr

@@ -91,9 +91,12 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
     # Every cancellation tier, host cancellation, both ways of completing, a reschedule.
     cancelled = [b for b in bookings if b.status == "cancelled"]
     tiers = {
-        "released" if b.captured_cents == 0
-        else "all captured" if b.captured_cents == b.price_cents
-        else "half captured" if b.captured_cents == share_cents(b.price_cents, 5000)
+        "released"
+        if b.captured_cents == 0
+        else "all captured"
+        if b.captured_cents == b.price_cents
+        else "half captured"
+        if b.captured_cents == share_cents(b.price_cents, 5000)
         else f"unexpected {b.captured_cents} of {b.price_cents}"
         for b in cancelled
     }
@@ -106,7 +109,9 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
     assert events_of(store, Booking.BookingDeclined)
     assert events_of(store, Account.PayoutRequested)
     assert {c.status for k in kitchens for c in k.certificates.values()} >= {
-        "pending", "verified", "rejected"
+        "pending",
+        "verified",
+        "rejected",
     }
 
     assert_ledger_balances(store, bookings)
@@ -117,12 +122,16 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
     assert first.code == second.code == 0, (first.err, second.err)
     first_report = json.loads(first.out)
     assert set(first_report) == {
-        "expired_booking_ids", "completed_booking_ids", "lapsed_certificate_ids"
+        "expired_booking_ids",
+        "completed_booking_ids",
+        "lapsed_certificate_ids",
     }
     for ids in first_report.values():
         assert all(UUID(i) for i in ids)
     assert json.loads(second.out) == {
-        "expired_booking_ids": [], "completed_booking_ids": [], "lapsed_certificate_ids": []
+        "expired_booking_ids": [],
+        "completed_booking_ids": [],
+        "lapsed_certificate_ids": [],
     }
     human = cli("sweep")
     assert human.out.startswith("sweep: expired 0 booking(s), completed 0 booking(s)")
@@ -137,8 +146,16 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_demo_reset_reloads_an_embedded_database(cli: RunCli) -> None:
-    taken = cli("users", "create", "--email", DEMO_ADMIN_EMAIL, "--password",
-                "not the demo password", "--role", "admin")
+    taken = cli(
+        "users",
+        "create",
+        "--email",
+        DEMO_ADMIN_EMAIL,
+        "--password",
+        "not the demo password",
+        "--role",
+        "admin",
+    )
     assert taken.code == 0, taken.err
     assert "already loaded" in cli("demo").out
 

@@ -38,7 +38,9 @@ def book_same_slot(
     def request(customer_id: UUID) -> Callable[[], object]:
         return lambda: runtime.commands.bookings.request_booking(
             RequestBooking(
-                kitchen_id=kitchen_id, start_time=start, end_time=start + timedelta(hours=2),
+                kitchen_id=kitchen_id,
+                start_time=start,
+                end_time=start + timedelta(hours=2),
                 guests=1,
             ),
             CommandContext(actor=Actor(user_id=customer_id, role="customer")),

@@ -41,7 +41,9 @@ def request_booking_and_die(
     begin = datetime.fromisoformat(start)
     runtime.commands.bookings.request_booking(
         RequestBooking(
-            kitchen_id=UUID(kitchen_id), start_time=begin, end_time=begin + timedelta(hours=2),
+            kitchen_id=UUID(kitchen_id),
+            start_time=begin,
+            end_time=begin + timedelta(hours=2),
             guests=1,
         ),
         CommandContext(actor=Actor(user_id=UUID(customer_id), role="customer")),

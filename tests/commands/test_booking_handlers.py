@@ -47,8 +47,6 @@ HOUR = timedelta(hours=1)
 IN_A_WEEK = START_OF_TESTS + 7 * DAY
 
 
-
-
 def account(market: Marketplace, user_id: UUID) -> Account:
     found = market.runtime.app.repository.get(account_id_for(user_id))
     assert isinstance(found, Account)
@@ -417,7 +415,9 @@ def test_events_carry_actor_request_and_correlation(market: Marketplace) -> None
     context = as_actor(market.customer, idempotency_key="key-42")
     executed = market.runtime.commands.bookings.request_booking(
         RequestBooking(
-            kitchen_id=market.kitchen_id, start_time=IN_A_WEEK, end_time=IN_A_WEEK + HOUR,
+            kitchen_id=market.kitchen_id,
+            start_time=IN_A_WEEK,
+            end_time=IN_A_WEEK + HOUR,
             guests=1,
         ),
         context,

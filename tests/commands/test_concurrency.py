@@ -49,8 +49,7 @@ def test_twenty_threads_one_slot_one_booking(market: Marketplace) -> None:
 
     assert Counter(outcomes) == {"ok": 1, "booking_conflict": 19}
     held = [
-        market.runtime.app.repository.get(account_id_for(c.user_id)).held_cents
-        for c in customers
+        market.runtime.app.repository.get(account_id_for(c.user_id)).held_cents for c in customers
     ]
     assert sorted(held) == [0] * 19 + [10000]
 
@@ -64,8 +63,13 @@ def test_two_processes_one_slot_one_booking(market: Marketplace, fresh_postgres_
         results = pool.starmap(
             book_same_slot_in_process,
             [
-                (fresh_postgres_url, str(market.kitchen_id), half, SLOT.isoformat(),
-                 START_OF_TESTS.isoformat())
+                (
+                    fresh_postgres_url,
+                    str(market.kitchen_id),
+                    half,
+                    SLOT.isoformat(),
+                    START_OF_TESTS.isoformat(),
+                )
                 for half in (ids[:10], ids[10:])
             ],
         )
@@ -77,7 +81,9 @@ def test_two_processes_one_slot_one_booking(market: Marketplace, fresh_postgres_
 def test_ten_threads_one_idempotency_key_one_booking_one_hold(market: Marketplace) -> None:
     bookings = market.runtime.commands.bookings
     command = RequestBooking(
-        kitchen_id=market.kitchen_id, start_time=SLOT, end_time=SLOT + timedelta(hours=2),
+        kitchen_id=market.kitchen_id,
+        start_time=SLOT,
+        end_time=SLOT + timedelta(hours=2),
         guests=2,
     )
     results: list[object] = []
@@ -102,8 +108,10 @@ def test_ten_threads_one_email_one_user(market: Marketplace) -> None:
     def register(n: int) -> Callable[[], object]:
         return lambda: users.register_user(
             RegisterUser(
-                email=f"Same@Example.com{'' if n % 2 else ' '}", password="p" * 12,
-                full_name=f"Twin {n}", role="customer",
+                email=f"Same@Example.com{'' if n % 2 else ' '}",
+                password="p" * 12,
+                full_name=f"Twin {n}",
+                role="customer",
             ),
             CommandContext(actor=None),
         )

@@ -23,8 +23,6 @@ from tests.support import (
 SLOT = START_OF_TESTS + timedelta(days=5)
 
 
-
-
 def held_cents(market: Marketplace) -> int:
     customer = market.runtime.app.repository.get(account_id_for(market.customer.user_id))
     assert isinstance(customer, Account)
@@ -35,8 +33,13 @@ def test_process_killed_mid_save_writes_nothing(market: Marketplace, database_ur
     position = market.runtime.app.position()
     worker = multiprocessing.get_context("spawn").Process(
         target=request_booking_and_die,
-        args=(database_url, str(market.kitchen_id), str(market.customer.user_id),
-              SLOT.isoformat(), START_OF_TESTS.isoformat()),
+        args=(
+            database_url,
+            str(market.kitchen_id),
+            str(market.customer.user_id),
+            SLOT.isoformat(),
+            START_OF_TESTS.isoformat(),
+        ),
     )
     worker.start()
     worker.join(timeout=60)
@@ -75,9 +78,7 @@ def refuse_hold_inserts(market: Marketplace, database_url: str) -> None:
             )
 
 
-def test_database_failure_mid_append_writes_nothing(
-    market: Marketplace, database_url: str
-) -> None:
+def test_database_failure_mid_append_writes_nothing(market: Marketplace, database_url: str) -> None:
     position = market.runtime.app.position()
     refuse_hold_inserts(market, database_url)
 
@@ -104,7 +105,9 @@ def test_failure_while_deciding_writes_nothing(market: Marketplace) -> None:
         raise Boom("the handler failed half way")
 
     command = RequestBooking(
-        kitchen_id=market.kitchen_id, start_time=SLOT, end_time=SLOT + timedelta(hours=1),
+        kitchen_id=market.kitchen_id,
+        start_time=SLOT,
+        end_time=SLOT + timedelta(hours=1),
         guests=1,
     )
     with pytest.raises(Boom):

@@ -48,8 +48,6 @@ def runtime(database_url: str) -> Iterator[Runtime]:
     runtime.close()
 
 
-
-
 @pytest.fixture
 def cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], database_url: str
@@ -150,9 +148,7 @@ def test_rebuild_all_switches_every_projection_with_the_same_rows(
 
     def read_models() -> dict[str, list[dict[str, Any]]]:
         with read_side.query_database.reading() as sql:
-            return {
-                view: sorted(sql.fetchall(f"SELECT * FROM {view}"), key=repr) for view in views
-            }
+            return {view: sorted(sql.fetchall(f"SELECT * FROM {view}"), key=repr) for view in views}
 
     before = read_models()
 
@@ -180,8 +176,15 @@ def test_rebuild_all_in_several_processes_switches_every_projection(
     catch_up_all(runtime, read_side)
     ran = subprocess.run(
         [
-            sys.executable, "-m", "prep_es.cli", "projections", "rebuild", "all",
-            "--processes", "3", "--json",
+            sys.executable,
+            "-m",
+            "prep_es.cli",
+            "projections",
+            "rebuild",
+            "all",
+            "--processes",
+            "3",
+            "--json",
         ],
         cwd=REPOSITORY,
         env=environment(database_url),

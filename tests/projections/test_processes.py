@@ -42,10 +42,6 @@ SMALL_BATCHES = {"sqlite": 1, "postgresql": 5}
 """Batch sizes while being killed: many commits, slow enough to be caught mid-work."""
 
 
-
-
-
-
 @pytest.fixture
 def positions(read_side: ReadSide) -> Iterator[ReadPositions]:
     read_positions = ReadPositions(read_side.query_database)
@@ -55,9 +51,7 @@ def positions(read_side: ReadSide) -> Iterator[ReadPositions]:
 
 
 @pytest.fixture
-def scratch_url(
-    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[str]:
+def scratch_url(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A second empty database on the same backend, for a from-scratch build."""
     if not database_url.startswith("postgresql"):
         yield f"sqlite:///{tmp_path / 'scratch.db'}"
@@ -163,9 +157,7 @@ def build_from_scratch(market: Marketplace, scratch_url: str) -> dict[str, Any]:
     try:
         for projection_class in PROJECTIONS:
             ensure_ready(scratch.write_database, projection_class)
-            runner = ProjectionRunner(
-                projection_class, market.runtime.app, scratch.write_database
-            )
+            runner = ProjectionRunner(projection_class, market.runtime.app, scratch.write_database)
             runner.catch_up()
         return dump(scratch.write_database)
     finally:
@@ -238,9 +230,7 @@ def test_one_process_runs_each_projection_and_a_standby_takes_over(
         writer.write(100)
         wait_until_caught_up(positions, writer.head)
         assert time.monotonic() - started < 10
-        taken = sorted(
-            line[2] for line in read_journal(str(journal)) if line[:2] == ["holds", "B"]
-        )
+        taken = sorted(line[2] for line in read_journal(str(journal)) if line[:2] == ["holds", "B"])
         assert taken == names
     finally:
         if first.exitcode is None:

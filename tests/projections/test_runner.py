@@ -251,9 +251,7 @@ def test_shared_commits_write_projections_together_and_a_failing_one_alone(
         ensure_ready(database, projection)
         runner = ProjectionRunner(projection, app, database, shared_commits=shared)
         [state] = runner.generations()
-        notifications = runner.decoder.notifications(
-            0, head, 1000, runner.topics, rebuilding=False
-        )
+        notifications = runner.decoder.notifications(0, head, 1000, runner.topics, rebuilding=False)
         batches.append(runner.prepare(state, notifications, head, full=False))
 
     outcomes = shared._commit_group(batches)
@@ -263,9 +261,7 @@ def test_shared_commits_write_projections_together_and_a_failing_one_alone(
     assert outcomes[0] is False and outcomes[2] is False
     assert isinstance(outcomes[1], ProjectionFailed)
     assert len(audit_rows(read_side)) == head
-    assert [(s.state, s.position) for s in state_of(read_side, "bookings")] == [
-        ("running", head)
-    ]
+    assert [(s.state, s.position) for s in state_of(read_side, "bookings")] == [("running", head)]
     [poisoned] = state_of(read_side, "poisoned")
     assert poisoned.state == "failed"
     assert poisoned.failed_topic == "Booking.BookingRequested"

@@ -96,9 +96,7 @@ class LedgerFold:
             self._apply_capture(event)
         elif isinstance(event, Account.PaymentReceived):
             self.balances_cents[event.originator_id] += event.amount_cents
-            self.payments_received[
-                (event.hold_id, event.originator_id, event.amount_cents)
-            ] += 1
+            self.payments_received[(event.hold_id, event.originator_id, event.amount_cents)] += 1
         elif isinstance(event, KitchenSchedule.ScheduleOpened):
             self.schedules[event.originator_id] = (event.kitchen_id, event.day)
             self.claims[event.originator_id] = {}

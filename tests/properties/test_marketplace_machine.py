@@ -175,8 +175,13 @@ class MarketplaceMachine(RuleBasedStateMachine):
             jurisdiction = JURISDICTIONS[n % len(JURISDICTIONS)]
             host = self.hosts[n % HOSTS]
             kitchen_id = publish_compliant_kitchen(
-                runtime, host, self.admin, jurisdiction=jurisdiction,
-                hourly_rate_cents=rate, capacity=capacity, instant_book=instant_book,
+                runtime,
+                host,
+                self.admin,
+                jurisdiction=jurisdiction,
+                hourly_rate_cents=rate,
+                capacity=capacity,
+                instant_book=instant_book,
             )
             self.kitchens.append(
                 KitchenFacts(kitchen_id, jurisdiction, rate, capacity, instant_book, host)
@@ -252,21 +257,28 @@ class MarketplaceMachine(RuleBasedStateMachine):
             assert self.runtime.app.position() == before, f"a refused {action} appended events"
             event(f"{action}: refused ({refusal.code})")
             return None
-        assert not refusals, (
-            f"{action} succeeded, but the rules refuse it: {sorted(refusals)}"
-        )
+        assert not refusals, f"{action} succeeded, but the rules refuse it: {sorted(refusals)}"
         event(f"{action}: done")
         return executed.result
 
     def _request(
-        self, kitchen: KitchenFacts, customer: Actor, start: datetime, end: datetime,
+        self,
+        kitchen: KitchenFacts,
+        customer: Actor,
+        start: datetime,
+        end: datetime,
         guests: int,
     ) -> Any:
         rules = self.runtime.jurisdictions.get(kitchen.jurisdiction)
         kitchen_status = self._get(kitchen.id).status
         refusals = window_refusals(
-            now=self.now, start=start, end=end, guests=guests, capacity=kitchen.capacity,
-            kitchen_status=kitchen_status, rules=rules,
+            now=self.now,
+            start=start,
+            end=end,
+            guests=guests,
+            capacity=kitchen.capacity,
+            kitchen_status=kitchen_status,
+            rules=rules,
         )
         minutes = int((end - start).total_seconds()) // 60
         price = expected_price_cents(kitchen.hourly_rate_cents, minutes)
@@ -281,7 +293,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
             kitchen_id=kitchen.id, start_time=start, end_time=end, guests=guests
         )
         state = self._attempt(
-            "request", refusals,
+            "request",
+            refusals,
             lambda: self.runtime.commands.bookings.request_booking(command, as_actor(customer)),
         )
         if state is None:
@@ -306,8 +319,14 @@ class MarketplaceMachine(RuleBasedStateMachine):
         guests=GUESTS,
     )
     def request_booking(
-        self, kitchen: int, customer: int, start_days: int, start_local_quarter: int,
-        length_quarters: int, nudge_minutes: int, guests: int,
+        self,
+        kitchen: int,
+        customer: int,
+        start_days: int,
+        start_local_quarter: int,
+        length_quarters: int,
+        nudge_minutes: int,
+        guests: int,
     ) -> Any:
         facts = self.kitchens[kitchen % len(self.kitchens)]
         zone = self.runtime.jurisdictions.get(facts.jurisdiction).zone
@@ -322,7 +341,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
         return self._request(
             facts,
             self.customers[customer % len(self.customers)],
-            start, start + length_quarters * QUARTER, guests,
+            start,
+            start + length_quarters * QUARTER,
+            guests,
         )
 
     @rule(
@@ -334,7 +355,11 @@ class MarketplaceMachine(RuleBasedStateMachine):
         guests=GUESTS,
     )
     def request_booking_near_another(
-        self, near: UUID, customer: int, shift_quarters: int, length_quarters: int,
+        self,
+        near: UUID,
+        customer: int,
+        shift_quarters: int,
+        length_quarters: int,
         guests: int,
     ) -> Any:
         """Windows touching or overlapping an existing booking of the same kitchen."""
@@ -343,7 +368,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
         return self._request(
             self._kitchen_facts(other.kitchen_id),
             self.customers[customer % len(self.customers)],
-            start, start + length_quarters * QUARTER, guests,
+            start,
+            start + length_quarters * QUARTER,
+            guests,
         )
 
     @rule(booking=bookings, who=AS_HOST)
@@ -359,7 +386,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if self.now >= before.start_time:
             refusals.add("booking_already_started")
         state = self._attempt(
-            "confirm", refusals,
+            "confirm",
+            refusals,
             lambda: self.runtime.commands.bookings.confirm_booking(
                 BookingAction(booking_id=booking), as_actor(actor)
             ),
@@ -378,7 +406,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if before.status != "pending":
             refusals.add("invalid_state_transition")
         state = self._attempt(
-            "decline", refusals,
+            "decline",
+            refusals,
             lambda: self.runtime.commands.bookings.decline_booking(
                 DeclineBooking(booking_id=booking, reason="kitchen closed that day"),
                 as_actor(actor),
@@ -388,7 +417,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
             assert state.status == "declined", state
             assert state.refund is not None
             assert (state.refund.captured_cents, state.refund.released_cents) == (
-                0, before.price_cents,
+                0,
+                before.price_cents,
             ), state
 
     @rule(booking=bookings, who=AS_CANCELLER)
@@ -411,7 +441,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if self.now >= before.start_time:
             refusals.add("booking_already_started")
         state = self._attempt(
-            f"cancel by {actor.role}", refusals,
+            f"cancel by {actor.role}",
+            refusals,
             lambda: self.runtime.commands.bookings.cancel_booking(
                 CancelBooking(booking_id=booking), as_actor(actor)
             ),
@@ -427,7 +458,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
             assert state.status == "cancelled", state
             assert state.refund is not None
             assert (state.refund.captured_cents, state.refund.released_cents) == (
-                captured, before.price_cents - captured,
+                captured,
+                before.price_cents - captured,
             ), (state, captured)
 
     @rule(
@@ -438,7 +470,11 @@ class MarketplaceMachine(RuleBasedStateMachine):
         nudge_minutes=NUDGE_MINUTES,
     )
     def reschedule_booking(
-        self, booking: UUID, who: str, shift_quarters: int, length_quarters: int,
+        self,
+        booking: UUID,
+        who: str,
+        shift_quarters: int,
+        length_quarters: int,
         nudge_minutes: int,
     ) -> None:
         before = self._booking(booking)
@@ -448,8 +484,12 @@ class MarketplaceMachine(RuleBasedStateMachine):
         start = before.start_time + shift_quarters * QUARTER + timedelta(minutes=nudge_minutes)
         end = start + length_quarters * QUARTER
         refusals = window_refusals(
-            now=self.now, start=start, end=end, guests=before.guests,
-            capacity=kitchen.capacity, kitchen_status=self._get(kitchen.id).status,
+            now=self.now,
+            start=start,
+            end=end,
+            guests=before.guests,
+            capacity=kitchen.capacity,
+            kitchen_status=self._get(kitchen.id).status,
             rules=self.runtime.jurisdictions.get(kitchen.jurisdiction),
         )
         if actor != customer:
@@ -469,7 +509,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if price - before.price_cents > self._account(customer.user_id).available_cents:
             refusals.add("insufficient_funds")
         state = self._attempt(
-            "reschedule", refusals,
+            "reschedule",
+            refusals,
             lambda: self.runtime.commands.bookings.reschedule_booking(
                 RescheduleBooking(booking_id=booking, start_time=start, end_time=end),
                 as_actor(actor),
@@ -497,7 +538,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if self.now < before.end_time:
             refusals.add("booking_not_ended")
         state = self._attempt(
-            f"complete by {actor.role}", refusals,
+            f"complete by {actor.role}",
+            refusals,
             lambda: self.runtime.commands.bookings.complete_booking(
                 BookingAction(booking_id=booking), as_actor(actor)
             ),
@@ -506,15 +548,15 @@ class MarketplaceMachine(RuleBasedStateMachine):
             assert state.status == "completed", state
             assert state.refund is not None
             assert (state.refund.captured_cents, state.refund.released_cents) == (
-                before.price_cents, 0,
+                before.price_cents,
+                0,
             ), state
 
     def _sweep_has_work(self) -> bool:
         return any(
             (booking.status == "pending" and booking.start_time <= self.now)
             or (
-                booking.status == "confirmed"
-                and booking.end_time + AUTO_COMPLETE_AFTER <= self.now
+                booking.status == "confirmed" and booking.end_time + AUTO_COMPLETE_AFTER <= self.now
             )
             for booking in self._observe().bookings.values()
         )
@@ -568,7 +610,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         actor = self.customers[customer % len(self.customers)]
         balance = self._account(actor.user_id).balance_cents
         entry = self._attempt(
-            "deposit", set() if amount_cents > 0 else {"invalid_amount"},
+            "deposit",
+            set() if amount_cents > 0 else {"invalid_amount"},
             lambda: self.runtime.commands.accounts.deposit_funds(
                 DepositFunds(amount_cents=amount_cents), as_actor(actor)
             ),
@@ -577,9 +620,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             assert entry.balance_cents == balance + amount_cents, entry
 
     def _a_host_has_money(self) -> bool:
-        return any(
-            self._observe().accounts[host.user_id].available_cents for host in self.hosts
-        )
+        return any(self._observe().accounts[host.user_id].available_cents for host in self.hosts)
 
     @rule(host=st.integers(0, HOSTS - 1), percent_of_available=st.integers(1, 120))
     @precondition(_a_host_has_money)
@@ -589,7 +630,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         amount = max(1, account.available_cents * percent_of_available // 100)
         refusals = {"insufficient_funds"} if amount > account.available_cents else set()
         entry = self._attempt(
-            "payout", refusals,
+            "payout",
+            refusals,
             lambda: self.runtime.commands.accounts.request_payout(
                 RequestPayout(amount_cents=amount), as_actor(actor)
             ),
@@ -626,8 +668,10 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     @rule(kitchen=st.integers(0, KITCHENS_MAX - 1), repeat=st.booleans())
     @precondition(
-        lambda self: len(self.booking_ids) >= BOOKINGS_BEFORE_MODERATION
-        and self.moderations < MODERATIONS_MAX
+        lambda self: (
+            len(self.booking_ids) >= BOOKINGS_BEFORE_MODERATION
+            and self.moderations < MODERATIONS_MAX
+        )
     )
     def suspend_or_reinstate_kitchen(self, kitchen: int, repeat: bool) -> None:
         """An admin suspends a published kitchen or reinstates a suspended one (and,
@@ -639,12 +683,16 @@ class MarketplaceMachine(RuleBasedStateMachine):
         admin = as_actor(self.admin)
         kitchens = self.runtime.commands.kitchens
         if self._get(facts.id).status == "published":
-            action, call = "suspend", lambda: kitchens.suspend_kitchen(
-                KitchenActionWithReason(kitchen_id=facts.id, reason="inspection pending"), admin
+            action, call = (
+                "suspend",
+                lambda: kitchens.suspend_kitchen(
+                    KitchenActionWithReason(kitchen_id=facts.id, reason="inspection pending"), admin
+                ),
             )
         else:
-            action, call = "reinstate", lambda: kitchens.reinstate_kitchen(
-                KitchenAction(kitchen_id=facts.id), admin
+            action, call = (
+                "reinstate",
+                lambda: kitchens.reinstate_kitchen(KitchenAction(kitchen_id=facts.id), admin),
             )
         self._attempt(action, set(), call)
         if repeat:
@@ -751,7 +799,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
             if booking.is_active:
                 assert settlements == [], (booking.id, booking.status, settlements)
                 assert self.ledger.pending_holds.get(booking.id) == (
-                    account_id_for(booking.customer_id), booking.price_cents,
+                    account_id_for(booking.customer_id),
+                    booking.price_cents,
                 ), (booking.id, self.ledger.pending_holds.get(booking.id))
                 held_by_owner[booking.customer_id] = (
                     held_by_owner.get(booking.customer_id, 0) + booking.price_cents
@@ -761,7 +810,10 @@ class MarketplaceMachine(RuleBasedStateMachine):
         for owner, account in observation.accounts.items():
             expected = held_by_owner.get(owner, 0)
             assert account.held_cents == sum(account.holds.values()) == expected, (
-                owner, account.held_cents, account.holds, expected,
+                owner,
+                account.held_cents,
+                account.holds,
+                expected,
             )
             assert self.ledger.held_cents_of(account.id) == expected, owner
 
@@ -776,7 +828,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
             assert settlement.account_id == account_id_for(booking.customer_id)
             assert settlement.captured_cents + settlement.released_cents == booking.price_cents
             assert (booking.captured_cents, booking.released_cents) == (
-                settlement.captured_cents, settlement.released_cents,
+                settlement.captured_cents,
+                settlement.released_cents,
             ), (booking.id, booking.status, settlement)
             if booking.status in ("declined", "expired"):
                 assert settlement.kind == "released", (booking.id, settlement)

@@ -95,16 +95,28 @@ class Scenario:
     """One example: a new kitchen and a new customer in a store shared by the test."""
 
     def __init__(
-        self, runtime: Runtime, clock: MutableClock, host: Actor, admin: Actor, number: int,
-        *, hourly_rate_cents: int, instant_book: bool, deposit_cents: int,
+        self,
+        runtime: Runtime,
+        clock: MutableClock,
+        host: Actor,
+        admin: Actor,
+        number: int,
+        *,
+        hourly_rate_cents: int,
+        instant_book: bool,
+        deposit_cents: int,
     ) -> None:
         clock.now = START_OF_TESTS
         self.runtime, self.clock = runtime, clock
         self.hourly_rate_cents = hourly_rate_cents
         self.rules = runtime.jurisdictions.get(JURISDICTION)
         self.kitchen_id = publish_compliant_kitchen(
-            runtime, host, admin, jurisdiction=JURISDICTION,
-            hourly_rate_cents=hourly_rate_cents, instant_book=instant_book,
+            runtime,
+            host,
+            admin,
+            jurisdiction=JURISDICTION,
+            hourly_rate_cents=hourly_rate_cents,
+            instant_book=instant_book,
         )
         self.customer = create_user(runtime, "customer", f"customer{number}@example.com")
         if deposit_cents:
@@ -189,7 +201,8 @@ class Scenario:
         account = repository.get(account_id_for(self.customer.user_id))
         assert isinstance(account, Account)
         assert (account.balance_cents, account.held_cents) == (
-            self.model.balance_cents, self.model.held_cents,
+            self.model.balance_cents,
+            self.model.held_cents,
         )
 
 
@@ -211,12 +224,19 @@ def test_requests_and_cancellations_match_a_brute_force_model(
             deposit_cents=st.sampled_from([100_000, 30_000, 10_000, 0]),
         )
         def requests_and_cancellations(
-            steps: list[Request | Cancel], hourly_rate_cents: int, instant_book: bool,
+            steps: list[Request | Cancel],
+            hourly_rate_cents: int,
+            instant_book: bool,
             deposit_cents: int,
         ) -> None:
             scenario = Scenario(
-                runtime, clock, host, admin, next(numbers),
-                hourly_rate_cents=hourly_rate_cents, instant_book=instant_book,
+                runtime,
+                clock,
+                host,
+                admin,
+                next(numbers),
+                hourly_rate_cents=hourly_rate_cents,
+                instant_book=instant_book,
                 deposit_cents=deposit_cents,
             )
             for step in steps:

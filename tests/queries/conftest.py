@@ -30,5 +30,3 @@ def cache(request: pytest.FixtureRequest) -> QueryCache:
         pytest.skip(f"REDIS NOT REACHABLE at {REDIS_URL}: Redis cache tests skipped")
     redis.Redis.from_url(REDIS_URL).flushdb()
     return RedisQueryCache(REDIS_URL)
-
-

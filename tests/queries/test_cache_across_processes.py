@@ -64,8 +64,7 @@ def test_changes_made_by_another_process_reach_a_per_process_cache(
 
     deadline = time.monotonic() + ANNOUNCEMENT_WAIT_S
     while (
-        kitchens.get(None, market.kitchen_id)[0].name == name_before
-        and time.monotonic() < deadline
+        kitchens.get(None, market.kitchen_id)[0].name == name_before and time.monotonic() < deadline
     ):
         time.sleep(0.01)  # the announcement travels through the database server
     assert kitchens.get(None, market.kitchen_id)[0].name == "Renamed Elsewhere"

@@ -43,9 +43,7 @@ class CountingQueries(KitchenQueries):
 
 
 @pytest.fixture
-def setup(
-    sqlite_url: str, cache: QueryCache
-) -> Iterator[tuple[Marketplace, ReadSide, QueryCache]]:
+def setup(sqlite_url: str, cache: QueryCache) -> Iterator[tuple[Marketplace, ReadSide, QueryCache]]:
     clock = MutableClock()
     runtime = open_test_runtime(sqlite_url, clock)
     market = build_marketplace(runtime, clock)
@@ -141,4 +139,3 @@ def test_a_booking_invalidates_availability_searches(
     project(market, side, cache)
 
     assert cached.search(window).total == 0
-

@@ -75,7 +75,8 @@ def test_balances_and_statements_follow_the_aggregates(world: World) -> None:
             running_balance += entry.amount_cents
             running_held += entry.held_delta_cents
             assert (entry.balance_after_cents, entry.held_after_cents) == (
-                running_balance, running_held
+                running_balance,
+                running_held,
             )
             assert entry.available_after_cents == running_balance - running_held >= 0
         assert (running_balance, running_held) == (balance.balance_cents, balance.held_cents)
@@ -151,7 +152,9 @@ def test_the_trial_balance_nets_to_zero(world: World) -> None:
     deposits = DEPOSIT_CENTS + 2_500
     payments = lines[PAYMENTS_ACCOUNT_ID]
     assert (payments.account, payments.owner_name, payments.owner_id) == (
-        "payments", "payments", None
+        "payments",
+        "payments",
+        None,
     )
     assert payments.balance_cents == -deposits + story.payout_cents
     revenue = lines[PLATFORM_REVENUE_ACCOUNT_ID]
@@ -162,7 +165,11 @@ def test_the_trial_balance_nets_to_zero(world: World) -> None:
     )
     assert (revenue.account, revenue.balance_cents) == ("platform_revenue", commissions)
     assert [line.owner_name for line in trial.lines] == [
-        "payments", "platform_revenue", "customer", "host", "other"
+        "payments",
+        "platform_revenue",
+        "customer",
+        "host",
+        "other",
     ]
 
     for actor, name in ((market.customer, "customer"), (market.host, "host"), (other, "other")):

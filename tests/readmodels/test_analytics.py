@@ -54,8 +54,11 @@ class World:
     def catch_up(self) -> None:
         ensure_ready(self.read_side.write_database, AnalyticsProjection)
         ProjectionRunner(
-            AnalyticsProjection, self.market.runtime.app, self.read_side.write_database,
-            batch_size=17, on_changes=lambda changed, _: self.changes.extend(changed),
+            AnalyticsProjection,
+            self.market.runtime.app,
+            self.read_side.write_database,
+            batch_size=17,
+            on_changes=lambda changed, _: self.changes.extend(changed),
         ).catch_up()
 
     @property
@@ -99,13 +102,21 @@ def live_a_fortnight(market: Marketplace) -> Story:
     host, customer = as_actor(market.host), as_actor(market.customer)
     sf_host = create_user(runtime, "host", "sf-host@example.com")
     sf_kitchen = publish_compliant_kitchen(
-        runtime, sf_host, market.admin, jurisdiction="san_francisco",
-        hourly_rate_cents=8000, instant_book=True,
+        runtime,
+        sf_host,
+        market.admin,
+        jurisdiction="san_francisco",
+        hourly_rate_cents=8000,
+        instant_book=True,
     )
     idle_kitchen = publish_compliant_kitchen(runtime, market.host, market.admin)
     sf = Marketplace(
-        runtime=runtime, clock=market.clock, admin=market.admin, host=sf_host,
-        customer=market.customer, kitchen_id=sf_kitchen,
+        runtime=runtime,
+        clock=market.clock,
+        admin=market.admin,
+        host=sf_host,
+        customer=market.customer,
+        kitchen_id=sf_kitchen,
     )
     ids = {
         "completed": market.request_booking(T0 + DAY),
@@ -125,7 +136,8 @@ def live_a_fortnight(market: Marketplace) -> Story:
     commands.reschedule_booking(
         RescheduleBooking(
             booking_id=booking_ids["rescheduled_completed"],
-            start_time=T0 + 2 * DAY, end_time=T0 + 2 * DAY + 4 * HOUR,
+            start_time=T0 + 2 * DAY,
+            end_time=T0 + 2 * DAY + 4 * HOUR,
         ),
         customer,
     )
@@ -144,9 +156,7 @@ def live_a_fortnight(market: Marketplace) -> Story:
     market.clock.advance(6 * HOUR)  # "half_fee" starts in 37 h: a 50 % fee
     commands.cancel_booking(CancelBooking(booking_id=booking_ids["half_fee"]), customer)
     market.clock.advance(18 * HOUR)  # day 2, 22:00 UTC
-    commands.complete_booking(
-        BookingAction(booking_id=booking_ids["rescheduled_completed"]), host
-    )
+    commands.complete_booking(BookingAction(booking_id=booking_ids["rescheduled_completed"]), host)
     market.clock.advance(DAY + 9 * HOUR)  # "sf_full_fee" starts in 10 h
     commands.cancel_booking(CancelBooking(booking_id=booking_ids["sf_full_fee"]), customer)
     return Story(
@@ -173,7 +183,8 @@ def expected_stats(market: Marketplace, story: Story, kitchen_id: UUID) -> dict[
     completed = [b for b in mine if b.status == "completed"]
     booking_ids = {b.id for b in mine}
     captures = [
-        e for e in all_events(market)
+        e
+        for e in all_events(market)
         if isinstance(e, Account.HoldCaptured) and e.hold_id in booking_ids
     ]
     minutes = sum(int((b.end_time - b.start_time).total_seconds()) // 60 for b in completed)
@@ -265,7 +276,9 @@ def test_revenue_series_add_up_to_the_captures(world: World) -> None:
     # A range that holds no capture day is all zeros, every period present.
     empty = queries.revenue(ANALYST, date(2001, 1, 1), date(2001, 3, 31), "month")
     assert [(p.period_start, p.gmv_cents) for p in empty.points] == [
-        (date(2001, 1, 1), 0), (date(2001, 2, 1), 0), (date(2001, 3, 1), 0)
+        (date(2001, 1, 1), 0),
+        (date(2001, 2, 1), 0),
+        (date(2001, 3, 1), 0),
     ]
 
 
@@ -281,36 +294,65 @@ def test_series_group_by_utc_day_monday_week_and_month(world: World) -> None:
 
     def kitchen(kitchen_id: UUID, city: str, jurisdiction: str) -> Kitchen.KitchenCreated:
         return Kitchen.KitchenCreated(
-            originator_id=kitchen_id, originator_version=1, originator_topic="Kitchen",
-            timestamp=datetime(2030, 1, 1, tzinfo=UTC), host_id=host, name="K",
-            description="", city=city, jurisdiction=jurisdiction, address="1 Main St",
-            hourly_rate_cents=5000, capacity=10, amenities=[], instant_book=True,
+            originator_id=kitchen_id,
+            originator_version=1,
+            originator_topic="Kitchen",
+            timestamp=datetime(2030, 1, 1, tzinfo=UTC),
+            host_id=host,
+            name="K",
+            description="",
+            city=city,
+            jurisdiction=jurisdiction,
+            address="1 Main St",
+            hourly_rate_cents=5000,
+            capacity=10,
+            amenities=[],
+            instant_book=True,
         )
 
     def booking(kitchen_id: UUID, start: datetime) -> tuple[UUID, list[Any]]:
         booking_id = uuid4()
         return booking_id, [
             Booking.BookingRequested(
-                originator_id=booking_id, originator_version=1, originator_topic="Booking",
-                timestamp=start - DAY, kitchen_id=kitchen_id, host_id=host,
-                customer_id=uuid4(), start_time=start, end_time=start + 2 * HOUR, guests=1,
-                notes="", hourly_rate_cents=5000, price_cents=10_000, status="confirmed",
+                originator_id=booking_id,
+                originator_version=1,
+                originator_topic="Booking",
+                timestamp=start - DAY,
+                kitchen_id=kitchen_id,
+                host_id=host,
+                customer_id=uuid4(),
+                start_time=start,
+                end_time=start + 2 * HOUR,
+                guests=1,
+                notes="",
+                hourly_rate_cents=5000,
+                price_cents=10_000,
+                status="confirmed",
             ),
             Booking.BookingCompleted(
-                originator_id=booking_id, originator_version=2,
-                timestamp=start + 3 * HOUR, automatically=False,
+                originator_id=booking_id,
+                originator_version=2,
+                timestamp=start + 3 * HOUR,
+                automatically=False,
             ),
         ]
 
     def captured(booking_id: UUID, at: datetime) -> Account.HoldCaptured:
         return Account.HoldCaptured(
-            originator_id=uuid4(), originator_version=2, timestamp=at, hold_id=booking_id,
-            captured_cents=10_000, released_cents=0, payee_account_id=uuid4(),
-            payee_cents=9_000, commission_cents=1_000,
+            originator_id=uuid4(),
+            originator_version=2,
+            timestamp=at,
+            hold_id=booking_id,
+            captured_cents=10_000,
+            released_cents=0,
+            payee_account_id=uuid4(),
+            payee_cents=9_000,
+            commission_cents=1_000,
         )
 
     events: list[Any] = [
-        kitchen(la, "Los Angeles", "los_angeles"), kitchen(sf, "San Francisco", "san_francisco")
+        kitchen(la, "Los Angeles", "los_angeles"),
+        kitchen(sf, "San Francisco", "san_francisco"),
     ]
     capture_times = [
         (la, datetime(2030, 1, 30, 23, 59, 59, tzinfo=UTC)),  # Wednesday
@@ -333,13 +375,16 @@ def test_series_group_by_utc_day_monday_week_and_month(world: World) -> None:
         return [(p.period_start, p.gmv_cents) for p in series.points if p.gmv_cents]
 
     assert points(queries.revenue(ANALYST, start, end, "day")) == [
-        (date(2030, 1, 30), 10_000), (date(2030, 2, 1), 10_000), (date(2030, 2, 4), 20_000)
+        (date(2030, 1, 30), 10_000),
+        (date(2030, 2, 1), 10_000),
+        (date(2030, 2, 4), 20_000),
     ]
     weeks = queries.revenue(ANALYST, start, end, "week")
     assert [p.period_start for p in weeks.points] == [date(2030, 1, 28), date(2030, 2, 4)]
     assert points(weeks) == [(date(2030, 1, 28), 20_000), (date(2030, 2, 4), 20_000)]
     assert points(queries.revenue(ANALYST, start, end, "month")) == [
-        (date(2030, 1, 1), 10_000), (date(2030, 2, 1), 30_000)
+        (date(2030, 1, 1), 10_000),
+        (date(2030, 2, 1), 30_000),
     ]
     assert points(queries.revenue(ANALYST, start, end, "week", city="San Francisco")) == [
         (date(2030, 2, 4), 10_000)
@@ -347,7 +392,8 @@ def test_series_group_by_utc_day_monday_week_and_month(world: World) -> None:
     # A period partly outside the range counts only its days inside it.
     partial = queries.revenue(ANALYST, date(2030, 1, 31), end, "month")
     assert [(p.period_start, p.gmv_cents) for p in partial.points] == [
-        (date(2030, 1, 1), 0), (date(2030, 2, 1), 30_000)
+        (date(2030, 1, 1), 0),
+        (date(2030, 2, 1), 30_000),
     ]
     # A datetime counts as its UTC day.
     late = datetime(2030, 1, 30, 20, 0, tzinfo=UTC)

@@ -105,7 +105,8 @@ def test_pages_cover_every_entry_once_oldest_first(world: World) -> None:
     assert short.next_after_position == short.items[-1].position
     last = world.audit.entries(world.admin, after_position=head - 3, limit=3)
     assert ([e.position for e in last.items], last.next_after_position) == (
-        [head - 2, head - 1, head], None
+        [head - 2, head - 1, head],
+        None,
     )
     assert world.audit.entries(world.admin, after_position=head).items == []
 
@@ -130,9 +131,7 @@ def test_filters_by_aggregate_actor_type_and_time(world: World) -> None:
     assert by_customer and {e.actor_id for e in by_customer} == {market.customer.user_id}
     requested = world.all_entries(event_type="Booking.BookingRequested")
     assert len(requested) == 2
-    both = world.all_entries(
-        actor_id=market.host.user_id, aggregate_id=world.booking_id
-    )
+    both = world.all_entries(actor_id=market.host.user_id, aggregate_id=world.booking_id)
     assert [e.event_type for e in both] == ["Booking.BookingConfirmed"]
     assert world.all_entries(event_type="Booking.NoSuchThing") == []
 
@@ -214,14 +213,14 @@ def test_state_at_a_version_or_a_moment_equals_the_replay(world: World) -> None:
     for version in range(1, 5):
         state = travel.state(world.admin, world.booking_id, version=version)
         replay = replay_aggregate(app, world.booking_id, version=version)
-        assert (state.version, state.latest_version, state.state) == (
-            version, 4, replay.state
-        )
+        assert (state.version, state.latest_version, state.state) == (version, 4, replay.state)
     assert travel.state(world.admin, world.booking_id, version=1).state["status"] == "pending"
     assert travel.state(world.admin, world.booking_id, version=3).state["status"] == "confirmed"
     latest = travel.state(world.admin, world.booking_id)
     assert (latest.version, latest.state["status"], latest.aggregate_type) == (
-        4, "cancelled", "Booking"
+        4,
+        "cancelled",
+        "Booking",
     )
 
     moment = stream[1].timestamp

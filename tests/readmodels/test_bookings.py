@@ -57,7 +57,9 @@ class World:
         for projection in projections or READ_MODELS:
             ensure_ready(self.read_side.write_database, projection)
             ProjectionRunner(
-                projection, self.market.runtime.app, self.read_side.write_database,
+                projection,
+                self.market.runtime.app,
+                self.read_side.write_database,
                 batch_size=50,
             ).catch_up()
 
@@ -137,9 +139,7 @@ def live_every_ending(market: Marketplace) -> Story:
     assert report.completed_booking_ids == [ids["auto_completed"]]
 
     payout_cents = 12_345
-    market.runtime.commands.accounts.request_payout(
-        RequestPayout(amount_cents=payout_cents), host
-    )
+    market.runtime.commands.accounts.request_payout(RequestPayout(amount_cents=payout_cents), host)
     return Story(ids=ids, payout_cents=payout_cents)
 
 
@@ -156,7 +156,11 @@ def test_every_status_lands_with_its_refund_breakdown(world: World) -> None:
     def seen(name: str) -> tuple[str, int, int, str | None, str | None, bool | None]:
         b = queries.get(admin, story.ids[name])
         return (
-            b.status, b.captured_cents, b.released_cents, b.cancelled_by_role, b.reason,
+            b.status,
+            b.captured_cents,
+            b.released_cents,
+            b.cancelled_by_role,
+            b.reason,
             b.completed_automatically,
         )
 
@@ -178,14 +182,20 @@ def test_every_status_lands_with_its_refund_breakdown(world: World) -> None:
         row = queries.get(admin, booking_id)
         booking: Any = repository.get(booking_id)
         assert (row.status, row.price_cents, row.start_time, row.end_time, row.version) == (
-            booking.status, booking.price_cents, booking.start_time, booking.end_time,
+            booking.status,
+            booking.price_cents,
+            booking.start_time,
+            booking.end_time,
             booking.version,
         )
         assert (row.captured_cents, row.released_cents) == (
-            booking.captured_cents, booking.released_cents
+            booking.captured_cents,
+            booking.released_cents,
         )
         assert (row.kitchen_name, row.city, row.jurisdiction) == (
-            "Test Kitchen", "Los Angeles", "los_angeles"
+            "Test Kitchen",
+            "Los Angeles",
+            "los_angeles",
         )
         assert row.requested_at <= row.updated_at
 
@@ -285,10 +295,16 @@ def test_pages_have_totals_and_a_stable_order(world: World) -> None:
 
     pages = [queries.list(customer, page=PageRequest(limit=2, offset=o)) for o in (0, 2, 4, 6)]
     assert [[b.id for b in page.items] for page in pages] == [
-        by_start[0:2], by_start[2:4], by_start[4:], []
+        by_start[0:2],
+        by_start[2:4],
+        by_start[4:],
+        [],
     ]
     assert [(page.total, page.limit, page.offset) for page in pages] == [
-        (5, 2, 0), (5, 2, 2), (5, 2, 4), (5, 2, 6)
+        (5, 2, 0),
+        (5, 2, 2),
+        (5, 2, 4),
+        (5, 2, 6),
     ]
     host = viewer(market.host)
     assert queries.list(host, status="cancelled").total == 0

@@ -66,8 +66,7 @@ class World:
 
     def non_admins(self) -> list[Viewer]:
         return [
-            Viewer(actor.user_id, actor.role)
-            for actor in (self.host, self.customer, self.analyst)
+            Viewer(actor.user_id, actor.role) for actor in (self.host, self.customer, self.analyst)
         ]
 
     def catch_up(self) -> None:
@@ -183,16 +182,27 @@ def test_certificates_equal_the_aggregates(world: World) -> None:
     for record in page.items:
         kitchen, certificate = expected[record.id]
         assert (record.kitchen.id, record.kitchen.name, record.kitchen.status) == (
-            kitchen.id, kitchen.name, kitchen.status
+            kitchen.id,
+            kitchen.name,
+            kitchen.status,
         )
         assert record.kitchen.jurisdiction == kitchen.jurisdiction
         assert record.host_id == kitchen.host_id == world.host.user_id
         assert (
-            record.kind, record.number, record.issued_on, record.expires_on, record.status,
-            record.rejection_reason, record.document_sha256,
+            record.kind,
+            record.number,
+            record.issued_on,
+            record.expires_on,
+            record.status,
+            record.rejection_reason,
+            record.document_sha256,
         ) == (
-            certificate.kind, certificate.number, certificate.issued_on,
-            certificate.expires_on, certificate.status, certificate.rejection_reason,
+            certificate.kind,
+            certificate.number,
+            certificate.issued_on,
+            certificate.expires_on,
+            certificate.status,
+            certificate.rejection_reason,
             certificate.document_sha256,
         )
         assert (record.reviewed_at is None) == (certificate.status == "pending")
@@ -237,7 +247,8 @@ def test_expiring_certificates_with_the_kitchens_affected(world: World) -> None:
     ]
     later = queries.expiring(world.admin_viewer, today=date(2030, 1, 31), within_days=1)
     assert [(c.kind, c.days_left) for c in later.items] == [
-        ("fire_inspection", -8), ("health_permit", -1)
+        ("fire_inspection", -8),
+        ("health_permit", -1),
     ]
 
 
@@ -292,7 +303,11 @@ def test_each_user_sees_their_profile(world: World) -> None:
     for user in world.users():
         profile = queries.me(Viewer(user.id, user.role))
         assert (profile.id, profile.email, profile.full_name, profile.role, profile.active) == (
-            user.id, user.email, user.full_name, user.role, user.active
+            user.id,
+            user.email,
+            user.full_name,
+            user.role,
+            user.active,
         )
     assert "password_hash" not in UserProfile.model_fields
     with pytest.raises(NotFound) as raised:
@@ -318,7 +333,10 @@ def test_credentials_by_email_in_any_case(world: World) -> None:
     credentials = queries.credentials_by_email("  HOST@example.COM ")
     assert isinstance(credentials, UserCredentials)
     assert (credentials.id, credentials.email, credentials.role, credentials.active) == (
-        world.host.user_id, "host@example.com", "host", True
+        world.host.user_id,
+        "host@example.com",
+        "host",
+        True,
     )
     assert Argon2Passwords.cheap_for_tests().verify(credentials.password_hash, PASSWORD)
     assert queries.credentials_by_email("nobody@example.com") is None
@@ -333,7 +351,9 @@ def test_admins_list_users(world: World) -> None:
     assert everyone.total == len(world.user_ids)
     hosts = queries.list(world.admin_viewer, role="host")
     assert [u.email for u in hosts.items] == [
-        "host@example.com", "promoted@example.com", "returning@example.com"
+        "host@example.com",
+        "promoted@example.com",
+        "returning@example.com",
     ]
     inactive = queries.list(world.admin_viewer, active=False)
     assert [u.email for u in inactive.items] == ["leaving@example.com"]

@@ -601,9 +601,7 @@ WINDOW_STARTS += [at(5, 17), at(6, 17), at(11, 18), at(21, 17, month=1), at(5, 5
         min_rate=st.sampled_from([None, 3000, 5000, 6000]),
         max_rate=st.sampled_from([None, 4000, 7500, 9000]),
         capacity=st.sampled_from([None, 1, 8, 20]),
-        amenities=st.lists(
-            st.sampled_from(["oven", "smoker", "Mixer", "dishwasher"]), max_size=2
-        ),
+        amenities=st.lists(st.sampled_from(["oven", "smoker", "Mixer", "dishwasher"]), max_size=2),
         start=st.one_of(st.none(), st.sampled_from(WINDOW_STARTS)),
         minutes=st.sampled_from([15, 60, 120, 180, 600]),
     ),
