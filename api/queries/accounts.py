@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import AccountQueriesDep, AccountsReadModel, CurrentUser, PageParams
 from api.queries.params import query_responses
@@ -114,8 +115,10 @@ class StatementPage(BaseModel):
     "(send `X-Prep-Min-Position` after registering to wait for it).",
     responses=query_responses(401, 404, 422, 503),
 )
-def my_account(user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadModel) -> AccountOut:
-    return AccountOut.of(accounts.account(user.viewer))
+async def my_account(
+    user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadModel
+) -> AccountOut:
+    return AccountOut.of(await run_in_threadpool(accounts.account, user.viewer))
 
 
 @router.get(
@@ -126,7 +129,7 @@ def my_account(user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadMo
     "account's figures after it.",
     responses=query_responses(401, 422, 503),
 )
-def my_statement(
+async def my_statement(
     user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadModel, page: PageParams
 ) -> StatementPage:
-    return StatementPage.of(accounts.entries(user.viewer, page))
+    return StatementPage.of(await run_in_threadpool(accounts.entries, user.viewer, page))

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from aggregates.booking import ACTIVE_STATUSES
 from api.deps import BookingParticipant, BookingQueriesDep, BookingsReadModel, PageParams
@@ -129,7 +130,7 @@ class BookingPage(BaseModel):
     "Filter by `status` and `kitchen_id`.",
     responses=query_responses(401, 403, 422, 503),
 )
-def list_bookings(
+async def list_bookings(
     user: BookingParticipant,
     bookings: BookingQueriesDep,
     _: BookingsReadModel,
@@ -138,7 +139,9 @@ def list_bookings(
     kitchen_id: Annotated[UUID | None, Query(description="Only this kitchen's.")] = None,
 ) -> BookingPage:
     return BookingPage.of(
-        bookings.list(user.viewer, status=status, kitchen_id=kitchen_id, page=page)
+        await run_in_threadpool(
+            bookings.list, user.viewer, status=status, kitchen_id=kitchen_id, page=page
+        )
     )
 
 
@@ -149,10 +152,12 @@ def list_bookings(
     "anyone else, 404 if there is no such booking.",
     responses=query_responses(401, 403, 404, 422, 503),
 )
-def get_booking(
+async def get_booking(
     booking_id: BookingId,
     user: BookingParticipant,
     bookings: BookingQueriesDep,
     _: BookingsReadModel,
 ) -> BookingDetailOut:
-    return BookingDetailOut.of_detail(bookings.get(user.viewer, booking_id))
+    return BookingDetailOut.of_detail(
+        await run_in_threadpool(bookings.get, user.viewer, booking_id)
+    )
