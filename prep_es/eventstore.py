@@ -98,9 +98,10 @@ APPEND_ONLY_TRUNCATE_TRIGGER: Final = "prep_es_append_only_truncate"
 APPEND_ONLY_MESSAGE: Final = "the event store is append-only"
 APPEND_FUNCTION_PREFIX: Final = "prep_es_append_"
 NOTIFICATION_ID_MAX: Final = 2**63 - 1
-APPEND_ATTEMPTS_MAX: Final = 10
-APPEND_RETRY_WAIT_S: Final = 0.2
 """The largest notification id PostgreSQL can hold (``bigint``)."""
+APPEND_ATTEMPTS_MAX: Final = 10
+"""Times a group is sent while its connection fails (the database restarting, say)."""
+APPEND_RETRY_WAIT_S: Final = 0.2
 
 # Serialises schema creation across processes starting at once: concurrent
 # CREATE OR REPLACE of one function or trigger fails with "tuple concurrently updated".
@@ -161,10 +162,10 @@ def postgres_append_function_statement(
     notification_id)`` for every event stored, in order (an append without rows was
     refused), and notifies listeners if anything was inserted. Appends are delimited by
     ``event_ends`` and ``expected_ends``: the last index (1-based) of each one's events
-    and expected versions. Called as a single statement on an autocommit connection, a group is
-    one round trip and one transaction, and the lock is held until it commits. Every
-    check is a primary-key probe; with the lock held, nothing else can insert between
-    a check and its insert."""
+    and expected versions. Called as a single statement on an autocommit connection, a
+    group is one round trip and one transaction, and the lock is held until it commits.
+    Every check is a primary-key probe; with the lock held, nothing else can insert
+    between a check and its insert."""
     return SQL(
         "CREATE OR REPLACE FUNCTION {function}("
         "originator_ids uuid[], originator_versions bigint[], topics text[], states bytea[], "
@@ -357,14 +358,12 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
         restarting, say). A failure may come after the commit, with the answer lost:
         sent again, an append already stored is answered as stored, not refused as a
         conflict with itself — its command succeeded."""
-        for attempt in range(1, APPEND_ATTEMPTS_MAX + 1):
+        for attempt in range(1, APPEND_ATTEMPTS_MAX):
             try:
                 return self._send_appends(appends, resent=attempt > 1)
             except (InterfaceError, OperationalError):
-                if attempt == APPEND_ATTEMPTS_MAX:
-                    raise
                 time.sleep(APPEND_RETRY_WAIT_S)
-        raise AssertionError("unreachable")
+        return self._send_appends(appends, resent=True)  # the last try: its failure is raised
 
     def _send_appends(self, appends: Sequence[Append], *, resent: bool) -> list[AppendOutcome]:
         """One statement, one round trip, one transaction (the connection is in
