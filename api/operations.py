@@ -12,7 +12,6 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from prep_es.errors import PROBLEM_MEDIA_TYPE, problem_response
 from prep_es.metrics import CONTENT_TYPE, Metrics, ProjectionCollector
@@ -90,8 +89,8 @@ async def healthz() -> Health:
         }
     },
 )
-async def readyz(request: Request, operations: OperationsDep) -> Any:
-    report = await run_in_threadpool(operations.readiness.check)
+def readyz(request: Request, operations: OperationsDep) -> Any:
+    report = operations.readiness.check()
     if report.ready:
         return report
     return _not_ready(request, report)
@@ -120,8 +119,6 @@ def _not_ready(request: Request, report: ReadinessReport) -> Response:
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
 )
-async def metrics(operations: OperationsDep) -> Response:
-    text = await run_in_threadpool(
-        operations.metrics.exposition, ProjectionCollector(operations.projection_statuses)
-    )
+def metrics(operations: OperationsDep) -> Response:
+    text = operations.metrics.exposition(ProjectionCollector(operations.projection_statuses))
     return Response(content=text, media_type=CONTENT_TYPE)

@@ -8,7 +8,6 @@ from uuid import UUID
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import AccountQueriesDep, AccountsReadModel, CurrentUser, PageParams
 from api.queries.params import query_responses
@@ -115,10 +114,8 @@ class StatementPage(BaseModel):
     "(send `X-Prep-Min-Position` after registering to wait for it).",
     responses=query_responses(401, 404, 422, 503),
 )
-async def my_account(
-    user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadModel
-) -> AccountOut:
-    return AccountOut.of(await run_in_threadpool(accounts.account, user.viewer))
+def my_account(user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadModel) -> AccountOut:
+    return AccountOut.of(accounts.account(user.viewer))
 
 
 @router.get(
@@ -129,7 +126,7 @@ async def my_account(
     "account's figures after it.",
     responses=query_responses(401, 422, 503),
 )
-async def my_statement(
+def my_statement(
     user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadModel, page: PageParams
 ) -> StatementPage:
-    return StatementPage.of(await run_in_threadpool(accounts.entries, user.viewer, page))
+    return StatementPage.of(accounts.entries(user.viewer, page))

@@ -15,7 +15,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from aggregates.errors import InvalidRequest
 from api.deps import (
@@ -101,7 +100,7 @@ class UserPage(BaseModel):
     description="Every user, oldest registration first; filter by `role` and `active`.",
     responses=query_responses(401, 403, 422, 503),
 )
-async def list_users(
+def list_users(
     admin: AdminUser,
     users: UserQueriesDep,
     _: UsersReadModel,
@@ -109,9 +108,7 @@ async def list_users(
     role: Annotated[Role | None, Query(description="Only this role.")] = None,
     active: Annotated[bool | None, Query(description="Only active (or deactivated) users.")] = None,
 ) -> UserPage:
-    return UserPage.of(
-        await run_in_threadpool(users.list, admin.viewer, role=role, active=active, page=page)
-    )
+    return UserPage.of(users.list(admin.viewer, role=role, active=active, page=page))
 
 
 # --- kitchens and certificates -------------------------------------------------------
@@ -124,7 +121,7 @@ async def list_users(
     "approval — the longest in that status first.",
     responses=query_responses(401, 403, 422, 503),
 )
-async def moderation_queue(
+def moderation_queue(
     admin: AdminUser,
     kitchens: KitchenModerationDep,
     _: KitchensReadModel,
@@ -136,9 +133,7 @@ async def moderation_queue(
         ),
     ] = None,
 ) -> KitchenPage:
-    return KitchenPage.of(
-        await run_in_threadpool(kitchens.moderation, admin.viewer, status=status, page=page)
-    )
+    return KitchenPage.of(kitchens.moderation(admin.viewer, status=status, page=page))
 
 
 class AffectedKitchenOut(BaseModel):
@@ -194,7 +189,7 @@ class CertificatePage(BaseModel):
     "for those awaiting review.",
     responses=query_responses(401, 403, 422, 503),
 )
-async def list_certificates(
+def list_certificates(
     admin: AdminUser,
     compliance: ComplianceQueriesDep,
     _: ComplianceReadModel,
@@ -204,9 +199,7 @@ async def list_certificates(
         Query(description="Only this status (all if left out).", examples=["pending"]),
     ] = None,
 ) -> CertificatePage:
-    return CertificatePage.of(
-        await run_in_threadpool(compliance.certificates, admin.viewer, status=status, page=page)
-    )
+    return CertificatePage.of(compliance.certificates(admin.viewer, status=status, page=page))
 
 
 class ExpiringCertificateOut(CertificateOut):
@@ -249,7 +242,7 @@ class ExpiringCertificatePage(BaseModel):
     "when it lapses.",
     responses=query_responses(401, 403, 422, 503),
 )
-async def expiring_certificates(
+def expiring_certificates(
     admin: AdminUser,
     compliance: ComplianceQueriesDep,
     _: ComplianceReadModel,
@@ -264,9 +257,7 @@ async def expiring_certificates(
         ),
     ] = WITHIN_DAYS_DEFAULT,
 ) -> ExpiringCertificatePage:
-    expiring = await run_in_threadpool(
-        compliance.expiring, admin.viewer, today=today, within_days=within_days, page=page
-    )
+    expiring = compliance.expiring(admin.viewer, today=today, within_days=within_days, page=page)
     return ExpiringCertificatePage.of(expiring, within_days)
 
 
@@ -329,10 +320,10 @@ class TrialBalanceOut(BaseModel):
     "deposited and were not paid out).",
     responses=query_responses(401, 403, 422, 503),
 )
-async def trial_balance(
+def trial_balance(
     admin: AdminUser, accounts: AccountQueriesDep, _: AccountsReadModel, page: PageParams
 ) -> TrialBalanceOut:
-    return TrialBalanceOut.of(await run_in_threadpool(accounts.trial_balance, admin.viewer, page))
+    return TrialBalanceOut.of(accounts.trial_balance(admin.viewer, page))
 
 
 # --- audit and time travel -----------------------------------------------------------
@@ -388,7 +379,7 @@ class AuditPageOut(BaseModel):
     "by keyset: pass the last page's `next_after_position` as `after_position`.",
     responses=query_responses(401, 403, 422, 503),
 )
-async def audit_trail(
+def audit_trail(
     admin: AdminUser,
     audit: AuditQueriesDep,
     _: AuditReadModel,
@@ -411,8 +402,7 @@ async def audit_trail(
         int, Query(ge=1, le=AUDIT_LIMIT_MAX, description="Entries per page (1–100).")
     ] = PAGE_SIZE_DEFAULT,
 ) -> AuditPageOut:
-    page = await run_in_threadpool(
-        audit.entries,
+    page = audit.entries(
         admin.viewer,
         aggregate_id=aggregate_id,
         actor_id=actor_id,
@@ -456,13 +446,13 @@ class AggregateEventsOut(BaseModel):
     "payload (secrets redacted). `X-Prep-Position` is the event store's position.",
     responses=query_responses(401, 403, 404, 422),
 )
-async def aggregate_events(
+def aggregate_events(
     aggregate_id: AggregateId,
     admin: AdminUser,
     timetravel: TimeTravelQueriesDep,
     _: EventStoreRead,
 ) -> AggregateEventsOut:
-    events = await run_in_threadpool(timetravel.events, admin.viewer, aggregate_id)
+    events = timetravel.events(admin.viewer, aggregate_id)
     return AggregateEventsOut(
         aggregate_id=aggregate_id,
         items=[StoredEventOut.of(event) for event in events],
@@ -496,7 +486,7 @@ class AggregateStateOut(BaseModel):
     "for a version it never reached.",
     responses=query_responses(401, 403, 404, 422),
 )
-async def aggregate_state(
+def aggregate_state(
     aggregate_id: AggregateId,
     admin: AdminUser,
     timetravel: TimeTravelQueriesDep,
@@ -515,9 +505,7 @@ async def aggregate_state(
             "give exactly one of version and as_of", code="version_or_as_of_required"
         )
     return AggregateStateOut.of(
-        await run_in_threadpool(
-            timetravel.state, admin.viewer, aggregate_id, version=version, as_of=as_of
-        )
+        timetravel.state(admin.viewer, aggregate_id, version=version, as_of=as_of)
     )
 
 
@@ -608,14 +596,9 @@ class ProjectionsOut(BaseModel):
     "(it is how one sees why a read model is behind).",
     responses=query_responses(401, 403, 422),
 )
-async def projections(
-    admin: AdminUser, services: ServicesDep, response: Response
-) -> ProjectionsOut:
-    statuses = await run_in_threadpool(
-        projection_statuses,
-        services.runtime.app,
-        services.read_side.write_database,
-        services.projections,
+def projections(admin: AdminUser, services: ServicesDep, response: Response) -> ProjectionsOut:
+    statuses = projection_statuses(
+        services.runtime.app, services.read_side.write_database, services.projections
     )
     response.headers[POSITION_HEADER] = str(min((s.position for s in statuses), default=0))
     return ProjectionsOut(items=[ProjectionOut.of(status) for status in statuses])

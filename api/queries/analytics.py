@@ -16,7 +16,6 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
     AnalystAdminOrHost,
@@ -204,16 +203,14 @@ class KitchenStatsOut(BaseModel):
     "another's). `Accept: text/csv` answers one CSV row.",
     responses=query_responses(401, 403, 404, 422, 503, content=_CSV_CONTENT),
 )
-async def kitchen_stats(
+def kitchen_stats(
     kitchen_id: KitchenId,
     user: AnalystAdminOrHost,
     analytics: AnalyticsQueriesDep,
     consistency: AnalyticsReadModel,
     accept: Accept = None,
 ) -> KitchenStatsOut | Response:
-    stats = KitchenStatsOut.of(
-        await run_in_threadpool(analytics.kitchen_stats, user.viewer, kitchen_id)
-    )
+    stats = KitchenStatsOut.of(analytics.kitchen_stats(user.viewer, kitchen_id))
     if prefers_csv(accept):
         return csv_response(
             [stats], KitchenStatsOut, consistency, f"kitchen-{kitchen_id}-stats.csv"
@@ -281,7 +278,7 @@ class RevenueSeriesOut(BaseModel):
     "per period.",
     responses=query_responses(401, 403, 422, 503, content=_CSV_CONTENT),
 )
-async def revenue(
+def revenue(
     user: AnalystOrAdmin,
     analytics: AnalyticsQueriesDep,
     consistency: AnalyticsReadModel,
@@ -308,9 +305,7 @@ async def revenue(
     last: date = today if to is None else to.date()
     first: date = last - timedelta(days=REVENUE_DAYS_DEFAULT - 1) if from_ is None else from_.date()
     series = RevenueSeriesOut.of(
-        await run_in_threadpool(
-            analytics.revenue, user.viewer, first, last, granularity=granularity, city=city
-        )
+        analytics.revenue(user.viewer, first, last, granularity=granularity, city=city)
     )
     if prefers_csv(accept):
         return csv_response(series.points, RevenuePointOut, consistency, "revenue.csv")
@@ -356,7 +351,7 @@ class TopKitchensOut(BaseModel):
     "`Accept: text/csv` answers one row per kitchen.",
     responses=query_responses(401, 403, 422, 503, content=_CSV_CONTENT),
 )
-async def top_kitchens(
+def top_kitchens(
     user: AnalystOrAdmin,
     analytics: AnalyticsQueriesDep,
     consistency: AnalyticsReadModel,
@@ -370,9 +365,7 @@ async def top_kitchens(
         metric=metric,
         items=[
             RankedKitchenOut.of(ranked)
-            for ranked in await run_in_threadpool(
-                analytics.top_kitchens, user.viewer, metric=metric, limit=limit
-            )
+            for ranked in analytics.top_kitchens(user.viewer, metric=metric, limit=limit)
         ],
     )
     if prefers_csv(accept):

@@ -13,7 +13,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from aggregates.booking import ACTIVE_STATUSES
 from api.deps import BookingParticipant, BookingQueriesDep, BookingsReadModel, PageParams
@@ -130,7 +129,7 @@ class BookingPage(BaseModel):
     "Filter by `status` and `kitchen_id`.",
     responses=query_responses(401, 403, 422, 503),
 )
-async def list_bookings(
+def list_bookings(
     user: BookingParticipant,
     bookings: BookingQueriesDep,
     _: BookingsReadModel,
@@ -139,9 +138,7 @@ async def list_bookings(
     kitchen_id: Annotated[UUID | None, Query(description="Only this kitchen's.")] = None,
 ) -> BookingPage:
     return BookingPage.of(
-        await run_in_threadpool(
-            bookings.list, user.viewer, status=status, kitchen_id=kitchen_id, page=page
-        )
+        bookings.list(user.viewer, status=status, kitchen_id=kitchen_id, page=page)
     )
 
 
@@ -152,12 +149,10 @@ async def list_bookings(
     "anyone else, 404 if there is no such booking.",
     responses=query_responses(401, 403, 404, 422, 503),
 )
-async def get_booking(
+def get_booking(
     booking_id: BookingId,
     user: BookingParticipant,
     bookings: BookingQueriesDep,
     _: BookingsReadModel,
 ) -> BookingDetailOut:
-    return BookingDetailOut.of_detail(
-        await run_in_threadpool(bookings.get, user.viewer, booking_id)
-    )
+    return BookingDetailOut.of_detail(bookings.get(user.viewer, booking_id))

@@ -14,7 +14,6 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregates.errors import DomainError
@@ -241,7 +240,7 @@ def _summary_document(
     response_model=KitchenPage,
     responses=query_responses(422, 503),
 )
-async def search_kitchens(
+def search_kitchens(
     kitchens: KitchenQueriesDep,
     consistency: KitchensReadModel,
     page: PageParams,
@@ -308,9 +307,7 @@ async def search_kitchens(
         available_to=available_to,
         sort=sort,
     )
-    found = await run_in_threadpool(
-        kitchens.search, filters, page, min_position=consistency.min_position
-    )
+    found = kitchens.search(filters, page, min_position=consistency.min_position)
     return consistency.response(KitchenPage.json_of(found), "application/json")
 
 
@@ -324,7 +321,7 @@ async def search_kitchens(
     response_model=KitchenDetailOut,
     responses=query_responses(401, 404, 422, 503),
 )
-async def get_kitchen(
+def get_kitchen(
     kitchen_id: KitchenId,
     user: OptionalUser,
     kitchens: KitchenQueriesDep,
@@ -332,9 +329,7 @@ async def get_kitchen(
     pages: KitchenPagesDep,
 ) -> Response:
     viewer = None if user is None else user.viewer
-    detail, holds_from = await run_in_threadpool(
-        kitchens.get, viewer, kitchen_id, min_position=consistency.min_position
-    )
+    detail, holds_from = kitchens.get(viewer, kitchen_id, min_position=consistency.min_position)
     page = KitchenDetailOut.json_of(detail)
     if pages is not None and detail.status == "published":
         pages.remember(kitchen_id, page, holds_from)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, UserQueriesDep, UsersReadModel
 from api.schemas import problems
@@ -18,5 +17,5 @@ router = APIRouter(prefix="/users", tags=["users"])
     description="The signed-in user's profile from the users read model.",
     responses=problems(401, 404, 503),
 )
-async def me(user: CurrentUser, users: UserQueriesDep, _: UsersReadModel) -> UserProfile:
-    return await run_in_threadpool(users.me, user.viewer)
+def me(user: CurrentUser, users: UserQueriesDep, _: UsersReadModel) -> UserProfile:
+    return users.me(user.viewer)
