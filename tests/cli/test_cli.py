@@ -296,23 +296,17 @@ def test_console_script_creates_a_user(sqlite_url: str, monkeypatch: pytest.Monk
         "--json",
     ]
 
-    first = subprocess.run(
-        command,
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=60,
-        check=False,
-    )
-    again = subprocess.run(
-        command,
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=60,
-        check=False,
+    first, again = (
+        subprocess.run(
+            command,
+            input=PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=60,
+            check=False,
+        )
+        for _ in range(2)
     )
 
     assert first.returncode == 0, first.stderr
