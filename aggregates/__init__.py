@@ -23,7 +23,19 @@ SNAPSHOTTING_INTERVALS: dict[type[Any], int] = {
     KitchenSchedule: SCHEDULE_SNAPSHOT_INTERVAL,
 }
 
+AGGREGATE_CLASSES: tuple[type[Any], ...] = (
+    Account,
+    Booking,
+    EmailClaim,
+    IdempotencyRecord,
+    Kitchen,
+    KitchenSchedule,
+    User,
+)
+"""Every aggregate class of the domain."""
+
 __all__ = [
+    "AGGREGATE_CLASSES",
     "SNAPSHOTTING_INTERVALS",
     "Account",
     "Booking",

@@ -77,48 +77,28 @@ class UserCommands:
         self._passwords = passwords
 
     def register_user(self, command: RegisterUser, context: CommandContext) -> Executed[UserState]:
-        return self._create(
-            "register_user",
-            command,
-            context,
-            command.email,
-            command.password,
-            command.full_name,
-            command.role,
-        )
+        return self._create("register_user", command, context)
 
     def create_user(self, command: CreateUser, context: CommandContext) -> Executed[UserState]:
         """No actor check: only operators with database access (CLI) reach this."""
-        return self._create(
-            "create_user",
-            command,
-            context,
-            command.email,
-            command.password,
-            command.full_name,
-            command.role,
-        )
+        return self._create("create_user", command, context)
 
     def _create(
-        self,
-        command_name: str,
-        command: BaseModel,
-        context: CommandContext,
-        email: str,
-        password: str,
-        full_name: str,
-        role: str,
+        self, command_name: str, command: RegisterUser | CreateUser, context: CommandContext
     ) -> Executed[UserState]:
-        check_password(password)
-        normalized = normalize_email(email)
-        password_hash = self._passwords.hash(password)
+        check_password(command.password)
+        normalized = normalize_email(command.email)
+        password_hash = self._passwords.hash(command.password)
 
         def decide(unit: UnitOfWork) -> UserState:
             claim_id = EmailClaim.create_id(email=normalized)
             if unit.find(EmailClaim, claim_id) is not None:
                 raise EmailTaken(f"{normalized} is already registered")
             user = User.register(
-                email=normalized, full_name=full_name, role=role, password_hash=password_hash
+                email=normalized,
+                full_name=command.full_name,
+                role=command.role,
+                password_hash=password_hash,
             )
             unit.add(user, EmailClaim(email=normalized, user_id=user.id), Account(owner_id=user.id))
             return UserState.of(user)

@@ -18,6 +18,7 @@ token was issued, is refused at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -162,8 +163,8 @@ class TokenService:
         self._audience = audience
         self._ttl_s = ttl_s
         self._clock = clock
-        self._verified: OrderedDict[str, TokenClaims] = OrderedDict()
-        self._verified_lock = threading.Lock()
+        # Thread-safe, and a refused token is not remembered (exceptions are not cached).
+        self._decode = functools.lru_cache(maxsize=VERIFIED_TOKENS_MAX)(self._decode_anew)
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], datetime]) -> TokenService:
@@ -196,21 +197,12 @@ class TokenService:
         client's next request only has its expiry checked: decoding and checking the
         signature cost more than the rest of authentication (PyJWT checks the
         alphabet of every character in Python). CPU only: the event loop may call it."""
-        with self._verified_lock:
-            claims = self._verified.get(token)
-            if claims is not None:
-                self._verified.move_to_end(token)
-        if claims is None:
-            claims = self._decode(token)
-            with self._verified_lock:
-                self._verified[token] = claims
-                while len(self._verified) > VERIFIED_TOKENS_MAX:
-                    self._verified.popitem(last=False)
+        claims = self._decode(token)
         if claims.exp <= self._clock().timestamp():
             raise Unauthenticated("the access token has expired", code="token_expired")
         return claims
 
-    def _decode(self, token: str) -> TokenClaims:
+    def _decode_anew(self, token: str) -> TokenClaims:
         """The claims of ``token`` if it is ours: signature, algorithm, issuer, audience
         and the required claims checked (not the expiry)."""
         try:

@@ -6,26 +6,8 @@ from typing import Any
 
 from eventsourcing.utils import resolve_topic
 
-from aggregates import (
-    Account,
-    Booking,
-    EmailClaim,
-    IdempotencyRecord,
-    Kitchen,
-    KitchenSchedule,
-    User,
-)
+from aggregates import AGGREGATE_CLASSES
 from aggregates.base import AggregateSnapshot, DomainEvent
-
-AGGREGATE_CLASSES = (
-    Account,
-    Booking,
-    EmailClaim,
-    IdempotencyRecord,
-    Kitchen,
-    KitchenSchedule,
-    User,
-)
 
 
 def domain_event_types() -> tuple[type[Any], ...]:
