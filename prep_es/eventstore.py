@@ -227,18 +227,36 @@ def postgres_append_function_statement(
 
 FORMER_APPEND_FUNCTION_PARAMETERS: Final = (
     "uuid[], bigint[], text[], bytea[], uuid[], bigint[]",  # one append at a time
-    "uuid[], bigint[], text[], bytea[], int[], uuid[], bigint[], int[]",  # not ``resent``
 )
+"""Signatures of the append function before the previous version's, dropped at start."""
 
 
 def postgres_drop_former_append_function_statements(function: Composed) -> list[Composed]:
-    """The append functions of earlier versions, whose signatures differ."""
+    """The append functions of versions before the previous one, whose signatures differ."""
     return [
         SQL("DROP FUNCTION IF EXISTS {function}({parameters})").format(
             function=function, parameters=SQL(parameters)
         )
         for parameters in FORMER_APPEND_FUNCTION_PARAMETERS
     ]
+
+
+def postgres_previous_append_function_statement(function: Composed) -> Composed:
+    """The previous version's append function (without ``resent``), kept as a call of
+    the current one: during a rolling upgrade, processes of that version go on appending
+    after a process of this one has started. It calls the current one with ``resent``
+    false, which is what that version's function did."""
+    return SQL(
+        "CREATE OR REPLACE FUNCTION {function}("
+        "originator_ids uuid[], originator_versions bigint[], topics text[], states bytea[], "
+        "event_ends int[], expected_ids uuid[], expected_versions bigint[], "
+        "expected_ends int[]) "
+        "RETURNS TABLE (append_index int, notification_id bigint) "
+        "LANGUAGE sql AS $body$ "
+        "SELECT * FROM {function}(originator_ids, originator_versions, topics, states, "
+        "event_ends, expected_ids, expected_versions, expected_ends, false) "
+        "$body$"
+    ).format(function=function)
 
 
 def _lock_schema_changes(curs: Cursor[DictRow]) -> None:
@@ -331,6 +349,9 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
                 channel=Identifier(self.channel_name),
                 lock_timeout_s=datastore.lock_timeout,
             )
+        )
+        self.sql_create_statements.append(
+            postgres_previous_append_function_statement(self._append_function)
         )
         self._call_append_function = SQL(
             "SELECT append_index, notification_id "

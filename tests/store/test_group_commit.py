@@ -14,6 +14,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, StoredEv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import Connection
+from psycopg.sql import SQL
 
 from prep_es.eventstore import AppendOnlyPostgresApplicationRecorder, open_application
 from prep_es.group_commit import Append, AppendOutcome, GroupCommit
@@ -288,6 +289,40 @@ def test_each_append_of_a_group_sent_again_gets_its_first_outcome(
     assert [isinstance(outcome, IntegrityError) for outcome in again] == [False, True, False]
     assert again[0] == first[0] and again[2] == first[2]
     assert len(recorder.select_notifications(start=1, limit=100)) == 4
+
+
+def test_a_process_of_the_previous_version_still_appends(
+    recorder: AppendOnlyPostgresApplicationRecorder,
+) -> None:
+    """During a rolling upgrade, processes of the previous version call its append
+    function (without ``resent``): it stays, judging groups as the current one does,
+    and a group it sends again is refused as that version's was."""
+    taken = stream(1)
+    recorder.insert_events(taken)
+    fresh = stream(2)
+    group = [*fresh, unique_event(taken[0].originator_id, 1)]
+    call = SQL(
+        "SELECT append_index, notification_id FROM {function}(%s, %s, %s, %s, %s, %s, %s, %s)"
+    ).format(function=recorder._append_function)
+    arguments = (
+        [event.originator_id for event in group],
+        [event.originator_version for event in group],
+        [event.topic for event in group],
+        [event.state for event in group],
+        [2, 3],  # two appends: the fresh stream, then the rival of ``taken``
+        [],
+        [],
+        [0, 0],
+    )
+
+    with recorder.datastore.get_connection() as connection:
+        first = connection.execute(call, arguments).fetchall()
+        again = connection.execute(call, arguments).fetchall()
+
+    assert [row["append_index"] for row in first] == [1, 1]
+    assert again == []
+    stored = recorder.select_events(fresh[0].originator_id)
+    assert [event.state for event in stored] == [event.state for event in fresh]
 
 
 def test_the_same_events_appended_anew_are_refused(
