@@ -256,12 +256,15 @@ def live_over(loads: Loads, reached: list[int | None]) -> LiveSearchIndex:
 
 def wait_for_build(index: LiveSearchIndex, loads: Loads) -> None:
     """Searches (each may start a build, once the pause after the last is over) until
-    a build ended."""
+    a build ended and the index it loaded is in place."""
     deadline = time.monotonic() + 10
     while not loads.built.wait(0.01):
         index.search(KitchenFilters(), PageRequest(), 0)
         assert time.monotonic() < deadline
     loads.built.clear()
+    while index.builds < loads.builds:  # the build thread puts what it loaded in place
+        time.sleep(0.001)
+        assert time.monotonic() < deadline
 
 
 def test_the_live_index_answers_while_no_change_is_announced_after_it() -> None:
