@@ -58,6 +58,13 @@ class PermissionDenied(DomainError):
     default_code = "forbidden"
 
 
+class ActorNotAdmitted(DomainError):
+    """The user issuing the command may no longer act as they claim: deactivated
+    (``user_inactive``), or their role changed (``role_changed``)."""
+
+    default_code = "user_inactive"
+
+
 class InsufficientFunds(DomainError):
     """The account's available balance does not cover the amount."""
 

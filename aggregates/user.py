@@ -8,7 +8,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from aggregates.base import Aggregate, AggregateCreated, derived_id
-from aggregates.errors import InvalidRequest, InvalidStateTransition
+from aggregates.errors import ActorNotAdmitted, InvalidRequest
 
 ROLES = ("customer", "host", "admin", "analyst")
 SELF_REGISTRATION_ROLES = ("customer", "host")
@@ -124,9 +124,15 @@ class User(Aggregate):
     def _reactivated(self) -> None:
         self.active = True
 
-    def check_active(self) -> None:
+    def check_acts_as(self, role: str) -> None:
+        """That this user may act in ``role`` now: active, and still in that role."""
         if not self.active:
-            raise InvalidStateTransition("the user is deactivated", code="user_inactive")
+            raise ActorNotAdmitted("this user is deactivated", code="user_inactive")
+        if self.role != role:
+            raise ActorNotAdmitted(
+                "this user's role changed since the token was issued; sign in again",
+                code="role_changed",
+            )
 
 
 class EmailClaim(Aggregate):

@@ -36,6 +36,7 @@ from aggregates.base import Aggregate, EventMetadata, derived_id, recording_meta
 from aggregates.errors import ConcurrencyConflict, DomainError, NotFound, PermissionDenied
 from aggregates.idempotency import IdempotencyRecord, check_idempotency_key
 from aggregates.schedule import KitchenSchedule
+from aggregates.user import User
 
 logger = logging.getLogger(__name__)
 
@@ -313,6 +314,18 @@ def request_hash(command_name: str, request: BaseModel) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def _admit(unit: UnitOfWork, actor: Actor | None) -> None:
+    """A user's command stands on the user being active in the role their token claims,
+    as the write model has them: the user is read like any aggregate the decision reads,
+    so a deactivation or role change committed meanwhile refuses the commit, and the
+    next attempt reads it. (Authentication checked the users read model, which may be a
+    moment behind.)"""
+    if actor is None or actor.role == SYSTEM_ROLE:
+        return
+    user = unit.get(User, actor.user_id, not_found_code="user_not_found")
+    user.check_acts_as(actor.role)
+
+
 class CommandProcessor:
     """Runs commands with bounded conflict retries and idempotency.
 
@@ -386,6 +399,7 @@ class CommandProcessor:
                     if replayed is not None:
                         return replayed
                 try:
+                    _admit(unit, context.actor)
                     result = decide(unit)
                 except DomainError:
                     if optimistic and (unit.started_from_known_copy or key is not None):

@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from aggregates.account import Account
-from aggregates.errors import EmailTaken
+from aggregates.errors import EmailTaken, PermissionDenied
 from aggregates.user import EmailClaim, User, check_password, normalize_email
 from commands.handling import CommandContext, CommandProcessor, Executed, UnitOfWork, require_role
 
@@ -106,7 +106,14 @@ class UserCommands:
         return self._processor.execute(command_name, context, command, UserState, decide)
 
     def update_user(self, command: UpdateUser, context: CommandContext) -> Executed[UserState]:
-        require_role(context, "admin")
+        admin = require_role(context, "admin")
+        demotes = command.active is False or command.role not in (None, "admin")
+        if command.user_id == admin.user_id and demotes:
+            # Else the last admin could lock everyone out: the bootstrap admin is only
+            # created when absent.
+            raise PermissionDenied(
+                "admins cannot deactivate or demote their own account; another admin can"
+            )
 
         def decide(unit: UnitOfWork) -> UserState:
             user = unit.get(User, command.user_id, not_found_code="user_not_found")

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from aggregates.errors import (
+    ActorNotAdmitted,
     DomainError,
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -60,6 +61,7 @@ STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
     StateConflict: 409,
     DomainError: 400,
     Unauthenticated: 401,
+    ActorNotAdmitted: 401,
     LoginRateLimited: 429,
     ReadModelBehind: 503,
     StoreOperationalError: 503,

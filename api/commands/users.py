@@ -56,8 +56,10 @@ class UpdateUserBody(RequestBody):
     "/{user_id}",
     summary="Change a user's role or active flag",
     description="Admins only. Fields left out stay as they are. Deactivating a user "
-    "refuses their tokens from the next request on (once the users read model has the "
-    "change; send `X-Prep-Min-Position` to be sure).",
+    "refuses their commands at once (each checks the user in the write model) and their "
+    "queries once the users read model has the change (send `X-Prep-Min-Position` to be "
+    "sure). An admin cannot deactivate or demote their own account (403): another admin "
+    "can.",
     responses=problems(401, 403, 404, 422),
 )
 async def update_user(

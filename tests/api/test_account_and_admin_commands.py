@@ -130,6 +130,15 @@ def test_changing_a_user_is_refused_when_it_should_be(api: Api) -> None:
     assert_problem(api.patch(path, json={"active": False}), 401, "not_authenticated")
 
 
+@pytest.mark.parametrize("change", [{"active": False}, {"role": "analyst"}])
+def test_an_admin_cannot_lock_themselves_out(api: Api, change: dict[str, object]) -> None:
+    own = f"/admin/users/{api.admin.id}"
+    assert_problem(api.patch(own, api.admin, json=change), 403, "forbidden")
+    unchanged = api.ok(api.patch(own, api.admin, json={"active": True, "role": "admin"}))
+    assert (unchanged["role"], unchanged["active"]) == ("admin", True)
+    api.ok(api.get("/users/me", api.admin))
+
+
 # --- projections -----------------------------------------------------------------------
 
 

@@ -10,10 +10,11 @@ from datetime import timedelta
 import pytest
 
 from aggregates.account import Account, account_id_for
-from aggregates.errors import InsufficientFunds, KitchenNotBookable
+from aggregates.errors import ActorNotAdmitted, InsufficientFunds, KitchenNotBookable
 from commands.accounts import DepositFunds, RequestPayout
 from commands.bookings import BookingAction
 from commands.kitchens import KitchenActionWithReason
+from commands.users import UpdateUser
 from prep_es.known_copies import KnownCopiesFollower
 from prep_es.runtime import Runtime
 from prep_es.settings import PostgresLocation
@@ -52,6 +53,27 @@ def test_a_kitchen_suspended_elsewhere_takes_no_more_bookings(
     with pytest.raises(KitchenNotBookable) as refused:
         market.request_booking(SLOT + timedelta(days=1))
     assert refused.value.code == "kitchen_not_bookable"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"), [({"active": False}, "user_inactive"), ({"role": "host"}, "role_changed")]
+)
+def test_a_user_changed_elsewhere_issues_no_more_commands(
+    two_processes: tuple[Marketplace, Runtime], change: dict[str, object], code: str
+) -> None:
+    """Commands check their actor against the write model (the token was checked
+    against the users read model, which may be a moment behind): this process's copy of
+    the user still says active customer, and the commit finds out."""
+    market, elsewhere = two_processes
+    market.request_booking(SLOT)  # this process now knows the customer
+    elsewhere.commands.users.update_user(
+        UpdateUser(user_id=market.customer.user_id, **change),  # type: ignore[arg-type]
+        as_actor(market.admin),
+    )
+
+    with pytest.raises(ActorNotAdmitted) as refused:
+        market.request_booking(SLOT + timedelta(days=1))
+    assert refused.value.code == code
 
 
 def test_money_moved_elsewhere_is_seen_before_deciding_again(

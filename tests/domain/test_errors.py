@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aggregates.errors import (
+    ActorNotAdmitted,
     BookingConflict,
     ConcurrencyConflict,
     DomainError,
@@ -26,6 +27,7 @@ DEFAULT_CODES: dict[type[DomainError], tuple[str, type[DomainError]]] = {
     IdempotencyKeyReused: ("idempotency_key_reused", InvalidRequest),
     NotFound: ("not_found", DomainError),
     PermissionDenied: ("forbidden", DomainError),
+    ActorNotAdmitted: ("user_inactive", DomainError),
     InsufficientFunds: ("insufficient_funds", DomainError),
     StateConflict: ("state_conflict", DomainError),
     BookingConflict: ("booking_conflict", StateConflict),

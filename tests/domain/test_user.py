@@ -8,7 +8,7 @@ from uuid import UUID
 import pytest
 
 from aggregates.base import derived_id
-from aggregates.errors import InvalidRequest, InvalidStateTransition
+from aggregates.errors import ActorNotAdmitted, InvalidRequest
 from aggregates.user import EmailClaim, User, check_password, normalize_email
 from tests.domain.scenario import given, raises_code, refused, then, then_nothing
 
@@ -129,15 +129,17 @@ def test_deactivate_and_reactivate() -> None:
     then_nothing(user)
 
 
-def test_check_active() -> None:
+def test_a_user_acts_only_while_active_and_in_their_role() -> None:
     history = registered()
     user = given(*history)
-    user.check_active()
+    user.check_acts_as(REGISTRATION["role"])
+    with refused(user, ActorNotAdmitted, "role_changed"):
+        user.check_acts_as("admin")
     user.set_active(False)
     deactivated = user.collect_events()
     user = given(*history, *deactivated)
-    with refused(user, InvalidStateTransition, "user_inactive"):
-        user.check_active()
+    with refused(user, ActorNotAdmitted, "user_inactive"):
+        user.check_acts_as(REGISTRATION["role"])
 
 
 def test_user_registered_is_at_class_version_2() -> None:
