@@ -258,7 +258,11 @@ def _authenticate(
         services.read_positions.wait_for(
             "users", min_position, services.settings.min_position_wait_s
         )
-    return _admitted(claims, services.auth_users.load(claims.sub))
+    user = services.auth_users.load(claims.sub)
+    if user is None:  # a token issued right after its user registered: the read model
+        services.catch_up_users()  # may not have them yet
+        user = services.auth_users.load(claims.sub)
+    return _admitted(claims, user)
 
 
 async def _authenticated(

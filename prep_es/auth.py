@@ -392,12 +392,16 @@ class PasswordVerifying(Protocol):
 
 @dataclass
 class Login:
-    """Checks an email and password against the users read model and issues a token."""
+    """Checks an email and password against the users read model and issues a token.
+    An email the read model does not know may have just been registered: the login then
+    waits for the read model to catch up with the event store (``catch_up_users``) and
+    looks again, so a client can log in right after registering."""
 
     users: UserQueries
     passwords: PasswordVerifying
     tokens: TokenService
     limiter: LoginLimiter
+    catch_up_users: Callable[[], None]
     _unknown_user_hash: str | None = None
 
     def log_in(self, email: str, password: str, *, client: str) -> AccessToken:
@@ -406,6 +410,9 @@ class Login:
         if retry_after_s is not None:
             raise LoginRateLimited(retry_after_s)
         credentials = self.users.credentials_by_email(email)
+        if credentials is None:
+            self.catch_up_users()
+            credentials = self.users.credentials_by_email(email)
         # An unknown email costs a hash check too, so timing does not tell emails apart.
         password_hash = self._dummy_hash() if credentials is None else credentials.password_hash
         if not self.passwords.verify(password_hash, password) or credentials is None:

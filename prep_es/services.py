@@ -160,6 +160,10 @@ class Services:
     compliance: ComplianceQueries
     timetravel: TimeTravelQueries
     tokens: TokenService
+    catch_up_users: Callable[[], None]
+    """Until the users read model has every event stored so far (at most
+    ``min_position_wait_s``, then ``ReadModelBehind``): for a user it does not know,
+    who may have registered a moment ago."""
     login: Login
     login_limiter: LoginLimiter
     projections: tuple[type[Projection], ...]
@@ -323,6 +327,12 @@ def open_services(
             database, jurisdictions=runtime.jurisdictions, clock=clock
         )
         login_limiter = open_login_limiter(settings)
+
+        def catch_up_users() -> None:
+            read_positions.wait_for(
+                UsersProjection.name, runtime.app.position(), settings.min_position_wait_s
+            )
+
         services = Services(
             settings=settings,
             clock=clock,
@@ -348,7 +358,14 @@ def open_services(
             compliance=ComplianceQueries(database),
             timetravel=TimeTravelQueries(runtime.app),
             tokens=tokens,
-            login=Login(users=users, passwords=hashing, tokens=tokens, limiter=login_limiter),
+            catch_up_users=catch_up_users,
+            login=Login(
+                users=users,
+                passwords=hashing,
+                tokens=tokens,
+                limiter=login_limiter,
+                catch_up_users=catch_up_users,
+            ),
             login_limiter=login_limiter,
             projections=configured_projections(settings),
             known_copies=known_copies,

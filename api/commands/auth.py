@@ -51,8 +51,8 @@ class LoginBody(RequestBody):
     status_code=201,
     summary="Register a customer or host",
     description="Creates the user and their account. Admins and analysts are created by "
-    "an operator (`prep-es users create`). The answer's `position` can be sent as "
-    "`X-Prep-Min-Position` with the first login, so the login sees the new user.",
+    "an operator (`prep-es users create`). The user can log in at once: a login for an "
+    "email the users read model does not know yet waits for it to catch up.",
     responses=problems(409, 422),
 )
 async def register(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,10 @@ from fastapi.testclient import TestClient
 from prep_es.app import create_app
 from prep_es.auth import TokenService, Unauthenticated
 from prep_es.passwords import Argon2Passwords
+from prep_es.readside import start_projectors
 from prep_es.runtime import system_clock
+from prep_es.services import Services
+from projections.runners import Supervisor
 from tests.api.conftest import (
     ADMIN_EMAIL,
     API,
@@ -325,6 +331,67 @@ def test_a_position_the_read_model_does_not_reach_in_time_is_503(tmp_path: Path)
             headers={"X-Prep-Min-Position": str(created["position"])},
         )
         assert_problem(login, 503, "read_model_behind")
+
+
+@contextmanager
+def projectors_starting_late(services: Services, delay_s: float) -> Iterator[None]:
+    """The read models stay behind until the projectors start, ``delay_s`` from now."""
+    started: list[Supervisor] = []
+
+    def start() -> None:
+        supervisor, _ = start_projectors(
+            services.settings,
+            services.runtime.app,
+            services.read_side,
+            projection_classes=services.projections,
+            on_position=services.read_positions.observe,
+        )
+        started.append(supervisor)
+
+    timer = threading.Timer(delay_s, start)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+        for supervisor in started:
+            supervisor.stop()
+
+
+def test_a_new_user_logs_in_and_is_known_before_the_read_model_has_them(
+    tmp_path: Path,
+) -> None:
+    """Without ``X-Prep-Min-Position``: a login, or a token, for a user the users read
+    model does not know yet waits for it to catch up with the event store."""
+    settings = api_settings(f"sqlite:///{tmp_path / 'prep.db'}", run_projectors=False)
+    app = create_app(settings, passwords=Argon2Passwords.cheap_for_tests())
+    with TestClient(app) as client:
+        services = app.state.services
+        assert isinstance(services, Services)
+        with projectors_starting_late(services, 0.0):  # the read models' tables
+            services.read_positions.wait_for("users", services.runtime.app.position(), 10)
+
+        def register(email: str) -> UUID:
+            body = {"email": email, "password": PASSWORD, "full_name": "N", "role": "host"}
+            response = client.post(f"{API}/auth/register", json=body)
+            assert response.status_code == 201, response.text
+            return UUID(response.json()["id"])
+
+        minted = TokenService(
+            JWT_SECRET, issuer="prep-es", audience="prep-es-api", ttl_s=60, clock=system_clock
+        ).issue(register("first@example.com"), "host")
+        with projectors_starting_late(services, 0.3):
+            me = client.get(
+                f"{API}/users/me", headers={"Authorization": f"Bearer {minted.access_token}"}
+            )
+        assert me.status_code == 200, me.text
+
+        register("second@example.com")
+        with projectors_starting_late(services, 0.3):
+            login = client.post(
+                f"{API}/auth/login", json={"email": "second@example.com", "password": PASSWORD}
+            )
+        assert login.status_code == 200, login.text
 
 
 def test_a_position_beyond_the_event_store_is_503_too(api: Api) -> None:
