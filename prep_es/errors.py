@@ -154,7 +154,15 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         logger.warning("database unavailable", exc_info=error)
         code, detail = "database_unavailable", "the database is unavailable; try again"
         headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
-    return problem_response(request, status=status, code=code, detail=detail, headers=headers)
+    extra = None
+    if isinstance(error, InvalidRequest):
+        # A rule of the domain, not of the request's shape: it names no single field, so
+        # the part of the request it judged stands for where.
+        part = "query" if request is None or request.method in ("GET", "HEAD") else "body"
+        extra = {"errors": [{"loc": [part], "msg": detail, "type": code}]}
+    return problem_response(
+        request, status=status, code=code, detail=detail, headers=headers, extra=extra
+    )
 
 
 def internal_error_response(request_path: str) -> ProblemResponse:
@@ -186,6 +194,16 @@ async def _handle_error(request: Request, error: Exception) -> Response:
 async def _handle_validation(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     errors = validation_errors(error.errors())
+    if not _sends_json(request) and any(
+        item["loc"] == ["body"] and item["type"] != "missing" for item in errors
+    ):
+        # A body sent as something else (a form, text) is not read as JSON at all.
+        return problem_response(
+            request,
+            status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            code="unsupported_media_type",
+            detail="send the request body as JSON (Content-Type: application/json)",
+        )
     if any(item["type"] == "json_invalid" for item in errors):
         return problem_response(
             request,

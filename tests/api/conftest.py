@@ -76,6 +76,10 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["request_id"] == response.headers["X-Request-ID"]
     if status == 401:
         assert response.headers["WWW-Authenticate"] == "Bearer"
+    if status == 422:  # every validation problem says where, and why
+        assert body["errors"], body
+        for error in body["errors"]:
+            assert set(error) == {"loc", "msg", "type"} and error["loc"] and error["msg"]
     return body
 
 

@@ -90,17 +90,24 @@ def test_malformed_json_is_a_400_problem(api: Api, body: bytes) -> None:
     assert all(error["type"] == "json_invalid" for error in problem.get("errors", []))
 
 
-def test_a_body_that_is_not_json_is_a_4xx_problem(api: Api) -> None:
+@pytest.mark.parametrize("body", [b"amount=5", b'{"amount": "5.00"}'])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", None]
+)
+def test_a_body_sent_as_anything_but_json_is_a_415_problem(
+    api: Api, content_type: str | None, body: bytes
+) -> None:
     user = api.register("customer")
-    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
-        response = api.post(
-            "/accounts/me/deposits",
-            user,
-            content=b"amount=5",
-            headers={"Content-Type": content_type},
-        )
-        assert 400 <= response.status_code < 500
-        assert response.headers["content-type"] == "application/problem+json"
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = api.post("/accounts/me/deposits", user, content=body, headers=headers)
+    assert_problem(response, 415, "unsupported_media_type")
+    as_json = {"Content-Type": "application/json"}
+    sent_as_json = api.post("/accounts/me/deposits", user, content=body, headers=as_json)
+    assert sent_as_json.status_code == (201 if body.startswith(b"{") else 400)
+
+
+def test_a_missing_body_is_a_422_problem(api: Api) -> None:
+    user = api.register("customer")
     missing = api.post("/accounts/me/deposits", user)
     assert_problem(missing, 422, "validation_error")
 

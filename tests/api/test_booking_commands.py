@@ -169,7 +169,8 @@ def test_window_rules_are_422(api: Api, kitchen: dict[str, Any], customer: User)
     ]
     for fields, code in cases:
         body = {"kitchen_id": kitchen["id"], "guests": 2, **fields}
-        assert_problem(api.post("/bookings", customer, json=body), 422, code)
+        problem = assert_problem(api.post("/bookings", customer, json=body), 422, code)
+        assert problem["errors"] == [{"loc": ["body"], "msg": problem["detail"], "type": code}]
 
 
 @pytest.mark.parametrize(
