@@ -40,6 +40,7 @@ from aggregates.errors import (
 from api.schemas import POSITION_HEADER
 from prep_es.auth import LoginRateLimited, Unauthenticated
 from prep_es.logs import request_id
+from projections.database import ReadModelNotReady
 from queries.consistency import ReadModelBehind
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
     ActorNotAdmitted: 401,
     LoginRateLimited: 429,
     ReadModelBehind: 503,
+    ReadModelNotReady: 503,
     StoreOperationalError: 503,
     psycopg.OperationalError: 503,
 }
@@ -149,6 +151,10 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         )
         headers["Retry-After"] = str(error.retry_after_s)
         headers[POSITION_HEADER] = str(error.position)
+    elif isinstance(error, ReadModelNotReady):
+        code = error.code
+        detail = "the read models are not built yet (no projector has run); try again"
+        headers["Retry-After"] = str(error.retry_after_s)
     else:
         # The database went away: the stack trace is for us, not for the client.
         logger.warning("database unavailable", exc_info=error)

@@ -30,6 +30,14 @@ SQLITE_BUSY_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 10.0
 
 
+class ReadModelNotReady(Exception):
+    """A query found a read model's table missing: no projector has yet run on this
+    database (an API started before its projector worker). Ask again later."""
+
+    code = "read_model_not_ready"
+    retry_after_s = 1
+
+
 class Sql(ABC):
     """A cursor in a transaction (or a read), with ``%s`` placeholders on both engines."""
 
@@ -247,7 +255,10 @@ class PostgresReadDatabase(ReadDatabase):
     @contextmanager
     def reading(self) -> Iterator[Sql]:
         with self._pool.connection() as connection, connection.cursor() as cursor:
-            yield _PostgresSql(cursor)
+            try:
+                yield _PostgresSql(cursor)
+            except psycopg.errors.UndefinedTable as error:
+                raise ReadModelNotReady(str(error)) from error
 
     def close(self) -> None:
         self._pool.close()
@@ -300,6 +311,10 @@ class SqliteReadDatabase(ReadDatabase):
         connection.execute("BEGIN")
         try:
             yield _SqliteSql(connection)
+        except sqlite3.OperationalError as error:
+            if str(error).startswith("no such table"):
+                raise ReadModelNotReady(str(error)) from error
+            raise
         finally:
             connection.execute("ROLLBACK")
 

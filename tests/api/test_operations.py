@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -22,13 +23,16 @@ from aggregates.errors import StateConflict
 from api.operations import Operations, router
 from commands.accounts import DepositFunds
 from prep_es.app import create_app
+from prep_es.auth import TokenService
 from prep_es.metrics import Metrics, MetricsMiddleware
 from prep_es.passwords import Argon2Passwords
 from prep_es.readiness import Readiness
+from prep_es.runtime import system_clock
 from prep_es.services import Services
 from prep_es.settings import Settings
 from projections.runners import ProjectionRunner, ensure_ready
 from projections.status import ProjectionStatus
+from tests.api.conftest import api_settings, assert_problem
 from tests.support import PASSWORD, Marketplace, MutableClock, as_actor, open_test_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -360,3 +364,33 @@ def test_metrics_of_several_processes_are_summed(tmp_path: Path) -> None:
     assert counts == {(("method", "POST"), ("route", "/api/v1/bookings"), ("status", "201")): 6}
     commands = samples(text, "prep_es_commands_total")
     assert commands == {(("command", "request_booking"), ("outcome", "ok")): 2}
+
+
+def test_requests_before_any_projector_ran_are_503_problems(database_url: str) -> None:
+    """An API started before its projector worker ever ran has no read model tables:
+    what needs them asks the client to come back, it does not fail."""
+    settings = api_settings(database_url, run_projectors=False)
+    app = create_app(settings, passwords=Argon2Passwords.cheap_for_tests())
+    assert settings.jwt_secret is not None
+    admin_token = TokenService(
+        settings.jwt_secret.get_secret_value(),
+        issuer="prep-es",
+        audience="prep-es-api",
+        ttl_s=60,
+        clock=system_clock,
+    ).issue(uuid4(), "admin")
+    with TestClient(app) as client:
+        answers = [
+            client.get("/api/v1/kitchens"),
+            client.post(
+                "/api/v1/auth/login", json={"email": settings.admin_email, "password": PASSWORD}
+            ),
+            client.get(
+                "/api/v1/admin/audit",
+                headers={"Authorization": f"Bearer {admin_token.access_token}"},
+            ),
+        ]
+    for response in answers:
+        problem = assert_problem(response, 503, "read_model_not_ready")
+        assert problem["detail"].startswith("the read models are not built yet")
+        assert int(response.headers["Retry-After"]) >= 1
