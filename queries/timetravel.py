@@ -24,9 +24,9 @@ from pydantic import BaseModel
 from aggregates.base import DomainEvent
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from prep_es.eventstore import PrepApplication
-from prep_es.replay import EVENTS_PER_AGGREGATE_MAX, replay_aggregate
+from prep_es.replay import replay_aggregate
 from projections.audit import audit_payload
-from queries.base import Viewer
+from queries.base import Page, PageRequest, Viewer
 
 
 class StoredEventView(BaseModel):
@@ -64,19 +64,23 @@ class TimeTravelQueries:
     def __init__(self, app: PrepApplication) -> None:
         self._app = app
 
-    def events(self, viewer: Viewer, aggregate_id: UUID) -> list[StoredEventView]:
-        """Admins only: every event of ``aggregate_id``, oldest first."""
+    def events(
+        self, viewer: Viewer, aggregate_id: UUID, page: PageRequest
+    ) -> Page[StoredEventView]:
+        """Admins only: a page of the events of ``aggregate_id``, oldest first. Versions
+        run 1, 2, 3, … with no gap, so the page is read by version, however long the
+        stream; ``total`` is the latest version."""
         _check_admin(viewer)
-        history = list(self._app.events.get(aggregate_id, limit=EVENTS_PER_AGGREGATE_MAX + 1))
-        if not history:
+        latest = list(self._app.events.get(aggregate_id, desc=True, limit=1))
+        if not latest:
             raise NotFound(f"aggregate {aggregate_id} not found")
-        if len(history) > EVENTS_PER_AGGREGATE_MAX:
-            raise InvalidRequest(
-                f"aggregate {aggregate_id} has more than {EVENTS_PER_AGGREGATE_MAX} events; "
-                "too many to show here",
-                code="history_too_long",
-            )
-        return [_stored_event(event) for event in history]
+        history = self._app.events.get(aggregate_id, gt=page.offset, lte=page.offset + page.limit)
+        return Page[StoredEventView](
+            items=[_stored_event(event) for event in history],
+            total=latest[0].originator_version,
+            limit=page.limit,
+            offset=page.offset,
+        )
 
     def state(
         self,

@@ -434,8 +434,12 @@ class StoredEventOut(BaseModel):
 
 class AggregateEventsOut(BaseModel):
     aggregate_id: UUID
-    items: list[StoredEventOut] = Field(description="Every event, oldest first.")
-    total: int = Field(description="How many events.", examples=[5])
+    items: list[StoredEventOut] = Field(
+        description="Events `offset + 1` to `offset + limit` (by version), oldest first."
+    )
+    total: int = Field(description="How many events (the latest version).", examples=[5])
+    limit: int
+    offset: int
 
 
 @router.get(
@@ -443,20 +447,24 @@ class AggregateEventsOut(BaseModel):
     summary="An aggregate's events",
     description="The raw stream of one aggregate (user, kitchen, booking, account, …) from "
     "the event store: version, type, timestamp, actor, request and correlation ids, "
-    "payload (secrets redacted). `X-Prep-Position` is the event store's position.",
+    "payload (secrets redacted), a page at a time: `offset` skips that many versions. "
+    "`X-Prep-Position` is the event store's position.",
     responses=query_responses(401, 403, 404, 422),
 )
 def aggregate_events(
     aggregate_id: AggregateId,
     admin: AdminUser,
     timetravel: TimeTravelQueriesDep,
+    page: PageParams,
     _: EventStoreRead,
 ) -> AggregateEventsOut:
-    events = timetravel.events(admin.viewer, aggregate_id)
+    events = timetravel.events(admin.viewer, aggregate_id, page)
     return AggregateEventsOut(
         aggregate_id=aggregate_id,
-        items=[StoredEventOut.of(event) for event in events],
-        total=len(events),
+        items=[StoredEventOut.of(event) for event in events.items],
+        total=events.total,
+        limit=events.limit,
+        offset=events.offset,
     )
 
 

@@ -334,6 +334,20 @@ def test_an_aggregates_events_and_its_state_at_a_point(api: Api) -> None:
     ]
     assert {(e["actor_id"], e["actor_role"]) for e in events["items"]} == {(str(host.id), "host")}
     assert events["items"][1]["payload"]["name"] == "Renamed"
+    assert (events["limit"], events["offset"]) == (20, 0)
+    second_page = api.ok(
+        api.get(
+            f"/admin/aggregates/{kitchen['id']}/events", admin, params={"limit": 2, "offset": 2}
+        )
+    )
+    assert [e["version"] for e in second_page["items"]] == [3]
+    assert (second_page["total"], second_page["limit"], second_page["offset"]) == (3, 2, 2)
+    too_many = {"limit": 101}
+    assert_problem(
+        api.get(f"/admin/aggregates/{kitchen['id']}/events", admin, params=too_many),
+        422,
+        "validation_error",
+    )
 
     path = f"/admin/aggregates/{kitchen['id']}/state"
     first = api.ok(api.get(path, admin, params={"version": 1}))

@@ -20,7 +20,7 @@ from prep_es.settings import Settings
 from projections.audit import REDACTED, AuditProjection
 from projections.runners import ProjectionRunner, ensure_ready
 from queries.audit import AuditEntry, AuditQueries
-from queries.base import Viewer
+from queries.base import PageRequest, Viewer
 from queries.timetravel import TimeTravelQueries
 from tests.support import (
     START_OF_TESTS,
@@ -159,7 +159,7 @@ def test_secrets_are_redacted_in_the_trail_and_the_stream(world: World) -> None:
         assert "argon2" not in repr(entry.payload)
 
     admin_id = world.market.admin.user_id
-    stream = world.time_travel.events(world.admin, admin_id)
+    stream = world.time_travel.events(world.admin, admin_id, PageRequest()).items
     assert stream[0].payload["password_hash"] == REDACTED
     state = world.time_travel.state(world.admin, admin_id)
     assert "argon2" not in repr(state.state)
@@ -187,8 +187,17 @@ def test_audit_is_for_admins_and_checks_its_arguments(world: World) -> None:
 
 def test_stream_matches_the_store_and_the_audit_trail(world: World) -> None:
     market = world.market
-    stream = world.time_travel.events(world.admin, world.booking_id)
+    page = world.time_travel.events(world.admin, world.booking_id, PageRequest())
+    stream = page.items
     assert [e.version for e in stream] == [1, 2, 3, 4]
+    assert (page.total, page.limit, page.offset) == (4, 20, 0)
+    pages = [
+        world.time_travel.events(world.admin, world.booking_id, PageRequest(limit=3, offset=n))
+        for n in (0, 3, 4)
+    ]
+    assert [[e.version for e in p.items] for p in pages] == [[1, 2, 3], [4], []]
+    assert {p.total for p in pages} == {4}
+    assert [e for p in pages for e in p.items] == stream
     assert [e.type for e in stream][-1] == "Booking.BookingCancelled"
     assert [(e.actor_id, e.actor_role) for e in stream] == [
         (market.customer.user_id, "customer"),
@@ -208,7 +217,7 @@ def test_stream_matches_the_store_and_the_audit_trail(world: World) -> None:
 def test_state_at_a_version_or_a_moment_equals_the_replay(world: World) -> None:
     app = world.market.runtime.app
     travel = world.time_travel
-    stream = travel.events(world.admin, world.booking_id)
+    stream = travel.events(world.admin, world.booking_id, PageRequest()).items
 
     for version in range(1, 5):
         state = travel.state(world.admin, world.booking_id, version=version)
@@ -236,7 +245,7 @@ def test_time_travel_errors_and_access(world: World) -> None:
     travel = world.time_travel
     admin = world.admin
     with pytest.raises(NotFound):
-        travel.events(admin, uuid4())
+        travel.events(admin, uuid4(), PageRequest())
     with pytest.raises(NotFound):
         travel.state(admin, uuid4())
     for version in (0, 5):
@@ -253,6 +262,6 @@ def test_time_travel_errors_and_access(world: World) -> None:
     customer = Viewer(world.market.customer.user_id, "customer")
     for viewer in (customer, Viewer(uuid4(), "analyst")):
         with pytest.raises(PermissionDenied):
-            travel.events(viewer, world.booking_id)
+            travel.events(viewer, world.booking_id, PageRequest())
         with pytest.raises(PermissionDenied):
             travel.state(viewer, world.booking_id)
