@@ -64,16 +64,19 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+@router.head("/healthz", include_in_schema=False)
 @router.get(
     "/healthz",
     summary="Liveness",
-    description="Answers 200 while the process serves HTTP. Touches no database, so a "
-    "database outage never gets a live process restarted.",
+    description="Answers 200 while the process serves HTTP (to HEAD too, as some load "
+    "balancers ask). Touches no database, so a database outage never gets a live process "
+    "restarted.",
 )
 async def healthz() -> Health:
     return Health()
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     response_model=ReadinessReport,

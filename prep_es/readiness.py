@@ -57,7 +57,8 @@ def database_reachable(location: DatabaseLocation, timeout_s: float = CHECK_TIME
             options=f"-c statement_timeout={round(timeout_s * 1000)}",
         ) as connection:
             connection.execute("SELECT 1")
-            return f"PostgreSQL {connection.info.server_version} answered"
+            major, minor = divmod(connection.info.server_version, 10_000)
+            return f"PostgreSQL {major}.{minor} answered"
     embedded = sqlite3.connect(
         location.path, timeout=timeout_s, uri=location.path.startswith("file:")
     )

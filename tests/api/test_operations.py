@@ -3,6 +3,7 @@ metrics, on each backend; multiprocess aggregation of the metrics files."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -133,9 +134,12 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 def test_healthz_answers_without_touching_anything(serve: Callable[..., TestClient]) -> None:
-    response = serve().get("/healthz")
+    client = serve()
+    response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+    asked_by_head = client.head("/healthz")
+    assert asked_by_head.status_code == 200 and asked_by_head.content == b""
 
 
 def test_operations_routes_live_outside_the_api_prefix(
@@ -161,6 +165,9 @@ def test_ready_when_the_database_answers_and_projections_caught_up(
         "database": True,
         "projections": True,
     }
+    (database,) = [check for check in body["checks"] if check["name"] == "database"]
+    assert re.fullmatch(r"(PostgreSQL \d+\.\d+|SQLite [\d.]+) answered", database["detail"])
+    assert client.head("/readyz").status_code == 200
 
 
 def test_ready_once_in_process_projectors_catch_up(serve: Callable[..., TestClient]) -> None:
