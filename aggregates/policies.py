@@ -175,6 +175,16 @@ def check_notes(notes: str) -> None:
         )
 
 
+def check_certificate_current(expires_on: date, now: datetime, rules: JurisdictionRules) -> None:
+    """A certificate attached must not have expired already: it could never count (it
+    is valid through the end of ``expires_on`` in the jurisdiction's time zone)."""
+    if rules.end_of_day(expires_on) < now:
+        raise InvalidRequest(
+            f"this certificate expired on {expires_on.isoformat()}; attach a current one",
+            code="invalid_certificate_dates",
+        )
+
+
 def check_operating_hours(window: BookingWindow, rules: JurisdictionRules) -> None:
     if not rules.is_within_operating_hours(window.start, window.end):
         raise KitchenNotBookable(

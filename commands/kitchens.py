@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aggregates.errors import NotFound, PermissionDenied
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Certificate, Kitchen
+from aggregates.policies import check_certificate_current
 from commands.handling import (
     Actor,
     Clock,
@@ -270,6 +271,8 @@ class KitchenCommands:
 
         def decide(unit: UnitOfWork) -> CertificateState:
             kitchen = load_owned_kitchen(unit, command.kitchen_id, host)
+            rules = self._jurisdictions.get(kitchen.jurisdiction)
+            check_certificate_current(command.expires_on, self._clock(), rules)
             certificate_id = uuid4()
             kitchen.attach_certificate(
                 certificate_id=certificate_id,

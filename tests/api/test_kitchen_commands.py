@@ -3,6 +3,7 @@ moderation and certificate review — every success and every refusal, on each b
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -194,6 +195,24 @@ def test_the_host_attaches_a_pending_certificate(api: Api) -> None:
     assert certificate["kind"] == "fire_inspection"
     assert certificate["expires_on"] == "2031-05-31"
     assert certificate["rejection_reason"] is None
+
+
+def test_a_certificate_that_already_expired_is_refused(api: Api) -> None:
+    host = api.register("host")
+    kitchen = api.draft_kitchen(host)
+    yesterday = (api.clock.now - timedelta(days=1)).date().isoformat()
+    body = {
+        "kind": "health_permit",
+        "number": "HP-1",
+        "issued_on": "2020-01-01",
+        "expires_on": yesterday,
+        "document_sha256": "a" * 64,
+    }
+    path = f"/kitchens/{kitchen['id']}/certificates"
+    problem = assert_problem(api.post(path, host, json=body), 422, "invalid_certificate_dates")
+    assert yesterday in problem["detail"]
+    today = api.clock.now.date().isoformat()
+    api.ok(api.post(path, host, json={**body, "expires_on": today}), 201)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from aggregates.policies import (
     AMOUNT_CENTS_MAX,
     BookingWindow,
     booking_window,
+    check_certificate_current,
     check_guests,
     check_notes,
     check_operating_hours,
@@ -358,3 +359,12 @@ def test_operating_hours_on_a_dst_change_day(day: date, utc_offset_hours: int) -
     check_operating_hours(BookingWindow(start=closes - 2 * H, end=closes), LA)
     with raises_code(KitchenNotBookable, "outside_operating_hours"):
         check_operating_hours(BookingWindow(start=closes - H, end=closes + H), LA)
+
+
+def test_a_certificate_counts_through_its_expiry_day_in_local_time() -> None:
+    # Los Angeles: 2030-01-06 ends at 2030-01-07T08:00Z.
+    last_instant = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
+    check_certificate_current(date(2030, 1, 6), last_instant, LA)
+    check_certificate_current(date(2030, 1, 7), last_instant, LA)
+    with raises_code(InvalidRequest, "invalid_certificate_dates"):
+        check_certificate_current(date(2030, 1, 6), last_instant + timedelta(microseconds=1), LA)
