@@ -174,18 +174,22 @@ class KnownAggregates:
         events: Callable[[], Iterable[Any]],
     ) -> None:
         """Bring the copy of ``aggregate_id`` up to date with its versions
-        ``first_version``..``last_version``, stored since by another process: applied
-        in place where they follow on from the copy (only then is ``events`` called for
-        them, in order), else the copy is forgotten and the next command reads the
-        aggregate from the store."""
+        ``first_version``..``last_version``, stored since by another process: those
+        after the copy's version are applied in place where they follow on from it
+        (only then is ``events`` called for them, in order), else — versions between
+        the copy's and these were not seen — the copy is forgotten and the next command
+        reads the aggregate from the store."""
         with self._lock:
             known = self._aggregates.get(aggregate_id)
             if known is None or known.version >= last_version:
                 return
-            if known.version + 1 != first_version:
+            if known.version + 1 < first_version:
                 del self._aggregates[aggregate_id]
                 return
-        decoded = list(events())
+            known_version = known.version
+        # Versions the copy has already (this process wrote them, or they came before
+        # it was made) are passed over.
+        decoded = [event for event in events() if event.originator_version > known_version]
         with self._lock:
             if self._aggregates.get(aggregate_id) is not known:
                 return  # this process committed it meanwhile: its commit was checked

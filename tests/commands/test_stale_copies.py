@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from uuid import uuid4
 
 import pytest
 
@@ -13,6 +14,7 @@ from aggregates.account import Account, account_id_for
 from aggregates.errors import ActorNotAdmitted, InsufficientFunds, KitchenNotBookable
 from commands.accounts import DepositFunds, RequestPayout
 from commands.bookings import BookingAction
+from commands.handling import KnownAggregates, replay
 from commands.kitchens import KitchenActionWithReason
 from commands.users import UpdateUser
 from prep_es.known_copies import KnownCopiesFollower
@@ -196,3 +198,25 @@ def test_a_copy_the_stored_events_do_not_follow_on_from_is_forgotten(
     finally:
         first.close()
         second.close()
+
+
+def test_a_copy_takes_only_the_versions_after_its_own() -> None:
+    """The follower may read versions a copy already has together with newer ones (it
+    starts from where the process was when it was made): the copy takes the newer ones,
+    it is not forgotten for them; versions it has not seen before them make it go."""
+    account = Account(owner_id=uuid4())
+    account.deposit(entry_id=uuid4(), amount_cents=1_000)
+    account.deposit(entry_id=uuid4(), amount_cents=500)
+    history = account.collect_events()
+    known = KnownAggregates(size_max=10)
+    known.put(replay(None, history[:2]))
+
+    known.advance(account.id, 1, 3, lambda: iter(history))
+
+    copy = known.get(account.id)
+    assert isinstance(copy, Account)
+    assert (copy.version, copy.balance_cents) == (3, 1_500)
+    behind = KnownAggregates(size_max=10)
+    behind.put(replay(None, history[:1]))
+    behind.advance(account.id, 3, 3, lambda: iter(history[2:]))
+    assert behind.get(account.id) is None
