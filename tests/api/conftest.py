@@ -23,7 +23,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from prep_es.app import create_app
+from prep_es.auth import TokenService
 from prep_es.passwords import Argon2Passwords
+from prep_es.runtime import system_clock
 from prep_es.services import Services
 from prep_es.settings import Settings
 from tests.support import START_OF_TESTS, MutableClock
@@ -63,6 +65,15 @@ def api_settings(database_url: str, **overrides: Any) -> Settings:
         values["redis_url"] = REDIS_URL
     values.update(overrides)
     return Settings(**values)
+
+
+def minted_token(user_id: UUID, role: str) -> str:
+    """A valid access token for ``user_id`` as ``role`` (under :func:`api_settings`),
+    made without logging in: for users the read models do not know yet."""
+    tokens = TokenService(
+        JWT_SECRET, issuer="prep-es", audience="prep-es-api", ttl_s=60, clock=system_clock
+    )
+    return tokens.issue(user_id, role).access_token
 
 
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:

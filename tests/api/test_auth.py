@@ -21,7 +21,6 @@ from prep_es.app import create_app
 from prep_es.auth import TokenService, Unauthenticated
 from prep_es.passwords import Argon2Passwords
 from prep_es.readside import start_projectors
-from prep_es.runtime import system_clock
 from prep_es.services import Services
 from projections.runners import Supervisor
 from tests.api.conftest import (
@@ -34,6 +33,7 @@ from tests.api.conftest import (
     User,
     api_settings,
     assert_problem,
+    minted_token,
 )
 from tests.support import START_OF_TESTS
 
@@ -311,14 +311,12 @@ def test_a_position_the_read_model_does_not_reach_in_time_is_503(tmp_path: Path)
     with TestClient(app) as client:
         body = {"email": "late@example.com", "password": PASSWORD, "full_name": "L", "role": "host"}
         created = client.post(f"{API}/auth/register", json=body).json()
-        token = TokenService(
-            JWT_SECRET, issuer="prep-es", audience="prep-es-api", ttl_s=60, clock=system_clock
-        ).issue(UUID(created["id"]), "host")
+        token = minted_token(UUID(created["id"]), "host")
         started = time.monotonic()
         response = client.get(
             f"{API}/users/me",
             headers={
-                "Authorization": f"Bearer {token.access_token}",
+                "Authorization": f"Bearer {token}",
                 "X-Prep-Min-Position": str(created["position"]),
             },
         )
@@ -377,13 +375,9 @@ def test_a_new_user_logs_in_and_is_known_before_the_read_model_has_them(
             assert response.status_code == 201, response.text
             return UUID(response.json()["id"])
 
-        minted = TokenService(
-            JWT_SECRET, issuer="prep-es", audience="prep-es-api", ttl_s=60, clock=system_clock
-        ).issue(register("first@example.com"), "host")
+        minted = minted_token(register("first@example.com"), "host")
         with projectors_starting_late(services, 0.3):
-            me = client.get(
-                f"{API}/users/me", headers={"Authorization": f"Bearer {minted.access_token}"}
-            )
+            me = client.get(f"{API}/users/me", headers={"Authorization": f"Bearer {minted}"})
         assert me.status_code == 200, me.text
 
         register("second@example.com")

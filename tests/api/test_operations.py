@@ -24,16 +24,14 @@ from aggregates.errors import StateConflict
 from api.operations import Operations, router
 from commands.accounts import DepositFunds
 from prep_es.app import create_app
-from prep_es.auth import TokenService
 from prep_es.metrics import Metrics, MetricsMiddleware
 from prep_es.passwords import Argon2Passwords
 from prep_es.readiness import Readiness
-from prep_es.runtime import system_clock
 from prep_es.services import Services
 from prep_es.settings import Settings
 from projections.runners import ProjectionRunner, ensure_ready
 from projections.status import ProjectionStatus
-from tests.api.conftest import api_settings, assert_problem
+from tests.api.conftest import api_settings, assert_problem, minted_token
 from tests.support import PASSWORD, Marketplace, MutableClock, as_actor, open_test_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -378,14 +376,7 @@ def test_requests_before_any_projector_ran_are_503_problems(database_url: str) -
     what needs them asks the client to come back, it does not fail."""
     settings = api_settings(database_url, run_projectors=False)
     app = create_app(settings, passwords=Argon2Passwords.cheap_for_tests())
-    assert settings.jwt_secret is not None
-    admin_token = TokenService(
-        settings.jwt_secret.get_secret_value(),
-        issuer="prep-es",
-        audience="prep-es-api",
-        ttl_s=60,
-        clock=system_clock,
-    ).issue(uuid4(), "admin")
+    admin_token = minted_token(uuid4(), "admin")
     with TestClient(app) as client:
         answers = [
             client.get("/api/v1/kitchens"),
@@ -394,7 +385,7 @@ def test_requests_before_any_projector_ran_are_503_problems(database_url: str) -
             ),
             client.get(
                 "/api/v1/admin/audit",
-                headers={"Authorization": f"Bearer {admin_token.access_token}"},
+                headers={"Authorization": f"Bearer {admin_token}"},
             ),
         ]
     for response in answers:
