@@ -456,16 +456,23 @@ class CommandProcessor:
     def _replay(
         self, record_id: UUID, fingerprint: str, result_type: type[TResult]
     ) -> Executed[TResult] | None:
-        """The stored result of an earlier use of the key, if there was one. Read from
-        the events table alone: records are never snapshotted."""
+        """The stored result of an earlier use of the key, if there was one, with the
+        position it had: the record is the last aggregate its command saved, so its
+        event is the last that command stored (a store that cannot say answers its
+        current position, also past the command's). Read from the events table alone:
+        records are never snapshotted."""
         events = self.app.events.get(record_id)
         record = project_aggregate(None, events)
         if record is None:
             return None
         assert isinstance(record, IdempotencyRecord)
         record.check_same_request(fingerprint)
+        position_of: Callable[[UUID, int], int | None] | None = getattr(
+            self.app, "position_of", None
+        )
+        position = None if position_of is None else position_of(record_id, record.version)
         return Executed(
             result=result_type.model_validate(record.result),
-            position=self.current_position(),
+            position=self.current_position() if position is None else position,
             replayed=True,
         )

@@ -703,6 +703,35 @@ class PrepApplication(Application[UUID]):
             )
             return {str(topic): int(count) for topic, count in sqlite_cursor.fetchall()}
 
+    def position_of(self, aggregate_id: UUID, version: int) -> int | None:
+        """The notification id (position) event ``version`` of ``aggregate_id`` was
+        stored at; ``None`` if there is no such event."""
+        recorder = self.recorder
+        if isinstance(recorder, AppendOnlyPostgresApplicationRecorder):
+            statement = SQL(
+                "SELECT notification_id FROM {schema}.{events} "
+                "WHERE originator_id = %s AND originator_version = %s"
+            ).format(
+                schema=Identifier(recorder.datastore.schema),
+                events=Identifier(recorder.events_table_name),
+            )
+            with (
+                recorder.datastore.get_connection() as connection,
+                connection.cursor(row_factory=tuple_row) as cursor,
+            ):
+                cursor.execute(statement, (aggregate_id, version))
+                row = cursor.fetchone()
+        else:
+            assert isinstance(recorder, AppendOnlySQLiteApplicationRecorder)
+            with recorder.datastore.transaction(commit=False) as sqlite_cursor:
+                sqlite_cursor.execute(
+                    f"SELECT rowid FROM {recorder.events_table_name} "
+                    "WHERE originator_id = ? AND originator_version = ?",
+                    (aggregate_id.hex, version),
+                )
+                row = sqlite_cursor.fetchone()
+        return None if row is None else int(row[0])
+
     def notifications(
         self, start: int, stop: int | None, limit: int, topics: Sequence[str] = ()
     ) -> Sequence[Notification]:
