@@ -3,11 +3,12 @@ schedules it claims or frees, and the accounts whose holds or balances it moves.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from aggregates.account import account_id_for
 from aggregates.booking import Booking
 from aggregates.errors import PermissionDenied
 from aggregates.jurisdictions import JurisdictionCatalog
@@ -19,6 +20,7 @@ from aggregates.policies import (
     check_notes,
     settle,
 )
+from aggregates.schedule import KitchenSchedule
 from commands.handling import (
     Actor,
     Clock,
@@ -116,6 +118,23 @@ class BookingState(BaseModel):
         )
 
 
+READ_AHEAD_SPAN_MAX = timedelta(days=2)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _schedules_claimed(kitchen_id: UUID, start: datetime, end: datetime) -> list[UUID]:
+    """The kitchen-day schedules a window claims (see ``BookingWindow.days``), for
+    reading ahead: none for a window the checks will refuse anyway (no offset, empty, or
+    longer than any jurisdiction allows)."""
+    if start.tzinfo is None or end.tzinfo is None or not start < end <= start + READ_AHEAD_SPAN_MAX:
+        return []
+    first, last = start.astimezone(UTC).date(), (end.astimezone(UTC) - _MICROSECOND).date()
+    return [
+        KitchenSchedule.create_id(kitchen_id=kitchen_id, day=first + timedelta(days=offset))
+        for offset in range((last - first).days + 1)
+    ]
+
+
 def _load_booking(unit: UnitOfWork, booking_id: UUID, actor: Actor, *roles: str) -> Booking:
     """The booking, if ``actor`` takes part in it in one of ``roles``
     (``customer``: its customer; ``host``: its kitchen's host; ``admin``)."""
@@ -183,7 +202,18 @@ class BookingCommands:
             unit.add(booking)
             return BookingState.of(booking)
 
-        return self._processor.execute("request_booking", context, command, BookingState, decide)
+        return self._processor.execute(
+            "request_booking",
+            context,
+            command,
+            BookingState,
+            decide,
+            read_ahead=[
+                command.kitchen_id,
+                account_id_for(customer.user_id),
+                *_schedules_claimed(command.kitchen_id, command.start_time, command.end_time),
+            ],
+        )
 
     def confirm_booking(
         self, command: BookingAction, context: CommandContext

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -154,6 +154,10 @@ class KnownAggregates:
             self._aggregates.move_to_end(aggregate_id)
             return copy.deepcopy(aggregate)
 
+    def __contains__(self, aggregate_id: object) -> bool:
+        with self._lock:
+            return aggregate_id in self._aggregates
+
     def put(self, aggregate: Aggregate) -> None:
         """Remember ``aggregate``, which the caller no longer mutates."""
         if self._size_max == 0:
@@ -219,7 +223,29 @@ class UnitOfWork:
         self._optimistic = optimistic
         self._aggregates: dict[UUID, Aggregate] = {}
         self._versions_read: dict[UUID, int] = {}
+        self._read_ahead: dict[UUID, Aggregate | None] = {}
         self.started_from_known_copy = False
+
+    def read_ahead(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Read the aggregates this attempt is about to ``find`` in one round trip, where
+        the store can (``latest_events_of``), instead of one each; those it has already,
+        or may start from a known copy of, are left out."""
+        read: Callable[[list[UUID]], dict[UUID, list[Any]]] | None = getattr(
+            self._app, "latest_events_of", None
+        )
+        wanted = [
+            aggregate_id
+            for aggregate_id in dict.fromkeys(aggregate_ids)
+            if aggregate_id not in self._aggregates
+            and aggregate_id not in self._read_ahead
+            and not (self._optimistic and aggregate_id in self._known)
+        ]
+        if read is None or len(wanted) < 2:  # one is read as cheaply when it is found
+            return
+        for aggregate_id, events in read(wanted).items():
+            found = replay(None, events)
+            assert found is None or isinstance(found, Aggregate), found
+            self._read_ahead[aggregate_id] = found
 
     def find(self, aggregate_class: type[TAggregate], aggregate_id: UUID) -> TAggregate | None:
         found = self._aggregates.get(aggregate_id)
@@ -228,7 +254,10 @@ class UnitOfWork:
                 found = self._known.get(aggregate_id)
                 self.started_from_known_copy |= found is not None
             if found is None:
-                found = self._load(aggregate_class, aggregate_id)
+                if aggregate_id in self._read_ahead:
+                    found = self._read_ahead.pop(aggregate_id)
+                else:
+                    found = self._load(aggregate_class, aggregate_id)
                 if found is None:
                     return None
                 self._known.put(copy.deepcopy(found))
@@ -363,9 +392,15 @@ class CommandProcessor:
         request: BaseModel,
         result_type: type[TResult],
         decide: Callable[[UnitOfWork], TResult],
+        *,
+        read_ahead: Sequence[UUID] = (),
     ) -> Executed[TResult]:
+        """``read_ahead``: aggregates ``decide`` is likely to read, fetched together
+        with the actor's user (see :meth:`UnitOfWork.read_ahead`)."""
         try:
-            executed = self._execute(command_name, context, request, result_type, decide)
+            executed = self._execute(
+                command_name, context, request, result_type, decide, read_ahead
+            )
         except DomainError as error:
             self.observer.command_finished(command_name, error.code)
             raise
@@ -379,8 +414,12 @@ class CommandProcessor:
         request: BaseModel,
         result_type: type[TResult],
         decide: Callable[[UnitOfWork], TResult],
+        read_ahead: Sequence[UUID],
     ) -> Executed[TResult]:
         key = context.idempotency_key
+        actor = context.actor
+        if actor is not None and actor.role != SYSTEM_ROLE:
+            read_ahead = [actor.user_id, *read_ahead]
         record_id: UUID | None = None
         scope = ""
         fingerprint = ""
@@ -403,6 +442,7 @@ class CommandProcessor:
                     if replayed is not None:
                         return replayed
                 try:
+                    unit.read_ahead(read_ahead)
                     _admit(unit, context.actor)
                     result = decide(unit)
                 except DomainError:

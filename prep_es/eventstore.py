@@ -642,44 +642,63 @@ class PrepApplication(Application[UUID]):
 
     def latest_events(self, aggregate_id: UUID) -> list[DomainEventProtocol[UUID]]:
         """What an aggregate is rebuilt from: its latest snapshot, if any, then its
-        events after it (empty if it does not exist). On PostgreSQL in one statement,
-        where the repository asks for the snapshot and the events in two round trips."""
+        events after it (empty if it does not exist)."""
+        return self.latest_events_of([aggregate_id])[aggregate_id]
+
+    def latest_events_of(
+        self, aggregate_ids: Sequence[UUID]
+    ) -> dict[UUID, list[DomainEventProtocol[UUID]]]:
+        """:meth:`latest_events` of each of ``aggregate_ids``. On PostgreSQL in one
+        statement for all of them, where the repository asks for each one's snapshot and
+        events in two round trips."""
         recorder = self.recorder
         snapshots = self.snapshots
         if not isinstance(recorder, AppendOnlyPostgresApplicationRecorder) or snapshots is None:
-            return self._latest_events_apart(aggregate_id)
+            return {
+                aggregate_id: self._latest_events_apart(aggregate_id)
+                for aggregate_id in aggregate_ids
+            }
         snapshot_recorder = snapshots.recorder
         assert isinstance(snapshot_recorder, PostgresAggregateRecorder)
         if self._latest_events_statement is None:
-            schema = Identifier(recorder.datastore.schema)
+            # Every probe is by primary key: the latest snapshot, then the events after it.
             self._latest_events_statement = SQL(
-                "WITH snapshot AS (SELECT originator_id, originator_version, topic, state "
-                "FROM {schema}.{snapshots} WHERE originator_id = %(id)s "
-                "ORDER BY originator_version DESC LIMIT 1) "
-                "SELECT *, true AS is_snapshot FROM snapshot UNION ALL "
-                "SELECT originator_id, originator_version, topic, state, false "
-                "FROM {schema}.{events} WHERE originator_id = %(id)s AND originator_version > "
-                "COALESCE((SELECT originator_version FROM snapshot), 0) "
-                "ORDER BY is_snapshot DESC, originator_version"
+                "SELECT s.*, true AS is_snapshot FROM unnest(%(ids)s::uuid[]) AS wanted(id) "
+                "CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state "
+                "FROM {schema}.{snapshots} WHERE originator_id = wanted.id "
+                "ORDER BY originator_version DESC LIMIT 1) AS s "
+                "UNION ALL "
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state, false "
+                "FROM unnest(%(ids)s::uuid[]) AS wanted(id) "
+                "JOIN {schema}.{events} AS e ON e.originator_id = wanted.id "
+                "WHERE e.originator_version > COALESCE((SELECT max(originator_version) "
+                "FROM {schema}.{snapshots} WHERE originator_id = wanted.id), 0) "
+                "ORDER BY 1, 5 DESC, 2"
             ).format(
-                schema=schema,
+                schema=Identifier(recorder.datastore.schema),
                 snapshots=Identifier(snapshot_recorder.events_table_name),
                 events=Identifier(recorder.events_table_name),
             )
         with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
-            cursor.execute(self._latest_events_statement, {"id": aggregate_id}, prepare=True)
+            cursor.execute(
+                self._latest_events_statement, {"ids": list(aggregate_ids)}, prepare=True
+            )
             rows = cursor.fetchall()
-        return [
-            self.mapper.to_domain_event(
-                StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
+        found: dict[UUID, list[DomainEventProtocol[UUID]]] = {
+            aggregate_id: [] for aggregate_id in aggregate_ids
+        }
+        for row in rows:
+            found[row["originator_id"]].append(
+                self.mapper.to_domain_event(
+                    StoredEvent(
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=bytes(row["state"]),
+                    )
                 )
             )
-            for row in rows
-        ]
+        return found
 
     def events_by_topic(self) -> dict[str, int]:
         """How many stored events each topic has (a scan of the whole store: for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -69,6 +70,60 @@ def test_request_holds_the_price_and_claims_the_slot(market: Marketplace) -> Non
     assert customer.available_cents == 1_000_000 - 15000
     schedule_id = KitchenSchedule.create_id(kitchen_id=market.kitchen_id, day=IN_A_WEEK.date())
     schedule = market.runtime.app.repository.get(schedule_id)
+    assert str(booking.id) in schedule.claims
+
+
+@pytest.mark.postgres
+def test_a_booking_reads_what_it_decides_on_in_one_round_trip(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that knows none of them reads the customer, the kitchen, their account
+    and the day's schedule (not there yet) together, not one at a time."""
+    clock = MutableClock()
+    market = build_marketplace(open_test_runtime(fresh_postgres_url, clock), clock)
+    cold = open_test_runtime(fresh_postgres_url, clock)
+    app = cold.app
+    reads: list[list[UUID]] = []
+    read_together = app.latest_events_of
+    read_one_stream = app.events.get
+
+    def counted_together(ids: list[UUID]) -> Any:
+        reads.append(list(ids))
+        return read_together(ids)
+
+    def counted_stream(aggregate_id: UUID, **kwargs: Any) -> Any:
+        reads.append([aggregate_id])
+        return read_one_stream(aggregate_id, **kwargs)
+
+    monkeypatch.setattr(app, "latest_events_of", counted_together)
+    monkeypatch.setattr(app.events, "get", counted_stream)
+    try:
+        booking = cold.commands.bookings.request_booking(
+            RequestBooking(
+                kitchen_id=market.kitchen_id,
+                start_time=IN_A_WEEK,
+                end_time=IN_A_WEEK + 2 * HOUR,
+                guests=2,
+            ),
+            as_actor(market.customer),
+        ).result
+        schedule = market.runtime.app.repository.get(
+            KitchenSchedule.create_id(kitchen_id=market.kitchen_id, day=IN_A_WEEK.date())
+        )
+        stored = booking_of(market, booking.id)
+    finally:
+        cold.close()
+        market.runtime.close()
+
+    assert reads == [
+        [
+            market.customer.user_id,
+            market.kitchen_id,
+            account_id_for(market.customer.user_id),
+            schedule.id,
+        ]
+    ]
+    assert stored.status == "pending"
     assert str(booking.id) in schedule.claims
 
 
