@@ -259,6 +259,13 @@ def postgres_previous_append_function_statement(function: Composed) -> Composed:
     ).format(function=function)
 
 
+def qualified_table(datastore: PostgresDatastore, table: str) -> Composed:
+    """``schema.table``, each part quoted, for composing statements."""
+    return SQL("{schema}.{table}").format(
+        schema=Identifier(datastore.schema), table=Identifier(table)
+    )
+
+
 def _lock_schema_changes(curs: Cursor[DictRow]) -> None:
     curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (_SCHEMA_CHANGE_LOCK_KEY,))
 
@@ -343,9 +350,7 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.append(
             postgres_append_function_statement(
                 self._append_function,
-                table=SQL("{schema}.{table}").format(
-                    schema=Identifier(datastore.schema), table=Identifier(events_table_name)
-                ),
+                table=qualified_table(datastore, events_table_name),
                 channel=Identifier(self.channel_name),
                 lock_timeout_s=datastore.lock_timeout,
             )
@@ -665,19 +670,18 @@ class PrepApplication(Application[UUID]):
             self._latest_events_statement = SQL(
                 "SELECT s.*, true AS is_snapshot FROM unnest(%(ids)s::uuid[]) AS wanted(id) "
                 "CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, state "
-                "FROM {schema}.{snapshots} WHERE originator_id = wanted.id "
+                "FROM {snapshots} WHERE originator_id = wanted.id "
                 "ORDER BY originator_version DESC LIMIT 1) AS s "
                 "UNION ALL "
                 "SELECT e.originator_id, e.originator_version, e.topic, e.state, false "
                 "FROM unnest(%(ids)s::uuid[]) AS wanted(id) "
-                "JOIN {schema}.{events} AS e ON e.originator_id = wanted.id "
+                "JOIN {events} AS e ON e.originator_id = wanted.id "
                 "WHERE e.originator_version > COALESCE((SELECT max(originator_version) "
-                "FROM {schema}.{snapshots} WHERE originator_id = wanted.id), 0) "
+                "FROM {snapshots} WHERE originator_id = wanted.id), 0) "
                 "ORDER BY 1, 5 DESC, 2"
             ).format(
-                schema=Identifier(recorder.datastore.schema),
-                snapshots=Identifier(snapshot_recorder.events_table_name),
-                events=Identifier(recorder.events_table_name),
+                snapshots=qualified_table(recorder.datastore, snapshot_recorder.events_table_name),
+                events=qualified_table(recorder.datastore, recorder.events_table_name),
             )
         with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
             cursor.execute(
@@ -705,9 +709,8 @@ class PrepApplication(Application[UUID]):
         planning work over all of it, such as a rebuild)."""
         recorder = self.recorder
         if isinstance(recorder, AppendOnlyPostgresApplicationRecorder):
-            statement = SQL("SELECT topic, count(*) FROM {schema}.{events} GROUP BY topic").format(
-                schema=Identifier(recorder.datastore.schema),
-                events=Identifier(recorder.events_table_name),
+            statement = SQL("SELECT topic, count(*) FROM {events} GROUP BY topic").format(
+                events=qualified_table(recorder.datastore, recorder.events_table_name)
             )
             with (
                 recorder.datastore.get_connection() as connection,
@@ -728,12 +731,9 @@ class PrepApplication(Application[UUID]):
         recorder = self.recorder
         if isinstance(recorder, AppendOnlyPostgresApplicationRecorder):
             statement = SQL(
-                "SELECT notification_id FROM {schema}.{events} "
+                "SELECT notification_id FROM {events} "
                 "WHERE originator_id = %s AND originator_version = %s"
-            ).format(
-                schema=Identifier(recorder.datastore.schema),
-                events=Identifier(recorder.events_table_name),
-            )
+            ).format(events=qualified_table(recorder.datastore, recorder.events_table_name))
             with (
                 recorder.datastore.get_connection() as connection,
                 connection.cursor(row_factory=tuple_row) as cursor,
@@ -767,11 +767,8 @@ class PrepApplication(Application[UUID]):
         if self._notifications_statements is None:
             columns = SQL(
                 "SELECT originator_id, originator_version, topic, state, notification_id "
-                "FROM {schema}.{events} WHERE notification_id > %s AND notification_id <= %s"
-            ).format(
-                schema=Identifier(recorder.datastore.schema),
-                events=Identifier(recorder.events_table_name),
-            )
+                "FROM {events} WHERE notification_id > %s AND notification_id <= %s"
+            ).format(events=qualified_table(recorder.datastore, recorder.events_table_name))
             order = SQL(" ORDER BY notification_id LIMIT %s")
             self._notifications_statements = (
                 columns + order,
