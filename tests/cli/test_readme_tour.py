@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli.test_serve import REPOSITORY, environment, start_server
+from tests.cli.running import cli_runner
+from tests.cli.test_serve import REPOSITORY, start_server
 
 __all__ = ["start_server"]  # the fixture this module's test takes
 
@@ -28,20 +28,17 @@ def readme_tour() -> str:
     return found.group(1)
 
 
-def test_the_readme_tour_runs_as_written(start_server: Any, tmp_path: Path) -> None:
+def test_the_readme_tour_runs_as_written(
+    start_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     if shutil.which("curl") is None:
         pytest.skip("the tour needs curl, which this machine does not have")
     database_url = f"sqlite:///{tmp_path / 'prep_es.db'}"
-    demo = subprocess.run(
-        [sys.executable, "-m", "prep_es.cli", "demo"],
-        cwd=tmp_path,
-        env=environment(database_url),
-        capture_output=True,
-        text=True,
-        timeout=TOUR_TIMEOUT_S,
-        check=False,
-    )
-    assert demo.returncode == 0, demo.stderr
+    demo = cli_runner(monkeypatch, capsys, database_url)("demo")
+    assert demo.code == 0, demo.err
     server = start_server(database_url)
     tour = readme_tour()
     assert TOUR_URL in tour
