@@ -224,15 +224,18 @@ class UnitOfWork:
         self._aggregates: dict[UUID, Aggregate] = {}
         self._versions_read: dict[UUID, int] = {}
         self._read_ahead: dict[UUID, Aggregate | None] = {}
+        # An event store may read snapshots and the events after them at once, for
+        # several aggregates (PostgreSQL: one statement).
+        self._latest_events_of: Callable[[list[UUID]], dict[UUID, list[Any]]] | None = getattr(
+            app, "latest_events_of", None
+        )
         self.started_from_known_copy = False
 
     def read_ahead(self, aggregate_ids: Iterable[UUID]) -> None:
         """Read the aggregates this attempt is about to ``find`` in one round trip, where
-        the store can (``latest_events_of``), instead of one each; those it has already,
-        or may start from a known copy of, are left out."""
-        read: Callable[[list[UUID]], dict[UUID, list[Any]]] | None = getattr(
-            self._app, "latest_events_of", None
-        )
+        the store can, instead of one each; those it has already, or may start from a
+        known copy of, are left out."""
+        read = self._latest_events_of
         wanted = [
             aggregate_id
             for aggregate_id in dict.fromkeys(aggregate_ids)
@@ -269,16 +272,11 @@ class UnitOfWork:
 
     def _load(self, aggregate_class: type[Aggregate], aggregate_id: UUID) -> Aggregate | None:
         """The aggregate as stored. One of a class that is never snapshotted is replayed
-        from its events alone: asking for a snapshot first would cost a round trip. The
-        event store may read a snapshot and the events after it at once
-        (``latest_events``)."""
-        latest_events: Callable[[UUID], Iterable[Any]] | None = getattr(
-            self._app, "latest_events", None
-        )
+        from its events alone: asking for a snapshot first would cost a round trip."""
         if aggregate_class not in SNAPSHOTTING_INTERVALS:
             found = replay(None, self._app.events.get(aggregate_id))
-        elif latest_events is not None:
-            found = replay(None, latest_events(aggregate_id))
+        elif self._latest_events_of is not None:
+            found = replay(None, self._latest_events_of([aggregate_id])[aggregate_id])
         else:
             try:
                 found = self._app.repository.get(aggregate_id, projector_func=replay)

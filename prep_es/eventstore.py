@@ -645,15 +645,11 @@ class PrepApplication(Application[UUID]):
         assert row is not None
         return tuple(row.values())
 
-    def latest_events(self, aggregate_id: UUID) -> list[DomainEventProtocol[UUID]]:
-        """What an aggregate is rebuilt from: its latest snapshot, if any, then its
-        events after it (empty if it does not exist)."""
-        return self.latest_events_of([aggregate_id])[aggregate_id]
-
     def latest_events_of(
         self, aggregate_ids: Sequence[UUID]
     ) -> dict[UUID, list[DomainEventProtocol[UUID]]]:
-        """:meth:`latest_events` of each of ``aggregate_ids``. On PostgreSQL in one
+        """What each of ``aggregate_ids`` is rebuilt from: its latest snapshot, if any,
+        then its events after it (empty if it does not exist). On PostgreSQL in one
         statement for all of them, where the repository asks for each one's snapshot and
         events in two round trips."""
         recorder = self.recorder

@@ -28,6 +28,7 @@ from prep_es.passwords import Argon2Passwords
 from prep_es.runtime import system_clock
 from prep_es.services import Services
 from prep_es.settings import Settings
+from projections.runners import ProjectionRunner, ensure_ready
 from tests.support import START_OF_TESTS, MutableClock
 
 API = "/api/v1"
@@ -65,6 +66,15 @@ def api_settings(database_url: str, **overrides: Any) -> Settings:
         values["redis_url"] = REDIS_URL
     values.update(overrides)
     return Settings(**values)
+
+
+def catch_up_projections(services: Services) -> None:
+    """Every projection of ``services`` brought up to the event store's head, here and
+    now (for an app that runs no projectors)."""
+    database = services.read_side.write_database
+    for projection_class in services.projections:
+        ensure_ready(database, projection_class)
+        ProjectionRunner(projection_class, services.runtime.app, database).catch_up(timeout_s=30)
 
 
 def minted_token(user_id: UUID, role: str) -> str:

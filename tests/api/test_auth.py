@@ -20,9 +20,7 @@ from fastapi.testclient import TestClient
 from prep_es.app import create_app
 from prep_es.auth import TokenService, Unauthenticated
 from prep_es.passwords import Argon2Passwords
-from prep_es.readside import start_projectors
 from prep_es.services import Services
-from projections.runners import Supervisor
 from tests.api.conftest import (
     ADMIN_EMAIL,
     API,
@@ -33,6 +31,7 @@ from tests.api.conftest import (
     User,
     api_settings,
     assert_problem,
+    catch_up_projections,
     minted_token,
 )
 from tests.support import START_OF_TESTS
@@ -332,28 +331,14 @@ def test_a_position_the_read_model_does_not_reach_in_time_is_503(tmp_path: Path)
 
 
 @contextmanager
-def projectors_starting_late(services: Services, delay_s: float) -> Iterator[None]:
-    """The read models stay behind until the projectors start, ``delay_s`` from now."""
-    started: list[Supervisor] = []
-
-    def start() -> None:
-        supervisor, _ = start_projectors(
-            services.settings,
-            services.runtime.app,
-            services.read_side,
-            projection_classes=services.projections,
-            on_position=services.read_positions.observe,
-        )
-        started.append(supervisor)
-
-    timer = threading.Timer(delay_s, start)
+def projections_caught_up_late(services: Services, delay_s: float) -> Iterator[None]:
+    """The read models stay behind until they catch up, ``delay_s`` from now."""
+    timer = threading.Timer(delay_s, catch_up_projections, [services])
     timer.start()
     try:
         yield
     finally:
         timer.join()
-        for supervisor in started:
-            supervisor.stop()
 
 
 def test_a_new_user_logs_in_and_is_known_before_the_read_model_has_them(
@@ -366,8 +351,7 @@ def test_a_new_user_logs_in_and_is_known_before_the_read_model_has_them(
     with TestClient(app) as client:
         services = app.state.services
         assert isinstance(services, Services)
-        with projectors_starting_late(services, 0.0):  # the read models' tables
-            services.read_positions.wait_for("users", services.runtime.app.position(), 10)
+        catch_up_projections(services)  # the read models' tables
 
         def register(email: str) -> UUID:
             body = {"email": email, "password": PASSWORD, "full_name": "N", "role": "host"}
@@ -376,12 +360,12 @@ def test_a_new_user_logs_in_and_is_known_before_the_read_model_has_them(
             return UUID(response.json()["id"])
 
         minted = minted_token(register("first@example.com"), "host")
-        with projectors_starting_late(services, 0.3):
+        with projections_caught_up_late(services, 0.3):
             me = client.get(f"{API}/users/me", headers={"Authorization": f"Bearer {minted}"})
         assert me.status_code == 200, me.text
 
         register("second@example.com")
-        with projectors_starting_late(services, 0.3):
+        with projections_caught_up_late(services, 0.3):
             login = client.post(
                 f"{API}/auth/login", json={"email": "second@example.com", "password": PASSWORD}
             )

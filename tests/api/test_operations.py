@@ -29,9 +29,8 @@ from prep_es.passwords import Argon2Passwords
 from prep_es.readiness import Readiness
 from prep_es.services import Services
 from prep_es.settings import Settings
-from projections.runners import ProjectionRunner, ensure_ready
 from projections.status import ProjectionStatus
-from tests.api.conftest import api_settings, assert_problem, minted_token
+from tests.api.conftest import api_settings, assert_problem, catch_up_projections, minted_token
 from tests.support import PASSWORD, Marketplace, MutableClock, as_actor, open_test_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,13 +102,6 @@ def services_of(client: TestClient) -> Services:
     return services
 
 
-def catch_up(services: Services) -> None:
-    database = services.read_side.write_database
-    for projection_class in services.projections:
-        ensure_ready(database, projection_class)
-        ProjectionRunner(projection_class, services.runtime.app, database).catch_up(timeout_s=30)
-
-
 def register(client: TestClient, email: str, role: str = "customer") -> httpx.Response:
     response: httpx.Response = client.post(
         "/api/v1/auth/register",
@@ -154,7 +146,7 @@ def test_ready_when_the_database_answers_and_projections_caught_up(
 ) -> None:
     client = serve(readiness_lag_events_max=0)
     assert register(client, "ana@example.com").status_code == 201
-    catch_up(services_of(client))
+    catch_up_projections(services_of(client))
     response = client.get("/readyz")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -181,7 +173,7 @@ def test_not_ready_while_a_projection_lags_beyond_the_limit(
     serve: Callable[..., TestClient], database_url: str
 ) -> None:
     lagging = serve(readiness_lag_events_max=2)
-    catch_up(services_of(lagging))
+    catch_up_projections(services_of(lagging))
     assert register(lagging, "ana@example.com").status_code == 201  # user, claim, account
     head = services_of(lagging).runtime.app.position()
 
@@ -201,7 +193,7 @@ def test_not_ready_while_a_projection_lags_beyond_the_limit(
 
     tolerant = serve(readiness_lag_events_max=head)
     assert tolerant.get("/readyz").status_code == 200
-    catch_up(services_of(lagging))
+    catch_up_projections(services_of(lagging))
     assert lagging.get("/readyz").status_code == 200
 
 
@@ -299,7 +291,7 @@ def test_projection_position_and_lag_are_exposed(serve: Callable[..., TestClient
     }
     assert samples(text, "prep_es_event_store_position") == {(): head}
 
-    catch_up(services)
+    catch_up_projections(services)
     text = client.get("/metrics").text
     assert samples(text, "prep_es_projection_lag_events") == {
         (("projection", name),): 0 for name in names

@@ -72,7 +72,7 @@ def test_the_latest_events_are_the_last_snapshot_and_the_events_after_it(
         fresh = Counter(label="new")
         app.save(fresh)
 
-        latest = app.latest_events(counter.id)
+        latest = app.latest_events_of([counter.id])[counter.id]
         assert counter.version == 2 * SNAPSHOT_INTERVAL + 2  # created, then the increments
         assert [event.originator_version for event in latest] == [
             2 * SNAPSHOT_INTERVAL,
@@ -84,8 +84,11 @@ def test_the_latest_events_are_the_last_snapshot_and_the_events_after_it(
             rebuilt = event.mutate(rebuilt)  # type: ignore[attr-defined]
         assert isinstance(rebuilt, Counter)
         assert (rebuilt.value, rebuilt.version) == (counter.value, counter.version)
-        assert [event.originator_version for event in app.latest_events(fresh.id)] == [1]
-        assert app.latest_events(uuid4()) == []
+        assert [
+            event.originator_version for event in app.latest_events_of([fresh.id])[fresh.id]
+        ] == [1]
+        unknown = uuid4()
+        assert app.latest_events_of([unknown]) == {unknown: []}
     finally:
         app.close()
 
