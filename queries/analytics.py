@@ -2,15 +2,12 @@
 
 They read the ``analytics`` projection (see :mod:`projections.analytics` for what every
 number means). Analysts and admins see everything; a host sees the statistics of their
-own kitchens and nothing else here. Money is integer cents; :func:`to_csv` renders
-any list of these read models as CSV for ``Accept: text/csv``.
+own kitchens and nothing else here. Money is integer cents; ``queries.csv_format``
+renders any list of these read models as CSV for ``Accept: text/csv``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal
 from uuid import UUID
@@ -110,33 +107,6 @@ class RankedKitchen(BaseModel):
     gmv_cents: int
     total_bookings: int
     booked_hours: float
-
-
-def to_csv(rows: Sequence[BaseModel]) -> str:
-    """CSV text (RFC 4180: a header row, CRLF line ends, quoting where needed) of read
-    models of one type: one column per field, in declaration order. ``None`` is an
-    empty cell; dates and UUIDs are written as in JSON."""
-    output = io.StringIO()
-    writer = csv.writer(output, lineterminator="\r\n")
-    if not rows:
-        return ""
-    model = type(rows[0])
-    assert all(type(row) is model for row in rows), "rows of one read model"
-    fields = list(model.model_fields)
-    writer.writerow(fields)
-    for row in rows:
-        values = row.model_dump(mode="json")
-        writer.writerow([_csv_cell(values[field]) for field in fields])
-    return output.getvalue()
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    assert not isinstance(value, dict | list), "analytics read models are flat"
-    return str(value)
 
 
 def _check_analyst(viewer: Viewer) -> None:

@@ -6,8 +6,6 @@ prefers it (``Accept: text/csv``): one row per item, money as in JSON (``"120.00
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Annotated, Any, Final
@@ -36,8 +34,8 @@ from queries.analytics import (
     RankingMetric,
     RevenuePoint,
     RevenueSeries,
-    to_csv,
 )
+from queries.csv_format import to_csv
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
@@ -102,15 +100,10 @@ def csv_response(
     consistency: ReadConsistency,
     filename: str,
 ) -> Response:
-    """Rows of ``model`` as a CSV download (a header row even when there are none)."""
-    if rows:
-        text = to_csv(rows)
-    else:
-        output = io.StringIO()
-        csv.writer(output, lineterminator="\r\n").writerow(list(model.model_fields))
-        text = output.getvalue()
+    """Rows of ``model`` as a CSV download (a header row even when there are none), each
+    cell safe to open in a spreadsheet (see ``queries.csv_format``)."""
     return consistency.response(
-        text,
+        to_csv(rows, model),
         f"{CSV_MEDIA_TYPE}; charset=utf-8",
         {"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -26,8 +26,9 @@ from prep_es.readside import ReadSide, open_read_side
 from prep_es.settings import Settings
 from projections.analytics import AnalyticsProjection
 from projections.runners import ProjectionRunner, ensure_ready, generations, request_rebuild
-from queries.analytics import AnalyticsQueries, RevenueSeries, to_csv
+from queries.analytics import AnalyticsQueries, RevenueSeries
 from queries.base import Viewer
+from queries.csv_format import to_csv
 from tests.support import (
     START_OF_TESTS,
     Marketplace,
