@@ -1,31 +1,64 @@
 """Shapes every router shares: money at the edges, problem documents, positions.
 
 Money is integer cents inside and a decimal string with two places in JSON
-(``"120.00"``). Requests may send an amount as such a string or as a JSON number with at
-most two decimal places; anything finer, or not finite, is a 422.
+(``"120.00"``). Requests send an amount as a JSON string of ASCII digits with at most two
+decimal places (``"120"``, ``"120.5"``, ``"120.50"``); anything else is a 422 naming the
+field: a JSON number (``5.00000000000000000001`` would already have been rounded by the
+JSON parser), a sign, an exponent, spaces, underscores, or digits of other scripts.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final
 
 from fastapi import Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+)
 
 POSITION_HEADER: Final = "X-Prep-Position"
 MONEY_DIGITS_MAX: Final = 12
 MONEY_PATTERN: Final = r"^-?\d+\.\d{2}$"
 
+MONEY_IN_PATTERN: Final = rf"^[0-9]{{1,{MONEY_DIGITS_MAX - 2}}}(\.[0-9]{{1,2}})?$"
+_MONEY_IN: Final = re.compile(MONEY_IN_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def parse_money(value: Any) -> Decimal:
+    """An amount sent by a client: only a string of ASCII digits, with at most two
+    decimal places (``[0-9]``, never ``\\d``, which also matches ``١٢٣`` and ``１２``)."""
+    if not isinstance(value, str):
+        msg = 'money is a JSON string such as "120.00", not a number'
+        raise ValueError(msg)
+    if not _MONEY_IN.fullmatch(value):
+        msg = (
+            f"money is up to {MONEY_DIGITS_MAX - 2} ASCII digits with at most two decimal "
+            'places, such as "120.00": no sign, exponent, spaces or separators'
+        )
+        raise ValueError(msg)
+    return Decimal(value)
+
+
 MoneyIn = Annotated[
     Decimal,
-    Field(
-        max_digits=MONEY_DIGITS_MAX,
-        decimal_places=2,
-        description="An amount in USD with at most two decimal places, as a string "
-        '(`"120.00"`) or a number.',
-        examples=["120.00"],
+    PlainValidator(parse_money),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": MONEY_IN_PATTERN,
+            "description": "An amount in USD: a string of ASCII digits with at most two "
+            'decimal places (`"120.00"`).',
+            "examples": ["120.00"],
+        }
     ),
 ]
 MoneyOut = Annotated[

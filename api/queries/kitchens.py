@@ -34,7 +34,7 @@ from api.queries.params import (
     query_responses,
     require_offset,
 )
-from api.schemas import MONEY_DIGITS_MAX, POSITION_HEADER, MoneyOut, cents, money
+from api.schemas import MONEY_DIGITS_MAX, POSITION_HEADER, MoneyIn, MoneyOut, cents, money
 from queries.base import PAGE_SIZE_DEFAULT, Page, PageRequest
 from queries.kitchen_cache import PublishedPages
 from queries.kitchen_index import LiveSearchIndex
@@ -253,22 +253,10 @@ def search_kitchens(
         Query(max_length=SEARCH_TEXT_LENGTH_BOUND, examples=["los_angeles"]),
     ] = None,
     min_rate: Annotated[
-        Decimal | None,
-        Query(
-            ge=0,
-            max_digits=MONEY_DIGITS_MAX,
-            decimal_places=2,
-            description="Lowest hourly rate, e.g. `40.00`.",
-        ),
+        MoneyIn | None, Query(description="Lowest hourly rate, e.g. `40.00`.")
     ] = None,
     max_rate: Annotated[
-        Decimal | None,
-        Query(
-            ge=0,
-            max_digits=MONEY_DIGITS_MAX,
-            decimal_places=2,
-            description="Highest hourly rate, e.g. `120.00`.",
-        ),
+        MoneyIn | None, Query(description="Highest hourly rate, e.g. `120.00`.")
     ] = None,
     capacity: Annotated[
         int | None,

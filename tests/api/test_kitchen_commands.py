@@ -48,9 +48,12 @@ def test_a_host_lists_a_draft_kitchen(api: Api) -> None:
     assert kitchen["compliance_problem"] == "certificate_missing"
 
 
-def test_an_hourly_rate_may_be_a_json_number(api: Api) -> None:
-    kitchen = api.draft_kitchen(api.register("host"), hourly_rate=60)
+def test_an_hourly_rate_is_a_json_string(api: Api) -> None:
+    kitchen = api.draft_kitchen(api.register("host"), hourly_rate="60")
     assert kitchen["hourly_rate"] == "60.00"
+    as_number = api.post("/kitchens", api.register("host"), json=_kitchen_body(hourly_rate=60))
+    problem = assert_problem(as_number, 422, "validation_error")
+    assert [error["loc"] for error in problem["errors"]] == [["body", "hourly_rate"]]
 
 
 @pytest.mark.parametrize("role", ["customer", "admin", "analyst"])
@@ -82,7 +85,6 @@ def _kitchen_body(**fields: Any) -> dict[str, Any]:
         ({"capacity": 0}, "invalid_capacity"),
         ({"capacity": 51}, "invalid_capacity"),
         ({"hourly_rate": "0.00"}, "invalid_hourly_rate"),
-        ({"hourly_rate": "-5.00"}, "invalid_hourly_rate"),
         ({"jurisdiction": "atlantis"}, "unknown_jurisdiction"),
         ({"name": " "}, "invalid_name"),
         ({"amenities": ["x" * 61]}, "invalid_amenities"),
@@ -97,6 +99,7 @@ def test_listing_refuses_what_the_rules_refuse(api: Api, fields: dict[str, Any],
     "fields",
     [
         {"hourly_rate": "45.505"},
+        {"hourly_rate": "-5.00"},
         {"hourly_rate": "NaN"},
         {"hourly_rate": "ten dollars"},
         {"hourly_rate": "1e400"},
