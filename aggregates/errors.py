@@ -28,10 +28,12 @@ class DomainError(Exception):
 
     default_code: ClassVar[str] = "domain_error"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, field: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.code = code or self.default_code
+        self.field = field
+        """The request field the refusal is about, where it is about one."""
 
 
 class InvalidRequest(DomainError):

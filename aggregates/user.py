@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import unicodedata
+from typing import Any, ClassVar, Final
 from uuid import UUID
 
+from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import event
 
 from aggregates.base import Aggregate, AggregateCreated, derived_id
+from aggregates.common_passwords import common_passwords
 from aggregates.errors import ActorNotAdmitted, InvalidRequest
 
 ROLES = ("customer", "host", "admin", "analyst")
@@ -18,25 +21,75 @@ EMAIL_LENGTH_MAX = 254
 FULL_NAME_LENGTH_MAX = 200
 
 
+def fold_email(email: str) -> str:
+    """The form emails are compared in: NFKC (a fullwidth ``ａｎａ`` is ``ana``, as are
+    other compatibility look-alikes), without surrounding whitespace, lower case. Lookups
+    of an email (login) fold it the same way."""
+    return unicodedata.normalize("NFKC", email).strip().lower()
+
+
 def normalize_email(email: str) -> str:
-    """Emails are unique case-insensitively: the index keys on this form."""
-    normalized = email.strip().lower()
-    local, at, domain = normalized.partition("@")
-    labels = domain.split(".")
-    if not (local and at and len(labels) > 1 and all(labels)) or "@" in domain or " " in normalized:
-        raise InvalidRequest(f"not an email address: {email!r}", code="invalid_email")
-    if len(normalized) > EMAIL_LENGTH_MAX:
-        raise InvalidRequest("email is too long", code="invalid_email")
-    return normalized
+    """The email a user is registered under, checked by ``email-validator`` (syntax
+    only: no DNS lookup) after folding (see :func:`fold_email`); the email index keys on
+    it, so emails are unique case-insensitively and look-alikes collide."""
+    folded = fold_email(email)
+    if len(folded) > EMAIL_LENGTH_MAX:
+        raise InvalidRequest("email is too long", code="invalid_email", field="email")
+    try:
+        checked = validate_email(folded, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidRequest(
+            f"not an email address: {error}", code="invalid_email", field="email"
+        ) from None
+    return checked.normalized.lower()
+
+
+PREDICTABLE_RUNS: Final = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnm")
+"""Character orders a password must not merely run along (either way, wrapping round):
+``123456789012``, ``zyxwvutsrqpo``, ``qwertyuiopas``."""
 
 
 def check_password(password: str) -> None:
-    if len(password) < PASSWORD_LENGTH_MIN:
-        raise InvalidRequest(
-            f"passwords have at least {PASSWORD_LENGTH_MIN} characters", code="password_too_short"
-        )
+    """NIST SP 800-63B: at least :data:`PASSWORD_LENGTH_MIN` characters, not counting
+    whitespace at either end; not a listed common password, and not a repetition or a
+    run of characters (compared after NFKC and lower-casing, so ``ＰＡＳＳＷＯＲＤ1234`` is
+    ``password1234``)."""
     if len(password) > PASSWORD_LENGTH_MAX:
-        raise InvalidRequest("password is too long", code="password_too_long")
+        raise InvalidRequest("password is too long", code="password_too_long", field="password")
+    folded = unicodedata.normalize("NFKC", password).strip().lower()
+    if len(folded) < PASSWORD_LENGTH_MIN:
+        raise InvalidRequest(
+            f"passwords have at least {PASSWORD_LENGTH_MIN} characters, not counting "
+            "whitespace at either end",
+            code="password_too_short",
+            field="password",
+        )
+    if folded in common_passwords(PASSWORD_LENGTH_MIN):
+        raise InvalidRequest(
+            "this password is in a list of commonly used passwords; choose another",
+            code="password_too_common",
+            field="password",
+        )
+    if _repeats_a_part(folded) or _runs_along(folded):
+        raise InvalidRequest(
+            "this password only repeats characters or runs along the keyboard, the "
+            "alphabet or the digits; choose another",
+            code="password_too_predictable",
+            field="password",
+        )
+
+
+def _repeats_a_part(text: str) -> bool:
+    """``aaaaaaaaaaaa``, ``abcabcabcabc``: ``text`` is a shorter part said again."""
+    return text in (text + text)[1:-1]
+
+
+def _runs_along(text: str) -> bool:
+    for run in PREDICTABLE_RUNS:
+        laps = run * (len(text) // len(run) + 2)
+        if text in laps or text in laps[::-1]:
+            return True
+    return False
 
 
 def check_role(role: str) -> None:

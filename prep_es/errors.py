@@ -162,10 +162,11 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
     extra = None
     if isinstance(error, InvalidRequest):
-        # A rule of the domain, not of the request's shape: it names no single field, so
-        # the part of the request it judged stands for where.
+        # A rule of the domain, not of the request's shape: where it names no single
+        # field, the part of the request it judged stands for where.
         part = "query" if request is None or request.method in ("GET", "HEAD") else "body"
-        extra = {"errors": [{"loc": [part], "msg": detail, "type": code}]}
+        loc = [part] if error.field is None else [part, error.field]
+        extra = {"errors": [{"loc": loc, "msg": detail, "type": code}]}
     return problem_response(
         request, status=status, code=code, detail=detail, headers=headers, extra=extra
     )

@@ -25,12 +25,16 @@ NAME_LENGTH_BOUND = 1000
 class RegisterBody(RequestBody):
     email: str = Field(
         max_length=EMAIL_LENGTH_BOUND,
-        description="Unique, case-insensitive.",
+        description="A real email address (checked by syntax, not by sending mail); "
+        "unique, case-insensitive, and compared after NFKC normalization (fullwidth "
+        "look-alikes are the same email).",
         examples=["ana@example.com"],
     )
     password: str = Field(
         max_length=PASSWORD_LENGTH_BOUND,
-        description="At least 12 characters.",
+        description="At least 12 characters (whitespace at either end does not count), "
+        "not a commonly used password (`password_too_common`), and not a repetition or "
+        "a run of characters such as `123456789012` (`password_too_predictable`).",
         examples=["correct horse battery staple"],
     )
     full_name: str = Field(max_length=NAME_LENGTH_BOUND, examples=["Ana Lopez"])
