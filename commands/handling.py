@@ -9,7 +9,9 @@ there first (the event store refuses a version twice), the attempt is thrown awa
 Idempotency: with an idempotency key, the first successful attempt also saves an
 ``IdempotencyRecord`` holding a hash of the request and the result, in the same
 transaction. A retry with the same key and request returns that result and appends
-nothing; a different request under the key is refused.
+nothing; a different request under the key is refused. Keys are scoped: a user's keys
+are theirs alone; a command nobody signed in for (registration) names its own scope (the
+email it claims), so one anonymous client can neither obtain nor block another's result.
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ class Actor:
 
 
 SYSTEM_ACTOR = Actor(user_id=derived_id("system-actor", "sweeper"), role=SYSTEM_ROLE)
-ANONYMOUS_ACTOR_ID = derived_id("system-actor", "anonymous")
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,9 @@ SECRET_FIELDS = {"password"}
 
 def request_hash(command_name: str, request: BaseModel) -> str:
     """What makes two requests "the same" under one key. Secrets stay out: the hash is
-    stored, and a hash of a password is a guessable copy of it."""
+    stored, and a hash of a password is a guessable copy of it. A command with a secret
+    compares it on a replay instead (``check_replay`` of :meth:`CommandProcessor.execute`),
+    against what it stored of it (a password hash)."""
     body = orjson.dumps(
         {
             "command": command_name,
@@ -343,6 +346,23 @@ def request_hash(command_name: str, request: BaseModel) -> str:
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Replaying(Generic[TResult]):
+    """How a command's idempotency keys are scoped and its replays checked (see
+    :meth:`CommandProcessor.execute`)."""
+
+    anonymous_scope: str | None
+    check: Callable[[UnitOfWork, TResult], None] | None
+
+    def owner(self, actor: Actor | None) -> str:
+        """Whose keys these are: the user's, or for an anonymous command the scope it
+        names: never one namespace shared by every anonymous client."""
+        if actor is not None:
+            return str(actor.user_id)
+        assert self.anonymous_scope, "an anonymous command with a key names its scope"
+        return f"anonymous:{self.anonymous_scope}"
 
 
 def _admit(unit: UnitOfWork, actor: Actor | None) -> None:
@@ -392,12 +412,28 @@ class CommandProcessor:
         decide: Callable[[UnitOfWork], TResult],
         *,
         read_ahead: Sequence[UUID] = (),
+        anonymous_scope: str | None = None,
+        check_replay: Callable[[UnitOfWork, TResult], None] | None = None,
     ) -> Executed[TResult]:
         """``read_ahead``: aggregates ``decide`` is likely to read, fetched together
-        with the actor's user (see :meth:`UnitOfWork.read_ahead`)."""
+        with the actor's user (see :meth:`UnitOfWork.read_ahead`).
+
+        ``anonymous_scope``: whose idempotency keys these are when no user issues the
+        command (``context.actor`` is ``None``): what the command is about to claim for
+        one client alone, such as the email registered. Required with a key then.
+
+        ``check_replay``: called with an earlier result before a retry gets it, to
+        compare what the request hash leaves out (secrets); raises
+        ``IdempotencyKeyReused`` when they differ."""
         try:
             executed = self._execute(
-                command_name, context, request, result_type, decide, read_ahead
+                command_name,
+                context,
+                request,
+                result_type,
+                decide,
+                read_ahead,
+                _Replaying(anonymous_scope, check_replay),
             )
         except DomainError as error:
             self.observer.command_finished(command_name, error.code)
@@ -413,6 +449,7 @@ class CommandProcessor:
         result_type: type[TResult],
         decide: Callable[[UnitOfWork], TResult],
         read_ahead: Sequence[UUID],
+        replaying: _Replaying[TResult],
     ) -> Executed[TResult]:
         key = context.idempotency_key
         actor = context.actor
@@ -423,8 +460,7 @@ class CommandProcessor:
         fingerprint = ""
         if key is not None:
             check_idempotency_key(key)
-            actor_id = ANONYMOUS_ACTOR_ID if context.actor is None else context.actor.user_id
-            scope = f"{actor_id}:{command_name}"
+            scope = f"{replaying.owner(context.actor)}:{command_name}"
             record_id = IdempotencyRecord.create_id(scope=scope, key=key)
             fingerprint = request_hash(command_name, request)
 
@@ -436,7 +472,7 @@ class CommandProcessor:
                     self.observer.command_retried(command_name, retry_reason)
                 unit = UnitOfWork(self.app, self.known, optimistic=optimistic)
                 if record_id is not None and not optimistic:
-                    replayed = self._replay(record_id, fingerprint, result_type)
+                    replayed = self._replay(record_id, fingerprint, result_type, replaying)
                     if replayed is not None:
                         return replayed
                 try:
@@ -453,7 +489,7 @@ class CommandProcessor:
                     # A concurrent first use of the key may have committed after our
                     # lookup. The key's owner gets the original result, not the refusal.
                     if record_id is not None:
-                        replayed = self._replay(record_id, fingerprint, result_type)
+                        replayed = self._replay(record_id, fingerprint, result_type, replaying)
                         if replayed is not None:
                             return replayed
                     raise
@@ -492,7 +528,11 @@ class CommandProcessor:
         )
 
     def _replay(
-        self, record_id: UUID, fingerprint: str, result_type: type[TResult]
+        self,
+        record_id: UUID,
+        fingerprint: str,
+        result_type: type[TResult],
+        replaying: _Replaying[TResult],
     ) -> Executed[TResult] | None:
         """The stored result of an earlier use of the key, if there was one, with the
         position it had: the record is the last aggregate its command saved, so its
@@ -505,12 +545,15 @@ class CommandProcessor:
             return None
         assert isinstance(record, IdempotencyRecord)
         record.check_same_request(fingerprint)
+        result = result_type.model_validate(record.result)
+        if replaying.check is not None:
+            replaying.check(UnitOfWork(self.app, self.known, optimistic=False), result)
         position_of: Callable[[UUID, int], int | None] | None = getattr(
             self.app, "position_of", None
         )
         position = None if position_of is None else position_of(record_id, record.version)
         return Executed(
-            result=result_type.model_validate(record.result),
+            result=result,
             position=self.current_position() if position is None else position,
             replayed=True,
         )

@@ -8,13 +8,15 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from aggregates.account import Account
-from aggregates.errors import EmailTaken, PermissionDenied
+from aggregates.errors import EmailTaken, IdempotencyKeyReused, PermissionDenied
 from aggregates.user import EmailClaim, User, check_password, normalize_email
 from commands.handling import CommandContext, CommandProcessor, Executed, UnitOfWork, require_role
 
 
 class PasswordHashing(Protocol):
     def hash(self, password: str) -> str: ...
+
+    def verify(self, password_hash: str, password: str) -> bool: ...
 
 
 class RegisterUser(BaseModel):
@@ -103,7 +105,24 @@ class UserCommands:
             unit.add(user, EmailClaim(email=normalized, user_id=user.id), Account(owner_id=user.id))
             return UserState.of(user)
 
-        return self._processor.execute(command_name, context, command, UserState, decide)
+        def check_same_password(unit: UnitOfWork, registered: UserState) -> None:
+            # The request hash leaves the password out (it is stored): a retry gets the
+            # user only with the password they were registered with.
+            user = unit.find(User, registered.id)
+            if user is None or not self._passwords.verify(user.password_hash, command.password):
+                raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+
+        return self._processor.execute(
+            command_name,
+            context,
+            command,
+            UserState,
+            decide,
+            # Whoever registers an email owns the keys sent with it: another client's
+            # key under another email is another key.
+            anonymous_scope=str(EmailClaim.create_id(email=normalized)),
+            check_replay=check_same_password,
+        )
 
     def update_user(self, command: UpdateUser, context: CommandContext) -> Executed[UserState]:
         admin = require_role(context, "admin")
