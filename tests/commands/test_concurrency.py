@@ -19,6 +19,7 @@ from tests.commands.concurrent_booking import (
     race,
 )
 from tests.support import (
+    PASSWORD,
     START_OF_TESTS,
     Marketplace,
     MutableClock,
@@ -109,7 +110,7 @@ def test_ten_threads_one_email_one_user(market: Marketplace) -> None:
         return lambda: users.register_user(
             RegisterUser(
                 email=f"Same@Example.com{'' if n % 2 else ' '}",
-                password="p" * 12,
+                password=PASSWORD,
                 full_name=f"Twin {n}",
                 role="customer",
             ),
