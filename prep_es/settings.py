@@ -13,7 +13,9 @@ Validation errors name the environment variable and never echo the rejected valu
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +29,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 ENV_PREFIX: Final = "PREP_ES_"
 JWT_SECRET_BYTES_MIN: Final = 32
+JWT_SECRET_DISTINCT_CHARACTERS_MIN: Final = 8
+JWT_SECRET_ENTROPY_BITS_MIN: Final = 96
+"""Of the estimate :func:`secret_entropy_bits` makes: a random 32-byte secret in hex or
+base64 scores well above it; repeated characters, words padded out, far below."""
 POSTGRES_PORT_DEFAULT: Final = 5432
 
 _SQLITE_SCHEME: Final = "sqlite"
@@ -265,18 +271,18 @@ class Settings(BaseSettings):
     def require_production_secret(self) -> SecretStr | None:
         """The JWT secret, checked for a serving process.
 
-        PostgreSQL mode is a shared deployment: it refuses to serve without a secret of
-        at least 32 bytes. Embedded mode returns the secret if set, else ``None`` (the
-        server may then generate a development secret). CLI commands that issue no
-        tokens (users create, replay, sweep, demo) do not call this.
+        PostgreSQL mode is a shared deployment: it refuses to serve without a secret.
+        Embedded mode returns the secret if set, else ``None`` (the server may then
+        generate a development secret). A secret that is set must be strong in either
+        mode (see :func:`weak_secret_reason`). CLI commands that issue no tokens (users
+        create, replay, sweep, demo) do not call this.
         """
         secret = self.jwt_secret
-        if secret is not None and len(secret.get_secret_value().encode()) < JWT_SECRET_BYTES_MIN:
-            msg = (
-                f"invalid configuration:\n  {ENV_PREFIX}JWT_SECRET must be at least "
-                f"{JWT_SECRET_BYTES_MIN} bytes"
-            )
-            raise SettingsError(msg)
+        if secret is not None:
+            reason = weak_secret_reason(secret.get_secret_value())
+            if reason is not None:
+                msg = f"invalid configuration:\n  {ENV_PREFIX}JWT_SECRET {reason}"
+                raise SettingsError(msg)
         if secret is None and self.is_postgres:
             msg = (
                 f"invalid configuration:\n  {ENV_PREFIX}JWT_SECRET is required (at least "
@@ -284,6 +290,30 @@ class Settings(BaseSettings):
             )
             raise SettingsError(msg)
         return secret
+
+
+def secret_entropy_bits(secret: str) -> float:
+    """A rough estimate of the bits a secret holds: its length times the Shannon entropy
+    of its characters' frequencies. It cannot tell a random secret from a well-mixed
+    phrase, but it does tell both from one character repeated, or a short word padded."""
+    counts = Counter(secret)
+    length = len(secret)
+    return -length * sum(count / length * math.log2(count / length) for count in counts.values())
+
+
+def weak_secret_reason(secret: str) -> str | None:
+    """Why ``secret`` may not sign tokens (never echoing it), or ``None``."""
+    if len(secret.encode()) < JWT_SECRET_BYTES_MIN:
+        return f"must be at least {JWT_SECRET_BYTES_MIN} bytes"
+    if (
+        len(set(secret)) < JWT_SECRET_DISTINCT_CHARACTERS_MIN
+        or secret_entropy_bits(secret) < JWT_SECRET_ENTROPY_BITS_MIN
+    ):
+        return (
+            "is too predictable (too few distinct characters, or too many repeats): "
+            "use a random secret, e.g. `openssl rand -base64 48`"
+        )
+    return None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

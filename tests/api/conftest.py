@@ -33,7 +33,7 @@ from tests.support import START_OF_TESTS, MutableClock
 
 API = "/api/v1"
 REDIS_URL = os.environ.get("TEST_API_REDIS_URL", "redis://127.0.0.1:6379/12")
-JWT_SECRET = "test-secret-" + "x" * 60
+JWT_SECRET = "test-secret-6Xq2vR9tLm4pZ8wK3nB7cF1hJ5dG0sYa"
 ADMIN_EMAIL = "root@example.com"
 PASSWORD = "correct horse battery"
 DOCUMENT_SHA256 = "ab" * 32

@@ -296,7 +296,7 @@ def test_embedded_mode_keeps_a_generated_secret_beside_the_database(tmp_path: Pa
 
 
 def test_a_configured_secret_is_used_and_postgres_demands_one(tmp_path: Path) -> None:
-    secret = "s" * 32
+    secret = "configured-secret-Hw4Jt8Np2Zr6Bx1Mk9Qv3Ls7"
     assert (
         jwt_secret(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", jwt_secret=secret))
         == secret

@@ -31,7 +31,7 @@ from tests.cli.running import RunCli, cli_runner
 REPOSITORY = Path(__file__).resolve().parents[2]
 API = "/api/v1"
 PASSWORD = "correct horse battery"
-JWT_SECRET = "serve-test-secret-" + "s" * 32
+JWT_SECRET = "serve-test-secret-Qm7Tz2Lw9Kx4Rb6Nc1Vd8Hf3"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 30.0

@@ -14,7 +14,7 @@ from prep_es.settings import (
     parse_database_url,
 )
 
-SECRET_32_BYTES = "s" * 32
+SECRET_32_BYTES = "settings-secret-Pz5Kd9Wm2Tq7Lx4B"
 
 
 def test_defaults_are_embedded_and_need_no_environment() -> None:
@@ -134,6 +134,31 @@ def test_postgres_mode_requires_a_long_secret_only_when_serving() -> None:
     with pytest.raises(SettingsError, match="at least 32 bytes") as caught:
         short.require_production_secret()
     assert "too short" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [" " * 40, "x" * 64, "ab" * 32, "test-secret-" + "x" * 60, "serve-test-secret-" + "s" * 32],
+)
+def test_a_predictable_secret_of_any_length_is_refused_in_either_mode(secret: str) -> None:
+    for database_url in ("sqlite:///./prep.db", "postgresql://prep@127.0.0.1/prep"):
+        settings = Settings(database_url=database_url, jwt_secret=SecretStr(secret))
+        with pytest.raises(SettingsError, match="too predictable") as caught:
+            settings.require_production_secret()
+        assert secret not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "9de114fee6d37463c5ad5b8e87dbc3a1",  # openssl rand -hex 16
+        "wnZwPT-p_JOEzsmcIEPGWDftONU8ojQk1v2lGm9xYcE",  # secrets.token_urlsafe(32)
+        "operations-test-secret-of-at-least-32-bytes",
+    ],
+)
+def test_a_random_or_well_mixed_secret_is_accepted(secret: str) -> None:
+    settings = Settings(database_url="postgresql://prep@127.0.0.1/prep", jwt_secret=secret)
+    assert settings.require_production_secret() == SecretStr(secret)
 
 
 def test_constructing_settings_ignores_the_process_environment(
