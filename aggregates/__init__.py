@@ -13,6 +13,7 @@ from aggregates.kitchen import SNAPSHOT_INTERVAL as KITCHEN_SNAPSHOT_INTERVAL
 from aggregates.kitchen import Kitchen
 from aggregates.schedule import SNAPSHOT_INTERVAL as SCHEDULE_SNAPSHOT_INTERVAL
 from aggregates.schedule import KitchenSchedule
+from aggregates.user import SNAPSHOT_INTERVAL as USER_SNAPSHOT_INTERVAL
 from aggregates.user import EmailClaim, User
 
 # Long-lived aggregates are snapshotted every N events, so loading one costs about the
@@ -21,6 +22,7 @@ SNAPSHOTTING_INTERVALS: dict[type[Any], int] = {
     Account: ACCOUNT_SNAPSHOT_INTERVAL,
     Kitchen: KITCHEN_SNAPSHOT_INTERVAL,
     KitchenSchedule: SCHEDULE_SNAPSHOT_INTERVAL,
+    User: USER_SNAPSHOT_INTERVAL,
 }
 
 AGGREGATE_CLASSES: tuple[type[Any], ...] = (

@@ -62,7 +62,8 @@ class PermissionDenied(DomainError):
 
 class ActorNotAdmitted(DomainError):
     """The user issuing the command may no longer act as they claim: deactivated
-    (``user_inactive``), or their role changed (``role_changed``)."""
+    (``user_inactive``), their role changed (``role_changed``), or the token they act
+    with was revoked (``token_revoked``: logged out, or the password changed)."""
 
     default_code = "user_inactive"
 

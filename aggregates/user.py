@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
@@ -19,6 +20,20 @@ PASSWORD_LENGTH_MIN = 12
 PASSWORD_LENGTH_MAX = 1024
 EMAIL_LENGTH_MAX = 254
 FULL_NAME_LENGTH_MAX = 200
+SNAPSHOT_INTERVAL: Final = 50
+"""Logouts and password changes add up over a user's life; a load replays at most this
+many events after a snapshot."""
+REVOKED_TOKENS_MAX: Final = 32
+"""Logged-out tokens a user keeps listed until they expire. Beyond it, the earliest
+issued are folded into ``tokens_revoked_through_us``: every token issued up to them is
+refused too — at worst another of that user's old sessions ends early."""
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_microseconds(moment: datetime) -> int:
+    """``moment`` in whole microseconds since the epoch (exact: no float rounding), the
+    unit in which a token's issue time is compared with revocations."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def fold_email(email: str) -> str:
@@ -126,10 +141,35 @@ class User(Aggregate):
         role: str
 
     class UserDeactivated(Event):
+        """v2 records when, by the service clock: tokens issued until then stay revoked
+        after a reactivation. Stored v1 events are upcast to their own timestamp."""
+
         TOPIC: ClassVar[str] = "User.UserDeactivated"
+        class_version: ClassVar[int] = 2
+        deactivated_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["deactivated_at"] = state["timestamp"]
 
     class UserReactivated(Event):
         TOPIC: ClassVar[str] = "User.UserReactivated"
+
+    class PasswordChanged(Event):
+        """Every token issued until ``changed_at`` is revoked."""
+
+        TOPIC: ClassVar[str] = "User.PasswordChanged"
+        password_hash: str
+        changed_at: datetime
+
+    class TokenRevoked(Event):
+        """One token was logged out; listed until it would have expired."""
+
+        TOPIC: ClassVar[str] = "User.TokenRevoked"
+        token_id: str
+        issued_at_us: int
+        expires_at_s: int
+        revoked_at: datetime
 
     @event(UserRegistered)
     def __init__(self, email: str, full_name: str, role: str, password_hash: str) -> None:
@@ -138,6 +178,11 @@ class User(Aggregate):
         self.role = role
         self.password_hash = password_hash
         self.active = True
+        self.tokens_revoked_through_us = 0
+        """Every token issued up to this microsecond is refused."""
+        self.revoked_tokens: dict[str, list[int]] = {}
+        """Logged-out tokens issued after ``tokens_revoked_through_us``: token id →
+        [issued at (µs), expires at (s)], at most :data:`REVOKED_TOKENS_MAX`."""
 
     @classmethod
     def register(cls, *, email: str, full_name: str, role: str, password_hash: str) -> User:
@@ -159,32 +204,97 @@ class User(Aggregate):
         if role != self.role:
             self._role_changed(role=role)
 
-    def set_active(self, active: bool) -> None:
+    def set_active(self, active: bool, *, at: datetime) -> None:
+        """A deactivation revokes every token issued until ``at``, for good: a
+        reactivation revives none of them."""
         if active and not self.active:
             self._reactivated()
         elif not active and self.active:
-            self._deactivated()
+            self._deactivated(deactivated_at=at)
+
+    def change_password(self, password_hash: str, *, at: datetime) -> None:
+        """Revokes every token issued until ``at``. (The handler checked the current
+        password and the new one's rules.)"""
+        self._password_changed(password_hash=password_hash, changed_at=at)
+
+    def revoke_token(
+        self, token_id: str, *, issued_at_us: int, expires_at_s: int, at: datetime
+    ) -> None:
+        """Log one token out; nothing to do if it is revoked already or has expired."""
+        if self.token_revoked(token_id, issued_at_us) or expires_at_s <= at.timestamp():
+            return
+        self._token_revoked(
+            token_id=token_id, issued_at_us=issued_at_us, expires_at_s=expires_at_s, revoked_at=at
+        )
+
+    def token_revoked(self, token_id: str, issued_at_us: int) -> bool:
+        return issued_at_us <= self.tokens_revoked_through_us or token_id in self.revoked_tokens
 
     @event(UserRoleChanged)
     def _role_changed(self, role: str) -> None:
         self.role = role
 
     @event(UserDeactivated)
-    def _deactivated(self) -> None:
+    def _deactivated(self, deactivated_at: datetime) -> None:
         self.active = False
+        self._revoke_through(epoch_microseconds(deactivated_at))
 
     @event(UserReactivated)
     def _reactivated(self) -> None:
         self.active = True
 
-    def check_acts_as(self, role: str) -> None:
-        """That this user may act in ``role`` now: active, and still in that role."""
+    @event(PasswordChanged)
+    def _password_changed(self, password_hash: str, changed_at: datetime) -> None:
+        self.password_hash = password_hash
+        self._revoke_through(epoch_microseconds(changed_at))
+
+    @event(TokenRevoked)
+    def _token_revoked(
+        self, token_id: str, issued_at_us: int, expires_at_s: int, revoked_at: datetime
+    ) -> None:
+        # State kept from the event's own fields only, so every replay keeps the same.
+        now_s = revoked_at.timestamp()
+        listed = {
+            listed_id: times for listed_id, times in self.revoked_tokens.items() if times[1] > now_s
+        }
+        listed[token_id] = [issued_at_us, expires_at_s]
+        self.revoked_tokens = listed
+        while len(self.revoked_tokens) > REVOKED_TOKENS_MAX:
+            earliest = min(self.revoked_tokens.values())
+            self._revoke_through(earliest[0])
+
+    def _revoke_through(self, issued_at_us: int) -> None:
+        """Part of the events' state changes: tokens issued up to ``issued_at_us`` are
+        refused, and no longer need listing one by one."""
+        self.tokens_revoked_through_us = max(self.tokens_revoked_through_us, issued_at_us)
+        self.revoked_tokens = {
+            token_id: times
+            for token_id, times in self.revoked_tokens.items()
+            if times[0] > self.tokens_revoked_through_us
+        }
+
+    def check_acts_as(
+        self, role: str, *, token_id: str | None = None, issued_at_us: int | None = None
+    ) -> None:
+        """That this user may act in ``role`` now: active, still in that role, and —
+        given the token they act with — that token not revoked."""
         if not self.active:
             raise ActorNotAdmitted("this user is deactivated", code="user_inactive")
         if self.role != role:
             raise ActorNotAdmitted(
                 "this user's role changed since the token was issued; sign in again",
                 code="role_changed",
+            )
+        revoked = (
+            token_id is not None
+            and issued_at_us is not None
+            and self.token_revoked(token_id, issued_at_us)
+        )
+        if revoked:
+            raise ActorNotAdmitted(
+                "this access token was revoked (logged out, or the password changed "
+                "since it was issued); sign in again",
+                code="token_revoked",
             )
 
 

@@ -1,9 +1,11 @@
 """Every dependency of the routes, each named once as an ``Annotated`` alias.
 
-Authentication is a chain: ``CurrentUser`` verifies the bearer token, then loads the
-user from the users read model on every request (one primary-key read), so a
-deactivated user — or one whose role changed since the token was issued — is refused at
-once. Role requirements build on it (``CustomerUser``, ``AdminUser``,
+Authentication is a chain: ``CurrentUser`` verifies the bearer token, then checks the
+user as the write model has them on every request (``commands.admission``: this
+process's copy where a follower keeps it current, else one read of the store), so a
+deactivated user, one whose role changed since the token was issued, a token logged out
+and every token issued before a password change are refused at once — by queries as by
+commands. Role requirements build on it (``CustomerUser``, ``AdminUser``,
 ``AnalystOrAdmin``, …, or ``require_roles(...)``).
 
 Read-your-writes for query routes: depend on ``read_model("bookings")`` (or one of the
@@ -64,7 +66,7 @@ from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
-from queries.users import AuthUser, UserQueries
+from queries.users import UserQueries
 
 MIN_POSITION_HEADER: Final = "X-Prep-Min-Position"
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
@@ -219,11 +221,14 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bear
 
 @dataclass(frozen=True)
 class AuthenticatedUser:
-    """The user behind a request, as the users read model has them now."""
+    """The user behind a request, as the write model has them now, and the token they
+    sent (its ``jti``, issue time and expiry: a logout names it)."""
 
     id: UUID
     role: str
     token_id: str
+    token_issued_at_us: int
+    token_expires_at_s: int
 
     @property
     def viewer(self) -> Viewer:
@@ -232,51 +237,43 @@ class AuthenticatedUser:
 
     @property
     def actor(self) -> Actor:
-        """For command handlers."""
-        return Actor(user_id=self.id, role=self.role)
+        """For command handlers (and the per-request check)."""
+        return Actor(
+            user_id=self.id,
+            role=self.role,
+            token_id=self.token_id,
+            token_issued_at_us=self.token_issued_at_us,
+        )
 
 
-def _admitted(claims: TokenClaims, user: AuthUser | None) -> AuthenticatedUser:
-    """The user behind valid ``claims``, if the users read model still admits them."""
-    if user is None:
+def _claimed(claims: TokenClaims) -> AuthenticatedUser:
+    return AuthenticatedUser(
+        id=claims.sub,
+        role=claims.role,
+        token_id=claims.jti,
+        token_issued_at_us=claims.iat_us,
+        token_expires_at_s=claims.exp,
+    )
+
+
+def _admit_from_store(services: Services, user: AuthenticatedUser) -> AuthenticatedUser:
+    if not services.admission.check(user.actor):
         raise Unauthenticated("the access token's user is unknown", code="invalid_token")
-    if not user.active:
-        raise Unauthenticated("this user is deactivated", code="user_inactive")
-    if user.role != claims.role:
-        raise Unauthenticated(
-            "this user's role changed since the token was issued; sign in again",
-            code="role_changed",
-        )
-    return AuthenticatedUser(id=user.id, role=user.role, token_id=claims.jti)
-
-
-def _authenticate(
-    services: Services, claims: TokenClaims, min_position: int | None
-) -> AuthenticatedUser:
-    if min_position:
-        # The caller may have just written their own user (registration, a role change).
-        services.read_positions.wait_for(
-            "users", min_position, services.settings.min_position_wait_s
-        )
-    user = services.auth_users.load(claims.sub)
-    if user is None:  # a token issued right after its user registered: the read model
-        services.catch_up_users()  # may not have them yet
-        user = services.auth_users.load(claims.sub)
-    return _admitted(claims, user)
+    return user
 
 
 async def _authenticated(
     services: Services, credentials: HTTPAuthorizationCredentials, min_position: int | None
 ) -> AuthenticatedUser:
     """The token is checked on the event loop (CPU only; see ``TokenService.verify``);
-    the user too when this process remembers them and no position is asked for, else
-    in the threadpool (a read, maybe a wait)."""
-    claims = services.tokens.verify(credentials.credentials)
-    if not min_position:
-        user = services.auth_users.cached(claims.sub)
-        if user is not None:
-            return _admitted(claims, user)
-    return await run_in_threadpool(_authenticate, services, claims, min_position)
+    the user too when this process has a followed copy of them and no position is asked
+    for, else in the threadpool (one read of the store: a client naming a position may
+    have just changed their user through another process, which this one may hear of a
+    moment later). A user who may no longer act is refused (``ActorNotAdmitted``, 401)."""
+    user = _claimed(services.tokens.verify(credentials.credentials))
+    if not min_position and services.admission.check_known(user.actor):
+        return user
+    return await run_in_threadpool(_admit_from_store, services, user)
 
 
 async def current_user(

@@ -44,7 +44,7 @@ class Commands:
         )
         return cls(
             processor=processor,
-            users=UserCommands(processor, passwords),
+            users=UserCommands(processor, passwords, clock),
             kitchens=KitchenCommands(processor, jurisdictions, clock),
             bookings=bookings,
             accounts=AccountCommands(processor),

@@ -21,7 +21,8 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 TAggregate = TypeVar("TAggregate", bound=Aggregate)
 TResult = TypeVar("TResult", bound=BaseModel)
+TLooked = TypeVar("TLooked")
 
 SYSTEM_ROLE = "system"
 KNOWN_AGGREGATES_MAX = 5_000
@@ -56,10 +58,14 @@ would hold an estimated 40 MB per API worker, and pushed one past 200 MB."""
 
 @dataclass(frozen=True)
 class Actor:
-    """Who issues a command: a user with a role, or the system (the sweeper)."""
+    """Who issues a command: a user with a role, or the system (the sweeper). A user
+    acting through an access token names it (its ``jti`` and issue time), so that a
+    token revoked meanwhile is refused too."""
 
     user_id: UUID
     role: str
+    token_id: str | None = None
+    token_issued_at_us: int | None = None
 
 
 SYSTEM_ACTOR = Actor(user_id=derived_id("system-actor", "sweeper"), role=SYSTEM_ROLE)
@@ -138,13 +144,23 @@ class KnownAggregates:
     newer events. That is safe because every commit is validated: an aggregate the
     command changed must still be at the version it started from (the event store
     refuses a version twice), and one it only read must still be at the version read
-    (``expected_versions``, checked under the append lock). Readers get deep copies;
-    only :meth:`advance` changes a copy in here, under the lock.
+    (``expected_versions``, checked under the append lock). Readers get deep copies
+    (or :meth:`inspect` one under the lock); only :meth:`advance` changes a copy in
+    here, under the lock.
+
+    Authentication trusts the copies of users where a follower keeps them current
+    (``prep_es.known_copies``), so no copy may be kept that misses a version the
+    follower has passed over: a read from the store (or a commit) whose result will be
+    kept runs inside :meth:`reading`, which notes each version the follower passes
+    meanwhile, and :meth:`put` refuses a copy older than one noted.
     """
 
     def __init__(self, size_max: int) -> None:
         self._size_max = size_max
         self._aggregates: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._reading: dict[UUID, list[int]] = {}
+        """Aggregates being read from the store: [readers, the latest version the
+        follower passed over meanwhile]."""
         self._lock = threading.Lock()
 
     def get(self, aggregate_id: UUID) -> Aggregate | None:
@@ -155,15 +171,47 @@ class KnownAggregates:
             self._aggregates.move_to_end(aggregate_id)
             return copy.deepcopy(aggregate)
 
+    def inspect(self, aggregate_id: UUID, look: Callable[[Aggregate], TLooked]) -> TLooked | None:
+        """``look`` at the copy of ``aggregate_id`` under the lock, without copying it
+        (``look`` must not change it); ``None`` if there is no copy."""
+        with self._lock:
+            aggregate = self._aggregates.get(aggregate_id)
+            if aggregate is None:
+                return None
+            self._aggregates.move_to_end(aggregate_id)
+            return look(aggregate)
+
     def __contains__(self, aggregate_id: object) -> bool:
         with self._lock:
             return aggregate_id in self._aggregates
 
+    @contextmanager
+    def reading(self, aggregate_ids: Iterable[UUID]) -> Iterator[None]:
+        """Around a read of ``aggregate_ids`` from the store (or a commit of them) and
+        the :meth:`put` of what was read: see the class's docstring."""
+        wanted = list(aggregate_ids)
+        with self._lock:
+            for aggregate_id in wanted:
+                self._reading.setdefault(aggregate_id, [0, 0])[0] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                for aggregate_id in wanted:
+                    entry = self._reading[aggregate_id]
+                    entry[0] -= 1
+                    if entry[0] == 0:
+                        del self._reading[aggregate_id]
+
     def put(self, aggregate: Aggregate) -> None:
-        """Remember ``aggregate``, which the caller no longer mutates."""
+        """Remember ``aggregate``, which the caller no longer mutates, unless a newer
+        version was stored meanwhile and passed over (see :meth:`reading`)."""
         if self._size_max == 0:
             return
         with self._lock:
+            reading = self._reading.get(aggregate.id)
+            if reading is not None and reading[1] > aggregate.version:
+                return
             known = self._aggregates.get(aggregate.id)
             if known is None or known.version < aggregate.version:
                 self._aggregates[aggregate.id] = aggregate
@@ -185,6 +233,9 @@ class KnownAggregates:
         the copy's and these were not seen — the copy is forgotten and the next command
         reads the aggregate from the store."""
         with self._lock:
+            reading = self._reading.get(aggregate_id)
+            if reading is not None:
+                reading[1] = max(reading[1], last_version)
             known = self._aggregates.get(aggregate_id)
             if known is None or known.version >= last_version:
                 return
@@ -196,12 +247,16 @@ class KnownAggregates:
         # it was made) are passed over.
         decoded = [event for event in events() if event.originator_version > known_version]
         with self._lock:
-            if self._aggregates.get(aggregate_id) is not known:
-                return  # this process committed it meanwhile: its commit was checked
+            current = self._aggregates.get(aggregate_id)
+            if current is None or current.version >= last_version:
+                return
+            # A newer copy may have been put meanwhile (this process read or committed
+            # it): it takes what follows on from it.
+            decoded = [event for event in decoded if event.originator_version > current.version]
             try:
-                replay(known, decoded)
+                replay(current, decoded)
             finally:
-                if known.version != last_version:  # failed half-way: not to be trusted
+                if current.version != last_version:  # failed half-way: not to be trusted
                     del self._aggregates[aggregate_id]
 
 
@@ -246,10 +301,13 @@ class UnitOfWork:
         ]
         if read is None or len(wanted) < 2:  # one is read as cheaply when it is found
             return
-        for aggregate_id, events in read(wanted).items():
-            found = replay(None, events)
-            assert found is None or isinstance(found, Aggregate), found
-            self._read_ahead[aggregate_id] = found
+        with self._known.reading(wanted):
+            for aggregate_id, events in read(wanted).items():
+                found = replay(None, events)
+                assert found is None or isinstance(found, Aggregate), found
+                if found is not None:
+                    self._known.put(copy.deepcopy(found))
+                self._read_ahead[aggregate_id] = found
 
     def find(self, aggregate_class: type[TAggregate], aggregate_id: UUID) -> TAggregate | None:
         found = self._aggregates.get(aggregate_id)
@@ -258,13 +316,15 @@ class UnitOfWork:
                 found = self._known.get(aggregate_id)
                 self.started_from_known_copy |= found is not None
             if found is None:
-                if aggregate_id in self._read_ahead:
+                if aggregate_id in self._read_ahead:  # kept by ``read_ahead`` already
                     found = self._read_ahead.pop(aggregate_id)
                 else:
-                    found = self._load(aggregate_class, aggregate_id)
+                    with self._known.reading([aggregate_id]):
+                        found = self._load(aggregate_class, aggregate_id)
+                        if found is not None:
+                            self._known.put(copy.deepcopy(found))
                 if found is None:
                     return None
-                self._known.put(copy.deepcopy(found))
             self._aggregates[aggregate_id] = found
             self._versions_read[aggregate_id] = found.version
         if not isinstance(found, aggregate_class):
@@ -324,13 +384,14 @@ class UnitOfWork:
             for aggregate_id, version in self._versions_read.items()
             if not self._aggregates[aggregate_id].pending_events
         }
-        recordings = self._app.save(*changed, expected_versions=expected_versions)
-        for aggregate in changed:
-            self._known.put(aggregate)
+        with self._known.reading(aggregate.id for aggregate in changed):
+            recordings = self._app.save(*changed, expected_versions=expected_versions)
+            for aggregate in changed:
+                self._known.put(aggregate)
         return max(recording.notification.id for recording in recordings)
 
 
-SECRET_FIELDS = {"password"}
+SECRET_FIELDS = {"password", "current_password", "new_password"}
 
 
 def request_hash(command_name: str, request: BaseModel) -> str:
@@ -367,14 +428,15 @@ class _Replaying(Generic[TResult]):
 
 def _admit(unit: UnitOfWork, actor: Actor | None) -> None:
     """A user's command stands on the user being active in the role their token claims,
-    as the write model has them: the user is read like any aggregate the decision reads,
-    so a deactivation or role change committed meanwhile refuses the commit, and the
-    next attempt reads it. (Authentication checked the users read model, which may be a
-    moment behind.)"""
+    with that token not revoked, as the write model has them: the user is read like any
+    aggregate the decision reads, so a deactivation, role change or revocation
+    committed meanwhile refuses the commit, and the next attempt reads it.
+    (Authentication checked this process's copy of the user, which another process's
+    change may reach a moment later.)"""
     if actor is None or actor.role == SYSTEM_ROLE:
         return
     user = unit.get(User, actor.user_id, not_found_code="user_not_found")
-    user.check_acts_as(actor.role)
+    user.check_acts_as(actor.role, token_id=actor.token_id, issued_at_us=actor.token_issued_at_us)
 
 
 class CommandProcessor:

@@ -1,4 +1,5 @@
-"""User commands: registration, admin-made users, role and active changes."""
+"""User commands: registration, admin-made users, role and active changes, a user's
+password change and logout (both revoke tokens: see ``User.check_acts_as``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pydantic import BaseModel, ConfigDict
 from aggregates.account import Account
 from aggregates.errors import EmailTaken, IdempotencyKeyReused, PermissionDenied
 from aggregates.user import EmailClaim, User, check_password, normalize_email
-from commands.handling import CommandContext, CommandProcessor, Executed, UnitOfWork, require_role
+from commands.handling import (
+    Clock,
+    CommandContext,
+    CommandProcessor,
+    Executed,
+    UnitOfWork,
+    require_role,
+)
 
 
 class PasswordHashing(Protocol):
@@ -51,6 +59,25 @@ class UpdateUser(BaseModel):
     active: bool | None = None
 
 
+class ChangePassword(BaseModel):
+    """A signed-in user replaces their password, proving they know the current one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    current_password: str
+    new_password: str
+
+
+class LogOut(BaseModel):
+    """A signed-in user ends the session of the token they sent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token_id: str
+    issued_at_us: int
+    expires_at_s: int
+
+
 class UserState(BaseModel):
     id: UUID
     email: str
@@ -74,9 +101,12 @@ class UserState(BaseModel):
 
 
 class UserCommands:
-    def __init__(self, processor: CommandProcessor, passwords: PasswordHashing) -> None:
+    def __init__(
+        self, processor: CommandProcessor, passwords: PasswordHashing, clock: Clock
+    ) -> None:
         self._processor = processor
         self._passwords = passwords
+        self._clock = clock
 
     def register_user(self, command: RegisterUser, context: CommandContext) -> Executed[UserState]:
         return self._create("register_user", command, context)
@@ -139,7 +169,46 @@ class UserCommands:
             if command.role is not None:
                 user.change_role(command.role)
             if command.active is not None:
-                user.set_active(command.active)
+                user.set_active(command.active, at=self._clock())
             return UserState.of(user)
 
         return self._processor.execute("update_user", context, command, UserState, decide)
+
+    def change_password(
+        self, command: ChangePassword, context: CommandContext
+    ) -> Executed[UserState]:
+        """Every token of the user issued until now stops working (this one too: the
+        client signs in again with the new password)."""
+        actor = context.actor
+        if actor is None:
+            raise PermissionDenied("changing a password needs a signed-in user")
+        check_password(command.new_password)
+        new_hash = self._passwords.hash(command.new_password)
+
+        def decide(unit: UnitOfWork) -> UserState:
+            user = unit.get(User, actor.user_id, not_found_code="user_not_found")
+            # Checked against the write model: the hash the next login will check.
+            if not self._passwords.verify(user.password_hash, command.current_password):
+                raise PermissionDenied("the current password is wrong", code="wrong_password")
+            user.change_password(new_hash, at=self._clock())
+            return UserState.of(user)
+
+        return self._processor.execute("change_password", context, command, UserState, decide)
+
+    def log_out(self, command: LogOut, context: CommandContext) -> Executed[UserState]:
+        """The token stops working; the user's other tokens do not."""
+        actor = context.actor
+        if actor is None:
+            raise PermissionDenied("logging out needs a signed-in user")
+
+        def decide(unit: UnitOfWork) -> UserState:
+            user = unit.get(User, actor.user_id, not_found_code="user_not_found")
+            user.revoke_token(
+                command.token_id,
+                issued_at_us=command.issued_at_us,
+                expires_at_s=command.expires_at_s,
+                at=self._clock(),
+            )
+            return UserState.of(user)
+
+        return self._processor.execute("log_out", context, command, UserState, decide)

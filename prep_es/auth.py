@@ -1,14 +1,18 @@
 """Authentication: JWT access tokens, password logins and their rate limit.
 
 Tokens are HS256 JWTs (PyJWT) carrying ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` (the
-user id), ``jti`` and ``role``. Only the algorithms in :data:`ALGORITHMS` are accepted,
-so a token with ``alg: none``, or signed with another algorithm under our secret used as
-a public key, is refused. Expiry is checked against the service clock, the same clock
-that stamped ``iat``.
+user id), ``jti``, ``role`` and ``iat_us`` (``iat`` in microseconds: a token issued in
+the same second as a password change is still told apart from the tokens it revoked).
+Only the algorithms in :data:`ALGORITHMS` are accepted, so a token with ``alg: none``,
+or signed with another algorithm under our secret used as a public key, is refused.
+The times are integers checked against the service clock, the same clock that stamped
+them: ``iat`` not in the future (beyond :data:`CLOCK_LEEWAY_S`), ``exp`` after it and
+no more than the configured lifetime later, ``nbf`` (if a token has one) reached.
 
-A token alone is never enough: each request also loads the user from the users read
-model (see ``api.deps``), so a deactivated user, or one whose role changed since the
-token was issued, is refused at once.
+A token alone is never enough: each request also checks the user as the write model
+has them (see ``api.deps`` and ``commands.admission``), so a deactivated user, one
+whose role changed since the token was issued, a token logged out and every token
+issued before a password change are refused at once.
 
     Unauthenticated     no token, a token we did not issue or no longer accept, wrong
                         credentials, or a user who may not sign in (HTTP 401)
@@ -29,14 +33,14 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar, Final, Protocol
 from uuid import UUID, uuid4
 
 import jwt
 import redis
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from aggregates.user import ROLES
 from prep_es.settings import Settings, SqliteLocation
@@ -46,19 +50,27 @@ logger = logging.getLogger(__name__)
 
 ALGORITHMS: Final = ("HS256",)
 """The only signing algorithms accepted; the first one signs."""
-REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub", "jti", "role")
+REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub", "jti", "role", "iat_us")
+CLOCK_LEEWAY_S: Final = 30
+"""How far ahead of the service clock a token's ``iat`` or ``nbf`` may be (another
+process's clock may run a little ahead)."""
+JTI_LENGTH_MAX: Final = 64
+MICROSECONDS_PER_SECOND: Final = 1_000_000
 DEV_SECRET_BYTES: Final = 64
 LOGIN_WINDOW_S: Final = 60
 LOGIN_LIMITER_KEYS_MAX: Final = 100_000
 """Emails × clients remembered per process; the oldest windows go first beyond it."""
 REDIS_TIMEOUT_S: Final = 0.25
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Unauthenticated(Exception):
     """The request does not prove who sent it. ``code`` says why:
     ``not_authenticated`` (no bearer token), ``invalid_token`` (malformed, forged,
-    wrong issuer or audience), ``token_expired``, ``user_inactive``, ``role_changed``
-    (sign in again), ``invalid_credentials`` (login)."""
+    wrong issuer or audience, times out of bounds), ``token_expired``,
+    ``token_not_yet_valid``, ``user_inactive``, ``role_changed`` (sign in again),
+    ``token_revoked`` (logged out, or the password changed since),
+    ``invalid_credentials`` (login)."""
 
     def __init__(self, detail: str, *, code: str) -> None:
         super().__init__(detail)
@@ -89,13 +101,16 @@ class AccessToken(BaseModel):
 
 
 class TokenClaims(BaseModel):
-    """The claims of a token we verified."""
+    """The claims of a token we verified. Times are whole seconds since the epoch
+    (``iat_us``: microseconds), never strings or fractions."""
 
     sub: UUID
     role: str
-    jti: str
-    iat: int
-    exp: int
+    jti: str = Field(min_length=1, max_length=JTI_LENGTH_MAX)
+    iat: StrictInt = Field(ge=0)
+    iat_us: StrictInt = Field(ge=0)
+    exp: StrictInt = Field(ge=0)
+    nbf: StrictInt | None = Field(default=None, ge=0)
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -177,7 +192,8 @@ class TokenService:
         )
 
     def issue(self, user_id: UUID, role: str) -> AccessToken:
-        issued_at = int(self._clock().timestamp())
+        issued_at_us = microseconds(self._clock())
+        issued_at = issued_at_us // MICROSECONDS_PER_SECOND
         claims = {
             "iss": self._issuer,
             "aud": self._audience,
@@ -185,6 +201,7 @@ class TokenService:
             "role": role,
             "jti": uuid4().hex,
             "iat": issued_at,
+            "iat_us": issued_at_us,
             "exp": issued_at + self._ttl_s,
         }
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHMS[0])
@@ -198,13 +215,19 @@ class TokenService:
         signature cost more than the rest of authentication (PyJWT checks the
         alphabet of every character in Python). CPU only: the event loop may call it."""
         claims = self._decode(token)
-        if claims.exp <= self._clock().timestamp():
+        now = self._clock().timestamp()
+        if claims.exp <= now:
             raise Unauthenticated("the access token has expired", code="token_expired")
+        if claims.iat > now + CLOCK_LEEWAY_S:
+            raise Unauthenticated("the access token is not valid", code="invalid_token")
+        if claims.nbf is not None and claims.nbf > now + CLOCK_LEEWAY_S:
+            raise Unauthenticated("the access token is not valid yet", code="token_not_yet_valid")
         return claims
 
     def _decode_anew(self, token: str) -> TokenClaims:
         """The claims of ``token`` if it is ours: signature, algorithm, issuer, audience
-        and the required claims checked (not the expiry)."""
+        and the required claims checked, and the times consistent with each other
+        (not yet with the clock: see :meth:`verify`)."""
         try:
             decoded = jwt.decode(
                 token,
@@ -223,9 +246,18 @@ class TokenService:
             claims = TokenClaims.model_validate(decoded)
         except (jwt.InvalidTokenError, ValidationError):
             raise Unauthenticated("the access token is not valid", code="invalid_token") from None
-        if claims.role not in ROLES:
+        if (
+            claims.role not in ROLES
+            or claims.iat_us // MICROSECONDS_PER_SECOND != claims.iat
+            or not claims.iat < claims.exp <= claims.iat + self._ttl_s
+        ):
             raise Unauthenticated("the access token is not valid", code="invalid_token")
         return claims
+
+
+def microseconds(moment: datetime) -> int:
+    """``moment`` in whole microseconds since the epoch (exact: no float rounding)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 # --- login rate limit ------------------------------------------------------------------

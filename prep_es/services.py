@@ -21,9 +21,11 @@ from typing import Final, Protocol
 from aggregates.errors import NotFound
 from aggregates.jurisdictions import JurisdictionCatalog
 from commands import Commands
+from commands.admission import Admission
 from commands.handling import Clock
 from commands.users import PasswordHashing
 from prep_es.auth import Login, LoginLimiter, PasswordVerifying, TokenService, open_login_limiter
+from prep_es.credentials import CurrentCredentials
 from prep_es.known_copies import KnownCopiesFollower
 from prep_es.passwords import Argon2Passwords
 from prep_es.readside import (
@@ -57,7 +59,7 @@ from queries.kitchen_index import (
 )
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
-from queries.users import AuthUsers, UserQueries
+from queries.users import UserQueries
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +147,9 @@ class Services:
     read_positions: ReadPositions
     query_cache: QueryCache
     users: UserQueries
-    auth_users: AuthUsers
-    """The per-request authentication check (see :class:`~queries.users.AuthUsers`)."""
+    admission: Admission
+    """The per-request authentication check, on the write model's users (see
+    ``commands.admission``)."""
     kitchens: CachedKitchenQueries
     kitchens_uncached: KitchenQueries
     kitchen_pages: PublishedPages | None
@@ -312,16 +315,14 @@ def open_services(
             )
         )
         users = UserQueries(read_side.query_database)
-        auth_users = AuthUsers(
-            users,
-            _following_changes(read_positions) if read_positions.hears_changes else None,
-            position=lambda: read_positions.announced(UsersProjection.name),
-        )
         read_positions.start()
         opened.append(read_positions)
         known_copies = follow_known_copies(runtime)
         if known_copies is not None:
             opened.append(known_copies)
+        admission = Admission(
+            runtime.app, runtime.commands.processor.known, copies_followed=known_copies is not None
+        )
         database = read_side.query_database
         kitchens_uncached = KitchenQueries(
             database, jurisdictions=runtime.jurisdictions, clock=clock
@@ -341,7 +342,7 @@ def open_services(
             read_positions=read_positions,
             query_cache=query_cache,
             users=users,
-            auth_users=auth_users,
+            admission=admission,
             kitchens=CachedKitchenQueries(
                 kitchens_uncached,
                 query_cache,
@@ -360,7 +361,7 @@ def open_services(
             tokens=tokens,
             catch_up_users=catch_up_users,
             login=Login(
-                users=users,
+                users=CurrentCredentials(read_side.query_database, admission),
                 passwords=hashing,
                 tokens=tokens,
                 limiter=login_limiter,

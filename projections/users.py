@@ -31,6 +31,7 @@ class UsersProjection(Projection):
         User.UserRoleChanged,
         User.UserDeactivated,
         User.UserReactivated,
+        User.PasswordChanged,
     )
 
     def create_tables(self, sql: Sql) -> None:
@@ -84,6 +85,10 @@ class UsersProjection(Projection):
     @apply.register
     def _reactivated(self, event: User.UserReactivated, position: int, sql: Sql) -> None:
         self._update(sql, event, active=True)
+
+    @apply.register
+    def _password_changed(self, event: User.PasswordChanged, position: int, sql: Sql) -> None:
+        self._update(sql, event, password_hash=event.password_hash)
 
     def _user_changed(self, event: User.Event) -> None:
         """Query-cache dependencies: this user, and every listing."""

@@ -1,5 +1,6 @@
-"""User queries over the ``users`` read model: the signed-in user's profile, the
-per-request authentication check, the login lookup and the admin listing.
+"""User queries over the ``users`` read model: the signed-in user's profile, the login
+lookup and the admin listing. (The per-request authentication check reads the write
+model: ``commands.admission``.)
 
 The password hash leaves the read model only through :meth:`UserQueries.credentials_by_email`
 (for checking a login); no other read model carries it.
@@ -7,7 +8,6 @@ The password hash leaves the read model only through :meth:`UserQueries.credenti
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,9 +17,8 @@ from pydantic import BaseModel
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from aggregates.user import EMAIL_LENGTH_MAX, ROLES
 from projections.database import ReadDatabase
-from projections.users import UsersProjection, user_dependency
+from projections.users import UsersProjection
 from queries.base import Page, PageRequest, Viewer
-from queries.cache import MemoryQueryCache
 
 USERS = UsersProjection.view("users")
 _PROFILE_COLUMNS = "id, email, full_name, role, active, registered_at, updated_at"
@@ -35,15 +34,6 @@ class UserProfile(BaseModel):
     active: bool
     registered_at: datetime
     updated_at: datetime
-
-
-class AuthUser(BaseModel):
-    """What every authenticated request checks: the user still exists, is active, and
-    has this role."""
-
-    id: UUID
-    role: str
-    active: bool
 
 
 class UserCredentials(BaseModel):
@@ -74,14 +64,6 @@ class UserQueries:
         if row is None:
             raise NotFound(f"no user {viewer.user_id}", code="user_not_found")
         return UserProfile.model_validate(row)
-
-    def get_for_auth(self, user_id: UUID) -> AuthUser | None:
-        """The user behind a token, by primary key; ``None`` if unknown."""
-        with self._database.reading() as sql:
-            row = sql.fetchone(
-                f"SELECT id, role, active FROM {USERS} WHERE id = %s", (self._id(user_id),)
-            )
-        return None if row is None else AuthUser.model_validate(row)
 
     def credentials_by_email(self, email: str) -> UserCredentials | None:
         """The stored credentials for ``email`` (any case), or ``None``."""
@@ -132,37 +114,3 @@ class UserQueries:
             limit=page.limit,
             offset=page.offset,
         )
-
-
-class AuthUsers:
-    """Users as every authenticated request checks them, also kept in this process's
-    memory while no change to them has been announced (the query cache's rule, see
-    ``queries.cache``), where announcements reach it (``cache``; PostgreSQL, not a
-    replica): most requests then authenticate without a round trip.
-
-    :meth:`cached` never does I/O (the event loop may call it); :meth:`load` reads the
-    read model and remembers the answer at the users projection's announced position,
-    read first, so a change committed after it is never hidden."""
-
-    def __init__(
-        self,
-        users: UserQueries,
-        cache: MemoryQueryCache | None,
-        position: Callable[[], int | None],
-    ) -> None:
-        self._users = users
-        self._cache = cache
-        self._position = position
-
-    def cached(self, user_id: UUID) -> AuthUser | None:
-        if self._cache is None:
-            return None
-        entry = self._cache.get(str(user_id), dependency=user_dependency(user_id), min_position=0)
-        return None if entry is None else AuthUser.model_validate_json(entry.value)
-
-    def load(self, user_id: UUID) -> AuthUser | None:
-        position = self._position()
-        user = self._users.get_for_auth(user_id)
-        if user is not None and position is not None and self._cache is not None:
-            self._cache.put(str(user_id), user.model_dump_json().encode(), position=position)
-        return user

@@ -13,6 +13,7 @@ COMMAND_ROUTERS: tuple[APIRouter, ...] = (
     accounts.router,
     admin.router,
     users.router,
+    users.me_router,
 )
 """Included one by one into the application (``prep_es.app``), as query routers are."""
 

@@ -1,5 +1,6 @@
-"""Registration and login. Both are public; login answers 429 after
-``PREP_ES_LOGIN_FAILURES_MAX`` failures in a minute for one email from one client."""
+"""Registration, login and logout. Registration and login are public; login answers
+429 after ``PREP_ES_LOGIN_FAILURES_MAX`` failures in a minute for one email from one
+client. Logout revokes the token it is sent with."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from api.commands.users import UserOut
-from api.deps import AnonymousCommand, ServicesDep, UserCommandsDep, UsersReadModel
+from api.deps import (
+    AnonymousCommand,
+    Command,
+    CurrentUser,
+    ServicesDep,
+    UserCommandsDep,
+    UsersReadModel,
+)
 from api.schemas import RequestBody, problems, record_position
-from commands.users import RegisterUser
+from commands.users import LogOut, RegisterUser
 from prep_es.auth import AccessToken
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -88,3 +96,24 @@ async def log_in(
     token = await run_in_threadpool(services.login.log_in, body.email, body.password, client=client)
     response.headers["Cache-Control"] = "no-store"
     return token
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="Log out",
+    description="Revokes the access token this request is sent with, in every API "
+    "process: from now on it is refused (401 `token_revoked`). The user's other tokens "
+    "keep working.",
+    responses=problems(401),
+)
+async def log_out(user: CurrentUser, users: UserCommandsDep, context: Command) -> Response:
+    command = LogOut(
+        token_id=user.token_id,
+        issued_at_us=user.token_issued_at_us,
+        expires_at_s=user.token_expires_at_s,
+    )
+    executed = await run_in_threadpool(users.log_out, command, context)
+    response = Response(status_code=204)
+    record_position(response, executed.position)
+    return response

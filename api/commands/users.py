@@ -1,5 +1,5 @@
-"""User commands over HTTP: an admin changes a user's role or active flag. (Registration
-is in ``api.commands.auth``.)"""
+"""User commands over HTTP: an admin changes a user's role or active flag; a user
+changes their password. (Registration and logout are in ``api.commands.auth``.)"""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Command, UserCommandsDep
 from api.schemas import PositionField, RequestBody, problems, record_position
-from commands.users import UpdateUser, UserState
+from commands.users import ChangePassword, UpdateUser, UserState
 
 router = APIRouter(prefix="/admin/users", tags=["admin"])
+me_router = APIRouter(prefix="/users", tags=["users"])
+
+PASSWORD_LENGTH_BOUND = 4096
 
 UserId = Annotated[UUID, Path(description="The user's id.")]
 
@@ -47,7 +50,8 @@ class UpdateUserBody(RequestBody):
     active: bool | None = Field(
         default=None,
         description="false deactivates the user: every request with their token is "
-        "refused at once; true reactivates.",
+        "refused at once; true reactivates (tokens issued before the deactivation stay "
+        "revoked: the user signs in again).",
         examples=[False],
     )
 
@@ -55,11 +59,10 @@ class UpdateUserBody(RequestBody):
 @router.patch(
     "/{user_id}",
     summary="Change a user's role or active flag",
-    description="Admins only. Fields left out stay as they are. Deactivating a user "
-    "refuses their commands at once (each checks the user in the write model) and their "
-    "queries once the users read model has the change (send `X-Prep-Min-Position` to be "
-    "sure). An admin cannot deactivate or demote their own account (403): another admin "
-    "can.",
+    description="Admins only. Fields left out stay as they are. Deactivating a user, or "
+    "changing their role, refuses their commands and queries at once (each request "
+    "checks the user in the write model). An admin cannot deactivate or demote their own "
+    "account (403): another admin can.",
     responses=problems(401, 403, 404, 422),
 )
 async def update_user(
@@ -73,3 +76,34 @@ async def update_user(
         users.update_user, UpdateUser(user_id=user_id, role=body.role, active=body.active), context
     )
     return UserOut.of(executed.result, record_position(response, executed.position))
+
+
+class ChangePasswordBody(RequestBody):
+    current_password: str = Field(max_length=PASSWORD_LENGTH_BOUND)
+    new_password: str = Field(
+        max_length=PASSWORD_LENGTH_BOUND,
+        description="The same rules as at registration.",
+        examples=["a new horse battery staple"],
+    )
+
+
+@me_router.post(
+    "/me/password",
+    status_code=204,
+    summary="Change my password",
+    description="Needs the current password (a wrong one is 403 `wrong_password`); the "
+    "new one follows the registration rules (422). Every token issued until now stops "
+    "working, this one included: sign in again with the new password (send the "
+    "`X-Prep-Position` of this answer as `X-Prep-Min-Position` with the login, so that "
+    "it checks the new password).",
+    responses=problems(401, 403, 422),
+)
+async def change_password(
+    body: ChangePasswordBody, users: UserCommandsDep, context: Command
+) -> Response:
+    executed = await run_in_threadpool(
+        users.change_password, ChangePassword(**body.model_dump()), context
+    )
+    response = Response(status_code=204)
+    record_position(response, executed.position)
+    return response

@@ -47,9 +47,18 @@ def assert_replays(live: Any) -> list[DomainEvent]:
 def test_user_replays() -> None:
     user = User.register(email="A@Example.com", full_name="A", role="customer", password_hash="h")
     user.change_role("host")
-    user.set_active(False)
-    user.set_active(True)
-    user.set_active(False)
+    now = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
+    user.set_active(False, at=now)
+    user.set_active(True, at=now)
+    user.change_password("h2", at=now + timedelta(seconds=1))
+    for number in range(40):  # beyond the list's bound: the earliest are folded
+        user.revoke_token(
+            f"token-{number}",
+            issued_at_us=int((now.timestamp() + 2 + number) * 1_000_000),
+            expires_at_s=int(now.timestamp()) + 3600,
+            at=now + timedelta(seconds=60),
+        )
+    user.set_active(False, at=now + timedelta(seconds=61))
     assert_replays(user)
 
 

@@ -10,7 +10,7 @@ import pytest
 from aggregates.base import derived_id
 from aggregates.errors import ActorNotAdmitted, InvalidRequest
 from aggregates.user import EmailClaim, User, check_password, normalize_email
-from tests.domain.scenario import given, raises_code, refused, then, then_nothing
+from tests.domain.scenario import NOW, given, raises_code, refused, then, then_nothing
 
 REGISTRATION: dict[str, Any] = {
     "email": "  Alice.Cook@Example.COM ",
@@ -133,19 +133,19 @@ def test_change_to_an_invalid_role_is_refused() -> None:
 def test_deactivate_and_reactivate() -> None:
     history = registered()
     user = given(*history)
-    user.set_active(False)
-    deactivated = then(user, (User.UserDeactivated, {}))
+    user.set_active(False, at=NOW)
+    deactivated = then(user, (User.UserDeactivated, {"deactivated_at": NOW}))
     assert not user.active
 
     user = given(*history, *deactivated)
-    user.set_active(False)
+    user.set_active(False, at=NOW)
     then_nothing(user)
-    user.set_active(True)
+    user.set_active(True, at=NOW)
     then(user, (User.UserReactivated, {}))
     assert user.active
 
     user = given(*history)
-    user.set_active(True)
+    user.set_active(True, at=NOW)
     then_nothing(user)
 
 
@@ -155,7 +155,7 @@ def test_a_user_acts_only_while_active_and_in_their_role() -> None:
     user.check_acts_as(REGISTRATION["role"])
     with refused(user, ActorNotAdmitted, "role_changed"):
         user.check_acts_as("admin")
-    user.set_active(False)
+    user.set_active(False, at=NOW)
     deactivated = user.collect_events()
     user = given(*history, *deactivated)
     with refused(user, ActorNotAdmitted, "user_inactive"):
