@@ -220,6 +220,18 @@ CASES = [
         ),
     ),
     Case("GET", "/api/v1/users/me", signed_in(200), fixed("/users/me")),
+    # A logout revokes the role's token: the test signs the role in again after it.
+    Case("POST", "/api/v1/auth/logout", signed_in(204), fixed("/auth/logout")),
+    # The wrong current password: refused without revoking anything.
+    Case(
+        "POST",
+        "/api/v1/users/me/password",
+        signed_in(403),
+        fixed(
+            "/users/me/password",
+            json={"current_password": "not the password", "new_password": "a new horse battery"},
+        ),
+    ),
     # --- kitchens ---
     Case(
         "POST",
@@ -473,6 +485,8 @@ def test_each_role_gets_the_status_spec_gives_it(api: Api, world: World, case: C
         response = api.client.request(
             case.method, path, json=request.json, params=request.params, headers=headers
         )
+        if case.template == API + "/auth/logout" and role != "anonymous":
+            world.users[role] = api.log_in(world.users[role].email)
         if response.status_code != expected:
             wrong[role] = (expected, response.status_code, response.text[:200])
         elif expected >= 400:

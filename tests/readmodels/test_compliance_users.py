@@ -315,13 +315,13 @@ def test_each_user_sees_their_profile(world: World) -> None:
     assert raised.value.code == "user_not_found"
 
 
-def test_authentication_reads_role_and_active_by_id(world: World) -> None:
+def test_login_credentials_carry_id_role_and_active(world: World) -> None:
     queries = UserQueries(world.database)
     for user in world.users():
-        found = queries.get_for_auth(user.id)
+        found = queries.credentials_by_email(user.email.upper())
         assert found is not None
         assert (found.id, found.role, found.active) == (user.id, user.role, user.active)
-    assert queries.get_for_auth(uuid4()) is None
+    assert queries.credentials_by_email(f"{uuid4().hex}@example.com") is None
     roles = {u.email: (u.role, u.active) for u in world.users()}
     assert roles["leaving@example.com"] == ("customer", False)
     assert roles["promoted@example.com"] == ("host", True)
