@@ -220,3 +220,40 @@ def test_a_copy_takes_only_the_versions_after_its_own() -> None:
     behind.put(replay(None, history[:1]))
     behind.advance(account.id, 3, 3, lambda: iter(history[2:]))
     assert behind.get(account.id) is None
+
+
+def test_a_copy_read_while_the_follower_passed_a_newer_version_is_not_kept() -> None:
+    """A read of the store, then the follower passing over a newer version (there was
+    no copy to apply it to), then the put of what was read: that copy would miss the
+    newer version for good — authentication trusts copies — so it is not kept."""
+    account = Account(owner_id=uuid4())
+    account.deposit(entry_id=uuid4(), amount_cents=1_000)
+    history = account.collect_events()
+    known = KnownAggregates(size_max=10)
+    with known.reading([account.id]):
+        read = replay(None, history[:1])  # what the store had when read
+        known.advance(account.id, 2, 2, lambda: iter(history[1:]))  # stored meanwhile
+        known.put(read)
+    assert known.get(account.id) is None
+    with known.reading([account.id]):
+        known.put(replay(None, history))
+    fresh = known.get(account.id)
+    assert fresh is not None and fresh.version == 2
+
+
+def test_a_copy_put_while_the_follower_decodes_takes_the_versions_after_its_own() -> None:
+    account = Account(owner_id=uuid4())
+    for amount_cents in (100, 200, 300):
+        account.deposit(entry_id=uuid4(), amount_cents=amount_cents)
+    history = account.collect_events()
+    known = KnownAggregates(size_max=10)
+    known.put(replay(None, history[:1]))
+
+    def decode() -> Iterator[object]:
+        known.put(replay(None, history[:3]))  # this process read or committed it meanwhile
+        return iter(history[1:])
+
+    known.advance(account.id, 2, 4, decode)
+    copy = known.get(account.id)
+    assert isinstance(copy, Account)
+    assert (copy.version, copy.balance_cents) == (4, 600)

@@ -9,7 +9,7 @@ import pytest
 
 from aggregates.base import derived_id
 from aggregates.errors import ActorNotAdmitted, InvalidRequest
-from aggregates.user import EmailClaim, User, check_password, normalize_email
+from aggregates.user import REVOKED_TOKENS_MAX, EmailClaim, User, check_password, normalize_email
 from tests.domain.scenario import NOW, given, raises_code, refused, then, then_nothing
 
 REGISTRATION: dict[str, Any] = {
@@ -180,3 +180,66 @@ def test_email_claim_id_is_derived_from_the_normalized_email() -> None:
     assert first.id == second.id == derived_id("email", "alice@example.com")
     assert EmailClaim(email="bob@example.com", user_id=UUID(int=1)).id != first.id
     then(first, (EmailClaim.EmailClaimed, {"email": email, "user_id": UUID(int=1)}))
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+ISSUED_US = int(NOW.timestamp()) * 1_000_000
+EXPIRES_S = int(NOW.timestamp()) + 3600
+
+
+def test_a_deactivation_revokes_every_token_issued_until_then_for_good() -> None:
+    history = registered()
+    user = given(*history)
+    user.set_active(False, at=NOW)
+    deactivated = user.collect_events()
+    user.set_active(True, at=NOW)
+    user = given(*history, *deactivated, *user.collect_events())
+    with refused(user, ActorNotAdmitted, "token_revoked"):
+        user.check_acts_as(REGISTRATION["role"], token_id="old", issued_at_us=ISSUED_US)
+    user.check_acts_as(REGISTRATION["role"], token_id="new", issued_at_us=ISSUED_US + 1)
+
+
+def test_a_password_change_revokes_earlier_tokens_to_the_microsecond() -> None:
+    user = given(*registered())
+    user.change_password("new-hash", at=NOW)
+    then(user, (User.PasswordChanged, {"password_hash": "new-hash", "changed_at": NOW}))
+    assert user.password_hash == "new-hash"
+    assert user.token_revoked("same-second-before", ISSUED_US)
+    assert not user.token_revoked("same-second-after", ISSUED_US + 1)
+
+
+def test_a_logout_revokes_one_token_once_and_keeps_the_list_bounded() -> None:
+    user = given(*registered())
+    user.revoke_token("a", issued_at_us=ISSUED_US, expires_at_s=EXPIRES_S, at=NOW)
+    then(
+        user,
+        (
+            User.TokenRevoked,
+            {
+                "token_id": "a",
+                "issued_at_us": ISSUED_US,
+                "expires_at_s": EXPIRES_S,
+                "revoked_at": NOW,
+            },
+        ),
+    )
+    user.revoke_token("a", issued_at_us=ISSUED_US, expires_at_s=EXPIRES_S, at=NOW)
+    user.revoke_token("gone", issued_at_us=ISSUED_US, expires_at_s=int(NOW.timestamp()), at=NOW)
+    then_nothing(user)
+    assert user.token_revoked("a", ISSUED_US) and not user.token_revoked("b", ISSUED_US)
+    for number in range(REVOKED_TOKENS_MAX + 5):
+        user.revoke_token(
+            f"t{number}", issued_at_us=ISSUED_US + 1 + number, expires_at_s=EXPIRES_S, at=NOW
+        )
+    assert len(user.revoked_tokens) <= REVOKED_TOKENS_MAX
+    # The earliest were folded into the cut-off: still refused, as is every older token.
+    assert all(
+        user.token_revoked(f"t{n}", ISSUED_US + 1 + n) for n in range(REVOKED_TOKENS_MAX + 5)
+    )
+
+
+def test_user_deactivated_v1_is_upcast_to_its_own_timestamp() -> None:
+    state: dict[str, Any] = {"timestamp": "2030-01-07T17:00:00+00:00"}
+    User.UserDeactivated.upcast_v1_v2(state)
+    assert state["deactivated_at"] == state["timestamp"]
