@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregates.errors import StateConflict
+from aggregates.user import EmailClaim
 from api.operations import Operations, router
 from commands.accounts import DepositFunds
 from prep_es.app import create_app
@@ -368,8 +368,14 @@ def test_requests_before_any_projector_ran_are_503_problems(database_url: str) -
     what needs them asks the client to come back, it does not fail."""
     settings = api_settings(database_url, run_projectors=False)
     app = create_app(settings, passwords=Argon2Passwords.cheap_for_tests())
-    admin_token = minted_token(uuid4(), "admin")
     with TestClient(app) as client:
+        # The bootstrapped admin, as the write model has them (authentication reads no
+        # read model).
+        assert settings.admin_email is not None
+        claim = app.state.services.runtime.app.repository.get(
+            EmailClaim.create_id(email=settings.admin_email)
+        )
+        admin_token = minted_token(claim.user_id, "admin")
         answers = [
             client.get("/api/v1/kitchens"),
             client.post(
