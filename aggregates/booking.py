@@ -7,12 +7,18 @@
 
 The booking's money is a hold on the customer's account (``Account``); every way out
 of pending/confirmed settles that hold exactly once.
+
+Rescheduling can never lower what a customer's cancellation costs: each reschedule
+locks in the fee a cancellation at that moment would have captured
+(``fee_floor_cents``); a later customer cancellation captures the greater of that and
+the fee its own notice calls for, and a reschedule that would price the booking below
+the locked-in fee is refused (the hold, which is the price, must still cover it).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -22,9 +28,9 @@ from aggregates.errors import InvalidStateTransition, StateConflict
 from aggregates.kitchen import check_reason
 from aggregates.policies import (
     BookingWindow,
-    customer_cancellation_capture_basis_points,
+    customer_cancellation_fee_cents,
+    format_money,
     price_cents,
-    share_cents,
 )
 
 ACTIVE_STATUSES = ("pending", "confirmed")
@@ -67,10 +73,20 @@ class Booking(Aggregate):
         released_cents: int
 
     class BookingRescheduled(Event):
+        """v2 added ``fee_floor_cents``: the least a customer's cancellation captures from
+        then on. A v1 event (recorded before the rule) is read with a floor of 0, what
+        it meant then."""
+
         TOPIC: ClassVar[str] = "Booking.BookingRescheduled"
+        class_version: ClassVar[int] = 2
         start_time: datetime
         end_time: datetime
         price_cents: int
+        fee_floor_cents: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["fee_floor_cents"] = 0
 
     class BookingCompleted(Event):
         TOPIC: ClassVar[str] = "Booking.BookingCompleted"
@@ -105,6 +121,7 @@ class Booking(Aggregate):
         self.status = status
         self.captured_cents = 0
         self.released_cents = 0
+        self.fee_floor_cents = 0
 
     @classmethod
     def request(
@@ -164,20 +181,23 @@ class Booking(Aggregate):
         self._check_status("decline", "pending")
         self._declined(reason=None if reason is None else check_reason(reason))
 
+    def cancellation_fee_cents(self, now: datetime) -> int:
+        """What the customer's cancellation at ``now`` would capture: the fee its notice
+        calls for, never less than the fee a reschedule locked in."""
+        return customer_cancellation_fee_cents(
+            self.price_cents, self.start_time, now, fee_floor_cents=self.fee_floor_cents
+        )
+
     def cancel(self, *, by_role: str, reason: str | None, now: datetime) -> int:
         """Cancel, and return the cents to capture from the hold: a host releases
-        everything; a customer pays a fee by notice (see policies)."""
+        everything; a customer pays a fee by notice (see policies), at least the fee a
+        reschedule locked in."""
         if self.status == "cancelled":
             raise StateConflict("the booking is already cancelled", code="already_cancelled")
         self._check_status("cancel", *ACTIVE_STATUSES)
         self._check_not_started("cancel", now)
         assert by_role in ("customer", "host", "admin")
-        capture_basis_points = (
-            customer_cancellation_capture_basis_points(self.start_time, now)
-            if by_role == "customer"
-            else 0
-        )
-        captured = share_cents(self.price_cents, capture_basis_points)
+        captured = self.cancellation_fee_cents(now) if by_role == "customer" else 0
         self._cancelled(
             cancelled_by_role=by_role,
             reason=None if reason is None else check_reason(reason),
@@ -187,16 +207,29 @@ class Booking(Aggregate):
         return captured
 
     def reschedule(self, window: BookingWindow, now: datetime) -> None:
-        """Move to ``window``, re-priced at the booking's original rate. The caller has
-        checked the new window and the kitchen's bookability."""
+        """Move to ``window``, re-priced at the booking's original rate, locking in the
+        fee a customer's cancellation now would capture: the customer cannot reschedule
+        their way out of it. A window priced below that fee is refused, since the hold
+        (the new price) could not pay it. The caller has checked the new window and the
+        kitchen's bookability."""
         self._check_status("reschedule", *ACTIVE_STATUSES)
         self._check_not_started("reschedule", now)
         if window == self.window:
             return
+        fee_floor = self.cancellation_fee_cents(now)
+        new_price = price_cents(self.hourly_rate_cents, window.minutes)
+        if new_price < fee_floor:
+            raise StateConflict(
+                f"cancelling now would cost {format_money(fee_floor)}, more than the new "
+                f"window's price of {format_money(new_price)}: choose a window that costs at "
+                "least that",
+                code="reschedule_below_fee",
+            )
         self._rescheduled(
             start_time=window.start,
             end_time=window.end,
-            price_cents=price_cents(self.hourly_rate_cents, window.minutes),
+            price_cents=new_price,
+            fee_floor_cents=fee_floor,
         )
 
     def complete(self, now: datetime, *, automatically: bool = False) -> None:
@@ -228,10 +261,13 @@ class Booking(Aggregate):
         self.released_cents = released_cents
 
     @event(BookingRescheduled)
-    def _rescheduled(self, start_time: datetime, end_time: datetime, price_cents: int) -> None:
+    def _rescheduled(
+        self, start_time: datetime, end_time: datetime, price_cents: int, fee_floor_cents: int
+    ) -> None:
         self.start_time = start_time
         self.end_time = end_time
         self.price_cents = price_cents
+        self.fee_floor_cents = fee_floor_cents
 
     @event(BookingCompleted)
     def _completed(self, automatically: bool) -> None:

@@ -105,6 +105,17 @@ def customer_cancellation_capture_basis_points(start: datetime, now: datetime) -
     return BASIS_POINTS_WHOLE
 
 
+def customer_cancellation_fee_cents(
+    price_cents: int, start: datetime, now: datetime, *, fee_floor_cents: int
+) -> int:
+    """What a customer's cancellation at ``now`` captures: the share of ``price_cents``
+    its notice calls for, and never less than ``fee_floor_cents``, the fee an earlier
+    reschedule locked in (so that rescheduling can never lower what cancelling costs)."""
+    assert 0 <= fee_floor_cents <= price_cents
+    tier_cents = share_cents(price_cents, customer_cancellation_capture_basis_points(start, now))
+    return max(tier_cents, fee_floor_cents)
+
+
 @dataclass(frozen=True)
 class BookingWindow:
     """A validated booking window: aware UTC datetimes on 15-minute boundaries."""

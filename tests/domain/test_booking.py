@@ -272,7 +272,12 @@ def test_reschedule_reprices_at_the_original_rate(status: str) -> None:
         booking,
         (
             Booking.BookingRescheduled,
-            {"start_time": new_start, "end_time": new_start + 195 * M, "price_cents": 16250},
+            {
+                "start_time": new_start,
+                "end_time": new_start + 195 * M,
+                "price_cents": 16250,
+                "fee_floor_cents": 0,  # a week's notice: cancelling now costs nothing
+            },
         ),
     )
     assert booking.hourly_rate_cents == 5000
@@ -292,6 +297,96 @@ def test_reschedule_after_start_is_refused(now: datetime) -> None:
     booking = given(*confirmed_booking())
     with refused(booking, StateConflict, "booking_already_started"):
         booking.reschedule(window(BOOKING_START + 24 * H, 2), now)
+
+
+# --- rescheduling never lowers the cancellation fee ------------------------------------
+
+
+@pytest.mark.parametrize("status", ["pending", "confirmed"])
+def test_a_reschedule_inside_the_fee_window_locks_the_fee_in(status: str) -> None:
+    """19.5 h ahead a cancellation captures everything; moving the booking 70 days
+    away first must not make it free."""
+    booking = given(*history_in(status))
+    now = BOOKING_START - 19 * H - 30 * M
+    new_start = BOOKING_START + 70 * 24 * H
+    booking.reschedule(window(new_start, 2), now)
+    then(
+        booking,
+        (
+            Booking.BookingRescheduled,
+            {
+                "start_time": new_start,
+                "end_time": new_start + 2 * H,
+                "price_cents": 10000,
+                "fee_floor_cents": 10000,
+            },
+        ),
+    )
+    assert booking.cancel(by_role="customer", reason=None, now=now + M) == 10000
+    then(
+        booking,
+        (
+            Booking.BookingCancelled,
+            {
+                "cancelled_by_role": "customer",
+                "reason": None,
+                "captured_cents": 10000,
+                "released_cents": 0,
+            },
+        ),
+    )
+
+
+def test_the_locked_in_fee_is_kept_through_later_reschedules() -> None:
+    booking = given(*confirmed_booking())
+    booking.reschedule(window(BOOKING_START + 24 * H, 3), BOOKING_START - 30 * H)
+    assert booking.fee_floor_cents == 5000  # half of the 2 h price, 24–48 h ahead
+    # Far ahead of the new start, with the floor from before: still 5000.
+    booking.reschedule(window(BOOKING_START + 48 * H, 4), BOOKING_START - 29 * H)
+    assert booking.fee_floor_cents == 5000
+    assert booking.cancel(by_role="customer", reason=None, now=BOOKING_START - 28 * H) == 5000
+
+
+def test_a_fee_by_notice_above_the_locked_in_fee_is_what_a_cancel_captures() -> None:
+    booking = given(*confirmed_booking())
+    later_start = BOOKING_START + 24 * H
+    booking.reschedule(window(later_start, 4), BOOKING_START - 30 * H)  # floor: 5000
+    assert booking.cancel(by_role="customer", reason=None, now=later_start - 10 * H) == 20000
+
+
+def test_a_reschedule_priced_below_the_locked_in_fee_is_refused() -> None:
+    booking = given(*confirmed_booking(hours=4))  # 20000, all of it captured < 24 h ahead
+    with refused(booking, StateConflict, "reschedule_below_fee"):
+        booking.reschedule(window(BOOKING_START + 24 * H, 3), BOOKING_START - 10 * H)
+    booking.reschedule(window(BOOKING_START + 24 * H, 4), BOOKING_START - 10 * H)
+    assert booking.fee_floor_cents == booking.price_cents == 20000
+
+
+def test_a_reschedule_with_free_notice_locks_nothing_in() -> None:
+    booking = given(*confirmed_booking(hours=4))
+    booking.reschedule(window(BOOKING_START + 24 * H, 1), BOOKING_START - 48 * H)
+    assert (booking.price_cents, booking.fee_floor_cents) == (5000, 0)
+    assert booking.cancel(by_role="customer", reason=None, now=BOOKING_START - 47 * H) == 0
+
+
+@pytest.mark.parametrize("role", ["host", "admin"])
+def test_a_locked_in_fee_never_charges_a_cancel_by_the_host(role: str) -> None:
+    booking = given(*confirmed_booking())
+    booking.reschedule(window(BOOKING_START + 70 * 24 * H, 2), BOOKING_START - 10 * H)
+    assert booking.cancel(by_role=role, reason="oven broke", now=BOOKING_START) == 0
+    assert (booking.captured_cents, booking.released_cents) == (0, 10000)
+
+
+def test_a_reschedule_recorded_before_the_rule_replays_with_no_floor() -> None:
+    history = confirmed_booking()
+    booking = given(*history)
+    booking.reschedule(window(BOOKING_START + 24 * H, 2), BOOKING_START - 10 * H)
+    (rescheduled,) = booking.collect_events()
+    stored_v1 = rescheduled.model_dump(mode="json", exclude={"fee_floor_cents"})
+    Booking.BookingRescheduled.upcast_v1_v2(stored_v1)
+    replayed = given(*history, Booking.BookingRescheduled.model_validate(stored_v1))
+    assert replayed.fee_floor_cents == 0
+    assert replayed.start_time == BOOKING_START + 24 * H
 
 
 # --- complete / expire ----------------------------------------------------------------

@@ -12,13 +12,21 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from aggregates.account import Account
+from aggregates.booking import Booking
 from aggregates.kitchen import Kitchen
 from aggregates.policies import BookingWindow
 from aggregates.schedule import KitchenSchedule
 from aggregates.user import User
 from prep_es.eventstore import PrepApplication, open_application
 from prep_es.settings import Settings
-from tests.domain.scenario import SF, attach, new_kitchen, state_of
+from tests.domain.scenario import (
+    BOOKING_START,
+    SF,
+    attach,
+    new_kitchen,
+    state_of,
+    window,
+)
 
 
 @pytest.fixture
@@ -62,6 +70,55 @@ def test_user_registered_v1_is_read_as_v2(application: PrepApplication) -> None:
     application.save(new_user)
     stored = application.recorder.select_events(new_user.id)[0]
     assert orjson.loads(stored.state)["class_version"] == 2
+
+
+def test_booking_rescheduled_v1_is_read_with_no_fee_floor(application: PrepApplication) -> None:
+    """A reschedule recorded before it locked in a cancellation fee (v1, no
+    ``fee_floor_cents``) replays as it meant then: no floor."""
+    booking = Booking.request(
+        kitchen_id=uuid4(),
+        host_id=uuid4(),
+        customer_id=uuid4(),
+        window=window(BOOKING_START, 2),
+        guests=2,
+        notes="",
+        hourly_rate_cents=5000,
+        instant_book=True,
+    )
+    application.save(booking)
+    new_start = BOOKING_START + timedelta(days=70)
+    v1_state = {
+        "timestamp": "2030-01-13T20:00:00+00:00",
+        "metadata": {},
+        "start_time": new_start.isoformat(),
+        "end_time": (new_start + timedelta(hours=3)).isoformat(),
+        "price_cents": 15000,
+    }
+    application.recorder.insert_events(
+        [
+            StoredEvent(
+                originator_id=booking.id,
+                originator_version=2,
+                topic="Booking.BookingRescheduled",
+                state=orjson.dumps(v1_state),
+            )
+        ]
+    )
+
+    loaded = application.repository.get(booking.id)
+
+    assert isinstance(loaded, Booking)
+    assert (loaded.start_time, loaded.price_cents, loaded.fee_floor_cents) == (
+        new_start,
+        15000,
+        0,
+    )
+    # New reschedules are stored as v2, with the fee they lock in.
+    loaded.reschedule(window(BOOKING_START, 2), BOOKING_START - timedelta(hours=30))
+    application.save(loaded)
+    stored = application.recorder.select_events(booking.id)[-1]
+    assert orjson.loads(stored.state)["class_version"] == 2
+    assert orjson.loads(stored.state)["fee_floor_cents"] == 0  # 70 days' notice
 
 
 def test_account_loads_from_its_latest_snapshot(uncached_application: PrepApplication) -> None:

@@ -43,6 +43,17 @@ def expected_customer_cancellation_capture_cents(
     return price_cents
 
 
+def expected_fee_floor_after_reschedule(
+    fee_floor_cents: int, price_cents: int, start: datetime, now: datetime
+) -> int:
+    """Rescheduling can never lower the fee a cancellation would have cost: what a
+    customer's cancellation would have captured at the moment of the reschedule (and
+    at any earlier reschedule) stays the least any later cancellation captures."""
+    return max(
+        fee_floor_cents, expected_customer_cancellation_capture_cents(price_cents, start, now)
+    )
+
+
 def inside_operating_hours(start: datetime, end: datetime, rules: JurisdictionRules) -> bool:
     """The window lies within one local day's opening hours (wall-clock time)."""
     local_start = start.astimezone(rules.zone).replace(tzinfo=None)

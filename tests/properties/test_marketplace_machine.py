@@ -62,6 +62,7 @@ from tests.properties.oracle import (
     AUTO_COMPLETE_AFTER,
     QUARTER,
     expected_customer_cancellation_capture_cents,
+    expected_fee_floor_after_reschedule,
     expected_price_cents,
     overlaps,
     window_refusals,
@@ -148,6 +149,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.customers: list[Actor] = []
         self.kitchens: list[KitchenFacts] = []
         self.booking_ids: list[UUID] = []
+        # The least a customer's cancellation captures, locked in by reschedules.
+        self.fee_floors_cents: dict[UUID, int] = {}
         self._observation: Observation | None = None
         self.moderations = 0
 
@@ -449,8 +452,11 @@ class MarketplaceMachine(RuleBasedStateMachine):
         )
         if state is not None:
             captured = (
-                expected_customer_cancellation_capture_cents(
-                    before.price_cents, before.start_time, self.now
+                max(
+                    expected_customer_cancellation_capture_cents(
+                        before.price_cents, before.start_time, self.now
+                    ),
+                    self.fee_floors_cents.get(booking, 0),
                 )
                 if actor == customer
                 else 0
@@ -508,6 +514,12 @@ class MarketplaceMachine(RuleBasedStateMachine):
         price = expected_price_cents(before.hourly_rate_cents, minutes)
         if price - before.price_cents > self._account(customer.user_id).available_cents:
             refusals.add("insufficient_funds")
+        fee_floor = expected_fee_floor_after_reschedule(
+            self.fee_floors_cents.get(booking, 0), before.price_cents, before.start_time, self.now
+        )
+        moved = (start, end) != (before.start_time, before.end_time)
+        if moved and price < fee_floor:
+            refusals.add("reschedule_below_fee")
         state = self._attempt(
             "reschedule",
             refusals,
@@ -519,6 +531,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if state is not None:
             assert state.status == before.status, state
             assert (state.start_time, state.end_time, state.price_cents) == (start, end, price)
+            if moved:
+                self.fee_floors_cents[booking] = fee_floor
 
     @rule(booking=bookings, who=AS_COMPLETER)
     def complete_booking(self, booking: UUID, who: str) -> None:
