@@ -3,6 +3,16 @@
 draft ──submit──▶ pending_review ──approve──▶ published ◀──reinstate── suspended
                        │    ▲                     └────────suspend────────▲
                     reject  └──submit── rejected
+
+published ──material edit──▶ pending_review
+
+An admin approves what a kitchen is. A material edit of a published kitchen (where it
+is, how many it holds: ``MATERIAL_FIELDS``) changes what was approved, so it sends the
+kitchen back to ``pending_review``: its existing bookings stand, new ones wait for the
+approval. Other edits stay live. Either way, once a kitchen has been approved, the
+fields edited since are kept (``changed_since_approval``) for the moderation queue,
+until an admin approves the kitchen as it now stands (``approve`` of a published
+kitchen with changes accepts them) or reinstates it.
 """
 
 from __future__ import annotations
@@ -40,6 +50,11 @@ CERTIFICATE_NUMBER_LENGTH_MAX = 100
 
 KITCHEN_STATUSES = ("draft", "pending_review", "published", "rejected", "suspended")
 SUBMITTABLE_STATUSES = ("draft", "rejected")
+APPROVED_STATUSES = ("published", "suspended")
+"""A kitchen in these has passed review: its edits are kept as changed since approval."""
+MATERIAL_FIELDS = frozenset({"address", "city", "jurisdiction", "capacity"})
+"""Edits of these send a published kitchen back to review. (A kitchen's jurisdiction is
+fixed when it is listed; it is named here because it is as material as the rest.)"""
 CERTIFICATE_STATUSES = ("pending", "verified", "rejected", "expired")
 
 
@@ -103,7 +118,10 @@ class Kitchen(Aggregate):
         instant_book: bool
 
     class KitchenUpdated(Event):
-        """Only the fields that changed are set."""
+        """Only the fields that changed are set. ``changed_since_approval``: every field
+        edited since the kitchen's last approval, these included, for a kitchen that
+        has been approved; ``None`` for one that has not (and in events recorded before
+        edits were kept)."""
 
         TOPIC: ClassVar[str] = "Kitchen.KitchenUpdated"
         name: str | None = None
@@ -114,6 +132,13 @@ class Kitchen(Aggregate):
         capacity: int | None = None
         amenities: list[str] | None = None
         instant_book: bool | None = None
+        changed_since_approval: list[str] | None = None
+
+    class KitchenSentBackForReview(Event):
+        """A material edit (``material_fields``) of a published kitchen."""
+
+        TOPIC: ClassVar[str] = "Kitchen.KitchenSentBackForReview"
+        material_fields: list[str]
 
     class KitchenSubmittedForReview(Event):
         TOPIC: ClassVar[str] = "Kitchen.KitchenSubmittedForReview"
@@ -182,6 +207,7 @@ class Kitchen(Aggregate):
         self.instant_book = instant_book
         self.status = "draft"
         self.status_reason: str | None = None
+        self.changed_since_approval: list[str] = []
         self.certificates: dict[UUID, Certificate] = {}
 
     @classmethod
@@ -231,7 +257,8 @@ class Kitchen(Aggregate):
         instant_book: bool | None = None,
     ) -> None:
         """Edit the listing. A rate change never touches existing bookings: their price
-        was fixed when they were requested."""
+        was fixed when they were requested. A material edit of a published kitchen
+        sends it back to review (see the module's docstring)."""
         changes: dict[str, object] = {}
         if name is not None:
             changes["name"] = _check_text("name", name, NAME_LENGTH_MAX)
@@ -254,8 +281,18 @@ class Kitchen(Aggregate):
         if instant_book is not None:
             changes["instant_book"] = instant_book
         changed = {k: v for k, v in changes.items() if getattr(self, k) != v}
-        if changed:
-            self._updated(**changed)  # type: ignore[arg-type]
+        if not changed:
+            return
+        keeps_changes = self.status in APPROVED_STATUSES or bool(self.changed_since_approval)
+        self._updated(
+            **changed,  # type: ignore[arg-type]
+            changed_since_approval=sorted({*self.changed_since_approval, *changed})
+            if keeps_changes
+            else None,
+        )
+        material = sorted(MATERIAL_FIELDS.intersection(changed))
+        if self.status == "published" and material:
+            self._sent_back_for_review(material_fields=material)
 
     @event(KitchenUpdated)
     def _updated(
@@ -268,7 +305,10 @@ class Kitchen(Aggregate):
         capacity: int | None = None,
         amenities: list[str] | None = None,
         instant_book: bool | None = None,
+        changed_since_approval: list[str] | None = None,
     ) -> None:
+        if changed_since_approval is not None:
+            self.changed_since_approval = changed_since_approval
         for field, value in (
             ("name", name),
             ("description", description),
@@ -296,7 +336,10 @@ class Kitchen(Aggregate):
         self._submitted()
 
     def approve(self) -> None:
-        self._check_status("approve", "pending_review")
+        """Publish a kitchen under review; or accept the edits of a published kitchen
+        changed since its approval."""
+        if not (self.status == "published" and self.changed_since_approval):
+            self._check_status("approve", "pending_review")
         self._approved()
 
     def reject(self, reason: str) -> None:
@@ -316,10 +359,16 @@ class Kitchen(Aggregate):
         self.status = "pending_review"
         self.status_reason = None
 
+    @event(KitchenSentBackForReview)
+    def _sent_back_for_review(self, material_fields: list[str]) -> None:
+        self.status = "pending_review"
+        self.status_reason = None
+
     @event(KitchenApproved)
     def _approved(self) -> None:
         self.status = "published"
         self.status_reason = None
+        self.changed_since_approval = []
 
     @event(KitchenRejected)
     def _rejected(self, reason: str) -> None:
@@ -335,6 +384,7 @@ class Kitchen(Aggregate):
     def _reinstated(self) -> None:
         self.status = "published"
         self.status_reason = None
+        self.changed_since_approval = []
 
     # --- certificates ------------------------------------------------------------
 
@@ -450,6 +500,8 @@ class Kitchen(Aggregate):
     @classmethod
     def restored_state(cls, state: dict[str, Any]) -> dict[str, Any]:
         state["host_id"] = UUID(state["host_id"])
+        # Snapshots taken before edits were kept have none.
+        state.setdefault("changed_since_approval", [])
         state["certificates"] = {
             UUID(key): Certificate.restored(fields) for key, fields in state["certificates"].items()
         }

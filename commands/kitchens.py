@@ -129,6 +129,7 @@ class KitchenState(BaseModel):
     instant_book: bool
     status: str
     status_reason: str | None
+    changed_since_approval: list[str]
     compliance_problem: str | None
     certificates: list[CertificateState]
     version: int
@@ -149,6 +150,7 @@ class KitchenState(BaseModel):
             instant_book=kitchen.instant_book,
             status=kitchen.status,
             status_reason=kitchen.status_reason,
+            changed_since_approval=list(kitchen.changed_since_approval),
             compliance_problem=compliance_problem,
             certificates=[
                 CertificateState.of(kitchen.id, c) for c in kitchen.certificates.values()

@@ -25,6 +25,7 @@ class ComplianceProjection(Projection):
         Kitchen.KitchenCreated,
         Kitchen.KitchenUpdated,
         Kitchen.KitchenSubmittedForReview,
+        Kitchen.KitchenSentBackForReview,
         Kitchen.KitchenApproved,
         Kitchen.KitchenRejected,
         Kitchen.KitchenSuspended,
@@ -106,6 +107,10 @@ class ComplianceProjection(Projection):
 
     @apply.register
     def _submitted(self, event: Kitchen.KitchenSubmittedForReview, position: int, sql: Sql) -> None:
+        self._kitchen_status(sql, event.originator_id, "pending_review")
+
+    @apply.register
+    def _sent_back(self, event: Kitchen.KitchenSentBackForReview, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "pending_review")
 
     @apply.register

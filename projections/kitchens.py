@@ -3,7 +3,9 @@ that answer "which kitchens are free for this window" — the read model behind 
 
 Tables (per generation; queries read them through the ``kitchens_<table>`` views):
 
-- ``kitchens``: one row per kitchen, with ``compliant_through``: the last date on which
+- ``kitchens``: one row per kitchen, with ``changed_since_approval`` (the fields its
+  host edited since an admin last approved it, for the moderation queue) and
+  ``compliant_through``: the last date on which
   every certificate kind its jurisdiction requires is verified and unexpired (the
   minimum over required kinds of the latest ``expires_on`` of a verified certificate of
   that kind; NULL while a kind is missing). ``seq`` (the position of ``KitchenCreated``)
@@ -73,9 +75,9 @@ def as_date(value: date | str) -> date:
 
 class KitchensProjection(Projection):
     name: ClassVar[str] = "kitchens"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
     """2: ``booked_spans`` holds the kitchen (PostgreSQL); covering search indexes.
-    3: the interval index covers the kitchen too."""
+    3: the interval index covers the kitchen too. 4: ``changed_since_approval``."""
     tables: ClassVar[tuple[str, ...]] = (
         "kitchens",
         "amenities",
@@ -88,6 +90,7 @@ class KitchensProjection(Projection):
         Kitchen.KitchenCreated,
         Kitchen.KitchenUpdated,
         Kitchen.KitchenSubmittedForReview,
+        Kitchen.KitchenSentBackForReview,
         Kitchen.KitchenApproved,
         Kitchen.KitchenRejected,
         Kitchen.KitchenSuspended,
@@ -133,6 +136,7 @@ class KitchensProjection(Projection):
             f"amenities {self.column('json')} NOT NULL, "
             f"instant_book {self.column('bool')} NOT NULL, "
             "status text NOT NULL, status_reason text, "
+            f"changed_since_approval {self.column('json')} NOT NULL, "
             f"compliant_through {self.column('date')}, "
             f"created_at {self.column('time')} NOT NULL, "
             f"status_changed_at {self.column('time')} NOT NULL, "
@@ -238,10 +242,10 @@ class KitchensProjection(Projection):
         sql.execute(
             f"INSERT INTO {self.table('kitchens')} (id, seq, host_id, name, name_key, "
             "description, city, city_key, jurisdiction, address, hourly_rate_cents, "
-            "capacity, amenities, instant_book, status, status_reason, compliant_through, "
-            "created_at, status_changed_at, updated_at, version) VALUES (%s, %s, %s, %s, "
-            "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s, %s) "
-            "ON CONFLICT (id) DO NOTHING",
+            "capacity, amenities, instant_book, status, status_reason, "
+            "changed_since_approval, compliant_through, created_at, status_changed_at, "
+            "updated_at, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, NULL, %s, NULL, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
             (
                 kitchen_id,
                 position,
@@ -258,6 +262,7 @@ class KitchensProjection(Projection):
                 self.json_value(event.amenities),
                 event.instant_book,
                 "draft",
+                self.json_value([]),
                 recorded_at,
                 recorded_at,
                 recorded_at,
@@ -293,6 +298,8 @@ class KitchensProjection(Projection):
             changes["amenities"] = self.json_value(event.amenities)
         if event.instant_book is not None:
             changes["instant_book"] = event.instant_book
+        if event.changed_since_approval is not None:
+            changes["changed_since_approval"] = self.json_value(event.changed_since_approval)
         self._update_kitchen(sql, event, **changes)
         if event.amenities is not None:
             self._replace_amenities(sql, event.originator_id, event.amenities)
@@ -355,7 +362,7 @@ class KitchensProjection(Projection):
     # --- moderation --------------------------------------------------------------
 
     def _status_changed(
-        self, sql: Sql, event: Kitchen.Event, status: str, reason: str | None
+        self, sql: Sql, event: Kitchen.Event, status: str, reason: str | None, **changes: Any
     ) -> None:
         self._update_kitchen(
             sql,
@@ -363,6 +370,7 @@ class KitchensProjection(Projection):
             status=status,
             status_reason=reason,
             status_changed_at=self.time_value(event.timestamp),
+            **changes,
         )
 
     @apply.register
@@ -370,8 +378,14 @@ class KitchensProjection(Projection):
         self._status_changed(sql, event, "pending_review", None)
 
     @apply.register
+    def _sent_back(self, event: Kitchen.KitchenSentBackForReview, position: int, sql: Sql) -> None:
+        self._status_changed(sql, event, "pending_review", None)
+
+    @apply.register
     def _approved(self, event: Kitchen.KitchenApproved, position: int, sql: Sql) -> None:
-        self._status_changed(sql, event, PUBLISHED, None)
+        self._status_changed(
+            sql, event, PUBLISHED, None, changed_since_approval=self.json_value([])
+        )
 
     @apply.register
     def _rejected(self, event: Kitchen.KitchenRejected, position: int, sql: Sql) -> None:
@@ -383,7 +397,9 @@ class KitchensProjection(Projection):
 
     @apply.register
     def _reinstated(self, event: Kitchen.KitchenReinstated, position: int, sql: Sql) -> None:
-        self._status_changed(sql, event, PUBLISHED, None)
+        self._status_changed(
+            sql, event, PUBLISHED, None, changed_since_approval=self.json_value([])
+        )
 
     # --- certificates and compliance ---------------------------------------------
 

@@ -112,6 +112,14 @@ class KitchenCompliance(BaseModel):
     certificates: list[KitchenCertificate]
 
 
+class KitchenUnderModeration(KitchenSummary):
+    """A kitchen as admins moderate it: with the fields its host edited since an admin
+    last approved it (empty for a kitchen never approved)."""
+
+    changed_since_approval: list[str]
+    status_changed_at: datetime
+
+
 class KitchenDetail(KitchenSummary):
     description: str
     address: str
@@ -464,9 +472,16 @@ class KitchenQueries:
     # --- moderation --------------------------------------------------------------
 
     def moderation(
-        self, viewer: Viewer, *, status: str | None = None, page: PageRequest | None = None
-    ) -> Page[KitchenSummary]:
-        """Kitchens by lifecycle status, longest in that status first (admin only)."""
+        self,
+        viewer: Viewer,
+        *,
+        status: str | None = None,
+        changed_since_approval: bool | None = None,
+        page: PageRequest | None = None,
+    ) -> Page[KitchenUnderModeration]:
+        """Kitchens by lifecycle status, longest in that status first (admin only);
+        ``changed_since_approval``: only those edited (or not) since their approval —
+        with ``status="published"``, the live kitchens whose edits await a look."""
         page = page or PageRequest()
         if not viewer.is_admin:
             raise PermissionDenied("moderation is for admins")
@@ -474,18 +489,33 @@ class KitchenQueries:
             raise InvalidRequest(
                 f"status is one of {', '.join(KITCHEN_STATUSES)}", code="invalid_status"
             )
-        where = "" if status is None else "WHERE k.status = %s"
-        params: list[Any] = [] if status is None else [status]
+        conditions: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            conditions.append("k.status = %s")
+            params.append(status)
+        if changed_since_approval is not None:
+            length = "jsonb_array_length" if self._dialect == "postgresql" else "json_array_length"
+            comparison = ">" if changed_since_approval else "="
+            conditions.append(f"{length}(k.changed_since_approval) {comparison} 0")
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._database.reading() as sql:
             total = int(sql.scalar(f"SELECT count(*) FROM {KITCHENS} k {where}", params))
             rows = sql.fetchall(
-                f"SELECT {SUMMARY_COLUMNS} FROM {KITCHENS} k {where} "
+                f"SELECT {SUMMARY_COLUMNS}, k.changed_since_approval, k.status_changed_at "
+                f"FROM {KITCHENS} k {where} "
                 "ORDER BY k.status_changed_at, k.id LIMIT %s OFFSET %s",
                 [*params, page.limit, page.offset],
             )
-        return Page[KitchenSummary](
-            items=[KitchenSummary.model_validate(self._summary_fields(row)) for row in rows],
+        return Page[KitchenUnderModeration](
+            items=[KitchenUnderModeration.model_validate(self._moderated(row)) for row in rows],
             total=total,
             limit=page.limit,
             offset=page.offset,
         )
+
+    def _moderated(self, row: Row) -> dict[str, Any]:
+        fields = self._summary_fields(row)
+        if isinstance(fields["changed_since_approval"], str):
+            fields["changed_since_approval"] = orjson.loads(fields["changed_since_approval"])
+        return fields

@@ -48,7 +48,9 @@ class RebuildAccepted(BaseModel):
 @router.post(
     "/kitchens/{kitchen_id}/approve",
     summary="Approve a kitchen",
-    description="Admins only. A kitchen `pending_review` becomes `published`.",
+    description="Admins only. A kitchen `pending_review` becomes `published`; a "
+    "published kitchen edited since its approval stays published, its edits accepted "
+    "(`changed_since_approval` is emptied). Any other kitchen: 409.",
     responses=problems(401, 403, 404, 409),
 )
 async def approve_kitchen(

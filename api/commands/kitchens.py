@@ -83,6 +83,12 @@ class KitchenOut(BaseModel):
         examples=["draft"],
     )
     status_reason: str | None = Field(description="Why it was rejected or suspended.")
+    changed_since_approval: list[str] = Field(
+        description="The fields edited since an admin last approved the kitchen (empty for "
+        "one never approved). An edit of `address`, `city` or `capacity` sends a published "
+        "kitchen back to `pending_review`; other edits stay live.",
+        examples=[["description", "name"]],
+    )
     compliance_problem: str | None = Field(
         description="Why it cannot be booked now as far as certificates go "
         "(`certificate_missing`, `certificate_expired`), or null.",
@@ -194,7 +200,11 @@ async def create_kitchen(
     "/{kitchen_id}",
     summary="Edit a kitchen",
     description="The kitchen's host only (others get 404). Fields left out stay as they "
-    "are. A new hourly rate never changes the price of existing bookings.",
+    "are. A new hourly rate never changes the price of existing bookings. A new "
+    "`address`, `city` or `capacity` sends a published kitchen back to `pending_review` "
+    "(out of search, no new bookings, existing ones stand) until an admin approves it "
+    "again; other edits stay live and show in the moderation queue as changed since "
+    "approval.",
     responses=problems(401, 403, 404, 409, 422),
 )
 async def update_kitchen(

@@ -35,7 +35,7 @@ from api.deps import (
     UserQueriesDep,
     UsersReadModel,
 )
-from api.queries.kitchens import KitchenPage, KitchenStatus
+from api.queries.kitchens import KitchenStatus, KitchenSummaryOut
 from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
 from api.schemas import POSITION_HEADER, MoneyOut, money
 from prep_es.replay import EVENTS_PER_AGGREGATE_MAX
@@ -50,6 +50,7 @@ from queries.compliance import (
     CertificateRecord,
     ExpiringCertificate,
 )
+from queries.kitchens import KitchenUnderModeration
 from queries.timetravel import AggregateStateView, StoredEventView
 from queries.users import UserProfile
 
@@ -114,11 +115,46 @@ def list_users(
 # --- kitchens and certificates -------------------------------------------------------
 
 
+class ModeratedKitchenOut(KitchenSummaryOut):
+    """A kitchen as admins moderate it."""
+
+    changed_since_approval: list[str] = Field(
+        description="The fields its host edited since an admin last approved it (empty for "
+        "a kitchen never approved, and once an admin approves or reinstates it).",
+        examples=[["description", "name"]],
+    )
+    status_changed_at: datetime
+
+    @classmethod
+    def of_moderated(cls, kitchen: KitchenUnderModeration) -> ModeratedKitchenOut:
+        fields = kitchen.model_dump(include=set(cls.model_fields) - {"hourly_rate"})
+        return cls(**fields, hourly_rate=money(kitchen.hourly_rate_cents))
+
+
+class ModeratedKitchenPage(BaseModel):
+    items: list[ModeratedKitchenOut]
+    total: int = Field(description="Matches in all pages.", examples=[3])
+    limit: int = Field(examples=[20])
+    offset: int = Field(examples=[0])
+
+    @classmethod
+    def of(cls, page: Page[KitchenUnderModeration]) -> ModeratedKitchenPage:
+        return cls(
+            items=[ModeratedKitchenOut.of_moderated(item) for item in page.items],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+
+
 @router.get(
     "/moderation/kitchens",
     summary="Kitchens by lifecycle status",
     description="Kitchens in any status — e.g. `pending_review` for those awaiting "
-    "approval — the longest in that status first.",
+    "approval, among them published kitchens sent back by a material edit (address, "
+    "city, capacity) — the longest in that status first. `status=published&"
+    "changed_since_approval=true`: live kitchens whose hosts edited them since their "
+    "approval; approving such a kitchen accepts the edits.",
     responses=query_responses(401, 403, 422, 503),
 )
 def moderation_queue(
@@ -132,8 +168,23 @@ def moderation_queue(
             description="Only this status (all statuses if left out).", examples=["pending_review"]
         ),
     ] = None,
-) -> KitchenPage:
-    return KitchenPage.of(kitchens.moderation(admin.viewer, status=status, page=page))
+    changed_since_approval: Annotated[
+        bool | None,
+        Query(
+            description="Only kitchens edited since their last approval (`true`) or not "
+            "(`false`); both if left out.",
+            examples=[True],
+        ),
+    ] = None,
+) -> ModeratedKitchenPage:
+    return ModeratedKitchenPage.of(
+        kitchens.moderation(
+            admin.viewer,
+            status=status,
+            changed_since_approval=changed_since_approval,
+            page=page,
+        )
+    )
 
 
 class AffectedKitchenOut(BaseModel):

@@ -26,6 +26,7 @@ from tests.domain.scenario import (
     kitchen_created,
     new_kitchen,
     refused,
+    state_of,
     then,
     then_nothing,
     window,
@@ -262,6 +263,136 @@ def test_reject_and_suspend_need_a_reason(status: str, action: str, reason: str)
     kitchen = given(*history_to(status))
     with refused(kitchen, InvalidRequest, "invalid_reason"):
         getattr(kitchen, action)(reason)
+
+
+# --- edits of an approved kitchen ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "material"),
+    [
+        ({"address": "2 Harbor Way"}, ["address"]),
+        ({"city": "Pasadena"}, ["city"]),
+        ({"capacity": 40}, ["capacity"]),
+        ({"capacity": 2, "name": "Smaller Kitchen"}, ["capacity"]),
+        ({"address": "2 Harbor Way", "city": "Pasadena"}, ["address", "city"]),
+    ],
+)
+def test_a_material_edit_sends_a_published_kitchen_back_to_review(
+    changes: dict[str, Any], material: list[str]
+) -> None:
+    history = compliant_kitchen()
+    kitchen = given(*history)
+    kitchen.update(**changes)
+    recorded = then(
+        kitchen,
+        (Kitchen.KitchenUpdated, {**changes, "changed_since_approval": sorted(changes)}),
+        (Kitchen.KitchenSentBackForReview, {"material_fields": material}),
+    )
+    assert kitchen.status == "pending_review"
+    assert kitchen.changed_since_approval == sorted(changes)
+    with pytest.raises(KitchenNotBookable):
+        kitchen.check_bookable(window(datetime(2030, 1, 14, 17, tzinfo=UTC), 2), LA)
+    replayed = given(*history, *recorded)
+    assert state_of(replayed) == state_of(kitchen)
+    # The admin reviews it again: approved, it is published and its changes accepted.
+    kitchen.approve()
+    then(kitchen, (Kitchen.KitchenApproved, {}))
+    assert (kitchen.status, kitchen.changed_since_approval) == ("published", [])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"name": "Renamed Kitchen"},
+        {"description": "Now with a pastry station"},
+        {"amenities": ["oven", "proofer"]},
+        {"hourly_rate_cents": 9000},
+        {"instant_book": True},
+    ],
+)
+def test_a_descriptive_edit_stays_live_and_is_kept_as_changed_since_approval(
+    changes: dict[str, Any],
+) -> None:
+    kitchen = given(*compliant_kitchen())
+    kitchen.update(**changes)
+    then(kitchen, (Kitchen.KitchenUpdated, {**changes, "changed_since_approval": sorted(changes)}))
+    assert kitchen.status == "published"
+    assert kitchen.changed_since_approval == sorted(changes)
+    kitchen.check_bookable(window(datetime(2030, 1, 14, 17, tzinfo=UTC), 2), LA)
+
+
+def test_changes_since_approval_accumulate_until_an_admin_accepts_them() -> None:
+    kitchen = given(*compliant_kitchen())
+    kitchen.update(name="Renamed Kitchen")
+    kitchen.update(description="New words", name="Renamed Again")
+    assert kitchen.changed_since_approval == ["description", "name"]
+    kitchen.update(capacity=3)
+    assert (kitchen.status, kitchen.changed_since_approval) == (
+        "pending_review",
+        ["capacity", "description", "name"],
+    )
+    kitchen.update(address="9 Elm St")  # under review already: stays pending_review
+    kitchen.collect_events()
+    assert kitchen.status == "pending_review"
+    assert kitchen.changed_since_approval == ["address", "capacity", "description", "name"]
+    kitchen.reject(REASON)
+    kitchen.update(capacity=4)
+    kitchen.submit_for_review()
+    assert kitchen.changed_since_approval == ["address", "capacity", "description", "name"]
+    kitchen.approve()
+    assert (kitchen.status, kitchen.changed_since_approval) == ("published", [])
+
+
+def test_approving_a_published_kitchen_accepts_its_descriptive_edits() -> None:
+    kitchen = given(*compliant_kitchen())
+    kitchen.update(name="Renamed Kitchen")
+    kitchen.collect_events()
+    kitchen.approve()
+    then(kitchen, (Kitchen.KitchenApproved, {}))
+    assert (kitchen.status, kitchen.changed_since_approval) == ("published", [])
+    # Nothing left to accept: approving again is the transition it always was not.
+    with refused(kitchen, InvalidStateTransition, "invalid_state_transition"):
+        kitchen.approve()
+
+
+def test_edits_of_a_suspended_kitchen_are_kept_until_it_is_reinstated() -> None:
+    kitchen = given(*history_to("suspended"))
+    kitchen.update(address="2 Harbor Way")
+    then(
+        kitchen,
+        (
+            Kitchen.KitchenUpdated,
+            {"address": "2 Harbor Way", "changed_since_approval": ["address"]},
+        ),
+    )
+    assert kitchen.status == "suspended"
+    kitchen.reinstate()
+    assert (kitchen.status, kitchen.changed_since_approval) == ("published", [])
+
+
+@pytest.mark.parametrize("status", ["draft", "pending_review", "rejected"])
+def test_edits_of_a_kitchen_never_approved_are_not_tracked(status: str) -> None:
+    kitchen = given(*history_to(status))
+    kitchen.update(address="2 Harbor Way", name="Renamed Kitchen")
+    then(kitchen, (Kitchen.KitchenUpdated, {"address": "2 Harbor Way", "name": "Renamed Kitchen"}))
+    assert (kitchen.status, kitchen.changed_since_approval) == (status, [])
+
+
+def test_an_edit_recorded_before_edits_were_kept_replays_unchanged() -> None:
+    history = compliant_kitchen()
+    recorded_then = Kitchen.KitchenUpdated(
+        originator_id=history[0].originator_id,
+        originator_version=len(history) + 1,
+        timestamp=datetime(2030, 1, 7, tzinfo=UTC),
+        address="2 Harbor Way",
+    )
+    kitchen = given(*history, recorded_then)
+    assert (kitchen.status, kitchen.address, kitchen.changed_since_approval) == (
+        "published",
+        "2 Harbor Way",
+        [],
+    )
 
 
 # --- certificates ---------------------------------------------------------------------
