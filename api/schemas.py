@@ -105,6 +105,11 @@ def money(amount_cents: int) -> str:
     return f"{sign}{whole}.{fraction:02d}"
 
 
+def kitchen_fields_out(fields: list[str]) -> list[str]:
+    """A kitchen's field names as the API spells them (the rate is ``hourly_rate``)."""
+    return sorted("hourly_rate" if name == "hourly_rate_cents" else name for name in fields)
+
+
 class RequestBody(BaseModel):
     """Base of request bodies: unknown fields are refused (a misspelt field would
     otherwise be ignored without a word), and so is text holding NUL, which PostgreSQL

@@ -19,6 +19,7 @@ from api.schemas import (
     PositionField,
     RequestBody,
     cents,
+    kitchen_fields_out,
     money,
     problems,
     record_position,
@@ -100,10 +101,13 @@ class KitchenOut(BaseModel):
 
     @classmethod
     def of(cls, state: KitchenState, position: int) -> KitchenOut:
-        fields = state.model_dump(exclude={"hourly_rate_cents", "certificates"})
+        fields = state.model_dump(
+            exclude={"hourly_rate_cents", "certificates", "changed_since_approval"}
+        )
         return cls(
             **fields,
             hourly_rate=money(state.hourly_rate_cents),
+            changed_since_approval=kitchen_fields_out(state.changed_since_approval),
             certificates=[
                 CertificateOut.of(certificate, position) for certificate in state.certificates
             ],

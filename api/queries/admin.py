@@ -37,7 +37,7 @@ from api.deps import (
 )
 from api.queries.kitchens import KitchenStatus, KitchenSummaryOut
 from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
-from api.schemas import POSITION_HEADER, MoneyOut, money
+from api.schemas import POSITION_HEADER, MoneyOut, kitchen_fields_out, money
 from prep_es.replay import EVENTS_PER_AGGREGATE_MAX
 from projections.status import ProjectionStatus, projection_statuses
 from queries.accounts import CounterAccount, TrialBalance
@@ -127,8 +127,14 @@ class ModeratedKitchenOut(KitchenSummaryOut):
 
     @classmethod
     def of_moderated(cls, kitchen: KitchenUnderModeration) -> ModeratedKitchenOut:
-        fields = kitchen.model_dump(include=set(cls.model_fields) - {"hourly_rate"})
-        return cls(**fields, hourly_rate=money(kitchen.hourly_rate_cents))
+        fields = kitchen.model_dump(
+            include=set(cls.model_fields) - {"hourly_rate", "changed_since_approval"}
+        )
+        return cls(
+            **fields,
+            hourly_rate=money(kitchen.hourly_rate_cents),
+            changed_since_approval=kitchen_fields_out(kitchen.changed_since_approval),
+        )
 
 
 class ModeratedKitchenPage(BaseModel):

@@ -10,6 +10,7 @@ from uuid import uuid4
 import pytest
 
 from tests.api.conftest import DOCUMENT_SHA256, Api, assert_problem
+from tests.api.reading import head, ids, read, read_ok
 
 
 def assert_position(response: Any) -> dict[str, Any]:
@@ -335,6 +336,94 @@ def test_an_admin_suspends_and_reinstates_a_published_kitchen(api: Api) -> None:
     )
     reinstated = api.ok(api.post(f"{path}/reinstate", api.admin))
     assert reinstated["status"] == "published"
+
+
+# --- edits of a published kitchen --------------------------------------------------
+
+
+def test_a_material_edit_sends_a_published_kitchen_back_to_review(api: Api) -> None:
+    """Its existing booking stands; search drops it at once and new bookings wait
+    until an admin approves it again."""
+    host = api.register("host")
+    city = f"Town {uuid4().hex[:8]}"
+    kitchen = api.published_kitchen(host, city=city)
+    customer = api.customer()
+    booking = api.ok(
+        api.post(
+            "/bookings",
+            customer,
+            json={"kitchen_id": kitchen["id"], "guests": 2, **api.window(days=3)},
+        ),
+        201,
+    )
+    assert ids(read_ok(api, "/kitchens", params={"city": city}, after=head(api))) == [kitchen["id"]]
+
+    response = api.patch(f"/kitchens/{kitchen['id']}", host, json={"capacity": 6})
+    edited = assert_position(response)
+    assert (edited["status"], edited["capacity"]) == ("pending_review", 6)
+    assert edited["changed_since_approval"] == ["capacity"]
+
+    assert ids(read_ok(api, "/kitchens", params={"city": city}, after=edited["position"])) == []
+    assert_problem(
+        read(api, f"/kitchens/{kitchen['id']}", after=edited["position"]), 404, "kitchen_not_found"
+    )
+    window = api.window(days=4)
+    refused = api.post(
+        "/bookings", customer, json={"kitchen_id": kitchen["id"], "guests": 2, **window}
+    )
+    assert_problem(refused, 409, "kitchen_not_bookable")
+    assert api.ok(api.get(f"/bookings/{booking['id']}", customer))["status"] == "pending"
+    queue = read_ok(
+        api,
+        "/admin/moderation/kitchens",
+        api.admin,
+        params={"status": "pending_review", "limit": 100},
+        after=edited["position"],
+    )
+    (queued,) = [item for item in queue["items"] if item["id"] == kitchen["id"]]
+    assert queued["changed_since_approval"] == ["capacity"]
+
+    approved = api.ok(api.post(f"/admin/kitchens/{kitchen['id']}/approve", api.admin))
+    assert (approved["status"], approved["changed_since_approval"]) == ("published", [])
+    assert ids(read_ok(api, "/kitchens", params={"city": city}, after=approved["position"])) == [
+        kitchen["id"]
+    ]
+    api.ok(
+        api.post("/bookings", customer, json={"kitchen_id": kitchen["id"], "guests": 2, **window}),
+        201,
+    )
+
+
+def test_a_descriptive_edit_stays_live_and_waits_in_the_moderation_queue(api: Api) -> None:
+    host = api.register("host")
+    city = f"Town {uuid4().hex[:8]}"
+    kitchen = api.published_kitchen(host, city=city)
+    response = api.patch(
+        f"/kitchens/{kitchen['id']}",
+        host,
+        json={"description": "Now with a pastry station", "hourly_rate": "55.00"},
+    )
+    edited = assert_position(response)
+    assert edited["status"] == "published"
+    assert edited["changed_since_approval"] == ["description", "hourly_rate"]
+    assert ids(read_ok(api, "/kitchens", params={"city": city}, after=edited["position"])) == [
+        kitchen["id"]
+    ]
+    changed = {"status": "published", "changed_since_approval": "true", "limit": 100}
+    queue = read_ok(
+        api, "/admin/moderation/kitchens", api.admin, params=changed, after=edited["position"]
+    )
+    (queued,) = [item for item in queue["items"] if item["id"] == kitchen["id"]]
+    assert queued["changed_since_approval"] == ["description", "hourly_rate"]
+
+    approved = api.ok(api.post(f"/admin/kitchens/{kitchen['id']}/approve", api.admin))
+    assert (approved["status"], approved["changed_since_approval"]) == ("published", [])
+    queue = read_ok(
+        api, "/admin/moderation/kitchens", api.admin, params=changed, after=approved["position"]
+    )
+    assert kitchen["id"] not in ids(queue)
+    again = api.post(f"/admin/kitchens/{kitchen['id']}/approve", api.admin)
+    assert_problem(again, 409, "invalid_state_transition")
 
 
 @pytest.mark.parametrize(

@@ -177,3 +177,17 @@ def test_kitchen_loads_from_its_snapshot_exactly(uncached_application: PrepAppli
 
     assert isinstance(loaded, Kitchen)
     assert state_of(loaded) == state_of(kitchen)
+
+
+def test_a_kitchen_snapshot_taken_before_edits_were_kept_restores_with_none() -> None:
+    kitchen = new_kitchen(jurisdiction=SF)
+    kitchen.submit_for_review()
+    kitchen.approve()
+    stored = Kitchen.Snapshot.take(kitchen).model_dump(mode="json")
+    del stored["state"]["changed_since_approval"]
+
+    restored = Kitchen.Snapshot.model_validate(stored).mutate(None)
+
+    assert isinstance(restored, Kitchen)
+    assert restored.changed_since_approval == []
+    assert state_of(restored) == state_of(kitchen)

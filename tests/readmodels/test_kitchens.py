@@ -40,10 +40,12 @@ from commands.kitchens import (
 from prep_es.readside import ReadSide, open_read_side
 from prep_es.runtime import Runtime
 from prep_es.settings import Settings
+from projections.compliance import ComplianceProjection
 from projections.database import ReadDatabase, Sql
 from projections.kitchens import KitchensProjection, floor_minute
 from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
 from queries.base import PageRequest, Viewer
+from queries.compliance import ComplianceQueries
 from queries.kitchen_index import load_search_index
 from queries.kitchens import KitchenFilters, KitchenQueries, KitchenSummary
 from tests.support import (
@@ -53,6 +55,7 @@ from tests.support import (
     create_user,
     listing_matches,
     open_test_runtime,
+    publish_compliant_kitchen,
     search_filters,
 )
 
@@ -734,6 +737,109 @@ def test_moderation_is_for_admins(world: World) -> None:
     with pytest.raises(InvalidRequest) as raised:
         world.queries().moderation(world.admin_viewer, status="archived")
     assert raised.value.code == "invalid_status"
+
+
+def test_moderation_lists_published_kitchens_edited_since_approval(world: World) -> None:
+    """Echo Park Commissary's rate and amenities were edited after its approval: it
+    stays published, and the queue shows what changed."""
+    queries = world.queries()
+    changed = queries.moderation(
+        world.admin_viewer, status="published", changed_since_approval=True
+    )
+    assert [(k.name, k.changed_since_approval) for k in changed.items] == [
+        ("Echo Park Commissary", ["amenities", "hourly_rate_cents"])
+    ]
+    assert changed.total == 1
+    unchanged = queries.moderation(
+        world.admin_viewer, status="published", changed_since_approval=False
+    )
+    assert unchanged.total == 8
+    assert all(k.changed_since_approval == [] for k in unchanged.items)
+    by_id = {k.id: k for k in world.kitchens()}
+    everything = queries.moderation(world.admin_viewer, page=PageRequest(limit=100))
+    for kitchen in everything.items:
+        assert kitchen.changed_since_approval == by_id[kitchen.id].changed_since_approval
+
+
+def test_a_material_edit_takes_a_kitchen_out_of_search_until_approved_again(
+    database_url: str,
+) -> None:
+    clock = MutableClock()
+    runtime = open_test_runtime(database_url, clock)
+    read_side = open_read_side(Settings(database_url=database_url))
+    try:
+        admin = create_user(runtime, "admin", "admin@example.com")
+        host = create_user(runtime, "host", "host@example.com")
+        customer = create_user(runtime, "customer", "customer@example.com")
+        runtime.commands.accounts.deposit_funds(
+            DepositFunds(amount_cents=100_000), as_actor(customer)
+        )
+        kitchen_id = publish_compliant_kitchen(runtime, host, admin)
+        booked = runtime.commands.bookings.request_booking(
+            RequestBooking(
+                kitchen_id=kitchen_id, start_time=at(4, 17), end_time=at(4, 19), guests=2
+            ),
+            as_actor(customer),
+        ).result
+        queries = KitchenQueries(
+            read_side.query_database, jurisdictions=runtime.jurisdictions, clock=clock
+        )
+        admin_viewer = Viewer(admin.user_id, "admin")
+
+        def catch_up() -> None:
+            for projection in (KitchensProjection, ComplianceProjection):
+                ensure_ready(read_side.write_database, projection)
+                ProjectionRunner(projection, runtime.app, read_side.write_database).catch_up()
+
+        def searchable() -> list[UUID]:
+            """What search finds, from SQL and, where it serves (PostgreSQL), from a
+            search index built now: the same."""
+            found = [k.id for k in queries.search(KitchenFilters()).items]
+            if read_side.query_database.dialect == "postgresql":
+                index = load_search_index(read_side.query_database, lambda k: k.id.bytes)
+                answer = index.search(
+                    KitchenFilters(), PageRequest(), runtime.jurisdictions, clock.now
+                )
+                assert answer is not None
+                assert [UUID(bytes=item) for item in answer[0]] == found
+            return found
+
+        def compliance_status() -> set[str]:
+            """The kitchen's status as the compliance read model shows it."""
+            certificates = ComplianceQueries(read_side.query_database).certificates(admin_viewer)
+            return {c.kitchen.status for c in certificates.items if c.kitchen.id == kitchen_id}
+
+        catch_up()
+        assert searchable() == [kitchen_id]
+
+        runtime.commands.kitchens.update_kitchen(
+            UpdateKitchen(kitchen_id=kitchen_id, capacity=4, name="Smaller Kitchen"),
+            as_actor(host),
+        )
+        catch_up()
+        assert searchable() == []
+        with pytest.raises(NotFound):
+            queries.get(None, kitchen_id)
+        (queued,) = queries.moderation(admin_viewer, status="pending_review").items
+        assert (queued.id, queued.changed_since_approval) == (kitchen_id, ["capacity", "name"])
+        assert compliance_status() == {"pending_review"}
+        # Its booking stands, and keeps its window out of availability searches.
+        assert runtime.app.repository.get(booked.id).status == "pending"
+        with read_side.query_database.reading() as sql:
+            assert sql.scalar(f"SELECT count(*) FROM {KitchensProjection.view('booked')}") == 1
+
+        runtime.commands.kitchens.approve_kitchen(
+            KitchenAction(kitchen_id=kitchen_id), as_actor(admin)
+        )
+        catch_up()
+        assert searchable() == [kitchen_id]
+        detail = queries.get(None, kitchen_id)
+        assert (detail.status, detail.capacity, detail.name) == ("published", 4, "Smaller Kitchen")
+        assert queries.moderation(admin_viewer, changed_since_approval=True).items == []
+        assert compliance_status() == {"published"}
+    finally:
+        read_side.close()
+        runtime.close()
 
 
 def test_batches_report_the_kitchens_they_changed_to_the_query_cache(world: World) -> None:
