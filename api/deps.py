@@ -11,7 +11,8 @@ commands. Role requirements build on it (``CustomerUser``, ``AdminUser``,
 Read-your-writes for query routes: depend on ``read_model("bookings")`` (or one of the
 aliases such as ``BookingsReadModel``). It waits, when the request carries
 ``X-Prep-Min-Position: N``, until that read model has applied position N (at most
-``settings.min_position_wait_s``, then 503 with ``Retry-After``), and sets
+``settings.min_position_wait_s``, then 503 with ``Retry-After``; a position beyond the
+event store's head is refused at once, 422), and sets
 ``X-Prep-Position`` on the response to how far the read model has got::
 
     @router.get("/bookings/{booking_id}")
@@ -45,7 +46,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aggregates.errors import PermissionDenied
 from aggregates.idempotency import IDEMPOTENCY_KEY_LENGTH_MAX
-from api.schemas import POSITION_HEADER
+from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
 from commands.handling import Actor, CommandContext
@@ -68,7 +69,6 @@ from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserQueries
 
-MIN_POSITION_HEADER: Final = "X-Prep-Min-Position"
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
 POSITION_MAX: Final = 2**63 - 1
 
@@ -192,7 +192,10 @@ MinPosition = Annotated[
         ge=0,
         le=POSITION_MAX,
         description="Wait until the read model has applied this event store position (the "
-        "`position` of a command response) before answering; 503 if it does not in time.",
+        "`position` of a command response) before answering; 503 `read_model_behind` if "
+        "it does not in time (or 503 `too_many_waiters` at once while the process holds "
+        "as many waits as it allows). A position beyond the event store's head was never "
+        "answered by a command: 422 `min_position_ahead_of_store` at once.",
     ),
 ]
 

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 POSITION_HEADER: Final = "X-Prep-Position"
+MIN_POSITION_HEADER: Final = "X-Prep-Min-Position"
 MONEY_DIGITS_MAX: Final = 12
 MONEY_PATTERN: Final = r"^-?\d+\.\d{2}$"
 

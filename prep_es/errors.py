@@ -37,11 +37,11 @@ from aggregates.errors import (
     PermissionDenied,
     StateConflict,
 )
-from api.schemas import POSITION_HEADER
+from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from prep_es.auth import LoginRateLimited, Unauthenticated
 from prep_es.logs import request_id
 from projections.database import ReadModelNotReady
-from queries.consistency import ReadModelBehind
+from queries.consistency import PositionAheadOfStore, ReadModelBehind, TooManyWaiters
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
     Unauthenticated: 401,
     ActorNotAdmitted: 401,
     LoginRateLimited: 429,
+    PositionAheadOfStore: 422,
     ReadModelBehind: 503,
+    TooManyWaiters: 503,
     ReadModelNotReady: 503,
     StoreOperationalError: 503,
     psycopg.OperationalError: 503,
@@ -155,6 +157,16 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         code = error.code
         detail = "the read models are not built yet (no projector has run); try again"
         headers["Retry-After"] = str(error.retry_after_s)
+    elif isinstance(error, PositionAheadOfStore):
+        code = error.code
+        detail = (
+            f"{MIN_POSITION_HEADER} {error.required_position} is beyond the event store's "
+            f"latest position ({error.head}): send a position a command answered"
+        )
+    elif isinstance(error, TooManyWaiters):
+        code = error.code
+        detail = "too many requests are waiting for read models to catch up; try again"
+        headers["Retry-After"] = str(error.retry_after_s)
     else:
         # The database went away: the stack trace is for us, not for the client.
         logger.warning("database unavailable", exc_info=error)
@@ -167,6 +179,8 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         part = "query" if request is None or request.method in ("GET", "HEAD") else "body"
         loc = [part] if error.field is None else [part, error.field]
         extra = {"errors": [{"loc": loc, "msg": detail, "type": code}]}
+    elif isinstance(error, PositionAheadOfStore):
+        extra = {"errors": [{"loc": ["header", MIN_POSITION_HEADER], "msg": detail, "type": code}]}
     return problem_response(
         request, status=status, code=code, detail=detail, headers=headers, extra=extra
     )

@@ -300,6 +300,8 @@ def open_services(
         read_positions = ReadPositions(
             read_side.query_database,
             replica=settings.read_database_url is not None,
+            event_store_head=runtime.app.position,
+            waiters_max=settings.min_position_waiters_max,
         )
         query_cache = open_query_cache(settings, read_positions)
         kitchen_pages = open_published_pages(read_positions, clock)

@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     """Whether the API process also runs the projection runners and the sweeper."""
     min_position_wait_s: float = Field(default=5.0, gt=0, le=30)
     """How long a query with ``X-Prep-Min-Position`` waits before answering 503."""
+    min_position_waiters_max: int = Field(default=16, ge=1, le=1000)
+    """Read-your-writes waits at a time per process (each holds a worker thread);
+    beyond it a query that would wait is answered 503 at once."""
     readiness_lag_events_max: int = Field(default=10_000, ge=0)
     """``/readyz`` fails while any projection is further behind than this."""
     login_failures_max: int = Field(default=5, ge=1, le=1000)

@@ -15,12 +15,20 @@ once its batch committed:
 
 Wake-ups are immediate (a condition variable), never polling with a growing pause.
 Waits are bounded by ``wait_timeout_s_max`` and end at once when :meth:`close` is
-called. A read replica lags its primary, and announcements come from the primary, so on
-a replica (``replica=True``) announcements only wake waiters: every position is
+called. Each holds a worker thread, so only positions the event store has reached are
+waited for (a position beyond its head was never handed out: it is refused at once),
+and at most ``waiters_max`` waits run at a time in one process.
+
+A read replica lags its primary, and announcements come from the primary, so on a
+replica (``replica=True``) announcements only wake waiters: every position is
 confirmed by reading the replica's own ``projection_state``.
 
-    ReadModelBehind    the read model did not reach the position in time, or the
-                       service is shutting down (HTTP: 503 with Retry-After)
+    ReadModelBehind        the read model did not reach the position in time, or the
+                           service is shutting down (HTTP: 503 with Retry-After)
+    PositionAheadOfStore   the position is beyond the event store's head: no write
+                           ever answered it (HTTP: 422, at once)
+    TooManyWaiters         ``waiters_max`` waits are already running (HTTP: 503 with
+                           Retry-After, at once)
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import psycopg
@@ -56,6 +64,8 @@ LISTEN_RECONNECT_S = 1.0
 LISTEN_WAKE_S = 0.25
 """How often the listener looks up from LISTEN to see whether it should stop."""
 LISTEN_READY_TIMEOUT_S = 5.0
+WAITERS_MAX = 16
+"""Waits at a time per process: each holds one of the threadpool's 40 threads."""
 
 
 class ReadModelBehind(Exception):
@@ -74,6 +84,30 @@ class ReadModelBehind(Exception):
         self.name = name
         self.position = position
         self.required_position = required_position
+        self.retry_after_s = retry_after_s
+
+
+class PositionAheadOfStore(Exception):
+    """``required_position`` is beyond the event store's ``head``: no command has
+    answered it, so waiting for it would only hold a thread until the timeout."""
+
+    code: ClassVar[str] = "min_position_ahead_of_store"
+
+    def __init__(self, required_position: int, head: int) -> None:
+        super().__init__(f"position {required_position} is beyond the event store's head {head}")
+        self.required_position = required_position
+        self.head = head
+
+
+class TooManyWaiters(Exception):
+    """As many waits as allowed are running in this process; ask again after
+    ``retry_after_s`` seconds."""
+
+    code: ClassVar[str] = "too_many_waiters"
+
+    def __init__(self, waiters_max: int, *, retry_after_s: int) -> None:
+        super().__init__(f"{waiters_max} read-your-writes waits are running already")
+        self.waiters_max = waiters_max
         self.retry_after_s = retry_after_s
 
 
@@ -97,8 +131,12 @@ class ReadPositions:
         replica: bool = False,
         poll_interval_s: float = POLL_INTERVAL_S,
         wait_timeout_s_max: float = WAIT_TIMEOUT_S_MAX,
+        event_store_head: Callable[[], int] | None = None,
+        waiters_max: int = WAITERS_MAX,
     ) -> None:
-        assert poll_interval_s > 0 and wait_timeout_s_max > 0
+        """``event_store_head`` reads the event store's latest position (one query);
+        without it, positions are not checked against the head."""
+        assert poll_interval_s > 0 and wait_timeout_s_max > 0 and waiters_max > 0
         self._database = database
         self._replica = replica
         self._change_listeners: list[tuple[ChangeListener, bool]] = []
@@ -111,6 +149,13 @@ class ReadPositions:
             poll_interval_s if self._listen_conninfo is None else LISTENING_POLL_INTERVAL_S
         )
         self._wait_timeout_s_max = wait_timeout_s_max
+        self._event_store_head = event_store_head
+        self._head = 0
+        """The event store's head as last read, or a read model position heard since
+        (never more than the head)."""
+        self._waiters_max = waiters_max
+        self._waiters = threading.BoundedSemaphore(waiters_max)
+        self._waiting = 0
         self._condition = threading.Condition()
         self._known: dict[str, int] = {}
         self._announcements = 0  # on a replica: wakes waiters to re-read the replica
@@ -158,6 +203,7 @@ class ReadPositions:
     def observe(self, name: str, position: int) -> None:
         """A runner committed ``name`` up to ``position`` (``on_position`` callback)."""
         with self._condition:
+            self._head = max(self._head, position)
             if self._replica:
                 self._announcements += 1  # not visible here yet: waiters re-read soon
             elif position > self._known.get(name, 0):
@@ -183,15 +229,54 @@ class ReadPositions:
         with self._condition:
             return self._known.get(name)
 
+    @property
+    def waiting(self) -> int:
+        """How many waits are running now."""
+        with self._condition:
+            return self._waiting
+
     def wait_for(self, name: str, position: int, timeout_s: float) -> int:
         """Until projection ``name`` reaches ``position``; the position reached. Raises
+        :class:`PositionAheadOfStore` at once for a position beyond the event store's
+        head, :class:`TooManyWaiters` at once while ``waiters_max`` waits run, and
         :class:`ReadModelBehind` after ``timeout_s`` (at most ``wait_timeout_s_max``)
         or at :meth:`close`."""
         assert timeout_s >= 0
-        deadline = time.monotonic() + min(timeout_s, self._wait_timeout_s_max)
         current = self._known_position(name)
         if current >= position:
             return current
+        self._check_within_head(position)
+        if not self._waiters.acquire(blocking=False):
+            raise TooManyWaiters(self._waiters_max, retry_after_s=RETRY_AFTER_S)
+        try:
+            with self._condition:
+                self._waiting += 1
+            return self._wait(name, position, timeout_s)
+        finally:
+            with self._condition:
+                self._waiting -= 1
+            self._waiters.release()
+
+    def _check_within_head(self, position: int) -> None:
+        """Raise :class:`PositionAheadOfStore` if ``position`` is beyond the event
+        store's head: free while it is within the head last read (or a position heard
+        since), else one read of the head."""
+        if self._event_store_head is None:
+            return
+        with self._condition:
+            if position <= self._head:
+                return
+        head = self._event_store_head()
+        with self._condition:
+            self._head = max(self._head, head)
+            if position <= self._head:
+                return
+            head = self._head
+        raise PositionAheadOfStore(position, head)
+
+    def _wait(self, name: str, position: int, timeout_s: float) -> int:
+        deadline = time.monotonic() + min(timeout_s, self._wait_timeout_s_max)
+        current = self._known_position(name)
         while True:
             if self._closing.is_set():
                 raise ReadModelBehind(name, current, position, retry_after_s=RETRY_AFTER_S)
@@ -229,6 +314,7 @@ class ReadPositions:
                 self._state_table_seen = state_table_exists(sql)
             stored = read_position(sql, name) if self._state_table_seen else 0
         with self._condition:
+            self._head = max(self._head, stored)
             if stored > self._known.get(name, 0):
                 self._known[name] = stored
                 self._condition.notify_all()

@@ -18,7 +18,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregates.errors import DomainError
 from api.deps import (
-    MIN_POSITION_HEADER,
     POSITION_MAX,
     KitchenPagesDep,
     KitchenQueriesDep,
@@ -34,7 +33,15 @@ from api.queries.params import (
     query_responses,
     require_offset,
 )
-from api.schemas import MONEY_DIGITS_MAX, POSITION_HEADER, MoneyIn, MoneyOut, cents, money
+from api.schemas import (
+    MIN_POSITION_HEADER,
+    MONEY_DIGITS_MAX,
+    POSITION_HEADER,
+    MoneyIn,
+    MoneyOut,
+    cents,
+    money,
+)
 from queries.base import PAGE_SIZE_DEFAULT, Page, PageRequest
 from queries.kitchen_cache import PublishedPages
 from queries.kitchen_index import LiveSearchIndex
