@@ -81,10 +81,12 @@ async def healthz() -> Health:
     "/readyz",
     response_model=ReadinessReport,
     summary="Readiness",
-    description="200 when the database answers, Redis answers (if configured) and "
-    "every projection is at most `PREP_ES_READINESS_LAG_EVENTS_MAX` events behind the "
-    "event store; otherwise 503 `application/problem+json` with code `not_ready` and "
-    "the checks, failed ones first. Each check is bounded to a few seconds.",
+    description="200 when the database answers and takes writes (not read-only, not a "
+    "standby) and every projection is at most `PREP_ES_READINESS_LAG_EVENTS_MAX` events "
+    "behind the event store; otherwise 503 `application/problem+json` with code "
+    "`not_ready` and the checks, failed ones first. Redis (if configured) is checked "
+    "but only reported `degraded` when it does not answer: every request works without "
+    "it. Each check is bounded to a few seconds.",
     responses={
         503: {
             "description": "Not ready: the problem lists what failed",

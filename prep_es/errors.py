@@ -7,7 +7,9 @@ render every error as RFC 9457 ``application/problem+json``::
 
 Validation errors add ``errors: [{loc, msg, type}]``. ``code`` is the error's stable
 machine code (domain errors carry theirs, see ``aggregates.errors``). A 401 always
-carries ``WWW-Authenticate: Bearer``; 429 and 503 carry ``Retry-After``. Anything
+carries ``WWW-Authenticate: Bearer``; 429 and 503 carry ``Retry-After``. A database
+in a state no client can fix (unreachable, shutting down, out of connections, refusing
+writes: see :func:`database_unavailable`) is a 503 ``database_unavailable``. Anything
 unexpected is a 500 that says only that, with the request id, and is logged with its
 stack trace (see :func:`internal_error_response`, used by the request middleware).
 """
@@ -22,6 +24,7 @@ from typing import Any, Final
 import orjson
 import psycopg
 from eventsourcing.persistence import OperationalError as StoreOperationalError
+from eventsourcing.persistence import PersistenceError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -39,6 +42,7 @@ from aggregates.errors import (
 )
 from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from prep_es.auth import LoginRateLimited, Unauthenticated
+from prep_es.eventstore import DatabaseRefusesWrites
 from prep_es.logs import request_id
 from projections.database import ReadModelNotReady
 from queries.consistency import PositionAheadOfStore, ReadModelBehind, TooManyWaiters
@@ -73,6 +77,31 @@ STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
 }
 """Every error a client can cause or must wait out, by class; a subclass takes the
 status of its nearest listed ancestor."""
+
+
+UNAVAILABLE_SQLSTATE_CLASSES: Final = frozenset({"08", "53", "57"})
+"""PostgreSQL error classes no client can fix: connection exceptions, insufficient
+resources (too many connections, disk full, out of memory), operator intervention
+(shutting down, cannot connect now, a statement cancelled)."""
+UNAVAILABLE_SQLSTATES: Final = frozenset({"25006"})
+"""Single states besides: ``read_only_sql_transaction`` (the database refuses writes:
+made read-only, or a standby)."""
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` — or a database error it was raised from, as eventsourcing
+    wraps psycopg's — says the database cannot serve now, whatever the client sends."""
+    seen: BaseException | None = error
+    for _ in range(8):  # a chain of causes is short; bounded all the same
+        if seen is None:
+            return False
+        if isinstance(seen, psycopg.OperationalError | StoreOperationalError):
+            return True
+        sqlstate = getattr(seen, "sqlstate", None)
+        if isinstance(seen, psycopg.Error) and sqlstate is not None:
+            return sqlstate in UNAVAILABLE_SQLSTATES or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
+        seen = seen.__cause__
+    return False
 
 
 def status_for(error: Exception) -> int | None:
@@ -167,6 +196,10 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         code = error.code
         detail = "too many requests are waiting for read models to catch up; try again"
         headers["Retry-After"] = str(error.retry_after_s)
+    elif isinstance(error, DatabaseRefusesWrites):
+        logger.warning("the database refuses writes: %s", error)
+        code, detail = "database_unavailable", "the database refuses writes now; try again"
+        headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
     else:
         # The database went away: the stack trace is for us, not for the client.
         logger.warning("database unavailable", exc_info=error)
@@ -210,6 +243,21 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 async def _handle_error(request: Request, error: Exception) -> Response:
     return error_response(request, error)
+
+
+async def _handle_database_error(request: Request, error: Exception) -> Response:
+    """A database error the table does not list: a 503 when the database cannot serve
+    (read-only, shutting down, …), else raised on as the bug it is (a 500)."""
+    if not database_unavailable(error):
+        raise error
+    logger.warning("database unavailable", exc_info=error)
+    return problem_response(
+        request,
+        status=HTTPStatus.SERVICE_UNAVAILABLE,
+        code="database_unavailable",
+        detail="the database is unavailable; try again",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 async def _handle_validation(request: Request, error: Exception) -> Response:
@@ -280,6 +328,8 @@ def error_response_for_http(scope: Mapping[str, Any], error: HTTPException) -> P
 def install_error_handlers(app: FastAPI) -> None:
     for error_class in STATUS_BY_ERROR:
         app.add_exception_handler(error_class, _handle_error)
+    for database_error in (psycopg.Error, PersistenceError):
+        app.add_exception_handler(database_error, _handle_database_error)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(HTTPException, _handle_http)
 

@@ -35,6 +35,8 @@ and still never commit a decision made on stale state.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import pkgutil
 import threading
 import time
@@ -44,12 +46,14 @@ from threading import Event
 from typing import Any, Final
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import (
     ApplicationRecorder,
     IntegrityError,
     InterfaceError,
+    InternalError,
     Notification,
     OperationalError,
     Recording,
@@ -84,6 +88,8 @@ from prep_es.group_commit import Append, AppendOutcome, ExpectedVersions, GroupC
 from prep_es.serialization import OrjsonTranscoder, PydanticMapper
 from prep_es.settings import PostgresLocation, Settings, SqliteLocation
 
+logger = logging.getLogger(__name__)
+
 APPLICATION_NAME: Final = "prep_es"
 
 POSTGRES_LOCK_TIMEOUT_S: Final = 5
@@ -102,6 +108,10 @@ NOTIFICATION_ID_MAX: Final = 2**63 - 1
 APPEND_ATTEMPTS_MAX: Final = 10
 """Times a group is sent while its connection fails (the database restarting, say)."""
 APPEND_RETRY_WAIT_S: Final = 0.2
+
+DATABASE_FILE_MODE: Final = 0o600
+"""An embedded database holds password hashes and personal data: its owner's alone.
+SQLite gives its ``-wal`` and ``-shm`` files the database file's mode."""
 
 # Serialises schema creation across processes starting at once: concurrent
 # CREATE OR REPLACE of one function or trigger fails with "tuple concurrently updated".
@@ -259,6 +269,21 @@ def postgres_previous_append_function_statement(function: Composed) -> Composed:
     ).format(function=function)
 
 
+class DatabaseRefusesWrites(OperationalError):
+    """An append was refused with ``read_only_sql_transaction`` (SQLSTATE 25006) and a
+    new session refuses writes too: the database was made read-only
+    (``default_transaction_read_only``) or is a standby. Nothing was stored."""
+
+
+def session_refuses_writes(connection: psycopg.Connection[Any]) -> bool:
+    """Whether a transaction this session begins without saying otherwise is read-only
+    (the database's or the role's ``default_transaction_read_only``, or a standby)."""
+    row = connection.execute("SHOW transaction_read_only").fetchone()
+    assert row is not None
+    value = row["transaction_read_only"] if isinstance(row, dict) else row[0]
+    return bool(value == "on")
+
+
 def qualified_table(datastore: PostgresDatastore, table: str) -> Composed:
     """``schema.table``, each part quoted, for composing statements."""
     return SQL("{schema}.{table}").format(
@@ -384,12 +409,38 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
         restarting, say). A failure may come after the commit, with the answer lost:
         sent again, an append already stored is answered as stored, not refused as a
         conflict with itself — its command succeeded."""
+        sessions_renewed = False
         for attempt in range(1, APPEND_ATTEMPTS_MAX):
             try:
                 return self._send_appends(appends, resent=attempt > 1)
             except (InterfaceError, OperationalError):
                 time.sleep(APPEND_RETRY_WAIT_S)
+            except InternalError as error:
+                if not isinstance(error.__cause__, psycopg.errors.ReadOnlySqlTransaction):
+                    raise
+                if sessions_renewed or self._new_session_refuses_writes():
+                    raise DatabaseRefusesWrites(str(error)) from error
+                self._renew_sessions()
+                sessions_renewed = True
         return self._send_appends(appends, resent=True)  # the last try: its failure is raised
+
+    def _new_session_refuses_writes(self) -> bool:
+        """Whether the database refuses writes now, asked in a session of its own: a
+        pooled session keeps the ``default_transaction_read_only`` it began with."""
+        pool_kwargs = self.datastore.pool.kwargs
+        assert isinstance(pool_kwargs, dict)
+        kwargs = {key: value for key, value in pool_kwargs.items() if key != "row_factory"}
+        with psycopg.connect(
+            **kwargs, autocommit=True, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S
+        ) as connection:
+            return session_refuses_writes(connection)
+
+    def _renew_sessions(self) -> None:
+        """The database takes writes again, but every pooled session that began while
+        it did not still refuses them (its default was fixed when it began): replace
+        them all, those in use as they come back."""
+        logger.warning("the database takes writes again: renewing the pooled sessions")
+        self.datastore.pool.drain()
 
     def _send_appends(self, appends: Sequence[Append], *, resent: bool) -> list[AppendOutcome]:
         """One statement, one round trip, one transaction (the connection is in
@@ -831,9 +882,29 @@ def application_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def create_database_file(location: SqliteLocation) -> None:
+    """Create the embedded database's file, empty and readable by its owner alone,
+    before SQLite opens it (SQLite would create it with the process's umask, usually
+    world-readable; its ``-wal`` and ``-shm`` files then take this file's mode). An
+    existing file is left as it is; an in-memory database has no file."""
+    if location.is_memory:
+        return
+    try:
+        descriptor = os.open(
+            location.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_FILE_MODE
+        )
+    except (FileExistsError, FileNotFoundError):  # SQLite reports a missing directory
+        return
+    os.close(descriptor)
+
+
 def open_application(settings: Settings) -> PrepApplication:
-    """Open the event store named by ``settings.database_url``, creating its tables and
-    append-only triggers if needed. Close it with ``app.close()``."""
+    """Open the event store named by ``settings.database_url``, creating its file
+    (embedded: see :func:`create_database_file`), tables and append-only triggers if
+    needed. Close it with ``app.close()``."""
+    location = settings.database
+    if isinstance(location, SqliteLocation):
+        create_database_file(location)
     return PrepApplication(env=application_env(settings))
 
 

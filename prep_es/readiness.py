@@ -1,9 +1,15 @@
 """Whether this process should receive traffic: ``GET /readyz``.
 
-Ready means: the database answers, Redis answers (when configured), and no projection
-is further behind the event store than ``readiness_lag_events_max`` events. Each check
-is bounded in time, so a probe answers within a few seconds whatever is down, and
-reports what it found in words an operator can act on.
+Ready means: the database answers and takes writes (a read-only primary, or one that
+turned standby, would refuse every command), and no projection is further behind the
+event store than ``readiness_lag_events_max`` events. Each check is bounded in time, so
+a probe answers within a few seconds whatever is down, and reports what it found in
+words an operator can act on.
+
+Redis, when configured, is checked but never makes a process not ready: every request
+still works without it (the query cache and the login limit fall back to this
+process), and since every replica shares it, failing on it would take them all out of
+the load balancer at once. It is reported ``degraded`` instead.
 
 A projection stopped at an event it cannot apply shows up here through its growing
 lag (and at once in ``/metrics`` and ``prep-es projections status``): one poisoned
@@ -21,6 +27,7 @@ import redis
 from eventsourcing.persistence import PersistenceError
 from pydantic import BaseModel, Field
 
+from prep_es.eventstore import session_refuses_writes
 from prep_es.settings import DatabaseLocation, PostgresLocation, Settings
 from projections.status import ProjectionStatus
 
@@ -34,6 +41,10 @@ class CheckResult(BaseModel):
 
     name: str = Field(description="database, read_database, redis or projections")
     ok: bool
+    degraded: bool = Field(
+        default=False,
+        description="Failed, but the process serves without it (Redis): ok stays true",
+    )
     detail: str = Field(description="What was found, in words")
 
 
@@ -46,9 +57,17 @@ class ReadinessReport(BaseModel):
         return [check for check in self.checks if not check.ok]
 
 
-def database_reachable(location: DatabaseLocation, timeout_s: float = CHECK_TIMEOUT_S) -> str:
-    """Connect afresh (not through a pool, which would wait for a free connection)
-    and run ``SELECT 1``; the server's version on success. Raises on failure."""
+class RefusesWrites(Exception):
+    """The database answers, but a new session's transactions are read-only."""
+
+
+def database_reachable(
+    location: DatabaseLocation, timeout_s: float = CHECK_TIMEOUT_S, *, writable: bool = False
+) -> str:
+    """Connect afresh (not through a pool, which would wait for a free connection, and
+    whose sessions keep the defaults they began with) and run a query; the server's
+    version on success. Raises on failure, :class:`RefusesWrites` if ``writable`` and
+    the database would refuse writes."""
     if isinstance(location, PostgresLocation):
         with psycopg.connect(
             location.conninfo(),
@@ -56,6 +75,11 @@ def database_reachable(location: DatabaseLocation, timeout_s: float = CHECK_TIME
             connect_timeout=max(1, round(timeout_s)),
             options=f"-c statement_timeout={round(timeout_s * 1000)}",
         ) as connection:
+            if writable and session_refuses_writes(connection):
+                raise RefusesWrites(
+                    "refuses writes: transactions are read-only (default_transaction_read_only, "
+                    "or a standby)"
+                )
             connection.execute("SELECT 1")
             major, minor = divmod(connection.info.server_version, 10_000)
             return f"PostgreSQL {major}.{minor} answered"
@@ -96,11 +120,9 @@ class Readiness:
 
     def check(self) -> ReadinessReport:
         """Run every check (blocking I/O: call it from a worker thread)."""
-        checks = [self._check_database("database", self._settings.database)]
+        checks = [self._check_database("database", self._settings.database, writable=True)]
         if self._settings.read_database_url is not None:
             checks.append(self._check_database("read_database", self._settings.read_database))
-        if self._settings.redis_url is not None:
-            checks.append(self._check_redis(self._settings.redis_url))
         if all(check.ok for check in checks):
             checks.append(self._check_projections())
         else:
@@ -109,11 +131,17 @@ class Readiness:
                     name="projections", ok=False, detail="not checked: a database is unreachable"
                 )
             )
+        if self._settings.redis_url is not None:
+            checks.append(self._check_redis(self._settings.redis_url))
         return ReadinessReport(ready=all(check.ok for check in checks), checks=checks)
 
-    def _check_database(self, name: str, location: DatabaseLocation) -> CheckResult:
+    def _check_database(
+        self, name: str, location: DatabaseLocation, *, writable: bool = False
+    ) -> CheckResult:
         try:
-            detail = database_reachable(location, self._timeout_s)
+            detail = database_reachable(location, self._timeout_s, writable=writable)
+        except RefusesWrites as refusal:
+            return CheckResult(name=name, ok=False, detail=str(refusal))
         except (psycopg.Error, sqlite3.Error, OSError) as error:
             return CheckResult(name=name, ok=False, detail=f"unreachable: {_first_line(error)}")
         return CheckResult(name=name, ok=True, detail=detail)
@@ -122,7 +150,13 @@ class Readiness:
         try:
             detail = redis_reachable(url, self._timeout_s)
         except (redis.RedisError, OSError) as error:
-            return CheckResult(name="redis", ok=False, detail=f"unreachable: {_first_line(error)}")
+            return CheckResult(
+                name="redis",
+                ok=True,
+                degraded=True,
+                detail=f"degraded: unreachable ({_first_line(error)}); the query cache and "
+                "the login limit fall back to this process",
+            )
         return CheckResult(name="redis", ok=True, detail=detail)
 
     def _check_projections(self) -> CheckResult:

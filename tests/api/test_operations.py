@@ -12,18 +12,24 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from uuid import uuid4
 
 import httpx
+import psycopg
 import pytest
+from eventsourcing.postgres import PostgresDatastore
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 
 from aggregates.errors import StateConflict
 from aggregates.user import EmailClaim
 from api.operations import Operations, router
 from commands.accounts import DepositFunds
 from prep_es.app import create_app
+from prep_es.eventstore import datastore_of
 from prep_es.metrics import Metrics, MetricsMiddleware
 from prep_es.passwords import Argon2Passwords
 from prep_es.readiness import Readiness
@@ -31,6 +37,7 @@ from prep_es.services import Services
 from prep_es.settings import Settings
 from projections.status import ProjectionStatus
 from tests.api.conftest import api_settings, assert_problem, catch_up_projections, minted_token
+from tests.conftest import PostgresServer
 from tests.support import PASSWORD, Marketplace, MutableClock, as_actor, open_test_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,13 +204,27 @@ def test_not_ready_while_a_projection_lags_beyond_the_limit(
     assert lagging.get("/readyz").status_code == 200
 
 
-def test_not_ready_without_the_configured_redis(serve: Callable[..., TestClient]) -> None:
-    response = serve(redis_url=UNREACHABLE_REDIS_URL).get("/readyz")
-    assert response.status_code == 503
-    checks = {check["name"]: check for check in response.json()["checks"]}
-    assert checks["redis"]["ok"] is False
-    assert checks["redis"]["detail"].startswith("unreachable")
-    assert checks["database"]["ok"] is True
+def test_ready_but_degraded_without_the_configured_redis(
+    serve: Callable[..., TestClient],
+) -> None:
+    """Every request works without Redis (the cache and the login limit fall back to
+    the process), and every replica shares it: it must not take them all out at once."""
+    client = serve(redis_url=UNREACHABLE_REDIS_URL)
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ready"] is True
+    checks = {check["name"]: check for check in body["checks"]}
+    assert checks["redis"]["ok"] is True
+    assert checks["redis"]["degraded"] is True
+    assert checks["redis"]["detail"].startswith("degraded: unreachable")
+    assert checks["database"] == {
+        "name": "database",
+        "ok": True,
+        "degraded": False,
+        "detail": checks["database"]["detail"],
+    }
+    assert register(client, "ana@example.com").status_code == 201
 
 
 def test_ready_with_a_reachable_redis(serve: Callable[..., TestClient]) -> None:
@@ -232,6 +253,57 @@ def test_not_ready_when_the_database_is_unreachable(fresh_postgres_url: str) -> 
     assert "prep_es_test_no_such_database" in checks["database"].detail
     assert checks["projections"].ok is False
     assert asked == []  # no projection status is read from a database that is not there
+
+
+def _set_read_only(maintenance: psycopg.Connection[Any], database: str, on: bool) -> None:
+    """Make ``database`` read-only for new sessions (or not), as an operator would."""
+    statement = (
+        "ALTER DATABASE {} SET default_transaction_read_only = on"
+        if on
+        else "ALTER DATABASE {} RESET default_transaction_read_only"
+    )
+    maintenance.execute(sql.SQL(statement).format(sql.Identifier(database)))
+
+
+@pytest.mark.postgres
+def test_a_read_only_database_is_a_503_and_writes_work_again_as_soon_as_it_is_not(
+    fresh_postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    settings = Settings(
+        database_url=fresh_postgres_url, run_projectors=False, jwt_secret=JWT_SECRET
+    )
+    database = urlsplit(fresh_postgres_url).path.lstrip("/")
+    with (
+        TestClient(create_app(settings, passwords=Argon2Passwords.cheap_for_tests())) as client,
+        psycopg.connect(postgres_server.maintenance_url, autocommit=True) as maintenance,
+    ):
+        assert register(client, "ana@example.com").status_code == 201
+        _set_read_only(maintenance, database, on=True)
+        # The pool renews its sessions (as it does at their lifetime's end, or after a
+        # restart): they begin read-only.
+        event_store = datastore_of(services_of(client).runtime.app)
+        assert isinstance(event_store, PostgresDatastore)
+        event_store.pool.drain()
+
+        refused = register(client, "ben@example.com")
+        problem = assert_problem(refused, 503, "database_unavailable")
+        assert "refuses writes" in problem["detail"]
+        assert refused.headers["Retry-After"] == "1"
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        (database_check,) = [
+            check for check in not_ready.json()["checks"] if check["name"] == "database"
+        ]
+        assert database_check["ok"] is False
+        assert "refuses writes" in database_check["detail"]
+
+        _set_read_only(maintenance, database, on=False)
+        # The pooled sessions began read-only and stay so: the very next write works all
+        # the same.
+        assert register(client, "cy@example.com").status_code == 201
+        assert register(client, "dee@example.com").status_code == 201
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
 
 
 # --- metrics ---------------------------------------------------------------------------
