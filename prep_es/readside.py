@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from prep_es.eventstore import PrepApplication
+from prep_es.eventstore import PrepApplication, create_database_file
 from prep_es.runtime import load_jurisdictions
 from prep_es.settings import DatabaseLocation, PostgresLocation, Settings, SqliteLocation
 from projections import PROJECTIONS, Projection
@@ -28,6 +28,7 @@ def open_database(location: DatabaseLocation, *, pool_size: int = READ_POOL_SIZE
     if isinstance(location, PostgresLocation):
         return PostgresReadDatabase(location.conninfo(), pool_size=pool_size)
     assert isinstance(location, SqliteLocation)
+    create_database_file(location)
     return SqliteReadDatabase(location.path)
 
 

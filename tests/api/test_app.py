@@ -295,6 +295,33 @@ def test_embedded_mode_keeps_a_generated_secret_beside_the_database(tmp_path: Pa
     assert jwt_secret(Settings(database_url="sqlite:///:memory:")) != first
 
 
+def test_the_embedded_database_files_are_readable_by_their_owner_alone(tmp_path: Path) -> None:
+    """They hold password hashes and personal data: the database and the ``-wal`` and
+    ``-shm`` files SQLite makes beside it are created 0600 whatever the umask."""
+    database = tmp_path / "prep.db"
+    settings = api_settings(f"sqlite:///{database}")
+    previous_umask = os.umask(0o022)
+    try:
+        with TestClient(
+            create_app(settings, passwords=Argon2Passwords.cheap_for_tests())
+        ) as client:
+            registered = client.post(
+                f"{API}/auth/register",
+                json={
+                    "email": "ana@example.com",
+                    "password": PASSWORD,
+                    "full_name": "Ana Test",
+                    "role": "customer",
+                },
+            )
+            assert registered.status_code == 201, registered.text
+            files = [database, tmp_path / "prep.db-wal", tmp_path / "prep.db-shm"]
+            modes = {path.name: stat.S_IMODE(os.stat(path).st_mode) for path in files}
+    finally:
+        os.umask(previous_umask)
+    assert modes == {"prep.db": 0o600, "prep.db-wal": 0o600, "prep.db-shm": 0o600}
+
+
 def test_a_configured_secret_is_used_and_postgres_demands_one(tmp_path: Path) -> None:
     secret = "configured-secret-Hw4Jt8Np2Zr6Bx1Mk9Qv3Ls7"
     assert (
