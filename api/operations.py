@@ -1,11 +1,16 @@
 """Operations routes, outside ``/api/v1``: liveness, readiness and Prometheus metrics.
 
+``/metrics`` is open unless ``PREP_ES_METRICS_TOKEN`` is set; then it answers only a
+request with ``Authorization: Bearer <that token>`` (compared in constant time) and
+401 to any other.
+
 They read an :class:`Operations` the application stores on ``app.state.operations``
 once its services are open (in the lifespan), so the router itself holds nothing.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -30,6 +35,8 @@ class Operations:
     readiness: Readiness
     metrics: Metrics
     projection_statuses: Callable[[], Sequence[ProjectionStatus]]
+    metrics_token: str | None = None
+    """The bearer token ``/metrics`` asks for (``None``: it is open)."""
 
 
 def open_operations(services: Services, metrics: Metrics) -> Operations:
@@ -42,10 +49,12 @@ def open_operations(services: Services, metrics: Metrics) -> Operations:
             services.runtime.app, services.read_side.write_database, services.projections
         )
 
+    token = services.settings.metrics_token
     return Operations(
         readiness=Readiness(services.settings, statuses),
         metrics=metrics,
         projection_statuses=statuses,
+        metrics_token=None if token is None else token.get_secret_value(),
     )
 
 
@@ -120,10 +129,32 @@ def _not_ready(request: Request, report: ReadinessReport) -> Response:
     summary="Prometheus metrics",
     description="Prometheus text format: request latency by route template and status, "
     "commands by outcome, write conflicts and retries (summed over every worker "
-    "process), and each projection's position and lag (read from the database).",
+    "process), and each projection's position and lag (read from the database). With "
+    "`PREP_ES_METRICS_TOKEN` set, only for `Authorization: Bearer <that token>` (401 "
+    "otherwise).",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"},
+        401: {"description": "`PREP_ES_METRICS_TOKEN` is set and was not sent"},
+    },
 )
-def metrics(operations: OperationsDep) -> Response:
+def metrics(request: Request, operations: OperationsDep) -> Response:
+    if operations.metrics_token is not None and not _bearer_matches(
+        request.headers.get("authorization"), operations.metrics_token
+    ):
+        return problem_response(
+            request,
+            status=401,
+            code="not_authenticated",
+            detail="the metrics need their token: Authorization: Bearer <PREP_ES_METRICS_TOKEN>",
+        )
     text = operations.metrics.exposition(ProjectionCollector(operations.projection_statuses))
     return Response(content=text, media_type=CONTENT_TYPE)
+
+
+def _bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether ``authorization`` is ``Bearer <token>``, compared in constant time."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credentials.strip().encode(), token.encode()
+    )

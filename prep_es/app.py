@@ -38,6 +38,8 @@ from api.queries.kitchens import KitchenReadsMiddleware, summary_json
 from api.schemas import Problem
 from commands.handling import CommandContext
 from commands.users import CreateUser
+from prep_es.docs import missing_assets
+from prep_es.docs import router as docs_router
 from prep_es.errors import (
     PROBLEM_MEDIA_TYPE,
     error_response_for_http,
@@ -64,6 +66,10 @@ router stays before the query router of its prefix, so a method a path does not 
 is answered 405 with the command's ``Allow``, as before the routers were reordered."""
 REQUEST_BODY_BYTES_MAX: Final = 1024 * 1024
 """Larger bodies are refused with 413 (no request needs more)."""
+NO_SNIFF: Final = ("X-Content-Type-Options", "nosniff")
+"""On every answer: browsers take the declared content type, never a guessed one."""
+NO_STORE: Final = ("Cache-Control", "no-store")
+"""On every answer to a request that carried credentials: no cache keeps it."""
 
 DESCRIPTION: Final = """
 The booking ledger of Prep, a marketplace for renting commercial kitchens by the hour.
@@ -94,7 +100,9 @@ class RequestContextMiddleware:
     """Gives each request an id (the client's ``X-Request-ID`` if it is a sane token,
     else a new one), makes it the logging context, echoes it on the response, refuses
     bodies over ``body_bytes_max`` (413), and turns an unexpected exception into a 500
-    problem, logged with its stack trace."""
+    problem, logged with its stack trace. Every response it passes carries
+    :data:`NO_SNIFF`, and :data:`NO_STORE` when the request carried ``Authorization``
+    (whatever the route said: an answer for one user is never for a shared cache)."""
 
     def __init__(self, app: ASGIApp, body_bytes_max: int = REQUEST_BODY_BYTES_MAX) -> None:
         self.app = app
@@ -109,12 +117,17 @@ class RequestContextMiddleware:
         token = request_id.set(current)
         scope.setdefault("state", {})["request_id"] = current
         response_started = False
+        authenticated = "authorization" in headers
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = current
+                response_headers = MutableHeaders(scope=message)
+                response_headers[REQUEST_ID_HEADER] = current
+                response_headers[NO_SNIFF[0]] = NO_SNIFF[1]
+                if authenticated:
+                    response_headers[NO_STORE[0]] = NO_STORE[1]
             await send(message)
 
         received_bytes = 0
@@ -245,6 +258,10 @@ def create_app(
     ``clock`` and ``passwords`` are for tests (a clock they move, cheap hashing);
     ``tune_gc_when_started``: for a server process (see ``tune_garbage_collection``)."""
     metrics = Metrics()
+    missing = missing_assets()
+    if missing:
+        msg = f"the API documentation's assets are not installed: {', '.join(missing)}"
+        raise RuntimeError(msg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -273,6 +290,9 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # Served by prep_es.docs from the package, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     if settings.api_role != "write":
@@ -282,6 +302,7 @@ def create_app(
     # Outside the request context middleware, so it also times the 500s that one renders.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(operations_router)
+    app.include_router(docs_router)
     for router in api_routers(settings.api_role):
         app.include_router(router, prefix=API_PREFIX)
     app.openapi = _problem_openapi(app)  # type: ignore[method-assign]

@@ -33,6 +33,7 @@ JWT_SECRET_DISTINCT_CHARACTERS_MIN: Final = 8
 JWT_SECRET_ENTROPY_BITS_MIN: Final = 96
 """Of the estimate :func:`secret_entropy_bits` makes: a random 32-byte secret in hex or
 base64 scores well above it; repeated characters, words padded out, far below."""
+METRICS_TOKEN_LENGTH_MIN: Final = 16
 POSTGRES_PORT_DEFAULT: Final = 5432
 
 _SQLITE_SCHEME: Final = "sqlite"
@@ -179,6 +180,8 @@ class Settings(BaseSettings):
     """Failed logins per minute per email and client before 429."""
     sweep_interval_s: float = Field(default=30.0, gt=0, le=3600)
     """How often the in-process sweeper runs the time-driven transitions."""
+    metrics_token: SecretStr | None = Field(default=None, min_length=METRICS_TOKEN_LENGTH_MIN)
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <this token>``."""
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -260,6 +261,72 @@ def test_every_write_route_of_the_contract_is_served(tmp_path: Path) -> None:
         ("GET", "/users/me"),
     }
     assert {(method, API + path) for method, path in contract} <= operations
+
+
+# --- response headers and the documentation ---------------------------------------------
+
+
+def test_every_answer_says_nosniff_and_answers_to_credentials_are_not_stored(api: Api) -> None:
+    admin = api.admin
+    anonymous = [
+        api.client.get("/healthz"),
+        api.get("/kitchens"),
+        api.get("/no-such-route"),
+        api.get("/users/me"),  # 401
+    ]
+    for response in anonymous:
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.request.url
+        assert "no-store" not in response.headers.get("Cache-Control", "")
+    authenticated = [
+        api.get("/users/me", admin),
+        api.get("/kitchens", admin),  # public, but asked with credentials
+        api.get(f"/bookings/{uuid4()}", admin),  # 404
+        api.get("/users/me", headers={"Authorization": "Bearer not-a-token"}),  # 401
+        api.post("/accounts/me/deposits", admin, json={"amount": "1.00"}),  # 403
+    ]
+    for response in authenticated:
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.request.url
+        assert response.headers["Cache-Control"] == "no-store", response.request.url
+
+
+DOCUMENT_LINK = re.compile(r'(?:src|href|spec-url|data-openapi-url)="([^"]*)"')
+EXPECTED_MEDIA_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".json": "application/json",
+}
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_documentation_loads_nothing_from_elsewhere(api: Api, page: str) -> None:
+    response = api.client.get(page)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in response.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == "'self'"
+    assert policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert "<script>" not in response.text  # no inline script for the policy to allow
+    links = DOCUMENT_LINK.findall(response.text)
+    assert links and all(link.startswith("/") and not link.startswith("//") for link in links)
+    for link in links:
+        asset = api.client.get(link)
+        assert asset.status_code == 200, link
+        suffix = link[link.rindex(".") :]
+        assert asset.headers["content-type"].startswith(EXPECTED_MEDIA_TYPES[suffix]), link
+        assert asset.headers["X-Content-Type-Options"] == "nosniff"
+        assert asset.content
+
+
+def test_only_the_documentations_own_assets_are_served(api: Api) -> None:
+    for name in ("../settings.py", "jurisdictions.toml", "swagger-ui.js"):
+        assert api.client.get(f"/docs/assets/{name}").status_code == 404
 
 
 def test_the_openapi_document_describes_every_operation_and_its_problems(api: Api) -> None:

@@ -332,6 +332,24 @@ def test_requests_are_timed_by_route_template_and_status(sqlite_url: str) -> Non
     assert routes == {"/items/{item_id}", "unmatched", nested}
 
 
+def test_metrics_ask_for_their_token_when_one_is_set(serve: Callable[..., TestClient]) -> None:
+    token = "metrics-" + "t" * 24
+    guarded = serve(metrics_token=token)
+    for headers in (
+        {},
+        {"Authorization": "Bearer " + "x" * len(token)},
+        {"Authorization": f"Bearer {token}x"},
+        {"Authorization": f"Basic {token}"},
+    ):
+        refused = guarded.get("/metrics", headers=headers)
+        assert_problem(refused, 401, "not_authenticated")
+        assert token not in refused.text
+    admitted = guarded.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert admitted.status_code == 200
+    assert "prep_es_http_request_duration_seconds" in admitted.text
+    assert serve().get("/metrics").status_code == 200  # without a token: open as ever
+
+
 def test_the_application_counts_requests_and_commands(serve: Callable[..., TestClient]) -> None:
     client = serve()
     assert register(client, "ana@example.com").status_code == 201
