@@ -397,11 +397,11 @@ def test_a_new_user_logs_in_and_is_known_before_the_read_model_has_them(
         assert login.status_code == 200, login.text
 
 
-def test_a_position_beyond_the_event_store_is_503_too(api: Api) -> None:
+def test_a_position_beyond_the_event_store_is_refused_at_once(api: Api) -> None:
     user = api.register("customer")
     beyond = api.services.runtime.app.position() + 1000
     response = api.get("/users/me", user, headers={"X-Prep-Min-Position": str(beyond)})
-    assert_problem(response, 503, "read_model_behind")
+    assert_problem(response, 422, "min_position_ahead_of_store")
 
 
 @pytest.mark.parametrize("value", ["-1", "abc", str(2**64)])
