@@ -297,6 +297,23 @@ class User(Aggregate):
                 code="token_revoked",
             )
 
+    # --- rehashing: the same password, stored with today's hash parameters ------------
+
+    class PasswordRehashed(Event):
+        TOPIC: ClassVar[str] = "User.PasswordRehashed"
+        password_hash: str
+
+    def rehash_password(self, replaced_hash: str, password_hash: str) -> None:
+        """Store ``password_hash`` in place of ``replaced_hash`` — unless that is no
+        longer this user's hash: the password changed since the login that rehashed it,
+        and the new password must not be overwritten by the old one."""
+        if self.password_hash == replaced_hash and password_hash != replaced_hash:
+            self._password_rehashed(password_hash=password_hash)
+
+    @event(PasswordRehashed)
+    def _password_rehashed(self, password_hash: str) -> None:
+        self.password_hash = password_hash
+
 
 class EmailClaim(Aggregate):
     """One per normalized email, with a derived id: two registrations of one email

@@ -1,5 +1,6 @@
 """User commands: registration, admin-made users, role and active changes, a user's
-password change and logout (both revoke tokens: see ``User.check_acts_as``)."""
+password change and logout (both revoke tokens: see ``User.check_acts_as``), rehashed
+passwords."""
 
 from __future__ import annotations
 
@@ -76,6 +77,16 @@ class LogOut(BaseModel):
     token_id: str
     issued_at_us: int
     expires_at_s: int
+
+class RecordPasswordRehash(BaseModel):
+    """A login found the user's password hashed with older parameters and hashed it
+    again: store the new hash, if ``replaced_hash`` is still the user's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: UUID
+    replaced_hash: str
+    password_hash: str
 
 
 class UserState(BaseModel):
@@ -212,3 +223,17 @@ class UserCommands:
             return UserState.of(user)
 
         return self._processor.execute("log_out", context, command, UserState, decide)
+
+    def record_password_rehash(
+        self, command: RecordPasswordRehash, context: CommandContext
+    ) -> Executed[UserState]:
+        """No actor check: only the login, which has just checked the password, sends it."""
+
+        def decide(unit: UnitOfWork) -> UserState:
+            user = unit.get(User, command.user_id, not_found_code="user_not_found")
+            user.rehash_password(command.replaced_hash, command.password_hash)
+            return UserState.of(user)
+
+        return self._processor.execute(
+            "record_password_rehash", context, command, UserState, decide
+        )

@@ -1,4 +1,5 @@
-"""Authentication: JWT access tokens, password logins and their rate limit.
+"""Authentication: JWT access tokens, password logins and the rate limits on logins and
+registrations.
 
 Tokens are HS256 JWTs (PyJWT) carrying ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` (the
 user id), ``jti``, ``role`` and ``iat_us`` (``iat`` in microseconds: a token issued in
@@ -16,7 +17,10 @@ issued before a password change are refused at once.
 
     Unauthenticated     no token, a token we did not issue or no longer accept, wrong
                         credentials, or a user who may not sign in (HTTP 401)
-    LoginRateLimited    too many failed logins for one email from one client (HTTP 429)
+    RateLimited         too many attempts in a minute (HTTP 429, ``Retry-After``)
+      LoginRateLimited          failed logins for one email from one client address,
+                                or for any email from one client address
+      RegistrationRateLimited   registrations from one client address
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import contextlib
 import functools
 import hashlib
 import logging
+import math
 import os
 import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,9 +47,11 @@ import jwt
 import redis
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
+from aggregates.errors import DomainError
 from aggregates.user import ROLES
+from prep_es.passwords import PasswordHashingBusy
 from prep_es.settings import Settings, SqliteLocation
-from queries.users import UserQueries
+from queries.users import UserCredentials, UserQueries
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +64,10 @@ process's clock may run a little ahead)."""
 JTI_LENGTH_MAX: Final = 64
 MICROSECONDS_PER_SECOND: Final = 1_000_000
 DEV_SECRET_BYTES: Final = 64
-LOGIN_WINDOW_S: Final = 60
-LOGIN_LIMITER_KEYS_MAX: Final = 100_000
-"""Emails × clients remembered per process; the oldest windows go first beyond it."""
+ATTEMPT_WINDOW_S: Final = 60
+ATTEMPT_KEYS_MAX: Final = 100_000
+"""Rate-limit keys (email × client, client) remembered per process; the oldest windows
+go first beyond it."""
 REDIS_TIMEOUT_S: Final = 0.25
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -78,16 +86,32 @@ class Unauthenticated(Exception):
         self.code = code
 
 
-class LoginRateLimited(Exception):
-    """Too many failed logins for one email from one client; try after
-    ``retry_after_s`` seconds."""
+class RateLimited(Exception):
+    """Too many attempts of one kind in a minute; try after ``retry_after_s`` seconds."""
 
-    code: ClassVar[str] = "too_many_login_attempts"
+    code: ClassVar[str]
+    attempts: ClassVar[str]
+    """What was attempted too often, for the message."""
 
     def __init__(self, retry_after_s: int) -> None:
         self.retry_after_s = max(1, retry_after_s)
-        self.detail = f"too many failed logins; try again in {self.retry_after_s} s"
+        self.detail = f"too many {self.attempts}; try again in {self.retry_after_s} s"
         super().__init__(self.detail)
+
+
+class LoginRateLimited(RateLimited):
+    """Too many failed logins for one email from one client address, or for any email
+    from one client address."""
+
+    code: ClassVar[str] = "too_many_login_attempts"
+    attempts: ClassVar[str] = "failed logins"
+
+
+class RegistrationRateLimited(RateLimited):
+    """Too many registrations from one client address."""
+
+    code: ClassVar[str] = "too_many_registrations"
+    attempts: ClassVar[str] = "registrations from this address"
 
 
 # --- tokens ----------------------------------------------------------------------------
@@ -260,94 +284,151 @@ def microseconds(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
-# --- login rate limit ------------------------------------------------------------------
+# --- login and registration rate limits ------------------------------------------------
 
 
-class LoginLimiter(ABC):
-    """Counts failed logins per key (email and client) in windows of
-    :data:`LOGIN_WINDOW_S` seconds opened by a key's first failure."""
+@dataclass(frozen=True)
+class Quota:
+    """At most ``attempts_max`` attempts under ``key`` in one window."""
 
-    def __init__(self, failures_max: int) -> None:
-        assert failures_max >= 1
-        self.failures_max = failures_max
+    key: str
+    attempts_max: int
+
+
+class AttemptLimiter(ABC):
+    """Counts attempts per key in windows of :data:`ATTEMPT_WINDOW_S` seconds opened by
+    a key's first attempt.
+
+    An attempt is counted *before* the work it limits, in the same atomic step as the
+    check (:meth:`reserve`): had the check and the count been two steps around a slow
+    password check, a parallel burst would pass the check many times over before the
+    first failure was counted."""
 
     @abstractmethod
-    def blocked_for(self, key: str) -> int | None:
-        """Seconds until ``key`` may try again, or ``None`` if it may now."""
+    def reserve(self, quotas: Sequence[Quota]) -> int | None:
+        """If every quota has an attempt left, count one under each key and answer
+        ``None``: the attempt may go ahead. Otherwise count nothing and answer the
+        seconds until the exhausted keys' windows end."""
 
     @abstractmethod
-    def record_failure(self, key: str) -> None: ...
+    def refund(self, key: str) -> None:
+        """Give one attempt back under ``key``: it turned out not to count."""
 
     @abstractmethod
     def reset(self, key: str) -> None:
-        """A successful login clears the key's failures."""
+        """Forget every attempt under ``key``."""
 
 
 def login_key(email: str, client: str) -> str:
     """Emails are case-insensitive; the key is hashed so no address is stored as is."""
-    material = f"{email.strip().lower()}\x00{client}".encode()
+    material = f"login\x00{email.strip().lower()}\x00{client}".encode()
     return hashlib.sha256(material).hexdigest()
 
 
-class MemoryLoginLimiter(LoginLimiter):
-    """Per process, bounded."""
+def client_key(action: str, client: str) -> str:
+    """The key of everything one client address does of ``action``, hashed likewise."""
+    return hashlib.sha256(f"{action}\x00{client}".encode()).hexdigest()
+
+
+class MemoryAttemptLimiter(AttemptLimiter):
+    """Per process, bounded: beyond ``keys_max`` keys the oldest windows go first."""
 
     def __init__(
         self,
-        failures_max: int,
         *,
-        keys_max: int = LOGIN_LIMITER_KEYS_MAX,
+        keys_max: int = ATTEMPT_KEYS_MAX,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(failures_max)
+        assert keys_max >= 1
         self._keys_max = keys_max
         self._monotonic = monotonic
         self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        """Each key's window: when it ends (monotonic seconds) and its attempts."""
         self._lock = threading.Lock()
 
-    def blocked_for(self, key: str) -> int | None:
+    def reserve(self, quotas: Sequence[Quota]) -> int | None:
         now = self._monotonic()
         with self._lock:
-            window = self._windows.get(key)
-            if window is None:
-                return None
-            ends_at, failures = window
-            if ends_at <= now:
-                del self._windows[key]
-                return None
-            if failures < self.failures_max:
-                return None
-            return max(1, int(ends_at - now + 0.999))
-
-    def record_failure(self, key: str) -> None:
-        now = self._monotonic()
-        with self._lock:
-            window = self._windows.get(key)
-            if window is None or window[0] <= now:
-                self._windows[key] = (now + LOGIN_WINDOW_S, 1)
-                self._windows.move_to_end(key)
-            else:
-                self._windows[key] = (window[0], window[1] + 1)
+            waits_s = [
+                window[0] - now
+                for quota in quotas
+                if (window := self._current(quota.key, now)) is not None
+                and window[1] >= quota.attempts_max
+            ]
+            if waits_s:
+                return max(1, math.ceil(max(waits_s)))
+            for quota in quotas:
+                window = self._current(quota.key, now)
+                if window is None:
+                    self._windows[quota.key] = (now + ATTEMPT_WINDOW_S, 1)
+                    self._windows.move_to_end(quota.key)
+                else:
+                    self._windows[quota.key] = (window[0], window[1] + 1)
             while len(self._windows) > self._keys_max:
                 self._windows.popitem(last=False)
+        return None
+
+    def _current(self, key: str, now: float) -> tuple[float, int] | None:
+        window = self._windows.get(key)
+        if window is not None and window[0] <= now:
+            del self._windows[key]
+            return None
+        return window
+
+    def refund(self, key: str) -> None:
+        now = self._monotonic()
+        with self._lock:
+            window = self._current(key, now)
+            if window is not None and window[1] > 0:
+                self._windows[key] = (window[0], window[1] - 1)
 
     def reset(self, key: str) -> None:
         with self._lock:
             self._windows.pop(key, None)
 
 
-class RedisLoginLimiter(LoginLimiter):
-    """Shared by every process through Redis. While Redis cannot be reached, counts
-    per process instead (logged once per outage)."""
+_RESERVE_SCRIPT: Final = """
+-- KEYS: the keys; ARGV[1]: the window in seconds; ARGV[1 + i]: KEYS[i]'s attempts max.
+local window_s = tonumber(ARGV[1])
+local wait_s = 0
+for index, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[index + 1]) then
+    local ttl_s = redis.call('TTL', key)
+    if ttl_s < 1 then
+      redis.call('EXPIRE', key, window_s)
+      ttl_s = window_s
+    end
+    if ttl_s > wait_s then wait_s = ttl_s end
+  end
+end
+if wait_s > 0 then return wait_s end
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  redis.call('EXPIRE', key, window_s, 'NX')
+end
+return 0
+"""
 
-    KEY_PREFIX: ClassVar[str] = "prep_es:login_failures:"
+_REFUND_SCRIPT: Final = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
 
-    def __init__(self, url: str, failures_max: int) -> None:
-        super().__init__(failures_max)
+
+class RedisAttemptLimiter(AttemptLimiter):
+    """Shared by every process through Redis, each reservation one Lua script (atomic
+    in Redis). While Redis cannot be reached, counts per process instead (logged once
+    per outage)."""
+
+    KEY_PREFIX: ClassVar[str] = "prep_es:attempts:"
+
+    def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(
             url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
         )
-        self._fallback = MemoryLoginLimiter(failures_max)
+        self._reserve = self._client.register_script(_RESERVE_SCRIPT)
+        self._refund = self._client.register_script(_REFUND_SCRIPT)
+        self._fallback = MemoryAttemptLimiter()
         self._failing = False
         self._lock = threading.Lock()
 
@@ -355,42 +436,32 @@ class RedisLoginLimiter(LoginLimiter):
         with self._lock:
             if not self._failing:
                 self._failing = True
-                logger.warning(
-                    "login rate limit: Redis unavailable, counting per process: %s", error
-                )
+                logger.warning("rate limits: Redis unavailable, counting per process: %s", error)
 
     def _succeeded(self) -> None:
         if self._failing:
             with self._lock:
                 if self._failing:
                     self._failing = False
-                    logger.info("login rate limit: Redis available again")
+                    logger.info("rate limits: Redis available again")
 
-    def blocked_for(self, key: str) -> int | None:
-        name = self.KEY_PREFIX + key
+    def reserve(self, quotas: Sequence[Quota]) -> int | None:
+        keys = [self.KEY_PREFIX + quota.key for quota in quotas]
+        arguments = [ATTEMPT_WINDOW_S, *(quota.attempts_max for quota in quotas)]
         try:
-            pipeline = self._client.pipeline()
-            pipeline.get(name)
-            pipeline.ttl(name)
-            failures, ttl_s = pipeline.execute()
+            wait_s = int(self._reserve(keys=keys, args=arguments))
         except redis.RedisError as error:
             self._failed(error)
-            return self._fallback.blocked_for(key)
+            return self._fallback.reserve(quotas)
         self._succeeded()
-        if failures is None or int(failures) < self.failures_max:
-            return self._fallback.blocked_for(key)
-        return max(1, int(ttl_s)) if int(ttl_s) > 0 else LOGIN_WINDOW_S
+        return wait_s if wait_s > 0 else None
 
-    def record_failure(self, key: str) -> None:
-        name = self.KEY_PREFIX + key
+    def refund(self, key: str) -> None:
+        self._fallback.refund(key)
         try:
-            pipeline = self._client.pipeline()
-            pipeline.incr(name)
-            pipeline.expire(name, LOGIN_WINDOW_S, nx=True)
-            pipeline.execute()
+            self._refund(keys=[self.KEY_PREFIX + key])
         except redis.RedisError as error:
             self._failed(error)
-            self._fallback.record_failure(key)
             return
         self._succeeded()
 
@@ -407,10 +478,26 @@ class RedisLoginLimiter(LoginLimiter):
         self._client.close()
 
 
-def open_login_limiter(settings: Settings) -> LoginLimiter:
+def open_attempt_limiter(settings: Settings) -> AttemptLimiter:
     if settings.redis_url is None:
-        return MemoryLoginLimiter(settings.login_failures_max)
-    return RedisLoginLimiter(settings.redis_url, settings.login_failures_max)
+        return MemoryAttemptLimiter()
+    return RedisAttemptLimiter(settings.redis_url)
+
+
+@dataclass(frozen=True)
+class RegistrationLimit:
+    """At most ``per_client_max`` registrations a window from one client address:
+    each hashes a password, which costs memory and CPU."""
+
+    limiter: AttemptLimiter
+    per_client_max: int
+
+    def admit(self, client: str) -> None:
+        """Count a registration from ``client``, or :class:`RegistrationRateLimited`."""
+        quota = Quota(client_key("register", client), self.per_client_max)
+        retry_after_s = self.limiter.reserve((quota,))
+        if retry_after_s is not None:
+            raise RegistrationRateLimited(retry_after_s)
 
 
 # --- login -----------------------------------------------------------------------------
@@ -421,24 +508,42 @@ class PasswordVerifying(Protocol):
 
     def verify(self, password_hash: str, password: str) -> bool: ...
 
+    def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+class RecordRehash(Protocol):
+    def __call__(self, credentials: UserCredentials, password_hash: str) -> None:
+        """Store ``password_hash``, the same password hashed with today's parameters,
+        in place of ``credentials.password_hash`` (through the write side)."""
+
 
 @dataclass
 class Login:
     """Checks an email and password against the users read model and issues a token.
     An email the read model does not know may have just been registered: the login then
     waits for the read model to catch up with the event store (``catch_up_users``) and
-    looks again, so a client can log in right after registering."""
+    looks again, so a client can log in right after registering.
+
+    Each attempt is counted before its password is checked, under two quotas: the
+    email from this client (``failures_max``) and this client whatever the email
+    (``client_failures_max``, so spraying emails is limited too). A successful login
+    clears the first and gives its attempt back to the second. A hash made with older
+    parameters is replaced on a successful login (``record_rehash``)."""
 
     users: UserQueries
     passwords: PasswordVerifying
     tokens: TokenService
-    limiter: LoginLimiter
+    limiter: AttemptLimiter
+    failures_max: int
+    client_failures_max: int
     catch_up_users: Callable[[], None]
+    record_rehash: RecordRehash
     _unknown_user_hash: str | None = None
 
     def log_in(self, email: str, password: str, *, client: str) -> AccessToken:
-        key = login_key(email, client)
-        retry_after_s = self.limiter.blocked_for(key)
+        of_email = Quota(login_key(email, client), self.failures_max)
+        of_client = Quota(client_key("login", client), self.client_failures_max)
+        retry_after_s = self.limiter.reserve((of_client, of_email))
         if retry_after_s is not None:
             raise LoginRateLimited(retry_after_s)
         credentials = self.users.credentials_by_email(email)
@@ -447,13 +552,30 @@ class Login:
             credentials = self.users.credentials_by_email(email)
         # An unknown email costs a hash check too, so timing does not tell emails apart.
         password_hash = self._dummy_hash() if credentials is None else credentials.password_hash
-        if not self.passwords.verify(password_hash, password) or credentials is None:
-            self.limiter.record_failure(key)
+        try:
+            verified = self.passwords.verify(password_hash, password)
+        except PasswordHashingBusy:
+            # Nothing was checked: not a guess.
+            self.limiter.refund(of_email.key)
+            self.limiter.refund(of_client.key)
+            raise
+        if not verified or credentials is None:
             raise Unauthenticated("wrong email or password", code="invalid_credentials")
+        self.limiter.reset(of_email.key)
+        self.limiter.refund(of_client.key)
         if not credentials.active:
             raise Unauthenticated("this user is deactivated", code="user_inactive")
-        self.limiter.reset(key)
+        if self.passwords.needs_rehash(credentials.password_hash):
+            self._rehash(credentials, password)
         return self.tokens.issue(credentials.id, credentials.role)
+
+    def _rehash(self, credentials: UserCredentials, password: str) -> None:
+        """Best effort: the login succeeds even if the new hash cannot be stored now;
+        the next one tries again."""
+        try:
+            self.record_rehash(credentials, self.passwords.hash(password))
+        except (PasswordHashingBusy, DomainError) as error:
+            logger.info("password rehash of user %s postponed: %s", credentials.id, error)
 
     def _dummy_hash(self) -> str:
         if self._unknown_user_hash is None:

@@ -41,9 +41,10 @@ from aggregates.errors import (
     StateConflict,
 )
 from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
-from prep_es.auth import LoginRateLimited, Unauthenticated
+from prep_es.auth import RateLimited, Unauthenticated
 from prep_es.eventstore import DatabaseRefusesWrites
 from prep_es.logs import request_id
+from prep_es.passwords import PasswordHashingBusy
 from projections.database import ReadModelNotReady
 from queries.consistency import PositionAheadOfStore, ReadModelBehind, TooManyWaiters
 
@@ -67,8 +68,9 @@ STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
     DomainError: 400,
     Unauthenticated: 401,
     ActorNotAdmitted: 401,
-    LoginRateLimited: 429,
     PositionAheadOfStore: 422,
+    RateLimited: 429,
+    PasswordHashingBusy: 503,
     ReadModelBehind: 503,
     TooManyWaiters: 503,
     ReadModelNotReady: 503,
@@ -171,7 +173,7 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
     headers: dict[str, str] = {}
     if isinstance(error, DomainError | Unauthenticated):
         code, detail = error.code, error.detail
-    elif isinstance(error, LoginRateLimited):
+    elif isinstance(error, RateLimited | PasswordHashingBusy):
         code, detail = error.code, error.detail
         headers["Retry-After"] = str(error.retry_after_s)
     elif isinstance(error, ReadModelBehind):

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import uvicorn
 
@@ -104,6 +104,17 @@ def check_configuration(settings: Settings, options: ServeOptions) -> Settings:
         )
         raise ServeRefused(msg)
     return effective
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """Uvicorn's options for forwarded headers. Its defaults believe
+    ``X-Forwarded-For`` from 127.0.0.1, so anyone on the machine could pose as any
+    client (and dodge the per-client rate limits); only ``PREP_ES_TRUSTED_PROXIES`` are
+    believed here, and with none, forwarded headers are ignored."""
+    proxies = settings.trusted_proxy_list
+    if not proxies:
+        return {"proxy_headers": False, "forwarded_allow_ips": []}
+    return {"proxy_headers": True, "forwarded_allow_ips": proxies}
 
 
 def prepare_event_store(settings: Settings) -> None:
@@ -179,5 +190,6 @@ def serve(settings: Settings, options: ServeOptions) -> None:
             access_log=options.access_log,
             log_config=None,
             server_header=False,
+            **proxy_options(effective),
         )
     logger.info("stopped")

@@ -2,7 +2,8 @@
 
 :func:`open_services` opens the event store and its command handlers, the read side
 (primary and replica), read-model positions for read-your-writes, the query cache and
-every query service, token issuing and the login rate limit. With
+every query service, token issuing, password hashing (on a few threads of its own) and
+the rate limits on logins and registrations. With
 ``settings.run_projectors`` it also runs this process's share of the projectors (the
 Supervisor: one active runner per projection across processes) and the sweeper, which
 applies the time-driven transitions every ``settings.sweep_interval_s``.
@@ -22,12 +23,19 @@ from aggregates.errors import NotFound
 from aggregates.jurisdictions import JurisdictionCatalog
 from commands import Commands
 from commands.admission import Admission
-from commands.handling import Clock
-from commands.users import PasswordHashing
-from prep_es.auth import Login, LoginLimiter, PasswordVerifying, TokenService, open_login_limiter
+from commands.handling import Actor, Clock, CommandContext
+from commands.users import PasswordHashing, RecordPasswordRehash
+from prep_es.auth import (
+    AttemptLimiter,
+    Login,
+    PasswordVerifying,
+    RegistrationLimit,
+    TokenService,
+    open_attempt_limiter,
+)
 from prep_es.credentials import CurrentCredentials
 from prep_es.known_copies import KnownCopiesFollower
-from prep_es.passwords import Argon2Passwords
+from prep_es.passwords import Argon2Passwords, BoundedPasswords
 from prep_es.readside import (
     ReadSide,
     configured_projections,
@@ -60,6 +68,7 @@ from queries.kitchen_index import (
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserQueries
+from queries.users import UserCredentials, UserQueries
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +177,9 @@ class Services:
     ``min_position_wait_s``, then ``ReadModelBehind``): for a user it does not know,
     who may have registered a moment ago."""
     login: Login
-    login_limiter: LoginLimiter
+    registration_limit: RegistrationLimit
+    attempt_limiter: AttemptLimiter
+    passwords: BoundedPasswords
     projections: tuple[type[Projection], ...]
     known_copies: KnownCopiesFollower | None
     """Keeps the command handlers' known copies current (PostgreSQL; see
@@ -206,9 +217,10 @@ class Services:
         if self.known_copies is not None:
             self.known_copies.close()
         self.read_positions.close()
-        close_limiter = getattr(self.login_limiter, "close", None)
+        close_limiter = getattr(self.attempt_limiter, "close", None)
         if close_limiter is not None:
             close_limiter()
+        self.passwords.close()
         self.read_side.close()
         self.runtime.close()
 
@@ -290,10 +302,15 @@ def open_services(
     """Open everything; on failure, close what was opened and re-raise.
     ``render_kitchen``: a kitchen's JSON in search answers, to answer searches from
     memory (see :func:`open_search_index`); without it every search is SQL."""
-    hashing: Passwords = passwords or Argon2Passwords()
     tokens = TokenService.from_settings(settings, clock)  # refuses a missing secret first
+    hashing = BoundedPasswords(
+        passwords or Argon2Passwords(),
+        concurrent_max=settings.password_hashes_concurrent_max,
+        wait_s=settings.password_hash_wait_s,
+    )
+    opened: list[object] = [hashing]
     runtime = open_runtime(settings, clock=clock, passwords=hashing)
-    opened: list[object] = [runtime]
+    opened.append(runtime)
     try:
         read_side = open_read_side(settings)
         opened.append(read_side)
@@ -329,11 +346,21 @@ def open_services(
         kitchens_uncached = KitchenQueries(
             database, jurisdictions=runtime.jurisdictions, clock=clock
         )
-        login_limiter = open_login_limiter(settings)
+        attempt_limiter = open_attempt_limiter(settings)
 
         def catch_up_users() -> None:
             read_positions.wait_for(
                 UsersProjection.name, runtime.app.position(), settings.min_position_wait_s
+            )
+
+        def record_rehash(credentials: UserCredentials, password_hash: str) -> None:
+            runtime.commands.users.record_password_rehash(
+                RecordPasswordRehash(
+                    user_id=credentials.id,
+                    replaced_hash=credentials.password_hash,
+                    password_hash=password_hash,
+                ),
+                CommandContext(actor=Actor(user_id=credentials.id, role=credentials.role)),
             )
 
         services = Services(
@@ -366,10 +393,17 @@ def open_services(
                 users=CurrentCredentials(read_side.query_database, admission),
                 passwords=hashing,
                 tokens=tokens,
-                limiter=login_limiter,
+                limiter=attempt_limiter,
+                failures_max=settings.login_failures_max,
+                client_failures_max=settings.login_failures_per_client_max,
                 catch_up_users=catch_up_users,
+                record_rehash=record_rehash,
             ),
-            login_limiter=login_limiter,
+            registration_limit=RegistrationLimit(
+                attempt_limiter, settings.registrations_per_client_max
+            ),
+            attempt_limiter=attempt_limiter,
+            passwords=hashing,
             projections=configured_projections(settings),
             known_copies=known_copies,
         )

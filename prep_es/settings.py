@@ -14,6 +14,7 @@ Validation errors name the environment variable and never echo the rejected valu
 from __future__ import annotations
 
 import math
+import ipaddress
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -136,6 +137,10 @@ def parse_database_url(url: str) -> DatabaseLocation:
     raise ValueError(msg)
 
 
+def split_proxies(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
 class Settings(BaseSettings):
     """Every knob of Prep ES. Build it directly in tests; use :func:`load_settings` in
     entry points. Constructing it never reads the environment."""
@@ -177,7 +182,18 @@ class Settings(BaseSettings):
     readiness_lag_events_max: int = Field(default=10_000, ge=0)
     """``/readyz`` fails while any projection is further behind than this."""
     login_failures_max: int = Field(default=5, ge=1, le=1000)
-    """Failed logins per minute per email and client before 429."""
+    """Failed logins per minute per email and client address before 429."""
+    login_failures_per_client_max: int = Field(default=30, ge=1, le=100_000)
+    """Failed logins per minute per client address, whatever the email, before 429."""
+    registrations_per_client_max: int = Field(default=10, ge=1, le=100_000)
+    """Registrations per minute per client address before 429."""
+    password_hashes_concurrent_max: int = Field(default=2, ge=1, le=64)
+    """Password hashes and checks running at once per process; each holds 19 MiB."""
+    password_hash_wait_s: float = Field(default=1.0, ge=0, le=30)
+    """How long a login or registration waits for a hashing turn before a 503."""
+    trusted_proxies: str = ""
+    """Comma-separated addresses or networks of the proxies whose ``X-Forwarded-For``
+    and ``X-Forwarded-Proto`` are believed; empty: nobody's."""
     sweep_interval_s: float = Field(default=30.0, gt=0, le=3600)
     """How often the in-process sweeper runs the time-driven transitions."""
     metrics_token: SecretStr | None = Field(default=None, min_length=METRICS_TOKEN_LENGTH_MIN)
@@ -228,6 +244,20 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        for entry in split_proxies(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                msg = (
+                    f"{ENV_PREFIX}TRUSTED_PROXIES must be comma-separated IP addresses or "
+                    "networks (10.0.0.1, 10.0.0.0/8, ::1)"
+                )
+                raise ValueError(msg) from None
+        return value
+
     @field_validator("jurisdictions_file")
     @classmethod
     def _check_jurisdictions_file(cls, value: Path | None) -> Path | None:
@@ -262,6 +292,11 @@ class Settings(BaseSettings):
         if self.read_database_url is None:
             return self.database
         return parse_database_url(self.read_database_url)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """The trusted proxies, one address or network each."""
+        return split_proxies(self.trusted_proxies)
 
     @property
     def is_postgres(self) -> bool:

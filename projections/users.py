@@ -32,6 +32,7 @@ class UsersProjection(Projection):
         User.UserDeactivated,
         User.UserReactivated,
         User.PasswordChanged,
+        User.PasswordRehashed,
     )
 
     def create_tables(self, sql: Sql) -> None:
@@ -88,6 +89,8 @@ class UsersProjection(Projection):
 
     @apply.register
     def _password_changed(self, event: User.PasswordChanged, position: int, sql: Sql) -> None:
+
+    def _password_rehashed(self, event: User.PasswordRehashed, position: int, sql: Sql) -> None:
         self._update(sql, event, password_hash=event.password_hash)
 
     def _user_changed(self, event: User.Event) -> None:

@@ -1,6 +1,9 @@
-"""Registration, login and logout. Registration and login are public; login answers
-429 after ``PREP_ES_LOGIN_FAILURES_MAX`` failures in a minute for one email from one
-client. Logout revokes the token it is sent with."""
+"""Registration, login and logout. Registration and login are public, so both are rate
+limited per client address (``PREP_ES_REGISTRATIONS_PER_CLIENT_MAX``,
+``PREP_ES_LOGIN_FAILURES_PER_CLIENT_MAX``), and a login also per email from that address (``PREP_ES_LOGIN_FAILURES_MAX``): 429 with
+``Retry-After``. The client address is the connection's peer, or what a trusted proxy
+forwarded (``PREP_ES_TRUSTED_PROXIES``, applied by the server). Logout revokes the
+token it is sent with."""
 
 from __future__ import annotations
 
@@ -24,6 +27,13 @@ from commands.users import LogOut, RegisterUser
 from prep_es.auth import AccessToken
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def client_address(request: Request) -> str:
+    """The connection's peer: the server has already replaced it with the forwarded
+    address when the peer is a trusted proxy."""
+    return request.client.host if request.client is not None else "unknown"
+
 
 EMAIL_LENGTH_BOUND = 1000
 PASSWORD_LENGTH_BOUND = 4096
@@ -64,12 +74,19 @@ class LoginBody(RequestBody):
     summary="Register a customer or host",
     description="Creates the user and their account. Admins and analysts are created by "
     "an operator (`prep-es users create`). The user can log in at once: a login for an "
-    "email the users read model does not know yet waits for it to catch up.",
-    responses=problems(409, 422),
+    "email the users read model does not know yet waits for it to catch up. Too many "
+    "registrations in a minute from one client address: 429 with `Retry-After`.",
+    responses=problems(409, 422, 429, 503),
 )
 async def register(
-    body: RegisterBody, users: UserCommandsDep, context: AnonymousCommand, response: Response
+    body: RegisterBody,
+    users: UserCommandsDep,
+    services: ServicesDep,
+    context: AnonymousCommand,
+    request: Request,
+    response: Response,
 ) -> UserOut:
+    await run_in_threadpool(services.registration_limit.admit, client_address(request))
     executed = await run_in_threadpool(
         users.register_user, RegisterUser(**body.model_dump()), context
     )
@@ -81,8 +98,9 @@ async def register(
     summary="Log in",
     description="Exchanges an email and password for a bearer access token (a JWT valid "
     "for `expires_in` seconds). Wrong credentials are 401 (`invalid_credentials`); after "
-    "too many failures in a minute for one email from one client, 429 with "
-    "`Retry-After`.",
+    "too many failures in a minute for one email from one client address, or for any "
+    "email from one client address, 429 with `Retry-After`; while every password-hashing "
+    "thread stays busy, 503 with `Retry-After`.",
     responses=problems(401, 422, 429, 503),
 )
 async def log_in(
@@ -92,8 +110,9 @@ async def log_in(
     response: Response,
     _: UsersReadModel,
 ) -> AccessToken:
-    client = request.client.host if request.client is not None else "unknown"
-    token = await run_in_threadpool(services.login.log_in, body.email, body.password, client=client)
+    token = await run_in_threadpool(
+        services.login.log_in, body.email, body.password, client=client_address(request)
+    )
     response.headers["Cache-Control"] = "no-store"
     return token
 

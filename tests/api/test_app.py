@@ -22,7 +22,14 @@ from fastapi.testclient import TestClient
 
 from aggregates.account import Account
 from prep_es.app import REQUEST_BODY_BYTES_MAX, create_app
-from prep_es.auth import MemoryLoginLimiter, RedisLoginLimiter, jwt_secret, login_key
+from prep_es.auth import (
+    MemoryAttemptLimiter,
+    Quota,
+    RedisAttemptLimiter,
+    client_key,
+    jwt_secret,
+    login_key,
+)
 from prep_es.logs import configure_logging
 from prep_es.passwords import Argon2Passwords
 from prep_es.services import SweeperThread
@@ -412,39 +419,51 @@ class FakeMonotonic:
         return self.now
 
 
-def test_the_per_process_limiter_opens_a_window_at_the_first_failure() -> None:
+def test_the_per_process_limiter_opens_a_window_at_the_first_attempt() -> None:
     time = FakeMonotonic()
-    limiter = MemoryLoginLimiter(3, monotonic=time)
+    limiter = MemoryAttemptLimiter(monotonic=time)
     key = login_key("Ana@Example.com", "10.0.0.1")
     assert key == login_key(" ana@example.com", "10.0.0.1")
     assert key != login_key("ana@example.com", "10.0.0.2")
+    assert key != client_key("login", "10.0.0.1")
     for _ in range(3):
-        assert limiter.blocked_for(key) is None
-        limiter.record_failure(key)
+        assert limiter.reserve([Quota(key, 3)]) is None
     time.now += 20
-    assert limiter.blocked_for(key) == 40
+    assert limiter.reserve([Quota(key, 3)]) == 40
+    limiter.refund(key)
+    assert limiter.reserve([Quota(key, 3)]) is None
     time.now += 40
-    assert limiter.blocked_for(key) is None
+    assert limiter.reserve([Quota(key, 3)]) is None
+
+
+def test_a_reservation_counts_under_every_key_or_none() -> None:
+    limiter = MemoryAttemptLimiter()
+    assert limiter.reserve([Quota("client", 1)]) is None
+    assert limiter.reserve([Quota("email", 2), Quota("client", 1)]) is not None
+    # The refused attempt counted under neither key.
+    assert limiter.reserve([Quota("email", 1)]) is None
+    limiter.reset("client")
+    assert limiter.reserve([Quota("email", 2), Quota("client", 1)]) is None
 
 
 def test_the_per_process_limiter_is_bounded() -> None:
-    limiter = MemoryLoginLimiter(1, keys_max=10)
+    limiter = MemoryAttemptLimiter(keys_max=10)
     for index in range(100):
-        limiter.record_failure(str(index))
-    assert limiter.blocked_for("99") is not None
-    assert limiter.blocked_for("0") is None
+        limiter.reserve([Quota(str(index), 1)])
+    assert limiter.reserve([Quota("99", 1)]) is not None
+    assert limiter.reserve([Quota("0", 1)]) is None
 
 
 def test_the_redis_limiter_counts_per_process_while_redis_is_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    limiter = RedisLoginLimiter("redis://127.0.0.1:1/0", 2)
+    limiter = RedisAttemptLimiter("redis://127.0.0.1:1/0")
     with caplog.at_level(logging.WARNING, logger="prep_es.auth"):
         for _ in range(2):
-            limiter.record_failure("k")
-        assert limiter.blocked_for("k") is not None
+            assert limiter.reserve([Quota("k", 2)]) is None
+        assert limiter.reserve([Quota("k", 2)]) is not None
         limiter.reset("k")
-        assert limiter.blocked_for("k") is None
+        assert limiter.reserve([Quota("k", 2)]) is None
     warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
     assert len(warnings) == 1
     limiter.close()
@@ -586,13 +605,19 @@ def test_text_holding_nul_is_refused_before_it_reaches_an_event(api: Api) -> Non
 def test_the_redis_limiter_is_shared_by_every_process() -> None:
     if not redis_reachable(REDIS_URL):
         pytest.skip(f"REDIS NOT REACHABLE at {REDIS_URL}")
-    first, second = RedisLoginLimiter(REDIS_URL, 2), RedisLoginLimiter(REDIS_URL, 2)
+    first, second = RedisAttemptLimiter(REDIS_URL), RedisAttemptLimiter(REDIS_URL)
     key = login_key(f"shared-{uuid4().hex}@example.com", "10.0.0.9")
-    first.record_failure(key)
-    second.record_failure(key)
-    assert 55 <= (first.blocked_for(key) or 0) <= 60
-    assert second.blocked_for(key) == first.blocked_for(key)
+    other = client_key("login", f"10.0.0.{uuid4().int % 250}-{uuid4().hex}")
+    assert first.reserve([Quota(key, 2)]) is None
+    assert second.reserve([Quota(key, 2)]) is None
+    assert 55 <= (first.reserve([Quota(key, 2)]) or 0) <= 60
+    # Refused under one key: counted under neither.
+    assert second.reserve([Quota(other, 1), Quota(key, 2)]) is not None
+    assert first.reserve([Quota(other, 1)]) is None
+    second.refund(key)
+    assert first.reserve([Quota(key, 2)]) is None
+    assert second.reserve([Quota(key, 2)]) is not None
     second.reset(key)
-    assert first.blocked_for(key) is None
+    assert first.reserve([Quota(key, 2)]) is None
     first.close()
     second.close()
