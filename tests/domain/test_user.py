@@ -243,3 +243,23 @@ def test_user_deactivated_v1_is_upcast_to_its_own_timestamp() -> None:
     state: dict[str, Any] = {"timestamp": "2030-01-07T17:00:00+00:00"}
     User.UserDeactivated.upcast_v1_v2(state)
     assert state["deactivated_at"] == state["timestamp"]
+
+def test_a_rehash_replaces_the_hash_it_was_made_from() -> None:
+    user = given(*registered())
+    user.rehash_password("argon2id$hash", "argon2id$stronger")
+    then(user, (User.PasswordRehashed, {"password_hash": "argon2id$stronger"}))
+    assert user.password_hash == "argon2id$stronger"
+
+
+@pytest.mark.parametrize(
+    ("replaced", "new"),
+    [
+        ("argon2id$changed-since", "argon2id$stronger"),  # the password changed meanwhile
+        ("argon2id$hash", "argon2id$hash"),
+    ],
+)
+def test_a_rehash_of_a_hash_no_longer_current_changes_nothing(replaced: str, new: str) -> None:
+    user = given(*registered())
+    user.rehash_password(replaced, new)
+    then_nothing(user)
+    assert user.password_hash == "argon2id$hash"
