@@ -78,6 +78,7 @@ class LogOut(BaseModel):
     issued_at_us: int
     expires_at_s: int
 
+
 class RecordPasswordRehash(BaseModel):
     """A login found the user's password hashed with older parameters and hashed it
     again: store the new hash, if ``replaced_hash`` is still the user's."""

@@ -67,7 +67,6 @@ from queries.kitchen_index import (
 )
 from queries.kitchens import KitchenQueries
 from queries.timetravel import TimeTravelQueries
-from queries.users import UserQueries
 from queries.users import UserCredentials, UserQueries
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ Validation errors name the environment variable and never echo the rejected valu
 
 from __future__ import annotations
 
-import math
 import ipaddress
+import math
 import os
 from collections import Counter
 from collections.abc import Mapping

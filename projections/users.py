@@ -89,7 +89,9 @@ class UsersProjection(Projection):
 
     @apply.register
     def _password_changed(self, event: User.PasswordChanged, position: int, sql: Sql) -> None:
+        self._update(sql, event, password_hash=event.password_hash)
 
+    @apply.register
     def _password_rehashed(self, event: User.PasswordRehashed, position: int, sql: Sql) -> None:
         self._update(sql, event, password_hash=event.password_hash)
 

@@ -1,9 +1,9 @@
 """Registration, login and logout. Registration and login are public, so both are rate
 limited per client address (``PREP_ES_REGISTRATIONS_PER_CLIENT_MAX``,
-``PREP_ES_LOGIN_FAILURES_PER_CLIENT_MAX``), and a login also per email from that address (``PREP_ES_LOGIN_FAILURES_MAX``): 429 with
-``Retry-After``. The client address is the connection's peer, or what a trusted proxy
-forwarded (``PREP_ES_TRUSTED_PROXIES``, applied by the server). Logout revokes the
-token it is sent with."""
+``PREP_ES_LOGIN_FAILURES_PER_CLIENT_MAX``), and a login also per email from that address
+(``PREP_ES_LOGIN_FAILURES_MAX``): 429 with ``Retry-After``. The client address is the
+connection's peer, or what a trusted proxy forwarded (``PREP_ES_TRUSTED_PROXIES``, applied
+by the server). Logout revokes the token it is sent with."""
 
 from __future__ import annotations
 

@@ -244,6 +244,7 @@ def test_user_deactivated_v1_is_upcast_to_its_own_timestamp() -> None:
     User.UserDeactivated.upcast_v1_v2(state)
     assert state["deactivated_at"] == state["timestamp"]
 
+
 def test_a_rehash_replaces_the_hash_it_was_made_from() -> None:
     user = given(*registered())
     user.rehash_password("argon2id$hash", "argon2id$stronger")
