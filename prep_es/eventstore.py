@@ -38,8 +38,10 @@ import importlib
 import logging
 import os
 import pkgutil
+import select
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from itertools import accumulate
 from threading import Event
@@ -47,6 +49,7 @@ from typing import Any, Final
 from uuid import UUID
 
 import psycopg
+import psycopg_pool
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import (
@@ -515,12 +518,57 @@ class AppendOnlyPostgresProcessRecorder(PostgresProcessRecorder):
         return ListeningPostgresSubscription(recorder=self, gt=gt, topics=topics)
 
 
+def closed_by_server(connection: psycopg.Connection[Any]) -> bool:
+    """Whether an idle ``connection``'s session is over: closed, or its socket readable.
+
+    When PostgreSQL restarts, each session is sent a last message (``AdminShutdown``,
+    or an immediate shutdown's) and closed. An idle connection has nothing to read, so
+    a readable socket means the session is over (or said something out of turn, and
+    replacing it costs a reconnect). A ``poll`` of the socket finds that without a
+    round trip, where the library's pre-ping (``SELECT`` nothing) adds one to every
+    use. A connection that died without a word (a lost network) is found in use; the
+    caller's retry then gets another."""
+    if connection.closed or connection.broken:
+        return True
+    readable = select.poll()
+    readable.register(connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(readable.poll(0))
+
+
+class DropClosedConnections:
+    """The pool's check of each connection before it lends it: one the server closed
+    is closed here and refused, and then so is every other such one idle in the pool
+    (``pool.check()``), all at once: the pool waits a second after each refusal, and
+    after a restart every idle connection is dead (ten failures in a row for a pool of
+    ten, where each would otherwise fail once in use)."""
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
+        self._pool = weakref.ref(pool)  # the pool holds this check
+
+    def __call__(self, connection: psycopg.Connection[Any]) -> None:
+        if not closed_by_server(connection):
+            return
+        connection.close()
+        pool = self._pool()
+        if pool is not None:
+            pool.check()
+        raise psycopg.OperationalError("the server closed the connection while it was idle")
+
+
 class PrepPostgresFactory(PostgresFactory):
-    """eventsourcing's PostgreSQL factory, building our append-only recorders."""
+    """eventsourcing's PostgreSQL factory, building our append-only recorders, with a
+    pool that checks each connection before lending it (see
+    :class:`DropClosedConnections`)."""
 
     aggregate_recorder_class = AppendOnlyPostgresAggregateRecorder
     application_recorder_class = AppendOnlyPostgresApplicationRecorder
     process_recorder_class = AppendOnlyPostgresProcessRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        # The library's datastore takes only its own round-trip check (``pre_ping``),
+        # and the pool reads this attribute at each lend (psycopg_pool 3.2 and 3.3).
+        self.datastore.pool._check = DropClosedConnections(self.datastore.pool)
 
 
 def sqlite_append_only_statements(table: str) -> list[str]:

@@ -24,6 +24,7 @@ from aggregates.jurisdictions import JurisdictionCatalog
 from commands import Commands
 from commands.admission import Admission
 from commands.handling import Actor, Clock, CommandContext
+from commands.sweeper import Sweeper, SweepIncomplete, SweepReport
 from commands.users import PasswordHashing, RecordPasswordRehash
 from prep_es.auth import (
     AttemptLimiter,
@@ -72,6 +73,8 @@ from queries.users import UserCredentials, UserQueries
 logger = logging.getLogger(__name__)
 
 SWEEPER_STOP_TIMEOUT_S: Final = 30.0
+SWEEP_RETRY_FIRST_WAIT_S: Final = 0.5
+"""The wait before the first retry of a failed sweep (doubling after each failure)."""
 SWEEPER_LOCK_NAME: Final = "sweeper"
 
 
@@ -80,15 +83,21 @@ class Passwords(PasswordHashing, PasswordVerifying, Protocol):
 
 
 class SweeperThread:
-    """Runs ``sweep`` at once and then every ``interval_s`` until stopped. A failed
-    sweep is logged and tried again at the next interval: each transition is its own
-    idempotent command.
+    """Runs ``sweep`` at once and then every ``interval_s`` until stopped.
+
+    A failed sweep (an exception, such as the database restarting under it, or
+    ``SweepIncomplete``) is logged and tried again soon, not an interval later: after
+    ``SWEEP_RETRY_FIRST_WAIT_S``, doubling on each failure in a row up to
+    ``interval_s``. Each transition is its own idempotent command, so a retry redoes
+    nothing that was done. After a database restart every pooled connection is dead;
+    the pool drops them before use (see ``prep_es.eventstore``), so the first retry
+    that finds the database up sweeps.
 
     With ``lock`` (a runner lock named ``sweeper``), it sweeps only while it holds the
     lock, so one process sweeps however many serve: the others stand by, asking for
     the lock every ``interval_s``, and take over when its holder dies. Sweeping twice
     would be harmless but not free: each sweeper first reads every booking and
-    certificate event of the store."""
+    certificate event of the store. Failing to ask for the lock is retried soon too."""
 
     def __init__(
         self, sweep: Callable[[], object], interval_s: float, *, lock: RunnerLock | None = None
@@ -104,28 +113,37 @@ class SweeperThread:
         self._thread.start()
 
     def _run(self) -> None:
+        failures_in_a_row = 0
         try:
             while not self._stopping.is_set():
-                if self._holds_lock():
-                    try:
-                        report = self._sweep()
-                    except Exception:
-                        logger.exception("sweep failed; trying again in %.0f s", self._interval_s)
-                    else:
-                        logger.debug("sweep done: %s", report)
-                self._stopping.wait(self._interval_s)
+                if self._sweep_if_holding_lock():
+                    failures_in_a_row = 0
+                    wait_s = self._interval_s
+                else:
+                    failures_in_a_row += 1
+                    wait_s = retry_wait_s(failures_in_a_row, self._interval_s)
+                    logger.info("sweeping again in %.1f s", wait_s)
+                self._stopping.wait(wait_s)
         finally:
             if self._lock is not None:
                 self._lock.release()
 
-    def _holds_lock(self) -> bool:
-        if self._lock is None:
-            return True
+    def _sweep_if_holding_lock(self) -> bool:
+        """Whether this turn went well: swept, or stood by for the lock's holder."""
+        if self._lock is not None:
+            try:
+                if not self._lock.try_acquire():
+                    return True
+            except Exception:
+                logger.exception("could not ask for the sweeper lock")
+                return False
         try:
-            return self._lock.try_acquire()
+            report = self._sweep()
         except Exception:
-            logger.exception("could not ask for the sweeper lock; asking again later")
+            logger.exception("sweep failed")
             return False
+        logger.debug("sweep done: %s", report)
+        return True
 
     def stop(self) -> None:
         """Stop after the sweep in progress, if any (and let another process sweep)."""
@@ -134,11 +152,26 @@ class SweeperThread:
             self._thread.join(timeout=SWEEPER_STOP_TIMEOUT_S)
 
 
+def retry_wait_s(failures_in_a_row: int, interval_s: float) -> float:
+    """How long to wait before sweeping again after ``failures_in_a_row`` failures:
+    ``SWEEP_RETRY_FIRST_WAIT_S`` doubled on each, never more than ``interval_s``."""
+    doublings = min(failures_in_a_row - 1, 32)
+    return min(SWEEP_RETRY_FIRST_WAIT_S * float(2**doublings), interval_s)
+
+
+def sweep_fully(sweeper: Sweeper) -> SweepReport:
+    """One sweep; ``SweepIncomplete`` if any due transition failed (retried soon)."""
+    report = sweeper.sweep()
+    if report.failed:
+        raise SweepIncomplete(report)
+    return report
+
+
 def locked_sweeper(runtime: Runtime, interval_s: float) -> SweeperThread:
     """A sweeper of ``runtime``'s store that sweeps only while it holds the sweeper lock
     (one process at a time; not started)."""
     return SweeperThread(
-        runtime.commands.sweeper.sweep,
+        partial(sweep_fully, runtime.commands.sweeper),
         interval_s,
         lock=lock_factory(runtime.settings.database)(SWEEPER_LOCK_NAME),
     )
