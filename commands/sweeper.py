@@ -3,16 +3,21 @@ bookings 24 h after their end, record certificate lapses.
 
 Each transition is its own command, decided on the aggregate's current state, so a
 sweep is idempotent: running it twice, or in two processes at once, changes nothing
-the first did not (a lost write race retries and finds the work done).
+the first did not. A lost write race retries and finds the work done; so does a
+refusal on state a concurrent sweep was changing (it expired the booking between our
+reading the booking and reading its account, say). One transition failing does not
+end the sweep: it is reported (``SweepReport.failed``) and the others go on.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from threading import Lock
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import Application
@@ -21,6 +26,7 @@ from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ConfigDict
 
 from aggregates.booking import Booking
+from aggregates.errors import StateConflict
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
 from commands.bookings import BookingCommands, BookingState
@@ -32,14 +38,41 @@ from commands.handling import (
     UnitOfWork,
 )
 
+logger = logging.getLogger(__name__)
+
 AUTO_COMPLETE_AFTER = timedelta(hours=24)
 AGENDA_BATCH_SIZE = 1000
+TRANSITION_ATTEMPTS_MAX = 3
+"""Times one transition is decided while it is refused on state a concurrent writer is
+changing: each time on fresher state, where it is no longer due or goes through."""
+
+
+class FailedTransition(BaseModel):
+    """A due transition this sweep could not make (the next sweep tries again)."""
+
+    transition: str
+    """``expire_booking``, ``auto_complete_booking`` or ``lapse_certificates``."""
+    aggregate_id: UUID
+    error: str
 
 
 class SweepReport(BaseModel):
     expired_booking_ids: list[UUID]
     completed_booking_ids: list[UUID]
     lapsed_certificate_ids: list[UUID]
+    failed: list[FailedTransition] = []
+
+
+class SweepIncomplete(Exception):
+    """Some due transitions failed (see ``report.failed``)."""
+
+    def __init__(self, report: SweepReport) -> None:
+        failures = "; ".join(
+            f"{failure.transition} {failure.aggregate_id}: {failure.error}"
+            for failure in report.failed
+        )
+        super().__init__(f"{len(report.failed)} transition(s) failed: {failures}")
+        self.report = report
 
 
 class SweepTarget(BaseModel):
@@ -51,6 +84,8 @@ class SweepTarget(BaseModel):
 class LapsedCertificates(BaseModel):
     certificate_ids: list[UUID]
 
+
+_Made = TypeVar("_Made")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -205,7 +240,8 @@ class Sweeper:
         self._agenda = agenda
 
     def sweep(self) -> SweepReport:
-        """Run every due transition once."""
+        """Run every due transition once. Those that failed are in ``failed``; the
+        others were made, by this sweep or (found no longer due) by someone else."""
         self._agenda.catch_up()
         now = self._clock()
         context = CommandContext(actor=SYSTEM_ACTOR, request_id=f"sweep-{uuid4().hex}")
@@ -213,16 +249,53 @@ class Sweeper:
             expired_booking_ids=[], completed_booking_ids=[], lapsed_certificate_ids=[]
         )
         for booking_id in self._agenda.pending_started(now):
-            if self._expire(booking_id, now, context):
+            if self._attempt(report, "expire_booking", booking_id, self._expire, now, context):
                 report.expired_booking_ids.append(booking_id)
         for booking_id in self._agenda.confirmed_ended(now - AUTO_COMPLETE_AFTER):
-            if self._auto_complete(booking_id, now, context):
+            if self._attempt(
+                report, "auto_complete_booking", booking_id, self._auto_complete, now, context
+            ):
                 report.completed_booking_ids.append(booking_id)
         # A certificate lapses after its last valid day in the kitchen's time zone, which
         # is never ahead of the UTC date: candidates by UTC date, the kitchen decides.
         for kitchen_id in self._agenda.kitchens_with_certificates_expiring(now.date()):
-            report.lapsed_certificate_ids.extend(self._lapse(kitchen_id, now, context))
+            lapsed = self._attempt(
+                report, "lapse_certificates", kitchen_id, self._lapse, now, context
+            )
+            report.lapsed_certificate_ids.extend(lapsed or [])
         return report
+
+    def _attempt(
+        self,
+        report: SweepReport,
+        name: str,
+        aggregate_id: UUID,
+        transition: Callable[[UUID, datetime, CommandContext], _Made],
+        now: datetime,
+        context: CommandContext,
+    ) -> _Made | None:
+        """``transition`` of ``aggregate_id``, decided again while it is refused on
+        state a concurrent writer was changing. Reads are not one snapshot: another
+        sweep may expire a booking between this one reading the booking (pending) and
+        its account (hold released), and the refusal (``hold_not_pending``) says only
+        that someone got there first. Decided again on fresh state, the booking is no
+        longer due and the transition is skipped. A failure is recorded in ``report``
+        (``None``), and the sweep goes on."""
+        error: Exception | None = None
+        for _ in range(TRANSITION_ATTEMPTS_MAX):
+            try:
+                return transition(aggregate_id, now, context)
+            except StateConflict as refused:
+                error = refused
+                logger.debug("%s %s refused (%s); deciding again", name, aggregate_id, refused)
+            except Exception as failed:
+                error = failed
+                break
+        logger.error("sweep: %s %s failed: %s", name, aggregate_id, error)
+        report.failed.append(
+            FailedTransition(transition=name, aggregate_id=aggregate_id, error=str(error))
+        )
+        return None
 
     def _expire(self, booking_id: UUID, now: datetime, context: CommandContext) -> bool:
         changed = False

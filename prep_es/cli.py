@@ -510,9 +510,17 @@ def _sweep(arguments: argparse.Namespace, settings: Settings) -> int:
         report = runtime.commands.sweeper.sweep()
     finally:
         runtime.close()
+    # Transitions another process made meanwhile are not failures: only those that
+    # failed (each is said on standard error) make the exit status 1.
+    for failure in report.failed:
+        print(
+            f"error: {failure.transition} {failure.aggregate_id} failed: {failure.error}",
+            file=sys.stderr,
+        )
+    status = EXIT_FAILED if report.failed else EXIT_OK
     if arguments.json:
         _print_json(report)
-        return EXIT_OK
+        return status
     print(
         f"sweep: expired {len(report.expired_booking_ids)} booking(s), "
         f"completed {len(report.completed_booking_ids)} booking(s), "
@@ -524,7 +532,7 @@ def _sweep(arguments: argparse.Namespace, settings: Settings) -> int:
         print(f"  completed booking     {booking_id}")
     for certificate_id in report.lapsed_certificate_ids:
         print(f"  lapsed certificate    {certificate_id}")
-    return EXIT_OK
+    return status
 
 
 def _sweep_repeatedly(interval_s: float, settings: Settings, *, parent: int | None) -> int:
