@@ -68,7 +68,8 @@ def test_concurrent_sweeps_each_make_every_due_transition_once(database_url: str
     # The store as it was a month ago: bookings made then are due now (the sweeps run
     # on the real clock).
     now = datetime.now(UTC)
-    clock = MutableClock((now - timedelta(days=30)).replace(hour=16, minute=0, second=0, microsecond=0))
+    month_ago = now - timedelta(days=30)
+    clock = MutableClock(month_ago.replace(hour=16, minute=0, second=0, microsecond=0))
     runtime = open_test_runtime(database_url, clock)
     try:
         market = build_marketplace(runtime, clock)
