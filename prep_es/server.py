@@ -1,7 +1,7 @@
 """``prep-es serve``: the API under uvicorn, in one process or several.
 
 Each worker process builds its own application from the environment
-(``prep_es.app:create_app_from_environment``), so what a worker must know travels as
+(``prep_es.worker:create_worker_app``), so what a worker must know travels as
 ``PREP_ES_*`` variables: ``--role`` becomes ``PREP_ES_API_ROLE`` and ``--no-projector``
 ``PREP_ES_RUN_PROJECTORS=false``. Every worker that runs projectors competes for each
 projection's runner lock (a PostgreSQL advisory lock, or a ``flock`` beside the SQLite
@@ -18,6 +18,10 @@ Shutdown (SIGTERM or SIGINT): uvicorn stops accepting connections and lets in-fl
 requests finish (up to ``--graceful-timeout``), then each application's lifespan stops
 its projection runners and sweeper after the batch in progress. The command then
 exits 0.
+
+A worker ends (SIGTERM, so gracefully) when the process that started it dies, even by
+SIGKILL, which leaves it no chance to stop them (see ``prep_es.parent_death``): none is
+left answering on the port without a master.
 
 With several workers, metrics are summed across them through prometheus-client's
 multiprocess mode (see ``prep_es.metrics``): a fresh directory is made for the run
@@ -44,7 +48,7 @@ from prep_es.eventstore import open_application
 from prep_es.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
 from prep_es.settings import ENV_PREFIX, Settings, SqliteLocation
 
-APP_FACTORY: Final = "prep_es.app:create_app_from_environment"
+APP_FACTORY: Final = "prep_es.worker:create_worker_app"
 HOST_DEFAULT: Final = "127.0.0.1"
 PORT_DEFAULT: Final = 8000
 WORKERS_MAX: Final = 64
