@@ -1,4 +1,4 @@
-"""A worker process that dies (SIGKILL) in the middle of saving a booking.
+"""A worker process that dies (SIGKILL) in the middle of saving a booking, or just after.
 
 On SQLite it dies inside the open transaction, after its events were inserted and before
 the commit. On PostgreSQL an append is one statement in its own transaction (see
@@ -49,3 +49,32 @@ def request_booking_and_die(
         CommandContext(actor=Actor(user_id=UUID(customer_id), role="customer")),
     )
     raise AssertionError("the worker should have died before the commit")
+
+
+def request_booking_commit_and_die(
+    database_url: str, kitchen_id: str, customer_id: str, start: str, now: str, key: str
+) -> None:
+    """Request a booking under idempotency key ``key`` and die (SIGKILL) once its append
+    has committed, before the command returns: the client never hears the answer."""
+    runtime = open_test_runtime(database_url, MutableClock(datetime.fromisoformat(now)))
+    recorder: Any = runtime.app.recorder
+    insert = recorder.insert_events
+
+    def insert_commit_then_die(*args: Any, **kwargs: Any) -> Any:
+        insert(*args, **kwargs)  # returns once the transaction has committed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    recorder.insert_events = insert_commit_then_die
+    begin = datetime.fromisoformat(start)
+    runtime.commands.bookings.request_booking(
+        RequestBooking(
+            kitchen_id=UUID(kitchen_id),
+            start_time=begin,
+            end_time=begin + timedelta(hours=2),
+            guests=1,
+        ),
+        CommandContext(
+            actor=Actor(user_id=UUID(customer_id), role="customer"), idempotency_key=key
+        ),
+    )
+    raise AssertionError("the worker should have died after the commit")

@@ -1,4 +1,5 @@
-"""A command interrupted before its commit leaves nothing behind."""
+"""A command interrupted before its commit leaves nothing behind; one interrupted after
+it is found done by the client's retry."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from datetime import timedelta
 import pytest
 
 from aggregates.account import Account, account_id_for
+from aggregates.booking import Booking
 from aggregates.errors import DomainError
 from aggregates.schedule import KitchenSchedule
 from commands.bookings import RequestBooking
 from commands.handling import UnitOfWork
-from tests.commands.crashing_worker import request_booking_and_die
+from tests.commands.crashing_worker import request_booking_and_die, request_booking_commit_and_die
 from tests.support import (
     START_OF_TESTS,
     Marketplace,
@@ -49,6 +51,45 @@ def test_process_killed_mid_save_writes_nothing(market: Marketplace, database_ur
     assert held_cents(market) == 0
     # The slot was never taken: the same booking goes through now.
     assert market.request_booking(SLOT).status == "pending"
+
+
+def test_a_retry_after_a_crash_past_the_commit_finds_the_booking_made(
+    market: Marketplace, database_url: str
+) -> None:
+    """A process commits a booking and dies before answering; the client sends the same
+    request with the same Idempotency-Key to another process (here, the test's): it gets
+    the booking that was made, and nothing is booked or held twice."""
+    position = market.runtime.app.position()
+    key = "commit-then-crash-1"
+    worker = multiprocessing.get_context("spawn").Process(
+        target=request_booking_commit_and_die,
+        args=(
+            database_url,
+            str(market.kitchen_id),
+            str(market.customer.user_id),
+            SLOT.isoformat(),
+            START_OF_TESTS.isoformat(),
+            key,
+        ),
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == -signal.SIGKILL
+    committed = market.runtime.app.position()
+    assert committed > position  # the booking is stored; its answer never left
+
+    retried = market.request_booking(SLOT, guests=1, idempotency_key=key)
+
+    assert retried.status == "pending"
+    assert market.runtime.app.position() == committed  # nothing appended by the retry
+    requested = [
+        market.runtime.app.mapper.to_domain_event(notification)
+        for notification in market.runtime.app.notifications(
+            position, None, 1000, [Booking.BookingRequested.TOPIC]
+        )
+    ]
+    assert [event.originator_id for event in requested] == [retried.id]
+    assert held_cents(market) == retried.price_cents
 
 
 def refuse_hold_inserts(market: Marketplace, database_url: str) -> None:
