@@ -1,6 +1,7 @@
 """``prep-es serve`` as a real process: start, health, a booking round trip over HTTP,
 metrics summed over workers, one runner per projection across workers, 20 concurrent
-requests for one slot, and a graceful SIGTERM that lets an in-flight request finish."""
+requests for one slot, and a graceful SIGTERM that lets an in-flight request finish (on
+SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -294,20 +295,35 @@ def stop_with_a_request_in_flight(server: Server, customer: dict[str, str]) -> N
     assert answer.status_code == 201, answer.text
 
 
-# --- SQLite: the round trip and a graceful stop ----------------------------------------
+# --- The round trip and a graceful stop, on each backend -------------------------------
 
 
-def test_serve_books_over_http_and_stops_gracefully(start_server: Any, tmp_path: Path) -> None:
-    database_url = f"sqlite:///{tmp_path / 'prep_es.db'}"
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_serve_books_over_http_and_stops_gracefully(
+    start_server: Any, tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    if backend == "postgres":
+        database_url = str(request.getfixturevalue("fresh_postgres_url"))
+        secret = {"PREP_ES_JWT_SECRET": JWT_SECRET}
+    else:
+        database_url = f"sqlite:///{tmp_path / 'prep_es.db'}"
+        secret = {}
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     server: Server = start_server(
-        database_url, "--workers", "2", PREP_ES_MIN_POSITION_WAIT_S="3", TMPDIR=str(temporary)
+        database_url,
+        "--workers",
+        "2",
+        PREP_ES_MIN_POSITION_WAIT_S="3",
+        TMPDIR=str(temporary),
+        **secret,
     )
     [metrics_directory] = temporary.glob("prep-es-metrics-*")  # the workers' shared files
     assert server.client.get("/healthz").json() == {"status": "ok"}
 
-    create_admin(database_url, "admin@example.com")
+    create_admin(database_url, "admin@example.com", **secret)
     admin = server.log_in("admin@example.com")
     host = server.user("host", "host@example.com")
     kitchen_id = server.published_kitchen(host, admin)
