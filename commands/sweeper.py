@@ -6,7 +6,8 @@ sweep is idempotent: running it twice, or in two processes at once, changes noth
 the first did not. A lost write race retries and finds the work done; so does a
 refusal on state a concurrent sweep was changing (it expired the booking between our
 reading the booking and reading its account, say). One transition failing does not
-end the sweep: it is reported (``SweepReport.failed``) and the others go on.
+end the sweep: it is reported (``SweepReport.failed``) and the others go on (unless
+the database is out of reach, which ends it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ConfigDict
 
@@ -280,7 +281,8 @@ class Sweeper:
         its account (hold released), and the refusal (``hold_not_pending``) says only
         that someone got there first. Decided again on fresh state, the booking is no
         longer due and the transition is skipped. A failure is recorded in ``report``
-        (``None``), and the sweep goes on."""
+        (``None``), and the sweep goes on, unless the database is out of reach (then
+        the sweep fails, to be tried again soon)."""
         error: Exception | None = None
         for _ in range(TRANSITION_ATTEMPTS_MAX):
             try:
@@ -288,6 +290,10 @@ class Sweeper:
             except StateConflict as refused:
                 error = refused
                 logger.debug("%s %s refused (%s); deciding again", name, aggregate_id, refused)
+            except (OperationalError, InterfaceError):
+                # The database is out of reach: so it is for every other transition,
+                # each waiting out a connection timeout. The sweep ends here.
+                raise
             except Exception as failed:
                 error = failed
                 break

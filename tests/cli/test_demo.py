@@ -125,13 +125,16 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
         "expired_booking_ids",
         "completed_booking_ids",
         "lapsed_certificate_ids",
+        "failed",
     }
+    assert first_report.pop("failed") == []
     for ids in first_report.values():
         assert all(UUID(i) for i in ids)
     assert json.loads(second.out) == {
         "expired_booking_ids": [],
         "completed_booking_ids": [],
         "lapsed_certificate_ids": [],
+        "failed": [],
     }
     human = cli("sweep")
     assert human.out.startswith("sweep: expired 0 booking(s), completed 0 booking(s)")
