@@ -34,6 +34,7 @@ from tests.conftest import _is_ci, _unavailable_reasons
 
 SERVER_USER = "postgres"
 PG_CTL_TIMEOUT_S = 60
+START_ATTEMPTS_MAX = 3
 CONNECT_TIMEOUT_S = 3
 
 StopMode = Literal["smart", "fast", "immediate"]
@@ -137,7 +138,6 @@ class ThrowawayPostgres:
     def init(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "--auth=trust", "-E", "UTF8")
         settings = {
-            "port": str(self.port),
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.directory}'",
             "fsync": "off",
@@ -149,7 +149,7 @@ class ThrowawayPostgres:
             conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
 
     def start(self) -> None:
-        self._pg_ctl("start")
+        self._pg_ctl("start", "-o", f"-p {self.port}")
 
     def stop(self, mode: StopMode = "fast") -> None:
         self._pg_ctl("stop", "-m", mode)
@@ -207,9 +207,16 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
         shutil.chown(directory, user=SERVER_USER, group=None)
     server = ThrowawayPostgres(programs=programs, run_as=run_as, directory=directory, port=0)
     try:
-        server.port = free_port()
         server.init()
-        server.start()
+        for attempt in range(1, START_ATTEMPTS_MAX + 1):
+            # The free port may be taken by another process before the server binds it.
+            server.port = free_port()
+            try:
+                server.start()
+                break
+            except RuntimeError:
+                if attempt == START_ATTEMPTS_MAX:
+                    raise
         yield server
     finally:
         if server.is_running():
