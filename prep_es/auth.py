@@ -48,7 +48,7 @@ import redis
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from aggregates.errors import DomainError
-from aggregates.user import ROLES
+from aggregates.user import ROLES, fold_email
 from prep_es.passwords import PasswordHashingBusy
 from prep_es.settings import Settings, SqliteLocation
 from queries.users import UserCredentials, UserQueries
@@ -321,7 +321,7 @@ class AttemptLimiter(ABC):
 
 def login_key(email: str, client: str) -> str:
     """Emails are case-insensitive; the key is hashed so no address is stored as is."""
-    material = f"login\x00{email.strip().lower()}\x00{client}".encode()
+    material = f"login\x00{fold_email(email)}\x00{client}".encode()
     return hashlib.sha256(material).hexdigest()
 
 

@@ -15,7 +15,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
-from aggregates.user import EMAIL_LENGTH_MAX, ROLES
+from aggregates.user import EMAIL_LENGTH_MAX, ROLES, fold_email
 from projections.database import ReadDatabase
 from projections.users import UsersProjection
 from queries.base import Page, PageRequest, Viewer
@@ -66,8 +66,9 @@ class UserQueries:
         return UserProfile.model_validate(row)
 
     def credentials_by_email(self, email: str) -> UserCredentials | None:
-        """The stored credentials for ``email`` (any case), or ``None``."""
-        normalized = email.strip().lower()
+        """The stored credentials for ``email`` (folded as registration folds it: any
+        case, fullwidth look-alikes), or ``None``."""
+        normalized = fold_email(email)
         if not normalized or len(normalized) > EMAIL_LENGTH_MAX:
             return None
         with self._database.reading() as sql:

@@ -167,6 +167,16 @@ def test_a_fullwidth_look_alike_is_the_same_email(api: Api) -> None:
     assert_problem(again, 409, "email_taken")
 
 
+def test_a_login_folds_its_email_as_registration_does(api: Api) -> None:
+    local = f"ana{uuid4().hex[:8]}"
+    api.ok(register(api, registration(email=f"{local}@example.com")), 201)
+    fullwidth = "".join(chr(ord(letter) + 0xFEE0) for letter in local)
+    login = api.post(
+        "/auth/login", json={"email": f"{fullwidth}@example.com", "password": PASSWORD}
+    )
+    assert api.ok(login)["token_type"] == "bearer"
+
+
 # --- anonymous idempotency keys --------------------------------------------------------
 
 
