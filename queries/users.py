@@ -8,6 +8,7 @@ The password hash leaves the read model only through :meth:`UserQueries.credenti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -53,17 +54,25 @@ class UserQueries:
     def _id(self, value: UUID) -> UUID | str:
         return value if self._database.dialect == "postgresql" else str(value)
 
-    def me(self, viewer: Viewer) -> UserProfile:
-        """The viewer's own profile; 404 (``user_not_found``) until the read model has
-        their registration."""
-        with self._database.reading() as sql:
-            row = sql.fetchone(
-                f"SELECT {_PROFILE_COLUMNS} FROM {USERS} WHERE id = %s",
-                (self._id(viewer.user_id),),
-            )
+    def me(self, viewer: Viewer, *, catch_up: Callable[[], None]) -> UserProfile:
+        """The viewer's own profile. The viewer was authenticated on the write model, so
+        they exist, in the role they act in now: a registration the read model has not
+        applied yet is waited for (``catch_up``, bounded; then 404 ``user_not_found``),
+        and the role is the viewer's, not the read model's, which may be milliseconds
+        behind a change."""
+        row = self._profile(viewer.user_id)
+        if row is None:
+            catch_up()
+            row = self._profile(viewer.user_id)
         if row is None:
             raise NotFound(f"no user {viewer.user_id}", code="user_not_found")
-        return UserProfile.model_validate(row)
+        return UserProfile.model_validate({**row, "role": viewer.role})
+
+    def _profile(self, user_id: UUID) -> dict[str, Any] | None:
+        with self._database.reading() as sql:
+            return sql.fetchone(
+                f"SELECT {_PROFILE_COLUMNS} FROM {USERS} WHERE id = %s", (self._id(user_id),)
+            )
 
     def credentials_by_email(self, email: str) -> UserCredentials | None:
         """The stored credentials for ``email`` (folded as registration folds it: any

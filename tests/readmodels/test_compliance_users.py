@@ -301,7 +301,7 @@ def test_compliance_is_for_admins(world: World) -> None:
 def test_each_user_sees_their_profile(world: World) -> None:
     queries = UserQueries(world.database)
     for user in world.users():
-        profile = queries.me(Viewer(user.id, user.role))
+        profile = queries.me(Viewer(user.id, user.role), catch_up=lambda: None)
         assert (profile.id, profile.email, profile.full_name, profile.role, profile.active) == (
             user.id,
             user.email,
@@ -311,7 +311,7 @@ def test_each_user_sees_their_profile(world: World) -> None:
         )
     assert "password_hash" not in UserProfile.model_fields
     with pytest.raises(NotFound) as raised:
-        queries.me(Viewer(uuid4(), "customer"))
+        queries.me(Viewer(uuid4(), "customer"), catch_up=lambda: None)
     assert raised.value.code == "user_not_found"
 
 
