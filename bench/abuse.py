@@ -5,7 +5,7 @@ run for checks (about a minute once the limits hold; a few while they do not). I
 starts ``prep-es serve --workers 2`` (uvicorn, as in production) on loopback —
 PostgreSQL with Redis (the login limit shared between the workers through Redis), or
 ``--sqlite`` for the embedded database — registers a few users through the API, then
-sends, every burst from its own loopback address (127.0.0.2, .3, .4, so that one
+sends, every burst from its own loopback address (127.0.0.2 to .5, so that one
 burst's per-address limits do not spill into the next):
 
 (a) ``login_burst``    100 parallel wrong logins for one email; then, for a second
@@ -22,7 +22,8 @@ burst's per-address limits do not spill into the next):
                        is missed already, and the machine may be shared.
 (c) ``min_position``   100 clients, each sending one anonymous ``GET /kitchens`` with
                        ``X-Prep-Min-Position: 9223372036854775807`` a second (a new one
-                       once the last is answered), while one client asks
+                       once the last is answered; their seconds start 10 ms apart, so
+                       100 arrive spread over each second), while one client asks
                        ``GET /accounts/me`` a few hundred times in a row: its p99 must
                        stay under 50 ms (it is measured alone first, for comparison).
 
@@ -110,8 +111,9 @@ QUIET_CPU_SHARE: Final = 0.1
 QUIET_DEADLINE_S: Final = 120.0
 
 BURST_ADDRESS: Final = "127.0.0.2"
-SPRAY_ADDRESS: Final = "127.0.0.3"
-FLOOD_ADDRESS: Final = "127.0.0.4"
+GUESS_ADDRESS: Final = "127.0.0.3"
+SPRAY_ADDRESS: Final = "127.0.0.4"
+FLOOD_ADDRESS: Final = "127.0.0.5"
 SETUP_ADDRESS: Final = "127.0.0.1"
 
 REQUEST_TIMEOUT_S: Final = 60.0
@@ -228,14 +230,15 @@ def log_in(client: httpx.Client, account: Account) -> str:
 
 
 def async_client(url: str, address: str, connections: int) -> httpx.AsyncClient:
-    """A client whose connections leave from ``address`` (any of 127.0.0.0/8 reaches the
-    server on 127.0.0.1), so that each burst is a client address of its own."""
+    """A client of up to ``connections`` connections (each kept for its next request),
+    leaving from ``address`` (any of 127.0.0.0/8 reaches the server on 127.0.0.1), so
+    that each burst is a client address of its own."""
     return httpx.AsyncClient(
         base_url=url,
         timeout=REQUEST_TIMEOUT_S,
         transport=httpx.AsyncHTTPTransport(
             local_address=address,
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=0),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         ),
     )
 
@@ -375,7 +378,7 @@ def bench_login_burst(running: Server, report: Report, client: httpx.Client) -> 
     credentials = [(guessed.email, new_password()) for _ in range(GUESS_BURST)]
     credentials[RIGHT_PASSWORD_AT - 1] = (guessed.email, guessed.password)
     wait_until_quiet(running)
-    outcomes = login_burst(running, report, "guess_burst", BURST_ADDRESS, credentials)
+    outcomes = login_burst(running, report, "guess_burst", GUESS_ADDRESS, credentials)
     right = outcomes[RIGHT_PASSWORD_AT - 1]
     report.notes.append(f"guess_burst: the right password (#{RIGHT_PASSWORD_AT}) got {right}")
     report.limit(
@@ -517,8 +520,9 @@ async def flood_and_probe(url: str, token: str, plan: Plan) -> tuple[list[float]
     outcomes: list[str] = []
     async with async_client(url, FLOOD_ADDRESS, FLOOD_CLIENTS) as flood:
 
-        async def flood_client() -> None:
+        async def flood_client(offset_s: float) -> None:
             headers = {"X-Prep-Min-Position": str(FAR_AHEAD_POSITION)}
+            await asyncio.sleep(offset_s)
             while not probes_done.is_set() and time.monotonic() < deadline:
                 next_at = time.monotonic() + FLOOD_INTERVAL_S
                 try:
@@ -532,8 +536,15 @@ async def flood_and_probe(url: str, token: str, plan: Plan) -> tuple[list[float]
                         await asyncio.wait_for(probes_done.wait(), pause)
 
         started = time.perf_counter()
-        clients = [asyncio.ensure_future(flood_client()) for _ in range(FLOOD_CLIENTS)]
-        await asyncio.sleep(0.2)  # the first hundred are in before the first probe
+        # Each client's second starts at its own offset, so that the hundred arrive
+        # spread over each second (a hundred new requests every second, a hundred in
+        # flight while each is held), not all in one instant; the probes begin once all
+        # of them have sent their first.
+        clients = [
+            asyncio.ensure_future(flood_client(FLOOD_INTERVAL_S * index / FLOOD_CLIENTS))
+            for index in range(FLOOD_CLIENTS)
+        ]
+        await asyncio.sleep(FLOOD_INTERVAL_S)
         latencies = await probe_accounts_me(url, token, plan.probes_under_flood, deadline)
         probes_done.set()
         await asyncio.gather(*clients)
