@@ -4,7 +4,7 @@ draft ──submit──▶ pending_review ──approve──▶ published ◀�
                        │    ▲                     └────────suspend────────▲
                     reject  └──submit── rejected
 
-published ──material edit──▶ pending_review
+published ──material edit──▶ pending_review ◀──reinstate, edited materially── suspended
 
 An admin approves what a kitchen is. A material edit of a published kitchen (where it
 is, how many it holds: ``MATERIAL_FIELDS``) changes what was approved, so it sends the
@@ -12,7 +12,9 @@ kitchen back to ``pending_review``: its existing bookings stand, new ones wait f
 approval. Other edits stay live. Either way, once a kitchen has been approved, the
 fields edited since are kept (``changed_since_approval``) for the moderation queue,
 until an admin approves the kitchen as it now stands (``approve`` of a published
-kitchen with changes accepts them) or reinstates it.
+kitchen with changes accepts them) or reinstates it. A suspended kitchen edited
+materially since its approval is not reinstated as it stands: reinstating it sends it
+to ``pending_review``, so no edit reaches the public without an admin's review.
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ class Kitchen(Aggregate):
         changed_since_approval: list[str] | None = None
 
     class KitchenSentBackForReview(Event):
-        """A material edit (``material_fields``) of a published kitchen."""
+        """A material edit (``material_fields``) of a published kitchen; or the
+        reinstatement of a suspended kitchen with such edits since its approval."""
 
         TOPIC: ClassVar[str] = "Kitchen.KitchenSentBackForReview"
         material_fields: list[str]
@@ -351,8 +354,15 @@ class Kitchen(Aggregate):
         self._suspended(reason=check_reason(reason))
 
     def reinstate(self) -> None:
+        """Publish a suspended kitchen again — unless its host edited where it is or how
+        many it holds since it was approved: then it goes to review, as the same edit of
+        a published kitchen would have (see the module's docstring)."""
         self._check_status("reinstate", "suspended")
-        self._reinstated()
+        material = sorted(MATERIAL_FIELDS.intersection(self.changed_since_approval))
+        if material:
+            self._sent_back_for_review(material_fields=material)
+        else:
+            self._reinstated()
 
     @event(KitchenSubmittedForReview)
     def _submitted(self) -> None:

@@ -109,7 +109,9 @@ async def suspend_kitchen(
 @router.post(
     "/kitchens/{kitchen_id}/reinstate",
     summary="Reinstate a kitchen",
-    description="Admins only. A `suspended` kitchen is `published` again.",
+    description="Admins only. A `suspended` kitchen is `published` again — unless its "
+    "`address`, `city` or `capacity` was edited since its approval: then it goes to "
+    "`pending_review`, for an admin to approve or reject as it now stands.",
     responses=problems(401, 403, 404, 409),
 )
 async def reinstate_kitchen(

@@ -120,7 +120,8 @@ class ModeratedKitchenOut(KitchenSummaryOut):
 
     changed_since_approval: list[str] = Field(
         description="The fields its host edited since an admin last approved it (empty for "
-        "a kitchen never approved, and once an admin approves or reinstates it).",
+        "a kitchen never approved, and once an admin approves it, or reinstates it unedited "
+        "materially).",
         examples=[["description", "name"]],
     )
     status_changed_at: datetime

@@ -338,6 +338,56 @@ def test_an_admin_suspends_and_reinstates_a_published_kitchen(api: Api) -> None:
     assert reinstated["status"] == "published"
 
 
+def test_reinstating_a_kitchen_edited_materially_while_suspended_sends_it_to_review(
+    api: Api,
+) -> None:
+    """A host cannot get a new address published unreviewed by editing it while the
+    kitchen is suspended: the reinstatement sends it to review, into the queue."""
+    host = api.register("host")
+    city = f"Town {uuid4().hex[:8]}"
+    kitchen = api.published_kitchen(host, city=city)
+    path = f"/admin/kitchens/{kitchen['id']}"
+    api.ok(api.post(f"{path}/suspend", api.admin, json={"reason": "Complaint"}))
+    edited = api.ok(
+        api.patch(
+            f"/kitchens/{kitchen['id']}", host, json={"address": "666 Shady Ln", "capacity": 50}
+        )
+    )
+    assert (edited["status"], edited["changed_since_approval"]) == (
+        "suspended",
+        ["address", "capacity"],
+    )
+
+    reinstated = assert_position(api.post(f"{path}/reinstate", api.admin))
+    assert (reinstated["status"], reinstated["changed_since_approval"]) == (
+        "pending_review",
+        ["address", "capacity"],
+    )
+    after = reinstated["position"]
+    assert ids(read_ok(api, "/kitchens", params={"city": city}, after=after)) == []
+    queue = read_ok(
+        api,
+        "/admin/moderation/kitchens",
+        api.admin,
+        params={"status": "pending_review", "limit": 100},
+        after=after,
+    )
+    (queued,) = [item for item in queue["items"] if item["id"] == kitchen["id"]]
+    assert queued["changed_since_approval"] == ["address", "capacity"]
+    approved = api.ok(api.post(f"{path}/approve", api.admin))
+    assert (approved["status"], approved["changed_since_approval"]) == ("published", [])
+
+
+def test_reinstating_a_kitchen_edited_only_descriptively_publishes_it(api: Api) -> None:
+    host = api.register("host")
+    kitchen = api.published_kitchen(host)
+    path = f"/admin/kitchens/{kitchen['id']}"
+    api.ok(api.post(f"{path}/suspend", api.admin, json={"reason": "Complaint"}))
+    api.ok(api.patch(f"/kitchens/{kitchen['id']}", host, json={"name": "Renamed Kitchen"}))
+    reinstated = api.ok(api.post(f"{path}/reinstate", api.admin))
+    assert (reinstated["status"], reinstated["changed_since_approval"]) == ("published", [])
+
+
 # --- edits of a published kitchen --------------------------------------------------
 
 

@@ -356,19 +356,58 @@ def test_approving_a_published_kitchen_accepts_its_descriptive_edits() -> None:
         kitchen.approve()
 
 
-def test_edits_of_a_suspended_kitchen_are_kept_until_it_is_reinstated() -> None:
+def test_descriptive_edits_of_a_suspended_kitchen_are_kept_until_it_is_reinstated() -> None:
     kitchen = given(*history_to("suspended"))
-    kitchen.update(address="2 Harbor Way")
+    kitchen.update(name="Renamed Kitchen")
     then(
         kitchen,
         (
             Kitchen.KitchenUpdated,
-            {"address": "2 Harbor Way", "changed_since_approval": ["address"]},
+            {"name": "Renamed Kitchen", "changed_since_approval": ["name"]},
         ),
     )
     assert kitchen.status == "suspended"
     kitchen.reinstate()
+    then(kitchen, (Kitchen.KitchenReinstated, {}))
     assert (kitchen.status, kitchen.changed_since_approval) == ("published", [])
+
+
+def test_reinstating_a_kitchen_edited_materially_while_suspended_sends_it_to_review() -> None:
+    """Else a suspension would be a way round review: edit the address while
+    suspended, and the reinstatement publishes it unseen."""
+    kitchen = given(*history_to("suspended"))
+    kitchen.update(address="666 Shady Ln", capacity=50, name="Renamed Kitchen")
+    assert kitchen.status == "suspended"
+    kitchen.collect_events()
+    kitchen.reinstate()
+    then(kitchen, (Kitchen.KitchenSentBackForReview, {"material_fields": ["address", "capacity"]}))
+    assert (kitchen.status, kitchen.status_reason) == ("pending_review", None)
+    assert kitchen.changed_since_approval == ["address", "capacity", "name"]
+    kitchen.approve()
+    assert (kitchen.status, kitchen.address, kitchen.changed_since_approval) == (
+        "published",
+        "666 Shady Ln",
+        [],
+    )
+
+
+def test_a_reinstatement_recorded_after_a_material_edit_replays_as_published() -> None:
+    """Histories recorded before such reinstatements went to review keep their outcome."""
+    history = history_to("suspended")
+    kitchen = given(*history)
+    kitchen.update(address="2 Harbor Way")
+    edited = kitchen.collect_events()
+    recorded_then = Kitchen.KitchenReinstated(
+        originator_id=history[0].originator_id,
+        originator_version=len(history) + len(edited) + 1,
+        timestamp=datetime(2030, 1, 8, tzinfo=UTC),
+    )
+    replayed = given(*history, *edited, recorded_then)
+    assert (replayed.status, replayed.address, replayed.changed_since_approval) == (
+        "published",
+        "2 Harbor Way",
+        [],
+    )
 
 
 @pytest.mark.parametrize("status", ["draft", "pending_review", "rejected"])
