@@ -157,7 +157,9 @@ class UserCommands:
         return self._processor.execute(
             command_name,
             context,
-            command,
+            # Hashed as registered: a retry spelling the email in another case (or
+            # fullwidth) is the same request, as it registers the same user.
+            command.model_copy(update={"email": normalized}),
             UserState,
             decide,
             # Whoever registers an email owns the keys sent with it: another client's

@@ -207,6 +207,20 @@ def test_a_registration_retried_with_another_password_reuses_the_key(api: Api) -
     assert_problem(wrong, 401, "invalid_credentials")
 
 
+def test_a_registration_retried_with_the_email_in_another_case_gets_the_user(
+    api: Api,
+) -> None:
+    """The request is compared as registered: the retry's email folds to the first's."""
+    key = f"register-{uuid4()}"
+    local = f"ana{uuid4().hex[:8]}"
+    body = registration(email=f"{local}@example.com")
+    created = api.ok(register(api, body, key), 201)
+    for email in (f"{local.upper()}@Example.COM", f" {local}@example.com "):
+        retried = register(api, {**body, "email": email}, key)
+        assert retried.status_code == 201, retried.text
+        assert retried.json()["id"] == created["id"]
+
+
 def test_racing_registrations_of_one_email_and_key_give_one_user(api: Api) -> None:
     """Two clients race with one email and key but different passwords: one registers,
     the other is refused — whichever commits first, never both with one id."""
