@@ -34,6 +34,7 @@ from aggregates.errors import (
 )
 from aggregates.jurisdictions import CERTIFICATE_KINDS, JurisdictionRules
 from aggregates.policies import HOURLY_RATE_CENTS_MAX, BookingWindow, check_operating_hours
+from aggregates.text import has_visible_character
 
 SNAPSHOT_INTERVAL = 5
 """A published kitchen has about a dozen events (certificates, their verification, review);
@@ -61,11 +62,16 @@ CERTIFICATE_STATUSES = ("pending", "verified", "rejected", "expired")
 
 
 def _check_text(field: str, value: str, length_max: int, *, required: bool = True) -> str:
+    """``value`` without surrounding whitespace; refused if longer than ``length_max``,
+    empty when ``required``, or not empty but with nothing visible (zero-width spaces)."""
     value = value.strip()
-    if (required and not value) or len(value) > length_max:
+    invisible = bool(value) and not has_visible_character(value)
+    if (required and not value) or len(value) > length_max or invisible:
         low = 1 if required else 0
         raise InvalidRequest(
-            f"{field} has {low} to {length_max} characters", code=f"invalid_{field}"
+            f"{field} has {low} to {length_max} characters, some of them visible",
+            code=f"invalid_{field}",
+            field=field,
         )
     return value
 

@@ -7,18 +7,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import event
 
 from aggregates.base import Aggregate, AggregateCreated, derived_id
 from aggregates.common_passwords import common_passwords
 from aggregates.errors import ActorNotAdmitted, InvalidRequest
+from aggregates.text import has_visible_character
 
 ROLES = ("customer", "host", "admin", "analyst")
 SELF_REGISTRATION_ROLES = ("customer", "host")
 PASSWORD_LENGTH_MIN = 12
 PASSWORD_LENGTH_MAX = 1024
 EMAIL_LENGTH_MAX = 254
+EMAIL_LOCAL_PART_OCTETS_MAX = 64
+EAST_ASIAN_SCRIPTS: Final = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO"})
+"""Scripts one name may mix with each other and with Latin (see :func:`mixes_scripts`)."""
 FULL_NAME_LENGTH_MAX = 200
 SNAPSHOT_INTERVAL: Final = 50
 """Logouts and password changes add up over a user's life; a load replays at most this
@@ -38,15 +43,28 @@ def epoch_microseconds(moment: datetime) -> int:
 
 def fold_email(email: str) -> str:
     """The form emails are compared in: NFKC (a fullwidth ``ａｎａ`` is ``ana``, as are
-    other compatibility look-alikes), without surrounding whitespace, lower case. Lookups
-    of an email (login) fold it the same way."""
-    return unicodedata.normalize("NFKC", email).strip().lower()
+    other compatibility look-alikes), without surrounding whitespace, lower case, the
+    domain in its ASCII (IDNA) form where it has one (``bücher.de`` is
+    ``xn--bcher-kva.de``). Lookups of an email (login) fold it the same way."""
+    folded = unicodedata.normalize("NFKC", email).strip().lower()
+    local, at, domain = folded.rpartition("@")
+    if not at or domain.isascii():
+        return folded
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except (idna.IDNAError, UnicodeError):
+        return folded  # not a domain: nothing is registered under it
 
 
 def normalize_email(email: str) -> str:
     """The email a user is registered under, checked by ``email-validator`` (syntax
     only: no DNS lookup) after folding (see :func:`fold_email`); the email index keys on
-    it, so emails are unique case-insensitively and look-alikes collide."""
+    it, so emails are unique case-insensitively and look-alikes collide. Refused besides:
+    a local part over :data:`EMAIL_LOCAL_PART_OCTETS_MAX` octets (RFC 5321), and a local
+    part or domain label mixing scripts (``examplе`` with a Cyrillic ``е``: see
+    :func:`mixes_scripts`). The domain is stored in its ASCII form, so a punycode
+    spelling and its Unicode one are one email, and a whole-script look-alike
+    (``аррӏе.com``, all Cyrillic) shows as the ``xn--`` name it is."""
     folded = fold_email(email)
     if len(folded) > EMAIL_LENGTH_MAX:
         raise InvalidRequest("email is too long", code="invalid_email", field="email")
@@ -56,7 +74,43 @@ def normalize_email(email: str) -> str:
         raise InvalidRequest(
             f"not an email address: {error}", code="invalid_email", field="email"
         ) from None
-    return checked.normalized.lower()
+    local = checked.local_part.lower()
+    if len(local.encode("utf-8")) > EMAIL_LOCAL_PART_OCTETS_MAX:
+        raise InvalidRequest(
+            f"the part before the @ has at most {EMAIL_LOCAL_PART_OCTETS_MAX} octets",
+            code="invalid_email",
+            field="email",
+        )
+    for part in (local, *checked.domain.split(".")):
+        if mixes_scripts(part):
+            raise InvalidRequest(
+                f"{part!r} mixes letters of different scripts (a look-alike of another address)",
+                code="invalid_email",
+                field="email",
+            )
+    return f"{local}@{checked.ascii_domain.lower()}"
+
+
+def _script(letter: str) -> str:
+    """The script a letter belongs to, as the first word of its Unicode name (``LATIN``,
+    ``CYRILLIC``, ``GREEK``, ``CJK``, ``HIRAGANA``, …)."""
+    return unicodedata.name(letter, "UNNAMED").split(" ", 1)[0].split("-", 1)[0]
+
+
+def mixes_scripts(text: str) -> bool:
+    """Whether the letters of ``text`` come from more than one script — the mark of a
+    homograph (``pаypal``: Latin with a Cyrillic ``а``). Digits, ``-``, ``.`` and other
+    non-letters belong to none. As Unicode's "highly restrictive" profile (UTS #39)
+    allows, Han, Hiragana, Katakana, Hangul and Bopomofo go together and with Latin
+    (Japanese and Korean are written so)."""
+    scripts = {
+        _script(character) for character in text if unicodedata.category(character)[0] == "L"
+    }
+    east_asian = scripts & EAST_ASIAN_SCRIPTS
+    others = scripts - EAST_ASIAN_SCRIPTS
+    if east_asian:
+        return not others <= {"LATIN"}
+    return len(others) > 1
 
 
 PREDICTABLE_RUNS: Final = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnm")
@@ -188,9 +242,11 @@ class User(Aggregate):
     def register(cls, *, email: str, full_name: str, role: str, password_hash: str) -> User:
         check_role(role)
         full_name = full_name.strip()
-        if not full_name or len(full_name) > FULL_NAME_LENGTH_MAX:
+        if not has_visible_character(full_name) or len(full_name) > FULL_NAME_LENGTH_MAX:
             raise InvalidRequest(
-                f"full_name has 1 to {FULL_NAME_LENGTH_MAX} characters", code="invalid_full_name"
+                f"full_name has 1 to {FULL_NAME_LENGTH_MAX} characters, some of them visible",
+                code="invalid_full_name",
+                field="full_name",
             )
         return cls(
             email=normalize_email(email),

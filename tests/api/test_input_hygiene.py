@@ -167,6 +167,52 @@ def test_a_fullwidth_look_alike_is_the_same_email(api: Api) -> None:
     assert_problem(again, 409, "email_taken")
 
 
+@pytest.mark.parametrize(
+    "email",
+    [
+        "admin@demo.prep.examplе",  # a Cyrillic е ends the Latin label
+        "pаypal@example.com",  # a Cyrillic а in a Latin local part
+        "ana@gοοgle.com",  # Greek omicrons
+        f"{'a' * 65}@example.com",  # RFC 5321: 64 octets at most
+        f"{'é' * 33}@example.com",  # 33 characters, 66 octets
+    ],
+)
+def test_registration_refuses_a_look_alike_or_overlong_email(api: Api, email: str) -> None:
+    problem = assert_problem(register(api, registration(email=email)), 422, "invalid_email")
+    assert where(problem) == [["body", "email"]]
+
+
+def test_a_punycode_domain_and_its_unicode_spelling_are_one_email(api: Api) -> None:
+    """Stored in ASCII: a whole-script look-alike (``аррӏе.com``, all Cyrillic) shows
+    as the ``xn--`` name it is, and cannot register twice under two spellings."""
+    local = f"ana{uuid4().hex[:8]}"
+    created = api.ok(register(api, registration(email=f"{local}@xn--80ak6aa92e.com")), 201)
+    assert created["email"] == f"{local}@xn--80ak6aa92e.com"
+    again = register(api, registration(email=f"{local}@аррӏе.com"))
+    assert_problem(again, 409, "email_taken")
+    login = api.post("/auth/login", json={"email": f"{local}@АРРӀЕ.com", "password": PASSWORD})
+    assert api.ok(login)["token_type"] == "bearer"
+
+
+@pytest.mark.parametrize(
+    "invisible", ["\u200b", "\u200b\u200c\u200d\u2060", "\ufeff \u00a0", "\u3000\u200b\u3000"]
+)
+def test_a_name_of_invisible_characters_is_refused(api: Api, invisible: str) -> None:
+    problem = assert_problem(
+        register(api, registration(full_name=invisible)), 422, "invalid_full_name"
+    )
+    assert where(problem) == [["body", "full_name"]]
+    host = api.register("host")
+    kitchen = api.draft_kitchen(host)
+    for field in ("name", "city", "address", "description"):
+        problem = assert_problem(
+            api.patch(f"/kitchens/{kitchen['id']}", host, json={field: invisible}),
+            422,
+            f"invalid_{field}",
+        )
+        assert where(problem) == [["body", field]]
+
+
 def test_a_login_folds_its_email_as_registration_does(api: Api) -> None:
     local = f"ana{uuid4().hex[:8]}"
     api.ok(register(api, registration(email=f"{local}@example.com")), 201)

@@ -79,6 +79,39 @@ def test_normalize_email_folds_compatibility_look_alikes() -> None:
 
 
 @pytest.mark.parametrize(
+    ("email", "stored"),
+    [
+        ("ana@bücher.de", "ana@xn--bcher-kva.de"),
+        ("ANA@XN--BCHER-KVA.DE", "ana@xn--bcher-kva.de"),
+        ("иван@пример.рф", "иван@xn--e1afmkfd.xn--p1ai"),  # wholly Cyrillic
+        ("山田@例え.jp", "山田@xn--r8jz45g.jp"),  # Han with Hiragana
+        ("yamada@日本語ドメイン.jp", "yamada@xn--eckwd4c7c5976acvb2w6i.jp"),
+        ("x@аррӏе.com", "x@xn--80ak6aa92e.com"),  # shown as the name it is
+        ("a" * 64 + "@example.com", "a" * 64 + "@example.com"),
+    ],
+)
+def test_an_email_is_stored_with_its_domain_in_ascii(email: str, stored: str) -> None:
+    assert normalize_email(email) == stored
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "admin@demo.prep.examplе",
+        "pаypal@example.com",
+        "ana@gοοgle.com",
+        "ана@пример.рфa",
+        "yamada@日本пример.jp",
+        "a" * 65 + "@example.com",
+        "é" * 33 + "@example.com",
+    ],
+)
+def test_a_mixed_script_or_overlong_local_part_email_is_refused(email: str) -> None:
+    with raises_code(InvalidRequest, "invalid_email"):
+        normalize_email(email)
+
+
+@pytest.mark.parametrize(
     ("password", "code"),
     [
         ("            ", "password_too_short"),
