@@ -12,7 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import event
 
 from aggregates.base import Aggregate, AggregateCreated, derived_id
-from aggregates.common_passwords import common_passwords
+from aggregates.common_passwords import common_password_cores, common_passwords, letter_core
 from aggregates.errors import ActorNotAdmitted, InvalidRequest
 from aggregates.text import has_visible_character
 
@@ -113,44 +113,115 @@ def mixes_scripts(text: str) -> bool:
     return len(others) > 1
 
 
-PREDICTABLE_RUNS: Final = ("0123456789", "abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnm")
+PREDICTABLE_RUNS: Final = (
+    "0123456789",
+    "abcdefghijklmnopqrstuvwxyz",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "1234567890-=",
+    "qwertyuiop",
+    "asdfghjkl",
+    "zxcvbnm",
+    "qwertyuiop[]",
+    "asdfghjkl;'",
+    "zxcvbnm,./",
+    "!@#$%^&*()_+",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik,9ol.0p;/",
+    "zaq12wsxcde34rfvbgt56yhnmju78ik,.lo90p;/",
+    "1qazxsw23edcvfr45tgbnhy67ujm,ki89ol./;p0",
+)
 """Character orders a password must not merely run along (either way, wrapping round):
-``123456789012``, ``zyxwvutsrqpo``, ``qwertyuiopas``."""
+the digits and the alphabet (``123456789012``, ``zyxwvutsrqpo``), the keyboard's rows
+one after another or each alone (``qwertyuiopas``, ``asdfghjklasd``), the shifted digit
+row (``!@#$%^&*()_+``), and its columns, straight down or snaking up and down
+(``1qaz2wsx3edc``, ``zaq12wsxcde3``)."""
+PASSWORD_DISTINCT_CHARACTERS_MIN: Final = 5
+PASSWORD_BEYOND_REPEATS_MIN: Final = 4
+"""A password is nearly all one repeated part (``aaaaaaaaaaab``, ``abababababab1``) when
+fewer characters than this are left outside its longest run of that part."""
+PERSONAL_WORD_LENGTH_MIN: Final = 3
+"""Shorter email local parts and names (``al``) are too short to tell apart from chance."""
 
 
-def check_password(password: str) -> None:
+def check_password(
+    password: str, *, email: str = "", full_name: str = "", field: str = "password"
+) -> None:
     """NIST SP 800-63B: at least :data:`PASSWORD_LENGTH_MIN` characters, not counting
-    whitespace at either end; not a listed common password, and not a repetition or a
-    run of characters (compared after NFKC and lower-casing, so ``ＰＡＳＳＷＯＲＤ1234`` is
-    ``password1234``)."""
+    whitespace at either end; not a listed common password, nor one with digits or
+    symbols added or removed around it (``Password123!``); not nearly all a repeated
+    part, a run along the keyboard, the alphabet or the digits, or fewer than
+    :data:`PASSWORD_DISTINCT_CHARACTERS_MIN` different characters; and still
+    :data:`PASSWORD_LENGTH_MIN` characters long without the user's email local part
+    and full name, when given (context-specific words: an attacker who knows the user
+    tries them first, so they count for nothing). Compared after NFKC and
+    lower-casing, so ``ＰＡＳＳＷＯＲＤ1234`` is ``password1234``. Refusals name
+    ``field``, the request field holding the password."""
     if len(password) > PASSWORD_LENGTH_MAX:
-        raise InvalidRequest("password is too long", code="password_too_long", field="password")
+        raise InvalidRequest("password is too long", code="password_too_long", field=field)
     folded = unicodedata.normalize("NFKC", password).strip().lower()
     if len(folded) < PASSWORD_LENGTH_MIN:
         raise InvalidRequest(
             f"passwords have at least {PASSWORD_LENGTH_MIN} characters, not counting "
             "whitespace at either end",
             code="password_too_short",
-            field="password",
+            field=field,
         )
-    if folded in common_passwords(PASSWORD_LENGTH_MIN):
+    if folded in common_passwords(PASSWORD_LENGTH_MIN) or letter_core(folded) in (
+        common_password_cores()
+    ):
         raise InvalidRequest(
-            "this password is in a list of commonly used passwords; choose another",
+            "this password is in a list of commonly used passwords, or is one with digits "
+            "or symbols around it; choose another",
             code="password_too_common",
-            field="password",
+            field=field,
         )
-    if _repeats_a_part(folded) or _runs_along(folded):
+    if (
+        len(set(folded)) < PASSWORD_DISTINCT_CHARACTERS_MIN
+        or _nearly_all_repeats(folded)
+        or _runs_along(folded)
+    ):
         raise InvalidRequest(
             "this password only repeats characters or runs along the keyboard, the "
             "alphabet or the digits; choose another",
             code="password_too_predictable",
-            field="password",
+            field=field,
+        )
+    beyond_personal = folded
+    for word in _personal_words(email, full_name):
+        beyond_personal = beyond_personal.replace(word, "")
+    if beyond_personal != folded and len(beyond_personal.strip()) < PASSWORD_LENGTH_MIN:
+        raise InvalidRequest(
+            f"this password contains your email or your name; without them it needs "
+            f"{PASSWORD_LENGTH_MIN} characters still; choose another",
+            code="password_too_personal",
+            field=field,
         )
 
 
-def _repeats_a_part(text: str) -> bool:
-    """``aaaaaaaaaaaa``, ``abcabcabcabc``: ``text`` is a shorter part said again."""
-    return text in (text + text)[1:-1]
+def _personal_words(email: str, full_name: str) -> list[str]:
+    """What an attacker who knows the user tries first: the email's local part and the
+    full name, with and without its spaces — each folded as passwords are."""
+    local = unicodedata.normalize("NFKC", email).strip().lower().rpartition("@")[0]
+    name = " ".join(unicodedata.normalize("NFKC", full_name).lower().split())
+    words = {local, name, name.replace(" ", "")}
+    return sorted(
+        (word for word in words if len(word) >= PERSONAL_WORD_LENGTH_MIN), key=len, reverse=True
+    )
+
+
+def _nearly_all_repeats(text: str) -> bool:
+    """``aaaaaaaaaaab``, ``abababababab1``, ``kitchenkitchen``: a part said at least twice
+    in a row covers all of ``text`` but fewer than :data:`PASSWORD_BEYOND_REPEATS_MIN`
+    characters at its ends. (Only runs from near the start to near the end can, so a
+    few slice comparisons per part length decide it.)"""
+    slack = PASSWORD_BEYOND_REPEATS_MIN - 1
+    length = len(text)
+    for start in range(slack + 1):
+        for end in range(max(start, length - slack + start), length + 1):
+            run = text[start:end]
+            for part in range(1, len(run) // 2 + 1):
+                if run[part:] == run[:-part]:
+                    return True
+    return False
 
 
 def _runs_along(text: str) -> bool:

@@ -130,7 +130,7 @@ class UserCommands:
     def _create(
         self, command_name: str, command: RegisterUser | CreateUser, context: CommandContext
     ) -> Executed[UserState]:
-        check_password(command.password)
+        check_password(command.password, email=command.email, full_name=command.full_name)
         normalized = normalize_email(command.email)
         password_hash = self._passwords.hash(command.password)
 
@@ -196,7 +196,7 @@ class UserCommands:
         actor = context.actor
         if actor is None:
             raise PermissionDenied("changing a password needs a signed-in user")
-        check_password(command.new_password)
+        check_password(command.new_password, field="new_password")
         new_hash = self._passwords.hash(command.new_password)
 
         def decide(unit: UnitOfWork) -> UserState:
@@ -204,6 +204,13 @@ class UserCommands:
             # Checked against the write model: the hash the next login will check.
             if not self._passwords.verify(user.password_hash, command.current_password):
                 raise PermissionDenied("the current password is wrong", code="wrong_password")
+            # Again with what the user is known by, which only the write model holds.
+            check_password(
+                command.new_password,
+                email=user.email,
+                full_name=user.full_name,
+                field="new_password",
+            )
             user.change_password(new_hash, at=self._clock())
             return UserState.of(user)
 

@@ -133,11 +133,39 @@ def test_a_rate_filter_takes_money_the_same_way(api: Api, parameter: str, rate: 
         ("qwertyuiopasd", "password_too_predictable"),
         ("aaaaaaaaaaaa", "password_too_predictable"),
         ("kitchenkitchen", "password_too_predictable"),
+        ("Password123!", "password_too_common"),
+        ("iloveyou1234", "password_too_common"),
+        ("aaaaaaaaaaab", "password_too_predictable"),
+        ("abababababab1", "password_too_predictable"),
+        ("asdfghjklasd", "password_too_predictable"),
+        ("zaq12wsxcde3", "password_too_predictable"),
+        ("!@#$%^&*()_+", "password_too_predictable"),
+        ("ana lopez at home", "password_too_personal"),  # the full name
     ],
 )
 def test_registration_refuses_a_weak_password(api: Api, password: str, code: str) -> None:
     problem = assert_problem(register(api, registration(password=password)), 422, code)
     assert where(problem) == [["body", "password"]]
+
+
+def test_registration_refuses_a_password_with_the_email(api: Api) -> None:
+    local = f"ana{uuid4().hex[:8]}"
+    body = registration(email=f"{local}@example.com", password=f"{local}-my-kitchen")
+    problem = assert_problem(register(api, body), 422, "password_too_personal")
+    assert where(problem) == [["body", "password"]]
+
+
+def test_a_password_change_refuses_the_users_email_or_name(api: Api) -> None:
+    """Checked against what the write model knows the user by."""
+    local = f"ana{uuid4().hex[:8]}"
+    created = api.ok(register(api, registration(email=f"{local}@example.com")), 201)
+    user = api.log_in(created["email"], min_position=created["position"])
+    for new_password in (f"{local.upper()}!kitchen", "ana lopez all day"):
+        body = {"current_password": PASSWORD, "new_password": new_password}
+        problem = assert_problem(
+            api.post("/users/me/password", user, json=body), 422, "password_too_personal"
+        )
+        assert where(problem) == [["body", "new_password"]]
 
 
 @pytest.mark.parametrize(

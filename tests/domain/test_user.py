@@ -138,6 +138,75 @@ def test_invalid_full_name(full_name: str) -> None:
         User.register(**{**REGISTRATION, "full_name": full_name})
 
 
+@pytest.mark.parametrize(
+    ("password", "code"),
+    [
+        ("Password123!", "password_too_common"),  # a common one, dressed up
+        ("iloveyou1234", "password_too_common"),
+        ("!!Sunshine2024", "password_too_common"),
+        ("aaaaaaaaaaab", "password_too_predictable"),  # nearly all one repeated part
+        ("abababababab1", "password_too_predictable"),
+        ("1xyzxyzxyzxyz12", "password_too_predictable"),
+        ("asdfghjklasd", "password_too_predictable"),  # one keyboard row, wrapping
+        ("zaq12wsxcde3", "password_too_predictable"),  # keyboard columns, snaking
+        ("1qaz2wsx3edc4r", "password_too_predictable"),  # columns straight down
+        ("!@#$%^&*()_+", "password_too_predictable"),  # the shifted digit row
+        ("aab.aab.aab.b", "password_too_predictable"),  # four distinct characters
+    ],
+)
+def test_passwords_a_guesser_tries_early(password: str, code: str) -> None:
+    with raises_code(InvalidRequest, code):
+        check_password(password)
+
+
+@pytest.mark.parametrize(
+    ("password", "email", "full_name"),
+    [
+        ("ana.lopez.cooks", "Ana.Lopez@example.com", "Someone Else"),
+        ("i am ana lopez!", "chef@example.com", "Ana  Lopez"),
+        ("ANALOPEZ-kitchen", "chef@example.com", "Ana Lopez"),
+    ],
+)
+def test_a_password_with_the_users_email_or_name_is_refused(
+    password: str, email: str, full_name: str
+) -> None:
+    check_password(password)
+    with raises_code(InvalidRequest, "password_too_personal"):
+        check_password(password, email=email, full_name=full_name)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "prep-demo-kitchens",  # the demo's
+        "rosa-cooks-all-day",  # the README tour's
+        "sam-bakes-bread-daily",
+        "correct horse battery",  # the tests'
+        "a new horse battery staple",
+        "another sound passphrase",
+        "a long enough password",
+        "correct horse",  # two words: a passphrase, not listed
+        "kitchen rent",
+        "Tr0ub4dor&3xq",
+    ],
+)
+def test_sound_passwords_and_passphrases_pass(password: str) -> None:
+    check_password(password, email="test-user@example.com", full_name="Test User")
+
+
+@pytest.mark.parametrize(
+    ("password", "email", "full_name"),
+    [
+        ("rosa-cooks-all-day", "rosa@example.com", "Rosa Diaz"),  # the README tour's
+        ("sam-bakes-bread-daily", "sam@example.com", "Sam Lee"),
+    ],
+)
+def test_a_name_in_a_password_long_enough_without_it_passes(
+    password: str, email: str, full_name: str
+) -> None:
+    check_password(password, email=email, full_name=full_name)
+
+
 def test_password_length() -> None:
     with raises_code(InvalidRequest, "password_too_short"):
         check_password("x" * 11)
