@@ -51,7 +51,7 @@ def open_operations(services: Services, metrics: Metrics) -> Operations:
 
     token = services.settings.metrics_token
     return Operations(
-        readiness=Readiness(services.settings, statuses),
+        readiness=Readiness(services.settings, statuses, redis_circuit=services.redis_circuit),
         metrics=metrics,
         projection_statuses=statuses,
         metrics_token=None if token is None else token.get_secret_value(),

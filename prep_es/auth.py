@@ -51,6 +51,7 @@ from aggregates.errors import DomainError
 from aggregates.user import ROLES, fold_email
 from prep_es.passwords import PasswordHashingBusy
 from prep_es.settings import Settings, SqliteLocation
+from queries.redis_circuit import RedisCircuit
 from queries.users import UserCredentials, UserQueries
 
 logger = logging.getLogger(__name__)
@@ -416,29 +417,35 @@ return 0
 
 
 class RedisAttemptLimiter(AttemptLimiter):
-    """Shared by every process through Redis, each reservation one Lua script (atomic
-    in Redis). While Redis cannot be reached, counts per process instead (logged once
-    per outage)."""
+    """Shared by every process of a deployment through Redis (keys under
+    ``prep_es:<namespace>:attempts:``, see ``prep_es.redis_namespace``), each
+    reservation one Lua script (atomic in Redis). While Redis cannot be reached, counts
+    per process instead (logged once per outage); after an outage ``circuit`` skips
+    Redis for a cool-down (see ``queries.redis_circuit``)."""
 
-    KEY_PREFIX: ClassVar[str] = "prep_es:attempts:"
+    KEY_PREFIX: ClassVar[str] = "prep_es:"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, namespace: str, circuit: RedisCircuit | None = None) -> None:
         self._client = redis.Redis.from_url(
             url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
         )
         self._reserve = self._client.register_script(_RESERVE_SCRIPT)
         self._refund = self._client.register_script(_REFUND_SCRIPT)
+        self._prefix = f"{self.KEY_PREFIX}{namespace}:attempts:"
+        self._circuit = circuit or RedisCircuit()
         self._fallback = MemoryAttemptLimiter()
         self._failing = False
         self._lock = threading.Lock()
 
     def _failed(self, error: redis.RedisError) -> None:
+        self._circuit.failed(error)
         with self._lock:
             if not self._failing:
                 self._failing = True
                 logger.warning("rate limits: Redis unavailable, counting per process: %s", error)
 
     def _succeeded(self) -> None:
+        self._circuit.succeeded()
         if self._failing:
             with self._lock:
                 if self._failing:
@@ -446,7 +453,9 @@ class RedisAttemptLimiter(AttemptLimiter):
                     logger.info("rate limits: Redis available again")
 
     def reserve(self, quotas: Sequence[Quota]) -> int | None:
-        keys = [self.KEY_PREFIX + quota.key for quota in quotas]
+        if not self._circuit.allows():
+            return self._fallback.reserve(quotas)
+        keys = [self._prefix + quota.key for quota in quotas]
         arguments = [ATTEMPT_WINDOW_S, *(quota.attempts_max for quota in quotas)]
         try:
             wait_s = int(self._reserve(keys=keys, args=arguments))
@@ -458,8 +467,10 @@ class RedisAttemptLimiter(AttemptLimiter):
 
     def refund(self, key: str) -> None:
         self._fallback.refund(key)
+        if not self._circuit.allows():
+            return
         try:
-            self._refund(keys=[self.KEY_PREFIX + key])
+            self._refund(keys=[self._prefix + key])
         except redis.RedisError as error:
             self._failed(error)
             return
@@ -467,8 +478,10 @@ class RedisAttemptLimiter(AttemptLimiter):
 
     def reset(self, key: str) -> None:
         self._fallback.reset(key)
+        if not self._circuit.allows():
+            return
         try:
-            self._client.delete(self.KEY_PREFIX + key)
+            self._client.delete(self._prefix + key)
         except redis.RedisError as error:
             self._failed(error)
             return
@@ -478,10 +491,14 @@ class RedisAttemptLimiter(AttemptLimiter):
         self._client.close()
 
 
-def open_attempt_limiter(settings: Settings) -> AttemptLimiter:
+def open_attempt_limiter(
+    settings: Settings, *, namespace: str, circuit: RedisCircuit | None = None
+) -> AttemptLimiter:
+    """``namespace`` and ``circuit``: those of the deployment's Redis keys and of this
+    process's Redis users (used only with Redis)."""
     if settings.redis_url is None:
         return MemoryAttemptLimiter()
-    return RedisAttemptLimiter(settings.redis_url)
+    return RedisAttemptLimiter(settings.redis_url, namespace=namespace, circuit=circuit)
 
 
 @dataclass(frozen=True)

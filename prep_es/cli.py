@@ -43,6 +43,7 @@ from prep_es.demo import describe_report, load_demo
 from prep_es.eventstore import open_application
 from prep_es.logs import configure_logging
 from prep_es.readside import lock_factory, open_read_side, start_projectors
+from prep_es.redis_namespace import redis_namespace
 from prep_es.replay import (
     AggregateReplay,
     format_timestamp,
@@ -75,6 +76,7 @@ from projections.runners import (
 )
 from projections.status import ProjectionFailure, ProjectionStatus, projection_statuses
 from queries.cache import RedisQueryCache
+from queries.redis_circuit import RedisCircuit
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -999,7 +1001,13 @@ def _project(arguments: argparse.Namespace, settings: Settings) -> int:
     # API processes that do not run projectors learn of read-model changes through the
     # shared query cache: mark them there, as their own projectors would.
     on_changes = (
-        None if settings.redis_url is None else RedisQueryCache(settings.redis_url).mark_changed
+        None
+        if settings.redis_url is None
+        else RedisQueryCache(
+            settings.redis_url,
+            namespace=redis_namespace(settings),
+            circuit=RedisCircuit(settings.redis_cool_down_s),
+        ).mark_changed
     )
     try:
         supervisor, append_signal = start_projectors(

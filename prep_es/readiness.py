@@ -26,13 +26,19 @@ import psycopg
 import redis
 from eventsourcing.persistence import PersistenceError
 from pydantic import BaseModel, Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from prep_es.eventstore import session_refuses_writes
 from prep_es.settings import DatabaseLocation, PostgresLocation, Settings
 from projections.status import ProjectionStatus
+from queries.redis_circuit import RedisCircuit
 
 CHECK_TIMEOUT_S: Final = 2.0
 """Upper bound of each network check (connect, then one round trip)."""
+REDIS_CHECK_TIMEOUT_S: Final = 0.25
+"""Redis answers in well under a millisecond; waiting longer only slows every probe
+while it is down, and it never makes the process not ready anyway."""
 PROJECTIONS_NAMED_MAX: Final = 10
 
 
@@ -93,8 +99,12 @@ def database_reachable(
     return f"SQLite {sqlite3.sqlite_version} answered"
 
 
-def redis_reachable(url: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+def redis_reachable(url: str, timeout_s: float = REDIS_CHECK_TIMEOUT_S) -> str:
+    """PING once, without retrying: at most ``timeout_s`` to connect and as much to
+    answer."""
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+    )
     try:
         client.ping()
     finally:
@@ -105,7 +115,9 @@ def redis_reachable(url: str, timeout_s: float = CHECK_TIMEOUT_S) -> str:
 class Readiness:
     """The checks of ``/readyz`` for one deployment.
 
-    ``statuses`` reads every projection's status (``projections.status``)."""
+    ``statuses`` reads every projection's status (``projections.status``);
+    ``redis_circuit``: that of the process's other Redis users — while it is open the
+    Redis check reports ``degraded`` without asking Redis again."""
 
     def __init__(
         self,
@@ -113,10 +125,12 @@ class Readiness:
         statuses: Callable[[], Sequence[ProjectionStatus]],
         *,
         timeout_s: float = CHECK_TIMEOUT_S,
+        redis_circuit: RedisCircuit | None = None,
     ) -> None:
         self._settings = settings
         self._statuses = statuses
         self._timeout_s = timeout_s
+        self._redis_circuit = redis_circuit or RedisCircuit()
 
     def check(self) -> ReadinessReport:
         """Run every check (blocking I/O: call it from a worker thread)."""
@@ -147,16 +161,14 @@ class Readiness:
         return CheckResult(name=name, ok=True, detail=detail)
 
     def _check_redis(self, url: str) -> CheckResult:
+        if not self._redis_circuit.allows():
+            return _redis_degraded("failed moments ago, skipped until its cool-down ends")
         try:
-            detail = redis_reachable(url, self._timeout_s)
+            detail = redis_reachable(url, min(self._timeout_s, REDIS_CHECK_TIMEOUT_S))
         except (redis.RedisError, OSError) as error:
-            return CheckResult(
-                name="redis",
-                ok=True,
-                degraded=True,
-                detail=f"degraded: unreachable ({_first_line(error)}); the query cache and "
-                "the login limit fall back to this process",
-            )
+            self._redis_circuit.failed(error)
+            return _redis_degraded(f"unreachable ({_first_line(error)})")
+        self._redis_circuit.succeeded()
         return CheckResult(name="redis", ok=True, detail=detail)
 
     def _check_projections(self) -> CheckResult:
@@ -186,6 +198,15 @@ class Readiness:
             ok=False,
             detail=f"over the limit of {lag_max} event(s): {named}",
         )
+
+
+def _redis_degraded(found: str) -> CheckResult:
+    return CheckResult(
+        name="redis",
+        ok=True,
+        degraded=True,
+        detail=f"degraded: {found}; the query cache and the login limit fall back to this process",
+    )
 
 
 def _first_line(error: BaseException) -> str:

@@ -44,6 +44,7 @@ from prep_es.readside import (
     open_read_side,
     start_projectors,
 )
+from prep_es.redis_namespace import redis_namespace
 from prep_es.runtime import Runtime, open_runtime, system_clock
 from prep_es.settings import PostgresLocation, Settings
 from projections.base import Projection
@@ -67,6 +68,7 @@ from queries.kitchen_index import (
     load_search_index,
 )
 from queries.kitchens import KitchenQueries
+from queries.redis_circuit import RedisCircuit
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserCredentials, UserQueries
 
@@ -187,6 +189,9 @@ class Services:
     read_side: ReadSide
     read_positions: ReadPositions
     query_cache: QueryCache
+    redis_circuit: RedisCircuit
+    """Shared by this process's Redis users: the query cache, the attempt limiter and
+    readiness (see ``queries.redis_circuit``)."""
     users: UserQueries
     admission: Admission
     """The per-request authentication check, on the write model's users (see
@@ -257,12 +262,20 @@ class Services:
         self.runtime.close()
 
 
-def open_query_cache(settings: Settings, read_positions: ReadPositions) -> QueryCache:
-    """Redis if configured; else a cache in this process, told of every change by the
-    runners' announcements (PostgreSQL) or, where none can arrive, treating everything
-    built before the kitchens read model's current position as stale."""
+def open_query_cache(
+    settings: Settings,
+    read_positions: ReadPositions,
+    *,
+    namespace: str = "",
+    circuit: RedisCircuit | None = None,
+) -> QueryCache:
+    """Redis if configured (keys under ``namespace``, see ``prep_es.redis_namespace``);
+    else a cache in this process, told of every change by the runners' announcements
+    (PostgreSQL) or, where none can arrive, treating everything built before the
+    kitchens read model's current position as stale."""
     if settings.redis_url is not None:
-        return RedisQueryCache(settings.redis_url)
+        assert namespace, "a Redis cache needs the deployment's namespace"
+        return RedisQueryCache(settings.redis_url, namespace=namespace, circuit=circuit)
     if read_positions.hears_changes:
         return _following_changes(read_positions)
     return MemoryQueryCache(stale_before=lambda: read_positions.position(KitchensProjection.name))
@@ -352,7 +365,11 @@ def open_services(
             event_store_head=runtime.app.position,
             waiters_max=settings.min_position_waiters_max,
         )
-        query_cache = open_query_cache(settings, read_positions)
+        redis_circuit = RedisCircuit(settings.redis_cool_down_s)
+        namespace = "" if settings.redis_url is None else redis_namespace(settings)
+        query_cache = open_query_cache(
+            settings, read_positions, namespace=namespace, circuit=redis_circuit
+        )
         kitchen_pages = open_published_pages(read_positions, clock)
         search_index = (
             None
@@ -378,7 +395,7 @@ def open_services(
         kitchens_uncached = KitchenQueries(
             database, jurisdictions=runtime.jurisdictions, clock=clock
         )
-        attempt_limiter = open_attempt_limiter(settings)
+        attempt_limiter = open_attempt_limiter(settings, namespace=namespace, circuit=redis_circuit)
 
         def catch_up_users() -> None:
             read_positions.wait_for(
@@ -402,6 +419,7 @@ def open_services(
             read_side=read_side,
             read_positions=read_positions,
             query_cache=query_cache,
+            redis_circuit=redis_circuit,
             users=users,
             admission=admission,
             kitchens=CachedKitchenQueries(

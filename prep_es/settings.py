@@ -155,6 +155,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./prep_es.db"
     read_database_url: str | None = None
     redis_url: str | None = None
+    redis_namespace: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
+    """What every Redis key of this deployment starts with after ``prep_es:``; by
+    default a digest of the event store's identity (see ``prep_es.redis_namespace``)."""
+    redis_cool_down_s: float = Field(default=5.0, gt=0, le=300)
+    """After Redis fails to answer, how long every Redis user of a process skips it."""
     jwt_secret: SecretStr | None = None
     jwt_issuer: str = Field(default="prep-es", min_length=1)
     jwt_audience: str = Field(default="prep-es-api", min_length=1)

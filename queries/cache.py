@@ -9,9 +9,10 @@ against the database and the fresh answer replaces the entry. Projectors call
 entry having to be found and deleted — and an entry written late, from a read that
 started before the change, is still refused.
 
-With Redis (``PREP_ES_REDIS_URL``) the cache is shared by every process; without it the
-same code keeps a bounded cache per process. If Redis goes away the cache answers
-"miss" and ignores writes (queries go to the database), logging once until it is back.
+With Redis (``PREP_ES_REDIS_URL``) the cache is shared by every process of the
+deployment; without it the same code keeps a bounded cache per process. If Redis goes
+away the cache answers "miss" and ignores writes (queries go to the database), logging
+once until it is back, and skips Redis altogether for a cool-down after each failure.
 
 A per-process cache must hear of changes made by runners in *other* processes (another
 worker holds the projection's lock, or the projectors run in ``prep-es project``). On
@@ -36,6 +37,7 @@ from typing import NamedTuple
 import redis
 
 from projections.runners import EVERYTHING_CHANGED
+from queries.redis_circuit import RedisCircuit
 
 logger = logging.getLogger(__name__)
 
@@ -125,25 +127,33 @@ return 0
 
 
 class RedisQueryCache(QueryCache):
-    """Shared by every process. Errors are logged once per outage and answered as
-    misses: the database stays the source of every answer."""
+    """Shared by every process of a deployment. Errors are logged once per outage and
+    answered as misses: the database stays the source of every answer. After an outage
+    ``circuit`` skips Redis for a cool-down (see ``queries.redis_circuit``).
 
-    def __init__(self, url: str) -> None:
+    Every key starts with ``prep_es:<namespace>:``: deployments sharing one Redis
+    database never see each other's entries (see ``prep_es.redis_namespace``)."""
+
+    def __init__(self, url: str, *, namespace: str, circuit: RedisCircuit | None = None) -> None:
         self._client = redis.Redis.from_url(
             url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=30
         )
         self._mark_changed = self._client.register_script(_MARK_CHANGED)
+        self._prefix = f"{KEY_PREFIX}{namespace}:"
+        self._circuit = circuit or RedisCircuit()
         self._failing_since: float | None = None
         self._missed_changes = False
         self._lock = threading.Lock()
 
     def _failed(self, error: redis.RedisError) -> None:
+        self._circuit.failed(error)
         with self._lock:
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
                 logger.warning("query cache unavailable, answering from the database: %s", error)
 
     def _succeeded(self) -> None:
+        self._circuit.succeeded()
         if self._failing_since is not None:
             with self._lock:
                 if self._failing_since is not None:
@@ -151,11 +161,13 @@ class RedisQueryCache(QueryCache):
                     self._failing_since = None
 
     def get(self, key: str, *, dependency: str, min_position: int) -> Cached | None:
+        if not self._circuit.allows():
+            return None
         try:
             entry, changed, everything_changed = self._client.mget(
-                KEY_PREFIX + "entry:" + key,
-                KEY_PREFIX + "changed:" + dependency,
-                KEY_PREFIX + "changed:" + EVERYTHING,
+                self._prefix + "entry:" + key,
+                self._prefix + "changed:" + dependency,
+                self._prefix + "changed:" + EVERYTHING,
             )
         except redis.RedisError as error:
             self._failed(error)
@@ -170,9 +182,11 @@ class RedisQueryCache(QueryCache):
         return Cached(position, bytes(entry[_POSITION.size :]))
 
     def put(self, key: str, value: bytes, *, position: int) -> None:
+        if not self._circuit.allows():
+            return
         try:
             self._client.set(
-                KEY_PREFIX + "entry:" + key, _POSITION.pack(position) + value, ex=ENTRY_TTL_S
+                self._prefix + "entry:" + key, _POSITION.pack(position) + value, ex=ENTRY_TTL_S
             )
         except redis.RedisError as error:
             self._failed(error)
@@ -182,11 +196,14 @@ class RedisQueryCache(QueryCache):
     def mark_changed(self, dependencies: list[str], position: int) -> None:
         if not dependencies:
             return
+        if not self._circuit.allows():
+            self._missed_changes = True
+            return
         # Changes missed during an outage are unknown: once Redis is back, everything
         # cached before now counts as changed.
         keys = [*dependencies, EVERYTHING] if self._missed_changes else dependencies
         try:
-            self._mark_changed(keys=[KEY_PREFIX + "changed:" + d for d in keys], args=[position])
+            self._mark_changed(keys=[self._prefix + "changed:" + d for d in keys], args=[position])
         except redis.RedisError as error:
             self._missed_changes = True
             self._failed(error)

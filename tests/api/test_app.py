@@ -457,7 +457,7 @@ def test_the_per_process_limiter_is_bounded() -> None:
 def test_the_redis_limiter_counts_per_process_while_redis_is_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    limiter = RedisAttemptLimiter("redis://127.0.0.1:1/0")
+    limiter = RedisAttemptLimiter("redis://127.0.0.1:1/0", namespace="tests")
     with caplog.at_level(logging.WARNING, logger="prep_es.auth"):
         for _ in range(2):
             assert limiter.reserve([Quota("k", 2)]) is None
@@ -605,7 +605,10 @@ def test_text_holding_nul_is_refused_before_it_reaches_an_event(api: Api) -> Non
 def test_the_redis_limiter_is_shared_by_every_process() -> None:
     if not redis_reachable(REDIS_URL):
         pytest.skip(f"REDIS NOT REACHABLE at {REDIS_URL}")
-    first, second = RedisAttemptLimiter(REDIS_URL), RedisAttemptLimiter(REDIS_URL)
+    first, second = (
+        RedisAttemptLimiter(REDIS_URL, namespace="tests"),
+        RedisAttemptLimiter(REDIS_URL, namespace="tests"),
+    )
     key = login_key(f"shared-{uuid4().hex}@example.com", "10.0.0.9")
     other = client_key("login", f"10.0.0.{uuid4().int % 250}-{uuid4().hex}")
     assert first.reserve([Quota(key, 2)]) is None
@@ -621,3 +624,18 @@ def test_the_redis_limiter_is_shared_by_every_process() -> None:
     assert first.reserve([Quota(key, 2)]) is None
     first.close()
     second.close()
+
+
+def test_the_redis_limiter_counts_each_deployment_apart() -> None:
+    """Two deployments sharing one Redis database: one's failed logins never lock
+    out the other's users."""
+    if not redis_reachable(REDIS_URL):
+        pytest.skip(f"REDIS NOT REACHABLE at {REDIS_URL}")
+    ours = RedisAttemptLimiter(REDIS_URL, namespace=f"ours-{uuid4().hex}")
+    theirs = RedisAttemptLimiter(REDIS_URL, namespace=f"theirs-{uuid4().hex}")
+    key = login_key("someone@example.com", "10.0.0.9")
+    assert ours.reserve([Quota(key, 1)]) is None
+    assert ours.reserve([Quota(key, 1)]) is not None
+    assert theirs.reserve([Quota(key, 1)]) is None
+    ours.close()
+    theirs.close()

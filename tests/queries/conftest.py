@@ -29,4 +29,4 @@ def cache(request: pytest.FixtureRequest) -> QueryCache:
             pytest.fail(f"Redis is not reachable at {REDIS_URL}")
         pytest.skip(f"REDIS NOT REACHABLE at {REDIS_URL}: Redis cache tests skipped")
     redis.Redis.from_url(REDIS_URL).flushdb()
-    return RedisQueryCache(REDIS_URL)
+    return RedisQueryCache(REDIS_URL, namespace="tests")

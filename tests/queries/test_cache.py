@@ -107,7 +107,7 @@ def test_redis_going_away_answers_misses_and_logs_once(
     own_redis: tuple[subprocess.Popen[bytes], str], caplog: pytest.LogCaptureFixture
 ) -> None:
     process, url = own_redis
-    cache = RedisQueryCache(url)
+    cache = RedisQueryCache(url, namespace="tests")
     cache.put("search:a", b"page", position=3)
     assert cached(cache, "search:a", dependency="kitchens", min_position=0) == b"page"
 
@@ -126,7 +126,10 @@ def test_after_an_outage_entries_from_before_it_are_not_trusted(
     own_redis: tuple[subprocess.Popen[bytes], str],
 ) -> None:
     process, url = own_redis
-    projector, server = RedisQueryCache(url), RedisQueryCache(url)
+    projector, server = (
+        RedisQueryCache(url, namespace="tests"),
+        RedisQueryCache(url, namespace="tests"),
+    )
     server.put("kitchen:1", b"before", position=3)
     client = redis.Redis.from_url(url)
 
@@ -135,7 +138,7 @@ def test_after_an_outage_entries_from_before_it_are_not_trusted(
     client.config_set("maxmemory-policy", "noeviction")
     projector.mark_changed(["kitchen:1"], 7)
     client.config_set("maxmemory", "0")
-    assert client.get("prep_es:changed:kitchen:1") is None
+    assert client.get("prep_es:tests:changed:kitchen:1") is None
     # ...so its next change, once Redis is back, invalidates everything older.
     projector.mark_changed(["kitchen:2"], 8)
 
