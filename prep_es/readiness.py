@@ -162,7 +162,9 @@ class Readiness:
 
     def _check_redis(self, url: str) -> CheckResult:
         if not self._redis_circuit.allows():
-            return _redis_degraded("failed moments ago, skipped until its cool-down ends")
+            return _redis_degraded(
+                "unreachable moments ago, not asked again until its cool-down ends"
+            )
         try:
             detail = redis_reachable(url, min(self._timeout_s, REDIS_CHECK_TIMEOUT_S))
         except (redis.RedisError, OSError) as error:
