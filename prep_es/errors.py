@@ -9,7 +9,8 @@ Validation errors add ``errors: [{loc, msg, type}]``. ``code`` is the error's st
 machine code (domain errors carry theirs, see ``aggregates.errors``). A 401 always
 carries ``WWW-Authenticate: Bearer``; 429 and 503 carry ``Retry-After``. A database
 in a state no client can fix (unreachable, shutting down, out of connections, refusing
-writes: see :func:`database_unavailable`) is a 503 ``database_unavailable``. Anything
+writes, an SQLite file locked by another process past the busy timeout: see
+:func:`database_unavailable`) is a 503 ``database_unavailable``. Anything
 unexpected is a 500 that says only that, with the request id, and is logged with its
 stack trace (see :func:`internal_error_response`, used by the request middleware).
 """
@@ -17,6 +18,7 @@ stack trace (see :func:`internal_error_response`, used by the request middleware
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final
@@ -88,16 +90,32 @@ resources (too many connections, disk full, out of memory), operator interventio
 UNAVAILABLE_SQLSTATES: Final = frozenset({"25006"})
 """Single states besides: ``read_only_sql_transaction`` (the database refuses writes:
 made read-only, or a standby)."""
+SQLITE_BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+"""SQLite's "database is locked" and "database table is locked": another connection (or
+process) held the lock past the busy timeout. Primary codes: the extended ones keep
+them in their low byte."""
+SQLITE_BUSY_MESSAGES: Final = ("database is locked", "database table is locked")
+
+
+def sqlite_busy(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's answer to a lock held elsewhere for too long."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in SQLITE_BUSY_CODES
+    return str(error).startswith(SQLITE_BUSY_MESSAGES)
 
 
 def database_unavailable(error: BaseException) -> bool:
     """Whether ``error`` — or a database error it was raised from, as eventsourcing
-    wraps psycopg's — says the database cannot serve now, whatever the client sends."""
+    wraps psycopg's and sqlite3's — says the database cannot serve now, whatever the
+    client sends."""
     seen: BaseException | None = error
     for _ in range(8):  # a chain of causes is short; bounded all the same
         if seen is None:
             return False
-        if isinstance(seen, psycopg.OperationalError | StoreOperationalError):
+        if isinstance(seen, psycopg.OperationalError | StoreOperationalError) or sqlite_busy(seen):
             return True
         sqlstate = getattr(seen, "sqlstate", None)
         if isinstance(seen, psycopg.Error) and sqlstate is not None:
@@ -330,7 +348,7 @@ def error_response_for_http(scope: Mapping[str, Any], error: HTTPException) -> P
 def install_error_handlers(app: FastAPI) -> None:
     for error_class in STATUS_BY_ERROR:
         app.add_exception_handler(error_class, _handle_error)
-    for database_error in (psycopg.Error, PersistenceError):
+    for database_error in (psycopg.Error, PersistenceError, sqlite3.Error):
         app.add_exception_handler(database_error, _handle_database_error)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(HTTPException, _handle_http)
