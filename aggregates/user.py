@@ -262,8 +262,18 @@ class User(Aggregate):
             state["full_name"] = state.pop("name")
 
     class UserRoleChanged(Event):
+        """v2 records when, by the service clock: tokens issued before then stay revoked
+        after the role is changed back. Stored v1 events are upcast to their own
+        timestamp."""
+
         TOPIC: ClassVar[str] = "User.UserRoleChanged"
+        class_version: ClassVar[int] = 2
         role: str
+        changed_at: datetime
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["changed_at"] = state["timestamp"]
 
     class UserDeactivated(Event):
         """v2 records when, by the service clock: tokens issued until then stay revoked
@@ -326,10 +336,13 @@ class User(Aggregate):
             password_hash=password_hash,
         )
 
-    def change_role(self, role: str) -> None:
+    def change_role(self, role: str, *, at: datetime) -> None:
+        """Revokes every token issued before ``at``, for good: changing the role back
+        revives none of them. Tokens issued at ``at`` itself are kept: a sign-in right
+        after the change may read the same microsecond."""
         check_role(role)
         if role != self.role:
-            self._role_changed(role=role)
+            self._role_changed(role=role, changed_at=at)
 
     def set_active(self, active: bool, *, at: datetime) -> None:
         """A deactivation revokes every token issued until ``at``, for good: a
@@ -358,8 +371,9 @@ class User(Aggregate):
         return issued_at_us <= self.tokens_revoked_through_us or token_id in self.revoked_tokens
 
     @event(UserRoleChanged)
-    def _role_changed(self, role: str) -> None:
+    def _role_changed(self, role: str, changed_at: datetime) -> None:
         self.role = role
+        self._revoke_through(epoch_microseconds(changed_at) - 1)
 
     @event(UserDeactivated)
     def _deactivated(self, deactivated_at: datetime) -> None:
@@ -419,8 +433,8 @@ class User(Aggregate):
         )
         if revoked:
             raise ActorNotAdmitted(
-                "this access token was revoked (logged out, or the password changed "
-                "since it was issued); sign in again",
+                "this access token was revoked (logged out, or the password or role "
+                "changed since it was issued); sign in again",
                 code="token_revoked",
             )
 

@@ -1,6 +1,6 @@
 """User commands: registration, admin-made users, role and active changes, a user's
-password change and logout (both revoke tokens: see ``User.check_acts_as``), rehashed
-passwords."""
+password change and logout (all but a reactivation revoke tokens: see
+``User.check_acts_as``), rehashed passwords."""
 
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ class UserCommands:
         def decide(unit: UnitOfWork) -> UserState:
             user = unit.get(User, command.user_id, not_found_code="user_not_found")
             if command.role is not None:
-                user.change_role(command.role)
+                user.change_role(command.role, at=self._clock())
             if command.active is not None:
                 user.set_active(command.active, at=self._clock())
             return UserState.of(user)

@@ -304,6 +304,24 @@ def test_a_token_issued_before_a_role_change_is_refused(api: Api) -> None:
     assert api.ok(api.get("/users/me", again, headers=wait))["role"] == "host"
 
 
+def test_changing_a_role_back_revives_no_token_issued_before_the_change(api: Api) -> None:
+    """An admin demoted and promoted again: the admin token from before the demotion
+    carries the role again, but stays refused; a new sign-in is admitted."""
+    user = api.user_with_role("admin")
+    api.ok(api.get("/admin/users", user))
+    api.clock.advance(timedelta(milliseconds=1))
+    admin = api.admin
+    api.ok(api.patch(f"/admin/users/{user.id}", admin, json={"role": "customer"}))
+    assert_problem(api.get("/admin/users", user), 401, "role_changed")
+    api.clock.advance(timedelta(milliseconds=1))
+    back = api.ok(api.patch(f"/admin/users/{user.id}", admin, json={"role": "admin"}))
+    assert back["role"] == "admin"
+    assert_problem(api.get("/admin/users", user), 401, "token_revoked")
+    assert_problem(api.get("/users/me", user), 401, "token_revoked")
+    again = api.log_in(user.email, min_position=back["position"])
+    api.ok(api.get("/admin/users", again))
+
+
 # --- users/me and read-your-writes -----------------------------------------------------
 
 

@@ -46,8 +46,8 @@ def assert_replays(live: Any) -> list[DomainEvent]:
 
 def test_user_replays() -> None:
     user = User.register(email="A@Example.com", full_name="A", role="customer", password_hash="h")
-    user.change_role("host")
     now = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
+    user.change_role("host", at=now - timedelta(seconds=1))
     user.set_active(False, at=now)
     user.set_active(True, at=now)
     user.change_password("h2", at=now + timedelta(seconds=1))

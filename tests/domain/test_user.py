@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -219,17 +220,17 @@ def test_password_length() -> None:
 
 def test_change_role_emits_only_when_different() -> None:
     user = given(*registered())
-    user.change_role("customer")
+    user.change_role("customer", at=NOW)
     then_nothing(user)
-    user.change_role("host")
-    then(user, (User.UserRoleChanged, {"role": "host"}))
+    user.change_role("host", at=NOW)
+    then(user, (User.UserRoleChanged, {"role": "host", "changed_at": NOW}))
     assert user.role == "host"
 
 
 def test_change_to_an_invalid_role_is_refused() -> None:
     user = given(*registered())
     with refused(user, InvalidRequest, "invalid_role"):
-        user.change_role("root")
+        user.change_role("root", at=NOW)
 
 
 def test_deactivate_and_reactivate() -> None:
@@ -300,6 +301,29 @@ def test_a_deactivation_revokes_every_token_issued_until_then_for_good() -> None
     with refused(user, ActorNotAdmitted, "token_revoked"):
         user.check_acts_as(REGISTRATION["role"], token_id="old", issued_at_us=ISSUED_US)
     user.check_acts_as(REGISTRATION["role"], token_id="new", issued_at_us=ISSUED_US + 1)
+
+
+def test_a_role_change_revokes_earlier_tokens_for_good() -> None:
+    """Changing the role back revives no token issued before the change (it carries
+    the role it was issued with again); one issued after the change back works."""
+    history = registered()
+    user = given(*history)
+    user.change_role("admin", at=NOW)
+    user.change_role(REGISTRATION["role"], at=NOW + timedelta(seconds=1))
+    user = given(*history, *user.collect_events())
+    with refused(user, ActorNotAdmitted, "token_revoked"):
+        user.check_acts_as(REGISTRATION["role"], token_id="old", issued_at_us=ISSUED_US - 1)
+    with refused(user, ActorNotAdmitted, "token_revoked"):
+        later_us = ISSUED_US + 1_000_000 - 1
+        user.check_acts_as(REGISTRATION["role"], token_id="admin", issued_at_us=later_us)
+    # A sign-in in the very microsecond of the change reads the new role: kept.
+    user.check_acts_as(REGISTRATION["role"], token_id="new", issued_at_us=ISSUED_US + 1_000_000)
+
+
+def test_user_role_changed_v1_is_upcast_to_its_own_timestamp() -> None:
+    state: dict[str, Any] = {"timestamp": "2030-01-07T17:00:00+00:00", "role": "host"}
+    User.UserRoleChanged.upcast_v1_v2(state)
+    assert state["changed_at"] == state["timestamp"] and state["role"] == "host"
 
 
 def test_a_password_change_revokes_earlier_tokens_to_the_microsecond() -> None:

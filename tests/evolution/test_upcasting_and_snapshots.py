@@ -72,6 +72,43 @@ def test_user_registered_v1_is_read_as_v2(application: PrepApplication) -> None:
     assert orjson.loads(stored.state)["class_version"] == 2
 
 
+def test_user_role_changed_v1_is_read_as_a_cut_off_at_its_timestamp(
+    application: PrepApplication,
+) -> None:
+    """A role change recorded before it revoked tokens (v1, no ``changed_at``) replays
+    as revoking the tokens issued before it was recorded."""
+    user = User.register(
+        email=f"{uuid4().hex}@example.com", full_name="Old", role="customer", password_hash="x"
+    )
+    application.save(user)
+    recorded_at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    v1_state = {"timestamp": recorded_at.isoformat(), "metadata": {}, "role": "host"}
+    application.recorder.insert_events(
+        [
+            StoredEvent(
+                originator_id=user.id,
+                originator_version=2,
+                topic="User.UserRoleChanged",
+                state=orjson.dumps(v1_state),
+            )
+        ]
+    )
+
+    loaded = application.repository.get(user.id)
+
+    assert isinstance(loaded, User)
+    assert loaded.role == "host"
+    recorded_at_us = int(recorded_at.timestamp()) * 1_000_000
+    assert loaded.token_revoked("before", recorded_at_us - 1)
+    assert not loaded.token_revoked("after", recorded_at_us)
+    # New role changes are stored as v2, with their time.
+    loaded.change_role("customer", at=recorded_at + timedelta(days=1))
+    application.save(loaded)
+    stored = orjson.loads(application.recorder.select_events(user.id)[-1].state)
+    assert stored["class_version"] == 2
+    assert datetime.fromisoformat(stored["changed_at"]) == recorded_at + timedelta(days=1)
+
+
 def test_booking_rescheduled_v1_is_read_with_no_fee_floor(application: PrepApplication) -> None:
     """A reschedule recorded before it locked in a cancellation fee (v1, no
     ``fee_floor_cents``) replays as it meant then: no floor."""
