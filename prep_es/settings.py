@@ -14,10 +14,11 @@ Validation errors name the environment variable and never echo the rejected valu
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,7 +34,8 @@ JWT_SECRET_BYTES_MIN: Final = 32
 JWT_SECRET_DISTINCT_CHARACTERS_MIN: Final = 8
 JWT_SECRET_ENTROPY_BITS_MIN: Final = 96
 """Of the estimate :func:`secret_entropy_bits` makes: a random 32-byte secret in hex or
-base64 scores well above it; repeated characters, words padded out, far below."""
+base64 scores well above it; repeated characters, words padded out or repeated, runs
+along the alphabet or the digits, far below."""
 METRICS_TOKEN_LENGTH_MIN: Final = 16
 POSTGRES_PORT_DEFAULT: Final = 5432
 
@@ -341,12 +343,44 @@ class Settings(BaseSettings):
 
 
 def secret_entropy_bits(secret: str) -> float:
-    """A rough estimate of the bits a secret holds: its length times the Shannon entropy
-    of its characters' frequencies. It cannot tell a random secret from a well-mixed
-    phrase, but it does tell both from one character repeated, or a short word padded."""
-    counts = Counter(secret)
-    length = len(secret)
+    """A rough estimate of the bits a secret holds: the Shannon entropy of its
+    characters' frequencies times their number — counting only one period of a secret
+    that repeats itself (``Password1Password1…``, ``abcdefghabcdefgh…``), and the lower
+    estimate for the steps between successive characters, so that a run such as
+    ``0123456789…`` or ``abcdef…`` (one step said again) holds next to nothing. It cannot
+    tell a random secret from a well-mixed phrase, but it does tell both from one
+    character repeated, a short word padded or repeated, or a run along the alphabet."""
+    steps = [ord(after) - ord(before) for before, after in itertools.pairwise(secret)]
+    return min(_one_period_bits(secret), _one_period_bits(steps))
+
+
+def _one_period_bits(sequence: Sequence[Hashable]) -> float:
+    """The Shannon entropy of the first period of ``sequence`` (see
+    :func:`smallest_period`) times its length."""
+    period = sequence[: smallest_period(sequence)]
+    counts = Counter(period)
+    length = len(period)
     return -length * sum(count / length * math.log2(count / length) for count in counts.values())
+
+
+def smallest_period(sequence: Sequence[Hashable]) -> int:
+    """The smallest ``p`` with ``sequence[i] == sequence[i + p]`` wherever both exist
+    (its length if no shorter one does): the length less its longest proper border,
+    from the Knuth–Morris–Pratt prefix function, in linear time."""
+    length = len(sequence)
+    if length == 0:
+        return 0
+    border = [0] * length
+    """``border[i]``: the length of the longest proper prefix of ``sequence[: i + 1]``
+    that is also its suffix."""
+    for index in range(1, length):
+        matched = border[index - 1]
+        while matched and sequence[index] != sequence[matched]:
+            matched = border[matched - 1]
+        if sequence[index] == sequence[matched]:
+            matched += 1
+        border[index] = matched
+    return length - border[-1]
 
 
 def weak_secret_reason(secret: str) -> str | None:
@@ -358,7 +392,8 @@ def weak_secret_reason(secret: str) -> str | None:
         or secret_entropy_bits(secret) < JWT_SECRET_ENTROPY_BITS_MIN
     ):
         return (
-            "is too predictable (too few distinct characters, or too many repeats): "
+            "is too predictable (too few distinct characters, too many repeats, or a "
+            "repeated part or a run of characters): "
             "use a random secret, e.g. `openssl rand -base64 48`"
         )
     return None

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from prep_es.settings import (
+    JWT_SECRET_ENTROPY_BITS_MIN,
     PostgresLocation,
     Settings,
     SettingsError,
     SqliteLocation,
     load_settings,
     parse_database_url,
+    secret_entropy_bits,
+    smallest_period,
 )
 
 SECRET_32_BYTES = "settings-secret-Pz5Kd9Wm2Tq7Lx4B"
@@ -138,7 +144,21 @@ def test_postgres_mode_requires_a_long_secret_only_when_serving() -> None:
 
 @pytest.mark.parametrize(
     "secret",
-    [" " * 40, "x" * 64, "ab" * 32, "test-secret-" + "x" * 60, "serve-test-secret-" + "s" * 32],
+    [
+        " " * 40,
+        "x" * 64,
+        "ab" * 32,
+        "test-secret-" + "x" * 60,
+        "serve-test-secret-" + "s" * 32,
+        # A part repeated (the estimate counts one period), a run of characters (one
+        # step repeated), or both.
+        "Password1Password1Password1Password1",
+        "abcdefghabcdefghabcdefghabcdefgh",
+        "0123456789012345678901234567890123",
+        "abcdefgh12345678abcdefgh12345678",
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "a1b2c3d4e5f6g7h8i9j0a1b2c3d4e5f6g7h8i9j0",
+    ],
 )
 def test_a_predictable_secret_of_any_length_is_refused_in_either_mode(secret: str) -> None:
     for database_url in ("sqlite:///./prep.db", "postgresql://prep@127.0.0.1/prep"):
@@ -154,11 +174,35 @@ def test_a_predictable_secret_of_any_length_is_refused_in_either_mode(secret: st
         "9de114fee6d37463c5ad5b8e87dbc3a1",  # openssl rand -hex 16
         "wnZwPT-p_JOEzsmcIEPGWDftONU8ojQk1v2lGm9xYcE",  # secrets.token_urlsafe(32)
         "operations-test-secret-of-at-least-32-bytes",
+        "dec833c44af1eedae17f0bfa7f63553dad397e42788c5130f95d3fb096190b16",  # rand -hex 32
+        "Wptgl1ZQrqfVzPyT129gMJ41BDvhcr/ozzOkI4RwJpHnbCvrTjQSlPoaLDVlt5Ng",  # rand -base64 48
     ],
 )
 def test_a_random_or_well_mixed_secret_is_accepted(secret: str) -> None:
     settings = Settings(database_url="postgresql://prep@127.0.0.1/prep", jwt_secret=secret)
     assert settings.require_production_secret() == SecretStr(secret)
+
+
+def test_fresh_random_secrets_score_far_above_the_floor() -> None:
+    """However the bytes fall: the lowest of many fresh secrets keeps a wide margin."""
+    fresh = [
+        generate()
+        for generate in (
+            lambda: secrets.token_hex(32),
+            lambda: base64.b64encode(secrets.token_bytes(48)).decode(),
+            lambda: secrets.token_urlsafe(32),
+        )
+        for _ in range(300)
+    ]
+    assert min(map(secret_entropy_bits, fresh)) > 1.5 * JWT_SECRET_ENTROPY_BITS_MIN
+
+
+@pytest.mark.parametrize(
+    ("sequence", "period"),
+    [("", 0), ("a", 1), ("aaaa", 1), ("abcab", 3), ("abcabcab", 3), ("abcd", 4), ("abab", 2)],
+)
+def test_the_smallest_period_is_found(sequence: str, period: int) -> None:
+    assert smallest_period(sequence) == period
 
 
 def test_constructing_settings_ignores_the_process_environment(
