@@ -192,17 +192,27 @@ class UserCommands:
         self, command: ChangePassword, context: CommandContext
     ) -> Executed[UserState]:
         """Every token of the user issued until now stops working (this one too: the
-        client signs in again with the new password)."""
+        client signs in again with the new password). The current password is checked
+        before the new one is hashed, so a wrong guess costs one hashing turn, not two;
+        wrong guesses are limited by the caller (``prep_es.auth.PasswordChange``)."""
         actor = context.actor
         if actor is None:
             raise PermissionDenied("changing a password needs a signed-in user")
         check_password(command.new_password, field="new_password")
-        new_hash = self._passwords.hash(command.new_password)
+        # Kept across the runs of ``decide`` (a refusal on a known copy is decided again
+        # on fresh state, a write conflict retried): each would otherwise check and hash
+        # again, on the same few hashing threads.
+        checked: dict[str, bool] = {}
+        new_hashes: list[str] = []
 
         def decide(unit: UnitOfWork) -> UserState:
             user = unit.get(User, actor.user_id, not_found_code="user_not_found")
             # Checked against the write model: the hash the next login will check.
-            if not self._passwords.verify(user.password_hash, command.current_password):
+            if user.password_hash not in checked:
+                checked[user.password_hash] = self._passwords.verify(
+                    user.password_hash, command.current_password
+                )
+            if not checked[user.password_hash]:
                 raise PermissionDenied("the current password is wrong", code="wrong_password")
             # Again with what the user is known by, which only the write model holds.
             check_password(
@@ -211,7 +221,9 @@ class UserCommands:
                 full_name=user.full_name,
                 field="new_password",
             )
-            user.change_password(new_hash, at=self._clock())
+            if not new_hashes:
+                new_hashes.append(self._passwords.hash(command.new_password))
+            user.change_password(new_hashes[0], at=self._clock())
             return UserState.of(user)
 
         return self._processor.execute("change_password", context, command, UserState, decide)

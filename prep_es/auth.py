@@ -1,5 +1,5 @@
-"""Authentication: JWT access tokens, password logins and the rate limits on logins and
-registrations.
+"""Authentication: JWT access tokens, password logins and the rate limits on logins,
+password changes and registrations.
 
 Tokens are HS256 JWTs (PyJWT) carrying ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` (the
 user id), ``jti``, ``role`` and ``iat_us`` (``iat`` in microseconds: a token issued in
@@ -20,6 +20,8 @@ issued before a password change are refused at once.
     RateLimited         too many attempts in a minute (HTTP 429, ``Retry-After``)
       LoginRateLimited          failed logins for one email from one client address,
                                 or for any email from one client address
+      PasswordChangeRateLimited wrong current passwords at password changes for one
+                                user, from any client address
       RegistrationRateLimited   registrations from one client address
 """
 
@@ -47,8 +49,10 @@ import jwt
 import redis
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
-from aggregates.errors import DomainError
+from aggregates.errors import DomainError, InvalidRequest
 from aggregates.user import ROLES, fold_email
+from commands.handling import CommandContext, Executed
+from commands.users import ChangePassword, UserCommands, UserState
 from prep_es.passwords import PasswordHashingBusy
 from prep_es.settings import Settings, SqliteLocation
 from queries.redis_circuit import RedisCircuit
@@ -106,6 +110,13 @@ class LoginRateLimited(RateLimited):
 
     code: ClassVar[str] = "too_many_login_attempts"
     attempts: ClassVar[str] = "failed logins"
+
+
+class PasswordChangeRateLimited(RateLimited):
+    """Too many wrong current passwords at password changes for one user."""
+
+    code: ClassVar[str] = "too_many_password_attempts"
+    attempts: ClassVar[str] = "wrong current passwords"
 
 
 class RegistrationRateLimited(RateLimited):
@@ -324,6 +335,12 @@ def login_key(email: str, client: str) -> str:
     """Emails are case-insensitive; the key is hashed so no address is stored as is."""
     material = f"login\x00{fold_email(email)}\x00{client}".encode()
     return hashlib.sha256(material).hexdigest()
+
+
+def password_change_key(user_id: UUID) -> str:
+    """The key of one user's password changes, whatever the client: whoever holds one of
+    the user's tokens may guess, from anywhere."""
+    return hashlib.sha256(f"password_change\x00{user_id}".encode()).hexdigest()
 
 
 def client_key(action: str, client: str) -> str:
@@ -598,3 +615,43 @@ class Login:
         if self._unknown_user_hash is None:
             self._unknown_user_hash = self.passwords.hash(secrets.token_urlsafe(16))
         return self._unknown_user_hash
+
+
+# --- password change -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    """A signed-in user's password change, its wrong current passwords limited like
+    failed logins: ``failures_max`` a window per user. A token alone must not make the
+    current password guessable without end, and each guess holds a hashing turn.
+
+    Each attempt is counted before its current password is checked (see
+    :class:`AttemptLimiter`); once the limit is spent, :class:`PasswordChangeRateLimited`
+    and nothing is checked. An attempt that checked nothing (hashing busy, a new
+    password refused by the rules) is given back; a successful change clears the count."""
+
+    users: UserCommands
+    limiter: AttemptLimiter
+    failures_max: int
+
+    def change_password(
+        self, command: ChangePassword, context: CommandContext
+    ) -> Executed[UserState]:
+        if context.actor is None:
+            return self.users.change_password(command, context)  # refuses it
+        key = password_change_key(context.actor.user_id)
+        retry_after_s = self.limiter.reserve((Quota(key, self.failures_max),))
+        if retry_after_s is not None:
+            raise PasswordChangeRateLimited(retry_after_s)
+        try:
+            executed = self.users.change_password(command, context)
+        except (PasswordHashingBusy, InvalidRequest):
+            self.limiter.refund(key)
+            raise
+        if executed.replayed:
+            # An earlier answer under the same Idempotency-Key: nothing was checked now.
+            self.limiter.refund(key)
+        else:
+            self.limiter.reset(key)
+        return executed

@@ -29,6 +29,7 @@ from commands.users import PasswordHashing, RecordPasswordRehash
 from prep_es.auth import (
     AttemptLimiter,
     Login,
+    PasswordChange,
     PasswordVerifying,
     RegistrationLimit,
     TokenService,
@@ -214,6 +215,8 @@ class Services:
     ``min_position_wait_s``, then ``ReadModelBehind``): for a user it does not know,
     who may have registered a moment ago."""
     login: Login
+    password_change: PasswordChange
+    """A signed-in user's password change, its wrong current passwords limited."""
     registration_limit: RegistrationLimit
     attempt_limiter: AttemptLimiter
     passwords: BoundedPasswords
@@ -448,6 +451,11 @@ def open_services(
                 client_failures_max=settings.login_failures_per_client_max,
                 catch_up_users=catch_up_users,
                 record_rehash=record_rehash,
+            ),
+            password_change=PasswordChange(
+                users=runtime.commands.users,
+                limiter=attempt_limiter,
+                failures_max=settings.login_failures_max,
             ),
             registration_limit=RegistrationLimit(
                 attempt_limiter, settings.registrations_per_client_max

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Command, UserCommandsDep
+from api.deps import Command, ServicesDep, UserCommandsDep
 from api.schemas import PositionField, RequestBody, problems, record_position
 from commands.users import ChangePassword, UpdateUser, UserState
 
@@ -92,17 +92,20 @@ class ChangePasswordBody(RequestBody):
     status_code=204,
     summary="Change my password",
     description="Needs the current password (a wrong one is 403 `wrong_password`); the "
-    "new one follows the registration rules (422). Every token issued until now stops "
-    "working, this one included: sign in again with the new password (send the "
-    "`X-Prep-Position` of this answer as `X-Prep-Min-Position` with the login, so that "
-    "it checks the new password).",
-    responses=problems(401, 403, 422),
+    "new one follows the registration rules (422). Wrong current passwords are limited "
+    "like failed logins (`PREP_ES_LOGIN_FAILURES_MAX` a minute per user): beyond it, 429 "
+    "`too_many_password_attempts` with `Retry-After`, and nothing is checked. While "
+    "every password-hashing thread stays busy, 503 with `Retry-After`. Every token "
+    "issued until now stops working, this one included: sign in again with the new "
+    "password (send the `X-Prep-Position` of this answer as `X-Prep-Min-Position` with "
+    "the login, so that it checks the new password).",
+    responses=problems(401, 403, 422, 429, 503),
 )
 async def change_password(
-    body: ChangePasswordBody, users: UserCommandsDep, context: Command
+    body: ChangePasswordBody, services: ServicesDep, context: Command
 ) -> Response:
     executed = await run_in_threadpool(
-        users.change_password, ChangePassword(**body.model_dump()), context
+        services.password_change.change_password, ChangePassword(**body.model_dump()), context
     )
     response = Response(status_code=204)
     record_position(response, executed.position)

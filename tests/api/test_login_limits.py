@@ -1,7 +1,8 @@
-"""What a login or a registration may cost, on each backend (SQLite with the per-process
-limiter, PostgreSQL with the Redis one): attempts counted before their password is
-checked, however parallel; limits per client address; password hashing on a bounded
-number of threads; hashes of older parameters replaced at login."""
+"""What a login, a password change or a registration may cost, on each backend (SQLite
+with the per-process limiter, PostgreSQL with the Redis one): attempts counted before
+their password is checked, however parallel; limits per client address (per user for a
+password change); password hashing on a bounded number of threads; hashes of older
+parameters replaced at login."""
 
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ from prep_es.app import create_app
 from prep_es.passwords import Argon2Passwords
 from prep_es.services import Services
 from prep_es.settings import Settings
-from tests.api.conftest import API, PASSWORD, USERS_WAIT_S, api_settings, assert_problem
+from tests.api.conftest import (
+    API,
+    PASSWORD,
+    USERS_WAIT_S,
+    api_settings,
+    assert_problem,
+    minted_token,
+)
 
 GATE_TIMEOUT_S = 5.0
 """How long a held password check waits for the test to let it go: long enough for
@@ -118,22 +126,32 @@ def open_limits(database_url: str) -> Iterator[Any]:
 
 
 class Burst:
-    """Requests sent at once, each from its own thread; their answers by index."""
+    """Requests sent at once, each from its own thread; their answers by index. Logins,
+    unless told another path (and a token)."""
 
-    def __init__(self, client: TestClient, passwords: CountingPasswords) -> None:
+    def __init__(
+        self,
+        client: TestClient,
+        passwords: CountingPasswords,
+        *,
+        path: str = f"{API}/auth/login",
+        token: str | None = None,
+    ) -> None:
         self._client = client
         self._passwords = passwords
+        self._path = path
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self.answers: dict[int, httpx.Response] = {}
         self._threads: list[threading.Thread] = []
 
     def send(self, bodies: dict[int, dict[str, str]]) -> None:
         for index, body in bodies.items():
-            thread = threading.Thread(target=self._log_in, args=(index, body))
+            thread = threading.Thread(target=self._post, args=(index, body))
             thread.start()
             self._threads.append(thread)
 
-    def _log_in(self, index: int, body: dict[str, str]) -> None:
-        self.answers[index] = self._client.post(f"{API}/auth/login", json=body)
+    def _post(self, index: int, body: dict[str, str]) -> None:
+        self.answers[index] = self._client.post(self._path, json=body, headers=self._headers)
         self._passwords.notify()
 
     def settled(self, count: int) -> bool:
@@ -251,6 +269,101 @@ def test_password_checks_run_on_the_capped_threads_only(open_limits: Any) -> Non
     assert burst.join() == Counter({401: 30})
     assert passwords.checks == 30
     assert 1 <= len(passwords.threads) <= 2, passwords.threads
+
+
+# --- password changes: wrong current passwords limited like failed logins -------------
+
+NEW_PASSWORD = "a new horse battery staple"
+PASSWORD_CHANGE = f"{API}/users/me/password"
+
+
+def signed_in(limits: Limits) -> tuple[str, str]:
+    """A new user's email and an access token of theirs, made without a login (whose
+    password check would count as one)."""
+    email = limits.register()
+    credentials = limits.services.users.credentials_by_email(email)
+    assert credentials is not None
+    return email, minted_token(credentials.id, credentials.role)
+
+
+def change_password(limits: Limits, token: str, current: str) -> httpx.Response:
+    body = {"current_password": current, "new_password": NEW_PASSWORD}
+    return limits.client.post(
+        PASSWORD_CHANGE, json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def test_wrong_current_passwords_are_limited_like_failed_logins(open_limits: Any) -> None:
+    """With a token alone, the current password is no oracle: after the limit, even
+    the right one is refused unchecked until the window ends."""
+    passwords = CountingPasswords(held=False)
+    limits: Limits = open_limits(passwords)
+    email, token = signed_in(limits)
+    _, other = signed_in(limits)
+    failures_max = limits.settings.login_failures_max
+    for _ in range(failures_max):
+        assert_problem(change_password(limits, token, WRONG_PASSWORD), 403, "wrong_password")
+    assert passwords.checks == failures_max
+    for current in (WRONG_PASSWORD, PASSWORD):
+        limited = change_password(limits, token, current)
+        assert_problem(limited, 429, "too_many_password_attempts")
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert passwords.checks == failures_max  # nothing checked once the limit is spent
+    # Per user: another user's change, and this user's logins, are not limited by it.
+    assert change_password(limits, other, PASSWORD).status_code == 204
+    login = limits.client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+
+
+def test_a_parallel_burst_of_wrong_current_passwords_checks_at_most_the_limit(
+    open_limits: Any,
+) -> None:
+    """Counted before the check, however parallel; and checked on the capped hashing
+    threads only, like logins."""
+    limits: Limits = open_limits(
+        CountingPasswords(), password_hashes_concurrent_max=2, password_hash_wait_s=GATE_TIMEOUT_S
+    )
+    _, token = signed_in(limits)
+    burst = Burst(limits.client, limits.passwords, path=PASSWORD_CHANGE, token=token)
+    body = {"current_password": WRONG_PASSWORD, "new_password": NEW_PASSWORD}
+    burst.send(dict.fromkeys(range(40), body))
+    # The first two checks are held on the two hashing threads, the rest of the limit
+    # wait for a turn: every other request is answered meanwhile.
+    failures_max = limits.settings.login_failures_max
+    assert limits.passwords.wait_for(
+        lambda: len(burst.answers) == 40 - failures_max and limits.passwords.checks == 2
+    )
+    limits.passwords.let_go()
+    statuses = burst.join()
+    assert statuses == Counter({403: failures_max, 429: 40 - failures_max})
+    assert limits.passwords.checks == failures_max
+    assert limits.passwords.threads <= {"prep-es-hash_0", "prep-es-hash_1"}
+    assert_problem(change_password(limits, token, PASSWORD), 429, "too_many_password_attempts")
+
+
+def test_a_password_change_refused_busy_or_invalid_spends_no_attempt(open_limits: Any) -> None:
+    limits: Limits = open_limits(
+        CountingPasswords(), password_hashes_concurrent_max=1, password_hash_wait_s=0.2
+    )
+    _, token = signed_in(limits)
+    burst = Burst(limits.client, limits.passwords)
+    burst.send({0: {"email": f"first-{uuid4().hex}@example.com", "password": PASSWORD}})
+    assert limits.passwords.wait_for(lambda: limits.passwords.checks == 1)
+    failures_max = limits.settings.login_failures_max
+    for _ in range(failures_max + 1):
+        busy = change_password(limits, token, WRONG_PASSWORD)
+        assert_problem(busy, 503, "password_hashing_busy")
+    limits.passwords.let_go()
+    burst.join()
+    body = {"current_password": WRONG_PASSWORD, "new_password": "short"}
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(failures_max + 1):
+        invalid = limits.client.post(PASSWORD_CHANGE, json=body, headers=headers)
+        assert_problem(invalid, 422, "password_too_short")
+    # Every attempt is still there, and then spent.
+    for _ in range(failures_max):
+        assert_problem(change_password(limits, token, WRONG_PASSWORD), 403, "wrong_password")
+    assert_problem(change_password(limits, token, PASSWORD), 429, "too_many_password_attempts")
 
 
 def test_a_hash_of_older_parameters_is_replaced_at_login(open_limits: Any) -> None:
