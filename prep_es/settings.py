@@ -191,7 +191,8 @@ class Settings(BaseSettings):
     readiness_lag_events_max: int = Field(default=10_000, ge=0)
     """``/readyz`` fails while any projection is further behind than this."""
     login_failures_max: int = Field(default=5, ge=1, le=1000)
-    """Failed logins per minute per email and client address before 429."""
+    """Failed logins per minute per email and client address before 429; also wrong
+    current passwords per minute per user at a password change."""
     login_failures_per_client_max: int = Field(default=30, ge=1, le=100_000)
     """Failed logins per minute per client address, whatever the email, before 429."""
     registrations_per_client_max: int = Field(default=10, ge=1, le=100_000)
