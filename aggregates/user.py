@@ -14,6 +14,7 @@ from eventsourcing.domain import event
 from aggregates.base import Aggregate, AggregateCreated, derived_id
 from aggregates.common_passwords import common_password_cores, common_passwords, letter_core
 from aggregates.errors import ActorNotAdmitted, InvalidRequest
+from aggregates.keyboard_walks import characters_off_walks
 from aggregates.text import has_visible_character
 
 ROLES = ("customer", "host", "admin", "analyst")
@@ -140,6 +141,13 @@ PASSWORD_BEYOND_REPEATS_MIN: Final = 4
 fewer characters than this are left outside its longest run of that part."""
 PERSONAL_WORD_LENGTH_MIN: Final = 3
 """Shorter email local parts and names (``al``) are too short to tell apart from chance."""
+PADDED_CORE_LENGTH_MIN: Final = 6
+"""A listed password's letters this long or longer still show with a few letters added
+(``password!2024x``); shorter ones (``love``) are parts of too many sound passphrases."""
+PADDING_LETTERS_MAX: Final = 3
+"""Letters added to a listed password's letters that still leave it guessable."""
+REPEATED_LETTERS_MIN: Final = 6
+"""Fewer letters repeating (``a9a`` in ``x7#a9a!2$4%8``) are chance, not a pattern."""
 
 
 def check_password(
@@ -165,12 +173,17 @@ def check_password(
             code="password_too_short",
             field=field,
         )
-    if folded in common_passwords(PASSWORD_LENGTH_MIN) or letter_core(folded) in (
-        common_password_cores()
+    letters = letters_only(folded)
+    repeated, repeated_letters = _longest_letter_repeat(letters)
+    if (
+        folded in common_passwords(PASSWORD_LENGTH_MIN)
+        or letter_core(folded) in common_password_cores()
+        or _a_listed_core_padded(letters)
+        or repeated in common_password_cores()
     ):
         raise InvalidRequest(
-            "this password is in a list of commonly used passwords, or is one with digits "
-            "or symbols around it; choose another",
+            "this password is in a list of commonly used passwords, or is one with digits, "
+            "symbols or a few letters added, or repeated; choose another",
             code="password_too_common",
             field=field,
         )
@@ -178,6 +191,8 @@ def check_password(
         len(set(folded)) < PASSWORD_DISTINCT_CHARACTERS_MIN
         or _nearly_all_repeats(folded)
         or _runs_along(folded)
+        or characters_off_walks(folded) < PASSWORD_BEYOND_REPEATS_MIN
+        or len(folded) - (repeated_letters - len(repeated)) < PASSWORD_LENGTH_MIN
     ):
         raise InvalidRequest(
             "this password only repeats characters or runs along the keyboard, the "
@@ -188,7 +203,13 @@ def check_password(
     beyond_personal = folded
     for word in _personal_words(email, full_name):
         beyond_personal = beyond_personal.replace(word, "")
-    if beyond_personal != folded and len(beyond_personal.strip()) < PASSWORD_LENGTH_MIN:
+    letters_beyond_personal = letters
+    for word in _personal_letter_words(email, full_name):
+        letters_beyond_personal = letters_beyond_personal.replace(word, "")
+    personal_letters = len(letters) - len(letters_beyond_personal)
+    if (beyond_personal != folded and len(beyond_personal.strip()) < PASSWORD_LENGTH_MIN) or (
+        personal_letters and len(folded) - personal_letters < PASSWORD_LENGTH_MIN
+    ):
         raise InvalidRequest(
             f"this password contains your email or your name; without them it needs "
             f"{PASSWORD_LENGTH_MIN} characters still; choose another",
@@ -203,6 +224,69 @@ def _personal_words(email: str, full_name: str) -> list[str]:
     local = unicodedata.normalize("NFKC", email).strip().lower().rpartition("@")[0]
     name = " ".join(unicodedata.normalize("NFKC", full_name).lower().split())
     words = {local, name, name.replace(" ", "")}
+    return sorted(
+        (word for word in words if len(word) >= PERSONAL_WORD_LENGTH_MIN), key=len, reverse=True
+    )
+
+
+def letters_only(text: str) -> str:
+    """``text`` with every character but its letters removed: ``password`` of
+    ``P a s s w o r d 1 2``, ``p.a.s.s.w.o.r.d.1`` and ``pass1234word``. Separators,
+    digits and symbols spread through a word hide it from a list, not from a guesser."""
+    return "".join(character for character in text if character.isalpha())
+
+
+def _a_listed_core_padded(letters: str) -> bool:
+    """``letters`` is a listed password's letters (``password`` of ``P a s s w o r d 1 2``),
+    or one of :data:`PADDED_CORE_LENGTH_MIN` letters or more with at most
+    :data:`PADDING_LETTERS_MAX` letters before or after it (``passwordx`` of
+    ``password!2024x``)."""
+    cores = common_password_cores()
+    if letters in cores:
+        return True
+    shortest = max(PADDED_CORE_LENGTH_MIN, len(letters) - PADDING_LETTERS_MAX)
+    return any(
+        letters[:length] in cores or letters[-length:] in cores
+        for length in range(shortest, len(letters))
+    )
+
+
+def _longest_letter_repeat(letters: str) -> tuple[str, int]:
+    """The part said at least twice in a row whose run covers the most of ``letters``
+    beyond one saying of it, the run starting and ending at most
+    :data:`PADDING_LETTERS_MAX` letters from their ends: (the part, how many letters its
+    run covers) — (``password``, 16) of ``passwordpasswordx`` — or (``""``, 0). One
+    prefix-function pass per start: the shortest period of every prefix of
+    ``letters[start:]`` is read off it, so a check stays linear in the length."""
+    part, covered = "", 0
+    for start in range(min(PADDING_LETTERS_MAX, len(letters)) + 1):
+        text = letters[start:]
+        border = [0] * len(text)
+        for index in range(1, len(text)):
+            matched = border[index - 1]
+            while matched and text[index] != text[matched]:
+                matched = border[matched - 1]
+            border[index] = matched + 1 if text[index] == text[matched] else matched
+        for length in range(max(1, len(text) - PADDING_LETTERS_MAX), len(text) + 1):
+            period = length - border[length - 1]
+            long_enough = length >= REPEATED_LETTERS_MIN and 2 * period <= length
+            if long_enough and length - period > covered - len(part):
+                part, covered = text[:period], length
+    return part, covered
+
+
+def _personal_letter_words(email: str, full_name: str) -> list[str]:
+    """The personal words as :func:`letters_only` sees them, so separators hide none
+    (``maria_gonzalez_99``, ``annalopez2024`` for ``anna.lopez@…``): each word of the full
+    name and of the email's local part, and the local part's letters whole, with each
+    word also reversed (``zepol``) — those of :data:`PERSONAL_WORD_LENGTH_MIN` letters or
+    more, longest first."""
+    local = unicodedata.normalize("NFKC", email).strip().lower().rpartition("@")[0]
+    name = unicodedata.normalize("NFKC", full_name).lower()
+    words = {letters_only(local)}
+    for text in (local, name):
+        words.update("".join(character if character.isalpha() else " " for character in text).split())
+    words |= {word[::-1] for word in words}
     return sorted(
         (word for word in words if len(word) >= PERSONAL_WORD_LENGTH_MIN), key=len, reverse=True
     )

@@ -141,6 +141,15 @@ def test_a_rate_filter_takes_money_the_same_way(api: Api, parameter: str, rate: 
         ("zaq12wsxcde3", "password_too_predictable"),
         ("!@#$%^&*()_+", "password_too_predictable"),
         ("ana lopez at home", "password_too_personal"),  # the full name
+        ("P a s s w o r d 1 2", "password_too_common"),
+        ("pass1234word", "password_too_common"),
+        ("password!2024x", "password_too_common"),
+        ("letmein!letmein", "password_too_common"),
+        ("zxcvbnmasdfghjkl", "password_too_predictable"),
+        ("9ol8ik7uj6yh", "password_too_predictable"),
+        ("azertyuiopqsdf", "password_too_predictable"),
+        ("Ana_Lopez_99x", "password_too_personal"),
+        ("zepol ana 2024!", "password_too_personal"),
     ],
 )
 def test_registration_refuses_a_weak_password(api: Api, password: str, code: str) -> None:

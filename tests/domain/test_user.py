@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -161,8 +163,39 @@ def test_passwords_a_guesser_tries_early(password: str, code: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("password", "code"),
+    [
+        ("P a s s w o r d 1 2", "password_too_common"),  # separators inside a listed one
+        ("p.a.s.s.w.o.r.d.1", "password_too_common"),
+        ("pass1234word", "password_too_common"),
+        ("password!2024x", "password_too_common"),  # a listed one padded with a letter
+        ("iloveyou1234z", "password_too_common"),
+        ("password1password2", "password_too_common"),  # a listed one repeated
+        ("password_password", "password_too_common"),
+        ("letmein!letmein", "password_too_common"),
+        ("monkey123monkey", "password_too_common"),
+        ("xyzzyq1xyzzyq2", "password_too_predictable"),  # 8 characters, the repeat once
+        ("zxcvbnmasdfghjkl", "password_too_predictable"),  # keyboard rows, reversed order
+        ("poiuytrewqlkjh", "password_too_predictable"),
+        ("9ol8ik7uj6yh", "password_too_predictable"),  # columns, right to left
+        ("qweasdzxcqwe", "password_too_common"),  # listed once its ends are seen
+        ("qazwsxedcrfvtgb1", "password_too_predictable"),
+        ("azertyuiopqsdf", "password_too_predictable"),  # AZERTY
+        ("qwertzuiopasdf", "password_too_predictable"),  # QWERTZ
+    ],
+)
+def test_derived_common_passwords_and_keyboard_walks_are_refused(password: str, code: str) -> None:
+    with raises_code(InvalidRequest, code):
+        check_password(password)
+
+
+@pytest.mark.parametrize(
     ("password", "email", "full_name"),
     [
+        ("Maria_Gonzalez_99", "chef@example.com", "Maria Gonzalez"),
+        ("gonzalez-maria-1", "chef@example.com", "Maria Gonzalez"),
+        ("annalopez2024!", "anna.lopez@example.com", "Someone Else"),
+        ("zepol ana 2024!", "chef@example.com", "Ana Lopez"),  # the name reversed
         ("ana.lopez.cooks", "Ana.Lopez@example.com", "Someone Else"),
         ("i am ana lopez!", "chef@example.com", "Ana  Lopez"),
         ("ANALOPEZ-kitchen", "chef@example.com", "Ana Lopez"),
@@ -189,6 +222,8 @@ def test_a_password_with_the_users_email_or_name_is_refused(
         "correct horse",  # two words: a passphrase, not listed
         "kitchen rent",
         "Tr0ub4dor&3xq",
+        "x7#a9a!2$4%8",  # a few letters repeating by chance
+        "we were sad at tea",  # words of neighbouring keys, not a walk
     ],
 )
 def test_sound_passwords_and_passphrases_pass(password: str) -> None:
@@ -390,3 +425,26 @@ def test_a_rehash_of_a_hash_no_longer_current_changes_nothing(replaced: str, new
     user.rehash_password(replaced, new)
     then_nothing(user)
     assert user.password_hash == "argon2id$hash"
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "a" * 1023 + "b",
+        "ab" * 511 + "xy",
+        ("kitchen" * 147)[:1023] + "!",
+        ("qwertyuiop" * 103)[:1024],
+        "".join(f"{number:04d}" for number in range(256)),
+        "".join(chr(ord("a") + (number * number * 7 + number) % 26) for number in range(1024)),
+    ],
+)
+def test_a_longest_password_is_checked_in_a_few_milliseconds(password: str) -> None:
+    with contextlib.suppress(InvalidRequest):
+        check_password("warm up the lists")  # read once per process, not timed
+    fastest_s = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        with contextlib.suppress(InvalidRequest):
+            check_password(password, email="anna.lopez@example.com", full_name="Anna Lopez")
+        fastest_s = min(fastest_s, time.perf_counter() - started)
+    assert fastest_s < 0.010
