@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NoReturn
 from uuid import UUID
 
 import idna
@@ -175,31 +175,25 @@ def check_password(
         )
     letters = letters_only(folded)
     repeated, repeated_letters = _longest_letter_repeat(letters)
-    if (
-        folded in common_passwords(PASSWORD_LENGTH_MIN)
-        or letter_core(folded) in common_password_cores()
-        or _a_listed_core_padded(letters)
-        or repeated in common_password_cores()
+    # The listed passwords first, then the patterns, each as they stand, and only then
+    # what the letters-only form reveals: a password gets the refusal that fits it best.
+    if folded in common_passwords(PASSWORD_LENGTH_MIN) or (
+        letter_core(folded) in common_password_cores()
     ):
-        raise InvalidRequest(
-            "this password is in a list of commonly used passwords, or is one with digits, "
-            "symbols or a few letters added, or repeated; choose another",
-            code="password_too_common",
-            field=field,
-        )
+        _refuse_as_common(field)
     if (
         len(set(folded)) < PASSWORD_DISTINCT_CHARACTERS_MIN
         or _nearly_all_repeats(folded)
         or _runs_along(folded)
-        or characters_off_walks(folded) < PASSWORD_BEYOND_REPEATS_MIN
+    ):
+        _refuse_as_predictable(field)
+    if _a_listed_core_padded(letters) or repeated in common_password_cores():
+        _refuse_as_common(field)
+    if (
+        characters_off_walks(folded) < PASSWORD_BEYOND_REPEATS_MIN
         or len(folded) - (repeated_letters - len(repeated)) < PASSWORD_LENGTH_MIN
     ):
-        raise InvalidRequest(
-            "this password only repeats characters or runs along the keyboard, the "
-            "alphabet or the digits; choose another",
-            code="password_too_predictable",
-            field=field,
-        )
+        _refuse_as_predictable(field)
     beyond_personal = folded
     for word in _personal_words(email, full_name):
         beyond_personal = beyond_personal.replace(word, "")
@@ -226,6 +220,24 @@ def _personal_words(email: str, full_name: str) -> list[str]:
     words = {local, name, name.replace(" ", "")}
     return sorted(
         (word for word in words if len(word) >= PERSONAL_WORD_LENGTH_MIN), key=len, reverse=True
+    )
+
+
+def _refuse_as_common(field: str) -> NoReturn:
+    raise InvalidRequest(
+        "this password is in a list of commonly used passwords, or is one with digits, "
+        "symbols or a few letters added, spread through or repeated; choose another",
+        code="password_too_common",
+        field=field,
+    )
+
+
+def _refuse_as_predictable(field: str) -> NoReturn:
+    raise InvalidRequest(
+        "this password only repeats itself or runs along the keyboard, the alphabet or "
+        "the digits; choose another",
+        code="password_too_predictable",
+        field=field,
     )
 
 
@@ -285,7 +297,8 @@ def _personal_letter_words(email: str, full_name: str) -> list[str]:
     name = unicodedata.normalize("NFKC", full_name).lower()
     words = {letters_only(local)}
     for text in (local, name):
-        words.update("".join(character if character.isalpha() else " " for character in text).split())
+        spaced = "".join(character if character.isalpha() else " " for character in text)
+        words.update(spaced.split())
     words |= {word[::-1] for word in words}
     return sorted(
         (word for word in words if len(word) >= PERSONAL_WORD_LENGTH_MIN), key=len, reverse=True
