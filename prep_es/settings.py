@@ -36,6 +36,12 @@ JWT_SECRET_ENTROPY_BITS_MIN: Final = 96
 """Of the estimate :func:`secret_entropy_bits` makes: a random 32-byte secret in hex or
 base64 scores well above it; repeated characters, words padded out or repeated, runs
 along the alphabet or the digits, far below."""
+_SECRET_CHARACTERS_ESTIMATED: Final = 256
+"""The characters of a secret :func:`secret_entropy_bits` looks at: a random one of
+this many holds well over a thousand bits, and the parse is quadratic."""
+_REPEAT_LENGTH_MIN: Final = 3
+"""The shortest stretch said again that :func:`new_element_count` skips: shorter
+repeats happen by chance in a random secret."""
 METRICS_TOKEN_LENGTH_MIN: Final = 16
 POSTGRES_PORT_DEFAULT: Final = 5432
 
@@ -345,43 +351,60 @@ class Settings(BaseSettings):
 
 def secret_entropy_bits(secret: str) -> float:
     """A rough estimate of the bits a secret holds: the Shannon entropy of its
-    characters' frequencies times their number — counting only one period of a secret
-    that repeats itself (``Password1Password1…``, ``abcdefghabcdefgh…``), and the lower
-    estimate for the steps between successive characters, so that a run such as
-    ``0123456789…`` or ``abcdef…`` (one step said again) holds next to nothing. It cannot
-    tell a random secret from a well-mixed phrase, but it does tell both from one
-    character repeated, a short word padded or repeated, or a run along the alphabet."""
+    characters' frequencies times the number of characters that are new — not part of a
+    stretch of :data:`_REPEAT_LENGTH_MIN` or more said earlier in it (see
+    :func:`new_element_count`), so that a part repeated, exactly or nearly
+    (``Password1Password1…!``, ``changeme-changeme-…-1``), counts once — and the lower
+    of that and the same estimate for the steps between successive characters, so that
+    a run such as ``0123456789…`` or ``abcdef…`` (one step said again) holds next to
+    nothing. It cannot tell a random secret from a well-mixed phrase, but it does tell
+    both from one character repeated, a short word padded or repeated, or a run along
+    the alphabet. Only the first :data:`_SECRET_CHARACTERS_ESTIMATED` characters count,
+    which keeps the quadratic parse short and is already far above the floor for a
+    random secret."""
+    secret = secret[:_SECRET_CHARACTERS_ESTIMATED]
     steps = [ord(after) - ord(before) for before, after in itertools.pairwise(secret)]
-    return min(_one_period_bits(secret), _one_period_bits(steps))
+    return min(_new_elements_bits(secret), _new_elements_bits(steps))
 
 
-def _one_period_bits(sequence: Sequence[Hashable]) -> float:
-    """The Shannon entropy of the first period of ``sequence`` (see
-    :func:`smallest_period`) times its length."""
-    period = sequence[: smallest_period(sequence)]
-    counts = Counter(period)
-    length = len(period)
-    return -length * sum(count / length * math.log2(count / length) for count in counts.values())
-
-
-def smallest_period(sequence: Sequence[Hashable]) -> int:
-    """The smallest ``p`` with ``sequence[i] == sequence[i + p]`` wherever both exist
-    (its length if no shorter one does): the length less its longest proper border,
-    from the Knuth–Morris–Pratt prefix function, in linear time."""
+def _new_elements_bits(sequence: Sequence[Hashable]) -> float:
+    """The Shannon entropy per element of ``sequence`` times its new elements."""
     length = len(sequence)
     if length == 0:
-        return 0
-    border = [0] * length
-    """``border[i]``: the length of the longest proper prefix of ``sequence[: i + 1]``
-    that is also its suffix."""
-    for index in range(1, length):
-        matched = border[index - 1]
-        while matched and sequence[index] != sequence[matched]:
-            matched = border[matched - 1]
-        if sequence[index] == sequence[matched]:
-            matched += 1
-        border[index] = matched
-    return length - border[-1]
+        return 0.0
+    counts = Counter(sequence)
+    bits_per_element = -sum(count / length * math.log2(count / length) for count in counts.values())
+    return bits_per_element * new_element_count(sequence)
+
+
+def new_element_count(sequence: Sequence[Hashable]) -> int:
+    """How many elements of ``sequence`` a greedy LZ77-style parse finds new.
+
+    Walking the sequence, where the next :data:`_REPEAT_LENGTH_MIN` or more elements
+    already occurred earlier (the earlier copy may run into them, as in ``aaaa``), the
+    longest such match is skipped; otherwise the element counts as new. Quadratic-ish in
+    the length, which callers bound.
+    """
+    length = len(sequence)
+    new = 0
+    index = 0
+    while index < length:
+        longest = 0
+        if index + _REPEAT_LENGTH_MIN <= length:
+            for start in range(index):
+                matched = 0
+                while (
+                    index + matched < length
+                    and sequence[start + matched] == sequence[index + matched]
+                ):
+                    matched += 1
+                longest = max(longest, matched)
+        if longest >= _REPEAT_LENGTH_MIN:
+            index += longest
+        else:
+            new += 1
+            index += 1
+    return new
 
 
 def weak_secret_reason(secret: str) -> str | None:
@@ -393,8 +416,8 @@ def weak_secret_reason(secret: str) -> str | None:
         or secret_entropy_bits(secret) < JWT_SECRET_ENTROPY_BITS_MIN
     ):
         return (
-            "is too predictable (too few distinct characters, too many repeats, or a "
-            "repeated part or a run of characters): "
+            "is too predictable (too few distinct characters, too many repeats, a part "
+            "repeated, even nearly, or a run of characters): "
             "use a random secret, e.g. `openssl rand -base64 48`"
         )
     return None

@@ -15,9 +15,9 @@ from prep_es.settings import (
     SettingsError,
     SqliteLocation,
     load_settings,
+    new_element_count,
     parse_database_url,
     secret_entropy_bits,
-    smallest_period,
 )
 
 SECRET_32_BYTES = "settings-secret-Pz5Kd9Wm2Tq7Lx4B"
@@ -158,6 +158,15 @@ def test_postgres_mode_requires_a_long_secret_only_when_serving() -> None:
         "abcdefgh12345678abcdefgh12345678",
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
         "a1b2c3d4e5f6g7h8i9j0a1b2c3d4e5f6g7h8i9j0",
+        # A part repeated nearly: the repeats are found wherever they fall, not only
+        # as an exact period.
+        "Password1" * 4 + "!",
+        "Password1" * 4 + "X",
+        "changeme-changeme-changeme-changeme-1",
+        "mysecretmysecretmysecretmysecret2024",
+        "correcthorse" * 3 + "!",
+        "2024" + "mysecret" * 4,
+        "Password1" * 2 + "!" + "Password1" * 2,
     ],
 )
 def test_a_predictable_secret_of_any_length_is_refused_in_either_mode(secret: str) -> None:
@@ -190,19 +199,37 @@ def test_fresh_random_secrets_score_far_above_the_floor() -> None:
         for generate in (
             lambda: secrets.token_hex(32),
             lambda: base64.b64encode(secrets.token_bytes(48)).decode(),
+            lambda: secrets.token_urlsafe(48),
             lambda: secrets.token_urlsafe(32),
         )
-        for _ in range(300)
+        for _ in range(500)
     ]
     assert min(map(secret_entropy_bits, fresh)) > 1.5 * JWT_SECRET_ENTROPY_BITS_MIN
 
 
 @pytest.mark.parametrize(
-    ("sequence", "period"),
-    [("", 0), ("a", 1), ("aaaa", 1), ("abcab", 3), ("abcabcab", 3), ("abcd", 4), ("abab", 2)],
+    ("sequence", "new"),
+    [
+        ("", 0),
+        ("a", 1),
+        ("aaaa", 1),  # the earlier copy may run into the repeat
+        ("abab", 4),  # repeats shorter than 3 count
+        ("abcab", 5),
+        ("abcabc", 3),
+        ("abcabcab", 3),
+        ("abcd", 4),
+        ("abcXabcY", 5),
+        ("xyzabcdefabcdefQ", 10),
+    ],
 )
-def test_the_smallest_period_is_found(sequence: str, period: int) -> None:
-    assert smallest_period(sequence) == period
+def test_characters_said_earlier_are_not_new(sequence: str, new: int) -> None:
+    assert new_element_count(sequence) == new
+
+
+def test_only_the_first_characters_of_a_long_secret_are_estimated() -> None:
+    """The parse is quadratic: a secret of any length costs no more than its start."""
+    start = secrets.token_urlsafe(256)[:256]
+    assert secret_entropy_bits(start + "x" * 100_000) == secret_entropy_bits(start)
 
 
 def test_constructing_settings_ignores_the_process_environment(
