@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -399,13 +400,20 @@ def request_hash(command_name: str, request: BaseModel) -> str:
     stored, and a hash of a password is a guessable copy of it. A command with a secret
     compares it on a replay instead (``check_replay`` of :meth:`CommandProcessor.execute`),
     against what it stored of it (a password hash)."""
-    body = orjson.dumps(
-        {
-            "command": command_name,
-            "request": request.model_dump(mode="json", exclude=SECRET_FIELDS),
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
+    document = {
+        "command": command_name,
+        "request": request.model_dump(mode="json", exclude=SECRET_FIELDS),
+    }
+    try:
+        body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        # orjson refuses an integer past 64 bits, which a client may send (10**20
+        # guests) before the domain refuses it. The standard library encodes any
+        # integer, deterministically; one request always takes the same path, so its
+        # hash stays the same on a retry.
+        body = json.dumps(
+            document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
     return hashlib.sha256(body).hexdigest()
 
 
