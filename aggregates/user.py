@@ -15,7 +15,7 @@ from aggregates.base import Aggregate, AggregateCreated, derived_id
 from aggregates.common_passwords import common_password_cores, common_passwords, letter_core
 from aggregates.errors import ActorNotAdmitted, InvalidRequest
 from aggregates.keyboard_walks import characters_off_walks
-from aggregates.text import has_visible_character
+from aggregates.text import has_visible_character, is_blank
 
 ROLES = ("customer", "host", "admin", "analyst")
 SELF_REGISTRATION_ROLES = ("customer", "host")
@@ -65,10 +65,20 @@ def normalize_email(email: str) -> str:
     part or domain label mixing scripts (``examplе`` with a Cyrillic ``е``: see
     :func:`mixes_scripts`). The domain is stored in its ASCII form, so a punycode
     spelling and its Unicode one are one email, and a whole-script look-alike
-    (``аррӏе.com``, all Cyrillic) shows as the ``xn--`` name it is."""
+    (``аррӏе.com``, all Cyrillic) shows as the ``xn--`` name it is. An email holding a
+    character that shows as nothing (``admin`` and a Hangul filler U+3164: see
+    :func:`~aggregates.text.is_blank`) is refused, as a look-alike of the one without
+    it; combining marks, which show on the letter before them, are allowed (Devanagari
+    needs them)."""
     folded = fold_email(email)
     if len(folded) > EMAIL_LENGTH_MAX:
         raise InvalidRequest("email is too long", code="invalid_email", field="email")
+    if any(map(is_blank, folded)):
+        raise InvalidRequest(
+            "email holds a character that shows as nothing (a look-alike of another address)",
+            code="invalid_email",
+            field="email",
+        )
     try:
         checked = validate_email(folded, check_deliverability=False)
     except EmailNotValidError as error:
