@@ -34,6 +34,7 @@ hand just that part to a worker thread.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date
@@ -42,6 +43,7 @@ from uuid import UUID
 
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from aggregates.errors import PermissionDenied
@@ -185,8 +187,22 @@ TodayUtc = Annotated[date, Depends(today_utc)]
 
 # --- request headers -----------------------------------------------------------------
 
+PLAIN_POSITION: Final = re.compile(r"0|[1-9][0-9]{0,18}")
+"""An event store position as a response gives it: ASCII digits, no sign, no ``_``
+separators, no leading zeros, other scripts' digits or whitespace (which ``int()`` would
+all take)."""
+
+
+def _plain_position(value: object) -> object:
+    if isinstance(value, str) and not PLAIN_POSITION.fullmatch(value):
+        msg = "must be a position as a response gives it: ASCII digits, no sign or leading zeros"
+        raise ValueError(msg)
+    return value
+
+
 MinPosition = Annotated[
     int | None,
+    BeforeValidator(_plain_position),
     Header(
         alias=MIN_POSITION_HEADER,
         ge=0,

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregates.errors import DomainError
 from api.deps import (
+    PLAIN_POSITION,
     POSITION_MAX,
     KitchenPagesDep,
     KitchenQueriesDep,
@@ -410,19 +411,24 @@ class KitchenReadsMiddleware:
 
 
 _MIN_POSITION_NAME: Final = MIN_POSITION_HEADER.lower().encode()
+_PLAIN_POSITION_BYTES: Final = re.compile(PLAIN_POSITION.pattern.encode())
 
 
 def _plain_min_position(headers: list[tuple[bytes, bytes]]) -> int | None:
     """The client's ``X-Prep-Min-Position`` (0 without one); ``None`` when the routes
     must judge the request: it carries a token, or a minimum that is not one plain
-    number."""
+    number (see :data:`~api.deps.PLAIN_POSITION`: ``0005`` is not)."""
     min_position = 0
     min_position_seen = False
     for name, value in headers:
         if name == b"authorization":
             return None
         if name == _MIN_POSITION_NAME:
-            if min_position_seen or not value.isdigit() or int(value) > POSITION_MAX:
+            if (
+                min_position_seen
+                or not _PLAIN_POSITION_BYTES.fullmatch(value)
+                or int(value) > POSITION_MAX
+            ):
                 return None  # the route's to refuse or to settle
             min_position, min_position_seen = int(value), True
     return min_position

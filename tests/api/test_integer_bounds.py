@@ -99,3 +99,30 @@ def test_an_integer_of_thousands_of_digits_is_malformed_json(api: Api, host: Use
         headers={"Content-Type": "application/json", "Idempotency-Key": f"key-{uuid4()}"},
     )
     assert_problem(response, 400, "malformed_json")
+
+
+LOOSE_POSITIONS = ["5_0", "+5", "0005", "00", "-0", "5.0", "0x5", "5 5", "9" * 19, "1" * 20]
+"""What ``int()`` would take, or a position past 64 bits: none is a position as a response
+gives it."""
+
+
+@pytest.mark.parametrize("value", LOOSE_POSITIONS)
+@pytest.mark.parametrize("path", ["/kitchens", "/kitchens/{kitchen_id}", "/users/me"])
+def test_a_min_position_header_is_plain_ascii_digits(
+    api: Api, host: User, kitchen: dict[str, Any], path: str, value: str
+) -> None:
+    """Every route that waits on it, the published-page fast path included."""
+    response = api.get(
+        path.format(kitchen_id=kitchen["id"]), host, headers={"X-Prep-Min-Position": value}
+    )
+    problem = assert_problem(response, 422, "validation_error")
+    # A route whose user and read model both wait on it names it for each.
+    assert {tuple(error["loc"]) for error in problem["errors"]} == {
+        ("header", "X-Prep-Min-Position")
+    }
+
+
+def test_a_plain_min_position_header_is_taken(api: Api, kitchen: dict[str, Any]) -> None:
+    for value in ("0", "1", str(kitchen["position"])):
+        response = api.get(f"/kitchens/{kitchen['id']}", headers={"X-Prep-Min-Position": value})
+        assert response.status_code == 200, (value, response.text)
