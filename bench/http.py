@@ -947,7 +947,8 @@ def bench_ours(
         JWT_SECRET,
         issuer=Settings.model_fields["jwt_issuer"].default,
         audience=Settings.model_fields["jwt_audience"].default,
-        ttl_s=24 * 3600,
+        # The server refuses a token whose lifetime exceeds its own setting.
+        ttl_s=Settings.model_fields["access_token_ttl"].default,
         clock=system_clock,
     )
     tokens = [
