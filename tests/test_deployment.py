@@ -6,6 +6,7 @@ PostgreSQL configuration), healthchecks, dependencies and commands (parsed by th
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 from collections import Counter
 from pathlib import Path
@@ -23,7 +24,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 API_SERVICES = ("api-1", "api-2")
 PROJECTOR_SERVICE = "projector"
 APP_SERVICES = (*API_SERVICES, PROJECTOR_SERVICE)
-JWT_SECRET = "deployment-test-secret-" + "x" * 32
+JWT_SECRET = "deployment-test-secret-" + secrets.token_urlsafe(32)
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<kind>:-|:\?)(?P<default>[^}]*))?\}")
 
 
