@@ -165,12 +165,8 @@ class KnownAggregates:
         self._lock = threading.Lock()
 
     def get(self, aggregate_id: UUID) -> Aggregate | None:
-        with self._lock:  # copied under the lock: ``advance`` changes copies in place
-            aggregate = self._aggregates.get(aggregate_id)
-            if aggregate is None:
-                return None
-            self._aggregates.move_to_end(aggregate_id)
-            return copy.deepcopy(aggregate)
+        # Copied under the lock: ``advance`` changes copies in place.
+        return self.inspect(aggregate_id, copy.deepcopy)
 
     def inspect(self, aggregate_id: UUID, look: Callable[[Aggregate], TLooked]) -> TLooked | None:
         """``look`` at the copy of ``aggregate_id`` under the lock, without copying it

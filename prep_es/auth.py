@@ -40,7 +40,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Final, Protocol
 from uuid import UUID, uuid4
@@ -50,7 +50,7 @@ import redis
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from aggregates.errors import DomainError, InvalidRequest
-from aggregates.user import ROLES, fold_email
+from aggregates.user import ROLES, epoch_microseconds, fold_email
 from commands.handling import CommandContext, Executed
 from commands.users import ChangePassword, UserCommands, UserState
 from prep_es.passwords import PasswordHashingBusy
@@ -74,7 +74,6 @@ ATTEMPT_KEYS_MAX: Final = 100_000
 """Rate-limit keys (email × client, client) remembered per process; the oldest windows
 go first beyond it."""
 REDIS_TIMEOUT_S: Final = 0.25
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Unauthenticated(Exception):
@@ -228,7 +227,7 @@ class TokenService:
         )
 
     def issue(self, user_id: UUID, role: str) -> AccessToken:
-        issued_at_us = microseconds(self._clock())
+        issued_at_us = epoch_microseconds(self._clock())
         issued_at = issued_at_us // MICROSECONDS_PER_SECOND
         claims = {
             "iss": self._issuer,
@@ -289,11 +288,6 @@ class TokenService:
         ):
             raise Unauthenticated("the access token is not valid", code="invalid_token")
         return claims
-
-
-def microseconds(moment: datetime) -> int:
-    """``moment`` in whole microseconds since the epoch (exact: no float rounding)."""
-    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 # --- login and registration rate limits ------------------------------------------------

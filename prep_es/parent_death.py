@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Final
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ def _ask_kernel_for_sigterm() -> bool:
 
 
 def _watch_parent(parent_pid: int) -> None:
-    stopped = threading.Event()
-    while not stopped.wait(PARENT_CHECK_INTERVAL_S):
+    while True:
+        time.sleep(PARENT_CHECK_INTERVAL_S)
         if os.getppid() != parent_pid:
             _end(parent_pid)
             return

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from api.commands.users import UserOut
+from api.commands.users import PASSWORD_LENGTH_BOUND, UserOut
 from api.deps import (
     AnonymousCommand,
     Command,
@@ -36,7 +36,6 @@ def client_address(request: Request) -> str:
 
 
 EMAIL_LENGTH_BOUND = 1000
-PASSWORD_LENGTH_BOUND = 4096
 NAME_LENGTH_BOUND = 1000
 
 

@@ -10,7 +10,7 @@ depend on one another. The admin is the one the application bootstraps at start.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -284,3 +284,33 @@ def api(module_database_url: str) -> Iterator[Api]:
     app = create_app(settings, clock=clock, passwords=Argon2Passwords.cheap_for_tests())
     with TestClient(app) as client:
         yield Api(app=app, client=client, clock=clock, settings=settings)
+
+
+@pytest.fixture
+def serve(database_url: str) -> Iterator[Callable[..., TestClient]]:
+    """``serve(**settings)``: the real application (``create_app``) over this test's
+    database, started (its lifespan opened the services), without in-process
+    projectors unless asked for."""
+    clients: list[TestClient] = []
+
+    def start(**overrides: Any) -> TestClient:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "run_projectors": False,
+            "jwt_secret": JWT_SECRET,
+        }
+        settings = Settings(**(values | overrides))
+        client = TestClient(create_app(settings, passwords=Argon2Passwords.cheap_for_tests()))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+def services_of(client: TestClient) -> Services:
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert isinstance(services, Services)
+    return services

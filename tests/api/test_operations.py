@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,17 +32,22 @@ from prep_es.eventstore import datastore_of
 from prep_es.metrics import Metrics, MetricsMiddleware
 from prep_es.passwords import Argon2Passwords
 from prep_es.readiness import Readiness
-from prep_es.services import Services
 from prep_es.settings import Settings
 from projections.status import ProjectionStatus
-from tests.api.conftest import api_settings, assert_problem, catch_up_projections, minted_token
+from tests.api.conftest import (
+    JWT_SECRET,
+    api_settings,
+    assert_problem,
+    catch_up_projections,
+    minted_token,
+    services_of,
+)
 from tests.conftest import PostgresServer
 from tests.support import PASSWORD, Marketplace, MutableClock, as_actor, open_test_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-JWT_SECRET = "operations-test-secret-of-at-least-32-bytes"
 
 
 def build_app(settings: Settings, statuses: Callable[[], Sequence[ProjectionStatus]]) -> FastAPI:
@@ -76,36 +81,6 @@ def build_app(settings: Settings, statuses: Callable[[], Sequence[ProjectionStat
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
-
-
-@pytest.fixture
-def serve(database_url: str) -> Iterator[Callable[..., TestClient]]:
-    """``serve(**settings)``: the real application (``create_app``) over this test's
-    database, started (its lifespan opened the services), without in-process
-    projectors unless asked for."""
-    clients: list[TestClient] = []
-
-    def start(**overrides: Any) -> TestClient:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "run_projectors": False,
-            "jwt_secret": JWT_SECRET,
-        }
-        settings = Settings(**(values | overrides))
-        client = TestClient(create_app(settings, passwords=Argon2Passwords.cheap_for_tests()))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in reversed(clients):
-        client.__exit__(None, None, None)
-
-
-def services_of(client: TestClient) -> Services:
-    services = client.app.state.services  # type: ignore[attr-defined]
-    assert isinstance(services, Services)
-    return services
 
 
 def register(client: TestClient, email: str, role: str = "customer") -> httpx.Response:

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from prep_es.app import create_app
-from prep_es.passwords import Argon2Passwords
-from prep_es.services import Services
-from prep_es.settings import Settings
-from tests.api.conftest import JWT_SECRET, PASSWORD, assert_problem, catch_up_projections
+from tests.api.conftest import PASSWORD, assert_problem, catch_up_projections, services_of
 
 API = "/api/v1"
 LONG_WAIT_S = 30.0
@@ -29,33 +24,9 @@ CONDITION_TIMEOUT_S = 20.0
 
 
 @pytest.fixture
-def serve(database_url: str) -> Iterator[Callable[..., TestClient]]:
-    """``serve(**settings)``: the application over this test's database, started,
-    without in-process projectors, and with a read-your-writes wait of 30 s."""
-    clients: list[TestClient] = []
-
-    def start(**overrides: Any) -> TestClient:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "run_projectors": False,
-            "jwt_secret": JWT_SECRET,
-            "min_position_wait_s": LONG_WAIT_S,
-        }
-        settings = Settings(**(values | overrides))
-        client = TestClient(create_app(settings, passwords=Argon2Passwords.cheap_for_tests()))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in reversed(clients):
-        client.__exit__(None, None, None)
-
-
-def services_of(client: TestClient) -> Services:
-    services = client.app.state.services  # type: ignore[attr-defined]
-    assert isinstance(services, Services)
-    return services
+def serve(serve: Callable[..., TestClient]) -> Callable[..., TestClient]:
+    """The API tests' ``serve``, with a read-your-writes wait of 30 s."""
+    return lambda **overrides: serve(**({"min_position_wait_s": LONG_WAIT_S} | overrides))
 
 
 def signed_in_customer(client: TestClient, email: str) -> dict[str, str]:

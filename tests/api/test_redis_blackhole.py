@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 
 from prep_es.app import create_app
 from prep_es.passwords import Argon2Passwords
-from prep_es.services import Services
-from tests.api.conftest import API, PASSWORD, USERS_WAIT_S, api_settings
+from tests.api.conftest import API, PASSWORD, USERS_WAIT_S, api_settings, services_of
 
 ACCEPT_WAIT_S = 10.0
 COOL_DOWN_S = 300.0
@@ -85,12 +84,6 @@ def client(database_url: str, blackhole: Blackhole) -> Iterator[TestClient]:
     app = create_app(settings, passwords=Argon2Passwords.cheap_for_tests())
     with TestClient(app) as test_client:
         yield test_client
-
-
-def services_of(client: TestClient) -> Services:
-    services = client.app.state.services  # type: ignore[attr-defined]
-    assert isinstance(services, Services)
-    return services
 
 
 def register(client: TestClient) -> str:
