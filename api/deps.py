@@ -48,17 +48,17 @@ from starlette.concurrency import run_in_threadpool
 
 from aggregates.errors import PermissionDenied
 from aggregates.idempotency import IDEMPOTENCY_KEY_LENGTH_MAX
+from api.problems import READ_POSITION_STATE
 from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
 from commands.handling import Actor, CommandContext
 from commands.kitchens import KitchenCommands
 from commands.users import UserCommands
-from prep_es.auth import TokenClaims, Unauthenticated
-from prep_es.errors import READ_POSITION_STATE
-from prep_es.logs import accept_request_id, request_id
-from prep_es.services import Services
-from prep_es.settings import Settings
+from prep_es.services.auth import TokenClaims, Unauthenticated
+from prep_es.services.container import Services
+from prep_es.services.logs import accept_request_id, request_id
+from prep_es.store.settings import Settings
 from queries.accounts import AccountQueries
 from queries.analytics import AnalyticsQueries
 from queries.audit import AuditQueries

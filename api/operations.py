@@ -18,10 +18,10 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from prep_es.errors import PROBLEM_MEDIA_TYPE, problem_response
-from prep_es.metrics import CONTENT_TYPE, Metrics, ProjectionCollector
-from prep_es.readiness import Readiness, ReadinessReport
-from prep_es.services import Services
+from api.problems import PROBLEM_MEDIA_TYPE, problem_response
+from prep_es.services.container import Services
+from prep_es.services.metrics import CONTENT_TYPE, Metrics, ProjectionCollector
+from prep_es.services.readiness import Readiness, ReadinessReport
 from projections.status import ProjectionStatus, projection_statuses
 
 NOT_READY_RETRY_AFTER_S: Final = 5

@@ -74,10 +74,10 @@ from bench.databases import (  # noqa: E402
 from commands.accounts import DepositFunds  # noqa: E402
 from commands.bookings import RequestBooking  # noqa: E402
 from commands.handling import Actor  # noqa: E402
-from prep_es.eventstore import open_application  # noqa: E402
-from prep_es.passwords import Argon2Passwords  # noqa: E402
-from prep_es.runtime import Runtime, open_runtime  # noqa: E402
-from prep_es.settings import Settings  # noqa: E402
+from prep_es.services.passwords import Argon2Passwords  # noqa: E402
+from prep_es.services.runtime import Runtime, open_runtime  # noqa: E402
+from prep_es.store.eventstore import open_application  # noqa: E402
+from prep_es.store.settings import Settings  # noqa: E402
 from tests.support import as_actor, create_user, publish_compliant_kitchen  # noqa: E402
 
 RESULTS_PATH: Final = ROOT / "bench" / "results" / "commands.json"

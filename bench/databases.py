@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from prep_es.settings import PostgresLocation, parse_database_url
+from prep_es.store.settings import PostgresLocation, parse_database_url
 
 URL_VARIABLE: Final = "PREP_ES_BENCH_DATABASE_URL"
 SERVER_URL_DEFAULT: Final = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -106,11 +106,11 @@ from commands.kitchens import (  # noqa: E402
     KitchenAction,
 )
 from commands.users import CreateUser  # noqa: E402
-from prep_es.auth import TokenService  # noqa: E402
-from prep_es.passwords import Argon2Passwords  # noqa: E402
-from prep_es.readside import open_read_side, start_projectors  # noqa: E402
-from prep_es.runtime import Runtime, open_runtime, system_clock  # noqa: E402
-from prep_es.settings import Settings  # noqa: E402
+from prep_es.services.auth import TokenService  # noqa: E402
+from prep_es.services.passwords import Argon2Passwords  # noqa: E402
+from prep_es.services.readside import open_read_side, start_projectors  # noqa: E402
+from prep_es.services.runtime import Runtime, open_runtime, system_clock  # noqa: E402
+from prep_es.store.settings import Settings  # noqa: E402
 from projections.status import projection_statuses  # noqa: E402
 
 REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"

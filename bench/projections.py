@@ -114,11 +114,11 @@ from commands.bookings import (  # noqa: E402
     RequestBooking,
 )
 from commands.handling import Actor  # noqa: E402
-from prep_es.eventstore import PrepApplication, application_env, open_application  # noqa: E402
-from prep_es.passwords import Argon2Passwords  # noqa: E402
-from prep_es.readside import ReadSide, open_read_side, start_projectors  # noqa: E402
-from prep_es.runtime import Runtime, open_runtime, tune_garbage_collection  # noqa: E402
-from prep_es.settings import Settings  # noqa: E402
+from prep_es.services.passwords import Argon2Passwords  # noqa: E402
+from prep_es.services.readside import ReadSide, open_read_side, start_projectors  # noqa: E402
+from prep_es.services.runtime import Runtime, open_runtime, tune_garbage_collection  # noqa: E402
+from prep_es.store.eventstore import PrepApplication, application_env, open_application  # noqa: E402
+from prep_es.store.settings import Settings  # noqa: E402
 from projections import PROJECTIONS, Projection  # noqa: E402
 from projections.database import PostgresReadDatabase, ReadDatabase  # noqa: E402
 from projections.runners import (  # noqa: E402

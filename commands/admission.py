@@ -5,10 +5,10 @@ Commands check their actor inside the unit of work (``commands.handling._admit``
 queries read no aggregate, so authentication asks :class:`Admission` first. It looks
 at this process's known copy of the user (``KnownAggregates``): a change this process
 committed is there as soon as its command answers, and where a follower applies every
-stored event to the copies (``prep_es.known_copies``: PostgreSQL), so is one committed
-by another process, a moment later. Only then is the copy trusted without I/O; without
-a follower (SQLite, where other processes may share the file) every request reads the
-user from the store — one read, as the users read model cost before.
+stored event to the copies (``prep_es.store.known_copies_follower``: PostgreSQL), so
+is one committed by another process, a moment later. Only then is the copy trusted
+without I/O; without a follower (SQLite, where other processes may share the file)
+every request reads the user from the store — one read, as the users read model cost before.
 
 A deactivation, a role change, a logout or a password change is thus seen by the next
 request, not once a projector has caught up.
@@ -24,7 +24,8 @@ from eventsourcing.application import Application
 
 from aggregates.base import Aggregate
 from aggregates.user import User
-from commands.handling import Actor, KnownAggregates, UnitOfWork
+from commands.handling import Actor, UnitOfWork
+from prep_es.store.known_copies import KnownAggregates
 
 TLooked = TypeVar("TLooked")
 

@@ -194,7 +194,7 @@ class UserCommands:
         """Every token of the user issued until now stops working (this one too: the
         client signs in again with the new password). The current password is checked
         before the new one is hashed, so a wrong guess costs one hashing turn, not two;
-        wrong guesses are limited by the caller (``prep_es.auth.PasswordChange``)."""
+        wrong guesses are limited by the caller (``prep_es.services.auth.PasswordChange``)."""
         actor = context.actor
         if actor is None:
             raise PermissionDenied("changing a password needs a signed-in user")

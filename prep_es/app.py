@@ -10,7 +10,7 @@ JSON out: a route's response model is serialized by pydantic-core straight to by
 (FastAPI's default path when no response class is set: 2.8 µs for a booking, against
 4.1 µs for ``model_dump`` + orjson, which is what ``ORJSONResponse`` costs — FastAPI
 deprecates it for that reason); problem documents and other hand-built bodies are
-written with orjson (``prep_es.errors.ProblemResponse``).
+written with orjson (``api.problems.ProblemResponse``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ from aggregates.errors import EmailTaken
 from api.commands import COMMAND_ROUTERS
 from api.operations import open_operations
 from api.operations import router as operations_router
+from api.problems import (
+    PROBLEM_MEDIA_TYPE,
+    error_response_for_http,
+    install_error_handlers,
+    internal_error_response,
+)
 from api.queries import QUERY_ROUTERS
 from api.queries.kitchens import KitchenReadsMiddleware, summary_json
 from api.schemas import Problem
@@ -40,17 +46,16 @@ from commands.handling import CommandContext
 from commands.users import CreateUser
 from prep_es.docs import missing_assets
 from prep_es.docs import router as docs_router
-from prep_es.errors import (
-    PROBLEM_MEDIA_TYPE,
-    error_response_for_http,
-    install_error_handlers,
-    internal_error_response,
+from prep_es.services.container import Passwords, Services, open_services
+from prep_es.services.logs import (
+    REQUEST_ID_HEADER,
+    accept_request_id,
+    configure_logging,
+    request_id,
 )
-from prep_es.logs import REQUEST_ID_HEADER, accept_request_id, configure_logging, request_id
-from prep_es.metrics import Metrics, MetricsMiddleware
-from prep_es.runtime import system_clock, tune_garbage_collection
-from prep_es.services import Passwords, Services, open_services
-from prep_es.settings import Settings, load_settings
+from prep_es.services.metrics import Metrics, MetricsMiddleware
+from prep_es.services.runtime import system_clock, tune_garbage_collection
+from prep_es.store.settings import Settings, load_settings
 from queries.consistency import ReadModelBehind
 
 logger = logging.getLogger(__name__)

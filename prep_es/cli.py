@@ -40,17 +40,6 @@ from aggregates.user import ROLES
 from commands.handling import CommandContext
 from commands.users import CreateUser
 from prep_es.demo import describe_report, load_demo
-from prep_es.eventstore import open_application
-from prep_es.logs import configure_logging
-from prep_es.readside import lock_factory, open_read_side, start_projectors
-from prep_es.redis_namespace import redis_namespace
-from prep_es.replay import (
-    AggregateReplay,
-    format_timestamp,
-    parse_point_in_time,
-    replay_aggregate,
-)
-from prep_es.runtime import open_runtime, tune_garbage_collection
 from prep_es.server import (
     GRACEFUL_TIMEOUT_S_DEFAULT,
     HOST_DEFAULT,
@@ -60,15 +49,26 @@ from prep_es.server import (
     ServeRefused,
     serve,
 )
-from prep_es.services import SWEEPER_STOP_TIMEOUT_S, locked_sweeper
-from prep_es.settings import Settings, SettingsError, SqliteLocation, load_settings
+from prep_es.services.container import SWEEPER_STOP_TIMEOUT_S, locked_sweeper
+from prep_es.services.logs import configure_logging
+from prep_es.services.readside import lock_factory, open_read_side, start_projectors
+from prep_es.services.redis_namespace import redis_namespace
+from prep_es.services.runtime import open_runtime, tune_garbage_collection
+from prep_es.store.eventstore import open_application
+from prep_es.store.replay import (
+    AggregateReplay,
+    format_timestamp,
+    parse_point_in_time,
+    replay_aggregate,
+)
+from prep_es.store.settings import Settings, SettingsError, SqliteLocation, load_settings
 from projections import PROJECTIONS, Projection
+from projections.failures import ProjectionFailed
 from projections.locks import RunnerLock
 from projections.rebuilds import share_among_processes
 from projections.runners import (
     EventDecoder,
     GenerationState,
-    ProjectionFailed,
     ProjectionRunner,
     applies_by_sql,
     generations,

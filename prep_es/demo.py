@@ -51,8 +51,8 @@ from commands.kitchens import (
 )
 from commands.sweeper import SweepReport
 from commands.users import CreateUser, PasswordHashing
-from prep_es.runtime import Runtime, load_jurisdictions, open_runtime
-from prep_es.settings import Settings
+from prep_es.services.runtime import Runtime, load_jurisdictions, open_runtime
+from prep_es.store.settings import Settings
 
 DEMO_PASSWORD: Final = "prep-demo-kitchens"
 """The one password of every demo login (demo data only: never a real deployment)."""

@@ -19,7 +19,7 @@ from typing import Final
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from prep_es.errors import problem_response
+from api.problems import problem_response
 
 DOCS_PATH: Final = "/docs"
 REDOC_PATH: Final = "/redoc"

@@ -24,7 +24,7 @@ SIGKILL, which leaves it no chance to stop them (see ``prep_es.parent_death``): 
 left answering on the port without a master.
 
 With several workers, metrics are summed across them through prometheus-client's
-multiprocess mode (see ``prep_es.metrics``): a fresh directory is made for the run
+multiprocess mode (see ``prep_es.services.metrics``): a fresh directory is made for the run
 unless ``PROMETHEUS_MULTIPROC_DIR`` names one, and removed at exit.
 """
 
@@ -44,9 +44,9 @@ from typing import Any, Final, Literal
 
 import uvicorn
 
-from prep_es.eventstore import open_application
-from prep_es.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
-from prep_es.settings import ENV_PREFIX, Settings, SqliteLocation
+from prep_es.services.metrics import MULTIPROCESS_DIRECTORY_VARIABLE
+from prep_es.store.eventstore import open_application
+from prep_es.store.settings import ENV_PREFIX, Settings, SqliteLocation
 
 APP_FACTORY: Final = "prep_es.worker:create_worker_app"
 HOST_DEFAULT: Final = "127.0.0.1"

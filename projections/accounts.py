@@ -39,6 +39,7 @@ from aggregates.base import uncached_derived_id
 from aggregates.user import User
 from projections.base import Projection
 from projections.database import Dialect, Row, Sql
+from projections.failures import ProjectionFailed
 
 ENTRY_KINDS = (
     "deposit",
@@ -369,8 +370,6 @@ class AccountsProjection(Projection):
                 if self._apply_pending(pending, accounts, entries, ledger):
                     changed.add(pending.event.originator_id)
             except Exception as error:
-                from projections.runners import ProjectionFailed  # noqa: PLC0415 (cycle)
-
                 raise ProjectionFailed.of(
                     self.name,
                     pending.position,

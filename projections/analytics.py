@@ -32,7 +32,7 @@ Definitions (what the numbers mean):
   to the last day on which a completed booking starts, inclusive, times the
   jurisdiction's operating minutes per day. Bookings lie inside operating hours and
   never overlap, so it is between 0 and 1. Operating hours come from the jurisdiction
-  rules packaged with Prep ES (``prep_es/jurisdictions.toml``), loaded once per
+  rules packaged with Prep ES (``prep_es/store/jurisdictions.toml``), loaded once per
   process, so a rebuild computes the same numbers. A kitchen in a jurisdiction that
   file does not know has no occupancy (its days are UTC days).
 - **daily revenue**: captures by the UTC day of the ``HoldCaptured`` event's
@@ -54,6 +54,7 @@ from aggregates.jurisdictions import JurisdictionCatalog, JurisdictionRules
 from aggregates.kitchen import Kitchen
 from projections.base import Projection, packaged_jurisdictions
 from projections.database import Dialect, Sql
+from projections.failures import ProjectionFailed
 
 BOOKING_STATUSES = ("pending", "confirmed", "completed", "cancelled", "declined", "expired")
 SECONDS_PER_MINUTE = 60
@@ -184,8 +185,6 @@ class AnalyticsProjection(Projection):
             try:
                 batch.apply(event)
             except Exception as error:
-                from projections.runners import ProjectionFailed  # noqa: PLC0415 (cycle)
-
                 raise ProjectionFailed.of(
                     self.name,
                     position,

@@ -10,12 +10,12 @@ import orjson
 from eventsourcing.persistence import Notification
 
 from aggregates.base import DomainEvent
-from prep_es.serialization import CLASS_VERSION_KEY
+from prep_es.store.redaction import ENVELOPE_FIELDS, REDACTED, SECRET_FIELDS, redact_secrets
+from prep_es.store.serialization import CLASS_VERSION_KEY
 from projections.base import Projection
 from projections.database import Dialect, Sql
 from projections.events import domain_event_types
 
-REDACTED = "***"
 REDACT_FUNCTION = "prep_es_redact_secrets"
 REDACT_FUNCTION_DDL = f"""
 CREATE OR REPLACE FUNCTION {REDACT_FUNCTION}(value jsonb, secrets text[]) RETURNS jsonb
@@ -35,24 +35,8 @@ BEGIN
     RETURN value;
 END
 $$"""
-SECRET_FIELDS = frozenset({"password_hash"})
-ENVELOPE_FIELDS = frozenset(
-    {"originator_id", "originator_version", "originator_topic", "timestamp", "metadata"}
-)
 STATE_ENVELOPE_FIELDS = ENVELOPE_FIELDS | {CLASS_VERSION_KEY}
 """What a stored state holds beside the event's own fields."""
-
-
-def redact_secrets(name: str, value: Any) -> Any:
-    """``value`` (a field named ``name``) with every secret inside it replaced: the one
-    rule for everything that shows events or state to people."""
-    if name in SECRET_FIELDS:
-        return REDACTED
-    if isinstance(value, dict):
-        return {key: redact_secrets(key, item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redact_secrets("", item) for item in value]
-    return value
 
 
 def audit_payload(event: DomainEvent) -> dict[str, Any]:

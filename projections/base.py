@@ -65,7 +65,7 @@ def packaged_jurisdictions() -> JurisdictionCatalog:
     """The jurisdiction rules shipped with Prep ES: read models that need them (kitchen
     compliance, occupancy) are built with these by default, so a rebuild computes the
     same rows whatever the process's settings."""
-    text = resources.files("prep_es").joinpath("jurisdictions.toml").read_text("utf-8")
+    text = resources.files("prep_es.store").joinpath("jurisdictions.toml").read_text("utf-8")
     return JurisdictionCatalog.from_mapping(tomllib.loads(text))
 
 

@@ -4,7 +4,7 @@ Each batch of events (up to ``batch_size``) is applied in one read-database tran
 together with the projection's new position, so a crash at any point neither loses nor
 double-applies an event. The position only moves forward over events that are all
 committed: the event store commits in notification-id order (see
-``prep_es.eventstore``), so once id N is visible every id below it is too, and a runner
+``prep_es.store.eventstore``), so once id N is visible every id below it is too, and a runner
 may skip straight to the head over ids whose topics it does not follow.
 
 Only the holder of a projection's lock (``projections.locks``) runs it; other processes
@@ -25,7 +25,6 @@ import dataclasses
 import logging
 import threading
 import time
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,10 +34,11 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import Notification
 
-from prep_es.eventstore import DATABASE_IDENTITY_QUERY, PrepApplication
-from prep_es.funnel import Funnel
+from prep_es.store.eventstore import DATABASE_IDENTITY_QUERY, PrepApplication
+from prep_es.store.funnel import Funnel
 from projections.base import Projection
 from projections.database import ReadDatabase, Row, Sql
+from projections.failures import ProjectionFailed
 from projections.locks import RunnerLock, lock_key
 
 logger = logging.getLogger(__name__)
@@ -89,22 +89,6 @@ topics arrived (see ``ProjectionRunner.defer_idle_positions``)."""
 PositionListener = Callable[[str, int], None]
 ChangeListener = Callable[[list[str], int], None]
 """Told, after a batch commits, which cache dependencies it changed and its position."""
-
-
-class ProjectionFailed(Exception):
-    """A projection could not apply the event at ``position``."""
-
-    def __init__(self, name: str, position: int, topic: str, error: str) -> None:
-        super().__init__(f"projection {name} failed at position {position} ({topic}): {error}")
-        self.name = name
-        self.position = position
-        self.topic = topic
-        self.error = error
-
-    @classmethod
-    def of(cls, name: str, position: int, topic: str, error: BaseException) -> ProjectionFailed:
-        """The failure ``error`` (its type and message, no stack) caused."""
-        return cls(name, position, topic, "".join(traceback.format_exception_only(error)).strip())
 
 
 class _TryOnly(Exception):
@@ -495,7 +479,7 @@ class SharedCommits:
 
     Every append wakes every runner, and each would commit its own small batch: seven
     transactions (each with its state lock, position update and notification) for one
-    command. Through this :class:`~prep_es.funnel.Funnel`, the batches ready while a
+    command. Through this :class:`~prep_es.store.funnel.Funnel`, the batches ready while a
     commit is in flight share the next transaction, whose leader first waits a moment
     for the other runners woken by the same append; each batch still writes its own
     position, so exactly-once is as before. If the shared transaction fails, each batch

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from prep_es.eventstore import PrepApplication
+from prep_es.store.eventstore import PrepApplication
 from projections import PROJECTIONS
 from projections.base import Projection
 from projections.database import ReadDatabase, Sql

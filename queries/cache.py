@@ -132,7 +132,7 @@ class RedisQueryCache(QueryCache):
     ``circuit`` skips Redis for a cool-down (see ``queries.redis_circuit``).
 
     Every key starts with ``prep_es:<namespace>:``: deployments sharing one Redis
-    database never see each other's entries (see ``prep_es.redis_namespace``)."""
+    database never see each other's entries (see ``prep_es.services.redis_namespace``)."""
 
     def __init__(self, url: str, *, namespace: str, circuit: RedisCircuit | None = None) -> None:
         self._client = redis.Redis.from_url(

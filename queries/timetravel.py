@@ -3,7 +3,7 @@ moment.
 
 Unlike every other query service this one reads the EVENT STORE, not a projection: what
 it shows is exactly what the aggregate is rebuilt from. The replay itself is
-:func:`prep_es.replay.replay_aggregate` (shared with ``prep-es replay``); payloads are
+:func:`prep_es.store.replay.replay_aggregate` (shared with ``prep-es replay``); payloads are
 redacted as the audit trail redacts them (:func:`projections.audit.audit_payload`).
 
 Errors: an unknown aggregate, or a moment before it existed, is ``NotFound`` (404); a
@@ -23,8 +23,8 @@ from pydantic import BaseModel
 
 from aggregates.base import DomainEvent
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
-from prep_es.eventstore import PrepApplication
-from prep_es.replay import replay_aggregate
+from prep_es.store.eventstore import PrepApplication
+from prep_es.store.replay import replay_aggregate
 from projections.audit import audit_payload
 from queries.base import Page, PageRequest, Viewer
 

@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from prep_es.eventstore import PrepApplication, open_application
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.settings import PostgresLocation, Settings, parse_database_url
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.store.eventstore import PrepApplication, open_application
+from prep_es.store.settings import PostgresLocation, Settings, parse_database_url
 from tests.support import Marketplace, MutableClock, build_marketplace, open_test_runtime
 
 MAINTENANCE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"

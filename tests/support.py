@@ -19,9 +19,9 @@ from commands.kitchens import (
     KitchenAction,
 )
 from commands.users import CreateUser
-from prep_es.passwords import Argon2Passwords
-from prep_es.runtime import Runtime, open_runtime
-from prep_es.settings import Settings
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.services.runtime import Runtime, open_runtime
+from prep_es.store.settings import Settings
 from projections.kitchens import city_key
 from queries.kitchens import SORTS, KitchenFilters
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from prep_es.cli import build_parser
-from prep_es.settings import ENV_PREFIX, PostgresLocation, Settings, load_settings
+from prep_es.store.settings import ENV_PREFIX, PostgresLocation, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

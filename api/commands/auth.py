@@ -24,7 +24,7 @@ from api.deps import (
 )
 from api.schemas import RequestBody, problems, record_position
 from commands.users import LogOut, RegisterUser
-from prep_es.auth import AccessToken
+from prep_es.services.auth import AccessToken
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -38,7 +38,7 @@ from api.deps import (
 from api.queries.kitchens import KitchenStatus, KitchenSummaryOut
 from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
 from api.schemas import POSITION_HEADER, MoneyOut, kitchen_fields_out, money
-from prep_es.replay import EVENTS_PER_AGGREGATE_MAX
+from prep_es.store.replay import EVENTS_PER_AGGREGATE_MAX
 from projections.status import ProjectionStatus, projection_statuses
 from queries.accounts import CounterAccount, TrialBalance
 from queries.audit import AUDIT_LIMIT_MAX, EVENT_TYPE_LENGTH_MAX, AuditEntry, AuditPage

@@ -23,11 +23,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from prep_es.app import create_app
-from prep_es.auth import TokenService
-from prep_es.passwords import Argon2Passwords
-from prep_es.runtime import system_clock
-from prep_es.services import Services
-from prep_es.settings import Settings
+from prep_es.services.auth import TokenService
+from prep_es.services.container import Services
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.services.runtime import system_clock
+from prep_es.store.settings import Settings
 from projections.runners import ProjectionRunner, ensure_ready
 from tests.support import START_OF_TESTS, MutableClock
 

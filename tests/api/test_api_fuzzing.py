@@ -51,7 +51,7 @@ from schemathesis.generation.overrides import Override
 
 from api.deps import MIN_POSITION_HEADER
 from prep_es.app import create_app
-from prep_es.passwords import Argon2Passwords
+from prep_es.services.passwords import Argon2Passwords
 from tests.api.conftest import Api, User, api_settings
 from tests.support import START_OF_TESTS, MutableClock
 

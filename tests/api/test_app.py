@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from aggregates.account import Account
 from prep_es.app import REQUEST_BODY_BYTES_MAX, create_app
-from prep_es.auth import (
+from prep_es.services.auth import (
     MemoryAttemptLimiter,
     Quota,
     RedisAttemptLimiter,
@@ -30,10 +30,10 @@ from prep_es.auth import (
     jwt_secret,
     login_key,
 )
-from prep_es.logs import configure_logging
-from prep_es.passwords import Argon2Passwords
-from prep_es.services import SweeperThread
-from prep_es.settings import Settings, SettingsError
+from prep_es.services.container import SweeperThread
+from prep_es.services.logs import configure_logging
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.store.settings import Settings, SettingsError
 from projections.locks import FileRunnerLock
 from projections.status import projection_statuses
 from tests.api.conftest import (
@@ -332,7 +332,7 @@ def test_the_documentation_loads_nothing_from_elsewhere(api: Api, page: str) -> 
 
 
 def test_only_the_documentations_own_assets_are_served(api: Api) -> None:
-    for name in ("../settings.py", "jurisdictions.toml", "swagger-ui.js"):
+    for name in ("../app.py", "../store/jurisdictions.toml", "swagger-ui.js"):
         assert api.client.get(f"/docs/assets/{name}").status_code == 404
 
 
@@ -458,7 +458,7 @@ def test_the_redis_limiter_counts_per_process_while_redis_is_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     limiter = RedisAttemptLimiter("redis://127.0.0.1:1/0", namespace="tests")
-    with caplog.at_level(logging.WARNING, logger="prep_es.auth"):
+    with caplog.at_level(logging.WARNING, logger="prep_es.services.auth"):
         for _ in range(2):
             assert limiter.reserve([Quota("k", 2)]) is None
         assert limiter.reserve([Quota("k", 2)]) is not None

@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prep_es.app import create_app
-from prep_es.auth import TokenService, Unauthenticated
-from prep_es.passwords import Argon2Passwords
-from prep_es.services import Services
+from prep_es.services.auth import TokenService, Unauthenticated
+from prep_es.services.container import Services
+from prep_es.services.passwords import Argon2Passwords
 from tests.api.conftest import (
     ADMIN_EMAIL,
     API,

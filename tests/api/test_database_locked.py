@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from api.problems import database_unavailable
 from prep_es.app import create_app
-from prep_es.errors import database_unavailable
-from prep_es.passwords import Argon2Passwords
+from prep_es.services.passwords import Argon2Passwords
 from tests.api.conftest import Api, api_settings, assert_problem
 from tests.support import START_OF_TESTS, MutableClock
 

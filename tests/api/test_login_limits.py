@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient
 
 from aggregates.user import User as UserAggregate
 from prep_es.app import create_app
-from prep_es.passwords import Argon2Passwords
-from prep_es.services import Services
-from prep_es.settings import Settings
+from prep_es.services.container import Services
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.store.settings import Settings
 from tests.api.conftest import (
     API,
     PASSWORD,

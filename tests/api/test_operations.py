@@ -28,11 +28,11 @@ from aggregates.user import EmailClaim
 from api.operations import Operations, router
 from commands.accounts import DepositFunds
 from prep_es.app import create_app
-from prep_es.eventstore import datastore_of
-from prep_es.metrics import Metrics, MetricsMiddleware
-from prep_es.passwords import Argon2Passwords
-from prep_es.readiness import Readiness
-from prep_es.settings import Settings
+from prep_es.services.metrics import Metrics, MetricsMiddleware
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.services.readiness import Readiness
+from prep_es.store.eventstore import datastore_of
+from prep_es.store.settings import Settings
 from projections.status import ProjectionStatus
 from tests.api.conftest import (
     JWT_SECRET,
@@ -404,7 +404,7 @@ def test_metrics_of_several_processes_are_summed(tmp_path: Path) -> None:
     directory.mkdir()
     worker = textwrap.dedent(
         """
-        from prep_es.metrics import Metrics
+        from prep_es.services.metrics import Metrics
         metrics = Metrics()
         assert metrics.directory is not None
         for _ in range(3):

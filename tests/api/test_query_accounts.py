@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prep_es.app import create_app
-from prep_es.passwords import Argon2Passwords
+from prep_es.services.passwords import Argon2Passwords
 from projections import PROJECTIONS
 from projections.runners import ProjectionRunner, ensure_ready
 from projections.users import UsersProjection

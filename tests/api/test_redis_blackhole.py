@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prep_es.app import create_app
-from prep_es.passwords import Argon2Passwords
+from prep_es.services.passwords import Argon2Passwords
 from tests.api.conftest import API, PASSWORD, USERS_WAIT_S, api_settings, services_of
 
 ACCEPT_WAIT_S = 10.0

@@ -16,8 +16,8 @@ from aggregates.booking import BOOKING_STATUSES, Booking
 from aggregates.kitchen import KITCHEN_STATUSES, Kitchen
 from aggregates.policies import share_cents
 from prep_es.demo import DEMO_ADMIN_EMAIL, DEMO_PASSWORD
-from prep_es.eventstore import PrepApplication, open_application
-from prep_es.settings import Settings
+from prep_es.store.eventstore import PrepApplication, open_application
+from prep_es.store.settings import Settings
 from tests.cli.running import RunCli, cli_runner
 
 NOTIFICATIONS_MAX = 10_000

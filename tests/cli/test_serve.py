@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from prep_es.settings import PostgresLocation, parse_database_url
+from prep_es.store.settings import PostgresLocation, parse_database_url
 from projections import PROJECTIONS
 from projections.locks import FileRunnerLock, lock_file_path, lock_key
 from tests.cli.running import RunCli, cli_runner

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from prep_es.server import proxy_options
-from prep_es.settings import Settings, SettingsError, load_settings
+from prep_es.store.settings import Settings, SettingsError, load_settings
 from tests.cli.test_serve import API, PASSWORD, Server, start_server
 
 __all__ = ["start_server"]  # the fixture, shared with the serve tests

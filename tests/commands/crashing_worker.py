@@ -2,7 +2,7 @@
 
 On SQLite it dies inside the open transaction, after its events were inserted and before
 the commit. On PostgreSQL an append is one statement in its own transaction (see
-``prep_es.eventstore``), so the last moment a client can die before the commit is just
+``prep_es.store.eventstore``), so the last moment a client can die before the commit is just
 before it sends that statement, with every event already serialized; once sent, the
 statement commits or fails as a whole."""
 

@@ -14,12 +14,12 @@ from aggregates.account import Account, account_id_for
 from aggregates.errors import ActorNotAdmitted, InsufficientFunds, KitchenNotBookable
 from commands.accounts import DepositFunds, RequestPayout
 from commands.bookings import BookingAction
-from commands.handling import KnownAggregates, replay
 from commands.kitchens import KitchenActionWithReason
 from commands.users import UpdateUser
-from prep_es.known_copies import KnownCopiesFollower
-from prep_es.runtime import Runtime
-from prep_es.settings import PostgresLocation
+from prep_es.services.runtime import Runtime
+from prep_es.store.known_copies import KnownAggregates, replay
+from prep_es.store.known_copies_follower import KnownCopiesFollower
+from prep_es.store.settings import PostgresLocation
 from tests.support import (
     START_OF_TESTS,
     Marketplace,

@@ -46,7 +46,7 @@ CERTIFICATES_EXPIRE_ON = date(2031, 12, 31)
 
 
 def load_packaged_catalog() -> JurisdictionCatalog:
-    text = (files("prep_es") / "jurisdictions.toml").read_text(encoding="utf-8")
+    text = (files("prep_es.store") / "jurisdictions.toml").read_text(encoding="utf-8")
     return JurisdictionCatalog.from_mapping(tomllib.loads(text))
 
 

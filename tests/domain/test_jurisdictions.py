@@ -28,7 +28,9 @@ ALL_KINDS = frozenset(
 
 
 def packaged() -> dict[str, Any]:
-    return tomllib.loads((files("prep_es") / "jurisdictions.toml").read_text(encoding="utf-8"))
+    return tomllib.loads(
+        (files("prep_es.store") / "jurisdictions.toml").read_text(encoding="utf-8")
+    )
 
 
 def test_packaged_catalog_holds_los_angeles_and_san_francisco() -> None:

@@ -17,8 +17,8 @@ from aggregates.kitchen import Kitchen
 from aggregates.policies import BookingWindow
 from aggregates.schedule import KitchenSchedule
 from aggregates.user import User
-from prep_es.eventstore import PrepApplication, open_application
-from prep_es.settings import Settings
+from prep_es.store.eventstore import PrepApplication, open_application
+from prep_es.store.settings import Settings
 from tests.domain.scenario import (
     BOOKING_START,
     SF,

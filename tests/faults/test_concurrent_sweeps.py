@@ -22,8 +22,8 @@ import pytest
 from aggregates.account import Account
 from aggregates.booking import Booking
 from commands.bookings import BookingAction
-from prep_es.eventstore import PrepApplication
-from prep_es.runtime import Runtime
+from prep_es.services.runtime import Runtime
+from prep_es.store.eventstore import PrepApplication
 from tests.cli.running import cli_runner
 from tests.support import MutableClock, as_actor, build_marketplace, open_test_runtime
 

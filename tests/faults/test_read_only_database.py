@@ -17,7 +17,7 @@ from eventsourcing.persistence import PersistenceError
 
 from aggregates.booking import Booking
 from aggregates.kitchen import Kitchen
-from prep_es.services import locked_sweeper
+from prep_es.services.container import locked_sweeper
 from tests.faults.conftest import ThrowawayPostgres
 from tests.support import (
     START_OF_TESTS,
@@ -84,7 +84,7 @@ def test_commands_fail_while_the_server_is_read_only_and_work_after(
     market.clock.now = SLOT + timedelta(minutes=1)
     sweeper = locked_sweeper(market.runtime, SWEEP_INTERVAL_S)
     try:
-        with caplog.at_level(logging.ERROR, logger="prep_es.services"):
+        with caplog.at_level(logging.ERROR, logger="prep_es.services.container"):
             sweeper.start()
             wait_for(lambda: caplog.records, REFUSED_WITHIN_S, "the sweep did not fail")
         set_read_only(throwaway_postgres, False)

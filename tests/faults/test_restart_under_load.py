@@ -19,10 +19,10 @@ import pytest
 from aggregates.account import Account, account_id_for
 from aggregates.booking import Booking
 from aggregates.errors import DomainError
+from api.problems import database_unavailable
 from commands.handling import Actor
-from prep_es.errors import database_unavailable
-from prep_es.eventstore import open_application
-from prep_es.settings import Settings
+from prep_es.store.eventstore import open_application
+from prep_es.store.settings import Settings
 from tests.faults.conftest import StopMode, ThrowawayPostgres
 from tests.support import (
     START_OF_TESTS,

@@ -14,10 +14,10 @@ from uuid import UUID
 import pytest
 
 from aggregates.booking import Booking
-from prep_es.eventstore import open_application
-from prep_es.runtime import Runtime
-from prep_es.services import SweeperThread, locked_sweeper
-from prep_es.settings import Settings
+from prep_es.services.container import SweeperThread, locked_sweeper
+from prep_es.services.runtime import Runtime
+from prep_es.store.eventstore import open_application
+from prep_es.store.settings import Settings
 from tests.faults.conftest import StopMode, ThrowawayPostgres
 from tests.support import START_OF_TESTS, MutableClock, build_marketplace, open_test_runtime
 
@@ -102,7 +102,7 @@ def test_a_sweep_that_fails_is_tried_again_soon(
     booking_id = due_booking(runtime, clock)
     throwaway_postgres.stop("fast")
     try:
-        with caplog.at_level(logging.ERROR, logger="prep_es.services"):
+        with caplog.at_level(logging.ERROR, logger="prep_es.services.container"):
             sweeper = locked_sweeper(runtime, SWEEP_INTERVAL_S)
             sweeper.start()
             deadline = time.monotonic() + EXPIRED_WITHIN_S

@@ -17,9 +17,9 @@ import os
 import signal
 import threading
 
-from prep_es.eventstore import open_application
-from prep_es.readside import lock_factory, open_read_side
-from prep_es.settings import PostgresLocation, Settings
+from prep_es.services.readside import lock_factory, open_read_side
+from prep_es.store.eventstore import open_application
+from prep_es.store.settings import PostgresLocation, Settings
 from projections import PROJECTIONS
 from projections.locks import RunnerLock
 from projections.runners import AppendSignal, Supervisor

@@ -16,16 +16,17 @@ import pytest
 
 from commands.accounts import DepositFunds
 from prep_es.cli import describe_statuses
-from prep_es.readside import ReadSide, lock_factory
-from prep_es.runtime import Runtime
-from prep_es.services import SWEEPER_LOCK_NAME
-from prep_es.settings import Settings
+from prep_es.services.container import SWEEPER_LOCK_NAME
+from prep_es.services.readside import ReadSide, lock_factory
+from prep_es.services.runtime import Runtime
+from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.database import Sql
+from projections.failures import ProjectionFailed
 from projections.rebuilds import share_among_processes
-from projections.runners import ProjectionFailed, ProjectionRunner, ensure_ready, generations
+from projections.runners import ProjectionRunner, ensure_ready, generations
 from projections.status import projection_statuses
 from queries.consistency import ReadPositions
 from tests.cli.running import RunCli, cli_runner

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 import pytest
 
 from commands.accounts import DepositFunds
-from prep_es.readside import ReadSide, start_projectors
-from prep_es.settings import Settings
+from prep_es.services.readside import ReadSide, start_projectors
+from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.audit import AuditProjection
 from projections.database import PostgresReadDatabase, ReadDatabase, Sql

@@ -18,8 +18,8 @@ import pytest
 
 from commands.accounts import DepositFunds
 from commands.handling import Actor
-from prep_es.readside import ReadSide, open_read_side, start_projectors
-from prep_es.settings import Settings
+from prep_es.services.readside import ReadSide, open_read_side, start_projectors
+from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.database import ReadDatabase
 from projections.runners import BATCH_SIZE, ProjectionRunner, ensure_ready, generations

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from prep_es.readside import open_read_side
-from prep_es.settings import Settings
+from prep_es.services.readside import open_read_side
+from prep_es.store.settings import Settings
 from projections.audit import AuditProjection
 from projections.database import PostgresReadDatabase
 from projections.runners import ProjectionRunner, ensure_ready

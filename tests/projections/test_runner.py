@@ -15,16 +15,16 @@ from eventsourcing.utils import get_topic
 
 from aggregates.idempotency import IdempotencyRecord
 from aggregates.user import User
-from prep_es.readside import ReadSide
+from prep_es.services.readside import ReadSide
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.bookings import BookingsProjection
 from projections.database import Sql
+from projections.failures import ProjectionFailed
 from projections.locks import ProcessRunnerLock, RunnerLock
 from projections.runners import (
     AppendSignal,
     EventDecoder,
-    ProjectionFailed,
     ProjectionRunner,
     SharedCommits,
     Supervisor,

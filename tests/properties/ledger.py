@@ -17,7 +17,7 @@ from uuid import UUID
 
 from aggregates.account import Account
 from aggregates.schedule import KitchenSchedule
-from prep_es.eventstore import PrepApplication
+from prep_es.store.eventstore import PrepApplication
 from tests.properties.oracle import expected_commission_cents
 
 NOTIFICATIONS_PAGE_SIZE = 500

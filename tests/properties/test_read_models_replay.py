@@ -14,8 +14,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.settings import Settings
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.base import Projection
 from projections.database import ReadDatabase

@@ -20,7 +20,7 @@ from aggregates.errors import DomainError
 from commands.accounts import DepositFunds
 from commands.bookings import BookingState, CancelBooking, RequestBooking
 from commands.handling import Actor
-from prep_es.runtime import Runtime
+from prep_es.services.runtime import Runtime
 from tests.properties.conftest import StoreFactory
 from tests.properties.oracle import (
     QUARTER,

@@ -26,7 +26,7 @@ from aggregates.errors import DomainError
 from commands.accounts import DepositFunds
 from commands.bookings import CancelBooking, RequestBooking, RescheduleBooking
 from commands.handling import Actor
-from prep_es.runtime import Runtime
+from prep_es.services.runtime import Runtime
 from tests.properties.conftest import StoreFactory
 from tests.properties.ledger import LedgerFold
 from tests.properties.oracle import (

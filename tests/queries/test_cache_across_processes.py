@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 
 from commands.kitchens import UpdateKitchen
-from prep_es.readside import ReadSide
-from prep_es.services import open_query_cache
-from prep_es.settings import Settings
+from prep_es.services.container import open_query_cache
+from prep_es.services.readside import ReadSide
+from prep_es.store.settings import Settings
 from projections.base import packaged_jurisdictions
 from projections.kitchens import KitchensProjection
 from projections.runners import ProjectionRunner, ensure_ready

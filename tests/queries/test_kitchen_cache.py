@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from commands.kitchens import UpdateKitchen
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.settings import Settings
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.store.settings import Settings
 from projections.base import packaged_jurisdictions
 from projections.bookings import BookingsProjection
 from projections.kitchens import KitchensProjection

@@ -15,9 +15,9 @@ import redis
 
 from commands.accounts import DepositFunds
 from commands.kitchens import UpdateKitchen
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.redis_namespace import redis_namespace
-from prep_es.settings import Settings
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.services.redis_namespace import redis_namespace
+from prep_es.store.settings import Settings
 from projections.base import packaged_jurisdictions
 from projections.kitchens import KitchensProjection
 from projections.runners import ProjectionRunner, ensure_ready, generations

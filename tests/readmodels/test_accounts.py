@@ -15,8 +15,8 @@ from aggregates.base import derived_id
 from aggregates.errors import NotFound, PermissionDenied
 from commands.accounts import DepositFunds
 from commands.handling import Actor
-from prep_es.readside import open_read_side
-from prep_es.settings import Settings
+from prep_es.services.readside import open_read_side
+from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection, entry_id_of
 from queries.accounts import AccountQueries, StatementEntry
 from queries.base import PageRequest, Viewer

@@ -22,8 +22,8 @@ from aggregates.kitchen import Kitchen
 from commands.bookings import BookingAction, CancelBooking, DeclineBooking, RescheduleBooking
 from commands.handling import Actor
 from commands.kitchens import UpdateKitchen
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.settings import Settings
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.store.settings import Settings
 from projections.analytics import AnalyticsProjection
 from projections.runners import ProjectionRunner, ensure_ready, generations, request_rebuild
 from queries.analytics import AnalyticsQueries, RevenueSeries

@@ -14,10 +14,11 @@ import pytest
 
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from commands.bookings import BookingAction, CancelBooking, RescheduleBooking
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.replay import replay_aggregate
-from prep_es.settings import Settings
-from projections.audit import REDACTED, AuditProjection
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.store.redaction import REDACTED
+from prep_es.store.replay import replay_aggregate
+from prep_es.store.settings import Settings
+from projections.audit import AuditProjection
 from projections.runners import ProjectionRunner, ensure_ready
 from queries.audit import AuditEntry, AuditQueries
 from queries.base import PageRequest, Viewer

@@ -22,8 +22,8 @@ from commands.bookings import (
     RescheduleBooking,
 )
 from commands.handling import Actor
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.settings import Settings
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection
 from projections.base import Projection
 from projections.bookings import BookingsProjection

@@ -19,10 +19,10 @@ from aggregates.user import User
 from commands.handling import Actor
 from commands.kitchens import AttachCertificate, UpdateKitchen
 from commands.users import UpdateUser
-from prep_es.passwords import Argon2Passwords
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.runtime import Runtime
-from prep_es.settings import Settings
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.services.runtime import Runtime
+from prep_es.store.settings import Settings
 from projections.base import Projection
 from projections.compliance import ComplianceProjection
 from projections.database import ReadDatabase

@@ -38,9 +38,9 @@ from commands.kitchens import (
     KitchenActionWithReason,
     UpdateKitchen,
 )
-from prep_es.readside import ReadSide, open_read_side
-from prep_es.runtime import Runtime
-from prep_es.settings import Settings
+from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.services.runtime import Runtime
+from prep_es.store.settings import Settings
 from projections.compliance import ComplianceProjection
 from projections.database import ReadDatabase, Sql
 from projections.kitchens import KitchensProjection, floor_minute

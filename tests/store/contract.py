@@ -10,12 +10,12 @@ from typing import Any
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
-from prep_es.eventstore import APPLICATION_NAME, application_env
-from prep_es.settings import Settings
+from prep_es.store.eventstore import APPLICATION_NAME, application_env
+from prep_es.store.settings import Settings
 
 
 def construct_env(database_url: str) -> Environment:
-    """The environment :func:`prep_es.eventstore.open_application` gives eventsourcing."""
+    """The environment :func:`prep_es.store.eventstore.open_application` gives eventsourcing."""
     return Environment(APPLICATION_NAME, application_env(Settings(database_url=database_url)))
 
 

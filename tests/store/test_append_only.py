@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from prep_es.eventstore import PrepApplication, open_application
-from prep_es.settings import Settings, SqliteLocation, parse_database_url
+from prep_es.store.eventstore import PrepApplication, open_application
+from prep_es.store.settings import Settings, SqliteLocation, parse_database_url
 from tests.store.counter import SNAPSHOT_INTERVAL, Counter
 
 POSTGRES_TABLES = ("prep_es_events", "prep_es_snapshots")

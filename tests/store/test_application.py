@@ -8,14 +8,14 @@ from uuid import uuid4
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from prep_es.eventstore import (
+from prep_es.store.eventstore import (
     PrepApplication,
     PrepPostgresFactory,
     PrepSQLiteFactory,
     datastore_of,
     open_application,
 )
-from prep_es.settings import Settings
+from prep_es.store.settings import Settings
 from tests.store.counter import SNAPSHOT_INTERVAL, Counter
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from prep_es.funnel import Funnel
+from prep_es.store.funnel import Funnel
 
 
 def doubled(items: Sequence[int]) -> list[int | BaseException]:

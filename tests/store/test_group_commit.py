@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from psycopg import Connection
 from psycopg.sql import SQL
 
-from prep_es.eventstore import AppendOnlyPostgresApplicationRecorder, open_application
-from prep_es.group_commit import Append, AppendOutcome, GroupCommit
-from prep_es.settings import Settings
+from prep_es.store.eventstore import AppendOnlyPostgresApplicationRecorder, open_application
+from prep_es.store.group_commit import Append, AppendOutcome, GroupCommit
+from prep_es.store.settings import Settings
 
 pytestmark = pytest.mark.postgres
 

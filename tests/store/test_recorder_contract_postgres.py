@@ -1,5 +1,5 @@
 """eventsourcing's recorder contract suites, run against our append-only PostgreSQL
-recorders as :func:`prep_es.eventstore.open_application` configures them.
+recorders as :func:`prep_es.store.eventstore.open_application` configures them.
 
 Each test gets a new empty database instead of the library's drop-and-truncate cleanup:
 our triggers refuse TRUNCATE and DELETE on event tables, by design.
@@ -20,7 +20,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.tests import persistence as contract
 
-from prep_es.eventstore import (
+from prep_es.store.eventstore import (
     AppendOnlyPostgresAggregateRecorder,
     AppendOnlyPostgresApplicationRecorder,
     AppendOnlyPostgresProcessRecorder,

@@ -1,5 +1,5 @@
 """eventsourcing's recorder contract suites, run against our append-only SQLite recorders
-as :func:`prep_es.eventstore.open_application` configures them (file databases, as in
+as :func:`prep_es.store.eventstore.open_application` configures them (file databases, as in
 the embedded default). Each test gets a new database file.
 """
 
@@ -18,7 +18,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.tests import persistence as contract
 
-from prep_es.eventstore import (
+from prep_es.store.eventstore import (
     AppendOnlySQLiteAggregateRecorder,
     AppendOnlySQLiteApplicationRecorder,
     AppendOnlySQLiteProcessRecorder,

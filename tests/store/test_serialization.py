@@ -18,9 +18,9 @@ from eventsourcing.persistence import MapperDeserialisationError, StoredEvent
 from eventsourcing.utils import register_topic
 
 from aggregates.base import DomainEvent, EventMetadata, recording_metadata
-from prep_es.eventstore import PrepApplication, open_application
-from prep_es.serialization import OrjsonTranscoder, PydanticMapper
-from prep_es.settings import Settings
+from prep_es.store.eventstore import PrepApplication, open_application
+from prep_es.store.serialization import OrjsonTranscoder, PydanticMapper
+from prep_es.store.settings import Settings
 from tests.store.counter import Counter
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -100,8 +100,8 @@ def test_stored_events_load_after_their_classes_move(sqlite_url: str) -> None:
         from eventsourcing.domain import event
 
         from aggregates.base import Aggregate, AggregateCreated
-        from prep_es.eventstore import open_application
-        from prep_es.settings import Settings
+        from prep_es.store.eventstore import open_application
+        from prep_es.store.settings import Settings
 
         class Tally(Aggregate):
             TOPIC: ClassVar[str] = "StoreTest.Counter"

@@ -8,7 +8,7 @@ import secrets
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from prep_es.settings import (
+from prep_es.store.settings import (
     JWT_SECRET_ENTROPY_BITS_MIN,
     PostgresLocation,
     Settings,

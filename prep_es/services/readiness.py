@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from prep_es.eventstore import session_refuses_writes
-from prep_es.settings import DatabaseLocation, PostgresLocation, Settings
+from prep_es.store.eventstore import session_refuses_writes
+from prep_es.store.settings import DatabaseLocation, PostgresLocation, Settings
 from projections.status import ProjectionStatus
 from queries.redis_circuit import RedisCircuit
 

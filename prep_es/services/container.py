@@ -26,7 +26,7 @@ from commands.admission import Admission
 from commands.handling import Actor, Clock, CommandContext
 from commands.sweeper import Sweeper, SweepIncomplete, SweepReport
 from commands.users import PasswordHashing, RecordPasswordRehash
-from prep_es.auth import (
+from prep_es.services.auth import (
     AttemptLimiter,
     Login,
     PasswordChange,
@@ -35,19 +35,19 @@ from prep_es.auth import (
     TokenService,
     open_attempt_limiter,
 )
-from prep_es.credentials import CurrentCredentials
-from prep_es.known_copies import KnownCopiesFollower
-from prep_es.passwords import Argon2Passwords, BoundedPasswords
-from prep_es.readside import (
+from prep_es.services.credentials import CurrentCredentials
+from prep_es.services.passwords import Argon2Passwords, BoundedPasswords
+from prep_es.services.readside import (
     ReadSide,
     configured_projections,
     lock_factory,
     open_read_side,
     start_projectors,
 )
-from prep_es.redis_namespace import redis_namespace
-from prep_es.runtime import Runtime, open_runtime, system_clock
-from prep_es.settings import PostgresLocation, Settings
+from prep_es.services.redis_namespace import redis_namespace
+from prep_es.services.runtime import Runtime, open_runtime, system_clock
+from prep_es.store.known_copies_follower import KnownCopiesFollower
+from prep_es.store.settings import PostgresLocation, Settings
 from projections.base import Projection
 from projections.database import ReadDatabase
 from projections.kitchens import KitchensProjection
@@ -93,7 +93,7 @@ class SweeperThread:
     ``SWEEP_RETRY_FIRST_WAIT_S``, doubling on each failure in a row up to
     ``interval_s``. Each transition is its own idempotent command, so a retry redoes
     nothing that was done. After a database restart every pooled connection is dead;
-    the pool drops them before use (see ``prep_es.eventstore``), so the first retry
+    the pool drops them before use (see ``prep_es.store.eventstore``), so the first retry
     that finds the database up sweeps.
 
     With ``lock`` (a runner lock named ``sweeper``), it sweeps only while it holds the
@@ -223,7 +223,7 @@ class Services:
     projections: tuple[type[Projection], ...]
     known_copies: KnownCopiesFollower | None
     """Keeps the command handlers' known copies current (PostgreSQL; see
-    ``prep_es.known_copies``)."""
+    ``prep_es.store.known_copies_follower``)."""
     supervisor: Supervisor | None = None
     sweeper: SweeperThread | None = None
     _closed: bool = field(default=False, repr=False)
@@ -272,7 +272,7 @@ def open_query_cache(
     namespace: str = "",
     circuit: RedisCircuit | None = None,
 ) -> QueryCache:
-    """Redis if configured (keys under ``namespace``, see ``prep_es.redis_namespace``);
+    """Redis if configured (keys under ``namespace``, see ``prep_es.services.redis_namespace``);
     else a cache in this process, told of every change by the runners' announcements
     (PostgreSQL) or, where none can arrive, treating everything built before the
     kitchens read model's current position as stale."""

@@ -23,8 +23,8 @@ from pydantic import BaseModel
 
 from aggregates.base import Aggregate, DomainEvent
 from aggregates.errors import InvalidRequest, NotFound
-from prep_es.eventstore import PrepApplication
-from projections.audit import ENVELOPE_FIELDS, redact_secrets
+from prep_es.store.eventstore import PrepApplication
+from prep_es.store.redaction import ENVELOPE_FIELDS, redact_secrets
 
 EVENTS_PER_AGGREGATE_MAX: Final = 100_000
 """A limit on one replay. No aggregate comes near it (long-lived ones are snapshotted

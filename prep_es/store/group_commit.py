@@ -3,7 +3,7 @@
 Every append to the PostgreSQL event store takes the events table's exclusive lock
 (commit order must equal notification-id order), so appends from concurrent commands
 queue behind each other, each paying for its own lock, round trips and commit. Group
-commit (a :class:`~prep_es.funnel.Funnel`) writes the appends queued while a commit is in
+commit (a :class:`~prep_es.store.funnel.Funnel`) writes the appends queued while a commit is in
 flight in one transaction — one lock, one round trip, one commit. No append waits on a
 timer: a lone append commits at once.
 
@@ -27,7 +27,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from prep_es.funnel import Funnel
+from prep_es.store.funnel import Funnel
 
 ExpectedVersions = Mapping[UUID, int]
 """Aggregates an append's decision read without changing them, and the versions read:

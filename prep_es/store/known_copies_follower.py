@@ -1,7 +1,7 @@
 """Keeps this process's known copies of aggregates current when other processes write.
 
 A command's first attempt starts from the copies this process last loaded or committed
-(``commands.handling.KnownAggregates``); a commit refuses a decision made on a stale
+(``prep_es.store.known_copies.KnownAggregates``); a commit refuses a decision made on a stale
 copy, and the command decides again on fresh state. Where several processes serve
 commands, a copy goes stale whenever another one writes the aggregate — a customer's
 account, say, when their requests reach both API workers — and every such command paid
@@ -28,8 +28,8 @@ import psycopg
 from eventsourcing.persistence import Notification
 from psycopg.sql import SQL, Identifier
 
-from commands.handling import KnownAggregates
-from prep_es.eventstore import AppendOnlyPostgresApplicationRecorder, PrepApplication
+from prep_es.store.eventstore import AppendOnlyPostgresApplicationRecorder, PrepApplication
+from prep_es.store.known_copies import KnownAggregates
 
 logger = logging.getLogger(__name__)
 

@@ -167,7 +167,7 @@ class Settings(BaseSettings):
         default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"
     )
     """What every Redis key of this deployment starts with after ``prep_es:``; by
-    default a digest of the event store's identity (see ``prep_es.redis_namespace``)."""
+    default a digest of the event store's identity (see ``prep_es.services.redis_namespace``)."""
     redis_cool_down_s: float = Field(default=5.0, gt=0, le=300)
     """After Redis fails to answer, how long every Redis user of a process skips it."""
     jwt_secret: SecretStr | None = None
@@ -323,7 +323,7 @@ class Settings(BaseSettings):
         """The jurisdiction rules to load: the configured file or the packaged defaults."""
         if self.jurisdictions_file is not None:
             return self.jurisdictions_file
-        return Path(str(resources.files("prep_es").joinpath("jurisdictions.toml")))
+        return Path(str(resources.files("prep_es.store").joinpath("jurisdictions.toml")))
 
     def require_production_secret(self) -> SecretStr | None:
         """The JWT secret, checked for a serving process.

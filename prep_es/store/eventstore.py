@@ -28,7 +28,7 @@ fails when an aggregate it writes has. A command can therefore decide on cached 
 and still never commit a decision made on stale state.
 
 **Explicit topics.** Events are stored under their class's ``TOPIC`` (see
-``prep_es.serialization``), and :class:`PrepApplication` imports every module of the
+``prep_es.store.serialization``), and :class:`PrepApplication` imports every module of the
 ``aggregates`` package before it reads, so every stored topic resolves.
 """
 
@@ -87,9 +87,9 @@ from psycopg.sql import SQL, Composed, Identifier
 
 import aggregates
 from aggregates.base import Aggregate as DomainAggregate
-from prep_es.group_commit import Append, AppendOutcome, ExpectedVersions, GroupCommit
-from prep_es.serialization import OrjsonTranscoder, PydanticMapper
-from prep_es.settings import PostgresLocation, Settings, SqliteLocation
+from prep_es.store.group_commit import Append, AppendOutcome, ExpectedVersions, GroupCommit
+from prep_es.store.serialization import OrjsonTranscoder, PydanticMapper
+from prep_es.store.settings import PostgresLocation, Settings, SqliteLocation
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def postgres_append_only_statements(schema: str, table: str) -> list[Composed]:
 def postgres_append_function_statement(
     function: Composed, *, table: Composed, channel: Identifier, lock_timeout_s: int
 ) -> Composed:
-    """DDL of the function every group of appends calls (see ``prep_es.group_commit``).
+    """DDL of the function every group of appends calls (see ``prep_es.store.group_commit``).
 
     It takes the events table's EXCLUSIVE lock (so commit order is notification-id
     order), then judges the appends in order: one is refused if an event of it takes a

@@ -12,9 +12,9 @@ from aggregates.jurisdictions import JurisdictionCatalog
 from commands import Commands
 from commands.handling import Clock
 from commands.users import PasswordHashing
-from prep_es.eventstore import PrepApplication, open_application
-from prep_es.passwords import Argon2Passwords
-from prep_es.settings import Settings
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.store.eventstore import PrepApplication, open_application
+from prep_es.store.settings import Settings
 
 
 def system_clock() -> datetime:

@@ -24,7 +24,7 @@ from typing import Final
 
 import psycopg
 
-from prep_es.settings import DatabaseLocation, PostgresLocation, Settings
+from prep_es.store.settings import DatabaseLocation, PostgresLocation, Settings
 
 NAMESPACE_HEX_DIGITS: Final = 16
 CONNECT_TIMEOUT_S: Final = 10

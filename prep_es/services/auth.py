@@ -53,8 +53,8 @@ from aggregates.errors import DomainError, InvalidRequest
 from aggregates.user import ROLES, epoch_microseconds, fold_email
 from commands.handling import CommandContext, Executed
 from commands.users import ChangePassword, UserCommands, UserState
-from prep_es.passwords import PasswordHashingBusy
-from prep_es.settings import Settings, SqliteLocation
+from prep_es.services.passwords import PasswordHashingBusy
+from prep_es.store.settings import Settings, SqliteLocation
 from queries.redis_circuit import RedisCircuit
 from queries.users import UserCredentials, UserQueries
 
@@ -429,7 +429,7 @@ return 0
 
 class RedisAttemptLimiter(AttemptLimiter):
     """Shared by every process of a deployment through Redis (keys under
-    ``prep_es:<namespace>:attempts:``, see ``prep_es.redis_namespace``), each
+    ``prep_es:<namespace>:attempts:``, see ``prep_es.services.redis_namespace``), each
     reservation one Lua script (atomic in Redis). While Redis cannot be reached, counts
     per process instead (logged once per outage); after an outage ``circuit`` skips
     Redis for a cool-down (see ``queries.redis_circuit``)."""
