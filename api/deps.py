@@ -52,7 +52,7 @@ from api.problems import READ_POSITION_STATE
 from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
-from commands.handling import Actor, CommandContext
+from commands.context import Actor, CommandContext
 from commands.kitchens import KitchenCommands
 from commands.users import UserCommands
 from prep_es.services.auth import TokenClaims, Unauthenticated

@@ -73,7 +73,7 @@ from bench.databases import (  # noqa: E402
 )
 from commands.accounts import DepositFunds  # noqa: E402
 from commands.bookings import RequestBooking  # noqa: E402
-from commands.handling import Actor  # noqa: E402
+from commands.context import Actor  # noqa: E402
 from prep_es.services.passwords import Argon2Passwords  # noqa: E402
 from prep_es.services.runtime import Runtime, open_runtime  # noqa: E402
 from prep_es.store.eventstore import open_application  # noqa: E402

@@ -98,7 +98,7 @@ from bench.databases import (  # noqa: E402
 )
 from commands.accounts import DepositFunds  # noqa: E402
 from commands.bookings import RequestBooking  # noqa: E402
-from commands.handling import Actor, CommandContext  # noqa: E402
+from commands.context import Actor, CommandContext  # noqa: E402
 from commands.kitchens import (  # noqa: E402
     AttachCertificate,
     CertificateAction,

@@ -113,7 +113,7 @@ from commands.bookings import (  # noqa: E402
     DeclineBooking,
     RequestBooking,
 )
-from commands.handling import Actor  # noqa: E402
+from commands.context import Actor  # noqa: E402
 from prep_es.services.passwords import Argon2Passwords  # noqa: E402
 from prep_es.services.readside import ReadSide, open_read_side, start_projectors  # noqa: E402
 from prep_es.services.runtime import Runtime, open_runtime, tune_garbage_collection  # noqa: E402

@@ -5,15 +5,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from uuid import UUID
-
-from eventsourcing.application import Application
 
 from aggregates.jurisdictions import JurisdictionCatalog
 from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
-from commands.handling import Clock, CommandProcessor
+from commands.clock import Clock
 from commands.kitchens import KitchenCommands
+from commands.processor import CommandProcessor
+from commands.store import CommandStore
 from commands.sweeper import EventStoreAgenda, Sweeper
 from commands.users import PasswordHashing, UserCommands
 
@@ -30,7 +29,7 @@ class Commands:
     @classmethod
     def build(
         cls,
-        app: Application[UUID],
+        store: CommandStore,
         *,
         jurisdictions: JurisdictionCatalog,
         clock: Clock,
@@ -38,7 +37,7 @@ class Commands:
         conflict_retries_max: int,
         commission_basis_points: int,
     ) -> Commands:
-        processor = CommandProcessor(app, conflict_retries_max=conflict_retries_max)
+        processor = CommandProcessor(store, conflict_retries_max=conflict_retries_max)
         bookings = BookingCommands(
             processor, jurisdictions, clock, commission_basis_points=commission_basis_points
         )
@@ -48,5 +47,5 @@ class Commands:
             kitchens=KitchenCommands(processor, jurisdictions, clock),
             bookings=bookings,
             accounts=AccountCommands(processor),
-            sweeper=Sweeper(processor, bookings, jurisdictions, clock, EventStoreAgenda(app)),
+            sweeper=Sweeper(processor, bookings, jurisdictions, clock, EventStoreAgenda(store)),
         )

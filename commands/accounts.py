@@ -9,7 +9,9 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict
 
 from aggregates.account import Account
-from commands.handling import CommandContext, CommandProcessor, Executed, UnitOfWork, require_role
+from commands.context import CommandContext, require_role
+from commands.processor import CommandProcessor, Executed
+from commands.unit_of_work import UnitOfWork
 
 
 class DepositFunds(BaseModel):

@@ -1,7 +1,7 @@
 """Whether a request's access token still admits its user, decided on the user as the
 write model has them — for queries as for commands.
 
-Commands check their actor inside the unit of work (``commands.handling._admit``);
+Commands check their actor inside the unit of work (``commands.processor._admit``);
 queries read no aggregate, so authentication asks :class:`Admission` first. It looks
 at this process's known copy of the user (``KnownAggregates``): a change this process
 committed is there as soon as its command answers, and where a follower applies every
@@ -20,11 +20,11 @@ from collections.abc import Callable
 from typing import TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application
-
 from aggregates.base import Aggregate
 from aggregates.user import User
-from commands.handling import Actor, UnitOfWork
+from commands.context import Actor
+from commands.store import CommandStore
+from commands.unit_of_work import UnitOfWork
 from prep_es.store.known_copies import KnownAggregates
 
 TLooked = TypeVar("TLooked")
@@ -35,9 +35,9 @@ class Admission:
     follower keeps this process's known copies current with every stored event."""
 
     def __init__(
-        self, app: Application[UUID], known: KnownAggregates, *, copies_followed: bool
+        self, store: CommandStore, known: KnownAggregates, *, copies_followed: bool
     ) -> None:
-        self._app = app
+        self._store = store
         self._known = known
         self._copies_followed = copies_followed
 
@@ -68,13 +68,13 @@ class Admission:
             looked = self._known.inspect(user_id, look_at_user)
             if looked is not None:
                 return looked
-        user = UnitOfWork(self._app, self._known, optimistic=False).find(User, user_id)
+        user = UnitOfWork(self._store, self._known, optimistic=False).find(User, user_id)
         return None if user is None else look(user)
 
     def check(self, actor: Actor) -> bool:
         """Whether the user, read from the store, admits ``actor``; ``False`` if there
         is no such user. The copy read is kept for the next request (and command)."""
-        user = UnitOfWork(self._app, self._known, optimistic=False).find(User, actor.user_id)
+        user = UnitOfWork(self._store, self._known, optimistic=False).find(User, actor.user_id)
         if user is None:
             return False
         _check(user, actor)

@@ -21,15 +21,10 @@ from aggregates.policies import (
     settle,
 )
 from aggregates.schedule import KitchenSchedule
-from commands.handling import (
-    Actor,
-    Clock,
-    CommandContext,
-    CommandProcessor,
-    Executed,
-    UnitOfWork,
-    require_role,
-)
+from commands.clock import Clock
+from commands.context import Actor, CommandContext, require_role
+from commands.processor import CommandProcessor, Executed
+from commands.unit_of_work import UnitOfWork
 
 
 class RequestBooking(BaseModel):

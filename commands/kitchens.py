@@ -12,15 +12,10 @@ from aggregates.errors import NotFound, PermissionDenied
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Certificate, Kitchen
 from aggregates.policies import check_certificate_current
-from commands.handling import (
-    Actor,
-    Clock,
-    CommandContext,
-    CommandProcessor,
-    Executed,
-    UnitOfWork,
-    require_role,
-)
+from commands.clock import Clock
+from commands.context import Actor, CommandContext, require_role
+from commands.processor import CommandProcessor, Executed
+from commands.unit_of_work import UnitOfWork
 
 
 class CreateKitchen(BaseModel):

@@ -12,14 +12,10 @@ from pydantic import BaseModel, ConfigDict
 from aggregates.account import Account
 from aggregates.errors import EmailTaken, IdempotencyKeyReused, PermissionDenied
 from aggregates.user import EmailClaim, User, check_password, normalize_email
-from commands.handling import (
-    Clock,
-    CommandContext,
-    CommandProcessor,
-    Executed,
-    UnitOfWork,
-    require_role,
-)
+from commands.clock import Clock
+from commands.context import CommandContext, require_role
+from commands.processor import CommandProcessor, Executed
+from commands.unit_of_work import UnitOfWork
 
 
 class PasswordHashing(Protocol):

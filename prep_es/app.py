@@ -42,7 +42,7 @@ from api.problems import (
 from api.queries import QUERY_ROUTERS
 from api.queries.kitchens import KitchenReadsMiddleware, summary_json
 from api.schemas import Problem
-from commands.handling import CommandContext
+from commands.context import CommandContext
 from commands.users import CreateUser
 from prep_es.docs import missing_assets
 from prep_es.docs import router as docs_router

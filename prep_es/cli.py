@@ -37,7 +37,7 @@ from pydantic import BaseModel
 
 from aggregates.errors import DomainError, InvalidRequest
 from aggregates.user import ROLES
-from commands.handling import CommandContext
+from commands.context import CommandContext
 from commands.users import CreateUser
 from prep_es.demo import describe_report, load_demo
 from prep_es.server import (

@@ -41,7 +41,7 @@ from commands.bookings import (
     RequestBooking,
     RescheduleBooking,
 )
-from commands.handling import Actor, CommandContext
+from commands.context import Actor, CommandContext
 from commands.kitchens import (
     AttachCertificate,
     CertificateAction,

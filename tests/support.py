@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from commands.accounts import DepositFunds
 from commands.bookings import BookingState, RequestBooking
-from commands.handling import Actor, CommandContext
+from commands.context import Actor, CommandContext
 from commands.kitchens import (
     AttachCertificate,
     CertificateAction,

@@ -51,7 +51,8 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from aggregates.errors import DomainError, InvalidRequest
 from aggregates.user import ROLES, epoch_microseconds, fold_email
-from commands.handling import CommandContext, Executed
+from commands.context import CommandContext
+from commands.processor import Executed
 from commands.users import ChangePassword, UserCommands, UserState
 from prep_es.services.passwords import PasswordHashingBusy
 from prep_es.store.settings import Settings, SqliteLocation

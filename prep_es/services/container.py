@@ -23,7 +23,8 @@ from aggregates.errors import NotFound
 from aggregates.jurisdictions import JurisdictionCatalog
 from commands import Commands
 from commands.admission import Admission
-from commands.handling import Actor, Clock, CommandContext
+from commands.clock import Clock
+from commands.context import Actor, CommandContext
 from commands.sweeper import Sweeper, SweepIncomplete, SweepReport
 from commands.users import PasswordHashing, RecordPasswordRehash
 from prep_es.services.auth import (

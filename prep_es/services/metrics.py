@@ -70,7 +70,7 @@ class Metrics:
     """The metrics one API process records, and their exposition.
 
     Build one per application (each has its own registry, so tests may build many).
-    It is the commands' :class:`~commands.handling.CommandObserver`."""
+    It is the commands' :class:`~commands.observers.CommandObserver`."""
 
     def __init__(self, *, directory: str | None = None) -> None:
         """``directory``: the multiprocess directory (default: as the library was
@@ -105,7 +105,7 @@ class Metrics:
             registry=self.registry,
         )
 
-    # --- commands.handling.CommandObserver ------------------------------------------
+    # --- commands.observers.CommandObserver ------------------------------------------
 
     def command_finished(self, command_name: str, outcome: str) -> None:
         self.commands.labels(command=command_name, outcome=outcome).inc()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aggregates.jurisdictions import JurisdictionCatalog
 from commands import Commands
-from commands.handling import Clock
+from commands.clock import Clock
 from commands.users import PasswordHashing
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.store.eventstore import PrepApplication, open_application

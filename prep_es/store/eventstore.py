@@ -400,7 +400,7 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         """Appends from concurrent threads share transactions (see ``group_commit``).
         ``expected_versions``: aggregates read but not changed, which must not have
-        moved on (see ``commands.handling.UnitOfWork``)."""
+        moved on (see ``commands.unit_of_work.UnitOfWork``)."""
         expected_versions: ExpectedVersions = kwargs.pop("expected_versions", None) or {}
         assert kwargs.get("tracking") is None, "tracking goes through the process recorder"
         if not stored_events:

@@ -1,5 +1,5 @@
 """The copies of aggregates this process last loaded or committed, and the replay that
-brings a copy up to date. Commands start from them (``commands.handling``); where
+brings a copy up to date. Commands start from them (``commands.unit_of_work``); where
 several processes write, ``prep_es.store.known_copies_follower`` keeps them current."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from aggregates.errors import DomainError
 from commands.bookings import RequestBooking
-from commands.handling import Actor, CommandContext
+from commands.context import Actor, CommandContext
 from prep_es.services.runtime import Runtime
 from tests.support import MutableClock, open_test_runtime
 

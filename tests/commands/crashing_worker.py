@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from commands.bookings import RequestBooking
-from commands.handling import Actor, CommandContext
+from commands.context import Actor, CommandContext
 from tests.support import MutableClock, open_test_runtime
 
 

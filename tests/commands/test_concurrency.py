@@ -11,7 +11,7 @@ import pytest
 
 from aggregates.account import Account, account_id_for
 from commands.bookings import RequestBooking
-from commands.handling import CommandContext
+from commands.context import CommandContext
 from commands.users import RegisterUser
 from tests.commands.concurrent_booking import (
     book_same_slot,

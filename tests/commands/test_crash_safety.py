@@ -14,7 +14,7 @@ from aggregates.booking import Booking
 from aggregates.errors import DomainError
 from aggregates.schedule import KitchenSchedule
 from commands.bookings import RequestBooking
-from commands.handling import UnitOfWork
+from commands.unit_of_work import UnitOfWork
 from tests.commands.crashing_worker import request_booking_and_die, request_booking_commit_and_die
 from tests.support import (
     START_OF_TESTS,

@@ -20,7 +20,7 @@ from aggregates.account import Account, account_id_for
 from aggregates.booking import Booking
 from aggregates.errors import DomainError
 from api.problems import database_unavailable
-from commands.handling import Actor
+from commands.context import Actor
 from prep_es.store.eventstore import open_application
 from prep_es.store.settings import Settings
 from tests.faults.conftest import StopMode, ThrowawayPostgres

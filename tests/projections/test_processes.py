@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from commands.accounts import DepositFunds
-from commands.handling import Actor
+from commands.context import Actor
 from prep_es.services.readside import ReadSide, open_read_side, start_projectors
 from prep_es.store.settings import Settings
 from projections import PROJECTIONS

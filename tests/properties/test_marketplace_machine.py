@@ -54,8 +54,9 @@ from commands.bookings import (
     RequestBooking,
     RescheduleBooking,
 )
-from commands.handling import Actor, Executed
+from commands.context import Actor
 from commands.kitchens import KitchenAction, KitchenActionWithReason
+from commands.processor import Executed
 from tests.properties.conftest import StoreFactory
 from tests.properties.ledger import LedgerFold
 from tests.properties.oracle import (

@@ -19,7 +19,7 @@ from aggregates.booking import Booking
 from aggregates.errors import DomainError
 from commands.accounts import DepositFunds
 from commands.bookings import BookingState, CancelBooking, RequestBooking
-from commands.handling import Actor
+from commands.context import Actor
 from prep_es.services.runtime import Runtime
 from tests.properties.conftest import StoreFactory
 from tests.properties.oracle import (

@@ -25,7 +25,7 @@ from aggregates.account import Account, account_id_for
 from aggregates.errors import DomainError
 from commands.accounts import DepositFunds
 from commands.bookings import CancelBooking, RequestBooking, RescheduleBooking
-from commands.handling import Actor
+from commands.context import Actor
 from prep_es.services.runtime import Runtime
 from tests.properties.conftest import StoreFactory
 from tests.properties.ledger import LedgerFold

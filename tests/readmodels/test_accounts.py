@@ -14,7 +14,7 @@ from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID,
 from aggregates.base import derived_id
 from aggregates.errors import NotFound, PermissionDenied
 from commands.accounts import DepositFunds
-from commands.handling import Actor
+from commands.context import Actor
 from prep_es.services.readside import open_read_side
 from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection, entry_id_of

@@ -20,7 +20,7 @@ from aggregates.booking import Booking
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from aggregates.kitchen import Kitchen
 from commands.bookings import BookingAction, CancelBooking, DeclineBooking, RescheduleBooking
-from commands.handling import Actor
+from commands.context import Actor
 from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.settings import Settings

@@ -21,7 +21,7 @@ from commands.bookings import (
     RequestBooking,
     RescheduleBooking,
 )
-from commands.handling import Actor
+from commands.context import Actor
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection

@@ -16,7 +16,7 @@ import pytest
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from aggregates.kitchen import Kitchen
 from aggregates.user import User
-from commands.handling import Actor
+from commands.context import Actor
 from commands.kitchens import AttachCertificate, UpdateKitchen
 from commands.users import UpdateUser
 from prep_es.services.passwords import Argon2Passwords

@@ -29,7 +29,7 @@ from commands.bookings import (
     RequestBooking,
     RescheduleBooking,
 )
-from commands.handling import Actor
+from commands.context import Actor
 from commands.kitchens import (
     AttachCertificate,
     CertificateAction,

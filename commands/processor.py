@@ -16,108 +16,32 @@ email it claims), so one anonymous client can neither obtain nor block another's
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Generic, Protocol, TypeVar
-from uuid import UUID, uuid4
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+from uuid import UUID
 
 import orjson
-from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import IntegrityError
 from pydantic import BaseModel
 
-from aggregates import SNAPSHOTTING_INTERVALS
-from aggregates.account import Account, account_id_for
-from aggregates.base import Aggregate, EventMetadata, derived_id, recording_metadata
-from aggregates.errors import ConcurrencyConflict, DomainError, NotFound, PermissionDenied
+from aggregates.base import recording_metadata
+from aggregates.errors import ConcurrencyConflict, DomainError
 from aggregates.idempotency import IdempotencyRecord, check_idempotency_key
-from aggregates.schedule import KitchenSchedule
 from aggregates.user import User
-from prep_es.store.known_copies import KNOWN_AGGREGATES_MAX, KnownAggregates, replay
+from commands.context import SYSTEM_ROLE, Actor, CommandContext
+from commands.observers import CommandObserver, IgnoreCommands
+from commands.store import CommandStore
+from commands.unit_of_work import UnitOfWork
+from prep_es.store.known_copies import KNOWN_AGGREGATES_MAX, KnownAggregates
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-TAggregate = TypeVar("TAggregate", bound=Aggregate)
 TResult = TypeVar("TResult", bound=BaseModel)
-
-SYSTEM_ROLE = "system"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who issues a command: a user with a role, or the system (the sweeper). A user
-    acting through an access token names it (its ``jti`` and issue time), so that a
-    token revoked meanwhile is refused too."""
-
-    user_id: UUID
-    role: str
-    token_id: str | None = None
-    token_issued_at_us: int | None = None
-
-
-SYSTEM_ACTOR = Actor(user_id=derived_id("system-actor", "sweeper"), role=SYSTEM_ROLE)
-
-
-@dataclass(frozen=True)
-class CommandContext:
-    """Why a command runs: the actor, the request it came from, and the client's
-    idempotency key (also the correlation id of the events it causes)."""
-
-    actor: Actor | None
-    request_id: str = field(default_factory=lambda: uuid4().hex)
-    idempotency_key: str | None = None
-
-    def metadata(self) -> EventMetadata:
-        return EventMetadata(
-            actor_id=None if self.actor is None else self.actor.user_id,
-            actor_role=None if self.actor is None else self.actor.role,
-            request_id=self.request_id,
-            correlation_id=self.idempotency_key or self.request_id,
-        )
-
-
-def require_role(context: CommandContext, *roles: str) -> Actor:
-    """The actor, if it has one of ``roles``; otherwise ``PermissionDenied``."""
-    actor = context.actor
-    if actor is None or actor.role not in roles:
-        raise PermissionDenied(f"this needs the role {' or '.join(roles)}")
-    return actor
-
-
-class CommandObserver(Protocol):
-    """Told how commands go, for metrics. Called from the threads that run commands."""
-
-    def command_finished(self, command_name: str, outcome: str) -> None:
-        """``outcome``: ``ok``, ``replayed`` (an idempotency key's stored result), or
-        the code of the domain error that refused it (``concurrency_conflict`` once
-        the retries ran out)."""
-
-    def command_conflicted(self, command_name: str) -> None:
-        """An attempt lost a write race: the event store refused a stale version."""
-
-    def command_retried(self, command_name: str, reason: str) -> None:
-        """Another attempt starts on fresh state; ``reason``: ``write_conflict``
-        (after a lost race) or ``stale_copy`` (a decision made on a cached copy is
-        made again)."""
-
-
-class IgnoreCommands:
-    """The observer that does nothing."""
-
-    def command_finished(self, command_name: str, outcome: str) -> None:
-        pass
-
-    def command_conflicted(self, command_name: str) -> None:
-        pass
-
-    def command_retried(self, command_name: str, reason: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -128,128 +52,6 @@ class Executed(Generic[TResult]):
     result: TResult
     position: int
     replayed: bool = False
-
-
-class UnitOfWork:
-    """The aggregates one attempt of a command loaded or created, and the versions
-    its decision depended on."""
-
-    def __init__(self, app: Application[UUID], known: KnownAggregates, *, optimistic: bool) -> None:
-        self._app = app
-        self._known = known
-        self._optimistic = optimistic
-        self._aggregates: dict[UUID, Aggregate] = {}
-        self._versions_read: dict[UUID, int] = {}
-        self._read_ahead: dict[UUID, Aggregate | None] = {}
-        # An event store may read snapshots and the events after them at once, for
-        # several aggregates (PostgreSQL: one statement).
-        self._latest_events_of: Callable[[list[UUID]], dict[UUID, list[Any]]] | None = getattr(
-            app, "latest_events_of", None
-        )
-        self.started_from_known_copy = False
-
-    def read_ahead(self, aggregate_ids: Iterable[UUID]) -> None:
-        """Read the aggregates this attempt is about to ``find`` in one round trip, where
-        the store can, instead of one each; those it has already, or may start from a
-        known copy of, are left out."""
-        read = self._latest_events_of
-        wanted = [
-            aggregate_id
-            for aggregate_id in dict.fromkeys(aggregate_ids)
-            if aggregate_id not in self._aggregates
-            and aggregate_id not in self._read_ahead
-            and not (self._optimistic and aggregate_id in self._known)
-        ]
-        if read is None or len(wanted) < 2:  # one is read as cheaply when it is found
-            return
-        with self._known.reading(wanted):
-            for aggregate_id, events in read(wanted).items():
-                found = replay(None, events)
-                assert found is None or isinstance(found, Aggregate), found
-                if found is not None:
-                    self._known.put(copy.deepcopy(found))
-                self._read_ahead[aggregate_id] = found
-
-    def find(self, aggregate_class: type[TAggregate], aggregate_id: UUID) -> TAggregate | None:
-        found = self._aggregates.get(aggregate_id)
-        if found is None:
-            if self._optimistic:
-                found = self._known.get(aggregate_id)
-                self.started_from_known_copy |= found is not None
-            if found is None:
-                if aggregate_id in self._read_ahead:  # kept by ``read_ahead`` already
-                    found = self._read_ahead.pop(aggregate_id)
-                else:
-                    with self._known.reading([aggregate_id]):
-                        found = self._load(aggregate_class, aggregate_id)
-                        if found is not None:
-                            self._known.put(copy.deepcopy(found))
-                if found is None:
-                    return None
-            self._aggregates[aggregate_id] = found
-            self._versions_read[aggregate_id] = found.version
-        if not isinstance(found, aggregate_class):
-            return None
-        return found
-
-    def _load(self, aggregate_class: type[Aggregate], aggregate_id: UUID) -> Aggregate | None:
-        """The aggregate as stored. One of a class that is never snapshotted is replayed
-        from its events alone: asking for a snapshot first would cost a round trip."""
-        if aggregate_class not in SNAPSHOTTING_INTERVALS:
-            found = replay(None, self._app.events.get(aggregate_id))
-        elif self._latest_events_of is not None:
-            found = replay(None, self._latest_events_of([aggregate_id])[aggregate_id])
-        else:
-            try:
-                found = self._app.repository.get(aggregate_id, projector_func=replay)
-            except AggregateNotFoundError:
-                return None
-        assert found is None or isinstance(found, Aggregate), found
-        return found
-
-    def get(
-        self, aggregate_class: type[TAggregate], aggregate_id: UUID, *, not_found_code: str
-    ) -> TAggregate:
-        found = self.find(aggregate_class, aggregate_id)
-        if found is None:
-            noun = not_found_code.removesuffix("_not_found")
-            raise NotFound(f"{noun} {aggregate_id} not found", code=not_found_code)
-        return found
-
-    def schedule(self, kitchen_id: UUID, day: date) -> KitchenSchedule:
-        """The kitchen's schedule for ``day``, opened if this is its first claim."""
-        schedule_id = KitchenSchedule.create_id(kitchen_id=kitchen_id, day=day)
-        schedule = self.find(KitchenSchedule, schedule_id)
-        if schedule is None:
-            schedule = KitchenSchedule(kitchen_id=kitchen_id, day=day)
-            self.add(schedule)
-        return schedule
-
-    def account_of(self, user_id: UUID) -> Account:
-        """The account of ``user_id`` (every user has one, opened at registration)."""
-        return self.get(Account, account_id_for(user_id), not_found_code="account_not_found")
-
-    def add(self, *aggregates: Aggregate) -> None:
-        for aggregate in aggregates:
-            self._aggregates[aggregate.id] = aggregate
-
-    def commit(self) -> int | None:
-        """Save every pending event in one transaction, on condition that every
-        aggregate only read is still at the version read; the last position written,
-        or ``None`` when nothing changed."""
-        changed = [a for a in self._aggregates.values() if a.pending_events]
-        if not changed:
-            return None
-        expected_versions = {
-            aggregate_id: version
-            for aggregate_id, version in self._versions_read.items()
-            if not self._aggregates[aggregate_id].pending_events
-        }
-        with self._known.reading(aggregate.id for aggregate in changed):
-            recordings = self._app.save(*changed, expected_versions=expected_versions)
-            for aggregate in changed:
-                self._known.put(aggregate)
-        return max(recording.notification.id for recording in recordings)
 
 
 SECRET_FIELDS = {"password", "current_password", "new_password"}
@@ -318,20 +120,20 @@ class CommandProcessor:
 
     def __init__(
         self,
-        app: Application[UUID],
+        store: CommandStore,
         *,
         conflict_retries_max: int,
         known_aggregates_max: int = KNOWN_AGGREGATES_MAX,
     ) -> None:
         assert conflict_retries_max >= 0
-        self.app = app
+        self.store = store
         self.conflict_retries_max = conflict_retries_max
         self.known = KnownAggregates(known_aggregates_max)
         self.conflicts_total = 0
         self.observer: CommandObserver = IgnoreCommands()
 
     def current_position(self) -> int:
-        return self.app.recorder.max_notification_id() or 0
+        return self.store.position()
 
     def execute(
         self,
@@ -400,7 +202,7 @@ class CommandProcessor:
                 optimistic = attempt == 0
                 if not optimistic:
                     self.observer.command_retried(command_name, retry_reason)
-                unit = UnitOfWork(self.app, self.known, optimistic=optimistic)
+                unit = UnitOfWork(self.store, self.known, optimistic=optimistic)
                 if record_id is not None and not optimistic:
                     replayed = self._replay(record_id, fingerprint, result_type, replaying)
                     if replayed is not None:
@@ -466,10 +268,10 @@ class CommandProcessor:
     ) -> Executed[TResult] | None:
         """The stored result of an earlier use of the key, if there was one, with the
         position it had: the record is the last aggregate its command saved, so its
-        event is the last that command stored (a store that cannot say answers its
+        event is the last that command stored (should the store not find it, the
         current position, also past the command's). Read from the events table alone:
         records are never snapshotted."""
-        events = self.app.events.get(record_id)
+        events = self.store.events.get(record_id)
         record = project_aggregate(None, events)
         if record is None:
             return None
@@ -477,11 +279,8 @@ class CommandProcessor:
         record.check_same_request(fingerprint)
         result = result_type.model_validate(record.result)
         if replaying.check is not None:
-            replaying.check(UnitOfWork(self.app, self.known, optimistic=False), result)
-        position_of: Callable[[UUID, int], int | None] | None = getattr(
-            self.app, "position_of", None
-        )
-        position = None if position_of is None else position_of(record_id, record.version)
+            replaying.check(UnitOfWork(self.store, self.known, optimistic=False), result)
+        position = self.store.position_of(record_id, record.version)
         return Executed(
             result=result,
             position=self.current_position() if position is None else position,
