@@ -25,13 +25,13 @@ from eventsourcing.domain import event
 
 from aggregates.base import Aggregate, AggregateCreated
 from aggregates.errors import InvalidStateTransition, StateConflict
-from aggregates.kitchen import check_reason
 from aggregates.policies import (
     BookingWindow,
     customer_cancellation_fee_cents,
     format_money,
     price_cents,
 )
+from aggregates.text import check_reason
 
 ACTIVE_STATUSES = ("pending", "confirmed")
 BOOKING_STATUSES = ("pending", "confirmed", "declined", "cancelled", "expired", "completed")

@@ -34,7 +34,7 @@ from aggregates.errors import (
 )
 from aggregates.jurisdictions import CERTIFICATE_KINDS, JurisdictionRules
 from aggregates.policies import HOURLY_RATE_CENTS_MAX, BookingWindow, check_operating_hours
-from aggregates.text import has_visible_character
+from aggregates.text import check_reason, check_text
 
 SNAPSHOT_INTERVAL = 5
 """A published kitchen has about a dozen events (certificates, their verification, review);
@@ -48,7 +48,6 @@ CITY_LENGTH_MAX = 100
 ADDRESS_LENGTH_MAX = 500
 AMENITIES_MAX = 50
 AMENITY_LENGTH_MAX = 60
-REASON_LENGTH_MAX = 1000
 CERTIFICATE_NUMBER_LENGTH_MAX = 100
 
 KITCHEN_STATUSES = ("draft", "pending_review", "published", "rejected", "suspended")
@@ -59,25 +58,6 @@ MATERIAL_FIELDS = frozenset({"address", "city", "jurisdiction", "capacity"})
 """Edits of these send a published kitchen back to review. (A kitchen's jurisdiction is
 fixed when it is listed; it is named here because it is as material as the rest.)"""
 CERTIFICATE_STATUSES = ("pending", "verified", "rejected", "expired")
-
-
-def _check_text(field: str, value: str, length_max: int, *, required: bool = True) -> str:
-    """``value`` without surrounding whitespace; refused if longer than ``length_max``,
-    empty when ``required``, or not empty but with nothing visible (zero-width spaces)."""
-    value = value.strip()
-    invisible = bool(value) and not has_visible_character(value)
-    if (required and not value) or len(value) > length_max or invisible:
-        low = 1 if required else 0
-        raise InvalidRequest(
-            f"{field} has {low} to {length_max} characters, some of them visible",
-            code=f"invalid_{field}",
-            field=field,
-        )
-    return value
-
-
-def check_reason(reason: str) -> str:
-    return _check_text("reason", reason, REASON_LENGTH_MAX)
 
 
 def normalize_amenities(amenities: list[str]) -> list[str]:
@@ -238,13 +218,13 @@ class Kitchen(Aggregate):
         check_capacity(capacity)
         return cls(
             host_id=host_id,
-            name=_check_text("name", name, NAME_LENGTH_MAX),
-            description=_check_text(
+            name=check_text("name", name, NAME_LENGTH_MAX),
+            description=check_text(
                 "description", description, DESCRIPTION_LENGTH_MAX, required=False
             ),
-            city=_check_text("city", city, CITY_LENGTH_MAX),
+            city=check_text("city", city, CITY_LENGTH_MAX),
             jurisdiction=jurisdiction.code,
-            address=_check_text("address", address, ADDRESS_LENGTH_MAX),
+            address=check_text("address", address, ADDRESS_LENGTH_MAX),
             hourly_rate_cents=hourly_rate_cents,
             capacity=capacity,
             amenities=normalize_amenities(amenities),
@@ -270,15 +250,15 @@ class Kitchen(Aggregate):
         sends it back to review (see the module's docstring)."""
         changes: dict[str, object] = {}
         if name is not None:
-            changes["name"] = _check_text("name", name, NAME_LENGTH_MAX)
+            changes["name"] = check_text("name", name, NAME_LENGTH_MAX)
         if description is not None:
-            changes["description"] = _check_text(
+            changes["description"] = check_text(
                 "description", description, DESCRIPTION_LENGTH_MAX, required=False
             )
         if city is not None:
-            changes["city"] = _check_text("city", city, CITY_LENGTH_MAX)
+            changes["city"] = check_text("city", city, CITY_LENGTH_MAX)
         if address is not None:
-            changes["address"] = _check_text("address", address, ADDRESS_LENGTH_MAX)
+            changes["address"] = check_text("address", address, ADDRESS_LENGTH_MAX)
         if hourly_rate_cents is not None:
             check_hourly_rate(hourly_rate_cents)
             changes["hourly_rate_cents"] = hourly_rate_cents
@@ -432,7 +412,7 @@ class Kitchen(Aggregate):
         self._certificate_attached(
             certificate_id=certificate_id,
             kind=kind,
-            number=_check_text("number", number, CERTIFICATE_NUMBER_LENGTH_MAX),
+            number=check_text("number", number, CERTIFICATE_NUMBER_LENGTH_MAX),
             issued_on=issued_on,
             expires_on=expires_on,
             document_sha256=sha,

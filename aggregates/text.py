@@ -1,10 +1,16 @@
 """What counts as text someone can see: names and addresses must have some, and an email
-may hold nothing that shows as nothing."""
+may hold nothing that shows as nothing; and the check of a free text field (a name, a
+reason) that says so."""
 
 from __future__ import annotations
 
 import unicodedata
 from typing import Final
+
+from aggregates.errors import InvalidRequest
+
+REASON_LENGTH_MAX: Final = 1000
+"""A reason given for a decline, a cancellation, a rejection or a suspension."""
 
 BLANK_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 """Control and format characters (zero-width space U+200B, joiners, direction marks,
@@ -60,3 +66,24 @@ def has_visible_character(text: str) -> bool:
     — a name of zero-width spaces or Hangul fillers would list a kitchen or a user
     nobody can see or tell apart."""
     return not all(map(is_invisible, text))
+
+
+def check_text(field: str, value: str, length_max: int, *, required: bool = True) -> str:
+    """``value`` without surrounding whitespace; refused if longer than ``length_max``,
+    empty when ``required``, or not empty but with nothing visible (zero-width spaces)."""
+    value = value.strip()
+    invisible = bool(value) and not has_visible_character(value)
+    if (required and not value) or len(value) > length_max or invisible:
+        low = 1 if required else 0
+        raise InvalidRequest(
+            f"{field} has {low} to {length_max} characters, some of them visible",
+            code=f"invalid_{field}",
+            field=field,
+        )
+    return value
+
+
+def check_reason(reason: str) -> str:
+    """A reason someone gives for a decision (a decline, a cancellation, a rejection, a
+    suspension), checked as :func:`check_text`."""
+    return check_text("reason", reason, REASON_LENGTH_MAX)
