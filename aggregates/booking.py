@@ -18,6 +18,7 @@ the locked-in fee is refused (the hold, which is the price, must still cover it)
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -33,8 +34,22 @@ from aggregates.policies import (
 )
 from aggregates.text import check_reason
 
-ACTIVE_STATUSES = ("pending", "confirmed")
-BOOKING_STATUSES = ("pending", "confirmed", "declined", "cancelled", "expired", "completed")
+
+class BookingStatus(StrEnum):
+    """Where a booking is in its lifecycle (see the module's diagram). The values are
+    what events, read models and the API carry."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    COMPLETED = "completed"
+
+
+ACTIVE_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED)
+"""A booking in these holds its slots and its hold; every other status is final."""
+BOOKING_STATUSES = tuple(BookingStatus)
 
 
 class Booking(Aggregate):
@@ -118,7 +133,7 @@ class Booking(Aggregate):
         self.notes = notes
         self.hourly_rate_cents = hourly_rate_cents
         self.price_cents = price_cents
-        self.status = status
+        self.status = BookingStatus(status)
         self.captured_cents = 0
         self.released_cents = 0
         self.fee_floor_cents = 0
@@ -148,7 +163,7 @@ class Booking(Aggregate):
             notes=notes,
             hourly_rate_cents=hourly_rate_cents,
             price_cents=price_cents(hourly_rate_cents, window.minutes),
-            status="confirmed" if instant_book else "pending",
+            status=BookingStatus.CONFIRMED if instant_book else BookingStatus.PENDING,
         )
 
     @property
@@ -173,12 +188,12 @@ class Booking(Aggregate):
             )
 
     def confirm(self, now: datetime) -> None:
-        self._check_status("confirm", "pending")
+        self._check_status("confirm", BookingStatus.PENDING)
         self._check_not_started("confirm", now)
         self._confirmed()
 
     def decline(self, reason: str | None) -> None:
-        self._check_status("decline", "pending")
+        self._check_status("decline", BookingStatus.PENDING)
         self._declined(reason=None if reason is None else check_reason(reason))
 
     def cancellation_fee_cents(self, now: datetime) -> int:
@@ -192,7 +207,7 @@ class Booking(Aggregate):
         """Cancel, and return the cents to capture from the hold: a host releases
         everything; a customer pays a fee by notice (see policies), at least the fee a
         reschedule locked in."""
-        if self.status == "cancelled":
+        if self.status == BookingStatus.CANCELLED:
             raise StateConflict("the booking is already cancelled", code="already_cancelled")
         self._check_status("cancel", *ACTIVE_STATUSES)
         self._check_not_started("cancel", now)
@@ -233,30 +248,30 @@ class Booking(Aggregate):
         )
 
     def complete(self, now: datetime, *, automatically: bool = False) -> None:
-        self._check_status("complete", "confirmed")
+        self._check_status("complete", BookingStatus.CONFIRMED)
         if now < self.end_time:
             raise StateConflict("a booking completes after it ends", code="booking_not_ended")
         self._completed(automatically=automatically)
 
     def expire(self, now: datetime) -> None:
-        self._check_status("expire", "pending")
+        self._check_status("expire", BookingStatus.PENDING)
         assert now >= self.start_time, "a pending booking expires at its start"
         self._expired()
 
     @event(BookingConfirmed)
     def _confirmed(self) -> None:
-        self.status = "confirmed"
+        self.status = BookingStatus.CONFIRMED
 
     @event(BookingDeclined)
     def _declined(self, reason: str | None) -> None:
-        self.status = "declined"
+        self.status = BookingStatus.DECLINED
         self.released_cents = self.price_cents
 
     @event(BookingCancelled)
     def _cancelled(
         self, cancelled_by_role: str, reason: str | None, captured_cents: int, released_cents: int
     ) -> None:
-        self.status = "cancelled"
+        self.status = BookingStatus.CANCELLED
         self.captured_cents = captured_cents
         self.released_cents = released_cents
 
@@ -271,10 +286,10 @@ class Booking(Aggregate):
 
     @event(BookingCompleted)
     def _completed(self, automatically: bool) -> None:
-        self.status = "completed"
+        self.status = BookingStatus.COMPLETED
         self.captured_cents = self.price_cents
 
     @event(BookingExpired)
     def _expired(self) -> None:
-        self.status = "expired"
+        self.status = BookingStatus.EXPIRED
         self.released_cents = self.price_cents

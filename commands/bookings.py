@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from aggregates.account import account_id_for
-from aggregates.booking import Booking
+from aggregates.booking import Booking, BookingStatus
 from aggregates.errors import PermissionDenied
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
@@ -85,7 +85,7 @@ class BookingState(BaseModel):
     notes: str
     hourly_rate_cents: int
     price_cents: int
-    status: str
+    status: BookingStatus
     refund: Refund | None
     version: int
 
@@ -306,7 +306,7 @@ class BookingCommands:
     def _capture(self, unit: UnitOfWork, booking: Booking, captured_cents: int) -> None:
         """Settle the hold: ``captured_cents`` to the host less commission, the rest
         released. A cancelled booking's slots are freed; a completed one's stay."""
-        if booking.status == "cancelled":
+        if booking.status == BookingStatus.CANCELLED:
             for day in booking.window.days():
                 unit.schedule(booking.kitchen_id, day).release(booking.id)
         customer_account = unit.account_of(booking.customer_id)

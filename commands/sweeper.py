@@ -25,7 +25,7 @@ from eventsourcing.persistence import InterfaceError, Notification, OperationalE
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ConfigDict
 
-from aggregates.booking import Booking
+from aggregates.booking import Booking, BookingStatus
 from aggregates.errors import StateConflict
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
@@ -150,7 +150,7 @@ class EventStoreAgenda:
     def _apply(self, event: object) -> None:
         if isinstance(event, Booking.BookingRequested):
             self._bookings[event.originator_id.bytes] = _BOOKING_DUE.pack(
-                event.status == "confirmed",
+                event.status == BookingStatus.CONFIRMED,
                 _microseconds(event.start_time),
                 _microseconds(event.end_time),
             )
@@ -295,7 +295,7 @@ class Sweeper:
         def decide(unit: UnitOfWork) -> BookingState:
             nonlocal changed
             booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
-            changed = booking.status == "pending" and booking.start_time <= now
+            changed = booking.status == BookingStatus.PENDING and booking.start_time <= now
             if changed:
                 self._bookings.expire(unit, booking)
             return BookingState.of(booking)
@@ -312,7 +312,7 @@ class Sweeper:
             nonlocal changed
             booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
             due = booking.end_time + AUTO_COMPLETE_AFTER <= now
-            changed = booking.status == "confirmed" and due
+            changed = booking.status == BookingStatus.CONFIRMED and due
             if changed:
                 self._bookings.complete(unit, booking, automatically=True)
             return BookingState.of(booking)

@@ -14,7 +14,7 @@ from functools import singledispatchmethod
 from typing import Any, ClassVar
 from uuid import UUID
 
-from aggregates.booking import Booking
+from aggregates.booking import Booking, BookingStatus
 from aggregates.kitchen import Kitchen
 from projections.base import Projection
 from projections.database import Dialect, Sql
@@ -252,17 +252,17 @@ class BookingsProjection(Projection):
         if row is None or row["version"] >= event.originator_version:
             return False
         if isinstance(event, Booking.BookingConfirmed):
-            row["status"] = "confirmed"
+            row["status"] = BookingStatus.CONFIRMED
         elif isinstance(event, Booking.BookingDeclined):
             row.update(
-                status="declined",
+                status=BookingStatus.DECLINED,
                 reason=event.reason,
                 captured_cents=0,
                 released_cents=row["price_cents"],
             )
         elif isinstance(event, Booking.BookingCancelled):
             row.update(
-                status="cancelled",
+                status=BookingStatus.CANCELLED,
                 cancelled_by_role=event.cancelled_by_role,
                 reason=event.reason,
                 captured_cents=event.captured_cents,
@@ -276,13 +276,15 @@ class BookingsProjection(Projection):
             )
         elif isinstance(event, Booking.BookingCompleted):
             row.update(
-                status="completed",
+                status=BookingStatus.COMPLETED,
                 completed_automatically=event.automatically,
                 captured_cents=row["price_cents"],
                 released_cents=0,
             )
         elif isinstance(event, Booking.BookingExpired):
-            row.update(status="expired", captured_cents=0, released_cents=row["price_cents"])
+            row.update(
+                status=BookingStatus.EXPIRED, captured_cents=0, released_cents=row["price_cents"]
+            )
         else:
             raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
         row.update(

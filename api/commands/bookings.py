@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from aggregates.booking import BookingStatus
 from api.deps import BookingCommandsDep, Command
 from api.schemas import (
     Instant,
@@ -58,7 +59,7 @@ class BookingOut(BaseModel):
     notes: str
     hourly_rate: MoneyOut = Field(description="The kitchen's rate when the booking was requested.")
     price: MoneyOut = Field(description="hourly_rate × hours, held on the customer's account.")
-    status: str = Field(
+    status: BookingStatus = Field(
         description="pending, confirmed, declined, cancelled, expired or completed",
         examples=["pending"],
     )

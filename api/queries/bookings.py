@@ -8,13 +8,13 @@ not the caller's is 403; one that does not exist is 404.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from aggregates.booking import ACTIVE_STATUSES
+from aggregates.booking import ACTIVE_STATUSES, BookingStatus
 from api.deps import BookingParticipant, BookingQueriesDep, BookingsReadModel, PageParams
 from api.queries.params import query_responses
 from api.schemas import MoneyOut, money
@@ -24,7 +24,6 @@ from queries.bookings import BookingDetail, BookingSummary
 router = APIRouter(prefix="/bookings", tags=["bookings"])
 
 BookingId = Annotated[UUID, Path(description="The booking's id.")]
-BookingStatus = Literal["pending", "confirmed", "declined", "cancelled", "expired", "completed"]
 
 
 class RefundOut(BaseModel):
