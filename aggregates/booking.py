@@ -6,7 +6,9 @@
        └──────────cancel───────────────┴──▶ cancelled
 
 The booking's money is a hold on the customer's account (``Account``); every way out
-of pending/confirmed settles that hold exactly once.
+of pending/confirmed settles that hold exactly once. The decisions that move the
+booking together with its kitchen's schedules and those accounts are in
+``aggregates.booking_decisions``; the methods here decide the booking alone.
 
 Rescheduling can never lower what a customer's cancellation costs: each reschedule
 locks in the fee a cancellation at that moment would have captured
@@ -151,8 +153,9 @@ class Booking(Aggregate):
         hourly_rate_cents: int,
         instant_book: bool,
     ) -> Booking:
-        """A new booking, priced at the kitchen's current rate. The caller has checked
-        the window, the guests and the kitchen's bookability."""
+        """A new booking, priced at the kitchen's current rate, recorded as it is: the
+        window, the guests and the kitchen's bookability are checked, and the slots
+        and the hold taken, by ``booking_decisions.request_booking``, which calls this."""
         return cls(
             kitchen_id=kitchen_id,
             host_id=host_id,
@@ -225,8 +228,9 @@ class Booking(Aggregate):
         """Move to ``window``, re-priced at the booking's original rate, locking in the
         fee a customer's cancellation now would capture: the customer cannot reschedule
         their way out of it. A window priced below that fee is refused, since the hold
-        (the new price) could not pay it. The caller has checked the new window and the
-        kitchen's bookability."""
+        (the new price) could not pay it. The new window and the kitchen's bookability
+        are checked, and the slots and the hold moved, by
+        ``booking_decisions.reschedule_booking``, which calls this."""
         self._check_status("reschedule", *ACTIVE_STATUSES)
         self._check_not_started("reschedule", now)
         if window == self.window:

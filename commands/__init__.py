@@ -38,14 +38,19 @@ class Commands:
         commission_basis_points: int,
     ) -> Commands:
         processor = CommandProcessor(store, conflict_retries_max=conflict_retries_max)
-        bookings = BookingCommands(
-            processor, jurisdictions, clock, commission_basis_points=commission_basis_points
-        )
         return cls(
             processor=processor,
             users=UserCommands(processor, passwords, clock),
             kitchens=KitchenCommands(processor, jurisdictions, clock),
-            bookings=bookings,
+            bookings=BookingCommands(
+                processor, jurisdictions, clock, commission_basis_points=commission_basis_points
+            ),
             accounts=AccountCommands(processor),
-            sweeper=Sweeper(processor, bookings, jurisdictions, clock, EventStoreAgenda(store)),
+            sweeper=Sweeper(
+                processor,
+                jurisdictions,
+                clock,
+                EventStoreAgenda(store),
+                commission_basis_points=commission_basis_points,
+            ),
         )

@@ -1,5 +1,7 @@
-"""Booking commands. Each saves, in one transaction, the booking, the kitchen-day
-schedules it claims or frees, and the accounts whose holds or balances it moves."""
+"""Booking commands. Each loads the booking (or its kitchen), has the domain decide
+(``aggregates.booking_decisions``), and saves, in one transaction, the booking, the
+kitchen-day schedules it claims or frees, and the accounts whose holds or balances it
+moves."""
 
 from __future__ import annotations
 
@@ -8,18 +10,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from aggregates import booking_decisions
 from aggregates.account import account_id_for
 from aggregates.booking import Booking, BookingStatus
 from aggregates.errors import PermissionDenied
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
-from aggregates.policies import (
-    BookingWindow,
-    booking_window,
-    check_guests,
-    check_notes,
-    settle,
-)
+from aggregates.policies import check_notes
 from aggregates.schedule import KitchenSchedule
 from commands.clock import Clock
 from commands.context import Actor, CommandContext, require_role
@@ -158,17 +155,6 @@ class BookingCommands:
         self._clock = clock
         self._commission_basis_points = commission_basis_points
 
-    def _checked_window(
-        self, kitchen: Kitchen, start: datetime, end: datetime, guests: int
-    ) -> BookingWindow:
-        """The checks every new window passes, booking or reschedule: 422s first,
-        then whether the kitchen can take it (409)."""
-        rules = self._jurisdictions.get(kitchen.jurisdiction)
-        window = booking_window(start, end, now=self._clock(), rules=rules)
-        check_guests(guests, kitchen.capacity)
-        kitchen.check_bookable(window, rules)
-        return window
-
     def request_booking(
         self, command: RequestBooking, context: CommandContext
     ) -> Executed[BookingState]:
@@ -177,23 +163,17 @@ class BookingCommands:
 
         def decide(unit: UnitOfWork) -> BookingState:
             kitchen = unit.get(Kitchen, command.kitchen_id, not_found_code="kitchen_not_found")
-            window = self._checked_window(
-                kitchen, command.start_time, command.end_time, command.guests
-            )
-            booking = Booking.request(
-                kitchen_id=kitchen.id,
-                host_id=kitchen.host_id,
+            booking = booking_decisions.request_booking(
+                kitchen,
                 customer_id=customer.user_id,
-                window=window,
+                start_time=command.start_time,
+                end_time=command.end_time,
                 guests=command.guests,
                 notes=command.notes,
-                hourly_rate_cents=kitchen.hourly_rate_cents,
-                instant_book=kitchen.instant_book,
+                rules=self._jurisdictions.get(kitchen.jurisdiction),
+                now=self._clock(),
+                parties=unit,
             )
-            for day in window.days():
-                unit.schedule(kitchen.id, day).claim(booking.id, window)
-            account = unit.account_of(customer.user_id)
-            account.place_hold(booking.id, booking.price_cents)
             unit.add(booking)
             return BookingState.of(booking)
 
@@ -229,8 +209,7 @@ class BookingCommands:
 
         def decide(unit: UnitOfWork) -> BookingState:
             booking = _load_booking(unit, command.booking_id, actor, "host")
-            booking.decline(command.reason)
-            self._release(unit, booking)
+            booking_decisions.decline_booking(booking, command.reason, parties=unit)
             return BookingState.of(booking)
 
         return self._processor.execute("decline_booking", context, command, BookingState, decide)
@@ -242,11 +221,14 @@ class BookingCommands:
 
         def decide(unit: UnitOfWork) -> BookingState:
             booking = _load_booking(unit, command.booking_id, actor, "customer", "host")
-            captured = booking.cancel(by_role=actor.role, reason=command.reason, now=self._clock())
-            if captured:
-                self._capture(unit, booking, captured)
-            else:
-                self._release(unit, booking)
+            booking_decisions.cancel_booking(
+                booking,
+                by_role=actor.role,
+                reason=command.reason,
+                now=self._clock(),
+                commission_basis_points=self._commission_basis_points,
+                parties=unit,
+            )
             return BookingState.of(booking)
 
         return self._processor.execute("cancel_booking", context, command, BookingState, decide)
@@ -259,17 +241,15 @@ class BookingCommands:
         def decide(unit: UnitOfWork) -> BookingState:
             booking = _load_booking(unit, command.booking_id, actor, "customer")
             kitchen = unit.get(Kitchen, booking.kitchen_id, not_found_code="kitchen_not_found")
-            old_days = set(booking.window.days())
-            window = self._checked_window(
-                kitchen, command.start_time, command.end_time, booking.guests
+            booking_decisions.reschedule_booking(
+                booking,
+                kitchen,
+                start_time=command.start_time,
+                end_time=command.end_time,
+                rules=self._jurisdictions.get(kitchen.jurisdiction),
+                now=self._clock(),
+                parties=unit,
             )
-            booking.reschedule(window, self._clock())
-            for day in old_days - set(window.days()):
-                unit.schedule(booking.kitchen_id, day).release(booking.id)
-            for day in window.days():
-                unit.schedule(booking.kitchen_id, day).claim(booking.id, window)
-            account = unit.account_of(booking.customer_id)
-            account.adjust_hold(booking.id, booking.price_cents)
             return BookingState.of(booking)
 
         return self._processor.execute("reschedule_booking", context, command, BookingState, decide)
@@ -281,40 +261,13 @@ class BookingCommands:
 
         def decide(unit: UnitOfWork) -> BookingState:
             booking = _load_booking(unit, command.booking_id, actor, "host", "admin")
-            self.complete(unit, booking, automatically=False)
+            booking_decisions.complete_booking(
+                booking,
+                self._clock(),
+                automatically=False,
+                commission_basis_points=self._commission_basis_points,
+                parties=unit,
+            )
             return BookingState.of(booking)
 
         return self._processor.execute("complete_booking", context, command, BookingState, decide)
-
-    # --- transitions shared with the sweeper ---------------------------------------
-
-    def complete(self, unit: UnitOfWork, booking: Booking, *, automatically: bool) -> None:
-        booking.complete(self._clock(), automatically=automatically)
-        self._capture(unit, booking, booking.price_cents)
-
-    def expire(self, unit: UnitOfWork, booking: Booking) -> None:
-        booking.expire(self._clock())
-        self._release(unit, booking)
-
-    def _release(self, unit: UnitOfWork, booking: Booking) -> None:
-        """Free the booking's slots and give its whole hold back to the customer."""
-        for day in booking.window.days():
-            unit.schedule(booking.kitchen_id, day).release(booking.id)
-        customer_account = unit.account_of(booking.customer_id)
-        customer_account.release_hold(booking.id)
-
-    def _capture(self, unit: UnitOfWork, booking: Booking, captured_cents: int) -> None:
-        """Settle the hold: ``captured_cents`` to the host less commission, the rest
-        released. A cancelled booking's slots are freed; a completed one's stay."""
-        if booking.status == BookingStatus.CANCELLED:
-            for day in booking.window.days():
-                unit.schedule(booking.kitchen_id, day).release(booking.id)
-        customer_account = unit.account_of(booking.customer_id)
-        host_account = unit.account_of(booking.host_id)
-        settlement = settle(booking.price_cents, captured_cents, self._commission_basis_points)
-        customer_account.capture_hold(booking.id, settlement, payee_account_id=host_account.id)
-        host_account.receive_payment(
-            booking.id,
-            payer_account_id=customer_account.id,
-            amount_cents=settlement.host_share_cents,
-        )

@@ -25,11 +25,12 @@ from eventsourcing.persistence import InterfaceError, Notification, OperationalE
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ConfigDict
 
+from aggregates import booking_decisions
 from aggregates.booking import Booking, BookingStatus
 from aggregates.errors import StateConflict
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
-from commands.bookings import BookingCommands, BookingState
+from commands.bookings import BookingState
 from commands.clock import Clock
 from commands.context import SYSTEM_ACTOR, CommandContext
 from commands.processor import CommandProcessor
@@ -215,16 +216,17 @@ class Sweeper:
     def __init__(
         self,
         processor: CommandProcessor,
-        bookings: BookingCommands,
         jurisdictions: JurisdictionCatalog,
         clock: Clock,
         agenda: EventStoreAgenda,
+        *,
+        commission_basis_points: int,
     ) -> None:
         self._processor = processor
-        self._bookings = bookings
         self._jurisdictions = jurisdictions
         self._clock = clock
         self._agenda = agenda
+        self._commission_basis_points = commission_basis_points
 
     def sweep(self) -> SweepReport:
         """Run every due transition once. Those that failed are in ``failed``; the
@@ -297,7 +299,7 @@ class Sweeper:
             booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
             changed = booking.status == BookingStatus.PENDING and booking.start_time <= now
             if changed:
-                self._bookings.expire(unit, booking)
+                booking_decisions.expire_booking(booking, self._clock(), parties=unit)
             return BookingState.of(booking)
 
         self._processor.execute(
@@ -314,7 +316,13 @@ class Sweeper:
             due = booking.end_time + AUTO_COMPLETE_AFTER <= now
             changed = booking.status == BookingStatus.CONFIRMED and due
             if changed:
-                self._bookings.complete(unit, booking, automatically=True)
+                booking_decisions.complete_booking(
+                    booking,
+                    self._clock(),
+                    automatically=True,
+                    commission_basis_points=self._commission_basis_points,
+                    parties=unit,
+                )
             return BookingState.of(booking)
 
         self._processor.execute(
