@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from prep_es.cli import build_parser
+from prep_es.cli.parser import build_parser
 from prep_es.store.settings import ENV_PREFIX, PostgresLocation, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

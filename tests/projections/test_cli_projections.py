@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from commands.accounts import DepositFunds
-from prep_es.cli import describe_statuses
+from prep_es.cli.projections_status import describe_statuses
 from prep_es.services.container import SWEEPER_LOCK_NAME
 from prep_es.services.readside import ReadSide, lock_factory
 from prep_es.services.runtime import Runtime

@@ -1,0 +1,69 @@
+"""The ``prep-es`` command line.
+
+Configuration comes only from ``PREP_ES_*`` environment variables (:func:`load_settings`).
+Output is for people by default; ``--json`` prints one JSON document for machines.
+
+Exit status:
+
+- 0  done (also: ``demo`` when the demo data is already loaded)
+- 1  refused or failed: a domain error (``error: <code>: <detail>``) or the database
+     could not be reached
+- 2  bad usage or bad configuration (the message says which variable or argument)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from eventsourcing.persistence import PersistenceError
+
+from aggregates.errors import DomainError
+from prep_es.cli.parser import build_parser
+from prep_es.cli.terminal import EXIT_FAILED, EXIT_USAGE, UsageError
+from prep_es.store.settings import Settings, SettingsError, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``prep-es`` with ``argv`` (default: the process arguments); the exit status."""
+    parser = build_parser()
+    try:
+        arguments = parser.parse_args(argv)
+    except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE
+    handler: Handler = arguments.handler
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(arguments, settings)
+    except DomainError as error:
+        print(f"error: {error.code}: {error.detail}", file=sys.stderr)
+        return EXIT_FAILED
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except PersistenceError as error:
+        print(f"error: database_error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`prep-es replay ... | head`): nothing left to say.
+        _silence_stdout()
+        return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
