@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from prep_es.store.eventstore import session_refuses_writes
+from prep_es.store.postgres_recorders import session_refuses_writes
 from prep_es.store.settings import DatabaseLocation, PostgresLocation, Settings
 from projections.status import ProjectionStatus
 from queries.redis_circuit import RedisCircuit

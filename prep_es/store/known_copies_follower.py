@@ -28,8 +28,9 @@ import psycopg
 from eventsourcing.persistence import Notification
 from psycopg.sql import SQL, Identifier
 
-from prep_es.store.eventstore import AppendOnlyPostgresApplicationRecorder, PrepApplication
+from prep_es.store.eventstore import PrepApplication
 from prep_es.store.known_copies import KnownAggregates
+from prep_es.store.postgres_recorders import AppendOnlyPostgresApplicationRecorder
 
 logger = logging.getLogger(__name__)
 

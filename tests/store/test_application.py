@@ -8,14 +8,10 @@ from uuid import uuid4
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from prep_es.store.eventstore import (
-    PrepApplication,
-    PrepPostgresFactory,
-    PrepSQLiteFactory,
-    datastore_of,
-    open_application,
-)
+from prep_es.store.eventstore import PrepApplication, datastore_of, open_application
+from prep_es.store.postgres_recorders import PrepPostgresFactory
 from prep_es.store.settings import Settings
+from prep_es.store.sqlite_recorders import PrepSQLiteFactory
 from tests.store.counter import SNAPSHOT_INTERVAL, Counter
 
 

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from psycopg import Connection
 from psycopg.sql import SQL
 
-from prep_es.store.eventstore import AppendOnlyPostgresApplicationRecorder, open_application
+from prep_es.store.eventstore import open_application
 from prep_es.store.group_commit import Append, AppendOutcome, GroupCommit
+from prep_es.store.postgres_recorders import AppendOnlyPostgresApplicationRecorder
 from prep_es.store.settings import Settings
 
 pytestmark = pytest.mark.postgres

@@ -20,7 +20,7 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.tests import persistence as contract
 
-from prep_es.store.eventstore import (
+from prep_es.store.postgres_recorders import (
     AppendOnlyPostgresAggregateRecorder,
     AppendOnlyPostgresApplicationRecorder,
     AppendOnlyPostgresProcessRecorder,

@@ -18,7 +18,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.tests import persistence as contract
 
-from prep_es.store.eventstore import (
+from prep_es.store.sqlite_recorders import (
     AppendOnlySQLiteAggregateRecorder,
     AppendOnlySQLiteApplicationRecorder,
     AppendOnlySQLiteProcessRecorder,
