@@ -27,14 +27,13 @@ from commands.clock import Clock
 from commands.context import Actor, CommandContext
 from commands.sweeper import Sweeper, SweepIncomplete, SweepReport
 from commands.users import PasswordHashing, RecordPasswordRehash
+from prep_es.services.attempt_limits import AttemptLimiter, open_attempt_limiter
 from prep_es.services.auth import (
-    AttemptLimiter,
     Login,
     PasswordChange,
     PasswordVerifying,
     RegistrationLimit,
     TokenService,
-    open_attempt_limiter,
 )
 from prep_es.services.credentials import CurrentCredentials
 from prep_es.services.passwords import Argon2Passwords, BoundedPasswords
@@ -94,7 +93,7 @@ class SweeperThread:
     ``SWEEP_RETRY_FIRST_WAIT_S``, doubling on each failure in a row up to
     ``interval_s``. Each transition is its own idempotent command, so a retry redoes
     nothing that was done. After a database restart every pooled connection is dead;
-    the pool drops them before use (see ``prep_es.store.eventstore``), so the first retry
+    the pool drops them before use (see ``prep_es.store.postgres_recorders``), so the first retry
     that finds the database up sweeps.
 
     With ``lock`` (a runner lock named ``sweeper``), it sweeps only while it holds the

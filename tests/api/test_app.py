@@ -22,14 +22,14 @@ from fastapi.testclient import TestClient
 
 from aggregates.account import Account
 from prep_es.app import REQUEST_BODY_BYTES_MAX, create_app
-from prep_es.services.auth import (
+from prep_es.services.attempt_limits import (
     MemoryAttemptLimiter,
     Quota,
     RedisAttemptLimiter,
     client_key,
-    jwt_secret,
     login_key,
 )
+from prep_es.services.auth import jwt_secret
 from prep_es.services.container import SweeperThread
 from prep_es.services.logs import configure_logging
 from prep_es.services.passwords import Argon2Passwords
