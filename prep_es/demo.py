@@ -51,6 +51,13 @@ from commands.kitchens import (
 )
 from commands.sweeper import SweepReport
 from commands.users import CreateUser, PasswordHashing
+from prep_es.demo_cast import (
+    CERTIFICATE_NUMBER_PREFIX,
+    CITY_PREFIX,
+    DEMO_KITCHENS,
+    DEMO_USERS,
+    KitchenSpec,
+)
 from prep_es.services.runtime import Runtime, load_jurisdictions, open_runtime
 from prep_es.store.settings import Settings
 
@@ -95,175 +102,6 @@ class DemoReport(BaseModel):
     payouts_cents: int
     sweep: SweepReport
     position: int
-
-
-@dataclass(frozen=True)
-class _KitchenSpec:
-    key: str
-    host: str
-    name: str
-    description: str
-    jurisdiction: str
-    city: str
-    address: str
-    hourly_rate_cents: int
-    capacity: int
-    amenities: tuple[str, ...]
-    instant_book: bool = False
-
-
-_USERS: Final = (
-    # (key, role, full name, email local part, deposit in cents)
-    ("admin", "admin", "Ada Okonkwo", "admin", 0),
-    ("analyst", "analyst", "Noah Fischer", "analyst", 0),
-    ("maria", "host", "Maria Gonzalez", "maria.gonzalez", 0),
-    ("james", "host", "James Chen", "james.chen", 0),
-    ("aisha", "host", "Aisha Patel", "aisha.patel", 0),
-    ("tom", "host", "Tom O'Brien", "tom.obrien", 0),
-    ("priya", "customer", "Priya Raman", "priya.raman", 150_000),
-    ("marcus", "customer", "Marcus Johnson", "marcus.johnson", 200_000),
-    ("elena", "customer", "Elena Petrova", "elena.petrova", 120_000),
-    ("diego", "customer", "Diego Alvarez", "diego.alvarez", 100_000),
-    ("hannah", "customer", "Hannah Kim", "hannah.kim", 80_000),
-    ("samuel", "customer", "Samuel Okafor", "samuel.okafor", 150_000),
-    ("lucia", "customer", "Lucia Romano", "lucia.romano", 250_000),
-)
-
-_KITCHENS: Final = (
-    _KitchenSpec(
-        "sunset",
-        "maria",
-        "Sunset Commissary",
-        "Bright commissary off Sunset with two full lines, ideal for caterers and meal prep.",
-        "los_angeles",
-        "Los Angeles",
-        "1234 Sunset Blvd, Los Angeles, CA 90026",
-        4500,
-        12,
-        ("6-burner range", "convection oven", "walk-in cooler", "prep tables", "dry storage"),
-        instant_book=True,
-    ),
-    _KitchenSpec(
-        "arts",
-        "maria",
-        "Arts District Kitchen Co.",
-        "Large production kitchen in a converted warehouse with a loading dock.",
-        "los_angeles",
-        "Los Angeles",
-        "820 E 3rd St, Los Angeles, CA 90013",
-        6500,
-        20,
-        ("loading dock", "blast chiller", "walk-in freezer", "tilt skillet", "hood ventilation"),
-    ),
-    _KitchenSpec(
-        "koreatown",
-        "maria",
-        "Koreatown Kitchen Collective",
-        "Compact shared kitchen with charcoal grills, popular with pop-ups.",
-        "los_angeles",
-        "Los Angeles",
-        "3150 W 6th St, Los Angeles, CA 90020",
-        4000,
-        8,
-        ("charcoal grill", "wok station", "reach-in refrigerator", "ice machine"),
-        instant_book=True,
-    ),
-    _KitchenSpec(
-        "silverlake",
-        "james",
-        "Silver Lake Test Kitchen",
-        "Small, well-lit test kitchen for recipe development and content shoots.",
-        "los_angeles",
-        "Los Angeles",
-        "2855 Rowena Ave, Los Angeles, CA 90039",
-        5500,
-        6,
-        ("induction range", "stand mixer", "photo lighting", "prep tables"),
-        instant_book=True,
-    ),
-    _KitchenSpec(
-        "venice",
-        "james",
-        "Venice Beach Bakehouse",
-        "Bakery with a deck oven and proofing cabinets, steps from Abbot Kinney.",
-        "los_angeles",
-        "Los Angeles",
-        "1711 Abbot Kinney Blvd, Venice, CA 90291",
-        5000,
-        10,
-        ("deck oven", "proofing cabinet", "sheeter", "spiral mixer"),
-    ),
-    _KitchenSpec(
-        "mission",
-        "aisha",
-        "Mission Street Kitchen",
-        "Commissary in the Mission with a taqueria line and plenty of cold storage.",
-        "san_francisco",
-        "San Francisco",
-        "2534 Mission St, San Francisco, CA 94110",
-        7500,
-        15,
-        ("flat-top griddle", "walk-in cooler", "commercial dishwasher", "dry storage"),
-        instant_book=True,
-    ),
-    _KitchenSpec(
-        "dogpatch",
-        "aisha",
-        "Dogpatch Commissary",
-        "Industrial kitchen by the bay, fit for large catering and packaged foods.",
-        "san_francisco",
-        "San Francisco",
-        "901 Tennessee St, San Francisco, CA 94107",
-        8500,
-        25,
-        ("combi oven", "blast chiller", "loading dock", "walk-in freezer", "packaging station"),
-    ),
-    _KitchenSpec(
-        "soma",
-        "aisha",
-        "SoMa Shared Kitchen",
-        "New shared kitchen with six stations for food-truck prep.",
-        "san_francisco",
-        "San Francisco",
-        "375 7th St, San Francisco, CA 94103",
-        7000,
-        18,
-        ("6-burner range", "fryer", "walk-in cooler", "truck parking"),
-    ),
-    _KitchenSpec(
-        "outersunset",
-        "tom",
-        "Outer Sunset Bakery",
-        "Neighbourhood bakery kitchen, available in the afternoons.",
-        "san_francisco",
-        "San Francisco",
-        "3801 Noriega St, San Francisco, CA 94122",
-        6000,
-        8,
-        ("deck oven", "proofing cabinet", "stand mixer"),
-    ),
-    _KitchenSpec(
-        "bayview",
-        "tom",
-        "Bayview Food Hub",
-        "Food-business incubator kitchen with a smoker and a small retail window.",
-        "san_francisco",
-        "San Francisco",
-        "1550 Evans Ave, San Francisco, CA 94124",
-        5500,
-        12,
-        ("smoker", "convection oven", "retail window", "prep tables"),
-    ),
-)
-
-_CITY_PREFIX: Final = {"los_angeles": "LA", "san_francisco": "SF"}
-_NUMBER_PREFIX: Final = {
-    "health_permit": "HP",
-    "business_license": "BL",
-    "fire_inspection": "FI",
-    "liability_insurance": "LI",
-    "food_handler": "FH",
-}
 
 
 def load_demo(
@@ -328,7 +166,7 @@ class _Scenario:
     def create_users(self) -> None:
         """Users first, admin first: a taken admin email means the demo is loaded."""
         users = self.runtime.commands.users
-        for key, role, full_name, local_part, _ in _USERS:
+        for key, role, full_name, local_part, _ in DEMO_USERS:
             email = f"{local_part}@{DEMO_EMAIL_DOMAIN}"
             created = users.create_user(
                 CreateUser(email=email, password=DEMO_PASSWORD, full_name=full_name, role=role),
@@ -338,7 +176,7 @@ class _Scenario:
             self.logins.append(DemoLogin(email=created.email, role=role, full_name=full_name))
 
     def deposit_all(self) -> None:
-        for key, _, _, _, deposit_cents in _USERS:
+        for key, _, _, _, deposit_cents in DEMO_USERS:
             if deposit_cents:
                 self.runtime.commands.accounts.deposit_funds(
                     DepositFunds(amount_cents=deposit_cents), self.context(key)
@@ -347,7 +185,7 @@ class _Scenario:
 
     # --- kitchens ----------------------------------------------------------------------
 
-    def create_kitchen(self, spec: _KitchenSpec) -> UUID:
+    def create_kitchen(self, spec: KitchenSpec) -> UUID:
         kitchen = self.runtime.commands.kitchens.create_kitchen(
             CreateKitchen(
                 name=spec.name,
@@ -366,14 +204,14 @@ class _Scenario:
         return kitchen.id
 
     def attach_certificates(
-        self, spec: _KitchenSpec, kinds: Iterable[str], *, expires_in_days: int = 330
+        self, spec: KitchenSpec, kinds: Iterable[str], *, expires_in_days: int = 330
     ) -> dict[str, UUID]:
         kitchens = self.runtime.commands.kitchens
         attached = {}
         for index, kind in enumerate(sorted(kinds)):
             serial = int(hashlib.sha256(f"{spec.key}/{kind}".encode()).hexdigest()[:8], 16)
             number = (
-                f"{_NUMBER_PREFIX[kind]}-{_CITY_PREFIX[spec.jurisdiction]}-"
+                f"{CERTIFICATE_NUMBER_PREFIX[kind]}-{CITY_PREFIX[spec.jurisdiction]}-"
                 f"{self.today.year - 1}-{serial % 90_000 + 10_000}"
             )
             certificate = kitchens.attach_certificate(
@@ -390,7 +228,7 @@ class _Scenario:
             attached[kind] = certificate.id
         return attached
 
-    def verify(self, spec: _KitchenSpec, certificate_ids: Iterable[UUID]) -> None:
+    def verify(self, spec: KitchenSpec, certificate_ids: Iterable[UUID]) -> None:
         for certificate_id in certificate_ids:
             self.runtime.commands.kitchens.verify_certificate(
                 CertificateAction(
@@ -399,12 +237,12 @@ class _Scenario:
                 self.context("admin"),
             )
 
-    def submit(self, spec: _KitchenSpec) -> None:
+    def submit(self, spec: KitchenSpec) -> None:
         self.runtime.commands.kitchens.submit_kitchen(
             KitchenAction(kitchen_id=self.kitchens[spec.key]), self.context(spec.host)
         )
 
-    def approve(self, spec: _KitchenSpec) -> None:
+    def approve(self, spec: KitchenSpec) -> None:
         self.runtime.commands.kitchens.approve_kitchen(
             KitchenAction(kitchen_id=self.kitchens[spec.key]), self.context("admin")
         )
@@ -413,7 +251,7 @@ class _Scenario:
         """Six published and compliant, one published but missing its insurance, one
         pending review, one draft, one rejected (one is suspended later on)."""
         kitchens = self.runtime.commands.kitchens
-        for spec in _KITCHENS:
+        for spec in DEMO_KITCHENS:
             self.create_kitchen(spec)
             required = self.runtime.jurisdictions.get(spec.jurisdiction).required_certificates
             if spec.key == "venice":
