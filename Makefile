@@ -7,6 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test lint bench run clean
 
+# Every bench/*.py is a benchmark but the modules they share. Each runs as a module
+# (python -m bench.NAME) so that the repository root, not bench/, is on the import path.
+BENCH_HELPERS := bench/databases.py bench/reporting.py
+BENCHES := $(filter-out $(BENCH_HELPERS),$(wildcard bench/*.py))
+
 install: $(STAMP)
 
 # Re-install when the dependency list changes; otherwise the stamp keeps this a no-op.
@@ -24,7 +29,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# bench/http.py loads the servers with wrk: install it from Debian when it is missing and
+# bench/http_api.py loads the servers with wrk: install it from Debian when it is missing and
 # this user may (root, or sudo without a password); otherwise that script says so.
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -33,10 +38,9 @@ bench: install
 			|| { $$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq wrk >/dev/null 2>&1; } \
 			|| echo "warning: could not install wrk (apt-get install wrk)"; \
 	}
-	@set -e; for script in bench/*.py; do \
-		[ -e "$$script" ] || continue; \
+	@set -e; for script in $(BENCHES); do \
 		echo "== $$script"; \
-		$(BIN)/python "$$script"; \
+		$(BIN)/python -m "bench.$$(basename "$$script" .py)"; \
 	done
 
 # The embedded database (./prep_es.db) with demo data, served on http://127.0.0.1:8000

@@ -1,6 +1,6 @@
 """Bursts an attacker would send, against a real server, each against its limit.
 
-Run by ``make bench`` (``.venv/bin/python bench/abuse.py``); ``--quick`` is a reduced
+Run by ``make bench`` (``.venv/bin/python -m bench.abuse``); ``--quick`` is a reduced
 run for checks (about a minute once the limits hold; a few while they do not). It
 starts ``prep-es serve --workers 2`` (uvicorn, as in production) on loopback —
 PostgreSQL with Redis (the login limit shared between the workers through Redis), or
@@ -44,40 +44,31 @@ run's own (fresh emails), so nothing is emptied.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import statistics
 import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Final
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, Python puts bench/ first on sys.path, where bench/http.py would shadow
-# the standard library's ``http`` package. Look up packages from the repository root.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+import httpx
+import redis
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import secrets  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager, suppress  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any, Final  # noqa: E402
+from bench import reporting
+from bench.databases import SERVER_URL_DEFAULT, URL_VARIABLE, ScratchDatabases
+from bench.http_api import Server, clean_environment, free_port, memory_kb, server
+from bench.reporting import run_meta
 
-import httpx  # noqa: E402
-import orjson  # noqa: E402
-import redis  # noqa: E402
-
-from bench.databases import SERVER_URL_DEFAULT, URL_VARIABLE, ScratchDatabases  # noqa: E402
-from bench.http import Server, clean_environment, free_port, memory_kb, server  # noqa: E402
-
-RESULTS_PATH: Final = ROOT / "bench" / "results" / "abuse.json"
 REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"
 REDIS_URL_DEFAULT: Final = "redis://127.0.0.1:6379/13"
 API: Final = "/api/v1"
@@ -302,13 +293,11 @@ def wait_until_quiet(running: Server) -> None:
 
 
 @dataclass
-class Report:
-    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
-    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+class Report(reporting.Report):
+    """Figures with the limits they must keep, in place of ratios."""
 
-    def figure(self, name: str, value: float, unit: str) -> None:
-        self.figures[name] = {"value": round(value, 4), "unit": unit}
+    value_format: str = ",.1f"
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def limit(self, name: str, value: float, unit: str, maximum: float, *, strict: bool) -> None:
         """A figure with its limit: ``< maximum`` if ``strict``, else ``<= maximum``."""
@@ -316,21 +305,12 @@ class Report:
         met = value < maximum if strict else value <= maximum
         self.limits[name] = {"limit": f"{'<' if strict else '<='} {maximum:g}", "met": met}
 
-    def print_table(self) -> None:
-        width = max(len(name) for name in self.figures)
-        print(f"\n{'figure':<{width}}  {'value':>12}  {'unit':<8}  limit")
-        print(f"{'-' * width}  {'-' * 12}  {'-' * 8}  -----")
-        for name, figure in self.figures.items():
-            limit = self.limits.get(name)
-            verdict = f"{limit['limit']:<8} {'met' if limit['met'] else 'NOT met'}" if limit else ""
-            print(f"{name:<{width}}  {figure['value']:>12,.1f}  {figure['unit']:<8}  {verdict}")
-        for note in self.notes:
-            print(f"note: {note}")
+    def aim_of(self, name: str) -> str:
+        limit = self.limits.get(name)
+        return f"{limit['limit']:<8} {'met' if limit['met'] else 'NOT met'}" if limit else ""
 
-    def write(self, path: Path, meta: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"figures": self.figures, "limits": self.limits, "notes": self.notes, "meta": meta}
-        path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+    def sections(self) -> dict[str, Any]:
+        return {"figures": self.figures, "limits": self.limits}
 
 
 def counted(outcomes: list[str]) -> str:
@@ -583,7 +563,7 @@ def bench_min_position(running: Server, report: Report, plan: Plan, token: str) 
 
 def run(plan: Plan, *, use_sqlite: bool) -> None:
     started = time.perf_counter()
-    report = Report()
+    report = Report("abuse")
     with (
         tempfile.TemporaryDirectory(prefix="prep-es-abuse-") as scratch_dir,
         backend(use_sqlite, Path(scratch_dir), report.notes) as where,
@@ -621,16 +601,12 @@ def run(plan: Plan, *, use_sqlite: bool) -> None:
         },
         "probes_alone": plan.probes_alone,
         "probes_under_flood": plan.probes_under_flood,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
         "load_average": list(os.getloadavg()),
-        "wall_s": round(time.perf_counter() - started, 1),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_meta(started),
     }
-    report.write(RESULTS_PATH, meta)
     unmet = [name for name, limit in report.limits.items() if not limit["met"]]
     print(f"\nlimits NOT met: {', '.join(unmet)}" if unmet else "\nevery limit met")
-    print(f"wrote {RESULTS_PATH.relative_to(ROOT)} in {meta['wall_s']} s total")
+    report.write(meta)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The floors of bench/http.py, served by uvicorn like the API: a bare FastAPI
+"""The floors of bench/http_api.py, served by uvicorn like the API: a bare FastAPI
 application with (a) a route that saves one new aggregate with eventsourcing, the naive
 way (a ``def`` route in the thread pool, the library's default PostgreSQL recorder), and
 (b) a route returning a constant.

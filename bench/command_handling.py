@@ -1,6 +1,6 @@
 """Command-side throughput and load latency on PostgreSQL, each against its floor.
 
-Run by ``make bench`` (``.venv/bin/python bench/commands.py``); ``--quick`` is a reduced
+Run by ``make bench`` (``.venv/bin/python -m bench.command_handling``); ``--quick`` is a reduced
 run for checks (well under 3 minutes). In one run, at 1 and 4 threads:
 
 (a) ``raw_insert``  raw psycopg: one single-row INSERT + COMMIT per transaction, pooled
@@ -25,62 +25,52 @@ hotspots (cumulative), and where the time goes by package.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import cProfile
+import io
+import itertools
+import os
+import pstats
+import statistics
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, Final
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, Python puts bench/ first on sys.path, where this file would shadow the
-# ``commands`` package. Look up project packages from the repository root instead.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate as LibraryAggregate
+from eventsourcing.utils import Environment, EnvType
+from psycopg import sql
+from psycopg_pool import ConnectionPool
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import io  # noqa: E402
-import itertools  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import pstats  # noqa: E402
-import statistics  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from collections import Counter  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import ExitStack, contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, date, datetime, timedelta  # noqa: E402
-from typing import Any, Final  # noqa: E402
-from uuid import UUID, uuid4  # noqa: E402
-from zoneinfo import ZoneInfo  # noqa: E402
-
-import orjson  # noqa: E402
-import psycopg  # noqa: E402
-from eventsourcing.application import Application  # noqa: E402
-from eventsourcing.domain import Aggregate as LibraryAggregate  # noqa: E402
-from eventsourcing.utils import Environment, EnvType  # noqa: E402
-from psycopg import sql  # noqa: E402
-from psycopg_pool import ConnectionPool  # noqa: E402
-
-from aggregates.account import Account  # noqa: E402
-from aggregates.errors import DomainError  # noqa: E402
-from bench.databases import (  # noqa: E402
+from aggregates.account import Account
+from aggregates.errors import DomainError
+from bench import reporting
+from bench.databases import (
     DATABASE_PREFIX,
     SERVER_URL_DEFAULT,
     URL_VARIABLE,
     ScratchDatabases,
     postgres_location,
 )
-from commands.accounts import DepositFunds  # noqa: E402
-from commands.bookings import RequestBooking  # noqa: E402
-from commands.context import Actor  # noqa: E402
-from prep_es.services.passwords import Argon2Passwords  # noqa: E402
-from prep_es.services.runtime import Runtime, open_runtime  # noqa: E402
-from prep_es.store.eventstore import open_application  # noqa: E402
-from prep_es.store.settings import Settings  # noqa: E402
-from tests.support import as_actor, create_user, publish_compliant_kitchen  # noqa: E402
-
-RESULTS_PATH: Final = ROOT / "bench" / "results" / "commands.json"
+from bench.reporting import run_meta
+from commands.accounts import DepositFunds
+from commands.bookings import RequestBooking
+from commands.context import Actor
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.services.runtime import Runtime, open_runtime
+from prep_es.store.eventstore import open_application
+from prep_es.store.settings import Settings
+from tests.support import as_actor, create_user, publish_compliant_kitchen
 
 THREAD_COUNTS: Final = (1, 4)
 POOL_SIZE: Final = 10
@@ -539,13 +529,8 @@ def bench_account_load(url: str, plan: Plan, report: Report) -> tuple[float, flo
 
 
 @dataclass
-class Report:
-    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ratios: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def figure(self, name: str, value: float, unit: str) -> None:
-        self.figures[name] = {"value": round(value, 4), "unit": unit}
+class Report(reporting.Report):
+    """The shared report, plus the figures of one run's totals."""
 
     def add_totals(self, totals: Totals, *, with_retries: bool) -> Run:
         run = totals.merged()
@@ -562,27 +547,6 @@ class Report:
         rates = ", ".join(f"{r.ops_per_s:.0f}" for r in totals.runs)
         self.notes.append(f"{prefix}: ops/s by round {rates}")
         return run
-
-    def ratio(self, name: str, numerator: float, denominator: float) -> None:
-        self.ratios[name] = round(numerator / denominator, 4)
-
-    def print_table(self) -> None:
-        width = max(len(name) for name in [*self.figures, *self.ratios])
-        print(f"\n{'figure':<{width}}  {'value':>12}  unit")
-        print(f"{'-' * width}  {'-' * 12}  -----")
-        for name, figure in self.figures.items():
-            print(f"{name:<{width}}  {figure['value']:>12,.3f}  {figure['unit']}")
-        print(f"\n{'ratio':<{width}}  {'value':>12}  target")
-        print(f"{'-' * width}  {'-' * 12}  ------")
-        for name, value in self.ratios.items():
-            print(f"{name:<{width}}  {value:>12.3f}  {TARGETS.get(name, '')}")
-        for note in self.notes:
-            print(f"note: {note}")
-
-    def write(self, path: Path, meta: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"figures": self.figures, "ratios": self.ratios, "notes": self.notes, "meta": meta}
-        path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 TARGETS: Final = {
@@ -607,12 +571,12 @@ def databases() -> Iterator[Databases]:
 
 
 def run_benchmarks(plan: Plan) -> None:
-    report = Report()
+    report = Report("commands", TARGETS)
     started = time.perf_counter()
     with databases() as store, ExitStack() as stack:
         where = store.given_url and postgres_location(store.given_url).dbname
         print(
-            f"bench/commands.py ({plan.mode}): PostgreSQL "
+            f"bench/command_handling.py ({plan.mode}): PostgreSQL "
             f"{where or 'fresh databases ' + DATABASE_PREFIX + store.token + '_*'}",
             flush=True,
         )
@@ -673,14 +637,10 @@ def run_benchmarks(plan: Plan) -> None:
         "account_events_large": plan.account_events_large,
         "pool_size": POOL_SIZE,
         "psycopg_impl": psycopg.pq.__impl__,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
         "load_average": list(os.getloadavg()),
-        "wall_s": round(time.perf_counter() - started, 1),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_meta(started),
     }
-    report.write(RESULTS_PATH, meta)
-    print(f"\nwrote {RESULTS_PATH.relative_to(ROOT)} in {meta['wall_s']} s total")
+    report.write(meta)
 
 
 PROJECT_PACKAGES: Final = ("aggregates", "commands", "prep_es")

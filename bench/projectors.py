@@ -1,6 +1,6 @@
 """Read-side throughput, lag and memory on PostgreSQL, each against its floor.
 
-Run by ``.venv/bin/python bench/projections.py``; ``--quick`` is a reduced run for
+Run by ``.venv/bin/python -m bench.projectors``; ``--quick`` is a reduced run for
 checks (under 3 minutes). In one run:
 
 history  a marketplace written through the real command handlers in 4 threads, round
@@ -56,72 +56,65 @@ a fresh database ``prep_es_bench_<random>_projections`` on
 
 from __future__ import annotations
 
+import argparse
+import bisect
+import cProfile
+import io
+import itertools
+import os
+import pstats
+import random
+import subprocess
 import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from functools import singledispatchmethod
 from pathlib import Path
+from typing import Any, Final, TypeVar
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, Python puts bench/ first on sys.path, where this file would shadow the
-# ``projections`` package. Look up project packages from the repository root instead.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+import orjson
+import psycopg
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.projection import Projection as LibraryProjection
+from eventsourcing.projection import ProjectionRunner as LibraryProjectionRunner
+from eventsourcing.utils import get_topic
+from psycopg import sql
 
-import argparse  # noqa: E402
-import bisect  # noqa: E402
-import cProfile  # noqa: E402
-import io  # noqa: E402
-import itertools  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import pstats  # noqa: E402
-import random  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field, replace  # noqa: E402
-from datetime import UTC, date, datetime, timedelta  # noqa: E402
-from functools import singledispatchmethod  # noqa: E402
-from typing import Any, Final, TypeVar  # noqa: E402
-from uuid import UUID, uuid4  # noqa: E402
-from zoneinfo import ZoneInfo  # noqa: E402
-
-import orjson  # noqa: E402
-import psycopg  # noqa: E402
-from eventsourcing.persistence import Tracking  # noqa: E402
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder  # noqa: E402
-from eventsourcing.projection import Projection as LibraryProjection  # noqa: E402
-from eventsourcing.projection import ProjectionRunner as LibraryProjectionRunner  # noqa: E402
-from eventsourcing.utils import get_topic  # noqa: E402
-from psycopg import sql  # noqa: E402
-
-from aggregates.account import Account, account_id_for  # noqa: E402
-from aggregates.base import DomainEvent, EventMetadata, recording_metadata  # noqa: E402
-from aggregates.errors import DomainError  # noqa: E402
-from bench.databases import (  # noqa: E402
+from aggregates.account import Account, account_id_for
+from aggregates.base import DomainEvent, EventMetadata, recording_metadata
+from aggregates.errors import DomainError
+from bench.databases import (
     SERVER_URL_DEFAULT,
     URL_VARIABLE,
     ScratchDatabases,
     postgres_location,
 )
-from commands.accounts import DepositFunds  # noqa: E402
-from commands.bookings import (  # noqa: E402
+from bench.reporting import ROOT, Report, run_meta
+from commands.accounts import DepositFunds
+from commands.bookings import (
     BookingAction,
     CancelBooking,
     DeclineBooking,
     RequestBooking,
 )
-from commands.context import Actor  # noqa: E402
-from prep_es.services.passwords import Argon2Passwords  # noqa: E402
-from prep_es.services.readside import ReadSide, open_read_side, start_projectors  # noqa: E402
-from prep_es.services.runtime import Runtime, open_runtime, tune_garbage_collection  # noqa: E402
-from prep_es.store.eventstore import PrepApplication, application_env, open_application  # noqa: E402
-from prep_es.store.settings import Settings  # noqa: E402
-from projections import PROJECTIONS, Projection  # noqa: E402
-from projections.database import PostgresReadDatabase, ReadDatabase  # noqa: E402
-from projections.runners import (  # noqa: E402
+from commands.context import Actor
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.services.readside import ReadSide, open_read_side, start_projectors
+from prep_es.services.runtime import Runtime, open_runtime, tune_garbage_collection
+from prep_es.store.eventstore import PrepApplication, application_env, open_application
+from prep_es.store.settings import Settings
+from projections import PROJECTIONS, Projection
+from projections.database import PostgresReadDatabase, ReadDatabase
+from projections.runners import (
     BATCH_SIZE,
     POSITIONS_CHANNEL,
     REBUILD_BATCH_SIZE,
@@ -131,10 +124,8 @@ from projections.runners import (  # noqa: E402
     generations,
     request_rebuild,
 )
-from queries.consistency import read_position  # noqa: E402
-from tests.support import MutableClock, as_actor, create_user, publish_compliant_kitchen  # noqa: E402
-
-RESULTS_PATH: Final = ROOT / "bench" / "results" / "projections.json"
+from queries.consistency import read_position
+from tests.support import MutableClock, as_actor, create_user, publish_compliant_kitchen
 
 WRITER_THREADS: Final = 4
 """Threads writing the history and issuing commands during (d)."""
@@ -1001,7 +992,8 @@ def bench_rebuild_rss(url: str, schema: str) -> RssRun:
     with psycopg.connect(postgres_location(url).conninfo(), autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     completed = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--rebuild-child", schema],
+        [sys.executable, "-m", "bench.projectors", "--rebuild-child", schema],
+        cwd=ROOT,
         env={**os.environ, URL_VARIABLE: url},
         capture_output=True,
         text=True,
@@ -1023,40 +1015,6 @@ TARGETS: Final = {
     "lag_p99_ms": "<= 50",
     "rebuild_rss_mb": "<= 300",
 }
-
-
-@dataclass
-class Report:
-    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ratios: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def figure(self, name: str, value: float, unit: str) -> None:
-        self.figures[name] = {"value": round(value, 4), "unit": unit}
-
-    def ratio(self, name: str, numerator: float, denominator: float) -> None:
-        self.ratios[name] = round(numerator / denominator, 4)
-
-    def print_table(self) -> None:
-        width = max(len(name) for name in [*self.figures, *self.ratios])
-        print(f"\n{'figure':<{width}}  {'value':>12}  {'unit':<9} target")
-        print(f"{'-' * width}  {'-' * 12}  {'-' * 9} ------")
-        for name, figure in self.figures.items():
-            print(
-                f"{name:<{width}}  {figure['value']:>12,.2f}  {figure['unit']:<9} "
-                f"{TARGETS.get(name, '')}"
-            )
-        print(f"\n{'ratio':<{width}}  {'value':>12}  target")
-        print(f"{'-' * width}  {'-' * 12}  ------")
-        for name, value in self.ratios.items():
-            print(f"{name:<{width}}  {value:>12.3f}  {TARGETS.get(name, '')}")
-        for note in self.notes:
-            print(f"note: {note}")
-
-    def write(self, path: Path, meta: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"figures": self.figures, "ratios": self.ratios, "notes": self.notes, "meta": meta}
-        path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -1085,7 +1043,9 @@ class Session:
     runtime: Runtime
     read_side: ReadSide
     market: Market
-    report: Report = field(default_factory=Report)
+    report: Report = field(
+        default_factory=lambda: Report("projections", TARGETS, value_format=",.2f")
+    )
     head: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     runner_rate: float = 0.0
@@ -1298,7 +1258,7 @@ def run_benchmarks(plan: Plan, *, profile: bool) -> None:
     with database_for_run() as (database, url):
         where = postgres_location(url).dbname
         print(
-            f"bench/projections.py ({plan.mode}): PostgreSQL database {where}; "
+            f"bench/projectors.py ({plan.mode}): PostgreSQL database {where}; "
             f"projections: {', '.join(p.name for p in PROJECTIONS)}",
             flush=True,
         )
@@ -1348,15 +1308,11 @@ def run_benchmarks(plan: Plan, *, profile: bool) -> None:
         "rebuild_batch_size": REBUILD_BATCH_SIZE,
         "lag_s": plan.lag_s,
         "psycopg_impl": psycopg.pq.__impl__,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
         "load_average_at_start": load_average_at_start,
         "load_average_at_end": list(os.getloadavg()),
-        "wall_s": round(time.perf_counter() - started, 1),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_meta(started),
     }
-    report.write(RESULTS_PATH, meta)
-    print(f"\nwrote {RESULTS_PATH.relative_to(ROOT)} in {meta['wall_s']} s total")
+    report.write(meta)
 
 
 def main(argv: list[str] | None = None) -> None:

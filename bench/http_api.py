@@ -1,6 +1,6 @@
 """HTTP throughput and latency on PostgreSQL, each against its floor.
 
-Run by ``make bench`` (``.venv/bin/python bench/http.py``); ``--quick`` is a reduced run
+Run by ``make bench`` (``.venv/bin/python -m bench.http_api``); ``--quick`` is a reduced run
 for checks (under 3 minutes). Servers run as in production — uvicorn, 2 worker
 processes, no access log — and ``wrk`` (from Debian; ``make bench`` installs it when it
 can) loads them over loopback with 32 connections for a bounded time, after a warm-up:
@@ -51,71 +51,64 @@ the bench empties first (cache entries of an earlier run would be refused anyway
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import os
+import random
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, Python puts bench/ first on sys.path, where this file would shadow the
-# standard library's ``http`` package. Look up packages from the repository root instead.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+import httpx
+import orjson
+import psycopg
+import redis
+from prometheus_client.parser import text_string_to_metric_families
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import resource  # noqa: E402
-import secrets  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from contextlib import AbstractContextManager, contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, date, datetime, timedelta  # noqa: E402
-from typing import Any, Final, TypeVar  # noqa: E402
-from urllib.parse import urlencode  # noqa: E402
-from uuid import UUID  # noqa: E402
-from zoneinfo import ZoneInfo  # noqa: E402
-
-import httpx  # noqa: E402
-import orjson  # noqa: E402
-import psycopg  # noqa: E402
-import redis  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from aggregates.errors import DomainError  # noqa: E402
-from bench.databases import (  # noqa: E402
+from aggregates.errors import DomainError
+from bench import reporting
+from bench.databases import (
     SERVER_URL_DEFAULT,
     URL_VARIABLE,
     ScratchDatabases,
     postgres_location,
 )
-from commands.accounts import DepositFunds  # noqa: E402
-from commands.bookings import RequestBooking  # noqa: E402
-from commands.context import Actor, CommandContext  # noqa: E402
-from commands.kitchens import (  # noqa: E402
+from bench.reporting import ROOT, run_meta
+from commands.accounts import DepositFunds
+from commands.bookings import RequestBooking
+from commands.context import Actor, CommandContext
+from commands.kitchens import (
     AttachCertificate,
     CertificateAction,
     CreateKitchen,
     KitchenAction,
 )
-from commands.users import CreateUser  # noqa: E402
-from prep_es.services.auth import TokenService  # noqa: E402
-from prep_es.services.passwords import Argon2Passwords  # noqa: E402
-from prep_es.services.readside import open_read_side, start_projectors  # noqa: E402
-from prep_es.services.runtime import Runtime, open_runtime, system_clock  # noqa: E402
-from prep_es.store.settings import Settings  # noqa: E402
-from projections.status import projection_statuses  # noqa: E402
+from commands.users import CreateUser
+from prep_es.services.auth import TokenService
+from prep_es.services.passwords import Argon2Passwords
+from prep_es.services.readside import open_read_side, start_projectors
+from prep_es.services.runtime import Runtime, open_runtime, system_clock
+from prep_es.store.settings import Settings
+from projections.status import projection_statuses
 
 REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"
 REDIS_URL_DEFAULT: Final = "redis://127.0.0.1:6379/14"
-RESULTS_PATH: Final = ROOT / "bench" / "results" / "http.json"
 FLOOR_APP_DIR: Final = ROOT / "bench" / "servers"
 
 WORKERS: Final = 2
@@ -681,7 +674,7 @@ def require_wrk() -> str:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit(
-            "bench/http.py needs wrk (Debian: apt-get install wrk; `make bench` installs it "
+            "bench/http_api.py needs wrk (Debian: apt-get install wrk; `make bench` installs it "
             "when it can)"
         )
     return wrk
@@ -874,13 +867,8 @@ def wait_for_projections(url: str) -> float:
 
 
 @dataclass
-class Report:
-    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ratios: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def figure(self, name: str, value: float, unit: str) -> None:
-        self.figures[name] = {"value": round(value, 4), "unit": unit}
+class Report(reporting.Report):
+    """The shared report, plus one load's figures."""
 
     def add_load(self, load: Load) -> None:
         self.figure(f"{load.name}_req_per_s", load.ok_per_s, "req/s")
@@ -894,30 +882,6 @@ class Report:
                 f"{load.server_errors} 5xx, {load.socket_errors} socket errors of "
                 f"{load.requests} requests"
             )
-
-    def ratio(self, name: str, numerator: float, denominator: float) -> None:
-        self.ratios[name] = round(numerator / denominator, 4)
-
-    def print_table(self) -> None:
-        width = max(len(name) for name in [*self.figures, *self.ratios])
-        print(f"\n{'figure':<{width}}  {'value':>12}  {'unit':<8}  target")
-        print(f"{'-' * width}  {'-' * 12}  {'-' * 8}  ------")
-        for name, figure in self.figures.items():
-            print(
-                f"{name:<{width}}  {figure['value']:>12,.3f}  {figure['unit']:<8}  "
-                f"{TARGETS.get(name, '')}"
-            )
-        print(f"\n{'ratio':<{width}}  {'value':>12}  target")
-        print(f"{'-' * width}  {'-' * 12}  ------")
-        for name, value in self.ratios.items():
-            print(f"{name:<{width}}  {value:>12.3f}  {TARGETS.get(name, '')}")
-        for note in self.notes:
-            print(f"note: {note}")
-
-    def write(self, path: Path, meta: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"figures": self.figures, "ratios": self.ratios, "notes": self.notes, "meta": meta}
-        path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 # --- main ------------------------------------------------------------------------------
@@ -1039,7 +1003,7 @@ def vacuum_analyze(url: str) -> tuple[float, str]:
 
 def run_benchmarks(plan: Plan, *, in_process_only: bool = False) -> None:
     require_wrk()
-    report = Report()
+    report = Report("http", TARGETS)
     started = time.perf_counter()
     redis_url = os.environ.get(REDIS_VARIABLE) or REDIS_URL_DEFAULT
     redis.Redis.from_url(redis_url).flushdb()
@@ -1048,7 +1012,7 @@ def run_benchmarks(plan: Plan, *, in_process_only: bool = False) -> None:
         scratch = Path(tmp)
         url = given or store.create("http")
         where = postgres_location(url).dbname
-        print(f"bench/http.py ({plan.mode}): PostgreSQL {where}, Redis {redis_url}", flush=True)
+        print(f"bench/http_api.py ({plan.mode}): PostgreSQL {where}, Redis {redis_url}", flush=True)
         naive, constant = bench_floors(store.create("floor"), plan, scratch, report)
 
         print(
@@ -1124,14 +1088,10 @@ def run_benchmarks(plan: Plan, *, in_process_only: bool = False) -> None:
         },
         "vacuum_analyze_after_seeding": True,
         "server_autovacuum": autovacuum,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
         "load_average": list(os.getloadavg()),
-        "wall_s": round(time.perf_counter() - started, 1),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_meta(started),
     }
-    report.write(RESULTS_PATH, meta)
-    print(f"\nwrote {RESULTS_PATH.relative_to(ROOT)} in {meta['wall_s']} s total")
+    report.write(meta)
 
 
 def main(argv: list[str] | None = None) -> None:
