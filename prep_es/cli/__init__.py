@@ -9,6 +9,11 @@ Exit status:
 - 1  refused or failed: a domain error (``error: <code>: <detail>``) or the database
      could not be reached
 - 2  bad usage or bad configuration (the message says which variable or argument)
+
+Here: :func:`main` and its dispatch. ``parser`` names the commands and their arguments;
+each command runs in a module of its own (``users_create``, ``replay``, ``sweep``,
+``demo``, ``projections_status``, ``projections_rebuild``, ``project``, ``serve``);
+``terminal`` holds what they share at the terminal.
 """
 
 from __future__ import annotations
