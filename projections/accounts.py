@@ -39,6 +39,7 @@ from aggregates.base import uncached_derived_id
 from aggregates.user import User
 from projections.base import Projection
 from projections.database import Dialect, Row, Sql
+from projections.database import uuid_from_row as _uuid
 from projections.failures import ProjectionFailed
 
 ENTRY_KINDS = (
@@ -549,7 +550,3 @@ class _Pending:
     movements: list[Movement]
     lines: list[LedgerLine]
     opened: bool = False
-
-
-def _uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)

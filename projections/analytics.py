@@ -54,6 +54,7 @@ from aggregates.jurisdictions import JurisdictionCatalog, JurisdictionRules
 from aggregates.kitchen import Kitchen
 from projections.base import Projection, packaged_jurisdictions
 from projections.database import Dialect, Sql
+from projections.database import uuid_from_row as _uuid
 from projections.failures import ProjectionFailed
 
 BOOKING_STATUSES = ("pending", "confirmed", "completed", "cancelled", "declined", "expired")
@@ -611,7 +612,3 @@ def _minutes(start: datetime, end: datetime) -> int:
     seconds = int((end - start).total_seconds())
     assert seconds > 0 and seconds % SECONDS_PER_MINUTE == 0, (start, end)
     return seconds // SECONDS_PER_MINUTE
-
-
-def _uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)

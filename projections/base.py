@@ -38,7 +38,7 @@ from eventsourcing.utils import get_topic
 from psycopg.types.json import Jsonb
 
 from aggregates.jurisdictions import JurisdictionCatalog
-from projections.database import Dialect, Sql
+from projections.database import Dialect, Sql, uuid_parameter
 
 POSTGRES_TYPES = {
     "id": "uuid",
@@ -152,7 +152,7 @@ class Projection(ABC):
         )
 
     def id_value(self, value: UUID) -> UUID | str:
-        return value if self.dialect == "postgresql" else str(value)
+        return uuid_parameter(self.dialect, value)
 
     def time_value(self, value: datetime) -> datetime | str:
         """Aware times (PostgreSQL stores the instant, whatever the offset); on SQLite a

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
+from uuid import UUID
 
 import orjson
 import psycopg
@@ -28,6 +29,17 @@ Row = dict[str, Any]
 _PLACEHOLDER = re.compile(r"%s")
 SQLITE_BUSY_TIMEOUT_S = 10.0
 POOL_TIMEOUT_S = 10.0
+
+
+def uuid_parameter(dialect: Dialect, value: UUID) -> UUID | str:
+    """A UUID as a statement's parameter: PostgreSQL has a ``uuid`` type; SQLite keeps
+    the text."""
+    return value if dialect == "postgresql" else str(value)
+
+
+def uuid_from_row(value: UUID | str) -> UUID:
+    """A ``uuid`` column as read: PostgreSQL gives a UUID, SQLite its text."""
+    return value if isinstance(value, UUID) else UUID(value)
 
 
 class ReadModelNotReady(Exception):

@@ -21,7 +21,7 @@ from aggregates.account import (
 )
 from aggregates.errors import NotFound, PermissionDenied
 from projections.accounts import AccountsProjection
-from projections.database import ReadDatabase, Row, Sql
+from projections.database import ReadDatabase, Row, Sql, uuid_from_row, uuid_parameter
 from queries.base import Page, PageRequest, Viewer
 
 ACCOUNTS = AccountsProjection.view("accounts")
@@ -97,16 +97,9 @@ def _counter_account(account_id: UUID | None) -> CounterAccount | None:
     return "user"
 
 
-def _uuid(value: Any) -> UUID | None:
-    return None if value is None else value if isinstance(value, UUID) else UUID(value)
-
-
 class AccountQueries:
     def __init__(self, database: ReadDatabase) -> None:
         self._database = database
-
-    def _id(self, value: UUID) -> UUID | str:
-        return value if self._database.dialect == "postgresql" else str(value)
 
     def account(self, viewer: Viewer) -> AccountBalance:
         """The viewer's own account; 404 (``account_not_found``) until the read model
@@ -115,7 +108,7 @@ class AccountQueries:
             row = sql.fetchone(
                 "SELECT account_id, owner_id, balance_cents, held_cents, available_cents, "
                 f"updated_at FROM {ACCOUNTS} WHERE owner_id = %s",
-                (self._id(viewer.user_id),),
+                (uuid_parameter(self._database.dialect, viewer.user_id),),
             )
         if row is None:
             raise NotFound("no account for this user yet", code="account_not_found")
@@ -132,14 +125,14 @@ class AccountQueries:
                 "e.counter_account_id, e.booking_id, count(*) OVER () AS total "
                 f"FROM {ENTRIES} e WHERE {where} "
                 "ORDER BY e.position DESC, e.line DESC LIMIT %s OFFSET %s",
-                (self._id(viewer.user_id), page.limit, page.offset),
+                (uuid_parameter(self._database.dialect, viewer.user_id), page.limit, page.offset),
             )
             total = self._total(
                 sql,
                 rows,
                 page,
                 f"SELECT count(*) FROM {ENTRIES} e WHERE {where}",
-                (self._id(viewer.user_id),),
+                (uuid_parameter(self._database.dialect, viewer.user_id),),
             )
         return Page[StatementEntry](
             items=[_statement_entry(row) for row in rows],
@@ -168,8 +161,8 @@ class AccountQueries:
                 "GROUP BY l.account_id, a.owner_id, o.full_name "
                 "ORDER BY rank, o.full_name, l.account_id LIMIT %s OFFSET %s",
                 (
-                    self._id(PAYMENTS_ACCOUNT_ID),
-                    self._id(PLATFORM_REVENUE_ACCOUNT_ID),
+                    uuid_parameter(self._database.dialect, PAYMENTS_ACCOUNT_ID),
+                    uuid_parameter(self._database.dialect, PLATFORM_REVENUE_ACCOUNT_ID),
                     page.limit,
                     page.offset,
                 ),
@@ -204,7 +197,8 @@ class AccountQueries:
 
 
 def _statement_entry(row: Row) -> StatementEntry:
-    counter_account_id = _uuid(row["counter_account_id"])
+    counter = row["counter_account_id"]
+    counter_account_id = None if counter is None else uuid_from_row(counter)
     return StatementEntry.model_validate(
         {
             **row,
@@ -216,8 +210,7 @@ def _statement_entry(row: Row) -> StatementEntry:
 
 
 def _trial_balance_line(row: Row) -> TrialBalanceLine:
-    account_id = _uuid(row["account_id"])
-    assert account_id is not None
+    account_id = uuid_from_row(row["account_id"])
     account = _counter_account(account_id)
     assert account is not None
     return TrialBalanceLine(

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from projections.analytics import AnalyticsProjection, as_date, month_start, week_start
-from projections.database import ReadDatabase, Sql
+from projections.database import ReadDatabase, Sql, uuid_from_row, uuid_parameter
 from queries.base import Viewer
 
 Granularity = Literal["day", "week", "month"]
@@ -122,9 +122,6 @@ class AnalyticsQueries:
     def __init__(self, database: ReadDatabase) -> None:
         self._database = database
 
-    def _id(self, value: UUID) -> UUID | str:
-        return value if self._database.dialect == "postgresql" else str(value)
-
     def _date(self, value: date) -> date | str:
         return value if self._database.dialect == "postgresql" else value.isoformat()
 
@@ -142,7 +139,11 @@ class AnalyticsQueries:
                 "gmv_cents, host_revenue_cents, platform_revenue_cents, average_price_cents, "
                 "occupancy_first_day, occupancy_last_day, available_minutes "
                 f"FROM {KITCHENS} WHERE kitchen_id = %s AND (%s OR host_id = %s)",
-                (self._id(kitchen_id), sees_all, self._id(viewer.user_id)),
+                (
+                    uuid_parameter(self._database.dialect, kitchen_id),
+                    sees_all,
+                    uuid_parameter(self._database.dialect, viewer.user_id),
+                ),
             )
             if row is None:
                 self._raise_missing_kitchen(sql, kitchen_id)
@@ -150,8 +151,8 @@ class AnalyticsQueries:
         booked_minutes = int(row["booked_minutes"])
         available = row["available_minutes"]
         return KitchenStats(
-            kitchen_id=_uuid(row["kitchen_id"]),
-            host_id=_uuid(row["host_id"]),
+            kitchen_id=uuid_from_row(row["kitchen_id"]),
+            host_id=uuid_from_row(row["host_id"]),
             name=row["name"],
             city=row["city"],
             jurisdiction=row["jurisdiction"],
@@ -178,7 +179,8 @@ class AnalyticsQueries:
         """The statistics query matched nothing: 404 if there is no such kitchen, 403
         if it is another host's."""
         exists = sql.fetchone(
-            f"SELECT 1 AS found FROM {KITCHENS} WHERE kitchen_id = %s", (self._id(kitchen_id),)
+            f"SELECT 1 AS found FROM {KITCHENS} WHERE kitchen_id = %s",
+            (uuid_parameter(self._database.dialect, kitchen_id),),
         )
         if exists is None:
             raise NotFound(f"kitchen {kitchen_id} not found", code="kitchen_not_found")
@@ -279,7 +281,7 @@ class AnalyticsQueries:
             ranked.append(
                 RankedKitchen(
                     rank=rank,
-                    kitchen_id=_uuid(row["kitchen_id"]),
+                    kitchen_id=uuid_from_row(row["kitchen_id"]),
                     name=row["name"],
                     city=row["city"],
                     metric=metric,
@@ -322,7 +324,3 @@ def _optional_int(value: Any) -> int | None:
 
 def _optional_date(value: date | str | None) -> date | None:
     return None if value is None else as_date(value)
-
-
-def _uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from aggregates.errors import InvalidRequest, PermissionDenied
 from projections.audit import AuditProjection
-from projections.database import ReadDatabase
+from projections.database import ReadDatabase, uuid_from_row, uuid_parameter
 from queries.base import Viewer
 
 AUDIT_LIMIT_DEFAULT: Final = 100
@@ -52,9 +52,6 @@ class AuditPage(BaseModel):
 class AuditQueries:
     def __init__(self, database: ReadDatabase) -> None:
         self._database = database
-
-    def _id(self, value: UUID) -> UUID | str:
-        return value if self._database.dialect == "postgresql" else str(value)
 
     def _time(self, value: datetime) -> datetime | str:
         """As the projection stores it: on SQLite fixed-width UTC text, so text order is
@@ -97,10 +94,10 @@ class AuditQueries:
         params: list[Any] = [after_position or 0]
         if aggregate_id is not None:
             conditions.append("aggregate_id = %s")
-            params.append(self._id(aggregate_id))
+            params.append(uuid_parameter(self._database.dialect, aggregate_id))
         if actor_id is not None:
             conditions.append("actor_id = %s")
-            params.append(self._id(actor_id))
+            params.append(uuid_parameter(self._database.dialect, actor_id))
         if event_type is not None:
             conditions.append("event_type = %s")
             params.append(event_type)
@@ -138,16 +135,12 @@ def _entry(row: dict[str, Any]) -> AuditEntry:
             datetime.fromisoformat(recorded_at) if isinstance(recorded_at, str) else recorded_at
         ),
         aggregate_type=row["aggregate_type"],
-        aggregate_id=_uuid(row["aggregate_id"]),
+        aggregate_id=uuid_from_row(row["aggregate_id"]),
         aggregate_version=int(row["aggregate_version"]),
         event_type=row["event_type"],
-        actor_id=None if row["actor_id"] is None else _uuid(row["actor_id"]),
+        actor_id=None if row["actor_id"] is None else uuid_from_row(row["actor_id"]),
         actor_role=row["actor_role"],
         request_id=row["request_id"],
         correlation_id=row["correlation_id"],
         payload=orjson.loads(payload) if isinstance(payload, str | bytes) else payload,
     )
-
-
-def _uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from aggregates.booking import BOOKING_STATUSES
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from projections.bookings import BookingsProjection
-from projections.database import ReadDatabase
+from projections.database import ReadDatabase, uuid_parameter
 from queries.base import Page, PageRequest, Viewer
 
 BOOKINGS = BookingsProjection.view("bookings")
@@ -94,11 +94,11 @@ class BookingQueries:
     def __init__(self, database: ReadDatabase) -> None:
         self._database = database
 
-    def _id(self, value: UUID) -> UUID | str:
-        return value if self._database.dialect == "postgresql" else str(value)
-
     def _params(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(self._id(value) if isinstance(value, UUID) else value for value in values)
+        return tuple(
+            uuid_parameter(self._database.dialect, value) if isinstance(value, UUID) else value
+            for value in values
+        )
 
     def get(self, viewer: Viewer, booking_id: UUID) -> BookingDetail:
         """One booking: its customer, its kitchen's host or an admin; 403 for other

@@ -34,7 +34,7 @@ from aggregates.kitchen import (
     KITCHEN_STATUSES,
 )
 from aggregates.policies import HOURLY_RATE_CENTS_MAX
-from projections.database import Dialect, ReadDatabase, Row
+from projections.database import Dialect, ReadDatabase, Row, uuid_parameter
 from projections.kitchens import (
     PUBLISHED,
     TEXT_SEARCH_CONFIG,
@@ -290,9 +290,6 @@ class KitchenQueries:
     def _dialect(self) -> Dialect:
         return self._database.dialect
 
-    def _id(self, value: UUID) -> UUID | str:
-        return value if self._dialect == "postgresql" else str(value)
-
     def _time(self, value: datetime) -> datetime | str:
         utc = value.astimezone(UTC)
         return utc if self._dialect == "postgresql" else utc.isoformat(timespec="microseconds")
@@ -435,13 +432,13 @@ class KitchenQueries:
         """One kitchen with its compliance now. Published kitchens are public; others
         are visible to their host and admins only (404 ``kitchen_not_found``)."""
         visible = "k.status = %s"
-        params: list[Any] = [self._id(kitchen_id), "published"]
+        params: list[Any] = [uuid_parameter(self._dialect, kitchen_id), "published"]
         if viewer is not None and viewer.is_admin:
             visible = "TRUE"
             params.pop()
         elif viewer is not None:
             visible = "(k.status = %s OR k.host_id = %s)"
-            params.append(self._id(viewer.user_id))
+            params.append(uuid_parameter(self._dialect, viewer.user_id))
         with self._database.reading() as sql:
             row = sql.fetchone(
                 f"SELECT {_DETAIL_COLUMNS} FROM {KITCHENS} k WHERE k.id = %s AND {visible}",
@@ -452,7 +449,7 @@ class KitchenQueries:
             certificates = sql.fetchall(
                 f"SELECT id, kind, number, issued_on, expires_on, status FROM {CERTIFICATES} "
                 "WHERE kitchen_id = %s ORDER BY kind, expires_on, id",
-                (self._id(kitchen_id),),
+                (uuid_parameter(self._dialect, kitchen_id),),
             )
         fields = self._summary_fields(row)
         rules = (

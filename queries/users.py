@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from aggregates.user import EMAIL_LENGTH_MAX, ROLES, fold_email
-from projections.database import ReadDatabase
+from projections.database import ReadDatabase, uuid_parameter
 from projections.users import UsersProjection
 from queries.base import Page, PageRequest, Viewer
 
@@ -51,9 +51,6 @@ class UserQueries:
     def __init__(self, database: ReadDatabase) -> None:
         self._database = database
 
-    def _id(self, value: UUID) -> UUID | str:
-        return value if self._database.dialect == "postgresql" else str(value)
-
     def me(self, viewer: Viewer, *, catch_up: Callable[[], None]) -> UserProfile:
         """The viewer's own profile. The viewer was authenticated on the write model, so
         they exist, in the role they act in now: a registration the read model has not
@@ -71,7 +68,8 @@ class UserQueries:
     def _profile(self, user_id: UUID) -> dict[str, Any] | None:
         with self._database.reading() as sql:
             return sql.fetchone(
-                f"SELECT {_PROFILE_COLUMNS} FROM {USERS} WHERE id = %s", (self._id(user_id),)
+                f"SELECT {_PROFILE_COLUMNS} FROM {USERS} WHERE id = %s",
+                (uuid_parameter(self._database.dialect, user_id),),
             )
 
     def credentials_by_email(self, email: str) -> UserCredentials | None:
