@@ -106,6 +106,21 @@ def money(amount_cents: int) -> str:
     return f"{sign}{whole}.{fraction:02d}"
 
 
+class RefundOut(BaseModel):
+    """How the booking's hold ended."""
+
+    released: MoneyOut = Field(description="Given back to the customer.", examples=["50.00"])
+    captured: MoneyOut = Field(
+        description="Taken for the host (less the platform commission): a completion or a "
+        "cancellation fee.",
+        examples=["50.00"],
+    )
+
+    @classmethod
+    def of(cls, released_cents: int, captured_cents: int) -> RefundOut:
+        return cls(released=money(released_cents), captured=money(captured_cents))
+
+
 def kitchen_fields_out(fields: list[str]) -> list[str]:
     """A kitchen's field names as the API spells them (the rate is ``hourly_rate``)."""
     return sorted("hourly_rate" if name == "hourly_rate_cents" else name for name in fields)

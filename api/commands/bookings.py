@@ -17,6 +17,7 @@ from api.schemas import (
     Instant,
     MoneyOut,
     PositionField,
+    RefundOut,
     RequestBody,
     money,
     problems,
@@ -37,13 +38,6 @@ BookingId = Annotated[UUID, Path(description="The booking's id.")]
 
 NOTES_LENGTH_BOUND = 10_000
 REASON_LENGTH_BOUND = 10_000
-
-
-class RefundOut(BaseModel):
-    """How the booking's hold ended."""
-
-    released: MoneyOut = Field(description="Given back to the customer.")
-    captured: MoneyOut = Field(description="Paid to the host (less the platform commission).")
 
 
 class BookingOut(BaseModel):
@@ -76,10 +70,7 @@ class BookingOut(BaseModel):
         refund = (
             None
             if state.refund is None
-            else RefundOut(
-                released=money(state.refund.released_cents),
-                captured=money(state.refund.captured_cents),
-            )
+            else RefundOut.of(state.refund.released_cents, state.refund.captured_cents)
         )
         return cls(
             **fields,

@@ -17,24 +17,13 @@ from pydantic import BaseModel, Field
 from aggregates.booking import ACTIVE_STATUSES, BookingStatus
 from api.deps import BookingParticipant, BookingQueriesDep, BookingsReadModel, PageParams
 from api.queries.params import query_responses
-from api.schemas import MoneyOut, money
+from api.schemas import MoneyOut, RefundOut, money
 from queries.base import Page
 from queries.bookings import BookingDetail, BookingSummary
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
 
 BookingId = Annotated[UUID, Path(description="The booking's id.")]
-
-
-class RefundOut(BaseModel):
-    """How the booking's hold ended."""
-
-    released: MoneyOut = Field(description="Given back to the customer.", examples=["50.00"])
-    captured: MoneyOut = Field(
-        description="Taken for the host (less the platform commission): a completion or a "
-        "cancellation fee.",
-        examples=["50.00"],
-    )
 
 
 class BookingSummaryOut(BaseModel):
@@ -97,9 +86,7 @@ def _fields(model: type[BaseModel], booking: BookingSummary) -> dict[str, object
     fields["refund"] = (
         None
         if booking.status in ACTIVE_STATUSES
-        else RefundOut(
-            released=money(booking.released_cents), captured=money(booking.captured_cents)
-        )
+        else RefundOut.of(booking.released_cents, booking.captured_cents)
     )
     return {name: value for name, value in fields.items() if name in model.model_fields}
 
