@@ -10,9 +10,10 @@ JSON parser), a sign, an exponent, spaces, underscores, or digits of other scrip
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Generic, Self, TypeVar
 
 from fastapi import Response
 from pydantic import (
@@ -24,6 +25,8 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+
+from queries.base import Page
 
 POSITION_HEADER: Final = "X-Prep-Position"
 MIN_POSITION_HEADER: Final = "X-Prep-Min-Position"
@@ -119,6 +122,33 @@ class RefundOut(BaseModel):
     @classmethod
     def of(cls, released_cents: int, captured_cents: int) -> RefundOut:
         return cls(released=money(released_cents), captured=money(captured_cents))
+
+
+Row = TypeVar("Row")
+ItemOut = TypeVar("ItemOut", bound=BaseModel)
+
+
+class PageOut(BaseModel, Generic[ItemOut]):
+    """One page of a list, as the API answers it. A route names its page by subclassing
+    (``class BookingPage(PageOut[BookingSummaryOut])``): the subclass's name is the
+    OpenAPI schema's, and its fields after these four follow them in the JSON."""
+
+    items: list[ItemOut]
+    total: int = Field(description="Matches in all pages.", examples=[42])
+    limit: int = Field(examples=[20])
+    offset: int = Field(examples=[0])
+
+    @classmethod
+    def of(cls, page: Page[Row], item: Callable[[Row], ItemOut], **fields: Any) -> Self:
+        """The read model's ``page``, each row answered as ``item`` makes it; ``fields``:
+        those a subclass adds."""
+        return cls(
+            items=[item(row) for row in page.items],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+            **fields,
+        )
 
 
 def kitchen_fields_out(fields: list[str]) -> list[str]:

@@ -11,9 +11,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import AccountQueriesDep, AccountsReadModel, CurrentUser, PageParams
 from api.queries.params import query_responses
-from api.schemas import MoneyOut, money
+from api.schemas import MoneyOut, PageOut, money
 from queries.accounts import AccountBalance, CounterAccount, StatementEntry
-from queries.base import Page
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
@@ -90,20 +89,8 @@ class StatementEntryOut(BaseModel):
         )
 
 
-class StatementPage(BaseModel):
-    items: list[StatementEntryOut]
-    total: int = Field(description="Entries in all pages.", examples=[12])
-    limit: int = Field(examples=[20])
-    offset: int = Field(examples=[0])
-
-    @classmethod
-    def of(cls, page: Page[StatementEntry]) -> StatementPage:
-        return cls(
-            items=[StatementEntryOut.of(item) for item in page.items],
-            total=page.total,
-            limit=page.limit,
-            offset=page.offset,
-        )
+class StatementPage(PageOut[StatementEntryOut]):
+    pass
 
 
 @router.get(
@@ -129,4 +116,4 @@ def my_account(user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadMo
 def my_statement(
     user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadModel, page: PageParams
 ) -> StatementPage:
-    return StatementPage.of(accounts.entries(user.viewer, page))
+    return StatementPage.of(accounts.entries(user.viewer, page), StatementEntryOut.of)

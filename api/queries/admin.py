@@ -37,12 +37,12 @@ from api.deps import (
 )
 from api.queries.kitchens import KitchenStatus, KitchenSummaryOut
 from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
-from api.schemas import POSITION_HEADER, MoneyOut, kitchen_fields_out, money
+from api.schemas import POSITION_HEADER, MoneyOut, PageOut, kitchen_fields_out, money
 from prep_es.store.replay import EVENTS_PER_AGGREGATE_MAX
 from projections.status import ProjectionStatus, projection_statuses
 from queries.accounts import CounterAccount, TrialBalance
 from queries.audit import AUDIT_LIMIT_MAX, EVENT_TYPE_LENGTH_MAX, AuditEntry, AuditPage
-from queries.base import PAGE_SIZE_DEFAULT, Page
+from queries.base import PAGE_SIZE_DEFAULT
 from queries.compliance import (
     WITHIN_DAYS_DEFAULT,
     WITHIN_DAYS_MAX,
@@ -79,20 +79,8 @@ class UserOut(BaseModel):
         return cls(**user.model_dump())
 
 
-class UserPage(BaseModel):
-    items: list[UserOut]
-    total: int = Field(description="Matches in all pages.", examples=[57])
-    limit: int = Field(examples=[20])
-    offset: int = Field(examples=[0])
-
-    @classmethod
-    def of(cls, page: Page[UserProfile]) -> UserPage:
-        return cls(
-            items=[UserOut.of(item) for item in page.items],
-            total=page.total,
-            limit=page.limit,
-            offset=page.offset,
-        )
+class UserPage(PageOut[UserOut]):
+    pass
 
 
 @router.get(
@@ -109,7 +97,7 @@ def list_users(
     role: Annotated[Role | None, Query(description="Only this role.")] = None,
     active: Annotated[bool | None, Query(description="Only active (or deactivated) users.")] = None,
 ) -> UserPage:
-    return UserPage.of(users.list(admin.viewer, role=role, active=active, page=page))
+    return UserPage.of(users.list(admin.viewer, role=role, active=active, page=page), UserOut.of)
 
 
 # --- kitchens and certificates -------------------------------------------------------
@@ -138,20 +126,8 @@ class ModeratedKitchenOut(KitchenSummaryOut):
         )
 
 
-class ModeratedKitchenPage(BaseModel):
-    items: list[ModeratedKitchenOut]
-    total: int = Field(description="Matches in all pages.", examples=[3])
-    limit: int = Field(examples=[20])
-    offset: int = Field(examples=[0])
-
-    @classmethod
-    def of(cls, page: Page[KitchenUnderModeration]) -> ModeratedKitchenPage:
-        return cls(
-            items=[ModeratedKitchenOut.of_moderated(item) for item in page.items],
-            total=page.total,
-            limit=page.limit,
-            offset=page.offset,
-        )
+class ModeratedKitchenPage(PageOut[ModeratedKitchenOut]):
+    pass
 
 
 @router.get(
@@ -190,7 +166,8 @@ def moderation_queue(
             status=status,
             changed_since_approval=changed_since_approval,
             page=page,
-        )
+        ),
+        ModeratedKitchenOut.of_moderated,
     )
 
 
@@ -224,20 +201,8 @@ class CertificateOut(BaseModel):
         return cls(**record.model_dump(include=set(cls.model_fields)))
 
 
-class CertificatePage(BaseModel):
-    items: list[CertificateOut]
-    total: int = Field(description="Matches in all pages.", examples=[4])
-    limit: int = Field(examples=[20])
-    offset: int = Field(examples=[0])
-
-    @classmethod
-    def of(cls, page: Page[CertificateRecord]) -> CertificatePage:
-        return cls(
-            items=[CertificateOut.of(item) for item in page.items],
-            total=page.total,
-            limit=page.limit,
-            offset=page.offset,
-        )
+class CertificatePage(PageOut[CertificateOut]):
+    pass
 
 
 @router.get(
@@ -257,7 +222,9 @@ def list_certificates(
         Query(description="Only this status (all if left out).", examples=["pending"]),
     ] = None,
 ) -> CertificatePage:
-    return CertificatePage.of(compliance.certificates(admin.viewer, status=status, page=page))
+    return CertificatePage.of(
+        compliance.certificates(admin.viewer, status=status, page=page), CertificateOut.of
+    )
 
 
 class ExpiringCertificateOut(CertificateOut):
@@ -274,22 +241,8 @@ class ExpiringCertificateOut(CertificateOut):
         return cls(**record.model_dump(include=set(cls.model_fields)))
 
 
-class ExpiringCertificatePage(BaseModel):
-    items: list[ExpiringCertificateOut]
-    total: int = Field(description="Matches in all pages.", examples=[2])
-    limit: int = Field(examples=[20])
-    offset: int = Field(examples=[0])
+class ExpiringCertificatePage(PageOut[ExpiringCertificateOut]):
     within_days: int = Field(examples=[30])
-
-    @classmethod
-    def of(cls, page: Page[ExpiringCertificate], within_days: int) -> ExpiringCertificatePage:
-        return cls(
-            items=[ExpiringCertificateOut.of_expiring(item) for item in page.items],
-            total=page.total,
-            limit=page.limit,
-            offset=page.offset,
-            within_days=within_days,
-        )
 
 
 @router.get(
@@ -316,7 +269,9 @@ def expiring_certificates(
     ] = WITHIN_DAYS_DEFAULT,
 ) -> ExpiringCertificatePage:
     expiring = compliance.expiring(admin.viewer, today=today, within_days=within_days, page=page)
-    return ExpiringCertificatePage.of(expiring, within_days)
+    return ExpiringCertificatePage.of(
+        expiring, ExpiringCertificateOut.of_expiring, within_days=within_days
+    )
 
 
 # --- ledger --------------------------------------------------------------------------

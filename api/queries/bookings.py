@@ -17,8 +17,7 @@ from pydantic import BaseModel, Field
 from aggregates.booking import ACTIVE_STATUSES, BookingStatus
 from api.deps import BookingParticipant, BookingQueriesDep, BookingsReadModel, PageParams
 from api.queries.params import query_responses
-from api.schemas import MoneyOut, RefundOut, money
-from queries.base import Page
+from api.schemas import MoneyOut, PageOut, RefundOut, money
 from queries.bookings import BookingDetail, BookingSummary
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
@@ -91,20 +90,8 @@ def _fields(model: type[BaseModel], booking: BookingSummary) -> dict[str, object
     return {name: value for name, value in fields.items() if name in model.model_fields}
 
 
-class BookingPage(BaseModel):
-    items: list[BookingSummaryOut]
-    total: int = Field(description="Matches in all pages.", examples=[3])
-    limit: int = Field(examples=[20])
-    offset: int = Field(examples=[0])
-
-    @classmethod
-    def of(cls, page: Page[BookingSummary]) -> BookingPage:
-        return cls(
-            items=[BookingSummaryOut.of(item) for item in page.items],
-            total=page.total,
-            limit=page.limit,
-            offset=page.offset,
-        )
+class BookingPage(PageOut[BookingSummaryOut]):
+    pass
 
 
 @router.get(
@@ -124,7 +111,8 @@ def list_bookings(
     kitchen_id: Annotated[UUID | None, Query(description="Only this kitchen's.")] = None,
 ) -> BookingPage:
     return BookingPage.of(
-        bookings.list(user.viewer, status=status, kitchen_id=kitchen_id, page=page)
+        bookings.list(user.viewer, status=status, kitchen_id=kitchen_id, page=page),
+        BookingSummaryOut.of,
     )
 
 

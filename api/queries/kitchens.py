@@ -40,6 +40,7 @@ from api.schemas import (
     POSITION_HEADER,
     MoneyIn,
     MoneyOut,
+    PageOut,
     cents,
     money,
 )
@@ -97,26 +98,13 @@ class KitchenSummaryOut(BaseModel):
         return cls(**fields, hourly_rate=money(kitchen.hourly_rate_cents))
 
 
-class KitchenPage(BaseModel):
-    items: list[KitchenSummaryOut]
-    total: int = Field(description="Matches in all pages.", examples=[42])
-    limit: int = Field(examples=[20])
-    offset: int = Field(examples=[0])
-
-    @classmethod
-    def of(cls, page: Page[KitchenSummary]) -> KitchenPage:
-        return cls(
-            items=[KitchenSummaryOut.of(item) for item in page.items],
-            total=page.total,
-            limit=page.limit,
-            offset=page.offset,
-        )
-
+class KitchenPage(PageOut[KitchenSummaryOut]):
     @classmethod
     def json_of(cls, page: Page[KitchenSummary]) -> bytes:
-        """The JSON of ``cls.of(page)``, byte for byte, written by orjson straight from
-        the read model: building and validating the response models cost ten times
-        more (the read model is ours, and was checked when it was built)."""
+        """The JSON of ``cls.of(page, KitchenSummaryOut.of)``, byte for byte, written by
+        orjson straight from the read model: building and validating the response
+        models cost ten times more (the read model is ours, and was checked when it was
+        built)."""
         items = [summary_json(item) for item in page.items]
         return page_json(items, page.total, page.limit, page.offset)
 

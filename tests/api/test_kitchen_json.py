@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.queries.kitchens import KitchenDetailOut, KitchenPage
+from api.queries.kitchens import KitchenDetailOut, KitchenPage, KitchenSummaryOut
 from queries.base import Page
 from queries.kitchens import KitchenCertificate, KitchenCompliance, KitchenDetail, KitchenSummary
 
@@ -87,7 +87,10 @@ def test_a_search_page_is_written_as_the_response_model_would(
     items: list[KitchenSummary], total: int, limit: int, offset: int
 ) -> None:
     page = Page[KitchenSummary](items=items, total=total, limit=limit, offset=offset)
-    assert KitchenPage.json_of(page) == KitchenPage.of(page).model_dump_json().encode()
+    assert (
+        KitchenPage.json_of(page)
+        == KitchenPage.of(page, KitchenSummaryOut.of).model_dump_json().encode()
+    )
 
 
 @settings(max_examples=200)
@@ -118,4 +121,7 @@ def test_constructed_read_model_rows_are_written_alike() -> None:
     validated = KitchenSummary.model_validate(row)
     page = Page[KitchenSummary](items=[constructed], total=1, limit=20, offset=0)
     same = Page[KitchenSummary](items=[validated], total=1, limit=20, offset=0)
-    assert KitchenPage.json_of(page) == KitchenPage.of(same).model_dump_json().encode()
+    assert (
+        KitchenPage.json_of(page)
+        == KitchenPage.of(same, KitchenSummaryOut.of).model_dump_json().encode()
+    )
