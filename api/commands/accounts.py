@@ -7,8 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
+from api.commands.execution import execute
 from api.deps import AccountCommandsDep, Command
 from api.schemas import (
     MoneyIn,
@@ -18,7 +18,6 @@ from api.schemas import (
     cents,
     money,
     problems,
-    record_position,
 )
 from commands.accounts import AccountEntry, DepositFunds, RequestPayout
 
@@ -67,10 +66,13 @@ class EntryOut(BaseModel):
 async def deposit_funds(
     body: AmountBody, accounts: AccountCommandsDep, context: Command, response: Response
 ) -> EntryOut:
-    executed = await run_in_threadpool(
-        accounts.deposit_funds, DepositFunds(amount_cents=cents(body.amount)), context
+    return await execute(
+        accounts.deposit_funds,
+        DepositFunds(amount_cents=cents(body.amount)),
+        context,
+        response,
+        EntryOut.of,
     )
-    return EntryOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -84,7 +86,10 @@ async def deposit_funds(
 async def request_payout(
     body: AmountBody, accounts: AccountCommandsDep, context: Command, response: Response
 ) -> EntryOut:
-    executed = await run_in_threadpool(
-        accounts.request_payout, RequestPayout(amount_cents=cents(body.amount)), context
+    return await execute(
+        accounts.request_payout,
+        RequestPayout(amount_cents=cents(body.amount)),
+        context,
+        response,
+        EntryOut.of,
     )
-    return EntryOut.of(executed.result, record_position(response, executed.position))

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.commands.execution import execute
 from api.commands.kitchens import CertificateOut, KitchenId, KitchenOut
 from api.deps import AdminUser, Command, KitchenCommandsDep, ServicesDep
-from api.schemas import RequestBody, problems, record_position
+from api.schemas import RequestBody, problems
 from commands.kitchens import CertificateAction, KitchenAction, KitchenActionWithReason
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -56,10 +57,13 @@ class RebuildAccepted(BaseModel):
 async def approve_kitchen(
     kitchen_id: KitchenId, kitchens: KitchenCommandsDep, context: Command, response: Response
 ) -> KitchenOut:
-    executed = await run_in_threadpool(
-        kitchens.approve_kitchen, KitchenAction(kitchen_id=kitchen_id), context
+    return await execute(
+        kitchens.approve_kitchen,
+        KitchenAction(kitchen_id=kitchen_id),
+        context,
+        response,
+        KitchenOut.of,
     )
-    return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -76,12 +80,13 @@ async def reject_kitchen(
     context: Command,
     response: Response,
 ) -> KitchenOut:
-    executed = await run_in_threadpool(
+    return await execute(
         kitchens.reject_kitchen,
         KitchenActionWithReason(kitchen_id=kitchen_id, reason=body.reason),
         context,
+        response,
+        KitchenOut.of,
     )
-    return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -98,12 +103,13 @@ async def suspend_kitchen(
     context: Command,
     response: Response,
 ) -> KitchenOut:
-    executed = await run_in_threadpool(
+    return await execute(
         kitchens.suspend_kitchen,
         KitchenActionWithReason(kitchen_id=kitchen_id, reason=body.reason),
         context,
+        response,
+        KitchenOut.of,
     )
-    return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -117,10 +123,13 @@ async def suspend_kitchen(
 async def reinstate_kitchen(
     kitchen_id: KitchenId, kitchens: KitchenCommandsDep, context: Command, response: Response
 ) -> KitchenOut:
-    executed = await run_in_threadpool(
-        kitchens.reinstate_kitchen, KitchenAction(kitchen_id=kitchen_id), context
+    return await execute(
+        kitchens.reinstate_kitchen,
+        KitchenAction(kitchen_id=kitchen_id),
+        context,
+        response,
+        KitchenOut.of,
     )
-    return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -137,12 +146,13 @@ async def verify_certificate(
     context: Command,
     response: Response,
 ) -> CertificateOut:
-    executed = await run_in_threadpool(
+    return await execute(
         kitchens.verify_certificate,
         CertificateAction(kitchen_id=kitchen_id, certificate_id=certificate_id),
         context,
+        response,
+        CertificateOut.of,
     )
-    return CertificateOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -159,12 +169,13 @@ async def reject_certificate(
     context: Command,
     response: Response,
 ) -> CertificateOut:
-    executed = await run_in_threadpool(
+    return await execute(
         kitchens.reject_certificate,
         CertificateAction(kitchen_id=kitchen_id, certificate_id=certificate_id, reason=body.reason),
         context,
+        response,
+        CertificateOut.of,
     )
-    return CertificateOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from api.commands.execution import execute, execute_without_content
 from api.commands.users import PASSWORD_LENGTH_BOUND, UserOut
 from api.deps import (
     AnonymousCommand,
@@ -22,7 +23,7 @@ from api.deps import (
     UserCommandsDep,
     UsersReadModel,
 )
-from api.schemas import RequestBody, problems, record_position
+from api.schemas import RequestBody, problems
 from commands.users import LogOut, RegisterUser
 from prep_es.services.auth import AccessToken
 
@@ -86,10 +87,9 @@ async def register(
     response: Response,
 ) -> UserOut:
     await run_in_threadpool(services.registration_limit.admit, client_address(request))
-    executed = await run_in_threadpool(
-        users.register_user, RegisterUser(**body.model_dump()), context
+    return await execute(
+        users.register_user, RegisterUser(**body.model_dump()), context, response, UserOut.of
     )
-    return UserOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -131,7 +131,4 @@ async def log_out(user: CurrentUser, users: UserCommandsDep, context: Command) -
         issued_at_us=user.token_issued_at_us,
         expires_at_s=user.token_expires_at_s,
     )
-    executed = await run_in_threadpool(users.log_out, command, context)
-    response = Response(status_code=204)
-    record_position(response, executed.position)
-    return response
+    return await execute_without_content(users.log_out, command, context)

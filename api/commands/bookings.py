@@ -9,9 +9,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from aggregates.booking import BookingStatus
+from api.commands.execution import execute
 from api.deps import BookingCommandsDep, Command
 from api.schemas import (
     Instant,
@@ -21,7 +21,6 @@ from api.schemas import (
     RequestBody,
     money,
     problems,
-    record_position,
 )
 from commands.bookings import (
     BookingAction,
@@ -106,10 +105,6 @@ class RescheduleBody(RequestBody):
     end_time: Instant = Field(examples=["2030-01-08T20:00:00Z"])
 
 
-def _answer(state: BookingState, position: int, response: Response) -> BookingOut:
-    return BookingOut.of(state, record_position(response, position))
-
-
 @router.post(
     "",
     status_code=201,
@@ -126,10 +121,13 @@ def _answer(state: BookingState, position: int, response: Response) -> BookingOu
 async def request_booking(
     body: RequestBookingBody, bookings: BookingCommandsDep, context: Command, response: Response
 ) -> BookingOut:
-    executed = await run_in_threadpool(
-        bookings.request_booking, RequestBooking(**body.model_dump()), context
+    return await execute(
+        bookings.request_booking,
+        RequestBooking(**body.model_dump()),
+        context,
+        response,
+        BookingOut.of,
     )
-    return _answer(executed.result, executed.position, response)
 
 
 @router.post(
@@ -141,10 +139,13 @@ async def request_booking(
 async def confirm_booking(
     booking_id: BookingId, bookings: BookingCommandsDep, context: Command, response: Response
 ) -> BookingOut:
-    executed = await run_in_threadpool(
-        bookings.confirm_booking, BookingAction(booking_id=booking_id), context
+    return await execute(
+        bookings.confirm_booking,
+        BookingAction(booking_id=booking_id),
+        context,
+        response,
+        BookingOut.of,
     )
-    return _answer(executed.result, executed.position, response)
 
 
 @router.post(
@@ -162,10 +163,13 @@ async def decline_booking(
     body: Annotated[ReasonBody | None, Body()] = None,
 ) -> BookingOut:
     reason = None if body is None else body.reason
-    executed = await run_in_threadpool(
-        bookings.decline_booking, DeclineBooking(booking_id=booking_id, reason=reason), context
+    return await execute(
+        bookings.decline_booking,
+        DeclineBooking(booking_id=booking_id, reason=reason),
+        context,
+        response,
+        BookingOut.of,
     )
-    return _answer(executed.result, executed.position, response)
 
 
 @router.patch(
@@ -186,10 +190,13 @@ async def cancel_booking(
     body: Annotated[ReasonBody | None, Body()] = None,
 ) -> BookingOut:
     reason = None if body is None else body.reason
-    executed = await run_in_threadpool(
-        bookings.cancel_booking, CancelBooking(booking_id=booking_id, reason=reason), context
+    return await execute(
+        bookings.cancel_booking,
+        CancelBooking(booking_id=booking_id, reason=reason),
+        context,
+        response,
+        BookingOut.of,
     )
-    return _answer(executed.result, executed.position, response)
 
 
 @router.patch(
@@ -208,12 +215,13 @@ async def reschedule_booking(
     context: Command,
     response: Response,
 ) -> BookingOut:
-    executed = await run_in_threadpool(
+    return await execute(
         bookings.reschedule_booking,
         RescheduleBooking(booking_id=booking_id, **body.model_dump()),
         context,
+        response,
+        BookingOut.of,
     )
-    return _answer(executed.result, executed.position, response)
 
 
 @router.post(
@@ -227,7 +235,10 @@ async def reschedule_booking(
 async def complete_booking(
     booking_id: BookingId, bookings: BookingCommandsDep, context: Command, response: Response
 ) -> BookingOut:
-    executed = await run_in_threadpool(
-        bookings.complete_booking, BookingAction(booking_id=booking_id), context
+    return await execute(
+        bookings.complete_booking,
+        BookingAction(booking_id=booking_id),
+        context,
+        response,
+        BookingOut.of,
     )
-    return _answer(executed.result, executed.position, response)

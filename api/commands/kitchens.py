@@ -9,8 +9,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
+from api.commands.execution import execute
 from api.deps import Command, KitchenCommandsDep
 from api.schemas import (
     Day,
@@ -22,7 +22,6 @@ from api.schemas import (
     kitchen_fields_out,
     money,
     problems,
-    record_position,
 )
 from commands.kitchens import (
     AttachCertificate,
@@ -196,8 +195,9 @@ class AttachCertificateBody(RequestBody):
 async def create_kitchen(
     body: CreateKitchenBody, kitchens: KitchenCommandsDep, context: Command, response: Response
 ) -> KitchenOut:
-    executed = await run_in_threadpool(kitchens.create_kitchen, body.to_command(), context)
-    return KitchenOut.of(executed.result, record_position(response, executed.position))
+    return await execute(
+        kitchens.create_kitchen, body.to_command(), context, response, KitchenOut.of
+    )
 
 
 @router.patch(
@@ -218,10 +218,9 @@ async def update_kitchen(
     context: Command,
     response: Response,
 ) -> KitchenOut:
-    executed = await run_in_threadpool(
-        kitchens.update_kitchen, body.to_command(kitchen_id), context
+    return await execute(
+        kitchens.update_kitchen, body.to_command(kitchen_id), context, response, KitchenOut.of
     )
-    return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -234,10 +233,13 @@ async def update_kitchen(
 async def submit_kitchen(
     kitchen_id: KitchenId, kitchens: KitchenCommandsDep, context: Command, response: Response
 ) -> KitchenOut:
-    executed = await run_in_threadpool(
-        kitchens.submit_kitchen, KitchenAction(kitchen_id=kitchen_id), context
+    return await execute(
+        kitchens.submit_kitchen,
+        KitchenAction(kitchen_id=kitchen_id),
+        context,
+        response,
+        KitchenOut.of,
     )
-    return KitchenOut.of(executed.result, record_position(response, executed.position))
 
 
 @router.post(
@@ -256,9 +258,10 @@ async def attach_certificate(
     context: Command,
     response: Response,
 ) -> CertificateOut:
-    executed = await run_in_threadpool(
+    return await execute(
         kitchens.attach_certificate,
         AttachCertificate(kitchen_id=kitchen_id, **body.model_dump()),
         context,
+        response,
+        CertificateOut.of,
     )
-    return CertificateOut.of(executed.result, record_position(response, executed.position))

@@ -8,10 +8,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
+from api.commands.execution import execute, execute_without_content
 from api.deps import Command, ServicesDep, UserCommandsDep
-from api.schemas import PositionField, RequestBody, problems, record_position
+from api.schemas import PositionField, RequestBody, problems
 from commands.users import ChangePassword, UpdateUser, UserState
 
 router = APIRouter(prefix="/admin/users", tags=["admin"])
@@ -72,10 +72,13 @@ async def update_user(
     context: Command,
     response: Response,
 ) -> UserOut:
-    executed = await run_in_threadpool(
-        users.update_user, UpdateUser(user_id=user_id, role=body.role, active=body.active), context
+    return await execute(
+        users.update_user,
+        UpdateUser(user_id=user_id, role=body.role, active=body.active),
+        context,
+        response,
+        UserOut.of,
     )
-    return UserOut.of(executed.result, record_position(response, executed.position))
 
 
 class ChangePasswordBody(RequestBody):
@@ -104,9 +107,6 @@ class ChangePasswordBody(RequestBody):
 async def change_password(
     body: ChangePasswordBody, services: ServicesDep, context: Command
 ) -> Response:
-    executed = await run_in_threadpool(
+    return await execute_without_content(
         services.password_change.change_password, ChangePassword(**body.model_dump()), context
     )
-    response = Response(status_code=204)
-    record_position(response, executed.position)
-    return response
