@@ -43,7 +43,7 @@ from uuid import UUID
 
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 
 from aggregates.errors import PermissionDenied
@@ -371,13 +371,20 @@ AnonymousCommand = Annotated[CommandContext, Depends(anonymous_command_context)]
 # --- queries -------------------------------------------------------------------------
 
 
-async def page_params(
-    limit: Annotated[
-        int, Query(ge=1, le=PAGE_SIZE_MAX, description="Items per page (1–100).")
-    ] = PAGE_SIZE_DEFAULT,
-    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Items to skip.")] = 0,
-) -> PageRequest:
-    return PageRequest(limit=limit, offset=offset)
+class PageQuery(BaseModel):
+    """A page as a list route's query string asks for it."""
+
+    limit: int = Field(
+        default=PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX, description="Items per page (1–100)."
+    )
+    offset: int = Field(default=0, ge=0, le=OFFSET_MAX, description="Items to skip.")
+
+    def page(self) -> PageRequest:
+        return PageRequest(limit=self.limit, offset=self.offset)
+
+
+async def page_params(query: Annotated[PageQuery, Query()]) -> PageRequest:
+    return query.page()
 
 
 PageParams = Annotated[PageRequest, Depends(page_params)]

@@ -40,7 +40,8 @@ from api.problems import (
     internal_error_response,
 )
 from api.queries import QUERY_ROUTERS
-from api.queries.kitchens import KitchenReadsMiddleware, summary_json
+from api.queries.kitchens.fast_reads import KitchenReadsMiddleware
+from api.queries.kitchens.schemas import summary_json
 from api.schemas import Problem
 from commands.context import CommandContext
 from commands.users import CreateUser

@@ -3,7 +3,8 @@ aggregates, and answer with ``X-Prep-Position`` (see ``api.deps.read_model``).""
 
 from fastapi import APIRouter
 
-from api.queries import accounts, admin, analytics, bookings, kitchens, users
+from api.queries import accounts, admin, analytics, bookings, users
+from api.queries.kitchens import routes as kitchens
 
 QUERY_ROUTERS: tuple[APIRouter, ...] = (
     kitchens.router,

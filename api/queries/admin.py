@@ -35,7 +35,7 @@ from api.deps import (
     UserQueriesDep,
     UsersReadModel,
 )
-from api.queries.kitchens import KitchenStatus, KitchenSummaryOut
+from api.queries.kitchens.schemas import KitchenStatus, KitchenSummaryOut
 from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
 from api.schemas import POSITION_HEADER, MoneyOut, PageOut, kitchen_fields_out, money
 from prep_es.store.replay import EVENTS_PER_AGGREGATE_MAX

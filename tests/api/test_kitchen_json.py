@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.queries.kitchens import KitchenDetailOut, KitchenPage, KitchenSummaryOut
+from api.queries.kitchens.schemas import KitchenDetailOut, KitchenPage, KitchenSummaryOut
 from queries.base import Page
 from queries.kitchens import KitchenCertificate, KitchenCompliance, KitchenDetail, KitchenSummary
 

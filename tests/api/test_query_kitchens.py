@@ -17,7 +17,9 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from aggregates.kitchen import KITCHEN_STATUSES
-from api.queries.kitchens import KitchenReadsMiddleware, KitchenSort, KitchenStatus
+from api.queries.kitchens.fast_reads import KitchenReadsMiddleware
+from api.queries.kitchens.schemas import KitchenStatus
+from api.queries.kitchens.search import KitchenSort
 from queries.kitchens import SORTS
 from tests.api.conftest import Api, User, assert_problem
 from tests.api.reading import ids, read, read_ok
