@@ -11,7 +11,7 @@ QUERY_ROUTERS: tuple[APIRouter, ...] = (
     bookings.router,
     users.router,
     accounts.router,
-    admin.router,
+    *admin.ADMIN_ROUTERS,
     analytics.router,
 )
 """Included one by one into the application (``prep_es.app``): a router nested in

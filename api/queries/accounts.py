@@ -1,5 +1,5 @@
 """Account queries over HTTP: the caller's own balance and statement. (The trial
-balance is in ``api.queries.admin``.)"""
+balance is in ``api.queries.admin.ledger``.)"""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ import pytest
 
 from aggregates.kitchen import CERTIFICATE_STATUSES
 from aggregates.user import ROLES
-from api.queries.admin import CertificateStatus, Role
+from api.queries.admin.certificates import CertificateStatus
+from api.queries.admin.users import Role
 from projections import PROJECTIONS
 from tests.api.conftest import Api, User, assert_problem
 from tests.api.reading import head, ids, read, read_ok

@@ -1,0 +1,77 @@
+"""The ledger's trial balance."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from api.deps import AccountQueriesDep, AccountsReadModel, AdminUser, PageParams
+from api.queries.params import query_responses
+from api.schemas import MoneyOut, money
+from queries.accounts import CounterAccount, TrialBalance
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class TrialBalanceLineOut(BaseModel):
+    account_id: UUID
+    account: CounterAccount = Field(
+        description="`payments` (money in and out of the platform) and `platform_revenue` "
+        "are the system accounts; `user` is a user's account.",
+        examples=["user"],
+    )
+    owner_id: UUID | None = Field(description="The user, for a user's account.")
+    owner_name: str | None = Field(examples=["Ana Lopez"])
+    balance: MoneyOut = Field(examples=["250.00"])
+
+
+class TrialBalanceOut(BaseModel):
+    """Every account with a movement (one page of them) and the sum of all their
+    balances, which double entry keeps at zero."""
+
+    items: list[TrialBalanceLineOut] = Field(
+        description="`payments`, `platform_revenue`, then user accounts by owner name."
+    )
+    total: int = Field(description="Accounts in all pages.", examples=[12])
+    limit: int = Field(examples=[20])
+    offset: int = Field(examples=[0])
+    sum: MoneyOut = Field(
+        description="The sum of every account's balance: always 0.00.", examples=["0.00"]
+    )
+    balanced: bool = Field(description="Whether `sum` is zero.")
+
+    @classmethod
+    def of(cls, trial: TrialBalance) -> TrialBalanceOut:
+        return cls(
+            items=[
+                TrialBalanceLineOut(
+                    account_id=line.account_id,
+                    account=line.account,
+                    owner_id=line.owner_id,
+                    owner_name=line.owner_name,
+                    balance=money(line.balance_cents),
+                )
+                for line in trial.lines
+            ],
+            total=trial.accounts_total,
+            limit=trial.limit,
+            offset=trial.offset,
+            sum=money(trial.total_cents),
+            balanced=trial.total_cents == 0,
+        )
+
+
+@router.get(
+    "/ledger/trial-balance",
+    summary="Trial balance",
+    description="Per-account balances summed from the double-entry ledger, and their sum, "
+    "which is zero (the external `payments` account is negative by what users "
+    "deposited and were not paid out).",
+    responses=query_responses(401, 403, 422, 503),
+)
+def trial_balance(
+    admin: AdminUser, accounts: AccountQueriesDep, _: AccountsReadModel, page: PageParams
+) -> TrialBalanceOut:
+    return TrialBalanceOut.of(accounts.trial_balance(admin.viewer, page))
