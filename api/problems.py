@@ -46,7 +46,7 @@ from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from prep_es.services.auth import RateLimited, Unauthenticated
 from prep_es.services.logs import request_id
 from prep_es.services.passwords import PasswordHashingBusy
-from prep_es.store.eventstore import DatabaseRefusesWrites
+from prep_es.store.postgres_recorders import DatabaseRefusesWrites
 from projections.database import ReadModelNotReady
 from queries.consistency import PositionAheadOfStore, ReadModelBehind, TooManyWaiters
 

@@ -62,9 +62,6 @@ from prep_es.store.postgres_recorders import (
     PrepPostgresFactory,
     qualified_table,
 )
-from prep_es.store.postgres_recorders import (  # api.problems imports it from here
-    DatabaseRefusesWrites as DatabaseRefusesWrites,  # noqa: PLC0414
-)
 from prep_es.store.serialization import OrjsonTranscoder, PydanticMapper
 from prep_es.store.settings import PostgresLocation, Settings, SqliteLocation
 from prep_es.store.sqlite_recorders import (
