@@ -113,17 +113,11 @@ from prep_es.services.runtime import Runtime, open_runtime, tune_garbage_collect
 from prep_es.store.eventstore import PrepApplication, application_env, open_application
 from prep_es.store.settings import Settings
 from projections import PROJECTIONS, Projection
+from projections.announcements import POSITIONS_CHANNEL
 from projections.database import PostgresReadDatabase, ReadDatabase
-from projections.runners import (
-    BATCH_SIZE,
-    POSITIONS_CHANNEL,
-    REBUILD_BATCH_SIZE,
-    EventDecoder,
-    ProjectionRunner,
-    ensure_ready,
-    generations,
-    request_rebuild,
-)
+from projections.decoding import EventDecoder
+from projections.generations import ensure_ready, generations, request_rebuild
+from projections.runners import BATCH_SIZE, REBUILD_BATCH_SIZE, ProjectionRunner
 from queries.consistency import read_position
 from tests.support import MutableClock, as_actor, create_user, publish_compliant_kitchen
 

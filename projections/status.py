@@ -15,7 +15,7 @@ from prep_es.store.eventstore import PrepApplication
 from projections import PROJECTIONS
 from projections.base import Projection
 from projections.database import ReadDatabase, Sql
-from projections.runners import STATE_TABLE, GenerationState, generations
+from projections.generations import STATE_TABLE, GenerationState, generations
 
 NOT_STARTED = "not_started"
 """The state of a projection no runner has set up yet."""

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import redis
 
-from projections.runners import EVERYTHING_CHANGED
+from projections.announcements import EVERYTHING_CHANGED
 from queries.redis_circuit import RedisCircuit
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ applied it. A projection's position is its *active* generation's position in
 ``projection_state`` (the one its views serve), or a newer one announced by the runner
 once its batch committed:
 
-- in this process, the :class:`~projections.runners.Supervisor`'s ``on_position``
+- in this process, the :class:`~projections.supervisor.Supervisor`'s ``on_position``
   callback (pass :meth:`ReadPositions.observe`);
 - from any process on PostgreSQL, ``LISTEN`` on the channel the runner notifies in the
   batch's own transaction, so the announcement arrives only after the commit;
@@ -41,15 +41,15 @@ from typing import ClassVar
 
 import psycopg
 
-from projections.database import PostgresReadDatabase, ReadDatabase, Sql
-from projections.runners import (
+from projections.announcements import (
     CHANGES_CHANNEL,
     EVERYTHING_CHANGED,
     HINTS_SEPARATOR,
     POSITIONS_CHANNEL,
-    STATE_TABLE,
     ChangeListener,
 )
+from projections.database import PostgresReadDatabase, ReadDatabase, Sql
+from projections.generations import STATE_TABLE
 from projections.status import state_table_exists
 
 logger = logging.getLogger(__name__)

@@ -47,9 +47,9 @@ from typing import Any, Final
 from uuid import UUID
 
 from aggregates.jurisdictions import JurisdictionCatalog
+from projections.announcements import EVERYTHING_CHANGED
 from projections.database import ReadDatabase, Row
 from projections.kitchens import BOOKED_HINT_PREFIX, PUBLISHED, KitchensProjection, city_key
-from projections.runners import EVERYTHING_CHANGED
 from queries.base import PageRequest
 from queries.consistency import read_position
 from queries.kitchens import (

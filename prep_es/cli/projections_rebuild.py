@@ -22,8 +22,10 @@ from prep_es.services.runtime import tune_garbage_collection
 from prep_es.store.eventstore import open_application
 from prep_es.store.settings import Settings
 from projections import Projection
+from projections.decoding import EventDecoder
+from projections.generations import request_rebuild
 from projections.rebuilds import share_among_processes
-from projections.runners import EventDecoder, ProjectionRunner, applies_by_sql, request_rebuild
+from projections.runners import ProjectionRunner, applies_by_sql
 
 
 @dataclass(frozen=True)

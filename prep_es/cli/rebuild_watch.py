@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from projections.failures import ProjectionFailed
+from projections.generations import GenerationState, generations
 from projections.locks import RunnerLock
-from projections.runners import GenerationState, ProjectionRunner, generations
+from projections.runners import ProjectionRunner
 
 REBUILD_PROGRESS_INTERVAL_S: Final = 1.0
 REBUILD_FOLLOW_INTERVAL_S: Final = 0.25

@@ -50,9 +50,10 @@ from prep_es.store.known_copies_follower import KnownCopiesFollower
 from prep_es.store.settings import PostgresLocation, Settings
 from projections.base import Projection
 from projections.database import ReadDatabase
+from projections.generations import request_rebuild
 from projections.kitchens import KitchensProjection
 from projections.locks import RunnerLock
-from projections.runners import Supervisor, request_rebuild
+from projections.supervisor import Supervisor
 from projections.users import UsersProjection
 from queries.accounts import AccountQueries
 from queries.analytics import AnalyticsQueries

@@ -10,6 +10,8 @@ from prep_es.services.runtime import load_jurisdictions
 from prep_es.store.eventstore import PrepApplication, create_database_file
 from prep_es.store.settings import DatabaseLocation, PostgresLocation, Settings, SqliteLocation
 from projections import PROJECTIONS, Projection
+from projections.announcements import ChangeListener, PositionListener
+from projections.append_signals import AppendSignal
 from projections.database import PostgresReadDatabase, ReadDatabase, SqliteReadDatabase
 from projections.kitchens import KitchensProjection
 from projections.locks import (
@@ -19,7 +21,7 @@ from projections.locks import (
     RunnerLock,
     lock_file_path,
 )
-from projections.runners import AppendSignal, ChangeListener, PositionListener, Supervisor
+from projections.supervisor import Supervisor
 
 READ_POOL_SIZE = 10
 

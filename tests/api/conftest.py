@@ -28,7 +28,8 @@ from prep_es.services.container import Services
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.runtime import system_clock
 from prep_es.store.settings import Settings
-from projections.runners import ProjectionRunner, ensure_ready
+from projections.generations import ensure_ready
+from projections.runners import ProjectionRunner
 from tests.support import START_OF_TESTS, MutableClock
 
 API = "/api/v1"

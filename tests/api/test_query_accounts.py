@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from prep_es.app import create_app
 from prep_es.services.passwords import Argon2Passwords
 from projections import PROJECTIONS
-from projections.runners import ProjectionRunner, ensure_ready
+from projections.generations import ensure_ready
+from projections.runners import ProjectionRunner
 from projections.users import UsersProjection
 from tests.api.conftest import ADMIN_EMAIL, PASSWORD, Api, api_settings, assert_problem
 from tests.api.reading import head, read, read_ok

@@ -21,8 +21,9 @@ from prep_es.services.readside import lock_factory, open_read_side
 from prep_es.store.eventstore import open_application
 from prep_es.store.settings import PostgresLocation, Settings
 from projections import PROJECTIONS
+from projections.append_signals import AppendSignal
 from projections.locks import RunnerLock
-from projections.runners import AppendSignal, Supervisor
+from projections.supervisor import Supervisor
 
 RUN_TIME_S_MAX = 120.0
 

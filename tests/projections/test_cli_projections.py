@@ -25,8 +25,9 @@ from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.database import Sql
 from projections.failures import ProjectionFailed
+from projections.generations import ensure_ready, generations
 from projections.rebuilds import share_among_processes
-from projections.runners import ProjectionRunner, ensure_ready, generations
+from projections.runners import ProjectionRunner
 from projections.status import projection_statuses
 from queries.consistency import ReadPositions
 from tests.cli.running import RunCli, cli_runner

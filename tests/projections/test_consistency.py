@@ -17,7 +17,8 @@ from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.audit import AuditProjection
 from projections.database import PostgresReadDatabase, ReadDatabase, Sql
-from projections.runners import ProjectionRunner, ensure_ready
+from projections.generations import ensure_ready
+from projections.runners import ProjectionRunner
 from queries.consistency import ReadModelBehind, ReadPositions
 from tests.support import Marketplace, as_actor
 

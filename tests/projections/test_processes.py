@@ -22,7 +22,8 @@ from prep_es.services.readside import ReadSide, open_read_side, start_projectors
 from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.database import ReadDatabase
-from projections.runners import BATCH_SIZE, ProjectionRunner, ensure_ready, generations
+from projections.generations import ensure_ready, generations
+from projections.runners import BATCH_SIZE, ProjectionRunner
 from queries.consistency import ReadPositions
 from tests.conftest import PostgresServer
 from tests.projections.projector_process import read_journal, run_projectors

@@ -9,7 +9,8 @@ from prep_es.services.readside import open_read_side
 from prep_es.store.settings import Settings
 from projections.audit import AuditProjection
 from projections.database import PostgresReadDatabase
-from projections.runners import ProjectionRunner, ensure_ready
+from projections.generations import ensure_ready
+from projections.runners import ProjectionRunner
 from tests.support import MutableClock, build_marketplace, open_test_runtime
 
 

@@ -16,22 +16,18 @@ from eventsourcing.utils import get_topic
 from aggregates.idempotency import IdempotencyRecord
 from aggregates.user import User
 from prep_es.services.readside import ReadSide
+from projections.append_signals import AppendSignal
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.bookings import BookingsProjection
 from projections.database import Sql
+from projections.decoding import EventDecoder
 from projections.failures import ProjectionFailed
+from projections.generations import ensure_ready, generations, request_rebuild
 from projections.locks import ProcessRunnerLock, RunnerLock
-from projections.runners import (
-    AppendSignal,
-    EventDecoder,
-    ProjectionRunner,
-    SharedCommits,
-    Supervisor,
-    ensure_ready,
-    generations,
-    request_rebuild,
-)
+from projections.runners import ProjectionRunner
+from projections.shared_commits import SharedCommits
+from projections.supervisor import Supervisor
 from tests.support import (
     START_OF_TESTS,
     Marketplace,

@@ -19,7 +19,8 @@ from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.base import Projection
 from projections.database import ReadDatabase
-from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
+from projections.generations import ensure_ready, request_rebuild
+from projections.runners import ProjectionRunner
 from tests.properties.conftest import StoreFactory
 from tests.properties.test_marketplace_machine import MarketplaceMachine
 

@@ -17,8 +17,9 @@ from prep_es.services.container import open_query_cache
 from prep_es.services.readside import ReadSide
 from prep_es.store.settings import Settings
 from projections.base import packaged_jurisdictions
+from projections.generations import ensure_ready
 from projections.kitchens import KitchensProjection
-from projections.runners import ProjectionRunner, ensure_ready
+from projections.runners import ProjectionRunner
 from queries.cache import MemoryQueryCache
 from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries

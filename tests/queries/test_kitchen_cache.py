@@ -14,8 +14,9 @@ from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.settings import Settings
 from projections.base import packaged_jurisdictions
 from projections.bookings import BookingsProjection
+from projections.generations import ensure_ready, generations
 from projections.kitchens import KitchensProjection
-from projections.runners import ProjectionRunner, ensure_ready, generations
+from projections.runners import ProjectionRunner
 from queries.base import Viewer
 from queries.cache import QueryCache
 from queries.kitchen_cache import CachedKitchenQueries

@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregates.jurisdictions import JurisdictionCatalog
+from projections.announcements import EVERYTHING_CHANGED
 from projections.base import packaged_jurisdictions
 from projections.kitchens import city_key
-from projections.runners import EVERYTHING_CHANGED
 from queries.base import PageRequest
 from queries.kitchen_index import (
     BUILD_INTERVAL_S_MIN,

@@ -19,8 +19,9 @@ from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.services.redis_namespace import redis_namespace
 from prep_es.store.settings import Settings
 from projections.base import packaged_jurisdictions
+from projections.generations import ensure_ready, generations
 from projections.kitchens import KitchensProjection
-from projections.runners import ProjectionRunner, ensure_ready, generations
+from projections.runners import ProjectionRunner
 from queries.cache import RedisQueryCache
 from queries.kitchen_cache import CachedKitchenQueries
 from queries.kitchens import KitchenFilters

@@ -25,7 +25,8 @@ from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.settings import Settings
 from projections.analytics import AnalyticsProjection
-from projections.runners import ProjectionRunner, ensure_ready, generations, request_rebuild
+from projections.generations import ensure_ready, generations, request_rebuild
+from projections.runners import ProjectionRunner
 from queries.analytics import AnalyticsQueries, RevenueSeries
 from queries.base import Viewer
 from queries.csv_format import to_csv

@@ -19,7 +19,8 @@ from prep_es.store.redaction import REDACTED
 from prep_es.store.replay import replay_aggregate
 from prep_es.store.settings import Settings
 from projections.audit import AuditProjection
-from projections.runners import ProjectionRunner, ensure_ready
+from projections.generations import ensure_ready
+from projections.runners import ProjectionRunner
 from queries.audit import AuditEntry, AuditQueries
 from queries.base import PageRequest, Viewer
 from queries.timetravel import TimeTravelQueries

@@ -27,7 +27,8 @@ from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection
 from projections.base import Projection
 from projections.bookings import BookingsProjection
-from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
+from projections.generations import ensure_ready, request_rebuild
+from projections.runners import ProjectionRunner
 from queries.base import PageRequest, Viewer
 from queries.bookings import BookingQueries
 from tests.support import (

@@ -26,7 +26,8 @@ from prep_es.store.settings import Settings
 from projections.base import Projection
 from projections.compliance import ComplianceProjection
 from projections.database import ReadDatabase
-from projections.runners import ProjectionRunner, ensure_ready, generations, request_rebuild
+from projections.generations import ensure_ready, generations, request_rebuild
+from projections.runners import ProjectionRunner
 from projections.users import UsersProjection
 from queries.base import PageRequest, Viewer
 from queries.compliance import ComplianceQueries

@@ -43,8 +43,9 @@ from prep_es.services.runtime import Runtime
 from prep_es.store.settings import Settings
 from projections.compliance import ComplianceProjection
 from projections.database import ReadDatabase, Sql
+from projections.generations import ensure_ready, request_rebuild
 from projections.kitchens import KitchensProjection, floor_minute
-from projections.runners import ProjectionRunner, ensure_ready, request_rebuild
+from projections.runners import ProjectionRunner
 from queries.base import PageRequest, Viewer
 from queries.compliance import ComplianceQueries
 from queries.kitchen_index import load_search_index
