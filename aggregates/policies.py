@@ -91,6 +91,28 @@ def settle(hold_cents: int, captured_cents: int, commission_basis_points: int) -
     )
 
 
+@dataclass(frozen=True)
+class HoldSplit:
+    """What a booking's end does with its hold (the booking's price):
+    ``captured_cents`` are taken for the host (less commission, see :func:`settle`),
+    ``released_cents`` go back to the customer."""
+
+    captured_cents: int
+    released_cents: int
+
+
+def captured_in_full(hold_cents: int) -> HoldSplit:
+    """A completed booking: the whole hold is captured."""
+    assert hold_cents >= 0
+    return HoldSplit(captured_cents=hold_cents, released_cents=0)
+
+
+def released_in_full(hold_cents: int) -> HoldSplit:
+    """A declined or expired booking: nothing is captured, the whole hold is released."""
+    assert hold_cents >= 0
+    return HoldSplit(captured_cents=0, released_cents=hold_cents)
+
+
 CANCEL_FREE_NOTICE = timedelta(hours=48)
 CANCEL_HALF_NOTICE = timedelta(hours=24)
 

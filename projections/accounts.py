@@ -26,21 +26,18 @@ so a retried batch changes nothing; rows depend only on events in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import singledispatchmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
 from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID, Account
 from aggregates.base import uncached_derived_id
 from aggregates.user import User
-from projections.base import Projection
-from projections.database import Dialect, Row, Sql
+from projections.base import Projection, fold
+from projections.database import Sql
 from projections.database import uuid_from_row as _uuid
-from projections.failures import ProjectionFailed
 
 ENTRY_KINDS = (
     "deposit",
@@ -80,17 +77,6 @@ class AccountsProjection(Projection):
     name: ClassVar[str] = "accounts"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("accounts", "entries", "ledger", "owners")
-    event_types: ClassVar[tuple[type[Any], ...]] = (
-        User.UserRegistered,
-        Account.AccountOpened,
-        Account.FundsDeposited,
-        Account.PayoutRequested,
-        Account.HoldPlaced,
-        Account.HoldAdjusted,
-        Account.HoldReleased,
-        Account.HoldCaptured,
-        Account.PaymentReceived,
-    )
 
     def create_tables(self, sql: Sql) -> None:
         identifier, time, money, number = (
@@ -152,163 +138,6 @@ class AccountsProjection(Projection):
         ledger = self.table("ledger")
         sql.execute(f"CREATE INDEX {ledger}_account ON {ledger} (account_id)")
 
-    @singledispatchmethod
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
-        """Only the registered event types are asked for; anything else is a bug."""
-        raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
-
-    def __init__(self, generation: int, dialect: Dialect) -> None:
-        super().__init__(generation, dialect)
-        # Per batch: the events to record, in order, and the owners to insert. The
-        # accounts they touch are read in one query, changed in memory, and each
-        # written once (see ``after_batch``).
-        self._pending: list[_Pending] = []
-        self._owners: list[tuple[Any, ...]] = []
-
-    def before_batch(self) -> None:
-        self._pending.clear()
-        self._owners.clear()
-
-    @apply.register
-    def _user_registered(self, event: User.UserRegistered, position: int, sql: Sql) -> None:
-        self._owners.append((self.id_value(event.originator_id), event.full_name, event.email))
-
-    @apply.register
-    def _opened(self, event: Account.AccountOpened, position: int, sql: Sql) -> None:
-        self._pending.append(_Pending(event, position, [], [], opened=True))
-
-    @apply.register
-    def _deposited(self, event: Account.FundsDeposited, position: int, sql: Sql) -> None:
-        self._record(
-            event,
-            position,
-            sql,
-            [
-                Movement(
-                    "deposit",
-                    event.amount_cents,
-                    0,
-                    PAYMENTS_ACCOUNT_ID,
-                    None,
-                    entry_id=event.entry_id,
-                )
-            ],
-            [
-                LedgerLine(event.originator_id, event.amount_cents, "deposit"),
-                LedgerLine(PAYMENTS_ACCOUNT_ID, -event.amount_cents, "deposit"),
-            ],
-        )
-
-    @apply.register
-    def _payout(self, event: Account.PayoutRequested, position: int, sql: Sql) -> None:
-        self._record(
-            event,
-            position,
-            sql,
-            [
-                Movement(
-                    "payout",
-                    -event.amount_cents,
-                    0,
-                    PAYMENTS_ACCOUNT_ID,
-                    None,
-                    entry_id=event.entry_id,
-                )
-            ],
-            [
-                LedgerLine(event.originator_id, -event.amount_cents, "payout"),
-                LedgerLine(PAYMENTS_ACCOUNT_ID, event.amount_cents, "payout"),
-            ],
-        )
-
-    @apply.register
-    def _hold_placed(self, event: Account.HoldPlaced, position: int, sql: Sql) -> None:
-        self._record(
-            event,
-            position,
-            sql,
-            [Movement("hold_placed", 0, event.amount_cents, None, event.hold_id)],
-            [],
-        )
-
-    @apply.register
-    def _hold_adjusted(self, event: Account.HoldAdjusted, position: int, sql: Sql) -> None:
-        delta = event.amount_cents - event.previous_amount_cents
-        self._record(
-            event, position, sql, [Movement("hold_adjusted", 0, delta, None, event.hold_id)], []
-        )
-
-    @apply.register
-    def _hold_released(self, event: Account.HoldReleased, position: int, sql: Sql) -> None:
-        self._record(
-            event,
-            position,
-            sql,
-            [Movement("hold_released", 0, -event.amount_cents, None, event.hold_id)],
-            [],
-        )
-
-    @apply.register
-    def _hold_captured(self, event: Account.HoldCaptured, position: int, sql: Sql) -> None:
-        assert event.payee_cents + event.commission_cents == event.captured_cents, event
-        hold_total = event.captured_cents + event.released_cents
-        movements = [
-            Movement(
-                "hold_captured",
-                -event.payee_cents,
-                -hold_total,
-                event.payee_account_id,
-                event.hold_id,
-            )
-        ]
-        if event.commission_cents:
-            movements.append(
-                Movement(
-                    "commission",
-                    -event.commission_cents,
-                    0,
-                    PLATFORM_REVENUE_ACCOUNT_ID,
-                    event.hold_id,
-                )
-            )
-        lines = [
-            LedgerLine(event.originator_id, -event.captured_cents, "hold_captured", event.hold_id),
-            LedgerLine(event.payee_account_id, event.payee_cents, "hold_captured", event.hold_id),
-            LedgerLine(
-                PLATFORM_REVENUE_ACCOUNT_ID, event.commission_cents, "commission", event.hold_id
-            ),
-        ]
-        self._record(event, position, sql, movements, [line for line in lines if line.amount_cents])
-
-    @apply.register
-    def _payment_received(self, event: Account.PaymentReceived, position: int, sql: Sql) -> None:
-        self._record(
-            event,
-            position,
-            sql,
-            [
-                Movement(
-                    "payment_received",
-                    event.amount_cents,
-                    0,
-                    event.payer_account_id,
-                    event.hold_id,
-                )
-            ],
-            [],  # the ledger took this movement from the payer's HoldCaptured
-        )
-
-    def _record(
-        self,
-        event: Account.Event,
-        position: int,
-        sql: Sql,
-        movements: list[Movement],
-        lines: list[LedgerLine],
-    ) -> None:
-        """Queue ``movements`` (applied to the account in ``after_batch``, in order)."""
-        self._pending.append(_Pending(event, position, movements, lines))
-
     ACCOUNT_COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("account_id", "id"),
         ("owner_id", "id"),
@@ -344,125 +173,238 @@ class AccountsProjection(Projection):
         ("booking_id", "id"),
     )
 
-    def after_batch(self, sql: Sql) -> None:
-        """Apply the batch's account events: the accounts they touch are read in one
-        query, changed in memory in event order (an event whose version the account
-        already has is skipped whole), and each changed row is written once; entries
-        and ledger lines go in one insert each."""
-        if self._owners:
-            self.insert_rows(
-                sql,
-                "owners",
-                (("user_id", "id"), ("full_name", "text"), ("email", "text")),
-                self._owners,
-                on_conflict="ON CONFLICT (user_id) DO NOTHING",
-            )
-            self._owners.clear()
-        if not self._pending:
-            return
-        accounts = self._load_accounts(
-            sql, {pending.event.originator_id for pending in self._pending}
+    # Every fold is batched: the accounts a batch touches are read in one query,
+    # changed in memory in event order (an event whose version the account already
+    # has is skipped whole), and each changed row is written once; owners, entries
+    # and ledger lines go in one insert each.
+
+    def load_batch(self, sql: Sql, events: Sequence[Any]) -> AccountsBatch:
+        account_ids = {event.originator_id for event in events if isinstance(event, Account.Event)}
+        rows = self.load_rows(
+            sql, "accounts", [name for name, _ in self.ACCOUNT_COLUMNS], "account_id", account_ids
         )
-        changed: set[UUID] = set()
-        entries: list[tuple[Any, ...]] = []
-        ledger: list[tuple[Any, ...]] = []
-        for pending in self._pending:
-            try:
-                if self._apply_pending(pending, accounts, entries, ledger):
-                    changed.add(pending.event.originator_id)
-            except Exception as error:
-                raise ProjectionFailed.of(
-                    self.name,
-                    pending.position,
-                    get_topic(type(pending.event)),
-                    error,
-                ) from error
-        self._pending.clear()
+        accounts = {}
+        for row in rows:
+            account = _AccountRow(*(row[name] for name, _ in self.ACCOUNT_COLUMNS))
+            accounts[_uuid(account.account_id)] = account
+        return AccountsBatch(accounts)
+
+    def write_batch(self, sql: Sql, batch: AccountsBatch) -> None:
         self.insert_rows(
-            sql, "entries", self.ENTRY_COLUMNS, entries, on_conflict="ON CONFLICT (id) DO NOTHING"
+            sql,
+            "owners",
+            (("user_id", "id"), ("full_name", "text"), ("email", "text")),
+            batch.owners,
+            on_conflict="ON CONFLICT (user_id) DO NOTHING",
+        )
+        self.insert_rows(
+            sql,
+            "entries",
+            self.ENTRY_COLUMNS,
+            batch.entries,
+            on_conflict="ON CONFLICT (id) DO NOTHING",
         )
         self.insert_rows(
             sql,
             "ledger",
             self.LEDGER_COLUMNS,
-            ledger,
+            batch.ledger,
             on_conflict="ON CONFLICT (position, line) DO NOTHING",
         )
-        updates = ", ".join(
-            f"{name} = excluded.{name}"
-            for name, _ in self.ACCOUNT_COLUMNS
-            if name not in ("account_id", "owner_id", "opened_at")
-        )
-        self.insert_rows(
+        self.upsert_rows(
             sql,
             "accounts",
             self.ACCOUNT_COLUMNS,
-            [accounts[account_id].row() for account_id in sorted(changed, key=attrgetter("int"))],
-            on_conflict=f"ON CONFLICT (account_id) DO UPDATE SET {updates} "
-            f"WHERE {self.table('accounts')}.version < excluded.version",
+            "account_id",
+            [
+                batch.accounts[account_id].row()
+                for account_id in sorted(batch.changed, key=attrgetter("int"))
+            ],
+            kept=("owner_id", "opened_at"),
+            where=f" WHERE {self.table('accounts')}.version < excluded.version",
         )
 
-    def _load_accounts(self, sql: Sql, account_ids: set[UUID]) -> dict[UUID, _AccountRow]:
-        table = self.table("accounts")
-        columns = ", ".join(name for name, _ in self.ACCOUNT_COLUMNS)
-        ids = [self.id_value(account_id) for account_id in account_ids]
-        rows: list[Row] = []
-        if self.dialect == "postgresql":
-            rows = sql.fetchall(f"SELECT {columns} FROM {table} WHERE account_id = ANY(%s)", (ids,))
-        else:
-            for start in range(0, len(ids), IDS_PER_QUERY):
-                chunk = ids[start : start + IDS_PER_QUERY]
-                rows += sql.fetchall(
-                    f"SELECT {columns} FROM {table} WHERE account_id IN "
-                    f"({', '.join(['%s'] * len(chunk))})",
-                    chunk,
-                )
-        accounts = {}
-        for row in rows:
-            account = _AccountRow(*(row[name] for name, _ in self.ACCOUNT_COLUMNS))
-            accounts[_uuid(account.account_id)] = account
-        return accounts
+    @fold(User.UserRegistered, batched=True)
+    def _user_registered(
+        self, event: User.UserRegistered, position: int, batch: AccountsBatch
+    ) -> None:
+        batch.owners.append((self.id_value(event.originator_id), event.full_name, event.email))
 
-    def _apply_pending(
-        self,
-        pending: _Pending,
-        accounts: dict[UUID, _AccountRow],
-        entries: list[tuple[Any, ...]],
-        ledger: list[tuple[Any, ...]],
-    ) -> bool:
-        """Apply one queued event to ``accounts``; whether it changed the account."""
-        event, position = pending.event, pending.position
+    @fold(Account.AccountOpened, batched=True)
+    def _opened(self, event: Account.AccountOpened, position: int, batch: AccountsBatch) -> None:
         recorded_at = self.time_value(event.timestamp)
-        account = accounts.get(event.originator_id)
-        if pending.opened:
-            assert isinstance(event, Account.AccountOpened)
-            if account is not None:
-                return False
-            accounts[event.originator_id] = _AccountRow(
-                self.id_value(event.originator_id),
-                self.id_value(event.owner_id),
-                0,
-                0,
-                0,
-                recorded_at,
-                recorded_at,
-                event.originator_version,
-                position,
+        if event.originator_id in batch.accounts:
+            return
+        batch.accounts[event.originator_id] = _AccountRow(
+            self.id_value(event.originator_id),
+            self.id_value(event.owner_id),
+            0,
+            0,
+            0,
+            recorded_at,
+            recorded_at,
+            event.originator_version,
+            position,
+        )
+        batch.changed.add(event.originator_id)
+
+    @fold(Account.FundsDeposited, batched=True)
+    def _deposited(
+        self, event: Account.FundsDeposited, position: int, batch: AccountsBatch
+    ) -> None:
+        self._move(
+            batch,
+            event,
+            position,
+            [
+                Movement(
+                    "deposit",
+                    event.amount_cents,
+                    0,
+                    PAYMENTS_ACCOUNT_ID,
+                    None,
+                    entry_id=event.entry_id,
+                )
+            ],
+            [
+                LedgerLine(event.originator_id, event.amount_cents, "deposit"),
+                LedgerLine(PAYMENTS_ACCOUNT_ID, -event.amount_cents, "deposit"),
+            ],
+        )
+
+    @fold(Account.PayoutRequested, batched=True)
+    def _payout(self, event: Account.PayoutRequested, position: int, batch: AccountsBatch) -> None:
+        self._move(
+            batch,
+            event,
+            position,
+            [
+                Movement(
+                    "payout",
+                    -event.amount_cents,
+                    0,
+                    PAYMENTS_ACCOUNT_ID,
+                    None,
+                    entry_id=event.entry_id,
+                )
+            ],
+            [
+                LedgerLine(event.originator_id, -event.amount_cents, "payout"),
+                LedgerLine(PAYMENTS_ACCOUNT_ID, event.amount_cents, "payout"),
+            ],
+        )
+
+    @fold(Account.HoldPlaced, batched=True)
+    def _hold_placed(self, event: Account.HoldPlaced, position: int, batch: AccountsBatch) -> None:
+        self._move(
+            batch,
+            event,
+            position,
+            [Movement("hold_placed", 0, event.amount_cents, None, event.hold_id)],
+            [],
+        )
+
+    @fold(Account.HoldAdjusted, batched=True)
+    def _hold_adjusted(
+        self, event: Account.HoldAdjusted, position: int, batch: AccountsBatch
+    ) -> None:
+        delta = event.amount_cents - event.previous_amount_cents
+        self._move(
+            batch, event, position, [Movement("hold_adjusted", 0, delta, None, event.hold_id)], []
+        )
+
+    @fold(Account.HoldReleased, batched=True)
+    def _hold_released(
+        self, event: Account.HoldReleased, position: int, batch: AccountsBatch
+    ) -> None:
+        self._move(
+            batch,
+            event,
+            position,
+            [Movement("hold_released", 0, -event.amount_cents, None, event.hold_id)],
+            [],
+        )
+
+    @fold(Account.HoldCaptured, batched=True)
+    def _hold_captured(
+        self, event: Account.HoldCaptured, position: int, batch: AccountsBatch
+    ) -> None:
+        assert event.payee_cents + event.commission_cents == event.captured_cents, event
+        hold_total = event.captured_cents + event.released_cents
+        movements = [
+            Movement(
+                "hold_captured",
+                -event.payee_cents,
+                -hold_total,
+                event.payee_account_id,
+                event.hold_id,
             )
-            return True
+        ]
+        if event.commission_cents:
+            movements.append(
+                Movement(
+                    "commission",
+                    -event.commission_cents,
+                    0,
+                    PLATFORM_REVENUE_ACCOUNT_ID,
+                    event.hold_id,
+                )
+            )
+        lines = [
+            LedgerLine(event.originator_id, -event.captured_cents, "hold_captured", event.hold_id),
+            LedgerLine(event.payee_account_id, event.payee_cents, "hold_captured", event.hold_id),
+            LedgerLine(
+                PLATFORM_REVENUE_ACCOUNT_ID, event.commission_cents, "commission", event.hold_id
+            ),
+        ]
+        self._move(batch, event, position, movements, [line for line in lines if line.amount_cents])
+
+    @fold(Account.PaymentReceived, batched=True)
+    def _payment_received(
+        self, event: Account.PaymentReceived, position: int, batch: AccountsBatch
+    ) -> None:
+        self._move(
+            batch,
+            event,
+            position,
+            [
+                Movement(
+                    "payment_received",
+                    event.amount_cents,
+                    0,
+                    event.payer_account_id,
+                    event.hold_id,
+                )
+            ],
+            [],  # the ledger took this movement from the payer's HoldCaptured
+        )
+
+    def _move(
+        self,
+        batch: AccountsBatch,
+        event: Account.Event,
+        position: int,
+        movements: list[Movement],
+        lines: list[LedgerLine],
+    ) -> None:
+        """Apply ``movements`` to the event's account, in order, with their statement
+        entries and the event's ledger ``lines``; nothing if the account has the
+        event's version already."""
+        recorded_at = self.time_value(event.timestamp)
+        account = batch.accounts.get(event.originator_id)
         assert account is not None, f"account {event.originator_id} was never opened"
         if int(account.version) >= event.originator_version:
-            return False
+            return
         balance, held = int(account.balance_cents), int(account.held_cents)
         account_id = account.account_id
-        for line, movement in enumerate(pending.movements):
+        for line, movement in enumerate(movements):
             balance += movement.amount_cents
             held += movement.held_delta_cents
             assert held >= 0 and balance >= held, (event, balance, held)
             entry_id = movement.entry_id or entry_id_of(
                 event.originator_id, event.originator_version, line
             )
-            entries.append(
+            batch.entries.append(
                 (
                     self.id_value(entry_id),
                     account_id,
@@ -480,8 +422,8 @@ class AccountsProjection(Projection):
                     None if movement.booking_id is None else self.id_value(movement.booking_id),
                 )
             )
-        assert sum(line.amount_cents for line in pending.lines) == 0, pending.lines
-        ledger.extend(
+        assert sum(line.amount_cents for line in lines) == 0, lines
+        batch.ledger.extend(
             (
                 position,
                 number,
@@ -491,7 +433,7 @@ class AccountsProjection(Projection):
                 line.kind,
                 None if line.booking_id is None else self.id_value(line.booking_id),
             )
-            for number, line in enumerate(pending.lines)
+            for number, line in enumerate(lines)
         )
         account.balance_cents = balance
         account.held_cents = held
@@ -499,7 +441,7 @@ class AccountsProjection(Projection):
         account.updated_at = recorded_at
         account.version = event.originator_version
         account.position = position
-        return True
+        batch.changed.add(event.originator_id)
 
 
 def entry_id_of(account_id: UUID, version: int, line: int) -> UUID:
@@ -507,10 +449,6 @@ def entry_id_of(account_id: UUID, version: int, line: int) -> UUID:
     ``version`` made: derived once per entry, so not through ``derived_id``'s cache,
     which every new entry only missed."""
     return uncached_derived_id("account-entry", account_id, version, line)
-
-
-IDS_PER_QUERY = 500
-"""Ids per ``IN`` list on SQLite (whose number of parameters is bounded)."""
 
 
 @dataclass
@@ -541,12 +479,13 @@ class _AccountRow:
         )
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """An account event waiting for ``after_batch``, with what it moves."""
+@dataclass
+class AccountsBatch:
+    """What a batch's events change: the accounts they touch (by id), the owners,
+    statement entries and ledger lines they add."""
 
-    event: Account.Event
-    position: int
-    movements: list[Movement]
-    lines: list[LedgerLine]
-    opened: bool = False
+    accounts: dict[UUID, _AccountRow]
+    changed: set[UUID] = field(default_factory=set)
+    owners: list[tuple[Any, ...]] = field(default_factory=list)
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    ledger: list[tuple[Any, ...]] = field(default_factory=list)

@@ -41,21 +41,19 @@ Definitions (what the numbers mean):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
 from aggregates.account import Account
 from aggregates.booking import Booking
 from aggregates.jurisdictions import JurisdictionCatalog, JurisdictionRules
 from aggregates.kitchen import Kitchen
-from projections.base import Projection, packaged_jurisdictions
-from projections.database import Dialect, Sql
+from projections.base import Projection, fold, packaged_jurisdictions
+from projections.database import Sql
 from projections.database import uuid_from_row as _uuid
-from projections.failures import ProjectionFailed
 
 BOOKING_STATUSES = ("pending", "confirmed", "completed", "cancelled", "declined", "expired")
 SECONDS_PER_MINUTE = 60
@@ -83,32 +81,21 @@ def as_date(value: date | str) -> date:
     return value
 
 
+STATUS_OF_EVENT: dict[type[Any], str] = {
+    Booking.BookingConfirmed: "confirmed",
+    Booking.BookingDeclined: "declined",
+    Booking.BookingCancelled: "cancelled",
+    Booking.BookingCompleted: "completed",
+    Booking.BookingExpired: "expired",
+}
+"""The status each of the other booking events moves a booking to."""
+
+
 class AnalyticsProjection(Projection):
     name: ClassVar[str] = "analytics"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("kitchens", "bookings", "daily_revenue")
-    event_types: ClassVar[tuple[type[Any], ...]] = (
-        Kitchen.KitchenCreated,
-        Kitchen.KitchenUpdated,
-        Booking.BookingRequested,
-        Booking.BookingConfirmed,
-        Booking.BookingDeclined,
-        Booking.BookingCancelled,
-        Booking.BookingRescheduled,
-        Booking.BookingCompleted,
-        Booking.BookingExpired,
-        Account.HoldCaptured,
-    )
     jurisdictions: ClassVar[JurisdictionCatalog] = packaged_jurisdictions()
-
-    def __init__(self, generation: int, dialect: Dialect) -> None:
-        super().__init__(generation, dialect)
-        # The batch's events, applied in ``after_batch`` to the rows they touch (read
-        # in two queries, changed in memory, each written once).
-        self._events: list[tuple[Any, int]] = []
-
-    def before_batch(self) -> None:
-        self._events.clear()
 
     def create_tables(self, sql: Sql) -> None:
         kitchens = self.table("kitchens")
@@ -156,23 +143,18 @@ class AnalyticsProjection(Projection):
             f"platform_revenue_cents {c('money')} NOT NULL, PRIMARY KEY (day, city))"
         )
 
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
-        """Queue the event: ``after_batch`` applies the batch's events in order."""
-        self._events.append((event, position))
-
     # --- applying a batch --------------------------------------------------------------
+    #
+    # Every fold is batched: the batch's events are applied in order to in-memory rows
+    # (the bookings and kitchens they touch, read in two queries); each kitchen's
+    # statistics move by the difference between its bookings' rows before and after
+    # (the same as the fold of its booking rows), and each changed row is written once.
 
-    def after_batch(self, sql: Sql) -> None:
-        """Apply the batch's events in order to in-memory rows: the bookings and
-        kitchens they touch are read in two queries, each kitchen's statistics move by
-        the difference between its bookings' rows before and after (the same as the
-        fold of its booking rows), and each changed row is written once."""
-        if not self._events:
-            return
+    def load_batch(self, sql: Sql, events: Sequence[Any]) -> _Batch:
         batch = _Batch(self)
         booking_ids: set[UUID] = set()
         kitchen_ids: set[UUID] = set()
-        for event, _ in self._events:
+        for event in events:
             if isinstance(event, Kitchen.Event):
                 kitchen_ids.add(event.originator_id)
             elif isinstance(event, Account.HoldCaptured):
@@ -182,17 +164,9 @@ class AnalyticsProjection(Projection):
                 if isinstance(event, Booking.BookingRequested):
                     kitchen_ids.add(event.kitchen_id)
         batch.load(sql, booking_ids, kitchen_ids)
-        for event, position in self._events:
-            try:
-                batch.apply(event)
-            except Exception as error:
-                raise ProjectionFailed.of(
-                    self.name,
-                    position,
-                    get_topic(type(event)),
-                    error,
-                ) from error
-        self._events.clear()
+        return batch
+
+    def write_batch(self, sql: Sql, batch: _Batch) -> None:
         if batch.changed:
             # One cache dependency for every analytics answer: rankings and series
             # move with any kitchen's numbers.
@@ -200,6 +174,95 @@ class AnalyticsProjection(Projection):
         batch.write(sql)
         for kitchen_id in sorted(batch.refold):
             self._recompute_kitchen(sql, kitchen_id)
+
+    @fold(Kitchen.KitchenCreated, batched=True)
+    def _kitchen_created(self, event: Kitchen.KitchenCreated, position: int, batch: _Batch) -> None:
+        if event.originator_id in batch.kitchens:
+            return
+        kitchen: Record = {name: 0 for name, kind in KITCHEN_COLUMNS if kind in ("int", "money")}
+        kitchen.update(
+            kitchen_id=self.id_value(event.originator_id),
+            host_id=self.id_value(event.host_id),
+            name=event.name,
+            city=event.city,
+            jurisdiction=event.jurisdiction,
+            average_price_cents=None,
+            occupancy_first_day=None,
+            occupancy_last_day=None,
+            available_minutes=None,
+        )
+        batch.kitchens[event.originator_id] = kitchen
+        batch.kitchen_changed(event.originator_id)
+
+    @fold(Kitchen.KitchenUpdated, batched=True)
+    def _kitchen_updated(self, event: Kitchen.KitchenUpdated, position: int, batch: _Batch) -> None:
+        found = batch.kitchens.get(event.originator_id)
+        if found is None or (event.name is None and event.city is None):
+            return
+        if event.name is not None:
+            found["name"] = event.name
+        if event.city is not None:
+            found["city"] = event.city
+        batch.kitchen_changed(event.originator_id)
+
+    @fold(Booking.BookingRequested, batched=True)
+    def _requested(self, event: Booking.BookingRequested, position: int, batch: _Batch) -> None:
+        owner = batch.kitchen(event.kitchen_id)
+        local_day = self.local_day(str(owner["jurisdiction"]), event.start_time)
+        if event.originator_id in batch.bookings:
+            return
+        booking: Record = {
+            "booking_id": self.id_value(event.originator_id),
+            "kitchen_id": self.id_value(event.kitchen_id),
+            "start_time": self.time_value(event.start_time),
+            "end_time": self.time_value(event.end_time),
+            "local_day": local_day,
+            "minutes": _minutes(event.start_time, event.end_time),
+            "price_cents": event.price_cents,
+            "status": event.status,
+            "captured_cents": 0,
+            "payee_cents": 0,
+            "commission_cents": 0,
+            "captured_at": None,
+            "captured_on": None,
+            "capture_city": None,
+        }
+        batch.bookings[event.originator_id] = booking
+        batch.count(event.originator_id, booking, +1)
+
+    @fold(Booking.BookingRescheduled, batched=True)
+    def _rescheduled(self, event: Booking.BookingRescheduled, position: int, batch: _Batch) -> None:
+        booking = batch.booking(event.originator_id)
+        owner = batch.kitchen(_uuid(booking["kitchen_id"]))
+        batch.change(
+            event.originator_id,
+            start_time=self.time_value(event.start_time),
+            end_time=self.time_value(event.end_time),
+            local_day=self.local_day(str(owner["jurisdiction"]), event.start_time),
+            minutes=_minutes(event.start_time, event.end_time),
+            price_cents=event.price_cents,
+        )
+
+    @fold(Account.HoldCaptured, batched=True)
+    def _captured(self, event: Account.HoldCaptured, position: int, batch: _Batch) -> None:
+        # Every hold is a booking's (its id is the booking id): the capture is that
+        # booking's revenue, in the city its kitchen is in now.
+        captured = batch.bookings.get(event.hold_id)
+        assert captured is not None, f"hold {event.hold_id} captured for an unknown booking"
+        owner = batch.kitchen(_uuid(captured["kitchen_id"]))
+        batch.change(
+            event.hold_id,
+            captured_cents=event.captured_cents,
+            payee_cents=event.payee_cents,
+            commission_cents=event.commission_cents,
+            captured_at=self.time_value(event.timestamp),
+            captured_on=event.timestamp.astimezone(UTC).date(),
+            capture_city=owner["city"],
+        )
+
+    @fold(*STATUS_OF_EVENT, batched=True)
+    def _status_changed(self, event: Booking.Event, position: int, batch: _Batch) -> None:
+        batch.change(event.originator_id, status=STATUS_OF_EVENT[type(event)])
 
     # --- recomputing -----------------------------------------------------------------
 
@@ -326,8 +389,6 @@ DAILY_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 DATE_COLUMNS = frozenset({"occupancy_first_day", "occupancy_last_day", "local_day", "captured_on"})
 """Kept as ``date`` in memory whatever the engine (ISO text on SQLite)."""
-IDS_PER_QUERY = 500
-"""Ids per ``IN`` list on SQLite (whose number of parameters is bounded)."""
 
 Record = dict[str, Any]
 
@@ -365,145 +426,46 @@ class _Batch:
         key: str,
         ids: set[UUID],
     ) -> list[Record]:
-        if not ids:
-            return []
-        projection = self.projection
-        names = ", ".join(name for name, _ in columns)
-        physical = projection.table(table)
-        values = [projection.id_value(value) for value in ids]
-        rows: list[Record] = []
-        if projection.dialect == "postgresql":
-            rows = sql.fetchall(f"SELECT {names} FROM {physical} WHERE {key} = ANY(%s)", (values,))
-        else:
-            for start in range(0, len(values), IDS_PER_QUERY):
-                chunk = values[start : start + IDS_PER_QUERY]
-                rows += sql.fetchall(
-                    f"SELECT {names} FROM {physical} WHERE {key} IN "
-                    f"({', '.join(['%s'] * len(chunk))})",
-                    chunk,
-                )
+        rows = self.projection.load_rows(sql, table, [name for name, _ in columns], key, ids)
         for row in rows:
             for name in DATE_COLUMNS.intersection(row):
                 if row[name] is not None:
                     row[name] = as_date(row[name])
         return rows
 
-    # --- applying --------------------------------------------------------------------
+    # --- changing -------------------------------------------------------------------
 
-    def apply(self, event: Any) -> None:
-        p = self.projection
-        if isinstance(event, Kitchen.KitchenCreated):
-            if event.originator_id in self.kitchens:
-                return
-            kitchen: Record = {
-                name: 0 for name, kind in KITCHEN_COLUMNS if kind in ("int", "money")
-            }
-            kitchen.update(
-                kitchen_id=p.id_value(event.originator_id),
-                host_id=p.id_value(event.host_id),
-                name=event.name,
-                city=event.city,
-                jurisdiction=event.jurisdiction,
-                average_price_cents=None,
-                occupancy_first_day=None,
-                occupancy_last_day=None,
-                available_minutes=None,
-            )
-            self.kitchens[event.originator_id] = kitchen
-            self._kitchen_changed(event.originator_id)
-        elif isinstance(event, Kitchen.KitchenUpdated):
-            found = self.kitchens.get(event.originator_id)
-            if found is None or (event.name is None and event.city is None):
-                return
-            if event.name is not None:
-                found["name"] = event.name
-            if event.city is not None:
-                found["city"] = event.city
-            self._kitchen_changed(event.originator_id)
-        elif isinstance(event, Booking.BookingRequested):
-            owner = self._kitchen(event.kitchen_id)
-            local_day = p.local_day(str(owner["jurisdiction"]), event.start_time)
-            if event.originator_id in self.bookings:
-                return
-            booking: Record = {
-                "booking_id": p.id_value(event.originator_id),
-                "kitchen_id": p.id_value(event.kitchen_id),
-                "start_time": p.time_value(event.start_time),
-                "end_time": p.time_value(event.end_time),
-                "local_day": local_day,
-                "minutes": _minutes(event.start_time, event.end_time),
-                "price_cents": event.price_cents,
-                "status": event.status,
-                "captured_cents": 0,
-                "payee_cents": 0,
-                "commission_cents": 0,
-                "captured_at": None,
-                "captured_on": None,
-                "capture_city": None,
-            }
-            self.bookings[event.originator_id] = booking
-            self._count(event.originator_id, booking, +1)
-        elif isinstance(event, Booking.BookingRescheduled):
-            booking = self._booking(event.originator_id)
-            owner = self._kitchen(_uuid(booking["kitchen_id"]))
-            self._change(
-                event.originator_id,
-                start_time=p.time_value(event.start_time),
-                end_time=p.time_value(event.end_time),
-                local_day=p.local_day(str(owner["jurisdiction"]), event.start_time),
-                minutes=_minutes(event.start_time, event.end_time),
-                price_cents=event.price_cents,
-            )
-        elif isinstance(event, Account.HoldCaptured):
-            # Every hold is a booking's (its id is the booking id): the capture is that
-            # booking's revenue, in the city its kitchen is in now.
-            captured = self.bookings.get(event.hold_id)
-            assert captured is not None, f"hold {event.hold_id} captured for an unknown booking"
-            owner = self._kitchen(_uuid(captured["kitchen_id"]))
-            self._change(
-                event.hold_id,
-                captured_cents=event.captured_cents,
-                payee_cents=event.payee_cents,
-                commission_cents=event.commission_cents,
-                captured_at=p.time_value(event.timestamp),
-                captured_on=event.timestamp.astimezone(UTC).date(),
-                capture_city=owner["city"],
-            )
-        else:
-            status = STATUS_OF_EVENT[type(event)]
-            self._change(event.originator_id, status=status)
-
-    def _booking(self, booking_id: UUID) -> Record:
+    def booking(self, booking_id: UUID) -> Record:
         booking = self.bookings.get(booking_id)
         assert booking is not None, f"event of an unknown booking {booking_id}"
         return booking
 
-    def _kitchen(self, kitchen_id: UUID) -> Record:
+    def kitchen(self, kitchen_id: UUID) -> Record:
         kitchen = self.kitchens.get(kitchen_id)
         assert kitchen is not None, f"booking of an unknown kitchen {kitchen_id}"
         return kitchen
 
-    def _change(self, booking_id: UUID, **values: Any) -> None:
-        booking = self._booking(booking_id)
+    def change(self, booking_id: UUID, **values: Any) -> None:
+        booking = self.booking(booking_id)
         completed_on = booking["local_day"] if booking["status"] == "completed" else None
-        self._count(booking_id, booking, -1)
+        self.count(booking_id, booking, -1)
         booking.update(values)
-        self._count(booking_id, booking, +1)
+        self.count(booking_id, booking, +1)
         if completed_on is not None and (
             booking["status"] != "completed" or booking["local_day"] != completed_on
         ):
             # A completed day went away: the first/last day may move back.
             self.refold.add(_uuid(booking["kitchen_id"]))
 
-    def _kitchen_changed(self, kitchen_id: UUID) -> None:
+    def kitchen_changed(self, kitchen_id: UUID) -> None:
         self.changed_kitchens.add(kitchen_id)
         self.changed = True
 
-    def _count(self, booking_id: UUID, booking: Record, sign: int) -> None:
+    def count(self, booking_id: UUID, booking: Record, sign: int) -> None:
         """Add (``sign`` +1) or take away (−1) the booking's share of its kitchen's
         statistics and of its capture day's revenue."""
         kitchen_id = _uuid(booking["kitchen_id"])
-        kitchen = self._kitchen(kitchen_id)
+        kitchen = self.kitchen(kitchen_id)
         status = booking["status"]
         assert status in BOOKING_STATUSES, status
         kitchen["total_bookings"] += sign
@@ -512,7 +474,7 @@ class _Batch:
             kitchen["booked_minutes"] += sign * booking["minutes"]
             kitchen["completed_price_cents"] += sign * booking["price_cents"]
             day: date = booking["local_day"]
-            if sign > 0:  # taking a day away is _change's (it may refold)
+            if sign > 0:  # taking a day away is change's (it may refold)
                 first, last = kitchen["occupancy_first_day"], kitchen["occupancy_last_day"]
                 kitchen["occupancy_first_day"] = day if first is None else min(first, day)
                 kitchen["occupancy_last_day"] = day if last is None else max(last, day)
@@ -527,7 +489,7 @@ class _Batch:
             totals[2] += sign * booking["payee_cents"]
             totals[3] += sign * booking["commission_cents"]
         self.changed_bookings.add(booking_id)
-        self._kitchen_changed(kitchen_id)
+        self.kitchen_changed(kitchen_id)
 
     # --- writing ---------------------------------------------------------------------
 
@@ -583,7 +545,6 @@ class _Batch:
         changed: set[UUID],
     ) -> None:
         p = self.projection
-        updates = ", ".join(f"{name} = excluded.{name}" for name, _ in columns if name != key)
         names = [name for name, _ in columns]
         dates = [name for name, kind in columns if kind == "date"]
         rows = []
@@ -594,18 +555,7 @@ class _Batch:
                 if record[name] is not None:
                     record = {**record, name: p.date_value(record[name])}
             rows.append([record[name] for name in names])
-        p.insert_rows(
-            sql, table, columns, rows, on_conflict=f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
-        )
-
-
-STATUS_OF_EVENT: dict[type[Any], str] = {
-    Booking.BookingConfirmed: "confirmed",
-    Booking.BookingDeclined: "declined",
-    Booking.BookingCancelled: "cancelled",
-    Booking.BookingCompleted: "completed",
-    Booking.BookingExpired: "expired",
-}
+        p.upsert_rows(sql, table, columns, key, rows)
 
 
 def _minutes(start: datetime, end: datetime) -> int:

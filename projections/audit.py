@@ -12,9 +12,8 @@ from eventsourcing.persistence import Notification
 from aggregates.base import DomainEvent
 from prep_es.store.redaction import ENVELOPE_FIELDS, REDACTED, SECRET_FIELDS, redact_secrets
 from prep_es.store.serialization import CLASS_VERSION_KEY
-from projections.base import Projection
+from projections.base import Projection, fold_every_stored_event
 from projections.database import Dialect, Sql
-from projections.events import domain_event_types
 
 REDACT_FUNCTION = "prep_es_redact_secrets"
 REDACT_FUNCTION_DDL = f"""
@@ -49,9 +48,6 @@ class AuditProjection(Projection):
     name: ClassVar[str] = "audit"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("entries",)
-    event_types: ClassVar[tuple[type[Any], ...]] = domain_event_types()
-    reads_stored_events: ClassVar[bool] = True
-    records_every_event: ClassVar[bool] = True
 
     def create_tables(self, sql: Sql) -> None:
         entries = self.table("entries")
@@ -97,11 +93,14 @@ class AuditProjection(Projection):
         self._rows: list[tuple[Any, ...]] = []
 
     def before_batch(self) -> None:
+        super().before_batch()
         self._rows.clear()
 
-    def apply_stored(self, notification: Notification, sql: Sql) -> datetime:
+    @fold_every_stored_event
+    def _entry(self, notification: Notification, sql: Sql) -> datetime:
         """An entry from the stored event as recorded (not upcast), without decoding it
-        into its class: the audit trail shows what was written."""
+        into its class: the audit trail shows what was written. Every event type is
+        followed, so this is the one fold."""
         state = orjson.loads(notification.state)
         metadata = state.get("metadata") or {}
         recorded_at = datetime.fromisoformat(state["timestamp"])
@@ -132,7 +131,7 @@ class AuditProjection(Projection):
     def apply_stored_range(
         self, after: int, up_to: int, events_table: str, sql: Sql
     ) -> tuple[int, datetime | None]:
-        """The rows :meth:`apply_stored` would build, built by PostgreSQL."""
+        """The rows :meth:`_entry` would build, built by PostgreSQL."""
         envelope = ", ".join(f"'{name}'" for name in sorted(STATE_ENVELOPE_FIELDS))
         may_hold_secret = " OR ".join(
             f"strpos(stored.text, '\"{name}\"') > 0" for name in sorted(SECRET_FIELDS)
@@ -166,6 +165,7 @@ class AuditProjection(Projection):
     def after_batch(self, sql: Sql) -> None:
         """One multi-row insert per batch: a statement per event would cost more than
         everything else the projection does."""
+        super().after_batch(sql)
         self.insert_rows(
             sql,
             "entries",

@@ -8,10 +8,24 @@ tables while queries keep reading the old ones, and switches the views in the sa
 transaction that records the new generation as caught up.
 
 Subclasses declare ``name``, ``version``, ``tables``, the DDL of those tables
-(``create_tables``), and one ``@apply.register`` method per event type they follow; the
-event types give the topics the runner asks the event store for. Every method writes
-through the :class:`~projections.database.Sql` it is given — the runner's transaction,
-which also records the projection's position, so an event is applied exactly once.
+(``create_tables``), and one *fold* per event type they follow: a method registered
+with :func:`fold`, which the base class collects. The registered event types are the
+projection's ``event_types``, whose topics the runner asks the event store for; an
+event is dispatched to its fold by one dictionary lookup on its class. A fold is
+either
+
+- applied at once: ``(self, event, position, sql)``, writing through the
+  :class:`~projections.database.Sql` it is given — the runner's transaction, which
+  also records the projection's position, so an event is applied exactly once; or
+- batched (``@fold(..., batched=True)``): ``(self, event, position, batch)``, run in
+  event order at the end of the batch over what :meth:`Projection.load_batch` read
+  for the whole batch in a few queries, changing rows in memory that
+  :meth:`Projection.write_batch` then writes once each (:meth:`Projection.load_rows`
+  and :meth:`Projection.upsert_rows` do the usual load and upsert).
+
+A projection that records every event as stored rather than reading it (the audit
+trail) registers one method with :func:`fold_every_stored_event` instead: it follows
+every domain event type and is handed each stored event undecoded.
 
 SQL rules: ``%s`` placeholders only, never a literal ``%`` (pass LIKE patterns as
 parameters); ids and times are stored as text on SQLite and native types on PostgreSQL
@@ -22,14 +36,12 @@ delete-and-insert keyed by the event's identity.
 from __future__ import annotations
 
 import functools
-import inspect
 import tomllib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
-from functools import singledispatchmethod
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 import orjson
@@ -38,7 +50,9 @@ from eventsourcing.utils import get_topic
 from psycopg.types.json import Jsonb
 
 from aggregates.jurisdictions import JurisdictionCatalog
-from projections.database import Dialect, Sql, uuid_parameter
+from projections.database import Dialect, Row, Sql, uuid_parameter
+from projections.events import domain_event_types
+from projections.failures import ProjectionFailed
 
 POSTGRES_TYPES = {
     "id": "uuid",
@@ -52,8 +66,42 @@ POSTGRES_TYPES = {
 }
 
 
-Applier = Callable[["Projection", Any, int, Sql], None]
-_APPLIERS: dict[tuple[type[Projection], type[Any]], Applier] = {}
+IDS_PER_QUERY = 500
+"""Ids per ``IN`` list on SQLite (whose number of parameters is bounded)."""
+
+Fold = Callable[[Any, Any, int, Any], None]
+"""A registered fold, called with the projection, the event, its position, and the
+batch's ``Sql`` (applied at once) or the batch :meth:`Projection.load_batch` read
+(batched)."""
+StoredFold = Callable[[Any, Notification, Sql], datetime]
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+_FOLD_MARK = "__projection_fold__"
+_STORED_FOLD_MARK = "__projection_stored_fold__"
+
+
+def fold(*event_types: type[Any], batched: bool = False) -> Callable[[Method], Method]:
+    """Register the decorated method as the projection's fold of each of
+    ``event_types``; ``batched``: run at the end of the batch over the rows
+    :meth:`Projection.load_batch` read (see the module docstring)."""
+    assert event_types, "a fold names the event types it folds"
+
+    def register(method: Method) -> Method:
+        setattr(method, _FOLD_MARK, (event_types, batched))
+        return method
+
+    return register
+
+
+def fold_every_stored_event(method: Method) -> Method:
+    """Register the decorated method, ``(self, notification, sql) -> recorded_at``, as
+    the fold of every domain event type, handed each stored event undecoded (its JSON
+    state as written): for a projection that records events rather than reading them,
+    which decoding would cost more than everything else it does. Such a projection
+    follows every event, so on PostgreSQL its batches are ranges of positions, which
+    :meth:`Projection.apply_stored_range` applies by SQL."""
+    setattr(method, _STORED_FOLD_MARK, True)
+    return method
 
 
 def _orjson_text(value: Any) -> str:
@@ -79,21 +127,48 @@ class Projection(ABC):
     position 0 into new tables and replaces the old one once caught up."""
     tables: ClassVar[tuple[str, ...]]
     """Logical table names; each gets a view of the same name prefixed by ``name``."""
-    event_types: ClassVar[tuple[type[Any], ...]]
-    """The event classes ``apply`` handles: the runner asks only for their topics."""
+    folds: ClassVar[Mapping[type[Any], tuple[Fold, bool]]] = {}
+    """Per event class, its registered fold and whether it is batched (collected from
+    the methods registered with :func:`fold`)."""
+    event_types: ClassVar[tuple[type[Any], ...]] = ()
+    """The event classes the projection folds: the runner asks only for their topics."""
     reads_stored_events: ClassVar[bool] = False
-    """``True``: the runner hands :meth:`apply_stored` each stored event as it is (its
-    JSON state undecoded), for a projection that records events rather than reading
-    them — decoding would cost it more than everything else it does."""
-
+    """``True`` (:func:`fold_every_stored_event`): the runner hands :meth:`apply_stored`
+    each stored event as it is (its JSON state undecoded)."""
     records_every_event: ClassVar[bool] = False
     """``True`` (with ``reads_stored_events``): the projection follows every event type,
     so a batch is a range of positions, which :meth:`apply_stored_range` applies on
     PostgreSQL."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Collect the folds registered on the class and its bases (a subclass's fold
+        of an event type replaces its base's)."""
+        super().__init_subclass__(**kwargs)
+        folds: dict[type[Any], tuple[Fold, bool]] = {}
+        stored: StoredFold | None = None
+        for klass in reversed(cls.__mro__):
+            for value in vars(klass).values():
+                marked = getattr(value, _FOLD_MARK, None)
+                if marked is not None:
+                    event_types, batched = marked
+                    for event_type in event_types:
+                        folds[event_type] = (value, batched)
+                if getattr(value, _STORED_FOLD_MARK, False):
+                    stored = value
+        if stored is not None:
+            assert not folds, f"{cls.__name__} folds stored events and decoded ones"
+            cls.apply_stored = stored  # type: ignore[method-assign,assignment]
+            cls.event_types = domain_event_types()
+            cls.reads_stored_events = cls.records_every_event = True
+        else:
+            cls.folds = folds
+            cls.event_types = tuple(folds)
+
     def __init__(self, generation: int, dialect: Dialect) -> None:
         self.generation = generation
         self.dialect = dialect
+        self._batched: list[tuple[Fold, Any, int]] = []
+        """The batch's events for batched folds, in order, with their folds."""
         self.changed: set[str] = set()
         """Cache dependencies (``kitchen:<id>``, ``kitchens``) the current batch
         changed: the runner hands them to the query cache once the batch commits."""
@@ -192,29 +267,22 @@ class Projection(ABC):
             sql.execute(f"DROP VIEW IF EXISTS {view}")
             sql.execute(f"CREATE VIEW {view} AS SELECT * FROM {self.table(table)}")
 
-    @singledispatchmethod  # noqa: B027 (the default ignores events it has no method for)
     def apply(self, event: Any, position: int, sql: Sql) -> None:
-        """Apply one event at ``position``; the default ignores it."""
-
-    @classmethod
-    def applier(cls, event_type: type[Any]) -> Applier:
-        """The function :meth:`apply` runs for events of ``event_type`` (called with the
-        projection first), looked up once per class and type: on Python 3.11 every
-        access to a ``singledispatchmethod`` builds and wraps a new function, which cost
-        a rebuild about 5% of its time."""
-        key = (cls, event_type)
-        applier = _APPLIERS.get(key)
-        if applier is None:
-            method = inspect.getattr_static(cls, "apply")
-            if isinstance(method, singledispatchmethod):
-                applier = method.dispatcher.dispatch(event_type)
-            else:
-                applier = method
-            _APPLIERS[key] = applier
-        return applier
+        """Fold one event at ``position``: at once, or (a batched fold) at the end of
+        the batch."""
+        registered = self.folds.get(type(event))
+        if registered is None:
+            # Only the registered event types are asked for: anything else is a bug.
+            raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
+        function, batched = registered
+        if batched:
+            self._batched.append((function, event, position))
+        else:
+            function(self, event, position, sql)
 
     def apply_stored(self, notification: Notification, sql: Sql) -> datetime:
-        """Apply one stored event (``reads_stored_events``); return when it happened."""
+        """Apply one stored event (``reads_stored_events``); return when it happened.
+        Replaced by the method registered with :func:`fold_every_stored_event`."""
         raise NotImplementedError
 
     @classmethod  # noqa: B027
@@ -233,10 +301,81 @@ class Projection(ABC):
         one happened."""
         raise NotImplementedError
 
-    def before_batch(self) -> None:  # noqa: B027
+    def before_batch(self) -> None:
         """Called before a batch's events are applied (a batch may be applied twice,
         if the first attempt failed): reset what ``after_batch`` writes."""
+        self._batched.clear()
 
-    def after_batch(self, sql: Sql) -> None:  # noqa: B027
+    def after_batch(self, sql: Sql) -> None:
         """Called once per batch after its events were applied, in the same
-        transaction: for work cheaper done once per batch than once per event."""
+        transaction: runs the batched folds, in event order, over what
+        :meth:`load_batch` reads, and writes the result with :meth:`write_batch`."""
+        batched, self._batched = self._batched, []
+        if not batched:
+            return
+        batch = self.load_batch(sql, [event for _, event, _ in batched])
+        for function, event, position in batched:
+            try:
+                function(self, event, position, batch)
+            except Exception as error:
+                raise ProjectionFailed.of(
+                    self.name, position, get_topic(type(event)), error
+                ) from error
+        self.write_batch(sql, batch)
+
+    def load_batch(self, sql: Sql, events: Sequence[Any]) -> Any:
+        """What the batched folds of ``events`` change, read in as few queries as the
+        batch allows (:meth:`load_rows`): the ``batch`` each of them is given."""
+        raise NotImplementedError(f"{self.name} has batched folds but no load_batch")
+
+    def write_batch(self, sql: Sql, batch: Any) -> None:
+        """Write what the batched folds changed in ``batch``, each row once
+        (:meth:`upsert_rows`)."""
+        raise NotImplementedError(f"{self.name} has batched folds but no write_batch")
+
+    def load_rows(
+        self, sql: Sql, table: str, columns: Sequence[str], key: str, ids: Collection[UUID]
+    ) -> list[Row]:
+        """The ``columns`` of the rows of this generation's ``table`` whose ``key`` is
+        one of ``ids``: one query on PostgreSQL, one per ``IDS_PER_QUERY`` ids on
+        SQLite."""
+        if not ids:
+            return []
+        names = ", ".join(columns)
+        physical = self.table(table)
+        values = [self.id_value(value) for value in ids]
+        if self.dialect == "postgresql":
+            return sql.fetchall(f"SELECT {names} FROM {physical} WHERE {key} = ANY(%s)", (values,))
+        rows: list[Row] = []
+        for start in range(0, len(values), IDS_PER_QUERY):
+            chunk = values[start : start + IDS_PER_QUERY]
+            rows += sql.fetchall(
+                f"SELECT {names} FROM {physical} WHERE {key} IN ({', '.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+        return rows
+
+    def upsert_rows(
+        self,
+        sql: Sql,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        key: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        kept: Collection[str] = (),
+        where: str = "",
+    ) -> None:
+        """Insert ``rows`` into this generation's ``table`` in one statement; a row
+        whose ``key`` exists replaces every column but the key and ``kept`` (``where``:
+        a condition on the update, such as a version guard)."""
+        updates = ", ".join(
+            f"{name} = excluded.{name}" for name, _ in columns if name != key and name not in kept
+        )
+        self.insert_rows(
+            sql,
+            table,
+            columns,
+            rows,
+            on_conflict=f"ON CONFLICT ({key}) DO UPDATE SET {updates}{where}",
+        )

@@ -10,31 +10,22 @@ an event already applied changes nothing when a batch is retried.
 
 from __future__ import annotations
 
-from functools import singledispatchmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from uuid import UUID
 
 from aggregates.booking import Booking, BookingStatus
 from aggregates.kitchen import Kitchen
-from projections.base import Projection
-from projections.database import Dialect, Sql
+from aggregates.policies import HoldSplit, captured_in_full, released_in_full
+from projections.base import Projection, fold
+from projections.database import Sql
 
 
 class BookingsProjection(Projection):
     name: ClassVar[str] = "bookings"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("bookings", "kitchens")
-    event_types: ClassVar[tuple[type[Any], ...]] = (
-        Kitchen.KitchenCreated,
-        Kitchen.KitchenUpdated,
-        Booking.BookingRequested,
-        Booking.BookingConfirmed,
-        Booking.BookingDeclined,
-        Booking.BookingCancelled,
-        Booking.BookingRescheduled,
-        Booking.BookingCompleted,
-        Booking.BookingExpired,
-    )
 
     def create_tables(self, sql: Sql) -> None:
         bookings = self.table("bookings")
@@ -90,14 +81,9 @@ class BookingsProjection(Projection):
         ):
             sql.execute(f"CREATE INDEX {bookings}_{index} ON {bookings} ({columns})")
 
-    @singledispatchmethod
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
-        """Only the registered event types are asked for; anything else is a bug."""
-        raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
-
     # --- kitchens -------------------------------------------------------------------
 
-    @apply.register
+    @fold(Kitchen.KitchenCreated)
     def _kitchen_created(self, event: Kitchen.KitchenCreated, position: int, sql: Sql) -> None:
         sql.execute(
             f"INSERT INTO {self.table('kitchens')} (id, host_id, name, city, jurisdiction, "
@@ -114,7 +100,7 @@ class BookingsProjection(Projection):
             ),
         )
 
-    @apply.register
+    @fold(Kitchen.KitchenUpdated)
     def _kitchen_updated(self, event: Kitchen.KitchenUpdated, position: int, sql: Sql) -> None:
         if event.name is None and event.city is None:
             return
@@ -134,9 +120,10 @@ class BookingsProjection(Projection):
 
     # --- bookings -------------------------------------------------------------------
     #
-    # Booking events are recorded in ``apply`` and replayed in ``after_batch`` over the
-    # rows they touch (loaded in one query, for bookings not requested in the batch);
-    # each changed row is then written once, by one upsert for the whole batch.
+    # Booking events are batched folds: they run at the end of the batch over the rows
+    # they touch (loaded in one query, for bookings not requested in the batch), and
+    # each changed row is then written once, by one upsert for the whole batch. How a
+    # booking's end splits its hold is the domain's rule (``aggregates.policies``).
 
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("id", "id"),
@@ -161,166 +148,167 @@ class BookingsProjection(Projection):
         ("position", "int"),
     )
 
-    def __init__(self, generation: int, dialect: Dialect) -> None:
-        super().__init__(generation, dialect)
-        self._pending: list[tuple[Booking.Event, int]] = []
-
-    def before_batch(self) -> None:
-        self._pending = []
-
-    def after_batch(self, sql: Sql) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
+    def load_batch(self, sql: Sql, events: Sequence[Any]) -> BookingRows:
         requested = {
-            event.originator_id
-            for event, _ in pending
-            if isinstance(event, Booking.BookingRequested)
+            event.originator_id for event in events if isinstance(event, Booking.BookingRequested)
         }
-        unknown = list({event.originator_id for event, _ in pending} - requested)
-        rows = self._stored_rows(sql, unknown)
-        changed: dict[UUID, None] = {}
-        for event, position in pending:
-            if self._replay(rows, event, position):
-                changed[event.originator_id] = None
-        if not changed:
+        unknown = list({event.originator_id for event in events} - requested)
+        names = [name for name, _ in self.COLUMNS]
+        rows = self.load_rows(sql, "bookings", names, "id", unknown)
+        return BookingRows({UUID(str(row["id"])): dict(row) for row in rows})
+
+    def write_batch(self, sql: Sql, batch: BookingRows) -> None:
+        if not batch.changed:
             return
         names = [name for name, _ in self.COLUMNS]
-        self.insert_rows(
+        self.upsert_rows(
             sql,
             "bookings",
             self.COLUMNS,
-            [[rows[booking_id][name] for name in names] for booking_id in changed],
-            on_conflict="ON CONFLICT (id) DO UPDATE SET "
-            + ", ".join(f"{name} = excluded.{name}" for name in names[1:]),
+            "id",
+            [[batch.rows[booking_id][name] for name in names] for booking_id in batch.changed],
         )
 
-    def _stored_rows(self, sql: Sql, booking_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
-        if not booking_ids:
-            return {}
-        bookings = self.table("bookings")
-        columns = ", ".join(name for name, _ in self.COLUMNS)
-        if self.dialect == "postgresql":
-            found = sql.fetchall(
-                f"SELECT {columns} FROM {bookings} WHERE id = ANY(%s::uuid[])", (booking_ids,)
-            )
-        else:
-            found = []
-            for start in range(0, len(booking_ids), 500):
-                chunk = booking_ids[start : start + 500]
-                found += sql.fetchall(
-                    f"SELECT {columns} FROM {bookings} WHERE id IN "
-                    f"({', '.join(['%s'] * len(chunk))})",
-                    [str(booking_id) for booking_id in chunk],
-                )
-        return {UUID(str(row["id"])): dict(row) for row in found}
-
-    def _replay(
-        self, rows: dict[UUID, dict[str, Any]], event: Booking.Event, position: int
-    ) -> bool:
-        """Apply ``event`` to its row in ``rows``; whether the row changed. An event whose
-        version was already applied (or of a booking never requested) changes nothing."""
+    @fold(Booking.BookingRequested, batched=True)
+    def _requested(
+        self, event: Booking.BookingRequested, position: int, batch: BookingRows
+    ) -> None:
         booking_id = event.originator_id
-        if isinstance(event, Booking.BookingRequested):
-            if booking_id in rows:
-                return False
-            recorded_at = self.time_value(event.timestamp)
-            rows[booking_id] = {
-                "id": self.id_value(booking_id),
-                "kitchen_id": self.id_value(event.kitchen_id),
-                "host_id": self.id_value(event.host_id),
-                "customer_id": self.id_value(event.customer_id),
-                "start_time": self.time_value(event.start_time),
-                "end_time": self.time_value(event.end_time),
-                "guests": event.guests,
-                "notes": event.notes,
-                "hourly_rate_cents": event.hourly_rate_cents,
-                "price_cents": event.price_cents,
-                "status": event.status,
-                "captured_cents": 0,
-                "released_cents": 0,
-                "cancelled_by_role": None,
-                "reason": None,
-                "completed_automatically": None,
-                "requested_at": recorded_at,
-                "updated_at": recorded_at,
-                "version": event.originator_version,
-                "position": position,
-            }
-            return True
-        row = rows.get(booking_id)
-        if row is None or row["version"] >= event.originator_version:
-            return False
-        if isinstance(event, Booking.BookingConfirmed):
-            row["status"] = BookingStatus.CONFIRMED
-        elif isinstance(event, Booking.BookingDeclined):
-            row.update(
+        if booking_id in batch.rows:
+            return
+        recorded_at = self.time_value(event.timestamp)
+        batch.rows[booking_id] = {
+            "id": self.id_value(booking_id),
+            "kitchen_id": self.id_value(event.kitchen_id),
+            "host_id": self.id_value(event.host_id),
+            "customer_id": self.id_value(event.customer_id),
+            "start_time": self.time_value(event.start_time),
+            "end_time": self.time_value(event.end_time),
+            "guests": event.guests,
+            "notes": event.notes,
+            "hourly_rate_cents": event.hourly_rate_cents,
+            "price_cents": event.price_cents,
+            "status": event.status,
+            "captured_cents": 0,
+            "released_cents": 0,
+            "cancelled_by_role": None,
+            "reason": None,
+            "completed_automatically": None,
+            "requested_at": recorded_at,
+            "updated_at": recorded_at,
+            "version": event.originator_version,
+            "position": position,
+        }
+        batch.changed[booking_id] = None
+
+    @fold(Booking.BookingConfirmed, batched=True)
+    def _confirmed(
+        self, event: Booking.BookingConfirmed, position: int, batch: BookingRows
+    ) -> None:
+        if (row := batch.unapplied(event)) is not None:
+            self._update(batch, event, position, row, status=BookingStatus.CONFIRMED)
+
+    @fold(Booking.BookingDeclined, batched=True)
+    def _declined(self, event: Booking.BookingDeclined, position: int, batch: BookingRows) -> None:
+        if (row := batch.unapplied(event)) is not None:
+            split = released_in_full(row["price_cents"])
+            self._update(
+                batch,
+                event,
+                position,
+                row,
                 status=BookingStatus.DECLINED,
                 reason=event.reason,
-                captured_cents=0,
-                released_cents=row["price_cents"],
+                **_money(split),
             )
-        elif isinstance(event, Booking.BookingCancelled):
-            row.update(
+
+    @fold(Booking.BookingCancelled, batched=True)
+    def _cancelled(
+        self, event: Booking.BookingCancelled, position: int, batch: BookingRows
+    ) -> None:
+        if (row := batch.unapplied(event)) is not None:
+            self._update(
+                batch,
+                event,
+                position,
+                row,
                 status=BookingStatus.CANCELLED,
                 cancelled_by_role=event.cancelled_by_role,
                 reason=event.reason,
                 captured_cents=event.captured_cents,
                 released_cents=event.released_cents,
             )
-        elif isinstance(event, Booking.BookingRescheduled):
-            row.update(
+
+    @fold(Booking.BookingRescheduled, batched=True)
+    def _rescheduled(
+        self, event: Booking.BookingRescheduled, position: int, batch: BookingRows
+    ) -> None:
+        if (row := batch.unapplied(event)) is not None:
+            self._update(
+                batch,
+                event,
+                position,
+                row,
                 start_time=self.time_value(event.start_time),
                 end_time=self.time_value(event.end_time),
                 price_cents=event.price_cents,
             )
-        elif isinstance(event, Booking.BookingCompleted):
-            row.update(
+
+    @fold(Booking.BookingCompleted, batched=True)
+    def _completed(
+        self, event: Booking.BookingCompleted, position: int, batch: BookingRows
+    ) -> None:
+        if (row := batch.unapplied(event)) is not None:
+            split = captured_in_full(row["price_cents"])
+            self._update(
+                batch,
+                event,
+                position,
+                row,
                 status=BookingStatus.COMPLETED,
                 completed_automatically=event.automatically,
-                captured_cents=row["price_cents"],
-                released_cents=0,
+                **_money(split),
             )
-        elif isinstance(event, Booking.BookingExpired):
-            row.update(
-                status=BookingStatus.EXPIRED, captured_cents=0, released_cents=row["price_cents"]
-            )
-        else:
-            raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
+
+    @fold(Booking.BookingExpired, batched=True)
+    def _expired(self, event: Booking.BookingExpired, position: int, batch: BookingRows) -> None:
+        if (row := batch.unapplied(event)) is not None:
+            split = released_in_full(row["price_cents"])
+            self._update(batch, event, position, row, status=BookingStatus.EXPIRED, **_money(split))
+
+    def _update(
+        self,
+        batch: BookingRows,
+        event: Booking.Event,
+        position: int,
+        row: dict[str, Any],
+        **values: Any,
+    ) -> None:
         row.update(
+            values,
             updated_at=self.time_value(event.timestamp),
             version=event.originator_version,
             position=position,
         )
-        return True
+        batch.changed[event.originator_id] = None
 
-    def _defer(self, event: Booking.Event, position: int) -> None:
-        self._pending.append((event, position))
 
-    @apply.register
-    def _requested(self, event: Booking.BookingRequested, position: int, sql: Sql) -> None:
-        self._defer(event, position)
+@dataclass
+class BookingRows:
+    """The ``bookings`` rows a batch's booking events change, by booking id."""
 
-    @apply.register
-    def _confirmed(self, event: Booking.BookingConfirmed, position: int, sql: Sql) -> None:
-        self._defer(event, position)
+    rows: dict[UUID, dict[str, Any]]
+    changed: dict[UUID, None] = field(default_factory=dict)
+    """The bookings whose rows changed, in the order they first did."""
 
-    @apply.register
-    def _declined(self, event: Booking.BookingDeclined, position: int, sql: Sql) -> None:
-        self._defer(event, position)
+    def unapplied(self, event: Booking.Event) -> dict[str, Any] | None:
+        """The row ``event`` changes; ``None`` if its version was already applied (or
+        the booking was never requested): it then changes nothing."""
+        row = self.rows.get(event.originator_id)
+        if row is None or row["version"] >= event.originator_version:
+            return None
+        return row
 
-    @apply.register
-    def _cancelled(self, event: Booking.BookingCancelled, position: int, sql: Sql) -> None:
-        self._defer(event, position)
 
-    @apply.register
-    def _rescheduled(self, event: Booking.BookingRescheduled, position: int, sql: Sql) -> None:
-        self._defer(event, position)
-
-    @apply.register
-    def _completed(self, event: Booking.BookingCompleted, position: int, sql: Sql) -> None:
-        self._defer(event, position)
-
-    @apply.register
-    def _expired(self, event: Booking.BookingExpired, position: int, sql: Sql) -> None:
-        self._defer(event, position)
+def _money(split: HoldSplit) -> dict[str, int]:
+    return {"captured_cents": split.captured_cents, "released_cents": split.released_cents}

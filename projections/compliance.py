@@ -8,12 +8,11 @@ expiring certificate affects).
 
 from __future__ import annotations
 
-from functools import singledispatchmethod
 from typing import Any, ClassVar
 from uuid import UUID
 
 from aggregates.kitchen import Kitchen
-from projections.base import Projection
+from projections.base import Projection, fold
 from projections.database import Dialect, Sql
 
 
@@ -21,20 +20,6 @@ class ComplianceProjection(Projection):
     name: ClassVar[str] = "compliance"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("certificates", "kitchens")
-    event_types: ClassVar[tuple[type[Any], ...]] = (
-        Kitchen.KitchenCreated,
-        Kitchen.KitchenUpdated,
-        Kitchen.KitchenSubmittedForReview,
-        Kitchen.KitchenSentBackForReview,
-        Kitchen.KitchenApproved,
-        Kitchen.KitchenRejected,
-        Kitchen.KitchenSuspended,
-        Kitchen.KitchenReinstated,
-        Kitchen.CertificateAttached,
-        Kitchen.CertificateVerified,
-        Kitchen.CertificateRejected,
-        Kitchen.CertificateLapsed,
-    )
 
     def __init__(self, generation: int, dialect: Dialect) -> None:
         super().__init__(generation, dialect)
@@ -68,12 +53,7 @@ class ComplianceProjection(Projection):
             "jurisdiction text NOT NULL, status text NOT NULL)"
         )
 
-    @singledispatchmethod
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
-        """Only the registered event types are asked for; anything else is a bug."""
-        raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
-
-    @apply.register
+    @fold(Kitchen.KitchenCreated)
     def _created(self, event: Kitchen.KitchenCreated, position: int, sql: Sql) -> None:
         self.changed.add(self.name)
         self._hosts[event.originator_id] = self.id_value(event.host_id)
@@ -89,7 +69,7 @@ class ComplianceProjection(Projection):
             ),
         )
 
-    @apply.register
+    @fold(Kitchen.KitchenUpdated)
     def _updated(self, event: Kitchen.KitchenUpdated, position: int, sql: Sql) -> None:
         if event.name is not None:
             self.changed.add(self.name)
@@ -105,27 +85,27 @@ class ComplianceProjection(Projection):
             (status, self.id_value(kitchen_id)),
         )
 
-    @apply.register
+    @fold(Kitchen.KitchenSubmittedForReview)
     def _submitted(self, event: Kitchen.KitchenSubmittedForReview, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "pending_review")
 
-    @apply.register
+    @fold(Kitchen.KitchenSentBackForReview)
     def _sent_back(self, event: Kitchen.KitchenSentBackForReview, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "pending_review")
 
-    @apply.register
+    @fold(Kitchen.KitchenApproved)
     def _approved(self, event: Kitchen.KitchenApproved, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "published")
 
-    @apply.register
+    @fold(Kitchen.KitchenRejected)
     def _rejected(self, event: Kitchen.KitchenRejected, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "rejected")
 
-    @apply.register
+    @fold(Kitchen.KitchenSuspended)
     def _suspended(self, event: Kitchen.KitchenSuspended, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "suspended")
 
-    @apply.register
+    @fold(Kitchen.KitchenReinstated)
     def _reinstated(self, event: Kitchen.KitchenReinstated, position: int, sql: Sql) -> None:
         self._kitchen_status(sql, event.originator_id, "published")
 
@@ -143,7 +123,7 @@ class ComplianceProjection(Projection):
             self._hosts[kitchen_id] = host_id
         return host_id
 
-    @apply.register
+    @fold(Kitchen.CertificateAttached)
     def _attached(self, event: Kitchen.CertificateAttached, position: int, sql: Sql) -> None:
         self.changed.add(self.name)
         host_id = self._host_id(sql, event.originator_id)
@@ -169,17 +149,17 @@ class ComplianceProjection(Projection):
             ),
         )
 
-    @apply.register
+    @fold(Kitchen.CertificateVerified)
     def _verified(self, event: Kitchen.CertificateVerified, position: int, sql: Sql) -> None:
         self._reviewed(sql, event, event.certificate_id, "verified", None)
 
-    @apply.register
+    @fold(Kitchen.CertificateRejected)
     def _certificate_rejected(
         self, event: Kitchen.CertificateRejected, position: int, sql: Sql
     ) -> None:
         self._reviewed(sql, event, event.certificate_id, "rejected", event.reason)
 
-    @apply.register
+    @fold(Kitchen.CertificateLapsed)
     def _lapsed(self, event: Kitchen.CertificateLapsed, position: int, sql: Sql) -> None:
         self.changed.add(self.name)
         sql.execute(

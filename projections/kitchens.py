@@ -33,8 +33,9 @@ a rebuild gives the same rows; a change of the rules needs a rebuild to reach ol
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import singledispatchmethod
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -43,7 +44,7 @@ import orjson
 from aggregates.booking import Booking
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
-from projections.base import Projection, packaged_jurisdictions
+from projections.base import Projection, fold, packaged_jurisdictions
 from projections.database import Dialect, Sql
 
 TEXT_SEARCH_CONFIG = "english"
@@ -55,9 +56,30 @@ SPAN_MINUTE_MAX = 2**31 - 1
 
 PUBLISHED = "published"
 
-BookingOperation = tuple[str, UUID, int, Any, datetime | None, datetime | None]
-"""What a booking event did to ``booked``: (``request``/``reschedule``/``unbook``,
-booking id, position, kitchen id as stored, start, end)."""
+BookedRow = tuple[int, Any, datetime | None, datetime | None]
+"""A booking's ``booked`` row in a batch: (seq, kitchen id as stored, start, end); no
+times while only the stored row's key is known."""
+
+
+@dataclass
+class BookedBatch:
+    """The ``booked`` rows a batch's booking events change."""
+
+    stored: dict[UUID, tuple[int, Any]]
+    """``(seq, kitchen_id)`` of the stored rows of the bookings the batch touches."""
+    current: dict[UUID, BookedRow | None] = field(default_factory=dict)
+    """The batch's outcome per booking; ``None`` once it left ``booked``."""
+    removed_ids: list[UUID] = field(default_factory=list)
+    removed_seqs: list[int] = field(default_factory=list)
+    """The stored rows (and spans, by seq) that go."""
+
+    def row(self, booking_id: UUID) -> BookedRow | None:
+        if booking_id in self.current:
+            return self.current[booking_id]
+        if booking_id in self.stored:
+            seq, kitchen_id = self.stored[booking_id]
+            return (seq, kitchen_id, None, None)
+        return None
 
 
 def floor_minute(moment: datetime) -> int:
@@ -86,26 +108,6 @@ class KitchensProjection(Projection):
         "booked_spans",
         "search",
     )
-    event_types: ClassVar[tuple[type[Any], ...]] = (
-        Kitchen.KitchenCreated,
-        Kitchen.KitchenUpdated,
-        Kitchen.KitchenSubmittedForReview,
-        Kitchen.KitchenSentBackForReview,
-        Kitchen.KitchenApproved,
-        Kitchen.KitchenRejected,
-        Kitchen.KitchenSuspended,
-        Kitchen.KitchenReinstated,
-        Kitchen.CertificateAttached,
-        Kitchen.CertificateVerified,
-        Kitchen.CertificateRejected,
-        Kitchen.CertificateLapsed,
-        Booking.BookingRequested,
-        Booking.BookingRescheduled,
-        Booking.BookingDeclined,
-        Booking.BookingCancelled,
-        Booking.BookingExpired,
-        Booking.BookingCompleted,
-    )
     jurisdictions: ClassVar[JurisdictionCatalog] = packaged_jurisdictions()
 
     @classmethod
@@ -116,7 +118,6 @@ class KitchensProjection(Projection):
 
     def __init__(self, generation: int, dialect: Dialect) -> None:
         super().__init__(generation, dialect)
-        self._booking_ops: list[BookingOperation] = []
         self._jurisdictions: dict[UUID, str] = {}
 
     # --- tables ------------------------------------------------------------------
@@ -227,14 +228,9 @@ class KitchensProjection(Projection):
             f"WHERE status = '{PUBLISHED}'"
         )
 
-    @singledispatchmethod
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
-        """Only the registered event types are asked for; anything else is a bug."""
-        raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
-
     # --- listing -----------------------------------------------------------------
 
-    @apply.register
+    @fold(Kitchen.KitchenCreated)
     def _created(self, event: Kitchen.KitchenCreated, position: int, sql: Sql) -> None:
         recorded_at = self.time_value(event.timestamp)
         kitchen_id = self.id_value(event.originator_id)
@@ -277,7 +273,7 @@ class KitchensProjection(Projection):
         """Query-cache dependencies: this kitchen's detail, and every search."""
         self.changed.update((f"kitchen:{kitchen_id}", self.name))
 
-    @apply.register
+    @fold(Kitchen.KitchenUpdated)
     def _updated(self, event: Kitchen.KitchenUpdated, position: int, sql: Sql) -> None:
         changes: dict[str, Any] = {}
         if event.name is not None:
@@ -373,29 +369,29 @@ class KitchensProjection(Projection):
             **changes,
         )
 
-    @apply.register
+    @fold(Kitchen.KitchenSubmittedForReview)
     def _submitted(self, event: Kitchen.KitchenSubmittedForReview, position: int, sql: Sql) -> None:
         self._status_changed(sql, event, "pending_review", None)
 
-    @apply.register
+    @fold(Kitchen.KitchenSentBackForReview)
     def _sent_back(self, event: Kitchen.KitchenSentBackForReview, position: int, sql: Sql) -> None:
         self._status_changed(sql, event, "pending_review", None)
 
-    @apply.register
+    @fold(Kitchen.KitchenApproved)
     def _approved(self, event: Kitchen.KitchenApproved, position: int, sql: Sql) -> None:
         self._status_changed(
             sql, event, PUBLISHED, None, changed_since_approval=self.json_value([])
         )
 
-    @apply.register
+    @fold(Kitchen.KitchenRejected)
     def _rejected(self, event: Kitchen.KitchenRejected, position: int, sql: Sql) -> None:
         self._status_changed(sql, event, "rejected", event.reason)
 
-    @apply.register
+    @fold(Kitchen.KitchenSuspended)
     def _suspended(self, event: Kitchen.KitchenSuspended, position: int, sql: Sql) -> None:
         self._status_changed(sql, event, "suspended", event.reason)
 
-    @apply.register
+    @fold(Kitchen.KitchenReinstated)
     def _reinstated(self, event: Kitchen.KitchenReinstated, position: int, sql: Sql) -> None:
         self._status_changed(
             sql, event, PUBLISHED, None, changed_since_approval=self.json_value([])
@@ -403,7 +399,7 @@ class KitchensProjection(Projection):
 
     # --- certificates and compliance ---------------------------------------------
 
-    @apply.register
+    @fold(Kitchen.CertificateAttached)
     def _certificate_attached(
         self, event: Kitchen.CertificateAttached, position: int, sql: Sql
     ) -> None:
@@ -424,19 +420,19 @@ class KitchensProjection(Projection):
         )
         self._update_kitchen(sql, event)
 
-    @apply.register
+    @fold(Kitchen.CertificateVerified)
     def _certificate_verified(
         self, event: Kitchen.CertificateVerified, position: int, sql: Sql
     ) -> None:
         self._certificate_status(sql, event, event.certificate_id, "verified")
 
-    @apply.register
+    @fold(Kitchen.CertificateRejected)
     def _certificate_rejected(
         self, event: Kitchen.CertificateRejected, position: int, sql: Sql
     ) -> None:
         self._certificate_status(sql, event, event.certificate_id, "rejected")
 
-    @apply.register
+    @fold(Kitchen.CertificateLapsed)
     def _certificate_lapsed(
         self, event: Kitchen.CertificateLapsed, position: int, sql: Sql
     ) -> None:
@@ -512,60 +508,67 @@ class KitchensProjection(Projection):
 
     # --- booked intervals --------------------------------------------------------
     #
-    # Booking events only record what happened to which booking (``_booking_ops``);
-    # ``after_batch`` replays them over the rows they touch — loaded in one query, for
-    # the bookings not requested in the batch itself — and writes each booking's final
-    # row and span once: no per-event statement, no per-event round trip.
+    # Booking events are batched folds: they run at the end of the batch over the
+    # ``booked`` rows of the bookings the batch touches (loaded in one query, for the
+    # bookings not requested in the batch itself), and each booking's final row and
+    # span is written once: no per-event statement, no per-event round trip.
 
-    def before_batch(self) -> None:
-        self._booking_ops = []
-
-    def after_batch(self, sql: Sql) -> None:
-        operations, self._booking_ops = self._booking_ops, []
-        if operations:
-            self._write_booked(sql, operations)
-
-    @apply.register
-    def _booking_requested(self, event: Booking.BookingRequested, position: int, sql: Sql) -> None:
-        assert event.status in ("pending", "confirmed"), event.status
-        self._booking_ops.append(
-            (
-                "request",
-                event.originator_id,
-                position,
-                self.id_value(event.kitchen_id),
-                event.start_time,
-                event.end_time,
-            )
+    def load_batch(self, sql: Sql, events: Sequence[Any]) -> BookedBatch:
+        requested = {
+            event.originator_id for event in events if isinstance(event, Booking.BookingRequested)
+        }
+        unknown = sorted({event.originator_id for event in events} - requested)
+        rows = self.load_rows(
+            sql, "booked", ("booking_id", "seq", "kitchen_id"), "booking_id", unknown
+        )
+        return BookedBatch(
+            stored={
+                UUID(str(row["booking_id"])): (int(row["seq"]), row["kitchen_id"]) for row in rows
+            }
         )
 
-    @apply.register
-    def _booking_rescheduled(
-        self, event: Booking.BookingRescheduled, position: int, sql: Sql
+    @fold(Booking.BookingRequested, batched=True)
+    def _booking_requested(
+        self, event: Booking.BookingRequested, position: int, batch: BookedBatch
     ) -> None:
-        self._booking_ops.append(
-            ("reschedule", event.originator_id, position, None, event.start_time, event.end_time)
-        )
+        assert event.status in ("pending", "confirmed"), event.status
+        booking_id, kitchen_id = event.originator_id, self.id_value(event.kitchen_id)
+        row = batch.row(booking_id)
+        if row is None:
+            batch.current[booking_id] = (position, kitchen_id, event.start_time, event.end_time)
+        elif row[2] is None:
+            # Already stored (an event applied again): only its span is redone.
+            batch.current[booking_id] = (row[0], row[1], event.start_time, event.end_time)
+        self._booked_changed(kitchen_id)
 
-    @apply.register
-    def _booking_declined(self, event: Booking.BookingDeclined, position: int, sql: Sql) -> None:
-        self._unbook(event.originator_id, position)
+    @fold(Booking.BookingRescheduled, batched=True)
+    def _booking_rescheduled(
+        self, event: Booking.BookingRescheduled, position: int, batch: BookedBatch
+    ) -> None:
+        booking_id = event.originator_id
+        row = batch.row(booking_id)
+        assert row is not None, f"rescheduled booking {booking_id} is not active"
+        batch.current[booking_id] = (row[0], row[1], event.start_time, event.end_time)
+        self._booked_changed(row[1])
 
-    @apply.register
-    def _booking_cancelled(self, event: Booking.BookingCancelled, position: int, sql: Sql) -> None:
-        self._unbook(event.originator_id, position)
-
-    @apply.register
-    def _booking_expired(self, event: Booking.BookingExpired, position: int, sql: Sql) -> None:
-        self._unbook(event.originator_id, position)
-
-    @apply.register
-    def _booking_completed(self, event: Booking.BookingCompleted, position: int, sql: Sql) -> None:
-        self._unbook(event.originator_id, position)
-
-    def _unbook(self, booking_id: UUID, position: int) -> None:
+    @fold(
+        Booking.BookingDeclined,
+        Booking.BookingCancelled,
+        Booking.BookingExpired,
+        Booking.BookingCompleted,
+        batched=True,
+    )
+    def _booking_ended(self, event: Booking.Event, position: int, batch: BookedBatch) -> None:
         """A booking that is no longer pending or confirmed frees its interval."""
-        self._booking_ops.append(("unbook", booking_id, position, None, None, None))
+        booking_id = event.originator_id
+        row = batch.row(booking_id)
+        if row is None:
+            return
+        self._booked_changed(row[1])
+        batch.current[booking_id] = None
+        if booking_id in batch.stored:
+            batch.removed_ids.append(booking_id)
+            batch.removed_seqs.append(row[0])
 
     def _booked_changed(self, kitchen_id: Any) -> None:
         """Query-cache dependency: every search; and a hint naming the kitchen, for a
@@ -573,72 +576,13 @@ class KitchensProjection(Projection):
         self.changed.add(self.name)
         self.hints.add(booked_hint(kitchen_id))
 
-    def _stored_bookings(self, sql: Sql, booking_ids: list[UUID]) -> dict[UUID, tuple[int, Any]]:
-        """``(seq, kitchen_id)`` of the stored ``booked`` rows of ``booking_ids``."""
-        if not booking_ids:
-            return {}
-        booked = self.table("booked")
-        if self.dialect == "postgresql":
-            rows = sql.fetchall(
-                f"SELECT booking_id, seq, kitchen_id FROM {booked} "
-                "WHERE booking_id = ANY(%s::uuid[])",
-                (booking_ids,),
-            )
-        else:
-            rows = []
-            for start in range(0, len(booking_ids), 500):
-                chunk = booking_ids[start : start + 500]
-                rows += sql.fetchall(
-                    f"SELECT booking_id, seq, kitchen_id FROM {booked} WHERE booking_id IN "
-                    f"({', '.join(['%s'] * len(chunk))})",
-                    [str(booking_id) for booking_id in chunk],
-                )
-        return {UUID(str(row["booking_id"])): (int(row["seq"]), row["kitchen_id"]) for row in rows}
-
-    def _write_booked(
-        self,
-        sql: Sql,
-        operations: list[BookingOperation],
-    ) -> None:
-        requested = {op[1] for op in operations if op[0] == "request"}
-        unknown = sorted({op[1] for op in operations if op[1] not in requested})
-        stored = self._stored_bookings(sql, unknown)
-        # The batch's outcome per booking: (seq, kitchen_id, start, end), or None once
-        # the booking left ``booked``; ``removed``: seqs whose stored span goes.
-        current: dict[UUID, tuple[int, Any, datetime | None, datetime | None] | None] = {}
-        removed_ids: list[UUID] = []
-        removed_seqs: list[int] = []
-        for kind, booking_id, position, kitchen_id, start, end in operations:
-            if booking_id in current:
-                row = current[booking_id]
-            elif booking_id in stored:
-                seq, stored_kitchen = stored[booking_id]
-                row = (seq, stored_kitchen, None, None)
-            else:
-                row = None
-            if kind == "request":
-                if row is None:
-                    current[booking_id] = (position, kitchen_id, start, end)
-                elif row[2] is None:
-                    # Already stored (an event applied again): only its span is redone.
-                    current[booking_id] = (row[0], row[1], start, end)
-                self._booked_changed(kitchen_id)
-            elif kind == "reschedule":
-                assert row is not None, f"rescheduled booking {booking_id} is not active"
-                current[booking_id] = (row[0], row[1], start, end)
-                self._booked_changed(row[1])
-            elif row is not None:
-                self._booked_changed(row[1])
-                current[booking_id] = None
-                if booking_id in stored:
-                    removed_ids.append(booking_id)
-                    removed_seqs.append(row[0])
+    def write_batch(self, sql: Sql, batch: BookedBatch) -> None:
         kept = [
             (booking_id, row)
-            for booking_id, row in current.items()
+            for booking_id, row in batch.current.items()
             if row is not None and row[2] is not None
         ]
-        self._delete_booked(sql, removed_ids, removed_seqs)
+        self._delete_booked(sql, batch.removed_ids, batch.removed_seqs)
         if not kept:
             return
         self.insert_rows(

@@ -516,7 +516,7 @@ class ProjectionRunner:
                     recorded_at = projection.apply_stored(notification, sql)
                 else:
                     event: Any = self.decoder.decode(notification)
-                    projection.applier(type(event))(projection, event, notification.id, sql)
+                    projection.apply(event, notification.id, sql)
                     recorded_at = event.timestamp
             except Exception as error:
                 raise ProjectionFailed.of(

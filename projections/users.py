@@ -8,12 +8,11 @@ them unique and stores them lower-cased).
 
 from __future__ import annotations
 
-from functools import singledispatchmethod
 from typing import Any, ClassVar
 from uuid import UUID
 
 from aggregates.user import User
-from projections.base import Projection
+from projections.base import Projection, fold
 from projections.database import Sql
 
 
@@ -26,14 +25,6 @@ class UsersProjection(Projection):
     name: ClassVar[str] = "users"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("users",)
-    event_types: ClassVar[tuple[type[Any], ...]] = (
-        User.UserRegistered,
-        User.UserRoleChanged,
-        User.UserDeactivated,
-        User.UserReactivated,
-        User.PasswordChanged,
-        User.PasswordRehashed,
-    )
 
     def create_tables(self, sql: Sql) -> None:
         users = self.table("users")
@@ -49,12 +40,7 @@ class UsersProjection(Projection):
         sql.execute(f"CREATE INDEX {users}_listing ON {users} (registered_at, id)")
         sql.execute(f"CREATE INDEX {users}_role ON {users} (role, registered_at, id)")
 
-    @singledispatchmethod
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
-        """Only the registered event types are asked for; anything else is a bug."""
-        raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
-
-    @apply.register
+    @fold(User.UserRegistered)
     def _registered(self, event: User.UserRegistered, position: int, sql: Sql) -> None:
         self._user_changed(event)
         recorded_at = self.time_value(event.timestamp)
@@ -75,23 +61,23 @@ class UsersProjection(Projection):
             ),
         )
 
-    @apply.register
+    @fold(User.UserRoleChanged)
     def _role_changed(self, event: User.UserRoleChanged, position: int, sql: Sql) -> None:
         self._update(sql, event, role=event.role)
 
-    @apply.register
+    @fold(User.UserDeactivated)
     def _deactivated(self, event: User.UserDeactivated, position: int, sql: Sql) -> None:
         self._update(sql, event, active=False)
 
-    @apply.register
+    @fold(User.UserReactivated)
     def _reactivated(self, event: User.UserReactivated, position: int, sql: Sql) -> None:
         self._update(sql, event, active=True)
 
-    @apply.register
+    @fold(User.PasswordChanged)
     def _password_changed(self, event: User.PasswordChanged, position: int, sql: Sql) -> None:
         self._update(sql, event, password_hash=event.password_hash)
 
-    @apply.register
+    @fold(User.PasswordRehashed)
     def _password_rehashed(self, event: User.PasswordRehashed, position: int, sql: Sql) -> None:
         self._update(sql, event, password_hash=event.password_hash)
 

@@ -10,7 +10,9 @@ from aggregates.errors import InvalidRequest, KitchenNotBookable
 from aggregates.policies import (
     AMOUNT_CENTS_MAX,
     BookingWindow,
+    HoldSplit,
     booking_window,
+    captured_in_full,
     check_certificate_current,
     check_guests,
     check_notes,
@@ -20,6 +22,7 @@ from aggregates.policies import (
     format_money,
     parse_money,
     price_cents,
+    released_in_full,
     settle,
     share_cents,
 )
@@ -86,6 +89,12 @@ def test_settle_splits_a_hold(
     assert settlement.captured_cents + settlement.released_cents == hold
     assert settlement.commission_cents == commission
     assert settlement.host_share_cents == host == captured - commission
+
+
+@pytest.mark.parametrize("hold", [0, 1, 12000])
+def test_a_booking_that_ends_without_a_fee_captures_all_or_nothing(hold: int) -> None:
+    assert captured_in_full(hold) == HoldSplit(captured_cents=hold, released_cents=0)
+    assert released_in_full(hold) == HoldSplit(captured_cents=0, released_cents=hold)
 
 
 @pytest.mark.parametrize(

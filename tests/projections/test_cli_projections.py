@@ -22,7 +22,7 @@ from prep_es.services.runtime import Runtime
 from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.audit import AuditProjection
-from projections.base import Projection
+from projections.base import Projection, fold
 from projections.database import Sql
 from projections.failures import ProjectionFailed
 from projections.generations import ensure_ready, generations
@@ -336,12 +336,12 @@ class Poisoned(Projection):
     name: ClassVar[str] = "poisoned"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("seen",)
-    event_types: ClassVar[tuple[type[Any], ...]] = AuditProjection.event_types
 
     def create_tables(self, sql: Sql) -> None:
         sql.execute(f"CREATE TABLE {self.table('seen')} (position bigint PRIMARY KEY)")
 
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
+    @fold(*AuditProjection.event_types)
+    def _seen(self, event: Any, position: int, sql: Sql) -> None:
         if type(event).__name__ == "FundsDeposited":
             raise ValueError("cannot read this deposit")
         sql.execute(f"INSERT INTO {self.table('seen')} (position) VALUES (%s)", (position,))

@@ -18,7 +18,7 @@ from aggregates.user import User
 from prep_es.services.readside import ReadSide
 from projections.append_signals import AppendSignal
 from projections.audit import AuditProjection
-from projections.base import Projection
+from projections.base import Projection, fold
 from projections.bookings import BookingsProjection
 from projections.database import Sql
 from projections.decoding import EventDecoder
@@ -72,13 +72,13 @@ class Poisoned(Projection):
     name: ClassVar[str] = "poisoned"
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[str, ...]] = ("seen",)
-    event_types: ClassVar[tuple[type[Any], ...]] = AuditProjection.event_types
     poisoned: ClassVar[bool] = True
 
     def create_tables(self, sql: Sql) -> None:
         sql.execute(f"CREATE TABLE {self.table('seen')} (position bigint PRIMARY KEY)")
 
-    def apply(self, event: Any, position: int, sql: Sql) -> None:
+    @fold(*AuditProjection.event_types)
+    def _seen(self, event: Any, position: int, sql: Sql) -> None:
         if self.poisoned and type(event).__name__ == "BookingRequested":
             raise ValueError("cannot read this booking")
         sql.execute(f"INSERT INTO {self.table('seen')} (position) VALUES (%s)", (position,))
