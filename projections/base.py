@@ -73,6 +73,8 @@ Fold = Callable[[Any, Any, int, Any], None]
 """A registered fold, called with the projection, the event, its position, and the
 batch's ``Sql`` (applied at once) or the batch :meth:`Projection.load_batch` read
 (batched)."""
+Applier = Callable[[Any, Any, int, Sql], None]
+"""What applies an event as the runner reads it: (projection, event, position, sql)."""
 StoredFold = Callable[[Any, Notification, Sql], datetime]
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -91,6 +93,15 @@ def fold(*event_types: type[Any], batched: bool = False) -> Callable[[Method], M
         return method
 
     return register
+
+
+def _queued(function: Fold) -> Applier:
+    """An applier that queues events for the batched fold ``function``."""
+
+    def queue(projection: Projection, event: Any, position: int, sql: Sql) -> None:
+        projection._batched.append((function, event, position))
+
+    return queue
 
 
 def fold_every_stored_event(method: Method) -> Method:
@@ -127,9 +138,9 @@ class Projection(ABC):
     position 0 into new tables and replaces the old one once caught up."""
     tables: ClassVar[tuple[str, ...]]
     """Logical table names; each gets a view of the same name prefixed by ``name``."""
-    folds: ClassVar[Mapping[type[Any], tuple[Fold, bool]]] = {}
-    """Per event class, its registered fold and whether it is batched (collected from
-    the methods registered with :func:`fold`)."""
+    folds: ClassVar[Mapping[type[Any], Applier]] = {}
+    """Per event class, what :meth:`apply` calls: its fold (registered with
+    :func:`fold`), or for a batched fold what queues it for the end of the batch."""
     event_types: ClassVar[tuple[type[Any], ...]] = ()
     """The event classes the projection folds: the runner asks only for their topics."""
     reads_stored_events: ClassVar[bool] = False
@@ -144,15 +155,16 @@ class Projection(ABC):
         """Collect the folds registered on the class and its bases (a subclass's fold
         of an event type replaces its base's)."""
         super().__init_subclass__(**kwargs)
-        folds: dict[type[Any], tuple[Fold, bool]] = {}
+        folds: dict[type[Any], Applier] = {}
         stored: StoredFold | None = None
         for klass in reversed(cls.__mro__):
             for value in vars(klass).values():
                 marked = getattr(value, _FOLD_MARK, None)
                 if marked is not None:
                     event_types, batched = marked
+                    applier = _queued(value) if batched else value
                     for event_type in event_types:
-                        folds[event_type] = (value, batched)
+                        folds[event_type] = applier
                 if getattr(value, _STORED_FOLD_MARK, False):
                     stored = value
         if stored is not None:
@@ -270,15 +282,12 @@ class Projection(ABC):
     def apply(self, event: Any, position: int, sql: Sql) -> None:
         """Fold one event at ``position``: at once, or (a batched fold) at the end of
         the batch."""
-        registered = self.folds.get(type(event))
-        if registered is None:
+        try:
+            applier = self.folds[type(event)]
+        except KeyError:
             # Only the registered event types are asked for: anything else is a bug.
-            raise AssertionError(f"{self.name} does not follow {type(event).__name__}")
-        function, batched = registered
-        if batched:
-            self._batched.append((function, event, position))
-        else:
-            function(self, event, position, sql)
+            raise AssertionError(f"{self.name} does not follow {type(event).__name__}") from None
+        applier(self, event, position, sql)
 
     def apply_stored(self, notification: Notification, sql: Sql) -> datetime:
         """Apply one stored event (``reads_stored_events``); return when it happened.
