@@ -30,9 +30,12 @@ from aggregates.base import Aggregate, AggregateCreated
 from aggregates.errors import InvalidStateTransition, StateConflict
 from aggregates.policies import (
     BookingWindow,
+    HoldSplit,
+    captured_in_full,
     customer_cancellation_fee_cents,
     format_money,
     price_cents,
+    released_in_full,
 )
 from aggregates.text import check_reason
 
@@ -269,7 +272,7 @@ class Booking(Aggregate):
     @event(BookingDeclined)
     def _declined(self, reason: str | None) -> None:
         self.status = BookingStatus.DECLINED
-        self.released_cents = self.price_cents
+        self._settled(released_in_full(self.price_cents))
 
     @event(BookingCancelled)
     def _cancelled(
@@ -291,9 +294,13 @@ class Booking(Aggregate):
     @event(BookingCompleted)
     def _completed(self, automatically: bool) -> None:
         self.status = BookingStatus.COMPLETED
-        self.captured_cents = self.price_cents
+        self._settled(captured_in_full(self.price_cents))
 
     @event(BookingExpired)
     def _expired(self) -> None:
         self.status = BookingStatus.EXPIRED
-        self.released_cents = self.price_cents
+        self._settled(released_in_full(self.price_cents))
+
+    def _settled(self, split: HoldSplit) -> None:
+        self.captured_cents = split.captured_cents
+        self.released_cents = split.released_cents
