@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,12 +25,14 @@ from projections.base import Projection, fold
 from projections.database import Sql
 from projections.failures import ProjectionFailed
 from projections.generations import ensure_ready, generations
+from projections.locks import RunnerLock
 from projections.rebuilds import share_among_processes
 from projections.runners import ProjectionRunner
 from projections.status import projection_statuses
 from queries.consistency import ReadPositions
 from tests.cli.running import RunCli, cli_runner
 from tests.support import MutableClock, as_actor, create_user, open_test_runtime
+from tests.waiting import ProcessOutput, handles_signal, wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROCESS_TIMEOUT_S = 30
@@ -258,15 +259,20 @@ def test_terminating_a_rebuild_in_several_processes_ends_them_all(
         assert lock.try_acquire()  # this test process is "the server": the rebuild follows
     try:
         rebuild = start_cli(database_url, "projections", "rebuild", "all", "--processes", "2")
-        deadline = time.monotonic() + PROCESS_TIMEOUT_S
-        while True:  # until every projection's rebuild was asked for, by the children
+
+        def rebuilding_in_children() -> list[int] | None:
+            """Its children, once every projection's rebuild was asked for by them and
+            the command handles SIGTERM (it does once they are started)."""
+            assert rebuild.poll() is None
             with read_side.write_database.reading() as sql:
                 asked = all(len(generations(sql, p.name)) == 2 for p in PROJECTIONS)
             children = children_of(rebuild.pid)
-            if asked and len(children) == 2:
-                break
-            assert time.monotonic() < deadline and rebuild.poll() is None
-            time.sleep(0.02)
+            ready = asked and len(children) == 2 and handles_signal(rebuild.pid, signal.SIGTERM)
+            return children if ready else None
+
+        children = wait_until(
+            rebuilding_in_children, PROCESS_TIMEOUT_S, "the rebuild to run in two children"
+        )
 
         rebuild.send_signal(signal.SIGTERM)
         rebuild.communicate(timeout=PROCESS_TIMEOUT_S)
@@ -313,18 +319,14 @@ def test_rebuild_follows_the_process_that_runs_the_projection(
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + PROCESS_TIMEOUT_S
-        while True:  # until the command has asked for the rebuild
-            with read_side.write_database.reading() as sql:
-                if len(generations(sql, "audit")) == 2:
-                    break
-            assert time.monotonic() < deadline and rebuild.poll() is None
-            time.sleep(0.02)
-        time.sleep(1.2)  # it follows and reports, without touching the generation
+        output = ProcessOutput(rebuild)
+        # It asks for the rebuild, then follows and reports, without touching the
+        # generation.
+        output.wait_for_line("audit: generation 2: position 0 of", PROCESS_TIMEOUT_S)
         with read_side.write_database.reading() as sql:
             assert [g.position for g in generations(sql, "audit")] == [runtime.app.position(), 0]
         ProjectionRunner(AuditProjection, runtime.app, read_side.write_database).catch_up()
-        out, err = rebuild.communicate(timeout=PROCESS_TIMEOUT_S)
+        out, err = output.communicate(PROCESS_TIMEOUT_S)
     finally:
         lock.release()
     assert rebuild.returncode == 0, err
@@ -402,20 +404,26 @@ def child_commands(pid: int) -> list[str]:
     return commands
 
 
+def held_elsewhere(lock: RunnerLock) -> bool:
+    """Whether another process holds ``lock`` (it is not taken here)."""
+    if not lock.try_acquire():
+        return True
+    lock.release()
+    return False
+
+
 def test_project_sweeps_in_a_child_process_that_ends_with_it(
     runtime: Runtime, database_url: str
 ) -> None:
     project = start_cli(database_url, "project")
     sweeper_lock = lock_factory(Settings(database_url=database_url).database)(SWEEPER_LOCK_NAME)
     try:
-        deadline = time.monotonic() + PROCESS_TIMEOUT_S
-        sweepers: list[str] = []
-        while time.monotonic() < deadline and not sweepers:
-            sweepers = [c for c in child_commands(project.pid) if "sweep --every" in c]
-            time.sleep(0.1)
-        while time.monotonic() < deadline and sweeper_lock.try_acquire():
-            sweeper_lock.release()  # not taken yet: the sweeper is still starting
-            time.sleep(0.1)
+        sweepers = wait_until(
+            lambda: [c for c in child_commands(project.pid) if "sweep --every" in c],
+            PROCESS_TIMEOUT_S,
+            "a sweeper process",
+        )
+        wait_until(lambda: held_elsewhere(sweeper_lock), PROCESS_TIMEOUT_S, "the sweeper to sweep")
     finally:
         sweeper_lock.release()
         project.send_signal(signal.SIGTERM)
@@ -430,10 +438,14 @@ def test_project_sweeps_in_a_child_process_that_ends_with_it(
 
 def test_sweep_every_runs_until_sigterm_or_until_its_parent_is_gone(database_url: str) -> None:
     sweeper = start_cli(database_url, "sweep", "--every", "0.2")
-    time.sleep(2)
+    output = ProcessOutput(sweeper)
+    # Said once its SIGTERM handler is in place: a SIGTERM before would end it at once.
+    output.wait_for_line("sweeping every 0.2 s", PROCESS_TIMEOUT_S, stream="err")
+    sweeper_lock = lock_factory(Settings(database_url=database_url).database)(SWEEPER_LOCK_NAME)
+    wait_until(lambda: held_elsewhere(sweeper_lock), PROCESS_TIMEOUT_S, "the sweeper to sweep")
     assert sweeper.poll() is None  # still sweeping
     sweeper.send_signal(signal.SIGTERM)
-    _, err = sweeper.communicate(timeout=PROCESS_TIMEOUT_S)
+    _, err = output.communicate(PROCESS_TIMEOUT_S)
     assert sweeper.returncode == 0, err
     assert "sweeping every 0.2 s" in err and "received SIGTERM: stopping" in err
 
