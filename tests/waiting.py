@@ -29,18 +29,24 @@ CHECK_INTERVAL_S_MAX = 0.05
 
 
 def wait_until(
-    condition: Callable[[], Outcome], timeout_s: float, what: str | Callable[[], str]
+    condition: Callable[[], Outcome],
+    timeout_s: float,
+    what: str | Callable[[], str],
+    *,
+    check_interval_s_max: float = CHECK_INTERVAL_S_MAX,
 ) -> Outcome:
     """Check ``condition`` until it returns a true value, and return that value. After
     ``timeout_s`` the test fails, saying ``what`` was awaited (a callable is asked only
-    then: it can describe the state at that moment, a log say)."""
+    then: it can describe the state at that moment, a log say). A condition that
+    drives what it checks (each check a request, say) may need a steadier pace:
+    ``check_interval_s_max``."""
     deadline = time.monotonic() + timeout_s
-    interval_s = CHECK_INTERVAL_S_FIRST
+    interval_s = min(CHECK_INTERVAL_S_FIRST, check_interval_s_max)
     while not (outcome := condition()):
         if time.monotonic() >= deadline:
             pytest.fail(f"waited {timeout_s} s for: {what() if callable(what) else what}")
         time.sleep(interval_s)
-        interval_s = min(2 * interval_s, CHECK_INTERVAL_S_MAX)
+        interval_s = min(2 * interval_s, check_interval_s_max)
     return outcome
 
 

@@ -260,7 +260,7 @@ def test_terminating_a_rebuild_in_several_processes_ends_them_all(
     try:
         rebuild = start_cli(database_url, "projections", "rebuild", "all", "--processes", "2")
 
-        def rebuilding_in_children() -> list[int] | None:
+        def rebuilding_in_children() -> list[int]:
             """Its children, once every projection's rebuild was asked for by them and
             the command handles SIGTERM (it does once they are started)."""
             assert rebuild.poll() is None
@@ -268,7 +268,7 @@ def test_terminating_a_rebuild_in_several_processes_ends_them_all(
                 asked = all(len(generations(sql, p.name)) == 2 for p in PROJECTIONS)
             children = children_of(rebuild.pid)
             ready = asked and len(children) == 2 and handles_signal(rebuild.pid, signal.SIGTERM)
-            return children if ready else None
+            return children if ready else []
 
         children = wait_until(
             rebuilding_in_children, PROCESS_TIMEOUT_S, "the rebuild to run in two children"

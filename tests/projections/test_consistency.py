@@ -21,6 +21,7 @@ from projections.generations import ensure_ready
 from projections.runners import ProjectionRunner
 from queries.consistency import ReadModelBehind, ReadPositions
 from tests.support import Marketplace, as_actor
+from tests.waiting import wait_until
 
 PROMPT_S = 2.0
 """Generous bound for "at once" on a loaded test machine (the bar, p99 ≤ 50 ms, is
@@ -97,7 +98,7 @@ def test_a_runner_elsewhere_wakes_the_wait_without_the_callback(
     applied_at: list[float] = []
 
     def apply_later() -> None:
-        time.sleep(0.1)  # let the wait begin first
+        wait_until(lambda: positions.waiting == 1, 10, "the wait to begin")
         runner.catch_up()
         applied_at.append(time.monotonic())
 
@@ -125,7 +126,7 @@ def test_close_ends_waits_at_once(read_side: ReadSide) -> None:
 
     thread = threading.Thread(target=wait)
     thread.start()
-    time.sleep(0.1)
+    wait_until(lambda: positions.waiting == 1, 10, "the wait to begin")
     started = time.monotonic()
     positions.close()
     thread.join(timeout=5)
@@ -200,9 +201,7 @@ def test_while_listening_positions_come_from_announcements_without_a_read(
         position = deposit(market)
         assert positions.position("audit") == head  # not applied yet: not claimed
         runner.catch_up()
-        deadline = time.monotonic() + PROMPT_S
-        while positions.position("audit") < position and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: positions.position("audit") >= position, PROMPT_S, "the announcement")
         assert positions.position("audit") == position  # announced
         assert reads[0] == reads_before
     finally:

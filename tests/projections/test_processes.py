@@ -35,6 +35,7 @@ from tests.support import (
     build_marketplace,
     open_test_runtime,
 )
+from tests.waiting import wait_until
 
 KILLS = 8
 CATCH_UP_TIMEOUT_S = 20.0
@@ -108,10 +109,11 @@ def start_projector(
 
 
 def wait_for_journal(journal: Path, *words: str, timeout_s: float = READY_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while list(words) not in read_journal(str(journal)):
-        assert time.monotonic() < deadline, f"no {' '.join(words)} in {read_journal(str(journal))}"
-        time.sleep(0.01)
+    wait_until(
+        lambda: list(words) in read_journal(str(journal)),
+        timeout_s,
+        lambda: f"{' '.join(words)} in {read_journal(str(journal))}",
+    )
 
 
 def kill(process: BaseProcess) -> None:
@@ -184,7 +186,7 @@ def test_killed_again_and_again_every_event_is_applied_exactly_once(
         process = start_projector(database_url, journal, label)
         wait_for_journal(journal, "ready", label)
         writer.write(20)  # new events arrive while it projects
-        time.sleep(randomness.uniform(0.0, 0.1))
+        time.sleep(randomness.uniform(0.0, 0.1))  # the moment of the kill: at random
         kill(process)
         reached = min(positions.position(p.name) for p in PROJECTIONS)
         killed_behind += reached < writer.head

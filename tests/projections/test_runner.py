@@ -3,7 +3,6 @@ failures that stop visibly and resume, rebuilds that switch without downtime."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -32,6 +31,7 @@ from tests.support import (
     START_OF_TESTS,
     Marketplace,
 )
+from tests.waiting import wait_until
 
 
 def audit_rows(read_side: ReadSide) -> list[dict[str, Any]]:
@@ -227,9 +227,7 @@ def test_a_supervised_runner_outlives_a_database_it_cannot_reach_for_its_lock(
         market, read_side, [AuditProjection], lambda name: FlakyLock(name, failures=2)
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(audit_rows(read_side)) < app.position():
-            time.sleep(0.05)
+        wait_until(lambda: len(audit_rows(read_side)) >= app.position(), 30, "the audit caught up")
     finally:
         supervisor.stop()
     assert len(audit_rows(read_side)) == app.position()
@@ -277,13 +275,15 @@ def test_a_supervisor_commits_its_runners_batches_together(
         for day in range(4, 10):
             market.request_booking(START_OF_TESTS + timedelta(days=day))
         head = app.position()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(
-            state.position < head
-            for name in ("audit", "bookings")
-            for state in state_of(read_side, name)
-        ):
-            time.sleep(0.05)
+        wait_until(
+            lambda: all(
+                state.position >= head
+                for name in ("audit", "bookings")
+                for state in state_of(read_side, name)
+            ),
+            30,
+            "the audit and bookings caught up",
+        )
     finally:
         supervisor.stop()
     assert len(audit_rows(read_side)) == head
