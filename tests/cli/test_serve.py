@@ -28,6 +28,7 @@ from prep_es.store.settings import PostgresLocation, parse_database_url
 from projections import PROJECTIONS
 from projections.locks import FileRunnerLock, lock_file_path, lock_key
 from tests.cli.running import RunCli, cli_runner
+from tests.waiting import wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 API = "/api/v1"
@@ -79,17 +80,15 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def is_healthy(self) -> bool:
+        assert self.process.poll() is None, f"server exited:\n{self.log()}"
+        try:
+            return self.client.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
     def wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"server exited:\n{self.log()}"
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server not healthy after {START_TIMEOUT_S} s:\n{self.log()}")
+        wait_until(self.is_healthy, START_TIMEOUT_S, lambda: f"a healthy server:\n{self.log()}")
 
     def stop(self) -> int:
         """SIGTERM; the exit code (the test fails if it takes too long)."""
@@ -254,19 +253,37 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     return found
 
 
+def everything_sent_was_read(port: int) -> bool:
+    """Whether every TCP connection to ``port`` on this machine was accepted and every
+    byte sent on it, either way, was received and read by the process at the other end
+    (Linux's /proc/net/tcp: no listening socket's backlog, no connection's queue)."""
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        _, local, remote, state, queues, *_ = row.split()
+        if port not in (int(local.rpartition(":")[2], 16), int(remote.rpartition(":")[2], 16)):
+            continue
+        unsent, unread = (int(queue, 16) for queue in queues.split(":"))
+        listening = state == "0A"  # its queue is the backlog of unaccepted connections
+        if unread or (unsent and not listening):
+            return False
+    return True
+
+
 def stop_with_a_request_in_flight(server: Server, customer: dict[str, str]) -> None:
     """SIGTERM while a request is in flight: it is answered before the server exits 0.
     The request is a deposit whose body comes in two parts, the second only once the
     server has begun shutting down (a read-your-writes wait no longer serves: a position
     beyond the store's head is refused at once, and one within it is reached at once)."""
     answers: list[httpx.Response | Exception] = []
+    first_part_sent = threading.Event()
 
     def body() -> Iterator[bytes]:
         yield b'{"amount": '
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while '"message":"Shutting down"' not in server.log():
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.05)
+        first_part_sent.set()
+        wait_until(
+            lambda: '"message":"Shutting down"' in server.log(),
+            STOP_TIMEOUT_S,
+            lambda: f"the server to shut down:\n{server.log()}",
+        )
         yield b'"1.00"}'
 
     def deposit_slowly() -> None:
@@ -283,9 +300,10 @@ def stop_with_a_request_in_flight(server: Server, customer: dict[str, str]) -> N
 
     depositing = threading.Thread(target=deposit_slowly)
     depositing.start()
-    # Give the server time to read the request: a connection whose request has not
+    # Wait for the server to read the request: a connection whose request has not
     # been read yet is closed at shutdown, like an idle one.
-    time.sleep(1.0)
+    assert first_part_sent.wait(REQUEST_TIMEOUT_S), answers
+    wait_until(lambda: everything_sent_was_read(server.port), REQUEST_TIMEOUT_S, "the request read")
     started = time.monotonic()
     assert server.stop() == 0, server.log()
     depositing.join()
@@ -422,11 +440,16 @@ def test_workers_share_projections_and_one_slot_is_booked_once(
     ]
 
     # Two workers, each running a supervisor: every projection has exactly one runner.
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while (held := advisory_lock_holders(fresh_postgres_url)) != {p.name: 1 for p in PROJECTIONS}:
+    def one_runner_each() -> bool:
+        held = advisory_lock_holders(fresh_postgres_url)
         assert max(held.values(), default=0) <= 1, held
-        assert time.monotonic() < deadline, held
-        time.sleep(0.1)
+        return held == {p.name: 1 for p in PROJECTIONS}
+
+    wait_until(
+        one_runner_each,
+        START_TIMEOUT_S,
+        lambda: f"one runner per projection: {advisory_lock_holders(fresh_postgres_url)}",
+    )
 
     window = booking_window(days=3)
     barrier = threading.Barrier(CONCURRENT_REQUESTS)

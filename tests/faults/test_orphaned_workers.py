@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.cli.test_serve import environment, free_port
+from tests.waiting import wait_until
 
 START_TIMEOUT_S = 60.0
 GONE_WITHIN_S = 20.0
@@ -72,17 +72,20 @@ def master(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         stderr=subprocess.STDOUT,
     )
     workers: list[int] = []
+
+    def healthy() -> bool:
+        assert process.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
+        wait_until(
+            healthy,
+            START_TIMEOUT_S,
+            lambda: f"a healthy server:\n{(tmp_path / 'serve.log').read_text()}",
+        )
         workers = children_of(process.pid)
         yield process, port
     finally:
@@ -106,10 +109,11 @@ def test_workers_stop_when_their_master_is_killed(
     process.kill()
     process.wait()
 
-    deadline = time.monotonic() + GONE_WITHIN_S
-    while any(is_running(pid) for pid in workers) or not refuses_connections(port):
-        assert time.monotonic() < deadline, (
-            f"workers still running {GONE_WITHIN_S} s after their master was killed: "
+    wait_until(
+        lambda: not any(is_running(pid) for pid in workers) and refuses_connections(port),
+        GONE_WITHIN_S,
+        lambda: (
+            "the workers gone after their master was killed, still running: "
             f"{[pid for pid in workers if is_running(pid)]}"
-        )
-        time.sleep(0.1)
+        ),
+    )

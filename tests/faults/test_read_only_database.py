@@ -26,6 +26,7 @@ from tests.support import (
     build_marketplace,
     open_test_runtime,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -57,13 +58,6 @@ def market(throwaway_postgres: ThrowawayPostgres) -> Iterator[Marketplace]:
         runtime.close()
 
 
-def wait_for(condition: object, timeout_s: float, message: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, message
-        time.sleep(0.1)
-
-
 def test_commands_fail_while_the_server_is_read_only_and_work_after(
     throwaway_postgres: ThrowawayPostgres,
     market: Marketplace,
@@ -86,7 +80,7 @@ def test_commands_fail_while_the_server_is_read_only_and_work_after(
     try:
         with caplog.at_level(logging.ERROR, logger="prep_es.services.container"):
             sweeper.start()
-            wait_for(lambda: caplog.records, REFUSED_WITHIN_S, "the sweep did not fail")
+            wait_until(lambda: caplog.records, REFUSED_WITHIN_S, "the sweep failing")
         set_read_only(throwaway_postgres, False)
         booked = market.request_booking(SLOT + timedelta(days=1), idempotency_key="read-only-1")
         assert booked.status == "pending"
@@ -96,6 +90,6 @@ def test_commands_fail_while_the_server_is_read_only_and_work_after(
             assert isinstance(booking, Booking)
             return booking.status == "expired"
 
-        wait_for(expired, BACK_WITHIN_S, f"not swept within {BACK_WITHIN_S} s of writes again")
+        wait_until(expired, BACK_WITHIN_S, "a sweep once writes are allowed again")
     finally:
         sweeper.stop()

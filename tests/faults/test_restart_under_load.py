@@ -31,6 +31,7 @@ from tests.support import (
     build_marketplace,
     open_test_runtime,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -95,17 +96,10 @@ def book_until_stopped(market: Marketplace, customer: Actor, load: Load) -> None
                         load.acknowledged[booking.id] = (customer, start, booking.price_cents)
                     break
                 assert time.monotonic() < give_up_at, "the database did not come back"
-                load.stopping.wait(0.05)
+                load.stopping.wait(0.05)  # a client's pause before it retries
     except BaseException as error:
         load.unexpected.append(error)
         raise
-
-
-def wait_until(condition: object, timeout_s: float, message: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, message
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -133,14 +127,14 @@ def test_bookings_survive_a_restart_under_load(
         thread.start()
     try:
         wait_until(
-            lambda: load.count() >= ACKNOWLEDGED_BEFORE_RESTART, 60, "no load before the restart"
+            lambda: load.count() >= ACKNOWLEDGED_BEFORE_RESTART, 60, "load before the restart"
         )
         throwaway_postgres.restart(mode)
         restarted = load.count()
         wait_until(
             lambda: load.count() >= restarted + ACKNOWLEDGED_AFTER_RESTART,
             BOOKING_AGAIN_WITHIN_S,
-            f"bookings did not go through again within {BOOKING_AGAIN_WITHIN_S} s",
+            "bookings going through again",
         )
     finally:
         load.stopping.set()

@@ -20,6 +20,7 @@ from prep_es.store.eventstore import open_application
 from prep_es.store.settings import Settings
 from tests.faults.conftest import StopMode, ThrowawayPostgres
 from tests.support import START_OF_TESTS, MutableClock, build_marketplace, open_test_runtime
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -59,17 +60,18 @@ def wait_until_expired(database_url: str, booking_id: UUID, sweeper: SweeperThre
     """Seconds until the booking is expired in the store (fails after ``EXPIRED_WITHIN_S``)."""
     started = time.monotonic()
     reader = open_application(Settings(database_url=database_url))
+
+    def expired() -> bool:
+        booking = reader.repository.get(booking_id)
+        assert isinstance(booking, Booking)
+        return booking.status == "expired"
+
     try:
-        while time.monotonic() - started < EXPIRED_WITHIN_S:
-            booking = reader.repository.get(booking_id)
-            assert isinstance(booking, Booking)
-            if booking.status == "expired":
-                return time.monotonic() - started
-            time.sleep(0.1)
+        wait_until(expired, EXPIRED_WITHIN_S, "the booking expired")
+        return time.monotonic() - started
     finally:
         reader.close()
         sweeper.stop()
-    pytest.fail(f"the booking was not expired within {EXPIRED_WITHIN_S} s")
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
@@ -105,11 +107,10 @@ def test_a_sweep_that_fails_is_tried_again_soon(
         with caplog.at_level(logging.ERROR, logger="prep_es.services.container"):
             sweeper = locked_sweeper(runtime, SWEEP_INTERVAL_S)
             sweeper.start()
-            deadline = time.monotonic() + EXPIRED_WITHIN_S
             # It fails asking for the sweeper's lock, or sweeping.
-            while not caplog.records:
-                assert time.monotonic() < deadline, "the sweep did not fail with the database down"
-                time.sleep(0.05)
+            wait_until(
+                lambda: caplog.records, EXPIRED_WITHIN_S, "the sweep failing with the database down"
+            )
     finally:
         throwaway_postgres.start()
     assert wait_until_expired(database_url, booking_id, sweeper) < EXPIRED_WITHIN_S
