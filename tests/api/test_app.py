@@ -46,6 +46,7 @@ from tests.api.conftest import (
     assert_problem,
     redis_reachable,
 )
+from tests.waiting import wait_until
 
 # --- request ids -----------------------------------------------------------------------
 
@@ -493,11 +494,25 @@ def test_the_sweeper_runs_at_once_then_every_interval_and_survives_a_failure() -
     assert len(calls) == count
 
 
+class RefusalsCounted(FileRunnerLock):
+    """A file lock that counts the times it was asked for and refused."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.refusals = 0
+
+    def try_acquire(self) -> bool:
+        acquired = super().try_acquire()
+        self.refusals += not acquired
+        return acquired
+
+
 def test_one_sweeper_sweeps_and_another_takes_over_when_it_stops(tmp_path: Path) -> None:
     """Two processes' sweepers share the lock (here two threads and a file lock): one
     sweeps, the other stands by until the first lets go."""
     swept: dict[str, int] = {"first": 0, "second": 0}
     swept_thrice = {"first": threading.Event(), "second": threading.Event()}
+    locks = {name: RefusalsCounted(str(tmp_path / "sweeper.lock")) for name in swept}
 
     def sweeper(name: str) -> SweeperThread:
         def sweep() -> None:
@@ -505,14 +520,13 @@ def test_one_sweeper_sweeps_and_another_takes_over_when_it_stops(tmp_path: Path)
             if swept[name] >= 3:
                 swept_thrice[name].set()
 
-        lock = FileRunnerLock(str(tmp_path / "sweeper.lock"))
-        return SweeperThread(sweep, interval_s=0.01, lock=lock)
+        return SweeperThread(sweep, interval_s=0.01, lock=locks[name])
 
     first, second = sweeper("first"), sweeper("second")
     first.start()
     assert swept_thrice["first"].wait(5)
     second.start()
-    threading.Event().wait(0.2)
+    wait_until(lambda: locks["second"].refusals >= 3, 10, "the second to stand by, thrice")
     assert swept["second"] == 0
     first.stop()
     assert swept_thrice["second"].wait(5)

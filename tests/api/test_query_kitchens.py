@@ -5,7 +5,6 @@ may see drafts, read-your-writes through the cache, and every refusal."""
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
@@ -23,6 +22,7 @@ from api.queries.kitchens.search import KitchenSort
 from queries.kitchens import SORTS
 from tests.api.conftest import Api, User, assert_problem
 from tests.api.reading import ids, read, read_ok
+from tests.waiting import wait_until
 
 
 def unique_city() -> str:
@@ -410,11 +410,11 @@ def test_a_change_retires_the_published_page_at_once(api: Api) -> None:
 def indexed_answer(api: Api, query: str, headers: list[tuple[bytes, bytes]] | None = None) -> Any:
     """The middleware's answer to ``GET /kitchens?query`` once the process's search
     index holds (each try may start a build; builds pause after each other)."""
-    deadline = time.monotonic() + 30
-    while (answered := answered_before_routing(api, f"/kitchens?{query}", headers or [])) is None:
-        assert time.monotonic() < deadline, "the search index never answered"
-        time.sleep(0.05)
-    return answered
+    return wait_until(
+        lambda: answered_before_routing(api, f"/kitchens?{query}", headers or []),
+        30,
+        "the search index to answer",
+    )
 
 
 @dataclass

@@ -9,7 +9,6 @@ up; waits are long (30 s), so an answer that comes at all before that came witho
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import httpx
@@ -17,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import PASSWORD, assert_problem, catch_up_projections, services_of
+from tests.waiting import wait_until
 
 API = "/api/v1"
 LONG_WAIT_S = 30.0
@@ -49,13 +49,6 @@ def deposit(client: TestClient, headers: dict[str, str], amount: str) -> int:
     position = response.json()["position"]
     assert isinstance(position, int)
     return position
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + CONDITION_TIMEOUT_S
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not come true"
-        time.sleep(0.01)
 
 
 class Background:
@@ -114,7 +107,11 @@ def test_a_position_the_store_reached_since_is_waited_for(
             f"{API}/accounts/me", headers=headers | {"X-Prep-Min-Position": str(position)}
         )
     )
-    wait_until(lambda: services_of(reader).read_positions.waiting == 1)
+    wait_until(
+        lambda: services_of(reader).read_positions.waiting == 1,
+        CONDITION_TIMEOUT_S,
+        "the query to wait",
+    )
     catch_up_projections(services_of(writer))
     response = waiting.response()
     assert response.status_code == 200, response.text
@@ -129,7 +126,11 @@ def test_waits_beyond_the_limit_are_refused_at_once(serve: Callable[..., TestCli
     after_deposit = headers | {"X-Prep-Min-Position": str(position)}
 
     waiting = Background(lambda: client.get(f"{API}/accounts/me", headers=after_deposit))
-    wait_until(lambda: services_of(client).read_positions.waiting == 1)
+    wait_until(
+        lambda: services_of(client).read_positions.waiting == 1,
+        CONDITION_TIMEOUT_S,
+        "the query to wait",
+    )
     refused = client.get(f"{API}/accounts/me/entries", headers=after_deposit)
     assert_problem(refused, 503, "too_many_waiters")
     assert refused.headers["Retry-After"] == "1"
