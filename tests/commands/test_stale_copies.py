@@ -3,7 +3,6 @@ aggregates: a decision made on a stale copy never commits."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from uuid import uuid4
@@ -28,6 +27,7 @@ from tests.support import (
     build_marketplace,
     open_test_runtime,
 )
+from tests.waiting import wait_until
 
 SLOT = START_OF_TESTS + timedelta(days=5)
 
@@ -120,10 +120,7 @@ def conninfo_of(runtime: Runtime) -> str:
 
 
 def wait_until_followed(follower: KnownCopiesFollower, runtime: Runtime) -> None:
-    deadline = time.monotonic() + 10
-    while follower.position < runtime.app.position():
-        assert time.monotonic() < deadline, "the follower did not catch up"
-        time.sleep(0.01)
+    wait_until(lambda: follower.position >= runtime.app.position(), 10, "the follower to catch up")
 
 
 @pytest.mark.postgres

@@ -7,13 +7,13 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from queries.cache import EVERYTHING, MemoryQueryCache, QueryCache, RedisQueryCache
+from tests.waiting import wait_until
 
 
 def cached(cache: QueryCache, key: str, *, dependency: str, min_position: int) -> bytes | None:
@@ -76,6 +76,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def answers(redis_url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(redis_url).ping())
+    except redis.RedisError:
+        return False
+
+
 @pytest.fixture
 def own_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     binary = shutil.which("redis-server")
@@ -89,15 +96,7 @@ def own_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.RedisError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    wait_until(lambda: answers(url), 30, f"redis-server answering on port {port}")
     yield process, url
     process.kill()
     process.wait()

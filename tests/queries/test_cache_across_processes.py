@@ -6,7 +6,6 @@ than the read model's current position are not trusted."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -25,6 +24,7 @@ from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries
 from queries.kitchens import KitchenFilters, KitchenQueries
 from tests.support import Marketplace, as_actor
+from tests.waiting import wait_until
 
 ANNOUNCEMENT_WAIT_S = 5.0
 
@@ -63,11 +63,12 @@ def test_changes_made_by_another_process_reach_a_per_process_cache(
     )
     runner.catch_up()
 
-    deadline = time.monotonic() + ANNOUNCEMENT_WAIT_S
-    while (
-        kitchens.get(None, market.kitchen_id)[0].name == name_before and time.monotonic() < deadline
-    ):
-        time.sleep(0.01)  # the announcement travels through the database server
+    # The announcement travels through the database server.
+    wait_until(
+        lambda: kitchens.get(None, market.kitchen_id)[0].name != name_before,
+        ANNOUNCEMENT_WAIT_S,
+        "the rename announced",
+    )
     assert kitchens.get(None, market.kitchen_id)[0].name == "Renamed Elsewhere"
     assert kitchens.search(KitchenFilters(city="Los Angeles")).items[0].name == (
         "Renamed Elsewhere"
@@ -90,9 +91,7 @@ def test_bookings_are_announced_with_hints_only_hint_listeners_hear(
     market.request_booking(market.clock() + timedelta(days=3))
     runner.catch_up()
     hint = f"booked:{market.kitchen_id}"
-    deadline = time.monotonic() + ANNOUNCEMENT_WAIT_S
-    while hint not in hinted and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: hint in hinted, ANNOUNCEMENT_WAIT_S, "the booking announced")
     assert hint in hinted and "kitchens" in hinted
     assert "kitchens" in plain
     assert not [changed for changed in plain if changed.startswith("booked:")]

@@ -33,6 +33,7 @@ from queries.kitchen_index import (
 )
 from queries.kitchens import KitchenFilters, compliance_needed
 from tests.support import listing_matches, search_filters
+from tests.waiting import wait_until
 
 KITCHENS = 3 * CHECKPOINTS + 17
 DAY = datetime(2030, 3, 4, tzinfo=UTC)
@@ -257,14 +258,17 @@ def live_over(loads: Loads, reached: list[int | None]) -> LiveSearchIndex:
 def wait_for_build(index: LiveSearchIndex, loads: Loads) -> None:
     """Searches (each may start a build, once the pause after the last is over) until
     a build ended and the index it loaded is in place."""
-    deadline = time.monotonic() + 10
-    while not loads.built.wait(0.01):
+
+    def built() -> bool:
+        if loads.built.is_set():
+            return True
         index.search(KitchenFilters(), PageRequest(), 0)
-        assert time.monotonic() < deadline
+        return False
+
+    wait_until(built, 10, "a build of the index")
     loads.built.clear()
-    while index.builds < loads.builds:  # the build thread puts what it loaded in place
-        time.sleep(0.001)
-        assert time.monotonic() < deadline
+    # The build thread puts what it loaded in place.
+    wait_until(lambda: index.builds >= loads.builds, 10, "the index built in place")
 
 
 def test_the_live_index_answers_while_no_change_is_announced_after_it() -> None:
@@ -302,10 +306,10 @@ def test_the_live_index_answers_while_no_change_is_announced_after_it() -> None:
 
 
 def until_answered(index: LiveSearchIndex, filters: KitchenFilters) -> tuple[Any, ...]:
-    deadline = time.monotonic() + 10
-    while (answer := index.search(filters, PageRequest(limit=100), 0)) is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    answer = wait_until(
+        lambda: index.search(filters, PageRequest(limit=100), 0), 10, "an answer from the index"
+    )
+    assert answer is not None
     return answer
 
 
@@ -381,17 +385,21 @@ def test_builds_pause_at_least_ten_times_their_length(build_s: float) -> None:
 
     def slow() -> SearchIndex:
         started.append(time.monotonic())
-        time.sleep(build_s)
+        time.sleep(build_s)  # a build this long: what the pause after it is measured by
         return SearchIndex(0, [], [])
 
     index = live(slow, lambda: 1, load_booked=Loads().load_booked, build_interval_s_min=0.01)
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
+
+    def built_thrice() -> bool:
+        """A change and a search (which may start a build), then whether three builds
+        have started."""
         index.changed(["kitchens"], len(started) + 1)
         index.search(KitchenFilters(), PageRequest(), 0)
-        time.sleep(0.001)
+        return len(started) >= 3
+
+    # A change and a search every millisecond: only the pause spaces the builds.
+    wait_until(built_thrice, 30, "three builds", check_interval_s_max=0.001)
     gaps = [b - a for a, b in itertools.pairwise(started)]
-    assert len(started) >= 2
     assert min(gaps) >= max(0.01, 10 * build_s) * 0.9
 
 

@@ -4,7 +4,6 @@ atomic, and a losing append fails alone, in the same transaction as the others."
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from uuid import UUID, uuid4
@@ -20,6 +19,7 @@ from prep_es.store.eventstore import open_application
 from prep_es.store.group_commit import Append, AppendOutcome, GroupCommit
 from prep_es.store.postgres_recorders import AppendOnlyPostgresApplicationRecorder
 from prep_es.store.settings import Settings
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -71,8 +71,7 @@ def test_appends_queued_during_a_commit_share_the_next_transaction(
     followers = [threading.Thread(target=append, args=(i,)) for i in range(1, 6)]
     for follower in followers:
         follower.start()
-    while group_commit.queued < 5:
-        time.sleep(0.001)
+    wait_until(lambda: group_commit.queued >= 5, 10, "5 appends queued")
     release_first_commit.set()
     for thread in [leader, *followers]:
         thread.join(timeout=10)
@@ -114,15 +113,13 @@ def test_a_conflicting_append_fails_alone(
 
     threads = [threading.Thread(target=append, args=("warmup", stream(1)))]
     threads[0].start()
-    while not calls:
-        time.sleep(0.001)
+    wait_until(lambda: calls, 10, "the first insert")
     threads += [threading.Thread(target=append, args=(f"good{i}", s)) for i, s in enumerate(good)]
     rival = [unique_event(taken[0].originator_id, 1)]  # takes the stored version again
     threads.append(threading.Thread(target=append, args=("stale", rival)))
     for thread in threads[1:]:
         thread.start()
-    while group_commit.queued < 4:
-        time.sleep(0.001)
+    wait_until(lambda: group_commit.queued >= 4, 10, "4 appends queued")
     gate.set()
     for thread in threads:
         thread.join(timeout=10)
@@ -199,16 +196,13 @@ def test_reading_what_another_append_of_the_group_writes_is_not_hidden(
 
     threads = [threading.Thread(target=append, args=("first", stream(1), {}))]
     threads[0].start()
-    while not calls:
-        time.sleep(0.001)
+    wait_until(lambda: calls, 10, "the first insert")
     threads.append(threading.Thread(target=append, args=("writer", kitchen[1:], {})))
     threads[1].start()
-    while group_commit.queued < 1:
-        time.sleep(0.001)
+    wait_until(lambda: group_commit.queued >= 1, 10, "1 append queued")
     threads.append(threading.Thread(target=append, args=("reader", stream(1), {kitchen_id: 1})))
     threads[2].start()
-    while group_commit.queued < 2:
-        time.sleep(0.001)
+    wait_until(lambda: group_commit.queued >= 2, 10, "2 appends queued")
     gate.set()
     for thread in threads:
         thread.join(timeout=10)
