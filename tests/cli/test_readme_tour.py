@@ -57,4 +57,6 @@ def test_the_readme_tour_runs_as_written(
     assert '"status":"cancelled"' in ran.stdout
     # Cancelled 30 days ahead: the whole hold (3 h at 48.00) goes back to the customer.
     assert '"refund":{"released":"144.00","captured":"0.00"}' in ran.stdout, ran.stdout
+    # The account, read at the cancel's position, holds nothing any more.
+    assert '"held":"0.00","available":"500.00"' in ran.stdout, ran.stdout
     assert "period_start,gmv,platform_revenue" in ran.stdout.replace(" ", "")
