@@ -12,8 +12,10 @@ Exit status:
 
 Here: :func:`main` and its dispatch. ``parser`` names the commands and their arguments;
 each command runs in a module of its own (``users_create``, ``replay``, ``sweep``,
-``demo``, ``projections_status``, ``projections_rebuild``, ``project``, ``serve``);
-``terminal`` holds what they share at the terminal.
+``demo``, ``projections_status``, ``projections_rebuild`` with ``rebuild_watch``,
+``project``, ``serve``); ``terminal`` holds what they share at the terminal,
+``long_running`` what the commands that run until stopped share, and
+``projection_names`` the projections a command may name.
 """
 
 from __future__ import annotations
