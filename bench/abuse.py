@@ -38,7 +38,7 @@ still exits 0 (it measures, it does not gate). It prints a table and writes
 PostgreSQL: ``PREP_ES_BENCH_DATABASE_URL`` names a database for the server (nothing is
 dropped); unset, the bench creates a fresh ``prep_es_bench_<random>_abuse`` on
 ``postgresql://postgres@127.0.0.1:5432`` and drops it at the end. Redis:
-``PREP_ES_BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/13``); its keys are the
+``PREP_ES_BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``); its keys are the
 run's own (fresh emails), so nothing is emptied.
 """
 
@@ -70,7 +70,7 @@ from bench.http_api import Server, clean_environment, free_port, memory_kb, serv
 from bench.reporting import run_meta
 
 REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"
-REDIS_URL_DEFAULT: Final = "redis://127.0.0.1:6379/13"
+REDIS_URL_DEFAULT: Final = "redis://127.0.0.1:6379/15"
 API: Final = "/api/v1"
 
 WORKERS: Final = 2

@@ -54,7 +54,7 @@ class Executed(Generic[TResult]):
     replayed: bool = False
 
 
-SECRET_FIELDS = {"password", "current_password", "new_password"}
+SECRET_ARGUMENTS = {"password", "current_password", "new_password"}
 
 
 def request_hash(command_name: str, request: BaseModel) -> str:
@@ -64,7 +64,7 @@ def request_hash(command_name: str, request: BaseModel) -> str:
     against what it stored of it (a password hash)."""
     document = {
         "command": command_name,
-        "request": request.model_dump(mode="json", exclude=SECRET_FIELDS),
+        "request": request.model_dump(mode="json", exclude=SECRET_ARGUMENTS),
     }
     try:
         body = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)

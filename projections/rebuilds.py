@@ -23,7 +23,7 @@ from projections.base import Projection
 
 SQL_APPLIED_SHARE = 0.25
 """An event applied by SQL costs about a quarter of a decoded one (the audit projection
-against the others, rebuilt alone, in bench/projections.py)."""
+against the others, rebuilt alone, in bench/projectors.py)."""
 
 
 def _applied_by_sql(projection_class: type[Projection], sql_applied: bool) -> bool:

@@ -1,11 +1,12 @@
 """Replay one aggregate: its recorded history and its state at a version or a moment.
 
-Used by ``prep-es replay`` and meant for the admin endpoints
-(``/admin/aggregates/{id}/events`` and ``/state``): both read the event store itself, not
-a projection, so what they show is exactly what the aggregate is rebuilt from.
+Used by ``prep-es replay`` and the admin endpoints (``/admin/aggregates/{id}/events``
+and ``/state``): both read the event store itself, not a projection, so what they show
+is exactly what the aggregate is rebuilt from.
 
-Secrets never leave: a field named in :data:`projections.audit.SECRET_FIELDS` (the password hash) is
-printed as ``"***"``, in event payloads and in the reconstructed state alike.
+Secrets never leave: a field named in :data:`prep_es.store.redaction.SECRET_FIELDS` (the
+password hash) is printed as ``"***"``, in event payloads and in the reconstructed state
+alike.
 """
 
 from __future__ import annotations
