@@ -58,7 +58,8 @@ from prep_es.demo_cast import (
     DEMO_USERS,
     KitchenSpec,
 )
-from prep_es.services.runtime import Runtime, load_jurisdictions, open_runtime
+from prep_es.services.runtime import Runtime, open_runtime
+from prep_es.store.jurisdiction_rules import load_jurisdictions
 from prep_es.store.settings import Settings
 
 DEMO_PASSWORD: Final = "prep-demo-kitchens"

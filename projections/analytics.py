@@ -51,7 +51,8 @@ from aggregates.account import Account
 from aggregates.booking import Booking
 from aggregates.jurisdictions import JurisdictionCatalog, JurisdictionRules
 from aggregates.kitchen import Kitchen
-from projections.base import Projection, fold, packaged_jurisdictions
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions
+from projections.base import Projection, fold
 from projections.database import Sql
 from projections.database import uuid_from_row as _uuid
 

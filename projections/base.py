@@ -35,12 +35,9 @@ delete-and-insert keyed by the event's identity.
 
 from __future__ import annotations
 
-import functools
-import tomllib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
-from importlib import resources
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
@@ -49,7 +46,6 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 from psycopg.types.json import Jsonb
 
-from aggregates.jurisdictions import JurisdictionCatalog
 from projections.database import Dialect, Row, Sql, uuid_parameter
 from projections.events import domain_event_types
 from projections.failures import ProjectionFailed
@@ -117,15 +113,6 @@ def fold_every_stored_event(method: Method) -> Method:
 
 def _orjson_text(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-@functools.cache
-def packaged_jurisdictions() -> JurisdictionCatalog:
-    """The jurisdiction rules shipped with Prep ES: read models that need them (kitchen
-    compliance, occupancy) are built with these by default, so a rebuild computes the
-    same rows whatever the process's settings."""
-    text = resources.files("prep_es.store").joinpath("jurisdictions.toml").read_text("utf-8")
-    return JurisdictionCatalog.from_mapping(tomllib.loads(text))
 
 
 class Projection(ABC):

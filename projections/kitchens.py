@@ -47,7 +47,8 @@ import orjson
 from aggregates.booking import Booking
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
-from projections.base import Projection, fold, packaged_jurisdictions
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions
+from projections.base import Projection, fold
 from projections.database import Dialect, Sql
 
 TEXT_SEARCH_CONFIG = "english"

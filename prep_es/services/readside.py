@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from prep_es.services.runtime import load_jurisdictions
 from prep_es.store.eventstore import PrepApplication, create_database_file
+from prep_es.store.jurisdiction_rules import load_jurisdictions
 from prep_es.store.settings import DatabaseLocation, PostgresLocation, Settings, SqliteLocation
 from projections import PROJECTIONS, Projection
 from projections.announcements import ChangeListener, PositionListener

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gc
-import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from aggregates.jurisdictions import JurisdictionCatalog
 from commands import Commands
@@ -14,6 +12,7 @@ from commands.clock import Clock
 from commands.users import PasswordHashing
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.store.eventstore import PrepApplication, open_application
+from prep_es.store.jurisdiction_rules import load_jurisdictions
 from prep_es.store.settings import Settings
 
 
@@ -40,11 +39,6 @@ def tune_garbage_collection() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
-
-
-def load_jurisdictions(path: Path) -> JurisdictionCatalog:
-    with path.open("rb") as file:
-        return JurisdictionCatalog.from_mapping(tomllib.load(file))
 
 
 @dataclass(frozen=True)

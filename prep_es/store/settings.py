@@ -20,7 +20,6 @@ import os
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
@@ -28,6 +27,8 @@ from uuid import uuid4
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions_path
 
 ENV_PREFIX: Final = "PREP_ES_"
 JWT_SECRET_BYTES_MIN: Final = 32
@@ -323,7 +324,7 @@ class Settings(BaseSettings):
         """The jurisdiction rules to load: the configured file or the packaged defaults."""
         if self.jurisdictions_file is not None:
             return self.jurisdictions_file
-        return Path(str(resources.files("prep_es.store").joinpath("jurisdictions.toml")))
+        return packaged_jurisdictions_path()
 
     def require_production_secret(self) -> SecretStr | None:
         """The JWT secret, checked for a serving process.

@@ -333,7 +333,7 @@ def test_the_documentation_loads_nothing_from_elsewhere(api: Api, page: str) -> 
 
 
 def test_only_the_documentations_own_assets_are_served(api: Api) -> None:
-    for name in ("../app.py", "../store/jurisdictions.toml", "swagger-ui.js"):
+    for name in ("../app.py", "../store/settings.py", "swagger-ui.js"):
         assert api.client.get(f"/docs/assets/{name}").status_code == 404
 
 

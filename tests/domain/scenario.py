@@ -12,11 +12,9 @@ and verbs, then ``collect_events()``.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
-from importlib.resources import files
 from typing import Any, TypeVar
 from uuid import NAMESPACE_OID, UUID, uuid5
 
@@ -30,6 +28,7 @@ from aggregates.errors import DomainError
 from aggregates.jurisdictions import JurisdictionCatalog, JurisdictionRules
 from aggregates.kitchen import Kitchen
 from aggregates.policies import BookingWindow, booking_window
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions
 
 A = TypeVar("A", bound=BaseAggregate[UUID])
 Expected = tuple[type[DomainEvent], dict[str, Any]]
@@ -46,8 +45,7 @@ CERTIFICATES_EXPIRE_ON = date(2031, 12, 31)
 
 
 def load_packaged_catalog() -> JurisdictionCatalog:
-    text = (files("prep_es.store") / "jurisdictions.toml").read_text(encoding="utf-8")
-    return JurisdictionCatalog.from_mapping(tomllib.loads(text))
+    return packaged_jurisdictions()
 
 
 CATALOG = load_packaged_catalog()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, date, datetime, timedelta
-from importlib.resources import files
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from aggregates.booking import Booking
 from aggregates.errors import InvalidRequest, KitchenNotBookable
 from aggregates.jurisdictions import JurisdictionCatalog, JurisdictionRules
 from aggregates.policies import booking_window, check_operating_hours
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions_path
 from tests.domain.scenario import (
     CUSTOMER_ID,
     HOST_ID,
@@ -28,9 +28,7 @@ ALL_KINDS = frozenset(
 
 
 def packaged() -> dict[str, Any]:
-    return tomllib.loads(
-        (files("prep_es.store") / "jurisdictions.toml").read_text(encoding="utf-8")
-    )
+    return tomllib.loads((packaged_jurisdictions_path()).read_text(encoding="utf-8"))
 
 
 def test_packaged_catalog_holds_los_angeles_and_san_francisco() -> None:

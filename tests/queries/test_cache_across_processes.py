@@ -14,8 +14,8 @@ import pytest
 from commands.kitchens import UpdateKitchen
 from prep_es.services.container import open_query_cache
 from prep_es.services.readside import ReadSide
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions
 from prep_es.store.settings import Settings
-from projections.base import packaged_jurisdictions
 from projections.generations import ensure_ready
 from projections.kitchens import KitchensProjection
 from projections.runners import ProjectionRunner

@@ -11,8 +11,8 @@ import pytest
 
 from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions
 from prep_es.store.settings import Settings
-from projections.base import packaged_jurisdictions
 from projections.bookings import BookingsProjection
 from projections.generations import ensure_ready, generations
 from projections.kitchens import KitchensProjection

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregates.jurisdictions import JurisdictionCatalog
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions
 from projections.announcements import EVERYTHING_CHANGED
-from projections.base import packaged_jurisdictions
 from projections.kitchens import city_key
 from queries.base import PageRequest
 from queries.kitchen_index import (

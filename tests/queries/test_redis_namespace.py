@@ -17,8 +17,8 @@ from commands.accounts import DepositFunds
 from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.services.redis_namespace import redis_namespace
+from prep_es.store.jurisdiction_rules import packaged_jurisdictions
 from prep_es.store.settings import Settings
-from projections.base import packaged_jurisdictions
 from projections.generations import ensure_ready, generations
 from projections.kitchens import KitchensProjection
 from projections.runners import ProjectionRunner
