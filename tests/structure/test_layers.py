@@ -6,7 +6,8 @@ From the bottom: the domain (``aggregates``); the event store and what it needs
 (``projections``); the query services (``queries``); what a request needs, opened from
 the settings (``prep_es.services``); the HTTP edge (``api``); and what composes the
 application at the top (the rest of ``prep_es``: app, CLI, server, demo). Every import
-counts, also one inside a function or under ``TYPE_CHECKING``.
+counts, also one inside a function or under ``TYPE_CHECKING``; imports are absolute,
+so that each names the module it reaches.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def imported(path: Path, known: dict[str, Path]) -> Iterator[tuple[str, int]]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: imports are absolute here"
+            assert node.module is not None
             # ``from package import module`` names a module; otherwise the package.
             names = [
                 f"{node.module}.{alias.name}"
@@ -96,6 +99,18 @@ def test_no_import_runs_back_up() -> None:
         if layer_of(name) > layer_of(module)
     ]
     assert upward == []
+
+
+def test_the_write_side_and_the_projections_do_not_import_each_other() -> None:
+    """They stand side by side on one layer: each is built on the store alone."""
+    known = modules()
+    across = [
+        f"{path.relative_to(ROOT)}:{line}: {module} imports {name}"
+        for module, path in known.items()
+        for name, line in imported(path, known)
+        if {module.split(".")[0], name.split(".")[0]} == {"commands", "projections"}
+    ]
+    assert across == []
 
 
 def test_no_modules_import_each_other_in_a_loop() -> None:
