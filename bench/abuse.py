@@ -66,7 +66,14 @@ import redis
 
 from bench import reporting
 from bench.databases import SERVER_URL_DEFAULT, URL_VARIABLE, ScratchDatabases
-from bench.http_api import Server, clean_environment, free_port, memory_kb, server
+from bench.processes import (
+    SERVER_START_TIMEOUT_S,
+    Server,
+    clean_environment,
+    free_port,
+    memory_kb,
+    server,
+)
 from bench.reporting import run_meta
 
 REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"
@@ -111,7 +118,6 @@ REQUEST_TIMEOUT_S: Final = 60.0
 """One request's patience: more than the server's longest wait (its 5 s read-your-writes
 wait, or argon2 queued behind a burst)."""
 BURST_DEADLINE_S: Final = 180.0
-SERVER_START_TIMEOUT_S: Final = 120.0
 
 
 @dataclass(frozen=True)
