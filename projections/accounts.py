@@ -36,8 +36,7 @@ from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID,
 from aggregates.base import uncached_derived_id
 from aggregates.user import User
 from projections.base import Projection, fold
-from projections.database import Sql
-from projections.database import uuid_from_row as _uuid
+from projections.database import Sql, uuid_from_row
 
 ENTRY_KINDS = (
     "deposit",
@@ -186,7 +185,7 @@ class AccountsProjection(Projection):
         accounts = {}
         for row in rows:
             account = _AccountRow(*(row[name] for name, _ in self.ACCOUNT_COLUMNS))
-            accounts[_uuid(account.account_id)] = account
+            accounts[uuid_from_row(account.account_id)] = account
         return AccountsBatch(accounts)
 
     def write_batch(self, sql: Sql, batch: AccountsBatch) -> None:

@@ -53,8 +53,7 @@ from aggregates.jurisdictions import JurisdictionCatalog, JurisdictionRules
 from aggregates.kitchen import Kitchen
 from prep_es.store.jurisdiction_rules import packaged_jurisdictions
 from projections.base import Projection, fold
-from projections.database import Sql
-from projections.database import uuid_from_row as _uuid
+from projections.database import Sql, uuid_from_row
 
 BOOKING_STATUSES = ("pending", "confirmed", "completed", "cancelled", "declined", "expired")
 SECONDS_PER_MINUTE = 60
@@ -234,7 +233,7 @@ class AnalyticsProjection(Projection):
     @fold(Booking.BookingRescheduled, batched=True)
     def _rescheduled(self, event: Booking.BookingRescheduled, position: int, batch: _Batch) -> None:
         booking = batch.booking(event.originator_id)
-        owner = batch.kitchen(_uuid(booking["kitchen_id"]))
+        owner = batch.kitchen(uuid_from_row(booking["kitchen_id"]))
         batch.change(
             event.originator_id,
             start_time=self.time_value(event.start_time),
@@ -250,7 +249,7 @@ class AnalyticsProjection(Projection):
         # booking's revenue, in the city its kitchen is in now.
         captured = batch.bookings.get(event.hold_id)
         assert captured is not None, f"hold {event.hold_id} captured for an unknown booking"
-        owner = batch.kitchen(_uuid(captured["kitchen_id"]))
+        owner = batch.kitchen(uuid_from_row(captured["kitchen_id"]))
         batch.change(
             event.hold_id,
             captured_cents=event.captured_cents,
@@ -414,10 +413,10 @@ class _Batch:
 
     def load(self, sql: Sql, booking_ids: set[UUID], kitchen_ids: set[UUID]) -> None:
         for row in self._select(sql, "bookings", BOOKING_COLUMNS, "booking_id", booking_ids):
-            self.bookings[_uuid(row["booking_id"])] = row
-        kitchen_ids |= {_uuid(row["kitchen_id"]) for row in self.bookings.values()}
+            self.bookings[uuid_from_row(row["booking_id"])] = row
+        kitchen_ids |= {uuid_from_row(row["kitchen_id"]) for row in self.bookings.values()}
         for row in self._select(sql, "kitchens", KITCHEN_COLUMNS, "kitchen_id", kitchen_ids):
-            self.kitchens[_uuid(row["kitchen_id"])] = row
+            self.kitchens[uuid_from_row(row["kitchen_id"])] = row
 
     def _select(
         self,
@@ -456,7 +455,7 @@ class _Batch:
             booking["status"] != "completed" or booking["local_day"] != completed_on
         ):
             # A completed day went away: the first/last day may move back.
-            self.refold.add(_uuid(booking["kitchen_id"]))
+            self.refold.add(uuid_from_row(booking["kitchen_id"]))
 
     def kitchen_changed(self, kitchen_id: UUID) -> None:
         self.changed_kitchens.add(kitchen_id)
@@ -465,7 +464,7 @@ class _Batch:
     def count(self, booking_id: UUID, booking: Record, sign: int) -> None:
         """Add (``sign`` +1) or take away (−1) the booking's share of its kitchen's
         statistics and of its capture day's revenue."""
-        kitchen_id = _uuid(booking["kitchen_id"])
+        kitchen_id = uuid_from_row(booking["kitchen_id"])
         kitchen = self.kitchen(kitchen_id)
         status = booking["status"]
         assert status in BOOKING_STATUSES, status

@@ -19,7 +19,7 @@ from aggregates.booking import Booking, BookingStatus
 from aggregates.kitchen import Kitchen
 from aggregates.policies import HoldSplit, captured_in_full, released_in_full
 from projections.base import Projection, fold
-from projections.database import Sql
+from projections.database import Sql, uuid_from_row
 
 
 class BookingsProjection(Projection):
@@ -155,7 +155,7 @@ class BookingsProjection(Projection):
         unknown = list({event.originator_id for event in events} - requested)
         names = [name for name, _ in self.COLUMNS]
         rows = self.load_rows(sql, "bookings", names, "id", unknown)
-        return BookingRows({UUID(str(row["id"])): dict(row) for row in rows})
+        return BookingRows({uuid_from_row(row["id"]): dict(row) for row in rows})
 
     def write_batch(self, sql: Sql, batch: BookingRows) -> None:
         if not batch.changed:

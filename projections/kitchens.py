@@ -49,7 +49,7 @@ from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
 from prep_es.store.jurisdiction_rules import packaged_jurisdictions
 from projections.base import Projection, fold
-from projections.database import Dialect, Sql
+from projections.database import Dialect, Sql, uuid_from_row
 
 TEXT_SEARCH_CONFIG = "english"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -527,7 +527,8 @@ class KitchensProjection(Projection):
         )
         return BookedBatch(
             stored={
-                UUID(str(row["booking_id"])): (int(row["seq"]), row["kitchen_id"]) for row in rows
+                uuid_from_row(row["booking_id"]): (int(row["seq"]), row["kitchen_id"])
+                for row in rows
             }
         )
 
