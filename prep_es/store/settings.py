@@ -215,6 +215,28 @@ class Settings(BaseSettings):
     """How often the in-process sweeper runs the time-driven transitions."""
     metrics_token: SecretStr | None = Field(default=None, min_length=METRICS_TOKEN_LENGTH_MIN)
     """When set, ``/metrics`` answers only ``Authorization: Bearer <this token>``."""
+    env: Literal["development", "production"] = "development"
+    """``production`` refuses what is only for trying Prep ES out (the sandbox provider)."""
+    payments_provider: Literal["sandbox", "stripe"] = "sandbox"
+    """Who moves the money: the in-process ``sandbox`` (test mode) or ``stripe``."""
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    """The signing secret of the Stripe webhook endpoint (``whsec_...``)."""
+    stripe_api_base: str | None = None
+    """Another address for Stripe's API (a local emulator); Stripe's own by default."""
+    webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    """How old a notification's signed timestamp may be before it is refused as a replay."""
+    top_up_cents_max: int = Field(default=1_000_000, ge=100, le=100_000_000)
+    """The most one top-up may be, in cents (10,000.00 by default)."""
+    top_up_daily_cents_max: int = Field(default=2_500_000, ge=100, le=1_000_000_000)
+    """The most a user may try to top up in one UTC day, in cents; declined tries count."""
+    sandbox_notification_delay_s: float = Field(default=0.05, ge=0, le=60)
+    """The sandbox's wait before it sends a notification (more for a late duplicate)."""
+    sandbox_settle_delay_s: float = Field(default=5.0, ge=0, le=3600)
+    """How long the sandbox's delayed test payment method takes to succeed."""
+    sandbox_unruly_deliveries: bool = True
+    """Whether the sandbox sometimes sends a notification twice and out of order, as real
+    providers do."""
 
     @classmethod
     def settings_customise_sources(
@@ -295,6 +317,27 @@ class Settings(BaseSettings):
     def _check_admin_pair(self) -> Settings:
         if (self.admin_email is None) != (self.admin_password is None):
             msg = "PREP_ES_ADMIN_EMAIL and PREP_ES_ADMIN_PASSWORD must be set together"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _check_payments_provider(self) -> Settings:
+        if self.payments_provider == "sandbox" and self.env == "production":
+            msg = (
+                "PREP_ES_PAYMENTS_PROVIDER=sandbox moves no real money and is refused with "
+                "PREP_ES_ENV=production"
+            )
+            raise ValueError(msg)
+        if self.payments_provider == "stripe" and (
+            self.stripe_secret_key is None or self.stripe_webhook_secret is None
+        ):
+            msg = (
+                "PREP_ES_PAYMENTS_PROVIDER=stripe needs PREP_ES_STRIPE_SECRET_KEY and "
+                "PREP_ES_STRIPE_WEBHOOK_SECRET"
+            )
+            raise ValueError(msg)
+        if self.top_up_cents_max > self.top_up_daily_cents_max:
+            msg = "PREP_ES_TOP_UP_CENTS_MAX must not exceed PREP_ES_TOP_UP_DAILY_CENTS_MAX"
             raise ValueError(msg)
         return self
 
