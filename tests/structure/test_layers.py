@@ -2,7 +2,7 @@
 and no modules import each other in a loop.
 
 From the bottom: the domain (``aggregates``); the event store and what it needs
-(``prep_es.store``); the write side (``commands``) beside the projections
+(``prep_es.store``) beside the payment providers (``prep_es.payments``); the write side (``commands``) beside the projections
 (``projections``); the query services (``queries``); what a request needs, opened from
 the settings (``prep_es.services``); the HTTP edge (``api``); and what composes the
 application at the top (the rest of ``prep_es``: app, CLI, server, demo). Every import
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("aggregates", "prep_es", "commands", "projections", "queries", "api")
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("aggregates",),
-    ("prep_es.store",),
+    ("prep_es.store", "prep_es.payments"),
     ("commands", "projections"),
     ("queries",),
     ("prep_es.services",),
