@@ -11,8 +11,11 @@ from aggregates.booking import Booking
 from aggregates.idempotency import IdempotencyRecord
 from aggregates.kitchen import SNAPSHOT_INTERVAL as KITCHEN_SNAPSHOT_INTERVAL
 from aggregates.kitchen import Kitchen
+from aggregates.payment_notification import PaymentNotification
+from aggregates.payout import Payout
 from aggregates.schedule import SNAPSHOT_INTERVAL as SCHEDULE_SNAPSHOT_INTERVAL
 from aggregates.schedule import KitchenSchedule
+from aggregates.top_up import TopUp
 from aggregates.user import SNAPSHOT_INTERVAL as USER_SNAPSHOT_INTERVAL
 from aggregates.user import EmailClaim, User
 
@@ -32,6 +35,9 @@ AGGREGATE_CLASSES: tuple[type[Any], ...] = (
     IdempotencyRecord,
     Kitchen,
     KitchenSchedule,
+    PaymentNotification,
+    Payout,
+    TopUp,
     User,
 )
 """Every aggregate class of the domain."""
@@ -45,5 +51,8 @@ __all__ = [
     "IdempotencyRecord",
     "Kitchen",
     "KitchenSchedule",
+    "PaymentNotification",
+    "Payout",
+    "TopUp",
     "User",
 ]

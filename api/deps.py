@@ -50,10 +50,12 @@ from aggregates.errors import PermissionDenied
 from aggregates.idempotency import IDEMPOTENCY_KEY_LENGTH_MAX
 from api.problems import READ_POSITION_STATE
 from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
-from commands.accounts import AccountCommands
 from commands.bookings import BookingCommands
 from commands.context import Actor, CommandContext
 from commands.kitchens import KitchenCommands
+from commands.payment_notifications import PaymentNotificationCommands
+from commands.payouts import PayoutCommands
+from commands.top_ups import TopUpCommands
 from commands.users import UserCommands
 from prep_es.services.auth import TokenClaims, Unauthenticated
 from prep_es.services.container import Services
@@ -106,14 +108,28 @@ async def get_booking_commands(services: ServicesDep) -> BookingCommands:
     return services.commands.bookings
 
 
-async def get_account_commands(services: ServicesDep) -> AccountCommands:
-    return services.commands.accounts
+async def get_top_up_commands(services: ServicesDep) -> TopUpCommands:
+    return services.commands.top_ups
+
+
+async def get_payout_commands(services: ServicesDep) -> PayoutCommands:
+    return services.commands.payouts
+
+
+async def get_payment_notification_commands(
+    services: ServicesDep,
+) -> PaymentNotificationCommands:
+    return services.commands.payment_notifications
 
 
 UserCommandsDep = Annotated[UserCommands, Depends(get_user_commands)]
 KitchenCommandsDep = Annotated[KitchenCommands, Depends(get_kitchen_commands)]
 BookingCommandsDep = Annotated[BookingCommands, Depends(get_booking_commands)]
-AccountCommandsDep = Annotated[AccountCommands, Depends(get_account_commands)]
+TopUpCommandsDep = Annotated[TopUpCommands, Depends(get_top_up_commands)]
+PayoutCommandsDep = Annotated[PayoutCommands, Depends(get_payout_commands)]
+PaymentNotificationCommandsDep = Annotated[
+    PaymentNotificationCommands, Depends(get_payment_notification_commands)
+]
 
 # Query services (read models only).
 

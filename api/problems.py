@@ -42,6 +42,7 @@ from aggregates.errors import (
     PermissionDenied,
     StateConflict,
 )
+from aggregates.payment_provider import NotificationRejected, PaymentProviderError
 from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from prep_es.services.auth import RateLimited, Unauthenticated
 from prep_es.services.logs import request_id
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 PROBLEM_TYPE_PREFIX: Final = "urn:prep-es:problem:"
 DATABASE_RETRY_AFTER_S: Final = 1
+PAYMENT_PROVIDER_RETRY_AFTER_S: Final = 5
 READ_POSITION_STATE: Final = "read_position"
 """The ``request.state`` attribute where a query's read-model dependency leaves the
 position it read at, so that a problem answering the query carries ``X-Prep-Position``
@@ -67,6 +69,8 @@ STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
     PermissionDenied: 403,
     InsufficientFunds: 402,
     StateConflict: 409,
+    NotificationRejected: 400,
+    PaymentProviderError: 503,
     DomainError: 400,
     Unauthenticated: 401,
     ActorNotAdmitted: 401,
@@ -189,7 +193,11 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
     status = status_for(error)
     assert status is not None, f"{type(error).__name__} has no status"
     headers: dict[str, str] = {}
-    if isinstance(error, DomainError | Unauthenticated):
+    if isinstance(error, PaymentProviderError):
+        logger.warning("payment provider unavailable: %s", error.detail)
+        code, detail = error.code, error.detail
+        headers["Retry-After"] = str(PAYMENT_PROVIDER_RETRY_AFTER_S)
+    elif isinstance(error, DomainError | Unauthenticated):
         code, detail = error.code, error.detail
     elif isinstance(error, RateLimited | PasswordHashingBusy):
         code, detail = error.code, error.detail

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aggregates.account import TopUpLimits
 from aggregates.jurisdictions import JurisdictionCatalog
-from commands.accounts import AccountCommands
+from aggregates.payment_provider import PaymentProvider
 from commands.bookings import BookingCommands
 from commands.clock import Clock
 from commands.kitchens import KitchenCommands
+from commands.payment_notifications import PaymentNotificationCommands
+from commands.payouts import PayoutCommands
 from commands.processor import CommandProcessor
 from commands.store import CommandStore
 from commands.sweeper import EventStoreAgenda, Sweeper
+from commands.top_ups import TopUpCommands
 from commands.users import PasswordHashing, UserCommands
 
 
@@ -23,7 +27,9 @@ class Commands:
     users: UserCommands
     kitchens: KitchenCommands
     bookings: BookingCommands
-    accounts: AccountCommands
+    top_ups: TopUpCommands
+    payouts: PayoutCommands
+    payment_notifications: PaymentNotificationCommands
     sweeper: Sweeper
 
     @classmethod
@@ -36,6 +42,8 @@ class Commands:
         passwords: PasswordHashing,
         conflict_retries_max: int,
         commission_basis_points: int,
+        payments: PaymentProvider,
+        top_up_limits: TopUpLimits,
     ) -> Commands:
         processor = CommandProcessor(store, conflict_retries_max=conflict_retries_max)
         return cls(
@@ -45,7 +53,9 @@ class Commands:
             bookings=BookingCommands(
                 processor, jurisdictions, clock, commission_basis_points=commission_basis_points
             ),
-            accounts=AccountCommands(processor),
+            top_ups=TopUpCommands(processor, payments, clock, top_up_limits),
+            payouts=PayoutCommands(processor, payments),
+            payment_notifications=PaymentNotificationCommands(processor),
             sweeper=Sweeper(
                 processor,
                 jurisdictions,

@@ -96,7 +96,8 @@ TAGS: Final = [
     {"name": "users", "description": "The signed-in user."},
     {"name": "kitchens", "description": "Listings, their moderation and certificates."},
     {"name": "bookings", "description": "Requests, confirmations, cancellations, money holds."},
-    {"name": "accounts", "description": "Balances, deposits, payouts, statements."},
+    {"name": "accounts", "description": "Balances, top-ups, payouts, withdrawals, statements."},
+    {"name": "payments", "description": "The payment provider's signed notifications."},
     {"name": "admin", "description": "Moderation, users, ledger, audit, projections."},
     {"name": "analytics", "description": "Statistics over the read models."},
 ]

@@ -4,13 +4,14 @@ resulting state from the write model, its event store ``position`` in the body a
 
 from fastapi import APIRouter
 
-from api.commands import accounts, admin, auth, bookings, kitchens, users
+from api.commands import accounts, admin, auth, bookings, kitchens, payments, users
 
 COMMAND_ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     bookings.router,
     kitchens.router,
     accounts.router,
+    payments.router,
     admin.router,
     users.router,
     users.me_router,

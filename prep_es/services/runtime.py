@@ -6,10 +6,13 @@ import gc
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aggregates.account import TopUpLimits
 from aggregates.jurisdictions import JurisdictionCatalog
+from aggregates.payment_provider import PaymentProvider
 from commands import Commands
 from commands.clock import Clock
 from commands.users import PasswordHashing
+from prep_es.payments.providers import OpenPaymentProvider, open_payment_provider
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.store.eventstore import PrepApplication, open_application
 from prep_es.store.jurisdiction_rules import load_jurisdictions
@@ -49,8 +52,15 @@ class Runtime:
     app: PrepApplication
     jurisdictions: JurisdictionCatalog
     commands: Commands
+    payment_provider: OpenPaymentProvider
+    """The payment provider and what must be closed of it (the sandbox's database)."""
+
+    @property
+    def payments(self) -> PaymentProvider:
+        return self.payment_provider.provider
 
     def close(self) -> None:
+        self.payment_provider.close()
         self.app.close()
 
 
@@ -62,6 +72,11 @@ def open_runtime(
 ) -> Runtime:
     app = open_application(settings)
     jurisdictions = load_jurisdictions(settings.jurisdictions_path)
+    try:
+        payment_provider = open_payment_provider(settings, clock)
+    except BaseException:
+        app.close()
+        raise
     commands = Commands.build(
         app,
         jurisdictions=jurisdictions,
@@ -69,5 +84,16 @@ def open_runtime(
         passwords=passwords or Argon2Passwords(),
         conflict_retries_max=settings.conflict_retries_max,
         commission_basis_points=settings.commission_basis_points,
+        payments=payment_provider.provider,
+        top_up_limits=TopUpLimits(
+            per_top_up_cents_max=settings.top_up_cents_max,
+            per_day_cents_max=settings.top_up_daily_cents_max,
+        ),
     )
-    return Runtime(settings=settings, app=app, jurisdictions=jurisdictions, commands=commands)
+    return Runtime(
+        settings=settings,
+        app=app,
+        jurisdictions=jurisdictions,
+        commands=commands,
+        payment_provider=payment_provider,
+    )
