@@ -53,7 +53,6 @@ from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from commands.bookings import BookingCommands
 from commands.context import Actor, CommandContext
 from commands.kitchens import KitchenCommands
-from commands.payment_notifications import PaymentNotificationCommands
 from commands.payouts import PayoutCommands
 from commands.top_ups import TopUpCommands
 from commands.users import UserCommands
@@ -116,20 +115,11 @@ async def get_payout_commands(services: ServicesDep) -> PayoutCommands:
     return services.commands.payouts
 
 
-async def get_payment_notification_commands(
-    services: ServicesDep,
-) -> PaymentNotificationCommands:
-    return services.commands.payment_notifications
-
-
 UserCommandsDep = Annotated[UserCommands, Depends(get_user_commands)]
 KitchenCommandsDep = Annotated[KitchenCommands, Depends(get_kitchen_commands)]
 BookingCommandsDep = Annotated[BookingCommands, Depends(get_booking_commands)]
 TopUpCommandsDep = Annotated[TopUpCommands, Depends(get_top_up_commands)]
 PayoutCommandsDep = Annotated[PayoutCommands, Depends(get_payout_commands)]
-PaymentNotificationCommandsDep = Annotated[
-    PaymentNotificationCommands, Depends(get_payment_notification_commands)
-]
 
 # Query services (read models only).
 

@@ -1,9 +1,10 @@
 """Demo data: a small, realistic marketplace in Los Angeles and San Francisco.
 
 Everything goes through the command handlers, exactly as API requests would: users,
-deposits, kitchens and their certificates, moderation, bookings and their whole
-lifecycle, a sweep and a payout. Nothing writes rows directly, so the demo's history is
-a real history: the audit trail, replays and projections show what a live system would.
+top-ups through the sandbox payment provider, kitchens and their certificates,
+moderation, bookings and their whole lifecycle, a sweep, a payout and a withdrawal to a
+card. Nothing writes rows directly, so the demo's history is a real history: the audit
+trail, replays and projections show what a live system would.
 
 Bookings that are over (completed, expired, cancelled) need time to pass, and the rules
 refuse a booking that starts in the past. So the scenario runs on its own clock: it
@@ -32,7 +33,6 @@ from aggregates.booking import BOOKING_STATUSES, Booking
 from aggregates.errors import EmailTaken
 from aggregates.kitchen import KITCHEN_STATUSES, Kitchen
 from aggregates.policies import format_money
-from commands.accounts import DepositFunds, RequestPayout
 from commands.bookings import (
     BookingAction,
     BookingState,
@@ -49,7 +49,9 @@ from commands.kitchens import (
     KitchenAction,
     KitchenActionWithReason,
 )
+from commands.payouts import RequestPayout, SetPayoutDestination
 from commands.sweeper import SweepReport
+from commands.top_ups import RequestTopUp
 from commands.users import CreateUser, PasswordHashing
 from prep_es.demo_cast import (
     CERTIFICATE_NUMBER_PREFIX,
@@ -60,7 +62,7 @@ from prep_es.demo_cast import (
 )
 from prep_es.services.runtime import Runtime, open_runtime
 from prep_es.store.jurisdiction_rules import load_jurisdictions
-from prep_es.store.settings import Settings
+from prep_es.store.settings import Settings, SettingsError
 
 DEMO_PASSWORD: Final = "prep-demo-kitchens"
 """The one password of every demo login (demo data only: never a real deployment)."""
@@ -99,8 +101,10 @@ class DemoReport(BaseModel):
     logins: list[DemoLogin]
     kitchens_by_status: dict[str, int]
     bookings_by_status: dict[str, int]
-    deposits_cents: int
+    top_ups_cents: int
+    """Credited: confirmed by the sandbox provider."""
     payouts_cents: int
+    refunds_cents: int
     sweep: SweepReport
     position: int
 
@@ -118,6 +122,12 @@ def load_demo(
     today = present.astimezone(zone).date()
     start = _local(today - timedelta(days=SCENARIO_DAYS_BACK), "07:00", zone)
     clock = DemoClock(start)
+    if settings.payments_provider != "sandbox":
+        msg = (
+            "the demo funds its customers through the sandbox payment provider: unset "
+            "PREP_ES_PAYMENTS_PROVIDER"
+        )
+        raise SettingsError(msg)
     runtime = open_runtime(settings, clock=clock, passwords=passwords)
     try:
         scenario = _Scenario(runtime, clock, today, zone)
@@ -145,8 +155,9 @@ class _Scenario:
     logins: list[DemoLogin] = field(default_factory=list)
     kitchens: dict[str, UUID] = field(default_factory=dict)
     booking_ids: list[UUID] = field(default_factory=list)
-    deposits_cents: int = 0
+    top_ups_cents: int = 0
     payouts_cents: int = 0
+    refunds_cents: int = 0
     sweeps: list[SweepReport] = field(default_factory=list)
 
     # --- helpers -------------------------------------------------------------------
@@ -157,6 +168,14 @@ class _Scenario:
 
     def move_to(self, day_offset: int, clock_time: str) -> None:
         self.clock.move_to(self.at(day_offset, clock_time))
+        self.deliver_payment_notifications()
+
+    def deliver_payment_notifications(self) -> None:
+        """What the sandbox has sent by now reaches the webhook handling, as its delivery
+        thread would hand it over in a running server."""
+        sandbox = self.runtime.payment_provider.sandbox
+        assert sandbox is not None
+        sandbox.deliver_due(self.runtime.deliver_sandbox_notification)
 
     def context(self, key: str | None) -> CommandContext:
         actor = None if key is None else self.actors[key]
@@ -176,13 +195,21 @@ class _Scenario:
             self.actors[key] = Actor(user_id=created.id, role=role)
             self.logins.append(DemoLogin(email=created.email, role=role, full_name=full_name))
 
-    def deposit_all(self) -> None:
-        for key, _, _, _, deposit_cents in DEMO_USERS:
-            if deposit_cents:
-                self.runtime.commands.accounts.deposit_funds(
-                    DepositFunds(amount_cents=deposit_cents), self.context(key)
-                )
-                self.deposits_cents += deposit_cents
+    def top_up(self, key: str, amount_cents: int, payment_method: str = "pm_card_visa") -> None:
+        self.runtime.commands.top_ups.request_top_up(
+            RequestTopUp(amount_cents=amount_cents, payment_method=payment_method),
+            self.context(key),
+        )
+        if payment_method == "pm_card_visa":
+            self.top_ups_cents += amount_cents
+
+    def top_up_all(self) -> None:
+        """Every customer tops up with the sandbox's test card; one card is declined
+        first, as cards are."""
+        self.top_up("hannah", 80_000, "pm_card_chargeDeclined")
+        for key, _, _, _, top_up_cents in DEMO_USERS:
+            if top_up_cents:
+                self.top_up(key, top_up_cents)
 
     # --- kitchens ----------------------------------------------------------------------
 
@@ -339,6 +366,19 @@ class _Scenario:
             BookingAction(booking_id=booking.id), self.context(host)
         )
 
+    def pay_out(self) -> None:
+        """A host is paid out to their bank; a customer takes money back to the card."""
+        payouts = self.runtime.commands.payouts
+        payouts.set_payout_destination(
+            SetPayoutDestination(destination="demo-bank-maria"), self.context("maria")
+        )
+        payout_cents = 30_000
+        payouts.request_payout(RequestPayout(amount_cents=payout_cents), self.context("maria"))
+        self.payouts_cents += payout_cents
+        refund_cents = 50_000
+        payouts.request_withdrawal(RequestPayout(amount_cents=refund_cents), self.context("priya"))
+        self.refunds_cents += refund_cents
+
     def sweep(self) -> SweepReport:
         report = self.runtime.commands.sweeper.sweep()
         self.sweeps.append(report)
@@ -346,7 +386,7 @@ class _Scenario:
 
     def run(self, present: datetime) -> DemoReport:
         """The story, in clock order. Day offsets are local days from today."""
-        self.deposit_all()
+        self.top_up_all()
         self.create_kitchens()
 
         # Ten days ago: requests for the week ahead.
@@ -403,11 +443,7 @@ class _Scenario:
             self.context("admin"),
         )
         self.move_to(-4, "10:00")
-        payout_cents = 30_000
-        self.runtime.commands.accounts.request_payout(
-            RequestPayout(amount_cents=payout_cents), self.context("maria")
-        )
-        self.payouts_cents += payout_cents
+        self.pay_out()
 
         # Today: the coming days' bookings, pending and confirmed.
         self.clock.move_to(present)
@@ -426,6 +462,7 @@ class _Scenario:
         self.book("diego", "dogpatch", 7, "07:00", 3, 4, "Fermentation workshop")
         self.book("marcus", "mission", 9, "12:00", 8, 10, "Street-fair prep")
         self.sweep()
+        self.deliver_payment_notifications()
         return self.report()
 
     def report(self) -> DemoReport:
@@ -441,8 +478,9 @@ class _Scenario:
             logins=self.logins,
             kitchens_by_status={s: kitchen_statuses[s] for s in KITCHEN_STATUSES},
             bookings_by_status={s: booking_statuses[s] for s in BOOKING_STATUSES},
-            deposits_cents=self.deposits_cents,
+            top_ups_cents=self.top_ups_cents,
             payouts_cents=self.payouts_cents,
+            refunds_cents=self.refunds_cents,
             sweep=SweepReport(
                 expired_booking_ids=[i for r in self.sweeps for i in r.expired_booking_ids],
                 completed_booking_ids=[i for r in self.sweeps for i in r.completed_booking_ids],
@@ -463,8 +501,9 @@ def describe_report(report: DemoReport) -> list[str]:
         "  users:    " + ", ".join(f"{n} {role}{'s' * (n != 1)}" for role, n in roles.items()),
         f"  kitchens: {sum(report.kitchens_by_status.values())} ({kitchens})",
         f"  bookings: {sum(report.bookings_by_status.values())} ({bookings})",
-        f"  money:    deposits {format_money(report.deposits_cents)} USD, "
-        f"payouts {format_money(report.payouts_cents)} USD",
+        f"  money:    top-ups {format_money(report.top_ups_cents)} USD (sandbox, test "
+        f"mode), payouts {format_money(report.payouts_cents)} USD, refunds to cards "
+        f"{format_money(report.refunds_cents)} USD",
         f"  sweeper:  expired {len(report.sweep.expired_booking_ids)}, "
         f"auto-completed {len(report.sweep.completed_booking_ids)}",
         "",

@@ -1,4 +1,4 @@
-"""The demo's cast: its users (role, name, deposit) and its kitchens in Los Angeles and San
+"""The demo's cast: its users (role, name, top-up) and its kitchens in Los Angeles and San
 Francisco, with the prefixes of their certificate numbers. ``prep_es.demo`` tells their story."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class KitchenSpec:
 
 
 DEMO_USERS: Final = (
-    # (key, role, full name, email local part, deposit in cents)
+    # (key, role, full name, email local part, top-up in cents)
     ("admin", "admin", "Ada Okonkwo", "admin", 0),
     ("analyst", "analyst", "Noah Fischer", "analyst", 0),
     ("maria", "host", "Maria Gonzalez", "maria.gonzalez", 0),

@@ -9,7 +9,6 @@ from uuid import UUID
 
 from hypothesis import strategies as st
 
-from commands.accounts import DepositFunds
 from commands.bookings import BookingState, RequestBooking
 from commands.context import Actor, CommandContext
 from commands.kitchens import (
@@ -18,6 +17,7 @@ from commands.kitchens import (
     CreateKitchen,
     KitchenAction,
 )
+from commands.top_ups import RequestTopUp, TopUpState
 from commands.users import CreateUser
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.runtime import Runtime, open_runtime
@@ -45,12 +45,44 @@ class MutableClock:
         self.now += delta
 
 
+TEST_PAYMENT_SETTINGS: dict[str, object] = {
+    "top_up_cents_max": 100_000_000,
+    "top_up_daily_cents_max": 1_000_000_000,
+    "sandbox_notification_delay_s": 0,
+    "sandbox_unruly_deliveries": False,
+}
+"""What tests fund customers with unless they say otherwise: limits out of the way, and
+the sandbox's notifications due at once, each sent once (tests of unruly deliveries turn
+them back on)."""
+
+
 def open_test_runtime(database_url: str, clock: MutableClock, **settings: object) -> Runtime:
     return open_runtime(
-        Settings(database_url=database_url, **settings),  # type: ignore[arg-type]
+        Settings(database_url=database_url, **{**TEST_PAYMENT_SETTINGS, **settings}),  # type: ignore[arg-type]
         clock=clock,
         passwords=Argon2Passwords.cheap_for_tests(),
     )
+
+
+def deliver_payment_notifications(runtime: Runtime) -> int:
+    """Hand every notification the sandbox has due now to the webhook handling, as its
+    delivery thread would; how many."""
+    sandbox = runtime.payment_provider.sandbox
+    assert sandbox is not None, "tests fund customers through the sandbox"
+    return sandbox.deliver_due(runtime.deliver_sandbox_notification)
+
+
+def top_up(
+    runtime: Runtime, customer: Actor, amount_cents: int, payment_method: str = "pm_card_visa"
+) -> TopUpState:
+    """A top-up with a sandbox test card, its notifications delivered: credited when the
+    card is one that succeeds."""
+    started = runtime.commands.top_ups.request_top_up(
+        RequestTopUp(amount_cents=amount_cents, payment_method=payment_method),
+        as_actor(customer),
+    ).result
+    deliver_payment_notifications(runtime)
+    return started
 
 
 def as_actor(actor: Actor, idempotency_key: str | None = None) -> CommandContext:
@@ -96,9 +128,7 @@ class Marketplace:
     def add_customer(self, email: str, deposit_cents: int) -> Actor:
         customer = create_user(self.runtime, "customer", email)
         if deposit_cents:
-            self.runtime.commands.accounts.deposit_funds(
-                DepositFunds(amount_cents=deposit_cents), as_actor(customer)
-            )
+            top_up(self.runtime, customer, deposit_cents)
         return customer
 
 
@@ -157,9 +187,7 @@ def build_marketplace(
     admin = create_user(runtime, "admin", "admin@example.com")
     host = create_user(runtime, "host", "host@example.com")
     customer = create_user(runtime, "customer", "customer@example.com")
-    runtime.commands.accounts.deposit_funds(
-        DepositFunds(amount_cents=deposit_cents), as_actor(customer)
-    )
+    top_up(runtime, customer, deposit_cents)
     kitchen_id = publish_compliant_kitchen(runtime, host, admin, **kitchen)  # type: ignore[arg-type]
     return Marketplace(
         runtime=runtime,

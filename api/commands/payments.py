@@ -10,7 +10,6 @@ the provider stops retrying it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -19,10 +18,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from aggregates.payment_notification import NotificationOutcome
-from aggregates.payment_provider import NotificationRejected, PaymentProvider
-from api.deps import PaymentNotificationCommandsDep, RequestId, ServicesDep
+from api.deps import RequestId, ServicesDep
 from api.schemas import PositionField, problems
-from commands.payment_notifications import NotificationReceipt, PaymentNotificationCommands
 
 router = APIRouter(prefix="/payments", tags=["payments"])
 
@@ -34,19 +31,6 @@ class NotificationReceived(BaseModel):
     outcome: NotificationOutcome
     duplicate: bool
     position: PositionField
-
-
-def _receive(
-    provider: PaymentProvider,
-    commands: PaymentNotificationCommands,
-    payload: bytes,
-    headers: dict[str, str],
-    now: datetime,
-    request_id: str,
-) -> tuple[NotificationReceipt, int]:
-    notification = provider.read_notification(payload, headers, now)
-    executed = commands.receive(notification, request_id)
-    return executed.result, executed.position
 
 
 @router.post(
@@ -64,23 +48,17 @@ async def receive_notification(
     provider: ProviderName,
     request: Request,
     services: ServicesDep,
-    notifications: PaymentNotificationCommandsDep,
     request_id: RequestId,
 ) -> NotificationReceived:
-    configured = services.runtime.payments
-    if provider != configured.name:
-        raise NotificationRejected(
-            f"this deployment takes notifications from {configured.name!r} only",
-            code="wrong_provider",
-        )
     payload = await request.body()
     headers = {name.lower(): value for name, value in request.headers.items()}
-    receipt, position = await run_in_threadpool(
-        _receive, configured, notifications, payload, headers, services.clock(), request_id
+    executed = await run_in_threadpool(
+        services.runtime.receive_notification, provider, payload, headers, request_id
     )
+    receipt = executed.result
     return NotificationReceived(
         id=receipt.id,
         outcome=receipt.outcome,
         duplicate=receipt.duplicate,
-        position=position,
+        position=executed.position,
     )

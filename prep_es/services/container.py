@@ -5,8 +5,9 @@
 every query service, token issuing, password hashing (on a few threads of its own) and
 the rate limits on logins and registrations. With
 ``settings.run_projectors`` it also runs this process's share of the projectors (the
-Supervisor: one active runner per projection across processes) and the sweeper, which
-applies the time-driven transitions every ``settings.sweep_interval_s``.
+Supervisor: one active runner per projection across processes), the sweeper, which
+applies the time-driven transitions every ``settings.sweep_interval_s``, and, with the
+sandbox payment provider, the sandbox's deliveries of its notifications.
 :meth:`Services.close` stops them and closes everything, in reverse order.
 """
 
@@ -328,6 +329,15 @@ def open_search_index(
     return index
 
 
+def start_sandbox_deliveries(runtime: Runtime) -> None:
+    """With the sandbox provider, send its notifications to this process's webhook
+    handling, as a real provider sends them to the webhook route (stopped when the
+    runtime closes)."""
+    sandbox = runtime.payment_provider.sandbox
+    if sandbox is not None:
+        sandbox.start_delivering(runtime.deliver_sandbox_notification)
+
+
 def follow_known_copies(runtime: Runtime) -> KnownCopiesFollower | None:
     """Where other processes may write the same store (PostgreSQL), a follower that keeps
     this process's known copies of aggregates from going stale; on SQLite ``None``."""
@@ -478,6 +488,7 @@ def open_services(
             )
             services.sweeper = locked_sweeper(runtime, settings.sweep_interval_s)
             services.sweeper.start()
+            start_sandbox_deliveries(runtime)
     except BaseException:
         for resource in reversed(opened):
             close = getattr(resource, "close", None)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from uuid import uuid4
 
 from aggregates.account import TopUpLimits
 from aggregates.jurisdictions import JurisdictionCatalog
-from aggregates.payment_provider import PaymentProvider
+from aggregates.payment_provider import NotificationRejected, PaymentProvider
 from commands import Commands
 from commands.clock import Clock
+from commands.payment_notifications import NotificationReceipt
+from commands.processor import Executed
 from commands.users import PasswordHashing
 from prep_es.payments.providers import OpenPaymentProvider, open_payment_provider
 from prep_es.services.passwords import Argon2Passwords
@@ -54,10 +58,32 @@ class Runtime:
     commands: Commands
     payment_provider: OpenPaymentProvider
     """The payment provider and what must be closed of it (the sandbox's database)."""
+    clock: Clock
 
     @property
     def payments(self) -> PaymentProvider:
         return self.payment_provider.provider
+
+    def receive_notification(
+        self, provider: str, payload: bytes, headers: Mapping[str, str], request_id: str
+    ) -> Executed[NotificationReceipt]:
+        """The one way a provider's notification comes in, over HTTP or from the sandbox:
+        verified by the configured provider's adapter (``NotificationRejected`` for
+        another provider's, or a bad or stale signature), then recorded and applied.
+        ``headers`` have lower-case names."""
+        configured = self.payments
+        if provider != configured.name:
+            raise NotificationRejected(
+                f"this deployment takes notifications from {configured.name!r} only",
+                code="wrong_provider",
+            )
+        notification = configured.read_notification(payload, headers, self.clock())
+        return self.commands.payment_notifications.receive(notification, request_id)
+
+    def deliver_sandbox_notification(self, payload: bytes, headers: Mapping[str, str]) -> None:
+        """How the sandbox hands over a notification it sends (see
+        ``SandboxProvider.start_delivering``)."""
+        self.receive_notification("sandbox", payload, headers, uuid4().hex)
 
     def close(self) -> None:
         self.payment_provider.close()
@@ -96,4 +122,5 @@ def open_runtime(
         jurisdictions=jurisdictions,
         commands=commands,
         payment_provider=payment_provider,
+        clock=clock,
     )

@@ -229,5 +229,5 @@ def confirmed_booking(**kwargs: Any) -> list[DomainEvent]:
 
 def funded_account(cents: int = 100_00, owner_id: UUID = CUSTOMER_ID) -> list[DomainEvent]:
     account = Account(owner_id=owner_id)
-    account.deposit(uuid5(NAMESPACE_OID, "deposit"), cents)
+    account.credit_top_up(uuid5(NAMESPACE_OID, "top-up"), cents, "pi_funding")
     return account.collect_events()  # type: ignore[return-value]

@@ -1,7 +1,9 @@
-"""Accounts: deposits, payouts, holds (place, adjust, release, capture), payments."""
+"""Accounts: top-ups credited, payouts and refunds (reserved, posted, voided), holds
+(place, adjust, release, capture), payments."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from uuid import NAMESPACE_OID, UUID, uuid5
 
 import pytest
@@ -10,11 +12,12 @@ from aggregates.account import (
     PAYMENTS_ACCOUNT_ID,
     PLATFORM_REVENUE_ACCOUNT_ID,
     Account,
+    TopUpLimits,
     account_id_for,
 )
 from aggregates.base import DomainEvent
-from aggregates.errors import HoldNotPending, InsufficientFunds, InvalidRequest
-from aggregates.policies import AMOUNT_CENTS_MAX, settle
+from aggregates.errors import HoldNotPending, InsufficientFunds, InvalidRequest, StateConflict
+from aggregates.policies import settle
 from tests.domain.scenario import CUSTOMER_ID, HOST_ID, funded_account, given, refused, then
 
 ENTRY = uuid5(NAMESPACE_OID, "entry")
@@ -39,38 +42,124 @@ def test_account_id_is_derived_from_its_owner() -> None:
     assert (account.balance_cents, account.held_cents, account.available_cents) == (0, 0, 0)
 
 
-def test_deposit_credits_the_balance() -> None:
+def test_a_confirmed_top_up_credits_the_balance() -> None:
     account = given(*funded_account(10000))
-    account.deposit(ENTRY, 2550)
-    then(account, (Account.FundsDeposited, {"entry_id": ENTRY, "amount_cents": 2550}))
+    account.credit_top_up(ENTRY, 2550, "pi_2")
+    then(
+        account,
+        (
+            Account.TopUpCredited,
+            {"top_up_id": ENTRY, "amount_cents": 2550, "payment_reference": "pi_2"},
+        ),
+    )
     assert account.balance_cents == account.available_cents == 12550
 
 
-@pytest.mark.parametrize("amount", [0, -1, -10000, AMOUNT_CENTS_MAX + 1])
-def test_deposit_needs_a_positive_amount(amount: int) -> None:
+def test_a_top_up_is_credited_once() -> None:
+    account = given(*funded_account(10000))
+    account.credit_top_up(ENTRY, 2550, "pi_2")
+    with pytest.raises(AssertionError):
+        account.credit_top_up(ENTRY, 2550, "pi_2")
+
+
+LIMITS = TopUpLimits(per_top_up_cents_max=10_000, per_day_cents_max=25_000)
+DAY = date(2030, 1, 7)
+
+
+def test_top_ups_count_towards_the_days_limit() -> None:
     account = given(*funded_account())
-    with refused(account, InvalidRequest, "invalid_amount"):
-        account.deposit(ENTRY, amount)
+    account.start_top_up(UUID(int=11), 10_000, DAY, LIMITS)
+    account.start_top_up(UUID(int=12), 10_000, DAY, LIMITS)
+    with refused(account, InvalidRequest, "daily_top_up_limit_exceeded"):
+        account.start_top_up(UUID(int=13), 5_001, DAY, LIMITS)
+    account.start_top_up(UUID(int=14), 5_000, DAY, LIMITS)
+    assert account.top_up_cents_on(DAY) == 25_000
+    account.start_top_up(UUID(int=15), 10_000, DAY + timedelta(days=1), LIMITS)
+    assert account.top_up_cents_on(DAY + timedelta(days=1)) == 10_000
+    assert account.top_up_cents_on(DAY) == 0
 
 
-def test_payout_up_to_available() -> None:
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [(0, "invalid_amount"), (-1, "invalid_amount"), (10_001, "top_up_limit_exceeded")],
+)
+def test_a_top_up_is_positive_and_within_the_limit(amount: int, code: str) -> None:
+    account = given(*funded_account())
+    with refused(account, InvalidRequest, code):
+        account.start_top_up(UUID(int=11), amount, DAY, LIMITS)
+
+
+def test_a_payout_is_out_of_reach_at_once_then_posted() -> None:
     account = given(*with_hold(10000, 6000))
-    account.request_payout(ENTRY, 4000)
-    then(account, (Account.PayoutRequested, {"entry_id": ENTRY, "amount_cents": 4000}))
+    account.reserve_payout(ENTRY, 4000)
+    then(
+        account,
+        (Account.PayoutReserved, {"payout_id": ENTRY, "amount_cents": 4000, "top_up_id": None}),
+    )
     assert (account.balance_cents, account.held_cents, account.available_cents) == (6000, 6000, 0)
+    account.post_payout(ENTRY)
+    then(account, (Account.PayoutPosted, {"payout_id": ENTRY, "amount_cents": 4000}))
+    assert account.balance_cents == 6000
+    with pytest.raises(AssertionError):
+        account.void_payout(ENTRY, None)
+
+
+def test_a_voided_payout_comes_back() -> None:
+    account = given(*funded_account(10000))
+    account.reserve_payout(ENTRY, 4000)
+    account.void_payout(ENTRY, None)
+    assert account.balance_cents == account.available_cents == 10000
+    with pytest.raises(AssertionError):
+        account.post_payout(ENTRY)
 
 
 def test_payout_beyond_available_is_insufficient_funds() -> None:
     account = given(*with_hold(10000, 6000))
     with refused(account, InsufficientFunds, "insufficient_funds"):
-        account.request_payout(ENTRY, 4001)
+        account.reserve_payout(ENTRY, 4001)
 
 
 @pytest.mark.parametrize("amount", [0, -5])
 def test_payout_needs_a_positive_amount(amount: int) -> None:
     account = given(*funded_account())
     with refused(account, InvalidRequest, "invalid_amount"):
-        account.request_payout(ENTRY, amount)
+        account.reserve_payout(ENTRY, amount)
+
+
+def test_a_payout_needs_a_destination() -> None:
+    account = given(*funded_account())
+    with refused(account, StateConflict, "payout_destination_missing"):
+        account.check_payout_destination()
+    account.set_payout_destination("acct_1")
+    account.set_payout_destination("acct_1")  # the same again records nothing
+    then(account, (Account.PayoutDestinationSet, {"destination": "acct_1"}))
+    assert account.check_payout_destination() == "acct_1"
+
+
+def test_withdrawals_refund_the_newest_top_ups_first() -> None:
+    account = given(*funded_account(10000))  # top-up "top-up", 100.00
+    newer = UUID(int=21)
+    account.credit_top_up(newer, 3000, "pi_newer")
+    plans = account.plan_refunds(5000)
+    assert [(plan.payment_reference, plan.amount_cents) for plan in plans] == [
+        ("pi_newer", 3000),
+        ("pi_funding", 2000),
+    ]
+    for number, plan in enumerate(plans):
+        account.reserve_refund(UUID(int=100 + number), plan)
+    assert account.available_cents == 8000
+    # A refund that fails makes its top-up refundable again.
+    account.void_payout(UUID(int=100), newer)
+    assert account.plan_refunds(4000)[0].payment_reference == "pi_newer"
+
+
+def test_money_from_no_top_up_is_not_refundable() -> None:
+    account = given(*funded_account(1000))
+    account.receive_payment(HOLD, account_id_for(HOST_ID), 500)
+    with refused(account, StateConflict, "not_refundable"):
+        account.plan_refunds(1500)
+    with refused(account, InsufficientFunds, "insufficient_funds"):
+        account.plan_refunds(1501)
 
 
 def test_place_hold_reserves_available_funds() -> None:

@@ -114,14 +114,17 @@ def test_booking_replays_through_each_ending() -> None:
 def test_account_replays() -> None:
     account = Account(owner_id=CUSTOMER_ID)
     holds = [uuid5(NAMESPACE_OID, f"hold-{n}") for n in range(3)]
-    account.deposit(uuid5(NAMESPACE_OID, "d"), 50000)
+    account.credit_top_up(uuid5(NAMESPACE_OID, "d"), 50000, "pi_replay")
     for hold in holds:
         account.place_hold(hold, 10000)
     account.adjust_hold(holds[0], 15001)
     account.release_hold(holds[1])
     account.capture_hold(holds[0], settle(15001, 7500, 1000), account_id_for(HOST_ID))
     account.receive_payment(holds[2], account_id_for(UUID(int=9)), 1234)
-    account.request_payout(uuid5(NAMESPACE_OID, "p"), 100)
+    account.reserve_payout(uuid5(NAMESPACE_OID, "p"), 100)
+    account.post_payout(uuid5(NAMESPACE_OID, "p"))
+    account.reserve_payout(uuid5(NAMESPACE_OID, "v"), 200)
+    account.void_payout(uuid5(NAMESPACE_OID, "v"), None)
     events = assert_replays(account)
     replayed = given(*events)
     assert (replayed.balance_cents, replayed.held_cents) == (50000 - 7500 + 1234 - 100, 10000)
