@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID, uuid4
 
 from aggregates.base import EventMetadata, derived_id
@@ -34,13 +34,25 @@ class CommandContext:
     actor: Actor | None
     request_id: str = field(default_factory=lambda: uuid4().hex)
     idempotency_key: str | None = None
+    correlation_id: str | None = None
+    """What ties this command's events to others' (by default the key, else the request)."""
 
     def metadata(self) -> EventMetadata:
         return EventMetadata(
             actor_id=None if self.actor is None else self.actor.user_id,
             actor_role=None if self.actor is None else self.actor.role,
             request_id=self.request_id,
-            correlation_id=self.idempotency_key or self.request_id,
+            correlation_id=self.correlation_id or self.idempotency_key or self.request_id,
+        )
+
+    def follow_up(self) -> CommandContext:
+        """The context of a command a command runs next for the same request (a payment
+        submitted after its top-up was recorded): correlated with it, without its
+        idempotency key, which names the first command's result alone."""
+        return replace(
+            self,
+            idempotency_key=None,
+            correlation_id=self.correlation_id or self.idempotency_key or self.request_id,
         )
 
 

@@ -177,7 +177,7 @@ class PayoutCommands:
         for requested_payout in requested.result.payouts:
             payout = requested_payout
             if payout.status == PayoutStatus.PENDING and payout.transfer_reference is None:
-                sent = self.send(payout.id, context)
+                sent = self.send(payout.id, context.follow_up())
                 payout, position = sent.result, max(position, sent.position)
             payouts.append(payout)
         result = PayoutsRequested(payouts=payouts, account=requested.result.account)

@@ -95,7 +95,10 @@ class TopUpCommands:
         """Record the top-up and submit its payment; the top-up as it then stands (on a
         retry with the same key too: as it stands now)."""
         started = self.start_top_up(command, context)
-        return self.submit_payment(started.result.id, context)
+        submitted = self.submit_payment(started.result.id, context.follow_up())
+        return Executed(
+            result=submitted.result, position=submitted.position, replayed=started.replayed
+        )
 
     def start_top_up(self, command: RequestTopUp, context: CommandContext) -> Executed[TopUpState]:
         customer = require_role(context, "customer")

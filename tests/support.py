@@ -187,7 +187,8 @@ def build_marketplace(
     admin = create_user(runtime, "admin", "admin@example.com")
     host = create_user(runtime, "host", "host@example.com")
     customer = create_user(runtime, "customer", "customer@example.com")
-    top_up(runtime, customer, deposit_cents)
+    if deposit_cents:
+        top_up(runtime, customer, deposit_cents)
     kitchen_id = publish_compliant_kitchen(runtime, host, admin, **kitchen)  # type: ignore[arg-type]
     return Marketplace(
         runtime=runtime,
