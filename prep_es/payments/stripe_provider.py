@@ -1,0 +1,588 @@
+"""The Stripe payment provider: top-ups are PaymentIntents, refunds are Refunds and payouts
+are Connect Transfers to a host's connected account (``acct_...``).
+
+Each provider holds its own ``stripe.StripeClient`` (never the SDK's module-wide settings),
+so two providers never share a key or an address. Every call has a timeout and a few
+retries of the SDK's own; what still fails to reach Stripe, or what Stripe answers with
+an error of its own (rate limit, authentication, 5xx), is a ``PaymentProviderError``
+whose message names the error's kind, status and code, never a key.
+
+Outcomes Stripe decides are results, not errors:
+
+    create_payment   succeeded → succeeded; processing → processing; canceled → canceled;
+                     declined (requires_payment_method, CardError) → failed with the
+                     decline code: Stripe's ``decline_code`` when it says more than
+                     ``generic_decline`` (``insufficient_funds``), else its ``code``
+                     (``card_declined``); requires_action → failed
+                     ``authentication_required`` (Prep ES has no 3-D Secure step; the
+                     PaymentIntent is left to expire, no money moves). A payment method
+                     Stripe does not know, or cannot use, makes no PaymentIntent: failed
+                     ``payment_method_unknown`` with the reference ``""``.
+    refund_payment   succeeded → paid; pending/requires_action → pending; failed → failed;
+                     canceled → canceled. Stripe refusing the refund (already refunded,
+                     more than the payment, a failed payment) makes no Refund: failed
+                     with Stripe's code (``refund_refused`` when it gives none), ``""``.
+    send_payout      a Transfer made → pending (its ``transfer.created`` notification
+                     says paid); refused → failed with Stripe's code, reference ``""``.
+
+Notifications (``read_notification``), checked with the SDK's ``WebhookSignature``:
+
+    payment_intent.processing|succeeded|payment_failed|canceled
+        payment, top_up_id from metadata, status from the type, failure code from
+        ``last_payment_error`` (as above)
+    refund.created|updated|failed, charge.refund.updated
+        transfer, payout_id from metadata, status from the Refund's (``failed`` for
+        refund.failed), failure code from ``failure_reason``
+    transfer.created      transfer paid (a transfer to a connected account is complete
+                          when made)
+    transfer.reversed     transfer failed (``transfer_reversed``)
+    any other type        subject and status ``None``: recorded, changes nothing
+
+A missing or malformed id in the metadata gives ``subject_id`` ``None``. Refusals:
+``signature_missing`` (no ``stripe-signature`` header), ``invalid_signature`` (no v1
+signature matches the payload with the webhook secret), ``stale_signature`` (signed more
+than the tolerance before or after ``now``), ``malformed_notification`` (signed, but not a
+JSON event).
+
+Stripe emulators without Connect answer ``/v1/accounts`` and ``/v1/transfers`` with a bare
+404 (not Stripe's JSON error, which Stripe itself always sends): there,
+``check_payout_destination`` checks the destination's form only and ``transfers_since``
+lists refunds only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import UUID
+
+import stripe
+
+from aggregates.payment_provider import (
+    CURRENCY,
+    NotificationRejected,
+    NotificationSubject,
+    PaymentProviderError,
+    PaymentStatus,
+    PayoutDestinationRefused,
+    ProviderNotification,
+    ProviderPayment,
+    ProviderTransfer,
+    TransferMethod,
+    TransferStatus,
+)
+from prep_es.store.settings import Settings
+
+PROVIDER_NAME: Final = "stripe"
+SIGNATURE_HEADER: Final = "stripe-signature"
+REQUEST_TIMEOUT_S: Final = 20.0
+"""A call that has not answered by then is a ``PaymentProviderError`` (after the retries)."""
+NETWORK_RETRIES_MAX: Final = 2
+"""The SDK retries connection errors, 409s and 5xxs, with the same idempotency key."""
+LIST_PAGE_SIZE: Final = 100
+"""Stripe's largest page: reconciliation lists in as few calls as it may."""
+
+PAYOUT_DESTINATION_PATTERN: Final = re.compile(r"acct_[A-Za-z0-9]+")
+TEST_KEY_PREFIXES: Final = ("sk_test_", "rk_test_")
+GENERIC_DECLINE_CODE: Final = "generic_decline"
+
+PAYMENT_STATUS_OF_EVENT: Final = {
+    "payment_intent.processing": PaymentStatus.PROCESSING,
+    "payment_intent.succeeded": PaymentStatus.SUCCEEDED,
+    "payment_intent.payment_failed": PaymentStatus.FAILED,
+    "payment_intent.canceled": PaymentStatus.CANCELED,
+}
+REFUND_EVENTS: Final = frozenset(
+    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+)
+TRANSFER_STATUS_OF_EVENT: Final = {
+    "transfer.created": TransferStatus.PAID,
+    "transfer.reversed": TransferStatus.FAILED,
+}
+REFUND_STATUSES: Final = {
+    "succeeded": TransferStatus.PAID,
+    "pending": TransferStatus.PENDING,
+    "requires_action": TransferStatus.PENDING,
+    "failed": TransferStatus.FAILED,
+    "canceled": TransferStatus.CANCELED,
+}
+
+
+class StripeProvider:
+    """Stripe, through its own client: ``api_base`` points it elsewhere (an emulator)."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        webhook_secret: str,
+        *,
+        api_base: str | None,
+        tolerance_s: int,
+    ) -> None:
+        assert tolerance_s > 0, tolerance_s
+        self._secret_key = secret_key
+        self._webhook_secret = webhook_secret
+        self._tolerance_s = tolerance_s
+        self._client = stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=NETWORK_RETRIES_MAX,
+            http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_S),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StripeProvider:
+        if settings.stripe_secret_key is None or settings.stripe_webhook_secret is None:
+            msg = "Stripe needs PREP_ES_STRIPE_SECRET_KEY and PREP_ES_STRIPE_WEBHOOK_SECRET"
+            raise ValueError(msg)
+        return cls(
+            settings.stripe_secret_key.get_secret_value(),
+            settings.stripe_webhook_secret.get_secret_value(),
+            api_base=settings.stripe_api_base,
+            tolerance_s=settings.webhook_tolerance_s,
+        )
+
+    @property
+    def name(self) -> str:
+        return PROVIDER_NAME
+
+    @property
+    def test_mode(self) -> bool:
+        return self._secret_key.startswith(TEST_KEY_PREFIXES)
+
+    def create_payment(
+        self, top_up_id: UUID, amount_cents: int, payment_method: str
+    ) -> ProviderPayment:
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params={
+                    "amount": amount_cents,
+                    "currency": CURRENCY,
+                    "payment_method": payment_method,
+                    "payment_method_types": ["card"],
+                    "confirm": True,
+                    "metadata": {"top_up_id": str(top_up_id)},
+                },
+                options={"idempotency_key": f"prep-es-top-up-{top_up_id}"},
+            )
+        except stripe.CardError as error:
+            return self._declined_payment(top_up_id, amount_cents, error)
+        except stripe.InvalidRequestError as error:
+            if error.http_status == 404 or error.param == "payment_method":
+                return ProviderPayment(
+                    reference="",
+                    top_up_id=top_up_id,
+                    amount_cents=amount_cents,
+                    currency=CURRENCY,
+                    status=PaymentStatus.FAILED,
+                    created_at=datetime.now(UTC),
+                    failure_code="payment_method_unknown",
+                )
+            raise _provider_error(error) from None
+        except stripe.StripeError as error:
+            raise _provider_error(error) from None
+        return _payment_of(intent)
+
+    def _declined_payment(
+        self, top_up_id: UUID, amount_cents: int, error: stripe.CardError
+    ) -> ProviderPayment:
+        """The declined PaymentIntent, found through the error: Stripe puts it there,
+        some emulators only its charge."""
+        details = error.error
+        failure_code = _failure_code(
+            _text(getattr(details, "code", None)) or error.code,
+            _text(getattr(details, "decline_code", None)),
+        )
+        try:
+            intent_id = _id_of(getattr(details, "payment_intent", None))
+            charge_id = _text(getattr(details, "charge", None))
+            if intent_id is None and charge_id is not None:
+                charge = self._client.v1.charges.retrieve(charge_id)
+                intent_id = _id_of(getattr(charge, "payment_intent", None))
+            if intent_id is not None:
+                declined = _payment_of(self._client.v1.payment_intents.retrieve(intent_id))
+                return declined if declined.failure_code else _with_failure(declined, failure_code)
+        except stripe.StripeError:
+            pass  # the decline stands; only its reference is lost
+        return ProviderPayment(
+            reference="",
+            top_up_id=top_up_id,
+            amount_cents=amount_cents,
+            currency=CURRENCY,
+            status=PaymentStatus.FAILED,
+            created_at=datetime.now(UTC),
+            failure_code=failure_code,
+        )
+
+    def find_payment(self, reference: str) -> ProviderPayment | None:
+        try:
+            intent = self._client.v1.payment_intents.retrieve(reference)
+        except stripe.InvalidRequestError as error:
+            if error.http_status == 404:
+                return None
+            raise _provider_error(error) from None
+        except stripe.StripeError as error:
+            raise _provider_error(error) from None
+        return _payment_of(intent)
+
+    def refund_payment(
+        self, payout_id: UUID, payment_reference: str, amount_cents: int
+    ) -> ProviderTransfer:
+        try:
+            refund = self._client.v1.refunds.create(
+                params={
+                    "payment_intent": payment_reference,
+                    "amount": amount_cents,
+                    "metadata": {"payout_id": str(payout_id)},
+                },
+                options={"idempotency_key": f"prep-es-refund-{payout_id}"},
+            )
+        except stripe.InvalidRequestError as error:
+            return _refused_transfer(payout_id, TransferMethod.REFUND, amount_cents, error)
+        except stripe.StripeError as error:
+            raise _provider_error(error) from None
+        return _transfer_of_refund(refund)
+
+    def send_payout(self, payout_id: UUID, destination: str, amount_cents: int) -> ProviderTransfer:
+        try:
+            transfer = self._client.v1.transfers.create(
+                params={
+                    "amount": amount_cents,
+                    "currency": CURRENCY,
+                    "destination": destination,
+                    "metadata": {"payout_id": str(payout_id)},
+                },
+                options={"idempotency_key": f"prep-es-payout-{payout_id}"},
+            )
+        except stripe.InvalidRequestError as error:
+            return _refused_transfer(payout_id, TransferMethod.PAYOUT, amount_cents, error)
+        except stripe.StripeError as error:
+            raise _provider_error(error) from None
+        return ProviderTransfer(
+            reference=transfer.id,
+            payout_id=payout_id,
+            method=TransferMethod.PAYOUT,
+            amount_cents=transfer.amount,
+            currency=transfer.currency,
+            status=TransferStatus.PENDING,
+            created_at=_time_of(transfer.created),
+        )
+
+    def check_payout_destination(self, destination: str) -> None:
+        if not PAYOUT_DESTINATION_PATTERN.fullmatch(destination):
+            msg = "a Stripe payout destination is a connected account id: acct_ and letters"
+            raise PayoutDestinationRefused(msg, field="destination")
+        try:
+            account = self._client.v1.accounts.retrieve(destination)
+        except (stripe.InvalidRequestError, stripe.PermissionError):
+            msg = f"Stripe knows no connected account {destination} of this platform"
+            raise PayoutDestinationRefused(msg, field="destination") from None
+        except stripe.APIError as error:
+            if _lacks_endpoint(error):
+                return
+            raise _provider_error(error) from None
+        except stripe.StripeError as error:
+            raise _provider_error(error) from None
+        capabilities = getattr(account, "capabilities", None)
+        if getattr(capabilities, "transfers", None) != "active":
+            msg = f"the connected account {destination} cannot receive transfers yet"
+            raise PayoutDestinationRefused(msg, field="destination")
+
+    def read_notification(
+        self, payload: bytes, headers: Mapping[str, str], now: datetime
+    ) -> ProviderNotification:
+        header = headers.get(SIGNATURE_HEADER)
+        if not header:
+            raise NotificationRejected(f"no {SIGNATURE_HEADER} header", code="signature_missing")
+        try:
+            text = payload.decode("utf-8")
+            # The SDK checks only the signature here: the age is checked against ``now``.
+            stripe.WebhookSignature.verify_header(text, header, self._webhook_secret)
+        except (UnicodeDecodeError, stripe.SignatureVerificationError):
+            raise NotificationRejected(
+                "no signature matches the notification", code="invalid_signature"
+            ) from None
+        signed_at_s = _signature_timestamp_s(header)
+        if abs(now.timestamp() - signed_at_s) > self._tolerance_s:
+            raise NotificationRejected(
+                f"signed more than {self._tolerance_s} s from now", code="stale_signature"
+            )
+        return _notification_of(_event_of(text))
+
+    def payments_since(self, since: datetime | None) -> Iterator[ProviderPayment]:
+        params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
+        if since is not None:
+            params["created"] = {"gte": math.floor(since.timestamp())}
+        try:
+            for intent in self._client.v1.payment_intents.list(
+                params=params  # type: ignore[arg-type]
+            ).auto_paging_iter():
+                yield _payment_of(intent)
+        except stripe.StripeError as error:
+            raise _provider_error(error) from None
+
+    def transfers_since(self, since: datetime | None) -> Iterator[ProviderTransfer]:
+        params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
+        if since is not None:
+            params["created"] = {"gte": math.floor(since.timestamp())}
+        try:
+            for refund in self._client.v1.refunds.list(
+                params=params  # type: ignore[arg-type]
+            ).auto_paging_iter():
+                yield _transfer_of_refund(refund)
+            for transfer in self._client.v1.transfers.list(
+                params=params  # type: ignore[arg-type]
+            ).auto_paging_iter():
+                yield _transfer_of_transfer(transfer)
+        except stripe.APIError as error:
+            if not _lacks_endpoint(error):
+                raise _provider_error(error) from None
+        except stripe.StripeError as error:
+            raise _provider_error(error) from None
+
+
+def _provider_error(error: stripe.StripeError) -> PaymentProviderError:
+    """What went wrong, without Stripe's message (an authentication error's names part
+    of the key)."""
+    parts = [f"Stripe could not be asked: {type(error).__name__}"]
+    if error.http_status is not None:
+        parts.append(f"HTTP {error.http_status}")
+    if error.code:
+        parts.append(f"code {error.code}")
+    if error.request_id:
+        parts.append(f"request {error.request_id}")
+    return PaymentProviderError(", ".join(parts))
+
+
+def _lacks_endpoint(error: stripe.APIError) -> bool:
+    """A bare 404: the server has no such route (Stripe's own 404s are JSON errors)."""
+    return error.http_status == 404 and error.error is None
+
+
+def _failure_code(code: str | None, decline_code: str | None) -> str:
+    if decline_code and decline_code != GENERIC_DECLINE_CODE:
+        return decline_code
+    return code or decline_code or "payment_failed"
+
+
+def _with_failure(payment: ProviderPayment, failure_code: str) -> ProviderPayment:
+    return ProviderPayment(
+        reference=payment.reference,
+        top_up_id=payment.top_up_id,
+        amount_cents=payment.amount_cents,
+        currency=payment.currency,
+        status=payment.status,
+        created_at=payment.created_at,
+        failure_code=failure_code,
+    )
+
+
+def _payment_of(intent: stripe.PaymentIntent) -> ProviderPayment:
+    """Optional fields are read with ``getattr``: the SDK's objects hold what the
+    answer held, and an emulator leaves out some of what Stripe always sends."""
+    error = getattr(intent, "last_payment_error", None)
+    status, failure_code = _payment_status(
+        intent.status,
+        _text(getattr(error, "code", None)),
+        _text(getattr(error, "decline_code", None)),
+    )
+    return ProviderPayment(
+        reference=intent.id,
+        top_up_id=_metadata_uuid(getattr(intent, "metadata", None), "top_up_id"),
+        amount_cents=intent.amount,
+        currency=intent.currency,
+        status=status,
+        created_at=_time_of(intent.created),
+        failure_code=failure_code,
+    )
+
+
+def _payment_status(
+    status: str, code: str | None, decline_code: str | None
+) -> tuple[PaymentStatus, str | None]:
+    match status:
+        case "succeeded":
+            return PaymentStatus.SUCCEEDED, None
+        case "processing" | "requires_confirmation" | "requires_capture":
+            return PaymentStatus.PROCESSING, None
+        case "canceled":
+            return PaymentStatus.CANCELED, None
+        case "requires_action":
+            return PaymentStatus.FAILED, "authentication_required"
+        case _:  # requires_payment_method: declined, or never given one
+            return PaymentStatus.FAILED, _failure_code(code, decline_code)
+
+
+def _refused_transfer(
+    payout_id: UUID, method: TransferMethod, amount_cents: int, error: stripe.StripeError
+) -> ProviderTransfer:
+    return ProviderTransfer(
+        reference="",
+        payout_id=payout_id,
+        method=method,
+        amount_cents=amount_cents,
+        currency=CURRENCY,
+        status=TransferStatus.FAILED,
+        created_at=datetime.now(UTC),
+        failure_code=error.code or f"{method}_refused",
+    )
+
+
+def _transfer_of_refund(refund: stripe.Refund) -> ProviderTransfer:
+    return ProviderTransfer(
+        reference=refund.id,
+        payout_id=_metadata_uuid(getattr(refund, "metadata", None), "payout_id"),
+        method=TransferMethod.REFUND,
+        amount_cents=refund.amount,
+        currency=refund.currency,
+        status=REFUND_STATUSES.get(refund.status or "", TransferStatus.PENDING),
+        created_at=_time_of(refund.created),
+        failure_code=(
+            _text(getattr(refund, "failure_reason", None)) or "refund_failed"
+            if refund.status == "failed"
+            else None
+        ),
+    )
+
+
+def _transfer_of_transfer(transfer: stripe.Transfer) -> ProviderTransfer:
+    return ProviderTransfer(
+        reference=transfer.id,
+        payout_id=_metadata_uuid(getattr(transfer, "metadata", None), "payout_id"),
+        method=TransferMethod.PAYOUT,
+        amount_cents=transfer.amount,
+        currency=transfer.currency,
+        status=TransferStatus.FAILED if transfer.reversed else TransferStatus.PAID,
+        created_at=_time_of(transfer.created),
+        failure_code="transfer_reversed" if transfer.reversed else None,
+    )
+
+
+def _signature_timestamp_s(header: str) -> int:
+    """The ``t=`` of a header the SDK has just verified, read as the SDK reads it."""
+    for item in header.split(","):
+        parts = item.split("=", 2)
+        if parts[0] == "t":
+            return int(parts[1])
+    raise AssertionError("a verified signature header without a timestamp")
+
+
+def _event_of(text: str) -> dict[str, Any]:
+    """The event a signed payload holds: a JSON object with an id, a type, a creation
+    time and the object it is about."""
+    try:
+        event = json.loads(text)
+    except ValueError:
+        event = None
+    if not (
+        isinstance(event, dict)
+        and event.get("object") == "event"
+        and isinstance(event.get("id"), str)
+        and isinstance(event.get("type"), str)
+        and isinstance(event.get("created"), int)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
+    ):
+        raise NotificationRejected(
+            "the signed payload is not a Stripe event", code="malformed_notification"
+        )
+    return event
+
+
+def _notification_of(event: dict[str, Any]) -> ProviderNotification:
+    event_type: str = event["type"]
+    subject: dict[str, Any] = event["data"]["object"]
+    metadata = subject.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
+    reference = subject.get("id") if isinstance(subject.get("id"), str) else None
+    amount_cents = subject.get("amount") if isinstance(subject.get("amount"), int) else None
+    currency = subject.get("currency") if isinstance(subject.get("currency"), str) else None
+    common = {
+        "provider": PROVIDER_NAME,
+        "event_id": event["id"],
+        "event_type": event_type,
+        "occurred_at": _time_of(event["created"]),
+        "reference": reference,
+        "amount_cents": amount_cents,
+        "currency": currency,
+    }
+    if event_type in PAYMENT_STATUS_OF_EVENT:
+        status = PAYMENT_STATUS_OF_EVENT[event_type]
+        failure_code = None
+        if status is PaymentStatus.FAILED:
+            error = subject.get("last_payment_error")
+            error = error if isinstance(error, dict) else {}
+            failure_code = _failure_code(_text(error.get("code")), _text(error.get("decline_code")))
+        return ProviderNotification(
+            **common,
+            subject=NotificationSubject.PAYMENT,
+            subject_id=_uuid_or_none(metadata.get("top_up_id")),
+            status=status,
+            failure_code=failure_code,
+        )
+    if event_type in REFUND_EVENTS:
+        refund_status = (
+            TransferStatus.FAILED
+            if event_type == "refund.failed"
+            else REFUND_STATUSES.get(_text(subject.get("status")) or "", TransferStatus.PENDING)
+        )
+        return ProviderNotification(
+            **common,
+            subject=NotificationSubject.TRANSFER,
+            subject_id=_uuid_or_none(metadata.get("payout_id")),
+            status=refund_status,
+            failure_code=(
+                _text(subject.get("failure_reason")) or "refund_failed"
+                if refund_status is TransferStatus.FAILED
+                else None
+            ),
+        )
+    if event_type in TRANSFER_STATUS_OF_EVENT:
+        transfer_status = TRANSFER_STATUS_OF_EVENT[event_type]
+        return ProviderNotification(
+            **common,
+            subject=NotificationSubject.TRANSFER,
+            subject_id=_uuid_or_none(metadata.get("payout_id")),
+            status=transfer_status,
+            failure_code=(
+                "transfer_reversed" if transfer_status is TransferStatus.FAILED else None
+            ),
+        )
+    return ProviderNotification(**common, subject=None, subject_id=None, status=None)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _metadata_uuid(metadata: object, key: str) -> UUID | None:
+    """Prep ES's id under ``key`` in an object's metadata (JSON's, or the SDK's)."""
+    if isinstance(metadata, stripe.StripeObject):
+        metadata = metadata.to_dict(recursive=False)
+    return _uuid_or_none(metadata.get(key)) if isinstance(metadata, dict) else None
+
+
+def _uuid_or_none(value: object) -> UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+def _id_of(field: object) -> str | None:
+    """The id of an expandable field: an id, or the object it names."""
+    if isinstance(field, str):
+        return field
+    found = getattr(field, "id", None)
+    return found if isinstance(found, str) else None
+
+
+def _time_of(created_s: int) -> datetime:
+    return datetime.fromtimestamp(created_s, UTC)
