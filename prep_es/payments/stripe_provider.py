@@ -40,7 +40,8 @@ Notifications (``read_notification``), checked with the SDK's ``WebhookSignature
 
 A missing or malformed id in the metadata gives ``subject_id`` ``None``. Refusals:
 ``signature_missing`` (no ``stripe-signature`` header), ``invalid_signature`` (no v1
-signature matches the payload with the webhook secret), ``stale_signature`` (signed more
+signature matches the payload with the webhook secret, or the header is malformed or
+longer than ``signatures.SIGNATURE_HEADER_LENGTH_MAX``), ``stale_signature`` (signed more
 than the tolerance before or after ``now``), ``malformed_notification`` (signed, but not a
 JSON event).
 
@@ -75,6 +76,7 @@ from aggregates.payment_provider import (
     TransferMethod,
     TransferStatus,
 )
+from prep_es.payments.signatures import SIGNATURE_HEADER_LENGTH_MAX
 from prep_es.store.settings import Settings
 
 PROVIDER_NAME: Final = "stripe"
@@ -298,6 +300,8 @@ class StripeProvider:
         header = headers.get(SIGNATURE_HEADER)
         if not header:
             raise NotificationRejected(f"no {SIGNATURE_HEADER} header", code="signature_missing")
+        if len(header) > SIGNATURE_HEADER_LENGTH_MAX:
+            raise NotificationRejected("the signature header is too long", code="invalid_signature")
         try:
             text = payload.decode("utf-8")
             # The SDK checks only the signature here: the age is checked against ``now``.

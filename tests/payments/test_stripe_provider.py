@@ -496,8 +496,9 @@ def test_an_unsigned_notification_is_rejected() -> None:
         {"stripe-signature": signed(GOOD_PAYLOAD, NOW)["stripe-signature"].replace("v1=", "v0=")},
         {"stripe-signature": "v1=" + "0" * 64},
         {"stripe-signature": "nonsense"},
+        signed(GOOD_PAYLOAD, NOW, extra="v1=0,v0=0," * 500),
     ],
-    ids=["wrong-secret", "other-payload", "other-scheme", "no-timestamp", "nonsense"],
+    ids=["wrong-secret", "other-payload", "other-scheme", "no-timestamp", "nonsense", "too-long"],
 )
 def test_a_wrongly_signed_notification_is_rejected(headers: dict[str, str]) -> None:
     assert rejection(GOOD_PAYLOAD, headers) == "invalid_signature"
