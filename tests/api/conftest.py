@@ -30,7 +30,12 @@ from prep_es.services.runtime import system_clock
 from prep_es.store.settings import Settings
 from projections.generations import ensure_ready
 from projections.runners import ProjectionRunner
-from tests.support import START_OF_TESTS, MutableClock
+from tests.support import (
+    START_OF_TESTS,
+    TEST_PAYMENT_SETTINGS,
+    MutableClock,
+    deliver_payment_notifications,
+)
 
 API = "/api/v1"
 REDIS_URL = os.environ.get("TEST_API_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -61,6 +66,7 @@ def api_settings(database_url: str, **overrides: Any) -> Settings:
         # A module's tests all come from one client address and register many users.
         "registrations_per_client_max": 100_000,
         "login_failures_per_client_max": 100_000,
+        **TEST_PAYMENT_SETTINGS,
     }
     if database_url.startswith("postgresql"):
         if not redis_reachable(REDIS_URL):
@@ -207,10 +213,27 @@ class Api:
         return self.log_in(user.email, min_position=changed["position"])
 
     def customer(self, deposit: str = "10000.00") -> User:
+        """A customer who topped up ``deposit`` with the sandbox's test card, credited."""
         user = self.register("customer")
         if deposit != "0.00":
-            self.ok(self.post("/accounts/me/deposits", user, json={"amount": deposit}), 201)
+            self.top_up(user, deposit)
         return user
+
+    def top_up(
+        self, user: User, amount: str, payment_method: str = "pm_card_visa"
+    ) -> dict[str, Any]:
+        """``POST /accounts/me/top-ups``, then the sandbox's notifications delivered (as
+        its delivery thread would, a moment later)."""
+        started = self.ok(
+            self.post(
+                "/accounts/me/top-ups",
+                user,
+                json={"amount": amount, "payment_method": payment_method},
+            ),
+            202,
+        )
+        deliver_payment_notifications(self.services.runtime)
+        return started
 
     # --- kitchens -------------------------------------------------------------------
 
