@@ -9,14 +9,28 @@ Three tables:
   share to the host's account, the commission to platform revenue); a hold placed,
   adjusted or released moves no money but changes what is held.
 - ``ledger``: double-entry lines, from which the trial balance sums each account,
-  including the two system accounts that are not aggregates (``payments``,
-  ``platform_revenue``). Each movement is recorded once, from the event that carries
-  both sides, so every event's lines net to zero and so does every committed state:
+  including the system accounts that are not aggregates (``payments_in``,
+  ``payouts_in_transit``, ``payments_out``, ``platform_revenue``, and the old
+  ``payments``). Each movement is recorded once, from the event that carries both
+  sides, so every event's lines net to zero and so does every committed state:
 
-      FundsDeposited   user +amount               payments −amount
-      PayoutRequested  user −amount               payments +amount
-      HoldCaptured     customer −captured         host +payee, platform_revenue +commission
+      TopUpCredited    user +amount                payments_in −amount
+      PayoutReserved   user −amount                payouts_in_transit +amount
+      PayoutPosted     payouts_in_transit −amount  payments_out +amount
+      PayoutVoided     payouts_in_transit −amount  user +amount
+      HoldCaptured     customer −captured          host +payee, platform_revenue +commission
       PaymentReceived  (none: the host side of the capture above)
+      FundsDeposited   user +amount                payments −amount   (before top-ups)
+      PayoutRequested  user −amount                payments +amount   (before top-ups)
+
+  Statement entries by kind: ``top_up`` (TopUpCredited), ``payout`` or ``refund``
+  (PayoutReserved: a refund to the card has a ``top_up_id``), ``payout_voided``
+  (PayoutVoided, either method); PayoutPosted has none, as the money left the user's
+  account at reservation — it still advances the account row's version.
+
+  ``payments_in`` is negative by what providers confirmed paid in, ``payments_out``
+  positive by what they confirmed paid out, ``payouts_in_transit`` holds what was
+  reserved and is not yet posted or voided.
 
 A small ``owners`` table keeps each user's name and email for the trial balance.
 
@@ -32,15 +46,25 @@ from operator import attrgetter
 from typing import Any, ClassVar
 from uuid import UUID
 
-from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID, Account
+from aggregates.account import (
+    PAYMENTS_ACCOUNT_ID,
+    PAYMENTS_IN_ACCOUNT_ID,
+    PAYMENTS_OUT_ACCOUNT_ID,
+    PAYOUTS_IN_TRANSIT_ACCOUNT_ID,
+    PLATFORM_REVENUE_ACCOUNT_ID,
+    Account,
+)
 from aggregates.base import uncached_derived_id
 from aggregates.user import User
 from projections.base import Projection, fold
 from projections.database import Sql, uuid_from_row
 
 ENTRY_KINDS = (
-    "deposit",
+    "top_up",
     "payout",
+    "refund",
+    "payout_voided",
+    "deposit",
     "hold_placed",
     "hold_adjusted",
     "hold_released",
@@ -74,7 +98,8 @@ class LedgerLine:
 
 class AccountsProjection(Projection):
     name: ClassVar[str] = "accounts"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
+    """2: top-ups and two-phase payouts (a generation of 1 never asked for them)."""
     tables: ClassVar[tuple[str, ...]] = ("accounts", "entries", "ledger", "owners")
 
     def create_tables(self, sql: Sql) -> None:
@@ -290,6 +315,67 @@ class AccountsProjection(Projection):
             [
                 LedgerLine(event.originator_id, -event.amount_cents, "payout"),
                 LedgerLine(PAYMENTS_ACCOUNT_ID, event.amount_cents, "payout"),
+            ],
+        )
+
+    @fold(Account.TopUpCredited, batched=True)
+    def _top_up_credited(
+        self, event: Account.TopUpCredited, position: int, batch: AccountsBatch
+    ) -> None:
+        self._move(
+            batch,
+            event,
+            position,
+            [Movement("top_up", event.amount_cents, 0, PAYMENTS_IN_ACCOUNT_ID, None)],
+            [
+                LedgerLine(event.originator_id, event.amount_cents, "top_up"),
+                LedgerLine(PAYMENTS_IN_ACCOUNT_ID, -event.amount_cents, "top_up"),
+            ],
+        )
+
+    @fold(Account.PayoutReserved, batched=True)
+    def _payout_reserved(
+        self, event: Account.PayoutReserved, position: int, batch: AccountsBatch
+    ) -> None:
+        kind = "payout" if event.top_up_id is None else "refund"
+        self._move(
+            batch,
+            event,
+            position,
+            [Movement(kind, -event.amount_cents, 0, PAYOUTS_IN_TRANSIT_ACCOUNT_ID, None)],
+            [
+                LedgerLine(event.originator_id, -event.amount_cents, kind),
+                LedgerLine(PAYOUTS_IN_TRANSIT_ACCOUNT_ID, event.amount_cents, kind),
+            ],
+        )
+
+    @fold(Account.PayoutPosted, batched=True)
+    def _payout_posted(
+        self, event: Account.PayoutPosted, position: int, batch: AccountsBatch
+    ) -> None:
+        self._move(
+            batch,
+            event,
+            position,
+            [],  # the user's money left at reservation; this moves it on between systems
+            [
+                LedgerLine(PAYOUTS_IN_TRANSIT_ACCOUNT_ID, -event.amount_cents, "payout_posted"),
+                LedgerLine(PAYMENTS_OUT_ACCOUNT_ID, event.amount_cents, "payout_posted"),
+            ],
+        )
+
+    @fold(Account.PayoutVoided, batched=True)
+    def _payout_voided(
+        self, event: Account.PayoutVoided, position: int, batch: AccountsBatch
+    ) -> None:
+        self._move(
+            batch,
+            event,
+            position,
+            [Movement("payout_voided", event.amount_cents, 0, PAYOUTS_IN_TRANSIT_ACCOUNT_ID, None)],
+            [
+                LedgerLine(PAYOUTS_IN_TRANSIT_ACCOUNT_ID, -event.amount_cents, "payout_voided"),
+                LedgerLine(event.originator_id, event.amount_cents, "payout_voided"),
             ],
         )
 

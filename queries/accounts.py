@@ -14,11 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from aggregates.account import (
-    PAYMENTS_ACCOUNT_ID,
-    PLATFORM_REVENUE_ACCOUNT_ID,
-    SYSTEM_ACCOUNT_NAMES,
-)
+from aggregates.account import SYSTEM_ACCOUNT_NAMES
 from aggregates.errors import NotFound, PermissionDenied
 from projections.accounts import AccountsProjection
 from projections.database import ReadDatabase, Row, Sql, uuid_from_row, uuid_parameter
@@ -29,7 +25,26 @@ ENTRIES = AccountsProjection.view("entries")
 LEDGER = AccountsProjection.view("ledger")
 OWNERS = AccountsProjection.view("owners")
 
-CounterAccount = Literal["payments", "platform_revenue", "user"]
+CounterAccount = Literal[
+    "payments_in", "payouts_in_transit", "payments_out", "platform_revenue", "payments", "user"
+]
+SYSTEM_ACCOUNTS_IN_ORDER: tuple[CounterAccount, ...] = (
+    "payments_in",
+    "payouts_in_transit",
+    "payments_out",
+    "platform_revenue",
+    "payments",
+)
+"""The system accounts as the trial balance lists them, before users' accounts:
+money in, on its way out, out, earned, then the account of stores written before
+top-ups."""
+assert set(SYSTEM_ACCOUNT_NAMES.values()) == set(SYSTEM_ACCOUNTS_IN_ORDER)
+_SYSTEM_ACCOUNTS: dict[UUID, CounterAccount] = {
+    account_id: name
+    for name in SYSTEM_ACCOUNTS_IN_ORDER
+    for account_id, system_name in SYSTEM_ACCOUNT_NAMES.items()
+    if system_name == name
+}
 
 
 class AccountBalance(BaseModel):
@@ -67,7 +82,7 @@ class StatementEntry(BaseModel):
 class TrialBalanceLine(BaseModel):
     account_id: UUID
     account: CounterAccount
-    """``payments`` and ``platform_revenue`` are the system accounts."""
+    """Any name but ``user`` is a system account (``SYSTEM_ACCOUNTS_IN_ORDER``)."""
     owner_id: UUID | None
     owner_name: str | None
     balance_cents: int
@@ -75,8 +90,9 @@ class TrialBalanceLine(BaseModel):
 
 class TrialBalance(BaseModel):
     """Every account with a movement, and the sum of their balances: zero in a
-    double-entry ledger. ``lines`` is one page of ``accounts_total`` accounts —
-    ``payments``, ``platform_revenue``, then user accounts by owner name;
+    double-entry ledger. ``lines`` is one page of ``accounts_total`` accounts — the
+    system accounts with a movement (``SYSTEM_ACCOUNTS_IN_ORDER``), then user accounts
+    by owner name;
     ``total_cents`` sums all of them."""
 
     lines: list[TrialBalanceLine]
@@ -89,12 +105,7 @@ class TrialBalance(BaseModel):
 def _counter_account(account_id: UUID | None) -> CounterAccount | None:
     if account_id is None:
         return None
-    name = SYSTEM_ACCOUNT_NAMES.get(account_id)
-    if name == "payments":
-        return "payments"
-    if name == "platform_revenue":
-        return "platform_revenue"
-    return "user"
+    return _SYSTEM_ACCOUNTS.get(account_id, "user")
 
 
 class AccountQueries:
@@ -149,20 +160,21 @@ class AccountQueries:
             raise PermissionDenied("only admins see the trial balance")
         # Window functions run after GROUP BY and before LIMIT: the counts and sums
         # cover every account, the rows one page — all from one snapshot.
+        dialect = self._database.dialect
+        ranks = " ".join(f"WHEN %s THEN {rank}" for rank in range(len(SYSTEM_ACCOUNTS_IN_ORDER)))
         with self._database.reading() as sql:
             rows = sql.fetchall(
                 "SELECT l.account_id, a.owner_id, o.full_name AS owner_name, "
                 "sum(l.amount_cents) AS balance_cents, "
                 "count(*) OVER () AS accounts_total, "
                 "sum(sum(l.amount_cents)) OVER () AS total_cents, "
-                "CASE l.account_id WHEN %s THEN 0 WHEN %s THEN 1 ELSE 2 END AS rank "
+                f"CASE l.account_id {ranks} ELSE {len(SYSTEM_ACCOUNTS_IN_ORDER)} END AS rank "
                 f"FROM {LEDGER} l LEFT JOIN {ACCOUNTS} a ON a.account_id = l.account_id "
                 f"LEFT JOIN {OWNERS} o ON o.user_id = a.owner_id "
                 "GROUP BY l.account_id, a.owner_id, o.full_name "
                 "ORDER BY rank, o.full_name, l.account_id LIMIT %s OFFSET %s",
                 (
-                    uuid_parameter(self._database.dialect, PAYMENTS_ACCOUNT_ID),
-                    uuid_parameter(self._database.dialect, PLATFORM_REVENUE_ACCOUNT_ID),
+                    *(uuid_parameter(dialect, account_id) for account_id in _SYSTEM_ACCOUNTS),
                     page.limit,
                     page.offset,
                 ),

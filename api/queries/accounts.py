@@ -48,10 +48,13 @@ class StatementEntryOut(BaseModel):
     position: int = Field(description="The event store position of the movement.")
     recorded_at: datetime
     kind: str = Field(
-        description="What happened: deposit, payout, hold_placed, hold_adjusted, "
-        "hold_released, hold_captured, commission or payment_received (a host's share "
-        "of a captured booking).",
-        examples=["deposit"],
+        description="What happened: top_up (a provider-confirmed payment in), payout "
+        "(a host's payout sent), refund (a withdrawal sent back to a card), "
+        "payout_voided (a payout or refund that failed, back on the account), "
+        "hold_placed, hold_adjusted, hold_released, hold_captured, commission, "
+        "payment_received (a host's share of a captured booking), or deposit (before "
+        "top-ups).",
+        examples=["top_up"],
     )
     amount: MoneyOut = Field(
         description="The signed change of the balance (0.00 for holds).", examples=["250.00"]
@@ -63,9 +66,11 @@ class StatementEntryOut(BaseModel):
     held_after: MoneyOut = Field(examples=["100.00"])
     available_after: MoneyOut = Field(examples=["650.00"])
     counter_account: CounterAccount | None = Field(
-        description="The other side of a money movement: the external `payments` account, "
-        "`platform_revenue`, or another `user`'s account; null for holds.",
-        examples=["payments"],
+        description="The other side of a money movement: `payments_in` (top-ups), "
+        "`payouts_in_transit` (payouts and refunds, and their voids), `platform_revenue`, "
+        "`payments` (deposits and payouts before top-ups), or another `user`'s account; "
+        "null for holds.",
+        examples=["payments_in"],
     )
     counter_account_id: UUID | None
     booking_id: UUID | None = Field(description="The booking it belongs to, if any.")
@@ -108,9 +113,9 @@ def my_account(user: CurrentUser, accounts: AccountQueriesDep, _: AccountsReadMo
 @router.get(
     "/me/entries",
     summary="My statement",
-    description="The caller's account statement, newest first: every deposit, payout, "
-    "hold placed, adjusted, released or captured, and payment received, each with the "
-    "account's figures after it.",
+    description="The caller's account statement, newest first: every top-up credited, "
+    "payout or refund sent (and voided), hold placed, adjusted, released or captured, and "
+    "payment received, each with the account's figures after it.",
     responses=query_responses(401, 422, 503),
 )
 def my_statement(

@@ -18,8 +18,11 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 class TrialBalanceLineOut(BaseModel):
     account_id: UUID
     account: CounterAccount = Field(
-        description="`payments` (money in and out of the platform) and `platform_revenue` "
-        "are the system accounts; `user` is a user's account.",
+        description="A system account — `payments_in` (money the payment provider "
+        "confirmed paid in), `payouts_in_transit` (payouts and refunds sent and not yet "
+        "confirmed paid or failed), `payments_out` (what the provider confirmed paid out), "
+        "`platform_revenue`, or `payments` (deposits and payouts made before top-ups) — or "
+        "`user`, a user's account.",
         examples=["user"],
     )
     owner_id: UUID | None = Field(description="The user, for a user's account.")
@@ -32,7 +35,9 @@ class TrialBalanceOut(BaseModel):
     balances, which double entry keeps at zero."""
 
     items: list[TrialBalanceLineOut] = Field(
-        description="`payments`, `platform_revenue`, then user accounts by owner name."
+        description="The system accounts with a movement (`payments_in`, "
+        "`payouts_in_transit`, `payments_out`, `platform_revenue`, `payments`), then user "
+        "accounts by owner name."
     )
     total: int = Field(description="Accounts in all pages.", examples=[12])
     limit: int = Field(examples=[20])
@@ -67,8 +72,9 @@ class TrialBalanceOut(BaseModel):
     "/ledger/trial-balance",
     summary="Trial balance",
     description="Per-account balances summed from the double-entry ledger, and their sum, "
-    "which is zero (the external `payments` account is negative by what users "
-    "deposited and were not paid out).",
+    "which is zero: `payments_in` is negative by what the payment provider confirmed "
+    "paid in, `payments_out` positive by what it confirmed paid out, and "
+    "`payouts_in_transit` holds what is on its way out.",
     responses=query_responses(401, 403, 422, 503),
 )
 def trial_balance(
