@@ -9,12 +9,14 @@ from projections.base import Projection
 from projections.bookings import BookingsProjection
 from projections.compliance import ComplianceProjection
 from projections.kitchens import KitchensProjection
+from projections.payments import PaymentsProjection
 from projections.users import UsersProjection
 
 PROJECTIONS: tuple[type[Projection], ...] = (
     AuditProjection,
     BookingsProjection,
     AccountsProjection,
+    PaymentsProjection,
     AnalyticsProjection,
     KitchensProjection,
     ComplianceProjection,

@@ -50,7 +50,7 @@ class SharedCommit(Protocol):
 class SharedCommits:
     """Commits the batches of a process's following runners together.
 
-    Every append wakes every runner, and each would commit its own small batch: seven
+    Every append wakes every runner, and each would commit its own small batch: eight
     transactions (each with its state lock, position update and notification) for one
     command. Through this :class:`~prep_es.store.funnel.Funnel`, the batches ready while a
     commit is in flight share the next transaction, whose leader first waits a moment
