@@ -69,6 +69,7 @@ from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
 from queries.kitchens import KitchenQueries
+from queries.payments import PaymentQueries
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserQueries
 
@@ -144,6 +145,10 @@ async def get_account_queries(services: ServicesDep) -> AccountQueries:
     return services.accounts
 
 
+async def get_payment_queries(services: ServicesDep) -> PaymentQueries:
+    return services.payments
+
+
 async def get_analytics_queries(services: ServicesDep) -> AnalyticsQueries:
     return services.analytics
 
@@ -169,6 +174,7 @@ KitchenQueriesDep = Annotated[CachedKitchenQueries, Depends(get_kitchen_queries)
 KitchenPagesDep = Annotated[PublishedPages | None, Depends(get_kitchen_pages)]
 BookingQueriesDep = Annotated[BookingQueries, Depends(get_booking_queries)]
 AccountQueriesDep = Annotated[AccountQueries, Depends(get_account_queries)]
+PaymentQueriesDep = Annotated[PaymentQueries, Depends(get_payment_queries)]
 AnalyticsQueriesDep = Annotated[AnalyticsQueries, Depends(get_analytics_queries)]
 AuditQueriesDep = Annotated[AuditQueries, Depends(get_audit_queries)]
 ComplianceQueriesDep = Annotated[ComplianceQueries, Depends(get_compliance_queries)]
@@ -454,6 +460,7 @@ def read_model(*names: str) -> Callable[..., Awaitable[ReadConsistency]]:
 AuditReadModel = Annotated[ReadConsistency, Depends(read_model("audit"))]
 BookingsReadModel = Annotated[ReadConsistency, Depends(read_model("bookings"))]
 AccountsReadModel = Annotated[ReadConsistency, Depends(read_model("accounts"))]
+PaymentsReadModel = Annotated[ReadConsistency, Depends(read_model("payments"))]
 AnalyticsReadModel = Annotated[ReadConsistency, Depends(read_model("analytics"))]
 KitchensReadModel = Annotated[ReadConsistency, Depends(read_model("kitchens"))]
 ComplianceReadModel = Annotated[ReadConsistency, Depends(read_model("compliance"))]

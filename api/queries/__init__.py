@@ -3,7 +3,7 @@ aggregates, and answer with ``X-Prep-Position`` (see ``api.deps.read_model``).""
 
 from fastapi import APIRouter
 
-from api.queries import accounts, admin, analytics, bookings, users
+from api.queries import accounts, admin, analytics, bookings, payments, users
 from api.queries.kitchens import routes as kitchens
 
 QUERY_ROUTERS: tuple[APIRouter, ...] = (
@@ -11,6 +11,7 @@ QUERY_ROUTERS: tuple[APIRouter, ...] = (
     bookings.router,
     users.router,
     accounts.router,
+    payments.router,
     *admin.ADMIN_ROUTERS,
     analytics.router,
 )

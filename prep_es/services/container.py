@@ -71,6 +71,7 @@ from queries.kitchen_index import (
     load_search_index,
 )
 from queries.kitchens import KitchenQueries
+from queries.payments import PaymentQueries
 from queries.redis_circuit import RedisCircuit
 from queries.timetravel import TimeTravelQueries
 from queries.users import UserCredentials, UserQueries
@@ -207,6 +208,7 @@ class Services:
     """Likewise (see :func:`open_search_index`)."""
     bookings: BookingQueries
     accounts: AccountQueries
+    payments: PaymentQueries
     analytics: AnalyticsQueries
     audit: AuditQueries
     compliance: ComplianceQueries
@@ -447,6 +449,7 @@ def open_services(
             search_index=search_index,
             bookings=BookingQueries(database),
             accounts=AccountQueries(database),
+            payments=PaymentQueries(database),
             analytics=AnalyticsQueries(database),
             audit=AuditQueries(database),
             compliance=ComplianceQueries(database),
