@@ -350,6 +350,21 @@ CASES = [
     ),
     Case("GET", "/api/v1/accounts/me", signed_in(200), fixed("/accounts/me")),
     Case("GET", "/api/v1/accounts/me/entries", signed_in(200), fixed("/accounts/me/entries")),
+    Case("GET", "/api/v1/accounts/me/top-ups", signed_in(200), fixed("/accounts/me/top-ups")),
+    Case("GET", "/api/v1/accounts/me/payouts", signed_in(200), fixed("/accounts/me/payouts")),
+    # Nobody's own: a top-up or payout of another user's is answered as one that is not.
+    Case(
+        "GET",
+        "/api/v1/accounts/me/top-ups/{top_up_id}",
+        signed_in(404),
+        fixed(f"/accounts/me/top-ups/{uuid4()}"),
+    ),
+    Case(
+        "GET",
+        "/api/v1/accounts/me/payouts/{payout_id}",
+        signed_in(404),
+        fixed(f"/accounts/me/payouts/{uuid4()}"),
+    ),
     # --- admin commands ---
     Case(
         "POST",
@@ -421,6 +436,12 @@ CASES = [
         "/api/v1/admin/ledger/trial-balance",
         allow(200, "admin"),
         fixed("/admin/ledger/trial-balance"),
+    ),
+    Case(
+        "GET",
+        "/api/v1/admin/payments/notifications",
+        allow(200, "admin"),
+        fixed("/admin/payments/notifications", params={"outcome": "applied"}),
     ),
     Case("GET", "/api/v1/admin/audit", allow(200, "admin"), fixed("/admin/audit")),
     Case(
