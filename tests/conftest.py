@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from threading import Lock
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +25,14 @@ from psycopg import sql
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.eventstore import PrepApplication, open_application
 from prep_es.store.settings import PostgresLocation, Settings, parse_database_url
-from tests.support import Marketplace, MutableClock, build_marketplace, open_test_runtime
+from tests.support import (
+    Marketplace,
+    MutableClock,
+    build_marketplace,
+    deliver_payment_notifications,
+    open_test_runtime,
+    top_up,
+)
 
 MAINTENANCE_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONNECT_TIMEOUT_S = 3
@@ -153,6 +161,20 @@ def market(database_url: str) -> Iterator[Marketplace]:
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
     yield build_marketplace(runtime, clock)
+    runtime.close()
+
+
+@pytest.fixture
+def unhurried_market(database_url: str) -> Iterator[Marketplace]:
+    """A marketplace whose sandbox takes a second to settle transfers and send
+    notifications: the two phases of a payout can be seen apart."""
+    clock = MutableClock()
+    runtime = open_test_runtime(database_url, clock, sandbox_notification_delay_s=1.0)
+    market = build_marketplace(runtime, clock, deposit_cents=0)
+    top_up(runtime, market.customer, 1_000_000)
+    clock.advance(timedelta(seconds=2))
+    deliver_payment_notifications(runtime)
+    yield market
     runtime.close()
 
 

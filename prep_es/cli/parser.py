@@ -11,6 +11,7 @@ from uuid import UUID
 from aggregates.errors import InvalidRequest
 from aggregates.user import ROLES
 from prep_es.cli.demo import run_demo
+from prep_es.cli.payments_reconcile import run_payments_reconcile
 from prep_es.cli.project import run_project
 from prep_es.cli.projection_names import projection_names
 from prep_es.cli.projections_rebuild import run_projections_rebuild
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_flag(demo)
     demo.set_defaults(handler=run_demo)
 
+    _add_payments_commands(subcommands)
+
     projections = subcommands.add_parser("projections", help="inspect and rebuild read models")
     projection_commands = projections.add_subparsers(
         title="projections commands",
@@ -232,6 +235,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=run_serve)
     return parser
+
+
+def _add_payments_commands(
+    subcommands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    payments = subcommands.add_parser("payments", help="check money against the provider")
+    payment_commands = payments.add_subparsers(
+        dest="payments_command", metavar="COMMAND", required=True
+    )
+    reconcile = payment_commands.add_parser(
+        "reconcile",
+        help="compare the payment provider's records with the ledger",
+        description="Compare the payment provider's payments and transfers (the sandbox's "
+        "tables, or Stripe's API) with the ledger's top-ups, payouts and refunds in the "
+        "event store, and print every difference: a confirmed payment never credited, a "
+        "credit with no confirmed payment, amounts that differ, a transfer paid but not "
+        "posted and the reverse. Exit status 1 when there is any.",
+    )
+    reconcile.add_argument(
+        "--since",
+        type=_point_in_time,
+        metavar="TIME",
+        help="only what was made since TIME (RFC 3339 with an offset, or YYYY-MM-DD)",
+    )
+    _add_json_flag(reconcile)
+    reconcile.set_defaults(handler=run_payments_reconcile)
 
 
 def _bounded_int(text: str, low: int, high: int, what: str) -> int:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
+from commands.accounts import DepositFunds
 from eventsourcing.postgres import PostgresDatastore
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.testclient import TestClient
@@ -25,7 +26,6 @@ from psycopg import sql
 from aggregates.errors import StateConflict
 from aggregates.user import EmailClaim
 from api.operations import Operations, router
-from commands.accounts import DepositFunds
 from prep_es.app import create_app
 from prep_es.services.metrics import Metrics, MetricsMiddleware
 from prep_es.services.passwords import Argon2Passwords

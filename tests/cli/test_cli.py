@@ -15,9 +15,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from commands.accounts import DepositFunds
 
 from aggregates.account import account_id_for
-from commands.accounts import DepositFunds
 from tests.cli.running import RunCli, isolate_environment
 from tests.support import MutableClock, as_actor, create_user, open_test_runtime
 

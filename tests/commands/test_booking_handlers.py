@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from commands.accounts import DepositFunds, RequestPayout
 
 from aggregates.account import Account, account_id_for
 from aggregates.booking import Booking
@@ -22,7 +23,6 @@ from aggregates.errors import (
     StateConflict,
 )
 from aggregates.schedule import KitchenSchedule
-from commands.accounts import DepositFunds, RequestPayout
 from commands.bookings import (
     BookingAction,
     CancelBooking,

@@ -5,7 +5,7 @@ once, then posted or voided exactly once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from uuid import UUID
 
@@ -25,12 +25,9 @@ from prep_es.payments.sandbox import SandboxProvider
 from prep_es.services.runtime import Runtime
 from tests.support import (
     Marketplace,
-    MutableClock,
     as_actor,
-    build_marketplace,
     create_user,
     deliver_payment_notifications,
-    open_test_runtime,
     top_up,
 )
 
@@ -178,20 +175,6 @@ def earn(market: Marketplace, cents: int) -> None:
     market.clock.advance(timedelta(days=4))
     bookings.complete_booking(BookingAction(booking_id=booking.id), as_actor(market.host))
     assert balance_of(market.runtime, market.host) >= cents
-
-
-@pytest.fixture
-def unhurried_market(database_url: str) -> Iterator[Marketplace]:
-    """A marketplace whose sandbox takes a second to settle transfers and send
-    notifications: the two phases of a payout can be seen apart."""
-    clock = MutableClock()
-    runtime = open_test_runtime(database_url, clock, sandbox_notification_delay_s=1.0)
-    market = build_marketplace(runtime, clock, deposit_cents=0)
-    top_up(runtime, market.customer, 1_000_000)
-    clock.advance(timedelta(seconds=2))
-    deliver_payment_notifications(runtime)
-    yield market
-    runtime.close()
 
 
 def test_a_payout_is_reserved_then_posted(unhurried_market: Marketplace) -> None:

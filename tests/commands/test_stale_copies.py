@@ -8,10 +8,10 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+from commands.accounts import DepositFunds, RequestPayout
 
 from aggregates.account import Account, account_id_for
 from aggregates.errors import ActorNotAdmitted, InsufficientFunds, KitchenNotBookable
-from commands.accounts import DepositFunds, RequestPayout
 from commands.bookings import BookingAction
 from commands.kitchens import KitchenActionWithReason
 from commands.users import UpdateUser

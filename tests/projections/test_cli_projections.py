@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import orjson
 import pytest
-
 from commands.accounts import DepositFunds
+
 from prep_es.cli.projections_status import describe_statuses
 from prep_es.services.container import SWEEPER_LOCK_NAME
 from prep_es.services.readside import ReadSide, lock_factory

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-
 from commands.accounts import DepositFunds
+
 from prep_es.services.readside import ReadSide, start_projectors
 from prep_es.store.settings import Settings
 from projections import PROJECTIONS

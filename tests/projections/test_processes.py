@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from commands.accounts import DepositFunds
+
 from commands.context import Actor
 from prep_es.services.readside import ReadSide, open_read_side, start_projectors
 from prep_es.store.settings import Settings

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
+from commands.accounts import DepositFunds, RequestPayout
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -46,7 +47,6 @@ from hypothesis.stateful import (
 from aggregates.account import Account, account_id_for
 from aggregates.booking import Booking
 from aggregates.errors import DomainError
-from commands.accounts import DepositFunds, RequestPayout
 from commands.bookings import (
     BookingAction,
     CancelBooking,

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from commands.accounts import DepositFunds
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregates.account import Account, account_id_for
 from aggregates.booking import Booking
 from aggregates.errors import DomainError
-from commands.accounts import DepositFunds
 from commands.bookings import BookingState, CancelBooking, RequestBooking
 from commands.context import Actor
 from prep_es.services.runtime import Runtime

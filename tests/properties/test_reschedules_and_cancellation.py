@@ -18,12 +18,12 @@ import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
+from commands.accounts import DepositFunds
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregates.account import Account, account_id_for
 from aggregates.errors import DomainError
-from commands.accounts import DepositFunds
 from commands.bookings import CancelBooking, RequestBooking, RescheduleBooking
 from commands.context import Actor
 from prep_es.services.runtime import Runtime

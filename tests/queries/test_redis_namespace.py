@@ -12,8 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-
 from commands.accounts import DepositFunds
+
 from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.services.redis_namespace import redis_namespace

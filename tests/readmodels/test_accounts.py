@@ -9,11 +9,11 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from commands.accounts import DepositFunds
 
 from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID, account_id_for
 from aggregates.base import derived_id
 from aggregates.errors import NotFound, PermissionDenied
-from commands.accounts import DepositFunds
 from commands.context import Actor
 from prep_es.services.readside import open_read_side
 from prep_es.store.settings import Settings

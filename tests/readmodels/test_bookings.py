@@ -11,9 +11,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from commands.accounts import RequestPayout
 
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
-from commands.accounts import RequestPayout
 from commands.bookings import (
     BookingAction,
     CancelBooking,

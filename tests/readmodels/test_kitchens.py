@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from commands.accounts import DepositFunds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,6 @@ from aggregates.booking import ACTIVE_STATUSES, Booking
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
-from commands.accounts import DepositFunds
 from commands.bookings import (
     BookingAction,
     CancelBooking,

@@ -3,11 +3,11 @@ and no modules import each other in a loop.
 
 From the bottom: the domain (``aggregates``); the event store and what it needs
 (``prep_es.store``) beside the payment providers (``prep_es.payments``); the write side
-(``commands``) beside the projections (``projections``); the query services (``queries``); what a request needs, opened from
-the settings (``prep_es.services``); the HTTP edge (``api``); and what composes the
-application at the top (the rest of ``prep_es``: app, CLI, server, demo). Every import
-counts, also one inside a function or under ``TYPE_CHECKING``; imports are absolute,
-so that each names the module it reaches.
+(``commands``) beside the projections (``projections``); the query services
+(``queries``); what a request needs, opened from the settings (``prep_es.services``);
+the HTTP edge (``api``); and what composes the application at the top (the rest of
+``prep_es``: app, CLI, server, demo). Every import counts, also one inside a function or
+under ``TYPE_CHECKING``; imports are absolute, so that each names the module it reaches.
 """
 
 from __future__ import annotations
