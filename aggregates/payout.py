@@ -16,6 +16,7 @@ and one that contradicts it (a failure after ``paid``) is recorded and changes n
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 from uuid import UUID
@@ -58,6 +59,7 @@ class Payout(Aggregate):
         payment_reference: str | None
         """The top-up and its provider payment refunded (``refund``)."""
         provider: str
+        requested_at: datetime
 
     class PayoutSubmitted(Event):
         """The provider took it as ``transfer_reference``."""
@@ -86,6 +88,7 @@ class Payout(Aggregate):
         top_up_id: UUID | None,
         payment_reference: str | None,
         provider: str,
+        requested_at: datetime,
     ) -> None:
         self.owner_id = owner_id
         self.amount_cents = amount_cents
@@ -94,6 +97,7 @@ class Payout(Aggregate):
         self.top_up_id = top_up_id
         self.payment_reference = payment_reference
         self.provider = provider
+        self.requested_at = requested_at
         self.status = PayoutStatus.PENDING
         self.transfer_reference: str | None = None
         self.failure_code: str | None = None

@@ -16,6 +16,7 @@ whose amount or currency differs from the top-up's changes nothing.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 from uuid import UUID
@@ -52,6 +53,7 @@ class TopUp(Aggregate):
         amount_cents: int
         payment_method: str
         provider: str
+        requested_at: datetime
 
     class TopUpProcessing(Event):
         """The provider took the payment ``payment_reference`` and has not settled it."""
@@ -75,12 +77,18 @@ class TopUp(Aggregate):
 
     @event(TopUpRequested)
     def __init__(
-        self, owner_id: UUID, amount_cents: int, payment_method: str, provider: str
+        self,
+        owner_id: UUID,
+        amount_cents: int,
+        payment_method: str,
+        provider: str,
+        requested_at: datetime,
     ) -> None:
         self.owner_id = owner_id
         self.amount_cents = amount_cents
         self.payment_method = payment_method
         self.provider = provider
+        self.requested_at = requested_at
         self.status = TopUpStatus.REQUIRES_PAYMENT
         self.payment_reference: str | None = None
         self.failure_code: str | None = None

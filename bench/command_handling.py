@@ -46,6 +46,7 @@ from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import psycopg
+from commands.accounts import DepositFunds
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate as LibraryAggregate
 from eventsourcing.utils import Environment, EnvType
@@ -63,7 +64,6 @@ from bench.databases import (
     postgres_location,
 )
 from bench.reporting import run_meta
-from commands.accounts import DepositFunds
 from commands.bookings import RequestBooking
 from commands.context import Actor
 from prep_es.services.passwords import Argon2Passwords

@@ -78,6 +78,7 @@ import httpx
 import orjson
 import psycopg
 import redis
+from commands.accounts import DepositFunds
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregates.errors import DomainError
@@ -90,7 +91,6 @@ from bench.databases import (
 )
 from bench.processes import Server, clean_environment, free_port, memory_kb, server
 from bench.reporting import ROOT, run_meta
-from commands.accounts import DepositFunds
 from commands.bookings import RequestBooking
 from commands.context import Actor, CommandContext
 from commands.kitchens import (

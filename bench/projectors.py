@@ -82,6 +82,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import psycopg
+from commands.accounts import DepositFunds
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection as LibraryProjection
@@ -99,7 +100,6 @@ from bench.databases import (
     postgres_location,
 )
 from bench.reporting import ROOT, Report, run_meta
-from commands.accounts import DepositFunds
 from commands.bookings import (
     BookingAction,
     CancelBooking,

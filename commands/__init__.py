@@ -46,6 +46,8 @@ class Commands:
         top_up_limits: TopUpLimits,
     ) -> Commands:
         processor = CommandProcessor(store, conflict_retries_max=conflict_retries_max)
+        top_ups = TopUpCommands(processor, payments, clock, top_up_limits)
+        payouts = PayoutCommands(processor, payments, clock)
         return cls(
             processor=processor,
             users=UserCommands(processor, passwords, clock),
@@ -53,8 +55,8 @@ class Commands:
             bookings=BookingCommands(
                 processor, jurisdictions, clock, commission_basis_points=commission_basis_points
             ),
-            top_ups=TopUpCommands(processor, payments, clock, top_up_limits),
-            payouts=PayoutCommands(processor, payments),
+            top_ups=top_ups,
+            payouts=payouts,
             payment_notifications=PaymentNotificationCommands(processor),
             sweeper=Sweeper(
                 processor,
@@ -62,5 +64,7 @@ class Commands:
                 clock,
                 EventStoreAgenda(store),
                 commission_basis_points=commission_basis_points,
+                top_ups=top_ups,
+                payouts=payouts,
             ),
         )

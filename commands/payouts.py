@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from aggregates.account import Account
 from aggregates.payment_provider import PaymentProvider, TransferMethod
 from aggregates.payout import Payout, PayoutStatus
+from commands.clock import Clock
 from commands.context import CommandContext, require_role
 from commands.payment_notifications import settle_payout
 from commands.processor import CommandProcessor, Executed
@@ -94,9 +95,12 @@ class PayoutsRequested(BaseModel):
 
 
 class PayoutCommands:
-    def __init__(self, processor: CommandProcessor, provider: PaymentProvider) -> None:
+    def __init__(
+        self, processor: CommandProcessor, provider: PaymentProvider, clock: Clock
+    ) -> None:
         self._processor = processor
         self._provider = provider
+        self._clock = clock
 
     def set_payout_destination(
         self, command: SetPayoutDestination, context: CommandContext
@@ -129,6 +133,7 @@ class PayoutCommands:
                 top_up_id=None,
                 payment_reference=None,
                 provider=self._provider.name,
+                requested_at=self._clock(),
             )
             account.reserve_payout(payout.id, command.amount_cents)
             unit.add(payout)
@@ -158,6 +163,7 @@ class PayoutCommands:
                     top_up_id=plan.top_up_id,
                     payment_reference=plan.payment_reference,
                     provider=self._provider.name,
+                    requested_at=self._clock(),
                 )
                 account.reserve_refund(payout.id, plan)
                 unit.add(payout)

@@ -1,5 +1,7 @@
 """Time-driven transitions: expire pending bookings at their start, complete confirmed
-bookings 24 h after their end, record certificate lapses.
+bookings 24 h after their end, record certificate lapses, and hand the payment provider
+what it never took (a top-up's payment or a payout's transfer whose first asking failed:
+a provider outage must not leave a customer's money in transit for ever).
 
 Each transition is its own command, decided on the aggregate's current state, so a
 sweep is idempotent: running it twice, or in two processes at once, changes nothing
@@ -30,16 +32,23 @@ from aggregates.booking import Booking, BookingStatus
 from aggregates.errors import StateConflict
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
+from aggregates.payout import Payout
+from aggregates.top_up import TopUp
 from commands.bookings import BookingState
 from commands.clock import Clock
 from commands.context import SYSTEM_ACTOR, CommandContext
+from commands.payouts import PayoutCommands
 from commands.processor import CommandProcessor
 from commands.store import CommandStore
+from commands.top_ups import TopUpCommands
 from commands.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
 AUTO_COMPLETE_AFTER = timedelta(hours=24)
+PROVIDER_RETRY_AFTER = timedelta(minutes=1)
+"""How long after it was asked for a top-up or payout the provider never took is asked
+again (the request that made it asks at once; a client retry may ask meanwhile)."""
 AGENDA_BATCH_SIZE = 1000
 TRANSITION_ATTEMPTS_MAX = 3
 """Times one transition is decided while it is refused on state a concurrent writer is
@@ -50,7 +59,8 @@ class FailedTransition(BaseModel):
     """A due transition this sweep could not make (the next sweep tries again)."""
 
     transition: str
-    """``expire_booking``, ``auto_complete_booking`` or ``lapse_certificates``."""
+    """``expire_booking``, ``auto_complete_booking``, ``lapse_certificates``,
+    ``submit_top_up_payment`` or ``send_payout``."""
     aggregate_id: UUID
     error: str
 
@@ -59,6 +69,10 @@ class SweepReport(BaseModel):
     expired_booking_ids: list[UUID]
     completed_booking_ids: list[UUID]
     lapsed_certificate_ids: list[UUID]
+    submitted_top_up_ids: list[UUID] = []
+    """Top-ups whose payment the provider had not taken, asked again."""
+    sent_payout_ids: list[UUID] = []
+    """Payouts and refunds the provider had not taken, sent again."""
     failed: list[FailedTransition] = []
 
 
@@ -114,6 +128,8 @@ class EventStoreAgenda:
     _bookings: dict[bytes, bytes] = field(default_factory=dict)
     _attached: dict[bytes, bytes] = field(default_factory=dict)
     _verified: dict[bytes, bytes] = field(default_factory=dict)
+    _unsubmitted_top_ups: dict[UUID, datetime] = field(default_factory=dict)
+    _unsent_payouts: dict[UUID, datetime] = field(default_factory=dict)
     _lock: Lock = field(default_factory=Lock)
 
     TOPICS = tuple(
@@ -129,6 +145,14 @@ class EventStoreAgenda:
             Kitchen.CertificateAttached,
             Kitchen.CertificateVerified,
             Kitchen.CertificateLapsed,
+            TopUp.TopUpRequested,
+            TopUp.TopUpProcessing,
+            TopUp.TopUpSucceeded,
+            TopUp.TopUpFailed,
+            Payout.PayoutRequested,
+            Payout.PayoutSubmitted,
+            Payout.PayoutPaid,
+            Payout.PayoutFailed,
         )
     )
 
@@ -182,6 +206,22 @@ class EventStoreAgenda:
             self._verified[certificate] = self._attached.pop(certificate)
         elif isinstance(event, Kitchen.CertificateLapsed):
             self._verified.pop(event.certificate_id.bytes, None)
+        elif isinstance(event, TopUp.TopUpRequested):
+            self._unsubmitted_top_ups[event.originator_id] = event.requested_at
+        elif isinstance(event, TopUp.Event):
+            self._unsubmitted_top_ups.pop(event.originator_id, None)
+        elif isinstance(event, Payout.PayoutRequested):
+            self._unsent_payouts[event.originator_id] = event.requested_at
+        elif isinstance(event, Payout.Event):
+            self._unsent_payouts.pop(event.originator_id, None)
+
+    def unsubmitted_top_ups(self, asked_before: datetime) -> list[UUID]:
+        with self._lock:
+            return [i for i, asked in self._unsubmitted_top_ups.items() if asked <= asked_before]
+
+    def unsent_payouts(self, asked_before: datetime) -> list[UUID]:
+        with self._lock:
+            return [i for i, asked in self._unsent_payouts.items() if asked <= asked_before]
 
     def pending_started(self, now: datetime) -> list[UUID]:
         return self._bookings_due(confirmed=False, moment=_START, at_or_before=_microseconds(now))
@@ -221,12 +261,16 @@ class Sweeper:
         agenda: EventStoreAgenda,
         *,
         commission_basis_points: int,
+        top_ups: TopUpCommands,
+        payouts: PayoutCommands,
     ) -> None:
         self._processor = processor
         self._jurisdictions = jurisdictions
         self._clock = clock
         self._agenda = agenda
         self._commission_basis_points = commission_basis_points
+        self._top_ups = top_ups
+        self._payouts = payouts
 
     def sweep(self) -> SweepReport:
         """Run every due transition once. Those that failed are in ``failed``; the
@@ -252,7 +296,24 @@ class Sweeper:
                 report, "lapse_certificates", kitchen_id, self._lapse, now, context
             )
             report.lapsed_certificate_ids.extend(lapsed or [])
+        asked_before = now - PROVIDER_RETRY_AFTER
+        for top_up_id in self._agenda.unsubmitted_top_ups(asked_before):
+            if self._attempt(
+                report, "submit_top_up_payment", top_up_id, self._submit_top_up, now, context
+            ):
+                report.submitted_top_up_ids.append(top_up_id)
+        for payout_id in self._agenda.unsent_payouts(asked_before):
+            if self._attempt(report, "send_payout", payout_id, self._send_payout, now, context):
+                report.sent_payout_ids.append(payout_id)
         return report
+
+    def _submit_top_up(self, top_up_id: UUID, now: datetime, context: CommandContext) -> bool:
+        self._top_ups.submit_payment(top_up_id, context)
+        return True
+
+    def _send_payout(self, payout_id: UUID, now: datetime, context: CommandContext) -> bool:
+        self._payouts.send(payout_id, context)
+        return True
 
     def _attempt(
         self,

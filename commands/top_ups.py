@@ -107,13 +107,15 @@ class TopUpCommands:
 
         def decide(unit: UnitOfWork) -> TopUpState:
             account = unit.account_of(customer.user_id)
+            now = self._clock()
             top_up = TopUp(
                 owner_id=customer.user_id,
                 amount_cents=command.amount_cents,
                 payment_method=command.payment_method,
                 provider=self._provider.name,
+                requested_at=now,
             )
-            day = self._clock().astimezone(UTC).date()
+            day = now.astimezone(UTC).date()
             account.start_top_up(top_up.id, command.amount_cents, day, self._limits)
             unit.add(top_up)
             return TopUpState.of(top_up, test_mode)

@@ -129,7 +129,7 @@ class _Ledger:
 
     def _apply(self, event: object) -> None:
         if isinstance(event, TopUp.TopUpRequested):
-            self.top_ups[event.originator_id] = _TopUpRecord(event.amount_cents, event.timestamp)
+            self.top_ups[event.originator_id] = _TopUpRecord(event.amount_cents, event.requested_at)
         elif isinstance(event, TopUp.TopUpProcessing | TopUp.TopUpSucceeded):
             self.top_ups[event.originator_id].reference = event.payment_reference
         elif isinstance(event, TopUp.TopUpFailed):
@@ -139,7 +139,9 @@ class _Ledger:
             if record is not None:
                 record.credited_cents += event.amount_cents
         elif isinstance(event, Payout.PayoutRequested):
-            self.payouts[event.originator_id] = _PayoutRecord(event.amount_cents, event.timestamp)
+            self.payouts[event.originator_id] = _PayoutRecord(
+                event.amount_cents, event.requested_at
+            )
         elif isinstance(event, Payout.PayoutSubmitted | Payout.PayoutPaid):
             self.payouts[event.originator_id].reference = event.transfer_reference
         elif isinstance(event, Payout.PayoutFailed):

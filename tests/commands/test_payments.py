@@ -240,3 +240,20 @@ def test_only_customers_top_up(market: Marketplace) -> None:
         market.runtime.commands.top_ups.request_top_up(
             RequestTopUp(amount_cents=100, payment_method="pm_card_visa"), as_actor(analyst)
         )
+
+
+def test_the_sweeper_submits_what_a_crash_left_unsubmitted(market: Marketplace) -> None:
+    """A process that died between recording a top-up (or a payout) and asking the
+    provider leaves it untaken; the sweeper asks the provider a minute later."""
+    runtime, customer = market.runtime, market.customer
+    started = runtime.commands.top_ups.start_top_up(
+        RequestTopUp(amount_cents=1200, payment_method="pm_card_visa"), as_actor(customer)
+    ).result
+    assert started.status == TopUpStatus.REQUIRES_PAYMENT
+    assert runtime.commands.sweeper.sweep().submitted_top_up_ids == []
+    market.clock.advance(timedelta(minutes=2))
+    report = runtime.commands.sweeper.sweep()
+    assert report.submitted_top_up_ids == [started.id] and report.failed == []
+    deliver_payment_notifications(runtime)
+    assert balance_of(runtime, customer) == 1_001_200
+    assert runtime.commands.sweeper.sweep().submitted_top_up_ids == []

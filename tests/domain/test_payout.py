@@ -14,6 +14,8 @@ from aggregates.payment_provider import ProviderTransfer, TransferMethod, Transf
 from aggregates.payout import Payout, PayoutSettlement, PayoutStatus
 from tests.domain.scenario import HOST_ID, given, then
 
+REQUESTED_AT = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
+
 
 def requested() -> Payout:
     payout = Payout(
@@ -24,6 +26,7 @@ def requested() -> Payout:
         top_up_id=None,
         payment_reference=None,
         provider="sandbox",
+        requested_at=REQUESTED_AT,
     )
     return given(*payout.collect_events())  # type: ignore[no-any-return]
 

@@ -14,6 +14,8 @@ from aggregates.payment_provider import PaymentStatus, ProviderPayment
 from aggregates.top_up import TopUp, TopUpStatus
 from tests.domain.scenario import CUSTOMER_ID, given, then
 
+REQUESTED_AT = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
+
 CREATED = datetime(2030, 1, 7, tzinfo=UTC)
 
 
@@ -23,6 +25,7 @@ def request_events(amount_cents: int = 5000) -> list[TopUp.Event]:
         amount_cents=amount_cents,
         payment_method="pm_card_visa",
         provider="sandbox",
+        requested_at=REQUESTED_AT,
     )
     return top_up.collect_events()  # type: ignore[return-value]
 

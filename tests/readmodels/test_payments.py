@@ -53,6 +53,8 @@ from queries.accounts import AccountQueries, StatementEntry
 from queries.base import PageRequest, Viewer
 from queries.payments import PaymentQueries
 
+REQUESTED_AT = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
+
 PROVIDER = "sandbox"
 TODAY = date(2030, 1, 7)
 LIMITS = TopUpLimits(per_top_up_cents_max=10_000_000, per_day_cents_max=100_000_000)
@@ -120,6 +122,7 @@ class Payments:
             amount_cents=amount_cents,
             payment_method="pm_card_visa",
             provider=PROVIDER,
+            requested_at=REQUESTED_AT,
         )
         person.account.start_top_up(top_up.id, amount_cents, TODAY, LIMITS)
         self.app.save(top_up, person.account)
@@ -156,6 +159,7 @@ class Payments:
             top_up_id=None,
             payment_reference=None,
             provider=PROVIDER,
+            requested_at=REQUESTED_AT,
         )
         person.account.reserve_payout(payout.id, amount_cents)
         self.app.save(payout, person.account)
@@ -173,6 +177,7 @@ class Payments:
             top_up_id=plan.top_up_id,
             payment_reference=plan.payment_reference,
             provider=PROVIDER,
+            requested_at=REQUESTED_AT,
         )
         person.account.reserve_refund(refund.id, plan)
         self.app.save(refund, person.account)
