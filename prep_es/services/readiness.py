@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from prep_es.payments.stripe_provider import TEST_KEY_PREFIXES
 from prep_es.store.postgres_recorders import session_refuses_writes
 from prep_es.store.settings import DatabaseLocation, PostgresLocation, Settings
 from projections.status import ProjectionStatus
@@ -45,7 +46,7 @@ PROJECTIONS_NAMED_MAX: Final = 10
 class CheckResult(BaseModel):
     """One readiness check."""
 
-    name: str = Field(description="database, read_database, redis or projections")
+    name: str = Field(description="database, read_database, redis, projections or payments")
     ok: bool
     degraded: bool = Field(
         default=False,
@@ -56,6 +57,10 @@ class CheckResult(BaseModel):
 
 class ReadinessReport(BaseModel):
     ready: bool
+    test_mode: bool = Field(
+        description="True when no real money moves: the sandbox payment provider, or "
+        "Stripe with a test key"
+    )
     checks: list[CheckResult]
 
     @property
@@ -147,7 +152,25 @@ class Readiness:
             )
         if self._settings.redis_url is not None:
             checks.append(self._check_redis(self._settings.redis_url))
-        return ReadinessReport(ready=all(check.ok for check in checks), checks=checks)
+        payments = self._check_payments()
+        checks.append(payments)
+        return ReadinessReport(
+            ready=all(check.ok for check in checks),
+            test_mode=payments_test_mode(self._settings),
+            checks=checks,
+        )
+
+    def _check_payments(self) -> CheckResult:
+        """Which provider moves the money, said where an operator looks first. The
+        provider is not asked: its outage refuses top-ups and payouts (503, retried),
+        never the bookings this process serves."""
+        if self._settings.payments_provider == "sandbox":
+            detail = "sandbox provider, TEST MODE: no real money moves"
+        elif payments_test_mode(self._settings):
+            detail = "stripe, TEST MODE (a test key): no real money moves"
+        else:
+            detail = "stripe, live"
+        return CheckResult(name="payments", ok=True, detail=detail)
 
     def _check_database(
         self, name: str, location: DatabaseLocation, *, writable: bool = False
@@ -200,6 +223,13 @@ class Readiness:
             ok=False,
             detail=f"over the limit of {lag_max} event(s): {named}",
         )
+
+
+def payments_test_mode(settings: Settings) -> bool:
+    key = settings.stripe_secret_key
+    if settings.payments_provider == "sandbox" or key is None:
+        return True
+    return key.get_secret_value().startswith(TEST_KEY_PREFIXES)
 
 
 def _redis_degraded(found: str) -> CheckResult:
