@@ -239,3 +239,27 @@ def test_constructing_settings_ignores_the_process_environment(
 
     assert Settings().database_url == "sqlite:///./prep_es.db"
     assert load_settings().database_url == "postgresql://prep@elsewhere/prep"
+
+
+def test_the_sandbox_is_the_default_provider_and_refused_in_production() -> None:
+    assert load_settings({}).payments_provider == "sandbox"
+    with pytest.raises(SettingsError, match="SANDBOX.*PREP_ES_ENV=production|sandbox"):
+        load_settings({"PREP_ES_ENV": "production"})
+    with pytest.raises(SettingsError, match="PREP_ES_STRIPE_SECRET_KEY"):
+        load_settings({"PREP_ES_PAYMENTS_PROVIDER": "stripe"})
+    stripe = load_settings(
+        {
+            "PREP_ES_ENV": "production",
+            "PREP_ES_PAYMENTS_PROVIDER": "stripe",
+            "PREP_ES_STRIPE_SECRET_KEY": "sk_live_example",
+            "PREP_ES_STRIPE_WEBHOOK_SECRET": "whsec_example",
+        }
+    )
+    assert stripe.payments_provider == "stripe"
+
+
+def test_a_top_up_limit_above_the_daily_limit_is_refused() -> None:
+    with pytest.raises(SettingsError, match="PREP_ES_TOP_UP_CENTS_MAX"):
+        load_settings(
+            {"PREP_ES_TOP_UP_CENTS_MAX": "500000", "PREP_ES_TOP_UP_DAILY_CENTS_MAX": "1000"}
+        )
