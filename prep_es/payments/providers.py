@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,5 +29,5 @@ class OpenPaymentProvider:
 def open_payment_provider(settings: Settings, clock: Callable[[], datetime]) -> OpenPaymentProvider:
     if settings.payments_provider == "stripe":
         return OpenPaymentProvider(StripeProvider.from_settings(settings), sandbox=None)
-    sandbox = SandboxProvider.open(settings, clock)
+    sandbox = SandboxProvider.open(settings, clock, rng=random.Random(settings.sandbox_seed))
     return OpenPaymentProvider(sandbox, sandbox=sandbox)

@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     sandbox_unruly_deliveries: bool = True
     """Whether the sandbox sometimes sends a notification twice and out of order, as real
     providers do."""
+    sandbox_seed: int | None = None
+    """Seeds the sandbox's choices of duplicates and order, to replay a run exactly; by
+    default they differ each time."""
 
     @classmethod
     def settings_customise_sources(
