@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from aggregates.payment_notification import NotificationOutcome
 from api.deps import RequestId, ServicesDep
-from api.schemas import PositionField, problems
+from api.schemas import PositionField, problems, record_position
 
 router = APIRouter(prefix="/payments", tags=["payments"])
 
@@ -49,6 +49,7 @@ async def receive_notification(
     request: Request,
     services: ServicesDep,
     request_id: RequestId,
+    response: Response,
 ) -> NotificationReceived:
     payload = await request.body()
     headers = {name.lower(): value for name, value in request.headers.items()}
@@ -60,5 +61,5 @@ async def receive_notification(
         id=receipt.id,
         outcome=receipt.outcome,
         duplicate=receipt.duplicate,
-        position=executed.position,
+        position=record_position(response, executed.position),
     )
