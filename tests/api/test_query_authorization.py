@@ -102,6 +102,11 @@ def world(api: Api) -> World:
         "own_customer": api.customer(),
         "own_host": api.register("host"),
     }
+    # Both hosts have somewhere to be paid, so a payout gets as far as the funds check.
+    destination = {"destination": "bank-of-test"}
+    for host in (users["host"], users["own_host"]):
+        path = f"{API}/accounts/me/payout-destination"
+        api.ok(api.client.put(path, json=destination, headers=host.headers))
     kitchen = api.published_kitchen(users["own_host"])["id"]
     draft = api.draft_kitchen(users["own_host"])["id"]
     body = {"kitchen_id": kitchen, "guests": 2, **api.window(days=3)}
@@ -335,13 +340,33 @@ CASES = [
     # Not ended yet: the roles allowed get as far as the booking's own refusal (409).
     Case("POST", BOOKING + "/complete", allow(409, "own_host", "admin"), complete),
     # --- accounts ---
+    # Gone for everyone, signed in or not: money enters only through top-ups.
     Case(
         "POST",
         "/api/v1/accounts/me/deposits",
-        signed_in(201),
+        everyone(410),
         fixed("/accounts/me/deposits", json={"amount": "1.00"}),
     ),
-    # Hosts get as far as the funds check (402): nobody has earned this much.
+    Case(
+        "POST",
+        "/api/v1/accounts/me/top-ups",
+        allow(202, "customer", "own_customer"),
+        fixed("/accounts/me/top-ups", json={"amount": "1.00", "payment_method": "pm_card_visa"}),
+    ),
+    Case(
+        "POST",
+        "/api/v1/accounts/me/withdrawals",
+        allow(201, "customer", "own_customer"),
+        fixed("/accounts/me/withdrawals", json={"amount": "1.00"}),
+    ),
+    Case(
+        "PUT",
+        "/api/v1/accounts/me/payout-destination",
+        allow(200, "host", "own_host"),
+        fixed("/accounts/me/payout-destination", json={"destination": "bank-of-test"}),
+    ),
+    # Hosts (each with a destination) get as far as the funds check (402): nobody has
+    # earned this much.
     Case(
         "POST",
         "/api/v1/accounts/me/payouts",
@@ -364,6 +389,14 @@ CASES = [
         "/api/v1/accounts/me/payouts/{payout_id}",
         signed_in(404),
         fixed(f"/accounts/me/payouts/{uuid4()}"),
+    ),
+    # --- payments ---
+    # Public, the provider's to call: unsigned, it is refused whoever sends it.
+    Case(
+        "POST",
+        "/api/v1/payments/webhooks/{provider}",
+        everyone(400),
+        fixed("/payments/webhooks/sandbox", json={"id": "evt_unsigned", "type": "x"}),
     ),
     # --- admin commands ---
     Case(
