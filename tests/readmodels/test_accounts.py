@@ -1,29 +1,50 @@
 """The accounts read model and its queries, on both backends: balances equal the
-aggregates', statements run in order with running figures, and the trial balance
-nets to zero with the system accounts' balances derived right."""
+aggregates', statements run in order with running figures, the trial balance nets to
+zero with the system accounts' balances derived right, and money crosses the payment
+provider's clearing accounts (in, in transit, out) only as the provider confirms it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
-from commands.accounts import DepositFunds
 
-from aggregates.account import PAYMENTS_ACCOUNT_ID, PLATFORM_REVENUE_ACCOUNT_ID, account_id_for
+from aggregates.account import (
+    PAYMENTS_IN_ACCOUNT_ID,
+    PAYMENTS_OUT_ACCOUNT_ID,
+    PAYOUTS_IN_TRANSIT_ACCOUNT_ID,
+    PLATFORM_REVENUE_ACCOUNT_ID,
+    account_id_for,
+)
 from aggregates.base import derived_id
 from aggregates.errors import NotFound, PermissionDenied
+from aggregates.payout import Payout, PayoutStatus
+from aggregates.top_up import TopUpStatus
+from commands.bookings import BookingAction
 from commands.context import Actor
+from commands.payouts import PayoutState, RequestPayout, SetPayoutDestination
+from commands.top_ups import RequestTopUp
 from prep_es.services.readside import open_read_side
 from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection, entry_id_of
+from projections.generations import request_rebuild
 from queries.accounts import AccountQueries, StatementEntry
 from queries.base import PageRequest, Viewer
 from tests.readmodels.test_bookings import PRICE_2H_CENTS, World, live_every_ending, viewer
-from tests.support import MutableClock, as_actor, build_marketplace, open_test_runtime
+from tests.support import (
+    Marketplace,
+    MutableClock,
+    as_actor,
+    build_marketplace,
+    deliver_payment_notifications,
+    open_test_runtime,
+    top_up,
+)
 
-DEPOSIT_CENTS = 1_000_000  # build_marketplace's deposit for its customer
+DEPOSIT_CENTS = 1_000_000  # what the marketplaces top their customer up with
 COMMISSION_BASIS_POINTS = 1000
 
 
@@ -50,9 +71,37 @@ def whole_statement(queries: AccountQueries, who: Viewer) -> list[StatementEntry
             return entries[::-1]
 
 
-def aggregate_figures(world: World, actor: Actor) -> tuple[int, int, int]:
-    account: Any = world.market.runtime.app.repository.get(account_id_for(actor.user_id))
+def newest_entries(queries: AccountQueries, who: Viewer, count: int) -> list[StatementEntry]:
+    return queries.entries(who, PageRequest(limit=count)).items
+
+
+def aggregate_figures(market: Marketplace, actor: Actor) -> tuple[int, int, int]:
+    account: Any = market.runtime.app.repository.get(account_id_for(actor.user_id))
     return account.balance_cents, account.held_cents, account.available_cents
+
+
+def system_balances(queries: AccountQueries, market: Marketplace) -> dict[str, int]:
+    """The balance of each system account with a movement, by name, from a trial
+    balance that nets to zero."""
+    trial = queries.trial_balance(viewer(market.admin))
+    assert trial.total_cents == 0 == sum(line.balance_cents for line in trial.lines)
+    return {line.account: line.balance_cents for line in trial.lines if line.account != "user"}
+
+
+def pay_out(market: Marketplace, amount_cents: int, destination: str) -> PayoutState:
+    """The host's payout to ``destination`` (set first), reserved and handed to the
+    sandbox; none of its notifications delivered."""
+    payouts, host = market.runtime.commands.payouts, as_actor(market.host)
+    payouts.set_payout_destination(SetPayoutDestination(destination=destination), host)
+    requested = payouts.request_payout(RequestPayout(amount_cents=amount_cents), host).result
+    [payout] = requested.payouts
+    return payout
+
+
+def payout_status(market: Marketplace, payout_id: UUID) -> PayoutStatus:
+    payout = market.runtime.app.repository.get(payout_id)
+    assert isinstance(payout, Payout)
+    return payout.status
 
 
 def test_balances_and_statements_follow_the_aggregates(world: World) -> None:
@@ -66,7 +115,7 @@ def test_balances_and_statements_follow_the_aggregates(world: World) -> None:
         assert balance.account_id == account_id_for(actor.user_id)
         assert balance.owner_id == actor.user_id
         figures = (balance.balance_cents, balance.held_cents, balance.available_cents)
-        assert figures == aggregate_figures(world, actor)
+        assert figures == aggregate_figures(market, actor)
 
         statement = whole_statement(queries, viewer(actor))
         running_balance = running_held = 0
@@ -86,7 +135,8 @@ def test_balances_and_statements_follow_the_aggregates(world: World) -> None:
 
     customer = whole_statement(queries, viewer(market.customer))
     kinds = [entry.kind for entry in customer]
-    assert kinds[0] == "deposit" and customer[0].counter_account == "payments"
+    assert kinds[0] == "top_up" and customer[0].counter_account == "payments_in"
+    assert customer[0].counter_account_id == PAYMENTS_IN_ACCOUNT_ID
     assert customer[0].amount_cents == DEPOSIT_CENTS
     assert kinds.count("hold_placed") == len(story.ids)
     assert kinds.count("hold_adjusted") == 1  # the reschedule: 2 h → 3 h
@@ -109,15 +159,16 @@ def test_balances_and_statements_follow_the_aggregates(world: World) -> None:
     assert {e.counter_account_id for e in received} == {account_id_for(market.customer.user_id)}
     assert {e.booking_id for e in received} == {c.booking_id for c in captures}
     assert host[-1].kind == "payout"
-    assert (host[-1].amount_cents, host[-1].counter_account) == (-story.payout_cents, "payments")
+    assert (host[-1].amount_cents, host[-1].counter_account) == (
+        -story.payout_cents,
+        "payouts_in_transit",
+    )
 
 
 def test_statements_are_newest_first_and_paged(world: World) -> None:
     market = world.market
     for amount in (100, 200, 300):
-        market.runtime.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=amount), as_actor(market.customer)
-        )
+        assert top_up(market.runtime, market.customer, amount).status == TopUpStatus.PROCESSING
     world.catch_up(AccountsProjection)
     queries = AccountQueries(world.read_side.query_database)
     customer = viewer(market.customer)
@@ -140,6 +191,7 @@ def test_statements_are_newest_first_and_paged(world: World) -> None:
 def test_the_trial_balance_nets_to_zero(world: World) -> None:
     market = world.market
     story = live_every_ending(market)
+    deliver_payment_notifications(market.runtime)  # the story's payout ends posted
     other = market.add_customer("other@example.com", 2_500)
     world.catch_up(AccountsProjection)
     queries = AccountQueries(world.read_side.query_database)
@@ -149,14 +201,20 @@ def test_the_trial_balance_nets_to_zero(world: World) -> None:
     assert trial.accounts_total == len(trial.lines)
     lines = {line.account_id: line for line in trial.lines}
 
-    deposits = DEPOSIT_CENTS + 2_500
-    payments = lines[PAYMENTS_ACCOUNT_ID]
-    assert (payments.account, payments.owner_name, payments.owner_id) == (
-        "payments",
-        "payments",
+    payments_in = lines[PAYMENTS_IN_ACCOUNT_ID]
+    assert (payments_in.account, payments_in.owner_name, payments_in.owner_id) == (
+        "payments_in",
+        "payments_in",
         None,
     )
-    assert payments.balance_cents == -deposits + story.payout_cents
+    assert payments_in.balance_cents == -(DEPOSIT_CENTS + 2_500)
+    in_transit = lines[PAYOUTS_IN_TRANSIT_ACCOUNT_ID]
+    assert (in_transit.account, in_transit.balance_cents) == ("payouts_in_transit", 0)
+    payments_out = lines[PAYMENTS_OUT_ACCOUNT_ID]
+    assert (payments_out.account, payments_out.balance_cents) == (
+        "payments_out",
+        story.payout_cents,
+    )
     revenue = lines[PLATFORM_REVENUE_ACCOUNT_ID]
     captured = PRICE_2H_CENTS // 2 + 3 * PRICE_2H_CENTS
     commissions = sum(
@@ -164,8 +222,11 @@ def test_the_trial_balance_nets_to_zero(world: World) -> None:
         for c in (PRICE_2H_CENTS // 2, PRICE_2H_CENTS, PRICE_2H_CENTS, PRICE_2H_CENTS)
     )
     assert (revenue.account, revenue.balance_cents) == ("platform_revenue", commissions)
+    # Stores written since top-ups never touch the account deposits used.
     assert [line.owner_name for line in trial.lines] == [
-        "payments",
+        "payments_in",
+        "payouts_in_transit",
+        "payments_out",
         "platform_revenue",
         "customer",
         "host",
@@ -175,19 +236,231 @@ def test_the_trial_balance_nets_to_zero(world: World) -> None:
     for actor, name in ((market.customer, "customer"), (market.host, "host"), (other, "other")):
         line = lines[account_id_for(actor.user_id)]
         assert (line.account, line.owner_id, line.owner_name) == ("user", actor.user_id, name)
-        assert line.balance_cents == aggregate_figures(world, actor)[0]
+        assert line.balance_cents == aggregate_figures(market, actor)[0]
     assert lines[account_id_for(market.customer.user_id)].balance_cents == DEPOSIT_CENTS - captured
     assert account_id_for(market.admin.user_id) not in lines  # no movement, no line
 
-    paged = queries.trial_balance(viewer(market.admin), PageRequest(limit=1, offset=1))
+    paged = queries.trial_balance(viewer(market.admin), PageRequest(limit=1, offset=3))
     assert [line.account for line in paged.lines] == ["platform_revenue"]
     assert (paged.accounts_total, paged.total_cents) == (trial.accounts_total, 0)
     beyond = queries.trial_balance(viewer(market.admin), PageRequest(limit=1, offset=50))
-    assert (beyond.lines, beyond.accounts_total, beyond.total_cents) == ([], 5, 0)
+    assert (beyond.lines, beyond.accounts_total, beyond.total_cents) == ([], 7, 0)
 
     for actor in (market.customer, market.host):
         with pytest.raises(PermissionDenied):
             queries.trial_balance(viewer(actor))
+
+
+def test_a_top_up_is_credited_only_once_the_provider_confirms_it(world: World) -> None:
+    market = world.market
+    runtime = market.runtime
+    queries = AccountQueries(world.read_side.query_database)
+    customer = viewer(market.customer)
+    declined = top_up(runtime, market.customer, 700, "pm_card_chargeDeclined")
+    assert declined.status == TopUpStatus.FAILED
+    started = runtime.commands.top_ups.request_top_up(
+        RequestTopUp(amount_cents=2_500, payment_method="pm_card_visa"),
+        as_actor(market.customer),
+    ).result
+    assert started.status == TopUpStatus.PROCESSING
+
+    world.catch_up(AccountsProjection)
+    assert queries.account(customer).balance_cents == DEPOSIT_CENTS
+    assert queries.entries(customer).total == 1  # the marketplace's own top-up
+    assert system_balances(queries, market) == {"payments_in": -DEPOSIT_CENTS}
+
+    assert deliver_payment_notifications(runtime) > 0
+    world.catch_up(AccountsProjection)
+    [credited] = newest_entries(queries, customer, 1)
+    assert (credited.kind, credited.amount_cents, credited.held_delta_cents) == ("top_up", 2_500, 0)
+    assert (credited.counter_account, credited.counter_account_id) == (
+        "payments_in",
+        PAYMENTS_IN_ACCOUNT_ID,
+    )
+    assert (credited.balance_after_cents, credited.available_after_cents) == (
+        DEPOSIT_CENTS + 2_500,
+        DEPOSIT_CENTS + 2_500,
+    )
+    assert queries.entries(customer).total == 2
+    balance = queries.account(customer)
+    assert (balance.balance_cents, balance.held_cents, balance.available_cents) == (
+        aggregate_figures(market, market.customer)
+    )
+    assert system_balances(queries, market) == {"payments_in": -(DEPOSIT_CENTS + 2_500)}
+
+
+@pytest.fixture
+def unhurried_world(database_url: str, unhurried_market: Marketplace) -> Iterator[World]:
+    """A marketplace whose sandbox settles payments and transfers, and notifies, a
+    second later: a payout in transit can be seen before it is posted or voided."""
+    read_side = open_read_side(Settings(database_url=database_url))
+    yield World(unhurried_market, read_side)
+    read_side.close()
+
+
+def settle(market: Marketplace) -> None:
+    """Past the unhurried sandbox's delay, with every notification then due delivered."""
+    market.clock.advance(timedelta(seconds=2))
+    assert deliver_payment_notifications(market.runtime) > 0
+
+
+def earn(market: Marketplace) -> int:
+    """The host's earnings from a booking completed: its price less the commission."""
+    start = market.clock().replace(minute=0, second=0, microsecond=0) + timedelta(days=3)
+    booking = market.request_booking(start, hours=2)
+    bookings, host = market.runtime.commands.bookings, as_actor(market.host)
+    bookings.confirm_booking(BookingAction(booking_id=booking.id), host)
+    market.clock.advance(timedelta(days=4))
+    bookings.complete_booking(BookingAction(booking_id=booking.id), host)
+    earned = PRICE_2H_CENTS - PRICE_2H_CENTS * COMMISSION_BASIS_POINTS // 10_000
+    assert aggregate_figures(market, market.host)[0] == earned
+    return earned
+
+
+def test_a_payout_leaves_at_once_and_is_posted_when_paid(unhurried_world: World) -> None:
+    world, market = unhurried_world, unhurried_world.market
+    earned = earn(market)
+    queries = AccountQueries(world.read_side.query_database)
+    host = viewer(market.host)
+
+    payout = pay_out(market, 4_000, "bank-of-test")
+    world.catch_up(AccountsProjection)
+    [reserved] = newest_entries(queries, host, 1)
+    assert (reserved.kind, reserved.amount_cents, reserved.held_delta_cents) == (
+        "payout",
+        -4_000,
+        0,
+    )
+    assert (reserved.counter_account, reserved.counter_account_id) == (
+        "payouts_in_transit",
+        PAYOUTS_IN_TRANSIT_ACCOUNT_ID,
+    )
+    assert reserved.balance_after_cents == earned - 4_000
+    assert queries.account(host).available_cents == earned - 4_000
+    in_transit = system_balances(queries, market)
+    assert (in_transit["payouts_in_transit"], "payments_out" in in_transit) == (4_000, False)
+    entries_total = queries.entries(host).total
+
+    settle(market)
+    assert payout_status(market, payout.id) == PayoutStatus.PAID
+    world.catch_up(AccountsProjection)
+    posted = system_balances(queries, market)
+    assert (posted["payouts_in_transit"], posted["payments_out"]) == (0, 4_000)
+    assert posted["payments_in"] == in_transit["payments_in"] == -DEPOSIT_CENTS
+    # Posting moves money between system accounts only: the host sees no new entry.
+    assert queries.entries(host).total == entries_total
+    balance = queries.account(host)
+    assert (balance.balance_cents, balance.held_cents, balance.available_cents) == (
+        aggregate_figures(market, market.host)
+    )
+    assert balance.balance_cents == earned - 4_000
+
+
+def test_a_failed_payout_is_voided_back_to_the_host(unhurried_world: World) -> None:
+    world, market = unhurried_world, unhurried_world.market
+    earned = earn(market)
+    queries = AccountQueries(world.read_side.query_database)
+    host = viewer(market.host)
+
+    payout = pay_out(market, 3_000, "fail-closed-account")
+    world.catch_up(AccountsProjection)
+    assert system_balances(queries, market)["payouts_in_transit"] == 3_000
+    assert queries.account(host).balance_cents == earned - 3_000
+
+    settle(market)
+    assert payout_status(market, payout.id) == PayoutStatus.FAILED
+    world.catch_up(AccountsProjection)
+    voided, reserved = newest_entries(queries, host, 2)
+    assert [(e.kind, e.amount_cents, e.counter_account) for e in (reserved, voided)] == [
+        ("payout", -3_000, "payouts_in_transit"),
+        ("payout_voided", 3_000, "payouts_in_transit"),
+    ]
+    assert (reserved.balance_after_cents, voided.balance_after_cents) == (earned - 3_000, earned)
+    assert (
+        queries.account(host).balance_cents == earned == aggregate_figures(market, market.host)[0]
+    )
+    # What was in transit came back; nothing reached payments_out.
+    balances = system_balances(queries, market)
+    assert (balances["payouts_in_transit"], "payments_out" in balances) == (0, False)
+
+
+def test_a_withdrawal_is_refunded_to_the_cards_newest_top_up_first(
+    unhurried_world: World,
+) -> None:
+    world, market = unhurried_world, unhurried_world.market
+    runtime = market.runtime
+    top_up(runtime, market.customer, 3_000)
+    settle(market)
+    requested = runtime.commands.payouts.request_withdrawal(
+        RequestPayout(amount_cents=5_000), as_actor(market.customer)
+    ).result
+    assert [refund.amount_cents for refund in requested.payouts] == [3_000, 2_000]
+    assert {refund.status for refund in requested.payouts} == {PayoutStatus.PENDING}
+    world.catch_up(AccountsProjection)
+    queries = AccountQueries(world.read_side.query_database)
+    customer = viewer(market.customer)
+
+    second, first = newest_entries(queries, customer, 2)
+    assert [(e.kind, e.amount_cents, e.counter_account) for e in (first, second)] == [
+        ("refund", -3_000, "payouts_in_transit"),
+        ("refund", -2_000, "payouts_in_transit"),
+    ]
+    assert second.balance_after_cents == DEPOSIT_CENTS + 3_000 - 5_000
+    assert system_balances(queries, market) == {
+        "payments_in": -(DEPOSIT_CENTS + 3_000),
+        "payouts_in_transit": 5_000,
+    }
+
+    settle(market)
+    assert {payout_status(market, refund.id) for refund in requested.payouts} == {PayoutStatus.PAID}
+    world.catch_up(AccountsProjection)
+    assert system_balances(queries, market) == {
+        "payments_in": -(DEPOSIT_CENTS + 3_000),
+        "payouts_in_transit": 0,
+        "payments_out": 5_000,
+    }
+    trial = queries.trial_balance(viewer(market.admin))
+    assert [line.owner_name for line in trial.lines] == [
+        "payments_in",
+        "payouts_in_transit",
+        "payments_out",
+        "customer",
+    ]
+    assert trial.lines[-1].balance_cents == DEPOSIT_CENTS - 2_000
+    assert queries.account(customer).balance_cents == DEPOSIT_CENTS - 2_000
+
+
+def test_a_rebuild_yields_the_same_rows_after_money_moved_every_way(
+    unhurried_world: World,
+) -> None:
+    world, market = unhurried_world, unhurried_world.market
+    runtime = market.runtime
+    earn(market)
+    top_up(runtime, market.customer, 3_000)
+    top_up(runtime, market.customer, 700, "pm_card_chargeDeclined")
+    pay_out(market, 4_000, "bank-of-test")
+    pay_out(market, 3_000, "fail-closed-account")
+    runtime.commands.payouts.request_withdrawal(
+        RequestPayout(amount_cents=5_000), as_actor(market.customer)
+    )
+    settle(market)
+    pay_out(market, 1_000, "bank-of-test")  # left in transit
+    top_up(runtime, market.customer, 900)  # left processing: never credited
+    world.catch_up(AccountsProjection)
+    before = world.dump(AccountsProjection)
+    kinds = {row["kind"] for row in before["entries"]}
+    assert {"top_up", "payout", "payout_voided", "refund", "hold_captured"} <= kinds
+    queries = AccountQueries(world.read_side.query_database)
+    assert system_balances(queries, market) == {
+        "payments_in": -(DEPOSIT_CENTS + 3_000),
+        "payouts_in_transit": 1_000,
+        "payments_out": 4_000 + 5_000,
+        "platform_revenue": PRICE_2H_CENTS * COMMISSION_BASIS_POINTS // 10_000,
+    }
+
+    assert request_rebuild(world.read_side.write_database, AccountsProjection) == 2
+    world.catch_up(AccountsProjection)
+    assert world.dump(AccountsProjection) == before
 
 
 def test_an_account_not_yet_projected_is_not_found(world: World) -> None:
