@@ -476,6 +476,12 @@ CASES = [
         allow(200, "admin"),
         fixed("/admin/payments/notifications", params={"outcome": "applied"}),
     ),
+    Case(
+        "GET",
+        "/api/v1/admin/payments/reconciliation",
+        allow(200, "admin"),
+        fixed("/admin/payments/reconciliation"),
+    ),
     Case("GET", "/api/v1/admin/audit", allow(200, "admin"), fixed("/admin/audit")),
     Case(
         "GET",
