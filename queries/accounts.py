@@ -61,8 +61,11 @@ class StatementEntry(BaseModel):
 
     ``amount_cents`` is the signed change of the balance; ``held_delta_cents`` the
     change of the held amount (holds move no money). ``counter_account`` is the other
-    side of a money movement: the external ``payments`` account, ``platform_revenue``,
-    or another ``user``'s account (``counter_account_id``); ``None`` for holds."""
+    side of a money movement: a clearing account (``payments_in`` for a top-up,
+    ``payouts_in_transit`` for a payout or refund and its void), ``platform_revenue``,
+    the old external ``payments`` account (deposits and payouts of stores written before
+    top-ups), or another ``user``'s account (``counter_account_id``); ``None`` for
+    holds."""
 
     id: UUID
     account_id: UUID

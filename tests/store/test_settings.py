@@ -243,7 +243,7 @@ def test_constructing_settings_ignores_the_process_environment(
 
 def test_the_sandbox_is_the_default_provider_and_refused_in_production() -> None:
     assert load_settings({}).payments_provider == "sandbox"
-    with pytest.raises(SettingsError, match="SANDBOX.*PREP_ES_ENV=production|sandbox"):
+    with pytest.raises(SettingsError, match="refused with PREP_ES_ENV=production"):
         load_settings({"PREP_ES_ENV": "production"})
     with pytest.raises(SettingsError, match="PREP_ES_STRIPE_SECRET_KEY"):
         load_settings({"PREP_ES_PAYMENTS_PROVIDER": "stripe"})
