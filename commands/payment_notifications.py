@@ -33,6 +33,9 @@ from commands.context import SYSTEM_ROLE, Actor, CommandContext
 from commands.processor import CommandProcessor, Executed
 from commands.unit_of_work import UnitOfWork
 
+PAYMENT_STATUSES = frozenset(status.value for status in PaymentStatus)
+TRANSFER_STATUSES = frozenset(status.value for status in TransferStatus)
+
 
 class NotificationReceipt(BaseModel):
     id: UUID
@@ -100,6 +103,8 @@ def _apply(unit: UnitOfWork, notification: ProviderNotification) -> Notification
         top_up = unit.find(TopUp, notification.subject_id)
         if top_up is None or top_up.provider != notification.provider:
             return NotificationOutcome.UNKNOWN_SUBJECT
+        if notification.status not in PAYMENT_STATUSES:
+            return NotificationOutcome.NOT_APPLICABLE
         outcome = top_up.follow_provider(
             PaymentStatus(notification.status),
             notification.reference,
@@ -115,6 +120,8 @@ def _apply(unit: UnitOfWork, notification: ProviderNotification) -> Notification
     payout = unit.find(Payout, notification.subject_id)
     if payout is None or payout.provider != notification.provider:
         return NotificationOutcome.UNKNOWN_SUBJECT
+    if notification.status not in TRANSFER_STATUSES:
+        return NotificationOutcome.NOT_APPLICABLE
     outcome, settlement = payout.follow_provider(
         TransferStatus(notification.status),
         notification.reference,
