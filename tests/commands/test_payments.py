@@ -257,3 +257,21 @@ def test_the_sweeper_submits_what_a_crash_left_unsubmitted(market: Marketplace) 
     deliver_payment_notifications(runtime)
     assert balance_of(runtime, customer) == 1_001_200
     assert runtime.commands.sweeper.sweep().submitted_top_up_ids == []
+
+
+def test_the_amount_credited_is_checked_against_the_top_up(market: Marketplace) -> None:
+    """A notification signed by the provider itself that names another amount than the
+    top-up's credits nothing: it is recorded, with why."""
+    runtime, customer = market.runtime, market.customer
+    runtime.commands.top_ups.request_top_up(
+        RequestTopUp(amount_cents=2500, payment_method="pm_card_visa"), as_actor(customer)
+    )
+    [(payload, _)] = capture_deliveries(runtime)
+    inflated = payload.replace(b'"amount":2500', b'"amount":250000').replace(
+        b'"amount": 2500', b'"amount": 250000'
+    )
+    assert inflated != payload
+    headers = sandbox_of(runtime).notification_headers(inflated)
+    receipt = runtime.receive_notification("sandbox", inflated, headers, "test").result
+    assert receipt.outcome == NotificationOutcome.AMOUNT_MISMATCH
+    assert balance_of(runtime, customer) == 1_000_000
