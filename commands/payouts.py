@@ -92,6 +92,7 @@ class PayoutsRequested(BaseModel):
 
     payouts: list[PayoutState]
     account: AccountFigures
+    test_mode: bool
 
 
 class PayoutCommands:
@@ -138,7 +139,9 @@ class PayoutCommands:
             account.reserve_payout(payout.id, command.amount_cents)
             unit.add(payout)
             return PayoutsRequested(
-                payouts=[PayoutState.of(payout)], account=AccountFigures.of(account)
+                payouts=[PayoutState.of(payout)],
+                account=AccountFigures.of(account),
+                test_mode=self._provider.test_mode,
             )
 
         requested = self._processor.execute(
@@ -168,7 +171,11 @@ class PayoutCommands:
                 account.reserve_refund(payout.id, plan)
                 unit.add(payout)
                 payouts.append(PayoutState.of(payout))
-            return PayoutsRequested(payouts=payouts, account=AccountFigures.of(account))
+            return PayoutsRequested(
+                payouts=payouts,
+                account=AccountFigures.of(account),
+                test_mode=self._provider.test_mode,
+            )
 
         requested = self._processor.execute(
             "request_withdrawal", context, command, PayoutsRequested, decide
@@ -186,7 +193,7 @@ class PayoutCommands:
                 sent = self.send(payout.id, context.follow_up())
                 payout, position = sent.result, max(position, sent.position)
             payouts.append(payout)
-        result = PayoutsRequested(payouts=payouts, account=requested.result.account)
+        result = requested.result.model_copy(update={"payouts": payouts})
         return Executed(result=result, position=position, replayed=requested.replayed)
 
     def send(self, payout_id: UUID, context: CommandContext) -> Executed[PayoutState]:

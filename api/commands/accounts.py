@@ -150,6 +150,7 @@ class PayoutsOut(BaseModel):
 
     payouts: list[PayoutOut]
     account: AccountFiguresOut
+    test_mode: bool = Field(description="True when no real money moves (the sandbox).")
     position: PositionField
 
     @classmethod
@@ -157,6 +158,7 @@ class PayoutsOut(BaseModel):
         return cls(
             payouts=[PayoutOut.of(payout) for payout in requested.payouts],
             account=AccountFiguresOut.of(requested.account),
+            test_mode=requested.test_mode,
             position=position,
         )
 

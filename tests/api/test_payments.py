@@ -450,3 +450,31 @@ def test_the_openapi_document_lists_the_payment_routes(payments: PaymentsApi) ->
     assert "security" not in webhook or webhook["security"] == []  # public: the provider calls it
     assert "400" in webhook["responses"]
     assert paths[f"{API}/accounts/me/deposits"]["post"].get("deprecated") is True
+
+
+def test_test_mode_is_said_in_answers_and_readiness(payments: PaymentsApi) -> None:
+    api = payments.api
+    host = api.register("host")
+    api.ok(
+        api.client.put(
+            f"{API}/accounts/me/payout-destination",
+            headers=host.headers,
+            json={"destination": "bank-of-test"},
+        )
+    )
+    refused = api.post("/accounts/me/payouts", host, json={"amount": "1.00"})
+    assert_problem(refused, 402, "insufficient_funds")
+    customer = api.customer("20.00")
+    top_up = api.ok(
+        api.post(
+            "/accounts/me/top-ups",
+            customer,
+            json={"amount": "5.00", "payment_method": "pm_card_visa"},
+        ),
+        202,
+    )
+    assert top_up["test_mode"] is True and top_up["provider"] == "sandbox"
+    ready = api.client.get("/readyz").json()
+    assert ready["test_mode"] is True
+    [check] = [check for check in ready["checks"] if check["name"] == "payments"]
+    assert "TEST MODE" in check["detail"]
