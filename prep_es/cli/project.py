@@ -11,7 +11,7 @@ import sys
 from prep_es.cli.long_running import STOP_CHECK_INTERVAL_S, log_to_stderr, stop_on_signals
 from prep_es.cli.projection_names import projection_names
 from prep_es.cli.terminal import EXIT_OK
-from prep_es.services.container import SWEEPER_STOP_TIMEOUT_S
+from prep_es.services.container import SWEEPER_STOP_TIMEOUT_S, start_sandbox_deliveries
 from prep_es.services.readside import open_read_side, start_projectors
 from prep_es.services.redis_namespace import redis_namespace
 from prep_es.services.runtime import open_runtime, tune_garbage_collection
@@ -42,6 +42,7 @@ def run_project(arguments: argparse.Namespace, settings: Settings) -> int:
         supervisor, append_signal = start_projectors(
             settings, runtime.app, read_side, on_changes=on_changes
         )
+        start_sandbox_deliveries(runtime)
         tune_garbage_collection()
         logger.info(
             "projecting %s (one process runs each projection; others stand by)",

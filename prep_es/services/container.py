@@ -5,9 +5,11 @@
 every query service, token issuing, password hashing (on a few threads of its own) and
 the rate limits on logins and registrations. With
 ``settings.run_projectors`` it also runs this process's share of the projectors (the
-Supervisor: one active runner per projection across processes), the sweeper, which
-applies the time-driven transitions every ``settings.sweep_interval_s``, and, with the
-sandbox payment provider, the sandbox's deliveries of its notifications.
+Supervisor: one active runner per projection across processes) and the sweeper, which
+applies the time-driven transitions every ``settings.sweep_interval_s``. With the
+sandbox payment provider, every process delivers the sandbox's notifications to its own
+webhook handling (the processes share the sandbox's outbox; each notification is
+delivered by one).
 :meth:`Services.close` stops them and closes everything, in reverse order.
 """
 
@@ -334,7 +336,8 @@ def open_search_index(
 def start_sandbox_deliveries(runtime: Runtime) -> None:
     """With the sandbox provider, send its notifications to this process's webhook
     handling, as a real provider sends them to the webhook route (stopped when the
-    runtime closes)."""
+    runtime closes). Every API and projector process does, so a deployment with any of
+    them running gets its notifications."""
     sandbox = runtime.payment_provider.sandbox
     if sandbox is not None:
         sandbox.start_delivering(runtime.deliver_sandbox_notification)
@@ -491,7 +494,7 @@ def open_services(
             )
             services.sweeper = locked_sweeper(runtime, settings.sweep_interval_s)
             services.sweeper.start()
-            start_sandbox_deliveries(runtime)
+        start_sandbox_deliveries(runtime)
     except BaseException:
         for resource in reversed(opened):
             close = getattr(resource, "close", None)
