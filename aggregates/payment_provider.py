@@ -27,6 +27,8 @@ from aggregates.errors import DomainError, InvalidRequest
 
 CURRENCY = "usd"
 """The one currency of the ledger, as providers spell it."""
+NOTIFICATION_TEXT_LENGTH_MAX = 255
+NOTIFICATION_AMOUNT_CENTS_MAX = 10**12
 
 
 class PaymentStatus(StrEnum):
@@ -129,6 +131,37 @@ class PayoutDestinationRefused(InvalidRequest):
     """The provider knows no payout destination of that name."""
 
     default_code = "payout_destination_invalid"
+
+
+def check_notification(notification: ProviderNotification) -> None:
+    """``NotificationRejected`` (``malformed_notification``) unless every value of a
+    verified notification is one the ledger can keep: texts short and printable (no NUL,
+    no control characters, which no read model could store), an amount in range. Signed
+    does not mean sane: a provider's bug, or a leaked secret, must not stop a projector."""
+    texts = (
+        notification.event_id,
+        notification.event_type,
+        notification.reference,
+        notification.status,
+        notification.currency,
+        notification.failure_code,
+    )
+    for text in texts:
+        if text is not None and (
+            len(text) > NOTIFICATION_TEXT_LENGTH_MAX or not text.isprintable()
+        ):
+            raise NotificationRejected(
+                f"a notification's texts are printable and at most "
+                f"{NOTIFICATION_TEXT_LENGTH_MAX} characters",
+                code="malformed_notification",
+            )
+    if not notification.event_id:
+        raise NotificationRejected("a notification has an id", code="malformed_notification")
+    amount = notification.amount_cents
+    if amount is not None and not 0 <= amount <= NOTIFICATION_AMOUNT_CENTS_MAX:
+        raise NotificationRejected(
+            "a notification's amount is out of range", code="malformed_notification"
+        )
 
 
 class PaymentProvider(Protocol):

@@ -65,6 +65,7 @@ import stripe
 
 from aggregates.payment_provider import (
     CURRENCY,
+    NOTIFICATION_AMOUNT_CENTS_MAX,
     NotificationRejected,
     NotificationSubject,
     PaymentProviderError,
@@ -91,6 +92,8 @@ LIST_PAGE_SIZE: Final = 100
 PAYOUT_DESTINATION_PATTERN: Final = re.compile(r"acct_[A-Za-z0-9]+")
 TEST_KEY_PREFIXES: Final = ("sk_test_", "rk_test_")
 GENERIC_DECLINE_CODE: Final = "generic_decline"
+EVENT_CREATED_S_MAX: Final = 2**33
+"""Past any event's creation time (the year 2242): a larger one is no Stripe event."""
 
 PAYMENT_STATUS_OF_EVENT: Final = {
     "payment_intent.processing": PaymentStatus.PROCESSING,
@@ -480,14 +483,14 @@ def _event_of(text: str) -> dict[str, Any]:
     time and the object it is about."""
     try:
         event = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
         event = None
     if not (
         isinstance(event, dict)
         and event.get("object") == "event"
         and isinstance(event.get("id"), str)
         and isinstance(event.get("type"), str)
-        and isinstance(event.get("created"), int)
+        and _is_count(event.get("created"), EVENT_CREATED_S_MAX)
         and isinstance(event.get("data"), dict)
         and isinstance(event["data"].get("object"), dict)
     ):
@@ -504,7 +507,8 @@ def _notification_of(event: dict[str, Any]) -> ProviderNotification:
     if not isinstance(metadata, dict):
         metadata = {}
     reference = subject.get("id") if isinstance(subject.get("id"), str) else None
-    amount_cents = subject.get("amount") if isinstance(subject.get("amount"), int) else None
+    amount = subject.get("amount")
+    amount_cents = amount if _is_count(amount, NOTIFICATION_AMOUNT_CENTS_MAX) else None
     currency = subject.get("currency") if isinstance(subject.get("currency"), str) else None
     common = {
         "provider": PROVIDER_NAME,
@@ -548,6 +552,11 @@ def _notification_of(event: dict[str, Any]) -> ProviderNotification:
         )
     if event_type in TRANSFER_STATUS_OF_EVENT:
         transfer_status = TRANSFER_STATUS_OF_EVENT[event_type]
+        if transfer_status is TransferStatus.FAILED and subject.get(
+            "amount_reversed"
+        ) != subject.get("amount"):
+            # Reversed in part: the payout was paid, and what came back is no void of it.
+            return ProviderNotification(**common, subject=None, subject_id=None, status=None)
         return ProviderNotification(
             **common,
             subject=NotificationSubject.TRANSFER,
@@ -558,6 +567,11 @@ def _notification_of(event: dict[str, Any]) -> ProviderNotification:
             ),
         )
     return ProviderNotification(**common, subject=None, subject_id=None, status=None)
+
+
+def _is_count(value: object, most: int) -> bool:
+    """A whole number from 0 to ``most`` (JSON's ``true`` is no number)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
 
 
 def _text(value: object) -> str | None:

@@ -10,7 +10,11 @@ from uuid import uuid4
 
 from aggregates.account import TopUpLimits
 from aggregates.jurisdictions import JurisdictionCatalog
-from aggregates.payment_provider import NotificationRejected, PaymentProvider
+from aggregates.payment_provider import (
+    NotificationRejected,
+    PaymentProvider,
+    check_notification,
+)
 from commands import Commands
 from commands.clock import Clock
 from commands.payment_notifications import NotificationReceipt
@@ -74,10 +78,11 @@ class Runtime:
         configured = self.payments
         if provider != configured.name:
             raise NotificationRejected(
-                f"this deployment takes notifications from {configured.name!r} only",
+                "this deployment takes no notifications from that provider",
                 code="wrong_provider",
             )
         notification = configured.read_notification(payload, headers, self.clock())
+        check_notification(notification)
         return self.commands.payment_notifications.receive(notification, request_id)
 
     def deliver_sandbox_notification(self, payload: bytes, headers: Mapping[str, str]) -> None:

@@ -5,6 +5,7 @@ once, then posted or voided exactly once."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import timedelta
 from uuid import UUID
@@ -275,3 +276,24 @@ def test_the_amount_credited_is_checked_against_the_top_up(market: Marketplace) 
     receipt = runtime.receive_notification("sandbox", inflated, headers, "test").result
     assert receipt.outcome == NotificationOutcome.AMOUNT_MISMATCH
     assert balance_of(runtime, customer) == 1_000_000
+
+
+@pytest.mark.parametrize("event_id", ["evt_\u0000x", "evt_\u001b[31m", "evt_" + "x" * 300, ""])
+def test_a_signed_notification_no_read_model_could_keep_is_refused(
+    market: Marketplace, event_id: str
+) -> None:
+    """Signed is not sane: a NUL in a provider's text would stop a projector for good."""
+    runtime = market.runtime
+    runtime.commands.top_ups.request_top_up(
+        RequestTopUp(amount_cents=2500, payment_method="pm_card_visa"), as_actor(market.customer)
+    )
+    [(payload, _)] = capture_deliveries(runtime)
+    event = json.loads(payload)
+    odd = json.dumps({**event, "id": event_id}).encode()
+    position = runtime.app.position()
+    with pytest.raises(NotificationRejected) as rejected:
+        runtime.receive_notification(
+            "sandbox", odd, sandbox_of(runtime).notification_headers(odd), "test"
+        )
+    assert rejected.value.code == "malformed_notification"
+    assert runtime.app.position() == position

@@ -349,11 +349,14 @@ def refund(status: str, failure_reason: str | None = None) -> dict[str, Any]:
     }
 
 
-def transfer(reversed_: bool) -> dict[str, Any]:
+def transfer(reversed_: bool, amount_reversed: int | None = None) -> dict[str, Any]:
     return {
         "id": "tr_1",
         "object": "transfer",
         "amount": 4_000,
+        "amount_reversed": (4_000 if reversed_ else 0)
+        if amount_reversed is None
+        else amount_reversed,
         "currency": "usd",
         "destination": "acct_1PrepEsHost",
         "reversed": reversed_,
@@ -440,6 +443,44 @@ def test_a_transfer_notification_says_what_became_of_the_payout(
     assert (notification.subject_id, notification.reference) == (PAYOUT_ID, "tr_1")
     assert (notification.amount_cents, notification.currency) == (4_000, "usd")
     assert (notification.status, notification.failure_code) == (status, failure_code)
+
+
+def test_a_transfer_reversed_in_part_changes_nothing() -> None:
+    """The payout was paid; a part coming back is no void of it (which would give the
+    host the whole amount back)."""
+    notification = read(event_payload("transfer.reversed", transfer(False, 1_000)))
+    assert (notification.subject, notification.status) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        {"created": 10**20},
+        {"created": -(10**15)},
+        {"created": True},
+    ],
+)
+def test_a_signed_event_with_an_impossible_time_is_malformed(mangle: dict[str, Any]) -> None:
+    event = json.loads(event_payload("customer.created", {"id": "cus_1"}))
+    payload = json.dumps({**event, **mangle}).encode()
+    with pytest.raises(NotificationRejected) as rejected:
+        read(payload)
+    assert rejected.value.code == "malformed_notification"
+
+
+def test_a_signed_event_nested_past_the_stack_is_malformed() -> None:
+    payload = b"[" * 50_000 + b"]" * 50_000
+    with pytest.raises(NotificationRejected) as rejected:
+        read(payload)
+    assert rejected.value.code == "malformed_notification"
+
+
+@pytest.mark.parametrize("amount", [10**30, True, -1])
+def test_an_impossible_amount_is_no_amount(amount: Any) -> None:
+    notification = read(
+        event_payload("payment_intent.succeeded", {**intent("succeeded"), "amount": amount})
+    )
+    assert notification.amount_cents is None
 
 
 def test_another_notification_is_read_but_changes_nothing() -> None:
