@@ -17,7 +17,7 @@ provider's from its API (the sandbox's tables, or Stripe's). Every difference is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal
@@ -92,19 +92,13 @@ LEDGER_TOPICS: Final = tuple(
 
 
 @dataclass
-class _TopUpRecord:
-    amount_cents: int
+class _LedgerRecord:
+    """A top-up or a payout as the event store tells it. ``booked_cents`` is what the
+    ledger credited of a top-up, or posted of a payout; only a payout is ever voided."""
+
     requested_at: datetime
     reference: str | None = None
-    credited_cents: int = 0
-
-
-@dataclass
-class _PayoutRecord:
-    amount_cents: int
-    requested_at: datetime
-    reference: str | None = None
-    posted_cents: int = 0
+    booked_cents: int = 0
     voided: bool = False
 
 
@@ -112,8 +106,8 @@ class _PayoutRecord:
 class _Ledger:
     """What the event store says of every top-up and payout."""
 
-    top_ups: dict[UUID, _TopUpRecord] = field(default_factory=dict)
-    payouts: dict[UUID, _PayoutRecord] = field(default_factory=dict)
+    top_ups: dict[UUID, _LedgerRecord] = field(default_factory=dict)
+    payouts: dict[UUID, _LedgerRecord] = field(default_factory=dict)
 
     @classmethod
     def read(cls, store: CommandStore) -> _Ledger:
@@ -129,7 +123,7 @@ class _Ledger:
 
     def _apply(self, event: object) -> None:
         if isinstance(event, TopUp.TopUpRequested):
-            self.top_ups[event.originator_id] = _TopUpRecord(event.amount_cents, event.requested_at)
+            self.top_ups[event.originator_id] = _LedgerRecord(event.requested_at)
         elif isinstance(event, TopUp.TopUpProcessing | TopUp.TopUpSucceeded):
             self.top_ups[event.originator_id].reference = event.payment_reference
         elif isinstance(event, TopUp.TopUpFailed):
@@ -137,11 +131,9 @@ class _Ledger:
         elif isinstance(event, Account.TopUpCredited):
             record = self.top_ups.get(event.top_up_id)
             if record is not None:
-                record.credited_cents += event.amount_cents
+                record.booked_cents += event.amount_cents
         elif isinstance(event, Payout.PayoutRequested):
-            self.payouts[event.originator_id] = _PayoutRecord(
-                event.amount_cents, event.requested_at
-            )
+            self.payouts[event.originator_id] = _LedgerRecord(event.requested_at)
         elif isinstance(event, Payout.PayoutSubmitted | Payout.PayoutPaid):
             self.payouts[event.originator_id].reference = event.transfer_reference
         elif isinstance(event, Payout.PayoutFailed):
@@ -150,7 +142,7 @@ class _Ledger:
         elif isinstance(event, Account.PayoutPosted):
             payout = self.payouts.get(event.payout_id)
             if payout is not None:
-                payout.posted_cents += event.amount_cents
+                payout.booked_cents += event.amount_cents
         elif isinstance(event, Account.PayoutVoided):
             payout = self.payouts.get(event.payout_id)
             if payout is not None:
@@ -166,8 +158,8 @@ def reconcile(
     payments = list(provider.payments_since(since))
     transfers = list(provider.transfers_since(since))
     differences = [
-        *_payment_differences(ledger, payments, since),
-        *_transfer_differences(ledger, transfers, since),
+        *_differences(_TOP_UPS, ledger.top_ups, map(_ProviderRecord.of_payment, payments), since),
+        *_differences(_PAYOUTS, ledger.payouts, map(_ProviderRecord.of_transfer, transfers), since),
     ]
     return Reconciliation(
         provider=provider.name,
@@ -179,136 +171,149 @@ def reconcile(
     )
 
 
-def _payment_differences(
-    ledger: _Ledger, payments: Sequence[ProviderPayment], since: datetime | None
+@dataclass(frozen=True)
+class _Subject:
+    """The words of one side of a reconciliation (top-ups against the provider's
+    payments, or payouts against its transfers): the comparison itself is one."""
+
+    name: Literal["top_up", "payout"]
+    ledger_record: str
+    provider_record: str
+    completed: str
+    """What the provider did to a payment or transfer the ledger should book."""
+    booked: str
+    """What the ledger did to a top-up or payout the provider completed."""
+    not_booked_yet: str
+    unknown: DifferenceKind
+    not_booked: DifferenceKind
+    booked_without_provider: DifferenceKind
+
+
+_TOP_UPS: Final = _Subject(
+    name="top_up",
+    ledger_record="top-up",
+    provider_record="payment",
+    completed="confirmed",
+    booked="credited",
+    not_booked_yet="not credited",
+    unknown="payment_unknown",
+    not_booked="payment_not_credited",
+    booked_without_provider="credit_without_payment",
+)
+_PAYOUTS: Final = _Subject(
+    name="payout",
+    ledger_record="payout",
+    provider_record="transfer",
+    completed="paid",
+    booked="posted",
+    not_booked_yet="but still pending",
+    unknown="transfer_unknown",
+    not_booked="transfer_not_posted",
+    booked_without_provider="posted_without_transfer",
+)
+
+
+@dataclass(frozen=True)
+class _ProviderRecord:
+    """A provider's payment or transfer, as the comparison reads either."""
+
+    reference: str
+    ledger_id: UUID | None
+    """The top-up's or payout's id, from the provider's metadata."""
+    amount_cents: int
+    completed: bool
+    """Succeeded (a payment) or paid (a transfer)."""
+    status: str
+
+    @classmethod
+    def of_payment(cls, payment: ProviderPayment) -> _ProviderRecord:
+        return cls(
+            reference=payment.reference,
+            ledger_id=payment.top_up_id,
+            amount_cents=payment.amount_cents,
+            completed=payment.status == PaymentStatus.SUCCEEDED,
+            status=payment.status.value,
+        )
+
+    @classmethod
+    def of_transfer(cls, transfer: ProviderTransfer) -> _ProviderRecord:
+        return cls(
+            reference=transfer.reference,
+            ledger_id=transfer.payout_id,
+            amount_cents=transfer.amount_cents,
+            completed=transfer.status == TransferStatus.PAID,
+            status=transfer.status.value,
+        )
+
+
+def _differences(
+    subject: _Subject,
+    records: Mapping[UUID, _LedgerRecord],
+    provided: Iterable[_ProviderRecord],
+    since: datetime | None,
 ) -> Iterable[Difference]:
     seen: set[UUID] = set()
-    for payment in payments:
-        succeeded = payment.status == PaymentStatus.SUCCEEDED
-        record = None if payment.top_up_id is None else ledger.top_ups.get(payment.top_up_id)
+    for item in provided:
+        record = None if item.ledger_id is None else records.get(item.ledger_id)
         if record is None:
-            if succeeded:
-                yield _payment("payment_unknown", payment, None, None, "confirmed, for no top-up")
+            if item.completed:
+                detail = f"{subject.completed}, for no {subject.ledger_record}"
+                yield _difference(subject, subject.unknown, item, None, None, detail)
             continue
-        assert payment.top_up_id is not None
-        seen.add(payment.top_up_id)
-        if succeeded and not record.credited_cents:
-            yield _payment(
-                "payment_not_credited", payment, payment.top_up_id, 0, "confirmed, not credited"
-            )
-        elif succeeded and record.credited_cents != payment.amount_cents:
-            yield _payment(
+        assert item.ledger_id is not None
+        seen.add(item.ledger_id)
+        if item.completed and not record.booked_cents:
+            state = "but voided back to the account" if record.voided else subject.not_booked_yet
+            detail = f"{subject.completed}, {state}"
+            yield _difference(subject, subject.not_booked, item, item.ledger_id, 0, detail)
+        elif item.completed and record.booked_cents != item.amount_cents:
+            yield _difference(
+                subject,
                 "amount_differs",
-                payment,
-                payment.top_up_id,
-                record.credited_cents,
-                "credited another amount than the provider confirmed",
+                item,
+                item.ledger_id,
+                record.booked_cents,
+                f"{subject.booked} another amount than the provider {subject.completed}",
             )
-        elif not succeeded and record.credited_cents:
-            yield _payment(
-                "credit_without_payment",
-                payment,
-                payment.top_up_id,
-                record.credited_cents,
-                f"credited, but the provider's payment is {payment.status.value}",
+        elif not item.completed and record.booked_cents:
+            yield _difference(
+                subject,
+                subject.booked_without_provider,
+                item,
+                item.ledger_id,
+                record.booked_cents,
+                f"{subject.booked}, but the provider's {subject.provider_record} is {item.status}",
             )
-    for top_up_id, record in ledger.top_ups.items():
-        if top_up_id in seen or not record.credited_cents:
+    for ledger_id, record in records.items():
+        if ledger_id in seen or not record.booked_cents:
             continue
         if since is not None and record.requested_at < since:
             continue
         yield Difference(
-            kind="credit_without_payment",
-            subject="top_up",
-            id=top_up_id,
+            kind=subject.booked_without_provider,
+            subject=subject.name,
+            id=ledger_id,
             reference=record.reference,
-            ledger_cents=record.credited_cents,
+            ledger_cents=record.booked_cents,
             provider_cents=None,
-            detail="credited, but the provider has no such payment",
+            detail=f"{subject.booked}, but the provider has no such {subject.provider_record}",
         )
 
 
-def _transfer_differences(
-    ledger: _Ledger, transfers: Sequence[ProviderTransfer], since: datetime | None
-) -> Iterable[Difference]:
-    seen: set[UUID] = set()
-    for transfer in transfers:
-        paid = transfer.status == TransferStatus.PAID
-        record = None if transfer.payout_id is None else ledger.payouts.get(transfer.payout_id)
-        if record is None:
-            if paid:
-                yield _transfer("transfer_unknown", transfer, None, None, "paid, for no payout")
-            continue
-        assert transfer.payout_id is not None
-        seen.add(transfer.payout_id)
-        if paid and not record.posted_cents:
-            state = "voided back to the account" if record.voided else "still pending"
-            yield _transfer(
-                "transfer_not_posted", transfer, transfer.payout_id, 0, f"paid, but {state}"
-            )
-        elif paid and record.posted_cents != transfer.amount_cents:
-            yield _transfer(
-                "amount_differs",
-                transfer,
-                transfer.payout_id,
-                record.posted_cents,
-                "posted another amount than the provider paid",
-            )
-        elif not paid and record.posted_cents:
-            yield _transfer(
-                "posted_without_transfer",
-                transfer,
-                transfer.payout_id,
-                record.posted_cents,
-                f"posted, but the provider's transfer is {transfer.status.value}",
-            )
-    for payout_id, record in ledger.payouts.items():
-        if payout_id in seen or not record.posted_cents:
-            continue
-        if since is not None and record.requested_at < since:
-            continue
-        yield Difference(
-            kind="posted_without_transfer",
-            subject="payout",
-            id=payout_id,
-            reference=record.reference,
-            ledger_cents=record.posted_cents,
-            provider_cents=None,
-            detail="posted, but the provider has no such transfer",
-        )
-
-
-def _payment(
+def _difference(
+    subject: _Subject,
     kind: DifferenceKind,
-    payment: ProviderPayment,
-    top_up_id: UUID | None,
+    item: _ProviderRecord,
+    ledger_id: UUID | None,
     ledger_cents: int | None,
     detail: str,
 ) -> Difference:
     return Difference(
         kind=kind,
-        subject="top_up",
-        id=top_up_id,
-        reference=payment.reference,
+        subject=subject.name,
+        id=ledger_id,
+        reference=item.reference,
         ledger_cents=ledger_cents,
-        provider_cents=payment.amount_cents,
-        detail=detail,
-    )
-
-
-def _transfer(
-    kind: DifferenceKind,
-    transfer: ProviderTransfer,
-    payout_id: UUID | None,
-    ledger_cents: int | None,
-    detail: str,
-) -> Difference:
-    return Difference(
-        kind=kind,
-        subject="payout",
-        id=payout_id,
-        reference=transfer.reference,
-        ledger_cents=ledger_cents,
-        provider_cents=transfer.amount_cents,
+        provider_cents=item.amount_cents,
         detail=detail,
     )
