@@ -18,7 +18,8 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Final
+from functools import partial
+from typing import Final, Literal, Protocol
 from uuid import UUID
 
 from aggregates.payment_provider import (
@@ -73,6 +74,22 @@ _PAYMENT_COLUMNS: Final = (
 _TRANSFER_COLUMNS: Final = (
     "reference, payout_id, method, amount_cents, outcome, failure_code, created_at, settles_at"
 )
+
+
+class _TransferNotification(Protocol):
+    """``refund_event`` or ``transfer_event``, its counterpart given."""
+
+    def __call__(
+        self,
+        event_id: str,
+        status: TransferStatus,
+        created_s: float,
+        *,
+        reference: str,
+        payout_id: UUID,
+        amount_cents: int,
+        failure_code: str | None,
+    ) -> bytes: ...
 
 
 class SandboxProvider:
@@ -186,37 +203,19 @@ class SandboxProvider:
             failure_code = self._refund_refusal(statements, payment_reference, amount_cents, now_s)
             outcome = TransferStatus.PAID if failure_code is None else TransferStatus.FAILED
             settles_s = now_s + (self._notification_delay_s if failure_code is None else 0.0)
-            reference = REFUND_REFERENCE_PREFIX + secrets.token_hex(12)
-            inserted = statements.execute(
-                f"INSERT INTO sandbox_transfers ({_TRANSFER_COLUMNS}, payment_reference) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (payout_id) DO NOTHING "
-                "RETURNING reference",
-                (
-                    reference,
-                    str(payout_id),
-                    TransferMethod.REFUND.value,
-                    amount_cents,
-                    outcome.value,
-                    failure_code,
-                    now_s,
-                    settles_s,
-                    payment_reference,
-                ),
+            inserted = self._insert_transfer(
+                statements,
+                reference=REFUND_REFERENCE_PREFIX + secrets.token_hex(12),
+                payout_id=payout_id,
+                method=TransferMethod.REFUND,
+                amount_cents=amount_cents,
+                outcome=outcome,
+                failure_code=failure_code,
+                now_s=now_s,
+                settles_s=settles_s,
+                counterpart=("payment_reference", payment_reference),
+                notification=partial(refund_event, payment_reference=payment_reference),
             )
-            if inserted:
-                for status, created_s in self._transfer_steps(outcome, now_s, settles_s):
-                    event_id = new_event_id()
-                    payload = refund_event(
-                        event_id,
-                        status,
-                        created_s,
-                        reference=reference,
-                        payout_id=payout_id,
-                        amount_cents=amount_cents,
-                        payment_reference=payment_reference,
-                        failure_code=failure_code if status is TransferStatus.FAILED else None,
-                    )
-                    self._enqueue(statements, event_id, payload, created_s)
             rows = self._transfer_rows(statements, payout_id)
         if inserted:
             self._outbox.wake()
@@ -232,38 +231,20 @@ class SandboxProvider:
         outcome = TransferStatus.FAILED if failing else TransferStatus.PAID
         failure_code = "account_closed" if failing else None
         settles_s = now_s + self._notification_delay_s
-        reference = PAYOUT_REFERENCE_PREFIX + secrets.token_hex(12)
         with self._database.transaction() as statements:
-            inserted = statements.execute(
-                f"INSERT INTO sandbox_transfers ({_TRANSFER_COLUMNS}, destination) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (payout_id) DO NOTHING "
-                "RETURNING reference",
-                (
-                    reference,
-                    str(payout_id),
-                    TransferMethod.PAYOUT.value,
-                    amount_cents,
-                    outcome.value,
-                    failure_code,
-                    now_s,
-                    settles_s,
-                    destination,
-                ),
+            inserted = self._insert_transfer(
+                statements,
+                reference=PAYOUT_REFERENCE_PREFIX + secrets.token_hex(12),
+                payout_id=payout_id,
+                method=TransferMethod.PAYOUT,
+                amount_cents=amount_cents,
+                outcome=outcome,
+                failure_code=failure_code,
+                now_s=now_s,
+                settles_s=settles_s,
+                counterpart=("destination", destination),
+                notification=partial(transfer_event, destination=destination),
             )
-            if inserted:
-                for status, created_s in self._transfer_steps(outcome, now_s, settles_s):
-                    event_id = new_event_id()
-                    payload = transfer_event(
-                        event_id,
-                        status,
-                        created_s,
-                        reference=reference,
-                        payout_id=payout_id,
-                        amount_cents=amount_cents,
-                        destination=destination,
-                        failure_code=failure_code if status is TransferStatus.FAILED else None,
-                    )
-                    self._enqueue(statements, event_id, payload, created_s)
             rows = self._transfer_rows(statements, payout_id)
         if inserted:
             self._outbox.wake()
@@ -370,6 +351,57 @@ class SandboxProvider:
                 failure_code=method.failure_code if status is PaymentStatus.FAILED else None,
             )
             self._enqueue(statements, event_id, payload, fact_s)
+
+    def _insert_transfer(
+        self,
+        statements: Statements,
+        *,
+        reference: str,
+        payout_id: UUID,
+        method: TransferMethod,
+        amount_cents: int,
+        outcome: TransferStatus,
+        failure_code: str | None,
+        now_s: float,
+        settles_s: float,
+        counterpart: tuple[Literal["payment_reference", "destination"], str],
+        notification: _TransferNotification,
+    ) -> bool:
+        """Record a transfer that comes to ``outcome`` at ``settles_s``, with its
+        counterpart (a refund's payment, a payout's destination), and schedule its
+        notifications, unless its payout has a transfer already; whether it was recorded."""
+        column, value = counterpart
+        inserted = statements.execute(
+            f"INSERT INTO sandbox_transfers ({_TRANSFER_COLUMNS}, {column}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (payout_id) DO NOTHING "
+            "RETURNING reference",
+            (
+                reference,
+                str(payout_id),
+                method.value,
+                amount_cents,
+                outcome.value,
+                failure_code,
+                now_s,
+                settles_s,
+                value,
+            ),
+        )
+        if not inserted:
+            return False
+        for status, created_s in self._transfer_steps(outcome, now_s, settles_s):
+            event_id = new_event_id()
+            payload = notification(
+                event_id,
+                status,
+                created_s,
+                reference=reference,
+                payout_id=payout_id,
+                amount_cents=amount_cents,
+                failure_code=failure_code if status is TransferStatus.FAILED else None,
+            )
+            self._enqueue(statements, event_id, payload, created_s)
+        return True
 
     @staticmethod
     def _transfer_steps(
