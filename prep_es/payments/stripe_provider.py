@@ -178,15 +178,7 @@ class StripeProvider:
             return self._declined_payment(top_up_id, amount_cents, error)
         except stripe.InvalidRequestError as error:
             if error.http_status == 404 or error.param == "payment_method":
-                return ProviderPayment(
-                    reference="",
-                    top_up_id=top_up_id,
-                    amount_cents=amount_cents,
-                    currency=CURRENCY,
-                    status=PaymentStatus.FAILED,
-                    created_at=datetime.now(UTC),
-                    failure_code="payment_method_unknown",
-                )
+                return _failed_payment(top_up_id, amount_cents, "payment_method_unknown")
             raise _provider_error(error) from None
         except stripe.StripeError as error:
             raise _provider_error(error) from None
@@ -213,15 +205,7 @@ class StripeProvider:
                 return declined if declined.failure_code else _with_failure(declined, failure_code)
         except stripe.StripeError:
             pass  # the decline stands; only its reference is lost
-        return ProviderPayment(
-            reference="",
-            top_up_id=top_up_id,
-            amount_cents=amount_cents,
-            currency=CURRENCY,
-            status=PaymentStatus.FAILED,
-            created_at=datetime.now(UTC),
-            failure_code=failure_code,
-        )
+        return _failed_payment(top_up_id, amount_cents, failure_code)
 
     def find_payment(self, reference: str) -> ProviderPayment | None:
         try:
@@ -321,9 +305,7 @@ class StripeProvider:
         return _notification_of(_event_of(text))
 
     def payments_since(self, since: datetime | None) -> Iterator[ProviderPayment]:
-        params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
-        if since is not None:
-            params["created"] = {"gte": math.floor(since.timestamp())}
+        params = _list_params(since)
         try:
             for intent in self._client.v1.payment_intents.list(
                 params=params  # type: ignore[arg-type]
@@ -333,9 +315,7 @@ class StripeProvider:
             raise _provider_error(error) from None
 
     def transfers_since(self, since: datetime | None) -> Iterator[ProviderTransfer]:
-        params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
-        if since is not None:
-            params["created"] = {"gte": math.floor(since.timestamp())}
+        params = _list_params(since)
         try:
             for refund in self._client.v1.refunds.list(
                 params=params  # type: ignore[arg-type]
@@ -422,6 +402,28 @@ def _payment_status(
             return PaymentStatus.FAILED, "authentication_required"
         case _:  # requires_payment_method: declined, or never given one
             return PaymentStatus.FAILED, _failure_code(code, decline_code)
+
+
+def _list_params(since: datetime | None) -> dict[str, Any]:
+    """A list call's parameters: pages of ``LIST_PAGE_SIZE``, created since ``since``
+    (Stripe counts whole seconds)."""
+    params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
+    if since is not None:
+        params["created"] = {"gte": math.floor(since.timestamp())}
+    return params
+
+
+def _failed_payment(top_up_id: UUID, amount_cents: int, failure_code: str) -> ProviderPayment:
+    """A payment Stripe refused without a PaymentIntent to read (or none found)."""
+    return ProviderPayment(
+        reference="",
+        top_up_id=top_up_id,
+        amount_cents=amount_cents,
+        currency=CURRENCY,
+        status=PaymentStatus.FAILED,
+        created_at=datetime.now(UTC),
+        failure_code=failure_code,
+    )
 
 
 def _refused_transfer(
