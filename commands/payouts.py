@@ -12,6 +12,7 @@ sends it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -138,16 +139,9 @@ class PayoutCommands:
             )
             account.reserve_payout(payout.id, command.amount_cents)
             unit.add(payout)
-            return PayoutsRequested(
-                payouts=[PayoutState.of(payout)],
-                account=AccountFigures.of(account),
-                test_mode=self._provider.test_mode,
-            )
+            return self._requested([payout], account)
 
-        requested = self._processor.execute(
-            "request_payout", context, command, PayoutsRequested, decide
-        )
-        return self._send_all(requested, context)
+        return self._request_and_send("request_payout", command, context, decide)
 
     def request_withdrawal(
         self, command: RequestPayout, context: CommandContext
@@ -170,21 +164,30 @@ class PayoutCommands:
                 )
                 account.reserve_refund(payout.id, plan)
                 unit.add(payout)
-                payouts.append(PayoutState.of(payout))
-            return PayoutsRequested(
-                payouts=payouts,
-                account=AccountFigures.of(account),
-                test_mode=self._provider.test_mode,
-            )
+                payouts.append(payout)
+            return self._requested(payouts, account)
 
-        requested = self._processor.execute(
-            "request_withdrawal", context, command, PayoutsRequested, decide
+        return self._request_and_send("request_withdrawal", command, context, decide)
+
+    def _requested(self, payouts: list[Payout], account: Account) -> PayoutsRequested:
+        return PayoutsRequested(
+            payouts=[PayoutState.of(payout) for payout in payouts],
+            account=AccountFigures.of(account),
+            test_mode=self._provider.test_mode,
         )
-        return self._send_all(requested, context)
 
-    def _send_all(
-        self, requested: Executed[PayoutsRequested], context: CommandContext
+    def _request_and_send(
+        self,
+        command_name: str,
+        command: RequestPayout,
+        context: CommandContext,
+        decide: Callable[[UnitOfWork], PayoutsRequested],
     ) -> Executed[PayoutsRequested]:
+        """Record the payouts ``decide`` makes, then hand the provider each one it has not
+        taken yet (a replayed request sends what an outage left unsent)."""
+        requested = self._processor.execute(
+            command_name, context, command, PayoutsRequested, decide
+        )
         position = requested.position
         payouts = []
         for requested_payout in requested.result.payouts:
