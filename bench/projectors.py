@@ -6,8 +6,9 @@ checks (under 3 minutes). In one run:
 history  a marketplace written through the real command handlers in 4 threads, round
          after round of a moving clock: bookings requested, confirmed or declined,
          cancelled by customers (every fee tier) and hosts, completed by hosts,
-         expired and auto-completed by the sweeper, deposits (>= 200k events; ~20k
-         quick)
+         expired and auto-completed by the sweeper, customers topping up through the
+         sandbox (``pm_card_visa``, each notification received at once: the top-up
+         and the credit) (>= 200k events; ~20k quick)
 (a) ``library_runner``  eventsourcing's own ``ProjectionRunner``: one row per event
          into one table plus the library's tracking row, one transaction per event,
          over the first ``Plan.es_runner_events`` events (it is slow)
@@ -26,15 +27,20 @@ history  a marketplace written through the real command handlers in 4 threads, r
          start after imports to the last switch, and with its start-up). Throughput is
          "store events/s": events in the store / wall time, whatever topics a
          projection follows (its own events/s is reported beside it)
-(d) ``lag``  while 4 threads issue bookings and deposits: from a command's commit (its
-         handler returned) to the bookings projection reporting a position at or past
-         it. Twice: projectors in a child ``prep-es project`` (the scaled shape; heard
+(d) ``lag``  while 4 threads issue bookings and top-ups (the nearest command that
+         brings money in: the top-up requested, then the sandbox's notification received,
+         which credits the account; the commit measured is the credit's, or the
+         request's when another thread received the notification): from a command's
+         commit (its handler returned) to the bookings projection reporting a position
+         at or past it. Twice: projectors in a child ``prep-es project`` (the scaled shape; heard
          through LISTEN on the channel runners notify in their batch's transaction) —
          the headline ``lag_p99_ms`` — and in-process (``start_projectors``, reported
          through ``on_position``; figures ``in_process_lag_*``)
-RSS      the store grown with bulk deposits (``Account.FundsDeposited`` saved in
-         batches, as valid as the handler's) to ``Plan.rss_events`` events (1M is the
-         target; ``--rss-events`` sets it); then a
+RSS      the store grown with bulk deposits (``Account.FundsDeposited``, the event a
+         store written before top-ups holds, saved in batches with the metadata a
+         handler gives; nothing records one now, but every projection still reads it,
+         and unlike a credited top-up it leaves the account's state small) to
+         ``Plan.rss_events`` events (1M is the target; ``--rss-events`` sets it); then a
          child process builds every projection from position 0 into a fresh schema,
          one thread per projection with rebuild-sized batches, and reports its peak
          resident set (``VmHWM``)
@@ -69,7 +75,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -82,7 +88,6 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import psycopg
-from commands.accounts import DepositFunds
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection as LibraryProjection
@@ -107,6 +112,7 @@ from commands.bookings import (
     RequestBooking,
 )
 from commands.context import Actor
+from commands.top_ups import RequestTopUp
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.readside import ReadSide, open_read_side, start_projectors
 from prep_es.services.runtime import Runtime, open_runtime, tune_garbage_collection
@@ -119,7 +125,14 @@ from projections.decoding import EventDecoder
 from projections.generations import ensure_ready, generations, request_rebuild
 from projections.runners import BATCH_SIZE, REBUILD_BATCH_SIZE, ProjectionRunner
 from queries.consistency import read_position
-from tests.support import MutableClock, as_actor, create_user, publish_compliant_kitchen
+from tests.support import (
+    TEST_PAYMENT_SETTINGS,
+    MutableClock,
+    as_actor,
+    create_user,
+    publish_compliant_kitchen,
+    top_up,
+)
 
 WRITER_THREADS: Final = 4
 """Threads writing the history and issuing commands during (d)."""
@@ -136,7 +149,9 @@ START_DAY: Final = date(2030, 1, 7)
 CLOCK_HOUR: Final = 9
 SLOT_HOURS: Final = 2
 CERTIFICATES_EXPIRE_ON: Final = date(2035, 12, 31)
-DEPOSIT_CENTS: Final = 100_000_000  # a million dollars: holds never run out
+FUNDING_CENTS: Final = 100_000_000  # a million dollars: holds never run out
+ROUND_TOP_UP_CENTS: Final = 25_000
+LAG_TOP_UP_CENTS: Final = 10_000
 OPENING_HOURS: Final = {"los_angeles": (5, 23), "san_francisco": (6, 22)}
 BULK_DEPOSITS_PER_SAVE: Final = 1000
 LAG_SETTLE_TIMEOUT_S: Final = 120.0
@@ -228,13 +243,19 @@ class Database:
 
 
 def store_settings(url: str, *, aggregate_cache_size: int | None = None) -> Settings:
+    """With the tests' payment settings: top-up limits out of the way of a million-dollar
+    funding, and the sandbox's notifications due at once, each sent once (the bench
+    receives them itself: nothing here starts the sandbox's delivery thread)."""
     default_cache = Settings.model_fields["aggregate_cache_size"].default
-    return Settings(
-        database_url=url,
-        postgres_pool_size=POOL_SIZE,
-        aggregate_cache_size=(
-            default_cache if aggregate_cache_size is None else aggregate_cache_size
-        ),
+    return Settings.model_validate(
+        {
+            "database_url": url,
+            "postgres_pool_size": POOL_SIZE,
+            "aggregate_cache_size": (
+                default_cache if aggregate_cache_size is None else aggregate_cache_size
+            ),
+            **TEST_PAYMENT_SETTINGS,
+        }
     )
 
 
@@ -307,7 +328,6 @@ class Market:
 
 def build_market(runtime: Runtime, clock: MutableClock, plan: Plan, tag: str) -> Market:
     admin = create_user(runtime, "admin", f"admin-{tag}@bench.example.com")
-    deposit = runtime.commands.accounts.deposit_funds
 
     def build_writer(index: int) -> Writer:
         hosts = [
@@ -333,7 +353,7 @@ def build_market(runtime: Runtime, clock: MutableClock, plan: Plan, tag: str) ->
         customers = []
         for number in range(index, plan.customers, WRITER_THREADS):
             customer = create_user(runtime, "customer", f"customer{number}-{tag}@bench.example.com")
-            deposit(DepositFunds(amount_cents=DEPOSIT_CENTS), as_actor(customer))
+            top_up(runtime, customer, FUNDING_CENTS)
             customers.append(customer)
         return Writer(index, kitchens, customers)
 
@@ -407,11 +427,10 @@ def complete_bookings(market: Market, writer: Writer) -> None:
     writer.to_complete.clear()
 
 
-def deposit_round(market: Market, writer: Writer) -> None:
-    deposit = market.runtime.commands.accounts.deposit_funds
+def top_up_round(market: Market, writer: Writer) -> None:
     for customer in writer.customers:
-        deposit(DepositFunds(amount_cents=25_000), as_actor(customer))
-        writer.outcomes["deposited"] += 1
+        top_up(market.runtime, customer, ROUND_TOP_UP_CENTS)
+        writer.outcomes["topped_up"] += 1
 
 
 def write_round(market: Market, plan: Plan, round_number: int) -> None:
@@ -431,7 +450,7 @@ def write_round(market: Market, plan: Plan, round_number: int) -> None:
     outcomes = market.writers[0].outcomes
     outcomes["expired_by_sweeper"] += len(report.expired_booking_ids)
     outcomes["completed_by_sweeper"] += len(report.completed_booking_ids)
-    in_threads(WRITER_THREADS, lambda i: deposit_round(market, market.writers[i]))
+    in_threads(WRITER_THREADS, lambda i: top_up_round(market, market.writers[i]))
     market.next_day = days[-1] + timedelta(days=2)
 
 
@@ -809,10 +828,25 @@ def wait_until_caught_up(read_side: ReadSide, head: int) -> None:
             time.sleep(0.05)
 
 
+def receive_due_notifications(runtime: Runtime) -> int:
+    """Receive what the sandbox has due, as its delivery thread would (another thread
+    may have taken it first); the last position that wrote, 0 if none."""
+    sandbox = runtime.payment_provider.sandbox
+    assert sandbox is not None, "the bench's customers top up through the sandbox"
+    positions = [0]
+
+    def receive(payload: bytes, headers: Mapping[str, str]) -> None:
+        received = runtime.receive_notification("sandbox", payload, headers, uuid4().hex)
+        positions.append(received.position)
+
+    sandbox.deliver_due(receive)
+    return max(positions)
+
+
 def bench_lag(market: Market, read_side: ReadSide, plan: Plan, *, url: str, child: bool) -> LagRun:
-    """4 threads issue bookings (3 in 4) and deposits at full speed while the projectors
-    run in a child process (``child``) or in this one; commits before the warm-up ends
-    are not measured."""
+    """4 threads issue bookings (3 in 4) and top-ups, each with its notification received,
+    at full speed while the projectors run in a child process (``child``) or in this one;
+    commits before the warm-up ends are not measured."""
     runtime = market.runtime
     first = market.next_day
     market.clock.now = local_time(first, CLOCK_HOUR)
@@ -833,7 +867,7 @@ def bench_lag(market: Market, read_side: ReadSide, plan: Plan, *, url: str, chil
     def issue(index: int) -> tuple[list[Commit], Counter[str]]:
         writer = market.writers[index]
         bookings = runtime.commands.bookings
-        deposit = runtime.commands.accounts.deposit_funds
+        top_ups = runtime.commands.top_ups
         commits: list[Commit] = []
         refused: Counter[str] = Counter()
         slots = (
@@ -848,10 +882,12 @@ def bench_lag(market: Market, read_side: ReadSide, plan: Plan, *, url: str, chil
             customer = writer.next_customer()
             try:
                 if n % 4 == 3:
-                    kind = "deposit"
-                    position = deposit(
-                        DepositFunds(amount_cents=10_000), as_actor(customer)
+                    kind = "top_up"
+                    position = top_ups.request_top_up(
+                        RequestTopUp(amount_cents=LAG_TOP_UP_CENTS, payment_method="pm_card_visa"),
+                        as_actor(customer),
                     ).position
+                    position = max(position, receive_due_notifications(runtime))
                 else:
                     kind = "booking"
                     _, kitchen, (start, end) = next(slots)
@@ -892,7 +928,8 @@ def bench_lag(market: Market, read_side: ReadSide, plan: Plan, *, url: str, chil
 
 
 def grow_store(url: str, market: Market, events_total: int) -> float:
-    """Append deposits to the customers' accounts in batches until the store holds
+    """Append deposits (``Account.FundsDeposited``, as a store written before top-ups
+    holds them) to the customers' accounts in batches until the store holds
     ``events_total`` events; events/s written."""
     app = open_application(store_settings(url, aggregate_cache_size=0))
     try:
@@ -922,7 +959,9 @@ def grow_store(url: str, market: Market, events_total: int) -> float:
                         correlation_id=request_id,
                     )
                     with recording_metadata(metadata):
-                        account.deposit(uuid4(), 100)
+                        account.trigger_event(
+                            Account.FundsDeposited, entry_id=uuid4(), amount_cents=100
+                        )
                 app.save(account)
 
         started = time.perf_counter()
