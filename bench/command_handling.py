@@ -8,7 +8,29 @@ run for checks (well under 3 minutes). In one run, at 1 and 4 threads:
 (c) ``booking``     our ``request_booking`` handler end to end (booking, schedule, hold,
                     idempotency record; one transaction), counting successful bookings
 (d) ``account_load`` ``repository.get`` of one account after 100 and after 100k events
-                    (aggregate cache disabled; snapshots every 100 events)
+                    (aggregate cache disabled; snapshots every 100 events). The account
+                    grows by ``Account.FundsDeposited`` events saved in batches: events
+                    a store written before top-ups holds, which keep the account's state
+                    as small as these figures always measured it (each credited top-up
+                    adds an entry to the account's refundable top-ups)
+(e) ``es_get``      bare eventsourcing: ``repository.get`` of a one-event aggregate (no
+                    cache), the floor of (h)
+(f) ``top_up``      our ``request_top_up`` with ``pm_card_visa``, idempotency key and all:
+                    the top-up recorded, the sandbox asked (it writes its own tables and
+                    queues its notification), its answer recorded; two transactions
+(g) ``notification`` ``Runtime.receive_notification`` of sandbox-signed ``succeeded``
+                    notifications, each for a top-up made by (f) or before the run
+                    (untimed): signature verified, notification recorded, top-up
+                    succeeded and account credited, in one transaction
+(h) ``duplicate_notification`` the same as (g), again, for notifications (g) received:
+                    answered as duplicates, and the store must not move (checked after
+                    each run)
+
+Customers are funded before measuring through sandbox top-ups (``pm_card_visa``), their
+notifications delivered at once; (f), (g) and (h) have a database, a runtime and
+customers of their own, so that their top-ups neither grow (c)'s store nor take its
+aggregate cache; as in (c), each thread serves customers of its own, so that a conflict
+needs a bug to happen. The ratios compare (c), (f) and (g) with (b), and (h) with (e).
 
 It prints a table and writes ``bench/results/commands.json``::
 
@@ -16,7 +38,7 @@ It prints a table and writes ``bench/results/commands.json``::
 
 PostgreSQL: ``PREP_ES_BENCH_DATABASE_URL`` names a database to run in (measurements use
 separate tables there; nothing is dropped). Unset, the bench creates fresh databases
-``prep_es_bench_<random>_{raw,es,cmd,load}`` on ``postgresql://postgres@127.0.0.1:5432``
+``prep_es_bench_<random>_{raw,es,cmd,pay,load}`` on ``postgresql://postgres@127.0.0.1:5432``
 and drops them at the end, also on failure.
 
 ``--profile SECONDS`` instead profiles (c) at 1 thread with cProfile and prints the
@@ -35,8 +57,9 @@ import statistics
 import threading
 import time
 import traceback
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -46,7 +69,6 @@ from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import psycopg
-from commands.accounts import DepositFunds
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate as LibraryAggregate
 from eventsourcing.utils import Environment, EnvType
@@ -55,6 +77,8 @@ from psycopg_pool import ConnectionPool
 
 from aggregates.account import Account
 from aggregates.errors import DomainError
+from aggregates.payment_notification import NotificationOutcome
+from aggregates.top_up import TopUpStatus
 from bench import reporting
 from bench.databases import (
     DATABASE_PREFIX,
@@ -66,11 +90,19 @@ from bench.databases import (
 from bench.reporting import run_meta
 from commands.bookings import RequestBooking
 from commands.context import Actor
+from commands.top_ups import RequestTopUp
+from prep_es.payments.sandbox_notifications import read_event
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.runtime import Runtime, open_runtime
 from prep_es.store.eventstore import open_application
 from prep_es.store.settings import Settings
-from tests.support import as_actor, create_user, publish_compliant_kitchen
+from tests.support import (
+    TEST_PAYMENT_SETTINGS,
+    as_actor,
+    create_user,
+    publish_compliant_kitchen,
+    top_up,
+)
 
 THREAD_COUNTS: Final = (1, 4)
 POOL_SIZE: Final = 10
@@ -84,8 +116,23 @@ LOS_ANGELES: Final = ZoneInfo("America/Los_Angeles")
 OPENS_AT_HOUR: Final = 5
 SLOTS_PER_DAY: Final = 18  # 1-hour slots, 05:00–23:00 local
 CERTIFICATES_EXPIRE_ON: Final = date(2035, 12, 31)
-DEPOSIT_CENTS: Final = 100_000_000  # a million dollars: holds never run out
+FUNDING_CENTS: Final = 100_000_000  # a million dollars: holds never run out
 HOSTS: Final = 5
+
+TOP_UP_CENTS: Final = 1_000
+"""Each top-up of (f) and (g): far below the day's limit per customer."""
+SUCCEEDING_CARD: Final = "pm_card_visa"
+NOTIFICATIONS_PER_S_FIRST_GUESS: Final = 500.0
+"""How fast (g) is assumed to go before its first run says."""
+NOTIFICATION_SUPPLY_MARGIN: Final = 1.5
+"""Notifications ready before each run of (g): this many times what the fastest run so
+far would receive in a measured run."""
+NOTIFICATIONS_KEPT_FOR_DUPLICATES: Final = 1_000
+LANES: Final = max(THREAD_COUNTS)
+"""The customers of (f), (g) and (h) fall in this many lanes (customer number modulo
+it); each thread serves whole lanes, so that two threads never race for one account
+and a conflict needs a bug to happen, as in (c). Lanes prepare in a thread each."""
+FLOOR_AGGREGATES_TO_GET: Final = 1_000
 
 ACCOUNT_LOAD_SAMPLES: Final = 100
 ACCOUNT_GROW_BATCH: Final = 1000
@@ -163,7 +210,7 @@ class Run:
 
     def summary(self) -> str:
         return (
-            f"{self.name}_{self.threads}t".ljust(14)
+            f"{self.name}_{self.threads}t".ljust(26)
             + f" {self.ops_per_s:9.1f} ops/s  p50 {self.latency_ms(0.5):7.2f} ms  "
             f"p99 {self.latency_ms(0.99):7.2f} ms  ({self.succeeded} ok, "
             f"{sum(self.refused.values())} refused, {self.elapsed_s:.1f} s)"
@@ -226,6 +273,8 @@ class Workload:
     factory: Callable[[], Callable[[int, int], Op]]
     retries: Callable[[], int] | None = None
     """Conflict retries so far (the handler's counter), if the workload retries."""
+    after_run: Callable[[Run], None] | None = None
+    """Told each run (warm-ups too), to check what it did or to size the next one."""
 
 
 @dataclass
@@ -248,16 +297,20 @@ class Totals:
 
 
 def measure_interleaved(workloads: list[Workload], plan: Plan) -> dict[tuple[str, int], Totals]:
-    """Rounds of (a), (b), (c) at 1 then 4 threads, one after the other, so that any
+    """Rounds of every workload at 1 then 4 threads, one after the other, so that any
     change in the machine's background load falls on every workload alike."""
     totals: dict[tuple[str, int], Totals] = {}
     for round_number in range(1, plan.rounds + 1):
         print(f"   round {round_number}/{plan.rounds}", flush=True)
         for threads in THREAD_COUNTS:
             for workload in workloads:
-                run_threads(workload.name, threads, plan.warmup_s, workload.factory())
+                warmup = run_threads(workload.name, threads, plan.warmup_s, workload.factory())
+                if workload.after_run:
+                    workload.after_run(warmup)
                 retries_before = workload.retries() if workload.retries else 0
                 run = run_threads(workload.name, threads, plan.duration_s, workload.factory())
+                if workload.after_run:
+                    workload.after_run(run)
                 total = totals.setdefault((workload.name, threads), Totals())
                 total.runs.append(run)
                 if workload.retries:
@@ -327,20 +380,34 @@ def floor_env(url: str) -> dict[str, str]:
 
 
 @contextmanager
-def es_save_workload(url: str, app_name: str) -> Iterator[Workload]:
+def es_floor_workloads(url: str, app_name: str) -> Iterator[tuple[Workload, Workload]]:
+    """(b) ``es_save`` and (e) ``es_get``, on one application."""
+
     class NamedFloorApplication(FloorApplication):
         name = app_name  # tables {name}_events, distinct per run
 
     app = NamedFloorApplication(env=floor_env(url))
     try:
 
-        def make_op(_: int, __: int) -> Op:
+        def make_save_op(_: int, __: int) -> Op:
             def op() -> None:
                 app.save(FloorAggregate())
 
             return op
 
-        yield Workload("es_save", lambda: make_op)
+        saved = [FloorAggregate() for _ in range(FLOOR_AGGREGATES_TO_GET)]
+        app.save(*saved)
+        saved_ids = [aggregate.id for aggregate in saved]
+
+        def make_get_op(index: int, __: int) -> Op:
+            ids = itertools.cycle(saved_ids[index:] + saved_ids[:index])
+
+            def op() -> None:
+                app.repository.get(next(ids))
+
+            return op
+
+        yield Workload("es_save", lambda: make_save_op), Workload("es_get", lambda: make_get_op)
     finally:
         app.close()
 
@@ -362,10 +429,16 @@ class Marketplace:
 
 
 def open_booking_runtime(url: str) -> Runtime:
-    settings = Settings(
-        database_url=url,
-        aggregate_cache_size=Settings.model_fields["aggregate_cache_size"].default,
-        postgres_pool_size=POOL_SIZE,
+    """Prep ES's defaults but for the sandbox's: the tests' payment settings (limits out
+    of the way of a million-dollar funding, notifications due at once, each sent once),
+    delivered by the bench itself, not by a thread of the sandbox's."""
+    settings = Settings.model_validate(
+        {
+            "database_url": url,
+            "aggregate_cache_size": Settings.model_fields["aggregate_cache_size"].default,
+            "postgres_pool_size": POOL_SIZE,
+            **TEST_PAYMENT_SETTINGS,
+        }
     )
     return open_runtime(settings, clock=fixed_clock, passwords=Argon2Passwords.cheap_for_tests())
 
@@ -388,9 +461,7 @@ def build_marketplace(runtime: Runtime, plan: Plan, tag: str) -> Marketplace:
     customers = []
     for i in range(plan.customers):
         customer = create_user(runtime, "customer", f"customer{i}-{tag}@bench.example.com")
-        runtime.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=DEPOSIT_CENTS), as_actor(customer)
-        )
+        top_up(runtime, customer, FUNDING_CENTS)
         customers.append(customer)
     return Marketplace(runtime, kitchen_ids, customers)
 
@@ -466,6 +537,193 @@ def booking_workload(url: str, plan: Plan, tag: str) -> Iterator[Workload]:
         runtime.close()
 
 
+# --- (f), (g), (h) top-ups and the provider's notifications -----------------------------
+
+Notification = tuple[bytes, Mapping[str, str]]
+"""A sandbox notification as it is delivered: its payload and its signed headers."""
+
+
+@dataclass
+class PaymentDesk:
+    """What (f), (g) and (h) share: a runtime of their own, its customers, and the
+    sandbox's notifications taken from its outbox, not yet received (by lane) or
+    received once."""
+
+    runtime: Runtime
+    customers: list[Actor]
+    unreceived: list[deque[Notification]] = field(
+        default_factory=lambda: [deque() for _ in range(LANES)]
+    )
+    received: deque[Notification] = field(
+        default_factory=lambda: deque(maxlen=NOTIFICATIONS_KEPT_FOR_DUPLICATES)
+    )
+    notifications_per_s_max: float = NOTIFICATIONS_PER_S_FIRST_GUESS
+    lane_of_top_up: dict[UUID, int] = field(default_factory=dict)
+
+    def lane_customers(self, lane: int) -> list[Actor]:
+        return self.customers[lane::LANES]
+
+    def request_top_up(self, customer: Actor, lane: int) -> TopUpStatus:
+        started = self.runtime.commands.top_ups.request_top_up(
+            RequestTopUp(amount_cents=TOP_UP_CENTS, payment_method=SUCCEEDING_CARD),
+            as_actor(customer, uuid4().hex),
+        ).result
+        self.lane_of_top_up[started.id] = lane
+        return started.status
+
+    def unreceived_count(self) -> int:
+        return sum(len(lane) for lane in self.unreceived)
+
+    def take_queued_notifications(self) -> None:
+        """Move what the sandbox has queued (due at once) to ``unreceived``, as its
+        delivery thread would take it, without receiving it yet."""
+        sandbox = self.runtime.payment_provider.sandbox
+        assert sandbox is not None, "the bench's runtime pays through the sandbox"
+
+        def keep(payload: bytes, headers: Mapping[str, str]) -> None:
+            subject_id = read_event(payload).subject_id
+            lane = None if subject_id is None else self.lane_of_top_up.pop(subject_id, None)
+            if lane is None:  # not ours (a shared database's): received as it comes
+                self.runtime.deliver_sandbox_notification(payload, headers)
+            else:
+                self.unreceived[lane].append((payload, dict(headers)))
+
+        while sandbox.deliver_due(keep):
+            pass
+
+    def prepare_notifications(self, duration_s: float) -> None:
+        """Enough unreceived notifications in each lane for a run of ``duration_s`` at
+        the fastest rate seen, with a margin: top-ups made through the handler, a thread
+        per lane, untimed."""
+        self.take_queued_notifications()
+        wanted = round(
+            NOTIFICATION_SUPPLY_MARGIN * self.notifications_per_s_max * duration_s / LANES
+        )
+
+        def make(lane: int) -> None:
+            customers = self.lane_customers(lane)
+            for turn in range(wanted - len(self.unreceived[lane])):
+                self.request_top_up(customers[turn % len(customers)], lane)
+
+        with ThreadPoolExecutor(max_workers=LANES) as pool:
+            list(pool.map(make, range(LANES)))
+        self.take_queued_notifications()
+
+    def receive(self, notification: Notification) -> tuple[NotificationOutcome, bool]:
+        payload, headers = notification
+        receipt = self.runtime.receive_notification("sandbox", payload, headers, uuid4().hex).result
+        return receipt.outcome, receipt.duplicate
+
+
+def top_up_op_factory(desk: PaymentDesk) -> Callable[[int, int], Op]:
+    def make_op(index: int, threads: int) -> Op:
+        turns = itertools.cycle(
+            [
+                (customer, lane)
+                for lane in range(index, LANES, threads)
+                for customer in desk.lane_customers(lane)
+            ]
+        )
+
+        def op() -> str | None:
+            status = desk.request_top_up(*next(turns))
+            return None if status == TopUpStatus.PROCESSING else f"status:{status}"
+
+        return op
+
+    return make_op
+
+
+def notification_op_factory(desk: PaymentDesk, plan: Plan) -> Callable[[int, int], Op]:
+    desk.prepare_notifications(plan.duration_s)
+
+    def make_op(index: int, threads: int) -> Op:
+        lanes = [desk.unreceived[lane] for lane in range(index, LANES, threads)]
+        turns = itertools.cycle(lanes)
+
+        def op() -> str | None:
+            for _ in lanes:  # the next lane that has one
+                lane = next(turns)
+                if lane:
+                    notification = lane.popleft()
+                    break
+            else:
+                return "supply_exhausted"
+            outcome, duplicate = desk.receive(notification)
+            if duplicate or outcome != NotificationOutcome.APPLIED:
+                return f"outcome:{outcome}{':duplicate' if duplicate else ''}"
+            desk.received.append(notification)
+            return None
+
+        return op
+
+    return make_op
+
+
+def duplicate_op_factory(desk: PaymentDesk) -> Callable[[int, int], Op]:
+    received = list(desk.received)
+    assert received, "(g) runs before (h): it receives what (h) sends again"
+
+    def make_op(index: int, __: int) -> Op:
+        notifications = itertools.cycle(received[index:] + received[:index])
+
+        def op() -> str | None:
+            outcome, duplicate = desk.receive(next(notifications))
+            return None if duplicate else f"outcome:{outcome}:not_duplicate"
+
+        return op
+
+    return make_op
+
+
+@contextmanager
+def payment_workloads(url: str, plan: Plan, tag: str) -> Iterator[list[Workload]]:
+    runtime = open_booking_runtime(url)
+    try:
+        customers = [
+            create_user(runtime, "customer", f"payer{i}-{tag}@bench.example.com")
+            for i in range(plan.customers)
+        ]
+        desk = PaymentDesk(runtime, customers)
+        started = time.perf_counter()
+        desk.prepare_notifications(plan.warmup_s)
+        print(
+            f"   payments setup: {plan.customers} customers, {desk.unreceived_count()} "
+            f"notifications ready in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+
+        def learn_rate(run: Run) -> None:
+            desk.notifications_per_s_max = max(desk.notifications_per_s_max, run.ops_per_s)
+
+        position_before = [0]
+
+        def duplicates_factory() -> Callable[[int, int], Op]:
+            position_before[0] = runtime.app.position()
+            return duplicate_op_factory(desk)
+
+        def check_nothing_changed(run: Run) -> None:
+            position = runtime.app.position()
+            assert position == position_before[0], (
+                f"{run.succeeded} duplicate notifications moved the store from "
+                f"{position_before[0]} to {position}"
+            )
+
+        processor = runtime.commands.processor
+        yield [
+            Workload("top_up", lambda: top_up_op_factory(desk), lambda: processor.conflicts_total),
+            Workload(
+                "notification",
+                lambda: notification_op_factory(desk, plan),
+                lambda: processor.conflicts_total,
+                after_run=learn_rate,
+            ),
+            Workload("duplicate_notification", duplicates_factory, after_run=check_nothing_changed),
+        ]
+    finally:
+        runtime.close()
+
+
 # --- (d) account load ---------------------------------------------------------------------
 
 
@@ -483,7 +741,7 @@ def bench_account_load(url: str, plan: Plan, report: Report) -> tuple[float, flo
         def grow_to(account: Account, version: int) -> None:
             while account.version < version:
                 for _ in range(min(ACCOUNT_GROW_BATCH, version - account.version)):
-                    account.deposit(uuid4(), 1)
+                    account.trigger_event(Account.FundsDeposited, entry_id=uuid4(), amount_cents=1)
                 app.save(account)
 
         def load_ns(account: Account) -> int:
@@ -583,13 +841,19 @@ def run_benchmarks(plan: Plan) -> None:
         prefix = store.table_prefix()
         print(
             "setup: (a) raw psycopg insert+commit, (b) bare eventsourcing save, "
-            "(c) request_booking handler",
+            "(c) request_booking handler, (e) bare eventsourcing get, (f) request_top_up, "
+            "(g) notifications received, (h) duplicate notifications",
             flush=True,
+        )
+        es_save, es_get = stack.enter_context(
+            es_floor_workloads(store.url("es"), f"{prefix}_floor")
         )
         workloads = [
             stack.enter_context(raw_insert_workload(store.url("raw"), f"{prefix}_raw")),
-            stack.enter_context(es_save_workload(store.url("es"), f"{prefix}_floor")),
+            es_save,
             stack.enter_context(booking_workload(store.url("cmd"), plan, store.token)),
+            es_get,
+            *stack.enter_context(payment_workloads(store.url("pay"), plan, store.token)),
         ]
         totals = measure_interleaved(workloads, plan)
         stack.close()
@@ -614,6 +878,19 @@ def run_benchmarks(plan: Plan) -> None:
             rates["es_save", threads],
             rates["raw_insert", threads],
         )
+        report.ratio(
+            f"top_up_vs_es_save_{threads}t", rates["top_up", threads], rates["es_save", threads]
+        )
+        report.ratio(
+            f"notification_vs_es_save_{threads}t",
+            rates["notification", threads],
+            rates["es_save", threads],
+        )
+        report.ratio(
+            f"duplicate_notification_vs_es_get_{threads}t",
+            rates["duplicate_notification", threads],
+            rates["es_get", threads],
+        )
     report.ratio("account_load_100k_vs_100", loads[1], loads[0])
     report.ratio("account_load_100k_plus_99_vs_199", loads[3], loads[2])
     if plan.account_events_large != 100_000:
@@ -623,8 +900,8 @@ def run_benchmarks(plan: Plan) -> None:
         )
     if store.given_url is not None:
         report.notes.append(
-            f"ran in the given database {where} (separate tables; (c) and (d) share the "
-            "prep_es tables)"
+            f"ran in the given database {where} (separate tables; (c), (d) and (f) to (h) "
+            "share the prep_es and sandbox tables)"
         )
     report.print_table()
     meta = {
@@ -635,6 +912,8 @@ def run_benchmarks(plan: Plan) -> None:
         "kitchens": plan.kitchens,
         "customers": plan.customers,
         "account_events_large": plan.account_events_large,
+        "top_up_cents": TOP_UP_CENTS,
+        "notifications_kept_for_duplicates": NOTIFICATIONS_KEPT_FOR_DUPLICATES,
         "pool_size": POOL_SIZE,
         "psycopg_impl": psycopg.pq.__impl__,
         "load_average": list(os.getloadavg()),
