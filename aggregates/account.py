@@ -62,10 +62,23 @@ def account_id_for(user_id: UUID) -> UUID:
 class TopUpLimits:
     """How much a user may top up at once and in one UTC day (settings)."""
 
+    per_top_up_cents_min: int
     per_top_up_cents_max: int
     per_day_cents_max: int
+    per_day_count_max: int
 
-    def check(self, amount_cents: int, earlier_today_cents: int) -> None:
+    def check(self, amount_cents: int, earlier_today_cents: int, earlier_today_count: int) -> None:
+        if amount_cents < self.per_top_up_cents_min:
+            raise InvalidRequest(
+                f"a top-up is at least {format_money(self.per_top_up_cents_min)}",
+                code="top_up_below_minimum",
+                field="amount",
+            )
+        if earlier_today_count >= self.per_day_count_max:
+            raise InvalidRequest(
+                f"at most {self.per_day_count_max} top-ups a day; try again tomorrow (UTC)",
+                code="daily_top_up_count_exceeded",
+            )
         if amount_cents > self.per_top_up_cents_max:
             raise InvalidRequest(
                 f"a top-up is at most {format_money(self.per_top_up_cents_max)}",
@@ -225,6 +238,7 @@ class Account(Aggregate):
         in the order the top-ups were credited."""
         self.top_up_day = ""
         self.top_up_day_cents = 0
+        self.top_up_day_count = 0
 
     @property
     def available_cents(self) -> int:
@@ -254,7 +268,12 @@ class Account(Aggregate):
         self, top_up_id: UUID, amount_cents: int, day: date, limits: TopUpLimits
     ) -> None:
         check_positive_amount(amount_cents)
-        limits.check(amount_cents, self.top_up_cents_on(day))
+        same_day = self.top_up_day == day.isoformat()
+        limits.check(
+            amount_cents,
+            self.top_up_day_cents if same_day else 0,
+            self.top_up_day_count if same_day else 0,
+        )
         self._top_up_started(top_up_id=top_up_id, amount_cents=amount_cents, day=day.isoformat())
 
     def top_up_cents_on(self, day: date) -> int:
@@ -383,7 +402,9 @@ class Account(Aggregate):
         if self.top_up_day != day:
             self.top_up_day = day
             self.top_up_day_cents = 0
+            self.top_up_day_count = 0
         self.top_up_day_cents += amount_cents
+        self.top_up_day_count += 1
 
     @event(TopUpCredited)
     def _top_up_credited(self, top_up_id: UUID, amount_cents: int, payment_reference: str) -> None:

@@ -46,8 +46,10 @@ class MutableClock:
 
 
 TEST_PAYMENT_SETTINGS: dict[str, object] = {
+    "top_up_cents_min": 1,
     "top_up_cents_max": 100_000_000,
     "top_up_daily_cents_max": 1_000_000_000,
+    "top_ups_daily_max": 100_000,
     "sandbox_notification_delay_s": 0,
     "sandbox_unruly_deliveries": False,
 }

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aggregates.payment_provider import PaymentProvider
+from prep_es.payments.bounded import BoundedPaymentProvider
 from prep_es.payments.sandbox import SandboxProvider
 from prep_es.payments.stripe_provider import StripeProvider
 from prep_es.store.settings import Settings
@@ -15,7 +16,7 @@ from prep_es.store.settings import Settings
 
 @dataclass(frozen=True)
 class OpenPaymentProvider:
-    """The configured provider; ``sandbox`` is the same object when it is the sandbox,
+    """The configured provider; ``sandbox`` is the sandbox behind it when it is one,
     which also delivers its own notifications (see ``SandboxProvider.start_delivering``)."""
 
     provider: PaymentProvider
@@ -27,7 +28,18 @@ class OpenPaymentProvider:
 
 
 def open_payment_provider(settings: Settings, clock: Callable[[], datetime]) -> OpenPaymentProvider:
+    """The configured provider, its calls bounded per process (see
+    ``prep_es.payments.bounded``)."""
+    sandbox = None
+    provider: PaymentProvider
     if settings.payments_provider == "stripe":
-        return OpenPaymentProvider(StripeProvider.from_settings(settings), sandbox=None)
-    sandbox = SandboxProvider.open(settings, clock, rng=random.Random(settings.sandbox_seed))
-    return OpenPaymentProvider(sandbox, sandbox=sandbox)
+        provider = StripeProvider.from_settings(settings)
+    else:
+        sandbox = SandboxProvider.open(settings, clock, rng=random.Random(settings.sandbox_seed))
+        provider = sandbox
+    bounded = BoundedPaymentProvider(
+        provider,
+        calls_max=settings.payment_provider_calls_max,
+        wait_s=settings.payment_provider_wait_s,
+    )
+    return OpenPaymentProvider(bounded, sandbox=sandbox)

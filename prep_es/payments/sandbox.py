@@ -48,7 +48,7 @@ from prep_es.payments.sandbox_payment_methods import (
 )
 from prep_es.payments.sandbox_storage import Row, SandboxDatabase, Statements, open_sandbox_database
 from prep_es.payments.signatures import sign, verify
-from prep_es.store.settings import Settings
+from prep_es.store.settings import PostgresLocation, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +129,19 @@ class SandboxProvider:
         except BaseException:
             database.close()
             raise
-        logger.info(
-            "sandbox payment provider (test mode): no real money moves",
-            extra={"provider": PROVIDER_NAME, "test_mode": True},
-        )
+        if isinstance(settings.database, PostgresLocation):
+            # A shared deployment on the sandbox lets anyone top up with a test card.
+            logger.warning(
+                "sandbox payment provider (test mode) on PostgreSQL: test cards credit "
+                "real accounts; set PREP_ES_PAYMENTS_PROVIDER=stripe and "
+                "PREP_ES_ENV=production for a deployment that takes real money",
+                extra={"provider": PROVIDER_NAME, "test_mode": True},
+            )
+        else:
+            logger.info(
+                "sandbox payment provider (test mode): no real money moves",
+                extra={"provider": PROVIDER_NAME, "test_mode": True},
+            )
         return provider
 
     @property

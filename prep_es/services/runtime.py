@@ -117,8 +117,10 @@ def open_runtime(
         commission_basis_points=settings.commission_basis_points,
         payments=payment_provider.provider,
         top_up_limits=TopUpLimits(
+            per_top_up_cents_min=settings.top_up_cents_min,
             per_top_up_cents_max=settings.top_up_cents_max,
             per_day_cents_max=settings.top_up_daily_cents_max,
+            per_day_count_max=settings.top_ups_daily_max,
         ),
     )
     return Runtime(

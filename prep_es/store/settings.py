@@ -226,10 +226,19 @@ class Settings(BaseSettings):
     """Another address for Stripe's API (a local emulator); Stripe's own by default."""
     webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
     """How old a notification's signed timestamp may be before it is refused as a replay."""
+    top_up_cents_min: int = Field(default=50, ge=1, le=100_000)
+    """The least one top-up may be, in cents (0.50 by default: Stripe's least charge in USD)."""
     top_up_cents_max: int = Field(default=1_000_000, ge=100, le=100_000_000)
     """The most one top-up may be, in cents (10,000.00 by default)."""
     top_up_daily_cents_max: int = Field(default=2_500_000, ge=100, le=1_000_000_000)
     """The most a user may try to top up in one UTC day, in cents; declined tries count."""
+    top_ups_daily_max: int = Field(default=20, ge=1, le=100_000)
+    """How many top-ups a user may try in one UTC day; declined tries count."""
+    payment_provider_calls_max: int = Field(default=8, ge=1, le=256)
+    """Calls to the payment provider running at once per process (each holds a worker
+    thread until the provider answers)."""
+    payment_provider_wait_s: float = Field(default=1.0, ge=0, le=30)
+    """How long a request waits for a turn to ask the provider before a 503."""
     sandbox_notification_delay_s: float = Field(default=0.05, ge=0, le=60)
     """The sandbox's wait before it sends a notification (more for a late duplicate)."""
     sandbox_settle_delay_s: float = Field(default=5.0, ge=0, le=3600)
@@ -339,8 +348,11 @@ class Settings(BaseSettings):
                 "PREP_ES_STRIPE_WEBHOOK_SECRET"
             )
             raise ValueError(msg)
-        if self.top_up_cents_max > self.top_up_daily_cents_max:
-            msg = "PREP_ES_TOP_UP_CENTS_MAX must not exceed PREP_ES_TOP_UP_DAILY_CENTS_MAX"
+        if not self.top_up_cents_min <= self.top_up_cents_max <= self.top_up_daily_cents_max:
+            msg = (
+                "PREP_ES_TOP_UP_CENTS_MAX must be at least PREP_ES_TOP_UP_CENTS_MIN and at "
+                "most PREP_ES_TOP_UP_DAILY_CENTS_MAX"
+            )
             raise ValueError(msg)
         return self
 

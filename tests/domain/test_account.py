@@ -62,7 +62,12 @@ def test_a_top_up_is_credited_once() -> None:
         account.credit_top_up(ENTRY, 2550, "pi_2")
 
 
-LIMITS = TopUpLimits(per_top_up_cents_max=10_000, per_day_cents_max=25_000)
+LIMITS = TopUpLimits(
+    per_top_up_cents_min=50,
+    per_top_up_cents_max=10_000,
+    per_day_cents_max=25_000,
+    per_day_count_max=5,
+)
 DAY = date(2030, 1, 7)
 
 
@@ -79,9 +84,23 @@ def test_top_ups_count_towards_the_days_limit() -> None:
     assert account.top_up_cents_on(DAY) == 0
 
 
+def test_top_ups_are_counted_each_day() -> None:
+    account = given(*funded_account())
+    for number in range(5):
+        account.start_top_up(UUID(int=30 + number), 50, DAY, LIMITS)
+    with refused(account, InvalidRequest, "daily_top_up_count_exceeded"):
+        account.start_top_up(UUID(int=40), 50, DAY, LIMITS)
+    account.start_top_up(UUID(int=41), 50, DAY + timedelta(days=1), LIMITS)
+
+
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [(0, "invalid_amount"), (-1, "invalid_amount"), (10_001, "top_up_limit_exceeded")],
+    [
+        (0, "invalid_amount"),
+        (-1, "invalid_amount"),
+        (49, "top_up_below_minimum"),
+        (10_001, "top_up_limit_exceeded"),
+    ],
 )
 def test_a_top_up_is_positive_and_within_the_limit(amount: int, code: str) -> None:
     account = given(*funded_account())

@@ -57,7 +57,12 @@ REQUESTED_AT = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
 
 PROVIDER = "sandbox"
 TODAY = date(2030, 1, 7)
-LIMITS = TopUpLimits(per_top_up_cents_max=10_000_000, per_day_cents_max=100_000_000)
+LIMITS = TopUpLimits(
+    per_top_up_cents_min=1,
+    per_top_up_cents_max=10_000_000,
+    per_day_cents_max=100_000_000,
+    per_day_count_max=1000,
+)
 READ_MODELS: tuple[type[Projection], ...] = (AccountsProjection, PaymentsProjection)
 _references = count(1)
 
