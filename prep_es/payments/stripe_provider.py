@@ -25,25 +25,13 @@ Outcomes Stripe decides are results, not errors:
     send_payout      a Transfer made → pending (its ``transfer.created`` notification
                      says paid); refused → failed with Stripe's code, reference ``""``.
 
-Notifications (``read_notification``), checked with the SDK's ``WebhookSignature``:
-
-    payment_intent.processing|succeeded|payment_failed|canceled
-        payment, top_up_id from metadata, status from the type, failure code from
-        ``last_payment_error`` (as above)
-    refund.created|updated|failed, charge.refund.updated
-        transfer, payout_id from metadata, status from the Refund's (``failed`` for
-        refund.failed), failure code from ``failure_reason``
-    transfer.created      transfer paid (a transfer to a connected account is complete
-                          when made)
-    transfer.reversed     transfer failed (``transfer_reversed``)
-    any other type        subject and status ``None``: recorded, changes nothing
-
-A missing or malformed id in the metadata gives ``subject_id`` ``None``. Refusals:
-``signature_missing`` (no ``stripe-signature`` header), ``invalid_signature`` (no v1
-signature matches the payload with the webhook secret, or the header is malformed or
+Notifications (``read_notification``) are checked with the SDK's ``WebhookSignature``, then
+read by ``prep_es.payments.stripe_notifications``, which says how each event type maps.
+Refusals: ``signature_missing`` (no ``stripe-signature`` header), ``invalid_signature`` (no
+v1 signature matches the payload with the webhook secret, or the header is malformed or
 longer than ``signatures.SIGNATURE_HEADER_LENGTH_MAX``), ``stale_signature`` (signed more
-than the tolerance before or after ``now``), ``malformed_notification`` (signed, but not a
-JSON event).
+than the tolerance before or after ``now``), and the reader's ``malformed_notification``
+(signed, but not a JSON event).
 
 Stripe emulators without Connect answer ``/v1/accounts`` and ``/v1/transfers`` with a bare
 404 (not Stripe's JSON error, which Stripe itself always sends): there,
@@ -53,7 +41,6 @@ lists refunds only.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -65,9 +52,7 @@ import stripe
 
 from aggregates.payment_provider import (
     CURRENCY,
-    NOTIFICATION_AMOUNT_CENTS_MAX,
     NotificationRejected,
-    NotificationSubject,
     PaymentProviderError,
     PaymentStatus,
     PayoutDestinationRefused,
@@ -78,9 +63,18 @@ from aggregates.payment_provider import (
     TransferStatus,
 )
 from prep_es.payments.signatures import SIGNATURE_HEADER_LENGTH_MAX
+from prep_es.payments.stripe_notifications import (
+    PROVIDER_NAME,
+    REFUND_STATUSES,
+    failure_code_of,
+    read_event,
+    signature_timestamp_s,
+    text_or_none,
+    time_of,
+    uuid_or_none,
+)
 from prep_es.store.settings import Settings
 
-PROVIDER_NAME: Final = "stripe"
 SIGNATURE_HEADER: Final = "stripe-signature"
 REQUEST_TIMEOUT_S: Final = 20.0
 """A call that has not answered by then is a ``PaymentProviderError`` (after the retries)."""
@@ -91,30 +85,6 @@ LIST_PAGE_SIZE: Final = 100
 
 PAYOUT_DESTINATION_PATTERN: Final = re.compile(r"acct_[A-Za-z0-9]+")
 TEST_KEY_PREFIXES: Final = ("sk_test_", "rk_test_")
-GENERIC_DECLINE_CODE: Final = "generic_decline"
-EVENT_CREATED_S_MAX: Final = 2**33
-"""Past any event's creation time (the year 2242): a larger one is no Stripe event."""
-
-PAYMENT_STATUS_OF_EVENT: Final = {
-    "payment_intent.processing": PaymentStatus.PROCESSING,
-    "payment_intent.succeeded": PaymentStatus.SUCCEEDED,
-    "payment_intent.payment_failed": PaymentStatus.FAILED,
-    "payment_intent.canceled": PaymentStatus.CANCELED,
-}
-REFUND_EVENTS: Final = frozenset(
-    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
-)
-TRANSFER_STATUS_OF_EVENT: Final = {
-    "transfer.created": TransferStatus.PAID,
-    "transfer.reversed": TransferStatus.FAILED,
-}
-REFUND_STATUSES: Final = {
-    "succeeded": TransferStatus.PAID,
-    "pending": TransferStatus.PENDING,
-    "requires_action": TransferStatus.PENDING,
-    "failed": TransferStatus.FAILED,
-    "canceled": TransferStatus.CANCELED,
-}
 
 
 class StripeProvider:
@@ -190,13 +160,13 @@ class StripeProvider:
         """The declined PaymentIntent, found through the error: Stripe puts it there,
         some emulators only its charge."""
         details = error.error
-        failure_code = _failure_code(
-            _text(getattr(details, "code", None)) or error.code,
-            _text(getattr(details, "decline_code", None)),
+        failure_code = failure_code_of(
+            text_or_none(getattr(details, "code", None)) or error.code,
+            text_or_none(getattr(details, "decline_code", None)),
         )
         try:
             intent_id = _id_of(getattr(details, "payment_intent", None))
-            charge_id = _text(getattr(details, "charge", None))
+            charge_id = text_or_none(getattr(details, "charge", None))
             if intent_id is None and charge_id is not None:
                 charge = self._client.v1.charges.retrieve(charge_id)
                 intent_id = _id_of(getattr(charge, "payment_intent", None))
@@ -258,7 +228,7 @@ class StripeProvider:
             amount_cents=transfer.amount,
             currency=transfer.currency,
             status=TransferStatus.PENDING,
-            created_at=_time_of(transfer.created),
+            created_at=time_of(transfer.created),
         )
 
     def check_payout_destination(self, destination: str) -> None:
@@ -297,12 +267,12 @@ class StripeProvider:
             raise NotificationRejected(
                 "no signature matches the notification", code="invalid_signature"
             ) from None
-        signed_at_s = _signature_timestamp_s(header)
+        signed_at_s = signature_timestamp_s(header)
         if abs(now.timestamp() - signed_at_s) > self._tolerance_s:
             raise NotificationRejected(
                 f"signed more than {self._tolerance_s} s from now", code="stale_signature"
             )
-        return _notification_of(_event_of(text))
+        return read_event(text)
 
     def payments_since(self, since: datetime | None) -> Iterator[ProviderPayment]:
         params = _list_params(since)
@@ -350,12 +320,6 @@ def _lacks_endpoint(error: stripe.APIError) -> bool:
     return error.http_status == 404 and error.error is None
 
 
-def _failure_code(code: str | None, decline_code: str | None) -> str:
-    if decline_code and decline_code != GENERIC_DECLINE_CODE:
-        return decline_code
-    return code or decline_code or "payment_failed"
-
-
 def _with_failure(payment: ProviderPayment, failure_code: str) -> ProviderPayment:
     return ProviderPayment(
         reference=payment.reference,
@@ -374,8 +338,8 @@ def _payment_of(intent: stripe.PaymentIntent) -> ProviderPayment:
     error = getattr(intent, "last_payment_error", None)
     status, failure_code = _payment_status(
         intent.status,
-        _text(getattr(error, "code", None)),
-        _text(getattr(error, "decline_code", None)),
+        text_or_none(getattr(error, "code", None)),
+        text_or_none(getattr(error, "decline_code", None)),
     )
     return ProviderPayment(
         reference=intent.id,
@@ -383,7 +347,7 @@ def _payment_of(intent: stripe.PaymentIntent) -> ProviderPayment:
         amount_cents=intent.amount,
         currency=intent.currency,
         status=status,
-        created_at=_time_of(intent.created),
+        created_at=time_of(intent.created),
         failure_code=failure_code,
     )
 
@@ -401,7 +365,7 @@ def _payment_status(
         case "requires_action":
             return PaymentStatus.FAILED, "authentication_required"
         case _:  # requires_payment_method: declined, or never given one
-            return PaymentStatus.FAILED, _failure_code(code, decline_code)
+            return PaymentStatus.FAILED, failure_code_of(code, decline_code)
 
 
 def _list_params(since: datetime | None) -> dict[str, Any]:
@@ -449,9 +413,9 @@ def _transfer_of_refund(refund: stripe.Refund) -> ProviderTransfer:
         amount_cents=refund.amount,
         currency=refund.currency,
         status=REFUND_STATUSES.get(refund.status or "", TransferStatus.PENDING),
-        created_at=_time_of(refund.created),
+        created_at=time_of(refund.created),
         failure_code=(
-            _text(getattr(refund, "failure_reason", None)) or "refund_failed"
+            text_or_none(getattr(refund, "failure_reason", None)) or "refund_failed"
             if refund.status == "failed"
             else None
         ),
@@ -466,134 +430,16 @@ def _transfer_of_transfer(transfer: stripe.Transfer) -> ProviderTransfer:
         amount_cents=transfer.amount,
         currency=transfer.currency,
         status=TransferStatus.FAILED if transfer.reversed else TransferStatus.PAID,
-        created_at=_time_of(transfer.created),
+        created_at=time_of(transfer.created),
         failure_code="transfer_reversed" if transfer.reversed else None,
     )
-
-
-def _signature_timestamp_s(header: str) -> int:
-    """The ``t=`` of a header the SDK has just verified, read as the SDK reads it."""
-    for item in header.split(","):
-        parts = item.split("=", 2)
-        if parts[0] == "t":
-            return int(parts[1])
-    raise AssertionError("a verified signature header without a timestamp")
-
-
-def _event_of(text: str) -> dict[str, Any]:
-    """The event a signed payload holds: a JSON object with an id, a type, a creation
-    time and the object it is about."""
-    try:
-        event = json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
-        event = None
-    if not (
-        isinstance(event, dict)
-        and event.get("object") == "event"
-        and isinstance(event.get("id"), str)
-        and isinstance(event.get("type"), str)
-        and _is_count(event.get("created"), EVENT_CREATED_S_MAX)
-        and isinstance(event.get("data"), dict)
-        and isinstance(event["data"].get("object"), dict)
-    ):
-        raise NotificationRejected(
-            "the signed payload is not a Stripe event", code="malformed_notification"
-        )
-    return event
-
-
-def _notification_of(event: dict[str, Any]) -> ProviderNotification:
-    event_type: str = event["type"]
-    subject: dict[str, Any] = event["data"]["object"]
-    metadata = subject.get("metadata")
-    if not isinstance(metadata, dict):
-        metadata = {}
-    reference = subject.get("id") if isinstance(subject.get("id"), str) else None
-    amount = subject.get("amount")
-    amount_cents = amount if _is_count(amount, NOTIFICATION_AMOUNT_CENTS_MAX) else None
-    currency = subject.get("currency") if isinstance(subject.get("currency"), str) else None
-    common = {
-        "provider": PROVIDER_NAME,
-        "event_id": event["id"],
-        "event_type": event_type,
-        "occurred_at": _time_of(event["created"]),
-        "reference": reference,
-        "amount_cents": amount_cents,
-        "currency": currency,
-    }
-    if event_type in PAYMENT_STATUS_OF_EVENT:
-        status = PAYMENT_STATUS_OF_EVENT[event_type]
-        failure_code = None
-        if status is PaymentStatus.FAILED:
-            error = subject.get("last_payment_error")
-            error = error if isinstance(error, dict) else {}
-            failure_code = _failure_code(_text(error.get("code")), _text(error.get("decline_code")))
-        return ProviderNotification(
-            **common,
-            subject=NotificationSubject.PAYMENT,
-            subject_id=_uuid_or_none(metadata.get("top_up_id")),
-            status=status,
-            failure_code=failure_code,
-        )
-    if event_type in REFUND_EVENTS:
-        refund_status = (
-            TransferStatus.FAILED
-            if event_type == "refund.failed"
-            else REFUND_STATUSES.get(_text(subject.get("status")) or "", TransferStatus.PENDING)
-        )
-        return ProviderNotification(
-            **common,
-            subject=NotificationSubject.TRANSFER,
-            subject_id=_uuid_or_none(metadata.get("payout_id")),
-            status=refund_status,
-            failure_code=(
-                _text(subject.get("failure_reason")) or "refund_failed"
-                if refund_status is TransferStatus.FAILED
-                else None
-            ),
-        )
-    if event_type in TRANSFER_STATUS_OF_EVENT:
-        transfer_status = TRANSFER_STATUS_OF_EVENT[event_type]
-        if transfer_status is TransferStatus.FAILED and subject.get(
-            "amount_reversed"
-        ) != subject.get("amount"):
-            # Reversed in part: the payout was paid, and what came back is no void of it.
-            return ProviderNotification(**common, subject=None, subject_id=None, status=None)
-        return ProviderNotification(
-            **common,
-            subject=NotificationSubject.TRANSFER,
-            subject_id=_uuid_or_none(metadata.get("payout_id")),
-            status=transfer_status,
-            failure_code=(
-                "transfer_reversed" if transfer_status is TransferStatus.FAILED else None
-            ),
-        )
-    return ProviderNotification(**common, subject=None, subject_id=None, status=None)
-
-
-def _is_count(value: object, most: int) -> bool:
-    """A whole number from 0 to ``most`` (JSON's ``true`` is no number)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _metadata_uuid(metadata: object, key: str) -> UUID | None:
     """Prep ES's id under ``key`` in an object's metadata (JSON's, or the SDK's)."""
     if isinstance(metadata, stripe.StripeObject):
         metadata = metadata.to_dict(recursive=False)
-    return _uuid_or_none(metadata.get(key)) if isinstance(metadata, dict) else None
-
-
-def _uuid_or_none(value: object) -> UUID | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
+    return uuid_or_none(metadata.get(key)) if isinstance(metadata, dict) else None
 
 
 def _id_of(field: object) -> str | None:
@@ -602,7 +448,3 @@ def _id_of(field: object) -> str | None:
         return field
     found = getattr(field, "id", None)
     return found if isinstance(found, str) else None
-
-
-def _time_of(created_s: int) -> datetime:
-    return datetime.fromtimestamp(created_s, UTC)
