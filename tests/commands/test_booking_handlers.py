@@ -7,7 +7,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from commands.accounts import DepositFunds, RequestPayout
 
 from aggregates.account import Account, account_id_for
 from aggregates.booking import Booking
@@ -31,6 +30,7 @@ from commands.bookings import (
     RescheduleBooking,
 )
 from commands.kitchens import KitchenAction, KitchenActionWithReason, UpdateKitchen
+from commands.payouts import RequestPayout, SetPayoutDestination
 from commands.sweeper import EventStoreAgenda
 from tests.support import (
     START_OF_TESTS,
@@ -363,14 +363,23 @@ def test_complete_captures_with_commission_after_end(market: Marketplace) -> Non
 
 
 def test_payout_beyond_available_is_402(market: Marketplace) -> None:
-    accounts = market.runtime.commands.accounts
-    accounts.deposit_funds(DepositFunds(amount_cents=5000), as_actor(market.host))
+    bookings = market.runtime.commands.bookings
+    booking = market.request_booking(IN_A_WEEK)  # 2 hours at 50.00: the host earns 90.00
+    bookings.confirm_booking(BookingAction(booking_id=booking.id), as_actor(market.host))
+    market.clock.now = IN_A_WEEK + DAY
+    bookings.complete_booking(BookingAction(booking_id=booking.id), as_actor(market.host))
+    earned = account(market, market.host.user_id).balance_cents
+    assert earned == 9000
+    payouts = market.runtime.commands.payouts
+    payouts.set_payout_destination(
+        SetPayoutDestination(destination="bank-of-test"), as_actor(market.host)
+    )
     with pytest.raises(InsufficientFunds):
-        accounts.request_payout(RequestPayout(amount_cents=5001), as_actor(market.host))
-    entry = accounts.request_payout(RequestPayout(amount_cents=5000), as_actor(market.host))
-    assert entry.result.balance_cents == 0
+        payouts.request_payout(RequestPayout(amount_cents=earned + 1), as_actor(market.host))
+    entry = payouts.request_payout(RequestPayout(amount_cents=earned), as_actor(market.host))
+    assert entry.result.account.balance_cents == 0
     with pytest.raises(PermissionDenied):
-        accounts.request_payout(RequestPayout(amount_cents=1), as_actor(market.customer))
+        payouts.request_payout(RequestPayout(amount_cents=1), as_actor(market.customer))
 
 
 def test_sweep_expires_pending_and_auto_completes_confirmed(market: Marketplace) -> None:

@@ -8,12 +8,12 @@ from datetime import timedelta
 from uuid import uuid4
 
 import pytest
-from commands.accounts import DepositFunds, RequestPayout
 
 from aggregates.account import Account, account_id_for
 from aggregates.errors import ActorNotAdmitted, InsufficientFunds, KitchenNotBookable
 from commands.bookings import BookingAction
 from commands.kitchens import KitchenActionWithReason
+from commands.payouts import RequestPayout
 from commands.users import UpdateUser
 from prep_es.services.runtime import Runtime
 from prep_es.store.known_copies import KnownAggregates, replay
@@ -26,6 +26,7 @@ from tests.support import (
     as_actor,
     build_marketplace,
     open_test_runtime,
+    top_up,
 )
 from tests.waiting import wait_until
 
@@ -82,15 +83,13 @@ def test_money_moved_elsewhere_is_seen_before_deciding_again(
     two_processes: tuple[Marketplace, Runtime],
 ) -> None:
     market, elsewhere = two_processes
-    accounts = market.runtime.commands.accounts
-    accounts.deposit_funds(DepositFunds(amount_cents=10_000), as_actor(market.host))
-    elsewhere.commands.accounts.request_payout(
-        RequestPayout(amount_cents=10_000), as_actor(market.host)
-    )
+    payouts = market.runtime.commands.payouts
+    funded = RequestPayout(amount_cents=1_000_000)  # all the customer topped up
+    elsewhere.commands.payouts.request_withdrawal(funded, as_actor(market.customer))
 
     with pytest.raises(InsufficientFunds):
-        accounts.request_payout(RequestPayout(amount_cents=10_000), as_actor(market.host))
-    account = market.runtime.app.repository.get(account_id_for(market.host.user_id))
+        payouts.request_withdrawal(funded, as_actor(market.customer))
+    account = market.runtime.app.repository.get(account_id_for(market.customer.user_id))
     assert isinstance(account, Account)
     assert account.balance_cents == 0
 
@@ -128,9 +127,9 @@ def wait_until_followed(follower: KnownCopiesFollower, runtime: Runtime) -> None
 def test_a_process_following_the_store_applies_what_others_write_to_its_copies(
     fresh_postgres_url: str, following: bool
 ) -> None:
-    """With the follower, a deposit made elsewhere is applied to this process's copy of
-    the account, so the next payout decides on current state at once; without it, the
-    payout is decided on the stale copy, refused at commit and decided again (the cost
+    """With the follower, a top-up made elsewhere is applied to this process's copy of
+    the account, so the next withdrawal decides on current state at once; without it, the
+    withdrawal is decided on the stale copy, refused at commit and decided again (the cost
     the follower saves)."""
     clock = MutableClock()
     first = open_test_runtime(fresh_postgres_url, clock)
@@ -138,29 +137,27 @@ def test_a_process_following_the_store_applies_what_others_write_to_its_copies(
     known = first.commands.processor.known
     follower = KnownCopiesFollower(first.app, known, conninfo_of(first)) if following else None
     try:
-        market = build_marketplace(first, clock)
-        accounts = first.commands.accounts
-        accounts.deposit_funds(DepositFunds(amount_cents=10_000), as_actor(market.host))
-        account_id = account_id_for(market.host.user_id)
+        market = build_marketplace(first, clock)  # the customer topped up 10,000.00 here
+        account_id = account_id_for(market.customer.user_id)
         if follower is not None:
             follower.start()
         for _ in range(2):
-            second.commands.accounts.deposit_funds(
-                DepositFunds(amount_cents=2_500), as_actor(market.host)
-            )
+            top_up(second, market.customer, 2_500)
         if follower is not None:
             wait_until_followed(follower, second)
             copy = known.get(account_id)
             assert isinstance(copy, Account)
-            assert copy.balance_cents == 15_000
+            assert copy.balance_cents == 1_005_000
             assert copy == second.app.repository.get(account_id)
 
-        accounts.request_payout(RequestPayout(amount_cents=5_000), as_actor(market.host))
+        first.commands.payouts.request_withdrawal(
+            RequestPayout(amount_cents=5_000), as_actor(market.customer)
+        )
 
         assert first.commands.processor.conflicts_total == (0 if following else 1)
         account = first.app.repository.get(account_id)
         assert isinstance(account, Account)
-        assert account.balance_cents == 10_000
+        assert account.balance_cents == 1_000_000
     finally:
         if follower is not None:
             follower.close()
@@ -177,17 +174,13 @@ def test_a_copy_the_stored_events_do_not_follow_on_from_is_forgotten(
     second = open_test_runtime(fresh_postgres_url, clock)
     known = first.commands.processor.known
     try:
-        market = build_marketplace(first, clock)
-        first.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=10_000), as_actor(market.host)
-        )
-        account_id = account_id_for(market.host.user_id)
-        deposit = DepositFunds(amount_cents=2_500)
-        second.commands.accounts.deposit_funds(deposit, as_actor(market.host))
+        market = build_marketplace(first, clock)  # the customer topped up here
+        account_id = account_id_for(market.customer.user_id)
+        top_up(second, market.customer, 2_500)
         follower = KnownCopiesFollower(first.app, known, conninfo_of(first))  # after it
         follower.start()
         try:
-            second.commands.accounts.deposit_funds(deposit, as_actor(market.host))
+            top_up(second, market.customer, 2_500)
             wait_until_followed(follower, second)
         finally:
             follower.close()
@@ -197,13 +190,18 @@ def test_a_copy_the_stored_events_do_not_follow_on_from_is_forgotten(
         second.close()
 
 
+def credit(account: Account, amount_cents: int) -> None:
+    """A top-up the provider confirmed, credited to ``account``."""
+    account.credit_top_up(uuid4(), amount_cents, f"pay_{uuid4().hex}")
+
+
 def test_a_copy_takes_only_the_versions_after_its_own() -> None:
     """The follower may read versions a copy already has together with newer ones (it
     starts from where the process was when it was made): the copy takes the newer ones,
     it is not forgotten for them; versions it has not seen before them make it go."""
     account = Account(owner_id=uuid4())
-    account.deposit(entry_id=uuid4(), amount_cents=1_000)
-    account.deposit(entry_id=uuid4(), amount_cents=500)
+    credit(account, 1_000)
+    credit(account, 500)
     history = account.collect_events()
     known = KnownAggregates(size_max=10)
     known.put(replay(None, history[:2]))
@@ -224,7 +222,7 @@ def test_a_copy_read_while_the_follower_passed_a_newer_version_is_not_kept() -> 
     no copy to apply it to), then the put of what was read: that copy would miss the
     newer version for good — authentication trusts copies — so it is not kept."""
     account = Account(owner_id=uuid4())
-    account.deposit(entry_id=uuid4(), amount_cents=1_000)
+    credit(account, 1_000)
     history = account.collect_events()
     known = KnownAggregates(size_max=10)
     with known.reading([account.id]):
@@ -241,7 +239,7 @@ def test_a_copy_read_while_the_follower_passed_a_newer_version_is_not_kept() -> 
 def test_a_copy_put_while_the_follower_decodes_takes_the_versions_after_its_own() -> None:
     account = Account(owner_id=uuid4())
     for amount_cents in (100, 200, 300):
-        account.deposit(entry_id=uuid4(), amount_cents=amount_cents)
+        credit(account, amount_cents)
     history = account.collect_events()
     known = KnownAggregates(size_max=10)
     known.put(replay(None, history[:1]))
