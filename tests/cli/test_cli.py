@@ -15,11 +15,17 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from commands.accounts import DepositFunds
 
 from aggregates.account import account_id_for
+from commands.top_ups import RequestTopUp
 from tests.cli.running import RunCli, isolate_environment
-from tests.support import MutableClock, as_actor, create_user, open_test_runtime
+from tests.support import (
+    MutableClock,
+    as_actor,
+    create_user,
+    deliver_payment_notifications,
+    open_test_runtime,
+)
 
 PASSWORD = "a long enough password"
 
@@ -185,13 +191,16 @@ def test_replay_prints_history_with_actor_metadata_and_redacts_the_password_hash
 
 
 def _funded_account(database_url: str) -> tuple[UUID, UUID]:
-    """A customer (created and funded through the handlers) and their account id."""
+    """A customer (created and topped up through the handlers and the sandbox) and
+    their account id."""
     runtime = open_test_runtime(database_url, MutableClock())
     try:
         customer = create_user(runtime, "customer", f"{uuid4().hex[:8]}@example.com")
-        runtime.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=12_345), as_actor(customer, idempotency_key="fund-1")
+        runtime.commands.top_ups.request_top_up(
+            RequestTopUp(amount_cents=12_345, payment_method="pm_card_visa"),
+            as_actor(customer, idempotency_key="fund-1"),
         )
+        deliver_payment_notifications(runtime)
     finally:
         runtime.close()
     return customer.user_id, account_id_for(customer.user_id)
@@ -201,37 +210,40 @@ def test_replay_at_a_version_and_as_of_a_moment(cli: RunCli, database_url: str) 
     customer_id, account_id = _funded_account(database_url)
 
     full = json.loads(cli("replay", str(account_id), "--json").out)
-    opened, deposited = full["events"]
-    assert (opened["topic"], deposited["topic"]) == (
+    opened, started, credited = full["events"]
+    assert (opened["topic"], started["topic"], credited["topic"]) == (
         "Account.AccountOpened",
-        "Account.FundsDeposited",
+        "Account.TopUpStarted",
+        "Account.TopUpCredited",
     )
-    assert deposited["actor_id"] == str(customer_id)
-    assert deposited["actor_role"] == "customer"
-    assert deposited["correlation_id"] == "fund-1"
-    assert deposited["request_id"] != "fund-1"
-    assert deposited["payload"]["amount_cents"] == 12_345
+    assert started["actor_id"] == str(customer_id)
+    assert started["actor_role"] == "customer"
+    assert started["correlation_id"] == "fund-1"
+    assert started["request_id"] != "fund-1"
+    assert started["payload"]["amount_cents"] == 12_345
+    assert credited["actor_role"] == "system"  # the provider's notification
+    assert credited["payload"]["amount_cents"] == 12_345
     assert full["state"]["balance_cents"] == 12_345
 
     at_version_1 = json.loads(cli("replay", str(account_id), "--version", "1", "--json").out)
-    assert (at_version_1["version"], at_version_1["latest_version"]) == (1, 2)
+    assert (at_version_1["version"], at_version_1["latest_version"]) == (1, 3)
     assert [event["version"] for event in at_version_1["events"]] == [1]
     assert at_version_1["state"]["balance_cents"] == 0
     assert at_version_1["state"]["version"] == 1
 
-    # As of the moment the account opened: before the deposit. As of the deposit: after.
+    # As of the moment the account opened: before the credit. As of the credit: after.
     before = cli("replay", str(account_id), "--as-of", opened["timestamp"], "--json")
-    after = cli("replay", str(account_id), "--as-of", deposited["timestamp"], "--json")
+    after = cli("replay", str(account_id), "--as-of", credited["timestamp"], "--json")
     assert before.code == after.code == 0, (before.err, after.err)
     assert json.loads(before.out)["state"]["balance_cents"] == 0
     assert json.loads(after.out)["state"]["balance_cents"] == 12_345
-    assert json.loads(after.out)["as_of"] == deposited["timestamp"]
+    assert json.loads(after.out)["as_of"] == credited["timestamp"]
 
     # The same moment written with another offset is the same instant.
-    deposited_at = datetime.fromisoformat(deposited["timestamp"])
-    pacific = deposited_at.astimezone(timezone(timedelta(hours=-8))).isoformat()
+    credited_at = datetime.fromisoformat(credited["timestamp"])
+    pacific = credited_at.astimezone(timezone(timedelta(hours=-8))).isoformat()
     shifted = json.loads(cli("replay", str(account_id), "--as-of", pacific, "--json").out)
-    assert shifted["version"] == 2
+    assert shifted["version"] == 3
 
     # A date means 00:00 UTC that day: long before, and long after, the account.
     too_early = cli("replay", str(account_id), "--as-of", "2000-01-01")
@@ -239,7 +251,7 @@ def test_replay_at_a_version_and_as_of_a_moment(cli: RunCli, database_url: str) 
     assert too_early.code == 1
     assert too_early.err.startswith("error: not_found: ")
     assert far_later.code == 0
-    assert "State at version 2:" in far_later.out
+    assert "State at version 3:" in far_later.out
 
 
 def test_replay_refuses_naive_times_and_bad_arguments_with_exit_2(cli: RunCli) -> None:

@@ -45,7 +45,8 @@ def aggregates_created_by(app: PrepApplication, event_class: type) -> list[UUID]
 
 def assert_ledger_balances(store: PrepApplication, bookings: list[Booking]) -> None:
     """No user account negative; holds only for live bookings, at their price; and the
-    external (payments) and revenue sides net every user balance to zero."""
+    clearing accounts (payments in, payouts in transit, payments out) and the revenue
+    side net every user balance to zero."""
     accounts = [
         store.repository.get(i) for i in aggregates_created_by(store, Account.AccountOpened)
     ]
@@ -57,12 +58,14 @@ def assert_ledger_balances(store: PrepApplication, bookings: list[Booking]) -> N
         assert account.held_cents == sum(account.holds.values())
         assert all(live[hold_id] == amount for hold_id, amount in account.holds.items())
     assert sum(len(a.holds) for a in accounts) == len(live)
-    deposits = sum(e.amount_cents for e in events_of(store, Account.FundsDeposited))
-    payouts = sum(e.amount_cents for e in events_of(store, Account.PayoutRequested))
+    top_ups = sum(e.amount_cents for e in events_of(store, Account.TopUpCredited))
+    reserved = sum(e.amount_cents for e in events_of(store, Account.PayoutReserved))
+    posted = sum(e.amount_cents for e in events_of(store, Account.PayoutPosted))
+    voided = sum(e.amount_cents for e in events_of(store, Account.PayoutVoided))
     commissions = sum(e.commission_cents for e in events_of(store, Account.HoldCaptured))
-    payments_balance = payouts - deposits
+    clearing_balance = -top_ups + (reserved - posted - voided) + posted
     assert commissions > 0
-    assert sum(a.balance_cents for a in accounts) + payments_balance + commissions == 0
+    assert sum(a.balance_cents for a in accounts) + clearing_balance + commissions == 0
 
 
 def test_demo_loads_every_state_balances_and_sweeps_once(
@@ -107,7 +110,8 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
     assert {event.automatically for event in completions} == {True, False}
     assert events_of(store, Booking.BookingRescheduled)
     assert events_of(store, Booking.BookingDeclined)
-    assert events_of(store, Account.PayoutRequested)
+    assert events_of(store, Account.TopUpCredited)
+    assert events_of(store, Account.PayoutReserved)
     assert {c.status for k in kitchens for c in k.certificates.values()} >= {
         "pending",
         "verified",

@@ -177,13 +177,23 @@ class Server:
         return kitchen_id
 
     def funded_customer(self, email: str, amount: str = "1000.00") -> dict[str, str]:
+        """A customer who topped up ``amount`` with the sandbox's test card, once the
+        sandbox's notification (sent by the server to itself) has credited it."""
         customer = self.user("customer", email)
         self.ok(
             self.client.post(
-                f"{API}/accounts/me/deposits", headers=customer, json={"amount": amount}
+                f"{API}/accounts/me/top-ups",
+                headers=customer,
+                json={"amount": amount, "payment_method": "pm_card_visa"},
             ),
-            201,
+            202,
         )
+
+        def credited() -> bool:
+            account = self.client.get(f"{API}/accounts/me", headers=customer)
+            return account.status_code == 200 and account.json()["balance"] == amount
+
+        wait_until(credited, REQUEST_TIMEOUT_S, f"the top-up of {email} credited")
         return customer
 
 
@@ -270,7 +280,7 @@ def everything_sent_was_read(port: int) -> bool:
 
 def stop_with_a_request_in_flight(server: Server, customer: dict[str, str]) -> None:
     """SIGTERM while a request is in flight: it is answered before the server exits 0.
-    The request is a deposit whose body comes in two parts, the second only once the
+    The request is a top-up whose body comes in two parts, the second only once the
     server has begun shutting down (a read-your-writes wait no longer serves: a position
     beyond the store's head is refused at once, and one within it is reached at once)."""
     answers: list[httpx.Response | Exception] = []
@@ -284,13 +294,13 @@ def stop_with_a_request_in_flight(server: Server, customer: dict[str, str]) -> N
             STOP_TIMEOUT_S,
             lambda: f"the server to shut down:\n{server.log()}",
         )
-        yield b'"1.00"}'
+        yield b'"1.00", "payment_method": "pm_card_visa"}'
 
-    def deposit_slowly() -> None:
+    def top_up_slowly() -> None:
         try:
             answers.append(
                 server.client.post(
-                    f"{API}/accounts/me/deposits",
+                    f"{API}/accounts/me/top-ups",
                     headers={**customer, "Content-Type": "application/json"},
                     content=body(),
                 )
@@ -298,19 +308,19 @@ def stop_with_a_request_in_flight(server: Server, customer: dict[str, str]) -> N
         except httpx.HTTPError as error:
             answers.append(error)
 
-    depositing = threading.Thread(target=deposit_slowly)
-    depositing.start()
+    topping_up = threading.Thread(target=top_up_slowly)
+    topping_up.start()
     # Wait for the server to read the request: a connection whose request has not
     # been read yet is closed at shutdown, like an idle one.
     assert first_part_sent.wait(REQUEST_TIMEOUT_S), answers
     wait_until(lambda: everything_sent_was_read(server.port), REQUEST_TIMEOUT_S, "the request read")
     started = time.monotonic()
     assert server.stop() == 0, server.log()
-    depositing.join()
+    topping_up.join()
     assert time.monotonic() - started < STOP_TIMEOUT_S
     [answer] = answers
     assert isinstance(answer, httpx.Response), f"{answer!r}\n{server.log()}"
-    assert answer.status_code == 201, answer.text
+    assert answer.status_code == 202, answer.text
 
 
 # --- The round trip and a graceful stop, on each backend -------------------------------
@@ -386,7 +396,7 @@ def test_serve_books_over_http_and_stops_gracefully(
     assert requests[register] == 2
     commands = samples(text, "prep_es_commands_total")
     assert commands[(("command", "request_booking"), ("outcome", "ok"))] == 1
-    assert commands[(("command", "deposit_funds"), ("outcome", "ok"))] == 1
+    assert commands[(("command", "request_top_up"), ("outcome", "ok"))] == 1
 
     stop_with_a_request_in_flight(server, customer)
     log = server.log()
