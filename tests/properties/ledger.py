@@ -1,10 +1,12 @@
 """The money as the notification log tells it, folded incrementally and independently
-of the ``Account`` aggregate: system balances, each user account's balance, and how
-every hold ended.
+of the ``Account`` aggregate: system balances, each user account's balance, how every
+hold ended, and how every payout ended.
 
-``payments`` and ``platform_revenue`` are not aggregates; their balances are derived
-here exactly as SPEC §3 defines them: payments = −Σ deposits + Σ payouts, platform
-revenue = Σ commissions of captures.
+The system accounts are not aggregates; their balances are derived here from the user
+accounts' events: payments_in = −Σ top-ups credited, payouts_in_transit = Σ payouts
+reserved − Σ posted − Σ voided, payments_out = Σ payouts posted, platform revenue =
+Σ commissions of captures; and, for stores written before top-ups, payments =
+−Σ deposits + Σ one-phase payouts.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class LedgerFold:
     commission_basis_points: int
     position: int = 0
     payments_balance_cents: int = 0
+    payments_in_cents: int = 0
+    payouts_in_transit_cents: int = 0
+    payments_out_cents: int = 0
     platform_revenue_cents: int = 0
     balances_cents: Counter[UUID] = field(default_factory=Counter)
     # hold id -> (account id, amount) while the hold is pending
@@ -51,6 +56,23 @@ class LedgerFold:
     claims: dict[UUID, dict[UUID, tuple[datetime, datetime]]] = field(default_factory=dict)
     hold_problems: list[str] = field(default_factory=list)
     capture_problems: list[str] = field(default_factory=list)
+    credited_top_ups: set[UUID] = field(default_factory=set)
+    # payout id -> (account id, amount) while the payout is pending; then how it ended
+    pending_payouts: dict[UUID, tuple[UUID, int]] = field(default_factory=dict)
+    payout_endings: dict[UUID, list[str]] = field(default_factory=dict)
+    provider_problems: list[str] = field(default_factory=list)
+
+    @property
+    def system_balance_cents(self) -> int:
+        """What the system accounts hold together: minus the users' balances, when the
+        ledger balances."""
+        return (
+            self.payments_balance_cents
+            + self.payments_in_cents
+            + self.payouts_in_transit_cents
+            + self.payments_out_cents
+            + self.platform_revenue_cents
+        )
 
     def catch_up(self, app: PrepApplication) -> None:
         while True:
@@ -67,6 +89,8 @@ class LedgerFold:
         return sum(amount for owner, amount in self.pending_holds.values() if owner == account_id)
 
     def _apply(self, event: object) -> None:
+        if self._apply_provider_movement(event):
+            return
         if isinstance(event, Account.FundsDeposited):
             self.balances_cents[event.originator_id] += event.amount_cents
             self.payments_balance_cents -= event.amount_cents
@@ -108,6 +132,32 @@ class LedgerFold:
         elif isinstance(event, KitchenSchedule.SlotReleased):
             del self.claims[event.originator_id][event.booking_id]
 
+    def _apply_provider_movement(self, event: object) -> bool:
+        """Fold a top-up's credit or a payout's phase; whether ``event`` was one."""
+        if isinstance(event, Account.TopUpCredited):
+            if event.top_up_id in self.credited_top_ups:
+                self.provider_problems.append(f"top-up {event.top_up_id} credited twice")
+            self.credited_top_ups.add(event.top_up_id)
+            self.balances_cents[event.originator_id] += event.amount_cents
+            self.payments_in_cents -= event.amount_cents
+        elif isinstance(event, Account.PayoutReserved):
+            if event.payout_id in self.pending_payouts or event.payout_id in self.payout_endings:
+                self.provider_problems.append(f"payout {event.payout_id} reserved twice")
+            self.pending_payouts[event.payout_id] = (event.originator_id, event.amount_cents)
+            self.balances_cents[event.originator_id] -= event.amount_cents
+            self.payouts_in_transit_cents += event.amount_cents
+        elif isinstance(event, Account.PayoutPosted):
+            self._end_payout(event.payout_id, event.originator_id, event.amount_cents, "posted")
+            self.payouts_in_transit_cents -= event.amount_cents
+            self.payments_out_cents += event.amount_cents
+        elif isinstance(event, Account.PayoutVoided):
+            self._end_payout(event.payout_id, event.originator_id, event.amount_cents, "voided")
+            self.payouts_in_transit_cents -= event.amount_cents
+            self.balances_cents[event.originator_id] += event.amount_cents
+        else:
+            return False
+        return True
+
     def _apply_capture(self, event: Account.HoldCaptured) -> None:
         owner, amount = self._pending(event.hold_id, "captured")
         hold = event.hold_id
@@ -135,6 +185,15 @@ class LedgerFold:
         self._settle(
             hold, Settlement("captured", owner, event.captured_cents, event.released_cents)
         )
+
+    def _end_payout(self, payout_id: UUID, account_id: UUID, amount_cents: int, how: str) -> None:
+        endings = self.payout_endings.setdefault(payout_id, [])
+        endings.append(how)
+        if payout_id not in self.pending_payouts:
+            self.provider_problems.append(f"payout {payout_id} {', then '.join(endings)}")
+            return
+        if self.pending_payouts.pop(payout_id) != (account_id, amount_cents):
+            self.provider_problems.append(f"payout {payout_id} {how} for another amount or account")
 
     def _pending(self, hold_id: UUID, verb: str) -> tuple[UUID, int]:
         if hold_id not in self.pending_holds:

@@ -8,16 +8,21 @@ fail with one of the predicted codes and append nothing. The invariants read the
 aggregates and the notification log (``ledger.py``), not the machine's bookkeeping:
 
 1. no two pending/confirmed bookings of a kitchen overlap (aggregates and schedules);
-2. the ledger sums to zero, with ``payments`` and ``platform_revenue`` derived from
+2. the ledger sums to zero, with the clearing accounts (``payments_in``,
+   ``payouts_in_transit``, ``payments_out``) and ``platform_revenue`` derived from
    events, and every capture is payee + commission with a matching PaymentReceived;
 3. no user account goes negative (balance, held, available);
 4. every hold is settled exactly once, and held = Σ prices of active bookings;
 5. a settled booking's captured + released equals its price;
 6. a sweep expires and completes exactly what is due, and a second sweep does nothing
-   (checked inside the ``sweep`` rule).
+   (checked inside the ``sweep`` rule);
+7. every top-up is credited at most once, only when its card succeeds, and every payout
+   or withdrawal is reserved at once, then posted or voided exactly once (a host's
+   destination starting with ``fail`` makes the sandbox fail its payouts).
 
 Hypothesis picks the first, simplest rules and values far more often than the rest;
-the preconditions on ``sweep``, ``advance_clock``, ``deposit``, ``payout`` and
+the preconditions on ``sweep``, ``advance_clock``, ``top_up_by_card``, ``payout``,
+``withdraw`` and
 ``suspend_or_reinstate_kitchen`` keep those cheap rules from crowding out bookings.
 """
 
@@ -30,7 +35,6 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from commands.accounts import DepositFunds, RequestPayout
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -56,7 +60,9 @@ from commands.bookings import (
 )
 from commands.context import Actor
 from commands.kitchens import KitchenAction, KitchenActionWithReason
+from commands.payouts import RequestPayout, SetPayoutDestination
 from commands.processor import Executed
+from commands.top_ups import RequestTopUp
 from tests.properties.conftest import StoreFactory
 from tests.properties.ledger import LedgerFold
 from tests.properties.oracle import (
@@ -72,8 +78,10 @@ from tests.support import (
     MutableClock,
     as_actor,
     create_user,
+    deliver_payment_notifications,
     open_test_runtime,
     publish_compliant_kitchen,
+    top_up,
 )
 
 TResult = TypeVar("TResult")
@@ -98,13 +106,20 @@ LENGTH_QUARTERS = st.sampled_from([*range(4, 25), 2, 3])
 NUDGE_MINUTES = st.sampled_from([0] * 11 + [5])
 # Mostly within every kitchen's capacity (4 or more); now and then 0 or too many.
 GUESTS = st.sampled_from([2, 1, 3, 4, 2, 1, 3, 4, 0, 12])
-DEPOSITS_CENTS = st.sampled_from([60_000, 150_000, 30_000, 10_000])
-DEPOSIT_AMOUNTS_CENTS = st.sampled_from([20_000, 50_000, 5_000, 1, 0])
+TOP_UPS_CENTS = st.sampled_from([60_000, 150_000, 30_000, 10_000])
+TOP_UP_AMOUNTS_CENTS = st.sampled_from([20_000, 50_000, 5_000, 1, 0])
+# Mostly a card that succeeds; now and then one the sandbox declines.
+PAYMENT_METHODS = st.sampled_from(["pm_card_visa"] * 3 + ["pm_card_chargeDeclined"])
+SUCCEEDING_PAYMENT_METHOD = "pm_card_visa"
+# The second host's payouts fail at the sandbox, and come back.
+PAYOUT_DESTINATIONS = ("bank-of-test", "fail-closed-account")
 # 15 minutes to 3 days: a spread of steps around the 24 h and 48 h cancellation tiers.
 ADVANCE_QUARTERS = st.sampled_from([96, 24, 4, 1, 48, 2 * 96, 3 * 96, 3, 100, 191, 7])
 DEADLINES = st.sampled_from(["start", "end + 24h", "start - 24h", "start - 48h", "end"])
 # Customers top up when one of them is below this.
 LOW_BALANCE_CENTS = 20_000
+# And withdraw when one of them has more than this.
+HIGH_BALANCE_CENTS = 100_000
 # An admin steps in now and then, not every other step.
 MODERATIONS_MAX = 2
 BOOKINGS_BEFORE_MODERATION = 2
@@ -167,14 +182,18 @@ class MarketplaceMachine(RuleBasedStateMachine):
             min_size=2,
             max_size=KITCHENS_MAX,
         ),
-        deposits_cents=st.lists(DEPOSITS_CENTS, min_size=3, max_size=CUSTOMERS_MAX),
+        top_ups_cents=st.lists(TOP_UPS_CENTS, min_size=3, max_size=CUSTOMERS_MAX),
     )
     def open_marketplace(
-        self, kitchens: list[tuple[bool, int, int]], deposits_cents: list[int]
+        self, kitchens: list[tuple[bool, int, int]], top_ups_cents: list[int]
     ) -> None:
         runtime = self.runtime
         self.admin = create_user(runtime, "admin", "admin@example.com")
         self.hosts = [create_user(runtime, "host", f"host{n}@example.com") for n in range(HOSTS)]
+        for host, destination in zip(self.hosts, PAYOUT_DESTINATIONS, strict=True):
+            runtime.commands.payouts.set_payout_destination(
+                SetPayoutDestination(destination=destination), as_actor(host)
+            )
         for n, (instant_book, rate, capacity) in enumerate(kitchens):
             jurisdiction = JURISDICTIONS[n % len(JURISDICTIONS)]
             host = self.hosts[n % HOSTS]
@@ -190,12 +209,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
             self.kitchens.append(
                 KitchenFacts(kitchen_id, jurisdiction, rate, capacity, instant_book, host)
             )
-        for n, deposit in enumerate(deposits_cents):
+        for n, amount_cents in enumerate(top_ups_cents):
             customer = create_user(runtime, "customer", f"customer{n}@example.com")
-            if deposit:
-                runtime.commands.accounts.deposit_funds(
-                    DepositFunds(amount_cents=deposit), as_actor(customer)
-                )
+            top_up(runtime, customer, amount_cents)
             self.customers.append(customer)
 
     # --- helpers -------------------------------------------------------------------
@@ -619,20 +635,30 @@ class MarketplaceMachine(RuleBasedStateMachine):
             for customer in self.customers
         )
 
-    @rule(customer=st.integers(0, CUSTOMERS_MAX - 1), amount_cents=DEPOSIT_AMOUNTS_CENTS)
+    @rule(
+        customer=st.integers(0, CUSTOMERS_MAX - 1),
+        amount_cents=TOP_UP_AMOUNTS_CENTS,
+        payment_method=PAYMENT_METHODS,
+    )
     @precondition(_a_customer_runs_low)
-    def deposit(self, customer: int, amount_cents: int) -> None:
+    def top_up_by_card(self, customer: int, amount_cents: int, payment_method: str) -> None:
+        """A top-up, credited when the sandbox's notification says the card paid."""
         actor = self.customers[customer % len(self.customers)]
         balance = self._account(actor.user_id).balance_cents
-        entry = self._attempt(
-            "deposit",
+        started = self._attempt(
+            "top up",
             set() if amount_cents > 0 else {"invalid_amount"},
-            lambda: self.runtime.commands.accounts.deposit_funds(
-                DepositFunds(amount_cents=amount_cents), as_actor(actor)
+            lambda: self.runtime.commands.top_ups.request_top_up(
+                RequestTopUp(amount_cents=amount_cents, payment_method=payment_method),
+                as_actor(actor),
             ),
         )
-        if entry is not None:
-            assert entry.balance_cents == balance + amount_cents, entry
+        if started is None:
+            return
+        assert self._account(actor.user_id).balance_cents == balance, "credited unconfirmed"
+        deliver_payment_notifications(self.runtime)
+        credited_cents = amount_cents if payment_method == SUCCEEDING_PAYMENT_METHOD else 0
+        assert self._account(actor.user_id).balance_cents == balance + credited_cents
 
     def _a_host_has_money(self) -> bool:
         return any(self._observe().accounts[host.user_id].available_cents for host in self.hosts)
@@ -644,15 +670,53 @@ class MarketplaceMachine(RuleBasedStateMachine):
         account = self._account(actor.user_id)
         amount = max(1, account.available_cents * percent_of_available // 100)
         refusals = {"insufficient_funds"} if amount > account.available_cents else set()
-        entry = self._attempt(
+        requested = self._attempt(
             "payout",
             refusals,
-            lambda: self.runtime.commands.accounts.request_payout(
+            lambda: self.runtime.commands.payouts.request_payout(
                 RequestPayout(amount_cents=amount), as_actor(actor)
             ),
         )
-        if entry is not None:
-            assert entry.balance_cents == account.balance_cents - amount, entry
+        if requested is None:
+            return
+        assert requested.account.balance_cents == account.balance_cents - amount, requested
+        deliver_payment_notifications(self.runtime)
+        failing = PAYOUT_DESTINATIONS[host].startswith("fail")
+        returned_cents = amount if failing else 0
+        after = self._account(actor.user_id).balance_cents
+        assert after == account.balance_cents - amount + returned_cents, (after, requested)
+
+    def _a_customer_has_plenty(self) -> bool:
+        accounts = self._observe().accounts
+        return any(
+            accounts[customer.user_id].available_cents > HIGH_BALANCE_CENTS
+            for customer in self.customers
+        )
+
+    @rule(
+        customer=st.integers(0, CUSTOMERS_MAX - 1),
+        percent_of_available=st.sampled_from([50, 100, 120, 1]) | st.integers(1, 120),
+    )
+    @precondition(_a_customer_has_plenty)
+    def withdraw(self, customer: int, percent_of_available: int) -> None:
+        """A withdrawal back to the cards: every customer's money came from top-ups, so
+        all of what is available can go back."""
+        actor = self.customers[customer % len(self.customers)]
+        account = self._account(actor.user_id)
+        amount = max(1, account.available_cents * percent_of_available // 100)
+        refusals = {"insufficient_funds"} if amount > account.available_cents else set()
+        requested = self._attempt(
+            "withdraw",
+            refusals,
+            lambda: self.runtime.commands.payouts.request_withdrawal(
+                RequestPayout(amount_cents=amount), as_actor(actor)
+            ),
+        )
+        if requested is None:
+            return
+        assert sum(refund.amount_cents for refund in requested.payouts) == amount, requested
+        deliver_payment_notifications(self.runtime)
+        assert self._account(actor.user_id).balance_cents == account.balance_cents - amount
 
     def _time_has_work(self) -> bool:
         return any(booking.is_active for booking in self._observe().bookings.values())
@@ -769,20 +833,33 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     @invariant()
     def ledger_sums_to_zero(self) -> None:
-        """2. Σ user balances + payments (−Σ deposits + Σ payouts) + platform revenue
-        (Σ commissions) == 0, and each account's balance equals its folded entries."""
+        """2. Σ user balances + payments_in (−Σ top-ups credited) + payouts_in_transit
+        + payments_out (Σ payouts posted) + platform revenue (Σ commissions) == 0, and
+        each account's balance equals its folded entries."""
         accounts = self._observe().accounts
         user_total = sum(account.balance_cents for account in accounts.values())
-        total = user_total + self.ledger.payments_balance_cents + self.ledger.platform_revenue_cents
+        ledger = self.ledger
+        total = user_total + ledger.system_balance_cents
         assert total == 0, (
-            f"users {user_total} + payments {self.ledger.payments_balance_cents}"
-            f" + revenue {self.ledger.platform_revenue_cents} = {total}"
+            f"users {user_total} + payments_in {ledger.payments_in_cents}"
+            f" + in transit {ledger.payouts_in_transit_cents}"
+            f" + payments_out {ledger.payments_out_cents}"
+            f" + revenue {ledger.platform_revenue_cents} = {total}"
         )
         for owner, account in accounts.items():
             folded = self.ledger.balances_cents[account_id_for(owner)]
             assert account.balance_cents == folded, (owner, account.balance_cents, folded)
         known = {account_id_for(owner) for owner in accounts}
         assert set(+self.ledger.balances_cents) <= known, "money on an unknown account"
+
+    @invariant()
+    def money_moves_through_the_provider_once(self) -> None:
+        """7. No top-up credited twice; every payout reserved once and posted or voided
+        once — at once here, since each rule delivers the sandbox's notifications."""
+        self._observe()
+        assert self.ledger.provider_problems == []
+        assert self.ledger.pending_payouts == {}
+        assert self.ledger.payouts_in_transit_cents == 0
 
     @invariant()
     def captures_pay_the_host_and_the_platform(self) -> None:

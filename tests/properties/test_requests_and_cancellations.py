@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from commands.accounts import DepositFunds
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,6 +35,7 @@ from tests.support import (
     create_user,
     open_test_runtime,
     publish_compliant_kitchen,
+    top_up,
 )
 
 JURISDICTION = "los_angeles"
@@ -104,7 +104,7 @@ class Scenario:
         *,
         hourly_rate_cents: int,
         instant_book: bool,
-        deposit_cents: int,
+        top_up_cents: int,
     ) -> None:
         clock.now = START_OF_TESTS
         self.runtime, self.clock = runtime, clock
@@ -119,11 +119,9 @@ class Scenario:
             instant_book=instant_book,
         )
         self.customer = create_user(runtime, "customer", f"customer{number}@example.com")
-        if deposit_cents:
-            runtime.commands.accounts.deposit_funds(
-                DepositFunds(amount_cents=deposit_cents), as_actor(self.customer)
-            )
-        self.model = Model(balance_cents=deposit_cents, bookings=[])
+        if top_up_cents:
+            top_up(runtime, self.customer, top_up_cents)
+        self.model = Model(balance_cents=top_up_cents, bookings=[])
 
     def request(self, step: Request) -> None:
         now = self.clock.now
@@ -221,13 +219,13 @@ def test_requests_and_cancellations_match_a_brute_force_model(
             steps=STEPS,
             hourly_rate_cents=st.sampled_from([5000, 4999, 7333]),
             instant_book=st.booleans(),
-            deposit_cents=st.sampled_from([100_000, 30_000, 10_000, 0]),
+            top_up_cents=st.sampled_from([100_000, 30_000, 10_000, 0]),
         )
         def requests_and_cancellations(
             steps: list[Request | Cancel],
             hourly_rate_cents: int,
             instant_book: bool,
-            deposit_cents: int,
+            top_up_cents: int,
         ) -> None:
             scenario = Scenario(
                 runtime,
@@ -237,7 +235,7 @@ def test_requests_and_cancellations_match_a_brute_force_model(
                 next(numbers),
                 hourly_rate_cents=hourly_rate_cents,
                 instant_book=instant_book,
-                deposit_cents=deposit_cents,
+                top_up_cents=top_up_cents,
             )
             for step in steps:
                 if isinstance(step, Request):

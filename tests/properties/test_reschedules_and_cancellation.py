@@ -18,7 +18,6 @@ import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from commands.accounts import DepositFunds
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,11 +41,12 @@ from tests.support import (
     create_user,
     open_test_runtime,
     publish_compliant_kitchen,
+    top_up,
 )
 
 JURISDICTION = "los_angeles"
 GUESTS = 2
-DEPOSIT_CENTS = 1_000_000  # more than any window's price: funds never refuse
+TOP_UP_CENTS = 1_000_000  # more than any window's price: funds never refuse
 FIRST_LOCAL_START = time(8, 0)
 """Windows start from 08:00 local time plus up to six hours, and last at most eight:
 inside Los Angeles' 05:00–23:00, so a window is refused only for being past or for
@@ -109,9 +109,7 @@ class Scenario:
         )
         self.host = host
         self.customer = create_user(runtime, "customer", f"customer{number}@example.com")
-        runtime.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=DEPOSIT_CENTS), as_actor(self.customer)
-        )
+        top_up(runtime, self.customer, TOP_UP_CENTS)
         self.start, self.end = self._window(first)
         booked = runtime.commands.bookings.request_booking(
             RequestBooking(
@@ -211,22 +209,19 @@ class Scenario:
     def check_ledger(self, ledger: LedgerFold, captured_cents: int) -> None:
         ledger.catch_up(self.runtime.app)
         assert ledger.hold_problems == [] and ledger.capture_problems == []
+        assert ledger.provider_problems == []
         (settlement,) = ledger.settlements[self.booking_id]
         assert (settlement.captured_cents, settlement.released_cents) == (
             captured_cents,
             self.price_cents - captured_cents,
         ), settlement
         assert self.booking_id not in ledger.pending_holds
-        total = (
-            sum(ledger.balances_cents.values())
-            + ledger.payments_balance_cents
-            + ledger.platform_revenue_cents
-        )
+        total = sum(ledger.balances_cents.values()) + ledger.system_balance_cents
         assert total == 0, total
         account = self.runtime.app.repository.get(account_id_for(self.customer.user_id))
         assert isinstance(account, Account)
         assert (account.balance_cents, account.held_cents) == (
-            DEPOSIT_CENTS - captured_cents,
+            TOP_UP_CENTS - captured_cents,
             0,
         )
         assert ledger.balances_cents[account.id] == account.balance_cents
