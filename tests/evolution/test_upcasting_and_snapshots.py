@@ -161,7 +161,7 @@ def test_booking_rescheduled_v1_is_read_with_no_fee_floor(application: PrepAppli
 def test_account_loads_from_its_latest_snapshot(uncached_application: PrepApplication) -> None:
     account = Account(owner_id=uuid4())
     for _ in range(349):
-        account.deposit(uuid4(), 1)
+        account.credit_top_up(uuid4(), 1, "pay_snapshot")
     account.place_hold(uuid4(), 7)
     uncached_application.save(account)
     assert account.version == 351

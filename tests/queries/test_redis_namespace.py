@@ -12,7 +12,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-from commands.accounts import DepositFunds
 
 from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
@@ -28,7 +27,14 @@ from queries.kitchens import KitchenFilters
 from tests.conftest import PostgresServer
 from tests.queries.conftest import REDIS_URL, redis_available
 from tests.queries.test_kitchen_cache import CountingQueries
-from tests.support import Marketplace, MutableClock, as_actor, build_marketplace, open_test_runtime
+from tests.support import (
+    Marketplace,
+    MutableClock,
+    as_actor,
+    build_marketplace,
+    open_test_runtime,
+    top_up,
+)
 
 
 @pytest.fixture
@@ -58,14 +64,12 @@ def other_database_url(
 class Deployment:
     """One deployment's event store, read side and Redis query cache."""
 
-    def __init__(self, database_url: str, redis_url: str, *, deposits: int = 0) -> None:
+    def __init__(self, database_url: str, redis_url: str, *, top_ups: int = 0) -> None:
         self.settings = Settings(database_url=database_url, redis_url=redis_url)
         clock = MutableClock()
         self.market: Marketplace = build_marketplace(open_test_runtime(database_url, clock), clock)
-        for _ in range(deposits):
-            self.market.runtime.commands.accounts.deposit_funds(
-                DepositFunds(amount_cents=100), as_actor(self.market.customer)
-            )
+        for _ in range(top_ups):
+            top_up(self.market.runtime, self.market.customer, 100)
         self.side: ReadSide = open_read_side(self.settings)
         self.cache = RedisQueryCache(redis_url, namespace=redis_namespace(self.settings))
         self.queries = CountingQueries(
@@ -105,7 +109,7 @@ def deployments(
 ) -> Iterator[tuple[Deployment, Deployment]]:
     # The first deployment's store is further ahead, so that its entries are newer than
     # any change the second one marks: only the namespace can keep them apart.
-    first = Deployment(database_url, redis_url, deposits=5)
+    first = Deployment(database_url, redis_url, top_ups=5)
     second = Deployment(other_database_url, redis_url)
     yield first, second
     first.close()
