@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from commands.accounts import RequestPayout
 
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from commands.bookings import (
@@ -22,6 +21,7 @@ from commands.bookings import (
     RescheduleBooking,
 )
 from commands.context import Actor
+from commands.payouts import RequestPayout, SetPayoutDestination
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection
@@ -38,6 +38,7 @@ from tests.support import (
     as_actor,
     build_marketplace,
     create_user,
+    deliver_payment_notifications,
     open_test_runtime,
     publish_compliant_kitchen,
 )
@@ -140,7 +141,10 @@ def live_every_ending(market: Marketplace) -> Story:
     assert report.completed_booking_ids == [ids["auto_completed"]]
 
     payout_cents = 12_345
-    market.runtime.commands.accounts.request_payout(RequestPayout(amount_cents=payout_cents), host)
+    payouts = market.runtime.commands.payouts
+    payouts.set_payout_destination(SetPayoutDestination(destination="bank-of-test"), host)
+    payouts.request_payout(RequestPayout(amount_cents=payout_cents), host)
+    deliver_payment_notifications(market.runtime)  # the sandbox paid it: posted
     return Story(ids=ids, payout_cents=payout_cents)
 
 

@@ -14,7 +14,6 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
-from commands.accounts import DepositFunds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +58,7 @@ from tests.support import (
     open_test_runtime,
     publish_compliant_kitchen,
     search_filters,
+    top_up,
 )
 
 FAR_EXPIRY = date(2031, 12, 31)
@@ -254,9 +254,7 @@ def build_world(url: str) -> World:
     admin = create_user(runtime, "admin", "admin@example.com")
     hosts = [create_user(runtime, "host", f"host{n}@example.com") for n in range(2)]
     customer = create_user(runtime, "customer", "customer@example.com")
-    runtime.commands.accounts.deposit_funds(
-        DepositFunds(amount_cents=10_000_000), as_actor(customer)
-    )
+    top_up(runtime, customer, 10_000_000)
     kitchen_ids = {
         spec.name: make_kitchen(runtime, hosts[n % len(hosts)], admin, spec)
         for n, spec in enumerate(SPECS)
@@ -773,9 +771,7 @@ def test_a_material_edit_takes_a_kitchen_out_of_search_until_approved_again(
         admin = create_user(runtime, "admin", "admin@example.com")
         host = create_user(runtime, "host", "host@example.com")
         customer = create_user(runtime, "customer", "customer@example.com")
-        runtime.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=100_000), as_actor(customer)
-        )
+        top_up(runtime, customer, 100_000)
         kitchen_id = publish_compliant_kitchen(runtime, host, admin)
         booked = runtime.commands.bookings.request_booking(
             RequestBooking(
