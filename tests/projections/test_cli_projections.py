@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 import orjson
 import pytest
-from commands.accounts import DepositFunds
 
 from prep_es.cli.projections_status import describe_statuses
 from prep_es.services.container import SWEEPER_LOCK_NAME
@@ -31,7 +30,7 @@ from projections.runners import ProjectionRunner
 from projections.status import projection_statuses
 from queries.consistency import ReadPositions
 from tests.cli.running import RunCli, cli_runner
-from tests.support import MutableClock, as_actor, create_user, open_test_runtime
+from tests.support import MutableClock, create_user, open_test_runtime, top_up
 from tests.waiting import ProcessOutput, handles_signal, wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -40,13 +39,11 @@ PROCESS_TIMEOUT_S = 30
 
 @pytest.fixture
 def runtime(database_url: str) -> Iterator[Runtime]:
-    """A store with a few events: a customer and their deposits."""
+    """A store with a few events: a customer and their top-ups."""
     runtime = open_test_runtime(database_url, MutableClock())
     customer = create_user(runtime, "customer", "customer@example.com")
     for amount_cents in (1000, 2000, 3000):
-        runtime.commands.accounts.deposit_funds(
-            DepositFunds(amount_cents=amount_cents), as_actor(customer)
-        )
+        top_up(runtime, customer, amount_cents)
     yield runtime
     runtime.close()
 
@@ -344,8 +341,8 @@ class Poisoned(Projection):
 
     @fold(*AuditProjection.event_types)
     def _seen(self, event: Any, position: int, sql: Sql) -> None:
-        if type(event).__name__ == "FundsDeposited":
-            raise ValueError("cannot read this deposit")
+        if type(event).__name__ == "TopUpCredited":
+            raise ValueError("cannot read this credit")
         sql.execute(f"INSERT INTO {self.table('seen')} (position) VALUES (%s)", (position,))
 
 
@@ -360,12 +357,12 @@ def test_status_reports_where_and_why_a_projection_failed(
     assert status.state == "failed"
     assert status.failure is not None
     assert status.failure.position == failed.value.position
-    assert status.failure.topic == "Account.FundsDeposited"
-    assert "ValueError: cannot read this deposit" in status.failure.error
+    assert status.failure.topic == "Account.TopUpCredited"
+    assert "ValueError: cannot read this credit" in status.failure.error
     assert status.position < status.failure.position
     assert status.lag_events == runtime.app.position() - status.position > 0
     described = "\n".join(describe_statuses([status]))
-    assert f"stopped at position {failed.value.position} (Account.FundsDeposited)" in described
+    assert f"stopped at position {failed.value.position} (Account.TopUpCredited)" in described
 
 
 def test_project_runs_every_projection_until_sigterm(

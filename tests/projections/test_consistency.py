@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from commands.accounts import DepositFunds
 
+from commands.top_ups import RequestTopUp
 from prep_es.services.readside import ReadSide, start_projectors
 from prep_es.store.settings import Settings
 from projections import PROJECTIONS
@@ -36,9 +36,11 @@ def positions(read_side: ReadSide) -> Iterator[ReadPositions]:
     read_positions.close()
 
 
-def deposit(market: Marketplace) -> int:
-    executed = market.runtime.commands.accounts.deposit_funds(
-        DepositFunds(amount_cents=2500), as_actor(market.customer)
+def request_top_up(market: Marketplace) -> int:
+    """The position a top-up request reached (its payment ``processing``)."""
+    executed = market.runtime.commands.top_ups.request_top_up(
+        RequestTopUp(amount_cents=2500, payment_method="pm_card_visa"),
+        as_actor(market.customer),
     )
     return executed.position
 
@@ -54,7 +56,7 @@ def test_a_query_waits_for_its_command_while_the_supervisor_runs(
         for projection_class in PROJECTIONS:
             positions.wait_for(projection_class.name, market.runtime.app.position(), 10)
         for _ in range(5):
-            position = deposit(market)
+            position = request_top_up(market)
             started = time.monotonic()
             reached = positions.wait_for("audit", position, timeout_s=5)
             assert time.monotonic() - started < PROMPT_S
@@ -63,7 +65,7 @@ def test_a_query_waits_for_its_command_while_the_supervisor_runs(
                 entry = sql.fetchone(
                     "SELECT event_type FROM audit_entries WHERE position = %s", (position,)
                 )
-            assert entry == {"event_type": "Account.FundsDeposited"}
+            assert entry == {"event_type": "TopUp.TopUpProcessing"}
     finally:
         supervisor.stop()
         append_signal.stop()
@@ -198,7 +200,7 @@ def test_while_listening_positions_come_from_announcements_without_a_read(
         for _ in range(3):
             assert positions.position("audit") == head
         assert reads[0] == reads_before
-        position = deposit(market)
+        position = request_top_up(market)
         assert positions.position("audit") == head  # not applied yet: not claimed
         runner.catch_up()
         wait_until(lambda: positions.position("audit") >= position, PROMPT_S, "the announcement")

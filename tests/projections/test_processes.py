@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from commands.accounts import DepositFunds
 
 from commands.context import Actor
 from prep_es.services.readside import ReadSide, open_read_side, start_projectors
@@ -31,9 +30,9 @@ from tests.support import (
     START_OF_TESTS,
     Marketplace,
     MutableClock,
-    as_actor,
     build_marketplace,
     open_test_runtime,
+    top_up,
 )
 from tests.waiting import wait_until
 
@@ -65,8 +64,9 @@ def scratch_url(database_url: str, tmp_path: Path, request: pytest.FixtureReques
 
 
 class Writer:
-    """Appends events through the command handlers: deposits by a few customers, and
-    a booking every 50 deposits."""
+    """Appends events through the command handlers: top-ups by a few customers (six
+    events each, over three commands: requested, then the provider's notification), and
+    a booking every 10 top-ups."""
 
     def __init__(self, market: Marketplace) -> None:
         self.market = market
@@ -75,12 +75,11 @@ class Writer:
         ]
         self.bookings = 0
 
-    def write(self, deposits: int) -> None:
-        deposit_funds = self.market.runtime.commands.accounts.deposit_funds
-        for i in range(deposits):
+    def write(self, top_ups: int) -> None:
+        for i in range(top_ups):
             customer = self.customers[i % len(self.customers)]
-            deposit_funds(DepositFunds(amount_cents=100 + i), as_actor(customer))
-            if i % 50 == 0:
+            top_up(self.market.runtime, customer, 100 + i)
+            if i % 10 == 0:
                 self.bookings += 1
                 start = START_OF_TESTS + timedelta(days=1 + self.bookings // 4)
                 self.market.request_booking(
@@ -176,16 +175,16 @@ def test_killed_again_and_again_every_event_is_applied_exactly_once(
     tmp_path: Path,
 ) -> None:
     writer = Writer(market)
-    writer.write(400)
+    writer.write(80)
     journal = tmp_path / "journal"
     randomness = random.Random(20300107)
     killed_behind = 0
     for round_number in range(KILLS):
         label = f"p{round_number}"
-        writer.write(60)
+        writer.write(12)
         process = start_projector(database_url, journal, label)
         wait_for_journal(journal, "ready", label)
-        writer.write(20)  # new events arrive while it projects
+        writer.write(4)  # new events arrive while it projects
         time.sleep(randomness.uniform(0.0, 0.1))  # the moment of the kill: at random
         kill(process)
         reached = min(positions.position(p.name) for p in PROJECTIONS)
@@ -213,7 +212,7 @@ def test_one_process_runs_each_projection_and_a_standby_takes_over(
     tmp_path: Path,
 ) -> None:
     writer = Writer(market)
-    writer.write(100)
+    writer.write(20)
     journal = tmp_path / "journal"
     names = sorted(p.name for p in PROJECTIONS)
 
@@ -222,7 +221,7 @@ def test_one_process_runs_each_projection_and_a_standby_takes_over(
     second = start_projector(database_url, journal, "B")
     try:
         wait_for_journal(journal, "ready", "B")
-        writer.write(100)
+        writer.write(20)
         wait_until_caught_up(positions, writer.head)
         held = sorted(line[2] for line in read_journal(str(journal)) if line[0] == "holds")
         assert held == names  # all by A: B stood by
@@ -230,7 +229,7 @@ def test_one_process_runs_each_projection_and_a_standby_takes_over(
 
         kill(first)
         started = time.monotonic()
-        writer.write(100)
+        writer.write(20)
         wait_until_caught_up(positions, writer.head)
         assert time.monotonic() - started < 10
         taken = sorted(line[2] for line in read_journal(str(journal)) if line[:2] == ["holds", "B"])
