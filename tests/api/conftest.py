@@ -22,6 +22,7 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from aggregates.account import Account, account_id_for
 from prep_es.app import create_app
 from prep_es.services.auth import TokenService
 from prep_es.services.container import Services
@@ -36,6 +37,7 @@ from tests.support import (
     MutableClock,
     deliver_payment_notifications,
 )
+from tests.waiting import wait_until
 
 API = "/api/v1"
 REDIS_URL = os.environ.get("TEST_API_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -114,6 +116,8 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     return body
 
 
+PAYMENTS_SETTLE_S = 10.0
+"""How long a test waits for the sandbox's notifications to be applied."""
 USERS_WAIT_S = 10.0
 """How long a test waits for the users read model before logging a user in."""
 
@@ -160,6 +164,12 @@ class Api:
 
     def patch(self, path: str, user: User | None = None, **kwargs: Any) -> httpx.Response:
         response: httpx.Response = self.client.patch(
+            API + path, headers=_headers(user, kwargs), **kwargs
+        )
+        return response
+
+    def put(self, path: str, user: User | None = None, **kwargs: Any) -> httpx.Response:
+        response: httpx.Response = self.client.put(
             API + path, headers=_headers(user, kwargs), **kwargs
         )
         return response
@@ -222,8 +232,8 @@ class Api:
     def top_up(
         self, user: User, amount: str, payment_method: str = "pm_card_visa"
     ) -> dict[str, Any]:
-        """``POST /accounts/me/top-ups``, then the sandbox's notifications delivered (as
-        its delivery thread would, a moment later)."""
+        """``POST /accounts/me/top-ups``, then the sandbox's notifications delivered
+        (:meth:`settle_payments`)."""
         started = self.ok(
             self.post(
                 "/accounts/me/top-ups",
@@ -232,8 +242,45 @@ class Api:
             ),
             202,
         )
-        deliver_payment_notifications(self.services.runtime)
+        self.settle_payments()
         return started
+
+    def settle_payments(self) -> None:
+        """Every notification the sandbox has due delivered and applied: here, or by
+        the application's own delivery thread, which may have claimed some first (a
+        row stays undelivered until what it tells of is recorded)."""
+        runtime = self.services.runtime
+        sandbox = runtime.payment_provider.sandbox
+        assert sandbox is not None, "the API tests pay through the sandbox"
+        deliver_payment_notifications(runtime)
+        wait_until(
+            lambda: sandbox.undelivered_count() == 0,
+            PAYMENTS_SETTLE_S,
+            "the sandbox's notifications delivered",
+        )
+
+    def account(self, user: User) -> Account:
+        """The user's account as the write model has it now."""
+        account = self.services.runtime.app.repository.get(account_id_for(user.id))
+        assert isinstance(account, Account)
+        return account
+
+    def earn(self, host: User, kitchen: dict[str, Any], *, days: float) -> dict[str, Any]:
+        """The host earns 90.00: a customer's 2-hour booking of ``kitchen`` (50.00 an
+        hour), ``days`` ahead, confirmed, then completed once the clock passed it (it
+        moves the module's clock forward by ``days`` + 1)."""
+        customer = self.customer("100.00")
+        booking = self.ok(
+            self.post(
+                "/bookings",
+                customer,
+                json={"kitchen_id": kitchen["id"], "guests": 2, **self.window(days=days)},
+            ),
+            201,
+        )
+        self.ok(self.post(f"/bookings/{booking['id']}/confirm", host))
+        self.clock.advance(timedelta(days=days + 1))
+        return self.ok(self.post(f"/bookings/{booking['id']}/complete", self.log_in(host.email)))
 
     # --- kitchens -------------------------------------------------------------------
 

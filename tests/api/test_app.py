@@ -20,7 +20,8 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from aggregates.account import Account
+from aggregates.account import Account, account_id_for
+from aggregates.top_up import TopUp
 from prep_es.app import REQUEST_BODY_BYTES_MAX, create_app
 from prep_es.services.attempt_limits import (
     MemoryAttemptLimiter,
@@ -74,15 +75,20 @@ def test_each_request_gets_its_own_id(api: Api) -> None:
 def test_commands_record_the_request_id_in_their_events(api: Api) -> None:
     user = api.register("customer")
     response = api.post(
-        "/accounts/me/deposits", user, json={"amount": "5.00"}, headers={"X-Request-ID": "dep-1"}
+        "/accounts/me/top-ups",
+        user,
+        json={"amount": "5.00", "payment_method": "pm_card_visa"},
+        headers={"X-Request-ID": "top-up-1"},
     )
-    entry = api.ok(response, 201)
-    events = api.services.runtime.app.events.get(UUID(entry["account_id"]))
-    (event,) = [e for e in events if str(getattr(e, "entry_id", "")) == entry["id"]]
-    assert isinstance(event, Account.FundsDeposited)
-    assert event.metadata.request_id == "dep-1"
-    assert event.metadata.actor_id == user.id
-    assert event.metadata.actor_role == "customer"
+    top_up = api.ok(response, 202)
+    requested = next(iter(api.services.runtime.app.events.get(UUID(top_up["id"]))))
+    assert isinstance(requested, TopUp.TopUpRequested)
+    events = api.services.runtime.app.events.get(account_id_for(user.id))
+    (started,) = [e for e in events if isinstance(e, Account.TopUpStarted)]
+    for event in (requested, started):
+        assert event.metadata.request_id == "top-up-1"
+        assert event.metadata.actor_id == user.id
+        assert event.metadata.actor_role == "customer"
 
 
 # --- errors as problems ----------------------------------------------------------------
@@ -99,7 +105,9 @@ def test_malformed_json_is_a_400_problem(api: Api, body: bytes) -> None:
     assert all(error["type"] == "json_invalid" for error in problem.get("errors", []))
 
 
-@pytest.mark.parametrize("body", [b"amount=5", b'{"amount": "5.00"}'])
+@pytest.mark.parametrize(
+    "body", [b"amount=5", b'{"amount": "5.00", "payment_method": "pm_card_visa"}']
+)
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", None]
 )
@@ -108,16 +116,16 @@ def test_a_body_sent_as_anything_but_json_is_a_415_problem(
 ) -> None:
     user = api.register("customer")
     headers = {} if content_type is None else {"Content-Type": content_type}
-    response = api.post("/accounts/me/deposits", user, content=body, headers=headers)
+    response = api.post("/accounts/me/top-ups", user, content=body, headers=headers)
     assert_problem(response, 415, "unsupported_media_type")
     as_json = {"Content-Type": "application/json"}
-    sent_as_json = api.post("/accounts/me/deposits", user, content=body, headers=as_json)
-    assert sent_as_json.status_code == (201 if body.startswith(b"{") else 400)
+    sent_as_json = api.post("/accounts/me/top-ups", user, content=body, headers=as_json)
+    assert sent_as_json.status_code == (202 if body.startswith(b"{") else 400)
 
 
 def test_a_missing_body_is_a_422_problem(api: Api) -> None:
     user = api.register("customer")
-    missing = api.post("/accounts/me/deposits", user)
+    missing = api.post("/accounts/me/top-ups", user)
     assert_problem(missing, 422, "validation_error")
 
 
@@ -256,8 +264,10 @@ def test_every_write_route_of_the_contract_is_served(tmp_path: Path) -> None:
         ("PATCH", "/bookings/{booking_id}/cancel"),
         ("PATCH", "/bookings/{booking_id}/reschedule"),
         ("POST", "/bookings/{booking_id}/complete"),
-        ("POST", "/accounts/me/deposits"),
+        ("POST", "/accounts/me/top-ups"),
+        ("PUT", "/accounts/me/payout-destination"),
         ("POST", "/accounts/me/payouts"),
+        ("POST", "/accounts/me/withdrawals"),
         ("POST", "/admin/kitchens/{kitchen_id}/approve"),
         ("POST", "/admin/kitchens/{kitchen_id}/reject"),
         ("POST", "/admin/kitchens/{kitchen_id}/suspend"),
@@ -290,7 +300,9 @@ def test_every_answer_says_nosniff_and_answers_to_credentials_are_not_stored(api
         api.get("/kitchens", admin),  # public, but asked with credentials
         api.get(f"/bookings/{uuid4()}", admin),  # 404
         api.get("/users/me", headers={"Authorization": "Bearer not-a-token"}),  # 401
-        api.post("/accounts/me/deposits", admin, json={"amount": "1.00"}),  # 403
+        api.post(
+            "/accounts/me/top-ups", admin, json={"amount": "1.00", "payment_method": "pm_card_visa"}
+        ),  # 403
     ]
     for response in authenticated:
         assert response.headers["X-Content-Type-Options"] == "nosniff", response.request.url

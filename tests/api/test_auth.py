@@ -35,6 +35,9 @@ from tests.api.conftest import (
 )
 from tests.support import START_OF_TESTS
 
+TOP_UP = {"amount": "1.00", "payment_method": "pm_card_visa"}
+"""A command's body: a top-up of 1.00 with the sandbox's test card."""
+
 
 def registration(**fields: Any) -> dict[str, Any]:
     return {
@@ -264,9 +267,7 @@ def test_a_deactivated_users_token_is_refused_at_once(api: Api) -> None:
     assert deactivated["active"] is False
     # Commands and queries alike, without waiting for any read model: both check the
     # user in the write model.
-    assert_problem(
-        api.post("/accounts/me/deposits", user, json={"amount": "1.00"}), 401, "user_inactive"
-    )
+    assert_problem(api.post("/accounts/me/top-ups", user, json=TOP_UP), 401, "user_inactive")
     assert_problem(api.get("/users/me", user), 401, "user_inactive")
     assert_problem(api.get("/accounts/me", user), 401, "user_inactive")
     wait = {"X-Prep-Min-Position": str(deactivated["position"])}
@@ -278,9 +279,7 @@ def test_a_deactivated_users_token_is_refused_at_once(api: Api) -> None:
     reactivated = api.ok(api.patch(f"/admin/users/{user.id}", api.admin, json={"active": True}))
     # A reactivation revives no token issued before the deactivation...
     assert_problem(api.get("/users/me", user), 401, "token_revoked")
-    assert_problem(
-        api.post("/accounts/me/deposits", user, json={"amount": "1.00"}), 401, "token_revoked"
-    )
+    assert_problem(api.post("/accounts/me/top-ups", user, json=TOP_UP), 401, "token_revoked")
     # ...and the user is admitted again at once with a new one.
     again = api.log_in(user.email, min_position=reactivated["position"])
     assert api.ok(api.get("/users/me", again))["active"] is True

@@ -40,6 +40,9 @@ FOLLOWER_WAIT_S = 10.0
 ISSUER = {"iss": "prep-es", "aud": "prep-es-api"}
 TTL_S = 3600
 
+TOP_UP = {"amount": "1.00", "payment_method": "pm_card_visa"}
+"""A command's body: a top-up of 1.00 with the sandbox's test card."""
+
 
 def tokens_at_start() -> TokenService:
     return TokenService(
@@ -113,9 +116,7 @@ def test_logout_revokes_that_token_and_no_other(api: Api) -> None:
     assert response.status_code == 204, response.text
     assert int(response.headers["X-Prep-Position"]) > 0
     assert_problem(api.get("/users/me", user), 401, "token_revoked")
-    assert_problem(
-        api.post("/accounts/me/deposits", user, json={"amount": "1.00"}), 401, "token_revoked"
-    )
+    assert_problem(api.post("/accounts/me/top-ups", user, json=TOP_UP), 401, "token_revoked")
     assert_problem(api.post("/auth/logout", user), 401, "token_revoked")
     api.ok(api.get("/users/me", other))
 
