@@ -31,18 +31,18 @@ def test_a_write_while_another_process_holds_the_file_locked_is_a_503(
     api: Api, tmp_path: Path
 ) -> None:
     customer = api.register("customer")
-    deposit = {"amount": "10.00"}
+    top_up = {"amount": "10.00", "payment_method": "pm_card_visa"}
     other_process = sqlite3.connect(tmp_path / "prep_es.db", isolation_level=None)
     try:
         other_process.execute("BEGIN EXCLUSIVE")
-        response = api.post("/accounts/me/deposits", customer, json=deposit)
+        response = api.post("/accounts/me/top-ups", customer, json=top_up)
         assert_problem(response, 503, "database_unavailable")
         assert response.headers["Retry-After"] == "1"
     finally:
         other_process.execute("ROLLBACK")
         other_process.close()
 
-    assert api.post("/accounts/me/deposits", customer, json=deposit).status_code == 201
+    assert api.post("/accounts/me/top-ups", customer, json=top_up).status_code == 202
     assert api.get("/accounts/me", customer).status_code == 200
 
 

@@ -19,6 +19,7 @@ from tests.api.conftest import PASSWORD, Api, assert_problem
 from tests.api.reading import read
 
 OTHER_PASSWORD = "another sound passphrase"
+CARD = "pm_card_visa"
 
 
 def registration(**fields: Any) -> dict[str, Any]:
@@ -64,9 +65,10 @@ LOOSE_AMOUNTS = [
 
 
 @pytest.mark.parametrize("amount", LOOSE_AMOUNTS)
-def test_a_deposit_takes_money_only_as_a_plain_decimal_string(api: Api, amount: Any) -> None:
+def test_a_top_up_takes_money_only_as_a_plain_decimal_string(api: Api, amount: Any) -> None:
     customer = api.register("customer")
-    response = api.post("/accounts/me/deposits", customer, json={"amount": amount})
+    body = {"amount": amount, "payment_method": CARD}
+    response = api.post("/accounts/me/top-ups", customer, json=body)
     assert where(assert_problem(response, 422, "validation_error")) == [["body", "amount"]]
 
 
@@ -75,9 +77,9 @@ def test_a_json_number_finer_than_a_cent_is_not_rounded_into_money(api: Api) -> 
     string says exactly what was meant."""
     customer = api.register("customer")
     response = api.post(
-        "/accounts/me/deposits",
+        "/accounts/me/top-ups",
         customer,
-        content=b'{"amount": 5.00000000000000000001}',
+        content=b'{"amount": 5.00000000000000000001, "payment_method": "pm_card_visa"}',
         headers={"Content-Type": "application/json"},
     )
     assert where(assert_problem(response, 422, "validation_error")) == [["body", "amount"]]
@@ -86,14 +88,18 @@ def test_a_json_number_finer_than_a_cent_is_not_rounded_into_money(api: Api) -> 
 @pytest.mark.parametrize("amount", ["5", "5.5", "5.50", "0.01", "099.90"])
 def test_plain_decimal_strings_are_money(api: Api, amount: str) -> None:
     customer = api.register("customer")
-    entry = api.ok(api.post("/accounts/me/deposits", customer, json={"amount": amount}), 201)
-    assert entry["amount"] == f"{Decimal(amount):.2f}"
+    body = {"amount": amount, "payment_method": CARD}
+    top_up = api.ok(api.post("/accounts/me/top-ups", customer, json=body), 202)
+    assert top_up["amount"] == f"{Decimal(amount):.2f}"
 
 
-def test_a_payout_and_an_hourly_rate_take_money_the_same_way(api: Api) -> None:
+def test_a_payout_a_withdrawal_and_an_hourly_rate_take_money_the_same_way(api: Api) -> None:
     host = api.register("host")
     payout = api.post("/accounts/me/payouts", host, json={"amount": "1e3"})
     assert where(assert_problem(payout, 422, "validation_error")) == [["body", "amount"]]
+    customer = api.register("customer")
+    withdrawal = api.post("/accounts/me/withdrawals", customer, json={"amount": "1e3"})
+    assert where(assert_problem(withdrawal, 422, "validation_error")) == [["body", "amount"]]
     kitchen = {
         "name": "Loose Rate Kitchen",
         "description": "d",

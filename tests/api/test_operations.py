@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
-from commands.accounts import DepositFunds
 from eventsourcing.postgres import PostgresDatastore
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.testclient import TestClient
@@ -26,6 +25,7 @@ from psycopg import sql
 from aggregates.errors import StateConflict
 from aggregates.user import EmailClaim
 from api.operations import Operations, router
+from commands.top_ups import RequestTopUp
 from prep_es.app import create_app
 from prep_es.services.metrics import Metrics, MetricsMiddleware
 from prep_es.services.passwords import Argon2Passwords
@@ -378,26 +378,26 @@ def test_commands_are_counted_by_outcome_with_conflicts_and_retries(
         market.request_booking(start)
     assert refused.value.code == "booking_conflict"
 
-    # Another process (its own aggregate cache) deposits in between: this process's
-    # optimistic attempt starts from a stale copy of the account, loses the write race
-    # and decides again on fresh state.
-    deposit = DepositFunds(amount_cents=100)
-    market.runtime.commands.accounts.deposit_funds(deposit, as_actor(market.customer))
+    # Another process (its own aggregate cache) starts a top-up in between: this
+    # process's optimistic attempt starts from a stale copy of the account, loses the
+    # write race and decides again on fresh state.
+    top_up = RequestTopUp(amount_cents=100, payment_method="pm_card_visa")
+    market.runtime.commands.top_ups.request_top_up(top_up, as_actor(market.customer))
     other = open_test_runtime(database_url, MutableClock(market.clock.now))
     try:
-        other.commands.accounts.deposit_funds(deposit, as_actor(market.customer))
+        other.commands.top_ups.request_top_up(top_up, as_actor(market.customer))
     finally:
         other.close()
-    market.runtime.commands.accounts.deposit_funds(deposit, as_actor(market.customer))
+    market.runtime.commands.top_ups.request_top_up(top_up, as_actor(market.customer))
 
     text = metrics.exposition().decode()
     commands = samples(text, "prep_es_commands_total")
     assert commands[(("command", "request_booking"), ("outcome", "ok"))] == 1
     assert commands[(("command", "request_booking"), ("outcome", "booking_conflict"))] == 1
-    assert commands[(("command", "deposit_funds"), ("outcome", "ok"))] == 2
-    assert samples(text, "prep_es_command_conflicts_total") == {(("command", "deposit_funds"),): 1}
+    assert commands[(("command", "request_top_up"), ("outcome", "ok"))] == 2
+    assert samples(text, "prep_es_command_conflicts_total") == {(("command", "request_top_up"),): 1}
     retries = samples(text, "prep_es_command_retries_total")
-    assert retries[(("command", "deposit_funds"), ("reason", "write_conflict"))] == 1
+    assert retries[(("command", "request_top_up"), ("reason", "write_conflict"))] == 1
 
 
 def test_metrics_of_several_processes_are_summed(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Account queries over HTTP, on each backend: the caller's balance, held and available
-amounts and statement (newest first, paged) as deposits, holds and captures happen; and
+amounts and statement (newest first, paged) as top-ups, holds and captures happen; and
 an account the read model has not seen yet (404), or a position it has not reached
 (503), with the projectors held back."""
 
@@ -36,10 +36,11 @@ def test_a_new_customers_account_is_empty(api: Api) -> None:
     }
 
 
-def test_deposits_and_holds_show_in_balance_and_statement(api: Api) -> None:
+def test_top_ups_and_holds_show_in_balance_and_statement(api: Api) -> None:
     customer = api.register("customer")
-    first = api.ok(api.post("/accounts/me/deposits", customer, json={"amount": "250.00"}), 201)
-    api.ok(api.post("/accounts/me/deposits", customer, json={"amount": "0.55"}), 201)
+    first = api.top_up(customer, "250.00")
+    api.top_up(customer, "0.55")
+    api.top_up(customer, "7.00", "pm_card_chargeDeclined")  # credits nothing
     kitchen = api.published_kitchen(api.register("host"), hourly_rate="60.00")
     booking = api.ok(
         api.post(
@@ -58,7 +59,7 @@ def test_deposits_and_holds_show_in_balance_and_statement(api: Api) -> None:
     )
     statement = read_ok(api, "/accounts/me/entries", customer, after=booking["position"])
     assert statement["total"] == 3
-    hold, second, deposit = statement["items"]
+    hold, second, credited = statement["items"]
     assert hold["kind"] == "hold_placed"
     assert (hold["amount"], hold["held_delta"]) == ("0.00", "120.00")
     assert (hold["balance_after"], hold["held_after"], hold["available_after"]) == (
@@ -68,12 +69,12 @@ def test_deposits_and_holds_show_in_balance_and_statement(api: Api) -> None:
     )
     assert hold["booking_id"] == booking["id"]
     assert hold["counter_account"] is None
-    assert second["kind"] == "deposit" and second["amount"] == "0.55"
-    assert deposit["kind"] == "deposit" and deposit["amount"] == "250.00"
-    assert deposit["counter_account"] == "payments"
-    assert deposit["balance_after"] == "250.00"
-    assert deposit["position"] <= first["position"]
-    assert hold["position"] > second["position"] > deposit["position"]
+    assert second["kind"] == "top_up" and second["amount"] == "0.55"
+    assert credited["kind"] == "top_up" and credited["amount"] == "250.00"
+    assert credited["counter_account"] == "payments_in"
+    assert credited["balance_after"] == "250.00"
+    assert credited["position"] > first["position"]  # credited after it was asked for
+    assert hold["position"] > second["position"] > credited["position"]
     assert {entry["account_id"] for entry in statement["items"]} == {account["account_id"]}
 
     page = read_ok(api, "/accounts/me/entries", customer, params={"limit": 1, "offset": 1})

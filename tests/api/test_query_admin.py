@@ -186,7 +186,7 @@ def test_the_trial_balance_nets_to_zero(api: Api) -> None:
     customer = api.customer(deposit="321.09")
     trial = read_ok(api, "/admin/ledger/trial-balance", admin, after=head(api))
     assert trial["sum"] == "0.00" and trial["balanced"] is True
-    assert trial["items"][0]["account"] == "payments"
+    assert trial["items"][0]["account"] == "payments_in"  # what the provider confirmed
     assert trial["items"][0]["balance"].startswith("-")
     assert trial["total"] >= 2
     lines = every_item(api, "/admin/ledger/trial-balance", admin)
@@ -274,11 +274,18 @@ def test_audit_pages_by_keyset(api: Api) -> None:
     admin = api.admin
     customer = api.register("customer")
     for amount in ("1.00", "2.00", "3.00", "4.00", "5.00"):
-        api.ok(api.post("/accounts/me/deposits", customer, json={"amount": amount}), 201)
+        api.ok(
+            api.post(
+                "/accounts/me/top-ups",
+                customer,
+                json={"amount": amount, "payment_method": "pm_card_visa"},
+            ),
+            202,
+        )
     params: dict[str, Any] = {"actor_id": str(customer.id), "limit": 2}
     whole = read_ok(api, "/admin/audit", admin, after=head(api), params={**params, "limit": 100})
     positions = [e["position"] for e in whole["items"]]
-    assert len(positions) >= 5 and positions == sorted(positions)  # the deposits
+    assert len(positions) >= 5 and positions == sorted(positions)  # the top-ups
 
     seen: list[int] = []
     after_position = None

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import PASSWORD, assert_problem, catch_up_projections, services_of
+from tests.support import TEST_PAYMENT_SETTINGS, deliver_payment_notifications
 from tests.waiting import wait_until
 
 API = "/api/v1"
@@ -25,8 +26,10 @@ CONDITION_TIMEOUT_S = 20.0
 
 @pytest.fixture
 def serve(serve: Callable[..., TestClient]) -> Callable[..., TestClient]:
-    """The API tests' ``serve``, with a read-your-writes wait of 30 s."""
-    return lambda **overrides: serve(**({"min_position_wait_s": LONG_WAIT_S} | overrides))
+    """The API tests' ``serve``, with a read-your-writes wait of 30 s and the tests'
+    sandbox (notifications due at once, each sent once)."""
+    defaults = {"min_position_wait_s": LONG_WAIT_S, **TEST_PAYMENT_SETTINGS}
+    return lambda **overrides: serve(**(defaults | overrides))
 
 
 def signed_in_customer(client: TestClient, email: str) -> dict[str, str]:
@@ -42,13 +45,18 @@ def signed_in_customer(client: TestClient, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
-def deposit(client: TestClient, headers: dict[str, str], amount: str) -> int:
-    """The event store position of a deposit (the read models do not have it yet)."""
-    response = client.post(f"{API}/accounts/me/deposits", headers=headers, json={"amount": amount})
-    assert response.status_code == 201, response.text
-    position = response.json()["position"]
-    assert isinstance(position, int)
-    return position
+def top_up(client: TestClient, headers: dict[str, str], amount: str) -> int:
+    """The event store position once a top-up is credited by the sandbox's
+    notification (the read models do not have it yet)."""
+    response = client.post(
+        f"{API}/accounts/me/top-ups",
+        headers=headers,
+        json={"amount": amount, "payment_method": "pm_card_visa"},
+    )
+    assert response.status_code == 202, response.text
+    runtime = services_of(client).runtime
+    assert deliver_payment_notifications(runtime) == 1
+    return runtime.app.position()
 
 
 class Background:
@@ -100,7 +108,7 @@ def test_a_position_the_store_reached_since_is_waited_for(
     writer = serve()
     headers = signed_in_customer(writer, "ana@example.com")
     assert reader.get(f"{API}/accounts/me", headers=headers).status_code == 200
-    position = deposit(writer, headers, "25.00")
+    position = top_up(writer, headers, "25.00")
 
     waiting = Background(
         lambda: reader.get(
@@ -122,16 +130,16 @@ def test_a_position_the_store_reached_since_is_waited_for(
 def test_waits_beyond_the_limit_are_refused_at_once(serve: Callable[..., TestClient]) -> None:
     client = serve(min_position_waiters_max=1)
     headers = signed_in_customer(client, "ana@example.com")
-    position = deposit(client, headers, "10.00")
-    after_deposit = headers | {"X-Prep-Min-Position": str(position)}
+    position = top_up(client, headers, "10.00")
+    after_top_up = headers | {"X-Prep-Min-Position": str(position)}
 
-    waiting = Background(lambda: client.get(f"{API}/accounts/me", headers=after_deposit))
+    waiting = Background(lambda: client.get(f"{API}/accounts/me", headers=after_top_up))
     wait_until(
         lambda: services_of(client).read_positions.waiting == 1,
         CONDITION_TIMEOUT_S,
         "the query to wait",
     )
-    refused = client.get(f"{API}/accounts/me/entries", headers=after_deposit)
+    refused = client.get(f"{API}/accounts/me/entries", headers=after_top_up)
     assert_problem(refused, 503, "too_many_waiters")
     assert refused.headers["Retry-After"] == "1"
     # A query that needs no wait is answered as ever.
@@ -140,4 +148,4 @@ def test_waits_beyond_the_limit_are_refused_at_once(serve: Callable[..., TestCli
     catch_up_projections(services_of(client))
     assert waiting.response().status_code == 200
     assert services_of(client).read_positions.waiting == 0
-    assert client.get(f"{API}/accounts/me/entries", headers=after_deposit).status_code == 200
+    assert client.get(f"{API}/accounts/me/entries", headers=after_top_up).status_code == 200
