@@ -24,6 +24,7 @@ from prep_es.services.runtime import Runtime, open_runtime
 from prep_es.store.settings import Settings
 from projections.kitchens import city_key
 from queries.kitchens import SORTS, KitchenFilters
+from tests.waiting import wait_until
 
 # A Monday; 17:00 UTC is 09:00 in Los Angeles (winter), inside every default jurisdiction's
 # operating hours.
@@ -72,6 +73,25 @@ def deliver_payment_notifications(runtime: Runtime) -> int:
     sandbox = runtime.payment_provider.sandbox
     assert sandbox is not None, "tests fund customers through the sandbox"
     return sandbox.deliver_due(runtime.deliver_sandbox_notification)
+
+
+PAYMENTS_SETTLE_S = 10.0
+"""How long a test waits for the sandbox's notifications to be applied."""
+
+
+def settle_payment_notifications(runtime: Runtime) -> None:
+    """Every notification the sandbox has due delivered and applied: here, or by the
+    process's own delivery thread, which may have claimed some first (a row stays
+    undelivered until what it tells of is recorded). Only for sandboxes whose
+    notifications are all due at once (:data:`TEST_PAYMENT_SETTINGS`)."""
+    sandbox = runtime.payment_provider.sandbox
+    assert sandbox is not None, "tests pay through the sandbox"
+    deliver_payment_notifications(runtime)
+    wait_until(
+        lambda: sandbox.undelivered_count() == 0,
+        PAYMENTS_SETTLE_S,
+        "the sandbox's notifications delivered",
+    )
 
 
 def top_up(

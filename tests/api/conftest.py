@@ -35,9 +35,8 @@ from tests.support import (
     START_OF_TESTS,
     TEST_PAYMENT_SETTINGS,
     MutableClock,
-    deliver_payment_notifications,
+    settle_payment_notifications,
 )
-from tests.waiting import wait_until
 
 API = "/api/v1"
 REDIS_URL = os.environ.get("TEST_API_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -116,8 +115,6 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-PAYMENTS_SETTLE_S = 10.0
-"""How long a test waits for the sandbox's notifications to be applied."""
 USERS_WAIT_S = 10.0
 """How long a test waits for the users read model before logging a user in."""
 
@@ -246,18 +243,9 @@ class Api:
         return started
 
     def settle_payments(self) -> None:
-        """Every notification the sandbox has due delivered and applied: here, or by
-        the application's own delivery thread, which may have claimed some first (a
-        row stays undelivered until what it tells of is recorded)."""
-        runtime = self.services.runtime
-        sandbox = runtime.payment_provider.sandbox
-        assert sandbox is not None, "the API tests pay through the sandbox"
-        deliver_payment_notifications(runtime)
-        wait_until(
-            lambda: sandbox.undelivered_count() == 0,
-            PAYMENTS_SETTLE_S,
-            "the sandbox's notifications delivered",
-        )
+        """Every notification the sandbox has due delivered and applied (the
+        application's own delivery thread may have claimed some first)."""
+        settle_payment_notifications(self.services.runtime)
 
     def account(self, user: User) -> Account:
         """The user's account as the write model has it now."""
