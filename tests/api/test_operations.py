@@ -135,6 +135,7 @@ def test_ready_when_the_database_answers_and_projections_caught_up(
     assert {check["name"]: check["ok"] for check in body["checks"]} == {
         "database": True,
         "projections": True,
+        "payments": True,
     }
     (database,) = [check for check in body["checks"] if check["name"] == "database"]
     assert re.fullmatch(r"(PostgreSQL \d+\.\d+|SQLite [\d.]+) answered", database["detail"])
@@ -209,6 +210,7 @@ def test_ready_with_a_reachable_redis(serve: Callable[..., TestClient]) -> None:
         "database",
         "redis",
         "projections",
+        "payments",
     }
 
 
