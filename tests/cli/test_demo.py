@@ -129,6 +129,8 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
         "expired_booking_ids",
         "completed_booking_ids",
         "lapsed_certificate_ids",
+        "submitted_top_up_ids",
+        "sent_payout_ids",
         "failed",
     }
     assert first_report.pop("failed") == []
@@ -138,6 +140,8 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
         "expired_booking_ids": [],
         "completed_booking_ids": [],
         "lapsed_certificate_ids": [],
+        "submitted_top_up_ids": [],
+        "sent_payout_ids": [],
         "failed": [],
     }
     human = cli("sweep")
