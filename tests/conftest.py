@@ -170,7 +170,7 @@ def unhurried_market(database_url: str) -> Iterator[Marketplace]:
     notifications: the two phases of a payout can be seen apart."""
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock, sandbox_notification_delay_s=1.0)
-    market = build_marketplace(runtime, clock, deposit_cents=0)
+    market = build_marketplace(runtime, clock, top_up_cents=0)
     top_up(runtime, market.customer, 1_000_000)
     clock.advance(timedelta(seconds=2))
     deliver_payment_notifications(runtime)

@@ -150,10 +150,10 @@ class Marketplace:
             as_actor(customer or self.customer, idempotency_key),
         ).result
 
-    def add_customer(self, email: str, deposit_cents: int) -> Actor:
+    def add_customer(self, email: str, top_up_cents: int) -> Actor:
         customer = create_user(self.runtime, "customer", email)
-        if deposit_cents:
-            top_up(self.runtime, customer, deposit_cents)
+        if top_up_cents:
+            top_up(self.runtime, customer, top_up_cents)
         return customer
 
 
@@ -207,13 +207,13 @@ def publish_compliant_kitchen(
 
 
 def build_marketplace(
-    runtime: Runtime, clock: MutableClock, *, deposit_cents: int = 1_000_000, **kitchen: object
+    runtime: Runtime, clock: MutableClock, *, top_up_cents: int = 1_000_000, **kitchen: object
 ) -> Marketplace:
     admin = create_user(runtime, "admin", "admin@example.com")
     host = create_user(runtime, "host", "host@example.com")
     customer = create_user(runtime, "customer", "customer@example.com")
-    if deposit_cents:
-        top_up(runtime, customer, deposit_cents)
+    if top_up_cents:
+        top_up(runtime, customer, top_up_cents)
     kitchen_id = publish_compliant_kitchen(runtime, host, admin, **kitchen)  # type: ignore[arg-type]
     return Marketplace(
         runtime=runtime,

@@ -219,11 +219,11 @@ class Api:
         changed = self.ok(self.patch(f"/admin/users/{user.id}", self.admin, json={"role": role}))
         return self.log_in(user.email, min_position=changed["position"])
 
-    def customer(self, deposit: str = "10000.00") -> User:
-        """A customer who topped up ``deposit`` with the sandbox's test card, credited."""
+    def customer(self, top_up: str = "10000.00") -> User:
+        """A customer who topped up ``top_up`` with the sandbox's test card, credited."""
         user = self.register("customer")
-        if deposit != "0.00":
-            self.top_up(user, deposit)
+        if top_up != "0.00":
+            self.top_up(user, top_up)
         return user
 
     def top_up(

@@ -29,7 +29,7 @@ def kitchen(api: Api, host: User) -> dict[str, Any]:
 
 @pytest.fixture
 def customer(api: Api) -> User:
-    return api.customer(deposit="1000.00")
+    return api.customer(top_up="1000.00")
 
 
 def request(
@@ -98,7 +98,7 @@ def test_an_instant_book_kitchen_confirms_at_once(api: Api, customer: User) -> N
 
 
 def test_a_price_beyond_the_available_balance_is_402(api: Api, kitchen: dict[str, Any]) -> None:
-    poor = api.customer(deposit="99.99")
+    poor = api.customer(top_up="99.99")
     assert_problem(request(api, poor, kitchen), 402, "insufficient_funds")
     assert account_held(api, poor) == "0.00"
 
@@ -326,7 +326,7 @@ def test_a_reschedule_reprices_at_the_original_rate(
 def test_a_reschedule_is_refused_like_a_new_booking(
     api: Api, kitchen: dict[str, Any], host: User
 ) -> None:
-    customer = api.customer(deposit="150.00")
+    customer = api.customer(top_up="150.00")
     booking = booked(api, customer, kitchen, days=10)
     other = booked(api, api.customer(), kitchen, days=11)
     path = f"/bookings/{booking['id']}/reschedule"

@@ -82,7 +82,7 @@ def test_top_ups_and_holds_show_in_balance_and_statement(api: Api) -> None:
 
 
 def test_each_user_sees_their_own_account_only(api: Api) -> None:
-    rich = api.customer(deposit="900.00")
+    rich = api.customer(top_up="900.00")
     poor = api.register("customer")
     rich_account = read_ok(api, "/accounts/me", rich, after=head(api))
     poor_account = read_ok(api, "/accounts/me", poor)

@@ -183,7 +183,7 @@ def test_bad_moderation_filters_are_422(api: Api, path: str, params: dict[str, A
 
 def test_the_trial_balance_nets_to_zero(api: Api) -> None:
     admin = api.admin
-    customer = api.customer(deposit="321.09")
+    customer = api.customer(top_up="321.09")
     trial = read_ok(api, "/admin/ledger/trial-balance", admin, after=head(api))
     assert trial["sum"] == "0.00" and trial["balanced"] is True
     assert trial["items"][0]["account"] == "payments_in"  # what the provider confirmed
@@ -416,7 +416,7 @@ def test_an_unknown_aggregate_is_404_and_a_malformed_id_422(api: Api) -> None:
 
 
 def test_projections_show_position_head_lag_and_status(api: Api) -> None:
-    api.customer(deposit="5.00")
+    api.customer(top_up="5.00")
     after = head(api)
     read_ok(api, "/accounts/me/entries", api.admin, after=after)  # accounts caught up
     response = api.get("/admin/projections", api.admin)

@@ -252,7 +252,7 @@ def test_commands_that_read_before_writing_succeed_while_projectors_commit(
     projector's commit, not fail as "database is locked"."""
     clock = MutableClock()
     runtime = open_test_runtime(sqlite_url, clock)
-    market = build_marketplace(runtime, clock, deposit_cents=100_000_000)
+    market = build_marketplace(runtime, clock, top_up_cents=100_000_000)
     settings = Settings(database_url=sqlite_url)
     side = open_read_side(settings)
     supervisor, append_signal = start_projectors(settings, runtime.app, side)

@@ -53,7 +53,7 @@ def world(database_url: str) -> Iterator[World]:
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
     read_side = open_read_side(Settings(database_url=database_url))
-    yield World(build_marketplace(runtime, clock, deposit_cents=DEPOSIT_CENTS), read_side)
+    yield World(build_marketplace(runtime, clock, top_up_cents=DEPOSIT_CENTS), read_side)
     read_side.close()
     runtime.close()
 
