@@ -73,7 +73,7 @@ from prep_es.payments.stripe_notifications import (
     time_of,
     uuid_or_none,
 )
-from prep_es.store.settings import Settings
+from prep_es.store.settings import STRIPE_TEST_KEY_PREFIXES, Settings
 
 SIGNATURE_HEADER: Final = "stripe-signature"
 REQUEST_TIMEOUT_S: Final = 20.0
@@ -84,7 +84,6 @@ LIST_PAGE_SIZE: Final = 100
 """Stripe's largest page: reconciliation lists in as few calls as it may."""
 
 PAYOUT_DESTINATION_PATTERN: Final = re.compile(r"acct_[A-Za-z0-9]+")
-TEST_KEY_PREFIXES: Final = ("sk_test_", "rk_test_")
 
 
 class StripeProvider:
@@ -127,7 +126,7 @@ class StripeProvider:
 
     @property
     def test_mode(self) -> bool:
-        return self._secret_key.startswith(TEST_KEY_PREFIXES)
+        return self._secret_key.startswith(STRIPE_TEST_KEY_PREFIXES)
 
     def create_payment(
         self, top_up_id: UUID, amount_cents: int, payment_method: str

@@ -29,7 +29,6 @@ from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from prep_es.payments.stripe_provider import TEST_KEY_PREFIXES
 from prep_es.store.postgres_recorders import session_refuses_writes
 from prep_es.store.settings import DatabaseLocation, PostgresLocation, Settings
 from projections.status import ProjectionStatus
@@ -156,7 +155,7 @@ class Readiness:
         checks.append(payments)
         return ReadinessReport(
             ready=all(check.ok for check in checks),
-            test_mode=payments_test_mode(self._settings),
+            test_mode=self._settings.payments_test_mode,
             checks=checks,
         )
 
@@ -166,7 +165,7 @@ class Readiness:
         never the bookings this process serves."""
         if self._settings.payments_provider == "sandbox":
             detail = "sandbox provider, TEST MODE: no real money moves"
-        elif payments_test_mode(self._settings):
+        elif self._settings.payments_test_mode:
             detail = "stripe, TEST MODE (a test key): no real money moves"
         else:
             detail = "stripe, live"
@@ -223,13 +222,6 @@ class Readiness:
             ok=False,
             detail=f"over the limit of {lag_max} event(s): {named}",
         )
-
-
-def payments_test_mode(settings: Settings) -> bool:
-    key = settings.stripe_secret_key
-    if settings.payments_provider == "sandbox" or key is None:
-        return True
-    return key.get_secret_value().startswith(TEST_KEY_PREFIXES)
 
 
 def _redis_degraded(found: str) -> CheckResult:

@@ -44,6 +44,8 @@ _REPEAT_LENGTH_MIN: Final = 3
 """The shortest stretch said again that :func:`new_element_count` skips: shorter
 repeats happen by chance in a random secret."""
 METRICS_TOKEN_LENGTH_MIN: Final = 16
+STRIPE_TEST_KEY_PREFIXES: Final = ("sk_test_", "rk_test_")
+"""Stripe's keys of test mode: no real money moves."""
 POSTGRES_PORT_DEFAULT: Final = 5432
 
 _SQLITE_SCHEME: Final = "sqlite"
@@ -372,6 +374,14 @@ class Settings(BaseSettings):
     def trusted_proxy_list(self) -> list[str]:
         """The trusted proxies, one address or network each."""
         return split_proxies(self.trusted_proxies)
+
+    @property
+    def payments_test_mode(self) -> bool:
+        """Whether no real money moves: the sandbox, or Stripe with a test key."""
+        key = self.stripe_secret_key
+        if self.payments_provider == "sandbox" or key is None:
+            return True
+        return key.get_secret_value().startswith(STRIPE_TEST_KEY_PREFIXES)
 
     @property
     def is_postgres(self) -> bool:
