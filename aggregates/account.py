@@ -268,17 +268,16 @@ class Account(Aggregate):
         self, top_up_id: UUID, amount_cents: int, day: date, limits: TopUpLimits
     ) -> None:
         check_positive_amount(amount_cents)
-        same_day = self.top_up_day == day.isoformat()
-        limits.check(
-            amount_cents,
-            self.top_up_day_cents if same_day else 0,
-            self.top_up_day_count if same_day else 0,
-        )
+        limits.check(amount_cents, self.top_up_cents_on(day), self.top_ups_on(day))
         self._top_up_started(top_up_id=top_up_id, amount_cents=amount_cents, day=day.isoformat())
 
     def top_up_cents_on(self, day: date) -> int:
         """What this account asked to top up on ``day`` (UTC), declined tries included."""
         return self.top_up_day_cents if self.top_up_day == day.isoformat() else 0
+
+    def top_ups_on(self, day: date) -> int:
+        """How many top-ups this account asked for on ``day`` (UTC)."""
+        return self.top_up_day_count if self.top_up_day == day.isoformat() else 0
 
     def credit_top_up(self, top_up_id: UUID, amount_cents: int, payment_reference: str) -> None:
         """Called once per top-up, when it succeeds (the ``TopUp`` aggregate sees to it)."""

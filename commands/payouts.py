@@ -23,7 +23,7 @@ from aggregates.payout import Payout, PayoutStatus
 from commands.clock import Clock
 from commands.context import CommandContext, require_role
 from commands.payment_notifications import settle_payout
-from commands.processor import CommandProcessor, Executed
+from commands.processor import AggregateTarget, CommandProcessor, Executed
 from commands.unit_of_work import UnitOfWork
 
 
@@ -221,11 +221,5 @@ class PayoutCommands:
             return PayoutState.of(payout)
 
         return self._processor.execute(
-            "send_payout", context, _PayoutId(payout_id=payout_id), PayoutState, decide
+            "send_payout", context, AggregateTarget(aggregate_id=payout_id), PayoutState, decide
         )
-
-
-class _PayoutId(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    payout_id: UUID

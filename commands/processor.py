@@ -27,7 +27,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import IntegrityError
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from aggregates.base import recording_metadata
 from aggregates.errors import ConcurrencyConflict, DomainError
@@ -52,6 +52,15 @@ class Executed(Generic[TResult]):
     result: TResult
     position: int
     replayed: bool = False
+
+
+class AggregateTarget(BaseModel):
+    """The request of a command that only names the aggregate it acts on (a sweep's
+    transition, a payment submitted after its top-up): what it logs and hashes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    aggregate_id: UUID
 
 
 SECRET_ARGUMENTS = {"password", "current_password", "new_password"}

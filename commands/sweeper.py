@@ -25,7 +25,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 from eventsourcing.utils import get_topic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from aggregates import booking_decisions
 from aggregates.booking import Booking, BookingStatus
@@ -38,7 +38,7 @@ from commands.bookings import BookingState
 from commands.clock import Clock
 from commands.context import SYSTEM_ACTOR, CommandContext
 from commands.payouts import PayoutCommands
-from commands.processor import CommandProcessor
+from commands.processor import AggregateTarget, CommandProcessor
 from commands.store import CommandStore
 from commands.top_ups import TopUpCommands
 from commands.unit_of_work import UnitOfWork
@@ -86,12 +86,6 @@ class SweepIncomplete(Exception):
         )
         super().__init__(f"{len(report.failed)} transition(s) failed: {failures}")
         self.report = report
-
-
-class SweepTarget(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    aggregate_id: UUID
 
 
 class LapsedCertificates(BaseModel):
@@ -364,7 +358,11 @@ class Sweeper:
             return BookingState.of(booking)
 
         self._processor.execute(
-            "expire_booking", context, SweepTarget(aggregate_id=booking_id), BookingState, decide
+            "expire_booking",
+            context,
+            AggregateTarget(aggregate_id=booking_id),
+            BookingState,
+            decide,
         )
         return changed
 
@@ -389,7 +387,7 @@ class Sweeper:
         self._processor.execute(
             "auto_complete_booking",
             context,
-            SweepTarget(aggregate_id=booking_id),
+            AggregateTarget(aggregate_id=booking_id),
             BookingState,
             decide,
         )
@@ -406,7 +404,7 @@ class Sweeper:
         executed = self._processor.execute(
             "lapse_certificates",
             context,
-            SweepTarget(aggregate_id=kitchen_id),
+            AggregateTarget(aggregate_id=kitchen_id),
             LapsedCertificates,
             decide,
         )

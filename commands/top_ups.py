@@ -26,7 +26,7 @@ from aggregates.payment_provider import PaymentProvider
 from aggregates.top_up import TopUp, TopUpStatus
 from commands.clock import Clock
 from commands.context import CommandContext, require_role
-from commands.processor import CommandProcessor, Executed
+from commands.processor import AggregateTarget, CommandProcessor, Executed
 from commands.unit_of_work import UnitOfWork
 
 PAYMENT_METHOD_PATTERN: Final = re.compile(r"pm_[A-Za-z0-9_]{1,250}")
@@ -138,11 +138,9 @@ class TopUpCommands:
             return TopUpState.of(top_up, test_mode)
 
         return self._processor.execute(
-            "submit_top_up_payment", context, _TopUpId(top_up_id=top_up_id), TopUpState, decide
+            "submit_top_up_payment",
+            context,
+            AggregateTarget(aggregate_id=top_up_id),
+            TopUpState,
+            decide,
         )
-
-
-class _TopUpId(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    top_up_id: UUID

@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from prep_es.store.postgres_recorders import drop_closed_connections
 from prep_es.store.settings import DatabaseLocation, PostgresLocation
 
 SQLITE_BUSY_TIMEOUT_S: Final = 10.0
@@ -207,8 +208,12 @@ class _PostgresDatabase(SandboxDatabase):
             kwargs={"autocommit": True},
             timeout=POOL_TIMEOUT_S,
             name="prep_es_sandbox",
-            open=True,
+            open=False,
         )
+        # After a database restart every idle connection is dead: drop them before use,
+        # as the event store's pool does, rather than fail a payment on each.
+        drop_closed_connections(self._pool)
+        self._pool.open()
 
     @contextmanager
     def transaction(self) -> Iterator[Statements]:

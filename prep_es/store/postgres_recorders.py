@@ -499,6 +499,13 @@ class DropClosedConnections:
         raise psycopg.OperationalError("the server closed the connection while it was idle")
 
 
+def drop_closed_connections(pool: psycopg_pool.ConnectionPool[Any]) -> None:
+    """Have ``pool`` check each connection with :class:`DropClosedConnections` before it
+    lends it, also a pool made elsewhere (the pool reads this attribute at each lend,
+    psycopg_pool 3.2 and 3.3)."""
+    pool._check = DropClosedConnections(pool)
+
+
 class PrepPostgresFactory(PostgresFactory):
     """eventsourcing's PostgreSQL factory, building our append-only recorders, with a
     pool that checks each connection before lending it (see
@@ -510,6 +517,5 @@ class PrepPostgresFactory(PostgresFactory):
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
-        # The library's datastore takes only its own round-trip check (``pre_ping``),
-        # and the pool reads this attribute at each lend (psycopg_pool 3.2 and 3.3).
-        self.datastore.pool._check = DropClosedConnections(self.datastore.pool)
+        # The library's datastore takes only its own round-trip check (``pre_ping``).
+        drop_closed_connections(self.datastore.pool)
