@@ -84,6 +84,9 @@ class DomainEvent(BaseModel):
     originator_version: int
     timestamp: datetime
     metadata: EventMetadata = Field(default_factory=_current_metadata)
+    erased_fields: frozenset[str] = Field(default=frozenset(), exclude=True)
+    """The personal fields (see ``aggregates.personal``) whose subject was erased: they
+    read as ``None``. Never stored: the store finds them on load."""
 
 
 class AggregateCreated(DomainEvent, CanInitAggregate[UUID]):

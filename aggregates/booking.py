@@ -28,6 +28,7 @@ from eventsourcing.domain import event
 
 from aggregates.base import Aggregate, AggregateCreated
 from aggregates.errors import InvalidStateTransition, StateConflict
+from aggregates.personal import Personal
 from aggregates.policies import (
     BookingWindow,
     HoldSplit,
@@ -67,13 +68,14 @@ class Booking(Aggregate):
 
     class BookingRequested(Event, AggregateCreated):
         TOPIC: ClassVar[str] = "Booking.BookingRequested"
+        PERSONAL_SUBJECT: ClassVar[str] = "customer_id"
         kitchen_id: UUID
         host_id: UUID
         customer_id: UUID
         start_time: datetime
         end_time: datetime
         guests: int
-        notes: str
+        notes: Personal[str]
         hourly_rate_cents: int
         price_cents: int
         status: str
@@ -83,12 +85,12 @@ class Booking(Aggregate):
 
     class BookingDeclined(Event):
         TOPIC: ClassVar[str] = "Booking.BookingDeclined"
-        reason: str | None
+        reason: Personal[str] | None
 
     class BookingCancelled(Event):
         TOPIC: ClassVar[str] = "Booking.BookingCancelled"
         cancelled_by_role: str
-        reason: str | None
+        reason: Personal[str] | None
         captured_cents: int
         released_cents: int
 

@@ -14,6 +14,7 @@ from eventsourcing.domain import event
 
 from aggregates.base import Aggregate, AggregateCreated, derived_id
 from aggregates.errors import IdempotencyKeyReused, InvalidRequest
+from aggregates.personal import Personal
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 
@@ -36,22 +37,41 @@ class IdempotencyRecord(Aggregate):
 
     class IdempotencyKeyRecorded(Event, AggregateCreated):
         TOPIC: ClassVar[str] = "IdempotencyRecord.IdempotencyKeyRecorded"
+        PERSONAL_SUBJECT: ClassVar[str] = "subject_id"
         scope: str
         key: str
         request_hash: str
-        result: dict[str, Any]
+        result: Personal[dict[str, Any]]
+        """The answer, which may name the caller (a registration's email): sealed with
+        the key of ``subject_id``, the caller or the user the command created."""
+        subject_id: UUID | None = None
 
     @staticmethod
     def create_id(scope: str, key: str, **_: Any) -> UUID:
         return derived_id("idempotency", scope, key)
 
     @event(IdempotencyKeyRecorded)
-    def __init__(self, scope: str, key: str, request_hash: str, result: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        scope: str,
+        key: str,
+        request_hash: str,
+        result: dict[str, Any],
+        subject_id: UUID | None = None,
+    ) -> None:
         self.scope = scope
         self.key = key
         self.request_hash = request_hash
-        self.result = result
+        self.result: dict[str, Any] | None = result
+        """None once its subject is erased."""
+        self.subject_id = subject_id
 
-    def check_same_request(self, request_hash: str) -> None:
+    def check_same_request(self, request_hash: str) -> dict[str, Any]:
+        """The recorded result, if ``request_hash`` is the recorded request's."""
         if request_hash != self.request_hash:
             raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+        if self.result is None:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used by a user since erased; send a new key"
+            )
+        return self.result

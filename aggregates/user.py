@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, NoReturn
 from uuid import UUID
@@ -13,8 +14,9 @@ from eventsourcing.domain import event
 
 from aggregates.base import Aggregate, AggregateCreated, derived_id
 from aggregates.common_passwords import common_password_cores, common_passwords, letter_core
-from aggregates.errors import ActorNotAdmitted, InvalidRequest
+from aggregates.errors import ActorNotAdmitted, EmailTaken, InvalidRequest, NotFound
 from aggregates.keyboard_walks import characters_off_walks
+from aggregates.personal import ORIGINATOR_SUBJECT, Personal
 from aggregates.text import has_visible_character, is_blank
 
 ROLES = ("customer", "host", "admin", "analyst")
@@ -339,6 +341,18 @@ def _runs_along(text: str) -> bool:
     return False
 
 
+def check_full_name(full_name: str) -> str:
+    """``full_name`` stripped, if it is one."""
+    full_name = full_name.strip()
+    if not has_visible_character(full_name) or len(full_name) > FULL_NAME_LENGTH_MAX:
+        raise InvalidRequest(
+            f"full_name has 1 to {FULL_NAME_LENGTH_MAX} characters, some of them visible",
+            code="invalid_full_name",
+            field="full_name",
+        )
+    return full_name
+
+
 def check_role(role: str) -> None:
     if role not in ROLES:
         raise InvalidRequest(
@@ -346,10 +360,21 @@ def check_role(role: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class PersonalDetails:
+    email: str
+    full_name: str
+    password_hash: str
+
+
 class User(Aggregate):
     """A person with one role. Deactivated users are refused at once."""
 
     TOPIC: ClassVar[str] = "User"
+    PERSONAL_ATTRIBUTES: ClassVar[frozenset[str]] = frozenset(
+        {"email", "full_name", "password_hash"}
+    )
+    PERSONAL_SUBJECT_ATTRIBUTE: ClassVar[str] = "_id"
 
     class Event(Aggregate.Event):
         pass
@@ -358,11 +383,12 @@ class User(Aggregate):
         """v2 renamed ``name`` to ``full_name``; stored v1 events are upcast on read."""
 
         TOPIC: ClassVar[str] = "User.UserRegistered"
+        PERSONAL_SUBJECT: ClassVar[str] = ORIGINATOR_SUBJECT
         class_version: ClassVar[int] = 2
-        email: str
-        full_name: str
+        email: Personal[str]
+        full_name: Personal[str]
         role: str
-        password_hash: str
+        password_hash: Personal[str]
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -401,7 +427,8 @@ class User(Aggregate):
         """Every token issued until ``changed_at`` is revoked."""
 
         TOPIC: ClassVar[str] = "User.PasswordChanged"
-        password_hash: str
+        PERSONAL_SUBJECT: ClassVar[str] = ORIGINATOR_SUBJECT
+        password_hash: Personal[str]
         changed_at: datetime
 
     class TokenRevoked(Event):
@@ -415,11 +442,13 @@ class User(Aggregate):
 
     @event(UserRegistered)
     def __init__(self, email: str, full_name: str, role: str, password_hash: str) -> None:
-        self.email = email
-        self.full_name = full_name
+        self.email: str | None = email
+        """None once erased, as are the full name and password hash."""
+        self.full_name: str | None = full_name
         self.role = role
-        self.password_hash = password_hash
+        self.password_hash: str | None = password_hash
         self.active = True
+        self.erased = False
         self.tokens_revoked_through_us = 0
         """Every token issued up to this microsecond is refused."""
         self.revoked_tokens: dict[str, list[int]] = {}
@@ -429,16 +458,9 @@ class User(Aggregate):
     @classmethod
     def register(cls, *, email: str, full_name: str, role: str, password_hash: str) -> User:
         check_role(role)
-        full_name = full_name.strip()
-        if not has_visible_character(full_name) or len(full_name) > FULL_NAME_LENGTH_MAX:
-            raise InvalidRequest(
-                f"full_name has 1 to {FULL_NAME_LENGTH_MAX} characters, some of them visible",
-                code="invalid_full_name",
-                field="full_name",
-            )
         return cls(
             email=normalize_email(email),
-            full_name=full_name,
+            full_name=check_full_name(full_name),
             role=role,
             password_hash=password_hash,
         )
@@ -526,6 +548,8 @@ class User(Aggregate):
     ) -> None:
         """That this user may act in ``role`` now: active, still in that role, and —
         given the token they act with — that token not revoked."""
+        if self.erased:
+            raise ActorNotAdmitted("this user was erased", code="user_erased")
         if not self.active:
             raise ActorNotAdmitted("this user is deactivated", code="user_inactive")
         if self.role != role:
@@ -545,11 +569,89 @@ class User(Aggregate):
                 code="token_revoked",
             )
 
+    # --- the profile: rectification and erasure -----------------------------------------
+
+    class FullNameChanged(Event):
+        TOPIC: ClassVar[str] = "User.FullNameChanged"
+        PERSONAL_SUBJECT: ClassVar[str] = ORIGINATOR_SUBJECT
+        full_name: Personal[str]
+
+    class EmailChanged(Event):
+        """The email's claim moved with it (the old one released, the new one claimed)."""
+
+        TOPIC: ClassVar[str] = "User.EmailChanged"
+        PERSONAL_SUBJECT: ClassVar[str] = ORIGINATOR_SUBJECT
+        email: Personal[str]
+
+    class UserErased(Event):
+        """The person was forgotten: their data key is destroyed with this event, so
+        every personal field ever written about them reads as erased. Holds nothing
+        personal: who asked (``metadata``), why, and whether an admin forced it past
+        open bookings or money."""
+
+        TOPIC: ClassVar[str] = "User.UserErased"
+        reason: str
+        forced: bool
+        erased_at: datetime
+
+    def change_full_name(self, full_name: str) -> None:
+        self.check_not_erased()
+        full_name = check_full_name(full_name)
+        if full_name != self.full_name:
+            self._full_name_changed(full_name=full_name)
+
+    def change_email(self, email: str) -> None:
+        """(The handler moved the email's claim and checked the current password.)"""
+        self.check_not_erased()
+        email = normalize_email(email)
+        if email != self.email:
+            self._email_changed(email=email)
+
+    def erase(self, *, reason: str, forced: bool, at: datetime) -> None:
+        """(The handler checked what blocks an erasure and released the email's claim;
+        the store destroys the data key once this is recorded.)"""
+        self.check_not_erased()
+        self._erased(reason=reason, forced=forced, erased_at=at)
+
+    def details(self) -> PersonalDetails:
+        """What the user is known by; ``user_not_found`` once they are erased."""
+        self.check_not_erased()
+        assert self.email is not None and self.full_name is not None, self.id
+        assert self.password_hash is not None, self.id
+        return PersonalDetails(self.email, self.full_name, self.password_hash)
+
+    def check_not_erased(self) -> None:
+        if self.erased:
+            raise NotFound(f"user {self.id} not found", code="user_not_found")
+
+    @classmethod
+    def restored_state(cls, state: dict[str, Any]) -> dict[str, Any]:
+        state.setdefault("erased", False)  # snapshots taken before erasure existed
+        return state
+
+    @event(FullNameChanged)
+    def _full_name_changed(self, full_name: str) -> None:
+        self.full_name = full_name
+
+    @event(EmailChanged)
+    def _email_changed(self, email: str) -> None:
+        self.email = email
+
+    @event(UserErased)
+    def _erased(self, reason: str, forced: bool, erased_at: datetime) -> None:
+        self.email = None
+        self.full_name = None
+        self.password_hash = None
+        self.active = False
+        self.erased = True
+        self._revoke_through(int(erased_at.timestamp() * 1_000_000))
+
     # --- rehashing: the same password, stored with today's hash parameters ------------
 
     class PasswordRehashed(Event):
+        PERSONAL_SUBJECT: ClassVar[str] = ORIGINATOR_SUBJECT
         TOPIC: ClassVar[str] = "User.PasswordRehashed"
-        password_hash: str
+        password_hash: Personal[str]
 
     def rehash_password(self, replaced_hash: str, password_hash: str) -> None:
         """Store ``password_hash`` in place of ``replaced_hash`` — unless that is no
@@ -564,8 +666,12 @@ class User(Aggregate):
 
 
 class EmailClaim(Aggregate):
-    """One per normalized email, with a derived id: two registrations of one email
-    write version 1 of the same aggregate, and the event store lets only one commit."""
+    """One per email, with an id derived from the email's keyed hash (its *digest*, made
+    by the store with a server secret): two registrations of one
+    email write version 1 of the same aggregate, and the event store lets only one
+    commit. The email itself is not kept here. A claim is released when its user is
+    erased or changes email, and may then be claimed again by anyone, at its next
+    version: still one writer wins."""
 
     TOPIC: ClassVar[str] = "EmailClaim"
 
@@ -573,15 +679,55 @@ class EmailClaim(Aggregate):
         pass
 
     class EmailClaimed(Event, AggregateCreated):
+        """v2 holds the email's digest instead of the email. A v1 claim (its id derived
+        from the plain email) is read without a digest: ``prep-es store migrate`` moves
+        such claims to their keyed ids."""
+
         TOPIC: ClassVar[str] = "EmailClaim.EmailClaimed"
-        email: str
+        class_version: ClassVar[int] = 2
+        email_digest: str
+        user_id: UUID
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.pop("email")
+            state["email_digest"] = ""
+
+    class EmailReleased(Event):
+        TOPIC: ClassVar[str] = "EmailClaim.EmailReleased"
+        user_id: UUID
+
+    class EmailReclaimed(Event):
+        TOPIC: ClassVar[str] = "EmailClaim.EmailReclaimed"
         user_id: UUID
 
     @staticmethod
-    def create_id(email: str, **_: Any) -> UUID:
-        return derived_id("email", email)
+    def create_id(email_digest: str, **_: Any) -> UUID:
+        return derived_id("email-digest", email_digest)
 
     @event(EmailClaimed)
-    def __init__(self, email: str, user_id: UUID) -> None:
-        self.email = email
+    def __init__(self, email_digest: str, user_id: UUID) -> None:
+        self.email_digest = email_digest
+        self.user_id: UUID | None = user_id
+        """Who holds the email; None once released."""
+
+    def check_free(self, email: str) -> None:
+        if self.user_id is not None:
+            raise EmailTaken(f"{email} is already registered")
+
+    def release(self, user_id: UUID) -> None:
+        """Free the email (its holder ``user_id`` was erased or changed email)."""
+        assert self.user_id == user_id, (self.user_id, user_id)
+        self._released(user_id=user_id)
+
+    def reclaim(self, user_id: UUID, email: str) -> None:
+        self.check_free(email)
+        self._reclaimed(user_id=user_id)
+
+    @event(EmailReleased)
+    def _released(self, user_id: UUID) -> None:
+        self.user_id = None
+
+    @event(EmailReclaimed)
+    def _reclaimed(self, user_id: UUID) -> None:
         self.user_id = user_id

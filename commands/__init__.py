@@ -50,7 +50,7 @@ class Commands:
         payouts = PayoutCommands(processor, payments, clock)
         return cls(
             processor=processor,
-            users=UserCommands(processor, passwords, clock),
+            users=UserCommands(processor, passwords, clock, store),
             kitchens=KitchenCommands(processor, jurisdictions, clock),
             bookings=BookingCommands(
                 processor, jurisdictions, clock, commission_basis_points=commission_basis_points

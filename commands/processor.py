@@ -241,6 +241,7 @@ class CommandProcessor:
                             key=key,
                             request_hash=fingerprint,
                             result=result.model_dump(mode="json"),
+                            subject_id=_subject_of(context, result),
                         )
                     )
                 try:
@@ -285,8 +286,7 @@ class CommandProcessor:
         if record is None:
             return None
         assert isinstance(record, IdempotencyRecord)
-        record.check_same_request(fingerprint)
-        result = result_type.model_validate(record.result)
+        result = result_type.model_validate(record.check_same_request(fingerprint))
         if replaying.check is not None:
             replaying.check(UnitOfWork(self.store, self.known, optimistic=False), result)
         position = self.store.position_of(record_id, record.version)
@@ -295,3 +295,12 @@ class CommandProcessor:
             position=self.current_position() if position is None else position,
             replayed=True,
         )
+
+
+def _subject_of(context: CommandContext, result: BaseModel) -> UUID | None:
+    """Whose personal data a command's result may hold: the caller's, or for a caller
+    not signed in (a registration) the user the command created."""
+    if context.actor is not None:
+        return context.actor.user_id
+    created = getattr(result, "id", None)
+    return created if isinstance(created, UUID) else None

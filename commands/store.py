@@ -36,6 +36,14 @@ class CommandStore(Protocol):
         """Store every pending event of ``aggregates`` in one transaction, on condition
         that each aggregate in ``expected_versions`` is still at that version."""
 
+    def email_digest(self, email: str) -> str:
+        """The keyed hash (HMAC with the store's secret) of a normalized email: what an
+        email's claim id is derived from."""
+
+    def destroy_personal_data(self, subject: UUID) -> None:
+        """Destroy ``subject``'s data key: every personal field sealed with it reads as
+        erased from now on, in every copy of every event and snapshot."""
+
     def position(self) -> int:
         """The notification id of the latest stored event (0 when the store is empty)."""
 

@@ -10,11 +10,12 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from aggregates.account import Account
-from aggregates.errors import EmailTaken, IdempotencyKeyReused, PermissionDenied
+from aggregates.errors import IdempotencyKeyReused, PermissionDenied
 from aggregates.user import EmailClaim, User, check_password, normalize_email
 from commands.clock import Clock
 from commands.context import CommandContext, require_role
 from commands.processor import CommandProcessor, Executed
+from commands.store import CommandStore
 from commands.unit_of_work import UnitOfWork
 
 
@@ -97,10 +98,11 @@ class UserState(BaseModel):
 
     @classmethod
     def of(cls, user: User) -> UserState:
+        details = user.details()
         return cls(
             id=user.id,
-            email=user.email,
-            full_name=user.full_name,
+            email=details.email,
+            full_name=details.full_name,
             role=user.role,
             active=user.active,
             account_id=Account.create_id(owner_id=user.id),
@@ -110,8 +112,13 @@ class UserState(BaseModel):
 
 class UserCommands:
     def __init__(
-        self, processor: CommandProcessor, passwords: PasswordHashing, clock: Clock
+        self,
+        processor: CommandProcessor,
+        passwords: PasswordHashing,
+        clock: Clock,
+        store: CommandStore,
     ) -> None:
+        self._store = store
         self._processor = processor
         self._passwords = passwords
         self._clock = clock
@@ -130,24 +137,32 @@ class UserCommands:
         normalized = normalize_email(command.email)
         password_hash = self._passwords.hash(command.password)
 
+        digest = self._store.email_digest(normalized)
+
         def decide(unit: UnitOfWork) -> UserState:
-            claim_id = EmailClaim.create_id(email=normalized)
-            if unit.find(EmailClaim, claim_id) is not None:
-                raise EmailTaken(f"{normalized} is already registered")
+            claim = unit.find(EmailClaim, EmailClaim.create_id(email_digest=digest))
+            if claim is not None:
+                claim.check_free(normalized)
             user = User.register(
                 email=normalized,
                 full_name=command.full_name,
                 role=command.role,
                 password_hash=password_hash,
             )
-            unit.add(user, EmailClaim(email=normalized, user_id=user.id), Account(owner_id=user.id))
+            if claim is None:
+                claim = EmailClaim(email_digest=digest, user_id=user.id)
+            else:
+                claim.reclaim(user.id, normalized)
+            unit.add(user, claim, Account(owner_id=user.id))
             return UserState.of(user)
 
         def check_same_password(unit: UnitOfWork, registered: UserState) -> None:
             # The request hash leaves the password out (it is stored): a retry gets the
             # user only with the password they were registered with.
             user = unit.find(User, registered.id)
-            if user is None or not self._passwords.verify(user.password_hash, command.password):
+            if user is None or user.erased:
+                raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+            if not self._passwords.verify(user.details().password_hash, command.password):
                 raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
 
         return self._processor.execute(
@@ -160,7 +175,7 @@ class UserCommands:
             decide,
             # Whoever registers an email owns the keys sent with it: another client's
             # key under another email is another key.
-            anonymous_scope=str(EmailClaim.create_id(email=normalized)),
+            anonymous_scope=str(EmailClaim.create_id(email_digest=digest)),
             check_replay=check_same_password,
         )
 
@@ -203,18 +218,19 @@ class UserCommands:
 
         def decide(unit: UnitOfWork) -> UserState:
             user = unit.get(User, actor.user_id, not_found_code="user_not_found")
+            details = user.details()
             # Checked against the write model: the hash the next login will check.
-            if user.password_hash not in checked:
-                checked[user.password_hash] = self._passwords.verify(
-                    user.password_hash, command.current_password
+            if details.password_hash not in checked:
+                checked[details.password_hash] = self._passwords.verify(
+                    details.password_hash, command.current_password
                 )
-            if not checked[user.password_hash]:
+            if not checked[details.password_hash]:
                 raise PermissionDenied("the current password is wrong", code="wrong_password")
             # Again with what the user is known by, which only the write model holds.
             check_password(
                 command.new_password,
-                email=user.email,
-                full_name=user.full_name,
+                email=details.email,
+                full_name=details.full_name,
                 field="new_password",
             )
             if not new_hashes:

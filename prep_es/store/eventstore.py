@@ -35,10 +35,12 @@ and still never commit a decision made on stale state.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import pkgutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
@@ -53,6 +55,14 @@ from psycopg.sql import SQL, Composed
 
 import aggregates
 from aggregates.base import Aggregate as DomainAggregate
+from prep_es.store.personal_cipher import PersonalDataCipher
+from prep_es.store.personal_keys import (
+    DataKeys,
+    KeyRing,
+    MasterKey,
+    MasterKeyError,
+    read_or_create_master_key,
+)
 from prep_es.store.postgres_recorders import (
     NOTIFICATION_ID_MAX,
     POSTGRES_CONNECT_TIMEOUT_S,
@@ -103,14 +113,40 @@ class PrepApplication(Application[UUID]):
     # module was imported still count.
     snapshotting_intervals = aggregates.SNAPSHOTTING_INTERVALS
 
-    def __init__(self, env: EnvType | None = None) -> None:
+    def __init__(self, env: EnvType | None = None, key_ring: KeyRing | None = None) -> None:
         import_domain_modules()
+        self._key_ring = key_ring
         super().__init__(env)
         self._latest_events_statement: Composed | None = None
         self._notifications_statements: tuple[Composed, Composed] | None = None
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         return Environment(name, dict(env or {}))
+
+    def construct_mapper(self) -> PydanticMapper:
+        """The mapper, sealing personal fields with data keys kept in this store's
+        database (without a key ring, it reads and writes them as they are: only for
+        reading a store written before encryption)."""
+        mapper = super().construct_mapper()
+        assert isinstance(mapper, PydanticMapper), mapper
+        if self._key_ring is not None:
+            keys = DataKeys(datastore_of(self), self._key_ring)
+            mapper.personal = PersonalDataCipher(keys)
+        return mapper
+
+    def email_digest(self, email: str) -> str:
+        return self.data_keys.email_digest(email)
+
+    def destroy_personal_data(self, subject: UUID) -> None:
+        self.data_keys.destroy(subject)
+
+    @property
+    def data_keys(self) -> DataKeys:
+        """The per-person data keys (see :mod:`prep_es.store.personal_keys`)."""
+        assert isinstance(self.mapper, PydanticMapper), self.mapper
+        personal = self.mapper.personal
+        assert personal is not None, "this store was opened without a key ring"
+        return personal.keys
 
     def save(
         self,
@@ -360,14 +396,56 @@ def create_database_file(location: SqliteLocation) -> None:
     os.close(descriptor)
 
 
+def master_key_ring(settings: Settings) -> KeyRing:
+    """The master key (and the one being rotated out) of ``settings``'s store. Raises
+    :class:`MasterKeyError` when PostgreSQL has none."""
+    previous = settings.previous_master_key
+    previous_key = (
+        None
+        if previous is None
+        else MasterKey.parse(previous.get_secret_value(), name="PREP_ES_PREVIOUS_MASTER_KEY")
+    )
+    if settings.master_key is not None:
+        return KeyRing(MasterKey.parse(settings.master_key.get_secret_value()), previous_key)
+    location = settings.database
+    if not isinstance(location, SqliteLocation):
+        raise MasterKeyError(
+            "PREP_ES_MASTER_KEY is required when PREP_ES_DATABASE_URL is PostgreSQL: it "
+            "wraps every person's data key (make one with: prep-es keys generate)"
+        )
+    if location.is_memory:
+        return KeyRing(_process_master_key(), previous_key)
+    return KeyRing(read_or_create_master_key(master_key_path(location)), previous_key)
+
+
+def master_key_path(location: SqliteLocation) -> Path:
+    """Where embedded mode keeps its master key: beside the database file."""
+    return Path(f"{location.path}.master-key")
+
+
+@functools.cache
+def _process_master_key() -> MasterKey:
+    """An in-memory store's master key: it lives as long as the store, this process."""
+    return MasterKey.generate()
+
+
 def open_application(settings: Settings) -> PrepApplication:
     """Open the event store named by ``settings.database_url``, creating its file
     (embedded: see :func:`create_database_file`), tables and append-only triggers if
-    needed. Close it with ``app.close()``."""
+    needed, with its master key checked against the data keys it holds (a lost or wrong
+    key is a :class:`MasterKeyError` here, not a failure mid-request). Close it with
+    ``app.close()``."""
     location = settings.database
     if isinstance(location, SqliteLocation):
         create_database_file(location)
-    return PrepApplication(env=application_env(settings))
+    key_ring = master_key_ring(settings)
+    application = PrepApplication(env=application_env(settings), key_ring=key_ring)
+    try:
+        application.data_keys.check_master_key()
+    except MasterKeyError:
+        application.close()
+        raise
+    return application
 
 
 def datastore_of(application: PrepApplication) -> PostgresDatastore | SQLiteDatastore:

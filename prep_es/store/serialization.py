@@ -8,6 +8,10 @@ The stored form of an event is ``(originator_id, originator_version, topic, stat
   originator id and version (they are columns), plus ``"class_version": N`` when the
   class is at version N > 1.
 
+Personal fields (``aggregates.personal``) are sealed with their subject's data key before
+the state is encoded, and opened again before it is upcast (see
+:mod:`prep_es.store.personal_cipher`).
+
 Reading upcasts old states step by step with the class's static
 ``upcast_v{n}_v{n+1}(state: dict) -> None`` methods, as eventsourcing's own
 :class:`~eventsourcing.persistence.Mapper` does, then validates the result with the
@@ -32,6 +36,10 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import TopicError, get_topic, resolve_topic
 from pydantic import BaseModel, ValidationError
 
+from aggregates.base import AggregateSnapshot
+from aggregates.personal import ERASED_CONTEXT, personal_fields
+from prep_es.store.personal_cipher import PersonalDataCipher, UnreadableEnvelope
+
 CLASS_VERSION_KEY: Final = "class_version"
 _ORIGINATOR_FIELDS: Final = frozenset({"originator_id", "originator_version"})
 
@@ -50,8 +58,10 @@ class OrjsonTranscoder(Transcoder):
 class PydanticMapper(Mapper[UUID]):
     """Maps pydantic domain events (see ``aggregates.base.DomainEvent``) to stored events.
 
-    Encryption and compression are not supported: the store holds plain JSON, which is
-    what makes it inspectable with SQL and replayable by any reader.
+    The library's whole-store cipher and compression are not supported: the store holds
+    JSON, inspectable with SQL, in which only personal fields are sealed, each with its
+    own subject's key (``personal``; without it, personal fields are stored as they are,
+    which only tools reading a store written before encryption do).
     """
 
     def __init__(
@@ -59,11 +69,13 @@ class PydanticMapper(Mapper[UUID]):
         transcoder: Transcoder,
         compressor: Compressor | None = None,
         cipher: Cipher | None = None,
+        personal: PersonalDataCipher | None = None,
     ) -> None:
         if compressor is not None or cipher is not None:
             msg = "PydanticMapper stores plain JSON: no compressor or cipher may be configured"
             raise ValueError(msg)
         super().__init__(transcoder=transcoder)
+        self.personal = personal
         self._event_classes: dict[str, tuple[type[BaseModel], int]] = {}
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
@@ -73,6 +85,8 @@ class PydanticMapper(Mapper[UUID]):
         class_version: int = getattr(event_class, "class_version", 1)
         if class_version > 1:
             state[CLASS_VERSION_KEY] = class_version
+        if self.personal is not None:
+            self._seal(domain_event, state)
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
@@ -90,6 +104,7 @@ class PydanticMapper(Mapper[UUID]):
             msg = _failure(stored_event, "state is not a JSON object")
             raise MapperDeserialisationError(msg)
 
+        erased = self._open(stored_event, event_class, state)
         from_version: int = state.pop(CLASS_VERSION_KEY, 1)
         if from_version > class_version:
             msg = _failure(
@@ -110,10 +125,46 @@ class PydanticMapper(Mapper[UUID]):
         state["originator_version"] = stored_event.originator_version
         try:
             # What ``model_validate`` runs, without its wrapper: a fifth of a decode.
-            domain_event = event_class.__pydantic_validator__.validate_python(state)
+            if erased:
+                state["erased_fields"] = erased
+                domain_event = event_class.__pydantic_validator__.validate_python(
+                    state, context=ERASED_CONTEXT
+                )
+            else:
+                domain_event = event_class.__pydantic_validator__.validate_python(state)
         except ValidationError as error:
             raise MapperDeserialisationError(_failure(stored_event, str(error))) from error
         return cast(DomainEventProtocol[UUID], domain_event)
+
+    def _seal(self, domain_event: BaseModel, state: dict[str, Any]) -> None:
+        assert self.personal is not None
+        originator_id: UUID = getattr(domain_event, "originator_id")  # noqa: B009
+        version: int = getattr(domain_event, "originator_version")  # noqa: B009
+        if isinstance(domain_event, AggregateSnapshot):
+            aggregate_class = resolve_topic(domain_event.topic)
+            self.personal.seal_snapshot(aggregate_class, state["state"], originator_id, version)
+        else:
+            self.personal.seal_event(type(domain_event), state, originator_id, version)
+
+    def _open(
+        self, stored_event: StoredEvent, event_class: type[BaseModel], state: dict[str, Any]
+    ) -> frozenset[str]:
+        """Open ``state``'s sealed fields in place; the names of the erased ones."""
+        if self.personal is None:
+            return frozenset()
+        is_snapshot = event_class is AggregateSnapshot
+        if not (is_snapshot or personal_fields(event_class)):
+            return frozenset()
+        originator_id = stored_event.originator_id
+        version = stored_event.originator_version
+        assert isinstance(originator_id, UUID), originator_id
+        try:
+            if is_snapshot:
+                self.personal.open_snapshot(state["state"], originator_id, version)
+                return frozenset()
+            return self.personal.open_event(state, originator_id, version)
+        except UnreadableEnvelope as error:
+            raise MapperDeserialisationError(_failure(stored_event, str(error))) from error
 
     def _event_class(self, stored_event: StoredEvent) -> tuple[type[BaseModel], int]:
         """The model class of the stored event's topic and the class version it is at,

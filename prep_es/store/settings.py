@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     redis_cool_down_s: float = Field(default=5.0, gt=0, le=300)
     """After Redis fails to answer, how long every Redis user of a process skips it."""
     jwt_secret: SecretStr | None = None
+    master_key: SecretStr | None = None
+    """The key that wraps every person's data key (32 bytes, base64): required on
+    PostgreSQL; embedded mode keeps a generated one beside the database file."""
+    previous_master_key: SecretStr | None = None
+    """The master key being rotated out: data keys it still wraps stay readable until
+    ``prep-es keys rotate`` has rewrapped them."""
     jwt_issuer: str = Field(default="prep-es", min_length=1)
     jwt_audience: str = Field(default="prep-es-api", min_length=1)
     access_token_ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600)

@@ -1,0 +1,168 @@
+"""Personal fields sealed in stored events and snapshots, and opened again on load.
+
+A personal field (see ``aggregates.personal``) is stored as an envelope in place of its
+value::
+
+    "email": {"personal_v1": "<base64url of nonce + AES-256-GCM ciphertext>",
+              "subject": "<the subject's id>"}
+
+The plaintext is the value's JSON; the associated data is the event's id (aggregate id and
+version) and the field's name, so an envelope copied into another event or field does not
+open. A field whose subject's key is destroyed opens as ``None``, and is named among the
+erased fields. A stored value that is not an envelope (an event written before encryption,
+not yet migrated) is read as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from typing import Any, Final
+from uuid import UUID
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import BaseModel
+
+from aggregates.personal import (
+    ACTOR_SUBJECT,
+    ORIGINATOR_SUBJECT,
+    personal_fields,
+    personal_subject_field,
+)
+from prep_es.store.personal_keys import NONCE_BYTES, DataKeys
+
+ENVELOPE_KEY: Final = "personal_v1"
+SUBJECT_KEY: Final = "subject"
+SNAPSHOT_FIELD_PREFIX: Final = "snapshot:"
+
+
+class UnreadableEnvelope(Exception):
+    """An envelope whose key exists but which does not open: tampered or misplaced."""
+
+
+def is_envelope(value: Any) -> bool:
+    return type(value) is dict and ENVELOPE_KEY in value and SUBJECT_KEY in value
+
+
+def personal_attributes(aggregate_class: type[Any]) -> tuple[frozenset[str], str]:
+    """The personal attributes of an aggregate class and the attribute naming their
+    subject (see ``aggregates.personal``)."""
+    names: frozenset[str] = getattr(aggregate_class, "PERSONAL_ATTRIBUTES", frozenset())
+    subject: str = getattr(aggregate_class, "PERSONAL_SUBJECT_ATTRIBUTE", "_id")
+    return names, subject
+
+
+class PersonalDataCipher:
+    """Seals and opens the personal fields of stored states with the subjects' keys."""
+
+    def __init__(self, keys: DataKeys) -> None:
+        self.keys = keys
+
+    def seal_event(
+        self, event_class: type[BaseModel], state: dict[str, Any], originator_id: UUID, version: int
+    ) -> None:
+        """Encrypt ``state``'s personal fields in place (``state`` as stored: JSON-native,
+        without the originator's id and version)."""
+        names = personal_fields(event_class)
+        if not names:
+            return
+        subject: UUID | None = None
+        for name in names:
+            value = state.get(name)
+            if value is None or is_envelope(value):
+                continue
+            if subject is None:
+                subject = subject_of(event_class, state, originator_id)
+            state[name] = self._seal(subject, value, _context(originator_id, version, name))
+
+    def open_event(
+        self, state: dict[str, Any], originator_id: UUID, version: int
+    ) -> frozenset[str]:
+        """Decrypt every envelope among ``state``'s fields in place; the names of those
+        whose key is destroyed, now ``None``."""
+        erased: set[str] = set()
+        for name, value in state.items():
+            if type(value) is dict and ENVELOPE_KEY in value:
+                opened = self._open(value, _context(originator_id, version, name))
+                if opened is _ERASED:
+                    state[name] = None
+                    erased.add(name)
+                else:
+                    state[name] = opened
+        return frozenset(erased)
+
+    def seal_snapshot(
+        self, aggregate_class: type[Any], state: dict[str, Any], originator_id: UUID, version: int
+    ) -> None:
+        """Encrypt, in place, the personal attributes in a snapshot's aggregate state."""
+        names, subject_attribute = personal_attributes(aggregate_class)
+        if not names:
+            return
+        subject = UUID(str(state.get(subject_attribute) or originator_id))
+        for name in names:
+            value = state.get(name)
+            if value is None or is_envelope(value):
+                continue
+            context = _context(originator_id, version, SNAPSHOT_FIELD_PREFIX + name)
+            state[name] = self._seal(subject, value, context)
+
+    def open_snapshot(
+        self, state: dict[str, Any], originator_id: UUID, version: int
+    ) -> frozenset[str]:
+        erased: set[str] = set()
+        for name, value in state.items():
+            if type(value) is dict and ENVELOPE_KEY in value:
+                context = _context(originator_id, version, SNAPSHOT_FIELD_PREFIX + name)
+                opened = self._open(value, context)
+                state[name] = None if opened is _ERASED else opened
+                if opened is _ERASED:
+                    erased.add(name)
+        return frozenset(erased)
+
+    def _seal(self, subject: UUID, value: Any, context: bytes) -> dict[str, str]:
+        key = self.keys.for_writing(subject)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = AESGCM(key).encrypt(nonce, orjson.dumps(value), context)
+        return {
+            ENVELOPE_KEY: base64.urlsafe_b64encode(nonce + sealed).decode(),
+            SUBJECT_KEY: str(subject),
+        }
+
+    def _open(self, envelope: dict[str, Any], context: bytes) -> Any:
+        try:
+            subject = UUID(str(envelope[SUBJECT_KEY]))
+            blob = base64.urlsafe_b64decode(str(envelope[ENVELOPE_KEY]))
+        except (ValueError, binascii.Error, KeyError) as error:
+            raise UnreadableEnvelope(f"malformed personal data envelope: {error}") from None
+        key = self.keys.for_reading(subject)
+        if key is None:
+            return _ERASED
+        try:
+            plain = AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], context)
+        except InvalidTag:
+            raise UnreadableEnvelope(
+                f"a personal field of {subject} does not open where it is stored"
+            ) from None
+        return orjson.loads(plain)
+
+
+_ERASED: Final = object()
+
+
+def subject_of(event_class: type[BaseModel], state: dict[str, Any], originator_id: UUID) -> UUID:
+    """Whose personal data ``state`` (an event of ``event_class``, as stored) holds."""
+    field = personal_subject_field(event_class)
+    if field == ORIGINATOR_SUBJECT:
+        return originator_id
+    if field == ACTOR_SUBJECT:
+        actor = (state.get("metadata") or {}).get("actor_id")
+    else:
+        actor = state.get(field)
+    return originator_id if actor is None else UUID(str(actor))
+
+
+def _context(originator_id: UUID, version: int, name: str) -> bytes:
+    return f"{originator_id}:{version}:{name}".encode()

@@ -1,0 +1,374 @@
+"""Per-person data keys, wrapped by the master key, in a table that is not append-only.
+
+Each subject (a user's id) gets a random 256-bit data key the first time something
+personal about them is written. The key is stored wrapped (AES-256-GCM under the master
+key, the subject's id as associated data) in ``personal_data_keys``, one row per subject,
+with the id of the master key that wrapped it. Erasing a subject replaces its wrapped key
+with NULL and stamps ``erased_at``: the row stays as a tombstone, so that nothing written
+later (a process that has not heard of the erasure yet) can create a new key for them.
+
+The master key never touches the table: ``PREP_ES_MASTER_KEY`` (required on PostgreSQL),
+or in embedded mode a key generated once beside the database file (mode 0600).
+``PREP_ES_PREVIOUS_MASTER_KEY`` lets processes read keys still wrapped by the master key
+being rotated out, while ``prep-es keys rotate`` rewraps them.
+
+Unwrapped keys are cached per process (bounded; an entry lives ``KEY_CACHE_TTL_S``), so a
+load decrypts without a query; an erasure in another process is seen here within that
+time, and at once by the process that erased.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
+
+KEY_BYTES: Final = 32
+NONCE_BYTES: Final = 12
+KEYS_TABLE: Final = "personal_data_keys"
+KEY_CACHE_SIZE_MAX: Final = 8192
+KEY_CACHE_TTL_S: Final = 30.0
+EMAIL_INDEX_SUBJECT: Final = UUID("00000000-0000-4000-8000-00000000e4a1")
+"""The subject whose data key is the server's secret for keyed email hashes (see
+:meth:`DataKeys.email_digest`): a key like the others, so it is rotated and backed up with
+them, and never erased."""
+
+
+class MasterKeyError(Exception):
+    """The master key is missing, malformed, or does not open the stored data keys: a
+    startup error, named before any request is served."""
+
+
+class SubjectErased(Exception):
+    """Something personal was to be written about a subject whose key was destroyed."""
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    """A 256-bit key that wraps data keys, and its public id (a hash prefix)."""
+
+    secret: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.secret) != KEY_BYTES:
+            raise MasterKeyError(f"a master key is {KEY_BYTES} bytes, base64-encoded")
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls(secrets.token_bytes(KEY_BYTES))
+
+    @classmethod
+    def parse(cls, text: str, *, name: str = "PREP_ES_MASTER_KEY") -> MasterKey:
+        try:
+            secret = base64.urlsafe_b64decode(_padded(text.strip()))
+        except (binascii.Error, ValueError) as error:
+            raise MasterKeyError(f"{name} is not base64: {error}") from None
+        if len(secret) != KEY_BYTES:
+            raise MasterKeyError(
+                f"{name} holds {len(secret)} bytes; a master key is {KEY_BYTES} bytes, "
+                "base64-encoded (make one with: prep-es keys generate)"
+            )
+        return cls(secret)
+
+    def encoded(self) -> str:
+        return base64.urlsafe_b64encode(self.secret).decode()
+
+    @property
+    def key_id(self) -> str:
+        return hmac.new(self.secret, b"prep-es master key id", hashlib.sha256).hexdigest()[:16]
+
+    def wrap(self, subject: UUID, data_key: bytes) -> bytes:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return nonce + AESGCM(self.secret).encrypt(nonce, data_key, _wrap_context(subject))
+
+    def unwrap(self, subject: UUID, wrapped: bytes) -> bytes:
+        nonce, sealed = wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:]
+        try:
+            return AESGCM(self.secret).decrypt(nonce, sealed, _wrap_context(subject))
+        except InvalidTag:
+            raise MasterKeyError(
+                f"the data key of {subject} does not open with master key {self.key_id}"
+            ) from None
+
+
+def _padded(text: str) -> str:
+    return text + "=" * (-len(text) % 4)
+
+
+def _wrap_context(subject: UUID) -> bytes:
+    return b"prep-es data key:" + subject.bytes
+
+
+def read_or_create_master_key(path: Path) -> MasterKey:
+    """The embedded master key kept in ``path``, created atomically (mode 0600) if
+    absent: concurrent processes all end up with the one linked first."""
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(MasterKey.generate().encoded() + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    return MasterKey.parse(path.read_text(), name=str(path))
+
+
+def replace_master_key_file(path: Path, key: MasterKey) -> None:
+    """Write ``key`` into ``path`` atomically (mode 0600)."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(key.encoded() + "\n")
+    temporary.replace(path)
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The master key data keys are wrapped with, and the one being rotated out."""
+
+    current: MasterKey
+    previous: MasterKey | None = None
+
+    def unwrap(self, subject: UUID, wrapped: bytes, key_id: str) -> bytes:
+        for master in (self.current, self.previous):
+            if master is not None and master.key_id == key_id:
+                return master.unwrap(subject, wrapped)
+        raise MasterKeyError(
+            f"the data key of {subject} is wrapped by master key {key_id}, which is neither "
+            f"PREP_ES_MASTER_KEY ({self.current.key_id}) nor PREP_ES_PREVIOUS_MASTER_KEY"
+        )
+
+
+class _KeysSql:
+    """The key table's statements in one backend's dialect."""
+
+    def __init__(self, datastore: PostgresDatastore | SQLiteDatastore) -> None:
+        self.datastore = datastore
+        postgres = isinstance(datastore, PostgresDatastore)
+        mark = "%s" if postgres else "?"
+        subject_type, bytes_type = ("uuid", "bytea") if postgres else ("text", "blob")
+        self.create = (
+            f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} ("
+            f"subject_id {subject_type} PRIMARY KEY, "
+            f"wrapped_key {bytes_type}, master_key_id text, "
+            "created_at text NOT NULL, erased_at text)"
+        )
+        self.select = (
+            f"SELECT wrapped_key, master_key_id FROM {KEYS_TABLE} WHERE subject_id = {mark}"
+        )
+        self.insert = (
+            f"INSERT INTO {KEYS_TABLE} (subject_id, wrapped_key, master_key_id, created_at) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT (subject_id) DO NOTHING"
+        )
+        self.erase = (
+            f"INSERT INTO {KEYS_TABLE} (subject_id, created_at, erased_at) "
+            f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (subject_id) DO UPDATE "
+            "SET wrapped_key = NULL, master_key_id = NULL, "
+            f"erased_at = coalesce({KEYS_TABLE}.erased_at, excluded.erased_at)"
+        )
+        self.all_wrapped = (
+            f"SELECT subject_id, wrapped_key, master_key_id FROM {KEYS_TABLE} "
+            "WHERE wrapped_key IS NOT NULL ORDER BY subject_id"
+        )
+        self.rewrap = (
+            f"UPDATE {KEYS_TABLE} SET wrapped_key = {mark}, master_key_id = {mark} "
+            f"WHERE subject_id = {mark} AND master_key_id = {mark}"
+        )
+        self.one_wrapped = (
+            f"SELECT subject_id, wrapped_key, master_key_id FROM {KEYS_TABLE} "
+            "WHERE wrapped_key IS NOT NULL LIMIT 1"
+        )
+        self.postgres = postgres
+
+    def subject(self, subject: UUID) -> Any:
+        return subject if self.postgres else str(subject)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=True) as cursor:
+            yield cursor
+
+
+@dataclass
+class _Cached:
+    key: bytes | None
+    """None: erased (or never had a key)."""
+    expires_at: float
+
+
+class DataKeys:
+    """The data keys of every subject (see the module's docstring). Thread-safe."""
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore | SQLiteDatastore,
+        keys: KeyRing,
+        *,
+        cache_size_max: int = KEY_CACHE_SIZE_MAX,
+        cache_ttl_s: float = KEY_CACHE_TTL_S,
+    ) -> None:
+        self._sql = _KeysSql(datastore)
+        self._keys = keys
+        self._cache: OrderedDict[UUID, _Cached] = OrderedDict()
+        self._cache_size_max = cache_size_max
+        self._cache_ttl_s = cache_ttl_s
+        self._lock = threading.Lock()
+        with self._sql.transaction() as cursor:
+            cursor.execute(self._sql.create)
+
+    @property
+    def key_ring(self) -> KeyRing:
+        return self._keys
+
+    def check_master_key(self) -> None:
+        """Raise :class:`MasterKeyError` unless the master key opens a stored data key:
+        run at startup, so a lost or wrong key stops the process before any request."""
+        with self._sql.transaction() as cursor:
+            cursor.execute(self._sql.one_wrapped)
+            row = cursor.fetchone()
+        if row is not None:
+            subject, wrapped, key_id = _row(row)
+            self._keys.unwrap(subject, wrapped, key_id)
+
+    def for_reading(self, subject: UUID) -> bytes | None:
+        """The subject's data key, or None if it was destroyed (or never made)."""
+        cached = self._cached(subject)
+        if cached is not None:
+            return cached.key
+        key = self._load(subject)
+        self._remember(subject, key)
+        return key
+
+    def for_writing(self, subject: UUID) -> bytes:
+        """The subject's data key, made now if they have none. Raises
+        :class:`SubjectErased` if their key was destroyed."""
+        cached = self._cached(subject)
+        if cached is not None and cached.key is not None:
+            return cached.key
+        key = self._load(subject)
+        if key is None:
+            wrapped_now = secrets.token_bytes(KEY_BYTES)
+            master = self._keys.current
+            with self._sql.transaction() as cursor:
+                cursor.execute(
+                    self._sql.insert,
+                    (
+                        self._sql.subject(subject),
+                        master.wrap(subject, wrapped_now),
+                        master.key_id,
+                        _now(),
+                    ),
+                )
+            key = self._load(subject)  # another process may have made it first
+            if key is None:
+                raise SubjectErased(f"{subject} was erased: nothing personal is kept about them")
+        self._remember(subject, key)
+        return key
+
+    def destroy(self, subject: UUID) -> None:
+        """Destroy the subject's data key for good: what was encrypted with it can no
+        longer be read by anyone, and nothing new can be encrypted for them."""
+        with self._sql.transaction() as cursor:
+            now = _now()
+            cursor.execute(self._sql.erase, (self._sql.subject(subject), now, now))
+        with self._lock:
+            self._cache.pop(subject, None)
+
+    def is_erased(self, subject: UUID) -> bool:
+        return self.for_reading(subject) is None
+
+    def rewrap_all(self) -> int:
+        """Rewrap every data key not yet wrapped by the current master key (unwrapping
+        with the previous one), in one transaction; the number rewrapped."""
+        master = self._keys.current
+        rewrapped = 0
+        with self._sql.transaction() as cursor:
+            cursor.execute(self._sql.all_wrapped)
+            rows = [_row(row) for row in cursor.fetchall()]
+            for subject, wrapped, key_id in rows:
+                if key_id == master.key_id:
+                    continue
+                data_key = self._keys.unwrap(subject, wrapped, key_id)
+                cursor.execute(
+                    self._sql.rewrap,
+                    (
+                        master.wrap(subject, data_key),
+                        master.key_id,
+                        self._sql.subject(subject),
+                        key_id,
+                    ),
+                )
+                rewrapped += 1
+        return rewrapped
+
+    def email_digest(self, email: str) -> str:
+        """A keyed hash (HMAC-SHA256) of a normalized email: what ids and index keys are
+        derived from, so that a guessed email cannot be checked against them without the
+        server's secret."""
+        secret = self.for_writing(EMAIL_INDEX_SUBJECT)
+        return hmac.new(secret, email.encode(), hashlib.sha256).hexdigest()
+
+    def _load(self, subject: UUID) -> bytes | None:
+        with self._sql.transaction() as cursor:
+            cursor.execute(self._sql.select, (self._sql.subject(subject),))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        wrapped, key_id = (
+            (row["wrapped_key"], row["master_key_id"])
+            if isinstance(row, dict)
+            else (row[0], row[1])
+        )
+        if wrapped is None:
+            return None
+        return self._keys.unwrap(subject, bytes(wrapped), str(key_id))
+
+    def _cached(self, subject: UUID) -> _Cached | None:
+        with self._lock:
+            cached = self._cache.get(subject)
+            if cached is None:
+                return None
+            if cached.expires_at < time.monotonic():
+                del self._cache[subject]
+                return None
+            self._cache.move_to_end(subject)
+            return cached
+
+    def _remember(self, subject: UUID, key: bytes | None) -> None:
+        with self._lock:
+            self._cache[subject] = _Cached(key, time.monotonic() + self._cache_ttl_s)
+            self._cache.move_to_end(subject)
+            while len(self._cache) > self._cache_size_max:
+                self._cache.popitem(last=False)
+
+
+def _row(row: Any) -> tuple[UUID, bytes, str]:
+    if isinstance(row, dict):
+        subject, wrapped, key_id = row["subject_id"], row["wrapped_key"], row["master_key_id"]
+    else:
+        subject, wrapped, key_id = row[0], row[1], row[2]
+    return UUID(str(subject)), bytes(wrapped), str(key_id)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
