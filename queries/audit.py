@@ -5,6 +5,11 @@ Reads the ``audit`` projection (one row per event, secrets already redacted by
 after a position; a page says where the next one starts (``next_after_position``), or
 ``None`` when there is nothing after it. Entries never change and positions only
 grow, so paging neither skips nor repeats an entry, whatever is appended meanwhile.
+
+The projection keeps each event's personal fields sealed as they are stored (see
+:mod:`prep_es.store.personal_cipher`), so that erasing a person needs nothing of it: they
+are opened here, as they are read, with the store's data keys. A field whose subject was
+erased reads ``null``, and its entry says ``erased`` and names it in ``erased_fields``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import orjson
 from pydantic import BaseModel
 
 from aggregates.errors import InvalidRequest, PermissionDenied
+from prep_es.store.personal_cipher import PersonalDataCipher, is_envelope
+from prep_es.store.redaction import shown_erased_fields
 from projections.audit import AuditProjection
 from projections.database import ReadDatabase, uuid_from_row, uuid_parameter
 from queries.base import Viewer
@@ -40,6 +47,10 @@ class AuditEntry(BaseModel):
     request_id: str | None
     correlation_id: str | None
     payload: dict[str, Any]
+    erased: bool
+    """Some personal field of ``payload`` reads ``None``: its subject was erased."""
+    erased_fields: list[str]
+    """Those fields, by name (secrets read ``"***"`` either way and are not named)."""
 
 
 class AuditPage(BaseModel):
@@ -50,8 +61,9 @@ class AuditPage(BaseModel):
 
 
 class AuditQueries:
-    def __init__(self, database: ReadDatabase) -> None:
+    def __init__(self, database: ReadDatabase, personal: PersonalDataCipher) -> None:
         self._database = database
+        self._personal = personal
 
     def _time(self, value: datetime) -> datetime | str:
         """As the projection stores it: on SQLite fixed-width UTC text, so text order is
@@ -111,13 +123,11 @@ class AuditQueries:
         params.append(limit + 1)
         with self._database.reading() as sql:
             rows = sql.fetchall(
-                "SELECT position, recorded_at, aggregate_type, aggregate_id, "
-                "aggregate_version, event_type, actor_id, actor_role, request_id, "
-                f"correlation_id, payload FROM {ENTRIES} WHERE {' AND '.join(conditions)} "
+                f"SELECT {ENTRY_COLUMNS} FROM {ENTRIES} WHERE {' AND '.join(conditions)} "
                 "ORDER BY position LIMIT %s",
                 params,
             )
-        items = [_entry(row) for row in rows[:limit]]
+        items = [entry_from_row(row, self._personal)[0] for row in rows[:limit]]
         more = len(rows) > limit
         return AuditPage(
             items=items,
@@ -126,21 +136,66 @@ class AuditQueries:
         )
 
 
-def _entry(row: dict[str, Any]) -> AuditEntry:
+ENTRY_COLUMNS = (
+    "position, recorded_at, aggregate_type, aggregate_id, aggregate_version, event_type, "
+    "actor_id, actor_role, request_id, correlation_id, payload"
+)
+
+
+def open_payload(
+    personal: PersonalDataCipher,
+    payload: dict[str, Any],
+    aggregate_id: UUID,
+    aggregate_version: int,
+    *,
+    subject: UUID | None = None,
+) -> tuple[list[str], list[str]]:
+    """Open, in place, the sealed personal fields of a payload as the audit projection
+    keeps it; the names of those erased (now ``None``) and, when only ``subject``'s may
+    be opened, of those about someone else (``None`` too, never opened)."""
+    sealed = {name: value for name, value in payload.items() if is_envelope(value)}
+    if not sealed:
+        return [], []
+    withheld: list[str] = []
+    if subject is not None:
+        for name, envelope in list(sealed.items()):
+            if envelope["subject"] != str(subject):
+                del sealed[name]
+                payload[name] = None
+                withheld.append(name)
+    erased = personal.open_event(sealed, aggregate_id, aggregate_version)
+    payload.update(sealed)
+    return shown_erased_fields(erased), sorted(withheld)
+
+
+def entry_from_row(
+    row: dict[str, Any], personal: PersonalDataCipher, *, subject: UUID | None = None
+) -> tuple[AuditEntry, list[str]]:
+    """An entry from its row (:data:`ENTRY_COLUMNS`), its personal fields opened, and the
+    names of those withheld as someone else's (see :func:`open_payload`)."""
     payload = row["payload"]
+    payload = orjson.loads(payload) if isinstance(payload, str | bytes) else dict(payload)
+    aggregate_id = uuid_from_row(row["aggregate_id"])
+    aggregate_version = int(row["aggregate_version"])
+    erased, withheld = open_payload(
+        personal, payload, aggregate_id, aggregate_version, subject=subject
+    )
     recorded_at = row["recorded_at"]
-    return AuditEntry(
+    entry = AuditEntry(
         position=int(row["position"]),
         recorded_at=(
             datetime.fromisoformat(recorded_at) if isinstance(recorded_at, str) else recorded_at
         ),
         aggregate_type=row["aggregate_type"],
-        aggregate_id=uuid_from_row(row["aggregate_id"]),
-        aggregate_version=int(row["aggregate_version"]),
+        aggregate_id=aggregate_id,
+        aggregate_version=aggregate_version,
         event_type=row["event_type"],
         actor_id=None if row["actor_id"] is None else uuid_from_row(row["actor_id"]),
         actor_role=row["actor_role"],
         request_id=row["request_id"],
         correlation_id=row["correlation_id"],
-        payload=orjson.loads(payload) if isinstance(payload, str | bytes) else payload,
+        payload=payload,
+        erased=bool(erased),
+        erased_fields=erased,
     )
+    return entry, withheld

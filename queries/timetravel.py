@@ -10,6 +10,9 @@ Errors: an unknown aggregate, or a moment before it existed, is ``NotFound`` (40
 version it never reached is ``InvalidRequest`` ``version_out_of_range`` (422), as the
 replay says; asking for both a version and a moment is ``InvalidRequest``
 ``version_and_as_of`` (422).
+
+After an erasure, what was personal about the erased person reads ``null``, and each
+event and state says so (``erased``, ``erased_fields``): never ciphertext, never an error.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import BaseModel
 from aggregates.base import DomainEvent
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from prep_es.store.eventstore import PrepApplication
+from prep_es.store.redaction import shown_erased_fields
 from prep_es.store.replay import replay_aggregate
 from projections.audit import audit_payload
 from queries.base import Page, PageRequest, Viewer
@@ -42,6 +46,10 @@ class StoredEventView(BaseModel):
     request_id: str | None
     correlation_id: str | None
     payload: dict[str, Any]
+    erased: bool
+    erased_fields: list[str]
+    """The payload's personal fields that read ``null`` because their subject was
+    erased."""
 
 
 class AggregateStateView(BaseModel):
@@ -53,6 +61,9 @@ class AggregateStateView(BaseModel):
     latest_version: int
     as_of: datetime | None
     state: dict[str, Any]
+    erased: bool
+    erased_fields: list[str]
+    """The state's attributes that read ``null`` because their subject was erased."""
 
 
 def _check_admin(viewer: Viewer) -> None:
@@ -106,12 +117,15 @@ class TimeTravelQueries:
             latest_version=replay.latest_version,
             as_of=replay.as_of,
             state=replay.state,
+            erased=replay.erased,
+            erased_fields=replay.erased_fields,
         )
 
 
 def _stored_event(event: object) -> StoredEventView:
     assert isinstance(event, DomainEvent), type(event)
     metadata = event.metadata
+    erased_fields = shown_erased_fields(event.erased_fields)
     return StoredEventView(
         version=event.originator_version,
         type=get_topic(type(event)),
@@ -121,4 +135,6 @@ def _stored_event(event: object) -> StoredEventView:
         request_id=metadata.request_id,
         correlation_id=metadata.correlation_id,
         payload=audit_payload(event),
+        erased=bool(erased_fields),
+        erased_fields=erased_fields,
     )

@@ -68,6 +68,14 @@ POINT_IN_TIME_HELP: Final = (
     "00:00 UTC that day."
 )
 
+ERASED_HELP: Final = (
+    "Some personal field of the payload reads null because the person it was about was "
+    "erased (their data key is destroyed)."
+)
+ERASED_FIELDS_HELP: Final = (
+    "Those fields, by name. The password hash reads `***` erased or not, and is never named."
+)
+
 _POSITION_HEADER_DOC: Final = {
     POSITION_HEADER: {
         "description": "How far the read model behind this answer has got (an event "

@@ -29,7 +29,8 @@ def run_replay(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def describe_replay(replayed: AggregateReplay) -> list[str]:
-    """A replay as lines of text: a heading, one block per event, then the state."""
+    """A replay as lines of text: a heading, one block per event, then the state. A
+    personal field whose subject was erased reads ``null``, and its block names it."""
     point = f"version {replayed.version} of {replayed.latest_version}"
     if replayed.as_of is not None:
         point += f", as of {format_timestamp(replayed.as_of)}"
@@ -41,9 +42,13 @@ def describe_replay(replayed: AggregateReplay) -> list[str]:
         lines.append(f"      request: {event.request_id}  correlation: {event.correlation_id}")
         for name, value in event.payload.items():
             lines.append(f"      {name}: {_inline(value)}")
+        if event.erased:
+            lines.append(f"      erased: {', '.join(event.erased_fields)}")
     lines += ["", f"State at version {replayed.version}:"]
     state = orjson.dumps(replayed.state, option=orjson.OPT_INDENT_2).decode()
     lines.extend(f"  {line}" for line in state.splitlines())
+    if replayed.erased:
+        lines.append(f"  erased: {', '.join(replayed.erased_fields)}")
     return lines
 
 

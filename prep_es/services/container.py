@@ -50,6 +50,7 @@ from prep_es.services.readside import (
 from prep_es.services.redis_namespace import redis_namespace
 from prep_es.services.runtime import Runtime, open_runtime, system_clock
 from prep_es.store.known_copies_follower import KnownCopiesFollower
+from prep_es.store.personal_cipher import PersonalDataCipher
 from prep_es.store.settings import PostgresLocation, Settings
 from projections.base import Projection
 from projections.database import ReadDatabase
@@ -454,7 +455,7 @@ def open_services(
             accounts=AccountQueries(database),
             payments=PaymentQueries(database),
             analytics=AnalyticsQueries(database),
-            audit=AuditQueries(database),
+            audit=AuditQueries(database, PersonalDataCipher(runtime.app.data_keys)),
             compliance=ComplianceQueries(database),
             timetravel=TimeTravelQueries(runtime.app),
             tokens=tokens,

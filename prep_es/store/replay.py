@@ -6,7 +6,9 @@ is exactly what the aggregate is rebuilt from.
 
 Secrets never leave: a field named in :data:`prep_es.store.redaction.SECRET_FIELDS` (the
 password hash) is printed as ``"***"``, in event payloads and in the reconstructed state
-alike.
+alike. Personal data whose subject was erased is ``null``, and named: each event says
+``erased`` and lists its ``erased_fields``, and so does the state for the attributes that
+were set from them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydantic import BaseModel
 from aggregates.base import Aggregate, DomainEvent
 from aggregates.errors import InvalidRequest, NotFound
 from prep_es.store.eventstore import PrepApplication
-from prep_es.store.redaction import ENVELOPE_FIELDS, redact_secrets
+from prep_es.store.redaction import ENVELOPE_FIELDS, redact_secrets, shown_erased_fields
 
 EVENTS_PER_AGGREGATE_MAX: Final = 100_000
 """A limit on one replay. No aggregate comes near it (long-lived ones are snapshotted
@@ -48,6 +50,10 @@ class RecordedEvent(BaseModel):
     request_id: str | None
     correlation_id: str | None
     payload: dict[str, Any]
+    erased: bool
+    """Some personal field of the payload reads ``null`` because its subject was erased."""
+    erased_fields: list[str]
+    """Those fields, by name (secrets, shown as ``"***"`` either way, are not named)."""
 
 
 class AggregateReplay(BaseModel):
@@ -61,6 +67,10 @@ class AggregateReplay(BaseModel):
     as_of: datetime | None
     events: list[RecordedEvent]
     state: dict[str, Any]
+    erased: bool
+    """Some attribute of ``state`` reads ``null`` because its subject was erased."""
+    erased_fields: list[str]
+    """Those attributes: set from personal fields whose subject was erased."""
 
 
 def parse_point_in_time(text: str) -> datetime:
@@ -140,6 +150,11 @@ def replay_aggregate(
         raise NotFound(f"aggregate {aggregate_id} not found") from None
     assert aggregate.version == at_version, (aggregate.version, at_version)
 
+    state = aggregate_state(aggregate)
+    erased = {name for event in events for name in event.erased_fields}
+    state_erased = shown_erased_fields(
+        name for name in erased if name in state and state[name] is None
+    )
     return AggregateReplay(
         aggregate_id=aggregate_id,
         aggregate_type=str(getattr(type(aggregate), "TOPIC", type(aggregate).__name__)),
@@ -147,12 +162,16 @@ def replay_aggregate(
         latest_version=latest_version,
         as_of=as_of,
         events=[recorded_event(event) for event in events],
-        state=aggregate_state(aggregate),
+        state=state,
+        erased=bool(state_erased),
+        erased_fields=state_erased,
     )
 
 
 def recorded_event(event: DomainEvent) -> RecordedEvent:
-    """An event as the audit trail shows it: envelope, metadata, redacted payload."""
+    """An event as the audit trail shows it: envelope, metadata, redacted payload, and
+    which of its personal fields were erased."""
+    erased_fields = shown_erased_fields(event.erased_fields)
     payload = {
         name: redact_secrets(name, value)
         for name, value in event.model_dump(mode="json").items()
@@ -167,6 +186,8 @@ def recorded_event(event: DomainEvent) -> RecordedEvent:
         request_id=event.metadata.request_id,
         correlation_id=event.metadata.correlation_id,
         payload=payload,
+        erased=bool(erased_fields),
+        erased_fields=erased_fields,
     )
 
 

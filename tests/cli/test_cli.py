@@ -19,6 +19,7 @@ import pytest
 from aggregates.account import account_id_for
 from commands.top_ups import RequestTopUp
 from tests.cli.running import RunCli, isolate_environment
+from tests.erasing import erase_user
 from tests.support import (
     MutableClock,
     as_actor,
@@ -188,6 +189,37 @@ def test_replay_prints_history_with_actor_metadata_and_redacts_the_password_hash
     assert "User.UserRegistered" in human.out
     assert "password_hash: ***" in human.out
     assert "argon2" not in human.out
+
+
+def test_replay_of_an_erased_user_prints_nulls_and_names_them(
+    cli: RunCli, database_url: str
+) -> None:
+    user = create_user_json(cli, "forgotten.operator@example.com")
+    runtime = open_test_runtime(database_url, MutableClock())
+    try:
+        erase_user(runtime.app, UUID(user["id"]), at=runtime.clock())
+    finally:
+        runtime.close()
+
+    ran = cli("replay", user["id"], "--json")
+
+    assert ran.code == 0, ran.err
+    replayed = json.loads(ran.out)
+    registered, erased = replayed["events"]
+    assert (registered["topic"], erased["topic"]) == ("User.UserRegistered", "User.UserErased")
+    assert registered["payload"]["email"] is None
+    assert registered["payload"]["password_hash"] == "***"
+    assert (registered["erased"], registered["erased_fields"]) == (True, ["email", "full_name"])
+    assert (erased["erased"], erased["erased_fields"]) == (False, [])
+    assert replayed["state"]["email"] is None and replayed["state"]["erased"] is True
+    assert (replayed["erased"], replayed["erased_fields"]) == (True, ["email", "full_name"])
+    for version in ("1", "2"):
+        at_version = cli("replay", user["id"], "--version", version)
+        assert at_version.code == 0, at_version.err
+        assert "      erased: email, full_name" in at_version.out
+        assert "  erased: email, full_name" in at_version.out
+    for shown in (ran.out, at_version.out):
+        assert "forgotten.operator" not in shown and "personal_v1" not in shown
 
 
 def _funded_account(database_url: str) -> tuple[UUID, UUID]:

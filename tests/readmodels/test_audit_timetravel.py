@@ -15,6 +15,7 @@ import pytest
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from commands.bookings import BookingAction, CancelBooking, RescheduleBooking
 from prep_es.services.readside import ReadSide, open_read_side
+from prep_es.store.personal_cipher import PersonalDataCipher
 from prep_es.store.redaction import REDACTED
 from prep_es.store.replay import replay_aggregate
 from prep_es.store.settings import Settings
@@ -49,7 +50,9 @@ class World:
 
     @property
     def audit(self) -> AuditQueries:
-        return AuditQueries(self.read_side.query_database)
+        return AuditQueries(
+            self.read_side.query_database, PersonalDataCipher(self.market.runtime.app.data_keys)
+        )
 
     @property
     def time_travel(self) -> TimeTravelQueries:

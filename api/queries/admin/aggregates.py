@@ -12,7 +12,13 @@ from pydantic import BaseModel, Field
 
 from aggregates.errors import InvalidRequest
 from api.deps import AdminUser, EventStoreRead, PageParams, TimeTravelQueriesDep
-from api.queries.params import POINT_IN_TIME_HELP, PointInTime, query_responses
+from api.queries.params import (
+    ERASED_FIELDS_HELP,
+    ERASED_HELP,
+    POINT_IN_TIME_HELP,
+    PointInTime,
+    query_responses,
+)
 from prep_es.store.replay import EVENTS_PER_AGGREGATE_MAX
 from queries.timetravel import AggregateStateView, StoredEventView
 
@@ -31,7 +37,12 @@ class StoredEventOut(BaseModel):
     actor_role: str | None = Field(examples=["customer"])
     request_id: str | None
     correlation_id: str | None
-    payload: dict[str, Any] = Field(description="The event's fields (secrets redacted).")
+    payload: dict[str, Any] = Field(
+        description="The event's fields (secrets redacted; personal fields of an erased "
+        "person null)."
+    )
+    erased: bool = Field(description=ERASED_HELP)
+    erased_fields: list[str] = Field(description=ERASED_FIELDS_HELP, examples=[[]])
 
     @classmethod
     def of(cls, event: StoredEventView) -> StoredEventOut:
@@ -83,7 +94,17 @@ class AggregateStateOut(BaseModel):
     latest_version: int = Field(examples=[4])
     as_of: datetime | None = Field(description="The moment asked for, if any.")
     state: dict[str, Any] = Field(
-        description="The aggregate's attributes at that point (secrets redacted)."
+        description="The aggregate's attributes at that point (secrets redacted; personal "
+        "attributes of an erased person null)."
+    )
+    erased: bool = Field(
+        description="Some attribute of `state` reads null because the person it was "
+        "about was erased."
+    )
+    erased_fields: list[str] = Field(
+        description="Those attributes (the password hash reads `***` either way and is "
+        "never named).",
+        examples=[[]],
     )
 
     @classmethod

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import AdminUser, AuditQueriesDep, AuditReadModel
-from api.queries.params import POINT_IN_TIME_HELP, PointInTime, QueryText, query_responses
+from api.queries.params import (
+    ERASED_FIELDS_HELP,
+    ERASED_HELP,
+    POINT_IN_TIME_HELP,
+    PointInTime,
+    QueryText,
+    query_responses,
+)
 from queries.audit import AUDIT_LIMIT_MAX, EVENT_TYPE_LENGTH_MAX, AuditEntry, AuditPage
 from queries.base import PAGE_SIZE_DEFAULT
 
@@ -31,8 +38,11 @@ class AuditEntryOut(BaseModel):
     request_id: str | None = Field(description="The HTTP request that caused it.")
     correlation_id: str | None = Field(description="The idempotency key, if one was sent.")
     payload: dict[str, Any] = Field(
-        description="The event's fields as recorded (secrets redacted)."
+        description="The event's fields as recorded (secrets redacted; personal fields of "
+        "an erased person null)."
     )
+    erased: bool = Field(description=ERASED_HELP)
+    erased_fields: list[str] = Field(description=ERASED_FIELDS_HELP, examples=[[]])
 
     @classmethod
     def of(cls, entry: AuditEntry) -> AuditEntryOut:
