@@ -22,7 +22,7 @@ import orjson
 from pydantic import BaseModel
 
 from aggregates.errors import InvalidRequest, PermissionDenied
-from prep_es.store.personal_cipher import PersonalDataCipher, is_envelope
+from prep_es.store.personal_cipher import SUBJECT_KEY, PersonalDataCipher, is_envelope
 from prep_es.store.redaction import shown_erased_fields
 from projections.audit import AuditProjection
 from projections.database import ReadDatabase, uuid_from_row, uuid_parameter
@@ -127,7 +127,7 @@ class AuditQueries:
                 "ORDER BY position LIMIT %s",
                 params,
             )
-        items = [entry_from_row(row, self._personal)[0] for row in rows[:limit]]
+        items = [entry for entry, _ in entries_from_rows(rows[:limit], self._personal)]
         more = len(rows) > limit
         return AuditPage(
             items=items,
@@ -159,7 +159,7 @@ def open_payload(
     withheld: list[str] = []
     if subject is not None:
         for name, envelope in list(sealed.items()):
-            if envelope["subject"] != str(subject):
+            if envelope[SUBJECT_KEY] != str(subject):
                 del sealed[name]
                 payload[name] = None
                 withheld.append(name)
@@ -168,13 +168,34 @@ def open_payload(
     return shown_erased_fields(erased), sorted(withheld)
 
 
-def entry_from_row(
-    row: dict[str, Any], personal: PersonalDataCipher, *, subject: UUID | None = None
+def entries_from_rows(
+    rows: list[dict[str, Any]], personal: PersonalDataCipher, *, subject: UUID | None = None
+) -> list[tuple[AuditEntry, list[str]]]:
+    """Entries from their rows (:data:`ENTRY_COLUMNS`), their personal fields opened,
+    each with the names of those withheld as someone else's (see :func:`open_payload`).
+    The keys of every person named in them are read at once, not one query each."""
+    payloads = [_payload(row["payload"]) for row in rows]
+    personal.keys.prefetch(
+        UUID(str(value[SUBJECT_KEY]))
+        for payload in payloads
+        for value in payload.values()
+        if is_envelope(value) and (subject is None or value[SUBJECT_KEY] == str(subject))
+    )
+    return [
+        _entry(row, payload, personal, subject) for row, payload in zip(rows, payloads, strict=True)
+    ]
+
+
+def _payload(stored: Any) -> dict[str, Any]:
+    return orjson.loads(stored) if isinstance(stored, str | bytes) else dict(stored)
+
+
+def _entry(
+    row: dict[str, Any],
+    payload: dict[str, Any],
+    personal: PersonalDataCipher,
+    subject: UUID | None,
 ) -> tuple[AuditEntry, list[str]]:
-    """An entry from its row (:data:`ENTRY_COLUMNS`), its personal fields opened, and the
-    names of those withheld as someone else's (see :func:`open_payload`)."""
-    payload = row["payload"]
-    payload = orjson.loads(payload) if isinstance(payload, str | bytes) else dict(payload)
     aggregate_id = uuid_from_row(row["aggregate_id"])
     aggregate_version = int(row["aggregate_version"])
     erased, withheld = open_payload(
