@@ -35,13 +35,14 @@ hand just that part to a worker thread.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date
 from typing import Annotated, Final
 from uuid import UUID
 
 from fastapi import Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
@@ -67,6 +68,7 @@ from queries.base import OFFSET_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PageReque
 from queries.bookings import BookingQueries
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
+from queries.export import EXPORTED_READ_MODELS, ExportQueries
 from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
 from queries.kitchens import KitchenQueries
 from queries.payments import PaymentQueries
@@ -157,6 +159,10 @@ async def get_audit_queries(services: ServicesDep) -> AuditQueries:
     return services.audit
 
 
+async def get_export_queries(services: ServicesDep) -> ExportQueries:
+    return services.export
+
+
 async def get_compliance_queries(services: ServicesDep) -> ComplianceQueries:
     return services.compliance
 
@@ -177,6 +183,7 @@ AccountQueriesDep = Annotated[AccountQueries, Depends(get_account_queries)]
 PaymentQueriesDep = Annotated[PaymentQueries, Depends(get_payment_queries)]
 AnalyticsQueriesDep = Annotated[AnalyticsQueries, Depends(get_analytics_queries)]
 AuditQueriesDep = Annotated[AuditQueries, Depends(get_audit_queries)]
+ExportQueriesDep = Annotated[ExportQueries, Depends(get_export_queries)]
 ComplianceQueriesDep = Annotated[ComplianceQueries, Depends(get_compliance_queries)]
 TimeTravelQueriesDep = Annotated[TimeTravelQueries, Depends(get_timetravel_queries)]
 ReadPositionsDep = Annotated[ReadPositions, Depends(get_read_positions)]
@@ -421,6 +428,18 @@ class ReadConsistency:
             headers={POSITION_HEADER: str(self.position), **(headers or {})},
         )
 
+    def stream(
+        self, chunks: Iterator[bytes], media_type: str, headers: dict[str, str] | None = None
+    ) -> StreamingResponse:
+        """A route's own response written while it is read (see :meth:`response`). The
+        status and headers go first: what fails after them cuts the body short, which
+        its reader sees (a JSON document left unclosed), and is logged."""
+        return StreamingResponse(
+            chunks,
+            media_type=media_type,
+            headers={POSITION_HEADER: str(self.position), **(headers or {})},
+        )
+
 
 def read_model(*names: str) -> Callable[..., Awaitable[ReadConsistency]]:
     """A dependency for a query route reading the projections ``names``: waits for
@@ -465,6 +484,7 @@ AnalyticsReadModel = Annotated[ReadConsistency, Depends(read_model("analytics"))
 KitchensReadModel = Annotated[ReadConsistency, Depends(read_model("kitchens"))]
 ComplianceReadModel = Annotated[ReadConsistency, Depends(read_model("compliance"))]
 UsersReadModel = Annotated[ReadConsistency, Depends(read_model("users"))]
+ExportedReadModels = Annotated[ReadConsistency, Depends(read_model(*EXPORTED_READ_MODELS))]
 
 BookingParticipant = Annotated[
     AuthenticatedUser, Depends(require_roles("customer", "host", "admin"))

@@ -8,6 +8,7 @@ reads on its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -18,7 +19,7 @@ from aggregates.account import SYSTEM_ACCOUNT_NAMES
 from aggregates.errors import NotFound, PermissionDenied
 from projections.accounts import AccountsProjection
 from projections.database import ReadDatabase, Row, Sql, uuid_from_row, uuid_parameter
-from queries.base import Page, PageRequest, Viewer
+from queries.base import BATCH_ROWS, BatchRow, Page, PageRequest, Viewer, keyset_rows
 
 ACCOUNTS = AccountsProjection.view("accounts")
 ENTRIES = AccountsProjection.view("entries")
@@ -118,15 +119,46 @@ class AccountQueries:
     def account(self, viewer: Viewer) -> AccountBalance:
         """The viewer's own account; 404 (``account_not_found``) until the read model
         has seen it opened."""
+        account = self.find_account(viewer)
+        if account is None:
+            raise NotFound("no account for this user yet", code="account_not_found")
+        return account
+
+    def find_account(self, viewer: Viewer) -> AccountBalance | None:
+        """The viewer's own account, if the read model has seen it opened."""
         with self._database.reading() as sql:
             row = sql.fetchone(
                 "SELECT account_id, owner_id, balance_cents, held_cents, available_cents, "
                 f"updated_at FROM {ACCOUNTS} WHERE owner_id = %s",
                 (uuid_parameter(self._database.dialect, viewer.user_id),),
             )
-        if row is None:
-            raise NotFound("no account for this user yet", code="account_not_found")
-        return AccountBalance.model_validate(row)
+        return None if row is None else AccountBalance.model_validate(row)
+
+    def every_entry(
+        self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[StatementEntry]:
+        """The viewer's whole statement, oldest first, read ``batch_rows`` at a time
+        (see :func:`queries.base.keyset_batches`)."""
+        owner = uuid_parameter(self._database.dialect, viewer.user_id)
+
+        def batch(after: BatchRow | None) -> list[Row]:
+            following, params = "", []
+            if after is not None:
+                following = "AND (e.position, e.line) > (%s, %s) "
+                params = [after["position"], after["line"]]
+            with self._database.reading() as sql:
+                return sql.fetchall(
+                    "SELECT e.id, e.account_id, e.position, e.line, e.recorded_at, e.kind, "
+                    "e.amount_cents, e.held_delta_cents, e.balance_after_cents, "
+                    "e.held_after_cents, e.counter_account_id, e.booking_id "
+                    f"FROM {ENTRIES} e WHERE e.account_id = "
+                    f"(SELECT account_id FROM {ACCOUNTS} WHERE owner_id = %s) {following}"
+                    "ORDER BY e.position, e.line LIMIT %s",
+                    (owner, *params, batch_rows),
+                )
+
+        for row in keyset_rows(batch, batch_rows):
+            yield _statement_entry(row)
 
     def entries(self, viewer: Viewer, page: PageRequest | None = None) -> Page[StatementEntry]:
         """The viewer's own statement, newest first."""

@@ -14,6 +14,7 @@ erased reads ``null``, and its entry says ``erased`` and names it in ``erased_fi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
@@ -25,8 +26,8 @@ from aggregates.errors import InvalidRequest, PermissionDenied
 from prep_es.store.personal_cipher import SUBJECT_KEY, PersonalDataCipher, is_envelope
 from prep_es.store.redaction import shown_erased_fields
 from projections.audit import AuditProjection
-from projections.database import ReadDatabase, uuid_from_row, uuid_parameter
-from queries.base import Viewer
+from projections.database import ReadDatabase, Row, uuid_from_row, uuid_parameter
+from queries.base import BATCH_ROWS, BatchRow, Viewer, keyset_batches
 
 AUDIT_LIMIT_DEFAULT: Final = 100
 AUDIT_LIMIT_MAX: Final = 100
@@ -51,6 +52,13 @@ class AuditEntry(BaseModel):
     """Some personal field of ``payload`` reads ``None``: its subject was erased."""
     erased_fields: list[str]
     """Those fields, by name (secrets read ``"***"`` either way and are not named)."""
+
+
+class OwnAuditEntry(AuditEntry):
+    """An entry of what a person did, as their own record: their personal fields
+    opened, anyone else's left ``None`` and named in ``withheld_fields``."""
+
+    withheld_fields: list[str]
 
 
 class AuditPage(BaseModel):
@@ -134,6 +142,26 @@ class AuditQueries:
             limit=limit,
             next_after_position=items[-1].position if more else None,
         )
+
+    def every_entry_caused_by(
+        self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[OwnAuditEntry]:
+        """Every entry of what the viewer did (they are its actor), oldest first, read
+        ``batch_rows`` at a time: the viewer's own record, so only their own personal
+        fields are opened (see :class:`OwnAuditEntry`)."""
+        actor = uuid_parameter(self._database.dialect, viewer.user_id)
+
+        def batch(after: BatchRow | None) -> list[Row]:
+            with self._database.reading() as sql:
+                return sql.fetchall(
+                    f"SELECT {ENTRY_COLUMNS} FROM {ENTRIES} WHERE actor_id = %s "
+                    "AND position > %s ORDER BY position LIMIT %s",
+                    (actor, 0 if after is None else after["position"], batch_rows),
+                )
+
+        for rows in keyset_batches(batch, batch_rows):
+            for entry, withheld in entries_from_rows(rows, self._personal, subject=viewer.user_id):
+                yield OwnAuditEntry(**entry.model_dump(), withheld_fields=withheld)
 
 
 ENTRY_COLUMNS = (

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -15,6 +16,9 @@ T = TypeVar("T")
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100
 OFFSET_MAX = 1_000_000
+BATCH_ROWS: Final = 500
+"""Rows read at once by a query that reads everything of one kind (an export): a
+short read each, however many there are."""
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,33 @@ class PageRequest:
             raise InvalidRequest(f"limit is between 1 and {PAGE_SIZE_MAX}", code="invalid_limit")
         if not 0 <= self.offset <= OFFSET_MAX:
             raise InvalidRequest(f"offset is between 0 and {OFFSET_MAX}", code="invalid_offset")
+
+
+BatchRow = dict[str, Any]
+
+
+def keyset_batches(
+    read: Callable[[BatchRow | None], list[BatchRow]], batch_rows: int = BATCH_ROWS
+) -> Iterator[list[BatchRow]]:
+    """Every row ``read`` finds, batch by batch: ``read(None)`` reads the first batch of
+    at most ``batch_rows``, ``read(last_row)`` the next one after ``last_row`` by the
+    query's order. Each batch is its own short read. Ordered by keys that never change
+    (an id, a position, a creation time), no row is skipped or repeated, whatever is
+    written between batches; each row is as it was when its batch was read."""
+    after: BatchRow | None = None
+    while True:
+        rows = read(after)
+        assert len(rows) <= batch_rows, (len(rows), batch_rows)
+        if rows:
+            yield rows
+        if len(rows) < batch_rows:
+            return
+        after = rows[-1]
+
+
+def keyset_rows(
+    read: Callable[[BatchRow | None], list[BatchRow]], batch_rows: int = BATCH_ROWS
+) -> Iterator[BatchRow]:
+    """The rows of :func:`keyset_batches`, one by one."""
+    for rows in keyset_batches(read, batch_rows):
+        yield from rows

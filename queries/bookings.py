@@ -13,6 +13,7 @@ from ``list``; one that does not exist is 404 (``booking_not_found``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -22,8 +23,8 @@ from pydantic import BaseModel
 from aggregates.booking import BOOKING_STATUSES
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from projections.bookings import BookingsProjection
-from projections.database import ReadDatabase, uuid_parameter
-from queries.base import Page, PageRequest, Viewer
+from projections.database import ReadDatabase, Row, uuid_parameter
+from queries.base import BATCH_ROWS, BatchRow, Page, PageRequest, Viewer, keyset_rows
 
 BOOKINGS = BookingsProjection.view("bookings")
 KITCHENS = BookingsProjection.view("kitchens")
@@ -64,6 +65,21 @@ class BookingDetail(BookingSummary):
     version: int
     position: int
     """The event-store position of the booking's last event."""
+
+
+class HostedBooking(BookingSummary):
+    """A booking of one of a host's kitchens as the host's own record: everything but
+    what the customer wrote (their notes; their reason, had they cancelled), which is
+    theirs. ``reason``: the host's own, if they declined or cancelled and said why."""
+
+    jurisdiction: str | None
+    hourly_rate_cents: int
+    cancelled_by_role: str | None
+    reason: str | None
+    completed_automatically: bool | None
+    requested_at: datetime
+    version: int
+    position: int
 
 
 _SUMMARY_COLUMNS = (
@@ -167,3 +183,45 @@ class BookingQueries:
             limit=page.limit,
             offset=page.offset,
         )
+
+    def every_booking_made(
+        self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[BookingDetail]:
+        """Every booking the viewer made as a customer (whatever their role now), oldest
+        request first, read ``batch_rows`` at a time. ``reason`` is theirs only: one a
+        host or an admin gave, declining or cancelling, is left out (``None``)."""
+        for row in self._every("b.customer_id", viewer, batch_rows):
+            customers_reason = row["cancelled_by_role"] == "customer"
+            yield BookingDetail.model_validate(
+                {**row, "reason": row["reason"] if customers_reason else None}
+            )
+
+    def every_booking_hosted(
+        self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[HostedBooking]:
+        """Every booking of the viewer's kitchens (whatever their role now), oldest
+        request first, read ``batch_rows`` at a time, as :class:`HostedBooking` shows
+        them: without the customer's words."""
+        for row in self._every("b.host_id", viewer, batch_rows):
+            hosts_reason = row["status"] == "declined" or row["cancelled_by_role"] == "host"
+            yield HostedBooking.model_validate(
+                {**row, "reason": row["reason"] if hosts_reason else None}
+            )
+
+    def _every(self, party: str, viewer: Viewer, batch_rows: int) -> Iterator[Row]:
+        """Every booking whose ``party`` column is the viewer, by request time and id
+        (neither ever changes: see :func:`queries.base.keyset_batches`)."""
+
+        def batch(after: BatchRow | None) -> list[Row]:
+            following, params = "", []
+            if after is not None:
+                following = "AND (b.requested_at, b.id) > (%s, %s) "
+                params = [after["requested_at"], after["id"]]
+            with self._database.reading() as sql:
+                return sql.fetchall(
+                    f"SELECT {_DETAIL_COLUMNS} FROM {_FROM} WHERE {party} = %s {following}"
+                    "ORDER BY b.requested_at, b.id LIMIT %s",
+                    (*self._params((viewer.user_id,)), *params, batch_rows),
+                )
+
+        return keyset_rows(batch, batch_rows)

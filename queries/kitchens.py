@@ -14,7 +14,7 @@ moderation is for admins (403).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -43,7 +43,7 @@ from projections.kitchens import (
     city_key,
     floor_minute,
 )
-from queries.base import Page, PageRequest, Viewer
+from queries.base import BATCH_ROWS, BatchRow, Page, PageRequest, Viewer, keyset_rows
 
 Clock = Callable[[], datetime]
 
@@ -127,6 +127,18 @@ class KitchenDetail(KitchenSummary):
     updated_at: datetime
     version: int
     compliance: KitchenCompliance
+
+
+class OwnedKitchen(KitchenSummary):
+    """A kitchen as its host's own record: every field the read model keeps, and every
+    certificate attached to it, whatever its status."""
+
+    description: str
+    address: str
+    status_changed_at: datetime
+    updated_at: datetime
+    version: int
+    certificates: list[KitchenCertificate]
 
 
 @dataclass(frozen=True)
@@ -465,6 +477,44 @@ class KitchenQueries:
             self._clock(),
         )
         return KitchenDetail.model_validate(fields)
+
+    def every_kitchen_owned(
+        self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[OwnedKitchen]:
+        """Every kitchen the viewer hosts, in any status, oldest first, with its
+        certificates; read ``batch_rows`` kitchens at a time (by creation time and id,
+        which never change: see :func:`queries.base.keyset_batches`)."""
+        host = uuid_parameter(self._dialect, viewer.user_id)
+
+        def batch(after: BatchRow | None) -> list[Row]:
+            following, params = "", []
+            if after is not None:
+                following = "AND (k.created_at, k.id) > (%s, %s) "
+                params = [after["created_at"], after["id"]]
+            with self._database.reading() as sql:
+                rows = sql.fetchall(
+                    f"SELECT {_DETAIL_COLUMNS} FROM {KITCHENS} k WHERE k.host_id = %s "
+                    f"{following}ORDER BY k.created_at, k.id LIMIT %s",
+                    (host, *params, batch_rows),
+                )
+                ids = [row["id"] for row in rows]
+                certificates = (
+                    sql.fetchall(
+                        "SELECT kitchen_id, id, kind, number, issued_on, expires_on, status "
+                        f"FROM {CERTIFICATES} WHERE kitchen_id IN "
+                        f"({', '.join(['%s'] * len(ids))}) ORDER BY kind, expires_on, id",
+                        ids,
+                    )
+                    if ids
+                    else []
+                )
+            attached: dict[Any, list[Row]] = {}
+            for certificate in certificates:
+                attached.setdefault(certificate["kitchen_id"], []).append(certificate)
+            return [{**row, "certificates": attached.get(row["id"], [])} for row in rows]
+
+        for row in keyset_rows(batch, batch_rows):
+            yield OwnedKitchen.model_validate(self._summary_fields(row))
 
     # --- moderation --------------------------------------------------------------
 

@@ -8,6 +8,7 @@ not exist (404), so ids cannot be probed. Lists are newest first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -18,7 +19,7 @@ from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from aggregates.payment_notification import NotificationOutcome
 from projections.database import ReadDatabase, Row, uuid_parameter
 from projections.payments import PaymentsProjection
-from queries.base import Page, PageRequest, Viewer
+from queries.base import BATCH_ROWS, BatchRow, Page, PageRequest, Viewer, keyset_rows
 
 TOP_UPS = PaymentsProjection.view("top_ups")
 PAYOUTS = PaymentsProjection.view("payouts")
@@ -156,6 +157,39 @@ class PaymentQueries:
         if row is None:
             raise NotFound(f"no payout {payout_id} of yours", code="payout_not_found")
         return PayoutSummary.model_validate(row)
+
+    def every_top_up(
+        self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[TopUpSummary]:
+        """All of the viewer's top-ups, oldest first, read ``batch_rows`` at a time."""
+        for row in self._every(_TOP_UP_COLUMNS, TOP_UPS, viewer, batch_rows):
+            yield TopUpSummary.model_validate(row)
+
+    def every_payout(
+        self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[PayoutSummary]:
+        """All of the viewer's payouts and refunds, oldest first, read ``batch_rows`` at
+        a time."""
+        for row in self._every(_PAYOUT_COLUMNS, PAYOUTS, viewer, batch_rows):
+            yield PayoutSummary.model_validate(row)
+
+    def _every(self, columns: str, view: str, viewer: Viewer, batch_rows: int) -> Iterator[Row]:
+        """Every row of ``view`` the viewer owns, by request time and id (neither ever
+        changes: see :func:`queries.base.keyset_batches`)."""
+
+        def batch(after: BatchRow | None) -> list[Row]:
+            following, params = "", []
+            if after is not None:
+                following = "AND (requested_at, id) > (%s, %s) "
+                params = [after["requested_at"], after["id"]]
+            with self._database.reading() as sql:
+                return sql.fetchall(
+                    f"SELECT {columns} FROM {view} WHERE owner_id = %s {following}"
+                    "ORDER BY requested_at, id LIMIT %s",
+                    (self._id(viewer.user_id), *params, batch_rows),
+                )
+
+        return keyset_rows(batch, batch_rows)
 
     def notifications(
         self, viewer: Viewer, outcome: str | None = None, page: PageRequest | None = None

@@ -3,13 +3,14 @@ aggregates, and answer with ``X-Prep-Position`` (see ``api.deps.read_model``).""
 
 from fastapi import APIRouter
 
-from api.queries import accounts, admin, analytics, bookings, payments, users
+from api.queries import accounts, admin, analytics, bookings, export, payments, users
 from api.queries.kitchens import routes as kitchens
 
 QUERY_ROUTERS: tuple[APIRouter, ...] = (
     kitchens.router,
     bookings.router,
     users.router,
+    export.router,
     accounts.router,
     payments.router,
     *admin.ADMIN_ROUTERS,

@@ -18,7 +18,7 @@ from aggregates.booking import ACTIVE_STATUSES, BookingStatus
 from api.deps import BookingParticipant, BookingQueriesDep, BookingsReadModel, PageParams
 from api.queries.params import query_responses
 from api.schemas import MoneyOut, PageOut, RefundOut, money
-from queries.bookings import BookingDetail, BookingSummary
+from queries.bookings import BookingDetail, BookingSummary, HostedBooking
 
 router = APIRouter(prefix="/bookings", tags=["bookings"])
 
@@ -74,6 +74,28 @@ class BookingDetailOut(BookingSummaryOut):
 
     @classmethod
     def of_detail(cls, booking: BookingDetail) -> BookingDetailOut:
+        return cls(**_fields(cls, booking))
+
+
+class HostedBookingOut(BookingSummaryOut):
+    """A booking of one of the caller's kitchens, as the host's own record: without
+    what the customer wrote."""
+
+    jurisdiction: str | None = Field(examples=["los_angeles"])
+    hourly_rate: MoneyOut
+    cancelled_by_role: str | None = Field(examples=[None])
+    reason: str | None = Field(
+        description="Why the host declined or cancelled it, if they said; the "
+        "customer's reason to cancel is theirs, and left out.",
+        examples=[None],
+    )
+    completed_automatically: bool | None
+    requested_at: datetime
+    version: int
+    position: int
+
+    @classmethod
+    def of_hosted(cls, booking: HostedBooking) -> HostedBookingOut:
         return cls(**_fields(cls, booking))
 
 

@@ -66,6 +66,7 @@ from queries.bookings import BookingQueries
 from queries.cache import MemoryQueryCache, QueryCache, RedisQueryCache
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
+from queries.export import ExportQueries
 from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
 from queries.kitchen_index import (
     LiveSearchIndex,
@@ -214,6 +215,7 @@ class Services:
     payments: PaymentQueries
     analytics: AnalyticsQueries
     audit: AuditQueries
+    export: ExportQueries
     compliance: ComplianceQueries
     timetravel: TimeTravelQueries
     tokens: TokenService
@@ -432,6 +434,10 @@ def open_services(
                 CommandContext(actor=Actor(user_id=credentials.id, role=credentials.role)),
             )
 
+        bookings = BookingQueries(database)
+        accounts = AccountQueries(database)
+        payments = PaymentQueries(database)
+        audit = AuditQueries(database, PersonalDataCipher(runtime.app.data_keys))
         services = Services(
             settings=settings,
             clock=clock,
@@ -451,11 +457,19 @@ def open_services(
             kitchens_uncached=kitchens_uncached,
             kitchen_pages=kitchen_pages,
             search_index=search_index,
-            bookings=BookingQueries(database),
-            accounts=AccountQueries(database),
-            payments=PaymentQueries(database),
+            bookings=bookings,
+            accounts=accounts,
+            payments=payments,
             analytics=AnalyticsQueries(database),
-            audit=AuditQueries(database, PersonalDataCipher(runtime.app.data_keys)),
+            audit=audit,
+            export=ExportQueries(
+                users=users,
+                accounts=accounts,
+                payments=payments,
+                bookings=bookings,
+                kitchens=kitchens_uncached,
+                audit=audit,
+            ),
             compliance=ComplianceQueries(database),
             timetravel=TimeTravelQueries(runtime.app),
             tokens=tokens,

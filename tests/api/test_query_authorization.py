@@ -225,6 +225,7 @@ CASES = [
         ),
     ),
     Case("GET", "/api/v1/users/me", signed_in(200), fixed("/users/me")),
+    Case("GET", "/api/v1/users/me/export", signed_in(200), fixed("/users/me/export")),
     # A logout revokes the role's token: the test signs the role in again after it.
     Case("POST", "/api/v1/auth/logout", signed_in(204), fixed("/auth/logout")),
     # The wrong current password: refused without revoking anything.

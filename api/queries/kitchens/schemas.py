@@ -18,6 +18,7 @@ from queries.kitchens import (
     KitchenCompliance,
     KitchenDetail,
     KitchenSummary,
+    OwnedKitchen,
 )
 
 KitchenStatus = Literal["draft", "pending_review", "published", "rejected", "suspended"]
@@ -143,6 +144,27 @@ class KitchenDetailOut(KitchenSummaryOut):
             ],
         }
         return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+
+class OwnedKitchenOut(KitchenSummaryOut):
+    """A kitchen the caller hosts, in any status, with every certificate attached to
+    it."""
+
+    description: str
+    address: str
+    status_changed_at: datetime
+    updated_at: datetime
+    version: int
+    certificates: list[KitchenCertificateOut]
+
+    @classmethod
+    def of_owned(cls, kitchen: OwnedKitchen) -> OwnedKitchenOut:
+        fields = kitchen.model_dump(include=set(cls.model_fields) - {"hourly_rate", "certificates"})
+        return cls(
+            **fields,
+            hourly_rate=money(kitchen.hourly_rate_cents),
+            certificates=[KitchenCertificateOut.of(c) for c in kitchen.certificates],
+        )
 
 
 _SUMMARY_FIELDS: Final = tuple(KitchenSummaryOut.model_fields)

@@ -1,0 +1,84 @@
+"""Everything Prep ES holds about one person, for that person (GDPR art. 15 and 20):
+their profile, their account and its whole statement, their top-ups and payouts, the
+bookings they made and those of their kitchens, the kitchens they host with their
+certificates, and every audit entry of what they did.
+
+Complete, not capped: each list is read lazily, a batch of rows at a time (see
+:func:`queries.base.keyset_batches`), so that an export of any size is written out while
+it is read, in bounded memory and without one long transaction. Each row is as it was
+when its batch was read; every read model behind the export had reached at least the
+position the query started at.
+
+Only the caller's own data is in it. Rows are found by the caller's id (as customer, as
+host, as owner, as actor), and what someone else wrote about the caller is left out:
+a customer's notes in a host's export, a host's reason to decline in a customer's, a
+personal field of another person in an audit entry the caller caused (named in its
+``withheld_fields``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from queries.accounts import AccountBalance, AccountQueries, StatementEntry
+from queries.audit import AuditQueries, OwnAuditEntry
+from queries.base import Viewer
+from queries.bookings import BookingDetail, BookingQueries, HostedBooking
+from queries.kitchens import KitchenQueries, OwnedKitchen
+from queries.payments import PaymentQueries, PayoutSummary, TopUpSummary
+from queries.users import UserProfile, UserQueries
+
+EXPORTED_READ_MODELS = ("users", "accounts", "payments", "bookings", "kitchens", "audit")
+"""The read models an export reads."""
+
+
+@dataclass(frozen=True)
+class PersonalDataExport:
+    """One person's export: the profile and account read at once, every list read
+    as it is iterated (once)."""
+
+    user: UserProfile
+    account: AccountBalance | None
+    account_entries: Iterator[StatementEntry]
+    """Oldest first, as every list here."""
+    top_ups: Iterator[TopUpSummary]
+    payouts: Iterator[PayoutSummary]
+    bookings_made: Iterator[BookingDetail]
+    bookings_hosted: Iterator[HostedBooking]
+    kitchens: Iterator[OwnedKitchen]
+    audit_entries: Iterator[OwnAuditEntry]
+
+
+class ExportQueries:
+    def __init__(
+        self,
+        *,
+        users: UserQueries,
+        accounts: AccountQueries,
+        payments: PaymentQueries,
+        bookings: BookingQueries,
+        kitchens: KitchenQueries,
+        audit: AuditQueries,
+    ) -> None:
+        self._users = users
+        self._accounts = accounts
+        self._payments = payments
+        self._bookings = bookings
+        self._kitchens = kitchens
+        self._audit = audit
+
+    def export(self, viewer: Viewer, *, catch_up: Callable[[], None]) -> PersonalDataExport:
+        """The viewer's export, whatever their role. Their profile is read now (404
+        ``user_not_found`` as :meth:`UserQueries.me` says), the lists when iterated."""
+        return PersonalDataExport(
+            user=self._users.me(viewer, catch_up=catch_up),
+            account=self._accounts.find_account(viewer),
+            account_entries=self._accounts.every_entry(viewer),
+            top_ups=self._payments.every_top_up(viewer),
+            payouts=self._payments.every_payout(viewer),
+            bookings_made=self._bookings.every_booking_made(viewer),
+            bookings_hosted=self._bookings.every_booking_hosted(viewer),
+            kitchens=self._kitchens.every_kitchen_owned(viewer),
+            audit_entries=self._audit.every_entry_caused_by(viewer),
+        )
