@@ -8,6 +8,7 @@ answer 200, with what was personal about the erased person null and marked."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,10 +16,23 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from aggregates.user import User as UserAggregate
 from api.queries.export import UserExportOut
-from tests.api.conftest import Api, User, assert_problem
+from projections.accounts import AccountsProjection
+from projections.generations import ensure_ready
+from projections.runners import ProjectionRunner
+from projections.users import UsersProjection
+from tests.api.conftest import (
+    API,
+    PASSWORD,
+    Api,
+    User,
+    assert_problem,
+    minted_token,
+    services_of,
+)
 from tests.erasing import erase_user
 
 NOTES = "Side door code 5812, ask for Ivo's crates"
@@ -292,3 +306,29 @@ def test_admin_history_of_an_erased_user_answers_with_nulls(api: Api) -> None:
         for secret in secrets:
             assert secret not in answer.text and secret.lower() not in answer.text.lower()
         assert "personal_v1" not in answer.text
+
+
+def test_an_export_before_its_read_models_are_built_is_a_503_not_a_cut_body(
+    serve: Callable[..., TestClient],
+) -> None:
+    client = serve()  # no projectors in this process
+    services = services_of(client)
+    registered = client.post(
+        f"{API}/auth/register",
+        json={
+            "email": "early@example.com",
+            "password": PASSWORD,
+            "full_name": "Early Bird",
+            "role": "customer",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    database = services.read_side.write_database
+    for projection in (UsersProjection, AccountsProjection):  # not the others
+        ensure_ready(database, projection)
+        ProjectionRunner(projection, services.runtime.app, database).catch_up()
+    token = minted_token(UUID(registered.json()["id"]), "customer")
+
+    refused = client.get(f"{API}/users/me/export", headers={"Authorization": f"Bearer {token}"})
+
+    assert_problem(refused, 503, "read_model_not_ready")
