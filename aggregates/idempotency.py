@@ -7,6 +7,7 @@ only one commits; the other retries, finds the record and returns its result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -38,13 +39,17 @@ class IdempotencyRecord(Aggregate):
     class IdempotencyKeyRecorded(Event, AggregateCreated):
         TOPIC: ClassVar[str] = "IdempotencyRecord.IdempotencyKeyRecorded"
         PERSONAL_SUBJECT: ClassVar[str] = "subject_id"
+        PERSONAL_JOINT_SUBJECTS: ClassVar[str] = "joint_subject_ids"
         scope: str
         key: str
         request_hash: str
+        """The request's fingerprint, keyed with the store's secret."""
         result: Personal[dict[str, Any]]
-        """The answer, which may name the caller (a registration's email): sealed with
-        the key of ``subject_id``, the caller or the user the command created."""
+        """The answer, which may name people: sealed with the key of ``subject_id`` (the
+        caller, or the user the command created) and of everyone in
+        ``joint_subject_ids`` (a booking's customer, whose notes it holds)."""
         subject_id: UUID | None = None
+        joint_subject_ids: list[UUID] = []
 
     @staticmethod
     def create_id(scope: str, key: str, **_: Any) -> UUID:
@@ -58,6 +63,7 @@ class IdempotencyRecord(Aggregate):
         request_hash: str,
         result: dict[str, Any],
         subject_id: UUID | None = None,
+        joint_subject_ids: Sequence[UUID] = (),
     ) -> None:
         self.scope = scope
         self.key = key
@@ -65,6 +71,7 @@ class IdempotencyRecord(Aggregate):
         self.result: dict[str, Any] | None = result
         """None once its subject is erased."""
         self.subject_id = subject_id
+        self.joint_subject_ids = list(joint_subject_ids)
 
     def check_same_request(self, request_hash: str) -> dict[str, Any]:
         """The recorded result, if ``request_hash`` is the recorded request's."""

@@ -12,6 +12,11 @@ named once per event class by ``PERSONAL_SUBJECT``:
 
 An event whose subject is absent (no actor, say a sweep) falls back to its aggregate's id.
 
+A field may be about several people at once (a command's stored answer naming both the
+host who declined and the customer's notes): ``PERSONAL_JOINT_SUBJECTS`` names a
+``list[UUID]`` field of further subjects, and the field is sealed so that it opens only
+while every one of them still has a key.
+
 Once the key is gone, a personal field reads as ``None`` whatever its declared type, and
 the event lists it in ``erased_fields``: readers of events that may be erased (projections
 rebuilding, the audit trail) check that list, never the ciphertext.
@@ -83,6 +88,13 @@ def personal_fields(model: type[BaseModel]) -> tuple[str, ...]:
         if any(isinstance(mark, PersonalData) for mark in field.metadata)
         or _is_personal(field.annotation)
     )
+
+
+def personal_joint_subjects_field(model: type[BaseModel]) -> str | None:
+    """The name of the ``list[UUID]`` field naming further subjects, if any."""
+    joint: str | None = getattr(model, "PERSONAL_JOINT_SUBJECTS", None)
+    assert joint is None or joint in model.model_fields, (model, joint)
+    return joint
 
 
 def personal_subject_field(model: type[BaseModel]) -> str:

@@ -6,6 +6,7 @@ moves."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -72,6 +73,9 @@ class Refund(BaseModel):
 
 
 class BookingState(BaseModel):
+    PERSONAL_SUBJECTS: ClassVar[tuple[str, ...]] = ("customer_id",)
+    """Whose personal data this holds (the notes): see ``commands.processor``."""
+
     id: UUID
     kitchen_id: UUID
     host_id: UUID

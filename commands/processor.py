@@ -16,7 +16,6 @@ email it claims), so one anonymous client can neither obtain nor block another's
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -66,11 +65,12 @@ class AggregateTarget(BaseModel):
 SECRET_ARGUMENTS = {"password", "current_password", "new_password"}
 
 
-def request_hash(command_name: str, request: BaseModel) -> str:
-    """What makes two requests "the same" under one key. Secrets stay out: the hash is
-    stored, and a hash of a password is a guessable copy of it. A command with a secret
-    compares it on a replay instead (``check_replay`` of :meth:`CommandProcessor.execute`),
-    against what it stored of it (a password hash)."""
+def request_body(command_name: str, request: BaseModel) -> bytes:
+    """What makes two requests "the same" under one key, to be hashed with the store's
+    secret (a plain hash would let anyone holding the store confirm a guessed email or
+    note). Secrets stay out all the same. A command with a secret compares it on a
+    replay instead (``check_replay`` of :meth:`CommandProcessor.execute`), against what
+    it stored of it (a password hash)."""
     document = {
         "command": command_name,
         "request": request.model_dump(mode="json", exclude=SECRET_ARGUMENTS),
@@ -85,7 +85,7 @@ def request_hash(command_name: str, request: BaseModel) -> str:
         body = json.dumps(
             document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode()
-    return hashlib.sha256(body).hexdigest()
+    return body
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class CommandProcessor:
             check_idempotency_key(key)
             scope = f"{replaying.owner(context.actor)}:{command_name}"
             record_id = IdempotencyRecord.create_id(scope=scope, key=key)
-            fingerprint = request_hash(command_name, request)
+            fingerprint = self.store.keyed_digest(request_body(command_name, request))
 
         retry_reason = ""
         with recording_metadata(context.metadata()):
@@ -241,7 +241,8 @@ class CommandProcessor:
                             key=key,
                             request_hash=fingerprint,
                             result=result.model_dump(mode="json"),
-                            subject_id=_subject_of(context, result),
+                            subject_id=(subject := _subject_of(context, result)),
+                            joint_subject_ids=_people_named_by(result, subject),
                         )
                     )
                 try:
@@ -295,6 +296,14 @@ class CommandProcessor:
             position=self.current_position() if position is None else position,
             replayed=True,
         )
+
+
+def _people_named_by(result: BaseModel, subject: UUID | None) -> list[UUID]:
+    """The people whose personal data ``result`` holds besides ``subject``: the fields a
+    result type names in ``PERSONAL_SUBJECTS`` (a booking's customer, for its notes)."""
+    fields: tuple[str, ...] = getattr(type(result), "PERSONAL_SUBJECTS", ())
+    people = (getattr(result, field) for field in fields)
+    return [person for person in dict.fromkeys(people) if person is not None and person != subject]
 
 
 def _subject_of(context: CommandContext, result: BaseModel) -> UUID | None:

@@ -40,6 +40,9 @@ class CommandStore(Protocol):
         """The keyed hash (HMAC with the store's secret) of a normalized email: what an
         email's claim id is derived from."""
 
+    def keyed_digest(self, data: bytes) -> str:
+        """HMAC-SHA256 of ``data`` with the store's secret (hex)."""
+
     def destroy_personal_data(self, subject: UUID) -> None:
         """Destroy ``subject``'s data key: every personal field sealed with it reads as
         erased from now on, in every copy of every event and snapshot."""

@@ -4,7 +4,7 @@ password change and logout (all but a reactivation revoke tokens: see
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -88,6 +88,9 @@ class RecordPasswordRehash(BaseModel):
 
 
 class UserState(BaseModel):
+    PERSONAL_SUBJECTS: ClassVar[tuple[str, ...]] = ("id",)
+    """Whose personal data this holds: see ``commands.processor``."""
+
     id: UUID
     email: str
     full_name: str

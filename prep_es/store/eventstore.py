@@ -137,6 +137,9 @@ class PrepApplication(Application[UUID]):
     def email_digest(self, email: str) -> str:
         return self.data_keys.email_digest(email)
 
+    def keyed_digest(self, data: bytes) -> str:
+        return self.data_keys.keyed_digest(data)
+
     def destroy_personal_data(self, subject: UUID) -> None:
         self.data_keys.destroy(subject)
 

@@ -8,7 +8,11 @@ value::
 
 The plaintext is the value's JSON; the associated data is the event's id (aggregate id and
 version) and the field's name, so an envelope copied into another event or field does not
-open. A field whose subject's key is destroyed opens as ``None``, and is named among the
+open. A field about several people (see ``PERSONAL_JOINT_SUBJECTS``) names the others under
+``"joint"``, and is sealed with a key derived (HKDF-SHA256) from all of their keys: it
+opens only while none of them is erased.
+
+A field whose subject's key is destroyed opens as ``None``, and is named among the
 erased fields. A stored value that is not an envelope (an event written before encryption,
 not yet migrated) is read as it is.
 """
@@ -24,18 +28,22 @@ from uuid import UUID
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel
 
 from aggregates.personal import (
     ACTOR_SUBJECT,
     ORIGINATOR_SUBJECT,
     personal_fields,
+    personal_joint_subjects_field,
     personal_subject_field,
 )
 from prep_es.store.personal_keys import NONCE_BYTES, DataKeys
 
 ENVELOPE_KEY: Final = "personal_v1"
 SUBJECT_KEY: Final = "subject"
+JOINT_KEY: Final = "joint"
 SNAPSHOT_FIELD_PREFIX: Final = "snapshot:"
 
 
@@ -70,13 +78,16 @@ class PersonalDataCipher:
         if not names:
             return
         subject: UUID | None = None
+        joint: tuple[UUID, ...] = ()
         for name in names:
             value = state.get(name)
             if value is None or is_envelope(value):
                 continue
             if subject is None:
                 subject = subject_of(event_class, state, originator_id)
-            state[name] = self._seal(subject, value, _context(originator_id, version, name))
+                joint = joint_subjects_of(event_class, state, subject)
+            context = _context(originator_id, version, name)
+            state[name] = self._seal(subject, value, context, joint)
 
     def open_event(
         self, state: dict[str, Any], originator_id: UUID, version: int
@@ -122,24 +133,37 @@ class PersonalDataCipher:
                     erased.add(name)
         return frozenset(erased)
 
-    def _seal(self, subject: UUID, value: Any, context: bytes) -> dict[str, str]:
+    def _seal(
+        self, subject: UUID, value: Any, context: bytes, joint: tuple[UUID, ...] = ()
+    ) -> dict[str, Any]:
         key = self.keys.for_writing(subject)
+        if joint:
+            key = _joint_key([key, *(self.keys.for_writing(other) for other in joint)])
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = AESGCM(key).encrypt(nonce, orjson.dumps(value), context)
-        return {
+        envelope: dict[str, Any] = {
             ENVELOPE_KEY: base64.urlsafe_b64encode(nonce + sealed).decode(),
             SUBJECT_KEY: str(subject),
         }
+        if joint:
+            envelope[JOINT_KEY] = [str(other) for other in joint]
+        return envelope
 
     def _open(self, envelope: dict[str, Any], context: bytes) -> Any:
         try:
             subject = UUID(str(envelope[SUBJECT_KEY]))
+            joint = [UUID(str(other)) for other in envelope.get(JOINT_KEY) or ()]
             blob = base64.urlsafe_b64decode(str(envelope[ENVELOPE_KEY]))
-        except (ValueError, binascii.Error, KeyError) as error:
+        except (ValueError, TypeError, binascii.Error, KeyError) as error:
             raise UnreadableEnvelope(f"malformed personal data envelope: {error}") from None
         key = self.keys.for_reading(subject)
         if key is None:
             return _ERASED
+        if joint:
+            keys = [key, *(self.keys.for_reading(other) for other in joint)]
+            if any(each is None for each in keys):
+                return _ERASED
+            key = _joint_key([each for each in keys if each is not None])
         try:
             plain = AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], context)
         except InvalidTag:
@@ -162,6 +186,24 @@ def subject_of(event_class: type[BaseModel], state: dict[str, Any], originator_i
     else:
         actor = state.get(field)
     return originator_id if actor is None else UUID(str(actor))
+
+
+def joint_subjects_of(
+    event_class: type[BaseModel], state: dict[str, Any], subject: UUID
+) -> tuple[UUID, ...]:
+    """The further subjects of ``state``'s personal fields, ``subject`` left out."""
+    field = personal_joint_subjects_field(event_class)
+    if field is None:
+        return ()
+    others = (UUID(str(other)) for other in state.get(field) or ())
+    return tuple(dict.fromkeys(other for other in others if other != subject))
+
+
+def _joint_key(keys: list[bytes]) -> bytes:
+    """One key from the keys of every subject of a field, in the envelope's order."""
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"prep-es joint key").derive(
+        b"".join(keys)
+    )
 
 
 def _context(originator_id: UUID, version: int, name: str) -> bytes:

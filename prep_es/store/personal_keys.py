@@ -358,8 +358,14 @@ class DataKeys:
         """A keyed hash (HMAC-SHA256) of a normalized email: what ids and index keys are
         derived from, so that a guessed email cannot be checked against them without the
         server's secret."""
+        return self.keyed_digest(email.encode())
+
+    def keyed_digest(self, data: bytes) -> str:
+        """HMAC-SHA256 of ``data`` with the server's secret: for any stored digest of
+        something a person typed (a request's fingerprint), which a plain hash would let
+        anyone holding a copy of the store confirm guesses against."""
         secret = self.for_writing(EMAIL_INDEX_SUBJECT)
-        return hmac.new(secret, email.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(secret, data, hashlib.sha256).hexdigest()
 
     def _load(self, subject: UUID) -> bytes | None:
         with self._sql.transaction() as cursor:
