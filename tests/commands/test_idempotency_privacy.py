@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from uuid import UUID
 
 import orjson
 import pytest
@@ -37,11 +38,11 @@ def decline_with_key(market: Marketplace, key: str) -> IdempotencyRecord:
     )
     assert declined.result.notes == NOTES
     record_ids = [
-        notification.originator_id
+        UUID(str(notification.originator_id))
         for notification in market.runtime.app.notifications(0, None, 10_000)
         if notification.topic == "IdempotencyRecord.IdempotencyKeyRecorded"
     ]
-    found = [market.runtime.app.repository.get(record_id) for record_id in record_ids]
+    found: list[object] = [market.runtime.app.repository.get(rid) for rid in record_ids]
     (record,) = [r for r in found if isinstance(r, IdempotencyRecord) and r.key == key]
     return record
 
