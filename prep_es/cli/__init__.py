@@ -13,8 +13,8 @@ Exit status:
 Here: :func:`main` and its dispatch. ``parser`` names the commands and their arguments;
 each command runs in a module of its own (``users_create``, ``replay``, ``sweep``,
 ``demo``, ``projections_status``, ``projections_rebuild`` with ``rebuild_watch``,
-``project``, ``serve``); ``terminal`` holds what they share at the terminal,
-``long_running`` what the commands that run until stopped share, and
+``project``, ``serve``, ``keys``, ``store_migrate``); ``terminal`` holds what they share
+at the terminal, ``long_running`` what the commands that run until stopped share, and
 ``projection_names`` the projections a command may name.
 """
 
@@ -30,7 +30,20 @@ from eventsourcing.persistence import PersistenceError
 from aggregates.errors import DomainError
 from prep_es.cli.parser import build_parser
 from prep_es.cli.terminal import EXIT_FAILED, EXIT_USAGE, UsageError
+from prep_es.store.key_rotation import RotationRefused
+from prep_es.store.personal_keys import MasterKeyError
+from prep_es.store.pre_encryption import NotPreEncryptionStore, UnmigratedStore
 from prep_es.store.settings import Settings, SettingsError, load_settings
+from prep_es.store.store_migration import MigrationRefused
+
+REFUSALS: dict[type[Exception], tuple[str, int]] = {
+    MasterKeyError: ("master_key", EXIT_USAGE),
+    UnmigratedStore: ("store_not_migrated", EXIT_FAILED),
+    MigrationRefused: ("migration_refused", EXIT_FAILED),
+    NotPreEncryptionStore: ("not_a_store_written_before_encryption", EXIT_FAILED),
+    RotationRefused: ("rotation_refused", EXIT_FAILED),
+}
+"""What the store refuses to do, by exception: the code printed and the exit status."""
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -59,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PersistenceError as error:
         print(f"error: database_error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except tuple(REFUSALS) as error:
+        code, status = REFUSALS[type(error)]
+        print(f"error: {code}: {error}", file=sys.stderr)
+        return status
     except BrokenPipeError:
         # The reader went away (`prep-es replay ... | head`): nothing left to say.
         _silence_stdout()

@@ -11,6 +11,12 @@ from uuid import UUID
 from aggregates.errors import InvalidRequest
 from aggregates.user import ROLES
 from prep_es.cli.demo import run_demo
+from prep_es.cli.keys import (
+    run_keys_generate,
+    run_keys_reapply_erasures,
+    run_keys_rotate,
+    run_keys_status,
+)
 from prep_es.cli.payments_reconcile import run_payments_reconcile
 from prep_es.cli.project import run_project
 from prep_es.cli.projection_names import projection_names
@@ -18,10 +24,12 @@ from prep_es.cli.projections_rebuild import run_projections_rebuild
 from prep_es.cli.projections_status import run_projections_status
 from prep_es.cli.replay import run_replay
 from prep_es.cli.serve import run_serve
+from prep_es.cli.store_migrate import run_store_migrate
 from prep_es.cli.sweep import run_sweep
 from prep_es.cli.users_create import run_users_create
 from prep_es.server import GRACEFUL_TIMEOUT_S_DEFAULT, HOST_DEFAULT, PORT_DEFAULT, WORKERS_MAX
 from prep_es.store.replay import parse_point_in_time
+from prep_es.store.store_migration import BATCH_SIZE_DEFAULT, BATCH_SIZE_MAX
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_flag(demo)
     demo.set_defaults(handler=run_demo)
 
-    _add_payments_commands(subcommands)
+    _add_operator_commands(subcommands)
 
     projections = subcommands.add_parser("projections", help="inspect and rebuild read models")
     projection_commands = projections.add_subparsers(
@@ -237,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_operator_commands(
+    subcommands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """What operators run against the money, the keys and the store."""
+    _add_payments_commands(subcommands)
+    _add_keys_commands(subcommands)
+    _add_store_commands(subcommands)
+
+
 def _add_payments_commands(
     subcommands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
@@ -261,6 +278,97 @@ def _add_payments_commands(
     )
     _add_json_flag(reconcile)
     reconcile.set_defaults(handler=run_payments_reconcile)
+
+
+def _add_keys_commands(
+    subcommands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    keys = subcommands.add_parser("keys", help="the master key and the data keys of personal data")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    generate = key_commands.add_parser(
+        "generate",
+        help="print a new master key",
+        description="Print a new random master key (32 bytes, base64url), for "
+        "PREP_ES_MASTER_KEY. Nothing is stored.",
+    )
+    generate.set_defaults(handler=run_keys_generate)
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="rewrap every data key with the current master key",
+        description="Rewrap every person's data key with the current master key, in one "
+        "transaction, without touching an event. With the master key in the environment "
+        "(PostgreSQL): run with PREP_ES_MASTER_KEY=new and PREP_ES_PREVIOUS_MASTER_KEY=old, "
+        "as every process runs meanwhile; then restart them without the previous key. "
+        "Embedded, with the key in <db>.master-key: with every process of the database "
+        "stopped, makes a new key, rewraps, puts the new key in place and leaves the old "
+        "one in <db>.master-key.previous for the backups taken before. Run again after an "
+        "interruption, it finishes the same rotation.",
+    )
+    _add_json_flag(rotate)
+    rotate.set_defaults(handler=run_keys_rotate)
+    status = key_commands.add_parser(
+        "status",
+        help="count the data keys by master key, and the erased ones",
+        description="How many data keys each master key wraps (current, previous or "
+        "unknown), how many were destroyed, how many users were erased, and which of them "
+        "hold a data key again (an old backup of the key table restored). Exit status 1 "
+        "when a data key is wrapped by an unknown master key or an erased user holds one.",
+    )
+    _add_json_flag(status)
+    status.set_defaults(handler=run_keys_status)
+    reapply = key_commands.add_parser(
+        "reapply-erasures",
+        help="destroy again the data keys of erased users",
+        description="Destroy the data key of every user whose erasure is recorded but who "
+        "holds a key: what an old backup of the key table brings back. Run after "
+        "restoring one.",
+    )
+    _add_json_flag(reapply)
+    reapply.set_defaults(handler=run_keys_reapply_erasures)
+
+
+def _add_store_commands(
+    subcommands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    store = subcommands.add_parser("store", help="the event store itself")
+    store_commands = store.add_subparsers(dest="store_command", metavar="COMMAND", required=True)
+    migrate = store_commands.add_parser(
+        "migrate",
+        help="copy a store written before encryption into a new store",
+        description="Copy every event of the store PREP_ES_DATABASE_URL names, written by "
+        "the release that kept personal data in plain text, into the new empty store --to "
+        "names, in order, sealing personal fields with the new store's data keys "
+        "(PREP_ES_MASTER_KEY, or embedded a key file made beside the new database) and "
+        "moving email claims to their keyed ids. Snapshots are left behind. Then verify "
+        "it event by event, and compare every read model rebuilt from either store. Run "
+        "again, it copies only what the source gained since (the target must hold nothing "
+        "else). Prints the cut-over steps. Exit status 1 when anything differs.",
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the new store: sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME",
+    )
+    migrate.add_argument(
+        "--batch-size",
+        type=_bounded(1, BATCH_SIZE_MAX, "a batch size"),
+        default=BATCH_SIZE_DEFAULT,
+        metavar="N",
+        help=f"events per transaction (default {BATCH_SIZE_DEFAULT})",
+    )
+    migrate.add_argument(
+        "--quick",
+        action="store_true",
+        help="verify only the events this run copies, and leave the read models out (for "
+        "the last run of a cut-over, after a full run)",
+    )
+    _add_json_flag(migrate)
+    migrate.set_defaults(handler=run_store_migrate)
+
+
+def _bounded(low: int, high: int, what: str) -> Callable[[str], int]:
+    return lambda text: _bounded_int(text, low, high, what)
 
 
 def _bounded_int(text: str, low: int, high: int, what: str) -> int:

@@ -61,6 +61,8 @@ from prep_es.store.personal_keys import (
     KeyRing,
     MasterKey,
     MasterKeyError,
+    next_master_key_path,
+    read_master_key_file,
     read_or_create_master_key,
 )
 from prep_es.store.postgres_recorders import (
@@ -71,6 +73,11 @@ from prep_es.store.postgres_recorders import (
     AppendOnlyPostgresApplicationRecorder,
     PrepPostgresFactory,
     qualified_table,
+)
+from prep_es.store.pre_encryption import (
+    UnmigratedStore,
+    first_email_claim,
+    is_plaintext_claim,
 )
 from prep_es.store.serialization import OrjsonTranscoder, PydanticMapper
 from prep_es.store.settings import PostgresLocation, Settings, SqliteLocation
@@ -133,6 +140,14 @@ class PrepApplication(Application[UUID]):
             keys = DataKeys(datastore_of(self), self._key_ring)
             mapper.personal = PersonalDataCipher(keys)
         return mapper
+
+    def open_personal_data(self, key_ring: KeyRing) -> None:
+        """Seal and open personal fields with data keys wrapped by ``key_ring`` from now
+        on (for a store opened without one; creates the key table if needed)."""
+        assert isinstance(self.mapper, PydanticMapper), self.mapper
+        assert self.mapper.personal is None, "this store has its key ring already"
+        self._key_ring = key_ring
+        self.mapper.personal = PersonalDataCipher(DataKeys(datastore_of(self), key_ring))
 
     def email_digest(self, email: str) -> str:
         return self.data_keys.email_digest(email)
@@ -418,7 +433,13 @@ def master_key_ring(settings: Settings) -> KeyRing:
         )
     if location.is_memory:
         return KeyRing(_process_master_key(), previous_key)
-    return KeyRing(read_or_create_master_key(master_key_path(location)), previous_key)
+    path = master_key_path(location)
+    current = read_or_create_master_key(path)
+    if previous_key is None:
+        # A rotation stopped half-way (see ``prep_es.store.key_rotation``): some data keys
+        # may already be wrapped by the new key, kept beside the current one until then.
+        previous_key = read_master_key_file(next_master_key_path(path))
+    return KeyRing(current, previous_key)
 
 
 def master_key_path(location: SqliteLocation) -> Path:
@@ -436,19 +457,40 @@ def open_application(settings: Settings) -> PrepApplication:
     """Open the event store named by ``settings.database_url``, creating its file
     (embedded: see :func:`create_database_file`), tables and append-only triggers if
     needed, with its master key checked against the data keys it holds (a lost or wrong
-    key is a :class:`MasterKeyError` here, not a failure mid-request). Close it with
+    key is a :class:`MasterKeyError` here, not a failure mid-request), and refused as an
+    :class:`~prep_es.store.pre_encryption.UnmigratedStore` if it was written by a
+    release that kept emails in plain text (see :func:`check_migrated`). Close it with
     ``app.close()``."""
     location = settings.database
     if isinstance(location, SqliteLocation):
         create_database_file(location)
-    key_ring = master_key_ring(settings)
-    application = PrepApplication(env=application_env(settings), key_ring=key_ring)
+    application = PrepApplication(env=application_env(settings))
     try:
+        # Before the key table or an embedded key file is made: a refused store is left
+        # as it was found.
+        check_migrated(application)
+        application.open_personal_data(master_key_ring(settings))
         application.data_keys.check_master_key()
-    except MasterKeyError:
+    except BaseException:
         application.close()
         raise
     return application
+
+
+def check_migrated(application: PrepApplication) -> None:
+    """Raise :class:`UnmigratedStore` if ``application``'s store was written by the
+    release before encryption: its email claims have ids derived from the plain email,
+    so the keyed claims this release derives would never collide with them, and every
+    email registered then could be registered again (see
+    :func:`~prep_es.store.pre_encryption.first_email_claim`, which says what the check
+    costs)."""
+    claim = first_email_claim(application.recorder)
+    if claim is not None and is_plaintext_claim(claim):
+        raise UnmigratedStore(
+            "this event store was written by a release that kept emails in plain text "
+            "(its email claims are not keyed): copy it into a new store with "
+            "`prep-es store migrate --to URL`, then point PREP_ES_DATABASE_URL at the new one"
+        )
 
 
 def datastore_of(application: PrepApplication) -> PostgresDatastore | SQLiteDatastore:

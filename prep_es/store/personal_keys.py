@@ -135,12 +135,46 @@ def read_or_create_master_key(path: Path) -> MasterKey:
 
 
 def replace_master_key_file(path: Path, key: MasterKey) -> None:
-    """Write ``key`` into ``path`` atomically (mode 0600)."""
+    """Write ``key`` into ``path`` atomically (mode 0600), on disk before this returns."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(key.encoded() + "\n")
+        file.flush()
+        os.fsync(file.fileno())
     temporary.replace(path)
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make the renames in ``directory`` durable (a crash after a rename returns must not
+    bring the old file back)."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def next_master_key_path(path: Path) -> Path:
+    """Where an embedded rotation keeps the new master key until every data key is
+    rewrapped with it (see ``prep_es.store.key_rotation``)."""
+    return path.with_name(path.name + ".next")
+
+
+def previous_master_key_path(path: Path) -> Path:
+    """Where an embedded rotation leaves the master key it replaced: it opens backups of
+    the database taken before the rotation."""
+    return path.with_name(path.name + ".previous")
+
+
+def read_master_key_file(path: Path) -> MasterKey | None:
+    """The master key kept in ``path``, or None if there is no such file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return MasterKey.parse(text, name=str(path))
 
 
 @dataclass(frozen=True)
@@ -199,6 +233,15 @@ class _KeysSql:
             f"SELECT subject_id, wrapped_key, master_key_id FROM {KEYS_TABLE} "
             "WHERE wrapped_key IS NOT NULL LIMIT 1"
         )
+        self.count_wrapped = (
+            f"SELECT master_key_id, count(*) AS data_keys FROM {KEYS_TABLE} "
+            "WHERE wrapped_key IS NOT NULL GROUP BY master_key_id ORDER BY master_key_id"
+        )
+        self.count_erased = f"SELECT count(*) AS erased FROM {KEYS_TABLE} WHERE wrapped_key IS NULL"
+        self.holds_key = (
+            f"SELECT 1 AS held FROM {KEYS_TABLE} "
+            f"WHERE subject_id = {mark} AND wrapped_key IS NOT NULL"
+        )
         self.postgres = postgres
 
     def select_many(self, count: int) -> str:
@@ -221,6 +264,20 @@ class _KeysSql:
     def transaction(self) -> Iterator[Any]:
         with self.datastore.transaction(commit=True) as cursor:
             yield cursor
+
+
+@dataclass(frozen=True)
+class KeyCounts:
+    """What the key table holds (see :meth:`DataKeys.counts`)."""
+
+    wrapped_by: dict[str, int]
+    """How many data keys each master key wraps, by the master key's id."""
+    erased: int
+    """Tombstones: subjects whose data key was destroyed."""
+
+    @property
+    def data_keys(self) -> int:
+        return sum(self.wrapped_by.values())
 
 
 @dataclass
@@ -354,6 +411,23 @@ class DataKeys:
                 rewrapped += 1
         return rewrapped
 
+    def counts(self) -> KeyCounts:
+        """How many data keys each master key wraps, and how many were destroyed (two
+        scans of the key table: for operators, not for requests)."""
+        with self._sql.transaction() as cursor:
+            cursor.execute(self._sql.count_wrapped)
+            wrapped_by = {str(key_id): int(count) for key_id, count in map(_pair, cursor)}
+            cursor.execute(self._sql.count_erased)
+            (erased,) = _values(cursor.fetchone())
+        return KeyCounts(wrapped_by=wrapped_by, erased=int(erased))
+
+    def holds_key(self, subject: UUID) -> bool:
+        """Whether the key table holds a data key for ``subject`` now (read from the
+        table, not the cache; nothing is unwrapped)."""
+        with self._sql.transaction() as cursor:
+            cursor.execute(self._sql.holds_key, (self._sql.subject(subject),))
+            return cursor.fetchone() is not None
+
     def email_digest(self, email: str) -> str:
         """A keyed hash (HMAC-SHA256) of a normalized email: what ids and index keys are
         derived from, so that a guessed email cannot be checked against them without the
@@ -408,6 +482,16 @@ def _row_or_erased(row: Any) -> tuple[UUID, bytes | None, str]:
     else:
         subject, wrapped, key_id = row[0], row[1], row[2]
     return UUID(str(subject)), None if wrapped is None else bytes(wrapped), str(key_id)
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    """A row's values in column order, whichever row type the backend gives."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
+def _pair(row: Any) -> tuple[Any, Any]:
+    first, second = _values(row)
+    return first, second
 
 
 def _row(row: Any) -> tuple[UUID, bytes, str]:
