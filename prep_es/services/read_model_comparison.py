@@ -14,7 +14,7 @@ import hashlib
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +30,13 @@ from prep_es.store.store_migration import PositionMap
 from projections.audit import AuditProjection
 from projections.base import Projection
 from projections.generations import ensure_ready
+from projections.kitchens import KitchensProjection
 from projections.runners import ProjectionRunner
 
 POSITION_COLUMNS: Final = frozenset({"position", "seq"})
 """Read-model columns that hold an event's position in its store."""
+POSITION_KEYED: Final = {(KitchensProjection.name, "booked_spans"): frozenset({"id"})}
+"""Besides, by (projection, table): columns keyed by a position (``booked.seq``)."""
 NOT_COMPARED: Final = {(AuditProjection.name, "entries"): frozenset({"payload"})}
 """Columns left out, by (projection, table): the audit's stored payloads."""
 EXAMPLES_MAX: Final = 3
@@ -48,10 +51,13 @@ class Translation:
         self._positions = positions
         self._ids = {str(old): str(new) for old, new in moved_ids.items()}
 
-    def row(self, row: dict[str, Any]) -> dict[str, Any]:
+    def row(
+        self, row: dict[str, Any], positions: frozenset[str] = POSITION_COLUMNS
+    ) -> dict[str, Any]:
+        """``row`` with the positions in ``positions`` mapped and moved ids replaced."""
         translated: dict[str, Any] = {}
         for column, value in row.items():
-            if column in POSITION_COLUMNS and isinstance(value, int):
+            if column in positions and isinstance(value, int):
                 target = self._positions.target_of(value)
                 translated[column] = value if target is None else target
             elif isinstance(value, str) and value in self._ids:
@@ -117,10 +123,11 @@ def _compare(
 ) -> TableComparison:
     comparison = TableComparison(projection_class.name, table)
     left_out = NOT_COMPARED.get((projection_class.name, table), frozenset())
+    positions = POSITION_COLUMNS | POSITION_KEYED.get((projection_class.name, table), frozenset())
     view = projection_class.view(table)
     source_rows: Counter[bytes] = Counter()
     for row in _rows(source_path, view, left_out):
-        source_rows[_digest(translation.row(row))] += 1
+        source_rows[_digest(translation.row(row, positions))] += 1
         comparison.source_rows += 1
     target_rows: Counter[bytes] = Counter()
     for row in _rows(target_path, view, left_out):
@@ -131,10 +138,12 @@ def _compare(
     comparison.differing_rows = only_in_source.total() + only_in_target.total()
     if only_in_source:
         comparison.only_in_source = _examples(
-            source_path, view, left_out, only_in_source, translation
+            source_path, view, left_out, only_in_source, lambda row: translation.row(row, positions)
         )
     if only_in_target:
-        comparison.only_in_target = _examples(target_path, view, left_out, only_in_target, None)
+        comparison.only_in_target = _examples(
+            target_path, view, left_out, only_in_target, lambda row: row
+        )
     return comparison
 
 
@@ -160,11 +169,11 @@ def _examples(
     view: str,
     left_out: frozenset[str],
     wanted: Counter[bytes],
-    translation: Translation | None,
+    translate: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> list[dict[str, Any]]:
     examples = []
     for row in _rows(path, view, left_out):
-        translated = row if translation is None else translation.row(row)
+        translated = translate(row)
         if _digest(translated) in wanted:
             examples.append(translated)
             if len(examples) == EXAMPLES_MAX:
