@@ -416,7 +416,8 @@ class DataKeys:
         scans of the key table: for operators, not for requests)."""
         with self._sql.transaction() as cursor:
             cursor.execute(self._sql.count_wrapped)
-            wrapped_by = {str(key_id): int(count) for key_id, count in map(_pair, cursor)}
+            rows = cursor.fetchall()
+            wrapped_by = {str(key_id): int(count) for key_id, count in map(_pair, rows)}
             cursor.execute(self._sql.count_erased)
             (erased,) = _values(cursor.fetchone())
         return KeyCounts(wrapped_by=wrapped_by, erased=int(erased))
