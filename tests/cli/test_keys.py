@@ -221,18 +221,28 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_an_embedded_rotation_makes_its_key_and_keeps_the_old_one_for_backups(
-    sqlite_url: str, cli: Any, tmp_path: Path
-) -> None:
+def embedded_store_with_a_host(sqlite_url: str) -> tuple[Path, Path]:
+    """The database file and its key file, the host ``host@example.com`` registered."""
     runtime = open_test_runtime(sqlite_url, MutableClock())
     create_user(runtime, "host", "host@example.com")
     runtime.close()
     database = Path(sqlite_url.removeprefix("sqlite:///"))
-    key_path = Path(f"{database}.master-key")
-    old = MasterKey.parse(key_path.read_text())
-    backup = tmp_path / "backup.db"
-    shutil.copy(database, backup)
+    return database, Path(f"{database}.master-key")
 
+
+def reads_the_host(settings: Settings) -> bool:
+    app = open_application(settings)
+    try:
+        return user_email(app, "host@example.com") == "host@example.com"
+    finally:
+        app.close()
+
+
+def test_an_embedded_rotation_makes_its_key_and_keeps_the_old_one_for_backups(
+    sqlite_url: str, cli: Any, tmp_path: Path
+) -> None:
+    _, key_path = embedded_store_with_a_host(sqlite_url)
+    old = MasterKey.parse(key_path.read_text())
     run = cli(sqlite_url)
     rotation = keys_json(run, "rotate")
     new = MasterKey.parse(key_path.read_text())
@@ -244,21 +254,7 @@ def test_an_embedded_rotation_makes_its_key_and_keeps_the_old_one_for_backups(
     assert mode(key_path) == mode(previous) == 0o600
     assert not next_master_key_path(key_path).exists()
     assert list(wrapped_by(keys_json(run, "status"))) == [new.key_id]
-    app = open_application(Settings(database_url=sqlite_url))
-    try:
-        assert user_email(app, "host@example.com") == "host@example.com"
-    finally:
-        app.close()
-
-    # The backup taken before opens with the old key, and only with it.
-    backup_url = f"sqlite:///{backup}"
-    app = open_application(Settings(database_url=backup_url, master_key=old.encoded()))
-    try:
-        assert user_email(app, "host@example.com") == "host@example.com"
-    finally:
-        app.close()
-    with pytest.raises(MasterKeyError):
-        open_application(Settings(database_url=backup_url, master_key=new.encoded()))
+    assert reads_the_host(Settings(database_url=sqlite_url))
 
     refused = run("keys", "rotate")
     assert refused.code == 1 and "error: rotation_refused:" in refused.err
@@ -268,13 +264,38 @@ def test_an_embedded_rotation_makes_its_key_and_keeps_the_old_one_for_backups(
     assert again["replaced_key_id"] == new.key_id and again["rewrapped"] == 2
 
 
+def test_a_backup_taken_before_an_embedded_rotation_opens_with_the_key_of_its_time(
+    sqlite_url: str, cli: Any, tmp_path: Path
+) -> None:
+    database, key_path = embedded_store_with_a_host(sqlite_url)
+    old = MasterKey.parse(key_path.read_text())
+    backup = tmp_path / "backup.db"
+    shutil.copy(database, backup)
+    keys_json(cli(sqlite_url), "rotate")
+    new = MasterKey.parse(key_path.read_text())
+
+    backup_url = f"sqlite:///{backup}"
+    assert reads_the_host(Settings(database_url=backup_url, master_key=old.encoded()))
+    with pytest.raises(MasterKeyError):
+        open_application(Settings(database_url=backup_url, master_key=new.encoded()))
+
+    # Restored in place, it is brought under the current key by a rotation given the key
+    # of its time.
+    shutil.copy(backup, database)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(MasterKeyError):
+        open_application(Settings(database_url=sqlite_url))
+    restored = keys_json(cli(sqlite_url, PREP_ES_PREVIOUS_MASTER_KEY=old.encoded()), "rotate")
+    assert (restored["master_key_id"], restored["rewrapped"]) == (new.key_id, 2)
+    assert MasterKey.parse(key_path.read_text()) == new
+    assert reads_the_host(Settings(database_url=sqlite_url))
+
+
 def test_an_interrupted_embedded_rotation_finishes_when_run_again(
     sqlite_url: str, cli: Any
 ) -> None:
-    runtime = open_test_runtime(sqlite_url, MutableClock())
-    create_user(runtime, "host", "host@example.com")
-    runtime.close()
-    key_path = Path(sqlite_url.removeprefix("sqlite:///") + ".master-key")
+    _, key_path = embedded_store_with_a_host(sqlite_url)
     next_path = next_master_key_path(key_path)
     run = cli(sqlite_url)
 
@@ -295,11 +316,7 @@ def test_an_interrupted_embedded_rotation_finishes_when_run_again(
     app.open_personal_data(KeyRing(current=rewrapped_with, previous=current))
     assert app.data_keys.rewrap_all() == 2
     app.close()
-    app = open_application(settings)
-    try:
-        assert user_email(app, "host@example.com") == "host@example.com"
-    finally:
-        app.close()
+    assert reads_the_host(settings)
     rotation = keys_json(run, "rotate")
     assert (rotation["master_key_id"], rotation["rewrapped"]) == (rewrapped_with.key_id, 0)
     assert MasterKey.parse(key_path.read_text()) == rewrapped_with
