@@ -16,6 +16,7 @@ email it claims), so one anonymous client can neither obtain nor block another's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -203,7 +204,10 @@ class CommandProcessor:
             check_idempotency_key(key)
             scope = f"{replaying.owner(context.actor)}:{command_name}"
             record_id = IdempotencyRecord.create_id(scope=scope, key=key)
-            fingerprint = self.store.keyed_digest(request_body(command_name, request))
+            # Keyed over the plain hash, so a store written before fingerprints were
+            # keyed can be migrated: its plain hashes are keyed the same way.
+            plain = hashlib.sha256(request_body(command_name, request)).digest()
+            fingerprint = self.store.keyed_digest(plain)
 
         retry_reason = ""
         with recording_metadata(context.metadata()):

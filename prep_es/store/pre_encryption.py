@@ -125,14 +125,21 @@ class PreEncryptionTransform:
     - ``IdempotencyRecord.IdempotencyKeyRecorded`` of a registration, whose scope named
       the plain email's claim id, names the keyed claim's id instead, at the id derived
       from that scope; every record gains the ``subject_id`` whose key seals its result
-      (the caller, or the user a registration created), as this release records it.
+      (the caller, or the user a registration created) and the ``joint_subject_ids`` of
+      the other people its result names (a booking's customer, a user), as this release
+      records them; its request fingerprint (a plain SHA-256) is keyed with the target
+      store's secret, as this release makes it (``commands.processor``), so a retry of an
+      old key is still recognised.
 
     Stateless: each event is transformed from its own stored state, so a copy stopped
     half-way resumes anywhere. Raises :class:`NotPreEncryptionStore` for an event that
     release never wrote."""
 
-    def __init__(self, email_digest: Callable[[str], str]) -> None:
+    def __init__(
+        self, email_digest: Callable[[str], str], keyed_digest: Callable[[bytes], str]
+    ) -> None:
         self._email_digest = email_digest
+        self._keyed_digest = keyed_digest
 
     def transform(self, stored: StoredEvent) -> Transformed:
         topic = stored.topic
@@ -183,7 +190,17 @@ class PreEncryptionTransform:
                 f"the idempotency record {stored.originator_id} does not have the id its "
                 "scope and key derive"
             )
-        state["subject_id"] = _subject_of(state, result)
+        subject = _subject_of(state, result)
+        state["subject_id"] = subject
+        state["joint_subject_ids"] = _people_named_by(result, subject)
+        request_hash = state.get("request_hash")
+        try:
+            plain_fingerprint = bytes.fromhex(str(request_hash))
+        except ValueError:
+            raise NotPreEncryptionStore(
+                f"the idempotency record {stored.originator_id} has no SHA-256 fingerprint"
+            ) from None
+        state["request_hash"] = self._keyed_digest(plain_fingerprint)
         moved_scope = self._moved_scope(scope, result, stored)
         if moved_scope is None:
             return Transformed(_stored(stored, stored.originator_id, state), moved=False)
@@ -218,6 +235,22 @@ def _subject_of(state: dict[str, Any], result: dict[str, Any]) -> str | None:
         return None if created is None else str(UUID(str(created)))
     except ValueError:
         return None
+
+
+def _people_named_by(result: dict[str, Any], subject: str | None) -> list[str]:
+    """As ``commands.processor`` records them: the people a result names besides its
+    subject, by the result types that name people (a booking's ``customer_id``, a
+    user's ``id`` beside their ``email``)."""
+    named = [result.get("customer_id"), result.get("id") if "email" in result else None]
+    people: list[str] = []
+    for person in named:
+        try:
+            found = None if person is None else str(UUID(str(person)))
+        except ValueError:
+            found = None
+        if found is not None and found != subject and found not in people:
+            people.append(found)
+    return people
 
 
 def _state(stored: StoredEvent) -> dict[str, Any]:

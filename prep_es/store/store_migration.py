@@ -66,7 +66,9 @@ DIFFERENCES_LISTED_MAX: Final = 20
 """Differences described one by one; beyond, only counted."""
 CHANGED_BY_TRANSFORM: Final[dict[str, frozenset[str]]] = {
     CLAIM_TOPIC: frozenset({"originator_id", "email_digest"}),
-    IDEMPOTENCY_TOPIC: frozenset({"originator_id", "scope", "subject_id"}),
+    IDEMPOTENCY_TOPIC: frozenset(
+        {"originator_id", "scope", "subject_id", "joint_subject_ids", "request_hash"}
+    ),
 }
 """What the transform may change in an event's decoded fields, by topic; nothing else."""
 
@@ -208,7 +210,7 @@ class StoreMigration:
         self.source = source
         self.target = target
         self.batch_size = batch_size
-        self.transform = PreEncryptionTransform(target.email_digest)
+        self.transform = PreEncryptionTransform(target.email_digest, target.keyed_digest)
 
     def resume_point(self) -> tuple[int, int]:
         """(events the target holds, the source position of the last of them): where the

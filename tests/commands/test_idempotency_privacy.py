@@ -77,7 +77,7 @@ def test_a_fingerprint_cannot_be_recomputed_without_the_stores_secret(
         "decline_booking", DeclineBooking(booking_id=record.result["id"], reason="closed that day")
     )
     assert record.request_hash != hashlib.sha256(body).hexdigest()
-    assert record.request_hash == market.runtime.app.keyed_digest(body)
+    assert record.request_hash == market.runtime.app.keyed_digest(hashlib.sha256(body).digest())
     stored = [
         notification.state
         for notification in market.runtime.app.notifications(0, None, 10_000)
