@@ -14,12 +14,14 @@ status in one table. Programmer errors are ``assert``-ed, never raised from here
         ├── KitchenNotBookable    not published / not compliant / outside hours
         ├── InvalidStateTransition
         ├── EmailTaken
+        ├── ErasureBlocked        money or bookings of the person still open
         ├── HoldNotPending        a hold settled twice
         └── ConcurrencyConflict   retries exhausted against concurrent writers
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 
@@ -104,6 +106,26 @@ class EmailTaken(StateConflict):
     """Another user registered this email (case-insensitive)."""
 
     default_code = "email_taken"
+
+
+class ErasureBlocked(StateConflict):
+    """The person cannot be erased yet: money or bookings of theirs are still open.
+    ``blockers`` describes each (at most a page of them; ``blockers_total`` counts all):
+    see ``aggregates.erasure``."""
+
+    default_code = "erasure_blocked"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        blockers: Sequence[Mapping[str, str]] = (),
+        blockers_total: int | None = None,
+    ) -> None:
+        super().__init__(detail, code=code)
+        self.blockers = [dict(blocker) for blocker in blockers]
+        self.blockers_total = len(self.blockers) if blockers_total is None else blockers_total
 
 
 class HoldNotPending(StateConflict):

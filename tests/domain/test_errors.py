@@ -10,6 +10,7 @@ from aggregates.errors import (
     ConcurrencyConflict,
     DomainError,
     EmailTaken,
+    ErasureBlocked,
     HoldNotPending,
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -34,6 +35,7 @@ DEFAULT_CODES: dict[type[DomainError], tuple[str, type[DomainError]]] = {
     KitchenNotBookable: ("kitchen_not_bookable", StateConflict),
     InvalidStateTransition: ("invalid_state_transition", StateConflict),
     EmailTaken: ("email_taken", StateConflict),
+    ErasureBlocked: ("erasure_blocked", StateConflict),
     HoldNotPending: ("hold_not_pending", StateConflict),
     ConcurrencyConflict: ("concurrency_conflict", StateConflict),
 }
