@@ -15,6 +15,7 @@ from commands.kitchens import KitchenCommands
 from commands.payment_notifications import PaymentNotificationCommands
 from commands.payouts import PayoutCommands
 from commands.processor import CommandProcessor
+from commands.profile import ProfileCommands
 from commands.store import CommandStore
 from commands.sweeper import EventStoreAgenda, Sweeper
 from commands.top_ups import TopUpCommands
@@ -25,6 +26,7 @@ from commands.users import PasswordHashing, UserCommands
 class Commands:
     processor: CommandProcessor
     users: UserCommands
+    profile: ProfileCommands
     kitchens: KitchenCommands
     bookings: BookingCommands
     top_ups: TopUpCommands
@@ -51,6 +53,7 @@ class Commands:
         return cls(
             processor=processor,
             users=UserCommands(processor, passwords, clock, store),
+            profile=ProfileCommands(processor, passwords, store),
             kitchens=KitchenCommands(processor, jurisdictions, clock),
             bookings=BookingCommands(
                 processor, jurisdictions, clock, commission_basis_points=commission_basis_points

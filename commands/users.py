@@ -113,6 +113,27 @@ class UserState(BaseModel):
         )
 
 
+class CurrentPassword:
+    """A current password a user entered again to prove it is them, checked against the
+    write model's hash: the hash the next login checks. Kept across the runs of a
+    command's ``decide`` (a refusal on a known copy is decided again on fresh state, a
+    write conflict retried), which would otherwise each verify it again on the same few
+    hashing threads. Wrong guesses are limited by the caller
+    (``prep_es.services.auth.CurrentPasswordLimit``)."""
+
+    def __init__(self, passwords: PasswordHashing, password: str) -> None:
+        self._passwords = passwords
+        self._password = password
+        self._verified: dict[str, bool] = {}
+
+    def check(self, password_hash: str) -> None:
+        """``PermissionDenied`` (``wrong_password``) unless it is the password hashed."""
+        if password_hash not in self._verified:
+            self._verified[password_hash] = self._passwords.verify(password_hash, self._password)
+        if not self._verified[password_hash]:
+            raise PermissionDenied("the current password is wrong", code="wrong_password")
+
+
 class UserCommands:
     def __init__(
         self,
@@ -194,6 +215,7 @@ class UserCommands:
 
         def decide(unit: UnitOfWork) -> UserState:
             user = unit.get(User, command.user_id, not_found_code="user_not_found")
+            user.check_not_erased()
             if command.role is not None:
                 user.change_role(command.role, at=self._clock())
             if command.active is not None:
@@ -208,27 +230,18 @@ class UserCommands:
         """Every token of the user issued until now stops working (this one too: the
         client signs in again with the new password). The current password is checked
         before the new one is hashed, so a wrong guess costs one hashing turn, not two;
-        wrong guesses are limited by the caller (``prep_es.services.auth.PasswordChange``)."""
+        wrong guesses are limited by the caller (``prep_es.services.auth.CurrentPasswordLimit``)."""
         actor = context.actor
         if actor is None:
             raise PermissionDenied("changing a password needs a signed-in user")
         check_password(command.new_password, field="new_password")
-        # Kept across the runs of ``decide`` (a refusal on a known copy is decided again
-        # on fresh state, a write conflict retried): each would otherwise check and hash
-        # again, on the same few hashing threads.
-        checked: dict[str, bool] = {}
-        new_hashes: list[str] = []
+        current = CurrentPassword(self._passwords, command.current_password)
+        new_hashes: list[str] = []  # hashed once, whatever the attempts of ``decide``
 
         def decide(unit: UnitOfWork) -> UserState:
             user = unit.get(User, actor.user_id, not_found_code="user_not_found")
             details = user.details()
-            # Checked against the write model: the hash the next login will check.
-            if details.password_hash not in checked:
-                checked[details.password_hash] = self._passwords.verify(
-                    details.password_hash, command.current_password
-                )
-            if not checked[details.password_hash]:
-                raise PermissionDenied("the current password is wrong", code="wrong_password")
+            current.check(details.password_hash)
             # Again with what the user is known by, which only the write model holds.
             check_password(
                 command.new_password,
