@@ -11,6 +11,7 @@ from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.payment_provider import PaymentProvider
 from commands.bookings import BookingCommands
 from commands.clock import Clock
+from commands.erasure import ErasureCommands
 from commands.kitchens import KitchenCommands
 from commands.payment_notifications import PaymentNotificationCommands
 from commands.payouts import PayoutCommands
@@ -27,6 +28,7 @@ class Commands:
     processor: CommandProcessor
     users: UserCommands
     profile: ProfileCommands
+    erasure: ErasureCommands
     kitchens: KitchenCommands
     bookings: BookingCommands
     top_ups: TopUpCommands
@@ -54,6 +56,7 @@ class Commands:
             processor=processor,
             users=UserCommands(processor, passwords, clock, store),
             profile=ProfileCommands(processor, passwords, store),
+            erasure=ErasureCommands(processor, passwords, clock, store),
             kitchens=KitchenCommands(processor, jurisdictions, clock),
             bookings=BookingCommands(
                 processor, jurisdictions, clock, commission_basis_points=commission_basis_points

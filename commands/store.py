@@ -47,6 +47,10 @@ class CommandStore(Protocol):
         """Destroy ``subject``'s data key: every personal field sealed with it reads as
         erased from now on, in every copy of every event and snapshot."""
 
+    def personal_data_destroyed(self, subject: UUID) -> bool:
+        """Whether ``subject``'s data key is gone (destroyed, or never made), as the
+        key table has it now, whatever this process remembers of it."""
+
     def position(self) -> int:
         """The notification id of the latest stored event (0 when the store is empty)."""
 

@@ -1,7 +1,9 @@
 """Time-driven transitions: expire pending bookings at their start, complete confirmed
-bookings 24 h after their end, record certificate lapses, and hand the payment provider
+bookings 24 h after their end, record certificate lapses, hand the payment provider
 what it never took (a top-up's payment or a payout's transfer whose first asking failed:
-a provider outage must not leave a customer's money in transit for ever).
+a provider outage must not leave a customer's money in transit for ever), and destroy
+the data key of every erased user whose key remains (the process that erased them died
+between recording the erasure and destroying the key: see ``commands.erasure``).
 
 Each transition is its own command, decided on the aggregate's current state, so a
 sweep is idempotent: running it twice, or in two processes at once, changes nothing
@@ -34,6 +36,7 @@ from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
 from aggregates.payout import Payout
 from aggregates.top_up import TopUp
+from aggregates.user import User
 from commands.bookings import BookingState
 from commands.clock import Clock
 from commands.context import SYSTEM_ACTOR, CommandContext
@@ -60,7 +63,7 @@ class FailedTransition(BaseModel):
 
     transition: str
     """``expire_booking``, ``auto_complete_booking``, ``lapse_certificates``,
-    ``submit_top_up_payment`` or ``send_payout``."""
+    ``submit_top_up_payment``, ``send_payout`` or ``destroy_personal_data``."""
     aggregate_id: UUID
     error: str
 
@@ -73,6 +76,8 @@ class SweepReport(BaseModel):
     """Top-ups whose payment the provider had not taken, asked again."""
     sent_payout_ids: list[UUID] = []
     """Payouts and refunds the provider had not taken, sent again."""
+    erased_user_ids: list[UUID] = []
+    """Erased users whose data key remained, destroyed now."""
     failed: list[FailedTransition] = []
 
 
@@ -124,6 +129,8 @@ class EventStoreAgenda:
     _verified: dict[bytes, bytes] = field(default_factory=dict)
     _unsubmitted_top_ups: dict[UUID, datetime] = field(default_factory=dict)
     _unsent_payouts: dict[UUID, datetime] = field(default_factory=dict)
+    _erased_users: set[UUID] = field(default_factory=set)
+    """Erased since this process started reading, their key not yet seen destroyed."""
     _lock: Lock = field(default_factory=Lock)
 
     TOPICS = tuple(
@@ -147,6 +154,7 @@ class EventStoreAgenda:
             Payout.PayoutSubmitted,
             Payout.PayoutPaid,
             Payout.PayoutFailed,
+            User.UserErased,
         )
     )
 
@@ -208,6 +216,18 @@ class EventStoreAgenda:
             self._unsent_payouts[event.originator_id] = event.requested_at
         elif isinstance(event, Payout.Event):
             self._unsent_payouts.pop(event.originator_id, None)
+        elif isinstance(event, User.UserErased):
+            self._erased_users.add(event.originator_id)
+
+    def erased_users(self) -> list[UUID]:
+        """Users erased whose key this agenda has not seen destroyed (a process reading
+        from the start lists every erased user once)."""
+        with self._lock:
+            return sorted(self._erased_users)
+
+    def key_destroyed(self, user_id: UUID) -> None:
+        with self._lock:
+            self._erased_users.discard(user_id)
 
     def unsubmitted_top_ups(self, asked_before: datetime) -> list[UUID]:
         with self._lock:
@@ -299,7 +319,22 @@ class Sweeper:
         for payout_id in self._agenda.unsent_payouts(asked_before):
             if self._attempt(report, "send_payout", payout_id, self._send_payout, now, context):
                 report.sent_payout_ids.append(payout_id)
+        for user_id in self._agenda.erased_users():
+            if self._attempt(
+                report, "destroy_personal_data", user_id, self._destroy_key, now, context
+            ):
+                report.erased_user_ids.append(user_id)
         return report
+
+    def _destroy_key(self, user_id: UUID, now: datetime, context: CommandContext) -> bool:
+        """Whether the key was still there (destroying it twice changes nothing)."""
+        store = self._agenda.store
+        remained = not store.personal_data_destroyed(user_id)
+        if remained:
+            logger.warning("destroying the data key of erased user %s, which remained", user_id)
+            store.destroy_personal_data(user_id)
+        self._agenda.key_destroyed(user_id)
+        return remained
 
     def _submit_top_up(self, top_up_id: UUID, now: datetime, context: CommandContext) -> bool:
         self._top_ups.submit_payment(top_up_id, context)

@@ -46,6 +46,8 @@ def run_sweep(arguments: argparse.Namespace, settings: Settings) -> int:
         print(f"  completed booking     {booking_id}")
     for certificate_id in report.lapsed_certificate_ids:
         print(f"  lapsed certificate    {certificate_id}")
+    for user_id in report.erased_user_ids:
+        print(f"  erased user's key destroyed {user_id}")
     return status
 
 

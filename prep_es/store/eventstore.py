@@ -158,6 +158,9 @@ class PrepApplication(Application[UUID]):
     def destroy_personal_data(self, subject: UUID) -> None:
         self.data_keys.destroy(subject)
 
+    def personal_data_destroyed(self, subject: UUID) -> bool:
+        return self.data_keys.key_destroyed(subject)
+
     @property
     def data_keys(self) -> DataKeys:
         """The per-person data keys (see :mod:`prep_es.store.personal_keys`)."""

@@ -349,6 +349,14 @@ class DataKeys:
             for subject, key in found.items():
                 self._remember(subject, key)
 
+    def key_destroyed(self, subject: UUID) -> bool:
+        """Whether the subject's key is gone (destroyed, or never made), as the key table
+        has it now: not this process's cache, which a key destroyed by another process
+        reaches only when its entry expires. What it finds replaces the cached entry."""
+        key = self._load(subject)
+        self._remember(subject, key)
+        return key is None
+
     def for_writing(self, subject: UUID) -> bytes:
         """The subject's data key, made now if they have none. Raises
         :class:`SubjectErased` if their key was destroyed."""

@@ -131,6 +131,7 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
         "lapsed_certificate_ids",
         "submitted_top_up_ids",
         "sent_payout_ids",
+        "erased_user_ids",
         "failed",
     }
     assert first_report.pop("failed") == []
@@ -142,6 +143,7 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
         "lapsed_certificate_ids": [],
         "submitted_top_up_ids": [],
         "sent_payout_ids": [],
+        "erased_user_ids": [],
         "failed": [],
     }
     human = cli("sweep")
