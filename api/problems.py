@@ -5,8 +5,10 @@ render every error as RFC 9457 ``application/problem+json``::
      "status": 409, "detail": "…", "instance": "/api/v1/bookings", "code": "booking_conflict",
      "request_id": "4f1c…"}
 
-Validation errors add ``errors: [{loc, msg, type}]``. ``code`` is the error's stable
-machine code (domain errors carry theirs, see ``aggregates.errors``). A 401 always
+Validation errors add ``errors: [{loc, msg, type}]``; an erasure refused while money or
+bookings are open (``erasure_blocked``) adds ``blockers`` and ``blockers_total``.
+``code`` is the error's stable machine code (domain errors carry theirs, see
+``aggregates.errors``). A 401 always
 carries ``WWW-Authenticate: Bearer``; 429 and 503 carry ``Retry-After``. A database
 in a state no client can fix (unreachable, shutting down, out of connections, refusing
 writes, an SQLite file locked by another process past the busy timeout: see
@@ -35,6 +37,7 @@ from starlette.responses import Response
 from aggregates.errors import (
     ActorNotAdmitted,
     DomainError,
+    ErasureBlocked,
     IdempotencyKeyReused,
     InsufficientFunds,
     InvalidRequest,
@@ -233,7 +236,7 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         logger.warning("database unavailable", exc_info=error)
         code, detail = "database_unavailable", "the database is unavailable; try again"
         headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
-    extra = None
+    extra: dict[str, Any] | None = None
     if isinstance(error, InvalidRequest):
         # A rule of the domain, not of the request's shape: where it names no single
         # field, the part of the request it judged stands for where.
@@ -242,6 +245,8 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         extra = {"errors": [{"loc": loc, "msg": detail, "type": code}]}
     elif isinstance(error, PositionAheadOfStore):
         extra = {"errors": [{"loc": ["header", MIN_POSITION_HEADER], "msg": detail, "type": code}]}
+    elif isinstance(error, ErasureBlocked):
+        extra = {"blockers": error.blockers, "blockers_total": error.blockers_total}
     return problem_response(
         request, status=status, code=code, detail=detail, headers=headers, extra=extra
     )

@@ -213,6 +213,16 @@ class Problem(BaseModel):
     errors: list[ValidationIssue] | None = Field(
         default=None, description="Validation errors (422, and 400 for malformed JSON)."
     )
+    blockers: list[dict[str, str]] | None = Field(
+        default=None,
+        description="What keeps a user from being erased (409 `erasure_blocked` only): "
+        "each with its `kind` (`balance`, `booking`, `payout`, `withdrawal`, `top_up`), "
+        "and its `id`, `amount`, `status` or `as` (customer or host) as it has them.",
+        examples=[[{"kind": "booking", "id": "5f0c…", "as": "customer", "status": "pending"}]],
+    )
+    blockers_total: int | None = Field(
+        default=None, description="How many blockers there are (`blockers` names the first 50)."
+    )
 
 
 _DESCRIPTIONS: Final = {

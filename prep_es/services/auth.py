@@ -1,5 +1,5 @@
 """Authentication: JWT access tokens, password logins and the rate limits on logins,
-password changes and registrations (counted by ``prep_es.services.attempt_limits``).
+re-entered current passwords and registrations (counted by ``prep_es.services.attempt_limits``).
 
 Tokens are HS256 JWTs (PyJWT) carrying ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` (the
 user id), ``jti``, ``role`` and ``iat_us`` (``iat`` in microseconds: a token issued in
@@ -20,8 +20,9 @@ issued before a password change are refused at once.
     RateLimited         too many attempts in a minute (HTTP 429, ``Retry-After``)
       LoginRateLimited          failed logins for one email from one client address,
                                 or for any email from one client address
-      PasswordChangeRateLimited wrong current passwords at password changes for one
-                                user, from any client address
+      PasswordChangeRateLimited wrong current passwords (password and email changes,
+                                erasing oneself) for one user, from any client
+                                address
       RegistrationRateLimited   registrations from one client address
 """
 
@@ -36,17 +37,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar, Final, Protocol
+from typing import ClassVar, Final, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 import jwt
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
-from aggregates.errors import DomainError, InvalidRequest
+from aggregates.errors import DomainError
 from aggregates.user import ROLES, epoch_microseconds
 from commands.context import CommandContext
 from commands.processor import Executed
-from commands.users import ChangePassword, UserCommands, UserState
 from prep_es.services.attempt_limits import (
     AttemptLimiter,
     Quota,
@@ -107,7 +107,7 @@ class LoginRateLimited(RateLimited):
 
 
 class PasswordChangeRateLimited(RateLimited):
-    """Too many wrong current passwords at password changes for one user."""
+    """Too many wrong current passwords for one user (see :class:`CurrentPasswordLimit`)."""
 
     code: ClassVar[str] = "too_many_password_attempts"
     attempts: ClassVar[str] = "wrong current passwords"
@@ -387,36 +387,50 @@ class Login:
         return self._unknown_user_hash
 
 
-# --- password change -------------------------------------------------------------------
+# --- current passwords ----------------------------------------------------------------
+
+CommandT = TypeVar("CommandT")
+ResultT = TypeVar("ResultT", bound=BaseModel)
+WRONG_PASSWORD: Final = "wrong_password"
+"""The code of the refusal that counts as a wrong guess."""
 
 
 @dataclass(frozen=True)
-class PasswordChange:
-    """A signed-in user's password change, its wrong current passwords limited like
-    failed logins: ``failures_max`` a window per user. A token alone must not make the
-    current password guessable without end, and each guess holds a hashing turn.
+class CurrentPasswordLimit:
+    """Wrong current passwords, wherever a signed-in user enters theirs again (a
+    password change, an email change, erasing themselves), limited like failed logins:
+    ``failures_max`` a window per user, every such command counted together. A token
+    alone must not make the password guessable without end, and each guess holds a
+    hashing turn.
 
-    Each attempt is counted before its current password is checked (see
-    :class:`AttemptLimiter`); once the limit is spent, :class:`PasswordChangeRateLimited`
-    and nothing is checked. An attempt that checked nothing (hashing busy, a new
-    password refused by the rules) is given back; a successful change clears the count."""
+    Each attempt is counted before its password is checked (see :class:`AttemptLimiter`);
+    once the limit is spent, :class:`PasswordChangeRateLimited` and nothing is checked.
+    An attempt refused for anything but a wrong password (hashing busy, a new password
+    or email refused by the rules, an erasure blocked) is given back; so is one that
+    replayed an earlier answer; a command that went through clears the count."""
 
-    users: UserCommands
     limiter: AttemptLimiter
     failures_max: int
 
-    def change_password(
-        self, command: ChangePassword, context: CommandContext
-    ) -> Executed[UserState]:
+    def run(
+        self,
+        handler: Callable[[CommandT, CommandContext], Executed[ResultT]],
+        command: CommandT,
+        context: CommandContext,
+    ) -> Executed[ResultT]:
         if context.actor is None:
-            return self.users.change_password(command, context)  # refuses it
+            return handler(command, context)  # refuses it
         key = password_change_key(context.actor.user_id)
         retry_after_s = self.limiter.reserve((Quota(key, self.failures_max),))
         if retry_after_s is not None:
             raise PasswordChangeRateLimited(retry_after_s)
         try:
-            executed = self.users.change_password(command, context)
-        except (PasswordHashingBusy, InvalidRequest):
+            executed = handler(command, context)
+        except DomainError as error:
+            if error.code != WRONG_PASSWORD:
+                self.limiter.refund(key)
+            raise
+        except PasswordHashingBusy:
             self.limiter.refund(key)
             raise
         if executed.replayed:

@@ -3,7 +3,7 @@
 :func:`open_services` opens the event store and its command handlers, the read side
 (primary and replica), read-model positions for read-your-writes, the query cache and
 every query service, token issuing, password hashing (on a few threads of its own) and
-the rate limits on logins and registrations. With
+the rate limits on logins, re-entered passwords and registrations. With
 ``settings.run_projectors`` it also runs this process's share of the projectors (the
 Supervisor: one active runner per projection across processes) and the sweeper, which
 applies the time-driven transitions every ``settings.sweep_interval_s``. With the
@@ -32,8 +32,8 @@ from commands.sweeper import Sweeper, SweepIncomplete, SweepReport
 from commands.users import PasswordHashing, RecordPasswordRehash
 from prep_es.services.attempt_limits import AttemptLimiter, open_attempt_limiter
 from prep_es.services.auth import (
+    CurrentPasswordLimit,
     Login,
-    PasswordChange,
     PasswordVerifying,
     RegistrationLimit,
     TokenService,
@@ -49,6 +49,7 @@ from prep_es.services.readside import (
 )
 from prep_es.services.redis_namespace import redis_namespace
 from prep_es.services.runtime import Runtime, open_runtime, system_clock
+from prep_es.services.user_changes import ReadModelLeads, UserChanges
 from prep_es.store.known_copies_follower import KnownCopiesFollower
 from prep_es.store.personal_cipher import PersonalDataCipher
 from prep_es.store.settings import PostgresLocation, Settings
@@ -66,6 +67,7 @@ from queries.bookings import BookingQueries
 from queries.cache import MemoryQueryCache, QueryCache, RedisQueryCache
 from queries.compliance import ComplianceQueries
 from queries.consistency import ReadPositions
+from queries.erasure import ErasureLeadQueries
 from queries.export import ExportQueries
 from queries.kitchen_cache import CachedKitchenQueries, PublishedPages
 from queries.kitchen_index import (
@@ -224,8 +226,9 @@ class Services:
     ``min_position_wait_s``, then ``ReadModelBehind``): for a user it does not know,
     who may have registered a moment ago."""
     login: Login
-    password_change: PasswordChange
-    """A signed-in user's password change, its wrong current passwords limited."""
+    user_changes: UserChanges
+    """A signed-in user's password and profile changes and erasures (their wrong
+    current passwords limited), and admins' erasures."""
     registration_limit: RegistrationLimit
     attempt_limiter: AttemptLimiter
     passwords: BoundedPasswords
@@ -484,10 +487,12 @@ def open_services(
                 catch_up_users=catch_up_users,
                 record_rehash=record_rehash,
             ),
-            password_change=PasswordChange(
-                users=runtime.commands.users,
-                limiter=attempt_limiter,
-                failures_max=settings.login_failures_max,
+            user_changes=UserChanges(
+                runtime.commands,
+                CurrentPasswordLimit(attempt_limiter, settings.login_failures_max),
+                ReadModelLeads(
+                    ErasureLeadQueries(database), read_positions, settings.min_position_wait_s
+                ),
             ),
             registration_limit=RegistrationLimit(
                 attempt_limiter, settings.registrations_per_client_max

@@ -1,11 +1,13 @@
 """Login credentials as the write model has them now.
 
-The users read model finds a user by email (an email never changes), but may be a
-moment behind on what a login decides on: right after a password change the old
-password would still sign in, after a role change a token would carry the old role (and
-be refused at its first use), after a deactivation a token would still be issued. So a
-login takes the password hash, role and active flag from the write model's user
-(``commands.admission``), as every request after it does.
+The users read model finds a user by email, but may be a moment behind on what a login
+decides on: right after a password change the old password would still sign in, after
+a role change a token would carry the old role (and be refused at its first use), after
+a deactivation a token would still be issued, after an email change the old email would
+still sign in, and after an erasure the erased person would. So a login takes the
+password hash, role and active flag from the write model's user
+(``commands.admission``), as every request after it does, and a user the write model no
+longer knows by that email (changed, or erased) is no one.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ class CurrentCredentials(UserQueries):
         if found is None:
             return None
 
-        def current(user: User) -> UserCredentials:
+        def current(user: User) -> UserCredentials | None:
+            if user.erased or user.email != found.email or user.password_hash is None:
+                return None
             return found.model_copy(
                 update={
                     "role": user.role,

@@ -275,7 +275,11 @@ def test_every_write_route_of_the_contract_is_served(tmp_path: Path) -> None:
         ("POST", "/admin/kitchens/{kitchen_id}/certificates/{certificate_id}/verify"),
         ("POST", "/admin/kitchens/{kitchen_id}/certificates/{certificate_id}/reject"),
         ("PATCH", "/admin/users/{user_id}"),
+        ("POST", "/admin/users/{user_id}/erase"),
         ("POST", "/admin/projections/{name}/rebuild"),
+        ("PATCH", "/users/me"),
+        ("POST", "/users/me/password"),
+        ("DELETE", "/users/me"),
         ("GET", "/users/me"),
     }
     assert {(method, API + path) for method, path in contract} <= operations

@@ -199,6 +199,13 @@ def register(world: World, fresh: bool) -> Req:
     return Req("/auth/register", json=body)
 
 
+def erase_user(world: World, fresh: bool) -> Req:
+    """A fresh registration for the admin to erase; refused roles aim at the standing
+    customer, whom a refusal leaves as they are."""
+    target = world.api.register("customer").id if fresh else world.users["customer"].id
+    return Req(f"/admin/users/{target}/erase", json={"reason": "Asked to be forgotten"})
+
+
 def admin_user(world: World, fresh: bool) -> Req:
     return Req(f"/admin/users/{world.users['customer'].id}", json={"active": True})
 
@@ -226,6 +233,15 @@ CASES = [
     ),
     Case("GET", "/api/v1/users/me", signed_in(200), fixed("/users/me")),
     Case("GET", "/api/v1/users/me/export", signed_in(200), fixed("/users/me/export")),
+    Case("PATCH", "/api/v1/users/me", signed_in(200), fixed("/users/me", json={"full_name": "M"})),
+    # The wrong password (and an admin's own account, which another admin erases):
+    # refused without erasing anyone.
+    Case(
+        "DELETE",
+        "/api/v1/users/me",
+        signed_in(403),
+        fixed("/users/me", json={"password": "not the password"}),
+    ),
     # A logout revokes the role's token: the test signs the role in again after it.
     Case("POST", "/api/v1/auth/logout", signed_in(204), fixed("/auth/logout")),
     # The wrong current password: refused without revoking anything.
@@ -445,6 +461,7 @@ CASES = [
         fixed("/admin/projections/audit/rebuild"),
     ),
     Case("PATCH", "/api/v1/admin/users/{user_id}", allow(200, "admin"), admin_user),
+    Case("POST", "/api/v1/admin/users/{user_id}/erase", allow(200, "admin"), erase_user),
     # --- admin queries ---
     Case("GET", "/api/v1/admin/users", allow(200, "admin"), fixed("/admin/users")),
     Case(
