@@ -137,7 +137,8 @@ class Booking(Aggregate):
         self.start_time = start_time
         self.end_time = end_time
         self.guests = guests
-        self.notes = notes
+        self.notes: str | None = notes
+        """None once its customer is erased (their data key destroyed)."""
         self.hourly_rate_cents = hourly_rate_cents
         self.price_cents = price_cents
         self.status = BookingStatus(status)

@@ -83,7 +83,8 @@ class BookingState(BaseModel):
     start_time: datetime
     end_time: datetime
     guests: int
-    notes: str
+    notes: str | None
+    """None once the customer is erased."""
     hourly_rate_cents: int
     price_cents: int
     status: BookingStatus

@@ -49,7 +49,7 @@ class BookingOut(BaseModel):
     start_time: datetime
     end_time: datetime
     guests: int
-    notes: str
+    notes: str | None = Field(description="The customer's notes; null once they are erased.")
     hourly_rate: MoneyOut = Field(description="The kitchen's rate when the booking was requested.")
     price: MoneyOut = Field(description="hourly_rate × hours, held on the customer's account.")
     status: BookingStatus = Field(

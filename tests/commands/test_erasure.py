@@ -7,14 +7,13 @@ import multiprocessing
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 
 from aggregates.account import Account, account_id_for
-from aggregates.booking import Booking
 from aggregates.erasure import HOST_ERASED_REASON
 from aggregates.errors import (
     ActorNotAdmitted,
@@ -26,7 +25,13 @@ from aggregates.errors import (
 )
 from aggregates.kitchen import Kitchen
 from aggregates.user import EmailClaim, User
-from commands.bookings import BookingAction, CancelBooking, DeclineBooking
+from commands.bookings import (
+    BookingAction,
+    BookingState,
+    CancelBooking,
+    DeclineBooking,
+    RequestBooking,
+)
 from commands.context import Actor, CommandContext
 from commands.erasure import SELF_ERASURE_REASON, EraseMe, EraseUser, ErasureState
 from commands.payouts import RequestPayout
@@ -232,10 +237,24 @@ def test_a_withdrawal_on_its_way_blocks_until_it_is_paid(
     assert not erase_me(market, market.customer, leads).result.forced
 
 
+def request_booking_with_notes(market: Marketplace, start: datetime) -> BookingState:
+    return market.runtime.commands.bookings.request_booking(
+        RequestBooking(
+            kitchen_id=market.kitchen_id,
+            start_time=start,
+            end_time=start + timedelta(hours=2),
+            guests=2,
+            notes="Allergic to nuts",
+        ),
+        as_actor(market.customer),
+    ).result
+
+
 def test_an_admin_forces_past_the_blockers_and_the_money_stays(
-    market: Marketplace, leads: CaughtUpLeads
+    market: Marketplace, leads: CaughtUpLeads, database_url: str
 ) -> None:
-    booking = market.request_booking(SLOT)
+    booking = request_booking_with_notes(market, SLOT)
+    later = request_booking_with_notes(market, SLOT + timedelta(days=1))
     account_before = stored(market, account_id_for(market.customer.user_id))
     assert isinstance(account_before, Account)
 
@@ -243,8 +262,9 @@ def test_an_admin_forces_past_the_blockers_and_the_money_stays(
 
     assert erased.forced
     assert erased.blockers == [
-        {"kind": "balance", "available": "9900.00", "held": "100.00"},
+        {"kind": "balance", "available": "9800.00", "held": "200.00"},
         {"kind": "booking", "id": str(booking.id), "as": "customer", "status": "pending"},
+        {"kind": "booking", "id": str(later.id), "as": "customer", "status": "pending"},
     ]
     last = events_of(market, market.customer.user_id)[-1]
     assert isinstance(last, User.UserErased)
@@ -255,12 +275,19 @@ def test_an_admin_forces_past_the_blockers_and_the_money_stays(
         account_before.balance_cents,
         account_before.held_cents,
     )
-    kept = stored(market, booking.id)
-    assert isinstance(kept, Booking) and kept.status == "pending"
-    # The host can still settle it: declining releases the erased customer's hold.
-    market.runtime.commands.bookings.decline_booking(
-        DeclineBooking(booking_id=booking.id), as_actor(market.host)
-    )
+    # A process that never saw the notes settles the bookings: the host declines one,
+    # time expires the other; each releases the erased customer's hold.
+    restarted = open_test_runtime(database_url, market.clock)
+    try:
+        declined = restarted.commands.bookings.decline_booking(
+            DeclineBooking(booking_id=booking.id), as_actor(market.host)
+        ).result
+        assert (declined.status, declined.notes) == ("declined", None)
+        market.clock.advance(SLOT + timedelta(days=1, minutes=1) - market.clock())
+        report = restarted.commands.sweeper.sweep()
+        assert report.expired_booking_ids == [later.id] and report.failed == []
+    finally:
+        restarted.close()
     assert stored(market, account_id_for(market.customer.user_id)).held_cents == 0
 
 
