@@ -644,7 +644,7 @@ class User(Aggregate):
         self.password_hash = None
         self.active = False
         self.erased = True
-        self._revoke_through(int(erased_at.timestamp() * 1_000_000))
+        self._revoke_through(epoch_microseconds(erased_at))
 
     # --- rehashing: the same password, stored with today's hash parameters ------------
 
