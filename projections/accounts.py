@@ -32,7 +32,10 @@ Three tables:
   positive by what they confirmed paid out, ``payouts_in_transit`` holds what was
   reserved and is not yet posted or voided.
 
-A small ``owners`` table keeps each user's name and email for the trial balance.
+A small ``owners`` table keeps each user's full name for the trial balance, as of the
+user's latest event (``version``): NULL once the user was erased (queries show
+"erased user"). An erased user's events read with their name erased, so a rebuild writes
+NULL from the registration on, and ends with the row an erasure leaves.
 
 An event whose ``originator_version`` the account row already has is skipped whole,
 so a retried batch changes nothing; rows depend only on events in order.
@@ -98,8 +101,9 @@ class LedgerLine:
 
 class AccountsProjection(Projection):
     name: ClassVar[str] = "accounts"
-    version: ClassVar[int] = 2
-    """2: top-ups and two-phase payouts (a generation of 1 never asked for them)."""
+    version: ClassVar[int] = 3
+    """2: top-ups and two-phase payouts (a generation of 1 never asked for them). 3:
+    owners' names follow rectification and erasure; no email."""
     tables: ClassVar[tuple[str, ...]] = ("accounts", "entries", "ledger", "owners")
 
     def create_tables(self, sql: Sql) -> None:
@@ -154,8 +158,8 @@ class AccountsProjection(Projection):
         sql.execute(
             f"CREATE TABLE {self.table('owners')} ("
             f"user_id {identifier} PRIMARY KEY, "
-            "full_name text NOT NULL, "
-            "email text NOT NULL)"
+            "full_name text, "
+            f"version {number} NOT NULL)"
         )
 
     def create_indexes(self, sql: Sql) -> None:
@@ -213,13 +217,23 @@ class AccountsProjection(Projection):
             accounts[uuid_from_row(account.account_id)] = account
         return AccountsBatch(accounts)
 
+    OWNER_COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("user_id", "id"),
+        ("full_name", "text"),
+        ("version", "int"),
+    )
+
     def write_batch(self, sql: Sql, batch: AccountsBatch) -> None:
-        self.insert_rows(
+        self.upsert_rows(
             sql,
             "owners",
-            (("user_id", "id"), ("full_name", "text"), ("email", "text")),
-            batch.owners,
-            on_conflict="ON CONFLICT (user_id) DO NOTHING",
+            self.OWNER_COLUMNS,
+            "user_id",
+            [
+                (self.id_value(user_id), full_name, version)
+                for user_id, (full_name, version) in batch.owners.items()
+            ],
+            where=f" WHERE {self.table('owners')}.version < excluded.version",
         )
         self.insert_rows(
             sql,
@@ -248,11 +262,18 @@ class AccountsProjection(Projection):
             where=f" WHERE {self.table('accounts')}.version < excluded.version",
         )
 
-    @fold(User.UserRegistered, batched=True)
-    def _user_registered(
-        self, event: User.UserRegistered, position: int, batch: AccountsBatch
+    @fold(User.UserRegistered, User.FullNameChanged, batched=True)
+    def _owner_named(
+        self,
+        event: User.UserRegistered | User.FullNameChanged,
+        position: int,
+        batch: AccountsBatch,
     ) -> None:
-        batch.owners.append((self.id_value(event.originator_id), event.full_name, event.email))
+        batch.name_owner(event, event.full_name)
+
+    @fold(User.UserErased, batched=True)
+    def _owner_erased(self, event: User.UserErased, position: int, batch: AccountsBatch) -> None:
+        batch.name_owner(event, None)
 
     @fold(Account.AccountOpened, batched=True)
     def _opened(self, event: Account.AccountOpened, position: int, batch: AccountsBatch) -> None:
@@ -571,6 +592,11 @@ class AccountsBatch:
 
     accounts: dict[UUID, _AccountRow]
     changed: set[UUID] = field(default_factory=set)
-    owners: list[tuple[Any, ...]] = field(default_factory=list)
+    owners: dict[UUID, tuple[str | None, int]] = field(default_factory=dict)
+    """Per user whose name the batch changed: the latest name (None: erased) and the
+    version of the user's event that gave it."""
     entries: list[tuple[Any, ...]] = field(default_factory=list)
     ledger: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def name_owner(self, event: User.Event, full_name: str | None) -> None:
+        self.owners[event.originator_id] = (full_name, event.originator_version)

@@ -6,6 +6,12 @@ so that queries can show where a booking is without asking the event store.
 
 Every write is keyed by the booking (or kitchen) and guarded by the aggregate version:
 an event already applied changes nothing when a batch is retried.
+
+What a person typed is theirs: a booking's ``notes`` its customer's, a decline's or
+cancellation's ``reason`` whoever gave it (``reason_author_id``). When a user is erased
+both are blanked (NULL) wherever they are the erased user's; money, times and statuses
+stay. Their events read with those fields erased (``None``), so a rebuild writes NULL
+where the erasure left NULL.
 """
 
 from __future__ import annotations
@@ -18,13 +24,16 @@ from uuid import UUID
 from aggregates.booking import Booking, BookingStatus
 from aggregates.kitchen import Kitchen
 from aggregates.policies import HoldSplit, captured_in_full, released_in_full
+from aggregates.user import User
 from projections.base import Projection, fold
 from projections.database import Sql, uuid_from_row
 
 
 class BookingsProjection(Projection):
     name: ClassVar[str] = "bookings"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
+    """2: who gave each reason (``reason_author_id``); notes and reasons blanked when
+    their author is erased."""
     tables: ClassVar[tuple[str, ...]] = ("bookings", "kitchens")
 
     def create_tables(self, sql: Sql) -> None:
@@ -45,7 +54,7 @@ class BookingsProjection(Projection):
             f"start_time {time} NOT NULL, "
             f"end_time {time} NOT NULL, "
             f"guests {number} NOT NULL, "
-            "notes text NOT NULL, "
+            "notes text, "
             f"hourly_rate_cents {money} NOT NULL, "
             f"price_cents {money} NOT NULL, "
             "status text NOT NULL, "
@@ -53,11 +62,18 @@ class BookingsProjection(Projection):
             f"released_cents {money} NOT NULL, "
             "cancelled_by_role text, "
             "reason text, "
+            f"reason_author_id {identifier}, "
             f"completed_automatically {self.column('bool')}, "
             f"requested_at {time} NOT NULL, "
             f"updated_at {time} NOT NULL, "
             f"version {number} NOT NULL, "
             f"position {number} NOT NULL)"
+        )
+        # An erasure finds the erased user's notes and reasons by these.
+        sql.execute(f"CREATE INDEX {bookings}_customer ON {bookings} (customer_id, start_time, id)")
+        sql.execute(
+            f"CREATE INDEX {bookings}_reason_author ON {bookings} (reason_author_id) "
+            "WHERE reason_author_id IS NOT NULL"
         )
         sql.execute(
             f"CREATE TABLE {kitchens} ("
@@ -73,7 +89,6 @@ class BookingsProjection(Projection):
     def create_indexes(self, sql: Sql) -> None:
         bookings = self.table("bookings")
         for index, columns in (
-            ("customer", "customer_id, start_time, id"),
             ("kitchen", "kitchen_id, start_time, id"),
             ("host", "host_id, start_time, id"),
             ("status", "status, start_time, id"),
@@ -141,6 +156,7 @@ class BookingsProjection(Projection):
         ("released_cents", "money"),
         ("cancelled_by_role", "text"),
         ("reason", "text"),
+        ("reason_author_id", "id"),
         ("completed_automatically", "bool"),
         ("requested_at", "time"),
         ("updated_at", "time"),
@@ -152,22 +168,38 @@ class BookingsProjection(Projection):
         requested = {
             event.originator_id for event in events if isinstance(event, Booking.BookingRequested)
         }
-        unknown = list({event.originator_id for event in events} - requested)
+        unknown = list(
+            {event.originator_id for event in events if isinstance(event, Booking.Event)}
+            - requested
+        )
         names = [name for name, _ in self.COLUMNS]
         rows = self.load_rows(sql, "bookings", names, "id", unknown)
         return BookingRows({uuid_from_row(row["id"]): dict(row) for row in rows})
 
     def write_batch(self, sql: Sql, batch: BookingRows) -> None:
-        if not batch.changed:
-            return
-        names = [name for name, _ in self.COLUMNS]
-        self.upsert_rows(
-            sql,
-            "bookings",
-            self.COLUMNS,
-            "id",
-            [[batch.rows[booking_id][name] for name in names] for booking_id in batch.changed],
-        )
+        if batch.changed:
+            names = [name for name, _ in self.COLUMNS]
+            self.upsert_rows(
+                sql,
+                "bookings",
+                self.COLUMNS,
+                "id",
+                [[batch.rows[booking_id][name] for name in names] for booking_id in batch.changed],
+            )
+        bookings = self.table("bookings")
+        for user_id in batch.erased:
+            # Rows the batch did not load, and those it wrote from events decoded
+            # before the erasure destroyed their key.
+            erased = self.id_value(user_id)
+            sql.execute(
+                f"UPDATE {bookings} SET notes = NULL WHERE customer_id = %s AND notes IS NOT NULL",
+                (erased,),
+            )
+            sql.execute(
+                f"UPDATE {bookings} SET reason = NULL "
+                "WHERE reason_author_id = %s AND reason IS NOT NULL",
+                (erased,),
+            )
 
     @fold(Booking.BookingRequested, batched=True)
     def _requested(
@@ -193,6 +225,7 @@ class BookingsProjection(Projection):
             "released_cents": 0,
             "cancelled_by_role": None,
             "reason": None,
+            "reason_author_id": None,
             "completed_automatically": None,
             "requested_at": recorded_at,
             "updated_at": recorded_at,
@@ -218,7 +251,7 @@ class BookingsProjection(Projection):
                 position,
                 row,
                 status=BookingStatus.DECLINED,
-                reason=event.reason,
+                **self._reason(event, event.reason),
                 **_money(split),
             )
 
@@ -234,7 +267,7 @@ class BookingsProjection(Projection):
                 row,
                 status=BookingStatus.CANCELLED,
                 cancelled_by_role=event.cancelled_by_role,
-                reason=event.reason,
+                **self._reason(event, event.reason),
                 captured_cents=event.captured_cents,
                 released_cents=event.released_cents,
             )
@@ -276,6 +309,32 @@ class BookingsProjection(Projection):
             split = released_in_full(row["price_cents"])
             self._update(batch, event, position, row, status=BookingStatus.EXPIRED, **_money(split))
 
+    @fold(User.UserErased, batched=True)
+    def _user_erased(self, event: User.UserErased, position: int, batch: BookingRows) -> None:
+        """Blank what the user typed in the rows the batch holds; :meth:`write_batch`
+        blanks the rest."""
+        user_id = self.id_value(event.originator_id)
+        for booking_id, row in batch.rows.items():
+            blanked: dict[str, None] = {}
+            if row["customer_id"] == user_id and row["notes"] is not None:
+                blanked["notes"] = None
+            if row["reason_author_id"] == user_id and row["reason"] is not None:
+                blanked["reason"] = None
+            if blanked:
+                row.update(blanked)
+                batch.changed[booking_id] = None
+        batch.erased.append(event.originator_id)
+
+    def _reason(self, event: Booking.Event, reason: str | None) -> dict[str, Any]:
+        """The reason's columns: the reason, and who declined or cancelled, who would
+        have typed it (kept with no reason too: a reason erased with its author reads
+        as none, and a rebuild must write the row the erasure left)."""
+        author = event.metadata.actor_id
+        return {
+            "reason": reason,
+            "reason_author_id": None if author is None else self.id_value(author),
+        }
+
     def _update(
         self,
         batch: BookingRows,
@@ -300,6 +359,8 @@ class BookingRows:
     rows: dict[UUID, dict[str, Any]]
     changed: dict[UUID, None] = field(default_factory=dict)
     """The bookings whose rows changed, in the order they first did."""
+    erased: list[UUID] = field(default_factory=list)
+    """The users the batch erased."""
 
     def unapplied(self, event: Booking.Event) -> dict[str, Any] | None:
         """The row ``event`` changes; ``None`` if its version was already applied (or

@@ -19,7 +19,15 @@ from aggregates.account import SYSTEM_ACCOUNT_NAMES
 from aggregates.errors import NotFound, PermissionDenied
 from projections.accounts import AccountsProjection
 from projections.database import ReadDatabase, Row, Sql, uuid_from_row, uuid_parameter
-from queries.base import BATCH_ROWS, BatchRow, Page, PageRequest, Viewer, keyset_rows
+from queries.base import (
+    BATCH_ROWS,
+    ERASED_USER_NAME,
+    BatchRow,
+    Page,
+    PageRequest,
+    Viewer,
+    keyset_rows,
+)
 
 ACCOUNTS = AccountsProjection.view("accounts")
 ENTRIES = AccountsProjection.view("entries")
@@ -96,7 +104,7 @@ class TrialBalance(BaseModel):
     """Every account with a movement, and the sum of their balances: zero in a
     double-entry ledger. ``lines`` is one page of ``accounts_total`` accounts — the
     system accounts with a movement (``SYSTEM_ACCOUNTS_IN_ORDER``), then user accounts
-    by owner name;
+    by owner name (those of erased users last, named ``ERASED_USER_NAME``);
     ``total_cents`` sums all of them."""
 
     lines: list[TrialBalanceLine]
@@ -200,14 +208,17 @@ class AccountQueries:
         with self._database.reading() as sql:
             rows = sql.fetchall(
                 "SELECT l.account_id, a.owner_id, o.full_name AS owner_name, "
+                "o.user_id AS named_owner_id, "
                 "sum(l.amount_cents) AS balance_cents, "
                 "count(*) OVER () AS accounts_total, "
                 "sum(sum(l.amount_cents)) OVER () AS total_cents, "
                 f"CASE l.account_id {ranks} ELSE {len(SYSTEM_ACCOUNTS_IN_ORDER)} END AS rank "
                 f"FROM {LEDGER} l LEFT JOIN {ACCOUNTS} a ON a.account_id = l.account_id "
                 f"LEFT JOIN {OWNERS} o ON o.user_id = a.owner_id "
-                "GROUP BY l.account_id, a.owner_id, o.full_name "
-                "ORDER BY rank, o.full_name, l.account_id LIMIT %s OFFSET %s",
+                "GROUP BY l.account_id, a.owner_id, o.full_name, o.user_id "
+                # Erased owners (no name) last on both backends, which sort NULL apart.
+                "ORDER BY rank, o.full_name IS NULL, o.full_name, l.account_id "
+                "LIMIT %s OFFSET %s",
                 (
                     *(uuid_parameter(dialect, account_id) for account_id in _SYSTEM_ACCOUNTS),
                     page.limit,
@@ -264,6 +275,14 @@ def _trial_balance_line(row: Row) -> TrialBalanceLine:
         account_id=account_id,
         account=account,
         owner_id=row["owner_id"],
-        owner_name=row["owner_name"] or SYSTEM_ACCOUNT_NAMES.get(account_id),
+        owner_name=_owner_name(row) or SYSTEM_ACCOUNT_NAMES.get(account_id),
         balance_cents=int(row["balance_cents"]),
     )
+
+
+def _owner_name(row: Row) -> str | None:
+    """The owner's name; ``ERASED_USER_NAME`` for an owner who was erased (known, with
+    no name)."""
+    if row["named_owner_id"] is not None and row["owner_name"] is None:
+        return ERASED_USER_NAME
+    return str(row["owner_name"]) if row["owner_name"] is not None else None

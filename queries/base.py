@@ -19,6 +19,8 @@ OFFSET_MAX = 1_000_000
 BATCH_ROWS: Final = 500
 """Rows read at once by a query that reads everything of one kind (an export): a
 short read each, however many there are."""
+ERASED_USER_NAME = "erased user"
+"""What read models show in place of the name of a user who was erased."""
 
 
 @dataclass(frozen=True)

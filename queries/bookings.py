@@ -55,11 +55,12 @@ class BookingDetail(BookingSummary):
     ``released_cents`` are how its hold ended (both 0 while pending or confirmed)."""
 
     jurisdiction: str | None
-    notes: str
+    notes: str | None
+    """None once the customer was erased."""
     hourly_rate_cents: int
     cancelled_by_role: str | None
     reason: str | None
-    """Why it was declined or cancelled, if the actor said."""
+    """Why it was declined or cancelled, if the actor said (None once they were erased)."""
     completed_automatically: bool | None
     requested_at: datetime
     version: int

@@ -19,10 +19,10 @@ from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from aggregates.user import EMAIL_LENGTH_MAX, ROLES, fold_email
 from projections.database import ReadDatabase, uuid_parameter
 from projections.users import UsersProjection
-from queries.base import Page, PageRequest, Viewer
+from queries.base import ERASED_USER_NAME, Page, PageRequest, Viewer
 
 USERS = UsersProjection.view("users")
-_PROFILE_COLUMNS = "id, email, full_name, role, active, registered_at, updated_at"
+_PROFILE_COLUMNS = "id, email, full_name, role, active, erased, registered_at, updated_at"
 
 
 class UserProfile(BaseModel):
@@ -35,6 +35,32 @@ class UserProfile(BaseModel):
     active: bool
     registered_at: datetime
     updated_at: datetime
+
+
+class ListedUser(BaseModel):
+    """A user as admins list them: an erased user keeps their id, role and dates, with
+    no email and :data:`~queries.base.ERASED_USER_NAME` for a name."""
+
+    id: UUID
+    email: str | None
+    full_name: str
+    role: str
+    active: bool
+    erased: bool
+    registered_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> ListedUser:
+        erased = bool(row["erased"])
+        return cls.model_validate(
+            {
+                **row,
+                "erased": erased,
+                "email": None if erased else row["email"],
+                "full_name": ERASED_USER_NAME if erased else row["full_name"],
+            }
+        )
 
 
 class UserCredentials(BaseModel):
@@ -56,12 +82,13 @@ class UserQueries:
         they exist, in the role they act in now: a registration the read model has not
         applied yet is waited for (``catch_up``, bounded; then 404 ``user_not_found``),
         and the role is the viewer's, not the read model's, which may be milliseconds
-        behind a change."""
+        behind a change. An erased user has no profile (404 ``user_not_found``): the
+        read model may not have heard yet that they may no longer sign in."""
         row = self._profile(viewer.user_id)
         if row is None:
             catch_up()
             row = self._profile(viewer.user_id)
-        if row is None:
+        if row is None or row["erased"]:
             raise NotFound(f"no user {viewer.user_id}", code="user_not_found")
         return UserProfile.model_validate({**row, "role": viewer.role})
 
@@ -93,8 +120,9 @@ class UserQueries:
         role: str | None = None,
         active: bool | None = None,
         page: PageRequest | None = None,
-    ) -> Page[UserProfile]:
-        """Every user, oldest registration first (admin only: 403 otherwise)."""
+    ) -> Page[ListedUser]:
+        """Every user, erased ones included, oldest registration first (admin only:
+        403 otherwise)."""
         page = page or PageRequest()
         if not viewer.is_admin:
             raise PermissionDenied("listing users is for admins")
@@ -116,8 +144,8 @@ class UserQueries:
                 "ORDER BY registered_at, id LIMIT %s OFFSET %s",
                 [*params, page.limit, page.offset],
             )
-        return Page[UserProfile](
-            items=[UserProfile.model_validate(row) for row in rows],
+        return Page[ListedUser](
+            items=[ListedUser.of(row) for row in rows],
             total=total,
             limit=page.limit,
             offset=page.offset,

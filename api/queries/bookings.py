@@ -54,7 +54,10 @@ class BookingDetailOut(BookingSummaryOut):
     """Everything the bookings read model knows of one booking."""
 
     jurisdiction: str | None = Field(examples=["los_angeles"])
-    notes: str = Field(examples=["Two pallets of produce arriving at 9"])
+    notes: str | None = Field(
+        description="What the customer wrote; null once the customer was erased.",
+        examples=["Two pallets of produce arriving at 9"],
+    )
     hourly_rate: MoneyOut = Field(
         description="The rate fixed when the booking was requested (a reschedule keeps it)."
     )
@@ -62,7 +65,9 @@ class BookingDetailOut(BookingSummaryOut):
         description="customer or host, once cancelled.", examples=[None]
     )
     reason: str | None = Field(
-        description="Why it was declined or cancelled, if the actor said.", examples=[None]
+        description="Why it was declined or cancelled, if the actor said; null once the "
+        "actor was erased.",
+        examples=[None],
     )
     completed_automatically: bool | None = Field(
         description="Completed by the sweeper 24 h after its end (true) or by a person "

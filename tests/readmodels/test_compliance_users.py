@@ -383,9 +383,9 @@ def test_emails_are_unique_in_any_case(world: World) -> None:
         world.read_side.write_database.transaction() as sql,
     ):
         sql.execute(
-            f"INSERT INTO {table} (id, email, full_name, role, active, password_hash, "
+            f"INSERT INTO {table} (id, email, full_name, role, active, password_hash, erased, "
             "registered_at, updated_at, version) SELECT %s, upper(email), full_name, role, "
-            f"active, password_hash, registered_at, updated_at, version FROM {table} "
+            f"active, password_hash, erased, registered_at, updated_at, version FROM {table} "
             "WHERE email = %s",
             (str(uuid4()), "admin@example.com"),
         )

@@ -26,7 +26,11 @@ class TrialBalanceLineOut(BaseModel):
         examples=["user"],
     )
     owner_id: UUID | None = Field(description="The user, for a user's account.")
-    owner_name: str | None = Field(examples=["Ana Lopez"])
+    owner_name: str | None = Field(
+        description="The user's full name (`erased user` once they were erased), or the "
+        "system account's name.",
+        examples=["Ana Lopez"],
+    )
     balance: MoneyOut = Field(examples=["250.00"])
 
 

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from api.deps import AdminUser, PageParams, UserQueriesDep, UsersReadModel
 from api.queries.params import query_responses
 from api.schemas import PageOut
-from queries.users import UserProfile
+from queries.base import ERASED_USER_NAME
+from queries.users import ListedUser
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -23,15 +24,22 @@ class UserOut(BaseModel):
     """A user as the users read model has them."""
 
     id: UUID
-    email: str = Field(examples=["ana@example.com"])
-    full_name: str = Field(examples=["Ana Lopez"])
+    email: str | None = Field(
+        examples=["ana@example.com"], description="null once the user was erased."
+    )
+    full_name: str = Field(
+        examples=["Ana Lopez"], description=f"`{ERASED_USER_NAME}` once the user was erased."
+    )
     role: Role = Field(examples=["customer"])
-    active: bool = Field(description="false: deactivated, every request refused.")
+    active: bool = Field(description="false: deactivated (or erased), every request refused.")
+    erased: bool = Field(
+        description="true: the user was erased; nothing personal about them is kept."
+    )
     registered_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, user: UserProfile) -> UserOut:
+    def of(cls, user: ListedUser) -> UserOut:
         return cls(**user.model_dump())
 
 
@@ -42,7 +50,8 @@ class UserPage(PageOut[UserOut]):
 @router.get(
     "/users",
     summary="List users",
-    description="Every user, oldest registration first; filter by `role` and `active`.",
+    description="Every user, erased ones included, oldest registration first; filter by "
+    "`role` and `active`.",
     responses=query_responses(401, 403, 422, 503),
 )
 def list_users(
