@@ -63,10 +63,16 @@ class AttemptLimiter(ABC):
         """Forget every attempt under ``key``."""
 
 
-def login_key(email: str, client: str) -> str:
-    """Emails are case-insensitive; the key is hashed so no address is stored as is."""
-    material = f"login\x00{fold_email(email)}\x00{client}".encode()
-    return hashlib.sha256(material).hexdigest()
+KeyedHash = Callable[[str], str]
+"""A keyed hash of a text (HMAC with a server secret: the event store's
+``email_digest``). Keys that name an email or a client address are made with it, so
+that neither can be recovered from a key, in Redis or in memory, by hashing guesses —
+nor an erased person's email found there."""
+
+
+def login_key(email: str, client: str, keyed_hash: KeyedHash) -> str:
+    """The key of one email's logins from one client. Emails are case-insensitive."""
+    return keyed_hash(f"login\x00{fold_email(email)}\x00{client}")
 
 
 def password_change_key(user_id: UUID) -> str:
@@ -75,9 +81,9 @@ def password_change_key(user_id: UUID) -> str:
     return hashlib.sha256(f"password_change\x00{user_id}".encode()).hexdigest()
 
 
-def client_key(action: str, client: str) -> str:
+def client_key(action: str, client: str, keyed_hash: KeyedHash) -> str:
     """The key of everything one client address does of ``action``, hashed likewise."""
-    return hashlib.sha256(f"{action}\x00{client}".encode()).hexdigest()
+    return keyed_hash(f"{action}\x00{client}")
 
 
 class MemoryAttemptLimiter(AttemptLimiter):

@@ -49,6 +49,7 @@ from commands.context import CommandContext
 from commands.processor import Executed
 from prep_es.services.attempt_limits import (
     AttemptLimiter,
+    KeyedHash,
     Quota,
     client_key,
     login_key,
@@ -295,10 +296,11 @@ class RegistrationLimit:
 
     limiter: AttemptLimiter
     per_client_max: int
+    keyed_hash: KeyedHash
 
     def admit(self, client: str) -> None:
         """Count a registration from ``client``, or :class:`RegistrationRateLimited`."""
-        quota = Quota(client_key("register", client), self.per_client_max)
+        quota = Quota(client_key("register", client, self.keyed_hash), self.per_client_max)
         retry_after_s = self.limiter.reserve((quota,))
         if retry_after_s is not None:
             raise RegistrationRateLimited(retry_after_s)
@@ -332,7 +334,8 @@ class Login:
     email from this client (``failures_max``) and this client whatever the email
     (``client_failures_max``, so spraying emails is limited too). A successful login
     clears the first and gives its attempt back to the second. A hash made with older
-    parameters is replaced on a successful login (``record_rehash``)."""
+    parameters is replaced on a successful login (``record_rehash``). The quotas' keys
+    are keyed hashes (``keyed_hash``): no email or address is kept as is."""
 
     users: UserQueries
     passwords: PasswordVerifying
@@ -342,11 +345,12 @@ class Login:
     client_failures_max: int
     catch_up_users: Callable[[], None]
     record_rehash: RecordRehash
+    keyed_hash: KeyedHash
     _unknown_user_hash: str | None = None
 
     def log_in(self, email: str, password: str, *, client: str) -> AccessToken:
-        of_email = Quota(login_key(email, client), self.failures_max)
-        of_client = Quota(client_key("login", client), self.client_failures_max)
+        of_email = Quota(login_key(email, client, self.keyed_hash), self.failures_max)
+        of_client = Quota(client_key("login", client, self.keyed_hash), self.client_failures_max)
         retry_after_s = self.limiter.reserve((of_client, of_email))
         if retry_after_s is not None:
             raise LoginRateLimited(retry_after_s)

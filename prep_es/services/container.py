@@ -486,6 +486,7 @@ def open_services(
                 client_failures_max=settings.login_failures_per_client_max,
                 catch_up_users=catch_up_users,
                 record_rehash=record_rehash,
+                keyed_hash=runtime.app.email_digest,
             ),
             user_changes=UserChanges(
                 runtime.commands,
@@ -495,7 +496,9 @@ def open_services(
                 ),
             ),
             registration_limit=RegistrationLimit(
-                attempt_limiter, settings.registrations_per_client_max
+                attempt_limiter,
+                settings.registrations_per_client_max,
+                keyed_hash=runtime.app.email_digest,
             ),
             attempt_limiter=attempt_limiter,
             passwords=hashing,

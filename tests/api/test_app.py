@@ -4,6 +4,8 @@ document, the JWT secret in embedded mode, the login limiter and the sweeper thr
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -436,13 +438,30 @@ class FakeMonotonic:
         return self.now
 
 
+def keyed_hash(text: str) -> str:
+    """A keyed hash, as the store's ``email_digest`` makes them."""
+    return hmac.new(b"limiter tests' secret", text.encode(), hashlib.sha256).hexdigest()
+
+
+def test_limiter_keys_are_keyed_hashes() -> None:
+    """Nothing in a key gives its email or address away to whoever hashes guesses."""
+    email, client = "ana@example.com", "10.0.0.1"
+    for key, material in (
+        (login_key(email, client, keyed_hash), f"login\x00{email}\x00{client}"),
+        (client_key("login", client, keyed_hash), f"login\x00{client}"),
+    ):
+        assert email not in key and client not in key
+        assert key != hashlib.sha256(material.encode()).hexdigest()
+        assert key == keyed_hash(material)
+
+
 def test_the_per_process_limiter_opens_a_window_at_the_first_attempt() -> None:
     time = FakeMonotonic()
     limiter = MemoryAttemptLimiter(monotonic=time)
-    key = login_key("Ana@Example.com", "10.0.0.1")
-    assert key == login_key(" ana@example.com", "10.0.0.1")
-    assert key != login_key("ana@example.com", "10.0.0.2")
-    assert key != client_key("login", "10.0.0.1")
+    key = login_key("Ana@Example.com", "10.0.0.1", keyed_hash)
+    assert key == login_key(" ana@example.com", "10.0.0.1", keyed_hash)
+    assert key != login_key("ana@example.com", "10.0.0.2", keyed_hash)
+    assert key != client_key("login", "10.0.0.1", keyed_hash)
     for _ in range(3):
         assert limiter.reserve([Quota(key, 3)]) is None
     time.now += 20
@@ -639,8 +658,8 @@ def test_the_redis_limiter_is_shared_by_every_process() -> None:
         RedisAttemptLimiter(REDIS_URL, namespace="tests"),
         RedisAttemptLimiter(REDIS_URL, namespace="tests"),
     )
-    key = login_key(f"shared-{uuid4().hex}@example.com", "10.0.0.9")
-    other = client_key("login", f"10.0.0.{uuid4().int % 250}-{uuid4().hex}")
+    key = login_key(f"shared-{uuid4().hex}@example.com", "10.0.0.9", keyed_hash)
+    other = client_key("login", f"10.0.0.{uuid4().int % 250}-{uuid4().hex}", keyed_hash)
     assert first.reserve([Quota(key, 2)]) is None
     assert second.reserve([Quota(key, 2)]) is None
     assert 55 <= (first.reserve([Quota(key, 2)]) or 0) <= 60
@@ -663,7 +682,7 @@ def test_the_redis_limiter_counts_each_deployment_apart() -> None:
         pytest.skip(f"REDIS NOT REACHABLE at {REDIS_URL}")
     ours = RedisAttemptLimiter(REDIS_URL, namespace=f"ours-{uuid4().hex}")
     theirs = RedisAttemptLimiter(REDIS_URL, namespace=f"theirs-{uuid4().hex}")
-    key = login_key("someone@example.com", "10.0.0.9")
+    key = login_key("someone@example.com", "10.0.0.9", keyed_hash)
     assert ours.reserve([Quota(key, 1)]) is None
     assert ours.reserve([Quota(key, 1)]) is not None
     assert theirs.reserve([Quota(key, 1)]) is None
