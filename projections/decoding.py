@@ -11,6 +11,7 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
+from aggregates.user import User
 from prep_es.store.eventstore import PrepApplication
 
 FEED_CHUNK_IDS = 1_000
@@ -137,11 +138,21 @@ class EventDecoder:
         # runner applies, where taking the decoder's lock showed in a rebuild's profile.
         chunk = self._chunks.get((notification.id - 1) // self._chunk_ids)
         if chunk is None:
-            return self._app.mapper.to_domain_event(notification)
+            return self._decode(notification)
         event = chunk.events.get(notification.id)
         if event is None:
-            event = self._app.mapper.to_domain_event(notification)
+            event = self._decode(notification)
             chunk.events[notification.id] = event
+        return event
+
+    def _decode(self, notification: Notification) -> Any:
+        event = self._app.mapper.to_domain_event(notification)
+        if type(event) is User.UserErased:
+            # Events decoded before hold what the erased user wrote, in clear: decode
+            # them again (their personal fields erased) if they are needed again.
+            with self._lock:
+                for chunk in self._chunks.values():
+                    chunk.events.clear()
         return event
 
     def _chunk(self, index: int, stop: int, topics: frozenset[str]) -> _Chunk | None:

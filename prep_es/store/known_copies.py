@@ -5,6 +5,7 @@ several processes write, ``prep_es.store.known_copies_follower`` keeps them curr
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,10 @@ KNOWN_AGGREGATES_MAX = 5_000
 small (measured: an account with a hundred open holds ~15 KB, a kitchen ~5 KB, a day's
 schedule ~1.3 KB), so this bounds memory too: under the HTTP benchmark's bookings, 10,000
 would hold an estimated 40 MB per API worker, and pushed one past 200 MB."""
+
+FORGOTTEN_WHILE_READ = sys.maxsize
+"""Noted as the version passed over while an aggregate was being read: what was read
+is not kept (see :meth:`KnownAggregates.forget_all`)."""
 
 
 class KnownAggregates:
@@ -84,6 +89,15 @@ class KnownAggregates:
                     entry[0] -= 1
                     if entry[0] == 0:
                         del self._reading[aggregate_id]
+
+    def forget_all(self) -> None:
+        """Drop every copy, and keep none of those being read now: a person was erased,
+        and copies may hold what they wrote (a booking's notes), which the store can no
+        longer read. Erasures are rare; the next commands read what they need again."""
+        with self._lock:
+            self._aggregates.clear()
+            for reading in self._reading.values():
+                reading[1] = FORGOTTEN_WHILE_READ
 
     def put(self, aggregate: Aggregate) -> None:
         """Remember ``aggregate``, which the caller no longer mutates, unless a newer

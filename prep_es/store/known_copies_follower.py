@@ -14,6 +14,9 @@ account back costs its snapshot and up to a hundred events.
 
 It narrows the window; it does not close it: a write this process has not heard of yet
 is still caught by the commit's check.
+
+A user's erasure (``User.UserErased``) drops every copy: copies may hold what the
+erased user wrote (a booking's notes), which nothing may keep once they are forgotten.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import psycopg
 from eventsourcing.persistence import Notification
 from psycopg.sql import SQL, Identifier
 
+from aggregates.user import User
 from prep_es.store.eventstore import PrepApplication
 from prep_es.store.known_copies import KnownAggregates
 from prep_es.store.postgres_recorders import AppendOnlyPostgresApplicationRecorder
 
 logger = logging.getLogger(__name__)
 
+ERASED_TOPIC: Final = User.UserErased.TOPIC
 BATCH_SIZE: Final = 1000
 WAKE_INTERVAL_S: Final = 0.5
 """Longest wait for a notification before reading anyway (and noticing ``close``)."""
@@ -93,6 +98,8 @@ class KnownCopiesFollower:
         """Bring the copies up to date with one batch of stored events; how many
         there were."""
         stored = self._app.notifications(self._position, None, BATCH_SIZE)
+        if any(notification.topic == ERASED_TOPIC for notification in stored):
+            self._known.forget_all()
         by_aggregate: dict[UUID, list[Notification]] = {}
         for notification in stored:
             aggregate_id = notification.originator_id
