@@ -8,6 +8,7 @@ differ (full-text search, interval indexes).
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import threading
@@ -22,6 +23,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+
+logger = logging.getLogger(__name__)
 
 Dialect = Literal["postgresql", "sqlite"]
 Row = dict[str, Any]
@@ -217,6 +220,11 @@ class ReadDatabase(ABC):
         """Read-only statements for one query; each sees what was committed when it
         started."""
 
+    def forget_overwritten(self) -> None:  # noqa: B027 (PostgreSQL needs nothing)
+        """Leave nothing overwritten or deleted readable in the database's files, once
+        a person's rows were blanked (see :meth:`SqliteReadDatabase.forget_overwritten`).
+        PostgreSQL's old row versions are no part of a dump; vacuum reclaims them."""
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -278,7 +286,11 @@ class PostgresReadDatabase(ReadDatabase):
 
 class SqliteReadDatabase(ReadDatabase):
     """One connection per thread; writers take SQLite's write lock up front
-    (``BEGIN IMMEDIATE``) so two writers wait for each other instead of failing."""
+    (``BEGIN IMMEDIATE``) so two writers wait for each other instead of failing.
+
+    Connections delete securely (``secure_delete``): what a row held before it was
+    updated or deleted is overwritten with zeros, not left in the file's free space,
+    where a copy of the file would hand it over (a blanked person's name, say)."""
 
     dialect: Dialect = "sqlite"
 
@@ -301,6 +313,7 @@ class SqliteReadDatabase(ReadDatabase):
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA secure_delete=ON")
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
@@ -329,6 +342,16 @@ class SqliteReadDatabase(ReadDatabase):
             raise
         finally:
             connection.execute("ROLLBACK")
+
+    def forget_overwritten(self) -> None:
+        """Copy the write-ahead log into the database file and empty it
+        (``wal_checkpoint(TRUNCATE)``): the log keeps every page as it was before each
+        change, the blanked rows' former content with them. Waits for readers of older
+        pages (up to the busy timeout); if some still read, the log stays (logged) and
+        the next erasure's checkpoint empties it."""
+        busy, _, _ = self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            logger.warning("the read database's write-ahead log was busy: not emptied yet")
 
     def close(self) -> None:
         with self._lock:

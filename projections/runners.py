@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import Notification
 
+from aggregates.user import User
 from prep_es.store.eventstore import DATABASE_IDENTITY_QUERY, PrepApplication
 from projections.announcements import (
     CHANGES_CHANNEL,
@@ -64,6 +65,7 @@ GENERATIONS_REFRESH_S = 1.0
 IDLE_POSITION_WRITE_S = 0.1
 """How long a following runner may leave its stored position behind when nothing of its
 topics arrived (see ``ProjectionRunner.defer_idle_positions``)."""
+ERASED_TOPIC = User.UserErased.TOPIC
 
 
 class _TryOnly(Exception):
@@ -382,6 +384,9 @@ class ProjectionRunner:
         cache and the waiters."""
         state, new_position, switching = batch.state, batch.new_position, batch.switching
         self._stored_at = time.monotonic()
+        if any(notification.topic == ERASED_TOPIC for notification in batch.notifications):
+            # The erased user's rows are blanked: leave nothing of them in the files.
+            self.database.forget_overwritten()
         if state.active and self._idle_to is not None and self._idle_to[1] <= new_position:
             self._idle_to = None
         if switching:

@@ -12,12 +12,15 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import (
     SQLiteAggregateRecorder,
     SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteDatastore,
     SQLiteFactory,
     SQLiteProcessRecorder,
     SQLiteTransaction,
 )
+from eventsourcing.utils import Environment
 
 from prep_es.store.group_commit import ExpectedVersions
 from prep_es.store.postgres_recorders import APPEND_ONLY_MESSAGE
@@ -109,9 +112,31 @@ class AppendOnlySQLiteProcessRecorder(SQLiteProcessRecorder):
         return [*statements, *sqlite_append_only_statements(self.events_table_name)]
 
 
+class SecureDeleteConnectionPool(SQLiteConnectionPool):
+    """eventsourcing's pool, its connections deleting securely (``secure_delete``): what
+    a row held before it was updated or deleted — a destroyed data key above all — is
+    overwritten with zeros, not left in the file's free space for a copy of the file to
+    hand over."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        connection.cursor().execute("PRAGMA secure_delete=ON")
+        return connection
+
+
 class PrepSQLiteFactory(SQLiteFactory):
-    """eventsourcing's SQLite factory, building our append-only recorders."""
+    """eventsourcing's SQLite factory, building our append-only recorders over
+    connections that delete securely."""
 
     aggregate_recorder_class = AppendOnlySQLiteAggregateRecorder
     application_recorder_class = AppendOnlySQLiteApplicationRecorder
     process_recorder_class = AppendOnlySQLiteProcessRecorder
+
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        plain = self.datastore.pool
+        # The library's pool with its defaults (it opens connections on first use).
+        self.datastore.pool = SecureDeleteConnectionPool(
+            db_name=plain.db_name, lock_timeout=plain.lock_timeout
+        )
+        plain.close()
