@@ -9,6 +9,8 @@ from uuid import UUID
 
 from hypothesis import strategies as st
 
+from aggregates.base import recording_metadata
+from aggregates.user import EmailClaim, User
 from commands.bookings import BookingState, RequestBooking
 from commands.context import Actor, CommandContext
 from commands.kitchens import (
@@ -18,6 +20,7 @@ from commands.kitchens import (
     KitchenAction,
 )
 from commands.top_ups import RequestTopUp, TopUpState
+from commands.unit_of_work import UnitOfWork
 from commands.users import CreateUser
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.runtime import Runtime, open_runtime
@@ -120,6 +123,33 @@ def create_user(runtime: Runtime, role: str, email: str) -> Actor:
         CommandContext(actor=None),
     )
     return Actor(user_id=created.result.id, role=role)
+
+
+def erase_user(
+    runtime: Runtime,
+    user_id: UUID,
+    by: Actor,
+    *,
+    reason: str = "asked to be forgotten",
+    forced: bool = True,
+) -> None:
+    """Erase ``user_id`` as an erasure does, through the domain: the user records
+    their erasure and their email's claim is released, in one commit by ``by``, then
+    their data key is destroyed. (What blocks an erasure is the command's to check.)"""
+    store = runtime.commands.processor.store
+    unit = UnitOfWork(store, runtime.commands.processor.known, optimistic=False)
+    user = unit.get(User, user_id, not_found_code="user_not_found")
+    email = user.details().email
+    claim = unit.get(
+        EmailClaim,
+        EmailClaim.create_id(email_digest=store.email_digest(email)),
+        not_found_code="email_claim_not_found",
+    )
+    with recording_metadata(as_actor(by).metadata()):
+        user.erase(reason=reason, forced=forced, at=runtime.clock())
+        claim.release(user_id)
+    unit.commit()
+    store.destroy_personal_data(user_id)
 
 
 @dataclass(frozen=True)
