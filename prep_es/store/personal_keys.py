@@ -265,6 +265,17 @@ class _KeysSql:
         with self.datastore.transaction(commit=True) as cursor:
             yield cursor
 
+    def forget_overwritten(self) -> None:
+        """On SQLite, copy the write-ahead log into the file and empty it: the log keeps
+        every page as it was, a destroyed or rewrapped key's former bytes with it (the
+        file's own free space is zeroed by ``secure_delete``). Best effort: a reader of
+        older pages keeps the log until the next checkpoint."""
+        if self.postgres:
+            return
+        assert isinstance(self.datastore, SQLiteDatastore)
+        with self.datastore.get_connection(commit=True) as connection:
+            connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
 
 @dataclass(frozen=True)
 class KeyCounts:
@@ -391,6 +402,7 @@ class DataKeys:
             cursor.execute(self._sql.erase, (self._sql.subject(subject), now, now))
         with self._lock:
             self._cache.pop(subject, None)
+        self._sql.forget_overwritten()
 
     def is_erased(self, subject: UUID) -> bool:
         return self.for_reading(subject) is None
@@ -417,6 +429,7 @@ class DataKeys:
                     ),
                 )
                 rewrapped += 1
+        self._sql.forget_overwritten()
         return rewrapped
 
     def counts(self) -> KeyCounts:
