@@ -53,6 +53,7 @@ from prep_es.services.auth import Unauthenticated
 from prep_es.services.container import Services, open_services
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.store.settings import PostgresLocation, Settings, SqliteLocation
+from projections.database import uuid_parameter
 from projections.generations import ensure_ready, request_rebuild
 from projections.runners import ProjectionRunner
 from queries.base import ERASED_USER_NAME, PageRequest, Viewer
@@ -439,11 +440,27 @@ def test_an_erasure_keeps_the_money_and_forgets_the_person(world: World) -> None
     assert world.read_models() == live
 
 
+def wrapped_key(world: World) -> bytes:
+    """The person's data key as stored (wrapped by the master key)."""
+    database = world.services.read_side.write_database
+    with database.reading() as sql:
+        wrapped = sql.scalar(
+            "SELECT wrapped_key FROM personal_data_keys WHERE subject_id = %s",
+            (uuid_parameter(database.dialect, world.user_id),),
+        )
+    assert isinstance(wrapped, bytes) and len(wrapped) >= 32, wrapped
+    return wrapped
+
+
 def test_an_erasure_leaves_nothing_of_the_person_in_any_store(world: World) -> None:
     forms = encodings(world.person)
+    wrapped = wrapped_key(world)
+    forms |= {wrapped: "the destroyed data key", wrapped.hex().encode(): "its hex"}
+    forms |= dict.fromkeys(_base64_fragments(wrapped), "its base64")
     # The forms are found where they are: before the erasure, in the read models.
     found = leaks_in(everything_stored(world), forms)
     assert f"plain {world.person.full_name!r}" in found, found
+    assert ": the destroyed data key in" in found or ": its hex in" in found, found
     erase_user(world.runtime, world.user_id, world.market.admin)
     world.catch_up()
     for projection_class in world.services.projections:
