@@ -188,8 +188,8 @@ class BookingsProjection(Projection):
             )
         bookings = self.table("bookings")
         for user_id in batch.erased:
-            # Rows the batch did not load, and those it wrote from events decoded
-            # before the erasure destroyed their key.
+            # After the batch's rows: they may come from events decoded before the
+            # erasure destroyed their key. (Nothing the user typed comes after it.)
             erased = self.id_value(user_id)
             sql.execute(
                 f"UPDATE {bookings} SET notes = NULL WHERE customer_id = %s AND notes IS NOT NULL",
@@ -311,18 +311,8 @@ class BookingsProjection(Projection):
 
     @fold(User.UserErased, batched=True)
     def _user_erased(self, event: User.UserErased, position: int, batch: BookingRows) -> None:
-        """Blank what the user typed in the rows the batch holds; :meth:`write_batch`
-        blanks the rest."""
-        user_id = self.id_value(event.originator_id)
-        for booking_id, row in batch.rows.items():
-            blanked: dict[str, None] = {}
-            if row["customer_id"] == user_id and row["notes"] is not None:
-                blanked["notes"] = None
-            if row["reason_author_id"] == user_id and row["reason"] is not None:
-                blanked["reason"] = None
-            if blanked:
-                row.update(blanked)
-                batch.changed[booking_id] = None
+        """:meth:`write_batch` blanks what the user typed, once the batch's rows are
+        written."""
         batch.erased.append(event.originator_id)
 
     def _reason(self, event: Booking.Event, reason: str | None) -> dict[str, Any]:
