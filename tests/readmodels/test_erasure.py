@@ -400,6 +400,9 @@ def test_an_erasure_keeps_the_money_and_forgets_the_person(world: World) -> None
         for copy in map(known.get, world.bookings.values())
     )
     erase_user(world.runtime, world.user_id, world.market.admin)
+    # The users read model does not know yet; a login goes by the write model.
+    assert services.users.credentials_by_email(person.email) is not None
+    assert services.login.users.credentials_by_email(person.email) is None
     world.catch_up()
 
     assert money(world) == before
