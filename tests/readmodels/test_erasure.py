@@ -52,8 +52,10 @@ from commands.users import CreateUser
 from prep_es.services.auth import Unauthenticated
 from prep_es.services.container import Services, open_services
 from prep_es.services.passwords import Argon2Passwords
+from prep_es.services.runtime import open_runtime
 from prep_es.store.settings import PostgresLocation, Settings, SqliteLocation
 from projections.database import uuid_parameter
+from projections.decoding import EventDecoder
 from projections.generations import ensure_ready, request_rebuild
 from projections.runners import ProjectionRunner
 from queries.base import ERASED_USER_NAME, PageRequest, Viewer
@@ -70,6 +72,7 @@ from tests.support import (
     settle_payment_notifications,
     top_up,
 )
+from tests.waiting import wait_until
 
 REDIS_URL = os.environ.get("TEST_API_REDIS_URL", "redis://127.0.0.1:6379/12")
 JWT_SECRET = "test-secret-erasure-6Xq2vR9tLm4pZ8wK3nB7cF1hJ5dG0sYa"
@@ -441,6 +444,51 @@ def test_an_erasure_keeps_the_money_and_forgets_the_person(world: World) -> None
         request_rebuild(database, projection_class)
     world.catch_up()
     assert world.read_models() == live
+
+
+def test_events_decoded_before_an_erasure_are_decoded_again(world: World) -> None:
+    """A process's runners share decoded events: those decoded before an erasure hold
+    the person's data in clear, and are dropped once the erasure is decoded."""
+    app = world.runtime.app
+    decoder = EventDecoder(app)
+    topics = frozenset({User.UserRegistered.TOPIC, User.UserErased.TOPIC})
+
+    def registration() -> User.UserRegistered:
+        [found] = [
+            event
+            for notification in decoder.notifications(
+                0, app.position(), 10_000, topics, rebuilding=False
+            )
+            for event in [decoder.decode(notification)]
+            if event.originator_id == world.user_id and isinstance(event, User.UserRegistered)
+        ]
+        return found
+
+    assert registration().email == world.person.first_email
+    erase_user(world.runtime, world.user_id, world.market.admin)
+    registration()  # the cached one, then the erasure
+    again = registration()
+    assert again.email is None and again.full_name is None
+    assert {"email", "full_name"} <= again.erased_fields
+
+
+def test_other_processes_drop_their_copies_at_an_erasure(world: World) -> None:
+    """Where a follower keeps this process's known copies current (PostgreSQL), an
+    erasure made by another process drops them: they may hold what the person wrote."""
+    if world.services.known_copies is None:
+        pytest.skip("no follower of other processes' writes on SQLite: nothing to drop")
+    known = world.runtime.commands.processor.known
+    booking_id = world.bookings["completed"]
+    copy = known.get(booking_id)
+    assert isinstance(copy, Booking) and copy.notes == world.person.notes[2]
+    other = open_runtime(
+        world.services.settings, clock=MutableClock(), passwords=Argon2Passwords.cheap_for_tests()
+    )
+    try:
+        erase_user(other, world.user_id, world.market.admin)
+    finally:
+        other.close()
+    wait_until(lambda: booking_id not in known, 10.0, "the known copies dropped")
 
 
 def wrapped_key(world: World) -> bytes:
