@@ -9,10 +9,9 @@ from uuid import UUID
 
 from hypothesis import strategies as st
 
-from aggregates.base import recording_metadata
-from aggregates.user import EmailClaim, User
 from commands.bookings import BookingState, RequestBooking
 from commands.context import Actor, CommandContext
+from commands.erasure import EraseUser, ErasureLeadReader, ErasureLeads, ErasureState
 from commands.kitchens import (
     AttachCertificate,
     CertificateAction,
@@ -20,12 +19,13 @@ from commands.kitchens import (
     KitchenAction,
 )
 from commands.top_ups import RequestTopUp, TopUpState
-from commands.unit_of_work import UnitOfWork
 from commands.users import CreateUser
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.runtime import Runtime, open_runtime
 from prep_es.store.settings import Settings
+from projections.database import ReadDatabase
 from projections.kitchens import city_key
+from queries.erasure import ErasureLeadQueries
 from queries.kitchens import SORTS, KitchenFilters
 from tests.waiting import wait_until
 
@@ -125,31 +125,32 @@ def create_user(runtime: Runtime, role: str, email: str) -> Actor:
     return Actor(user_id=created.result.id, role=role)
 
 
+@dataclass(frozen=True)
+class LeadsAsTheyAre:
+    """An erasure's leads from the read models as they are now, for tests that run the
+    projectors themselves (no waiting for them: what the erasure's checks then miss, a
+    forced erasure goes past anyway)."""
+
+    database: ReadDatabase
+
+    def leads(self, user_id: UUID, *, position: int) -> ErasureLeads:
+        return ErasureLeadQueries(self.database).leads(user_id)
+
+
 def erase_user(
     runtime: Runtime,
     user_id: UUID,
-    by: Actor,
+    admin: Actor,
+    leads: ErasureLeadReader,
     *,
     reason: str = "asked to be forgotten",
-    forced: bool = True,
-) -> None:
-    """Erase ``user_id`` as an erasure does, through the domain: the user records
-    their erasure and their email's claim is released, in one commit by ``by``, then
-    their data key is destroyed. (What blocks an erasure is the command's to check.)"""
-    store = runtime.commands.processor.store
-    unit = UnitOfWork(store, runtime.commands.processor.known, optimistic=False)
-    user = unit.get(User, user_id, not_found_code="user_not_found")
-    email = user.details().email
-    claim = unit.get(
-        EmailClaim,
-        EmailClaim.create_id(email_digest=store.email_digest(email)),
-        not_found_code="email_claim_not_found",
-    )
-    with recording_metadata(as_actor(by).metadata()):
-        user.erase(reason=reason, forced=forced, at=runtime.clock())
-        claim.release(user_id)
-    unit.commit()
-    store.destroy_personal_data(user_id)
+    force: bool = True,
+) -> ErasureState:
+    """``admin`` erases ``user_id`` (past open money and bookings unless ``force`` is
+    off): the erasure recorded, the email's claim released, the data key destroyed."""
+    return runtime.commands.erasure.erase_user(
+        EraseUser(user_id=user_id, reason=reason, force=force), as_actor(admin), leads
+    ).result
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from aggregates.base import recording_metadata
 from aggregates.booking import Booking
-from aggregates.user import User
 from commands.bookings import CancelBooking, DeclineBooking, RequestBooking
 from commands.context import Actor, CommandContext
-from commands.unit_of_work import UnitOfWork
+from commands.profile import ChangeProfile
 from commands.users import CreateUser
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.settings import Settings
@@ -40,6 +38,7 @@ from tests.properties.conftest import StoreFactory
 from tests.properties.test_read_models_replay import dump
 from tests.support import (
     PASSWORD,
+    LeadsAsTheyAre,
     Marketplace,
     MutableClock,
     as_actor,
@@ -72,6 +71,7 @@ class ErasureReadModelMachine(RuleBasedStateMachine):
         self.people: dict[UUID, str] = {}
         """Every person registered, with the token all they wrote holds."""
         self.erased: set[UUID] = set()
+        self.renames = 0
         self.bookings: list[tuple[UUID, UUID]] = []
         """(booking, customer), requested in order, each on a day of its own."""
 
@@ -128,15 +128,11 @@ class ErasureReadModelMachine(RuleBasedStateMachine):
     def rename(self, which: int) -> None:
         live = self._live()
         user_id = live[which % len(live)]
-        unit = UnitOfWork(
-            self.runtime.commands.processor.store,
-            self.runtime.commands.processor.known,
-            optimistic=False,
+        self.renames += 1
+        self.runtime.commands.profile.change_profile(
+            ChangeProfile(full_name=f"Renämed {self.people[user_id]} {self.renames}"),
+            as_actor(Actor(user_id, "customer")),
         )
-        user = unit.get(User, user_id, not_found_code="user_not_found")
-        with recording_metadata(CommandContext(actor=Actor(user_id, "customer")).metadata()):
-            user.change_full_name(f"Renämed {self.people[user_id]} {user.version}")
-        unit.commit()
 
     @precondition(
         lambda self: (
@@ -192,7 +188,12 @@ class ErasureReadModelMachine(RuleBasedStateMachine):
         assert self.market is not None
         live = self._live()
         user_id = live[which % len(live)]
-        erase_user(self.runtime, user_id, self.market.admin)
+        erase_user(
+            self.runtime,
+            user_id,
+            self.market.admin,
+            LeadsAsTheyAre(self.read_side.query_database),
+        )
         self.erased.add(user_id)
 
     @rule(which=st.integers(0, len(PROJECTIONS) - 1), steps=st.integers(1, 3))

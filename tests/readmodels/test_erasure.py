@@ -40,14 +40,14 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 import pytest
 import redis
 
-from aggregates.base import PREP_NAMESPACE, recording_metadata
+from aggregates.base import PREP_NAMESPACE
 from aggregates.booking import Booking
 from aggregates.errors import NotFound
-from aggregates.user import EmailClaim, User
+from aggregates.user import User
 from commands.bookings import BookingAction, CancelBooking, DeclineBooking, RequestBooking
 from commands.context import Actor, CommandContext
 from commands.payouts import RequestPayout
-from commands.unit_of_work import UnitOfWork
+from commands.profile import ChangeProfile
 from commands.users import CreateUser
 from prep_es.services.auth import Unauthenticated
 from prep_es.services.container import Services, open_services
@@ -64,6 +64,7 @@ from tests.properties.test_read_models_replay import dump
 from tests.support import (
     PASSWORD,
     TEST_PAYMENT_SETTINGS,
+    LeadsAsTheyAre,
     Marketplace,
     MutableClock,
     as_actor,
@@ -237,6 +238,10 @@ class World:
     def admin(self) -> Viewer:
         return Viewer(self.market.admin.user_id, "admin")
 
+    def erase(self) -> None:
+        """An admin erases the person, past the money left on their account."""
+        erase_user(self.runtime, self.user_id, self.market.admin, self.services.user_changes.leads)
+
     def catch_up(self) -> None:
         database = self.services.read_side.write_database
         for projection_class in self.services.projections:
@@ -268,24 +273,15 @@ def erasure_settings(database_url: str, namespace: str) -> Settings:
 
 def rectify(world_services: Services, user_id: UUID, person: Person) -> None:
     """The person renames themselves (often enough to be snapshotted) and changes
-    email, through the domain: the old email's claim released, the new one claimed."""
-    runtime = world_services.runtime
-    store = runtime.commands.processor.store
-    unit = UnitOfWork(store, runtime.commands.processor.known, optimistic=False)
-    user = unit.get(User, user_id, not_found_code="user_not_found")
-    old_claim = unit.get(
-        EmailClaim,
-        EmailClaim.create_id(email_digest=store.email_digest(person.first_email)),
-        not_found_code="email_claim_not_found",
+    email."""
+    profile = world_services.runtime.commands.profile
+    customer = as_actor(Actor(user_id, "customer"))
+    for index in range(RENAMES):
+        profile.change_profile(ChangeProfile(full_name=f"{person.first_name} {index}"), customer)
+    profile.change_profile(
+        ChangeProfile(full_name=person.full_name, email=person.email, current_password=PASSWORD),
+        customer,
     )
-    with recording_metadata(CommandContext(actor=Actor(user_id, "customer")).metadata()):
-        for index in range(RENAMES):
-            user.change_full_name(f"{person.first_name} {index}")
-        user.change_full_name(person.full_name)
-        old_claim.release(user_id)
-        user.change_email(person.email)
-        unit.add(EmailClaim(email_digest=store.email_digest(person.email), user_id=user_id))
-    unit.commit()
 
 
 @pytest.fixture
@@ -402,7 +398,7 @@ def test_an_erasure_keeps_the_money_and_forgets_the_person(world: World) -> None
         isinstance(copy, Booking) and copy.notes in person.notes
         for copy in map(known.get, world.bookings.values())
     )
-    erase_user(world.runtime, world.user_id, world.market.admin)
+    world.erase()
     # The users read model does not know yet; a login goes by the write model.
     assert services.users.credentials_by_email(person.email) is not None
     assert services.login.users.credentials_by_email(person.email) is None
@@ -465,7 +461,7 @@ def test_events_decoded_before_an_erasure_are_decoded_again(world: World) -> Non
         return found
 
     assert registration().email == world.person.first_email
-    erase_user(world.runtime, world.user_id, world.market.admin)
+    world.erase()
     registration()  # the cached one, then the erasure
     again = registration()
     assert again.email is None and again.full_name is None
@@ -485,7 +481,12 @@ def test_other_processes_drop_their_copies_at_an_erasure(world: World) -> None:
         world.services.settings, clock=MutableClock(), passwords=Argon2Passwords.cheap_for_tests()
     )
     try:
-        erase_user(other, world.user_id, world.market.admin)
+        erase_user(
+            other,
+            world.user_id,
+            world.market.admin,
+            LeadsAsTheyAre(world.services.read_side.query_database),
+        )
     finally:
         other.close()
     wait_until(lambda: booking_id not in known, 10.0, "the known copies dropped")
@@ -512,7 +513,7 @@ def test_an_erasure_leaves_nothing_of_the_person_in_any_store(world: World) -> N
     found = leaks_in(everything_stored(world), forms)
     assert f"plain {world.person.full_name!r}" in found, found
     assert ": the destroyed data key in" in found or ": its hex in" in found, found
-    erase_user(world.runtime, world.user_id, world.market.admin)
+    world.erase()
     world.catch_up()
     for projection_class in world.services.projections:
         request_rebuild(world.services.read_side.write_database, projection_class)
