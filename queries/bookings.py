@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from aggregates.booking import BOOKING_STATUSES
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from projections.bookings import BookingsProjection
-from projections.database import ReadDatabase, Row, uuid_parameter
+from projections.database import ReadDatabase, Row, uuid_from_row, uuid_parameter
 from queries.base import BATCH_ROWS, BatchRow, Page, PageRequest, Viewer, keyset_rows
 
 BOOKINGS = BookingsProjection.view("bookings")
@@ -90,7 +90,8 @@ _SUMMARY_COLUMNS = (
 )
 _DETAIL_COLUMNS = (
     f"{_SUMMARY_COLUMNS}, k.jurisdiction, b.notes, b.hourly_rate_cents, "
-    "b.cancelled_by_role, b.reason, b.completed_automatically, b.requested_at, b.version, "
+    "b.cancelled_by_role, b.reason, b.reason_author_id, b.completed_automatically, "
+    "b.requested_at, b.version, "
     "b.position"
 )
 _FROM = f"{BOOKINGS} b LEFT JOIN {KITCHENS} k ON k.id = b.kitchen_id"
@@ -192,10 +193,7 @@ class BookingQueries:
         request first, read ``batch_rows`` at a time. ``reason`` is theirs only: one a
         host or an admin gave, declining or cancelling, is left out (``None``)."""
         for row in self._every("b.customer_id", viewer, batch_rows):
-            customers_reason = row["cancelled_by_role"] == "customer"
-            yield BookingDetail.model_validate(
-                {**row, "reason": row["reason"] if customers_reason else None}
-            )
+            yield BookingDetail.model_validate({**row, "reason": _own_reason(row, viewer)})
 
     def every_booking_hosted(
         self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
@@ -204,10 +202,7 @@ class BookingQueries:
         request first, read ``batch_rows`` at a time, as :class:`HostedBooking` shows
         them: without the customer's words."""
         for row in self._every("b.host_id", viewer, batch_rows):
-            hosts_reason = row["status"] == "declined" or row["cancelled_by_role"] == "host"
-            yield HostedBooking.model_validate(
-                {**row, "reason": row["reason"] if hosts_reason else None}
-            )
+            yield HostedBooking.model_validate({**row, "reason": _own_reason(row, viewer)})
 
     def _every(self, party: str, viewer: Viewer, batch_rows: int) -> Iterator[Row]:
         """Every booking whose ``party`` column is the viewer, by request time and id
@@ -226,3 +221,12 @@ class BookingQueries:
                 )
 
         return keyset_rows(batch, batch_rows)
+
+
+def _own_reason(row: Row, viewer: Viewer) -> str | None:
+    """The booking's reason if the viewer gave it (who declined or cancelled)."""
+    author = row["reason_author_id"]
+    if author is None or uuid_from_row(author) != viewer.user_id:
+        return None
+    reason: str | None = row["reason"]
+    return reason
