@@ -31,6 +31,7 @@ from tests.support import (
     build_marketplace,
     deliver_payment_notifications,
     open_test_runtime,
+    store_settings,
     top_up,
 )
 
@@ -137,7 +138,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return store_settings(database_url)
 
 
 @pytest.fixture
@@ -181,7 +182,7 @@ def unhurried_market(database_url: str) -> Iterator[Marketplace]:
 @pytest.fixture
 def read_side(database_url: str) -> Iterator[ReadSide]:
     """The read side over the same database as ``market``'s event store."""
-    side = open_read_side(Settings(database_url=database_url))
+    side = open_read_side(store_settings(database_url))
     yield side
     side.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Final
 from uuid import UUID
 
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from commands.top_ups import RequestTopUp, TopUpState
 from commands.users import CreateUser
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.runtime import Runtime, open_runtime
-from prep_es.store.settings import Settings
+from prep_es.store.settings import PostgresLocation, Settings, parse_database_url
 from projections.database import ReadDatabase
 from projections.kitchens import city_key
 from queries.erasure import ErasureLeadQueries
@@ -62,9 +63,38 @@ the sandbox's notifications due at once, each sent once (tests of unruly deliver
 them back on)."""
 
 
+TEST_MASTER_KEY: Final = "cHJlcC1lcyB0ZXN0czogbm90IGEgc2VjcmV0IGtleSE="
+"""The master key of every PostgreSQL store the tests open (32 bytes, base64, as
+``PREP_ES_MASTER_KEY`` holds it): PostgreSQL requires one, and every process a test starts
+on a store must open its data keys with the same. An embedded store needs none: it keeps
+the key it generated beside the database file, as it does in use."""
+
+
+def master_key_settings(database_url: str) -> dict[str, str]:
+    """The ``Settings`` arguments that give a store at ``database_url`` its master key."""
+    return {"master_key": TEST_MASTER_KEY} if _is_postgres(database_url) else {}
+
+
+def master_key_environment(database_url: str) -> dict[str, str]:
+    """The ``PREP_ES_*`` variables that give a process on ``database_url`` its master key."""
+    return {"PREP_ES_MASTER_KEY": TEST_MASTER_KEY} if _is_postgres(database_url) else {}
+
+
+def _is_postgres(database_url: str) -> bool:
+    return isinstance(parse_database_url(database_url), PostgresLocation)
+
+
+def store_settings(database_url: str, **settings: object) -> Settings:
+    """``Settings`` of a store at ``database_url``, with its master key (see
+    :data:`TEST_MASTER_KEY`)."""
+    return Settings.model_validate(
+        {"database_url": database_url, **master_key_settings(database_url), **settings}
+    )
+
+
 def open_test_runtime(database_url: str, clock: MutableClock, **settings: object) -> Runtime:
     return open_runtime(
-        Settings(database_url=database_url, **{**TEST_PAYMENT_SETTINGS, **settings}),  # type: ignore[arg-type]
+        store_settings(database_url, **{**TEST_PAYMENT_SETTINGS, **settings}),
         clock=clock,
         passwords=Argon2Passwords.cheap_for_tests(),
     )

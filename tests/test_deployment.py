@@ -17,6 +17,7 @@ import yaml
 
 from prep_es.cli.parser import build_parser
 from prep_es.store.settings import ENV_PREFIX, PostgresLocation, Settings, load_settings
+from tests.support import TEST_MASTER_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -25,6 +26,8 @@ API_SERVICES = ("api-1", "api-2")
 PROJECTOR_SERVICE = "projector"
 APP_SERVICES = (*API_SERVICES, PROJECTOR_SERVICE)
 JWT_SECRET = "deployment-test-secret-" + secrets.token_urlsafe(32)
+SHELL = {"PREP_ES_JWT_SECRET": JWT_SECRET, "PREP_ES_MASTER_KEY": TEST_MASTER_KEY}
+"""What the operator exports before ``docker compose up``."""
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<kind>:-|:\?)(?P<default>[^}]*))?\}")
 
 
@@ -116,13 +119,18 @@ def test_environment_names_are_known_settings_and_make_a_valid_configuration(
     services: dict[str, dict[str, Any]],
 ) -> None:
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    shell = {"PREP_ES_JWT_SECRET": JWT_SECRET}
+    shell = SHELL
     postgres = environment_of(services["postgres"], shell)
     for name in APP_SERVICES:
         environment = environment_of(services[name], shell)
         names = set(environment)
         assert names <= known | {"PROMETHEUS_MULTIPROC_DIR"}, names - known
-        assert {"PREP_ES_DATABASE_URL", "PREP_ES_REDIS_URL", "PREP_ES_JWT_SECRET"} <= names
+        assert {
+            "PREP_ES_DATABASE_URL",
+            "PREP_ES_REDIS_URL",
+            "PREP_ES_JWT_SECRET",
+            "PREP_ES_MASTER_KEY",
+        } <= names
         settings = load_settings(environment)
         assert settings.require_production_secret() is not None
         location = settings.database
@@ -137,11 +145,14 @@ def test_environment_names_are_known_settings_and_make_a_valid_configuration(
         assert settings.redis_url.startswith("redis://redis:6379/")
 
 
-def test_compose_refuses_to_start_without_a_jwt_secret(
-    services: dict[str, dict[str, Any]],
+@pytest.mark.parametrize("secret", ["PREP_ES_JWT_SECRET", "PREP_ES_MASTER_KEY"])
+def test_compose_refuses_to_start_without_a_jwt_secret_or_a_master_key(
+    services: dict[str, dict[str, Any]], secret: str
 ) -> None:
-    with pytest.raises(pytest.fail.Exception, match="PREP_ES_JWT_SECRET"):
-        environment_of(services["api-1"], {})
+    shell = {name: value for name, value in SHELL.items() if name != secret}
+    for name in APP_SERVICES:
+        with pytest.raises(pytest.fail.Exception, match=secret):
+            environment_of(services[name], shell)
 
 
 def test_api_replicas_serve_without_projectors_and_one_worker_projects(
@@ -156,12 +167,7 @@ def test_api_replicas_serve_without_projectors_and_one_worker_projects(
         if arguments.command == "serve":
             assert arguments.no_projector, f"{name} must not run projectors"
             assert arguments.host == "0.0.0.0"
-            assert (
-                environment_of(services[name], {"PREP_ES_JWT_SECRET": JWT_SECRET})[
-                    "PREP_ES_RUN_PROJECTORS"
-                ]
-                == "false"
-            )
+            assert environment_of(services[name], SHELL)["PREP_ES_RUN_PROJECTORS"] == "false"
         else:
             assert arguments.command == "project", name
             projecting[name] += 1

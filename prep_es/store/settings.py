@@ -17,6 +17,7 @@ import ipaddress
 import itertools
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +26,18 @@ from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 from uuid import uuid4
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from prep_es.store.jurisdiction_rules import packaged_jurisdictions_path
+from prep_es.store.personal_keys import KEY_BYTES, MasterKey, MasterKeyError
 
 ENV_PREFIX: Final = "PREP_ES_"
 JWT_SECRET_BYTES_MIN: Final = 32
@@ -47,6 +56,9 @@ METRICS_TOKEN_LENGTH_MIN: Final = 16
 STRIPE_TEST_KEY_PREFIXES: Final = ("sk_test_", "rk_test_")
 """Stripe's keys of test mode: no real money moves."""
 POSTGRES_PORT_DEFAULT: Final = 5432
+MASTER_KEY_HINT: Final = "openssl rand -base64 32"
+"""How to make a master key with what any machine has."""
+_MASTER_KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 
 _SQLITE_SCHEME: Final = "sqlite"
 _POSTGRES_SCHEMES: Final = frozenset({"postgresql", "postgres"})
@@ -325,6 +337,17 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
+    @field_validator("master_key", "previous_master_key")
+    @classmethod
+    def _check_master_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            reason = master_key_format_error(
+                value.get_secret_value(), ENV_PREFIX + str(info.field_name).upper()
+            )
+            if reason is not None:
+                raise ValueError(reason)
+        return value
+
     @field_validator("admin_email")
     @classmethod
     def _check_admin_email(cls, value: str | None) -> str | None:
@@ -482,6 +505,19 @@ def new_element_count(sequence: Sequence[Hashable]) -> int:
     return new
 
 
+def master_key_format_error(text: str, name: str) -> str | None:
+    """Why ``text`` is not a master key (never echoing it), or ``None``: a master key is
+    :data:`~prep_es.store.personal_keys.KEY_BYTES` bytes in base64 (either alphabet)."""
+    if _MASTER_KEY_PATTERN.fullmatch(text.strip()) is not None:
+        try:
+            MasterKey.parse(text, name=name)
+        except MasterKeyError:
+            pass
+        else:
+            return None
+    return f"{name} must be {KEY_BYTES} random bytes in base64 (e.g. `{MASTER_KEY_HINT}`)"
+
+
 def weak_secret_reason(secret: str) -> str | None:
     """Why ``secret`` may not sign tokens (never echoing it), or ``None``."""
     if len(secret.encode()) < JWT_SECRET_BYTES_MIN:
@@ -521,9 +557,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         msg = f"unknown variable(s) {', '.join(sorted(unknown))}; known: {known}"
         raise SettingsError(f"invalid configuration:\n  {msg}")
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as error:
         raise settings_error(error) from None
+    if settings.is_postgres and settings.master_key is None:
+        msg = (
+            f"invalid configuration:\n  {ENV_PREFIX}MASTER_KEY is required when "
+            f"{ENV_PREFIX}DATABASE_URL is PostgreSQL: {KEY_BYTES} random bytes in base64 "
+            f"(e.g. `{MASTER_KEY_HINT}`), which wrap every person's data key; keep it "
+            "apart from the database's backups"
+        )
+        raise SettingsError(msg)
+    return settings
 
 
 def settings_error(error: ValidationError) -> SettingsError:

@@ -35,6 +35,7 @@ from tests.support import (
     START_OF_TESTS,
     TEST_PAYMENT_SETTINGS,
     MutableClock,
+    master_key_settings,
     settle_payment_notifications,
 )
 
@@ -58,6 +59,7 @@ def redis_reachable(url: str) -> bool:
 def api_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
+        **master_key_settings(database_url),
         "jwt_secret": JWT_SECRET,
         "admin_email": ADMIN_EMAIL,
         "admin_password": PASSWORD,
@@ -355,6 +357,7 @@ def serve(database_url: str) -> Iterator[Callable[..., TestClient]]:
     def start(**overrides: Any) -> TestClient:
         values: dict[str, Any] = {
             "database_url": database_url,
+            **master_key_settings(database_url),
             "run_projectors": False,
             "jwt_secret": JWT_SECRET,
         }

@@ -42,7 +42,14 @@ from tests.api.conftest import (
     services_of,
 )
 from tests.conftest import PostgresServer
-from tests.support import PASSWORD, Marketplace, MutableClock, as_actor, open_test_runtime
+from tests.support import (
+    PASSWORD,
+    Marketplace,
+    MutableClock,
+    as_actor,
+    open_test_runtime,
+    store_settings,
+)
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -246,9 +253,7 @@ def _set_read_only(maintenance: psycopg.Connection[Any], database: str, on: bool
 def test_a_read_only_database_is_a_503_and_writes_work_again_as_soon_as_it_is_not(
     fresh_postgres_url: str, postgres_server: PostgresServer
 ) -> None:
-    settings = Settings(
-        database_url=fresh_postgres_url, run_projectors=False, jwt_secret=JWT_SECRET
-    )
+    settings = store_settings(fresh_postgres_url, run_projectors=False, jwt_secret=JWT_SECRET)
     database = urlsplit(fresh_postgres_url).path.lstrip("/")
     with (
         TestClient(create_app(settings, passwords=Argon2Passwords.cheap_for_tests())) as client,

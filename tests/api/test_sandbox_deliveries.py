@@ -7,17 +7,16 @@ from aggregates.account import Account, account_id_for
 from commands.top_ups import RequestTopUp
 from prep_es.services.container import open_services
 from prep_es.services.passwords import Argon2Passwords
-from prep_es.store.settings import Settings
 from tests.api.conftest import JWT_SECRET
-from tests.support import as_actor, create_user
+from tests.support import as_actor, create_user, store_settings
 from tests.waiting import wait_until
 
 DELIVERY_WAIT_S = 30.0
 
 
 def test_an_api_process_without_projectors_delivers_them(database_url: str) -> None:
-    settings = Settings(
-        database_url=database_url,
+    settings = store_settings(
+        database_url,
         jwt_secret=JWT_SECRET,
         run_projectors=False,
         sandbox_notification_delay_s=0,

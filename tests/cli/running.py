@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from prep_es.cli import main
+from tests.support import master_key_environment
 
 
 @dataclass(frozen=True)
@@ -23,11 +24,14 @@ RunCli = Callable[..., Ran]
 
 
 def isolate_environment(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
-    """Only ``PREP_ES_DATABASE_URL``: the shell running the tests must not leak in."""
+    """Only ``PREP_ES_DATABASE_URL`` (and on PostgreSQL the master key): the shell
+    running the tests must not leak in."""
     for name in list(os.environ):
         if name.upper().startswith("PREP_ES_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("PREP_ES_DATABASE_URL", database_url)
+    for name, value in master_key_environment(database_url).items():
+        monkeypatch.setenv(name, value)
 
 
 def cli_runner(

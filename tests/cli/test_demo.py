@@ -17,15 +17,15 @@ from aggregates.kitchen import KITCHEN_STATUSES, Kitchen
 from aggregates.policies import share_cents
 from prep_es.demo import DEMO_ADMIN_EMAIL, DEMO_PASSWORD
 from prep_es.store.eventstore import PrepApplication, open_application
-from prep_es.store.settings import Settings
 from tests.cli.running import RunCli, cli_runner
+from tests.support import store_settings
 
 NOTIFICATIONS_MAX = 10_000
 
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[PrepApplication]:
-    app = open_application(Settings(database_url=database_url))
+    app = open_application(store_settings(database_url))
     yield app
     app.close()
 

@@ -28,6 +28,7 @@ from prep_es.store.settings import PostgresLocation, parse_database_url
 from projections import PROJECTIONS
 from projections.locks import FileRunnerLock, lock_file_path, lock_key
 from tests.cli.running import RunCli, cli_runner
+from tests.support import master_key_environment
 from tests.waiting import wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -56,7 +57,12 @@ def environment(database_url: str, **variables: str) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.upper().startswith("PREP_ES_") and name != "PROMETHEUS_MULTIPROC_DIR"
     }
-    return inherited | {"PREP_ES_DATABASE_URL": database_url} | variables
+    return (
+        inherited
+        | {"PREP_ES_DATABASE_URL": database_url}
+        | master_key_environment(database_url)
+        | variables
+    )
 
 
 @dataclass

@@ -18,7 +18,6 @@ from aggregates.policies import BookingWindow
 from aggregates.schedule import KitchenSchedule
 from aggregates.user import User
 from prep_es.store.eventstore import PrepApplication, open_application
-from prep_es.store.settings import Settings
 from tests.domain.scenario import (
     BOOKING_START,
     SF,
@@ -27,11 +26,12 @@ from tests.domain.scenario import (
     state_of,
     window,
 )
+from tests.support import store_settings
 
 
 @pytest.fixture
 def uncached_application(database_url: str) -> Iterator[PrepApplication]:
-    app = open_application(Settings(database_url=database_url, aggregate_cache_size=0))
+    app = open_application(store_settings(database_url, aggregate_cache_size=0))
     yield app
     app.close()
 

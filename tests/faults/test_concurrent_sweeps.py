@@ -25,7 +25,13 @@ from commands.bookings import BookingAction
 from prep_es.services.runtime import Runtime
 from prep_es.store.eventstore import PrepApplication
 from tests.cli.running import cli_runner
-from tests.support import MutableClock, as_actor, build_marketplace, open_test_runtime
+from tests.support import (
+    MutableClock,
+    as_actor,
+    build_marketplace,
+    master_key_environment,
+    open_test_runtime,
+)
 
 SWEEPS = 6
 BOOKINGS_EACH = 12
@@ -37,7 +43,7 @@ def sweep_environment(database_url: str) -> dict[str, str]:
     inherited = {
         name: value for name, value in os.environ.items() if not name.startswith("PREP_ES_")
     }
-    return inherited | {"PREP_ES_DATABASE_URL": database_url}
+    return inherited | {"PREP_ES_DATABASE_URL": database_url} | master_key_environment(database_url)
 
 
 def events_about(app: PrepApplication, event_class: type) -> Counter[UUID]:

@@ -22,7 +22,6 @@ from aggregates.errors import DomainError
 from api.problems import database_unavailable
 from commands.context import Actor
 from prep_es.store.eventstore import open_application
-from prep_es.store.settings import Settings
 from tests.faults.conftest import StopMode, ThrowawayPostgres
 from tests.support import (
     START_OF_TESTS,
@@ -30,6 +29,7 @@ from tests.support import (
     MutableClock,
     build_marketplace,
     open_test_runtime,
+    store_settings,
 )
 from tests.waiting import wait_until
 
@@ -144,7 +144,7 @@ def test_bookings_survive_a_restart_under_load(
     assert set(load.refusals) <= {"booking_conflict", "concurrency_conflict"}, load.refusals
 
     # Read back through a store opened afresh: what was acknowledged is there, once.
-    store = open_application(Settings(database_url=market.runtime.settings.database_url))
+    store = open_application(store_settings(market.runtime.settings.database_url))
     try:
         requested = [
             store.mapper.to_domain_event(notification)

@@ -17,9 +17,14 @@ from aggregates.booking import Booking
 from prep_es.services.container import SweeperThread, locked_sweeper
 from prep_es.services.runtime import Runtime
 from prep_es.store.eventstore import open_application
-from prep_es.store.settings import Settings
 from tests.faults.conftest import StopMode, ThrowawayPostgres
-from tests.support import START_OF_TESTS, MutableClock, build_marketplace, open_test_runtime
+from tests.support import (
+    START_OF_TESTS,
+    MutableClock,
+    build_marketplace,
+    open_test_runtime,
+    store_settings,
+)
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -59,7 +64,7 @@ def due_booking(runtime: Runtime, clock: MutableClock) -> UUID:
 def wait_until_expired(database_url: str, booking_id: UUID, sweeper: SweeperThread) -> float:
     """Seconds until the booking is expired in the store (fails after ``EXPIRED_WITHIN_S``)."""
     started = time.monotonic()
-    reader = open_application(Settings(database_url=database_url))
+    reader = open_application(store_settings(database_url))
 
     def expired() -> bool:
         booking = reader.repository.get(booking_id)

@@ -22,8 +22,7 @@ from aggregates.payment_provider import (
 )
 from prep_es.payments.sandbox import SandboxProvider
 from prep_es.payments.sandbox_payment_methods import TEST_PAYMENT_METHODS
-from prep_es.store.settings import Settings
-from tests.support import MutableClock
+from tests.support import MutableClock, store_settings
 
 NOTIFICATION_DELAY_S = 0.05
 SETTLE_DELAY_S = 5.0
@@ -40,7 +39,7 @@ def open_sandbox(
         **settings,
     }
     return SandboxProvider.open(
-        Settings(database_url=database_url, **values),  # type: ignore[arg-type]
+        store_settings(database_url, **values),  # type: ignore[arg-type]
         clock,
         rng=random.Random(seed),
     )

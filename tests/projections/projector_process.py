@@ -19,11 +19,12 @@ import threading
 
 from prep_es.services.readside import lock_factory, open_read_side
 from prep_es.store.eventstore import open_application
-from prep_es.store.settings import PostgresLocation, Settings
+from prep_es.store.settings import PostgresLocation
 from projections import PROJECTIONS
 from projections.append_signals import AppendSignal
 from projections.locks import RunnerLock
 from projections.supervisor import Supervisor
+from tests.support import store_settings
 
 RUN_TIME_S_MAX = 120.0
 
@@ -78,7 +79,7 @@ def run_projectors(database_url: str, journal_path: str, label: str, batch_size:
     journal = Journal(journal_path, label)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    settings = Settings(database_url=database_url)
+    settings = store_settings(database_url)
     app = open_application(settings)
     read_side = open_read_side(settings)
     location = settings.database

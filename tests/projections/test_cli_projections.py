@@ -30,7 +30,13 @@ from projections.runners import ProjectionRunner
 from projections.status import projection_statuses
 from queries.consistency import ReadPositions
 from tests.cli.running import RunCli, cli_runner
-from tests.support import MutableClock, create_user, open_test_runtime, top_up
+from tests.support import (
+    MutableClock,
+    create_user,
+    master_key_environment,
+    open_test_runtime,
+    top_up,
+)
 from tests.waiting import ProcessOutput, handles_signal, wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -70,7 +76,11 @@ def status_json(cli: RunCli) -> dict[str, Any]:
 
 def environment(database_url: str) -> dict[str, str]:
     variables = {k: v for k, v in os.environ.items() if not k.upper().startswith("PREP_ES_")}
-    return {**variables, "PREP_ES_DATABASE_URL": database_url}
+    return {
+        **variables,
+        "PREP_ES_DATABASE_URL": database_url,
+        **master_key_environment(database_url),
+    }
 
 
 def start_cli(database_url: str, *arguments: str) -> subprocess.Popen[str]:

@@ -13,14 +13,13 @@ import pytest
 
 from commands.top_ups import RequestTopUp
 from prep_es.services.readside import ReadSide, start_projectors
-from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.audit import AuditProjection
 from projections.database import PostgresReadDatabase, ReadDatabase, Sql
 from projections.generations import ensure_ready
 from projections.runners import ProjectionRunner
 from queries.consistency import ReadModelBehind, ReadPositions
-from tests.support import Marketplace, as_actor
+from tests.support import Marketplace, as_actor, store_settings
 from tests.waiting import wait_until
 
 PROMPT_S = 2.0
@@ -48,7 +47,7 @@ def request_top_up(market: Marketplace) -> int:
 def test_a_query_waits_for_its_command_while_the_supervisor_runs(
     market: Marketplace, read_side: ReadSide, positions: ReadPositions, database_url: str
 ) -> None:
-    settings = Settings(database_url=database_url)
+    settings = store_settings(database_url)
     supervisor, append_signal = start_projectors(
         settings, market.runtime.app, read_side, on_position=positions.observe
     )

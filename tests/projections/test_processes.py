@@ -18,7 +18,6 @@ import pytest
 
 from commands.context import Actor
 from prep_es.services.readside import ReadSide, open_read_side, start_projectors
-from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.database import ReadDatabase
 from projections.generations import ensure_ready, generations
@@ -32,6 +31,7 @@ from tests.support import (
     MutableClock,
     build_marketplace,
     open_test_runtime,
+    store_settings,
     top_up,
 )
 from tests.waiting import wait_until
@@ -155,7 +155,7 @@ def dump(database: ReadDatabase) -> dict[str, Any]:
 
 
 def build_from_scratch(market: Marketplace, scratch_url: str) -> dict[str, Any]:
-    scratch = open_read_side(Settings(database_url=scratch_url))
+    scratch = open_read_side(store_settings(scratch_url))
     try:
         for projection_class in PROJECTIONS:
             ensure_ready(scratch.write_database, projection_class)
@@ -253,7 +253,7 @@ def test_commands_that_read_before_writing_succeed_while_projectors_commit(
     clock = MutableClock()
     runtime = open_test_runtime(sqlite_url, clock)
     market = build_marketplace(runtime, clock, top_up_cents=100_000_000)
-    settings = Settings(database_url=sqlite_url)
+    settings = store_settings(sqlite_url)
     side = open_read_side(settings)
     supervisor, append_signal = start_projectors(settings, runtime.app, side)
     try:

@@ -6,12 +6,11 @@ import psycopg
 import pytest
 
 from prep_es.services.readside import open_read_side
-from prep_es.store.settings import Settings
 from projections.audit import AuditProjection
 from projections.database import PostgresReadDatabase
 from projections.generations import ensure_ready
 from projections.runners import ProjectionRunner
-from tests.support import MutableClock, build_marketplace, open_test_runtime
+from tests.support import MutableClock, build_marketplace, open_test_runtime, store_settings
 
 
 @pytest.mark.postgres
@@ -23,7 +22,7 @@ def test_queries_read_the_replica_when_one_is_configured(
     clock = MutableClock()
     runtime = open_test_runtime(fresh_postgres_url, clock)
     build_marketplace(runtime, clock)
-    side = open_read_side(Settings(database_url=fresh_postgres_url, read_database_url=postgres_url))
+    side = open_read_side(store_settings(fresh_postgres_url, read_database_url=postgres_url))
     try:
         assert isinstance(side.query_database, PostgresReadDatabase)
         assert side.query_database is not side.write_database
@@ -39,7 +38,7 @@ def test_queries_read_the_replica_when_one_is_configured(
 
 
 def test_without_a_replica_queries_read_the_primary(sqlite_url: str) -> None:
-    side = open_read_side(Settings(database_url=sqlite_url))
+    side = open_read_side(store_settings(sqlite_url))
     try:
         assert side.query_database is side.write_database
     finally:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 
 from prep_es.services.readside import ReadSide, open_read_side
-from prep_es.store.settings import Settings
 from projections import PROJECTIONS
 from projections.base import Projection
 from projections.database import ReadDatabase
@@ -23,6 +22,7 @@ from projections.generations import ensure_ready, request_rebuild
 from projections.runners import ProjectionRunner
 from tests.properties.conftest import StoreFactory
 from tests.properties.test_marketplace_machine import MarketplaceMachine
+from tests.support import store_settings
 
 READ_MODEL_EXAMPLES = 6
 
@@ -41,9 +41,9 @@ def dump(database: ReadDatabase, projection_class: type[Projection]) -> dict[str
 class ReadModelMachine(MarketplaceMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.read_side: ReadSide = open_read_side(Settings(database_url=self.url))
+        self.read_side: ReadSide = open_read_side(store_settings(self.url))
         self.scratch_url = self.stores.create()
-        self.scratch: ReadSide = open_read_side(Settings(database_url=self.scratch_url))
+        self.scratch: ReadSide = open_read_side(store_settings(self.scratch_url))
         for projection_class in PROJECTIONS:
             ensure_ready(self.read_side.write_database, projection_class)
         self.runners = self._runners()

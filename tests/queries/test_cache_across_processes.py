@@ -15,7 +15,6 @@ from commands.kitchens import UpdateKitchen
 from prep_es.services.container import open_query_cache
 from prep_es.services.readside import ReadSide
 from prep_es.store.jurisdiction_rules import packaged_jurisdictions
-from prep_es.store.settings import Settings
 from projections.generations import ensure_ready
 from projections.kitchens import KitchensProjection
 from projections.runners import ProjectionRunner
@@ -23,7 +22,7 @@ from queries.cache import MemoryQueryCache
 from queries.consistency import ReadPositions
 from queries.kitchen_cache import CachedKitchenQueries
 from queries.kitchens import KitchenFilters, KitchenQueries
-from tests.support import Marketplace, as_actor
+from tests.support import Marketplace, as_actor, store_settings
 from tests.waiting import wait_until
 
 ANNOUNCEMENT_WAIT_S = 5.0
@@ -39,7 +38,7 @@ def positions(database_url: str, read_side: ReadSide) -> Iterator[ReadPositions]
 def test_changes_made_by_another_process_reach_a_per_process_cache(
     database_url: str, market: Marketplace, read_side: ReadSide, positions: ReadPositions
 ) -> None:
-    cache = open_query_cache(Settings(database_url=database_url), positions)
+    cache = open_query_cache(store_settings(database_url), positions)
     assert isinstance(cache, MemoryQueryCache)
     positions.start()
     kitchens = CachedKitchenQueries(

@@ -12,7 +12,6 @@ import pytest
 from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.jurisdiction_rules import packaged_jurisdictions
-from prep_es.store.settings import Settings
 from projections.bookings import BookingsProjection
 from projections.generations import ensure_ready, generations
 from projections.kitchens import KitchensProjection
@@ -28,6 +27,7 @@ from tests.support import (
     as_actor,
     build_marketplace,
     open_test_runtime,
+    store_settings,
 )
 
 
@@ -48,7 +48,7 @@ def setup(sqlite_url: str, cache: QueryCache) -> Iterator[tuple[Marketplace, Rea
     clock = MutableClock()
     runtime = open_test_runtime(sqlite_url, clock)
     market = build_marketplace(runtime, clock)
-    side = open_read_side(Settings(database_url=sqlite_url))
+    side = open_read_side(store_settings(sqlite_url))
     yield market, side, cache
     side.close()
     runtime.close()

@@ -33,6 +33,7 @@ from tests.support import (
     as_actor,
     build_marketplace,
     open_test_runtime,
+    store_settings,
     top_up,
 )
 
@@ -65,7 +66,7 @@ class Deployment:
     """One deployment's event store, read side and Redis query cache."""
 
     def __init__(self, database_url: str, redis_url: str, *, top_ups: int = 0) -> None:
-        self.settings = Settings(database_url=database_url, redis_url=redis_url)
+        self.settings = store_settings(database_url, redis_url=redis_url)
         clock = MutableClock()
         self.market: Marketplace = build_marketplace(open_test_runtime(database_url, clock), clock)
         for _ in range(top_ups):
@@ -175,8 +176,8 @@ def _another_process(settings: Settings, tmp_path: Path) -> Settings:
         spelled_otherwise = urlunsplit(
             parts._replace(netloc=parts.netloc.replace("127.0.0.1", "localhost"))
         )
-        return Settings(
-            database_url=spelled_otherwise,
+        return store_settings(
+            spelled_otherwise,
             read_database_url=url,
             redis_url=settings.redis_url,
         )
@@ -185,7 +186,7 @@ def _another_process(settings: Settings, tmp_path: Path) -> Settings:
     link = tmp_path / "elsewhere" / "link.db"
     link.parent.mkdir()
     link.symlink_to(path)
-    return Settings(database_url=f"sqlite:///{link}", redis_url=settings.redis_url)
+    return store_settings(f"sqlite:///{link}", redis_url=settings.redis_url)
 
 
 def test_a_copy_of_a_store_elsewhere_is_another_deployment(tmp_path: Path) -> None:
@@ -196,11 +197,9 @@ def test_a_copy_of_a_store_elsewhere_is_another_deployment(tmp_path: Path) -> No
     open_test_runtime(original, clock).close()
     shutil.copyfile(tmp_path / "production.db", tmp_path / "staging.db")
     copy = f"sqlite:///{tmp_path / 'staging.db'}"
-    assert redis_namespace(Settings(database_url=original)) != redis_namespace(
-        Settings(database_url=copy)
-    )
+    assert redis_namespace(store_settings(original)) != redis_namespace(store_settings(copy))
 
 
 def test_the_namespace_setting_overrides_the_derived_one(database_url: str) -> None:
-    settings = Settings(database_url=database_url, redis_namespace="shop-eu")
+    settings = store_settings(database_url, redis_namespace="shop-eu")
     assert redis_namespace(settings) == "shop-eu"

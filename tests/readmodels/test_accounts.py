@@ -28,7 +28,6 @@ from commands.context import Actor
 from commands.payouts import PayoutState, RequestPayout, SetPayoutDestination
 from commands.top_ups import RequestTopUp
 from prep_es.services.readside import open_read_side
-from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection, entry_id_of
 from projections.generations import request_rebuild
 from queries.accounts import AccountQueries, StatementEntry
@@ -41,6 +40,7 @@ from tests.support import (
     build_marketplace,
     deliver_payment_notifications,
     open_test_runtime,
+    store_settings,
     top_up,
 )
 
@@ -52,7 +52,7 @@ COMMISSION_BASIS_POINTS = 1000
 def world(database_url: str) -> Iterator[World]:
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
-    read_side = open_read_side(Settings(database_url=database_url))
+    read_side = open_read_side(store_settings(database_url))
     yield World(build_marketplace(runtime, clock, top_up_cents=DEPOSIT_CENTS), read_side)
     read_side.close()
     runtime.close()
@@ -293,7 +293,7 @@ def test_a_top_up_is_credited_only_once_the_provider_confirms_it(world: World) -
 def unhurried_world(database_url: str, unhurried_market: Marketplace) -> Iterator[World]:
     """A marketplace whose sandbox settles payments and transfers, and notifies, a
     second later: a payout in transit can be seen before it is posted or voided."""
-    read_side = open_read_side(Settings(database_url=database_url))
+    read_side = open_read_side(store_settings(database_url))
     yield World(unhurried_market, read_side)
     read_side.close()
 

@@ -23,7 +23,6 @@ from commands.bookings import BookingAction, CancelBooking, DeclineBooking, Resc
 from commands.context import Actor
 from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
-from prep_es.store.settings import Settings
 from projections.analytics import AnalyticsProjection
 from projections.generations import ensure_ready, generations, request_rebuild
 from projections.runners import ProjectionRunner
@@ -39,6 +38,7 @@ from tests.support import (
     create_user,
     open_test_runtime,
     publish_compliant_kitchen,
+    store_settings,
 )
 
 T0 = START_OF_TESTS  # Monday 2030-01-07 17:00 UTC, 09:00 in Los Angeles
@@ -79,7 +79,7 @@ class World:
 def world(database_url: str) -> Iterator[World]:
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
-    read_side = open_read_side(Settings(database_url=database_url))
+    read_side = open_read_side(store_settings(database_url))
     yield World(build_marketplace(runtime, clock), read_side)
     read_side.close()
     runtime.close()

@@ -18,7 +18,6 @@ from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.personal_cipher import PersonalDataCipher
 from prep_es.store.redaction import REDACTED
 from prep_es.store.replay import replay_aggregate
-from prep_es.store.settings import Settings
 from projections.audit import AuditProjection
 from projections.generations import ensure_ready
 from projections.runners import ProjectionRunner
@@ -32,6 +31,7 @@ from tests.support import (
     as_actor,
     build_marketplace,
     open_test_runtime,
+    store_settings,
 )
 
 T0 = START_OF_TESTS
@@ -80,7 +80,7 @@ def world(database_url: str) -> Iterator[World]:
     cancelled by its customer (a 100 % fee), and another left pending."""
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
-    read_side = open_read_side(Settings(database_url=database_url))
+    read_side = open_read_side(store_settings(database_url))
     market = build_marketplace(runtime, clock)
     commands = runtime.commands.bookings
     booking = market.request_booking(T0 + DAY)

@@ -23,7 +23,6 @@ from commands.bookings import (
 from commands.context import Actor
 from commands.payouts import RequestPayout, SetPayoutDestination
 from prep_es.services.readside import ReadSide, open_read_side
-from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection
 from projections.base import Projection
 from projections.bookings import BookingsProjection
@@ -41,6 +40,7 @@ from tests.support import (
     deliver_payment_notifications,
     open_test_runtime,
     publish_compliant_kitchen,
+    store_settings,
 )
 
 READ_MODELS: tuple[type[Projection], ...] = (BookingsProjection, AccountsProjection)
@@ -78,7 +78,7 @@ class World:
 def world(database_url: str) -> Iterator[World]:
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
-    read_side = open_read_side(Settings(database_url=database_url))
+    read_side = open_read_side(store_settings(database_url))
     yield World(build_marketplace(runtime, clock), read_side)
     read_side.close()
     runtime.close()

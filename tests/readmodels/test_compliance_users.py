@@ -22,7 +22,6 @@ from commands.users import UpdateUser
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.services.runtime import Runtime
-from prep_es.store.settings import Settings
 from projections.base import Projection
 from projections.compliance import ComplianceProjection
 from projections.database import ReadDatabase
@@ -40,6 +39,7 @@ from tests.support import (
     as_actor,
     create_user,
     open_test_runtime,
+    store_settings,
 )
 
 TODAY = date(2030, 1, 23)
@@ -129,7 +129,7 @@ def build_world(url: str) -> World:
     )
     clock.now = datetime(2030, 1, 12, 9, tzinfo=UTC)
     assert len(runtime.commands.sweeper.sweep().lapsed_certificate_ids) == 1
-    read_side = open_read_side(Settings(database_url=url))
+    read_side = open_read_side(store_settings(url))
     world = World(
         runtime=runtime,
         read_side=read_side,

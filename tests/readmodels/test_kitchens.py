@@ -39,7 +39,6 @@ from commands.kitchens import (
 )
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.services.runtime import Runtime
-from prep_es.store.settings import Settings
 from projections.compliance import ComplianceProjection
 from projections.database import ReadDatabase, Sql
 from projections.generations import ensure_ready, request_rebuild
@@ -58,6 +57,7 @@ from tests.support import (
     open_test_runtime,
     publish_compliant_kitchen,
     search_filters,
+    store_settings,
     top_up,
 )
 
@@ -305,7 +305,7 @@ def build_world(url: str) -> World:
     assert report.completed_booking_ids == [completed]
     assert report.expired_booking_ids == [expired]
     assert len(report.lapsed_certificate_ids) == 1
-    read_side = open_read_side(Settings(database_url=url))
+    read_side = open_read_side(store_settings(url))
     world = World(
         runtime=runtime,
         read_side=read_side,
@@ -766,7 +766,7 @@ def test_a_material_edit_takes_a_kitchen_out_of_search_until_approved_again(
 ) -> None:
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
-    read_side = open_read_side(Settings(database_url=database_url))
+    read_side = open_read_side(store_settings(database_url))
     try:
         admin = create_user(runtime, "admin", "admin@example.com")
         host = create_user(runtime, "host", "host@example.com")

@@ -43,7 +43,6 @@ from aggregates.top_up import TopUp
 from aggregates.user import User
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.eventstore import PrepApplication, open_application
-from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection
 from projections.base import Projection
 from projections.generations import ensure_ready
@@ -52,6 +51,7 @@ from projections.runners import ProjectionRunner
 from queries.accounts import AccountQueries, StatementEntry
 from queries.base import PageRequest, Viewer
 from queries.payments import PaymentQueries
+from tests.support import store_settings
 
 REQUESTED_AT = datetime(2030, 1, 7, 17, 0, tzinfo=UTC)
 
@@ -266,8 +266,8 @@ class Payments:
 
 @pytest.fixture
 def payments(database_url: str) -> Iterator[Payments]:
-    app = open_application(Settings(database_url=database_url))
-    read_side = open_read_side(Settings(database_url=database_url))
+    app = open_application(store_settings(database_url))
+    read_side = open_read_side(store_settings(database_url))
     yield Payments(app, read_side)
     read_side.close()
     app.close()

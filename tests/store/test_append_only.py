@@ -10,8 +10,9 @@ import pytest
 from psycopg import sql
 
 from prep_es.store.eventstore import PrepApplication, open_application
-from prep_es.store.settings import Settings, SqliteLocation, parse_database_url
+from prep_es.store.settings import SqliteLocation, parse_database_url
 from tests.store.counter import SNAPSHOT_INTERVAL, Counter
+from tests.support import store_settings
 
 POSTGRES_TABLES = ("prep_es_events", "prep_es_snapshots")
 SQLITE_TABLES = ("stored_events", "stored_snapshots")
@@ -29,7 +30,7 @@ def _record_history(app: PrepApplication) -> None:
 
 @pytest.fixture
 def postgres_app(fresh_postgres_url: str) -> Iterator[PrepApplication]:
-    app = open_application(Settings(database_url=fresh_postgres_url))
+    app = open_application(store_settings(fresh_postgres_url))
     _record_history(app)
     yield app
     app.close()
@@ -37,7 +38,7 @@ def postgres_app(fresh_postgres_url: str) -> Iterator[PrepApplication]:
 
 @pytest.fixture
 def sqlite_app(sqlite_url: str) -> Iterator[PrepApplication]:
-    app = open_application(Settings(database_url=sqlite_url))
+    app = open_application(store_settings(sqlite_url))
     _record_history(app)
     yield app
     app.close()
@@ -106,7 +107,7 @@ def test_postgres_triggers_are_created_once_however_often_the_store_opens(
     postgres_app: PrepApplication, fresh_postgres_url: str
 ) -> None:
     for _ in range(2):
-        open_application(Settings(database_url=fresh_postgres_url)).close()
+        open_application(store_settings(fresh_postgres_url)).close()
 
     with psycopg.connect(fresh_postgres_url) as connection:
         rows = connection.execute(

@@ -13,6 +13,7 @@ from prep_es.store.postgres_recorders import PrepPostgresFactory
 from prep_es.store.settings import Settings
 from prep_es.store.sqlite_recorders import PrepSQLiteFactory
 from tests.store.counter import SNAPSHOT_INTERVAL, Counter
+from tests.support import store_settings
 
 
 def test_position_is_zero_when_empty_then_the_latest_notification_id(
@@ -127,7 +128,7 @@ def test_process_environment_does_not_configure_the_store(
 
 @pytest.mark.postgres
 def test_close_closes_the_connection_pool(fresh_postgres_url: str) -> None:
-    app = open_application(Settings(database_url=fresh_postgres_url, postgres_pool_size=3))
+    app = open_application(store_settings(fresh_postgres_url, postgres_pool_size=3))
     datastore = datastore_of(app)
     assert app.position() == 0
     assert datastore.pool.max_size == 3  # type: ignore[union-attr]
@@ -138,7 +139,7 @@ def test_close_closes_the_connection_pool(fresh_postgres_url: str) -> None:
 
 
 def test_memory_database_is_shared_by_the_pool() -> None:
-    app = open_application(Settings(database_url="sqlite:///:memory:"))
+    app = open_application(store_settings("sqlite:///:memory:"))
     try:
         counter = Counter(label="memory")
         app.save(counter)
@@ -150,7 +151,7 @@ def test_memory_database_is_shared_by_the_pool() -> None:
 
 @pytest.mark.postgres
 def test_a_subscription_sees_appends_made_right_after_it_starts(fresh_postgres_url: str) -> None:
-    app = open_application(Settings(database_url=fresh_postgres_url))
+    app = open_application(store_settings(fresh_postgres_url))
     try:
         with ThreadPoolExecutor(max_workers=1) as executor:
             for _ in range(20):

@@ -18,7 +18,7 @@ from psycopg.sql import SQL
 from prep_es.store.eventstore import open_application
 from prep_es.store.group_commit import Append, AppendOutcome, GroupCommit
 from prep_es.store.postgres_recorders import AppendOnlyPostgresApplicationRecorder
-from prep_es.store.settings import Settings
+from tests.support import store_settings
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def recorder(fresh_postgres_url: str) -> Iterator[AppendOnlyPostgresApplicationRecorder]:
-    app = open_application(Settings(database_url=fresh_postgres_url))
+    app = open_application(store_settings(fresh_postgres_url))
     assert isinstance(app.recorder, AppendOnlyPostgresApplicationRecorder)
     yield app.recorder
     app.close()

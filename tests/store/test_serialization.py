@@ -20,8 +20,8 @@ from eventsourcing.utils import register_topic
 from aggregates.base import DomainEvent, EventMetadata, recording_metadata
 from prep_es.store.eventstore import PrepApplication, open_application
 from prep_es.store.serialization import OrjsonTranscoder, PydanticMapper
-from prep_es.store.settings import Settings
 from tests.store.counter import Counter
+from tests.support import store_settings
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def test_a_saved_event_reads_back_equal(application: PrepApplication) -> None:
 
 
 def test_stored_events_load_after_their_classes_move(sqlite_url: str) -> None:
-    app = open_application(Settings(database_url=sqlite_url))
+    app = open_application(store_settings(sqlite_url))
     counter = Counter(label="moved")
     counter.increment(4)
     counter.increment(1)

@@ -19,8 +19,10 @@ from prep_es.store.settings import (
     parse_database_url,
     secret_entropy_bits,
 )
+from tests.support import TEST_MASTER_KEY
 
 SECRET_32_BYTES = "settings-secret-Pz5Kd9Wm2Tq7Lx4B"
+POSTGRES_URL = "postgresql://prep@127.0.0.1/prep"
 
 
 def test_defaults_are_embedded_and_need_no_environment() -> None:
@@ -40,6 +42,7 @@ def test_environment_values_are_parsed() -> None:
             "PREP_ES_DATABASE_URL": "postgresql://prep:p%40ss@db.internal:6543/ledger",
             "PREP_ES_ACCESS_TOKEN_TTL": "600",
             "PREP_ES_JWT_SECRET": SECRET_32_BYTES,
+            "PREP_ES_MASTER_KEY": TEST_MASTER_KEY,
             "PREP_ES_REDIS_URL": "redis://127.0.0.1:6379/0",
             "PREP_ES_ADMIN_EMAIL": "admin@prep.example",
             "PREP_ES_ADMIN_PASSWORD": "correct horse",
@@ -54,6 +57,7 @@ def test_environment_values_are_parsed() -> None:
     assert settings.access_token_ttl == 600
     assert settings.read_database_url is None
     assert settings.require_production_secret() == SecretStr(SECRET_32_BYTES)
+    assert settings.master_key == SecretStr(TEST_MASTER_KEY)
 
 
 @pytest.mark.parametrize(
@@ -236,8 +240,10 @@ def test_constructing_settings_ignores_the_process_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PREP_ES_DATABASE_URL", "postgresql://prep@elsewhere/prep")
+    monkeypatch.setenv("PREP_ES_MASTER_KEY", TEST_MASTER_KEY)
 
     assert Settings().database_url == "sqlite:///./prep_es.db"
+    assert Settings().master_key is None
     assert load_settings().database_url == "postgresql://prep@elsewhere/prep"
 
 
@@ -263,3 +269,60 @@ def test_a_top_up_limit_above_the_daily_limit_is_refused() -> None:
         load_settings(
             {"PREP_ES_TOP_UP_CENTS_MAX": "500000", "PREP_ES_TOP_UP_DAILY_CENTS_MAX": "1000"}
         )
+
+
+# --- the master key ------------------------------------------------------------------
+
+
+def test_postgres_mode_refuses_to_start_without_a_master_key() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"PREP_ES_DATABASE_URL": POSTGRES_URL})
+    message = str(caught.value)
+    assert "PREP_ES_MASTER_KEY is required" in message
+    assert "openssl rand -base64 32" in message
+
+    settings = load_settings(
+        {"PREP_ES_DATABASE_URL": POSTGRES_URL, "PREP_ES_MASTER_KEY": TEST_MASTER_KEY}
+    )
+    assert settings.master_key == SecretStr(TEST_MASTER_KEY)
+
+
+def test_embedded_mode_needs_no_master_key() -> None:
+    """It keeps a generated one beside the database file."""
+    assert load_settings({}).master_key is None
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        base64.b64encode(bytes(range(200, 232))).decode(),  # standard alphabet, padded
+        base64.urlsafe_b64encode(bytes(range(200, 232))).decode().rstrip("="),  # URL-safe
+        f"  {TEST_MASTER_KEY}\n",  # as read from a file
+    ],
+)
+def test_a_master_key_is_32_bytes_in_either_base64_alphabet(key: str) -> None:
+    for name in ("PREP_ES_MASTER_KEY", "PREP_ES_PREVIOUS_MASTER_KEY"):
+        assert load_settings({name: key, "PREP_ES_DATABASE_URL": "sqlite:///x.db"}) is not None
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        base64.b64encode(secrets.token_bytes(31)).decode(),
+        base64.b64encode(secrets.token_bytes(33)).decode(),
+        base64.b64encode(secrets.token_bytes(64)).decode(),
+        "correct horse battery staple, but not base64 at all!",
+        TEST_MASTER_KEY + "!",
+        TEST_MASTER_KEY[:-5],
+        secrets.token_hex(32),  # 64 hex digits: 48 bytes read as base64
+    ],
+)
+def test_a_malformed_master_key_is_refused_without_echoing_it(key: str) -> None:
+    for name in ("PREP_ES_MASTER_KEY", "PREP_ES_PREVIOUS_MASTER_KEY"):
+        with pytest.raises(SettingsError) as caught:
+            load_settings({"PREP_ES_MASTER_KEY": TEST_MASTER_KEY} | {name: key})
+        message = str(caught.value)
+        assert f"{name} must be 32 random bytes in base64" in message
+        assert key.strip() not in message
+        with pytest.raises(ValidationError, match=name):
+            Settings.model_validate({name.removeprefix("PREP_ES_").lower(): key})
