@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 
 from aggregates.base import derived_id
-from aggregates.errors import ActorNotAdmitted, InvalidRequest
+from aggregates.errors import ActorNotAdmitted, EmailTaken, InvalidRequest
 from aggregates.user import REVOKED_TOKENS_MAX, EmailClaim, User, check_password, normalize_email
 from tests.domain.scenario import NOW, given, raises_code, refused, then, then_nothing
 
@@ -308,13 +308,32 @@ def test_user_registered_upcasts_name_to_full_name() -> None:
     assert state == {"email": "a@example.com", "full_name": "Alice", "role": "host"}
 
 
-def test_email_claim_id_is_derived_from_the_normalized_email() -> None:
-    email = normalize_email("Alice@Example.com")
-    first = EmailClaim(email=email, user_id=UUID(int=1))
-    second = EmailClaim(email=email, user_id=UUID(int=2))
-    assert first.id == second.id == derived_id("email", "alice@example.com")
-    assert EmailClaim(email="bob@example.com", user_id=UUID(int=1)).id != first.id
-    then(first, (EmailClaim.EmailClaimed, {"email": email, "user_id": UUID(int=1)}))
+def test_an_email_claim_is_keyed_by_the_email_digest_and_keeps_no_email() -> None:
+    """The digest is the store's keyed hash of the normalized email (see
+    ``tests/store/test_personal_data.py``): one claim per digest, and the email itself is
+    in none of its events."""
+    first = EmailClaim(email_digest="d1" * 32, user_id=UUID(int=1))
+    second = EmailClaim(email_digest="d1" * 32, user_id=UUID(int=2))
+    assert first.id == second.id == derived_id("email-digest", "d1" * 32)
+    assert EmailClaim(email_digest="d2" * 32, user_id=UUID(int=1)).id != first.id
+    then(first, (EmailClaim.EmailClaimed, {"email_digest": "d1" * 32, "user_id": UUID(int=1)}))
+
+
+def test_a_released_email_may_be_claimed_again_by_one_user() -> None:
+    claim = EmailClaim(email_digest="d1" * 32, user_id=UUID(int=1))
+    history = claim.collect_events()
+    with refused(claim, EmailTaken, "email_taken"):
+        claim.reclaim(UUID(int=2), "alice@example.com")
+    claim.release(UUID(int=1))
+    released = then(claim, (EmailClaim.EmailReleased, {"user_id": UUID(int=1)}))
+    claim = given(*history, *released)
+    assert claim.user_id is None
+    claim.check_free("alice@example.com")
+    claim.reclaim(UUID(int=2), "alice@example.com")
+    then(claim, (EmailClaim.EmailReclaimed, {"user_id": UUID(int=2)}))
+    assert claim.user_id == UUID(int=2)
+    with refused(claim, EmailTaken, "email_taken"):
+        claim.reclaim(UUID(int=3), "alice@example.com")
 
 
 # --- tokens ------------------------------------------------------------------------------
