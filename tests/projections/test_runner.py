@@ -15,6 +15,8 @@ from eventsourcing.utils import get_topic
 from aggregates.idempotency import IdempotencyRecord
 from aggregates.user import User
 from prep_es.services.readside import ReadSide
+from prep_es.store.personal_cipher import is_envelope
+from prep_es.store.serialization import OrjsonTranscoder, PydanticMapper
 from projections.append_signals import AppendSignal
 from projections.audit import AuditProjection
 from projections.base import Projection, fold
@@ -295,14 +297,23 @@ def test_audit_rows_built_by_postgresql_equal_the_rows_built_in_python(
     market: Marketplace, read_side: ReadSide
 ) -> None:
     """On PostgreSQL the audit projection builds its rows by SQL from the events table;
-    they must be the rows its Python path builds, secrets redacted at any depth."""
+    they must be the rows its Python path builds: personal fields as sealed, secrets
+    redacted at any depth (also in an event written before personal fields were sealed,
+    which a store not yet migrated still holds)."""
     database = read_side.write_database
     if database.dialect != "postgresql":
         pytest.skip("SQLite builds audit rows in Python only")
     app = market.runtime.app
     market.request_booking(START_OF_TESTS + timedelta(days=3))
     nested_secret = {"user": {"password_hash": "x", "logins": [{"password_hash": "y"}]}}
-    app.save(IdempotencyRecord(scope="test", key="k", request_hash="h", result=nested_secret))
+    unsealed = PydanticMapper(transcoder=OrjsonTranscoder())
+    written_before_sealing = IdempotencyRecord(
+        scope="test", key="k", request_hash="h", result=nested_secret
+    )
+    app.recorder.insert_events(
+        [unsealed.to_stored_event(e) for e in written_before_sealing.collect_events()]
+    )
+    app.save(IdempotencyRecord(scope="test", key="sealed", request_hash="h", result=nested_secret))
     ensure_ready(database, AuditProjection)
     in_database = ProjectionRunner(AuditProjection, app, database, batch_size=9)
     assert in_database.events_table is not None
@@ -316,12 +327,19 @@ def test_audit_rows_built_by_postgresql_equal_the_rows_built_in_python(
 
     assert len(built_by_sql) == app.position()
     assert audit_rows(read_side) == built_by_sql
-    [recorded] = [r for r in built_by_sql if r["event_type"].startswith("IdempotencyRecord.")]
-    assert recorded["payload"]["result"] == {
+    recorded = {
+        r["aggregate_id"]: r["payload"]["result"]
+        for r in built_by_sql
+        if r["event_type"].startswith("IdempotencyRecord.")
+    }
+    assert recorded.pop(written_before_sealing.id) == {
         "user": {"password_hash": "***", "logins": [{"password_hash": "***"}]}
     }
+    [sealed] = recorded.values()
+    assert is_envelope(sealed)
     registered = [r for r in built_by_sql if r["event_type"] == "User.UserRegistered"]
     assert registered and all(r["payload"]["password_hash"] == "***" for r in registered)
+    assert all(is_envelope(r["payload"]["email"]) for r in registered)
 
 
 def test_an_event_audit_cannot_build_by_sql_stops_it_at_that_event(
