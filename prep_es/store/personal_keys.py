@@ -36,10 +36,18 @@ from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
+import psycopg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import InternalError
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
+
+from prep_es.store.postgres_recorders import (
+    DatabaseRefusesWrites,
+    new_session_refuses_writes,
+    renew_sessions,
+)
 
 KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
@@ -378,16 +386,15 @@ class DataKeys:
         if key is None:
             wrapped_now = secrets.token_bytes(KEY_BYTES)
             master = self._keys.current
-            with self._sql.transaction() as cursor:
-                cursor.execute(
-                    self._sql.insert,
-                    (
-                        self._sql.subject(subject),
-                        master.wrap(subject, wrapped_now),
-                        master.key_id,
-                        _now(),
-                    ),
-                )
+            self._write(
+                self._sql.insert,
+                (
+                    self._sql.subject(subject),
+                    master.wrap(subject, wrapped_now),
+                    master.key_id,
+                    _now(),
+                ),
+            )
             key = self._load(subject)  # another process may have made it first
             if key is None:
                 raise SubjectErased(f"{subject} was erased: nothing personal is kept about them")
@@ -397,9 +404,8 @@ class DataKeys:
     def destroy(self, subject: UUID) -> None:
         """Destroy the subject's data key for good: what was encrypted with it can no
         longer be read by anyone, and nothing new can be encrypted for them."""
-        with self._sql.transaction() as cursor:
-            now = _now()
-            cursor.execute(self._sql.erase, (self._sql.subject(subject), now, now))
+        now = _now()
+        self._write(self._sql.erase, (self._sql.subject(subject), now, now))
         with self._lock:
             self._cache.pop(subject, None)
         self._sql.forget_overwritten()
@@ -462,6 +468,26 @@ class DataKeys:
         anyone holding a copy of the store confirm guesses against."""
         secret = self.for_writing(EMAIL_INDEX_SUBJECT)
         return hmac.new(secret, data, hashlib.sha256).hexdigest()
+
+    def _write(self, statement: str, parameters: tuple[Any, ...]) -> None:
+        """Run one writing statement in a transaction of its own. A PostgreSQL session
+        that refuses writes is handled as the event store's appends handle it (see
+        :mod:`prep_es.store.postgres_recorders`): the pooled sessions are renewed once
+        if a new session takes writes, else :class:`DatabaseRefusesWrites` is raised."""
+        datastore = self._sql.datastore
+        for renewed in (False, True):
+            try:
+                with self._sql.transaction() as cursor:
+                    cursor.execute(statement, parameters)
+            except InternalError as error:
+                read_only = isinstance(error.__cause__, psycopg.errors.ReadOnlySqlTransaction)
+                if not (read_only and isinstance(datastore, PostgresDatastore)):
+                    raise
+                if renewed or new_session_refuses_writes(datastore):
+                    raise DatabaseRefusesWrites(str(error)) from error
+                renew_sessions(datastore)
+            else:
+                return
 
     def _load(self, subject: UUID) -> bytes | None:
         with self._sql.transaction() as cursor:

@@ -231,6 +231,26 @@ def session_refuses_writes(connection: psycopg.Connection[Any]) -> bool:
     return bool(value == "on")
 
 
+def new_session_refuses_writes(datastore: PostgresDatastore) -> bool:
+    """Whether the database refuses writes now, asked in a session of its own: a
+    pooled session keeps the ``default_transaction_read_only`` it began with."""
+    pool_kwargs = datastore.pool.kwargs
+    assert isinstance(pool_kwargs, dict)
+    kwargs = {key: value for key, value in pool_kwargs.items() if key != "row_factory"}
+    with psycopg.connect(
+        **kwargs, autocommit=True, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S
+    ) as connection:
+        return session_refuses_writes(connection)
+
+
+def renew_sessions(datastore: PostgresDatastore) -> None:
+    """The database takes writes again, but every pooled session that began while it
+    did not still refuses them (its default was fixed when it began): replace them all,
+    those in use as they come back."""
+    logger.warning("the database takes writes again: renewing the pooled sessions")
+    datastore.pool.drain()
+
+
 def qualified_table(datastore: PostgresDatastore, table: str) -> Composed:
     """``schema.table``, each part quoted, for composing statements."""
     return SQL("{schema}.{table}").format(
@@ -365,29 +385,11 @@ class AppendOnlyPostgresApplicationRecorder(PostgresApplicationRecorder):
             except InternalError as error:
                 if not isinstance(error.__cause__, psycopg.errors.ReadOnlySqlTransaction):
                     raise
-                if sessions_renewed or self._new_session_refuses_writes():
+                if sessions_renewed or new_session_refuses_writes(self.datastore):
                     raise DatabaseRefusesWrites(str(error)) from error
-                self._renew_sessions()
+                renew_sessions(self.datastore)
                 sessions_renewed = True
         return self._send_appends(appends, resent=True)  # the last try: its failure is raised
-
-    def _new_session_refuses_writes(self) -> bool:
-        """Whether the database refuses writes now, asked in a session of its own: a
-        pooled session keeps the ``default_transaction_read_only`` it began with."""
-        pool_kwargs = self.datastore.pool.kwargs
-        assert isinstance(pool_kwargs, dict)
-        kwargs = {key: value for key, value in pool_kwargs.items() if key != "row_factory"}
-        with psycopg.connect(
-            **kwargs, autocommit=True, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S
-        ) as connection:
-            return session_refuses_writes(connection)
-
-    def _renew_sessions(self) -> None:
-        """The database takes writes again, but every pooled session that began while
-        it did not still refuses them (its default was fixed when it began): replace
-        them all, those in use as they come back."""
-        logger.warning("the database takes writes again: renewing the pooled sessions")
-        self.datastore.pool.drain()
 
     def _send_appends(self, appends: Sequence[Append], *, resent: bool) -> list[AppendOutcome]:
         """One statement, one round trip, one transaction (the connection is in
