@@ -75,6 +75,7 @@ from bench.processes import (
     server,
 )
 from bench.reporting import run_meta
+from tests.support import master_key_environment
 
 REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"
 REDIS_URL_DEFAULT: Final = "redis://127.0.0.1:6379/15"
@@ -180,6 +181,7 @@ def our_server(where: Backend, logs: Path) -> Iterator[Server]:
         PREP_ES_DATABASE_URL=where.database_url,
         PREP_ES_JWT_SECRET=secrets.token_hex(32),
         PREP_ES_LOGIN_FAILURES_MAX=str(LOGIN_FAILURES_MAX),
+        **master_key_environment(where.database_url),
         **({"PREP_ES_REDIS_URL": where.redis_url} if where.redis_url else {}),
     )
     with server("prep-es", command, environment, logs) as running:

@@ -100,7 +100,9 @@ from tests.support import (
     TEST_PAYMENT_SETTINGS,
     as_actor,
     create_user,
+    master_key_settings,
     publish_compliant_kitchen,
+    store_settings,
     top_up,
 )
 
@@ -435,6 +437,7 @@ def open_booking_runtime(url: str) -> Runtime:
     settings = Settings.model_validate(
         {
             "database_url": url,
+            **master_key_settings(url),
             "aggregate_cache_size": Settings.model_fields["aggregate_cache_size"].default,
             "postgres_pool_size": POOL_SIZE,
             **TEST_PAYMENT_SETTINGS,
@@ -733,7 +736,7 @@ def bench_account_load(url: str, plan: Plan, report: Report) -> tuple[float, flo
 
     The two accounts live in one store and their loads alternate, so a change in the
     machine's background load falls on both alike."""
-    app = open_application(Settings(database_url=url, aggregate_cache_size=0))
+    app = open_application(store_settings(url, aggregate_cache_size=0))
     try:
         small = Account(owner_id=uuid4())
         large = Account(owner_id=uuid4())

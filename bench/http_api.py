@@ -106,7 +106,12 @@ from prep_es.services.readside import open_read_side, start_projectors
 from prep_es.services.runtime import Runtime, open_runtime, system_clock
 from prep_es.store.settings import Settings
 from projections.status import projection_statuses
-from tests.support import TEST_PAYMENT_SETTINGS, deliver_payment_notifications
+from tests.support import (
+    TEST_PAYMENT_SETTINGS,
+    deliver_payment_notifications,
+    master_key_environment,
+    master_key_settings,
+)
 
 REDIS_VARIABLE: Final = "PREP_ES_BENCH_REDIS_URL"
 REDIS_URL_DEFAULT: Final = "redis://127.0.0.1:6379/14"
@@ -448,6 +453,7 @@ def our_environment(url: str, redis_url: str) -> dict[str, str]:
         PREP_ES_REDIS_URL=redis_url,
         PREP_ES_JWT_SECRET=JWT_SECRET,
         PREP_ES_POSTGRES_POOL_SIZE=str(POOL_SIZE),
+        **master_key_environment(url),
     )
 
 
@@ -932,6 +938,7 @@ def run_benchmarks(plan: Plan, *, in_process_only: bool = False) -> None:
         settings = Settings.model_validate(
             {
                 "database_url": url,
+                **master_key_settings(url),
                 "postgres_pool_size": POOL_SIZE,
                 "jwt_secret": JWT_SECRET,
                 **TEST_PAYMENT_SETTINGS,

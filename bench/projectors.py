@@ -130,6 +130,8 @@ from tests.support import (
     MutableClock,
     as_actor,
     create_user,
+    master_key_environment,
+    master_key_settings,
     publish_compliant_kitchen,
     top_up,
 )
@@ -250,6 +252,7 @@ def store_settings(url: str, *, aggregate_cache_size: int | None = None) -> Sett
     return Settings.model_validate(
         {
             "database_url": url,
+            **master_key_settings(url),
             "postgres_pool_size": POOL_SIZE,
             "aggregate_cache_size": (
                 default_cache if aggregate_cache_size is None else aggregate_cache_size
@@ -681,6 +684,7 @@ def child_environment(url: str) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith("PREP_ES_")},
         "PREP_ES_DATABASE_URL": url,
+        **master_key_environment(url),
     }
 
 
