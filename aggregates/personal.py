@@ -24,18 +24,25 @@ rebuilding, the audit trail) check that list, never the ciphertext.
 Snapshots hold an aggregate's attributes, not its events' fields: an aggregate with
 personal attributes lists them in ``PERSONAL_ATTRIBUTES`` and names the attribute holding
 their subject in ``PERSONAL_SUBJECT_ATTRIBUTE``.
+
+Every other event field that can hold text is listed in :data:`NOT_PERSONAL` with the
+reason it is not personal (a test fails on a text field that is in neither), and
+:func:`inventory_markdown` renders the whole inventory as a table.
 """
 
 from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Final, TypeVar, Union
+from typing import Annotated, Any, Final, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core.core_schema import ValidationInfo
+
+from aggregates.base import EventMetadata
 
 ERASED_CONTEXT: Final = {"erased": True}
 """The validation context under which a personal field may be ``None`` though its type
@@ -106,3 +113,234 @@ def personal_subject_field(model: type[BaseModel]) -> str:
         subject,
     )
     return subject
+
+
+# --- the inventory ----------------------------------------------------------------------
+
+_LISTING: Final = "a licensed business's public listing"
+_LISTING_FIELDS: Final = "names of a listing's fields"
+_ADMIN_LISTING: Final = "an admin's decision on a listing, kept for the audit"
+_ADMIN_CERTIFICATE: Final = "an admin's decision on a certificate, kept for the audit"
+_PROVIDER_REFERENCE: Final = "a payment provider's reference: no personal data"
+_PROVIDER: Final = "a payment provider's name"
+_CODE: Final = "a code"
+_STATUS: Final = "a status code"
+_FAILURE: Final = "a provider's failure code"
+
+NOT_PERSONAL: Final[Mapping[str, str]] = types.MappingProxyType(
+    {
+        "metadata.actor_role": "a role code",
+        "metadata.request_id": "a request's id: a short token of safe characters",
+        "metadata.correlation_id": "a request's id or an Idempotency-Key: a short token",
+        "Account.PayoutDestinationSet.destination": (
+            "a payment provider's account id (acct_...): no personal data"
+        ),
+        "Account.TopUpCredited.payment_reference": _PROVIDER_REFERENCE,
+        "Account.TopUpStarted.day": "a UTC date, the daily top-up limit's",
+        "Booking.BookingCancelled.cancelled_by_role": "a role code",
+        "Booking.BookingRequested.status": _STATUS,
+        "EmailClaim.EmailClaimed.email_digest": (
+            "a keyed hash of the email: no email can be found or checked from it "
+            "without the server's secret"
+        ),
+        "IdempotencyRecord.IdempotencyKeyRecorded.scope": (
+            "an id: the caller's, or the email claim's"
+        ),
+        "IdempotencyRecord.IdempotencyKeyRecorded.key": (
+            "an Idempotency-Key: a token a client program chooses"
+        ),
+        "IdempotencyRecord.IdempotencyKeyRecorded.request_hash": "a hash of the request",
+        "Kitchen.CertificateAttached.kind": "a certificate kind code",
+        "Kitchen.CertificateAttached.number": (
+            "a licensed business's certificate number, shown with its listing"
+        ),
+        "Kitchen.CertificateAttached.document_sha256": "a hash of the document",
+        "Kitchen.CertificateRejected.reason": _ADMIN_CERTIFICATE,
+        "Kitchen.KitchenCreated.name": _LISTING,
+        "Kitchen.KitchenCreated.description": _LISTING,
+        "Kitchen.KitchenCreated.city": _LISTING,
+        "Kitchen.KitchenCreated.jurisdiction": "a jurisdiction code",
+        "Kitchen.KitchenCreated.address": _LISTING,
+        "Kitchen.KitchenCreated.amenities": _LISTING,
+        "Kitchen.KitchenRejected.reason": _ADMIN_LISTING,
+        "Kitchen.KitchenSentBackForReview.material_fields": _LISTING_FIELDS,
+        "Kitchen.KitchenSuspended.reason": _ADMIN_LISTING,
+        "Kitchen.KitchenUpdated.name": _LISTING,
+        "Kitchen.KitchenUpdated.description": _LISTING,
+        "Kitchen.KitchenUpdated.city": _LISTING,
+        "Kitchen.KitchenUpdated.address": _LISTING,
+        "Kitchen.KitchenUpdated.amenities": _LISTING,
+        "Kitchen.KitchenUpdated.changed_since_approval": _LISTING_FIELDS,
+        "PaymentNotification.PaymentNotificationReceived.provider": _PROVIDER,
+        "PaymentNotification.PaymentNotificationReceived.event_id": (
+            "a payment provider's event id"
+        ),
+        "PaymentNotification.PaymentNotificationReceived.event_type": (
+            "a payment provider's event type code"
+        ),
+        "PaymentNotification.PaymentNotificationReceived.subject": (
+            "what the notification is about (a top-up, a payout): a code"
+        ),
+        "PaymentNotification.PaymentNotificationReceived.reference": _PROVIDER_REFERENCE,
+        "PaymentNotification.PaymentNotificationReceived.status": _STATUS,
+        "PaymentNotification.PaymentNotificationReceived.currency": "a currency code",
+        "PaymentNotification.PaymentNotificationReceived.failure_code": _FAILURE,
+        "PaymentNotification.PaymentNotificationReceived.outcome": _CODE,
+        "Payout.PayoutFailed.transfer_reference": _PROVIDER_REFERENCE,
+        "Payout.PayoutFailed.status": _STATUS,
+        "Payout.PayoutFailed.failure_code": _FAILURE,
+        "Payout.PayoutPaid.transfer_reference": _PROVIDER_REFERENCE,
+        "Payout.PayoutRequested.method": _CODE,
+        "Payout.PayoutRequested.destination": (
+            "a payment provider's account id (acct_...): no personal data"
+        ),
+        "Payout.PayoutRequested.payment_reference": _PROVIDER_REFERENCE,
+        "Payout.PayoutRequested.provider": _PROVIDER,
+        "Payout.PayoutSubmitted.transfer_reference": _PROVIDER_REFERENCE,
+        "TopUp.TopUpFailed.payment_reference": _PROVIDER_REFERENCE,
+        "TopUp.TopUpFailed.status": _STATUS,
+        "TopUp.TopUpFailed.failure_code": _FAILURE,
+        "TopUp.TopUpProcessing.payment_reference": _PROVIDER_REFERENCE,
+        "TopUp.TopUpRequested.payment_method": (
+            "a payment provider's payment method id (pm_...), never a card number"
+        ),
+        "TopUp.TopUpRequested.provider": _PROVIDER,
+        "TopUp.TopUpSucceeded.payment_reference": _PROVIDER_REFERENCE,
+        "User.TokenRevoked.token_id": "a token's random id",
+        "User.UserErased.reason": (
+            "why the person was forgotten: kept for the audit, which outlives their key"
+        ),
+        "User.UserRegistered.role": "a role code",
+        "User.UserRoleChanged.role": "a role code",
+    }
+)
+"""Every event field that can hold text (``str``, ``str | None``, ``list[str]``, a
+``dict``) and is not :data:`Personal`, keyed ``"Topic.field"`` (``"metadata.field"`` for
+the metadata every event carries), with why it is not personal."""
+
+_ENVELOPE_FIELDS: Final = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "originator_topic",
+        "timestamp",
+        "metadata",
+        "erased_fields",
+    }
+)
+"""What every event carries beside its own fields (the metadata is inventoried once)."""
+
+
+@dataclass(frozen=True)
+class InventoryEntry:
+    """One event field that can hold text: personal (and whose), or why not."""
+
+    event: str
+    """The event's topic, or ``"metadata"``."""
+    field: str
+    personal: bool
+    explanation: str
+    """Whose it is, if personal; else why it is not (from :data:`NOT_PERSONAL`, or
+    ``""`` for a field listed nowhere)."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.event}.{self.field}"
+
+
+def event_classes(aggregate_classes: Iterable[type[Any]]) -> list[type[BaseModel]]:
+    """The event classes declared in ``aggregate_classes`` (those with a topic), in the
+    order of the aggregates and then of their topics."""
+    found: list[type[BaseModel]] = []
+    for aggregate_class in aggregate_classes:
+        declared = {
+            _topic(value): value
+            for value in vars(aggregate_class).values()
+            if isinstance(value, type) and issubclass(value, BaseModel) and _topic(value)
+        }
+        found += [declared[topic] for topic in sorted(declared)]
+    return found
+
+
+def _topic(event_class: type[BaseModel]) -> str:
+    topic = getattr(event_class, "TOPIC", "")
+    return topic if isinstance(topic, str) else ""
+
+
+def text_fields(model: type[BaseModel]) -> list[str]:
+    """The names of ``model``'s own fields that can hold text (see :data:`NOT_PERSONAL`),
+    a nested model's as ``field.name``."""
+    names: list[str] = []
+    for name, field in model.model_fields.items():
+        if name in _ENVELOPE_FIELDS:
+            continue
+        if _holds_text(field.annotation):
+            names.append(name)
+        names += [
+            f"{name}.{inner}"
+            for nested in _models_in(field.annotation)
+            for inner in text_fields(nested)
+        ]
+    return names
+
+
+def _holds_text(annotation: Any) -> bool:
+    if annotation is str or annotation is Any:
+        return True
+    if isinstance(annotation, type):
+        # A bare container may hold anything; a str enum is text.
+        return issubclass(annotation, str) or annotation in (dict, list, tuple, set, frozenset)
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _holds_text(typing.get_args(annotation)[0])
+    if origin is Literal:
+        return any(isinstance(value, str) for value in typing.get_args(annotation))
+    return any(_holds_text(argument) for argument in typing.get_args(annotation))
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type):
+        return [annotation] if issubclass(annotation, BaseModel) else []
+    return [model for argument in typing.get_args(annotation) for model in _models_in(argument)]
+
+
+def _subject_of(event_class: type[BaseModel]) -> str:
+    subject = personal_subject_field(event_class)
+    if subject == ACTOR_SUBJECT:
+        return "subject: whoever caused the event (metadata.actor_id)"
+    if subject == ORIGINATOR_SUBJECT:
+        return "subject: the aggregate's own person"
+    return f"subject: {subject}"
+
+
+def inventory(aggregate_classes: Iterable[type[Any]]) -> list[InventoryEntry]:
+    """Every text field of every event of ``aggregate_classes`` (and of their metadata),
+    personal or not."""
+    entries = [
+        InventoryEntry("metadata", name, False, NOT_PERSONAL.get(f"metadata.{name}", ""))
+        for name in text_fields(EventMetadata)
+    ]
+    for event_class in event_classes(aggregate_classes):
+        topic = _topic(event_class)
+        personal = personal_fields(event_class)
+        for name in text_fields(event_class):
+            if name in personal:
+                entries.append(InventoryEntry(topic, name, True, _subject_of(event_class)))
+            else:
+                entries.append(
+                    InventoryEntry(topic, name, False, NOT_PERSONAL.get(f"{topic}.{name}", ""))
+                )
+    return entries
+
+
+def inventory_markdown(aggregate_classes: Iterable[type[Any]]) -> str:
+    """The inventory as a Markdown table: event, field, personal?, whose or why not."""
+    lines = [
+        "| Event | Field | Personal | Subject, or why not personal |",
+        "|---|---|---|---|",
+    ]
+    for entry in inventory(aggregate_classes):
+        personal = "yes" if entry.personal else "no"
+        explanation = entry.explanation.replace("|", "\\|") or "**not inventoried**"
+        lines.append(f"| `{entry.event}` | `{entry.field}` | {personal} | {explanation} |")
+    return "\n".join(lines) + "\n"
