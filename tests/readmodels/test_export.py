@@ -15,7 +15,6 @@ from commands.bookings import BookingAction, RequestBooking, RescheduleBooking
 from commands.payouts import RequestPayout, SetPayoutDestination
 from prep_es.services.readside import open_read_side
 from prep_es.store.personal_cipher import PersonalDataCipher
-from prep_es.store.settings import Settings
 from projections.accounts import AccountsProjection
 from projections.audit import AuditProjection
 from projections.bookings import BookingsProjection
@@ -39,6 +38,7 @@ from tests.support import (
     deliver_payment_notifications,
     open_test_runtime,
     publish_compliant_kitchen,
+    store_settings,
     top_up,
 )
 
@@ -79,7 +79,7 @@ def world(database_url: str) -> Iterator[Exporting]:
     paid out twice."""
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
-    read_side = open_read_side(Settings(database_url=database_url))
+    read_side = open_read_side(store_settings(database_url))
     market = build_marketplace(runtime, clock)
     for _ in range(2):
         publish_compliant_kitchen(runtime, market.host, market.admin)

@@ -23,7 +23,6 @@ from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.personal_cipher import ENVELOPE_KEY, PersonalDataCipher
 from prep_es.store.redaction import REDACTED
 from prep_es.store.replay import replay_aggregate
-from prep_es.store.settings import Settings
 from projections.audit import AuditProjection
 from projections.generations import ensure_ready
 from projections.runners import ProjectionRunner
@@ -38,6 +37,7 @@ from tests.support import (
     as_actor,
     build_marketplace,
     open_test_runtime,
+    store_settings,
     top_up,
 )
 
@@ -94,7 +94,7 @@ def world(database_url: str) -> Iterator[ErasedWorld]:
     and the trail caught up with that too."""
     clock = MutableClock()
     runtime = open_test_runtime(database_url, clock)
-    read_side = open_read_side(Settings(database_url=database_url))
+    read_side = open_read_side(store_settings(database_url))
     market = build_marketplace(runtime, clock)
     users, bookings = runtime.commands.users, runtime.commands.bookings
     created = users.create_user(
