@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE
     handler: Handler = arguments.handler
     try:
-        settings = load_settings()
+        settings = load_settings(require_master_key=not getattr(arguments, "opens_no_store", False))
     except SettingsError as error:
         print(error, file=sys.stderr)
         return EXIT_USAGE

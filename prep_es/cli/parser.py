@@ -291,7 +291,8 @@ def _add_keys_commands(
         description="Print a new random master key (32 bytes, base64url), for "
         "PREP_ES_MASTER_KEY. Nothing is stored.",
     )
-    generate.set_defaults(handler=run_keys_generate)
+    # It opens no store: it is what an operator runs to get the key the store needs.
+    generate.set_defaults(handler=run_keys_generate, opens_no_store=True)
     rotate = key_commands.add_parser(
         "rotate",
         help="rewrap every data key with the current master key",

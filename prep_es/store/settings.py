@@ -534,12 +534,16 @@ def weak_secret_reason(secret: str) -> str | None:
     return None
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, require_master_key: bool = True
+) -> Settings:
     """Read :class:`Settings` from ``PREP_ES_*`` variables (``os.environ`` by default).
 
     Unknown ``PREP_ES_*`` variables are refused: a misspelt name would otherwise fall
     back silently to a default (an embedded database instead of PostgreSQL, say).
-    Empty values count as unset.
+    Empty values count as unset. PostgreSQL without ``PREP_ES_MASTER_KEY`` is refused
+    unless ``require_master_key`` is false (for what opens no store, such as making a
+    master key).
     """
     source = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -560,7 +564,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         settings = Settings(**values)
     except ValidationError as error:
         raise settings_error(error) from None
-    if settings.is_postgres and settings.master_key is None:
+    if require_master_key and settings.is_postgres and settings.master_key is None:
         msg = (
             f"invalid configuration:\n  {ENV_PREFIX}MASTER_KEY is required when "
             f"{ENV_PREFIX}DATABASE_URL is PostgreSQL: {KEY_BYTES} random bytes in base64 "

@@ -125,6 +125,22 @@ def test_generate_prints_a_new_master_key_each_time(cli: Any, sqlite_url: str) -
     assert len(MasterKey.parse(first.out).secret) == 32
 
 
+@pytest.mark.postgres
+def test_generate_needs_no_master_key_where_every_other_command_does(
+    cli: Any, fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It is what an operator runs to get the key PostgreSQL mode refuses to start
+    without, with PREP_ES_DATABASE_URL already set."""
+    run = cli(fresh_postgres_url)
+    monkeypatch.delenv("PREP_ES_MASTER_KEY")
+    generated = run("keys", "generate")
+    assert generated.code == 0, generated.err
+    MasterKey.parse(generated.out)
+    refused = run("keys", "status")
+    assert refused.code == 2
+    assert "PREP_ES_MASTER_KEY is required" in refused.err
+
+
 def test_rotation_in_place_while_a_server_reads_and_writes_through_it(
     database_url: str, cli: Any, start_server: Any
 ) -> None:
