@@ -26,11 +26,20 @@ run for checks (well under 3 minutes). In one run, at 1 and 4 threads:
                     answered as duplicates, and the store must not move (checked after
                     each run)
 
+(i) ``register``    our ``register_user`` handler end to end, a new email each time: the
+                    user's data key made, email, name and password hash sealed with it,
+                    the email's claim keyed by its HMAC, the account opened; passwords
+                    hashed with the tests' cheap argon2 parameters, so the figure is the
+                    command's cost, not the hash's
+(j) ``login``       ``Login.log_in`` of users registered before the run (untimed): the
+                    attempt limits, the users read model, the write model's check, the
+                    password verified (cheap parameters again), a token issued
+
 Customers are funded before measuring through sandbox top-ups (``pm_card_visa``), their
 notifications delivered at once; (f), (g) and (h) have a database, a runtime and
 customers of their own, so that their top-ups neither grow (c)'s store nor take its
 aggregate cache; as in (c), each thread serves customers of its own, so that a conflict
-needs a bug to happen. The ratios compare (c), (f) and (g) with (b), and (h) with (e).
+needs a bug to happen. The ratios compare (c), (f), (g) and (i) with (b), and (h) and (j) with (e).
 
 It prints a table and writes ``bench/results/commands.json``::
 
@@ -89,14 +98,17 @@ from bench.databases import (
 )
 from bench.reporting import run_meta
 from commands.bookings import RequestBooking
-from commands.context import Actor
+from commands.context import Actor, CommandContext
 from commands.top_ups import RequestTopUp
+from commands.users import RegisterUser
 from prep_es.payments.sandbox_notifications import read_event
+from prep_es.services.container import open_services
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.runtime import Runtime, open_runtime
 from prep_es.store.eventstore import open_application
 from prep_es.store.settings import Settings
 from tests.support import (
+    PASSWORD,
     TEST_PAYMENT_SETTINGS,
     as_actor,
     create_user,
@@ -434,7 +446,15 @@ def open_booking_runtime(url: str) -> Runtime:
     """Prep ES's defaults but for the sandbox's: the tests' payment settings (limits out
     of the way of a million-dollar funding, notifications due at once, each sent once),
     delivered by the bench itself, not by a thread of the sandbox's."""
-    settings = Settings.model_validate(
+    return open_runtime(
+        open_booking_runtime_settings(url),
+        clock=fixed_clock,
+        passwords=Argon2Passwords.cheap_for_tests(),
+    )
+
+
+def open_booking_runtime_settings(url: str) -> Settings:
+    return Settings.model_validate(
         {
             "database_url": url,
             **master_key_settings(url),
@@ -443,7 +463,6 @@ def open_booking_runtime(url: str) -> Runtime:
             **TEST_PAYMENT_SETTINGS,
         }
     )
-    return open_runtime(settings, clock=fixed_clock, passwords=Argon2Passwords.cheap_for_tests())
 
 
 def build_marketplace(runtime: Runtime, plan: Plan, tag: str) -> Marketplace:
@@ -727,6 +746,94 @@ def payment_workloads(url: str, plan: Plan, tag: str) -> Iterator[list[Workload]
         runtime.close()
 
 
+# --- (i), (j) registration and login ---------------------------------------------------
+
+BENCH_JWT_SECRET: Final = "bench-" + "k3Q9vX2mZ7pL4sT8wR6yB1nH5cJ0fG" * 2
+"""Signs the login bench's tokens (long and random-looking enough to be accepted)."""
+PROJECTIONS_CATCH_UP_S: Final = 300.0
+
+
+@contextmanager
+def user_workloads(url: str, plan: Plan, tag: str) -> Iterator[list[Workload]]:
+    """(i) and (j) on a store of their own, with the services a login goes through."""
+    settings = Settings.model_validate(
+        {
+            **open_booking_runtime_settings(url).model_dump(),
+            "jwt_secret": BENCH_JWT_SECRET,
+        }
+    )
+    services = open_services(
+        settings, clock=fixed_clock, passwords=Argon2Passwords.cheap_for_tests()
+    )
+    try:
+        users = services.runtime.commands.users
+        registered = itertools.count()
+
+        def register(n: int) -> str:
+            email = f"person{n}-{tag}@bench.example.com"
+            users.register_user(
+                RegisterUser(
+                    email=email, password=PASSWORD, full_name=f"Person Nº{n}", role="customer"
+                ),
+                CommandContext(actor=None),
+            )
+            return email
+
+        emails = [register(next(registered)) for _ in range(plan.customers)]
+
+        def projections_caught_up(_: Run | None = None) -> None:
+            # Registrations are projected in this process's background: waited for, so
+            # that their projection is not measured as part of the next workload.
+            position = services.runtime.app.position()
+            for projection in services.projections:
+                services.read_positions.wait_for(projection.name, position, PROJECTIONS_CATCH_UP_S)
+
+        projections_caught_up()
+
+        def register_factory() -> Callable[[int, int], Op]:
+            def make_op(index: int, threads: int) -> Op:
+                def op() -> str | None:
+                    try:
+                        register(next(registered))
+                    except DomainError as error:
+                        return f"{type(error).__name__}:{error.code}"
+                    return None
+
+                return op
+
+            return make_op
+
+        def login_factory() -> Callable[[int, int], Op]:
+            def make_op(index: int, threads: int) -> Op:
+                mine = emails[index::threads]
+                turn = itertools.count()
+
+                def op() -> str | None:
+                    email = mine[next(turn) % len(mine)]
+                    try:
+                        services.login.log_in(email, PASSWORD, client=f"10.0.0.{index}")
+                    except DomainError as error:
+                        return f"{type(error).__name__}:{error.code}"
+                    return None
+
+                return op
+
+            return make_op
+
+        processor = services.runtime.commands.processor
+        yield [
+            Workload(
+                "register",
+                register_factory,
+                lambda: processor.conflicts_total,
+                after_run=projections_caught_up,
+            ),
+            Workload("login", login_factory),
+        ]
+    finally:
+        services.close()
+
+
 # --- (d) account load ---------------------------------------------------------------------
 
 
@@ -845,7 +952,8 @@ def run_benchmarks(plan: Plan) -> None:
         print(
             "setup: (a) raw psycopg insert+commit, (b) bare eventsourcing save, "
             "(c) request_booking handler, (e) bare eventsourcing get, (f) request_top_up, "
-            "(g) notifications received, (h) duplicate notifications",
+            "(g) notifications received, (h) duplicate notifications, (i) register_user, "
+            "(j) login",
             flush=True,
         )
         es_save, es_get = stack.enter_context(
@@ -857,6 +965,7 @@ def run_benchmarks(plan: Plan) -> None:
             stack.enter_context(booking_workload(store.url("cmd"), plan, store.token)),
             es_get,
             *stack.enter_context(payment_workloads(store.url("pay"), plan, store.token)),
+            *stack.enter_context(user_workloads(store.url("usr"), plan, store.token)),
         ]
         totals = measure_interleaved(workloads, plan)
         stack.close()
@@ -893,6 +1002,12 @@ def run_benchmarks(plan: Plan) -> None:
             f"duplicate_notification_vs_es_get_{threads}t",
             rates["duplicate_notification", threads],
             rates["es_get", threads],
+        )
+        report.ratio(
+            f"register_vs_es_save_{threads}t", rates["register", threads], rates["es_save", threads]
+        )
+        report.ratio(
+            f"login_vs_es_get_{threads}t", rates["login", threads], rates["es_get", threads]
         )
     report.ratio("account_load_100k_vs_100", loads[1], loads[0])
     report.ratio("account_load_100k_plus_99_vs_199", loads[3], loads[2])
