@@ -188,8 +188,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self, kitchens: list[tuple[bool, int, int]], top_ups_cents: list[int]
     ) -> None:
         runtime = self.runtime
-        self.admin = create_user(runtime, "admin", "admin@example.com")
-        self.hosts = [create_user(runtime, "host", f"host{n}@example.com") for n in range(HOSTS)]
+        self.admin = self._make_user("admin", "admin")
+        self.hosts = [self._make_user("host", f"host{n}") for n in range(HOSTS)]
         for host, destination in zip(self.hosts, PAYOUT_DESTINATIONS, strict=True):
             runtime.commands.payouts.set_payout_destination(
                 SetPayoutDestination(destination=destination), as_actor(host)
@@ -210,11 +210,28 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 KitchenFacts(kitchen_id, jurisdiction, rate, capacity, instant_book, host)
             )
         for n, amount_cents in enumerate(top_ups_cents):
-            customer = create_user(runtime, "customer", f"customer{n}@example.com")
+            customer = self._make_user("customer", f"customer{n}")
             top_up(runtime, customer, amount_cents)
             self.customers.append(customer)
 
     # --- helpers -------------------------------------------------------------------
+
+    def _make_user(self, role: str, label: str) -> Actor:
+        """A new user of ``role``; ``label`` tells it from the others."""
+        return create_user(self.runtime, role, f"{label}@example.com")
+
+    def _notes_of(self, customer: Actor) -> str:
+        """What ``customer`` writes in a booking request."""
+        return ""
+
+    def _reason_of(self, actor: Actor, action: str) -> str | None:
+        """What ``actor`` gives as the reason of a ``"decline"`` or ``"cancel"``."""
+        return "kitchen closed that day" if action == "decline" else None
+
+    def _refused_outright(self, actor: Actor) -> set[str]:
+        """The codes any command by ``actor`` is refused with, whatever it asks (none
+        here: every user of this machine may act)."""
+        return set()
 
     @property
     def now(self) -> datetime:
@@ -255,10 +272,17 @@ class MarketplaceMachine(RuleBasedStateMachine):
         ]
 
     def _attempt(
-        self, action: str, refusals: set[str], call: Callable[[], Executed[TResult]]
+        self,
+        action: str,
+        refusals: set[str],
+        call: Callable[[], Executed[TResult]],
+        *,
+        by: Actor,
     ) -> TResult | None:
         """Run a command whose outcome the rules predict: success when ``refusals`` is
-        empty, otherwise a ``DomainError`` with one of those codes and no new events."""
+        empty, otherwise a ``DomainError`` with one of those codes and no new events.
+        An actor refused outright (see :meth:`_refused_outright`) gets that instead."""
+        refusals = self._refused_outright(by) or refusals
         before = self.runtime.app.position()
         refusal: DomainError | None = None
         try:
@@ -310,12 +334,17 @@ class MarketplaceMachine(RuleBasedStateMachine):
         if price > self._account(customer.user_id).available_cents:
             refusals.add("insufficient_funds")
         command = RequestBooking(
-            kitchen_id=kitchen.id, start_time=start, end_time=end, guests=guests
+            kitchen_id=kitchen.id,
+            start_time=start,
+            end_time=end,
+            guests=guests,
+            notes=self._notes_of(customer),
         )
         state = self._attempt(
             "request",
             refusals,
             lambda: self.runtime.commands.bookings.request_booking(command, as_actor(customer)),
+            by=customer,
         )
         if state is None:
             return multiple()
@@ -411,6 +440,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             lambda: self.runtime.commands.bookings.confirm_booking(
                 BookingAction(booking_id=booking), as_actor(actor)
             ),
+            by=actor,
         )
         if state is not None:
             assert state.status == "confirmed", state
@@ -429,9 +459,10 @@ class MarketplaceMachine(RuleBasedStateMachine):
             "decline",
             refusals,
             lambda: self.runtime.commands.bookings.decline_booking(
-                DeclineBooking(booking_id=booking, reason="kitchen closed that day"),
+                DeclineBooking(booking_id=booking, reason=self._reason_of(actor, "decline")),
                 as_actor(actor),
             ),
+            by=actor,
         )
         if state is not None:
             assert state.status == "declined", state
@@ -464,8 +495,10 @@ class MarketplaceMachine(RuleBasedStateMachine):
             f"cancel by {actor.role}",
             refusals,
             lambda: self.runtime.commands.bookings.cancel_booking(
-                CancelBooking(booking_id=booking), as_actor(actor)
+                CancelBooking(booking_id=booking, reason=self._reason_of(actor, "cancel")),
+                as_actor(actor),
             ),
+            by=actor,
         )
         if state is not None:
             captured = (
@@ -544,6 +577,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 RescheduleBooking(booking_id=booking, start_time=start, end_time=end),
                 as_actor(actor),
             ),
+            by=actor,
         )
         if state is not None:
             assert state.status == before.status, state
@@ -574,6 +608,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             lambda: self.runtime.commands.bookings.complete_booking(
                 BookingAction(booking_id=booking), as_actor(actor)
             ),
+            by=actor,
         )
         if state is not None:
             assert state.status == "completed", state
@@ -652,6 +687,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 RequestTopUp(amount_cents=amount_cents, payment_method=payment_method),
                 as_actor(actor),
             ),
+            by=actor,
         )
         if started is None:
             return
@@ -676,6 +712,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             lambda: self.runtime.commands.payouts.request_payout(
                 RequestPayout(amount_cents=amount), as_actor(actor)
             ),
+            by=actor,
         )
         if requested is None:
             return
@@ -711,6 +748,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
             lambda: self.runtime.commands.payouts.request_withdrawal(
                 RequestPayout(amount_cents=amount), as_actor(actor)
             ),
+            by=actor,
         )
         if requested is None:
             return
@@ -773,9 +811,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 "reinstate",
                 lambda: kitchens.reinstate_kitchen(KitchenAction(kitchen_id=facts.id), admin),
             )
-        self._attempt(action, set(), call)
+        self._attempt(action, set(), call, by=self.admin)
         if repeat:
-            self._attempt(action, {"invalid_state_transition"}, call)
+            self._attempt(action, {"invalid_state_transition"}, call, by=self.admin)
 
     # --- invariants --------------------------------------------------------------------
 
