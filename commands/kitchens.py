@@ -8,10 +8,11 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aggregates.errors import NotFound, PermissionDenied
+from aggregates.errors import NotFound, PermissionDenied, StateConflict
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Certificate, Kitchen
 from aggregates.policies import check_certificate_current
+from aggregates.user import User
 from commands.clock import Clock
 from commands.context import Actor, CommandContext, require_role
 from commands.processor import CommandProcessor, Executed
@@ -229,7 +230,14 @@ class KitchenCommands:
     def approve_kitchen(
         self, command: KitchenAction, context: CommandContext
     ) -> Executed[KitchenState]:
-        return self._moderate("approve_kitchen", command, context, Kitchen.approve)
+        require_role(context, "admin")
+        return self._run(
+            "approve_kitchen",
+            command,
+            context,
+            self._hosted_loader(command.kitchen_id),
+            Kitchen.approve,
+        )
 
     def reject_kitchen(
         self, command: KitchenActionWithReason, context: CommandContext
@@ -248,7 +256,14 @@ class KitchenCommands:
     def reinstate_kitchen(
         self, command: KitchenAction, context: CommandContext
     ) -> Executed[KitchenState]:
-        return self._moderate("reinstate_kitchen", command, context, Kitchen.reinstate)
+        require_role(context, "admin")
+        return self._run(
+            "reinstate_kitchen",
+            command,
+            context,
+            self._hosted_loader(command.kitchen_id),
+            Kitchen.reinstate,
+        )
 
     def _moderate(
         self,
@@ -311,6 +326,24 @@ class KitchenCommands:
 
     def _loader(self, kitchen_id: UUID) -> Callable[[UnitOfWork], Kitchen]:
         return lambda unit: unit.get(Kitchen, kitchen_id, not_found_code="kitchen_not_found")
+
+    def _hosted_loader(self, kitchen_id: UUID) -> Callable[[UnitOfWork], Kitchen]:
+        """The kitchen, for a step that puts it on the market: refused once its host is
+        erased (an erasure takes the host's kitchens off the market, and no one could
+        confirm their bookings). The host is read, so an erasure committed meanwhile
+        makes this step decide again."""
+
+        def load(unit: UnitOfWork) -> Kitchen:
+            kitchen = unit.get(Kitchen, kitchen_id, not_found_code="kitchen_not_found")
+            host = unit.find(User, kitchen.host_id)
+            if host is None or host.erased:
+                raise StateConflict(
+                    f"the host of kitchen {kitchen_id} was erased: it cannot be on the market",
+                    code="host_erased",
+                )
+            return kitchen
+
+        return load
 
     def _run(
         self,

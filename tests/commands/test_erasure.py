@@ -22,6 +22,7 @@ from aggregates.errors import (
     KitchenNotBookable,
     NotFound,
     PermissionDenied,
+    StateConflict,
 )
 from aggregates.kitchen import Kitchen
 from aggregates.user import EmailClaim, User
@@ -34,6 +35,7 @@ from commands.bookings import (
 )
 from commands.context import Actor, CommandContext
 from commands.erasure import SELF_ERASURE_REASON, EraseMe, EraseUser, ErasureState
+from commands.kitchens import KitchenAction
 from commands.payouts import RequestPayout
 from commands.processor import Executed
 from commands.profile import ChangeProfile
@@ -309,6 +311,14 @@ def test_a_forced_erasure_of_a_host_takes_their_kitchens_off_the_market(
         CancelBooking(booking_id=booking.id), as_actor(market.customer)
     ).result
     assert cancelled.status == "cancelled"
+    # No admin can put it back on the market: its host is gone.
+    kitchens = market.runtime.commands.kitchens
+    with pytest.raises(StateConflict) as refused:
+        kitchens.reinstate_kitchen(
+            KitchenAction(kitchen_id=market.kitchen_id), as_actor(market.admin)
+        )
+    assert refused.value.code == "host_erased"
+    assert stored(market, market.kitchen_id).status == "suspended"
 
 
 def test_only_an_admin_erases_another_user_and_says_why(
