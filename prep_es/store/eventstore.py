@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import Notification, Recording, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
@@ -157,6 +157,11 @@ class PrepApplication(Application[UUID]):
 
     def destroy_personal_data(self, subject: UUID) -> None:
         self.data_keys.destroy(subject)
+        # The library's own cache of loaded aggregates may hold what the subject wrote,
+        # opened before the key was destroyed: replaced by an empty one.
+        cache = self.repository.cache
+        if isinstance(cache, LRUCache):
+            self.repository.cache = LRUCache(maxsize=cache.maxsize)
 
     def personal_data_destroyed(self, subject: UUID) -> bool:
         return self.data_keys.key_destroyed(subject)

@@ -85,3 +85,17 @@ def test_a_fingerprint_cannot_be_recomputed_without_the_stores_secret(
     ]
     assert NOTES.encode() not in stored[0]
     assert orjson.loads(stored[0])["result"]["joint"] == [str(market.customer.user_id)]
+
+
+def test_the_stores_own_cache_of_loaded_aggregates_forgets_the_erased(
+    market: Marketplace,
+) -> None:
+    record = decline_with_key(market, "decline-3")
+    assert record.result is not None
+    booking_id = UUID(str(record.result["id"]))
+    app = market.runtime.app
+    assert app.repository.get(booking_id).notes == NOTES  # now in the library's cache
+
+    app.destroy_personal_data(market.customer.user_id)
+
+    assert app.repository.get(booking_id).notes is None
