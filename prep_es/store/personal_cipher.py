@@ -81,8 +81,8 @@ class PersonalDataCipher:
         joint: tuple[UUID, ...] = ()
         for name in names:
             value = state.get(name)
-            if value is None or is_envelope(value):
-                continue
+            if value is None or value == "" or is_envelope(value):
+                continue  # an empty text says nothing about anyone
             if subject is None:
                 subject = subject_of(event_class, state, originator_id)
                 joint = joint_subjects_of(event_class, state, subject)
