@@ -60,3 +60,12 @@ def test_the_readme_tour_runs_as_written(
     # The account, read at the cancel's position, holds nothing any more.
     assert '"held":"0.00","available":"500.00"' in ran.stdout, ran.stdout
     assert "period_start,gmv,platform_revenue" in ran.stdout.replace(" ", "")
+    # Corrected, then refused while the money is on the account, then erased.
+    assert '"full_name":"Samuel Lee","role":"customer"' in ran.stdout, ran.stdout
+    assert '"code":"erasure_blocked"' in ran.stdout, ran.stdout
+    assert '"blockers":[{"kind":"balance","available":"500.00","held":"0.00"}]' in ran.stdout
+    assert '"forced":false,"blockers":[]' in ran.stdout, ran.stdout
+    # The history after the erasure: every name and email sealed, named as erased.
+    assert '"email":null,"full_name":null' in ran.stdout, ran.stdout
+    assert '"erased":true,"erased_fields":["email","full_name"]' in ran.stdout, ran.stdout
+    assert "samuel@example.com" not in ran.stdout.split('"forced":false')[1]
