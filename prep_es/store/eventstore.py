@@ -436,8 +436,9 @@ def master_key_ring(settings: Settings) -> KeyRing:
     location = settings.database
     if not isinstance(location, SqliteLocation):
         raise MasterKeyError(
-            "PREP_ES_MASTER_KEY is required when PREP_ES_DATABASE_URL is PostgreSQL: it "
-            "wraps every person's data key (make one with: prep-es keys generate)"
+            "PREP_ES_MASTER_KEY is required for a store on PostgreSQL (PREP_ES_DATABASE_URL, "
+            "or the target of store migrate): it wraps every person's data key (make one "
+            "with: prep-es keys generate)"
         )
     if location.is_memory:
         return KeyRing(_process_master_key(), previous_key)
