@@ -155,6 +155,20 @@ def test_compose_refuses_to_start_without_a_jwt_secret_or_a_master_key(
             environment_of(services[name], shell)
 
 
+def test_the_readme_exports_every_variable_compose_requires() -> None:
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"### The scaled shape\n.*?```sh\n(.*?)```", readme, re.DOTALL)
+    assert found is not None, "the README shows no way to start the scaled shape"
+    set_there = set(re.findall(r"^(?:export )?(\w+)=", found.group(1), re.MULTILINE))
+    set_there |= set(re.findall(r"\b(PREP_ES_\w+)=", found.group(1)))
+    required = {
+        match["name"]
+        for match in INTERPOLATION.finditer(COMPOSE_FILE.read_text())
+        if match["kind"] == ":?"
+    }
+    assert required <= set_there, f"docker compose up would refuse: {required - set_there}"
+
+
 def test_api_replicas_serve_without_projectors_and_one_worker_projects(
     services: dict[str, dict[str, Any]],
 ) -> None:
