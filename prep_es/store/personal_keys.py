@@ -24,6 +24,7 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import itertools
 import os
 import secrets
 import threading
@@ -44,6 +45,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
 from prep_es.store.postgres_recorders import (
+    SCHEMA_CHANGE_LOCK_KEY,
     DatabaseRefusesWrites,
     new_session_refuses_writes,
     renew_sessions,
@@ -216,6 +218,9 @@ class _KeysSql:
             f"wrapped_key {bytes_type}, master_key_id text, "
             "created_at text NOT NULL, erased_at text)"
         )
+        self.create_index = (
+            f"CREATE INDEX IF NOT EXISTS {KEYS_TABLE}_by_master_key ON {KEYS_TABLE} (master_key_id)"
+        )
         self.select = (
             f"SELECT wrapped_key, master_key_id FROM {KEYS_TABLE} WHERE subject_id = {mark}"
         )
@@ -241,6 +246,7 @@ class _KeysSql:
             f"SELECT subject_id, wrapped_key, master_key_id FROM {KEYS_TABLE} "
             "WHERE wrapped_key IS NOT NULL LIMIT 1"
         )
+        self.mark = mark
         self.count_wrapped = (
             f"SELECT master_key_id, count(*) AS data_keys FROM {KEYS_TABLE} "
             "WHERE wrapped_key IS NOT NULL GROUP BY master_key_id ORDER BY master_key_id"
@@ -251,6 +257,26 @@ class _KeysSql:
             f"WHERE subject_id = {mark} AND wrapped_key IS NOT NULL"
         )
         self.postgres = postgres
+
+    def one_wrapped_by_another(self, count: int) -> str:
+        """One data key wrapped by none of ``count`` master keys (the parameters:
+        :meth:`other_key_bounds`): ranges of the index on ``master_key_id`` around
+        them, a few page reads however many keys there are."""
+        mark = self.mark
+        ranges = [f"master_key_id < {mark}"]
+        ranges += [f"(master_key_id > {mark} AND master_key_id < {mark})"] * (count - 1)
+        ranges.append(f"master_key_id > {mark}")
+        return (
+            f"SELECT subject_id, wrapped_key, master_key_id FROM {KEYS_TABLE} "
+            f"WHERE wrapped_key IS NOT NULL AND ({' OR '.join(ranges)}) LIMIT 1"
+        )
+
+    @staticmethod
+    def other_key_bounds(key_ids: list[str]) -> tuple[str, ...]:
+        """The parameters of :meth:`one_wrapped_by_another` for ``key_ids`` (sorted,
+        distinct): below the first, between each two, above the last."""
+        between = [bound for pair in itertools.pairwise(key_ids) for bound in pair]
+        return (key_ids[0], *between, key_ids[-1])
 
     def select_many(self, count: int) -> str:
         """The wrapped keys of ``count`` subjects (a statement per count on SQLite)."""
@@ -324,21 +350,37 @@ class DataKeys:
         self._cache_ttl_s = cache_ttl_s
         self._lock = threading.Lock()
         with self._sql.transaction() as cursor:
+            if isinstance(datastore, PostgresDatastore):
+                # Processes starting together: one makes the index, the others wait.
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_CHANGE_LOCK_KEY,))
             cursor.execute(self._sql.create)
+            cursor.execute(self._sql.create_index)
 
     @property
     def key_ring(self) -> KeyRing:
         return self._keys
 
     def check_master_key(self) -> None:
-        """Raise :class:`MasterKeyError` unless the master key opens a stored data key:
-        run at startup, so a lost or wrong key stops the process before any request."""
+        """Raise :class:`MasterKeyError` unless the master key opens a stored data key,
+        and every data key is wrapped by a master key of this process (a key under
+        another one would fail each request about its person, and stall the projectors
+        at their events): run at startup, so a lost or wrong key stops the process
+        before any request."""
+        key_ids = sorted(
+            {master.key_id for master in (self._keys.current, self._keys.previous) if master}
+        )
         with self._sql.transaction() as cursor:
             cursor.execute(self._sql.one_wrapped)
             row = cursor.fetchone()
-        if row is not None:
-            subject, wrapped, key_id = _row(row)
-            self._keys.unwrap(subject, wrapped, key_id)
+            cursor.execute(
+                self._sql.one_wrapped_by_another(len(key_ids)),
+                self._sql.other_key_bounds(key_ids),
+            )
+            other = cursor.fetchone()
+        for found in (row, other):
+            if found is not None:
+                subject, wrapped, key_id = _row(found)
+                self._keys.unwrap(subject, wrapped, key_id)
 
     def for_reading(self, subject: UUID) -> bytes | None:
         """The subject's data key, or None if it was destroyed (or never made)."""

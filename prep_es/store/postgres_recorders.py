@@ -62,7 +62,7 @@ APPEND_RETRY_WAIT_S: Final = 0.2
 
 # Serialises schema creation across processes starting at once: concurrent
 # CREATE OR REPLACE of one function or trigger fails with "tuple concurrently updated".
-_SCHEMA_CHANGE_LOCK_KEY: Final = 0x707265705F6573  # "prep_es"
+SCHEMA_CHANGE_LOCK_KEY: Final = 0x707265705F6573  # "prep_es"
 
 
 def postgres_append_only_statements(schema: str, table: str) -> list[Composed]:
@@ -259,7 +259,7 @@ def qualified_table(datastore: PostgresDatastore, table: str) -> Composed:
 
 
 def _lock_schema_changes(curs: Cursor[DictRow]) -> None:
-    curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (_SCHEMA_CHANGE_LOCK_KEY,))
+    curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (SCHEMA_CHANGE_LOCK_KEY,))
 
 
 SUBSCRIPTION_LISTEN_WAIT_S: Final = 10

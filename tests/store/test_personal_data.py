@@ -341,6 +341,30 @@ def test_a_wrong_master_key_is_refused_at_open_naming_it(settings: Settings) -> 
     reopened.close()
 
 
+def test_a_data_key_under_a_master_key_the_process_lacks_is_refused_at_open(
+    settings: Settings,
+) -> None:
+    """Most data keys open, one does not (a process restarted with the old key after
+    another wrapped a new person's key with the new one): the store does not open,
+    rather than each request about that person failing, and its projectors stalling."""
+    old, new = MasterKey.generate(), MasterKey.generate()
+    app = open_application(keyed(settings, master_key=old.encoded()))
+    app.save(new_user(), new_user())
+    app.close()
+    app = open_application(
+        keyed(settings, master_key=new.encoded(), previous_master_key=old.encoded())
+    )
+    app.save(new_user())
+    app.close()
+
+    with pytest.raises(MasterKeyError, match=f"wrapped by master key {new.key_id}"):
+        open_application(keyed(settings, master_key=old.encoded()))
+    reopened = open_application(
+        keyed(settings, master_key=old.encoded(), previous_master_key=new.encoded())
+    )
+    reopened.close()
+
+
 def test_the_cli_says_the_master_key_is_wrong_before_it_reads_anything(
     database_url: str,
     settings: Settings,
