@@ -12,7 +12,8 @@ bookings are open (``erasure_blocked``) adds ``blockers`` and ``blockers_total``
 carries ``WWW-Authenticate: Bearer``; 429 and 503 carry ``Retry-After``. A database
 in a state no client can fix (unreachable, shutting down, out of connections, refusing
 writes, an SQLite file locked by another process past the busy timeout: see
-:func:`database_unavailable`) is a 503 ``database_unavailable``. Anything
+:func:`database_unavailable`) is a 503 ``database_unavailable``; a data key wrapped by a
+master key the process lacks, a 503 ``master_key_unavailable``. Anything
 unexpected is a 500 that says only that, with the request id, and is logged with its
 stack trace (see :func:`internal_error_response`, used by the request middleware).
 """
@@ -50,6 +51,7 @@ from api.schemas import MIN_POSITION_HEADER, POSITION_HEADER
 from prep_es.services.auth import RateLimited, Unauthenticated
 from prep_es.services.logs import request_id
 from prep_es.services.passwords import PasswordHashingBusy
+from prep_es.store.personal_keys import MasterKeyError
 from prep_es.store.postgres_recorders import DatabaseRefusesWrites
 from projections.database import ReadModelNotReady
 from queries.consistency import PositionAheadOfStore, ReadModelBehind, TooManyWaiters
@@ -60,6 +62,8 @@ PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 PROBLEM_TYPE_PREFIX: Final = "urn:prep-es:problem:"
 DATABASE_RETRY_AFTER_S: Final = 1
 PAYMENT_PROVIDER_RETRY_AFTER_S: Final = 5
+MASTER_KEY_RETRY_AFTER_S: Final = 30
+"""Until every process runs with the master key that wraps the data keys (a restart)."""
 READ_POSITION_STATE: Final = "read_position"
 """The ``request.state`` attribute where a query's read-model dependency leaves the
 position it read at, so that a problem answering the query carries ``X-Prep-Position``
@@ -83,6 +87,7 @@ STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
     ReadModelBehind: 503,
     TooManyWaiters: 503,
     ReadModelNotReady: 503,
+    MasterKeyError: 503,
     StoreOperationalError: 503,
     psycopg.OperationalError: 503,
 }
@@ -227,6 +232,8 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         code = error.code
         detail = "too many requests are waiting for read models to catch up; try again"
         headers["Retry-After"] = str(error.retry_after_s)
+    elif isinstance(error, MasterKeyError):
+        code, detail = _master_key_unavailable(error, headers)
     elif isinstance(error, DatabaseRefusesWrites):
         logger.warning("the database refuses writes: %s", error)
         code, detail = "database_unavailable", "the database refuses writes now; try again"
@@ -249,6 +256,18 @@ def error_response(request: Request | None, error: Exception) -> ProblemResponse
         extra = {"blockers": error.blockers, "blockers_total": error.blockers_total}
     return problem_response(
         request, status=status, code=code, detail=detail, headers=headers, extra=extra
+    )
+
+
+def _master_key_unavailable(error: MasterKeyError, headers: dict[str, str]) -> tuple[str, str]:
+    """The store holds a data key under a master key this process lacks (rotated in
+    place before this process was restarted with the new key): the operator's to fix,
+    and the key ids are for the log only."""
+    logger.error("a data key does not open: %s", error)
+    headers["Retry-After"] = str(MASTER_KEY_RETRY_AFTER_S)
+    return (
+        "master_key_unavailable",
+        "this server cannot read some of its stored data now; try again later",
     )
 
 
