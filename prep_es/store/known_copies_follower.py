@@ -16,7 +16,9 @@ It narrows the window; it does not close it: a write this process has not heard 
 is still caught by the commit's check.
 
 A user's erasure (``User.UserErased``) drops every copy: copies may hold what the
-erased user wrote (a booking's notes), which nothing may keep once they are forgotten.
+erased user wrote (a booking's notes), which nothing may keep once they are forgotten;
+and this process's cached data key of the user, so that what was sealed with it reads as
+erased here as soon as it does where the erasure was made.
 """
 
 from __future__ import annotations
@@ -98,7 +100,15 @@ class KnownCopiesFollower:
         """Bring the copies up to date with one batch of stored events; how many
         there were."""
         stored = self._app.notifications(self._position, None, BATCH_SIZE)
-        if any(notification.topic == ERASED_TOPIC for notification in stored):
+        erased = [
+            notification.originator_id
+            for notification in stored
+            if notification.topic == ERASED_TOPIC
+        ]
+        for user_id in erased:
+            assert isinstance(user_id, UUID)  # PostgreSQL's uuid column
+            self._app.data_keys.forget_erased(user_id)
+        if erased:
             self._known.forget_all()
         by_aggregate: dict[UUID, list[Notification]] = {}
         for notification in stored:

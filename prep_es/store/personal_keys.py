@@ -452,6 +452,12 @@ class DataKeys:
             self._cache.pop(subject, None)
         self._sql.forget_overwritten()
 
+    def forget_erased(self, subject: UUID) -> None:
+        """Another process erased the subject: read them as erased from now on, without
+        waiting for the cached key to expire (their key may be destroyed a moment after
+        the erasure is stored; until it is, the store still holds it)."""
+        self._remember(subject, None)
+
     def is_erased(self, subject: UUID) -> bool:
         return self.for_reading(subject) is None
 

@@ -11,6 +11,7 @@ import pytest
 
 from aggregates.account import Account, account_id_for
 from aggregates.errors import ActorNotAdmitted, InsufficientFunds, KitchenNotBookable
+from aggregates.user import User
 from commands.bookings import BookingAction
 from commands.kitchens import KitchenActionWithReason
 from commands.payouts import RequestPayout
@@ -252,3 +253,41 @@ def test_a_copy_put_while_the_follower_decodes_takes_the_versions_after_its_own(
     copy = known.get(account.id)
     assert isinstance(copy, Account)
     assert (copy.version, copy.balance_cents) == (4, 600)
+
+
+@pytest.mark.postgres
+def test_a_process_following_the_store_forgets_a_data_key_erased_elsewhere(
+    fresh_postgres_url: str,
+) -> None:
+    """Another process erases a user this process has read: once the follower hears of
+    the erasure, the user's fields read as erased here too, not until the cached data
+    key expires (their email, name and notes showed through time travel meanwhile)."""
+    clock = MutableClock()
+    first = open_test_runtime(fresh_postgres_url, clock)
+    second = open_test_runtime(fresh_postgres_url, clock)
+    follower = KnownCopiesFollower(first.app, first.commands.processor.known, conninfo_of(first))
+    try:
+        user = User.register(
+            email="erased.elsewhere@example.com",
+            full_name="Erased Elsewhere",
+            role="customer",
+            password_hash="$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$not-a-real-hash",
+        )
+        first.app.save(user)
+        assert first.app.repository.get(user.id, version=1).email == user.email
+        follower.start()
+
+        erased = second.app.repository.get(user.id)
+        assert isinstance(erased, User)
+        erased.erase(reason="asked to be forgotten", forced=False, at=clock())
+        second.app.save(erased)
+        second.app.destroy_personal_data(user.id)
+        wait_until_followed(follower, second)
+
+        registered = first.app.repository.get(user.id, version=1)
+        assert isinstance(registered, User)
+        assert (registered.email, registered.full_name) == (None, None)
+    finally:
+        follower.close()
+        first.close()
+        second.close()
