@@ -64,6 +64,7 @@ from prep_es.store.personal_keys import (
     next_master_key_path,
     read_master_key_file,
     read_or_create_master_key,
+    stored_data_keys_exist,
 )
 from prep_es.store.postgres_recorders import (
     NOTIFICATION_ID_MAX,
@@ -422,9 +423,11 @@ def create_database_file(location: SqliteLocation) -> None:
     os.close(descriptor)
 
 
-def master_key_ring(settings: Settings) -> KeyRing:
+def master_key_ring(settings: Settings, *, holds_data_keys: bool = False) -> KeyRing:
     """The master key (and the one being rotated out) of ``settings``'s store. Raises
-    :class:`MasterKeyError` when PostgreSQL has none."""
+    :class:`MasterKeyError` when PostgreSQL has none, or when the embedded key file is
+    missing beside a database that ``holds_data_keys`` (a new key would open none of
+    them: the file must be restored, not made again)."""
     previous = settings.previous_master_key
     previous_key = (
         None
@@ -443,6 +446,13 @@ def master_key_ring(settings: Settings) -> KeyRing:
     if location.is_memory:
         return KeyRing(_process_master_key(), previous_key)
     path = master_key_path(location)
+    if holds_data_keys and not path.exists():
+        raise MasterKeyError(
+            f"the master key file {path} is missing, and this database holds data keys "
+            "it wrapped: restore the file from the backup of this database's master key "
+            "(or set PREP_ES_MASTER_KEY to that key); without it no personal field can "
+            "be read again"
+        )
     current = read_or_create_master_key(path)
     if previous_key is None:
         # A rotation stopped half-way (see ``prep_es.store.key_rotation``): some data keys
@@ -478,7 +488,10 @@ def open_application(settings: Settings) -> PrepApplication:
         # Before the key table or an embedded key file is made: a refused store is left
         # as it was found.
         check_migrated(application)
-        application.open_personal_data(master_key_ring(settings))
+        holds_data_keys = stored_data_keys_exist(datastore_of(application))
+        application.open_personal_data(
+            master_key_ring(settings, holds_data_keys=holds_data_keys)
+        )
         application.data_keys.check_master_key()
     except BaseException:
         application.close()

@@ -128,6 +128,26 @@ def _wrap_context(subject: UUID) -> bytes:
     return b"prep-es data key:" + subject.bytes
 
 
+def stored_data_keys_exist(datastore: PostgresDatastore | SQLiteDatastore) -> bool:
+    """Whether the store's database holds any data key (its key table may not exist
+    yet): asked before a master key is chosen, so a missing key file is not replaced."""
+    if isinstance(datastore, PostgresDatastore):
+        exists = f"SELECT to_regclass('{KEYS_TABLE}') IS NOT NULL AS found"
+    else:
+        exists = (
+            "SELECT count(*) > 0 AS found FROM sqlite_master "
+            f"WHERE type = 'table' AND name = '{KEYS_TABLE}'"
+        )
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute(exists)
+        row = cursor.fetchone()
+        assert row is not None
+        if not (row["found"] if isinstance(row, dict) else row[0]):
+            return False
+        cursor.execute(f"SELECT 1 FROM {KEYS_TABLE} WHERE wrapped_key IS NOT NULL LIMIT 1")
+        return cursor.fetchone() is not None
+
+
 def read_or_create_master_key(path: Path) -> MasterKey:
     """The embedded master key kept in ``path``, created atomically (mode 0600) if
     absent: concurrent processes all end up with the one linked first."""
