@@ -489,9 +489,7 @@ def open_application(settings: Settings) -> PrepApplication:
         # as it was found.
         check_migrated(application)
         holds_data_keys = stored_data_keys_exist(datastore_of(application))
-        application.open_personal_data(
-            master_key_ring(settings, holds_data_keys=holds_data_keys)
-        )
+        application.open_personal_data(master_key_ring(settings, holds_data_keys=holds_data_keys))
         application.data_keys.check_master_key()
     except BaseException:
         application.close()

@@ -419,7 +419,7 @@ def test_a_lost_embedded_master_key_is_a_startup_error(sqlite_url: str) -> None:
     path = master_key_path(location)
     path.unlink()
 
-    with pytest.raises(MasterKeyError, match="is missing.*restore the file"):
+    with pytest.raises(MasterKeyError, match=r"is missing.*restore the file"):
         open_application(settings)
     assert not path.exists()  # not replaced by a key that opens nothing
 
