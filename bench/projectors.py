@@ -92,7 +92,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.projection import Projection as LibraryProjection
 from eventsourcing.projection import ProjectionRunner as LibraryProjectionRunner
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import EnvType, get_topic
 from psycopg import sql
 
 from aggregates.account import Account, account_id_for
@@ -116,7 +116,12 @@ from commands.top_ups import RequestTopUp
 from prep_es.services.passwords import Argon2Passwords
 from prep_es.services.readside import ReadSide, open_read_side, start_projectors
 from prep_es.services.runtime import Runtime, open_runtime, tune_garbage_collection
-from prep_es.store.eventstore import PrepApplication, application_env, open_application
+from prep_es.store.eventstore import (
+    PrepApplication,
+    application_env,
+    master_key_ring,
+    open_application,
+)
 from prep_es.store.settings import Settings
 from projections import PROJECTIONS, Projection
 from projections.announcements import POSITIONS_CHANNEL
@@ -557,8 +562,17 @@ def bench_library_runner(url: str, table_prefix: str, events: int) -> float:
     class TargetedView(RowPerEventView):
         target = events
 
+    key_ring = master_key_ring(store_settings(url))
+
+    class KeyedApplication(PrepApplication):
+        """The store as the library's runner opens it (from its environment), opening
+        personal fields as Prep ES's own runners do."""
+
+        def __init__(self, env: EnvType | None = None) -> None:
+            super().__init__(env, key_ring=key_ring)
+
     runner: LibraryProjectionRunner[PrepApplication, RowPerEventView] = LibraryProjectionRunner(
-        application_class=PrepApplication,
+        application_class=KeyedApplication,
         projection_class=NamedProjection,
         view_class=TargetedView,
         env=application_env(store_settings(url)),
