@@ -22,6 +22,7 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel
 
+from aggregates.account import account_id_for
 from aggregates.errors import InvalidRequest, PermissionDenied
 from prep_es.store.personal_cipher import SUBJECT_KEY, PersonalDataCipher, is_envelope
 from prep_es.store.redaction import shown_erased_fields
@@ -59,6 +60,16 @@ class OwnAuditEntry(AuditEntry):
     opened, anyone else's left ``None`` and named in ``withheld_fields``."""
 
     withheld_fields: list[str]
+
+
+class EntryAboutPerson(OwnAuditEntry):
+    """An entry of an event of a person's own user or account, whoever caused it, as
+    their record: their personal fields opened, anyone else's withheld (as in
+    :class:`OwnAuditEntry`), and someone else who caused it shown by role only."""
+
+    actor_withheld: bool
+    """Someone else caused it: ``actor_id``, ``request_id`` and ``correlation_id`` are
+    ``None``, ``actor_role`` says who they were (an ``admin``, a ``host``)."""
 
 
 class AuditPage(BaseModel):
@@ -162,6 +173,49 @@ class AuditQueries:
         for rows in keyset_batches(batch, batch_rows):
             for entry, withheld in entries_from_rows(rows, self._personal, subject=viewer.user_id):
                 yield OwnAuditEntry(**entry.model_dump(), withheld_fields=withheld)
+
+    def every_entry_about(
+        self, viewer: Viewer, *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[EntryAboutPerson]:
+        """Every entry of an event of the viewer's user (their registration, every name,
+        email and password change, role change, deactivation, token revocation) and of
+        their account, whoever caused it, oldest first, read ``batch_rows`` at a time:
+        what is recorded about the viewer, as their record (see
+        :class:`EntryAboutPerson`). Those the viewer caused are among
+        :meth:`every_entry_caused_by`'s too."""
+        dialect = self._database.dialect
+        user, account = (
+            uuid_parameter(dialect, aggregate_id)
+            for aggregate_id in (viewer.user_id, account_id_for(viewer.user_id))
+        )
+        # Each aggregate's next rows by its own index, then the first of both: no scan of
+        # anyone else's entries, however many there are.
+        of_one = (
+            f"SELECT {ENTRY_COLUMNS} FROM {ENTRIES} WHERE aggregate_id = %s AND position > %s "
+            "ORDER BY position LIMIT %s"
+        )
+        query = (
+            f"SELECT {ENTRY_COLUMNS} FROM (SELECT * FROM ({of_one}) AS of_user UNION ALL "
+            f"SELECT * FROM ({of_one}) AS of_account) AS about ORDER BY position LIMIT %s"
+        )
+
+        def batch(after: BatchRow | None) -> list[Row]:
+            position = 0 if after is None else after["position"]
+            with self._database.reading() as sql:
+                return sql.fetchall(
+                    query,
+                    (user, position, batch_rows, account, position, batch_rows, batch_rows),
+                )
+
+        for rows in keyset_batches(batch, batch_rows):
+            for entry, withheld in entries_from_rows(rows, self._personal, subject=viewer.user_id):
+                someone_else = entry.actor_id not in (None, viewer.user_id)
+                shown = entry.model_dump()
+                if someone_else:
+                    shown.update(actor_id=None, request_id=None, correlation_id=None)
+                yield EntryAboutPerson(
+                    **shown, withheld_fields=withheld, actor_withheld=someone_else
+                )
 
 
 ENTRY_COLUMNS = (

@@ -1,7 +1,9 @@
 """Everything Prep ES holds about one person, for that person (GDPR art. 15 and 20):
 their profile, their account and its whole statement, their top-ups and payouts, the
 bookings they made and those of their kitchens, the kitchens they host with their
-certificates, and every audit entry of what they did.
+certificates, every audit entry of what they did, and every audit entry of their own
+user and account, whoever caused it: their registration with the email and name they
+first gave, each later change, what an admin did to them.
 
 Complete, not capped: each list is read lazily, a batch of rows at a time (see
 :func:`queries.base.keyset_batches`), so that an export of any size is written out while
@@ -10,10 +12,11 @@ when its batch was read; every read model behind the export had reached at least
 position the query started at.
 
 Only the caller's own data is in it. Rows are found by the caller's id (as customer, as
-host, as owner, as actor), and what someone else wrote about the caller is left out:
-a customer's notes in a host's export, a host's reason to decline in a customer's, a
-personal field of another person in an audit entry the caller caused (named in its
-``withheld_fields``).
+host, as owner, as actor, as the user or account an event is of), and what someone
+else wrote about the caller is left out: a customer's notes in a host's export, a host's
+reason to decline in a customer's, a personal field of another person in an audit entry
+(named in its ``withheld_fields``), who else it was that changed the caller's user or
+account (by role only: ``actor_withheld``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from queries.accounts import AccountBalance, AccountQueries, StatementEntry
-from queries.audit import AuditQueries, OwnAuditEntry
+from queries.audit import AuditQueries, EntryAboutPerson, OwnAuditEntry
 from queries.base import Viewer
 from queries.bookings import BookingDetail, BookingQueries, HostedBooking
 from queries.kitchens import KitchenQueries, OwnedKitchen
@@ -52,6 +55,7 @@ class PersonalDataExport:
     bookings_hosted: Iterator[HostedBooking]
     kitchens: Iterator[OwnedKitchen]
     audit_entries: Iterator[OwnAuditEntry]
+    entries_about_me: Iterator[EntryAboutPerson]
 
 
 class ExportQueries:
@@ -86,6 +90,7 @@ class ExportQueries:
             bookings_hosted=_started(self._bookings.every_booking_hosted(viewer)),
             kitchens=_started(self._kitchens.every_kitchen_owned(viewer)),
             audit_entries=_started(self._audit.every_entry_caused_by(viewer)),
+            entries_about_me=_started(self._audit.every_entry_about(viewer)),
         )
 
 

@@ -18,7 +18,7 @@ from api.queries.bookings import BookingDetailOut, HostedBookingOut
 from api.queries.kitchens.schemas import OwnedKitchenOut
 from api.queries.params import query_responses
 from api.queries.payments import PayoutSummaryOut, TopUpSummaryOut
-from queries.audit import OwnAuditEntry
+from queries.audit import EntryAboutPerson, OwnAuditEntry
 from queries.export import PersonalDataExport
 from queries.users import UserProfile
 
@@ -42,6 +42,21 @@ class OwnAuditEntryOut(AuditEntryOut):
         return cls(**entry.model_dump())
 
 
+class EntryAboutMeOut(OwnAuditEntryOut):
+    """An audit entry of an event of the caller's own user or account, whoever caused it."""
+
+    actor_withheld: bool = Field(
+        description="Someone else caused it (an admin, a host completing a booking): "
+        "`actor_id`, `request_id` and `correlation_id` are null and `actor_role` says "
+        "who they were.",
+        examples=[False],
+    )
+
+    @classmethod
+    def of_about(cls, entry: EntryAboutPerson) -> EntryAboutMeOut:
+        return cls(**entry.model_dump())
+
+
 class _ExportHeadOut(BaseModel):
     """What an export starts with, before its lists."""
 
@@ -61,7 +76,8 @@ class UserExportOut(_ExportHeadOut):
     """Everything Prep ES holds about the caller. Every list is complete and oldest
     first; each row is as it was when read. Only the caller's own data: what someone
     else wrote (a customer's notes, a host's reason to decline, another person's field in
-    an audit entry) is left out."""
+    an audit entry) is left out, and who else changed the caller's user or account is
+    shown by role only."""
 
     account_entries: list[StatementEntryOut] = Field(description="The whole statement.")
     top_ups: list[TopUpSummaryOut]
@@ -76,6 +92,12 @@ class UserExportOut(_ExportHeadOut):
     kitchens: list[OwnedKitchenOut] = Field(description="Kitchens the caller hosts, in any status.")
     audit_entries: list[OwnAuditEntryOut] = Field(
         description="Every event the caller caused (they are its actor)."
+    )
+    entries_about_me: list[EntryAboutMeOut] = Field(
+        description="Every event of the caller's own user and account, whoever caused it: "
+        "the registration with the email and name first given, every name, email, "
+        "password (its hash redacted), role and active change, every token revoked, "
+        "every movement of the account. Those the caller caused are in `audit_entries` too."
     )
 
 
@@ -92,6 +114,7 @@ def _sections(
         ("bookings_hosted", export.bookings_hosted, HostedBookingOut.of_hosted),
         ("kitchens", export.kitchens, OwnedKitchenOut.of_owned),
         ("audit_entries", export.audit_entries, OwnAuditEntryOut.of_own),
+        ("entries_about_me", export.entries_about_me, EntryAboutMeOut.of_about),
     )
 
 

@@ -1,7 +1,9 @@
 """``GET /users/me/export`` on both backends: a customer's and a host's exports hold
 everything the other endpoints show them — profile, account and whole statement, top-ups,
-payouts, bookings made and hosted, kitchens and certificates, audit entries — and
-nothing of anyone else; a download, never without a token, never for an erased user.
+payouts, bookings made and hosted, kitchens and certificates, audit entries — and what
+is recorded about them whoever caused it (their registration, email changes, an admin's
+deactivation, the admin by role only), and nothing of anyone else; a download, never without a
+token, never for an erased user.
 
 And, over HTTP, the admins' history after an erasure: audit trail and time travel
 answer 200, with what was personal about the erased person null and marked."""
@@ -218,12 +220,86 @@ def test_no_export_holds_anyone_elses_data(api: Api, story: Story) -> None:
     assert story.customer.email not in other and NOTES not in other
 
 
+def test_an_export_holds_what_is_recorded_about_the_caller_whoever_caused_it(
+    api: Api, story: Story
+) -> None:
+    first_email = f"first-{uuid4().hex[:10]}@example.com"
+    user = api.register(email=first_email)
+    emails = [first_email]
+    for n in (2, 3):
+        emails.append(f"email-{n}-{uuid4().hex[:10]}@example.com")
+        api.ok(
+            api.patch("/users/me", user, json={"email": emails[-1], "current_password": PASSWORD})
+        )
+    admin = api.admin
+    api.ok(api.patch(f"/admin/users/{user.id}", admin, json={"active": False}))
+    reactivated = api.ok(api.patch(f"/admin/users/{user.id}", admin, json={"active": True}))
+    api.clock.advance(timedelta(seconds=1))  # past the deactivation's revocation
+    user = api.log_in(emails[-1], min_position=reactivated["position"])
+
+    response, document = exported(api, user, reactivated["position"])
+
+    entries = document["entries_about_me"]
+    [opened] = [e for e in entries if e["aggregate_type"] == "Account"]
+    assert opened["event_type"] == "Account.AccountOpened"  # with the registration
+    assert opened["payload"]["owner_id"] == str(user.id)
+    about = [e for e in entries if e["aggregate_type"] == "User"]
+    assert [e["position"] for e in entries] == sorted(e["position"] for e in entries)
+    assert [(e["event_type"], e["aggregate_id"]) for e in about] == [
+        ("User.UserRegistered", str(user.id)),
+        ("User.EmailChanged", str(user.id)),
+        ("User.EmailChanged", str(user.id)),
+        ("User.UserDeactivated", str(user.id)),
+        ("User.UserReactivated", str(user.id)),
+    ]
+    registered, *changes, deactivated, reactivated_entry = about
+    assert registered["payload"]["email"] == first_email
+    assert registered["payload"]["full_name"] == "Test User"
+    assert registered["payload"]["password_hash"] == "***"
+    assert [e["payload"]["email"] for e in changes] == emails[1:]
+    for own in (registered, *changes):
+        assert own["actor_id"] in (None, str(user.id)) and own["actor_withheld"] is False
+    assert [e["actor_id"] for e in changes] == [str(user.id)] * 2
+    for by_admin in (deactivated, reactivated_entry):
+        assert by_admin["actor_withheld"] is True and by_admin["actor_role"] == "admin"
+        assert (by_admin["actor_id"], by_admin["request_id"], by_admin["correlation_id"]) == (
+            None,
+            None,
+            None,
+        )
+    # Her own email changes are what she did, too.
+    assert {e["position"] for e in changes} <= {e["position"] for e in document["audit_entries"]}
+    text = response.text
+    assert str(admin.id) not in text and admin.email not in text
+    for someone in (story.customer, story.host, story.other):
+        assert str(someone.id) not in text and someone.email not in text
+
+
+def test_an_export_shows_who_else_moved_money_on_the_account_by_role_only(
+    api: Api, story: Story
+) -> None:
+    _, hers = exported(api, story.customer, story.position)
+    about = hers["entries_about_me"]
+    account_events = {e["event_type"] for e in about if e["aggregate_type"] == "Account"}
+    assert {"Account.AccountOpened", "Account.TopUpCredited", "Account.HoldCaptured"} <= (
+        account_events
+    )
+    [captured] = [e for e in about if e["event_type"] == "Account.HoldCaptured"]
+    assert captured["actor_withheld"] is True and captured["actor_role"] == "host"
+    assert captured["actor_id"] is None
+    assert {e["actor_id"] for e in about} <= {None, str(story.customer.id)}
+    assert [e["position"] for e in about] == sorted({e["position"] for e in about})
+
+
 def test_a_new_user_exports_at_once_with_empty_lists(api: Api) -> None:
     user = api.register("customer")
     _, document = exported(api, user)
     assert document["user"]["email"] == user.email
     for name in ("account_entries", "top_ups", "payouts", "bookings_made", "kitchens"):
         assert document[name] == [], name
+    about = {e["event_type"]: e for e in document["entries_about_me"]}
+    assert sorted(about) == ["Account.AccountOpened", "User.UserRegistered"]
+    assert about["User.UserRegistered"]["payload"]["email"] == user.email
 
 
 def test_export_needs_a_valid_token_of_a_user_not_erased(api: Api) -> None:

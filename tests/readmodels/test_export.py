@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from aggregates.account import account_id_for
 from commands.bookings import BookingAction, RequestBooking, RescheduleBooking
 from commands.payouts import RequestPayout, SetPayoutDestination
 from prep_es.services.readside import open_read_side
@@ -119,6 +120,7 @@ LISTS = (
     "bookings_hosted",
     "kitchens",
     "audit_entries",
+    "entries_about_me",
 )
 
 
@@ -141,6 +143,7 @@ def every_list(world: Exporting, viewer: Viewer, batch_rows: int) -> dict[str, l
         "bookings_hosted": bookings.every_booking_hosted,
         "kitchens": kitchens.every_kitchen_owned,
         "audit_entries": audit.every_entry_caused_by,
+        "entries_about_me": audit.every_entry_about,
     }
     return {name: list(read(viewer, batch_rows=batch_rows)) for name, read in readers.items()}
 
@@ -164,9 +167,8 @@ def test_lists_are_whole_and_the_same_whatever_the_batch_size(world: Exporting, 
     assert whole["top_ups"] == payments.top_ups(viewer, PageRequest(limit=100)).items[::-1]
     assert whole["payouts"] == payments.payouts(viewer, PageRequest(limit=100)).items[::-1]
     assert len(whole["payouts"]) == 2
-    assert [e.position for e in whole["audit_entries"]] == sorted(
-        {e.position for e in whole["audit_entries"]}
-    )
+    for entries in (whole["audit_entries"], whole["entries_about_me"]):
+        assert [e.position for e in entries] == sorted({e.position for e in entries})
     if who == "customer":
         assert len(whole["bookings_made"]) == 5 and whole["bookings_hosted"] == []
         assert len(whole["top_ups"]) == 4 and whole["kitchens"] == []
@@ -238,7 +240,38 @@ def test_an_entry_opens_only_the_personal_fields_of_whom_it_is_read_for(
         "notes of booking 11",
     }
     # The five earlier bookings have empty notes, which are not sealed: they say nothing.
-    assert [(entry.payload["notes"], withheld) for entry, withheld in theirs] == [
-        ("", [])
-    ] * 5 + [(None, ["notes"])] * 2
+    assert [(entry.payload["notes"], withheld) for entry, withheld in theirs] == [("", [])] * 5 + [
+        (None, ["notes"])
+    ] * 2
     assert not any(entry.erased for entry, _ in [*hers, *theirs, *everyone])
+
+
+def test_entries_about_a_person_are_of_their_user_and_account_whoever_caused_them(
+    world: Exporting,
+) -> None:
+    market = world.market
+    customer, host = market.customer.user_id, market.host.user_id
+    about = list(
+        AuditQueries(
+            world.read_side.query_database, PersonalDataCipher(market.runtime.app.data_keys)
+        ).every_entry_about(Viewer(customer, "customer"), batch_rows=2)
+    )
+
+    assert {e.aggregate_id for e in about} == {customer, account_id_for(customer)}
+    registered = about[0]
+    assert registered.event_type == "User.UserRegistered" and registered.actor_id is None
+    assert registered.payload["email"] == "customer@example.com"
+    assert registered.payload["password_hash"] == "***"
+    assert not registered.actor_withheld and registered.withheld_fields == []
+    assert [e.position for e in about] == sorted({e.position for e in about})
+    # The host completed two of her bookings: her holds were captured by them, shown by
+    # role only.
+    captured = [e for e in about if e.event_type == "Account.HoldCaptured"]
+    assert len(captured) == 2
+    for entry in captured:
+        assert entry.actor_withheld and entry.actor_role == "host"
+        assert (entry.actor_id, entry.request_id, entry.correlation_id) == (None, None, None)
+    own = [e for e in about if e.actor_id == customer]
+    assert own and not any(e.actor_withheld for e in own)
+    assert all(e.actor_id in (None, customer) for e in about)
+    assert str(host) not in str([e.model_dump() for e in about])
