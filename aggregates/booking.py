@@ -5,6 +5,9 @@
        │ └──expire───▶ expired         │
        └──────────cancel───────────────┴──▶ cancelled
 
+(A forced erasure of its host or customer cancels an active booking whatever its
+window: ``Booking.cancel_for_erasure``.)
+
 The booking's money is a hold on the customer's account (``Account``); every way out
 of pending/confirmed settles that hold exactly once. The decisions that move the
 booking together with its kitchen's schedules and those accounts are in
@@ -229,6 +232,21 @@ class Booking(Aggregate):
             released_cents=self.price_cents - captured,
         )
         return captured
+
+    def cancel_for_erasure(self, *, by_role: str, reason: str) -> None:
+        """The erasure of the booking's host or customer cancels it: an admin's forced
+        erasure (``by_role`` "admin"), or the sweeper (``"system"``) for one an erasure
+        missed. Nobody can settle it with the erased person any more. Whatever its
+        window — started, even ended — nothing is captured: the whole hold is released,
+        as when a host cancels."""
+        self._check_status("cancel", *ACTIVE_STATUSES)
+        assert by_role in ("admin", "system")
+        self._cancelled(
+            cancelled_by_role=by_role,
+            reason=check_reason(reason),
+            captured_cents=0,
+            released_cents=self.price_cents,
+        )
 
     def reschedule(self, window: BookingWindow, now: datetime) -> None:
         """Move to ``window``, re-priced at the booking's original rate, locking in the

@@ -135,6 +135,15 @@ def cancel_booking(
         _release(booking, parties)
 
 
+def cancel_for_erasure(
+    booking: Booking, *, by_role: str, reason: str, parties: BookingParties
+) -> None:
+    """The erasure of the booking's host or customer cancels it: the slots are freed
+    and the whole hold released (see ``Booking.cancel_for_erasure``)."""
+    booking.cancel_for_erasure(by_role=by_role, reason=reason)
+    _release(booking, parties)
+
+
 def complete_booking(
     booking: Booking,
     now: datetime,

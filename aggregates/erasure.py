@@ -16,6 +16,14 @@ forces it, with a reason. The blockers:
 A host's kitchens leave the market with their host, forced or not: a published kitchen
 is suspended and one under review rejected, each with :data:`HOST_ERASED_REASON`, so
 that nobody books (or approves) a kitchen whose host can no longer answer.
+
+A forced erasure settles the person's active bookings (:func:`settle_bookings`): each
+is cancelled by the admin (whatever its window) and its whole hold released to its
+customer, as a host's cancellation does — nobody could confirm, cancel or be paid for
+it any more. A customer pays no fee: the platform decided. Money that remains on the
+erased person's account (their balance, the holds just released included) stays in the
+ledger under the account's id: it is the operator's to refund through the payment
+provider before erasing, or to account for.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from uuid import UUID
 
 from aggregates.account import Account
 from aggregates.booking import Booking
+from aggregates.booking_decisions import BookingParties, cancel_for_erasure
 from aggregates.errors import ErasureBlocked
 from aggregates.kitchen import Kitchen
 from aggregates.payment_provider import TransferMethod
@@ -35,6 +44,8 @@ from aggregates.policies import format_money
 from aggregates.top_up import TopUp, TopUpStatus
 
 HOST_ERASED_REASON: Final = "its host's account was erased"
+BOOKING_HOST_ERASED_REASON: Final = "the host's account was erased"
+BOOKING_CUSTOMER_ERASED_REASON: Final = "the customer's account was erased"
 BLOCKERS_LISTED_MAX: Final = 50
 """Blockers an answer names; the rest are only counted (a host may have many bookings)."""
 PENDING_TOP_UP_STATUSES: Final = frozenset({TopUpStatus.REQUIRES_PAYMENT, TopUpStatus.PROCESSING})
@@ -64,15 +75,21 @@ def balance_blocker(account: Account) -> ErasureBlocker | None:
     )
 
 
-def booking_blocker(booking: Booking, person_id: UUID) -> ErasureBlocker | None:
-    """``booking``, if it is still active and ``person_id`` takes part in it."""
+def _part_in(booking: Booking, person_id: UUID) -> Literal["customer", "host"] | None:
+    """The part ``person_id`` takes in ``booking`` while it is active."""
     if not booking.is_active:
         return None
     if booking.customer_id == person_id:
-        role = "customer"
-    elif booking.host_id == person_id:
-        role = "host"
-    else:
+        return "customer"
+    if booking.host_id == person_id:
+        return "host"
+    return None
+
+
+def booking_blocker(booking: Booking, person_id: UUID) -> ErasureBlocker | None:
+    """``booking``, if it is still active and ``person_id`` takes part in it."""
+    role = _part_in(booking, person_id)
+    if role is None:
         return None
     return ErasureBlocker(
         "booking",
@@ -132,3 +149,29 @@ def withdraw_kitchens(kitchens: Iterable[Kitchen], host_id: UUID) -> list[UUID]:
             continue
         withdrawn.append(kitchen.id)
     return withdrawn
+
+
+def settle_bookings(
+    bookings: Iterable[Booking], person_id: UUID, *, parties: BookingParties
+) -> list[dict[str, str]]:
+    """Cancel each of ``bookings`` still active that ``person_id`` (being erased by
+    force) takes part in, releasing its whole hold to its customer (see the module's
+    docstring); how each was settled, described as a blocker is (``id``, ``as``, the
+    status it ``was`` in, the money ``released``)."""
+    settled = []
+    for booking in bookings:
+        role = _part_in(booking, person_id)
+        if role is None:
+            continue
+        was = booking.status.value
+        reason = BOOKING_HOST_ERASED_REASON if role == "host" else BOOKING_CUSTOMER_ERASED_REASON
+        cancel_for_erasure(booking, by_role="admin", reason=reason, parties=parties)
+        settled.append(
+            {
+                "id": str(booking.id),
+                "as": role,
+                "was": was,
+                "released": format_money(booking.released_cents),
+            }
+        )
+    return settled

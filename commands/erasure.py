@@ -2,7 +2,8 @@
 or an admin's (with a reason).
 
 One transaction records ``User.UserErased``, releases the email's claim (the email can
-be registered again, by anyone) and takes the person's kitchens off the market (see
+be registered again, by anyone), takes the person's kitchens off the market and, when an
+admin forces it, cancels the person's active bookings, each hold released in full (see
 ``aggregates.erasure``); then the person's data key is destroyed, after which nothing
 personal ever written about them can be read. Should the process die between the two,
 the sweeper destroys the key of every erased user whose key remains
@@ -19,13 +20,18 @@ Two things the write model cannot list by itself come from the read models
 (:class:`ErasureLeadReader`): the host's kitchens and their active bookings, and the
 person's top-ups not yet settled. The reader waits until the read models have applied
 every event stored before it was asked, so each lead committed before then is seen; each
-is then loaded and decided on here. Top-ups are thus exact: one started later writes the
-account, which refuses the erasure's commit. A booking of one of the host's kitchens is
-not: one requested in the moment between that wait and the erasure's commit writes
-nothing the erasure read (the kitchen is only read by it), and is missed. It stays
-active at a kitchen the erasure suspended, with a host nobody can reach: a pending one
-expires at its start (its hold released), a confirmed one may still be cancelled by its
-customer, or is completed a day after its end. That window is accepted: it lasts as long
+is then loaded and decided on here, and a forced erasure settles each active booking
+here too: in the transaction that read it, so a booking changed meanwhile refuses the
+commit (and is decided on again), and a crash leaves the erasure with its cancellations
+or neither. Top-ups are thus exact: one started later writes the account, which refuses
+the erasure's commit. A booking of one of the host's kitchens is not: one requested in
+the moment between that wait and the erasure's commit writes nothing the erasure read
+(the kitchen is only read by it), and is missed; so are those beyond the first
+:data:`LEADS_MAX` the reader hands over. Such a booking stays active at a kitchen the
+erasure suspended, with a host nobody can reach: a pending one expires at its start (its
+hold released), a confirmed one may still be cancelled by its customer, or is cancelled
+by the sweeper a day after its end, its hold released (``commands.sweeper``), rather
+than completed into an account nobody can use. That window is accepted: it lasts as long
 as one command, and closing it would make every booking request write its host.
 """
 
@@ -39,6 +45,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from aggregates.account import account_id_for
 from aggregates.booking import Booking
 from aggregates.erasure import (
     BLOCKERS_LISTED_MAX,
@@ -47,12 +54,14 @@ from aggregates.erasure import (
     booking_blocker,
     check_erasable,
     payout_blocker,
+    settle_bookings,
     top_up_blocker,
     withdraw_kitchens,
 )
 from aggregates.errors import PermissionDenied, StateConflict
 from aggregates.kitchen import Kitchen
 from aggregates.payout import Payout
+from aggregates.schedule import KitchenSchedule
 from aggregates.text import check_reason
 from aggregates.top_up import TopUp
 from aggregates.user import EmailClaim, PersonalDetails, User
@@ -98,6 +107,10 @@ class ErasureState(BaseModel):
     forced: bool
     blockers: list[dict[str, str]]
     kitchens_withdrawn: list[UUID]
+    bookings_settled: list[dict[str, str]] = []
+    """The bookings a forced erasure cancelled, each hold released in full (see
+    ``aggregates.erasure.settle_bookings``). Defaulted: an answer an idempotency key
+    recorded before it existed reads as settling none."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +238,15 @@ class ErasureCommands:
                 top_up_ids=found.top_up_ids,
             )
             check_erasable(blockers, forced=force)
+            # Forced past active bookings: each, re-checked here, is settled in this
+            # transaction (see ``aggregates.erasure.settle_bookings``).
+            bookings = [
+                booking
+                for booking in (unit.find(Booking, booking_id) for booking_id in booking_ids)
+                if booking is not None and booking.is_active
+            ]
+            unit.read_ahead(_parties_of(bookings))
+            settled = settle_bookings(bookings, user_id, parties=unit)
             kitchens = [
                 kitchen
                 for kitchen in (unit.find(Kitchen, kitchen_id) for kitchen_id in found.kitchen_ids)
@@ -243,6 +265,7 @@ class ErasureCommands:
                 forced=bool(blockers),
                 blockers=[blocker.described for blocker in blockers[:BLOCKERS_LISTED_MAX]],
                 kitchens_withdrawn=withdrawn,
+                bookings_settled=settled,
             )
 
         executed = self._processor.execute(command_name, context, command, ErasureState, decide)
@@ -250,6 +273,19 @@ class ErasureCommands:
         # the key undestroyed); the sweeper does it should this process die first.
         self._store.destroy_personal_data(user_id)
         return executed
+
+
+def _parties_of(bookings: Sequence[Booking]) -> list[UUID]:
+    """What settling ``bookings`` writes besides them: their customers' accounts and the
+    kitchen-day schedules their windows claim (read ahead in one round trip)."""
+    return [
+        *(account_id_for(booking.customer_id) for booking in bookings),
+        *(
+            KitchenSchedule.create_id(kitchen_id=booking.kitchen_id, day=day)
+            for booking in bookings
+            for day in booking.window.days()
+        ),
+    ]
 
 
 def _blockers(

@@ -1,9 +1,11 @@
 """Time-driven transitions: expire pending bookings at their start, complete confirmed
-bookings 24 h after their end, record certificate lapses, hand the payment provider
-what it never took (a top-up's payment or a payout's transfer whose first asking failed:
-a provider outage must not leave a customer's money in transit for ever), and destroy
-the data key of every erased user whose key remains (the process that erased them died
-between recording the erasure and destroying the key: see ``commands.erasure``).
+bookings 24 h after their end (or cancel one whose host was erased, its hold released:
+an erasure missed it, see ``commands.erasure``), record certificate lapses, hand the
+payment provider what it never took (a top-up's payment or a payout's transfer whose
+first asking failed: a provider outage must not leave a customer's money in transit for
+ever), and destroy the data key of every erased user whose key remains (the process that
+erased them died between recording the erasure and destroying the key: see
+``commands.erasure``).
 
 Each transition is its own command, decided on the aggregate's current state, so a
 sweep is idempotent: running it twice, or in two processes at once, changes nothing
@@ -31,6 +33,7 @@ from pydantic import BaseModel
 
 from aggregates import booking_decisions
 from aggregates.booking import Booking, BookingStatus
+from aggregates.erasure import BOOKING_HOST_ERASED_REASON
 from aggregates.errors import StateConflict
 from aggregates.jurisdictions import JurisdictionCatalog
 from aggregates.kitchen import Kitchen
@@ -39,7 +42,7 @@ from aggregates.top_up import TopUp
 from aggregates.user import User
 from commands.bookings import BookingState
 from commands.clock import Clock
-from commands.context import SYSTEM_ACTOR, CommandContext
+from commands.context import SYSTEM_ACTOR, SYSTEM_ROLE, CommandContext
 from commands.payouts import PayoutCommands
 from commands.processor import AggregateTarget, CommandProcessor
 from commands.store import CommandStore
@@ -71,6 +74,9 @@ class FailedTransition(BaseModel):
 class SweepReport(BaseModel):
     expired_booking_ids: list[UUID]
     completed_booking_ids: list[UUID]
+    cancelled_booking_ids: list[UUID] = []
+    """Confirmed bookings due for completion whose host was erased, cancelled instead,
+    each hold released (an erasure missed them: see ``commands.erasure``)."""
     lapsed_certificate_ids: list[UUID]
     submitted_top_up_ids: list[UUID] = []
     """Top-ups whose payment the provider had not taken, asked again."""
@@ -299,10 +305,13 @@ class Sweeper:
             if self._attempt(report, "expire_booking", booking_id, self._expire, now, context):
                 report.expired_booking_ids.append(booking_id)
         for booking_id in self._agenda.confirmed_ended(now - AUTO_COMPLETE_AFTER):
-            if self._attempt(
+            outcome = self._attempt(
                 report, "auto_complete_booking", booking_id, self._auto_complete, now, context
-            ):
+            )
+            if outcome == BookingStatus.COMPLETED:
                 report.completed_booking_ids.append(booking_id)
+            elif outcome == BookingStatus.CANCELLED:
+                report.cancelled_booking_ids.append(booking_id)
         # A certificate lapses after its last valid day in the kitchen's time zone, which
         # is never ahead of the UTC date: candidates by UTC date, the kitchen decides.
         for kitchen_id in self._agenda.kitchens_with_certificates_expiring(now.date()):
@@ -401,15 +410,28 @@ class Sweeper:
         )
         return changed
 
-    def _auto_complete(self, booking_id: UUID, now: datetime, context: CommandContext) -> bool:
-        changed = False
+    def _auto_complete(
+        self, booking_id: UUID, now: datetime, context: CommandContext
+    ) -> BookingStatus | None:
+        """The booking's new status (completed, or cancelled: its host was erased), or
+        ``None`` when it was not due."""
+        outcome: BookingStatus | None = None
 
         def decide(unit: UnitOfWork) -> BookingState:
-            nonlocal changed
+            nonlocal outcome
+            outcome = None
             booking = unit.get(Booking, booking_id, not_found_code="booking_not_found")
             due = booking.end_time + AUTO_COMPLETE_AFTER <= now
-            changed = booking.status == BookingStatus.CONFIRMED and due
-            if changed:
+            if booking.status != BookingStatus.CONFIRMED or not due:
+                return BookingState.of(booking)
+            host = unit.find(User, booking.host_id)
+            if host is not None and host.erased:
+                # An erasure missed it (see ``commands.erasure``): completing it would
+                # capture the customer's money into an account nobody can use.
+                booking_decisions.cancel_for_erasure(
+                    booking, by_role=SYSTEM_ROLE, reason=BOOKING_HOST_ERASED_REASON, parties=unit
+                )
+            else:
                 booking_decisions.complete_booking(
                     booking,
                     self._clock(),
@@ -417,6 +439,7 @@ class Sweeper:
                     commission_basis_points=self._commission_basis_points,
                     parties=unit,
                 )
+            outcome = booking.status
             return BookingState.of(booking)
 
         self._processor.execute(
@@ -426,7 +449,7 @@ class Sweeper:
             BookingState,
             decide,
         )
-        return changed
+        return outcome
 
     def _lapse(self, kitchen_id: UUID, now: datetime, context: CommandContext) -> list[UUID]:
         def decide(unit: UnitOfWork) -> LapsedCertificates:

@@ -185,6 +185,12 @@ class ErasureOut(BaseModel):
         description="The user's kitchens taken off the market: a published one "
         "suspended, one under review rejected."
     )
+    bookings_settled: list[dict[str, str]] = Field(
+        description="The bookings a forced erasure cancelled (`cancelled_by_role` "
+        "`admin`), the user their customer or their kitchen's host: `id`, `as` "
+        "(`customer` or `host`), the status it `was` in, and the money `released` to its "
+        "customer (the whole hold: no fee is captured). Empty otherwise."
+    )
     position: PositionField
 
     @classmethod
@@ -202,7 +208,11 @@ ERASURE_DESCRIPTION = (
     "withdrawal or top-up the provider has not settled — the problem naming each in "
     "`blockers` (`kind`: `balance`, `booking`, `payout`, `withdrawal`, `top_up`; the "
     "first 50, `blockers_total` counting all). The user's kitchens leave the market: "
-    "published ones are suspended, those under review rejected."
+    "published ones are suspended, those under review rejected. An admin's forced "
+    "erasure cancels the user's pending and confirmed bookings, as customer or host, "
+    "releasing each hold in full to its customer (`bookings_settled`); money left on "
+    "the erased account stays in the ledger under its id, the operator's to refund "
+    "through the payment provider before erasing, or to account for."
 )
 
 

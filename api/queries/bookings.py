@@ -62,7 +62,10 @@ class BookingDetailOut(BookingSummaryOut):
         description="The rate fixed when the booking was requested (a reschedule keeps it)."
     )
     cancelled_by_role: str | None = Field(
-        description="customer or host, once cancelled.", examples=[None]
+        description="customer or host, once cancelled; admin when an admin's forced "
+        "erasure of its host or customer cancelled it, system when the sweeper did (its "
+        "host erased).",
+        examples=[None],
     )
     reason: str | None = Field(
         description="Why it was declined or cancelled, if the actor said; null once the "

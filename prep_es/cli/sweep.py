@@ -44,6 +44,8 @@ def run_sweep(arguments: argparse.Namespace, settings: Settings) -> int:
         print(f"  expired booking       {booking_id}")
     for booking_id in report.completed_booking_ids:
         print(f"  completed booking     {booking_id}")
+    for booking_id in report.cancelled_booking_ids:
+        print(f"  cancelled booking     {booking_id} (its host was erased)")
     for certificate_id in report.lapsed_certificate_ids:
         print(f"  lapsed certificate    {certificate_id}")
     for user_id in report.erased_user_ids:

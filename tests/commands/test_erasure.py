@@ -14,11 +14,17 @@ from uuid import UUID
 import pytest
 
 from aggregates.account import Account, account_id_for
-from aggregates.erasure import HOST_ERASED_REASON
+from aggregates.booking import Booking
+from aggregates.erasure import (
+    BOOKING_CUSTOMER_ERASED_REASON,
+    BOOKING_HOST_ERASED_REASON,
+    HOST_ERASED_REASON,
+)
 from aggregates.errors import (
     ActorNotAdmitted,
     ErasureBlocked,
     InvalidRequest,
+    InvalidStateTransition,
     KitchenNotBookable,
     NotFound,
     PermissionDenied,
@@ -34,20 +40,35 @@ from commands.bookings import (
     RequestBooking,
 )
 from commands.context import Actor, CommandContext
-from commands.erasure import SELF_ERASURE_REASON, EraseMe, EraseUser, ErasureState
+from commands.erasure import (
+    SELF_ERASURE_REASON,
+    EraseMe,
+    EraseUser,
+    ErasureLeadReader,
+    ErasureState,
+)
 from commands.kitchens import KitchenAction
 from commands.payouts import RequestPayout
 from commands.processor import Executed
 from commands.profile import ChangeProfile
+from commands.sweeper import AUTO_COMPLETE_AFTER
 from commands.top_ups import RequestTopUp
 from commands.users import RegisterUser, UpdateUser
 from prep_es.services.readside import ReadSide
+from projections.accounts import AccountsProjection
+from projections.bookings import BookingsProjection
+from projections.generations import ensure_ready
+from projections.runners import ProjectionRunner
+from queries.accounts import AccountQueries
+from queries.base import PageRequest, Viewer
+from queries.bookings import BookingDetail, BookingQueries
 from tests.commands.concurrent_booking import race
 from tests.commands.erasing_worker import erase_and_die_before_the_key_goes
 from tests.commands.erasure_leads import CaughtUpLeads
 from tests.support import (
     PASSWORD,
     START_OF_TESTS,
+    LeadsAsTheyAre,
     Marketplace,
     MutableClock,
     as_actor,
@@ -77,7 +98,7 @@ def erase_me(
 def erase_user(
     market: Marketplace,
     user: Actor,
-    leads: CaughtUpLeads,
+    leads: ErasureLeadReader,
     *,
     force: bool = False,
     by: Actor | None = None,
@@ -88,6 +109,35 @@ def erase_user(
         as_actor(by or market.admin, key),
         leads,
     )
+
+
+def account_figures(market: Marketplace, actor: Actor) -> tuple[int, int]:
+    """The balance and the held money of ``actor``'s account, as stored."""
+    account = stored(market, account_id_for(actor.user_id))
+    assert isinstance(account, Account)
+    return account.balance_cents, account.held_cents
+
+
+def trial_balance_total(read_side: ReadSide, market: Marketplace) -> int:
+    """What every account's balance sums to, from the accounts read model caught up."""
+    ensure_ready(read_side.write_database, AccountsProjection)
+    ProjectionRunner(AccountsProjection, market.runtime.app, read_side.write_database).catch_up()
+    queries = AccountQueries(read_side.query_database)
+    admin = Viewer(user_id=market.admin.user_id, role="admin")
+    trial = queries.trial_balance(admin, PageRequest(limit=100))
+    assert trial.accounts_total <= 100
+    assert sum(line.balance_cents for line in trial.lines) == trial.total_cents
+    return trial.total_cents
+
+
+def booking_as_seen_by(
+    read_side: ReadSide, market: Marketplace, actor: Actor, booking_id: UUID
+) -> BookingDetail:
+    """``booking_id`` as ``actor`` reads it, from the bookings read model caught up."""
+    ensure_ready(read_side.write_database, BookingsProjection)
+    ProjectionRunner(BookingsProjection, market.runtime.app, read_side.write_database).catch_up()
+    viewer = Viewer(user_id=actor.user_id, role=actor.role)
+    return BookingQueries(read_side.query_database).get(viewer, booking_id)
 
 
 def stored(market: Marketplace, aggregate_id: UUID) -> Any:
@@ -252,13 +302,17 @@ def request_booking_with_notes(market: Marketplace, start: datetime) -> BookingS
     ).result
 
 
-def test_an_admin_forces_past_the_blockers_and_the_money_stays(
-    market: Marketplace, leads: CaughtUpLeads, database_url: str
+def test_a_forced_erasure_of_a_customer_cancels_their_bookings_and_releases_the_holds(
+    market: Marketplace, leads: CaughtUpLeads, read_side: ReadSide, database_url: str
 ) -> None:
     booking = request_booking_with_notes(market, SLOT)
     later = request_booking_with_notes(market, SLOT + timedelta(days=1))
-    account_before = stored(market, account_id_for(market.customer.user_id))
-    assert isinstance(account_before, Account)
+    market.runtime.commands.bookings.confirm_booking(
+        BookingAction(booking_id=later.id), as_actor(market.host)
+    )
+    customer_before = account_figures(market, market.customer)
+    host_before = account_figures(market, market.host)
+    assert customer_before[1] == 200_00
 
     erased = erase_user(market, market.customer, leads, force=True).result
 
@@ -266,38 +320,130 @@ def test_an_admin_forces_past_the_blockers_and_the_money_stays(
     assert erased.blockers == [
         {"kind": "balance", "available": "9800.00", "held": "200.00"},
         {"kind": "booking", "id": str(booking.id), "as": "customer", "status": "pending"},
-        {"kind": "booking", "id": str(later.id), "as": "customer", "status": "pending"},
+        {"kind": "booking", "id": str(later.id), "as": "customer", "status": "confirmed"},
+    ]
+    assert erased.bookings_settled == [
+        {"id": str(booking.id), "as": "customer", "was": "pending", "released": "100.00"},
+        {"id": str(later.id), "as": "customer", "was": "confirmed", "released": "100.00"},
     ]
     last = events_of(market, market.customer.user_id)[-1]
     assert isinstance(last, User.UserErased)
     assert (last.reason, last.forced) == (REASON, True)
     assert last.metadata.actor_id == market.admin.user_id
-    account = stored(market, account_id_for(market.customer.user_id))
-    assert (account.balance_cents, account.held_cents) == (
-        account_before.balance_cents,
-        account_before.held_cents,
-    )
-    # A process that never saw the notes settles the bookings: the host declines one,
-    # time expires the other; each releases the erased customer's hold.
+    # The holds are released once, in full; the money stays on the erased account.
+    balance, held = customer_before[0], 0
+    assert account_figures(market, market.customer) == (balance, held)
+    assert account_figures(market, market.host) == host_before
+    for settled in (booking, later):
+        cancelled = events_of(market, settled.id)[-1]
+        assert isinstance(cancelled, Booking.BookingCancelled)
+        assert (cancelled.cancelled_by_role, cancelled.captured_cents) == ("admin", 0)
+        assert cancelled.released_cents == 100_00
+        assert cancelled.reason == BOOKING_CUSTOMER_ERASED_REASON
+    # The host reads each booking as cancelled by an admin, the notes gone.
+    host_view = booking_as_seen_by(read_side, market, market.host, later.id)
+    assert (host_view.status, host_view.cancelled_by_role) == ("cancelled", "admin")
+    assert host_view.released_cents == 100_00 and host_view.notes is None
+    assert trial_balance_total(read_side, market) == 0
+    # A process that never saw the notes finds nothing left to settle.
     restarted = open_test_runtime(database_url, market.clock)
     try:
-        declined = restarted.commands.bookings.decline_booking(
-            DeclineBooking(booking_id=booking.id), as_actor(market.host)
-        ).result
-        assert (declined.status, declined.notes) == ("declined", None)
-        market.clock.advance(SLOT + timedelta(days=1, minutes=1) - market.clock())
+        with pytest.raises(InvalidStateTransition):
+            restarted.commands.bookings.decline_booking(
+                DeclineBooking(booking_id=booking.id), as_actor(market.host)
+            )
+        market.clock.advance(SLOT + timedelta(days=3) - market.clock())
         report = restarted.commands.sweeper.sweep()
-        assert report.expired_booking_ids == [later.id] and report.failed == []
+        assert (report.expired_booking_ids, report.completed_booking_ids) == ([], [])
+        assert report.failed == []
     finally:
         restarted.close()
-    assert stored(market, account_id_for(market.customer.user_id)).held_cents == 0
+    assert account_figures(market, market.customer) == (balance, held)
+
+
+def test_a_forced_erasure_of_a_host_cancels_the_bookings_at_their_kitchens(
+    market: Marketplace, leads: CaughtUpLeads, read_side: ReadSide
+) -> None:
+    other = market.add_customer("other@example.com", 500_00)
+    pending = market.request_booking(SLOT, customer=other)
+    confirmed = market.request_booking(SLOT + timedelta(days=1), hours=3)
+    market.runtime.commands.bookings.confirm_booking(
+        BookingAction(booking_id=confirmed.id), as_actor(market.host)
+    )
+    before = {
+        actor.user_id: account_figures(market, actor)
+        for actor in (market.customer, other, market.host)
+    }
+
+    erased = erase_user(market, market.host, leads, force=True).result
+
+    assert erased.bookings_settled == [
+        {"id": str(pending.id), "as": "host", "was": "pending", "released": "100.00"},
+        {"id": str(confirmed.id), "as": "host", "was": "confirmed", "released": "150.00"},
+    ]
+    assert erased.kitchens_withdrawn == [market.kitchen_id]
+    for customer in (market.customer, other):
+        balance, _ = before[customer.user_id]
+        assert account_figures(market, customer) == (balance, 0)
+    assert account_figures(market, market.host) == before[market.host.user_id]
+    for settled in (pending, confirmed):
+        cancelled = events_of(market, settled.id)[-1]
+        assert isinstance(cancelled, Booking.BookingCancelled)
+        assert (cancelled.cancelled_by_role, cancelled.reason) == (
+            "admin",
+            BOOKING_HOST_ERASED_REASON,
+        )
+        assert (cancelled.captured_cents, cancelled.released_cents) == (0, settled.price_cents)
+    # Its customer reads it cancelled; nothing is left for them to cancel.
+    seen = booking_as_seen_by(read_side, market, market.customer, confirmed.id)
+    assert (seen.status, seen.cancelled_by_role) == ("cancelled", "admin")
+    with pytest.raises(StateConflict) as refused:
+        market.runtime.commands.bookings.cancel_booking(
+            CancelBooking(booking_id=confirmed.id), as_actor(market.customer)
+        )
+    assert refused.value.code == "already_cancelled"
+    # Long after their ends, the sweeper completes (and captures) nothing.
+    market.clock.advance(timedelta(days=5))
+    report = market.runtime.commands.sweeper.sweep()
+    assert report.completed_booking_ids == [] and report.expired_booking_ids == []
+    assert report.cancelled_booking_ids == [] and report.failed == []
+    assert account_figures(market, market.host) == before[market.host.user_id]
+    assert trial_balance_total(read_side, market) == 0
+
+
+def test_the_sweeper_cancels_a_booking_an_erasure_of_its_host_missed(
+    market: Marketplace, leads: CaughtUpLeads, read_side: ReadSide
+) -> None:
+    leads.leads(market.host.user_id, position=0)  # the read models know the kitchen
+    missed = market.request_booking(SLOT)
+    market.runtime.commands.bookings.confirm_booking(
+        BookingAction(booking_id=missed.id), as_actor(market.host)
+    )
+    customer_before = account_figures(market, market.customer)
+    host_before = account_figures(market, market.host)
+    # Asked before the booking reached the read models, as in the moment between the
+    # erasure's wait for them and its commit.
+    behind = LeadsAsTheyAre(read_side.query_database)
+
+    erased = erase_user(market, market.host, behind, force=True).result
+
+    assert erased.bookings_settled == [] and erased.kitchens_withdrawn == [market.kitchen_id]
+    market.clock.advance(SLOT + timedelta(hours=2) + AUTO_COMPLETE_AFTER - market.clock())
+    report = market.runtime.commands.sweeper.sweep()
+    assert report.cancelled_booking_ids == [missed.id]
+    assert report.completed_booking_ids == [] and report.failed == []
+    cancelled = events_of(market, missed.id)[-1]
+    assert isinstance(cancelled, Booking.BookingCancelled)
+    assert (cancelled.cancelled_by_role, cancelled.released_cents) == ("system", 100_00)
+    assert account_figures(market, market.customer) == (customer_before[0], 0)
+    assert account_figures(market, market.host) == host_before
+    assert market.runtime.commands.sweeper.sweep().cancelled_booking_ids == []
+    assert trial_balance_total(read_side, market) == 0
 
 
 def test_a_forced_erasure_of_a_host_takes_their_kitchens_off_the_market(
     market: Marketplace, leads: CaughtUpLeads
 ) -> None:
-    booking = market.request_booking(SLOT)
-
     erased = erase_user(market, market.host, leads, force=True).result
 
     assert erased.kitchens_withdrawn == [market.kitchen_id]
@@ -306,11 +452,6 @@ def test_a_forced_erasure_of_a_host_takes_their_kitchens_off_the_market(
     assert (kitchen.status, kitchen.status_reason) == ("suspended", HOST_ERASED_REASON)
     with pytest.raises(KitchenNotBookable):
         market.request_booking(SLOT + timedelta(days=1))
-    # The booking made before stays as it was, for its customer to cancel.
-    cancelled = market.runtime.commands.bookings.cancel_booking(
-        CancelBooking(booking_id=booking.id), as_actor(market.customer)
-    ).result
-    assert cancelled.status == "cancelled"
     # No admin can put it back on the market: its host is gone.
     kitchens = market.runtime.commands.kitchens
     with pytest.raises(StateConflict) as refused:
