@@ -291,9 +291,54 @@ def test_an_admin_forces_past_the_blockers_and_the_hosts_kitchens_leave_the_mark
     )
     suspended = api.ok(api.get(f"/kitchens/{kitchen['id']}", api.admin, headers=position))
     assert suspended["status"] == "suspended"
-    # The booking stays, for its customer to settle.
-    cancelled = api.ok(api.patch(f"/bookings/{booking['id']}/cancel", customer, json={}))
-    assert cancelled["status"] == "cancelled"
+    # The booking was cancelled with it, its whole price released to its customer.
+    assert forced["bookings_settled"] == [
+        {"id": booking["id"], "as": "host", "was": "pending", "released": "100.00"}
+    ]
+    seen = api.ok(api.get(f"/bookings/{booking['id']}", customer, headers=position))
+    assert (seen["status"], seen["cancelled_by_role"]) == ("cancelled", "admin")
+    assert (api.account(customer).balance_cents, api.account(customer).held_cents) == (100_00, 0)
+    assert_problem(
+        api.patch(f"/bookings/{booking['id']}/cancel", customer, json={}),
+        409,
+        "already_cancelled",
+    )
+
+
+def test_a_forced_erasure_of_a_customer_cancels_their_booking_for_its_host_to_see(
+    api: Api,
+) -> None:
+    host = api.register("host")
+    kitchen = api.published_kitchen(host)
+    customer = api.customer("100.00")
+    booking = api.ok(
+        api.post(
+            "/bookings",
+            customer,
+            json={"kitchen_id": kitchen["id"], "guests": 2, **api.window(days=21)},
+        ),
+        201,
+    )
+    api.ok(api.post(f"/bookings/{booking['id']}/confirm", host))
+
+    forced = api.ok(erase(api, customer.id, {"reason": REASON, "force": True}))
+
+    assert [blocker["kind"] for blocker in forced["blockers"]] == ["balance", "booking"]
+    assert forced["bookings_settled"] == [
+        {"id": booking["id"], "as": "customer", "was": "confirmed", "released": "100.00"}
+    ]
+    position = {"X-Prep-Min-Position": str(forced["position"])}
+    seen = api.ok(api.get(f"/bookings/{booking['id']}", host, headers=position))
+    assert (seen["status"], seen["cancelled_by_role"], seen["notes"]) == (
+        "cancelled",
+        "admin",
+        None,
+    )
+    # The money stays on the erased account, held no more: the operator's to settle.
+    assert (api.account(customer).balance_cents, api.account(customer).held_cents) == (100_00, 0)
+    assert_problem(
+        api.post(f"/bookings/{booking['id']}/confirm", host), 409, "invalid_state_transition"
+    )
 
 
 @pytest.mark.parametrize(

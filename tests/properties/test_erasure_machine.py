@@ -34,7 +34,8 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -42,6 +43,7 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
 
+from aggregates.booking import Booking, BookingStatus
 from aggregates.erasure import HOST_ERASED_REASON
 from aggregates.errors import DomainError, ErasureBlocked
 from aggregates.kitchen import Kitchen
@@ -451,7 +453,9 @@ class ErasureMachine(MarketplaceMachine):
         force: bool = False,
     ) -> ErasureState | None:
         """Run an erasure: refused with ``refusal``; else refused naming ``blockers``
-        unless ``force``; else done. No money moves either way."""
+        unless ``force``; else done. No money moves either way, but for the bookings a
+        forced erasure settles: each of the person's active bookings cancelled, its
+        whole hold released to its customer (see :meth:`_settled`)."""
         money = self._money()
         position = self.runtime.app.position()
         leaving = self._kitchens_leaving_with(person)
@@ -482,10 +486,64 @@ class ErasureMachine(MarketplaceMachine):
             assert result.forced == bool(blockers), result
             assert self._in_order(result.blockers) == self._in_order(blockers), result
             assert set(result.kitchens_withdrawn) == leaving, (result, leaving)
+            money = self._settled(money, person, result)
             self._erased(person, result)
             event(f"{action}: done{' (forced)' if result.forced else ''}")
+            if result.bookings_settled:
+                event(f"{action}: settled bookings")
         assert self._money() == money, f"{action} moved money"
         return result
+
+    def _settled(self, money: Money, person: Person, result: ErasureState) -> Money:
+        """``money`` as a forced erasure of ``person`` leaves it: every booking of theirs
+        that was active (the answer lists each) cancelled, nothing captured, its whole
+        hold released once to its customer; no balance, system account or trial
+        balance line moves."""
+        user_id = person.actor.user_id
+        accounts = dict(money.accounts)
+        bookings = dict(money.bookings)
+        expected = []
+        for booking_id, figures in money.bookings.items():
+            status, start, end, price, _, _, customer_id, host_id = figures
+            if status not in ("pending", "confirmed") or user_id not in (customer_id, host_id):
+                continue
+            expected.append(
+                {
+                    "id": str(booking_id),
+                    "as": "customer" if customer_id == user_id else "host",
+                    "was": str(status),
+                    "released": format_money(price),
+                }
+            )
+            bookings[booking_id] = (
+                BookingStatus.CANCELLED,
+                start,
+                end,
+                price,
+                0,
+                price,
+                customer_id,
+                host_id,
+            )
+            balance, held, available, holds = accounts[customer_id]
+            assert dict(holds)[str(booking_id)] == price, (booking_id, holds)
+            accounts[customer_id] = (
+                balance,
+                held - price,
+                available + price,
+                tuple(hold for hold in holds if hold[0] != str(booking_id)),
+            )
+        key = itemgetter("id")
+        assert sorted(result.bookings_settled, key=key) == sorted(expected, key=key), (
+            result.bookings_settled,
+            expected,
+        )
+        for settled in result.bookings_settled:
+            last = self.runtime.app.events.get(UUID(settled["id"]), desc=True, limit=1)
+            (cancelled,) = list(last)
+            assert isinstance(cancelled, Booking.BookingCancelled), cancelled
+            assert cancelled.cancelled_by_role == "admin", cancelled
+        return replace(money, accounts=accounts, bookings=bookings)
 
     def _erased(self, person: Person, result: ErasureState) -> None:
         person.erased = True
