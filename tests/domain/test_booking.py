@@ -251,6 +251,34 @@ def test_cancel_after_start_is_refused(status: str, now: datetime) -> None:
         booking.cancel(by_role="customer", reason=None, now=now)
 
 
+@pytest.mark.parametrize("status", ["pending", "confirmed"])
+@pytest.mark.parametrize("role", ["admin", "system"])
+def test_an_erasure_cancels_whatever_the_window_and_captures_nothing(
+    status: str, role: str
+) -> None:
+    booking = given(*history_in(status))
+    booking.cancel_for_erasure(by_role=role, reason="the host's account was erased")
+    then(
+        booking,
+        (
+            Booking.BookingCancelled,
+            {
+                "cancelled_by_role": role,
+                "reason": "the host's account was erased",
+                "captured_cents": 0,
+                "released_cents": 10000,
+            },
+        ),
+    )
+
+
+@pytest.mark.parametrize("status", ["cancelled", "declined", "expired", "completed"])
+def test_an_erasure_leaves_a_settled_booking_as_it_is(status: str) -> None:
+    booking = given(*history_in(status))
+    with refused(booking, InvalidStateTransition, "invalid_state_transition"):
+        booking.cancel_for_erasure(by_role="admin", reason="the customer's account was erased")
+
+
 def test_cancel_with_an_overlong_reason_is_refused() -> None:
     booking = given(*booking_requested())
     with refused(booking, InvalidRequest, "invalid_reason"):
