@@ -257,6 +257,10 @@ class ErasureMachine(MarketplaceMachine):
     def _refused_outright(self, actor: Actor) -> set[str]:
         return {"user_erased"} if self.people[actor.user_id].erased else set()
 
+    def _refused_to_reinstate(self, facts: KitchenFacts) -> set[str]:
+        """An erased host's kitchen stays off the market."""
+        return {"host_erased"} if self.people[facts.host.user_id].erased else set()
+
     def _attempt(
         self,
         action: str,

@@ -233,6 +233,11 @@ class MarketplaceMachine(RuleBasedStateMachine):
         here: every user of this machine may act)."""
         return set()
 
+    def _refused_to_reinstate(self, facts: KitchenFacts) -> set[str]:
+        """The codes reinstating ``facts``' kitchen is refused with, whatever its status
+        (none here)."""
+        return set()
+
     @property
     def now(self) -> datetime:
         return self.clock.now
@@ -811,9 +816,10 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 "reinstate",
                 lambda: kitchens.reinstate_kitchen(KitchenAction(kitchen_id=facts.id), admin),
             )
-        self._attempt(action, set(), call, by=self.admin)
+        refused = self._refused_to_reinstate(facts) if action == "reinstate" else set()
+        self._attempt(action, refused, call, by=self.admin)
         if repeat:
-            self._attempt(action, {"invalid_state_transition"}, call, by=self.admin)
+            self._attempt(action, refused or {"invalid_state_transition"}, call, by=self.admin)
 
     # --- invariants --------------------------------------------------------------------
 
