@@ -362,14 +362,16 @@ def _fields(event: DomainEventProtocol[UUID] | BaseModel) -> dict[str, Any]:
 
 
 def _plaintext_fields(event_class: type[BaseModel], state: bytes) -> set[str]:
-    """The personal fields of a stored state held in plain text (neither sealed nor
-    absent)."""
+    """The personal fields of a stored state held in plain text (neither sealed, nor
+    absent, nor an empty text, which is left unsealed)."""
     names = personal_fields(event_class)
     if not names:
         return set()
     stored = orjson.loads(state)
     return {
-        name for name in names if stored.get(name) is not None and not is_envelope(stored[name])
+        name
+        for name in names
+        if stored.get(name) not in (None, "") and not is_envelope(stored[name])
     }
 
 
