@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,8 @@ EMAIL_LOCAL_PART_OCTETS_MAX = 64
 EAST_ASIAN_SCRIPTS: Final = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO"})
 """Scripts one name may mix with each other and with Latin (see :func:`mixes_scripts`)."""
 FULL_NAME_LENGTH_MAX = 200
+HOLDER_DIGEST_LABEL: Final = b"email-claim-holder:"
+"""Prefixes a user id in the keyed hash that names an email claim's holder."""
 SNAPSHOT_INTERVAL: Final = 50
 """Logouts and password changes add up over a user's life; a load replays at most this
 many events after a snapshot."""
@@ -669,9 +672,11 @@ class EmailClaim(Aggregate):
     """One per email, with an id derived from the email's keyed hash (its *digest*, made
     by the store with a server secret): two registrations of one
     email write version 1 of the same aggregate, and the event store lets only one
-    commit. The email itself is not kept here. A claim is released when its user is
-    erased or changes email, and may then be claimed again by anyone, at its next
-    version: still one writer wins."""
+    commit. The email itself is not kept here, nor who holds it: a holder is named by
+    the keyed hash of their user id (:meth:`holder_message`), so that once an erased
+    user's email is registered again, the claim does not tie the erased id to the new
+    holder's email. A claim is released when its user is erased or changes email, and
+    may then be claimed again by anyone, at its next version: still one writer wins."""
 
     TOPIC: ClassVar[str] = "EmailClaim"
 
@@ -679,55 +684,67 @@ class EmailClaim(Aggregate):
         pass
 
     class EmailClaimed(Event, AggregateCreated):
-        """v2 holds the email's digest instead of the email. A v1 claim (its id derived
-        from the plain email) is read without a digest: ``prep-es store migrate`` moves
-        such claims to their keyed ids."""
+        """v2 holds the email's digest instead of the email, and the holder's digest
+        instead of their id. A v1 claim (its id derived from the plain email) is read
+        without either: ``prep-es store migrate`` moves such claims to their keyed ids."""
 
         TOPIC: ClassVar[str] = "EmailClaim.EmailClaimed"
         class_version: ClassVar[int] = 2
         email_digest: str
-        user_id: UUID
+        holder: str
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state.pop("email")
+            state.pop("user_id", None)
             state["email_digest"] = ""
+            state["holder"] = ""
 
     class EmailReleased(Event):
         TOPIC: ClassVar[str] = "EmailClaim.EmailReleased"
-        user_id: UUID
+        holder: str
 
     class EmailReclaimed(Event):
         TOPIC: ClassVar[str] = "EmailClaim.EmailReclaimed"
-        user_id: UUID
+        holder: str
 
     @staticmethod
     def create_id(email_digest: str, **_: Any) -> UUID:
         return derived_id("email-digest", email_digest)
 
+    @staticmethod
+    def holder_message(user_id: UUID) -> bytes:
+        """What the store's keyed hash of a holder is made of (``CommandStore.keyed_digest``
+        of it names the holder): the user's id, under a label of its own, so that no other
+        keyed hash the store makes can equal it."""
+        return HOLDER_DIGEST_LABEL + user_id.bytes
+
     @event(EmailClaimed)
-    def __init__(self, email_digest: str, user_id: UUID) -> None:
+    def __init__(self, email_digest: str, holder: str) -> None:
         self.email_digest = email_digest
-        self.user_id: UUID | None = user_id
-        """Who holds the email; None once released."""
+        self.holder: str | None = holder
+        """The keyed hash of whose email it is; None once released."""
 
     def check_free(self, email: str) -> None:
-        if self.user_id is not None:
+        if self.holder is not None:
             raise EmailTaken(f"{email} is already registered")
 
-    def release(self, user_id: UUID) -> None:
-        """Free the email (its holder ``user_id`` was erased or changed email)."""
-        assert self.user_id == user_id, (self.user_id, user_id)
-        self._released(user_id=user_id)
+    def held_by(self, holder: str) -> bool:
+        return self.holder is not None and hmac.compare_digest(self.holder, holder)
 
-    def reclaim(self, user_id: UUID, email: str) -> None:
+    def release(self, holder: str) -> None:
+        """Free the email (its holder was erased or changed email)."""
+        assert self.held_by(holder), "released by its holder"
+        self._released(holder=holder)
+
+    def reclaim(self, holder: str, email: str) -> None:
         self.check_free(email)
-        self._reclaimed(user_id=user_id)
+        self._reclaimed(holder=holder)
 
     @event(EmailReleased)
-    def _released(self, user_id: UUID) -> None:
-        self.user_id = None
+    def _released(self, holder: str) -> None:
+        self.holder = None
 
     @event(EmailReclaimed)
-    def _reclaimed(self, user_id: UUID) -> None:
-        self.user_id = user_id
+    def _reclaimed(self, holder: str) -> None:
+        self.holder = holder

@@ -255,8 +255,9 @@ class ErasureCommands:
             withdrawn = withdraw_kitchens(kitchens, user_id)
             digest = self._store.email_digest(details.email)
             claim = unit.find(EmailClaim, EmailClaim.create_id(email_digest=digest))
-            if claim is not None and claim.user_id == user_id:
-                claim.release(user_id)
+            holder = self._store.keyed_digest(EmailClaim.holder_message(user_id))
+            if claim is not None and claim.held_by(holder):
+                claim.release(holder)
             erased_at = self._clock()
             user.erase(reason=reason, forced=bool(blockers), at=erased_at)
             return ErasureState(

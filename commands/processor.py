@@ -31,7 +31,12 @@ from pydantic import BaseModel, ConfigDict
 
 from aggregates.base import recording_metadata
 from aggregates.errors import ConcurrencyConflict, DomainError
-from aggregates.idempotency import IdempotencyRecord, check_idempotency_key
+from aggregates.idempotency import (
+    IdempotencyRecord,
+    check_idempotency_key,
+    key_message,
+    scope_message,
+)
 from aggregates.user import User
 from commands.context import SYSTEM_ROLE, Actor, CommandContext
 from commands.observers import CommandObserver, IgnoreCommands
@@ -198,12 +203,17 @@ class CommandProcessor:
         if actor is not None and actor.role != SYSTEM_ROLE:
             read_ahead = [actor.user_id, *read_ahead]
         record_id: UUID | None = None
-        scope = ""
+        scope = key_digest = ""
         fingerprint = ""
         if key is not None:
             check_idempotency_key(key)
-            scope = f"{replaying.owner(context.actor)}:{command_name}"
-            record_id = IdempotencyRecord.create_id(scope=scope, key=key)
+            # Kept and looked up as keyed hashes: a registration's scope names the email's
+            # claim, which the record must not tie to the user it created.
+            scope = self.store.keyed_digest(
+                scope_message(f"{replaying.owner(context.actor)}:{command_name}")
+            )
+            key_digest = self.store.keyed_digest(key_message(key))
+            record_id = IdempotencyRecord.create_id(scope=scope, key=key_digest)
             # Keyed over the plain hash, so a store written before fingerprints were
             # keyed can be migrated: its plain hashes are keyed the same way.
             plain = hashlib.sha256(request_body(command_name, request)).digest()
@@ -242,7 +252,7 @@ class CommandProcessor:
                     unit.add(
                         IdempotencyRecord(
                             scope=scope,
-                            key=key,
+                            key=key_digest,
                             request_hash=fingerprint,
                             result=result.model_dump(mode="json"),
                             subject_id=(subject := _subject_of(context, result)),

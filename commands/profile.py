@@ -100,12 +100,13 @@ class ProfileCommands:
     ) -> None:
         """Claim ``email`` for the user (``email_taken`` if someone holds it) and release
         the claim of ``old_email``."""
+        holder = self._store.keyed_digest(EmailClaim.holder_message(user_id))
         claim = unit.find(EmailClaim, EmailClaim.create_id(email_digest=email_digest))
         if claim is None:
-            unit.add(EmailClaim(email_digest=email_digest, user_id=user_id))
+            unit.add(EmailClaim(email_digest=email_digest, holder=holder))
         else:
-            claim.reclaim(user_id, email)
+            claim.reclaim(holder, email)
         old_digest = self._store.email_digest(old_email)
         old_claim = unit.find(EmailClaim, EmailClaim.create_id(email_digest=old_digest))
-        if old_claim is not None and old_claim.user_id == user_id:
-            old_claim.release(user_id)
+        if old_claim is not None and old_claim.held_by(holder):
+            old_claim.release(holder)

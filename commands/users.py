@@ -173,10 +173,11 @@ class UserCommands:
                 role=command.role,
                 password_hash=password_hash,
             )
+            holder = self._store.keyed_digest(EmailClaim.holder_message(user.id))
             if claim is None:
-                claim = EmailClaim(email_digest=digest, user_id=user.id)
+                claim = EmailClaim(email_digest=digest, holder=holder)
             else:
-                claim.reclaim(user.id, normalized)
+                claim.reclaim(holder, normalized)
             unit.add(user, claim, Account(owner_id=user.id))
             return UserState.of(user)
 

@@ -26,7 +26,7 @@ def erase_user(
     claim = app.repository.get(EmailClaim.create_id(email_digest=app.email_digest(email)))
     assert isinstance(claim, EmailClaim)
     user.erase(reason=reason, forced=forced, at=at)
-    claim.release(user_id)
+    claim.release(app.keyed_digest(EmailClaim.holder_message(user_id)))
     app.save(user, claim)
     app.destroy_personal_data(user_id)
     return app.position()

@@ -26,7 +26,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
 from aggregates.base import derived_id
-from aggregates.idempotency import IdempotencyRecord
+from aggregates.idempotency import IdempotencyRecord, key_message, scope_message
 from aggregates.user import EmailClaim
 from prep_es.store.postgres_recorders import (
     AppendOnlyPostgresApplicationRecorder,
@@ -111,7 +111,7 @@ class Transformed:
 
     stored: StoredEvent
     moved: bool
-    """Its aggregate id changed (a claim, or a key of a registration)."""
+    """Its aggregate id changed (a claim, or an idempotency record)."""
 
 
 class PreEncryptionTransform:
@@ -119,12 +119,13 @@ class PreEncryptionTransform:
     release stores it. Every event keeps its aggregate id, version, topic, timestamp and
     metadata, except:
 
-    - ``EmailClaim.EmailClaimed`` (v1, the plain email) becomes v2 (the email's digest
-      made with the target store's secret, and the user's id), at the id this release
-      derives from that digest;
-    - ``IdempotencyRecord.IdempotencyKeyRecorded`` of a registration, whose scope named
-      the plain email's claim id, names the keyed claim's id instead, at the id derived
-      from that scope; every record gains the ``subject_id`` whose key seals its result
+    - ``EmailClaim.EmailClaimed`` (v1, the plain email and the user's id) becomes v2
+      (the email's digest and the holder's, made with the target store's secret), at
+      the id this release derives from the email's digest;
+    - ``IdempotencyRecord.IdempotencyKeyRecorded`` keeps its scope and key as keyed
+      hashes, at the id derived from them (a registration's scope, which named the plain
+      email's claim id, names the keyed claim's id before it is hashed); every record
+      gains the ``subject_id`` whose key seals its result
       (the caller, or the user a registration created) and the ``joint_subject_ids`` of
       the other people its result names (a booking's customer, a user), as this release
       records them; its request fingerprint (a plain SHA-256) is keyed with the target
@@ -171,8 +172,15 @@ class PreEncryptionTransform:
                 f"the email claim {stored.originator_id} does not have the id its email "
                 "derives: it was not written by the release before encryption"
             )
+        try:
+            holder = UUID(str(state.pop("user_id")))
+        except (KeyError, ValueError):
+            raise NotPreEncryptionStore(
+                f"the email claim {stored.originator_id} does not name its user"
+            ) from None
         digest = self._email_digest(email)
         state["email_digest"] = digest
+        state["holder"] = self._keyed_digest(EmailClaim.holder_message(holder))
         state[CLASS_VERSION_KEY] = EmailClaim.EmailClaimed.class_version
         return Transformed(
             _stored(stored, EmailClaim.create_id(email_digest=digest), state), moved=True
@@ -202,10 +210,9 @@ class PreEncryptionTransform:
             ) from None
         state["request_hash"] = self._keyed_digest(plain_fingerprint)
         moved_scope = self._moved_scope(scope, result, stored)
-        if moved_scope is None:
-            return Transformed(_stored(stored, stored.originator_id, state), moved=False)
-        state["scope"] = moved_scope
-        record_id = IdempotencyRecord.create_id(scope=moved_scope, key=key)
+        state["scope"] = self._keyed_digest(scope_message(moved_scope or scope))
+        state["key"] = self._keyed_digest(key_message(key))
+        record_id = IdempotencyRecord.create_id(scope=state["scope"], key=state["key"])
         return Transformed(_stored(stored, record_id, state), moved=True)
 
     def _moved_scope(self, scope: str, result: dict[str, Any], stored: StoredEvent) -> str | None:

@@ -65,9 +65,9 @@ MIGRATION_POOL_SIZE: Final = 2
 DIFFERENCES_LISTED_MAX: Final = 20
 """Differences described one by one; beyond, only counted."""
 CHANGED_BY_TRANSFORM: Final[dict[str, frozenset[str]]] = {
-    CLAIM_TOPIC: frozenset({"originator_id", "email_digest"}),
+    CLAIM_TOPIC: frozenset({"originator_id", "email_digest", "holder"}),
     IDEMPOTENCY_TOPIC: frozenset(
-        {"originator_id", "scope", "subject_id", "joint_subject_ids", "request_hash"}
+        {"originator_id", "scope", "key", "subject_id", "joint_subject_ids", "request_hash"}
     ),
 }
 """What the transform may change in an event's decoded fields, by topic; nothing else."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from uuid import UUID
 
 import pytest
 
@@ -31,14 +32,20 @@ def user_of(market: Marketplace, actor: Actor) -> User:
     return user
 
 
+def holder(market: Marketplace, user_id: UUID) -> str:
+    """How a claim names ``user_id``."""
+    return market.runtime.app.keyed_digest(EmailClaim.holder_message(user_id))
+
+
 def claim_holder(market: Marketplace, email: str) -> object:
-    """Who holds ``email``'s claim (``None``: released), or ``"unclaimed"``."""
+    """Who holds ``email``'s claim, as the claim names them (``None``: released), or
+    ``"unclaimed"``."""
     claim_id = EmailClaim.create_id(email_digest=market.runtime.app.email_digest(email))
     if claim_id not in market.runtime.app.repository:
         return "unclaimed"
     claim = market.runtime.app.repository.get(claim_id)
     assert isinstance(claim, EmailClaim)
-    return claim.user_id
+    return claim.holder
 
 
 def register(market: Marketplace, email: str) -> object:
@@ -74,7 +81,7 @@ def test_an_email_changes_with_the_current_password_and_frees_the_old_one(
 ) -> None:
     user = change(market, market.customer, email="Ana.New@Example.COM", current_password=PASSWORD)
     assert user.email == "ana.new@example.com"
-    assert claim_holder(market, "ana.new@example.com") == market.customer.user_id
+    assert claim_holder(market, "ana.new@example.com") == holder(market, market.customer.user_id)
     assert claim_holder(market, "customer@example.com") is None
     # The old email is anyone's now; the new one is taken, in any case.
     assert register(market, "Customer@example.com") != market.customer.user_id
@@ -116,14 +123,14 @@ def test_an_email_the_registration_refuses_is_refused(market: Marketplace, email
 def test_another_users_email_is_taken_in_any_case(market: Marketplace) -> None:
     with pytest.raises(EmailTaken):
         change(market, market.customer, email="HOST@example.com", current_password=PASSWORD)
-    assert claim_holder(market, "host@example.com") == market.host.user_id
+    assert claim_holder(market, "host@example.com") == holder(market, market.host.user_id)
     assert user_of(market, market.customer).email == "customer@example.com"
 
 
 def test_an_email_given_up_can_be_taken_back(market: Marketplace) -> None:
     change(market, market.customer, email="interim@example.com", current_password=PASSWORD)
     change(market, market.customer, email="customer@example.com", current_password=PASSWORD)
-    assert claim_holder(market, "customer@example.com") == market.customer.user_id
+    assert claim_holder(market, "customer@example.com") == holder(market, market.customer.user_id)
     assert claim_holder(market, "interim@example.com") is None
 
 
@@ -178,9 +185,9 @@ def test_one_email_wanted_by_changes_and_registrations_at_once_goes_to_one(
     )
 
     assert Counter(outcomes) == {"ok": 1, "email_taken": 7}
-    holder = claim_holder(market, "wanted@example.com")
-    assert holder not in (None, "unclaimed")
+    winner = claim_holder(market, "wanted@example.com")
+    assert winner not in (None, "unclaimed")
     for email, actor in changers.items():
-        won = actor.user_id == holder
+        won = holder(market, actor.user_id) == winner
         assert user_of(market, actor).email == ("wanted@example.com" if won else email)
-        assert claim_holder(market, email) == (None if won else actor.user_id)
+        assert claim_holder(market, email) == (None if won else holder(market, actor.user_id))

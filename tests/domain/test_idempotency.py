@@ -51,12 +51,18 @@ def test_same_key_with_a_different_request_is_refused() -> None:
         record.check_same_request("hash-b")
 
 
-@pytest.mark.parametrize("key", ["k", "x" * 255, "550e8400-e29b-41d4-a716-446655440000"])
+@pytest.mark.parametrize(
+    "key",
+    ["k", "x" * 255, "550e8400-e29b-41d4-a716-446655440000", "signup:3", "aGVsbG8+/w==", "a.b_c~d"],
+)
 def test_valid_keys(key: str) -> None:
     check_idempotency_key(key)
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "new\nline"])
+@pytest.mark.parametrize(
+    "key",
+    ["", "x" * 256, "tab\there", "new\nline", "ada@example.com", "Ada Lovelace", "café", "a;b"],
+)
 def test_invalid_keys(key: str) -> None:
     with raises_code(InvalidRequest, "invalid_idempotency_key"):
         check_idempotency_key(key)

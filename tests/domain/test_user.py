@@ -311,29 +311,45 @@ def test_user_registered_upcasts_name_to_full_name() -> None:
 def test_an_email_claim_is_keyed_by_the_email_digest_and_keeps_no_email() -> None:
     """The digest is the store's keyed hash of the normalized email (see
     ``tests/store/test_personal_data.py``): one claim per digest, and the email itself is
-    in none of its events."""
-    first = EmailClaim(email_digest="d1" * 32, user_id=UUID(int=1))
-    second = EmailClaim(email_digest="d1" * 32, user_id=UUID(int=2))
+    in none of its events, nor its holder's id: only the keyed hash of it the command
+    made."""
+    first = EmailClaim(email_digest="d1" * 32, holder="h1" * 32)
+    second = EmailClaim(email_digest="d1" * 32, holder="h2" * 32)
     assert first.id == second.id == derived_id("email-digest", "d1" * 32)
-    assert EmailClaim(email_digest="d2" * 32, user_id=UUID(int=1)).id != first.id
-    then(first, (EmailClaim.EmailClaimed, {"email_digest": "d1" * 32, "user_id": UUID(int=1)}))
+    assert EmailClaim(email_digest="d2" * 32, holder="h1" * 32).id != first.id
+    then(first, (EmailClaim.EmailClaimed, {"email_digest": "d1" * 32, "holder": "h1" * 32}))
+
+
+def test_a_claim_names_its_holder_by_a_labelled_message() -> None:
+    """The message the store hashes names the user and nothing else could produce it:
+    another user, or the user's id hashed for another purpose, is another message."""
+    message = EmailClaim.holder_message(UUID(int=1))
+    assert message == b"email-claim-holder:" + UUID(int=1).bytes
+    assert message != EmailClaim.holder_message(UUID(int=2))
+
+
+def test_a_v1_claim_reads_without_its_user() -> None:
+    state: dict[str, Any] = {"email": "a@example.com", "user_id": str(UUID(int=1))}
+    EmailClaim.EmailClaimed.upcast_v1_v2(state)
+    assert state == {"email_digest": "", "holder": ""}
 
 
 def test_a_released_email_may_be_claimed_again_by_one_user() -> None:
-    claim = EmailClaim(email_digest="d1" * 32, user_id=UUID(int=1))
+    claim = EmailClaim(email_digest="d1" * 32, holder="h1" * 32)
     history = claim.collect_events()
     with refused(claim, EmailTaken, "email_taken"):
-        claim.reclaim(UUID(int=2), "alice@example.com")
-    claim.release(UUID(int=1))
-    released = then(claim, (EmailClaim.EmailReleased, {"user_id": UUID(int=1)}))
+        claim.reclaim("h2" * 32, "alice@example.com")
+    assert claim.held_by("h1" * 32) and not claim.held_by("h2" * 32)
+    claim.release("h1" * 32)
+    released = then(claim, (EmailClaim.EmailReleased, {"holder": "h1" * 32}))
     claim = given(*history, *released)
-    assert claim.user_id is None
+    assert claim.holder is None and not claim.held_by("h1" * 32)
     claim.check_free("alice@example.com")
-    claim.reclaim(UUID(int=2), "alice@example.com")
-    then(claim, (EmailClaim.EmailReclaimed, {"user_id": UUID(int=2)}))
-    assert claim.user_id == UUID(int=2)
+    claim.reclaim("h2" * 32, "alice@example.com")
+    then(claim, (EmailClaim.EmailReclaimed, {"holder": "h2" * 32}))
+    assert claim.held_by("h2" * 32)
     with refused(claim, EmailTaken, "email_taken"):
-        claim.reclaim(UUID(int=3), "alice@example.com")
+        claim.reclaim("h3" * 32, "alice@example.com")
 
 
 # --- tokens ------------------------------------------------------------------------------

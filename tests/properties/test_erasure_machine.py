@@ -558,7 +558,7 @@ class ErasureMachine(MarketplaceMachine):
         claim = app.repository.get(
             EmailClaim.create_id(email_digest=app.email_digest(person.email))
         )
-        assert isinstance(claim, EmailClaim) and claim.user_id is None, "the email is still held"
+        assert isinstance(claim, EmailClaim) and claim.holder is None, "the email is still held"
         for kitchen_id in result.kitchens_withdrawn:
             kitchen = self._get(kitchen_id)
             assert isinstance(kitchen, Kitchen)
@@ -696,7 +696,7 @@ class ErasureMachine(MarketplaceMachine):
             old = app.repository.get(
                 EmailClaim.create_id(email_digest=app.email_digest(person.email))
             )
-            assert isinstance(old, EmailClaim) and old.user_id is None, "the old email stays held"
+            assert isinstance(old, EmailClaim) and old.holder is None, "the old email stays held"
             person.email = email
             person.emails.append(email)
             self.authors[email] = person.actor.user_id
