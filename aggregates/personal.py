@@ -124,25 +124,18 @@ _ADMIN_CERTIFICATE: Final = "an admin's decision on a certificate, kept for the 
 _PROVIDER_REFERENCE: Final = "a payment provider's reference: no personal data"
 _PROVIDER: Final = "a payment provider's name"
 _CODE: Final = "a code"
-_HOLDER: Final = (
-    "a keyed hash of the holder's user id: which user held an email cannot be found "
-    "from it without the server's secret, so an erased user is not tied to whoever "
-    "registers their email next"
+_CLIENT_TOKEN: Final = (
+    "a request's id or Idempotency-Key: a token with no '@' nor space (docs/http.md)"
 )
+_HOLDER: Final = "a keyed hash of the holder's id: ties no erased user to the email"
 _STATUS: Final = "a status code"
 _FAILURE: Final = "a provider's failure code"
 
 NOT_PERSONAL: Final[Mapping[str, str]] = types.MappingProxyType(
     {
         "metadata.actor_role": "a role code",
-        "metadata.request_id": (
-            "a request's id: X-Request-ID only if a token of A-Z a-z 0-9 . _ : - (no '@', "
-            "no space: no email or full name fits), else one the server makes"
-        ),
-        "metadata.correlation_id": (
-            "a request's id or an Idempotency-Key: a token of A-Z a-z 0-9 . _ ~ : + / = - "
-            "(no '@', no space: no email or full name fits; another key is refused)"
-        ),
+        "metadata.request_id": _CLIENT_TOKEN,
+        "metadata.correlation_id": _CLIENT_TOKEN,
         "Account.PayoutDestinationSet.destination": (
             "a payment provider's account id (acct_...): no personal data"
         ),
@@ -158,8 +151,7 @@ NOT_PERSONAL: Final[Mapping[str, str]] = types.MappingProxyType(
         "EmailClaim.EmailReleased.holder": _HOLDER,
         "EmailClaim.EmailReclaimed.holder": _HOLDER,
         "IdempotencyRecord.IdempotencyKeyRecorded.scope": (
-            "a keyed hash of the caller's or the email claim's id and the command: "
-            "not even the claim can be found from it without the server's secret"
+            "a keyed hash of the caller's or email claim's id and the command"
         ),
         "IdempotencyRecord.IdempotencyKeyRecorded.key": (
             "a keyed hash of the Idempotency-Key a client program chose"

@@ -12,8 +12,9 @@ from uuid import UUID
 import idna
 from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import event
+from pydantic import Field
 
-from aggregates.base import Aggregate, AggregateCreated, derived_id
+from aggregates.base import Aggregate, AggregateCreated, EventMetadata, derived_id
 from aggregates.common_passwords import common_password_cores, common_passwords, letter_core
 from aggregates.errors import ActorNotAdmitted, EmailTaken, InvalidRequest, NotFound
 from aggregates.keyboard_walks import characters_off_walks
@@ -681,7 +682,10 @@ class EmailClaim(Aggregate):
     TOPIC: ClassVar[str] = "EmailClaim"
 
     class Event(Aggregate.Event):
-        pass
+        metadata: EventMetadata = Field(default_factory=EventMetadata)
+        """None of the command's: its actor (the user erased, or changing email), its
+        request id and its Idempotency-Key are also on that user's events, and would tie
+        them to this email's next holder."""
 
     class EmailClaimed(Event, AggregateCreated):
         """v2 holds the email's digest instead of the email, and the holder's digest

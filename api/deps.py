@@ -243,7 +243,9 @@ IdempotencyKey = Annotated[
         description="Makes a retry safe: the same key with the same body returns the "
         "original result (same id, same status) without doing anything again; the same "
         "key with a different body is refused (422 `idempotency_key_reused`). Keys are "
-        "scoped to the caller and the operation.",
+        "scoped to the caller and the operation. A key is made of `A-Z a-z 0-9 . _ ~ : + "
+        "/ = -` (422 `invalid_idempotency_key` otherwise): it shows as the correlation id "
+        "of the events the command stores.",
     ),
 ]
 

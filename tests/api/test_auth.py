@@ -121,6 +121,19 @@ def test_an_idempotency_key_of_the_wrong_shape_is_refused(api: Api) -> None:
     assert_problem(too_long, 422, "validation_error")
 
 
+@pytest.mark.parametrize("key", ["ana@example.com", "Ana Lovelace", "a;b", "<k>"])
+def test_an_idempotency_key_that_could_carry_an_email_or_a_name_is_refused(
+    api: Api, key: str
+) -> None:
+    """A key is the readable correlation id of the events its command stores: only a
+    token of safe characters is kept, and nothing is done under another."""
+    body = registration()
+    refused = api.post("/auth/register", json=body, headers={"Idempotency-Key": key})
+    assert_problem(refused, 422, "invalid_idempotency_key")
+    accepted = api.post("/auth/register", json=body, headers={"Idempotency-Key": "k:1/+=~_.-"})
+    assert accepted.status_code == 201
+
+
 # --- login -----------------------------------------------------------------------------
 
 

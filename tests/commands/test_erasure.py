@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 
 from aggregates.account import Account, account_id_for
@@ -23,6 +24,7 @@ from aggregates.erasure import (
 from aggregates.errors import (
     ActorNotAdmitted,
     ErasureBlocked,
+    IdempotencyKeyReused,
     InvalidRequest,
     InvalidStateTransition,
     KitchenNotBookable,
@@ -30,6 +32,7 @@ from aggregates.errors import (
     PermissionDenied,
     StateConflict,
 )
+from aggregates.idempotency import IdempotencyRecord
 from aggregates.kitchen import Kitchen
 from aggregates.user import EmailClaim, User
 from commands.bookings import (
@@ -588,3 +591,49 @@ def test_a_confirmed_booking_blocks_its_host_too(market: Marketplace, leads: Cau
     assert blockers_of(lambda: erase_user(market, market.host, leads)) == [
         {"kind": "booking", "id": str(booking.id), "as": "host", "status": "confirmed"}
     ]
+
+
+def test_an_erased_user_is_not_tied_to_whoever_registers_their_email_next(
+    market: Marketplace, leads: CaughtUpLeads
+) -> None:
+    """Once A is erased and B registers A's email, B's email is readable: nothing stored
+    may tie A to it. The email's claim does not name its holders, and the registrations'
+    idempotency records keep neither the claim's id nor the clients' keys, not even as
+    the plain values their ids would be derived from (a key also shows as the
+    correlation id of the events its command stored)."""
+    app = market.runtime.app
+
+    def register(email: str, key: str) -> UUID:
+        return market.runtime.commands.users.register_user(
+            RegisterUser(email=email, password=PASSWORD, full_name="Ana", role="customer"),
+            CommandContext(actor=None, idempotency_key=key),
+        ).result.id
+
+    first = register("ana@example.com", "signup-ana-1")
+    erase_me(market, Actor(user_id=first, role="customer"), leads)
+    second = register("ANA@example.com", "signup-ana-2")
+
+    claim_id = EmailClaim.create_id(email_digest=app.email_digest("ana@example.com"))
+    assert claim_of(market, "ana@example.com").held_by(holder_digest(market, second))
+    rows = list(app.notifications(0, None, 10_000))
+    claim_rows = [row.state for row in rows if row.originator_id == claim_id]
+    record_rows = [
+        row for row in rows if row.topic == IdempotencyRecord.IdempotencyKeyRecorded.TOPIC
+    ]
+    assert len(claim_rows) == 3 and len(record_rows) == 2
+    for user_id in (first, second):
+        for spelling in (str(user_id), user_id.hex, str(user_id).upper()):
+            assert all(spelling.encode() not in state for state in claim_rows), spelling
+    for row in record_rows:
+        # Its metadata shows the key as the correlation id, readable; what the record
+        # itself keeps of it and of its scope is not.
+        payload = orjson.dumps({**orjson.loads(row.state), "metadata": None})
+        for plain in (b"signup-ana-", str(claim_id).encode(), b"anonymous:"):
+            assert plain not in payload, plain
+        for key in ("signup-ana-1", "signup-ana-2"):
+            plain_scope = f"anonymous:{claim_id}:register_user"
+            assert row.originator_id != IdempotencyRecord.create_id(scope=plain_scope, key=key)
+    # The keys still do their work: a retry of either registration is recognised.
+    assert register("ana@example.com", "signup-ana-2") == second
+    with pytest.raises(IdempotencyKeyReused, match="erased"):
+        register("ana@example.com", "signup-ana-1")

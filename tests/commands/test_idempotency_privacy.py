@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from aggregates.errors import IdempotencyKeyReused
-from aggregates.idempotency import IdempotencyRecord
+from aggregates.idempotency import IdempotencyRecord, key_message
 from commands.bookings import DeclineBooking, RequestBooking
 from commands.processor import request_body
 from tests.support import START_OF_TESTS, Marketplace, as_actor
@@ -43,7 +43,8 @@ def decline_with_key(market: Marketplace, key: str) -> IdempotencyRecord:
         if notification.topic == "IdempotencyRecord.IdempotencyKeyRecorded"
     ]
     found: list[object] = [market.runtime.app.repository.get(rid) for rid in record_ids]
-    (record,) = [r for r in found if isinstance(r, IdempotencyRecord) and r.key == key]
+    key_digest = market.runtime.app.keyed_digest(key_message(key))
+    (record,) = [r for r in found if isinstance(r, IdempotencyRecord) and r.key == key_digest]
     return record
 
 
