@@ -568,6 +568,8 @@ def bench_library_runner(url: str, table_prefix: str, events: int) -> float:
         """The store as the library's runner opens it (from its environment), opening
         personal fields as Prep ES's own runners do."""
 
+        name = PrepApplication.name  # else the library names it after the class
+
         def __init__(self, env: EnvType | None = None) -> None:
             super().__init__(env, key_ring=key_ring)
 
