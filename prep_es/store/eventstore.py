@@ -426,8 +426,8 @@ def create_database_file(location: SqliteLocation) -> None:
 def master_key_ring(settings: Settings, *, holds_data_keys: bool = False) -> KeyRing:
     """The master key (and the one being rotated out) of ``settings``'s store. Raises
     :class:`MasterKeyError` when PostgreSQL has none, or when the embedded key file is
-    missing beside a database that ``holds_data_keys`` (a new key would open none of
-    them: the file must be restored, not made again)."""
+    missing beside a database that ``holds_data_keys`` and no previous key is given (a
+    new key would open none of them: the file must be restored, not made again)."""
     previous = settings.previous_master_key
     previous_key = (
         None
@@ -446,7 +446,9 @@ def master_key_ring(settings: Settings, *, holds_data_keys: bool = False) -> Key
     if location.is_memory:
         return KeyRing(_process_master_key(), previous_key)
     path = master_key_path(location)
-    if holds_data_keys and not path.exists():
+    if holds_data_keys and previous_key is None and not path.exists():
+        # (With the previous master key given, a new file is a rotation by hand: the
+        # start's check still refuses any data key neither key opens.)
         raise MasterKeyError(
             f"the master key file {path} is missing, and this database holds data keys "
             "it wrapped: restore the file from the backup of this database's master key "

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import secrets
+from collections.abc import Iterable
 from typing import Any, Final
 from uuid import UUID
 
@@ -90,14 +92,21 @@ class PersonalDataCipher:
             state[name] = self._seal(subject, value, context, joint)
 
     def open_event(
-        self, state: dict[str, Any], originator_id: UUID, version: int
+        self,
+        state: dict[str, Any],
+        originator_id: UUID,
+        version: int,
+        names: Iterable[str] | None = None,
     ) -> frozenset[str]:
-        """Decrypt every envelope among ``state``'s fields in place; the names of those
-        whose key is destroyed, now ``None``."""
+        """Decrypt every envelope among ``state``'s fields (or among ``names``, the
+        fields that may hold one) in place; the names of those whose key is destroyed,
+        now ``None``."""
         erased: set[str] = set()
-        for name, value in state.items():
+        prefix = f"{originator_id}:{version}:"
+        for name in list(state) if names is None else names:
+            value = state.get(name)
             if type(value) is dict and ENVELOPE_KEY in value:
-                opened = self._open(value, _context(originator_id, version, name))
+                opened = self._open(value, f"{prefix}{name}".encode())
                 if opened is _ERASED:
                     state[name] = None
                     erased.add(name)
@@ -151,21 +160,23 @@ class PersonalDataCipher:
 
     def _open(self, envelope: dict[str, Any], context: bytes) -> Any:
         try:
-            subject = UUID(str(envelope[SUBJECT_KEY]))
-            joint = [UUID(str(other)) for other in envelope.get(JOINT_KEY) or ()]
+            subject = _subject_id(str(envelope[SUBJECT_KEY]))
+            joint = [_subject_id(str(other)) for other in envelope.get(JOINT_KEY) or ()]
             blob = base64.urlsafe_b64decode(str(envelope[ENVELOPE_KEY]))
         except (ValueError, TypeError, binascii.Error, KeyError) as error:
             raise UnreadableEnvelope(f"malformed personal data envelope: {error}") from None
-        key = self.keys.for_reading(subject)
-        if key is None:
-            return _ERASED
         if joint:
-            keys = [key, *(self.keys.for_reading(other) for other in joint)]
+            keys = [self.keys.for_reading(each) for each in (subject, *joint)]
             if any(each is None for each in keys):
                 return _ERASED
-            key = _joint_key([each for each in keys if each is not None])
+            cipher = AESGCM(_joint_key([each for each in keys if each is not None]))
+        else:
+            found = self.keys.cipher_for_reading(subject)
+            if found is None:
+                return _ERASED
+            cipher = found
         try:
-            plain = AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], context)
+            plain = cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], context)
         except InvalidTag:
             raise UnreadableEnvelope(
                 f"a personal field of {subject} does not open where it is stored"
@@ -174,6 +185,12 @@ class PersonalDataCipher:
 
 
 _ERASED: Final = object()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _subject_id(text: str) -> UUID:
+    """A subject's id from its envelope: parsed once per subject, not once per field."""
+    return UUID(text)
 
 
 def subject_of(event_class: type[BaseModel], state: dict[str, Any], originator_id: UUID) -> UUID:

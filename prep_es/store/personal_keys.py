@@ -350,6 +350,8 @@ class _Cached:
     key: bytes | None
     """None: erased (or never had a key)."""
     expires_at: float
+    cipher: AESGCM | None = None
+    """The key's cipher, made at its first use: making one costs as much as using it."""
 
 
 class DataKeys:
@@ -410,6 +412,22 @@ class DataKeys:
         key = self._load(subject)
         self._remember(subject, key)
         return key
+
+    def cipher_for_reading(self, subject: UUID) -> AESGCM | None:
+        """:meth:`for_reading`'s key as a cipher, kept with the key while it is cached;
+        None if the key was destroyed (or never made)."""
+        cached = self._cached(subject)
+        if cached is None:
+            self.for_reading(subject)
+            cached = self._cached(subject)
+        if cached is None:  # evicted at once by other subjects: made for this use only
+            key = self.for_reading(subject)
+            return None if key is None else AESGCM(key)
+        if cached.key is None:
+            return None
+        if cached.cipher is None:
+            cached.cipher = AESGCM(cached.key)
+        return cached.cipher
 
     def prefetch(self, subjects: Iterable[UUID]) -> None:
         """Have the keys of ``subjects`` cached, those not cached yet read in one query

@@ -104,7 +104,7 @@ class PydanticMapper(Mapper[UUID]):
             msg = _failure(stored_event, "state is not a JSON object")
             raise MapperDeserialisationError(msg)
 
-        erased = self._open(stored_event, event_class, state)
+        erased = self._open(stored_event, event_class, class_version, state)
         from_version: int = state.pop(CLASS_VERSION_KEY, 1)
         if from_version > class_version:
             msg = _failure(
@@ -147,9 +147,15 @@ class PydanticMapper(Mapper[UUID]):
             self.personal.seal_event(type(domain_event), state, originator_id, version)
 
     def _open(
-        self, stored_event: StoredEvent, event_class: type[BaseModel], state: dict[str, Any]
+        self,
+        stored_event: StoredEvent,
+        event_class: type[BaseModel],
+        class_version: int,
+        state: dict[str, Any],
     ) -> frozenset[str]:
-        """Open ``state``'s sealed fields in place; the names of the erased ones."""
+        """Open ``state``'s sealed fields in place; the names of the erased ones. A state
+        stored at the class's version has them under the class's personal fields; an
+        older one is searched whole (a field may have been renamed since)."""
         if self.personal is None:
             return frozenset()
         is_snapshot = event_class is AggregateSnapshot
@@ -162,7 +168,9 @@ class PydanticMapper(Mapper[UUID]):
             if is_snapshot:
                 self.personal.open_snapshot(state["state"], originator_id, version)
                 return frozenset()
-            return self.personal.open_event(state, originator_id, version)
+            current = state.get(CLASS_VERSION_KEY, 1) == class_version
+            names = personal_fields(event_class) if current else None
+            return self.personal.open_event(state, originator_id, version, names)
         except UnreadableEnvelope as error:
             raise MapperDeserialisationError(_failure(stored_event, str(error))) from error
 
