@@ -128,6 +128,7 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
     assert set(first_report) == {
         "expired_booking_ids",
         "completed_booking_ids",
+        "cancelled_booking_ids",
         "lapsed_certificate_ids",
         "submitted_top_up_ids",
         "sent_payout_ids",
@@ -140,6 +141,7 @@ def test_demo_loads_every_state_balances_and_sweeps_once(
     assert json.loads(second.out) == {
         "expired_booking_ids": [],
         "completed_booking_ids": [],
+        "cancelled_booking_ids": [],
         "lapsed_certificate_ids": [],
         "submitted_top_up_ids": [],
         "sent_payout_ids": [],
