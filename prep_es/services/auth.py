@@ -28,10 +28,8 @@ issued before a password change are refused at once.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +54,7 @@ from prep_es.services.attempt_limits import (
     password_change_key,
 )
 from prep_es.services.passwords import PasswordHashingBusy
+from prep_es.store.secret_files import read_or_create_secret_file
 from prep_es.store.settings import Settings, SqliteLocation
 from queries.users import UserCredentials, UserQueries
 
@@ -169,19 +168,10 @@ def jwt_secret(settings: Settings) -> str:
 
 
 def _read_or_create_secret(path: Path) -> str:
-    """The secret in ``path``, created atomically if absent: concurrent workers all end
-    up with the one that was linked first."""
-    if not path.exists():
-        temporary = path.with_name(f".{path.name}.{uuid4().hex}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "w") as file:
-                file.write(secrets.token_urlsafe(DEV_SECRET_BYTES))
-            with contextlib.suppress(FileExistsError):
-                os.link(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-    secret = path.read_text().strip()
+    """The secret in ``path``, made if absent (see ``read_or_create_secret_file``)."""
+    secret = read_or_create_secret_file(
+        path, lambda: secrets.token_urlsafe(DEV_SECRET_BYTES)
+    ).strip()
     assert secret, f"{path} is empty"
     return secret
 

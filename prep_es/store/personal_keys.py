@@ -50,6 +50,7 @@ from prep_es.store.postgres_recorders import (
     new_session_refuses_writes,
     renew_sessions,
 )
+from prep_es.store.secret_files import read_or_create_secret_file
 
 KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
@@ -149,19 +150,10 @@ def stored_data_keys_exist(datastore: PostgresDatastore | SQLiteDatastore) -> bo
 
 
 def read_or_create_master_key(path: Path) -> MasterKey:
-    """The embedded master key kept in ``path``, created atomically (mode 0600) if
-    absent: concurrent processes all end up with the one linked first."""
-    if not path.exists():
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "w") as file:
-                file.write(MasterKey.generate().encoded() + "\n")
-            with contextlib.suppress(FileExistsError):
-                os.link(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-    return MasterKey.parse(path.read_text(), name=str(path))
+    """The embedded master key kept in ``path``, made if absent (see
+    ``read_or_create_secret_file``)."""
+    text = read_or_create_secret_file(path, lambda: MasterKey.generate().encoded() + "\n")
+    return MasterKey.parse(text, name=str(path))
 
 
 def replace_master_key_file(path: Path, key: MasterKey) -> None:
