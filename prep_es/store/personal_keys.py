@@ -143,7 +143,7 @@ def stored_data_keys_exist(datastore: PostgresDatastore | SQLiteDatastore) -> bo
         cursor.execute(exists)
         row = cursor.fetchone()
         assert row is not None
-        if not (row["found"] if isinstance(row, dict) else row[0]):
+        if not _values(row)[0]:
             return False
         cursor.execute(f"SELECT 1 FROM {KEYS_TABLE} WHERE wrapped_key IS NOT NULL LIMIT 1")
         return cursor.fetchone() is not None
@@ -307,8 +307,10 @@ class _KeysSql:
         return subject if self.postgres else str(subject)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
-        with self.datastore.transaction(commit=True) as cursor:
+    def transaction(self, *, commit: bool = False) -> Iterator[Any]:
+        """A transaction on the key table; only one that writes commits (a read takes
+        no writer's turn on SQLite)."""
+        with self.datastore.transaction(commit=commit) as cursor:
             yield cursor
 
     def forget_overwritten(self) -> None:
@@ -363,7 +365,7 @@ class DataKeys:
         self._cache_size_max = cache_size_max
         self._cache_ttl_s = cache_ttl_s
         self._lock = threading.Lock()
-        with self._sql.transaction() as cursor:
+        with self._sql.transaction(commit=True) as cursor:
             if isinstance(datastore, PostgresDatastore):
                 # Processes starting together: one makes the index, the others wait.
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_CHANGE_LOCK_KEY,))
@@ -410,11 +412,7 @@ class DataKeys:
         None if the key was destroyed (or never made)."""
         cached = self._cached(subject)
         if cached is None:
-            self.for_reading(subject)
-            cached = self._cached(subject)
-        if cached is None:  # evicted at once by other subjects: made for this use only
-            key = self.for_reading(subject)
-            return None if key is None else AESGCM(key)
+            cached = self._remember(subject, self._load(subject))
         if cached.key is None:
             return None
         if cached.cipher is None:
@@ -496,7 +494,7 @@ class DataKeys:
         with the previous one), in one transaction; the number rewrapped."""
         master = self._keys.current
         rewrapped = 0
-        with self._sql.transaction() as cursor:
+        with self._sql.transaction(commit=True) as cursor:
             cursor.execute(self._sql.all_wrapped)
             rows = [_row(row) for row in cursor.fetchall()]
             for subject, wrapped, key_id in rows:
@@ -522,7 +520,7 @@ class DataKeys:
         with self._sql.transaction() as cursor:
             cursor.execute(self._sql.count_wrapped)
             rows = cursor.fetchall()
-            wrapped_by = {str(key_id): int(count) for key_id, count in map(_pair, rows)}
+            wrapped_by = {str(key_id): int(count) for key_id, count in map(_values, rows)}
             cursor.execute(self._sql.count_erased)
             (erased,) = _values(cursor.fetchone())
         return KeyCounts(wrapped_by=wrapped_by, erased=int(erased))
@@ -555,7 +553,7 @@ class DataKeys:
         datastore = self._sql.datastore
         for renewed in (False, True):
             try:
-                with self._sql.transaction() as cursor:
+                with self._sql.transaction(commit=True) as cursor:
                     cursor.execute(statement, parameters)
             except InternalError as error:
                 read_only = isinstance(error.__cause__, psycopg.errors.ReadOnlySqlTransaction)
@@ -573,11 +571,7 @@ class DataKeys:
             row = cursor.fetchone()
         if row is None:
             return None
-        wrapped, key_id = (
-            (row["wrapped_key"], row["master_key_id"])
-            if isinstance(row, dict)
-            else (row[0], row[1])
-        )
+        wrapped, key_id = _values(row)
         if wrapped is None:
             return None
         return self._keys.unwrap(subject, bytes(wrapped), str(key_id))
@@ -593,12 +587,14 @@ class DataKeys:
             self._cache.move_to_end(subject)
             return cached
 
-    def _remember(self, subject: UUID, key: bytes | None) -> None:
+    def _remember(self, subject: UUID, key: bytes | None) -> _Cached:
+        entry = _Cached(key, time.monotonic() + self._cache_ttl_s)
         with self._lock:
-            self._cache[subject] = _Cached(key, time.monotonic() + self._cache_ttl_s)
+            self._cache[subject] = entry
             self._cache.move_to_end(subject)
             while len(self._cache) > self._cache_size_max:
                 self._cache.popitem(last=False)
+        return entry
 
 
 def _row_or_erased(row: Any) -> tuple[UUID, bytes | None, str]:
@@ -615,17 +611,11 @@ def _values(row: Any) -> tuple[Any, ...]:
     return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
-def _pair(row: Any) -> tuple[Any, Any]:
-    first, second = _values(row)
-    return first, second
-
-
 def _row(row: Any) -> tuple[UUID, bytes, str]:
-    if isinstance(row, dict):
-        subject, wrapped, key_id = row["subject_id"], row["wrapped_key"], row["master_key_id"]
-    else:
-        subject, wrapped, key_id = row[0], row[1], row[2]
-    return UUID(str(subject)), bytes(wrapped), str(key_id)
+    """A key row that holds a wrapped key."""
+    subject, wrapped, key_id = _row_or_erased(row)
+    assert wrapped is not None, subject
+    return subject, wrapped, key_id
 
 
 def _now() -> str:
