@@ -273,6 +273,9 @@ class ErasureCommands:
         # After the commit (a replay included: the first answer may have been lost with
         # the key undestroyed); the sweeper does it should this process die first.
         self._store.destroy_personal_data(user_id)
+        # Copies loaded until the key was gone may hold what the person wrote (another
+        # process's are dropped by its follower when it hears of the erasure).
+        self._processor.known.forget_all()
         return executed
 
 

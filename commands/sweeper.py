@@ -342,6 +342,7 @@ class Sweeper:
         if remained:
             logger.warning("destroying the data key of erased user %s, which remained", user_id)
             store.destroy_personal_data(user_id)
+            self._processor.known.forget_all()  # as an erasure does once it destroys the key
         self._agenda.key_destroyed(user_id)
         return remained
 

@@ -19,7 +19,6 @@ from aggregates.account import Account, account_id_for
 from aggregates.base import Aggregate
 from aggregates.errors import NotFound
 from aggregates.schedule import KitchenSchedule
-from aggregates.user import User
 from commands.store import CommandStore
 from prep_es.store.known_copies import KnownAggregates, replay
 
@@ -130,16 +129,8 @@ class UnitOfWork:
             for aggregate_id, version in self._versions_read.items()
             if not self._aggregates[aggregate_id].pending_events
         }
-        erasing = any(
-            isinstance(event, User.UserErased)
-            for aggregate in changed
-            for event in aggregate.pending_events
-        )
         with self._known.reading(aggregate.id for aggregate in changed):
             recordings = self._store.save(*changed, expected_versions=expected_versions)
             for aggregate in changed:
                 self._known.put(aggregate)
-        if erasing:
-            # Copies may hold what the erased user wrote (a booking's notes).
-            self._known.forget_all()
         return max(recording.notification.id for recording in recordings)
