@@ -41,14 +41,14 @@ from aggregates.kitchen import Kitchen
 from aggregates.payment_provider import TransferMethod
 from aggregates.payout import Payout
 from aggregates.policies import format_money
-from aggregates.top_up import TopUp, TopUpStatus
+from aggregates.top_up import PENDING_STATUSES, TopUp
 
 HOST_ERASED_REASON: Final = "its host's account was erased"
 BOOKING_HOST_ERASED_REASON: Final = "the host's account was erased"
 BOOKING_CUSTOMER_ERASED_REASON: Final = "the customer's account was erased"
 BLOCKERS_LISTED_MAX: Final = 50
 """Blockers an answer names; the rest are only counted (a host may have many bookings)."""
-PENDING_TOP_UP_STATUSES: Final = frozenset({TopUpStatus.REQUIRES_PAYMENT, TopUpStatus.PROCESSING})
+PENDING_TOP_UP_STATUSES: Final = PENDING_STATUSES
 
 BlockerKind = Literal["balance", "booking", "payout", "withdrawal", "top_up"]
 

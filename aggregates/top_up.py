@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Final
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -39,6 +39,8 @@ class TopUpStatus(StrEnum):
 
 
 _FINAL = frozenset({TopUpStatus.SUCCEEDED, TopUpStatus.FAILED, TopUpStatus.CANCELED})
+PENDING_STATUSES: Final = frozenset(TopUpStatus) - _FINAL
+"""A top-up not yet succeeded, failed or canceled."""
 
 
 class TopUp(Aggregate):

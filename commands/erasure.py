@@ -314,8 +314,9 @@ def _blockers(
             blockers.append(blocker)
     for top_up_id in top_up_ids:
         top_up = unit.find(TopUp, top_up_id)
-        mine = top_up is not None and top_up.owner_id == user_id
-        blocker = top_up_blocker(top_up) if mine and top_up is not None else None
+        blocker = (
+            top_up_blocker(top_up) if top_up is not None and top_up.owner_id == user_id else None
+        )
         if blocker is not None:
             blockers.append(blocker)
     return blockers

@@ -230,13 +230,8 @@ class KitchenCommands:
     def approve_kitchen(
         self, command: KitchenAction, context: CommandContext
     ) -> Executed[KitchenState]:
-        require_role(context, "admin")
-        return self._run(
-            "approve_kitchen",
-            command,
-            context,
-            self._hosted_loader(command.kitchen_id),
-            Kitchen.approve,
+        return self._moderate(
+            "approve_kitchen", command, context, Kitchen.approve, self._hosted_loader
         )
 
     def reject_kitchen(
@@ -256,13 +251,8 @@ class KitchenCommands:
     def reinstate_kitchen(
         self, command: KitchenAction, context: CommandContext
     ) -> Executed[KitchenState]:
-        require_role(context, "admin")
-        return self._run(
-            "reinstate_kitchen",
-            command,
-            context,
-            self._hosted_loader(command.kitchen_id),
-            Kitchen.reinstate,
+        return self._moderate(
+            "reinstate_kitchen", command, context, Kitchen.reinstate, self._hosted_loader
         )
 
     def _moderate(
@@ -271,10 +261,13 @@ class KitchenCommands:
         command: KitchenAction | KitchenActionWithReason,
         context: CommandContext,
         change: Callable[[Kitchen], None],
+        loader: Callable[[UUID], Callable[[UnitOfWork], Kitchen]] | None = None,
     ) -> Executed[KitchenState]:
-        """An admin's lifecycle step on any kitchen."""
+        """An admin's lifecycle step on any kitchen (loaded by ``loader``: by default
+        whatever its host)."""
         require_role(context, "admin")
-        return self._run(command_name, command, context, self._loader(command.kitchen_id), change)
+        load = (loader or self._loader)(command.kitchen_id)
+        return self._run(command_name, command, context, load, change)
 
     def attach_certificate(
         self, command: AttachCertificate, context: CommandContext

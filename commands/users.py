@@ -185,9 +185,11 @@ class UserCommands:
             # The request hash leaves the password out (it is stored): a retry gets the
             # user only with the password they were registered with.
             user = unit.find(User, registered.id)
-            if user is None or user.erased:
-                raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
-            if not self._passwords.verify(user.details().password_hash, command.password):
+            if (
+                user is None
+                or user.erased
+                or not self._passwords.verify(user.details().password_hash, command.password)
+            ):
                 raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
 
         return self._processor.execute(

@@ -31,8 +31,8 @@ from typing import Any
 import psycopg
 from eventsourcing.persistence import Notification
 
-from aggregates.user import User
 from prep_es.store.eventstore import DATABASE_IDENTITY_QUERY, PrepApplication
+from prep_es.store.known_copies_follower import ERASED_TOPIC
 from projections.announcements import (
     CHANGES_CHANNEL,
     CHANGES_PAYLOAD_CHARS_MAX,
@@ -65,7 +65,6 @@ GENERATIONS_REFRESH_S = 1.0
 IDLE_POSITION_WRITE_S = 0.1
 """How long a following runner may leave its stored position behind when nothing of its
 topics arrived (see ``ProjectionRunner.defer_idle_positions``)."""
-ERASED_TOPIC = User.UserErased.TOPIC
 
 
 class _TryOnly(Exception):
