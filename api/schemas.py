@@ -28,6 +28,13 @@ from pydantic import (
 
 from queries.base import Page
 
+PASSWORD_LENGTH_BOUND: Final = 4096
+EMAIL_LENGTH_BOUND: Final = 1000
+NAME_LENGTH_BOUND: Final = 1000
+REASON_LENGTH_BOUND: Final = 10_000
+"""Bounds on what a request body is read with at all; the rules (email 254, name 200,
+reason 1000 characters, …) are the domain's, answered with their own codes."""
+
 POSITION_HEADER: Final = "X-Prep-Position"
 MIN_POSITION_HEADER: Final = "X-Prep-Min-Position"
 MONEY_DIGITS_MAX: Final = 12

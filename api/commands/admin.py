@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.commands.execution import execute
 from api.commands.kitchens import CertificateOut, KitchenId, KitchenOut
 from api.deps import AdminUser, Command, KitchenCommandsDep, ServicesDep
-from api.schemas import RequestBody, problems
+from api.schemas import REASON_LENGTH_BOUND, RequestBody, problems
 from commands.kitchens import CertificateAction, KitchenAction, KitchenActionWithReason
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -26,7 +26,6 @@ ProjectionName = Annotated[
         description="audit, bookings, accounts, analytics, kitchens, compliance or users",
     ),
 ]
-REASON_LENGTH_BOUND = 10_000
 
 
 class ReasonRequiredBody(RequestBody):

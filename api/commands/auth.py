@@ -14,7 +14,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from api.commands.execution import execute, execute_without_content
-from api.commands.users import PASSWORD_LENGTH_BOUND, UserOut
+from api.commands.users import UserOut
 from api.deps import (
     AnonymousCommand,
     Command,
@@ -23,7 +23,13 @@ from api.deps import (
     UserCommandsDep,
     UsersReadModel,
 )
-from api.schemas import RequestBody, problems
+from api.schemas import (
+    EMAIL_LENGTH_BOUND,
+    NAME_LENGTH_BOUND,
+    PASSWORD_LENGTH_BOUND,
+    RequestBody,
+    problems,
+)
 from commands.users import LogOut, RegisterUser
 from prep_es.services.auth import AccessToken
 
@@ -34,10 +40,6 @@ def client_address(request: Request) -> str:
     """The connection's peer: the server has already replaced it with the forwarded
     address when the peer is a trusted proxy."""
     return request.client.host if request.client is not None else "unknown"
-
-
-EMAIL_LENGTH_BOUND = 1000
-NAME_LENGTH_BOUND = 1000
 
 
 class RegisterBody(RequestBody):

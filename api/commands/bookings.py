@@ -14,6 +14,7 @@ from aggregates.booking import BookingStatus
 from api.commands.execution import execute
 from api.deps import BookingCommandsDep, Command
 from api.schemas import (
+    REASON_LENGTH_BOUND,
     Instant,
     MoneyOut,
     PositionField,
@@ -36,7 +37,6 @@ router = APIRouter(prefix="/bookings", tags=["bookings"])
 BookingId = Annotated[UUID, Path(description="The booking's id.")]
 
 NOTES_LENGTH_BOUND = 10_000
-REASON_LENGTH_BOUND = 10_000
 
 
 class BookingOut(BaseModel):

@@ -13,7 +13,15 @@ from pydantic import BaseModel, Field, StrictBool
 
 from api.commands.execution import execute, execute_without_content
 from api.deps import Command, ServicesDep, UserCommandsDep
-from api.schemas import PositionField, RequestBody, problems
+from api.schemas import (
+    EMAIL_LENGTH_BOUND,
+    NAME_LENGTH_BOUND,
+    PASSWORD_LENGTH_BOUND,
+    REASON_LENGTH_BOUND,
+    PositionField,
+    RequestBody,
+    problems,
+)
 from commands.erasure import EraseMe, EraseUser, ErasureState
 from commands.profile import ChangeProfile
 from commands.users import ChangePassword, UpdateUser, UserState
@@ -21,12 +29,6 @@ from commands.users import ChangePassword, UpdateUser, UserState
 router = APIRouter(prefix="/admin/users", tags=["admin"])
 me_router = APIRouter(prefix="/users", tags=["users"])
 
-PASSWORD_LENGTH_BOUND = 4096
-EMAIL_LENGTH_BOUND = 1024
-FULL_NAME_LENGTH_BOUND = 1024
-REASON_LENGTH_BOUND = 10_000
-"""Bounds on what is read at all; the rules (email 254, name 200, reason 1000
-characters, …) are the domain's, answered with their own codes."""
 
 UserId = Annotated[UUID, Path(description="The user's id.")]
 
@@ -124,7 +126,7 @@ async def change_password(
 class ChangeProfileBody(RequestBody):
     full_name: str | None = Field(
         default=None,
-        max_length=FULL_NAME_LENGTH_BOUND,
+        max_length=NAME_LENGTH_BOUND,
         description="1 to 200 characters, some of them visible.",
         examples=["Ana María López"],
     )
