@@ -52,15 +52,9 @@ class ListedUser(BaseModel):
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> ListedUser:
-        erased = bool(row["erased"])
-        return cls.model_validate(
-            {
-                **row,
-                "erased": erased,
-                "email": None if erased else row["email"],
-                "full_name": ERASED_USER_NAME if erased else row["full_name"],
-            }
-        )
+        # The users read model blanks an erased user's email and name itself.
+        full_name = ERASED_USER_NAME if row["erased"] else row["full_name"]
+        return cls.model_validate({**row, "full_name": full_name})
 
 
 class UserCredentials(BaseModel):

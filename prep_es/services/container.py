@@ -51,7 +51,6 @@ from prep_es.services.redis_namespace import redis_namespace
 from prep_es.services.runtime import Runtime, open_runtime, system_clock
 from prep_es.services.user_changes import ReadModelLeads, UserChanges
 from prep_es.store.known_copies_follower import KnownCopiesFollower
-from prep_es.store.personal_cipher import PersonalDataCipher
 from prep_es.store.settings import PostgresLocation, Settings
 from projections.base import Projection
 from projections.database import ReadDatabase
@@ -440,7 +439,7 @@ def open_services(
         bookings = BookingQueries(database)
         accounts = AccountQueries(database)
         payments = PaymentQueries(database)
-        audit = AuditQueries(database, PersonalDataCipher(runtime.app.data_keys))
+        audit = AuditQueries(database, runtime.app.personal_cipher)
         services = Services(
             settings=settings,
             clock=clock,

@@ -170,10 +170,15 @@ class PrepApplication(Application[UUID]):
     @property
     def data_keys(self) -> DataKeys:
         """The per-person data keys (see :mod:`prep_es.store.personal_keys`)."""
+        return self.personal_cipher.keys
+
+    @property
+    def personal_cipher(self) -> PersonalDataCipher:
+        """What seals and opens personal fields with those keys: the mapper's own."""
         assert isinstance(self.mapper, PydanticMapper), self.mapper
         personal = self.mapper.personal
         assert personal is not None, "this store was opened without a key ring"
-        return personal.keys
+        return personal
 
     def save(
         self,
