@@ -302,15 +302,17 @@ def _admit_from_store(services: Services, user: AuthenticatedUser) -> Authentica
     return user
 
 
-async def _authenticated(
-    services: Services, credentials: HTTPAuthorizationCredentials, min_position: int | None
+async def authenticated(
+    services: Services, token: str, min_position: int | None = None
 ) -> AuthenticatedUser:
-    """The token is checked on the event loop (CPU only; see ``TokenService.verify``);
-    the user too when this process has a followed copy of them and no position is asked
-    for, else in the threadpool (one read of the store: a client naming a position may
-    have just changed their user through another process, which this one may hear of a
-    moment later). A user who may no longer act is refused (``ActorNotAdmitted``, 401)."""
-    user = _claimed(services.tokens.verify(credentials.credentials))
+    """The user behind access ``token`` (a bearer token, or the console's session
+    cookie). The token is checked on the event loop (CPU only; see
+    ``TokenService.verify``); the user too when this process has a followed copy of them
+    and no position is asked for, else in the threadpool (one read of the store: a
+    client naming a position may have just changed their user through another process,
+    which this one may hear of a moment later). A user who may no longer act is refused
+    (``ActorNotAdmitted``, 401)."""
+    user = _claimed(services.tokens.verify(token))
     if not min_position and services.admission.check_known(user.actor):
         return user
     return await run_in_threadpool(_admit_from_store, services, user)
@@ -323,7 +325,7 @@ async def current_user(
         raise Unauthenticated(
             "this needs an access token: Authorization: Bearer <token>", code="not_authenticated"
         )
-    return await _authenticated(services, credentials, min_position)
+    return await authenticated(services, credentials.credentials, min_position)
 
 
 async def optional_user(
@@ -332,7 +334,7 @@ async def optional_user(
     """Anonymous callers are welcome; a token, if sent, must still be valid."""
     if credentials is None:
         return None
-    return await _authenticated(services, credentials, min_position)
+    return await authenticated(services, credentials.credentials, min_position)
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]

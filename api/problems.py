@@ -298,6 +298,10 @@ async def _handle_error(request: Request, error: Exception) -> Response:
 
 
 async def _handle_database_error(request: Request, error: Exception) -> Response:
+    return database_error_response(request, error)
+
+
+def database_error_response(request: Request, error: Exception) -> ProblemResponse:
     """A database error the table does not list: a 503 when the database cannot serve
     (read-only, shutting down, …), else raised on as the bug it is (a 500)."""
     if not database_unavailable(error):

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregates.errors import EmailTaken
 from api.commands import COMMAND_ROUTERS
+from api.console import CONSOLE_PATH, create_console
 from api.operations import open_operations
 from api.operations import router as operations_router
 from api.problems import (
@@ -282,6 +283,7 @@ def create_app(
             )
         )
         app.state.services = services
+        console.state.services = services
         app.state.operations = open_operations(services, metrics)
         try:
             await anyio.to_thread.run_sync(bootstrap_admin, services)
@@ -302,6 +304,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    console = create_console()
     if settings.api_role != "write":
         # Innermost: request ids, logs and metrics wrap its answers as any route's.
         app.add_middleware(KitchenReadsMiddleware, prefix=API_PREFIX)
@@ -312,6 +315,10 @@ def create_app(
     app.include_router(docs_router)
     for router in api_routers(settings.api_role):
         app.include_router(router, prefix=API_PREFIX)
+    if settings.api_role == "all":
+        # Its pages read and its actions write: a process serving one side only does
+        # not serve it.
+        app.mount(CONSOLE_PATH, console)
     app.openapi = _problem_openapi(app)  # type: ignore[method-assign]
     return app
 

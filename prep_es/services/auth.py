@@ -29,6 +29,8 @@ issued before a password change are refused at once.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Callable
@@ -227,6 +229,11 @@ class TokenService:
         }
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHMS[0])
         return AccessToken(access_token=token, expires_in=self._ttl_s)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key of its own for ``purpose`` (the console's form tokens), derived from the
+        signing secret: it changes when the secret does, and reveals nothing of it."""
+        return hmac.new(self._secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
     def verify(self, token: str) -> TokenClaims:
         """The claims of ``token`` if we issued it and it is still valid; else

@@ -1,0 +1,121 @@
+"""What the console shows when a request fails: the API's problem for the error (the
+same status, code and detail, from ``api.problems``), as a page. A request without a
+session that holds is sent to the sign-in page instead, and comes back where it was
+going once signed in."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Final
+from urllib.parse import quote
+
+import orjson
+import psycopg
+from eventsourcing.persistence import PersistenceError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
+
+from api.console.rendering import render
+from api.console.session import CONSOLE_PATH, FormRefused, SignInRequired
+from api.problems import (
+    STATUS_BY_ERROR,
+    database_error_response,
+    error_response,
+    http_problem,
+    problem_response,
+    validation_errors,
+)
+
+SIGN_IN_PATH: Final = f"{CONSOLE_PATH}/sign-in"
+HTMX_REQUEST_HEADER: Final = "hx-request"
+NEXT_PATH_LENGTH_MAX: Final = 2000
+
+
+def safe_next_path(path: str | None) -> str:
+    """Where to go after signing in: a console path, never another site (``//host``
+    or ``/\\host`` would be one to a browser)."""
+    if (
+        not path
+        or len(path) > NEXT_PATH_LENGTH_MAX
+        or not path.startswith(CONSOLE_PATH + "/")
+        or path.startswith(SIGN_IN_PATH)
+        or any(character in path for character in "\\\r\n\t")
+    ):
+        return CONSOLE_PATH + "/"
+    return path
+
+
+def sign_in_redirect(request: Request, reason: str) -> Response:
+    back = request.url.path
+    if request.method == "GET" and request.url.query:
+        back = f"{back}?{request.url.query}"
+    location = f"{SIGN_IN_PATH}?reason={quote(reason)}&next={quote(safe_next_path(back))}"
+    if HTMX_REQUEST_HEADER in request.headers:
+        # A fragment's request: the whole page goes to the sign-in form.
+        return Response(status_code=204, headers={"HX-Redirect": location})
+    return RedirectResponse(location, status_code=303)
+
+
+def problem_page(request: Request, problem: Response) -> Response:
+    """The page for ``problem`` (a problem+json response of ``api.problems``)."""
+    body: dict[str, Any] = orjson.loads(bytes(problem.body))
+    headers = {
+        name: value
+        for name, value in problem.headers.items()
+        if name.lower() in ("retry-after", "x-prep-position")
+    }
+    return render(
+        request,
+        "error.html",
+        user=None,
+        status_code=problem.status_code,
+        headers=headers,
+        problem=body,
+    )
+
+
+async def _sign_in_required(request: Request, error: Exception) -> Response:
+    assert isinstance(error, SignInRequired)
+    return sign_in_redirect(request, error.reason)
+
+
+async def _form_refused(request: Request, error: Exception) -> Response:
+    assert isinstance(error, FormRefused)
+    problem = problem_response(request, status=403, code=error.code, detail=error.detail)
+    return problem_page(request, problem)
+
+
+async def _error(request: Request, error: Exception) -> Response:
+    return problem_page(request, error_response(request, error))
+
+
+async def _database_error(request: Request, error: Exception) -> Response:
+    return problem_page(request, database_error_response(request, error))
+
+
+async def _validation(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    detail = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc'][1:]) or 'request'}: {item['msg']}"
+        for item in validation_errors(error.errors())
+    )
+    problem = problem_response(request, status=422, code="validation_failed", detail=detail)
+    return problem_page(request, problem)
+
+
+async def _http(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return problem_page(request, http_problem(request, error, request.method, request.url.path))
+
+
+def install_console_error_handlers(console: FastAPI) -> None:
+    console.add_exception_handler(SignInRequired, _sign_in_required)
+    console.add_exception_handler(FormRefused, _form_refused)
+    for error_class in STATUS_BY_ERROR:
+        console.add_exception_handler(error_class, _error)
+    for database_error in (psycopg.Error, PersistenceError, sqlite3.Error):
+        console.add_exception_handler(database_error, _database_error)
+    console.add_exception_handler(RequestValidationError, _validation)
+    console.add_exception_handler(HTTPException, _http)

@@ -1,0 +1,167 @@
+"""Pages: the templates (``api/console/templates``, Jinja2, every value escaped), the
+headers every console answer carries, and how a page waits for the read models an
+action just changed.
+
+Every page is ``no-store`` (it shows one user's data) and sends a Content Security
+Policy that allows only the console's own files: no inline script or style, nothing
+from another origin, no framing, forms posting only to the console.
+
+Read-your-writes: an action answers with a redirect to the page that shows its effect,
+adding ``?done=<what>&position=<its position>``. That page waits (at most
+``PREP_ES_MIN_POSITION_WAIT_S``) until the read models it reads reach the position, as
+an API query sent ``X-Prep-Min-Position`` would, and says what was done. Should they
+not get there in time, the page says so instead of failing: the change is stored, only
+not shown yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode
+
+from fastapi import Query, Request
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse
+
+from api.console.session import FORM_TOKEN_FIELD, form_token
+from api.deps import POSITION_MAX, AuthenticatedUser, ServicesDep
+from prep_es.services.container import Services
+from queries.consistency import ReadModelBehind
+
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+CENTS_PER_UNIT: Final = 100
+
+DONE_MESSAGES: Final[Mapping[str, str]] = {
+    "kitchen_approved": "Kitchen approved.",
+    "kitchen_rejected": "Kitchen rejected.",
+    "certificate_verified": "Certificate verified.",
+    "certificate_rejected": "Certificate rejected.",
+    "user_deactivated": "User deactivated.",
+    "user_reactivated": "User reactivated.",
+    "role_changed": "Role changed.",
+    "rebuild_started": "Rebuild started.",
+    "signed_out": "You are signed out.",
+}
+"""What an action did, by the code its redirect names (a code, never text from the
+request: a link cannot make the console say something it did not do)."""
+
+
+def _money(cents: int) -> str:
+    return f"{Decimal(cents) / CENTS_PER_UNIT:,.2f}"
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _merge_query(params: Mapping[str, str], **changes: object) -> str:
+    """``params`` (a request's query parameters) with ``changes``, as a query string;
+    an action's notice (``done``, ``position``) is not carried to the next page."""
+    merged = {name: value for name, value in params.items() if name not in ("done", "position")}
+    merged.update({name: str(value) for name, value in changes.items()})
+    return urlencode(merged)
+
+
+environment: Final = Environment(
+    loader=PackageLoader("api.console", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+environment.filters["money"] = _money
+environment.filters["when"] = _when
+environment.filters["merge_query"] = _merge_query
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the page says above its content: an action's outcome (``done``), or that
+    the read models have not caught up with it yet."""
+
+    message: str
+    position: int | None
+    caught_up: bool
+
+
+@dataclass(frozen=True)
+class PageRead:
+    """How far the page's read models had got when it was read, and the notice of the
+    action that led here, if any."""
+
+    position: int
+    notice: Notice | None
+
+
+def console_read(*names: str) -> Callable[..., Awaitable[PageRead]]:
+    """A dependency for a page reading the read models ``names``: waits for the
+    ``position`` an action's redirect names (see the module's docstring)."""
+    assert names
+
+    def reached(services: Services, position: int | None) -> tuple[int, bool]:
+        positions = services.read_positions
+        caught_up = True
+        if position:
+            try:
+                for name in names:
+                    positions.wait_for(name, position, services.settings.min_position_wait_s)
+            except ReadModelBehind:
+                caught_up = False
+        return min(positions.position(name) for name in names), caught_up
+
+    async def dependency(
+        services: ServicesDep,
+        done: Annotated[str | None, Query(max_length=40)] = None,
+        position: Annotated[int | None, Query(ge=0, le=POSITION_MAX)] = None,
+    ) -> PageRead:
+        reached_position, caught_up = await run_in_threadpool(reached, services, position)
+        message = DONE_MESSAGES.get(done or "")
+        notice = None
+        if message is not None or not caught_up:
+            notice = Notice(message or "Done.", position, caught_up)
+        return PageRead(position=reached_position, notice=notice)
+
+    return dependency
+
+
+def render(
+    request: Request,
+    template: str,
+    *,
+    user: AuthenticatedUser | None,
+    section: str | None = None,
+    read: PageRead | None = None,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """``template`` rendered for ``user`` (``None`` on the sign-in and error pages),
+    with the console's headers; ``section`` marks the navigation's current link,
+    ``read`` (from :func:`console_read`) gives the notice and the footer's position."""
+    services: Services = request.app.state.services
+    body = environment.get_template(template).render(
+        request=request,
+        user=user,
+        section=section,
+        read=read,
+        form_token_field=FORM_TOKEN_FIELD,
+        form_token=form_token(services, user) if user is not None else "",
+        **context,
+    )
+    return HTMLResponse(body, status_code=status_code, headers={**PAGE_HEADERS, **(headers or {})})

@@ -1,0 +1,197 @@
+"""Who is signed in to the console, and the form tokens that prove a form came from it.
+
+The session is the API's own access token, kept in a cookie (:data:`SESSION_COOKIE`:
+``HttpOnly``, ``SameSite=Strict``, ``Secure`` behind https, path ``/console``): it is
+checked as a bearer token is (signature, expiry, the user as the write model has them
+now), it lasts as long (``PREP_ES_ACCESS_TOKEN_TTL``), and signing out revokes it in
+every process as ``POST /auth/logout`` does. Only admins and analysts are let in
+(:data:`CONSOLE_ROLES`); analysts see the analytics pages only.
+
+Every form carries a token (:data:`FORM_TOKEN_FIELD`), an HMAC of the session token's
+id under a key derived from the signing secret: a page of another site can make the
+browser post, but cannot read the token. The sign-in form has no session yet: its token
+is bound to a random cookie of its own (:data:`SIGN_IN_COOKIE`) instead. A request a
+browser marks as coming from another site (``Sec-Fetch-Site: cross-site``) is refused
+whatever it carries.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from hashlib import sha256
+from typing import Annotated, Final
+
+from fastapi import Depends, Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from aggregates.errors import PermissionDenied
+from api.deps import AuthenticatedUser, ServicesDep, authenticated
+from prep_es.services.auth import Unauthenticated
+from prep_es.services.container import Services
+
+CONSOLE_PATH: Final = "/console"
+SESSION_COOKIE: Final = "prep_console_session"
+SIGN_IN_COOKIE: Final = "prep_console_sign_in"
+FORM_TOKEN_FIELD: Final = "form_token"
+FORM_TOKEN_PURPOSE: Final = "prep-es console form token"
+CONSOLE_ROLES: Final = ("admin", "analyst")
+SIGN_IN_NONCE_BYTES: Final = 32
+SIGN_IN_COOKIE_MAX_AGE_S: Final = 3600
+
+
+class SignInRequired(Exception):
+    """No session, or one that no longer holds (expired, revoked, the user changed):
+    the console sends the browser to the sign-in page."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FormRefused(Exception):
+    """A form posted without its token, with a token of another session, or from
+    another site (HTTP 403)."""
+
+    code = "form_token_invalid"
+    detail = (
+        "This form did not come from your console session (it may have been open "
+        "since before you signed in again). Reload the page and try again."
+    )
+
+
+def _form_token(services: Services, bound_to: str) -> str:
+    key = services.tokens.derived_key(FORM_TOKEN_PURPOSE)
+    digest = hmac.new(key, bound_to.encode(), sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def form_token(services: Services, user: AuthenticatedUser) -> str:
+    """The token of every form ``user``'s pages show."""
+    return _form_token(services, f"session:{user.token_id}")
+
+
+def sign_in_form_token(services: Services, nonce: str) -> str:
+    """The token of the sign-in form, bound to the browser's :data:`SIGN_IN_COOKIE`."""
+    return _form_token(services, f"sign-in:{nonce}")
+
+
+def new_sign_in_nonce() -> str:
+    return secrets.token_urlsafe(SIGN_IN_NONCE_BYTES)
+
+
+def secure_cookies(request: Request) -> bool:
+    """Cookies are ``Secure`` when the browser reached us over https (directly, or
+    through a trusted proxy that said so: the server applies ``PREP_ES_TRUSTED_PROXIES``)."""
+    return request.url.scheme == "https"
+
+
+def set_session_cookie(response: Response, request: Request, token: str, max_age_s: int) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age_s,
+        path=CONSOLE_PATH,
+        secure=secure_cookies(request),
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def set_sign_in_cookie(response: Response, request: Request, nonce: str) -> None:
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        nonce,
+        max_age=SIGN_IN_COOKIE_MAX_AGE_S,
+        path=CONSOLE_PATH,
+        secure=secure_cookies(request),
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def clear_session_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path=CONSOLE_PATH,
+        secure=secure_cookies(request),
+        httponly=True,
+        samesite="strict",
+    )
+
+
+async def session_user(request: Request, services: ServicesDep) -> AuthenticatedUser:
+    """The signed-in admin or analyst; :class:`SignInRequired` without a session that
+    holds, :class:`PermissionDenied` for any other role."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise SignInRequired("not_signed_in")
+    try:
+        user = await authenticated(services, token)
+    except Unauthenticated as refused:
+        raise SignInRequired(refused.code) from None
+    if user.role not in CONSOLE_ROLES:
+        raise PermissionDenied("the console is for admins and analysts")
+    return user
+
+
+def console_roles(*roles: str) -> Callable[..., Awaitable[AuthenticatedUser]]:
+    """A dependency admitting signed-in console users with one of ``roles``."""
+    assert roles and set(roles) <= set(CONSOLE_ROLES)
+
+    async def dependency(
+        user: Annotated[AuthenticatedUser, Depends(session_user)],
+    ) -> AuthenticatedUser:
+        if user.role not in roles:
+            raise PermissionDenied(f"this page is for the role {' or '.join(roles)}")
+        return user
+
+    return dependency
+
+
+ConsoleUser = Annotated[AuthenticatedUser, Depends(session_user)]
+ConsoleAdmin = Annotated[AuthenticatedUser, Depends(console_roles("admin"))]
+ConsoleAnalyst = Annotated[AuthenticatedUser, Depends(console_roles("analyst", "admin"))]
+"""Analytics: analysts and admins, as the API's analytics routes."""
+
+
+def _check_site(request: Request) -> None:
+    if request.headers.get("sec-fetch-site", "same-origin") == "cross-site":
+        raise FormRefused
+
+
+async def checked_form(request: Request, services: ServicesDep, user: ConsoleUser) -> FormData:
+    """The posted form of a signed-in user, once its token is checked."""
+    _check_site(request)
+    form = await request.form()
+    sent = form.get(FORM_TOKEN_FIELD)
+    expected = form_token(services, user)
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+        raise FormRefused
+    return form
+
+
+async def checked_sign_in_form(request: Request, services: ServicesDep) -> FormData:
+    """The posted sign-in form, once its token matches the browser's sign-in cookie."""
+    _check_site(request)
+    form = await request.form()
+    nonce = request.cookies.get(SIGN_IN_COOKIE)
+    sent = form.get(FORM_TOKEN_FIELD)
+    if not nonce or not isinstance(sent, str):
+        raise FormRefused
+    if not hmac.compare_digest(sent, sign_in_form_token(services, nonce)):
+        raise FormRefused
+    return form
+
+
+def form_text(form: FormData, name: str) -> str:
+    """A text field of ``form`` ("" when absent, or a file)."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+CheckedForm = Annotated[FormData, Depends(checked_form)]
+CheckedSignInForm = Annotated[FormData, Depends(checked_sign_in_form)]
