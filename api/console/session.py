@@ -28,7 +28,7 @@ from fastapi import Depends, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from aggregates.errors import PermissionDenied
+from aggregates.errors import ActorNotAdmitted, PermissionDenied
 from api.deps import AuthenticatedUser, ServicesDep, authenticated
 from prep_es.services.auth import Unauthenticated
 from prep_es.services.container import Services
@@ -131,7 +131,7 @@ async def session_user(request: Request, services: ServicesDep) -> Authenticated
         raise SignInRequired("not_signed_in")
     try:
         user = await authenticated(services, token)
-    except Unauthenticated as refused:
+    except (Unauthenticated, ActorNotAdmitted) as refused:
         raise SignInRequired(refused.code) from None
     if user.role not in CONSOLE_ROLES:
         raise PermissionDenied("the console is for admins and analysts")

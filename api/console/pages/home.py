@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from aggregates.errors import ActorNotAdmitted
 from api.console.errors import safe_next_path
 from api.console.rendering import render
 from api.console.session import (
@@ -45,7 +46,7 @@ async def sign_in_page(
     if token:
         try:
             await authenticated(services, token)
-        except Unauthenticated:
+        except (Unauthenticated, ActorNotAdmitted):
             pass
         else:
             return RedirectResponse(safe_next_path(next_path), status_code=303)

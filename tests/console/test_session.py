@@ -1,0 +1,106 @@
+"""Signing in to the console and out of it, form tokens, and who gets in."""
+
+from __future__ import annotations
+
+from tests.console.conftest import Console
+
+
+def test_an_admin_signs_in_with_a_strict_http_only_cookie_and_sees_the_sections(
+    console: Console,
+) -> None:
+    session = console.session()
+    response = session.sign_in(console.api.admin.email)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/"
+    cookie = next(
+        value
+        for name, value in response.headers.multi_items()
+        if name == "set-cookie" and value.startswith("prep_console_session=")
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain http here
+    home = session.page("/")
+    assert "Moderation" in home
+    assert "Sign out" in home
+
+
+def test_a_page_without_a_session_sends_the_browser_to_sign_in_and_back(
+    console: Console,
+) -> None:
+    session = console.session()
+    response = session.get("/moderation/kitchens?status=published")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/console/sign-in?")
+    assert "next=/console/moderation/kitchens%3Fstatus%3Dpublished" in response.headers["location"]
+
+
+def test_customers_and_hosts_are_refused_and_get_no_session(console: Console) -> None:
+    for role in ("customer", "host"):
+        session = console.session()
+        response = session.sign_in(console.api.register(role).email)
+        assert response.status_code == 403
+        assert "for admins and analysts" in response.text
+        assert "prep_console_session" not in response.headers.get("set-cookie", "")
+        assert session.get("/").status_code == 303
+
+
+def test_wrong_passwords_are_refused_and_limited_as_logins_are(console: Console) -> None:
+    session = console.session()
+    response = session.sign_in(console.api.admin.email, "not the password at all")
+    assert response.status_code == 401
+    assert "Wrong email or password" in response.text
+    statuses = [
+        session.sign_in("nobody-console@example.com", "wrong password here").status_code
+        for _ in range(console.api.settings.login_failures_max + 1)
+    ]
+    assert statuses[-1] == 429
+
+
+def test_a_form_without_its_token_or_with_another_sessions_is_refused(console: Console) -> None:
+    first = console.admin()
+    second = console.admin()
+    kitchen = console.api.draft_kitchen(console.api.register("host"))
+    target = f"/moderation/kitchens/{kitchen['id']}/approve"
+    without = first.client.post("/console" + target, data={})
+    assert without.status_code == 403
+    assert "form_token_invalid" in without.text
+    second.page("/")
+    borrowed = first.client.post("/console" + target, data={"form_token": second.last_form_token})
+    assert borrowed.status_code == 403
+    cross_site = first.post(target, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross_site.status_code == 403
+
+
+def test_a_sign_in_form_without_its_cookie_is_refused(console: Console) -> None:
+    session = console.session()
+    page = session.client.get("/console/sign-in")
+    session.client.cookies.clear()
+    response = session.client.post(
+        "/console/sign-in",
+        data={"form_token": "x" * 43, "email": console.api.admin.email, "password": "x"},
+    )
+    assert page.status_code == 200
+    assert response.status_code == 403
+
+
+def test_signing_out_revokes_the_session_everywhere(console: Console) -> None:
+    session = console.admin()
+    token = session.client.cookies["prep_console_session"]
+    response = session.post("/sign-out")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/sign-in?done=signed_out"
+    # The same cookie, kept by someone who copied it, no longer opens the console...
+    copy = console.session()
+    copy.client.cookies.set("prep_console_session", token, path="/console")
+    assert copy.get("/").status_code == 303
+    # ...nor the API.
+    api = console.api.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 401
+
+
+def test_the_next_page_after_sign_in_is_always_a_console_page(console: Console) -> None:
+    session = console.session()
+    page = session.client.get("/console/sign-in?next=//evil.example/console/")
+    assert 'name="next" value="/console/"' in page.text
