@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 # Every bench/*.py is a benchmark but the modules they share. Each runs as a module
 # (python -m bench.NAME) so that the repository root, not bench/, is on the import path.
-BENCH_HELPERS := bench/databases.py bench/processes.py bench/reporting.py
+BENCH_HELPERS := bench/databases.py bench/load.py bench/processes.py bench/reporting.py
 BENCHES := $(filter-out $(BENCH_HELPERS),$(wildcard bench/*.py))
 
 install: $(STAMP)

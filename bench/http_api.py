@@ -55,9 +55,7 @@ import argparse
 import importlib.util
 import os
 import random
-import resource
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +86,7 @@ from bench.databases import (
     ScratchDatabases,
     postgres_location,
 )
+from bench.load import LOAD_THREADS, Load, line, require_wrk, run_wrk
 from bench.processes import Server, clean_environment, free_port, memory_kb, server
 from bench.reporting import ROOT, run_meta
 from commands.bookings import RequestBooking
@@ -119,11 +118,9 @@ FLOOR_APP_DIR: Final = ROOT / "bench" / "servers"
 
 WORKERS: Final = 2
 CONNECTIONS: Final = 32
-LOAD_THREADS: Final = 2
 POOL_SIZE: Final = 10
 """Event store connections per worker process, the same for the floor and for us."""
 JWT_SECRET: Final = "bench-http-secret-" + secrets.token_hex(16)
-WRK_TIMEOUT_S: Final = 10
 SEED_THREADS: Final = 4
 CATCH_UP_TIMEOUT_S: Final = 1800.0
 
@@ -495,146 +492,6 @@ def our_server(url: str, redis_url: str, logs: Path, shape: Shape) -> Iterator[S
 
 # --- load generation -------------------------------------------------------------------
 
-# Each wrk thread reads the request file and takes every LOAD_THREADS-th line from its
-# own offset, cycling; a line is METHOD<TAB>PATH<TAB>TOKEN or -<TAB>BODY or -.
-# Statuses are counted per class; done() prints one JSON line.
-WRK_SCRIPT: Final = r"""
-local threads = {}
-local counter = 0
-function setup(thread)
-  thread:set("id", counter)
-  counter = counter + 1
-  table.insert(threads, thread)
-end
-local requests = {}
-local index = 0
-local step = 1
-ok = 0; conflicts = 0; client_errors = 0; server_errors = 0
-function init(args)
-  step = tonumber(args[2])
-  index = id
-  for line in io.lines(args[1]) do
-    local method, path, token, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
-    local headers = {}
-    if token ~= "-" then headers["Authorization"] = "Bearer " .. token end
-    if body ~= "-" then headers["Content-Type"] = "application/json" else body = nil end
-    table.insert(requests, wrk.format(method, path, headers, body))
-  end
-end
-function request()
-  local prepared = requests[(index % #requests) + 1]
-  index = index + step
-  return prepared
-end
-function response(status, headers, body)
-  if status < 400 then ok = ok + 1
-  elseif status == 409 then conflicts = conflicts + 1
-  elseif status < 500 then client_errors = client_errors + 1
-  else server_errors = server_errors + 1 end
-end
-function done(summary, latency, requests)
-  local totals = {ok = 0, conflicts = 0, client_errors = 0, server_errors = 0}
-  for _, thread in ipairs(threads) do
-    for name, _ in pairs(totals) do totals[name] = totals[name] + thread:get(name) end
-  end
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "ok": %d, "conflicts": %d, "client_errors": %d, ' ..
-    '"server_errors": %d, "socket_errors": %d, "p50_us": %d, "p90_us": %d, ' ..
-    '"p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, totals.ok, totals.conflicts, totals.client_errors,
-    totals.server_errors,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
-
-
-@dataclass
-class Load:
-    """One wrk run."""
-
-    name: str
-    requests: int
-    ok: int
-    conflicts: int
-    client_errors: int
-    server_errors: int
-    socket_errors: int
-    elapsed_s: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    generator_cpu_share: float
-    """wrk's CPU time over the run's wall time × CPUs."""
-
-    @property
-    def ok_per_s(self) -> float:
-        return self.ok / self.elapsed_s
-
-    def summary(self) -> str:
-        refused = self.requests - self.ok
-        return (
-            f"{self.name:<11} {self.ok_per_s:9.1f} req/s  p50 {self.p50_ms:7.2f} ms  "
-            f"p99 {self.p99_ms:7.2f} ms  ({self.ok} ok, {refused} not: {self.conflicts} "
-            f"409, {self.client_errors} other 4xx, {self.server_errors} 5xx, "
-            f"{self.socket_errors} socket errors; wrk used {self.generator_cpu_share:.0%} "
-            "of the CPUs)"
-        )
-
-
-def require_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit(
-            "bench/http_api.py needs wrk (Debian: apt-get install wrk; `make bench` installs it "
-            "when it can)"
-        )
-    return wrk
-
-
-def run_wrk(
-    name: str, url: str, request_lines: Sequence[str], duration_s: int, scratch: Path
-) -> Load:
-    script = scratch / "requests.lua"
-    script.write_text(WRK_SCRIPT)
-    requests_path = scratch / f"{name}.requests"
-    requests_path.write_text("\n".join(request_lines) + "\n")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    completed = subprocess.run(
-        [
-            require_wrk(), "-t", str(LOAD_THREADS), "-c", str(CONNECTIONS), "-d",
-            f"{duration_s}s", "--timeout", f"{WRK_TIMEOUT_S}s", "-s", str(script), url,
-            "--", str(requests_path), str(LOAD_THREADS),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=duration_s + 60,
-    )  # fmt: skip
-    wall_s = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if completed.returncode != 0:
-        raise SystemExit(f"wrk failed ({completed.returncode}): {completed.stderr}")
-    result = orjson.loads(completed.stdout.strip().splitlines()[-1])
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Load(
-        name=name,
-        requests=result["requests"],
-        ok=result["ok"],
-        conflicts=result["conflicts"],
-        client_errors=result["client_errors"],
-        server_errors=result["server_errors"],
-        socket_errors=result["socket_errors"],
-        elapsed_s=result["duration_us"] / 1e6,
-        p50_ms=result["p50_us"] / 1000,
-        p90_ms=result["p90_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
-        max_ms=result["max_us"] / 1000,
-        generator_cpu_share=cpu_s / (wall_s * (os.cpu_count() or 1)),
-    )
-
 
 def measure(
     name: str,
@@ -655,14 +512,30 @@ def measure(
     half = len(lines) // 2
     warmup_lines, measured_lines = (lines[:half], lines[half:]) if split else (lines, lines)
     try:
-        run_wrk(f"{name}_warmup", target.url, warmup_lines, warmup_s or plan.warmup_s, scratch)
+        run_wrk(
+            f"{name}_warmup",
+            target.url,
+            warmup_lines,
+            warmup_s or plan.warmup_s,
+            scratch,
+            connections=CONNECTIONS,
+        )
         previous_per_s = 0.0
         for _ in range(WARM_ROUNDS_MAX if warm_until_steady else 0):
-            round_load = run_wrk(f"{name}_warmup", target.url, warmup_lines, WARM_ROUND_S, scratch)
+            round_load = run_wrk(
+                f"{name}_warmup",
+                target.url,
+                warmup_lines,
+                WARM_ROUND_S,
+                scratch,
+                connections=CONNECTIONS,
+            )
             if round_load.ok_per_s < previous_per_s * WARM_GAIN_MIN:
                 break
             previous_per_s = round_load.ok_per_s
-        load = run_wrk(name, target.url, measured_lines, plan.duration_s, scratch)
+        load = run_wrk(
+            name, target.url, measured_lines, plan.duration_s, scratch, connections=CONNECTIONS
+        )
     finally:
         if target.process.poll() is not None:
             print(f"{target.name} exited:\n{target.log_tail()}", file=sys.stderr)
@@ -693,12 +566,6 @@ def event_loop_probe(url: str, interval_s: float = 0.02) -> Iterator[list[float]
     finally:
         stopping.set()
         thread.join(15)
-
-
-def line(method: str, path: str, token: str | None = None, body: bytes | None = None) -> str:
-    text_body = "-" if body is None else body.decode()
-    assert "\t" not in text_body and "\n" not in text_body
-    return f"{method}\t{path}\t{token or '-'}\t{text_body}"
 
 
 # --- the requests of (c), (d), (e) -----------------------------------------------------
