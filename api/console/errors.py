@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 import psycopg
@@ -17,8 +17,16 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
+from aggregates.errors import ActorNotAdmitted
 from api.console.rendering import render
-from api.console.session import CONSOLE_PATH, FormRefused, SignInRequired
+from api.console.session import (
+    CONSOLE_PATH,
+    CONSOLE_ROLES,
+    SESSION_COOKIE,
+    FormRefused,
+    SignInRequired,
+)
+from api.deps import AuthenticatedUser, authenticated
 from api.problems import (
     STATUS_BY_ERROR,
     database_error_response,
@@ -27,6 +35,7 @@ from api.problems import (
     problem_response,
     validation_errors,
 )
+from prep_es.services.auth import Unauthenticated
 
 SIGN_IN_PATH: Final = f"{CONSOLE_PATH}/sign-in"
 HTMX_REQUEST_HEADER: Final = "hx-request"
@@ -58,8 +67,10 @@ def sign_in_redirect(request: Request, reason: str) -> Response:
     return RedirectResponse(location, status_code=303)
 
 
-def problem_page(request: Request, problem: Response) -> Response:
-    """The page for ``problem`` (a problem+json response of ``api.problems``)."""
+async def problem_page(request: Request, problem: Response) -> Response:
+    """The page for ``problem`` (a problem+json response of ``api.problems``), with the
+    console's navigation when a session holds, and a way back to the console page the
+    browser came from."""
     body: dict[str, Any] = orjson.loads(bytes(problem.body))
     headers = {
         name: value
@@ -69,11 +80,32 @@ def problem_page(request: Request, problem: Response) -> Response:
     return render(
         request,
         "error.html",
-        user=None,
+        user=await _signed_in(request),
         status_code=problem.status_code,
         headers=headers,
         problem=body,
+        back=_console_referer(request),
     )
+
+
+async def _signed_in(request: Request) -> AuthenticatedUser | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        user = await authenticated(request.app.state.services, token)
+    except (Unauthenticated, ActorNotAdmitted):
+        return None
+    return user if user.role in CONSOLE_ROLES else None
+
+
+def _console_referer(request: Request) -> str | None:
+    """The console page the browser came from (same origin only), to go back to."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc != request.url.netloc:
+        return None
+    path = referer.path + (f"?{referer.query}" if referer.query else "")
+    return path if safe_next_path(path) == path else None
 
 
 async def _sign_in_required(request: Request, error: Exception) -> Response:
@@ -84,15 +116,15 @@ async def _sign_in_required(request: Request, error: Exception) -> Response:
 async def _form_refused(request: Request, error: Exception) -> Response:
     assert isinstance(error, FormRefused)
     problem = problem_response(request, status=403, code=error.code, detail=error.detail)
-    return problem_page(request, problem)
+    return await problem_page(request, problem)
 
 
 async def _error(request: Request, error: Exception) -> Response:
-    return problem_page(request, error_response(request, error))
+    return await problem_page(request, error_response(request, error))
 
 
 async def _database_error(request: Request, error: Exception) -> Response:
-    return problem_page(request, database_error_response(request, error))
+    return await problem_page(request, database_error_response(request, error))
 
 
 async def _validation(request: Request, error: Exception) -> Response:
@@ -102,12 +134,14 @@ async def _validation(request: Request, error: Exception) -> Response:
         for item in validation_errors(error.errors())
     )
     problem = problem_response(request, status=422, code="validation_failed", detail=detail)
-    return problem_page(request, problem)
+    return await problem_page(request, problem)
 
 
 async def _http(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    return problem_page(request, http_problem(request, error, request.method, request.url.path))
+    return await problem_page(
+        request, http_problem(request, error, request.method, request.url.path)
+    )
 
 
 def install_console_error_handlers(console: FastAPI) -> None:

@@ -104,3 +104,22 @@ def test_the_next_page_after_sign_in_is_always_a_console_page(console: Console) 
     session = console.session()
     page = session.client.get("/console/sign-in?next=//evil.example/console/")
     assert 'name="next" value="/console/"' in page.text
+
+
+def test_an_error_page_keeps_the_navigation_and_a_way_back(console: Console) -> None:
+    session = console.admin()
+    kitchen = console.api.published_kitchen(console.api.register("host"))
+    session.page("/moderation/kitchens")
+    refused = session.post(
+        f"/moderation/kitchens/{kitchen['id']}/approve",
+        headers={"Referer": "http://testserver/console/moderation/kitchens?status=published"},
+    )
+    assert refused.status_code == 409
+    assert "invalid_state_transition" in refused.text
+    assert "Sign out" in refused.text
+    assert 'href="/console/moderation/kitchens?status=published"' in refused.text
+    elsewhere = session.post(
+        f"/moderation/kitchens/{kitchen['id']}/approve",
+        headers={"Referer": "http://evil.example/console/users"},
+    )
+    assert "Back to the page you were on" not in elsewhere.text
