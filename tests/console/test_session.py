@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.console.conftest import Console
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import PASSWORD
+from tests.console.conftest import Console, form_token_in
 
 
 def test_an_admin_signs_in_with_a_strict_http_only_cookie_and_sees_the_sections(
@@ -123,3 +126,24 @@ def test_an_error_page_keeps_the_navigation_and_a_way_back(console: Console) -> 
         headers={"Referer": "http://evil.example/console/users"},
     )
     assert "Back to the page you were on" not in elsewhere.text
+
+
+def test_behind_https_the_cookies_are_secure(console: Console) -> None:
+    client = TestClient(console.api.app, base_url="https://testserver", follow_redirects=False)
+    page = client.get("/console/sign-in")
+    assert "Secure" in page.headers["set-cookie"]
+    response = client.post(
+        "/console/sign-in",
+        data={
+            "form_token": form_token_in(page.text),
+            "email": console.api.admin.email,
+            "password": PASSWORD,
+        },
+    )
+    assert response.status_code == 303
+    session_cookie = next(
+        value
+        for name, value in response.headers.multi_items()
+        if name == "set-cookie" and value.startswith("prep_console_session=")
+    )
+    assert "Secure" in session_cookie
