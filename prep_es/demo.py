@@ -512,4 +512,5 @@ def describe_report(report: DemoReport) -> list[str]:
     lines.extend(
         f"  {login.role:<9} {login.email:<{width}}  {login.full_name}" for login in report.logins
     )
+    lines.extend(["", "The admin and the analyst can sign in to the console at /console."])
     return lines
