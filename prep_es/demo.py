@@ -507,10 +507,10 @@ def describe_report(report: DemoReport) -> list[str]:
         f"  sweeper:  expired {len(report.sweep.expired_booking_ids)}, "
         f"auto-completed {len(report.sweep.completed_booking_ids)}",
         "",
+        "The admin and the analyst can also sign in to the console, at /console.",
         f"Demo logins (every one has the password {report.password!r}):",
     ]
     lines.extend(
         f"  {login.role:<9} {login.email:<{width}}  {login.full_name}" for login in report.logins
     )
-    lines.extend(["", "The admin and the analyst can sign in to the console at /console."])
     return lines
