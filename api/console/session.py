@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from hashlib import sha256
@@ -41,6 +42,7 @@ FORM_TOKEN_PURPOSE: Final = "prep-es console form token"
 CONSOLE_ROLES: Final = ("admin", "analyst")
 SIGN_IN_NONCE_BYTES: Final = 32
 SIGN_IN_COOKIE_MAX_AGE_S: Final = 3600
+SIGN_IN_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class SignInRequired(Exception):
@@ -79,7 +81,12 @@ def sign_in_form_token(services: Services, nonce: str) -> str:
     return _form_token(services, f"sign-in:{nonce}")
 
 
-def new_sign_in_nonce() -> str:
+def sign_in_nonce(request: Request) -> str:
+    """The browser's sign-in cookie if it has a sound one (so that two sign-in pages
+    open at once both work), else a new one."""
+    nonce = request.cookies.get(SIGN_IN_COOKIE, "")
+    if SIGN_IN_NONCE.fullmatch(nonce):
+        return nonce
     return secrets.token_urlsafe(SIGN_IN_NONCE_BYTES)
 
 

@@ -147,3 +147,15 @@ def test_behind_https_the_cookies_are_secure(console: Console) -> None:
         if name == "set-cookie" and value.startswith("prep_console_session=")
     )
     assert "Secure" in session_cookie
+
+
+def test_two_sign_in_pages_open_at_once_both_work(console: Console) -> None:
+    session = console.session()
+    first = form_token_in(session.client.get("/console/sign-in").text)
+    second = form_token_in(session.client.get("/console/sign-in").text)
+    assert first == second
+    response = session.client.post(
+        "/console/sign-in",
+        data={"form_token": first, "email": console.api.admin.email, "password": PASSWORD},
+    )
+    assert response.status_code == 303

@@ -24,10 +24,10 @@ from api.console.session import (
     ConsoleUser,
     clear_session_cookie,
     form_text,
-    new_sign_in_nonce,
     set_session_cookie,
     set_sign_in_cookie,
     sign_in_form_token,
+    sign_in_nonce,
 )
 from api.deps import RequestId, ServicesDep
 from api.schemas import EMAIL_LENGTH_BOUND, PASSWORD_LENGTH_BOUND
@@ -50,7 +50,7 @@ async def sign_in(request: Request, form: CheckedSignInForm, services: ServicesD
     next_path = safe_next_path(form_text(form, "next"))
 
     def again(status_code: int, error: str, headers: dict[str, str] | None = None) -> Response:
-        nonce = new_sign_in_nonce()
+        nonce = sign_in_nonce(request)
         response = render(
             request,
             "sign_in.html",

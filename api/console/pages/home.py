@@ -14,9 +14,9 @@ from api.console.session import (
     CONSOLE_PATH,
     SESSION_COOKIE,
     ConsoleUser,
-    new_sign_in_nonce,
     set_sign_in_cookie,
     sign_in_form_token,
+    sign_in_nonce,
 )
 from api.deps import ServicesDep, authenticated
 from prep_es.services.auth import Unauthenticated
@@ -50,7 +50,7 @@ async def sign_in_page(
             pass
         else:
             return RedirectResponse(safe_next_path(next_path), status_code=303)
-    nonce = new_sign_in_nonce()
+    nonce = sign_in_nonce(request)
     response = render(
         request,
         "sign_in.html",
