@@ -13,9 +13,10 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.console.actions import moderation as moderation_actions
+from api.console.actions import operations as operations_actions
 from api.console.actions import session as session_actions
 from api.console.errors import install_console_error_handlers
-from api.console.pages import home, moderation
+from api.console.pages import home, moderation, operations
 from api.console.session import CONSOLE_PATH
 
 __all__ = ["CONSOLE_PATH", "CONSOLE_ROUTERS", "create_console"]
@@ -23,8 +24,10 @@ __all__ = ["CONSOLE_PATH", "CONSOLE_ROUTERS", "create_console"]
 CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
     home.router,
     moderation.router,
+    operations.router,
     session_actions.router,
     moderation_actions.router,
+    operations_actions.router,
 )
 
 

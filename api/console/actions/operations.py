@@ -1,0 +1,31 @@
+"""Operations actions (admins): rebuild a projection, as ``POST
+/api/v1/admin/projections/{name}/rebuild`` does. A rebuild is no event: the browser
+goes back to the projections page, where the new generation's progress shows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Path
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse
+
+from api.console.session import CheckedForm, ConsoleAdmin
+from api.deps import ServicesDep
+
+router = APIRouter(prefix="/operations")
+
+OPERATIONS_PATH: Final = "/console/operations"
+PROJECTION_NAME_LENGTH_MAX: Final = 100
+
+ProjectionName = Annotated[str, Path(max_length=PROJECTION_NAME_LENGTH_MAX)]
+
+
+@router.post("/projections/{name}/rebuild")
+async def rebuild_projection(
+    name: ProjectionName, _admin: ConsoleAdmin, _form: CheckedForm, services: ServicesDep
+) -> RedirectResponse:
+    """Start building a new generation of projection ``name`` from position 0 (asked
+    again while one builds, nothing new starts); an unknown name is a 404 page."""
+    await run_in_threadpool(services.request_rebuild, name)
+    return RedirectResponse(f"{OPERATIONS_PATH}?done=rebuild_started", status_code=303)
