@@ -48,6 +48,10 @@ CENTS_PER_UNIT: Final = 100
 DONE_MESSAGES: Final[Mapping[str, str]] = {
     "kitchen_approved": "Kitchen approved.",
     "kitchen_rejected": "Kitchen rejected.",
+    "kitchen_suspended": "Kitchen suspended.",
+    "kitchen_reinstated": "Kitchen reinstated: it is published again.",
+    "kitchen_sent_to_review": "Kitchen reinstated into the review queue: its address, city "
+    "or capacity changed since its approval.",
     "certificate_verified": "Certificate verified.",
     "certificate_rejected": "Certificate rejected.",
     "user_deactivated": "User deactivated.",
