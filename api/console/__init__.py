@@ -15,8 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from api.console.actions import moderation as moderation_actions
 from api.console.actions import operations as operations_actions
 from api.console.actions import session as session_actions
+from api.console.actions import users as users_actions
 from api.console.errors import install_console_error_handlers
-from api.console.pages import home, moderation, operations
+from api.console.pages import home, moderation, operations, users
 from api.console.session import CONSOLE_PATH
 
 __all__ = ["CONSOLE_PATH", "CONSOLE_ROUTERS", "create_console"]
@@ -25,9 +26,11 @@ CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
     home.router,
     moderation.router,
     operations.router,
+    users.router,
     session_actions.router,
     moderation_actions.router,
     operations_actions.router,
+    users_actions.router,
 )
 
 
