@@ -64,6 +64,28 @@ DONE_MESSAGES: Final[Mapping[str, str]] = {
 request: a link cannot make the console say something it did not do)."""
 
 
+AGGREGATE_ID_FIELDS: Final = frozenset(
+    {
+        "id",
+        "actor_id",
+        "booking_id",
+        "customer_id",
+        "hold_id",
+        "host_id",
+        "kitchen_id",
+        "owner_id",
+        "payee_account_id",
+        "payer_account_id",
+        "payout_id",
+        "subject_id",
+        "top_up_id",
+        "user_id",
+    }
+)
+"""Fields of events and states that hold the id of an aggregate (a hold's id is its
+booking's): ``macros.html`` shows their values as links to its history."""
+
+
 def _money(cents: int) -> str:
     return f"{Decimal(cents) / CENTS_PER_UNIT:,.2f}"
 
@@ -92,6 +114,7 @@ environment: Final = Environment(
 environment.filters["money"] = _money
 environment.filters["when"] = _when
 environment.filters["merge_query"] = _merge_query
+environment.globals["aggregate_id_fields"] = AGGREGATE_ID_FIELDS
 
 
 @dataclass(frozen=True)
