@@ -7,7 +7,7 @@ prefers it (``Accept: text/csv``): one row per item, money as in JSON (``"120.00
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Final
 from uuid import UUID
 
@@ -42,6 +42,7 @@ router = APIRouter(prefix="/analytics", tags=["analytics"])
 CSV_MEDIA_TYPE: Final = "text/csv"
 ACCEPT_LENGTH_BOUND: Final = 2_000
 CITY_LENGTH_BOUND: Final = 1_000
+JURISDICTION_LENGTH_BOUND: Final = 1_000
 REVENUE_DAYS_DEFAULT: Final = 30
 
 KitchenId = Annotated[UUID, Path(description="The kitchen's id.")]
@@ -205,10 +206,15 @@ def kitchen_stats(
 ) -> KitchenStatsOut | Response:
     stats = KitchenStatsOut.of(analytics.kitchen_stats(user.viewer, kitchen_id))
     if prefers_csv(accept):
-        return csv_response(
-            [stats], KitchenStatsOut, consistency, f"kitchen-{kitchen_id}-stats.csv"
-        )
+        return kitchen_stats_csv(stats, consistency)
     return stats
+
+
+def kitchen_stats_csv(stats: KitchenStatsOut, consistency: ReadConsistency) -> Response:
+    """The statistics as their CSV download: one row."""
+    return csv_response(
+        [stats], KitchenStatsOut, consistency, f"kitchen-{stats.kitchen_id}-stats.csv"
+    )
 
 
 # --- revenue -------------------------------------------------------------------------
@@ -242,6 +248,7 @@ class RevenueSeriesOut(BaseModel):
     to: date = Field(examples=["2030-01-31"])
     granularity: Granularity = Field(examples=["week"])
     city: str | None = Field(description="The city asked for; null for all.")
+    jurisdiction: str | None = Field(description="The jurisdiction asked for; null for all.")
     points: list[RevenuePointOut]
     gmv: MoneyOut = Field(description="The sum of the points.", examples=["3360.00"])
     platform_revenue: MoneyOut = Field(examples=["336.00"])
@@ -253,11 +260,39 @@ class RevenueSeriesOut(BaseModel):
             "to": series.to,
             "granularity": series.granularity,
             "city": series.city,
+            "jurisdiction": series.jurisdiction,
             "points": [RevenuePointOut.of(point) for point in series.points],
             "gmv": money(series.gmv_cents),
             "platform_revenue": money(series.platform_revenue_cents),
         }
         return cls.model_validate(fields)
+
+
+def revenue_days(today: date, from_: datetime | None, to: datetime | None) -> tuple[date, date]:
+    """The days a revenue series (or any range of the analytics) is asked for: ``to``'s
+    UTC day, today by default, and ``from``'s, by default
+    :data:`REVENUE_DAYS_DEFAULT` days ending with ``to``."""
+    last = today if to is None else to.date()
+    first = last - timedelta(days=REVENUE_DAYS_DEFAULT - 1) if from_ is None else from_.date()
+    return first, last
+
+
+CityFilter = Annotated[
+    QueryText | None,
+    Query(
+        max_length=CITY_LENGTH_BOUND,
+        description="Only this city (case-insensitive).",
+        examples=["Los Angeles"],
+    ),
+]
+JurisdictionFilter = Annotated[
+    QueryText | None,
+    Query(
+        max_length=JURISDICTION_LENGTH_BOUND,
+        description="Only the kitchens of this jurisdiction (its code).",
+        examples=["los_angeles"],
+    ),
+]
 
 
 @router.get(
@@ -267,8 +302,9 @@ class RevenueSeriesOut(BaseModel):
     description="GMV (money captured from customers) and platform revenue per day, week "
     "(from Monday) or month, from `from` through `to` (UTC days, both included; at most "
     f"three years apart; by default the last {REVENUE_DAYS_DEFAULT} days), for one city "
-    "(case-insensitive) or all. Analysts and admins. `Accept: text/csv` answers one row "
-    "per period.",
+    "(case-insensitive; the kitchen's city when the money was captured) or all, and one "
+    "jurisdiction (its code, e.g. `los_angeles`) or all. Analysts and admins. "
+    "`Accept: text/csv` answers one row per period.",
     responses=query_responses(401, 403, 422, 503, content=_CSV_CONTENT),
 )
 def revenue(
@@ -287,22 +323,29 @@ def revenue(
         ),
     ] = None,
     granularity: Annotated[Granularity, Query(description="Period length.")] = "day",
-    city: Annotated[
-        QueryText | None,
-        Query(
-            max_length=CITY_LENGTH_BOUND, description="Only this city.", examples=["Los Angeles"]
-        ),
-    ] = None,
+    city: CityFilter = None,
+    jurisdiction: JurisdictionFilter = None,
     accept: Accept = None,
 ) -> RevenueSeriesOut | Response:
-    last: date = today if to is None else to.date()
-    first: date = last - timedelta(days=REVENUE_DAYS_DEFAULT - 1) if from_ is None else from_.date()
+    first, last = revenue_days(today, from_, to)
     series = RevenueSeriesOut.of(
-        analytics.revenue(user.viewer, first, last, granularity=granularity, city=city)
+        analytics.revenue(
+            user.viewer,
+            first,
+            last,
+            granularity=granularity,
+            city=city,
+            jurisdiction=jurisdiction,
+        )
     )
     if prefers_csv(accept):
-        return csv_response(series.points, RevenuePointOut, consistency, "revenue.csv")
+        return revenue_csv(series, consistency)
     return series
+
+
+def revenue_csv(series: RevenueSeriesOut, consistency: ReadConsistency) -> Response:
+    """The series as its CSV download: one row per period."""
+    return csv_response(series.points, RevenuePointOut, consistency, "revenue.csv")
 
 
 # --- rankings ------------------------------------------------------------------------
@@ -340,7 +383,8 @@ class TopKitchensOut(BaseModel):
     response_model=TopKitchensOut,
     summary="Top kitchens",
     description="Kitchens ranked by `revenue` (GMV), `bookings` (requested) or `hours` "
-    "(completed), highest first, at most `limit` (1–100). Analysts and admins. "
+    "(completed), all time, highest first, at most `limit` (1–100); only those in `city` "
+    "(case-insensitive) and `jurisdiction` (its code) when given. Analysts and admins. "
     "`Accept: text/csv` answers one row per kitchen.",
     responses=query_responses(401, 403, 422, 503, content=_CSV_CONTENT),
 )
@@ -352,17 +396,26 @@ def top_kitchens(
     limit: Annotated[
         int, Query(ge=1, le=RANKING_LIMIT_MAX, description="How many kitchens (1–100).")
     ] = RANKING_LIMIT_DEFAULT,
+    city: CityFilter = None,
+    jurisdiction: JurisdictionFilter = None,
     accept: Accept = None,
 ) -> TopKitchensOut | Response:
     ranking = TopKitchensOut(
         metric=metric,
         items=[
             RankedKitchenOut.of(ranked)
-            for ranked in analytics.top_kitchens(user.viewer, metric=metric, limit=limit)
+            for ranked in analytics.top_kitchens(
+                user.viewer, metric=metric, limit=limit, city=city, jurisdiction=jurisdiction
+            )
         ],
     )
     if prefers_csv(accept):
-        return csv_response(
-            ranking.items, RankedKitchenOut, consistency, f"top-kitchens-by-{metric}.csv"
-        )
+        return top_kitchens_csv(ranking, consistency)
     return ranking
+
+
+def top_kitchens_csv(ranking: TopKitchensOut, consistency: ReadConsistency) -> Response:
+    """The ranking as its CSV download: one row per kitchen."""
+    return csv_response(
+        ranking.items, RankedKitchenOut, consistency, f"top-kitchens-by-{ranking.metric}.csv"
+    )

@@ -178,6 +178,40 @@ def test_the_revenue_series_by_day_week_and_month(api: Api, story: Story) -> Non
     assert int(everywhere["gmv"].replace(".", "")) >= 12000
 
 
+def test_the_revenue_series_of_a_jurisdiction(api: Api, story: Story) -> None:
+    first, last = capture_days()
+    params = {"from": first, "to": last, "city": story.city}
+    analyst = api.user_with_role("analyst")
+    city = read_ok(api, "/analytics/revenue", analyst, after=story.after, params=params)
+    assert city["jurisdiction"] is None
+    ours = read_ok(
+        api, "/analytics/revenue", analyst, params={**params, "jurisdiction": "los_angeles"}
+    )
+    assert ours["jurisdiction"] == "los_angeles"
+    assert ours["points"] == city["points"]
+    assert (ours["gmv"], ours["platform_revenue"]) == ("120.00", "12.00")
+    elsewhere = read_ok(
+        api, "/analytics/revenue", analyst, params={**params, "jurisdiction": "san_francisco"}
+    )
+    assert elsewhere["gmv"] == "0.00" and len(elsewhere["points"]) == 3
+    everywhere = read_ok(
+        api,
+        "/analytics/revenue",
+        analyst,
+        params={"from": first, "to": last, "jurisdiction": "los_angeles", "granularity": "week"},
+    )
+    assert int(everywhere["gmv"].replace(".", "")) >= 12000
+    response = read(
+        api,
+        "/analytics/revenue",
+        analyst,
+        params={**params, "jurisdiction": "los_angeles"},
+        headers={"Accept": "text/csv"},
+    )
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert sorted(row["gmv"] for row in rows) == ["0.00", "0.00", "120.00"]
+
+
 def test_revenue_defaults_to_the_last_thirty_days(api: Api) -> None:
     series = read_ok(api, "/analytics/revenue", api.admin)
     today = api.clock.now.date()
@@ -214,6 +248,8 @@ def test_revenue_as_csv(api: Api, story: Story) -> None:
         ({"to": "1969-12-31"}, "validation_error"),
         ({"city": "x" * 1001}, "validation_error"),
         ({"city": "Los Angeles\x00"}, "validation_error"),
+        ({"jurisdiction": "x" * 1001}, "validation_error"),
+        ({"jurisdiction": "los_angeles\x00"}, "validation_error"),
     ],
 )
 def test_bad_revenue_parameters_are_422(api: Api, params: dict[str, Any], code: str) -> None:
@@ -249,6 +285,19 @@ def test_top_kitchens_by_each_metric(api: Api, story: Story, metric: str, key: s
     assert one["items"] == items[:1]
 
 
+def test_top_kitchens_of_a_city_and_jurisdiction(api: Api, story: Story) -> None:
+    def ranked(**params: str) -> list[str]:
+        ranking = read_ok(
+            api, "/analytics/top-kitchens", api.admin, after=story.after, params=params
+        )
+        return [item["kitchen_id"] for item in ranking["items"]]
+
+    assert ranked(city=story.city.lower()) == [story.kitchen["id"]]
+    assert ranked(city=story.city, jurisdiction="los_angeles") == [story.kitchen["id"]]
+    assert ranked(city=story.city, jurisdiction="san_francisco") == []
+    assert story.kitchen["id"] in ranked(jurisdiction="los_angeles", limit="100")
+
+
 def test_top_kitchens_as_csv(api: Api, story: Story) -> None:
     response = read(
         api,
@@ -265,7 +314,15 @@ def test_top_kitchens_as_csv(api: Api, story: Story) -> None:
 
 
 @pytest.mark.parametrize(
-    "params", [{"metric": "likes"}, {"limit": 0}, {"limit": 101}, {"limit": "ten"}]
+    "params",
+    [
+        {"metric": "likes"},
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "ten"},
+        {"city": "x" * 1001},
+        {"jurisdiction": "los_angeles\x00"},
+    ],
 )
 def test_bad_ranking_parameters_are_422(api: Api, params: dict[str, Any]) -> None:
     response = api.get("/analytics/top-kitchens", api.admin, params=params)

@@ -1,7 +1,8 @@
 """The analytics read model and its queries, on both backends: kitchen statistics
 equal a brute-force fold of the aggregates and events, revenue series add up to the
-captures at every granularity and per city, rankings, access rules, validation, a
-rebuild that yields the same rows, and CSV a CSV parser reads back."""
+captures at every granularity, per city and per jurisdiction, rankings (filtered by
+place too), occupancy over a range, access rules, validation, a rebuild that yields the
+same rows, and CSV a CSV parser reads back."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from projections.analytics import AnalyticsProjection
 from projections.generations import ensure_ready, generations, request_rebuild
 from projections.runners import ProjectionRunner
 from queries.analytics import AnalyticsQueries, RevenueSeries
-from queries.base import Viewer
+from queries.base import PageRequest, Viewer
 from queries.csv_format import to_csv
 from tests.support import (
     START_OF_TESTS,
@@ -397,6 +398,25 @@ def test_series_group_by_utc_day_monday_week_and_month(world: World) -> None:
         (date(2030, 1, 1), 0),
         (date(2030, 2, 1), 30_000),
     ]
+    # By jurisdiction (summed from the bookings' captures), the same periods.
+    la_weeks = queries.revenue(ANALYST, start, end, "week", jurisdiction="los_angeles")
+    assert [p.period_start for p in la_weeks.points] == [p.period_start for p in weeks.points]
+    assert points(la_weeks) == [(date(2030, 1, 28), 20_000), (date(2030, 2, 4), 10_000)]
+    assert points(queries.revenue(ANALYST, start, end, "month", jurisdiction="los_angeles")) == [
+        (date(2030, 1, 1), 10_000),
+        (date(2030, 2, 1), 20_000),
+    ]
+    assert points(queries.revenue(ANALYST, start, end, "day", jurisdiction="san_francisco")) == [
+        (date(2030, 2, 4), 10_000)
+    ]
+    la_partial = queries.revenue(
+        ANALYST, date(2030, 1, 31), end, "month", jurisdiction="los_angeles"
+    )
+    assert [(p.period_start, p.gmv_cents) for p in la_partial.points] == [
+        (date(2030, 1, 1), 0),
+        (date(2030, 2, 1), 20_000),
+    ]
+    assert la_partial.jurisdiction == "los_angeles"
     # A datetime counts as its UTC day.
     late = datetime(2030, 1, 30, 20, 0, tzinfo=UTC)
     assert queries.revenue(ANALYST, late, late).gmv_cents == 10_000
@@ -421,6 +441,166 @@ def test_rankings_by_revenue_bookings_and_hours(world: World) -> None:
     for metric, limit in (("rating", 10), ("revenue", 0), ("revenue", 101)):
         with pytest.raises(InvalidRequest):
             queries.top_kitchens(ANALYST, metric, limit)
+
+
+def test_revenue_and_rankings_by_jurisdiction(world: World) -> None:
+    story = live_a_fortnight(world.market)
+    world.catch_up()
+    captures = [e for e in all_events(world.market) if isinstance(e, Account.HoldCaptured)]
+    days = sorted({e.timestamp.astimezone(UTC).date() for e in captures})
+    from_, to = days[0] - timedelta(days=40), days[-1] + timedelta(days=40)
+    queries = world.queries
+    for granularity in ("day", "week", "month"):
+        every = queries.revenue(ANALYST, from_, to, granularity)
+        la = queries.revenue(ANALYST, from_, to, granularity, jurisdiction="los_angeles")
+        sf = queries.revenue(ANALYST, from_, to, granularity, jurisdiction="san_francisco")
+        assert (la.gmv_cents, la.platform_revenue_cents) == (35_000, 3_500)
+        assert (sf.gmv_cents, sf.platform_revenue_cents) == (48_000, 4_800)
+        # Each city here is in one jurisdiction: the series of one equals the other's.
+        assert la.points == queries.revenue(ANALYST, from_, to, granularity, "Los Angeles").points
+        assert [a.gmv_cents + b.gmv_cents for a, b in zip(la.points, sf.points, strict=True)] == [
+            p.gmv_cents for p in every.points
+        ]
+    both = queries.revenue(ANALYST, from_, to, "week", "san francisco", " san_francisco ")
+    assert both.gmv_cents == 48_000
+    assert (
+        queries.revenue(ANALYST, from_, to, "week", "Los Angeles", "san_francisco").gmv_cents == 0
+    )
+    assert queries.revenue(ANALYST, from_, to, "week", jurisdiction="nowhere").gmv_cents == 0
+
+    def ranked(metric: str, **places: str) -> list[UUID]:
+        return [r.kitchen_id for r in queries.top_kitchens(ANALYST, metric, 10, **places)]
+
+    assert ranked("revenue", jurisdiction="los_angeles") == [story.la_kitchen, story.idle_kitchen]
+    assert ranked("hours", city="SAN FRANCISCO") == [story.sf_kitchen]
+    assert ranked("bookings", city="Los Angeles", jurisdiction="san_francisco") == []
+    places = queries.places(ANALYST)
+    assert (places.cities, places.jurisdictions) == (
+        ["Los Angeles", "San Francisco"],
+        ["los_angeles", "san_francisco"],
+    )
+
+
+def test_occupancy_by_kitchen_over_a_range(world: World) -> None:
+    story = live_a_fortnight(world.market)
+    world.catch_up()
+    queries = world.queries
+
+    def shares(from_: date, to: date, **filters: Any) -> list[tuple[UUID, int, float | None]]:
+        page = queries.occupancy(ANALYST, from_, to, **filters)
+        return [(item.kitchen_id, item.booked_minutes, item.occupancy) for item in page.items]
+
+    # Completed: Los Angeles 2 h on Jan 8 and 4 h on Jan 9; San Francisco 4 h on Jan 8.
+    jan_8, jan_9 = date(2030, 1, 8), date(2030, 1, 9)
+    assert shares(jan_8, jan_9) == [
+        (story.la_kitchen, 360, round(360 / (2 * LA_OPERATING_MINUTES), 4)),
+        (story.sf_kitchen, 240, round(240 / (2 * 16 * 60), 4)),
+        (story.idle_kitchen, 0, 0.0),
+    ]
+    # Over the kitchens' whole occupancy period, the same as their all-time statistics.
+    for kitchen_id in (story.la_kitchen, story.sf_kitchen):
+        stats = queries.kitchen_stats(ANALYST, kitchen_id)
+        assert stats.occupancy_first_day is not None and stats.occupancy_last_day is not None
+        [item] = [
+            item
+            for item in queries.occupancy(
+                ANALYST, stats.occupancy_first_day, stats.occupancy_last_day
+            ).items
+            if item.kitchen_id == kitchen_id
+        ]
+        assert (item.occupancy, item.available_minutes, item.booked_minutes) == (
+            stats.occupancy,
+            stats.available_minutes,
+            stats.booked_minutes,
+        )
+    assert shares(jan_9, jan_9)[0] == (story.la_kitchen, 240, round(240 / 1080, 4))
+    assert shares(date(2030, 2, 1), date(2030, 2, 28))[0][1:] == (0, 0.0)
+    assert [kitchen for kitchen, _, _ in shares(jan_8, jan_9, jurisdiction="san_francisco")] == [
+        story.sf_kitchen
+    ]
+    assert [kitchen for kitchen, _, _ in shares(jan_8, jan_9, city="los angeles")] == [
+        story.la_kitchen,
+        story.idle_kitchen,
+    ]
+    second = queries.occupancy(ANALYST, jan_8, jan_9, page=PageRequest(limit=1, offset=1))
+    assert ([item.kitchen_id for item in second.items], second.total) == ([story.sf_kitchen], 3)
+    [la] = queries.occupancy(ANALYST, jan_8, jan_9, page=PageRequest(limit=1)).items
+    assert (la.completed_bookings, la.booked_hours, la.city) == (2, 6.0, "Los Angeles")
+
+    for from_, to in ((jan_9, jan_8), (jan_8, jan_8 + timedelta(days=3 * 365 + 2))):
+        with pytest.raises(InvalidRequest) as refused:
+            queries.occupancy(ANALYST, from_, to)
+        assert refused.value.code == "invalid_range"
+    with pytest.raises(PermissionDenied):
+        queries.occupancy(Viewer(world.market.host.user_id, "host"), jan_8, jan_9)
+
+
+def test_a_kitchen_in_a_jurisdiction_without_rules_has_no_occupancy(world: World) -> None:
+    """A kitchen whose jurisdiction the packaged rules do not know (a deployment's own
+    rules file) has no operating hours: its occupancy is unknown, listed last."""
+    world.catch_up()
+    database = world.read_side.write_database
+    with database.reading() as sql:
+        [active] = [g for g in generations(sql, "analytics") if g.active]
+    projection = AnalyticsProjection(active.generation, database.dialect)
+    known, unknown, host = uuid4(), uuid4(), uuid4()
+    events: list[Any] = []
+    for kitchen_id, jurisdiction in ((unknown, "atlantis"), (known, "los_angeles")):
+        events.append(
+            Kitchen.KitchenCreated(
+                originator_id=kitchen_id,
+                originator_version=1,
+                originator_topic="Kitchen",
+                timestamp=datetime(2030, 1, 1, tzinfo=UTC),
+                host_id=host,
+                name="A" if kitchen_id == unknown else "B",
+                description="",
+                city="Elsewhere",
+                jurisdiction=jurisdiction,
+                address="1 Main St",
+                hourly_rate_cents=5000,
+                capacity=10,
+                amenities=[],
+                instant_book=True,
+            )
+        )
+        booking_id, start = uuid4(), datetime(2030, 1, 8, 17, tzinfo=UTC)
+        events += [
+            Booking.BookingRequested(
+                originator_id=booking_id,
+                originator_version=1,
+                originator_topic="Booking",
+                timestamp=start - DAY,
+                kitchen_id=kitchen_id,
+                host_id=host,
+                customer_id=uuid4(),
+                start_time=start,
+                end_time=start + 2 * HOUR,
+                guests=1,
+                notes="",
+                hourly_rate_cents=5000,
+                price_cents=10_000,
+                status="confirmed",
+            ),
+            Booking.BookingCompleted(
+                originator_id=booking_id,
+                originator_version=2,
+                timestamp=start + 3 * HOUR,
+                automatically=False,
+            ),
+        ]
+    with database.transaction() as sql:
+        for position, event in enumerate(events, start=1_000_000):
+            projection.apply(event, position, sql)
+        projection.after_batch(sql)
+
+    page = world.queries.occupancy(ANALYST, date(2030, 1, 8), date(2030, 1, 8), city="elsewhere")
+    assert [
+        (i.kitchen_id, i.booked_minutes, i.available_minutes, i.occupancy) for i in page.items
+    ] == [
+        (known, 120, LA_OPERATING_MINUTES, round(120 / LA_OPERATING_MINUTES, 4)),
+        (unknown, 120, None, None),
+    ]
 
 
 def test_who_may_see_analytics(world: World) -> None:
@@ -448,7 +628,11 @@ def test_who_may_see_analytics(world: World) -> None:
         with pytest.raises(PermissionDenied):
             queries.revenue(viewer, today, today)
         with pytest.raises(PermissionDenied):
+            queries.revenue(viewer, today, today, jurisdiction="los_angeles")
+        with pytest.raises(PermissionDenied):
             queries.top_kitchens(viewer)
+        with pytest.raises(PermissionDenied):
+            queries.places(viewer)
     assert queries.revenue(admin, today, today).gmv_cents == 0
     assert queries.top_kitchens(admin, "bookings", 1)[0].kitchen_id == story.la_kitchen
 
