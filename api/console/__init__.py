@@ -17,7 +17,7 @@ from api.console.actions import operations as operations_actions
 from api.console.actions import session as session_actions
 from api.console.actions import users as users_actions
 from api.console.errors import install_console_error_handlers
-from api.console.pages import aggregates, audit, home, moderation, operations, users
+from api.console.pages import aggregates, analytics, audit, home, moderation, operations, users
 from api.console.session import CONSOLE_PATH
 
 __all__ = ["CONSOLE_PATH", "CONSOLE_ROUTERS", "create_console"]
@@ -29,6 +29,7 @@ CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
     users.router,
     audit.router,
     aggregates.router,
+    analytics.router,
     session_actions.router,
     moderation_actions.router,
     operations_actions.router,

@@ -90,6 +90,11 @@ def _money(cents: int) -> str:
     return f"{Decimal(cents) / CENTS_PER_UNIT:,.2f}"
 
 
+def _amount(decimal_text: str) -> str:
+    """An amount as the API writes it (``"1234.50"``), its thousands grouped."""
+    return f"{Decimal(decimal_text):,.2f}"
+
+
 def _when(moment: datetime | None) -> str:
     if moment is None:
         return "—"
@@ -112,6 +117,7 @@ environment: Final = Environment(
     lstrip_blocks=True,
 )
 environment.filters["money"] = _money
+environment.filters["amount"] = _amount
 environment.filters["when"] = _when
 environment.filters["merge_query"] = _merge_query
 environment.globals["aggregate_id_fields"] = AGGREGATE_ID_FIELDS
