@@ -146,7 +146,7 @@ def console_pages(url: str) -> list[tuple[str, str]]:
         headers=admin,
         timeout=30,
     ).json()["items"][0]
-    booking_id, version = cancelled["aggregate_id"], cancelled["version"]
+    booking_id, version = cancelled["aggregate_id"], cancelled["aggregate_version"]
     kitchen_id = httpx.get(f"{url}/api/v1/kitchens", params={"limit": 1}, timeout=30).json()[
         "items"
     ][0]["id"]
