@@ -114,10 +114,11 @@ def browser(chromium_path: str) -> Iterator[Browser]:
     scope="package", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chromium_path: str
 ) -> Iterator[ConsoleWorld]:
     """The demo served by ``prep-es serve`` on each backend in turn: embedded SQLite,
-    then PostgreSQL + Redis on a fresh database."""
+    then PostgreSQL + Redis on a fresh database (not started without a browser to
+    drive it)."""
     workdir = tmp_path_factory.mktemp(f"console-{request.param}")
     if request.param == "sqlite":
         world = open_world("sqlite", f"sqlite:///{workdir / 'prep_es.db'}", workdir)

@@ -65,7 +65,7 @@ def test_an_admin_signs_in_and_approves_a_kitchen_from_the_queue(
     expect(page.get_by_role("link", name=KITCHEN_TO_APPROVE, exact=True)).to_have_count(0)
     # The other kitchen waiting for review is still there, with its buttons.
     expect(page.get_by_role("button", name=f"Approve {KITCHEN_LEFT_PENDING}")).to_be_visible()
-    assert world.kitchen_status(world.kitchen_to_approve_id) == "published"
+    assert world.kitchen_status(world.kitchen_to_approve_id, position) == "published"
 
 
 def test_an_admin_rejects_a_certificate_with_a_reason(

@@ -185,8 +185,10 @@ class ConsoleWorld:
         assert response.status_code == status, (response.request.url, response.text)
         return response.json()
 
-    def get(self, path: str, user: ApiUser, **params: Any) -> Any:
-        return self.ok(self.served.client.get(API + path, headers=user.headers, params=params))
+    def get(self, path: str, user: ApiUser, min_position: int = 0, **params: Any) -> Any:
+        """``path``'s answer, once its read models have reached ``min_position``."""
+        headers = {**user.headers, "X-Prep-Min-Position": str(min_position)}
+        return self.ok(self.served.client.get(API + path, headers=headers, params=params))
 
     def post(self, path: str, user: ApiUser, status: int = 200, **body: Any) -> Any:
         return self.ok(
@@ -209,8 +211,8 @@ class ConsoleWorld:
         assert page["total"] == len(items), page["total"]
         return items
 
-    def kitchen_status(self, kitchen_id: str) -> str:
-        status: str = self.get(f"/kitchens/{kitchen_id}", self.admin)["status"]
+    def kitchen_status(self, kitchen_id: str, min_position: int = 0) -> str:
+        status: str = self.get(f"/kitchens/{kitchen_id}", self.admin, min_position)["status"]
         return status
 
     def caught_up(self) -> bool:
