@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
 from api.console.session import FORM_TOKEN_FIELD, form_token
+from api.console.values import money, value_html
 from api.deps import POSITION_MAX, AuthenticatedUser, ServicesDep
 from prep_es.services.container import Services
 from queries.consistency import ReadModelBehind
@@ -43,7 +44,6 @@ PAGE_HEADERS: Final = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
-CENTS_PER_UNIT: Final = 100
 
 DONE_MESSAGES: Final[Mapping[str, str]] = {
     "kitchen_approved": "Kitchen approved.",
@@ -62,32 +62,6 @@ DONE_MESSAGES: Final[Mapping[str, str]] = {
 }
 """What an action did, by the code its redirect names (a code, never text from the
 request: a link cannot make the console say something it did not do)."""
-
-
-AGGREGATE_ID_FIELDS: Final = frozenset(
-    {
-        "id",
-        "actor_id",
-        "booking_id",
-        "customer_id",
-        "hold_id",
-        "host_id",
-        "kitchen_id",
-        "owner_id",
-        "payee_account_id",
-        "payer_account_id",
-        "payout_id",
-        "subject_id",
-        "top_up_id",
-        "user_id",
-    }
-)
-"""Fields of events and states that hold the id of an aggregate (a hold's id is its
-booking's): ``macros.html`` shows their values as links to its history."""
-
-
-def _money(cents: int) -> str:
-    return f"{Decimal(cents) / CENTS_PER_UNIT:,.2f}"
 
 
 def _amount(decimal_text: str) -> str:
@@ -116,11 +90,11 @@ environment: Final = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.filters["money"] = _money
+environment.filters["money"] = money
 environment.filters["amount"] = _amount
 environment.filters["when"] = _when
 environment.filters["merge_query"] = _merge_query
-environment.globals["aggregate_id_fields"] = AGGREGATE_ID_FIELDS
+environment.globals["value"] = value_html
 
 
 @dataclass(frozen=True)

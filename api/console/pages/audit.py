@@ -28,7 +28,7 @@ from queries.audit import AUDIT_LIMIT_MAX, EVENT_TYPE_LENGTH_MAX
 
 router = APIRouter()
 
-AUDIT_PAGE_SIZE_DEFAULT: Final = 50
+AUDIT_PAGE_SIZE_DEFAULT: Final = 20
 PAGE_SIZES: Final = (20, 50, 100)
 assert max(PAGE_SIZES) <= AUDIT_LIMIT_MAX
 assert EVENT_TYPE_LENGTH_MAX <= FORM_TEXT_LENGTH_MAX  # the query refuses a longer one
