@@ -49,6 +49,7 @@ from tests.support import master_key_environment
 CONNECTIONS: Final = 10
 """Ten users at once, as the issue asks."""
 P99_TARGET_MS: Final = 100.0
+CATCH_UP_TIMEOUT_S: Final = 120.0
 DEMO_PASSWORD: Final = "prep-demo-kitchens"
 ADMIN_EMAIL: Final = "admin@demo.prep.example"
 ANALYST_EMAIL: Final = "analyst@demo.prep.example"
@@ -206,6 +207,9 @@ def run_pages(
             answer = client.get(path, headers={"Cookie": cookies[role]})
             if answer.status_code != 200:
                 raise SystemExit(f"{path} as {role}: {answer.status_code}\n{answer.text[:2000]}")
+    # The sign-ins stored events (a rehashed password, say): the projectors apply them
+    # before anything is measured, so that no page is timed beside their work.
+    wait_for_projections(running.url)
     suffix = f"_{backend.name}"
     floor = measure(f"healthz{suffix}", running.url, [line("GET", "/healthz")], plan, scratch)
     report.figure(f"healthz_p99_ms{suffix}", floor.p99_ms, "ms")
@@ -233,6 +237,22 @@ def run_pages(
         f"{backend.name}: slowest page p99 {slowest[0]:.1f} ms ({slowest[1]}): {verdict} "
         f"the {P99_TARGET_MS:.0f} ms target"
     )
+
+
+def wait_for_projections(url: str) -> None:
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while True:
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        lags = [
+            float(sample.rpartition(" ")[2])
+            for sample in metrics.splitlines()
+            if sample.startswith("prep_es_projection_lag_events{")
+        ]
+        if lags and not any(lags):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("the server's projectors did not catch up")
+        time.sleep(0.25)
 
 
 class Report(reporting.Report):
