@@ -5,6 +5,7 @@ going once signed in."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -32,10 +33,13 @@ from api.problems import (
     database_error_response,
     error_response,
     http_problem,
+    internal_error_response,
     problem_response,
     validation_errors,
 )
 from prep_es.services.auth import Unauthenticated
+
+logger = logging.getLogger(__name__)
 
 SIGN_IN_PATH: Final = f"{CONSOLE_PATH}/sign-in"
 HTMX_REQUEST_HEADER: Final = "hx-request"
@@ -57,9 +61,13 @@ def safe_next_path(path: str | None) -> str:
 
 
 def sign_in_redirect(request: Request, reason: str) -> Response:
-    back = request.url.path
-    if request.method == "GET" and request.url.query:
-        back = f"{back}?{request.url.query}"
+    """To the sign-in page, which sends the browser back here once signed in: to this
+    page, or for a form (which cannot be posted again by a redirect) to the page the
+    form was on."""
+    if request.method == "GET":
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        back = _console_referer(request) or CONSOLE_PATH + "/"
     location = f"{SIGN_IN_PATH}?reason={quote(reason)}&next={quote(safe_next_path(back))}"
     if HTMX_REQUEST_HEADER in request.headers:
         # A fragment's request: the whole page goes to the sign-in form.
@@ -124,7 +132,15 @@ async def _error(request: Request, error: Exception) -> Response:
 
 
 async def _database_error(request: Request, error: Exception) -> Response:
-    return await problem_page(request, database_error_response(request, error))
+    """A 503 page while the database cannot serve; any other database error is a bug,
+    logged with its stack trace and shown as a 500 page (raised on, it would meet this
+    application's own error middleware, which answers in plain text)."""
+    try:
+        problem = database_error_response(request, error)
+    except Exception:
+        logger.exception("unexpected error in %s %s", request.method, request.url.path)
+        problem = internal_error_response(request.url.path)
+    return await problem_page(request, problem)
 
 
 async def _validation(request: Request, error: Exception) -> Response:

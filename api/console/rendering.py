@@ -7,15 +7,18 @@ Policy that allows only the console's own files: no inline script or style, noth
 from another origin, no framing, forms posting only to the console.
 
 Read-your-writes: an action answers with a redirect to the page that shows its effect,
-adding ``?done=<what>&position=<its position>``. That page waits (at most
+adding ``?done=<what>&proof=<…>&position=<its position>``. That page waits (at most
 ``PREP_ES_MIN_POSITION_WAIT_S``) until the read models it reads reach the position, as
 an API query sent ``X-Prep-Min-Position`` would, and says what was done. Should they
 not get there in time, the page says so instead of failing: the change is stored, only
-not shown yet.
+not shown yet. ``proof`` (``session.outcome_proof``) binds the notice to the session
+that acted: the same link opened by anyone else, or made up, says nothing and waits
+for nothing.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +31,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
-from api.console.session import FORM_TOKEN_FIELD, form_token
+from api.console.session import FORM_TOKEN_FIELD, ConsoleUser, form_token, outcome_proof
 from api.console.values import money, value_html
 from api.deps import POSITION_MAX, AuthenticatedUser, ServicesDep
 from prep_es.services.container import Services
@@ -60,8 +63,9 @@ DONE_MESSAGES: Final[Mapping[str, str]] = {
     "rebuild_started": "Rebuild started.",
     "signed_out": "You are signed out.",
 }
-"""What an action did, by the code its redirect names (a code, never text from the
-request: a link cannot make the console say something it did not do)."""
+"""What an action did, by the code its redirect names: a code, never text from the
+request, and shown only with the acting session's proof (a link cannot make the console
+say something it did not do)."""
 
 
 def _amount(decimal_text: str) -> str:
@@ -134,15 +138,23 @@ def console_read(*names: str) -> Callable[..., Awaitable[PageRead]]:
 
     async def dependency(
         services: ServicesDep,
+        user: ConsoleUser,
         done: Annotated[str | None, Query(max_length=40)] = None,
         position: Annotated[int | None, Query(ge=0, le=POSITION_MAX)] = None,
+        proof: Annotated[str | None, Query(max_length=100)] = None,
     ) -> PageRead:
-        reached_position, caught_up = await run_in_threadpool(reached, services, position)
         message = DONE_MESSAGES.get(done or "")
-        notice = None
-        if message is not None or not caught_up:
-            notice = Notice(message or "Done.", position, caught_up)
-        return PageRead(position=reached_position, notice=notice)
+        if message is None or proof is None:
+            return await _current(services)
+        expected = outcome_proof(services, user, done or "", position)
+        if not hmac.compare_digest(proof, expected):
+            return await _current(services)
+        reached_position, caught_up = await run_in_threadpool(reached, services, position)
+        return PageRead(position=reached_position, notice=Notice(message, position, caught_up))
+
+    async def _current(services: Services) -> PageRead:
+        reached_position, _ = await run_in_threadpool(reached, services, None)
+        return PageRead(position=reached_position, notice=None)
 
     return dependency
 

@@ -65,7 +65,9 @@ class FormRefused(Exception):
     )
 
 
-def _form_token(services: Services, bound_to: str) -> str:
+def signature(services: Services, bound_to: str) -> str:
+    """An HMAC of ``bound_to`` under the console's key (derived from the signing
+    secret), URL-safe."""
     key = services.tokens.derived_key(FORM_TOKEN_PURPOSE)
     digest = hmac.new(key, bound_to.encode(), sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -73,12 +75,20 @@ def _form_token(services: Services, bound_to: str) -> str:
 
 def form_token(services: Services, user: AuthenticatedUser) -> str:
     """The token of every form ``user``'s pages show."""
-    return _form_token(services, f"session:{user.token_id}")
+    return signature(services, f"session:{user.token_id}")
+
+
+def outcome_proof(
+    services: Services, user: AuthenticatedUser, what: str, position: int | None
+) -> str:
+    """What an action's redirect sends beside ``done=what&position=N``, so that only
+    the session that acted is told it did: a link made by someone else says nothing."""
+    return signature(services, f"done:{user.token_id}:{what}:{position}")
 
 
 def sign_in_form_token(services: Services, nonce: str) -> str:
     """The token of the sign-in form, bound to the browser's :data:`SIGN_IN_COOKIE`."""
-    return _form_token(services, f"sign-in:{nonce}")
+    return signature(services, f"sign-in:{nonce}")
 
 
 def sign_in_nonce(request: Request) -> str:

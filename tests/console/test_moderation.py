@@ -17,7 +17,9 @@ from tests.console.conftest import Console, ConsoleSession
 
 REASON_LENGTH_MAX = 1000
 READ_MODEL_WAIT_S = 10.0
-DONE_LOCATION = re.compile(r"done=(?P<done>[a-z_]+)&position=(?P<position>[0-9]+)$")
+DONE_LOCATION = re.compile(
+    r"done=(?P<done>[a-z_]+)&proof=[A-Za-z0-9_-]+&position=(?P<position>[0-9]+)$"
+)
 
 
 def caught_up(console: Console, *read_models: str) -> None:

@@ -159,3 +159,44 @@ def test_two_sign_in_pages_open_at_once_both_work(console: Console) -> None:
         data={"form_token": first, "email": console.api.admin.email, "password": PASSWORD},
     )
     assert response.status_code == 303
+
+
+def test_only_the_session_that_acted_is_told_it_did(console: Console) -> None:
+    acting = console.admin()
+    host = console.api.register("host")
+    kitchen = console.api.draft_kitchen(host)
+    console.api.ok(console.api.post(f"/kitchens/{kitchen['id']}/submit", host))
+    acting.page("/moderation/kitchens")
+    response = acting.post(f"/moderation/kitchens/{kitchen['id']}/approve")
+    location = response.headers["location"].removeprefix("/console")
+    assert "Kitchen approved." in acting.page(location)
+    # The same link, opened by another admin, or made up, says nothing was done.
+    other = console.admin()
+    assert "Kitchen approved." not in other.page(location)
+    made_up = "/users?done=user_deactivated&position=3"
+    assert "User deactivated." not in acting.page(made_up)
+
+
+def test_a_nul_in_the_sign_in_form_is_refused_as_bad_input(console: Console) -> None:
+    session = console.session()
+    page = session.client.get("/console/sign-in")
+    response = session.client.post(
+        "/console/sign-in",
+        data={"form_token": form_token_in(page.text), "email": "a\x00b", "password": "x"},
+    )
+    assert response.status_code == 422
+    assert "NUL" in response.text
+
+
+def test_a_form_posted_after_the_session_ended_comes_back_to_its_page(console: Console) -> None:
+    session = console.admin()
+    session.page("/users")
+    token = session.last_form_token
+    session.post("/sign-out")
+    response = session.client.post(
+        "/console/moderation/kitchens/5a41300b-7e40-45b3-9104-5ed479f0c870/approve",
+        data={"form_token": token or ""},
+        headers={"Referer": "http://testserver/console/users?role=host"},
+    )
+    assert response.status_code == 303
+    assert "next=/console/users%3Frole%3Dhost" in response.headers["location"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse
 
+from api.console.actions.forms import done
 from api.console.session import CheckedForm, ConsoleAdmin
 from api.deps import ServicesDep
 
@@ -23,9 +24,13 @@ ProjectionName = Annotated[str, Path(max_length=PROJECTION_NAME_LENGTH_MAX)]
 
 @router.post("/projections/{name}/rebuild")
 async def rebuild_projection(
-    name: ProjectionName, _admin: ConsoleAdmin, _form: CheckedForm, services: ServicesDep
+    request: Request,
+    name: ProjectionName,
+    admin: ConsoleAdmin,
+    _form: CheckedForm,
+    services: ServicesDep,
 ) -> RedirectResponse:
     """Start building a new generation of projection ``name`` from position 0 (asked
     again while one builds, nothing new starts); an unknown name is a 404 page."""
     await run_in_threadpool(services.request_rebuild, name)
-    return RedirectResponse(f"{OPERATIONS_PATH}?done=rebuild_started", status_code=303)
+    return done(request, admin, OPERATIONS_PATH, "rebuild_started", None)

@@ -68,6 +68,8 @@ async def sign_in(request: Request, form: CheckedSignInForm, services: ServicesD
 
     if not email or not password:
         return again(422, "Enter your email and password.")
+    if "\x00" in email or "\x00" in password:
+        return again(422, "An email or password has no NUL characters.")
     if len(email) > EMAIL_LENGTH_BOUND or len(password) > PASSWORD_LENGTH_BOUND:
         return again(422, "That email or password is longer than any we accept.")
     try:

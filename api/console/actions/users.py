@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Final
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse
 
-from api.console.actions.moderation import admin_context, back_to, bounded_text, done
+from api.console.actions.forms import admin_context, back_to, bounded_text, done
 from api.console.session import CheckedForm, ConsoleAdmin
 from api.deps import AuthenticatedUser, RequestId, UserCommandsDep
 from commands.users import UpdateUser
@@ -37,6 +37,7 @@ async def _update(
 
 @router.post("/{user_id}/deactivate")
 async def deactivate_user(
+    request: Request,
     user_id: UUID,
     admin: ConsoleAdmin,
     form: CheckedForm,
@@ -45,11 +46,14 @@ async def deactivate_user(
 ) -> RedirectResponse:
     """Every request with the user's tokens is refused at once."""
     position = await _update(users, UpdateUser(user_id=user_id, active=False), admin, request_id)
-    return done(back_to(USERS_PATH, form, USER_FILTERS), "user_deactivated", position)
+    return done(
+        request, admin, back_to(USERS_PATH, form, USER_FILTERS), "user_deactivated", position
+    )
 
 
 @router.post("/{user_id}/reactivate")
 async def reactivate_user(
+    request: Request,
     user_id: UUID,
     admin: ConsoleAdmin,
     form: CheckedForm,
@@ -58,11 +62,14 @@ async def reactivate_user(
 ) -> RedirectResponse:
     """The user may sign in again (tokens issued before the deactivation stay revoked)."""
     position = await _update(users, UpdateUser(user_id=user_id, active=True), admin, request_id)
-    return done(back_to(USERS_PATH, form, USER_FILTERS), "user_reactivated", position)
+    return done(
+        request, admin, back_to(USERS_PATH, form, USER_FILTERS), "user_reactivated", position
+    )
 
 
 @router.post("/{user_id}/role")
 async def change_role(
+    request: Request,
     user_id: UUID,
     admin: ConsoleAdmin,
     form: CheckedForm,
@@ -72,4 +79,4 @@ async def change_role(
     """The user's current tokens stop working: they sign in again in their new role."""
     role = bounded_text(form, "role", ROLE_LENGTH_BOUND)
     position = await _update(users, UpdateUser(user_id=user_id, role=role), admin, request_id)
-    return done(back_to(USERS_PATH, form, USER_FILTERS), "role_changed", position)
+    return done(request, admin, back_to(USERS_PATH, form, USER_FILTERS), "role_changed", position)
