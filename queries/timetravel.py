@@ -3,7 +3,7 @@ moment.
 
 Unlike every other query service this one reads the EVENT STORE, not a projection: what
 it shows is exactly what the aggregate is rebuilt from. The replay itself is
-:func:`prep_es.store.replay.replay_aggregate` (shared with ``prep-es replay``); payloads are
+:func:`prep_es.store.replay.replay_with_previous` (shared with ``prep-es replay``); payloads are
 redacted as the audit trail redacts them (:func:`projections.audit.audit_payload`).
 
 Errors: an unknown aggregate, or a moment before it existed, is ``NotFound`` (404); a
@@ -28,7 +28,7 @@ from aggregates.base import DomainEvent
 from aggregates.errors import InvalidRequest, NotFound, PermissionDenied
 from prep_es.store.eventstore import PrepApplication
 from prep_es.store.redaction import shown_erased_fields
-from prep_es.store.replay import replay_aggregate
+from prep_es.store.replay import AggregateReplay, replay_with_previous
 from projections.audit import audit_payload
 from queries.base import Page, PageRequest, Viewer
 
@@ -102,6 +102,19 @@ class TimeTravelQueries:
     ) -> AggregateStateView:
         """Admins only: the state after ``version``, or after every event recorded at
         or before ``as_of``, or else the latest state."""
+        state, _ = self.state_and_previous(viewer, aggregate_id, version=version, as_of=as_of)
+        return state
+
+    def state_and_previous(
+        self,
+        viewer: Viewer,
+        aggregate_id: UUID,
+        version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> tuple[AggregateStateView, AggregateStateView | None]:
+        """Admins only: as :meth:`state`, and the state at the version before it
+        (``None`` at version 1), from one read of the stream (what changed at that
+        version is their difference)."""
         _check_admin(viewer)
         if version is not None and as_of is not None:
             raise InvalidRequest(
@@ -109,17 +122,23 @@ class TimeTravelQueries:
             )
         if as_of is not None and as_of.utcoffset() is None:
             raise InvalidRequest("as_of needs a UTC offset", code="naive_datetime")
-        replay = replay_aggregate(self._app, aggregate_id, version=version, as_of=as_of)
-        return AggregateStateView(
-            aggregate_id=replay.aggregate_id,
-            aggregate_type=replay.aggregate_type,
-            version=replay.version,
-            latest_version=replay.latest_version,
-            as_of=replay.as_of,
-            state=replay.state,
-            erased=replay.erased,
-            erased_fields=replay.erased_fields,
+        replay, previous = replay_with_previous(
+            self._app, aggregate_id, version=version, as_of=as_of
         )
+        return _state_view(replay), None if previous is None else _state_view(previous)
+
+
+def _state_view(replay: AggregateReplay) -> AggregateStateView:
+    return AggregateStateView(
+        aggregate_id=replay.aggregate_id,
+        aggregate_type=replay.aggregate_type,
+        version=replay.version,
+        latest_version=replay.latest_version,
+        as_of=replay.as_of,
+        state=replay.state,
+        erased=replay.erased,
+        erased_fields=replay.erased_fields,
+    )
 
 
 def _stored_event(event: object) -> StoredEventView:

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any, Final
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.application import project_aggregate
 from eventsourcing.utils import get_topic
 from pydantic import BaseModel
 
@@ -117,6 +117,20 @@ def replay_aggregate(
     Raises ``NotFound`` for an unknown id or a moment before the aggregate existed, and
     ``InvalidRequest`` for a version it never reached.
     """
+    replay, _ = replay_with_previous(app, aggregate_id, version=version, as_of=as_of)
+    return replay
+
+
+def replay_with_previous(
+    app: PrepApplication,
+    aggregate_id: UUID,
+    *,
+    version: int | None = None,
+    as_of: datetime | None = None,
+) -> tuple[AggregateReplay, AggregateReplay | None]:
+    """As :func:`replay_aggregate`, and the replay at the version before (``None`` at
+    version 1), from one read of the stream: the events are applied in order, as the
+    repository applies them, and the state is taken before and after the last."""
     assert version is None or as_of is None, "version and as_of exclude each other"
     assert as_of is None or as_of.tzinfo is not None, "as_of must be aware"
     history = list(app.events.get(aggregate_id, limit=EVENTS_PER_AGGREGATE_MAX + 1))
@@ -142,30 +156,38 @@ def replay_aggregate(
                 code="version_out_of_range",
             )
         events = [event for event in events if event.originator_version <= version]
-    at_version = events[-1].originator_version
 
-    try:
-        aggregate: Aggregate = app.repository.get(aggregate_id, version=at_version)
-    except AggregateNotFoundError:  # pragma: no cover - the events were just read
-        raise NotFound(f"aggregate {aggregate_id} not found") from None
-    assert aggregate.version == at_version, (aggregate.version, at_version)
+    # The repository's own projector (it would read the stream again, or a snapshot).
+    aggregate: Any = project_aggregate(None, events[:-1])
+    previous_state = None if aggregate is None else aggregate_state(aggregate)
+    aggregate = project_aggregate(aggregate, events[-1:])
+    assert isinstance(aggregate, Aggregate), type(aggregate)
+    assert aggregate.version == events[-1].originator_version, aggregate.version
 
-    state = aggregate_state(aggregate)
-    erased = {name for event in events for name in event.erased_fields}
-    state_erased = shown_erased_fields(
-        name for name in erased if name in state and state[name] is None
-    )
-    return AggregateReplay(
-        aggregate_id=aggregate_id,
-        aggregate_type=str(getattr(type(aggregate), "TOPIC", type(aggregate).__name__)),
-        version=at_version,
-        latest_version=latest_version,
-        as_of=as_of,
-        events=[recorded_event(event) for event in events],
-        state=state,
-        erased=bool(state_erased),
-        erased_fields=state_erased,
-    )
+    recorded = [recorded_event(event) for event in events]
+    aggregate_type = str(getattr(type(aggregate), "TOPIC", type(aggregate).__name__))
+
+    def replay(upto: int, state: dict[str, Any], moment: datetime | None) -> AggregateReplay:
+        erased = {name for event in events[:upto] for name in event.erased_fields}
+        state_erased = shown_erased_fields(
+            name for name in erased if name in state and state[name] is None
+        )
+        return AggregateReplay(
+            aggregate_id=aggregate_id,
+            aggregate_type=aggregate_type,
+            version=events[upto - 1].originator_version,
+            latest_version=latest_version,
+            as_of=moment,
+            events=recorded[:upto],
+            state=state,
+            erased=bool(state_erased),
+            erased_fields=state_erased,
+        )
+
+    asked = replay(len(events), aggregate_state(aggregate), as_of)
+    if previous_state is None:
+        return asked, None
+    return asked, replay(len(events) - 1, previous_state, None)
 
 
 def recorded_event(event: DomainEvent) -> RecordedEvent:

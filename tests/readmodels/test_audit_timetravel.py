@@ -17,7 +17,7 @@ from commands.bookings import BookingAction, CancelBooking, RescheduleBooking
 from prep_es.services.readside import ReadSide, open_read_side
 from prep_es.store.personal_cipher import PersonalDataCipher
 from prep_es.store.redaction import REDACTED
-from prep_es.store.replay import replay_aggregate
+from prep_es.store.replay import aggregate_state, replay_aggregate, replay_with_previous
 from projections.audit import AuditProjection
 from projections.generations import ensure_ready
 from projections.runners import ProjectionRunner
@@ -270,3 +270,19 @@ def test_time_travel_errors_and_access(world: World) -> None:
             travel.events(viewer, world.booking_id, PageRequest())
         with pytest.raises(PermissionDenied):
             travel.state(viewer, world.booking_id)
+
+
+def test_a_replay_and_the_one_before_it_equal_what_the_repository_loads(world: World) -> None:
+    app = world.market.runtime.app
+    for version in range(1, 5):
+        replay, previous = replay_with_previous(app, world.booking_id, version=version)
+        loaded = app.repository.get(world.booking_id, version=version)
+        assert replay.state == aggregate_state(loaded)
+        assert [event.version for event in replay.events] == list(range(1, version + 1))
+        if version == 1:
+            assert previous is None
+            continue
+        assert previous is not None
+        before = app.repository.get(world.booking_id, version=version - 1)
+        assert (previous.version, previous.state) == (version - 1, aggregate_state(before))
+        assert [event.version for event in previous.events] == list(range(1, version))

@@ -87,11 +87,8 @@ def read_history(
     the state before it, their difference, and the page of the timeline showing that
     version (unless ``offset`` asks for another)."""
     viewer = user.viewer
-    state = timetravel.state(viewer, aggregate_id, version=version, as_of=as_of)
-    previous = (
-        timetravel.state(viewer, aggregate_id, version=state.version - 1)
-        if state.version > 1
-        else None
+    state, previous = timetravel.state_and_previous(
+        viewer, aggregate_id, version=version, as_of=as_of
     )
     changes = state_diff({} if previous is None else previous.state, state.state)
     if offset is None:
