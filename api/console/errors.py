@@ -18,26 +18,23 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from aggregates.errors import ActorNotAdmitted
 from api.console.rendering import render
 from api.console.session import (
     CONSOLE_PATH,
-    CONSOLE_ROLES,
-    SESSION_COOKIE,
+    SESSION_USER_STATE,
     FormRefused,
     SignInRequired,
 )
-from api.deps import AuthenticatedUser, authenticated
 from api.problems import (
     STATUS_BY_ERROR,
     database_error_response,
+    database_unavailable,
     error_response,
     http_problem,
     internal_error_response,
     problem_response,
     validation_errors,
 )
-from prep_es.services.auth import Unauthenticated
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +72,10 @@ def sign_in_redirect(request: Request, reason: str) -> Response:
     return RedirectResponse(location, status_code=303)
 
 
-async def problem_page(request: Request, problem: Response) -> Response:
+def problem_page(request: Request, problem: Response) -> Response:
     """The page for ``problem`` (a problem+json response of ``api.problems``), with the
-    console's navigation when a session holds, and a way back to the console page the
-    browser came from."""
+    console's navigation when the request's session was admitted, and a way back to the
+    console page the browser came from."""
     body: dict[str, Any] = orjson.loads(bytes(problem.body))
     headers = {
         name: value
@@ -88,23 +85,12 @@ async def problem_page(request: Request, problem: Response) -> Response:
     return render(
         request,
         "error.html",
-        user=await _signed_in(request),
+        user=getattr(request.state, SESSION_USER_STATE, None),
         status_code=problem.status_code,
         headers=headers,
         problem=body,
         back=_console_referer(request),
     )
-
-
-async def _signed_in(request: Request) -> AuthenticatedUser | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        return None
-    try:
-        user = await authenticated(request.app.state.services, token)
-    except (Unauthenticated, ActorNotAdmitted):
-        return None
-    return user if user.role in CONSOLE_ROLES else None
 
 
 def _console_referer(request: Request) -> str | None:
@@ -124,23 +110,25 @@ async def _sign_in_required(request: Request, error: Exception) -> Response:
 async def _form_refused(request: Request, error: Exception) -> Response:
     assert isinstance(error, FormRefused)
     problem = problem_response(request, status=403, code=error.code, detail=error.detail)
-    return await problem_page(request, problem)
+    return problem_page(request, problem)
 
 
 async def _error(request: Request, error: Exception) -> Response:
-    return await problem_page(request, error_response(request, error))
+    return problem_page(request, error_response(request, error))
 
 
 async def _database_error(request: Request, error: Exception) -> Response:
-    """A 503 page while the database cannot serve; any other database error is a bug,
-    logged with its stack trace and shown as a 500 page (raised on, it would meet this
-    application's own error middleware, which answers in plain text)."""
-    try:
-        problem = database_error_response(request, error)
-    except Exception:
-        logger.exception("unexpected error in %s %s", request.method, request.url.path)
-        problem = internal_error_response(request.url.path)
-    return await problem_page(request, problem)
+    """A 503 page while the database cannot serve; any other database error is a bug."""
+    if not database_unavailable(error):
+        return await _internal(request, error)
+    return problem_page(request, database_error_response(request, error))
+
+
+async def _internal(request: Request, error: Exception) -> Response:
+    """A bug: logged with its stack trace, shown as a page saying only that, with the
+    request id to quote."""
+    logger.error("unexpected error in %s %s", request.method, request.url.path, exc_info=error)
+    return problem_page(request, internal_error_response(request.url.path))
 
 
 async def _validation(request: Request, error: Exception) -> Response:
@@ -149,15 +137,13 @@ async def _validation(request: Request, error: Exception) -> Response:
         f"{'.'.join(str(part) for part in item['loc'][1:]) or 'request'}: {item['msg']}"
         for item in validation_errors(error.errors())
     )
-    problem = problem_response(request, status=422, code="validation_failed", detail=detail)
-    return await problem_page(request, problem)
+    problem = problem_response(request, status=422, code="validation_error", detail=detail)
+    return problem_page(request, problem)
 
 
 async def _http(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    return await problem_page(
-        request, http_problem(request, error, request.method, request.url.path)
-    )
+    return problem_page(request, http_problem(request, error, request.method, request.url.path))
 
 
 def install_console_error_handlers(console: FastAPI) -> None:
@@ -169,3 +155,6 @@ def install_console_error_handlers(console: FastAPI) -> None:
         console.add_exception_handler(database_error, _database_error)
     console.add_exception_handler(RequestValidationError, _validation)
     console.add_exception_handler(HTTPException, _http)
+    # Anything else: this application's error middleware asks for its page (then raises
+    # the error on, for the server's log).
+    console.add_exception_handler(Exception, _internal)

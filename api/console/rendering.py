@@ -35,7 +35,7 @@ from api.console.session import FORM_TOKEN_FIELD, ConsoleUser, form_token, outco
 from api.console.values import money, value_html
 from api.deps import POSITION_MAX, AuthenticatedUser, ServicesDep
 from prep_es.services.container import Services
-from queries.consistency import ReadModelBehind
+from queries.consistency import ReadModelBehind, TooManyWaiters
 
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -61,7 +61,6 @@ DONE_MESSAGES: Final[Mapping[str, str]] = {
     "user_reactivated": "User reactivated.",
     "role_changed": "Role changed.",
     "rebuild_started": "Rebuild started.",
-    "signed_out": "You are signed out.",
 }
 """What an action did, by the code its redirect names: a code, never text from the
 request, and shown only with the acting session's proof (a link cannot make the console
@@ -82,7 +81,9 @@ def _when(moment: datetime | None) -> str:
 def _merge_query(params: Mapping[str, str], **changes: object) -> str:
     """``params`` (a request's query parameters) with ``changes``, as a query string;
     an action's notice (``done``, ``position``) is not carried to the next page."""
-    merged = {name: value for name, value in params.items() if name not in ("done", "position")}
+    merged = {
+        name: value for name, value in params.items() if name not in ("done", "proof", "position")
+    }
     merged.update({name: str(value) for name, value in changes.items()})
     return urlencode(merged)
 
@@ -120,6 +121,22 @@ class PageRead:
     notice: Notice | None
 
 
+def told_done(
+    services: Services,
+    user: AuthenticatedUser,
+    done: str | None,
+    proof: str | None,
+    position: int | None,
+) -> str | None:
+    """What an action of this session did, as its redirect says (``done``, with the
+    ``proof`` that this session sent it); ``None`` for anything else."""
+    message = DONE_MESSAGES.get(done or "")
+    if message is None or proof is None:
+        return None
+    expected = outcome_proof(services, user, done or "", position)
+    return message if hmac.compare_digest(proof, expected) else None
+
+
 def console_read(*names: str) -> Callable[..., Awaitable[PageRead]]:
     """A dependency for a page reading the read models ``names``: waits for the
     ``position`` an action's redirect names (see the module's docstring)."""
@@ -132,7 +149,8 @@ def console_read(*names: str) -> Callable[..., Awaitable[PageRead]]:
             try:
                 for name in names:
                     positions.wait_for(name, position, services.settings.min_position_wait_s)
-            except ReadModelBehind:
+            except (ReadModelBehind, TooManyWaiters):
+                # The action is stored; the page says it does not show it yet.
                 caught_up = False
         return min(positions.position(name) for name in names), caught_up
 
@@ -143,18 +161,12 @@ def console_read(*names: str) -> Callable[..., Awaitable[PageRead]]:
         position: Annotated[int | None, Query(ge=0, le=POSITION_MAX)] = None,
         proof: Annotated[str | None, Query(max_length=100)] = None,
     ) -> PageRead:
-        message = DONE_MESSAGES.get(done or "")
-        if message is None or proof is None:
-            return await _current(services)
-        expected = outcome_proof(services, user, done or "", position)
-        if not hmac.compare_digest(proof, expected):
-            return await _current(services)
-        reached_position, caught_up = await run_in_threadpool(reached, services, position)
-        return PageRead(position=reached_position, notice=Notice(message, position, caught_up))
-
-    async def _current(services: Services) -> PageRead:
-        reached_position, _ = await run_in_threadpool(reached, services, None)
-        return PageRead(position=reached_position, notice=None)
+        message = told_done(services, user, done, proof, position)
+        reached_position, caught_up = await run_in_threadpool(
+            reached, services, None if message is None else position
+        )
+        notice = None if message is None else Notice(message, position, caught_up)
+        return PageRead(position=reached_position, notice=notice)
 
     return dependency
 

@@ -140,6 +140,11 @@ def clear_session_cookie(response: Response, request: Request) -> None:
     )
 
 
+SESSION_USER_STATE: Final = "console_user"
+"""Where :func:`session_user` leaves the user it admitted, for an error page of the
+same request to keep the navigation without checking the session again."""
+
+
 async def session_user(request: Request, services: ServicesDep) -> AuthenticatedUser:
     """The signed-in admin or analyst; :class:`SignInRequired` without a session that
     holds, :class:`PermissionDenied` for any other role."""
@@ -152,7 +157,16 @@ async def session_user(request: Request, services: ServicesDep) -> Authenticated
         raise SignInRequired(refused.code) from None
     if user.role not in CONSOLE_ROLES:
         raise PermissionDenied("the console is for admins and analysts")
+    setattr(request.state, SESSION_USER_STATE, user)
     return user
+
+
+async def session_user_or_none(request: Request, services: Services) -> AuthenticatedUser | None:
+    """The signed-in admin or analyst, or ``None`` (no session that holds)."""
+    try:
+        return await session_user(request, services)
+    except (SignInRequired, PermissionDenied):
+        return None
 
 
 def console_roles(*roles: str) -> Callable[..., Awaitable[AuthenticatedUser]]:

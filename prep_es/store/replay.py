@@ -117,7 +117,7 @@ def replay_aggregate(
     Raises ``NotFound`` for an unknown id or a moment before the aggregate existed, and
     ``InvalidRequest`` for a version it never reached.
     """
-    replay, _ = replay_with_previous(app, aggregate_id, version=version, as_of=as_of)
+    replay, _ = _replay(app, aggregate_id, version, as_of, with_previous=False)
     return replay
 
 
@@ -129,8 +129,21 @@ def replay_with_previous(
     as_of: datetime | None = None,
 ) -> tuple[AggregateReplay, AggregateReplay | None]:
     """As :func:`replay_aggregate`, and the replay at the version before (``None`` at
-    version 1), from one read of the stream: the events are applied in order, as the
-    repository applies them, and the state is taken before and after the last."""
+    version 1), from one read of the stream."""
+    return _replay(app, aggregate_id, version, as_of, with_previous=True)
+
+
+def _replay(
+    app: PrepApplication,
+    aggregate_id: UUID,
+    version: int | None,
+    as_of: datetime | None,
+    *,
+    with_previous: bool,
+) -> tuple[AggregateReplay, AggregateReplay | None]:
+    """The events read once are applied in order with ``project_aggregate``, what
+    ``Repository.get`` applies (which would read the stream again); the state is taken
+    before the last one too when ``with_previous``."""
     assert version is None or as_of is None, "version and as_of exclude each other"
     assert as_of is None or as_of.tzinfo is not None, "as_of must be aware"
     history = list(app.events.get(aggregate_id, limit=EVENTS_PER_AGGREGATE_MAX + 1))
@@ -157,9 +170,8 @@ def replay_with_previous(
             )
         events = [event for event in events if event.originator_version <= version]
 
-    # The repository's own projector (it would read the stream again, or a snapshot).
     aggregate: Any = project_aggregate(None, events[:-1])
-    previous_state = None if aggregate is None else aggregate_state(aggregate)
+    previous_state = None if aggregate is None or not with_previous else aggregate_state(aggregate)
     aggregate = project_aggregate(aggregate, events[-1:])
     assert isinstance(aggregate, Aggregate), type(aggregate)
     assert aggregate.version == events[-1].originator_version, aggregate.version

@@ -237,7 +237,7 @@ def test_the_return_query_keeps_only_the_pages_own_filters(console: Console) -> 
 )
 def test_bad_filters_of_the_kitchens_page_are_422_pages(console: Console, query: str) -> None:
     admin = console.admin()
-    assert_refused(admin.get(f"/moderation/kitchens{query}"), 422, "validation_failed")
+    assert_refused(admin.get(f"/moderation/kitchens{query}"), 422, "validation_error")
 
 
 # --- certificates -------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_certificates_are_verified_or_rejected_with_a_reason(console: Console) -
     verified = admin.page("/moderation/certificates?status=verified")
     assert kept["id"] in verified
     assert refused["id"] in admin.page("/moderation/certificates?status=all")
-    assert_refused(admin.get("/moderation/certificates?status=lost"), 422, "validation_failed")
+    assert_refused(admin.get("/moderation/certificates?status=lost"), 422, "validation_error")
 
 
 def test_expiring_certificates_name_the_kitchens_they_keep_bookable(console: Console) -> None:
@@ -326,7 +326,7 @@ def test_expiring_certificates_name_the_kitchens_they_keep_bookable(console: Con
     assert number not in admin.page("/moderation/expiring?within_days=5")
     for bad in ("0", "366", "soon"):
         assert_refused(
-            admin.get(f"/moderation/expiring?within_days={bad}"), 422, "validation_failed"
+            admin.get(f"/moderation/expiring?within_days={bad}"), 422, "validation_error"
         )
 
 
@@ -409,7 +409,7 @@ def test_erased_users_show_as_erased_with_no_actions(console: Console) -> None:
 
 @pytest.mark.parametrize("query", ["?role=king", "?active=perhaps", "?offset=-5"])
 def test_bad_filters_of_the_users_page_are_422_pages(console: Console, query: str) -> None:
-    assert_refused(console.admin().get(f"/users{query}"), 422, "validation_failed")
+    assert_refused(console.admin().get(f"/users{query}"), 422, "validation_error")
 
 
 # --- who may -----------------------------------------------------------------------

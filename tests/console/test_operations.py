@@ -316,7 +316,7 @@ def test_reconciliation_renders_what_the_api_reports(console: Console) -> None:
     assert admin.page("/operations/reconciliation?since=").count("the beginning") == 1
     refused = admin.get("/operations/reconciliation?since=yesterday")
     assert refused.status_code == 422
-    assert "validation_failed" in refused.text
+    assert "validation_error" in refused.text
 
 
 def test_a_reconciliation_difference_shows_both_sides_amounts_and_links() -> None:

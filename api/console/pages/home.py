@@ -7,19 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from aggregates.errors import ActorNotAdmitted
 from api.console.errors import safe_next_path
 from api.console.rendering import render
 from api.console.session import (
     CONSOLE_PATH,
-    SESSION_COOKIE,
     ConsoleUser,
+    session_user_or_none,
     set_sign_in_cookie,
     sign_in_form_token,
     sign_in_nonce,
 )
-from api.deps import ServicesDep, authenticated
-from prep_es.services.auth import Unauthenticated
+from api.deps import ServicesDep
 
 router = APIRouter()
 
@@ -42,14 +40,8 @@ async def sign_in_page(
     done: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     """The sign-in form; a browser already signed in goes on where it was going."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        try:
-            await authenticated(services, token)
-        except (Unauthenticated, ActorNotAdmitted):
-            pass
-        else:
-            return RedirectResponse(safe_next_path(next_path), status_code=303)
+    if await session_user_or_none(request, services) is not None:
+        return RedirectResponse(safe_next_path(next_path), status_code=303)
     nonce = sign_in_nonce(request)
     response = render(
         request,

@@ -18,12 +18,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from api.console.errors import HTMX_REQUEST_HEADER
 from api.console.rendering import (
-    DONE_MESSAGES,
     PAGE_HEADERS,
     Notice,
     PageRead,
     console_read,
     render,
+    told_done,
 )
 from api.console.session import ConsoleAdmin
 from api.deps import AccountQueriesDep, ServicesDep
@@ -171,6 +171,7 @@ async def projections_page(
     admin: ConsoleAdmin,
     services: ServicesDep,
     done: Annotated[str | None, Query(max_length=40)] = None,
+    proof: Annotated[str | None, Query(max_length=100)] = None,
 ) -> HTMLResponse:
     """Every projection: its position, the event store's head, the lag, its status and
     generation, and the progress of a rebuild; a button to rebuild each. The table is
@@ -178,7 +179,7 @@ async def projections_page(
     Like the API's route, this page does not wait for the read models: it is where one
     sees why they are behind."""
     view = await run_in_threadpool(projections_view, services)
-    message = DONE_MESSAGES.get(done or "")
+    message = told_done(services, admin, done, proof, None)
     read = PageRead(
         position=view.lowest_position,
         notice=None if message is None else Notice(message, None, caught_up=True),
