@@ -34,7 +34,7 @@ end
 local requests = {}
 local index = 0
 local step = 1
-ok = 0; conflicts = 0; client_errors = 0; server_errors = 0
+ok = 0; status_200 = 0; conflicts = 0; client_errors = 0; server_errors = 0
 function init(args)
   step = tonumber(args[2])
   index = id
@@ -53,21 +53,24 @@ function request()
   return prepared
 end
 function response(status, headers, body)
+  if status == 200 then status_200 = status_200 + 1 end
   if status < 400 then ok = ok + 1
   elseif status == 409 then conflicts = conflicts + 1
   elseif status < 500 then client_errors = client_errors + 1
   else server_errors = server_errors + 1 end
 end
 function done(summary, latency, requests)
-  local totals = {ok = 0, conflicts = 0, client_errors = 0, server_errors = 0}
+  local totals = {ok = 0, status_200 = 0, conflicts = 0, client_errors = 0, server_errors = 0}
   for _, thread in ipairs(threads) do
     for name, _ in pairs(totals) do totals[name] = totals[name] + thread:get(name) end
   end
   io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "ok": %d, "conflicts": %d, "client_errors": %d, ' ..
+    '{"requests": %d, "duration_us": %d, "ok": %d, "status_200": %d, "conflicts": %d, ' ..
+    '"client_errors": %d, ' ..
     '"server_errors": %d, "socket_errors": %d, "p50_us": %d, "p90_us": %d, ' ..
     '"p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, totals.ok, totals.conflicts, totals.client_errors,
+    summary.requests, summary.duration, totals.ok, totals.status_200, totals.conflicts,
+    totals.client_errors,
     totals.server_errors,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
@@ -82,6 +85,8 @@ class Load:
     name: str
     requests: int
     ok: int
+    """Answers below 400."""
+    status_200: int
     conflicts: int
     client_errors: int
     server_errors: int
@@ -158,6 +163,7 @@ def run_wrk(
         name=name,
         requests=result["requests"],
         ok=result["ok"],
+        status_200=result["status_200"],
         conflicts=result["conflicts"],
         client_errors=result["client_errors"],
         server_errors=result["server_errors"],
