@@ -56,6 +56,8 @@ PAGES: Final = (
     ConsolePage("expiring", "admin", lambda world: "/console/moderation/expiring"),
     ConsolePage("users", "admin", lambda world: "/console/users"),
     ConsolePage("operations", "admin", lambda world: "/console/operations"),
+    ConsolePage("ledger", "admin", lambda world: "/console/operations/ledger"),
+    ConsolePage("reconciliation", "admin", lambda world: "/console/operations/reconciliation"),
     ConsolePage("not-found", "admin", lambda world: "/console/no-such-page", status=404),
 )
 
