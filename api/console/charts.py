@@ -173,7 +173,7 @@ def _open(chart_id: str, width: int, height: int, title: str, description: str) 
     return (
         f'<svg xmlns="{SVG_NAMESPACE}" class="chart" id="{chart_id}" role="img" '
         f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'aria-labelledby="{chart_id}-title {chart_id}-desc" '
+        f'aria-labelledby="{chart_id}-title" aria-describedby="{chart_id}-desc" '
         f'font-family="system-ui, sans-serif" font-size="{FONT_SIZE}">'
         f'<title id="{chart_id}-title">{text(title)}</title>'
         f'<desc id="{chart_id}-desc">{text(description)}</desc>'

@@ -160,6 +160,15 @@ def test_every_text_is_escaped() -> None:
     assert text("a\x00b") == "ab"
 
 
+def test_a_chart_is_named_by_its_title_and_described_by_its_desc() -> None:
+    svg = parsed(column(["a"], [Decimal(1)]))
+    title, desc = svg.find(f"{SVG}title"), svg.find(f"{SVG}desc")
+    assert title is not None and desc is not None
+    # The long description is not part of the name a screen reader announces.
+    assert svg.attrib["aria-labelledby"] == title.attrib["id"] == "test-chart-title"
+    assert svg.attrib["aria-describedby"] == desc.attrib["id"] == "test-chart-desc"
+
+
 def test_empty_data_one_point_all_zeros_and_huge_values() -> None:
     empty = parsed(column([], [], []))
     assert bars(empty) == {}
