@@ -79,7 +79,8 @@ class KitchenStats(BaseModel):
     """Mean price of completed bookings (half up); ``None`` before the first."""
     occupancy: float | None
     """``booked_minutes / available_minutes``, 4 decimals; ``None`` before the first
-    completed booking."""
+    completed booking, and for a jurisdiction the packaged rules do not know (no
+    operating hours)."""
     occupancy_first_day: date | None
     occupancy_last_day: date | None
     available_minutes: int | None

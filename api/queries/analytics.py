@@ -145,7 +145,7 @@ class KitchenStatsOut(BaseModel):
     occupancy: float | None = Field(
         description="Completed booked minutes over the minutes the kitchen was open from "
         "`occupancy_first_day` to `occupancy_last_day` (0 to 1); null before the first "
-        "completed booking.",
+        "completed booking, and for a jurisdiction without known operating hours.",
         examples=[0.0421],
     )
     occupancy_first_day: date | None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from uuid import uuid4
@@ -15,6 +15,10 @@ from xml.etree import ElementTree
 
 import pytest
 
+from api.console.pages.analytics import OUTCOME_NAMES, outcomes, outcomes_chart
+from api.console.rendering import environment
+from api.queries.analytics import KitchenStatsOut
+from queries.base import Viewer
 from tests.api.conftest import User
 from tests.api.reading import head, read, read_ok
 from tests.console.conftest import Console
@@ -350,6 +354,69 @@ def test_one_kitchens_statistics(console: Console, story: Story) -> None:
 
     assert console.analyst().get(f"/analytics/kitchens/{uuid4()}").status_code == 404
     assert console.analyst().get("/analytics/kitchens/nope").status_code == 422
+
+
+def kitchen_statistics(**changes: Any) -> KitchenStatsOut:
+    """A kitchen's statistics with no booking, as the API answers them, then ``changes``."""
+    return KitchenStatsOut.model_validate(
+        {
+            "kitchen_id": uuid4(),
+            "host_id": uuid4(),
+            "name": "Harbour Kitchen",
+            "city": "Springfield",
+            "jurisdiction": "los_angeles",
+            **dict.fromkeys(("total_bookings", "booked_minutes", "booked_hours"), 0),
+            **{f"{status}_bookings": 0 for status in OUTCOME_NAMES},
+            "revenue": "0.00",
+            "host_revenue": "0.00",
+            "platform_revenue": "0.00",
+            "average_price": None,
+            "occupancy": None,
+            "occupancy_first_day": None,
+            "occupancy_last_day": None,
+            "available_minutes": None,
+            **changes,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "occupancy"),
+    [
+        ({}, "no completed booking yet"),
+        (
+            {"jurisdiction": "atlantis", "total_bookings": 1, "completed_bookings": 1},
+            "unknown (no operating hours known for atlantis)",
+        ),
+        (
+            {
+                "total_bookings": 1,
+                "completed_bookings": 1,
+                "occupancy": 0.125,
+                "available_minutes": 960,
+                "occupancy_first_day": date(2030, 1, 7),
+                "occupancy_last_day": date(2030, 1, 7),
+            },
+            "12.50 % of 16.00 open hours, 2030-01-07 to 2030-01-07",
+        ),
+    ],
+)
+def test_a_kitchens_occupancy_says_why_it_is_unknown(
+    changes: dict[str, Any], occupancy: str
+) -> None:
+    stats = kitchen_statistics(**changes)
+    html = environment.get_template("analytics_kitchen.html").render(
+        user=Viewer(user_id=uuid4(), role="analyst"),
+        section="analytics",
+        read=None,
+        form_token_field="form_token",
+        form_token="t",
+        tab="kitchen",
+        stats=stats,
+        outcomes=outcomes(stats),
+        chart=outcomes_chart(stats),
+    )
+    assert f'<dd data-field="occupancy">{occupancy}</dd>' in html
 
 
 # --- who gets in -----------------------------------------------------------------------
