@@ -324,6 +324,23 @@ def test_top_kitchens_equal_the_apis_and_filter_by_place(console: Console, story
     assert limited.status_code == 422
 
 
+def test_top_kitchens_read_no_days_and_carry_them_to_the_other_pages(console: Console) -> None:
+    session = console.analyst()
+    for days in ({"from": "yesterday"}, {"to": "2030-02-30"}, {"from": "x" * 5000}):
+        response = session.get("/analytics/top-kitchens", params={**days, "metric": "hours"})
+        assert response.status_code == 200, (days, response.text[:300])
+        assert 'name="from"' not in response.text and 'name="to"' not in response.text
+        assert "from=" not in response.text and "to=" not in response.text  # not carried
+    html = session.page(
+        "/analytics/top-kitchens",
+        params={"from": "2030-01-01", "to": "2030-01-31", "city": "Springfield"},
+    )
+    query = "from=2030-01-01&amp;to=2030-01-31&amp;city=Springfield"
+    assert f'href="/console/analytics/occupancy?{query}"' in html
+    assert '<input type="hidden" name="from" value="2030-01-01">' in html
+    assert "all time, highest first, in Springfield, every jurisdiction." in html
+
+
 # --- one kitchen -----------------------------------------------------------------------
 
 

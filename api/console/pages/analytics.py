@@ -11,6 +11,7 @@ the form mean "all" (the form sends them empty).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -20,7 +21,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from markupsafe import Markup
-from pydantic import BeforeValidator, StringConstraints
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -29,8 +30,8 @@ from api.console.rendering import PAGE_HEADERS, PageRead, console_read, render
 from api.console.session import CONSOLE_PATH, ConsoleAnalyst
 from api.deps import AnalyticsQueriesDep, AuthenticatedUser, ReadConsistency, ServicesDep, TodayUtc
 from api.queries.analytics import (
-    CITY_LENGTH_BOUND,
-    JURISDICTION_LENGTH_BOUND,
+    CityFilter,
+    JurisdictionFilter,
     KitchenStatsOut,
     RankedKitchenOut,
     RevenueSeriesOut,
@@ -41,7 +42,7 @@ from api.queries.analytics import (
     revenue_days,
     top_kitchens_csv,
 )
-from api.queries.params import PointInTime, QueryText
+from api.queries.params import PointInTime
 from queries.analytics import (
     RANKING_LIMIT_DEFAULT,
     RANKING_LIMIT_MAX,
@@ -55,6 +56,7 @@ router = APIRouter(prefix="/analytics")
 
 ANALYTICS_PATH: Final = f"{CONSOLE_PATH}/analytics"
 OCCUPANCY_PAGE_SIZE: Final = 25
+DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 GRANULARITY_NAMES: Final = {"day": "Day", "week": "Week", "month": "Month"}
 METRIC_NAMES: Final = {
     "revenue": "Revenue (GMV)",
@@ -77,51 +79,112 @@ def _blank_is_none(value: object) -> object:
 
 
 Blank = BeforeValidator(_blank_is_none)
-DayFilter = Annotated[PointInTime | None, Blank]
-CityFilter = Annotated[
-    Annotated[QueryText, StringConstraints(max_length=CITY_LENGTH_BOUND)] | None, Blank
-]
-JurisdictionFilter = Annotated[
-    Annotated[QueryText, StringConstraints(max_length=JURISDICTION_LENGTH_BOUND)] | None, Blank
-]
+DayOrBlank = Annotated[PointInTime | None, Blank]
+CityOrBlank = Annotated[CityFilter, Blank]
+JurisdictionOrBlank = Annotated[JurisdictionFilter, Blank]
 
 
 @dataclass(frozen=True)
-class Filters:
-    """The days (both included), city and jurisdiction a page is filtered by, as the
-    API's analytics take them."""
+class PlaceFilters:
+    """The city and jurisdiction a page is filtered by (``None``: all), as the API's
+    analytics take them."""
 
-    from_: date
-    to: date
     city: str | None
     jurisdiction: str | None
 
-    def query(self, **more: object) -> str:
-        """These filters (and ``more``) as a query string: what links and the CSV
-        download carry, so that they show the same numbers."""
-        params: dict[str, object] = {"from": self.from_.isoformat(), "to": self.to.isoformat()}
+    def params(self) -> dict[str, object]:
+        """These filters as query parameters: what links and the CSV download carry,
+        so that they show the same numbers."""
+        params: dict[str, object] = {}
         if self.city is not None:
             params["city"] = self.city
         if self.jurisdiction is not None:
             params["jurisdiction"] = self.jurisdiction
-        params.update(more)
-        return urlencode(params)
+        return params
+
+    def query(self, **more: object) -> str:
+        """:meth:`params` (and ``more``) as a query string."""
+        return urlencode({**self.params(), **more})
+
+
+@dataclass(frozen=True)
+class Filters(PlaceFilters):
+    """The days (both included), city and jurisdiction a page is filtered by."""
+
+    from_: date
+    to: date
+
+    def params(self) -> dict[str, object]:
+        return {"from": self.from_.isoformat(), "to": self.to.isoformat(), **super().params()}
+
+
+@dataclass(frozen=True)
+class RankingPlaceFilters(PlaceFilters):
+    """A ranking's city and jurisdiction (it is of all time), and the days the other
+    pages were asked for, carried along unread so that their links keep them."""
+
+    from_: date | None
+    to: date | None
+
+    def params(self) -> dict[str, object]:
+        days = {"from": self.from_, "to": self.to}
+        return {
+            **{name: day.isoformat() for name, day in days.items() if day is not None},
+            **super().params(),
+        }
+
+
+async def place_filters(
+    city: CityOrBlank = None, jurisdiction: JurisdictionOrBlank = None
+) -> PlaceFilters:
+    """The city and jurisdiction of the request: by default every one."""
+    return PlaceFilters(city=city, jurisdiction=jurisdiction)
+
+
+PlacesOnly = Annotated[PlaceFilters, Depends(place_filters)]
 
 
 async def range_filters(
     today: TodayUtc,
-    from_: Annotated[DayFilter, Query(alias="from")] = None,
-    to: DayFilter = None,
-    city: CityFilter = None,
-    jurisdiction: JurisdictionFilter = None,
+    places: PlacesOnly,
+    from_: Annotated[DayOrBlank, Query(alias="from")] = None,
+    to: DayOrBlank = None,
 ) -> Filters:
     """The filters of the request: by default the API's range (the last 30 days) in
     every city and jurisdiction."""
     first, last = revenue_days(today, from_, to)
-    return Filters(from_=first, to=last, city=city, jurisdiction=jurisdiction)
+    return Filters(city=places.city, jurisdiction=places.jurisdiction, from_=first, to=last)
+
+
+def _carried_day(value: str | None) -> date | None:
+    """A day in a link to carry along (``YYYY-MM-DD``); anything else is dropped."""
+    if value is None or not DAY.fullmatch(value):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+async def ranking_filters(
+    places: PlacesOnly,
+    # Unbounded on purpose: nothing reads them but a pattern of ten characters, and a
+    # bad day is no error on a page that shows no days.
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+) -> RankingPlaceFilters:
+    """The places of the request; its days are not read, only carried along when they
+    are days."""
+    return RankingPlaceFilters(
+        city=places.city,
+        jurisdiction=places.jurisdiction,
+        from_=_carried_day(from_),
+        to=_carried_day(to),
+    )
 
 
 RangeFilters = Annotated[Filters, Depends(range_filters)]
+RankingFilters = Annotated[RankingPlaceFilters, Depends(ranking_filters)]
 AnalyticsRead = Annotated[PageRead, Depends(console_read("analytics"))]
 
 
@@ -155,15 +218,20 @@ def _consistency(read: PageRead) -> ReadConsistency:
     return ReadConsistency(min_position=0, position=read.position)
 
 
-def _where(filters: Filters) -> str:
-    """The filters in words, for titles and chart descriptions."""
-    city = f"in {filters.city}" if filters.city is not None else "in every city"
+def _place_words(places: PlaceFilters) -> str:
+    """The city and jurisdiction in words, for titles and chart descriptions."""
+    city = f"in {places.city}" if places.city is not None else "in every city"
     jurisdiction = (
-        f"jurisdiction {filters.jurisdiction}"
-        if filters.jurisdiction is not None
+        f"jurisdiction {places.jurisdiction}"
+        if places.jurisdiction is not None
         else "every jurisdiction"
     )
-    return f"from {filters.from_} to {filters.to}, {city}, {jurisdiction}"
+    return f"{city}, {jurisdiction}"
+
+
+def _where(filters: Filters) -> str:
+    """The filters in words, for titles and chart descriptions."""
+    return f"from {filters.from_} to {filters.to}, {_place_words(filters)}"
 
 
 # --- overview --------------------------------------------------------------------------
@@ -374,7 +442,7 @@ RankingLimit = Annotated[int, Query(ge=1, le=RANKING_LIMIT_MAX)]
 async def _top_kitchens(
     user: AuthenticatedUser,
     analytics: AnalyticsQueriesDep,
-    filters: Filters,
+    filters: PlaceFilters,
     metric: RankingMetric,
     limit: int,
 ) -> TopKitchensOut:
@@ -397,7 +465,7 @@ def metric_value(item: RankedKitchenOut, metric: RankingMetric) -> Decimal:
     return Decimal(str(item.booked_hours))
 
 
-def top_kitchens_chart(ranking: TopKitchensOut, filters: Filters) -> Markup:
+def top_kitchens_chart(ranking: TopKitchensOut, filters: PlaceFilters) -> Markup:
     metric = ranking.metric
     name = METRIC_NAMES[metric]
     return bar_chart(
@@ -405,8 +473,7 @@ def top_kitchens_chart(ranking: TopKitchensOut, filters: Filters) -> Markup:
         title=f"Top kitchens by {name.lower()}",
         description=(
             f"Horizontal bar chart of the {len(ranking.items)} kitchens with the most "
-            f"{name.lower()}, all time, highest first, "
-            f"{_where(filters).split(', ', 1)[1]}."
+            f"{name.lower()}, all time, highest first, {_place_words(filters)}."
             + "".join(
                 f" {item.rank}. {item.name}: {compact_number(metric_value(item, metric))}."
                 for item in ranking.items[:5]
@@ -425,7 +492,7 @@ async def top_kitchens_page(
     services: ServicesDep,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
-    filters: RangeFilters,
+    filters: RankingFilters,
     metric: RankingMetric = "revenue",
     limit: RankingLimit = RANKING_LIMIT_DEFAULT,
 ) -> HTMLResponse:
@@ -458,7 +525,7 @@ async def top_kitchens_download(
     user: ConsoleAnalyst,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
-    filters: RangeFilters,
+    filters: PlacesOnly,
     metric: RankingMetric = "revenue",
     limit: RankingLimit = RANKING_LIMIT_DEFAULT,
 ) -> Response:
