@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -24,8 +24,8 @@ from queries.base import Page, PageRequest, Viewer
 Granularity = Literal["day", "week", "month"]
 RankingMetric = Literal["revenue", "bookings", "hours"]
 
-GRANULARITIES: Final = ("day", "week", "month")
-RANKING_METRICS: Final = ("revenue", "bookings", "hours")
+GRANULARITIES: Final[tuple[str, ...]] = get_args(Granularity)
+RANKING_METRICS: Final[tuple[str, ...]] = get_args(RankingMetric)
 REVENUE_RANGE_DAYS_MAX: Final = 3 * 365 + 1
 """Three years, one leap day included."""
 RANKING_LIMIT_DEFAULT: Final = 10
@@ -51,6 +51,9 @@ _RANKING_COLUMN: Final = {
     "bookings": "total_bookings",
     "hours": "booked_minutes",
 }
+# A new granularity or metric without its column would fail at the first request.
+assert _PERIOD_COLUMN.keys() == _PERIOD_START.keys() == set(GRANULARITIES)
+assert _RANKING_COLUMN.keys() == set(RANKING_METRICS)
 
 
 class KitchenStats(BaseModel):

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Final
+from typing import Annotated, Final, get_args
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -25,6 +25,7 @@ from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from aggregates.booking import BookingStatus
 from api.console.charts import Series, bar_chart, column_chart, compact_number, percent
 from api.console.rendering import PAGE_HEADERS, PageRead, console_read, render
 from api.console.session import CONSOLE_PATH, ConsoleAnalyst
@@ -71,6 +72,10 @@ OUTCOME_NAMES: Final = {
     "declined": "Declined",
     "expired": "Expired",
 }
+# Every value of the types a request may name has its name here (no KeyError, no 500).
+assert GRANULARITY_NAMES.keys() == set(get_args(Granularity))
+assert METRIC_NAMES.keys() == set(get_args(RankingMetric))
+assert OUTCOME_NAMES.keys() == {status.value for status in BookingStatus}
 
 
 def _blank_is_none(value: object) -> object:
