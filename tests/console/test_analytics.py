@@ -284,6 +284,19 @@ def test_occupancy_by_kitchen(console: Console, story: Story) -> None:
     assert len(lines) == 3
 
 
+def test_occupancy_of_no_kitchens_says_so(console: Console, story: Story) -> None:
+    session = console.analyst()
+    nowhere = session.page("/analytics/occupancy", params={"city": f"Nowhere {uuid4().hex}"})
+    past_the_end = session.page("/analytics/occupancy", params={"city": story.city, "offset": "50"})
+    for html, says in (
+        (nowhere, "no kitchens."),
+        (past_the_end, "no kitchens on this page, of 2."),
+    ):
+        description = svg_of(html, "occupancy-chart").findtext(f"{SVG}desc")
+        assert description is not None and description.endswith(says), description
+        assert table_rows(html, "occupancy-table") == []
+
+
 # --- top kitchens ----------------------------------------------------------------------
 
 

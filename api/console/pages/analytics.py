@@ -368,6 +368,14 @@ async def _occupancy(
 Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX)]
 
 
+def _shown(page: Page[KitchenOccupancy]) -> str:
+    """Which kitchens of how many the page shows, in words."""
+    if not page.items:
+        return "no kitchens" if page.total == 0 else f"no kitchens on this page, of {page.total}"
+    first, last = page.offset + 1, page.offset + len(page.items)
+    return f"kitchens {first} to {last} of {page.total}, highest first"
+
+
 def occupancy_chart(page: Page[KitchenOccupancy], filters: Filters) -> Markup:
     shares = [
         (item.name, Decimal(str(item.occupancy)))
@@ -376,7 +384,8 @@ def occupancy_chart(page: Page[KitchenOccupancy], filters: Filters) -> Markup:
     ]
     unknown = len(page.items) - len(shares)
     left_out = (
-        f" {unknown} kitchens of jurisdictions without operating hours are left out."
+        f" {unknown} {'kitchen' if unknown == 1 else 'kitchens'} of jurisdictions without "
+        "operating hours left out."
         if unknown
         else ""
     )
@@ -386,8 +395,7 @@ def occupancy_chart(page: Page[KitchenOccupancy], filters: Filters) -> Markup:
         title="Occupancy by kitchen",
         description=(
             f"Horizontal bar chart of the share of open hours booked, per kitchen, "
-            f"{_where(filters)}: kitchens {page.offset + 1} to {page.offset + len(page.items)} "
-            f"of {page.total}, highest first.{highest}{left_out}"
+            f"{_where(filters)}: {_shown(page)}.{highest}{left_out}"
         ),
         labels=[name for name, _ in shares],
         series=Series("Occupancy: share of open hours booked", [share for _, share in shares]),
