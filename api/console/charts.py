@@ -139,9 +139,12 @@ def _trimmed(value: Decimal, *, grouped: bool = False) -> str:
     return rounded.rstrip("0").rstrip(".") if "." in rounded else rounded
 
 
-def percent(value: Decimal) -> str:
-    """A share (0 to 1) as a percentage: ``42.5 %``."""
-    return f"{_trimmed(value * 100)} %"
+def percent(value: Decimal | float) -> str:
+    """A share (0 to 1) as a percentage, at most two decimals: ``42.5 %``. The one
+    percentage format of the console: charts use it, and templates as the ``percent``
+    filter."""
+    share = Decimal(repr(value)) if isinstance(value, float) else value
+    return f"{_trimmed(share * 100)} %"
 
 
 def _decimal(value: Number) -> Decimal:

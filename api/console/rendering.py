@@ -31,6 +31,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
+from api.console.charts import percent
 from api.console.session import FORM_TOKEN_FIELD, ConsoleUser, form_token, outcome_proof
 from api.console.values import money, value_html
 from api.deps import POSITION_MAX, AuthenticatedUser, ServicesDep
@@ -98,6 +99,7 @@ environment: Final = Environment(
 environment.filters["money"] = money
 environment.filters["amount"] = _amount
 environment.filters["when"] = _when
+environment.filters["percent"] = percent
 environment.filters["merge_query"] = _merge_query
 environment.globals["value"] = value_html
 

@@ -265,6 +265,7 @@ def test_occupancy_by_kitchen(console: Console, story: Story) -> None:
     assert (la["completed_bookings"], la["booked_hours"]) == ("1", "2.0")
     assert la["available_minutes"] == str(4 * 18 * 60)
     assert la["occupancy"] == str(round(120 / (4 * 18 * 60), 4))
+    assert f'data-value="{la["occupancy"]}">2.78 %</td>' in html  # 0.0278, as charts say
     assert sf["occupancy"] == str(round(180 / (4 * 16 * 60), 4))
     assert list(rows) == [story.other_kitchen["id"], story.kitchen["id"]]  # busiest first
     assert bars_by_series(svg_of(html, "occupancy-chart")) == {"0": 2}
@@ -431,7 +432,7 @@ def kitchen_statistics(**changes: Any) -> KitchenStatsOut:
                 "occupancy_first_day": date(2030, 1, 7),
                 "occupancy_last_day": date(2030, 1, 7),
             },
-            "12.50 % of 16.00 open hours, 2030-01-07 to 2030-01-07",
+            "12.5 % of 16.00 open hours, 2030-01-07 to 2030-01-07",
         ),
     ],
 )

@@ -233,3 +233,18 @@ def test_counts_are_scaled_in_whole_numbers(largest: int) -> None:
 )
 def test_tick_labels_are_short(value: Decimal, label: str) -> None:
     assert compact_number(value) == label
+
+
+@pytest.mark.parametrize(
+    ("share", "label"),
+    [
+        (Decimal(0), "0 %"),
+        (Decimal("0.5"), "50 %"),
+        (Decimal("0.125"), "12.5 %"),
+        (Decimal(1), "100 %"),
+        (0.0278, "2.78 %"),  # a float as the read models give it, without binary noise
+        (0.5, "50 %"),
+    ],
+)
+def test_percentages_have_at_most_two_decimals(share: Decimal | float, label: str) -> None:
+    assert percent(share) == label
