@@ -248,12 +248,13 @@ class AnalyticsQueries:
                 f"granularity is one of {', '.join(GRANULARITIES)}", code="invalid_granularity"
             )
         from_, to = _checked_range(from_, to)
+        # Matched without surrounding spaces, and echoed as matched.
+        city = None if city is None else city.strip()
+        jurisdiction = None if jurisdiction is None else jurisdiction.strip()
         if jurisdiction is None:
             found = self._revenue_by_period(from_, to, granularity, city)
         else:
-            found = self._jurisdiction_revenue_by_period(
-                from_, to, granularity, city, jurisdiction.strip()
-            )
+            found = self._jurisdiction_revenue_by_period(from_, to, granularity, city, jurisdiction)
         points = [
             RevenuePoint(
                 period_start=start,
@@ -282,7 +283,7 @@ class AnalyticsQueries:
         city_clause = "" if city is None else " AND lower(city) = lower(%s)"
         params: list[Any] = [self._date(from_), self._date(to)]
         if city is not None:
-            params.append(city.strip())
+            params.append(city)
         with self._database.reading() as sql:
             rows = sql.fetchall(
                 f"SELECT {period} AS period_start, SUM(gmv_cents) AS gmv_cents, "
@@ -311,7 +312,7 @@ class AnalyticsQueries:
         city_clause = "" if city is None else " AND lower(b.capture_city) = lower(%s)"
         params: list[Any] = [jurisdiction, self._date(from_), self._date(to)]
         if city is not None:
-            params.append(city.strip())
+            params.append(city)
         with self._database.reading() as sql:
             rows = sql.fetchall(
                 "SELECT b.captured_on AS day, SUM(b.captured_cents) AS gmv_cents, "

@@ -461,8 +461,9 @@ def test_revenue_and_rankings_by_jurisdiction(world: World) -> None:
         assert [a.gmv_cents + b.gmv_cents for a, b in zip(la.points, sf.points, strict=True)] == [
             p.gmv_cents for p in every.points
         ]
-    both = queries.revenue(ANALYST, from_, to, "week", "san francisco", " san_francisco ")
+    both = queries.revenue(ANALYST, from_, to, "week", " san francisco ", " san_francisco ")
     assert both.gmv_cents == 48_000
+    assert (both.city, both.jurisdiction) == ("san francisco", "san_francisco")  # as matched
     assert (
         queries.revenue(ANALYST, from_, to, "week", "Los Angeles", "san_francisco").gmv_cents == 0
     )
