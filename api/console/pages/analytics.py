@@ -4,9 +4,11 @@ table of the same numbers beside it, and a CSV download of them.
 
 They call the query services the API's analytics routes call, with the same defaults
 and bounds (``api.queries.analytics``): a revenue table holds exactly the decimal
-strings ``GET /api/v1/analytics/revenue`` answers for the same filters, and each CSV
-download is the one the API answers ``Accept: text/csv`` with. Filters left blank in
-the form mean "all" (the form sends them empty).
+strings ``GET /api/v1/analytics/revenue`` answers for the same filters, and the
+revenue, top kitchens and kitchen statistics downloads are the CSV the API answers
+``Accept: text/csv`` with. Occupancy by kitchen has no API route: its download is the
+page's rows in the same CSV format. Filters left blank in the form mean "all" (the
+form sends them empty).
 """
 
 from __future__ import annotations
