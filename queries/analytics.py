@@ -30,7 +30,7 @@ REVENUE_RANGE_DAYS_MAX: Final = 3 * 365 + 1
 """Three years, one leap day included."""
 RANKING_LIMIT_DEFAULT: Final = 10
 RANKING_LIMIT_MAX: Final = 100
-PLACES_MAX: Final = 500
+CITIES_MAX: Final = 500
 """Cities offered to filter by: enough for a menu, bounded."""
 ANALYTICS_ROLES: Final = frozenset({"analyst", "admin"})
 MINUTES_PER_HOUR: Final = 60
@@ -142,14 +142,6 @@ class KitchenOccupancy(BaseModel):
     occupancy: float | None
     """``booked_minutes / available_minutes``, 4 decimals (0 to 1); ``None`` when the
     available minutes are unknown."""
-
-
-class AnalyticsPlaces(BaseModel):
-    """Where the kitchens are: what the analytics can be filtered by."""
-
-    cities: list[str]
-    """Alphabetically, at most :data:`PLACES_MAX`."""
-    jurisdictions: list[str]
 
 
 def _check_analyst(viewer: Viewer) -> None:
@@ -384,20 +376,16 @@ class AnalyticsQueries:
             )
         return ranked
 
-    def places(self, viewer: Viewer) -> AnalyticsPlaces:
-        """The kitchens' cities (as they are now) and jurisdictions."""
+    def cities(self, viewer: Viewer) -> list[str]:
+        """The kitchens' cities (as they are now), alphabetically, at most
+        :data:`CITIES_MAX`: what a form suggests filtering by. (Jurisdictions are the
+        rules' codes, which the service knows without a query.)"""
         _check_analyst(viewer)
         with self._database.reading() as sql:
-            cities = sql.fetchall(
-                f"SELECT DISTINCT city FROM {KITCHENS} ORDER BY city LIMIT %s", (PLACES_MAX,)
+            rows = sql.fetchall(
+                f"SELECT DISTINCT city FROM {KITCHENS} ORDER BY city LIMIT %s", (CITIES_MAX,)
             )
-            jurisdictions = sql.fetchall(
-                f"SELECT DISTINCT jurisdiction FROM {KITCHENS} ORDER BY jurisdiction"
-            )
-        return AnalyticsPlaces(
-            cities=[row["city"] for row in cities],
-            jurisdictions=[row["jurisdiction"] for row in jurisdictions],
-        )
+        return [row["city"] for row in rows]
 
     def occupancy(
         self,

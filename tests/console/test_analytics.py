@@ -225,6 +225,18 @@ def test_blank_filters_mean_every_city_and_the_last_thirty_days(console: Console
     ]
 
 
+def test_the_form_offers_the_kitchens_cities_and_the_rules_jurisdictions(
+    console: Console, story: Story
+) -> None:
+    catalog = console.api.services.runtime.jurisdictions
+    session = console.analyst()
+    html = session.page("/analytics/revenue", params={"jurisdiction": "atlantis"})
+    assert f'<option value="{story.city}">' in html
+    for code in catalog.codes():
+        assert f'<option value="{code}">{catalog.get(code).name} ({code})</option>' in html
+    assert '<option value="atlantis" selected>atlantis (not in the rules)</option>' in html
+
+
 @pytest.mark.parametrize(
     ("params", "status", "code"),
     [

@@ -204,15 +204,13 @@ class Place:
 async def _places(
     services: ServicesDep, analytics: AnalyticsQueriesDep, user: AuthenticatedUser
 ) -> tuple[list[str], list[Place]]:
-    """The cities and jurisdictions the filter form offers (jurisdictions named as the
-    rules name them)."""
-    places = await run_in_threadpool(analytics.places, user.viewer)
+    """The cities and jurisdictions the filter form offers: the kitchens' cities, and
+    the jurisdictions of the rules, named as the rules name them (kitchens are created
+    only in those)."""
+    cities = await run_in_threadpool(analytics.cities, user.viewer)
     catalog = services.runtime.jurisdictions
-    jurisdictions = [
-        Place(code, f"{catalog.get(code).name} ({code})" if code in catalog else code)
-        for code in places.jurisdictions
-    ]
-    return places.cities, jurisdictions
+    jurisdictions = [Place(code, f"{catalog.get(code).name} ({code})") for code in catalog.codes()]
+    return cities, jurisdictions
 
 
 def _csv(response: Response) -> Response:
