@@ -11,7 +11,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 import pytest
@@ -24,7 +24,8 @@ from commands.bookings import BookingAction, CancelBooking, DeclineBooking, Resc
 from commands.context import Actor
 from commands.kitchens import UpdateKitchen
 from prep_es.services.readside import ReadSide, open_read_side
-from projections.analytics import AnalyticsProjection
+from projections.analytics import AnalyticsProjection, as_date
+from projections.database import Sql
 from projections.generations import ensure_ready, generations, request_rebuild
 from projections.runners import ProjectionRunner
 from queries.analytics import AnalyticsQueries, RevenueSeries
@@ -664,14 +665,62 @@ def test_a_rebuild_yields_identical_rows(world: World) -> None:
     with world.read_side.write_database.reading() as sql:
         [active] = [g for g in generations(sql, "analytics") if g.active]
     assert active.generation == 2
-
-    def rows(dump: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[Any, ...]]]:
-        return {
-            table: sorted((tuple(sorted(row.items())) for row in table_rows), key=repr)
-            for table, table_rows in dump.items()
-        }
-
     assert rows(world.dump()) == rows(before)
+
+
+def rows(dump: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """A dump's rows in an order of their own, to compare two generations'."""
+    return {
+        table: sorted((tuple(sorted(row.items())) for row in table_rows), key=repr)
+        for table, table_rows in dump.items()
+    }
+
+
+class AnalyticsVersionOne(AnalyticsProjection):
+    """The analytics as version 1 of the code built them: no index of the captures."""
+
+    version: ClassVar[int] = 1
+
+    def create_indexes(self, sql: Sql) -> None:
+        pass
+
+
+def index_names(world: World, table: str) -> set[str]:
+    with world.read_side.write_database.reading() as sql:
+        if sql.dialect == "postgresql":
+            found = sql.fetchall(
+                "SELECT indexname AS name FROM pg_indexes WHERE tablename = %s", (table,)
+            )
+        else:
+            found = sql.fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = %s", (table,)
+            )
+    return {str(row["name"]) for row in found}
+
+
+def test_a_generation_of_version_one_is_rebuilt_with_the_captures_index(world: World) -> None:
+    live_a_fortnight(world.market)
+    database = world.read_side.write_database
+    ensure_ready(database, AnalyticsVersionOne)
+    ProjectionRunner(AnalyticsVersionOne, world.market.runtime.app, database).catch_up()
+    before = world.dump()
+    captured = sorted(
+        as_date(row["captured_on"]) for row in before["bookings"] if row["captured_on"]
+    )
+    first, last = captured[0], captured[-1]
+    la_revenue = world.queries.revenue(ANALYST, first, last, "week", jurisdiction="los_angeles")
+    assert la_revenue.gmv_cents > 0
+    assert "analytics_g1_bookings_captured_on" not in index_names(world, "analytics_g1_bookings")
+
+    world.catch_up()  # today's code: a generation of its version, built, then switched to
+    with database.reading() as sql:
+        [active] = [g for g in generations(sql, "analytics") if g.active]
+    assert (active.generation, active.version) == (2, AnalyticsProjection.version)
+    assert "analytics_g2_bookings_captured_on" in index_names(world, "analytics_g2_bookings")
+    assert rows(world.dump()) == rows(before)
+    assert world.queries.revenue(ANALYST, first, last, "week", jurisdiction="los_angeles") == (
+        la_revenue
+    )
 
 
 def test_csv_reads_back_with_a_csv_parser(world: World) -> None:
