@@ -1,4 +1,5 @@
-"""Query parameters as the console's GET forms send them.
+"""Query parameters as the console's GET forms send them, and the paging every list
+shares.
 
 A browser sends every field of a form, those left empty too (``?actor_id=&since=``):
 an empty field means "no filter", not a malformed one. And a time typed into a
@@ -12,12 +13,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 from uuid import UUID
 
+from fastapi import Query
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from api.deps import POSITION_MAX
 from api.queries.params import QueryText, date_means_midnight_utc, require_offset
+from queries.base import OFFSET_MAX, PAGE_SIZE_MAX
 
 FORM_TEXT_LENGTH_MAX: Final = 200
+PAGE_SIZE: Final = 25
+"""Items a page of a console list shows (kitchens, certificates, users)."""
+assert PAGE_SIZE <= PAGE_SIZE_MAX
 
 
 def blank_is_none(value: Any) -> Any:
@@ -61,5 +67,9 @@ FormPosition = Annotated[
 """An event store position, or nothing for an empty field."""
 FormTime = Annotated[datetime | None, BeforeValidator(typed_time), AfterValidator(_in_range)]
 """A moment in UTC (see :func:`typed_time`), or nothing for an empty field."""
+OptionalFlag = Annotated[bool | None, BeforeValidator(blank_is_none)]
+"""A yes / no / either filter (``true``, ``false``, or blank or absent)."""
+Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX)]
+"""How many items of a list come before the page shown."""
 
 TIME_HELP = "A date (2030-01-07) or a time (2030-01-07T17:00), in UTC unless it gives an offset."

@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from aggregates.booking import BookingStatus
 from api.console.charts import Series, bar_chart, column_chart, compact_number, percent
+from api.console.params import Offset, blank_is_none
 from api.console.rendering import PAGE_HEADERS, PageRead, console_read, render
 from api.console.session import CONSOLE_PATH, ConsoleAnalyst
 from api.deps import AnalyticsQueriesDep, AuthenticatedUser, ReadConsistency, ServicesDep, TodayUtc
@@ -53,7 +54,7 @@ from queries.analytics import (
     KitchenOccupancy,
     RankingMetric,
 )
-from queries.base import OFFSET_MAX, Page, PageRequest
+from queries.base import Page, PageRequest
 
 router = APIRouter(prefix="/analytics")
 
@@ -80,12 +81,7 @@ assert METRIC_NAMES.keys() == set(get_args(RankingMetric))
 assert OUTCOME_NAMES.keys() == {status.value for status in BookingStatus}
 
 
-def _blank_is_none(value: object) -> object:
-    """A filter the form sent empty is no filter."""
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-Blank = BeforeValidator(_blank_is_none)
+Blank = BeforeValidator(blank_is_none)
 DayOrBlank = Annotated[PointInTime | None, Blank]
 CityOrBlank = Annotated[CityFilter, Blank]
 JurisdictionOrBlank = Annotated[JurisdictionFilter, Blank]
@@ -363,9 +359,6 @@ async def _occupancy(
         jurisdiction=filters.jurisdiction,
         page=PageRequest(limit=OCCUPANCY_PAGE_SIZE, offset=offset),
     )
-
-
-Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX)]
 
 
 def _shown(page: Page[KitchenOccupancy]) -> str:

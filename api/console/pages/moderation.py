@@ -5,37 +5,43 @@ matching ``/api/v1/admin`` route, with the same filters and bounds."""
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
 from aggregates.text import REASON_LENGTH_MAX
+from api.console.params import PAGE_SIZE, Offset, OptionalFlag
 from api.console.rendering import PageRead, console_read, render
 from api.console.session import ConsoleAdmin
 from api.deps import ComplianceQueriesDep, KitchenModerationDep, TodayUtc
+from api.queries.admin.certificates import CertificateStatus
+from api.queries.kitchens.schemas import KitchenStatus
 from api.schemas import kitchen_fields_out
-from queries.base import OFFSET_MAX, PAGE_SIZE_MAX, PageRequest
+from queries.base import PageRequest
 from queries.compliance import WITHIN_DAYS_DEFAULT, WITHIN_DAYS_MAX, WITHIN_DAYS_MIN
 
 router = APIRouter(prefix="/moderation")
 
-KitchenStatusFilter = Literal["pending_review", "published", "rejected", "suspended", "draft"]
-CertificateStatusFilter = Literal["pending", "verified", "rejected", "expired", "all"]
-QUEUE_PAGE_SIZE: Final = 25
-PAGE_SIZE: Final = min(QUEUE_PAGE_SIZE, PAGE_SIZE_MAX)
-
-
-def blank_as_none(value: object) -> object:
-    """A filter's select sends ``""`` for "either": the same as leaving it out."""
-    return None if value == "" else value
-
-
-OptionalFlag = Annotated[bool | None, BeforeValidator(blank_as_none)]
-"""A yes / no / either filter (``true``, ``false``, or blank or absent)."""
-Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX)]
+CertificateStatusFilter = CertificateStatus | Literal["all"]
+KITCHEN_STATUS_WORDS: Final[dict[KitchenStatus, str]] = {
+    "pending_review": "Waiting for review",
+    "published": "Published",
+    "rejected": "Rejected",
+    "suspended": "Suspended",
+    "draft": "Draft",
+}
+"""The status filter's choices, in the order the form offers them."""
+CERTIFICATE_STATUS_WORDS: Final[dict[CertificateStatusFilter, str]] = {
+    "pending": "Waiting for review",
+    "verified": "Verified",
+    "rejected": "Rejected",
+    "expired": "Expired",
+    "all": "Any status",
+}
+assert set(KITCHEN_STATUS_WORDS) == set(get_args(KitchenStatus))
+assert set(CERTIFICATE_STATUS_WORDS) == {*get_args(CertificateStatus), "all"}
 
 
 @router.get("/kitchens", response_class=HTMLResponse)
@@ -44,7 +50,7 @@ async def kitchen_queue(
     admin: ConsoleAdmin,
     kitchens: KitchenModerationDep,
     read: Annotated[PageRead, Depends(console_read("kitchens"))],
-    status: KitchenStatusFilter = "pending_review",
+    status: KitchenStatus = "pending_review",
     changed_since_approval: Annotated[OptionalFlag, Query()] = None,
     offset: Offset = 0,
 ) -> HTMLResponse:
@@ -68,6 +74,7 @@ async def kitchen_queue(
         read=read,
         page=page,
         status=status,
+        status_words=KITCHEN_STATUS_WORDS,
         changed_since_approval=changed_since_approval,
         field_names=kitchen_fields_out,
         reason_length_max=REASON_LENGTH_MAX,
@@ -99,6 +106,7 @@ async def certificates(
         read=read,
         page=page,
         status=status,
+        status_words=CERTIFICATE_STATUS_WORDS,
         reason_length_max=REASON_LENGTH_MAX,
     )
 

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from api.console.errors import HTMX_REQUEST_HEADER
+from api.console.params import Offset, blank_is_none
 from api.console.rendering import (
     PAGE_HEADERS,
     Notice,
@@ -40,7 +41,6 @@ OPERATIONS_PATH: Final = "/console/operations"
 PROJECTIONS_FRAGMENT_PATH: Final = f"{OPERATIONS_PATH}/projections"
 REFRESH_EVERY_S: Final = 2
 TRIAL_BALANCE_PAGE_SIZE: Final = 50
-OFFSET_MAX: Final = 1_000_000
 SHOWN_DIGEST_LENGTH: Final = 32
 PERCENT: Final = 100
 
@@ -218,7 +218,7 @@ async def trial_balance_page(
     admin: ConsoleAdmin,
     accounts: AccountQueriesDep,
     read: Annotated[PageRead, Depends(console_read("accounts"))],
-    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX)] = 0,
+    offset: Offset = 0,
 ) -> HTMLResponse:
     """Every account with a movement and its balance, and the sum of them all, which
     double entry keeps at 0.00."""
@@ -244,12 +244,8 @@ async def trial_balance_page(
     )
 
 
-def _blank_means_none(value: object) -> object:
-    """A form's empty date field is sent as ``since=``: no date."""
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-Since = Annotated[PointInTime | None, BeforeValidator(_blank_means_none)]
+Since = Annotated[PointInTime | None, BeforeValidator(blank_is_none)]
+"""A day (00:00 UTC), or nothing for the form's empty date field (``since=``)."""
 
 
 def differences_about(differences: Sequence[Difference], subject: str) -> list[Difference]:

@@ -4,7 +4,7 @@ registration first), each linked to their history and their account's."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BeforeValidator
@@ -13,16 +13,16 @@ from starlette.responses import HTMLResponse
 
 from aggregates.account import account_id_for
 from aggregates.user import ROLES
-from api.console.pages.moderation import PAGE_SIZE, Offset, OptionalFlag, blank_as_none
+from api.console.params import PAGE_SIZE, Offset, OptionalFlag, blank_is_none
 from api.console.rendering import PageRead, console_read, render
 from api.console.session import ConsoleAdmin
 from api.deps import UserQueriesDep
+from api.queries.admin.users import Role
 from queries.base import PageRequest
 
 router = APIRouter()
 
-Role = Literal["customer", "host", "admin", "analyst"]
-OptionalRole = Annotated[Role | None, BeforeValidator(blank_as_none)]
+OptionalRole = Annotated[Role | None, BeforeValidator(blank_is_none)]
 """A role, or blank or absent for any."""
 
 

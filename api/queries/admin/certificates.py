@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from aggregates.kitchen import CERTIFICATE_STATUSES
 from api.deps import AdminUser, ComplianceQueriesDep, ComplianceReadModel, PageParams, TodayUtc
 from api.queries.kitchens.schemas import KitchenStatus
 from api.queries.params import query_responses
@@ -24,6 +25,7 @@ from queries.compliance import (
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 CertificateStatus = Literal["pending", "verified", "rejected", "expired"]
+assert get_args(CertificateStatus) == CERTIFICATE_STATUSES
 
 
 class AffectedKitchenOut(BaseModel):

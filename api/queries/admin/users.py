@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from aggregates.user import ROLES
 from api.deps import AdminUser, PageParams, UserQueriesDep, UsersReadModel
 from api.queries.params import query_responses
 from api.schemas import PageOut
@@ -18,6 +19,7 @@ from queries.users import ListedUser
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 Role = Literal["customer", "host", "admin", "analyst"]
+assert get_args(Role) == ROLES, "a role the domain knows is one the API lists"
 
 
 class UserOut(BaseModel):

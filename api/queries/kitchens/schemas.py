@@ -5,12 +5,13 @@ models would serialize."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 from uuid import UUID
 
 import orjson
 from pydantic import BaseModel, Field
 
+from aggregates.kitchen import KITCHEN_STATUSES
 from api.schemas import MoneyOut, PageOut, money
 from queries.base import Page
 from queries.kitchens import (
@@ -22,6 +23,7 @@ from queries.kitchens import (
 )
 
 KitchenStatus = Literal["draft", "pending_review", "published", "rejected", "suspended"]
+assert get_args(KitchenStatus) == KITCHEN_STATUSES
 
 
 class KitchenSummaryOut(BaseModel):
