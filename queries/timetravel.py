@@ -4,7 +4,8 @@ moment.
 Unlike every other query service this one reads the EVENT STORE, not a projection: what
 it shows is exactly what the aggregate is rebuilt from. The replay itself is
 :func:`prep_es.store.replay.replay_with_previous` (``prep-es replay`` uses the same
-replay); payloads are redacted as the audit trail redacts them (:func:`projections.audit.audit_payload`).
+replay); payloads are redacted as the audit trail redacts them
+(:func:`projections.audit.audit_payload`).
 
 Errors: an unknown aggregate, or a moment before it existed, is ``NotFound`` (404); a
 version it never reached is ``InvalidRequest`` ``version_out_of_range`` (422), as the
