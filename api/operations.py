@@ -22,7 +22,7 @@ from api.problems import PROBLEM_MEDIA_TYPE, problem_response
 from prep_es.services.container import Services
 from prep_es.services.metrics import CONTENT_TYPE, Metrics, ProjectionCollector
 from prep_es.services.readiness import Readiness, ReadinessReport
-from projections.status import ProjectionStatus, projection_statuses
+from projections.status import ProjectionStatus
 
 NOT_READY_RETRY_AFTER_S: Final = 5
 
@@ -43,17 +43,13 @@ def open_operations(services: Services, metrics: Metrics) -> Operations:
     """The operations of an application whose services just opened: ``metrics``
     starts observing its commands."""
     services.commands.processor.observer = metrics
-
-    def statuses() -> list[ProjectionStatus]:
-        return projection_statuses(
-            services.runtime.app, services.read_side.write_database, services.projections
-        )
-
     token = services.settings.metrics_token
     return Operations(
-        readiness=Readiness(services.settings, statuses, redis_circuit=services.redis_circuit),
+        readiness=Readiness(
+            services.settings, services.projection_statuses, redis_circuit=services.redis_circuit
+        ),
         metrics=metrics,
-        projection_statuses=statuses,
+        projection_statuses=services.projection_statuses,
         metrics_token=None if token is None else token.get_secret_value(),
     )
 

@@ -57,6 +57,7 @@ from projections.database import ReadDatabase
 from projections.generations import request_rebuild
 from projections.kitchens import KitchensProjection
 from projections.locks import RunnerLock
+from projections.status import ProjectionStatus, projection_statuses
 from projections.supervisor import Supervisor
 from projections.users import UsersProjection
 from queries.accounts import AccountQueries
@@ -249,6 +250,13 @@ class Services:
                 return projection_class
         names = ", ".join(projection_class.name for projection_class in self.projections)
         raise NotFound(f"no projection {name!r}; projections: {names}", code="projection_not_found")
+
+    def projection_statuses(self) -> list[ProjectionStatus]:
+        """How far each of this deployment's projections has got, read from the
+        database now (see ``projections.status``)."""
+        return projection_statuses(
+            self.runtime.app, self.read_side.write_database, self.projections
+        )
 
     def request_rebuild(self, name: str) -> int:
         """Start rebuilding projection ``name`` from position 0 (the runner holding its

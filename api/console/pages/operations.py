@@ -32,7 +32,7 @@ from api.queries.params import PointInTime
 from api.schemas import money
 from prep_es.services.container import Services
 from prep_es.services.reconciliation import Difference, reconcile
-from projections.status import ProjectionFailure, ProjectionStatus, projection_statuses
+from projections.status import ProjectionFailure, ProjectionStatus
 from queries.base import PageRequest
 
 router = APIRouter(prefix="/operations")
@@ -143,10 +143,7 @@ class ProjectionsView:
 
 
 def projections_view(services: Services) -> ProjectionsView:
-    statuses = projection_statuses(
-        services.runtime.app, services.read_side.write_database, services.projections
-    )
-    rows = tuple(ProjectionRow.of(status) for status in statuses)
+    rows = tuple(ProjectionRow.of(status) for status in services.projection_statuses())
     digest = hashlib.sha256(repr(rows).encode()).hexdigest()[:SHOWN_DIGEST_LENGTH]
     return ProjectionsView(
         rows=rows,

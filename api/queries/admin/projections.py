@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from api.deps import AdminUser, ServicesDep
 from api.queries.params import query_responses
 from api.schemas import POSITION_HEADER
-from projections.status import ProjectionStatus, projection_statuses
+from projections.status import ProjectionStatus
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -100,8 +100,6 @@ class ProjectionsOut(BaseModel):
     responses=query_responses(401, 403, 422),
 )
 def projections(admin: AdminUser, services: ServicesDep, response: Response) -> ProjectionsOut:
-    statuses = projection_statuses(
-        services.runtime.app, services.read_side.write_database, services.projections
-    )
+    statuses = services.projection_statuses()
     response.headers[POSITION_HEADER] = str(min((s.position for s in statuses), default=0))
     return ProjectionsOut(items=[ProjectionOut.of(status) for status in statuses])
