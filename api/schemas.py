@@ -32,8 +32,11 @@ PASSWORD_LENGTH_BOUND: Final = 4096
 EMAIL_LENGTH_BOUND: Final = 1000
 NAME_LENGTH_BOUND: Final = 1000
 REASON_LENGTH_BOUND: Final = 10_000
+ROLE_LENGTH_BOUND: Final = 100
 """Bounds on what a request body is read with at all; the rules (email 254, name 200,
-reason 1000 characters, …) are the domain's, answered with their own codes."""
+reason 1000 characters, a role the domain knows, …) are the domain's, answered with
+their own codes."""
+NUL_REFUSED: Final = "text must not contain NUL characters"
 
 POSITION_HEADER: Final = "X-Prep-Position"
 MIN_POSITION_HEADER: Final = "X-Prep-Min-Position"
@@ -133,6 +136,7 @@ class RefundOut(BaseModel):
 
 Row = TypeVar("Row")
 ItemOut = TypeVar("ItemOut", bound=BaseModel)
+Checked = TypeVar("Checked")
 
 
 class PageOut(BaseModel, Generic[ItemOut]):
@@ -174,18 +178,24 @@ class RequestBody(BaseModel):
     @field_validator("*")
     @classmethod
     def _refuse_nul(cls, value: Any) -> Any:
-        if _holds_nul(value):
-            msg = "text must not contain NUL characters"
-            raise ValueError(msg)
-        return value
+        return without_nul(value)
 
 
-def _holds_nul(value: Any) -> bool:
+def holds_nul(value: Any) -> bool:
+    """Whether ``value`` (text, or a list of them) holds NUL, which PostgreSQL text
+    cannot store: every request field, query parameter and console form refuses it."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, list | tuple):
-        return any(_holds_nul(item) for item in value)
+        return any(holds_nul(item) for item in value)
     return False
+
+
+def without_nul(value: Checked) -> Checked:
+    """``value``, once it is known to hold no NUL (:func:`holds_nul`); a validator."""
+    if holds_nul(value):
+        raise ValueError(NUL_REFUSED)
+    return value
 
 
 PositionField = Annotated[

@@ -18,6 +18,7 @@ from api.schemas import (
     NAME_LENGTH_BOUND,
     PASSWORD_LENGTH_BOUND,
     REASON_LENGTH_BOUND,
+    ROLE_LENGTH_BOUND,
     PositionField,
     RequestBody,
     problems,
@@ -53,7 +54,7 @@ class UserOut(BaseModel):
 class UpdateUserBody(RequestBody):
     role: str | None = Field(
         default=None,
-        max_length=100,
+        max_length=ROLE_LENGTH_BOUND,
         description="The new role: customer, host, admin or analyst. The user's current "
         "tokens stop working (they sign in again).",
         examples=["host"],

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BeforeValidator
 
-from api.schemas import POSITION_HEADER, problems
+from api.schemas import POSITION_HEADER, problems, without_nul
 
 _DATE_ONLY: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 TIME_MIN: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,14 +52,7 @@ PointInTime = Annotated[
 """An aware instant, in UTC: RFC 3339 with an offset, or a date meaning 00:00 UTC."""
 
 
-def _without_nul(value: str) -> str:
-    if "\x00" in value:
-        msg = "text must not contain NUL characters"
-        raise ValueError(msg)
-    return value
-
-
-QueryText = Annotated[str, AfterValidator(_without_nul)]
+QueryText = Annotated[str, AfterValidator(without_nul)]
 """Free text in a query parameter. NUL is refused (422): PostgreSQL text cannot hold it,
 and no name, city or event type contains one."""
 

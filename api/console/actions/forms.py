@@ -16,7 +16,7 @@ from aggregates.errors import InvalidRequest
 from api.console.rendering import DONE_MESSAGES
 from api.console.session import form_text, outcome_proof
 from api.deps import AuthenticatedUser
-from api.schemas import REASON_LENGTH_BOUND
+from api.schemas import REASON_LENGTH_BOUND, holds_nul
 from commands.context import CommandContext
 from prep_es.services.container import Services
 
@@ -33,7 +33,7 @@ def bounded_text(form: FormData, name: str, length_max: int) -> str:
     if len(text) > length_max:
         msg = f"{name} is at most {length_max} characters"
         raise InvalidRequest(msg, code=f"{name}_too_long", field=name)
-    if "\x00" in text:
+    if holds_nul(text):
         msg = f"{name} must not contain NUL characters"
         raise InvalidRequest(msg, code=f"invalid_{name}", field=name)
     return text

@@ -4,22 +4,17 @@ goes back to the projections page, where the new generation's progress shows."""
 
 from __future__ import annotations
 
-from typing import Annotated, Final
-
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse
 
+from api.commands.admin import ProjectionName
 from api.console.actions.forms import done
+from api.console.pages.operations import OPERATIONS_PATH
 from api.console.session import CheckedForm, ConsoleAdmin
 from api.deps import ServicesDep
 
 router = APIRouter(prefix="/operations")
-
-OPERATIONS_PATH: Final = "/console/operations"
-PROJECTION_NAME_LENGTH_MAX: Final = 100
-
-ProjectionName = Annotated[str, Path(max_length=PROJECTION_NAME_LENGTH_MAX)]
 
 
 @router.post("/projections/{name}/rebuild")

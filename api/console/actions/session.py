@@ -30,7 +30,7 @@ from api.console.session import (
     sign_in_nonce,
 )
 from api.deps import RequestId, ServicesDep
-from api.schemas import EMAIL_LENGTH_BOUND, PASSWORD_LENGTH_BOUND
+from api.schemas import EMAIL_LENGTH_BOUND, PASSWORD_LENGTH_BOUND, holds_nul
 from commands.context import CommandContext
 from commands.users import LogOut
 from prep_es.services.auth import LoginRateLimited, Unauthenticated
@@ -68,7 +68,7 @@ async def sign_in(request: Request, form: CheckedSignInForm, services: ServicesD
 
     if not email or not password:
         return again(422, "Enter your email and password.")
-    if "\x00" in email or "\x00" in password:
+    if holds_nul(email) or holds_nul(password):
         return again(422, "An email or password has no NUL characters.")
     if len(email) > EMAIL_LENGTH_BOUND or len(password) > PASSWORD_LENGTH_BOUND:
         return again(422, "That email or password is longer than any we accept.")

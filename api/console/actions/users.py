@@ -15,14 +15,13 @@ from starlette.responses import RedirectResponse
 from api.console.actions.forms import admin_context, back_to, bounded_text, done
 from api.console.session import CheckedForm, ConsoleAdmin
 from api.deps import AuthenticatedUser, RequestId, UserCommandsDep
+from api.schemas import ROLE_LENGTH_BOUND
 from commands.users import UpdateUser
 
 router = APIRouter(prefix="/users")
 
 USERS_PATH: Final = "/console/users"
 USER_FILTERS: Final = ("role", "active", "offset")
-ROLE_LENGTH_BOUND: Final = 100
-"""As the API's body bounds ``role``; the command checks it is a role."""
 
 
 async def _update(
@@ -77,6 +76,7 @@ async def change_role(
     request_id: RequestId,
 ) -> RedirectResponse:
     """The user's current tokens stop working: they sign in again in their new role."""
+    # Bounded as the API's body bounds it; the command checks it is a role.
     role = bounded_text(form, "role", ROLE_LENGTH_BOUND)
     position = await _update(users, UpdateUser(user_id=user_id, role=role), admin, request_id)
     return done(request, admin, back_to(USERS_PATH, form, USER_FILTERS), "role_changed", position)

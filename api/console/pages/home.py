@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from api.console.errors import safe_next_path
+from api.console.errors import NEXT_PATH_LENGTH_MAX, safe_next_path
 from api.console.rendering import render
 from api.console.session import (
     CONSOLE_PATH,
@@ -35,7 +35,7 @@ SIGN_IN_REASONS = {
 async def sign_in_page(
     request: Request,
     services: ServicesDep,
-    next_path: Annotated[str | None, Query(alias="next", max_length=2000)] = None,
+    next_path: Annotated[str | None, Query(alias="next", max_length=NEXT_PATH_LENGTH_MAX)] = None,
     reason: Annotated[str | None, Query(max_length=40)] = None,
     done: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:

@@ -26,7 +26,7 @@ from api.console.rendering import (
     render,
     told_done,
 )
-from api.console.session import ConsoleAdmin
+from api.console.session import CONSOLE_PATH, ConsoleAdmin
 from api.deps import AccountQueriesDep, ServicesDep
 from api.queries.params import PointInTime
 from api.schemas import money
@@ -37,7 +37,7 @@ from queries.base import PageRequest
 
 router = APIRouter(prefix="/operations")
 
-OPERATIONS_PATH: Final = "/console/operations"
+OPERATIONS_PATH: Final = f"{CONSOLE_PATH}/operations"
 PROJECTIONS_FRAGMENT_PATH: Final = f"{OPERATIONS_PATH}/projections"
 REFRESH_EVERY_S: Final = 2
 TRIAL_BALANCE_PAGE_SIZE: Final = 50
