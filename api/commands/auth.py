@@ -17,6 +17,7 @@ from api.commands.execution import execute, execute_without_content
 from api.commands.users import UserOut
 from api.deps import (
     AnonymousCommand,
+    AuthenticatedUser,
     Command,
     CurrentUser,
     ServicesDep,
@@ -40,6 +41,16 @@ def client_address(request: Request) -> str:
     """The connection's peer: the server has already replaced it with the forwarded
     address when the peer is a trusted proxy."""
     return request.client.host if request.client is not None else "unknown"
+
+
+def log_out_command(user: AuthenticatedUser) -> LogOut:
+    """Revoke the token ``user`` was authenticated with (the API's bearer token, or the
+    console's session)."""
+    return LogOut(
+        token_id=user.token_id,
+        issued_at_us=user.token_issued_at_us,
+        expires_at_s=user.token_expires_at_s,
+    )
 
 
 class RegisterBody(RequestBody):
@@ -128,9 +139,4 @@ async def log_in(
     responses=problems(401),
 )
 async def log_out(user: CurrentUser, users: UserCommandsDep, context: Command) -> Response:
-    command = LogOut(
-        token_id=user.token_id,
-        issued_at_us=user.token_issued_at_us,
-        expires_at_s=user.token_expires_at_s,
-    )
-    return await execute_without_content(users.log_out, command, context)
+    return await execute_without_content(users.log_out, log_out_command(user), context)

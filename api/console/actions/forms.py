@@ -74,8 +74,9 @@ def done(
     return RedirectResponse(f"{path}{separator}{urlencode(query)}", status_code=303)
 
 
-def admin_context(admin: AuthenticatedUser, request_id: str) -> CommandContext:
+def command_context(user: AuthenticatedUser, request_id: str) -> CommandContext:
     """Who runs the command, for which request. No idempotency key: each form acts on
     the aggregate as it is, so one posted twice is refused (approving a published
-    kitchen: 409) or changes nothing (deactivating a deactivated user) the second time."""
-    return CommandContext(actor=admin.actor, request_id=request_id)
+    kitchen: 409) or changes nothing (deactivating a deactivated user, signing out a
+    revoked session) the second time."""
+    return CommandContext(actor=user.actor, request_id=request_id)

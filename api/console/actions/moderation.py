@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse
 
-from api.console.actions.forms import admin_context, back_to, done, reason_of
+from api.console.actions.forms import back_to, command_context, done, reason_of
 from api.console.session import CheckedForm, ConsoleAdmin
 from api.deps import KitchenCommandsDep, RequestId
 from commands.kitchens import CertificateAction, KitchenAction, KitchenActionWithReason
@@ -39,7 +39,7 @@ async def approve_kitchen(
     executed = await run_in_threadpool(
         kitchens.approve_kitchen,
         KitchenAction(kitchen_id=kitchen_id),
-        admin_context(admin, request_id),
+        command_context(admin, request_id),
     )
     return done(
         request,
@@ -62,7 +62,7 @@ async def reject_kitchen(
     executed = await run_in_threadpool(
         kitchens.reject_kitchen,
         KitchenActionWithReason(kitchen_id=kitchen_id, reason=reason_of(form)),
-        admin_context(admin, request_id),
+        command_context(admin, request_id),
     )
     return done(
         request,
@@ -85,7 +85,7 @@ async def suspend_kitchen(
     executed = await run_in_threadpool(
         kitchens.suspend_kitchen,
         KitchenActionWithReason(kitchen_id=kitchen_id, reason=reason_of(form)),
-        admin_context(admin, request_id),
+        command_context(admin, request_id),
     )
     return done(
         request,
@@ -110,7 +110,7 @@ async def reinstate_kitchen(
     executed = await run_in_threadpool(
         kitchens.reinstate_kitchen,
         KitchenAction(kitchen_id=kitchen_id),
-        admin_context(admin, request_id),
+        command_context(admin, request_id),
     )
     outcome = (
         "kitchen_reinstated" if executed.result.status == "published" else "kitchen_sent_to_review"
@@ -133,7 +133,7 @@ async def verify_certificate(
     executed = await run_in_threadpool(
         kitchens.verify_certificate,
         CertificateAction(kitchen_id=kitchen_id, certificate_id=certificate_id),
-        admin_context(admin, request_id),
+        command_context(admin, request_id),
     )
     return done(
         request,
@@ -159,7 +159,7 @@ async def reject_certificate(
         CertificateAction(
             kitchen_id=kitchen_id, certificate_id=certificate_id, reason=reason_of(form)
         ),
-        admin_context(admin, request_id),
+        command_context(admin, request_id),
     )
     return done(
         request,

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from api.commands.auth import client_address
+from api.commands.auth import client_address, log_out_command
+from api.console.actions.forms import command_context
 from api.console.errors import SIGN_IN_PATH, safe_next_path
 from api.console.rendering import render
 from api.console.session import (
@@ -31,8 +32,6 @@ from api.console.session import (
 )
 from api.deps import RequestId, ServicesDep
 from api.schemas import EMAIL_LENGTH_BOUND, PASSWORD_LENGTH_BOUND, holds_nul
-from commands.context import CommandContext
-from commands.users import LogOut
 from prep_es.services.auth import LoginRateLimited, Unauthenticated
 
 router = APIRouter()
@@ -112,13 +111,11 @@ async def sign_out(
     services: ServicesDep,
     request_id: RequestId,
 ) -> Response:
-    command = LogOut(
-        token_id=user.token_id,
-        issued_at_us=user.token_issued_at_us,
-        expires_at_s=user.token_expires_at_s,
+    await run_in_threadpool(
+        services.commands.users.log_out,
+        log_out_command(user),
+        command_context(user, request_id),
     )
-    context = CommandContext(actor=user.actor, request_id=request_id)
-    await run_in_threadpool(services.commands.users.log_out, command, context)
     response = RedirectResponse(f"{SIGN_IN_PATH}?done=signed_out", status_code=303)
     clear_session_cookie(response, request)
     return response

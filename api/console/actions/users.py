@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse
 
-from api.console.actions.forms import admin_context, back_to, bounded_text, done
+from api.console.actions.forms import back_to, bounded_text, command_context, done
 from api.console.session import CheckedForm, ConsoleAdmin
 from api.deps import AuthenticatedUser, RequestId, UserCommandsDep
 from api.schemas import ROLE_LENGTH_BOUND
@@ -30,7 +30,9 @@ async def _update(
     admin: AuthenticatedUser,
     request_id: str,
 ) -> int:
-    executed = await run_in_threadpool(users.update_user, command, admin_context(admin, request_id))
+    executed = await run_in_threadpool(
+        users.update_user, command, command_context(admin, request_id)
+    )
     return executed.position
 
 
