@@ -270,6 +270,9 @@ def create_app(
     if missing:
         msg = f"the API documentation's assets are not installed: {', '.join(missing)}"
         raise RuntimeError(msg)
+    # The console's pages read and its actions write: a process serving one side only
+    # does not serve it.
+    console = create_console() if settings.api_role == "all" else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -283,7 +286,8 @@ def create_app(
             )
         )
         app.state.services = services
-        console.state.services = services
+        if console is not None:
+            console.state.services = services
         app.state.operations = open_operations(services, metrics)
         try:
             await anyio.to_thread.run_sync(bootstrap_admin, services)
@@ -304,7 +308,6 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    console = create_console()
     if settings.api_role != "write":
         # Innermost: request ids, logs and metrics wrap its answers as any route's.
         app.add_middleware(KitchenReadsMiddleware, prefix=API_PREFIX)
@@ -313,11 +316,10 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(operations_router)
     app.include_router(docs_router)
-    if settings.api_role == "all":
-        # Its pages read and its actions write: a process serving one side only does
-        # not serve it. Before the API's routes, which a console request would
-        # otherwise be matched against one by one first (a sixth of a page's time);
-        # an API request pays one prefix check for it.
+    if console is not None:
+        # Before the API's routes, which a console request would otherwise be matched
+        # against one by one first (a sixth of a page's time); an API request pays one
+        # prefix check for it.
         app.mount(CONSOLE_PATH, console)
     for router in api_routers(settings.api_role):
         app.include_router(router, prefix=API_PREFIX)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any, Final
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
@@ -21,9 +21,12 @@ from starlette.responses import RedirectResponse, Response
 from api.console.rendering import render
 from api.console.session import (
     CONSOLE_PATH,
+    HTMX_REQUEST_HEADER,
     SESSION_USER_STATE,
+    SIGN_IN_PATH,
     FormRefused,
     SignInRequired,
+    safe_next_path,
 )
 from api.problems import (
     STATUS_BY_ERROR,
@@ -37,24 +40,6 @@ from api.problems import (
 )
 
 logger = logging.getLogger(__name__)
-
-SIGN_IN_PATH: Final = f"{CONSOLE_PATH}/sign-in"
-HTMX_REQUEST_HEADER: Final = "hx-request"
-NEXT_PATH_LENGTH_MAX: Final = 2000
-
-
-def safe_next_path(path: str | None) -> str:
-    """Where to go after signing in: a console path, never another site (``//host``
-    or ``/\\host`` would be one to a browser)."""
-    if (
-        not path
-        or len(path) > NEXT_PATH_LENGTH_MAX
-        or not path.startswith(CONSOLE_PATH + "/")
-        or path.startswith(SIGN_IN_PATH)
-        or any(character in path for character in "\\\r\n\t")
-    ):
-        return CONSOLE_PATH + "/"
-    return path
 
 
 def sign_in_redirect(request: Request, reason: str) -> Response:

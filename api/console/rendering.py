@@ -19,6 +19,7 @@ for nothing.
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -148,9 +149,12 @@ def console_read(*names: str) -> Callable[..., Awaitable[PageRead]]:
         positions = services.read_positions
         caught_up = True
         if position:
+            # One wait for them all: each read model gets what the last one left.
+            deadline = time.monotonic() + services.settings.min_position_wait_s
             try:
                 for name in names:
-                    positions.wait_for(name, position, services.settings.min_position_wait_s)
+                    remaining_s = max(0.0, deadline - time.monotonic())
+                    positions.wait_for(name, position, remaining_s)
             except (ReadModelBehind, TooManyWaiters):
                 # The action is stored; the page says it does not show it yet.
                 caught_up = False

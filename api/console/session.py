@@ -35,6 +35,9 @@ from prep_es.services.auth import Unauthenticated
 from prep_es.services.container import Services
 
 CONSOLE_PATH: Final = "/console"
+SIGN_IN_PATH: Final = f"{CONSOLE_PATH}/sign-in"
+HTMX_REQUEST_HEADER: Final = "hx-request"
+NEXT_PATH_LENGTH_MAX: Final = 2000
 SESSION_COOKIE: Final = "prep_console_session"
 SIGN_IN_COOKIE: Final = "prep_console_sign_in"
 FORM_TOKEN_FIELD: Final = "form_token"
@@ -98,6 +101,20 @@ def sign_in_nonce(request: Request) -> str:
     if SIGN_IN_NONCE.fullmatch(nonce):
         return nonce
     return secrets.token_urlsafe(SIGN_IN_NONCE_BYTES)
+
+
+def safe_next_path(path: str | None) -> str:
+    """Where to go after signing in: a console path, never another site (``//host``
+    or ``/\\host`` would be one to a browser)."""
+    if (
+        not path
+        or len(path) > NEXT_PATH_LENGTH_MAX
+        or not path.startswith(CONSOLE_PATH + "/")
+        or path.startswith(SIGN_IN_PATH)
+        or any(character in path for character in "\\\r\n\t")
+    ):
+        return CONSOLE_PATH + "/"
+    return path
 
 
 def secure_cookies(request: Request) -> bool:

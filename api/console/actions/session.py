@@ -14,17 +14,18 @@ from starlette.responses import RedirectResponse, Response
 
 from api.commands.auth import client_address, log_out_command
 from api.console.actions.forms import command_context
-from api.console.errors import SIGN_IN_PATH, safe_next_path
 from api.console.rendering import render
 from api.console.session import (
     CONSOLE_PATH,
     CONSOLE_ROLES,
     SIGN_IN_COOKIE,
+    SIGN_IN_PATH,
     CheckedForm,
     CheckedSignInForm,
     ConsoleUser,
     clear_session_cookie,
     form_text,
+    safe_next_path,
     set_session_cookie,
     set_sign_in_cookie,
     sign_in_form_token,

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from api.console.errors import NEXT_PATH_LENGTH_MAX, safe_next_path
 from api.console.rendering import render
 from api.console.session import (
     CONSOLE_PATH,
+    NEXT_PATH_LENGTH_MAX,
     ConsoleUser,
+    safe_next_path,
     session_user_or_none,
     set_sign_in_cookie,
     sign_in_form_token,

@@ -16,7 +16,6 @@ from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from api.console.errors import HTMX_REQUEST_HEADER
 from api.console.params import Offset, blank_is_none
 from api.console.rendering import (
     PAGE_HEADERS,
@@ -26,7 +25,7 @@ from api.console.rendering import (
     render,
     told_done,
 )
-from api.console.session import CONSOLE_PATH, ConsoleAdmin
+from api.console.session import CONSOLE_PATH, HTMX_REQUEST_HEADER, ConsoleAdmin
 from api.deps import AccountQueriesDep, ServicesDep
 from api.queries.params import PointInTime
 from api.schemas import money
