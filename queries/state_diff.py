@@ -18,7 +18,6 @@ path (:attr:`FieldChange.field`) is for reading only.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -87,21 +86,3 @@ def _changes(
     for key, new in after.items():
         if key not in before:
             yield FieldChange((*prefix, key), "added", None, new)
-
-
-def apply_diff(before: Mapping[str, Any], changes: Iterable[FieldChange]) -> dict[str, Any]:
-    """``before`` with ``changes`` made to a copy of it: for the changes
-    :func:`state_diff` found between ``before`` and some ``after``, a state equal to
-    ``after`` (key order aside)."""
-    state: dict[str, Any] = copy.deepcopy(dict(before))
-    for change in changes:
-        parent: Any = state
-        for key in change.path[:-1]:
-            parent = parent[key]
-        assert isinstance(parent, dict), change.path
-        last = change.path[-1]
-        if change.kind == "removed":
-            del parent[last]
-        else:
-            parent[last] = copy.deepcopy(change.after)
-    return state

@@ -4,12 +4,14 @@ second."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queries.state_diff import FieldChange, apply_diff, same_value, state_diff
+from queries.state_diff import FieldChange, same_value, state_diff
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 KEYS = st.text(max_size=6)
@@ -19,6 +21,24 @@ JSON_VALUES = st.recursive(
     max_leaves=20,
 )
 STATES = st.dictionaries(KEYS, JSON_VALUES, max_size=6)
+
+
+def apply_diff(before: Mapping[str, Any], changes: Iterable[FieldChange]) -> dict[str, Any]:
+    """``before`` with ``changes`` made to a copy of it: for the changes
+    ``state_diff`` found between ``before`` and some ``after``, a state equal to
+    ``after`` (key order aside)."""
+    state: dict[str, Any] = copy.deepcopy(dict(before))
+    for change in changes:
+        parent: Any = state
+        for key in change.path[:-1]:
+            parent = parent[key]
+        assert isinstance(parent, dict), change.path
+        last = change.path[-1]
+        if change.kind == "removed":
+            del parent[last]
+        else:
+            parent[last] = copy.deepcopy(change.after)
+    return state
 
 
 def kinds(changes: list[FieldChange]) -> list[tuple[str, str, Any, Any]]:
