@@ -34,7 +34,7 @@ from starlette.responses import HTMLResponse
 
 from api.console.charts import percent
 from api.console.session import FORM_TOKEN_FIELD, ConsoleUser, form_token, outcome_proof
-from api.console.values import money, value_html
+from api.console.values import history_link, money, value_html
 from api.deps import POSITION_MAX, AuthenticatedUser, ServicesDep
 from prep_es.services.container import Services
 from queries.consistency import ReadModelBehind, TooManyWaiters
@@ -103,6 +103,7 @@ environment.filters["when"] = _when
 environment.filters["percent"] = percent
 environment.filters["merge_query"] = _merge_query
 environment.globals["value"] = value_html
+environment.globals["history_link"] = history_link
 
 
 @dataclass(frozen=True)
