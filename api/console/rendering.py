@@ -34,8 +34,9 @@ from starlette.responses import HTMLResponse
 
 from api.console.charts import percent
 from api.console.session import FORM_TOKEN_FIELD, ConsoleUser, form_token, outcome_proof
-from api.console.values import history_link, money, value_html
+from api.console.values import grouped_cents, history_link, value_html
 from api.deps import POSITION_MAX, AuthenticatedUser, ServicesDep
+from api.schemas import money
 from prep_es.services.container import Services
 from queries.consistency import ReadModelBehind, TooManyWaiters
 
@@ -69,8 +70,9 @@ request, and shown only with the acting session's proof (a link cannot make the 
 say something it did not do)."""
 
 
-def _amount(decimal_text: str) -> str:
-    """An amount as the API writes it (``"1234.50"``), its thousands grouped."""
+def grouped_decimal(decimal_text: str) -> str:
+    """An amount as the API writes it (``"1234.50"``), for reading: its thousands
+    grouped (``1,234.50``)."""
     return f"{Decimal(decimal_text):,.2f}"
 
 
@@ -97,13 +99,15 @@ environment: Final = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.filters["money"] = money
-environment.filters["amount"] = _amount
+environment.filters["grouped_cents"] = grouped_cents
+environment.filters["grouped_decimal"] = grouped_decimal
 environment.filters["when"] = _when
 environment.filters["percent"] = percent
 environment.filters["merge_query"] = _merge_query
 environment.globals["value"] = value_html
 environment.globals["history_link"] = history_link
+environment.globals["api_money"] = money
+"""Cents as the API writes money (``"1234.56"``): what a ``data-value`` holds."""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ FORM_TOKEN_PURPOSE: Final = "prep-es console form token"
 CONSOLE_ROLES: Final = ("admin", "analyst")
 SIGN_IN_NONCE_BYTES: Final = 32
 SIGN_IN_COOKIE_MAX_AGE_S: Final = 3600
-SIGN_IN_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
+SIGN_IN_NONCE_LENGTH: Final = len(base64.urlsafe_b64encode(bytes(SIGN_IN_NONCE_BYTES)).rstrip(b"="))
+"""Characters of a nonce as ``secrets.token_urlsafe`` writes it: unpadded base64."""
+SIGN_IN_NONCE: Final = re.compile(rf"[A-Za-z0-9_-]{{{SIGN_IN_NONCE_LENGTH}}}")
 
 
 class SignInRequired(Exception):
@@ -202,7 +204,7 @@ def console_roles(*roles: str) -> Callable[..., Awaitable[AuthenticatedUser]]:
 
 ConsoleUser = Annotated[AuthenticatedUser, Depends(session_user)]
 ConsoleAdmin = Annotated[AuthenticatedUser, Depends(console_roles("admin"))]
-ConsoleAnalyst = Annotated[AuthenticatedUser, Depends(console_roles("analyst", "admin"))]
+ConsoleAnalystOrAdmin = Annotated[AuthenticatedUser, Depends(console_roles("analyst", "admin"))]
 """Analytics: analysts and admins, as the API's analytics routes."""
 
 

@@ -42,8 +42,9 @@ AGGREGATE_ID_FIELDS: Final = frozenset(
 booking's): their values are links to its history."""
 
 
-def money(cents: int) -> str:
-    """Cents as a decimal amount, its thousands grouped: ``123456`` → ``1,234.56``."""
+def grouped_cents(cents: int) -> str:
+    """Cents as a decimal amount for reading, its thousands grouped: ``123456`` →
+    ``1,234.56`` (the API writes ``"1234.56"``: ``api.schemas.money``)."""
     return f"{Decimal(cents) / CENTS_PER_UNIT:,.2f}"
 
 
@@ -90,7 +91,7 @@ def _write(parts: list[str], shown: object, key: str | None) -> None:
     elif isinstance(shown, Sequence):
         _write_sequence(parts, shown, key)
     elif isinstance(shown, int) and key is not None and key.endswith("_cents"):
-        parts.append(f'{shown} <span class="hint">({money(shown)})</span>')
+        parts.append(f'{shown} <span class="hint">({grouped_cents(shown)})</span>')
     else:
         parts.append(str(escape(shown)))
 

@@ -13,7 +13,6 @@ from starlette.requests import Request
 
 from api.console.pages.operations import ProjectionRow, ProjectionsView, summary_of
 from api.console.rendering import environment
-from api.schemas import money
 from prep_es.services.reconciliation import Difference, Reconciliation
 from projections.status import GenerationProgress, ProjectionFailure, ProjectionStatus
 from tests.console.conftest import Console, ConsoleSession, form_token_in
@@ -363,7 +362,6 @@ def test_a_reconciliation_difference_shows_both_sides_amounts_and_links() -> Non
         since_date="",
         top_ups=[difference],
         payouts=[],
-        amount=money,
     )
     assert "<strong>1 difference</strong> between the provider and the ledger." in html
     top_ups = html.split('<table id="reconciliation-top-ups">')[1].split("</table>")[0]

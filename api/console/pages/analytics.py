@@ -31,7 +31,7 @@ from aggregates.booking import BookingStatus
 from api.console.charts import Series, bar_chart, column_chart, compact_number, percent
 from api.console.params import Offset, blank_is_none
 from api.console.rendering import PAGE_HEADERS, PageRead, console_read, render
-from api.console.session import CONSOLE_PATH, ConsoleAnalyst
+from api.console.session import CONSOLE_PATH, ConsoleAnalystOrAdmin
 from api.deps import AnalyticsQueriesDep, AuthenticatedUser, ReadConsistency, ServicesDep, TodayUtc
 from api.queries.analytics import (
     CityFilter,
@@ -239,7 +239,7 @@ def _where(filters: Filters) -> str:
 
 
 @router.get("")
-async def analytics_home(request: Request, user: ConsoleAnalyst) -> RedirectResponse:
+async def analytics_home(request: Request, user: ConsoleAnalystOrAdmin) -> RedirectResponse:
     """Analytics start with revenue; the filters asked for go along."""
     query = f"?{request.url.query}" if request.url.query else ""
     return RedirectResponse(f"{ANALYTICS_PATH}/revenue{query}", status_code=303)
@@ -299,7 +299,7 @@ def revenue_chart(series: RevenueSeriesOut, filters: Filters) -> Markup:
 @router.get("/revenue", response_class=HTMLResponse)
 async def revenue_page(
     request: Request,
-    user: ConsoleAnalyst,
+    user: ConsoleAnalystOrAdmin,
     services: ServicesDep,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
@@ -330,7 +330,7 @@ async def revenue_page(
 
 @router.get("/revenue.csv")
 async def revenue_download(
-    user: ConsoleAnalyst,
+    user: ConsoleAnalystOrAdmin,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
     filters: RangeFilters,
@@ -400,7 +400,7 @@ def occupancy_chart(page: Page[KitchenOccupancy], filters: Filters) -> Markup:
 @router.get("/occupancy", response_class=HTMLResponse)
 async def occupancy_page(
     request: Request,
-    user: ConsoleAnalyst,
+    user: ConsoleAnalystOrAdmin,
     services: ServicesDep,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
@@ -429,7 +429,7 @@ async def occupancy_page(
 
 @router.get("/occupancy.csv")
 async def occupancy_download(
-    user: ConsoleAnalyst,
+    user: ConsoleAnalystOrAdmin,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
     filters: RangeFilters,
@@ -494,7 +494,7 @@ def top_kitchens_chart(ranking: TopKitchensOut, filters: PlaceFilters) -> Markup
 @router.get("/top-kitchens", response_class=HTMLResponse)
 async def top_kitchens_page(
     request: Request,
-    user: ConsoleAnalyst,
+    user: ConsoleAnalystOrAdmin,
     services: ServicesDep,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
@@ -528,7 +528,7 @@ async def top_kitchens_page(
 
 @router.get("/top-kitchens.csv")
 async def top_kitchens_download(
-    user: ConsoleAnalyst,
+    user: ConsoleAnalystOrAdmin,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
     filters: PlacesOnly,
@@ -579,7 +579,7 @@ def outcomes_chart(stats: KitchenStatsOut) -> Markup:
 async def kitchen_page(
     request: Request,
     kitchen_id: UUID,
-    user: ConsoleAnalyst,
+    user: ConsoleAnalystOrAdmin,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
 ) -> HTMLResponse:
@@ -601,7 +601,7 @@ async def kitchen_page(
 @router.get("/kitchens/{kitchen_id}/stats.csv")
 async def kitchen_download(
     kitchen_id: UUID,
-    user: ConsoleAnalyst,
+    user: ConsoleAnalystOrAdmin,
     analytics: AnalyticsQueriesDep,
     read: AnalyticsRead,
 ) -> Response:

@@ -28,7 +28,6 @@ from api.console.rendering import (
 from api.console.session import CONSOLE_PATH, HTMX_REQUEST_HEADER, ConsoleAdmin
 from api.deps import AccountQueriesDep, ServicesDep
 from api.queries.params import PointInTime
-from api.schemas import money
 from prep_es.services.container import Services
 from prep_es.services.reconciliation import Difference, reconcile
 from projections.status import ProjectionFailure, ProjectionStatus
@@ -236,7 +235,6 @@ async def trial_balance_page(
             "limit": trial.limit,
             "offset": trial.offset,
         },
-        amount=money,
     )
 
 
@@ -270,5 +268,4 @@ async def reconciliation_page(
         since_date="" if since is None else since.date().isoformat(),
         top_ups=differences_about(result.differences, "top_up"),
         payouts=differences_about(result.differences, "payout"),
-        amount=money,
     )
