@@ -14,6 +14,7 @@ from uuid import uuid4
 from xml.etree import ElementTree
 
 import pytest
+from starlette.requests import Request
 
 from api.console.pages.analytics import OUTCOME_NAMES, outcomes, outcomes_chart
 from api.console.rendering import environment
@@ -452,13 +453,22 @@ def test_a_kitchens_occupancy_says_why_it_is_unknown(
     changes: dict[str, Any], occupancy: str
 ) -> None:
     stats = kitchen_statistics(**changes)
+    request = Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": f"/console/analytics/kitchens/{stats.kitchen_id}",
+            "query_string": b"",
+            "headers": [],
+        }
+    )
     html = environment.get_template("analytics_kitchen.html").render(
+        request=request,
         user=Viewer(user_id=uuid4(), role="analyst"),
         section="analytics",
         read=None,
         form_token_field="form_token",
         form_token="t",
-        tab="kitchen",
         stats=stats,
         outcomes=outcomes(stats),
         chart=outcomes_chart(stats),
