@@ -39,7 +39,8 @@ OPERATIONS_PATH: Final = f"{CONSOLE_PATH}/operations"
 PROJECTIONS_FRAGMENT_PATH: Final = f"{OPERATIONS_PATH}/projections"
 REFRESH_EVERY_S: Final = 2
 TRIAL_BALANCE_PAGE_SIZE: Final = 50
-SHOWN_DIGEST_LENGTH: Final = 32
+SHOWN_DIGEST_LENGTH: Final = 16
+"""Hex digits of each digest in :attr:`ProjectionsView.shown`."""
 PERCENT: Final = 100
 
 STATE_WORDS: Final = {"running": "Running", "failed": "Failed", "not_started": "Not started"}
@@ -111,8 +112,9 @@ class ProjectionRow:
 
 
 def summary_of(rows: Sequence[ProjectionRow]) -> str:
-    """One sentence on all of them, first in the live region: what a screen reader
-    hears when the table changes."""
+    """One sentence on all of them, the page's live region: what a screen reader hears
+    when it changes (the table, whose lag changes at every refresh while the store is
+    written, is not read out)."""
     if not rows:
         return "No projections."
     failed = [row.name for row in rows if row.state == "failed"]
@@ -129,34 +131,46 @@ def summary_of(rows: Sequence[ProjectionRow]) -> str:
     return " ".join(parts)
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:SHOWN_DIGEST_LENGTH]
+
+
 @dataclass(frozen=True)
 class ProjectionsView:
     rows: tuple[ProjectionRow, ...]
     summary: str
     head: int
     lowest_position: int
-    shown: str
-    """A digest of everything the table shows: the browser sends it back when it asks
-    for the table again, and is told "no change" (204) while it still holds."""
+
+    @property
+    def shown(self) -> str:
+        """What the page shows: a digest of the table, then one of the summary. The
+        browser sends it back when it asks for the table again, and is told "no change"
+        (204) while it still holds."""
+        return _digest(repr(self.rows)) + _digest(self.summary)
+
+    def summary_shown(self, shown: str | None) -> bool:
+        """Whether the browser that sent ``shown`` already shows this summary (so it is
+        not read out again)."""
+        return shown is not None and shown[SHOWN_DIGEST_LENGTH:] == _digest(self.summary)
 
 
 def projections_view(services: Services) -> ProjectionsView:
     rows = tuple(ProjectionRow.of(status) for status in services.projection_statuses())
-    digest = hashlib.sha256(repr(rows).encode()).hexdigest()[:SHOWN_DIGEST_LENGTH]
     return ProjectionsView(
         rows=rows,
         summary=summary_of(rows),
         head=max((row.head for row in rows), default=0),
         lowest_position=min((row.position for row in rows), default=0),
-        shown=digest,
     )
 
 
-def _table_context(view: ProjectionsView) -> dict[str, Any]:
+def _table_context(view: ProjectionsView, *, new_summary: bool = False) -> dict[str, Any]:
     return {
         "view": view,
         "fragment_path": PROJECTIONS_FRAGMENT_PATH,
         "refresh_every_s": REFRESH_EVERY_S,
+        "new_summary": new_summary,
     }
 
 
@@ -194,17 +208,19 @@ async def projections_fragment(
     request: Request,
     admin: ConsoleAdmin,
     services: ServicesDep,
-    shown: Annotated[str | None, Query(max_length=SHOWN_DIGEST_LENGTH)] = None,
+    shown: Annotated[str | None, Query(max_length=2 * SHOWN_DIGEST_LENGTH)] = None,
 ) -> Response:
-    """The projections table alone, for the page's live region to swap in; 204 when
-    the browser already shows what it would say (``shown``), so a screen reader is not
-    read the same table again. A browser asking for it as a page goes to the page."""
+    """The projections table alone, for the page to swap in, with the summary for its
+    live region when the browser does not show that one yet; 204 when the browser
+    already shows what it would say (``shown``). A browser asking for it as a page goes
+    to the page."""
     if HTMX_REQUEST_HEADER not in request.headers:
         return RedirectResponse(OPERATIONS_PATH, status_code=303)
     view = await run_in_threadpool(projections_view, services)
     if shown == view.shown:
         return Response(status_code=204, headers=PAGE_HEADERS)
-    return render(request, "operations_projections_table.html", user=admin, **_table_context(view))
+    context = _table_context(view, new_summary=not view.summary_shown(shown))
+    return render(request, "operations_projections_table.html", user=admin, **context)
 
 
 @router.get("/ledger", response_class=HTMLResponse)
