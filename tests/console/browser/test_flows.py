@@ -1,7 +1,8 @@
 """What admins and analysts do in the console, in a real browser on each backend: an
-admin approves a kitchen, rejects a certificate with a reason and reads what a booking's
-cancel changed; an analyst's revenue table holds the API's numbers; a customer is
-refused; a form without its token is refused; signing out ends the session."""
+admin approves a kitchen, rejects a certificate with a reason, reads what a booking's
+cancel changed and watches the projections; an analyst's revenue table holds the API's
+numbers; a customer is refused; a form without its token is refused; signing out ends
+the session."""
 
 from __future__ import annotations
 
@@ -114,6 +115,38 @@ def test_an_admin_opens_a_bookings_history_and_sees_what_its_cancel_changed(
     expect(status).to_have_class(re.compile(r"(^|\s)diff-changed(\s|$)"))
     expect(status).to_contain_text("changed")
     expect(status).to_contain_text("cancelled")
+
+
+def test_the_projections_refresh_tells_the_live_region_its_sentence_again(
+    world: ConsoleWorld, admin_page: Page
+) -> None:
+    page = admin_page
+    open_page(page, "/console/operations")
+    summary = page.locator("#projections-summary")
+    expect(summary).to_have_attribute("aria-live", "polite")
+    said = re.compile(r"[Rr]ebuild")  # every summary says whether one is under way
+    expect(summary).to_contain_text(said)
+    # The page is made to say something else than the server would: the next refresh
+    # brings the sentence back, into the same live region (kept, so it is read out).
+    page.evaluate(
+        """() => {
+            const summary = document.getElementById("projections-summary");
+            summary.dataset.kept = "yes";
+            summary.textContent = "stale";
+            document.getElementById("projections-shown").value = "0".repeat(32);
+        }"""
+    )
+    with page.expect_response(
+        lambda response: (
+            response.url.endswith("/console/operations/projections?shown=" + "0" * 32)
+            and response.status == 200
+        )
+    ):
+        pass
+    expect(summary).to_contain_text(said)
+    expect(summary).to_have_attribute("data-kept", "yes")
+    expect(page.locator("#projections-summary")).to_have_count(1)
+    expect(page.locator("#projections")).to_be_visible()
 
 
 # --- an analyst ------------------------------------------------------------------------
