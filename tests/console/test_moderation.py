@@ -464,3 +464,9 @@ def test_every_moderation_form_without_its_token_is_refused(
         assert_refused(response, 403, "form_token_invalid")
     kitchen_path = targets[0][0].removesuffix("/approve")
     assert kitchen_status(console, kitchen_path.rsplit("/", 1)[1]) == "pending_review"
+
+
+def test_a_page_past_the_end_says_there_is_nothing_there(console: Console) -> None:
+    page = console.admin().page("/users?offset=100000")
+    assert "None past" in page
+    assert "100001–" not in page
