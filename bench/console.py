@@ -45,7 +45,13 @@ import redis
 from bench import reporting
 from bench.databases import SERVER_URL_DEFAULT, ScratchDatabases
 from bench.load import Load, line, require_wrk, run_wrk
-from bench.processes import Server, clean_environment, free_port, server
+from bench.processes import (
+    Server,
+    clean_environment,
+    free_port,
+    server,
+    wait_for_projections,
+)
 from bench.reporting import run_meta
 from tests.support import master_key_environment
 
@@ -205,7 +211,7 @@ def run_pages(
     cookies = {"admin": sign_in(running.url, ADMIN_EMAIL)}
     cookies["analyst"] = sign_in(running.url, ANALYST_EMAIL)
     # The pages are chosen from the audit trail, which must have the whole demo.
-    wait_for_projections(running.url)
+    wait_for_projections(running.url, CATCH_UP_TIMEOUT_S)
     pages = console_pages(running.url)
     with httpx.Client(base_url=running.url, timeout=30) as client:
         for role, path in pages:
@@ -214,7 +220,7 @@ def run_pages(
                 raise SystemExit(f"{path} as {role}: {answer.status_code}\n{answer.text[:2000]}")
     # The sign-ins stored events (a rehashed password, say): the projectors apply them
     # before anything is measured, so that no page is timed beside their work.
-    wait_for_projections(running.url)
+    wait_for_projections(running.url, CATCH_UP_TIMEOUT_S)
     suffix = f"_{backend.name}"
     floor = measure(f"healthz{suffix}", running.url, [line("GET", "/healthz")], plan, scratch)
     report.figure(f"healthz_p99_ms{suffix}", floor.p99_ms, "ms")
@@ -242,22 +248,6 @@ def run_pages(
         f"{backend.name}: slowest page p99 {slowest[0]:.1f} ms ({slowest[1]}): {verdict} "
         f"the {P99_TARGET_MS:.0f} ms target"
     )
-
-
-def wait_for_projections(url: str) -> None:
-    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-    while True:
-        metrics = httpx.get(f"{url}/metrics", timeout=30).text
-        lags = [
-            float(sample.rpartition(" ")[2])
-            for sample in metrics.splitlines()
-            if sample.startswith("prep_es_projection_lag_events{")
-        ]
-        if lags and not any(lags):
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit("the server's projectors did not catch up")
-        time.sleep(0.25)
 
 
 class Report(reporting.Report):

@@ -76,7 +76,6 @@ import httpx
 import orjson
 import psycopg
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from aggregates.errors import DomainError
 from bench import reporting
@@ -87,7 +86,14 @@ from bench.databases import (
     postgres_location,
 )
 from bench.load import LOAD_THREADS, Load, line, require_wrk, run_wrk
-from bench.processes import Server, clean_environment, free_port, memory_kb, server
+from bench.processes import (
+    Server,
+    clean_environment,
+    free_port,
+    memory_kb,
+    server,
+    wait_for_projections,
+)
 from bench.reporting import ROOT, run_meta
 from commands.bookings import RequestBooking
 from commands.context import Actor, CommandContext
@@ -623,26 +629,6 @@ def detail_lines(seeded: Seeded) -> list[str]:
     return [line("GET", f"/api/v1/kitchens/{kitchen_id}") for kitchen_id in ids]
 
 
-def projection_lag(url: str) -> dict[str, float]:
-    text = httpx.get(url + "/metrics", timeout=30).text
-    return {
-        sample.labels["projection"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "prep_es_projection_lag_events"
-    }
-
-
-def wait_for_projections(url: str) -> float:
-    started = time.perf_counter()
-    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-    while any(lag > 0 for lag in projection_lag(url).values()):
-        if time.monotonic() > deadline:
-            raise SystemExit("the server's projectors did not catch up")
-        time.sleep(0.25)
-    return time.perf_counter() - started
-
-
 # --- report ----------------------------------------------------------------------------
 
 
@@ -729,7 +715,7 @@ def bench_ours(
                 f"over {len(ordered)} probes (the event loop is not blocked by sync routes)",
                 flush=True,
             )
-        caught_up_s = wait_for_projections(ours.url)
+        caught_up_s = wait_for_projections(ours.url, CATCH_UP_TIMEOUT_S)
         report.notes.append(
             f"[{shape.name}] projectors caught up {caught_up_s:.1f} s after (c) ended"
         )

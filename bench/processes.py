@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Final
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 SERVER_START_TIMEOUT_S: Final = 120.0
 
@@ -110,3 +111,25 @@ def server(
         yield running
     finally:
         running.stop()
+
+
+def projection_lag(url: str) -> dict[str, float]:
+    """Each projection's lag in events, as the server's ``/metrics`` says."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return {
+        sample.labels["projection"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "prep_es_projection_lag_events"
+    }
+
+
+def wait_for_projections(url: str, timeout_s: float) -> float:
+    """Until every projection of the server at ``url`` has caught up; seconds waited."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout_s
+    while any(lag > 0 for lag in projection_lag(url).values()):
+        if time.monotonic() > deadline:
+            raise SystemExit("the server's projectors did not catch up")
+        time.sleep(0.25)
+    return time.perf_counter() - started

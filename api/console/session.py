@@ -119,44 +119,38 @@ def safe_next_path(path: str | None) -> str:
     return path
 
 
-def secure_cookies(request: Request) -> bool:
-    """Cookies are ``Secure`` when the browser reached us over https (directly, or
-    through a trusted proxy that said so: the server applies ``PREP_ES_TRUSTED_PROXIES``)."""
-    return request.url.scheme == "https"
+def _set_cookie(
+    response: Response, request: Request, name: str, value: str, max_age_s: int
+) -> None:
+    """Every console cookie: ``HttpOnly``, ``SameSite=Strict``, path ``/console``, and
+    ``Secure`` when the browser reached us over https (directly, or through a trusted
+    proxy that said so: the server applies ``PREP_ES_TRUSTED_PROXIES``). A zero
+    ``max_age_s`` forgets the cookie."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age_s,
+        path=CONSOLE_PATH,
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
 
 
 def set_session_cookie(response: Response, request: Request, token: str, max_age_s: int) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=max_age_s,
-        path=CONSOLE_PATH,
-        secure=secure_cookies(request),
-        httponly=True,
-        samesite="strict",
-    )
+    _set_cookie(response, request, SESSION_COOKIE, token, max_age_s)
 
 
 def set_sign_in_cookie(response: Response, request: Request, nonce: str) -> None:
-    response.set_cookie(
-        SIGN_IN_COOKIE,
-        nonce,
-        max_age=SIGN_IN_COOKIE_MAX_AGE_S,
-        path=CONSOLE_PATH,
-        secure=secure_cookies(request),
-        httponly=True,
-        samesite="strict",
-    )
+    _set_cookie(response, request, SIGN_IN_COOKIE, nonce, SIGN_IN_COOKIE_MAX_AGE_S)
 
 
 def clear_session_cookie(response: Response, request: Request) -> None:
-    response.delete_cookie(
-        SESSION_COOKIE,
-        path=CONSOLE_PATH,
-        secure=secure_cookies(request),
-        httponly=True,
-        samesite="strict",
-    )
+    _set_cookie(response, request, SESSION_COOKIE, "", 0)
+
+
+def clear_sign_in_cookie(response: Response, request: Request) -> None:
+    _set_cookie(response, request, SIGN_IN_COOKIE, "", 0)
 
 
 SESSION_USER_STATE: Final = "console_user"

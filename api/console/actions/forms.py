@@ -1,27 +1,34 @@
 """What every action shares: its form's fields read within bounds, the page it goes
 back to (with that page's filters), the context its command runs in, and the redirect
-that says what it did."""
+that says what it did; :class:`AdminAction` puts them together for an admin's form."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Final
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Annotated, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Request
+from fastapi import Depends, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse
 
 from aggregates.errors import InvalidRequest
 from api.console.rendering import DONE_MESSAGES
-from api.console.session import form_text, outcome_proof
-from api.deps import AuthenticatedUser
+from api.console.session import CheckedForm, ConsoleAdmin, form_text, outcome_proof
+from api.deps import AuthenticatedUser, RequestId
 from api.schemas import REASON_LENGTH_BOUND, holds_nul
 from commands.context import CommandContext
+from commands.processor import Executed
 from prep_es.services.container import Services
 
 RETURN_QUERY_FIELD: Final = "back"
 RETURN_QUERY_LENGTH_MAX: Final = 1000
+
+CommandT = TypeVar("CommandT")
+ResultT = TypeVar("ResultT", bound=BaseModel)
 
 
 def bounded_text(form: FormData, name: str, length_max: int) -> str:
@@ -80,3 +87,37 @@ def command_context(user: AuthenticatedUser, request_id: str) -> CommandContext:
     kitchen: 409) or changes nothing (deactivating a deactivated user, signing out a
     revoked session) the second time."""
     return CommandContext(actor=user.actor, request_id=request_id)
+
+
+@dataclass(frozen=True)
+class AdminAction:
+    """An admin's form, its token checked: runs a command for them, then sends the
+    browser back to the page it came from, saying what was done."""
+
+    request: Request
+    admin: AuthenticatedUser
+    form: FormData
+    request_id: str
+
+    async def run(
+        self,
+        handler: Callable[[CommandT, CommandContext], Executed[ResultT]],
+        command: CommandT,
+    ) -> Executed[ResultT]:
+        context = command_context(self.admin, self.request_id)
+        return await run_in_threadpool(handler, command, context)
+
+    def done(
+        self, path: str, filters: Collection[str], what: str, position: int | None
+    ) -> RedirectResponse:
+        """Back to ``path`` with the ``filters`` it was showing (see :func:`back_to`)."""
+        return done(self.request, self.admin, back_to(path, self.form, filters), what, position)
+
+
+async def admin_action(
+    request: Request, admin: ConsoleAdmin, form: CheckedForm, request_id: RequestId
+) -> AdminAction:
+    return AdminAction(request=request, admin=admin, form=form, request_id=request_id)
+
+
+AdminActionDep = Annotated[AdminAction, Depends(admin_action)]

@@ -8,13 +8,11 @@ from __future__ import annotations
 from typing import Final
 from uuid import UUID
 
-from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from starlette.responses import RedirectResponse
 
-from api.console.actions.forms import back_to, command_context, done, reason_of
-from api.console.session import CheckedForm, ConsoleAdmin
-from api.deps import KitchenCommandsDep, RequestId
+from api.console.actions.forms import AdminActionDep, reason_of
+from api.deps import KitchenCommandsDep
 from commands.kitchens import CertificateAction, KitchenAction, KitchenActionWithReason
 
 router = APIRouter(prefix="/moderation")
@@ -27,144 +25,70 @@ CERTIFICATE_FILTERS: Final = ("status", "offset")
 
 @router.post("/kitchens/{kitchen_id}/approve")
 async def approve_kitchen(
-    request: Request,
-    kitchen_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
-    kitchens: KitchenCommandsDep,
-    request_id: RequestId,
+    kitchen_id: UUID, action: AdminActionDep, kitchens: KitchenCommandsDep
 ) -> RedirectResponse:
     """A kitchen pending review is published; a published one edited since its
     approval stays published, its edits accepted."""
-    executed = await run_in_threadpool(
-        kitchens.approve_kitchen,
-        KitchenAction(kitchen_id=kitchen_id),
-        command_context(admin, request_id),
-    )
-    return done(
-        request,
-        admin,
-        back_to(QUEUE_PATH, form, KITCHEN_FILTERS),
-        "kitchen_approved",
-        executed.position,
-    )
+    executed = await action.run(kitchens.approve_kitchen, KitchenAction(kitchen_id=kitchen_id))
+    return action.done(QUEUE_PATH, KITCHEN_FILTERS, "kitchen_approved", executed.position)
 
 
 @router.post("/kitchens/{kitchen_id}/reject")
 async def reject_kitchen(
-    request: Request,
-    kitchen_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
-    kitchens: KitchenCommandsDep,
-    request_id: RequestId,
+    kitchen_id: UUID, action: AdminActionDep, kitchens: KitchenCommandsDep
 ) -> RedirectResponse:
-    executed = await run_in_threadpool(
-        kitchens.reject_kitchen,
-        KitchenActionWithReason(kitchen_id=kitchen_id, reason=reason_of(form)),
-        command_context(admin, request_id),
-    )
-    return done(
-        request,
-        admin,
-        back_to(QUEUE_PATH, form, KITCHEN_FILTERS),
-        "kitchen_rejected",
-        executed.position,
-    )
+    command = KitchenActionWithReason(kitchen_id=kitchen_id, reason=reason_of(action.form))
+    executed = await action.run(kitchens.reject_kitchen, command)
+    return action.done(QUEUE_PATH, KITCHEN_FILTERS, "kitchen_rejected", executed.position)
 
 
 @router.post("/kitchens/{kitchen_id}/suspend")
 async def suspend_kitchen(
-    request: Request,
-    kitchen_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
-    kitchens: KitchenCommandsDep,
-    request_id: RequestId,
+    kitchen_id: UUID, action: AdminActionDep, kitchens: KitchenCommandsDep
 ) -> RedirectResponse:
-    executed = await run_in_threadpool(
-        kitchens.suspend_kitchen,
-        KitchenActionWithReason(kitchen_id=kitchen_id, reason=reason_of(form)),
-        command_context(admin, request_id),
-    )
-    return done(
-        request,
-        admin,
-        back_to(QUEUE_PATH, form, KITCHEN_FILTERS),
-        "kitchen_suspended",
-        executed.position,
-    )
+    command = KitchenActionWithReason(kitchen_id=kitchen_id, reason=reason_of(action.form))
+    executed = await action.run(kitchens.suspend_kitchen, command)
+    return action.done(QUEUE_PATH, KITCHEN_FILTERS, "kitchen_suspended", executed.position)
 
 
 @router.post("/kitchens/{kitchen_id}/reinstate")
 async def reinstate_kitchen(
-    request: Request,
-    kitchen_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
-    kitchens: KitchenCommandsDep,
-    request_id: RequestId,
+    kitchen_id: UUID, action: AdminActionDep, kitchens: KitchenCommandsDep
 ) -> RedirectResponse:
     """Published again, or, when its address, city or capacity changed since its
     approval, back in the review queue: the notice says which."""
-    executed = await run_in_threadpool(
-        kitchens.reinstate_kitchen,
-        KitchenAction(kitchen_id=kitchen_id),
-        command_context(admin, request_id),
-    )
+    executed = await action.run(kitchens.reinstate_kitchen, KitchenAction(kitchen_id=kitchen_id))
     outcome = (
         "kitchen_reinstated" if executed.result.status == "published" else "kitchen_sent_to_review"
     )
-    return done(
-        request, admin, back_to(QUEUE_PATH, form, KITCHEN_FILTERS), outcome, executed.position
-    )
+    return action.done(QUEUE_PATH, KITCHEN_FILTERS, outcome, executed.position)
 
 
 @router.post("/kitchens/{kitchen_id}/certificates/{certificate_id}/verify")
 async def verify_certificate(
-    request: Request,
     kitchen_id: UUID,
     certificate_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
+    action: AdminActionDep,
     kitchens: KitchenCommandsDep,
-    request_id: RequestId,
 ) -> RedirectResponse:
-    executed = await run_in_threadpool(
-        kitchens.verify_certificate,
-        CertificateAction(kitchen_id=kitchen_id, certificate_id=certificate_id),
-        command_context(admin, request_id),
-    )
-    return done(
-        request,
-        admin,
-        back_to(CERTIFICATES_PATH, form, CERTIFICATE_FILTERS),
-        "certificate_verified",
-        executed.position,
+    command = CertificateAction(kitchen_id=kitchen_id, certificate_id=certificate_id)
+    executed = await action.run(kitchens.verify_certificate, command)
+    return action.done(
+        CERTIFICATES_PATH, CERTIFICATE_FILTERS, "certificate_verified", executed.position
     )
 
 
 @router.post("/kitchens/{kitchen_id}/certificates/{certificate_id}/reject")
 async def reject_certificate(
-    request: Request,
     kitchen_id: UUID,
     certificate_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
+    action: AdminActionDep,
     kitchens: KitchenCommandsDep,
-    request_id: RequestId,
 ) -> RedirectResponse:
-    executed = await run_in_threadpool(
-        kitchens.reject_certificate,
-        CertificateAction(
-            kitchen_id=kitchen_id, certificate_id=certificate_id, reason=reason_of(form)
-        ),
-        command_context(admin, request_id),
+    command = CertificateAction(
+        kitchen_id=kitchen_id, certificate_id=certificate_id, reason=reason_of(action.form)
     )
-    return done(
-        request,
-        admin,
-        back_to(CERTIFICATES_PATH, form, CERTIFICATE_FILTERS),
-        "certificate_rejected",
-        executed.position,
+    executed = await action.run(kitchens.reject_certificate, command)
+    return action.done(
+        CERTIFICATES_PATH, CERTIFICATE_FILTERS, "certificate_rejected", executed.position
     )

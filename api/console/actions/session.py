@@ -16,14 +16,13 @@ from api.commands.auth import client_address, log_out_command
 from api.console.actions.forms import command_context
 from api.console.rendering import render
 from api.console.session import (
-    CONSOLE_PATH,
     CONSOLE_ROLES,
-    SIGN_IN_COOKIE,
     SIGN_IN_PATH,
     CheckedForm,
     CheckedSignInForm,
     ConsoleUser,
     clear_session_cookie,
+    clear_sign_in_cookie,
     form_text,
     safe_next_path,
     set_session_cookie,
@@ -100,7 +99,7 @@ async def sign_in(request: Request, form: CheckedSignInForm, services: ServicesD
         )
     response = RedirectResponse(next_path, status_code=303)
     set_session_cookie(response, request, token.access_token, token.expires_in)
-    response.delete_cookie(SIGN_IN_COOKIE, path=CONSOLE_PATH)
+    clear_sign_in_cookie(response, request)
     return response
 
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 from typing import Final
 from uuid import UUID
 
-from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from starlette.responses import RedirectResponse
 
-from api.console.actions.forms import back_to, bounded_text, command_context, done
-from api.console.session import CheckedForm, ConsoleAdmin
-from api.deps import AuthenticatedUser, RequestId, UserCommandsDep
+from api.console.actions.forms import AdminActionDep, bounded_text
+from api.deps import UserCommandsDep
 from api.schemas import ROLE_LENGTH_BOUND
 from commands.users import UpdateUser
 
@@ -24,61 +22,30 @@ USERS_PATH: Final = "/console/users"
 USER_FILTERS: Final = ("role", "active", "offset")
 
 
-async def _update(
-    users: UserCommandsDep,
-    command: UpdateUser,
-    admin: AuthenticatedUser,
-    request_id: str,
-) -> int:
-    executed = await run_in_threadpool(
-        users.update_user, command, command_context(admin, request_id)
-    )
-    return executed.position
-
-
 @router.post("/{user_id}/deactivate")
 async def deactivate_user(
-    request: Request,
-    user_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
-    users: UserCommandsDep,
-    request_id: RequestId,
+    user_id: UUID, action: AdminActionDep, users: UserCommandsDep
 ) -> RedirectResponse:
     """Every request with the user's tokens is refused at once."""
-    position = await _update(users, UpdateUser(user_id=user_id, active=False), admin, request_id)
-    return done(
-        request, admin, back_to(USERS_PATH, form, USER_FILTERS), "user_deactivated", position
-    )
+    executed = await action.run(users.update_user, UpdateUser(user_id=user_id, active=False))
+    return action.done(USERS_PATH, USER_FILTERS, "user_deactivated", executed.position)
 
 
 @router.post("/{user_id}/reactivate")
 async def reactivate_user(
-    request: Request,
-    user_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
-    users: UserCommandsDep,
-    request_id: RequestId,
+    user_id: UUID, action: AdminActionDep, users: UserCommandsDep
 ) -> RedirectResponse:
     """The user may sign in again (tokens issued before the deactivation stay revoked)."""
-    position = await _update(users, UpdateUser(user_id=user_id, active=True), admin, request_id)
-    return done(
-        request, admin, back_to(USERS_PATH, form, USER_FILTERS), "user_reactivated", position
-    )
+    executed = await action.run(users.update_user, UpdateUser(user_id=user_id, active=True))
+    return action.done(USERS_PATH, USER_FILTERS, "user_reactivated", executed.position)
 
 
 @router.post("/{user_id}/role")
 async def change_role(
-    request: Request,
-    user_id: UUID,
-    admin: ConsoleAdmin,
-    form: CheckedForm,
-    users: UserCommandsDep,
-    request_id: RequestId,
+    user_id: UUID, action: AdminActionDep, users: UserCommandsDep
 ) -> RedirectResponse:
     """The user's current tokens stop working: they sign in again in their new role."""
     # Bounded as the API's body bounds it; the command checks it is a role.
-    role = bounded_text(form, "role", ROLE_LENGTH_BOUND)
-    position = await _update(users, UpdateUser(user_id=user_id, role=role), admin, request_id)
-    return done(request, admin, back_to(USERS_PATH, form, USER_FILTERS), "role_changed", position)
+    role = bounded_text(action.form, "role", ROLE_LENGTH_BOUND)
+    executed = await action.run(users.update_user, UpdateUser(user_id=user_id, role=role))
+    return action.done(USERS_PATH, USER_FILTERS, "role_changed", executed.position)
