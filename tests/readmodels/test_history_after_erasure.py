@@ -45,10 +45,10 @@ DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 EMAIL = "erin.forgotten@example.com"
 FULL_NAME = "Erin Quillfeather"
 PASSWORD = "a long enough password"
-NOTES = "Gate code 4471, ask for Erin's pallet"
+NOTES = "Gate code 4471K, ask for Erin's pallet"
 CANCEL_REASON = "Erin caught the flu"
 DECLINE_REASON = "The hood is being serviced that day"
-ERIN_SECRETS = (EMAIL, FULL_NAME, NOTES, CANCEL_REASON, "Quillfeather", "4471")
+ERIN_SECRETS = (EMAIL, FULL_NAME, NOTES, CANCEL_REASON, "Quillfeather", "4471K")
 
 
 @dataclass
